@@ -1,0 +1,16 @@
+//! rvs engine: the library that owns every decision and every rewrite.
+//!
+//! `packet`, `sched`, `conn` and `forward` are plain Rust over byte slices and
+//! plain structs: unit-tested and fuzzed without DPDK. `dataplane` is the only
+//! module that touches DPDK; it adapts mbufs to slices in place.
+
+pub mod config;
+pub mod conn;
+pub mod forward;
+pub mod packet;
+pub mod sched;
+
+#[cfg(feature = "dpdk")]
+pub mod control;
+#[cfg(feature = "dpdk")]
+pub mod dataplane;
