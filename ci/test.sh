@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# THE test command: setup, release build, unit + integration tests, fuzz smoke,
+# end-to-end tests in network namespaces. Fails if any step fails.
+#
+#   bash ci/test.sh                 everything
+#   bash ci/test.sh wrr udp         ... with the e2e runner limited to matching tests
+#
+# Must run as root (apt-get, network namespaces).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+declare -a NAMES=() RESULTS=() TIMES=()
+failed=0
+t_all=$SECONDS
+
+step() {  # step NAME CMD...
+  local name=$1; shift
+  echo
+  echo "==== [$name] $*"
+  local t0=$SECONDS
+  "$@"
+  local rc=$?
+  local dt=$((SECONDS - t0))
+  NAMES+=("$name"); TIMES+=("${dt}s")
+  if ((rc == 0)); then
+    RESULTS+=("ok")
+  else
+    RESULTS+=("FAILED (exit $rc)"); failed=1
+  fi
+  echo "==== [$name] $([[ $rc == 0 ]] && echo ok || echo "FAILED (exit $rc)") in ${dt}s"
+  return $rc
+}
+
+skip() {
+  NAMES+=("$1"); RESULTS+=("skipped: $2"); TIMES+=("-")
+  echo; echo "==== [$1] skipped: $2"
+}
+
+summary() {
+  echo
+  echo "==== summary ($((SECONDS - t_all))s)"
+  for i in "${!NAMES[@]}"; do
+    printf '  %-8s %-6s %s\n' "${NAMES[$i]}" "${TIMES[$i]}" "${RESULTS[$i]}"
+  done
+  if ((failed)); then echo "ci/test.sh: FAILED"; else echo "ci/test.sh: all passed"; fi
+}
+trap summary EXIT
+
+if ! step setup bash ci/setup.sh; then
+  exit 1
+fi
+
+if step build cargo build --release --workspace; then
+  step test cargo test --workspace --release
+  if [[ -f ci/fuzz.sh ]]; then
+    step fuzz bash ci/fuzz.sh 30
+  else
+    skip fuzz "ci/fuzz.sh not present"
+  fi
+  step e2e python3 ci/e2e/run.py "$@"
+else
+  skip test "build failed"
+  skip fuzz "build failed"
+  skip e2e "build failed"
+fi
+
+exit $failed
