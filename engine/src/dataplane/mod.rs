@@ -1,1 +1,79 @@
-//! (being written)
+//! The data plane. The DPDK-facing parts (EAL, ports, mbufs, rings, the poll
+//! loop) are behind the `dpdk` feature; the per-packet logic (`pipeline`),
+//! the neighbour table, the configuration snapshot and the counters are plain
+//! Rust, so they are tested with byte buffers (pcap-in/pcap-out style).
+
+pub mod counters;
+pub mod neigh;
+pub mod pipeline;
+pub mod snapshot;
+
+#[cfg(feature = "dpdk")]
+pub mod eal;
+#[cfg(feature = "dpdk")]
+pub mod mbuf;
+#[cfg(feature = "dpdk")]
+pub mod port;
+#[cfg(feature = "dpdk")]
+pub mod ring;
+#[cfg(feature = "dpdk")]
+mod run;
+#[cfg(feature = "dpdk")]
+pub mod worker;
+
+#[cfg(feature = "dpdk")]
+pub use run::run;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use self::counters::WorkerStats;
+use self::neigh::NeighTable;
+use self::snapshot::{DestRegistry, Snapshot};
+use crate::sched::persist::PersistTable;
+
+/// What the control thread and all workers share.
+pub struct Shared {
+    /// The configuration workers read; swapped whole (RCU style).
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Bumped after each swap so workers check one word per burst.
+    pub generation: AtomicU64,
+    pub stop: AtomicBool,
+    pub neigh: NeighTable,
+    pub persist: PersistTable,
+    /// Stable server ids and their counters across snapshots.
+    pub registry: DestRegistry,
+    pub worker_stats: Vec<Arc<WorkerStats>>,
+    pub workers: usize,
+}
+
+impl Shared {
+    pub fn new(workers: usize) -> Shared {
+        Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::empty(workers)),
+            generation: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            neigh: NeighTable::new(4096),
+            persist: PersistTable::new(65536),
+            registry: DestRegistry::new(workers),
+            worker_stats: (0..workers).map(|_| Arc::new(WorkerStats::default())).collect(),
+            workers,
+        }
+    }
+
+    /// Publishes a new snapshot; workers pick it up at their next burst.
+    pub fn publish(&self, snap: Snapshot) {
+        let g = snap.generation;
+        self.snapshot.store(Arc::new(snap));
+        self.generation.store(g, Ordering::Release);
+    }
+}
+
+/// The current lcore id (for logs).
+#[cfg(feature = "dpdk")]
+pub fn lcore_id() -> u32 {
+    // SAFETY: reads a thread-local set by the EAL.
+    unsafe { dpdk_ffi::rvs_lcore_id() }
+}

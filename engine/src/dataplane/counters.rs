@@ -1,0 +1,197 @@
+//! Per-worker counters. Each worker writes only its own (a relaxed load and
+//! store, no atomic read-modify-write, no shared cache line); the control
+//! thread sums them when it reports.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::packet::DropReason;
+
+/// Why the data plane (rather than the parser) dropped a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Drop {
+    /// Ethernet destination is neither this port's MAC nor broadcast.
+    NotForUs,
+    /// Neither IPv4 nor ARP (IPv6 goes to the exception path once it exists).
+    NotIpv4,
+    /// An IPv4 packet to the director's own address (exception path: issue 7).
+    ToDirector,
+    /// An ARP frame we do not answer (not for our addresses).
+    ArpIgnored,
+    /// IPv4 to an address that is neither a VIP nor a tracked connection.
+    NoService,
+    /// A TCP segment other than a SYN for a connection we do not track.
+    NoConnection,
+    /// No server could be scheduled (all down, drained or overloaded).
+    NoServer,
+    /// The connection table is full.
+    TableFull,
+    /// No port reaches the destination.
+    NoRoute,
+    /// The next hop's MAC is not known yet (an ARP request went out).
+    NeighbourUnresolved,
+    /// TTL would reach zero.
+    TtlExceeded,
+    /// IPv4 fragments (not handled yet: counted, never forwarded).
+    Fragment,
+    /// Protocol other than TCP/UDP to a VIP.
+    UnsupportedProtocol,
+    /// A worker's hand-off ring was full.
+    HandoffFull,
+    /// The TX queue did not take the frame.
+    TxFull,
+    /// A multi-segment mbuf (jumbo frames are not enabled).
+    MultiSegment,
+    /// The connection's server was removed from the configuration.
+    ServerGone,
+    /// The frame would need room the mbuf does not have.
+    NoHeadroom,
+}
+
+impl Drop {
+    pub const ALL: [Drop; 18] = [
+        Drop::NotForUs,
+        Drop::NotIpv4,
+        Drop::ToDirector,
+        Drop::ArpIgnored,
+        Drop::NoService,
+        Drop::NoConnection,
+        Drop::NoServer,
+        Drop::TableFull,
+        Drop::NoRoute,
+        Drop::NeighbourUnresolved,
+        Drop::TtlExceeded,
+        Drop::Fragment,
+        Drop::UnsupportedProtocol,
+        Drop::HandoffFull,
+        Drop::TxFull,
+        Drop::MultiSegment,
+        Drop::ServerGone,
+        Drop::NoHeadroom,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Drop::NotForUs => "not_for_us",
+            Drop::NotIpv4 => "not_ipv4",
+            Drop::ToDirector => "to_director",
+            Drop::ArpIgnored => "arp_ignored",
+            Drop::NoService => "no_service",
+            Drop::NoConnection => "no_connection",
+            Drop::NoServer => "no_server",
+            Drop::TableFull => "table_full",
+            Drop::NoRoute => "no_route",
+            Drop::NeighbourUnresolved => "neighbour_unresolved",
+            Drop::TtlExceeded => "ttl_exceeded",
+            Drop::Fragment => "fragment",
+            Drop::UnsupportedProtocol => "unsupported_protocol",
+            Drop::HandoffFull => "handoff_full",
+            Drop::TxFull => "tx_full",
+            Drop::MultiSegment => "multi_segment",
+            Drop::ServerGone => "server_gone",
+            Drop::NoHeadroom => "no_headroom",
+        }
+    }
+}
+
+/// A counter written by one thread and read by others.
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        // Single writer: a plain load and store, no locked instruction.
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1)
+    }
+    #[inline]
+    pub fn dec(&self) {
+        self.add(u64::MAX)
+    }
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed)
+    }
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// One worker's counters.
+#[derive(Default)]
+pub struct WorkerStats {
+    pub rx_packets: Counter,
+    pub tx_packets: Counter,
+    pub handoffs_out: Counter,
+    pub handoffs_in: Counter,
+    pub conns_created: Counter,
+    pub conns_expired: Counter,
+    pub arp_replies_sent: Counter,
+    pub arp_requests_sent: Counter,
+    pub parse_drops: [Counter; DropReason::ALL.len()],
+    pub drops: [Counter; Drop::ALL.len()],
+    /// Connections in this worker's table (written after each burst).
+    pub conns: Counter,
+}
+
+impl WorkerStats {
+    #[inline]
+    pub fn drop(&self, d: Drop) {
+        self.drops[d as usize].inc();
+    }
+    #[inline]
+    pub fn parse_drop(&self, d: DropReason) {
+        self.parse_drops[d.index()].inc();
+    }
+}
+
+/// Counters summed over workers, for reports.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct StatsReport {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub handoffs: u64,
+    pub conns_created: u64,
+    pub conns_expired: u64,
+    pub conns: u64,
+    pub arp_replies_sent: u64,
+    pub arp_requests_sent: u64,
+    /// Every drop reason (parser's and data plane's) with its count.
+    pub drops: std::collections::BTreeMap<String, u64>,
+    pub drops_total: u64,
+}
+
+impl StatsReport {
+    pub fn sum<'a>(workers: impl IntoIterator<Item = &'a WorkerStats>) -> StatsReport {
+        let mut r = StatsReport::default();
+        for d in DropReason::ALL {
+            r.drops.insert(d.as_str().to_string(), 0);
+        }
+        for d in Drop::ALL {
+            r.drops.insert(d.as_str().to_string(), 0);
+        }
+        for w in workers {
+            r.rx_packets += w.rx_packets.get();
+            r.tx_packets += w.tx_packets.get();
+            r.handoffs += w.handoffs_out.get();
+            r.conns_created += w.conns_created.get();
+            r.conns_expired += w.conns_expired.get();
+            r.conns += w.conns.get();
+            r.arp_replies_sent += w.arp_replies_sent.get();
+            r.arp_requests_sent += w.arp_requests_sent.get();
+            for d in DropReason::ALL {
+                *r.drops.get_mut(d.as_str()).unwrap() += w.parse_drops[d.index()].get();
+            }
+            for d in Drop::ALL {
+                *r.drops.get_mut(d.as_str()).unwrap() += w.drops[d as usize].get();
+            }
+        }
+        r.drops_total = r.drops.values().sum();
+        r
+    }
+}

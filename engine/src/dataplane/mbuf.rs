@@ -1,0 +1,136 @@
+//! A safe, owning handle to one `rte_mbuf`, and the slice view the engine
+//! works on. The packet is never copied: `data_mut` is the mbuf's own buffer.
+
+use std::ptr::NonNull;
+
+use dpdk_ffi::rte_mbuf;
+
+use super::pipeline::Frame;
+
+/// An owned mbuf; dropping it returns it to its pool.
+pub struct Mbuf(NonNull<rte_mbuf>);
+
+// SAFETY: an mbuf is owned by exactly one `Mbuf` at a time, and moving that
+// ownership between lcores (hand-off rings) is how DPDK is meant to be used.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Takes ownership of a raw mbuf from rx burst, a ring or alloc.
+    ///
+    /// # Safety
+    /// `p` must be a valid mbuf that nobody else owns or will free.
+    #[inline]
+    pub unsafe fn from_raw(p: *mut rte_mbuf) -> Option<Mbuf> {
+        NonNull::new(p).map(Mbuf)
+    }
+
+    /// Gives up ownership (to tx burst or a ring).
+    #[inline]
+    pub fn into_raw(self) -> *mut rte_mbuf {
+        let p = self.0.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    /// Allocates from `pool`.
+    #[inline]
+    pub fn alloc(pool: *mut dpdk_ffi::rte_mempool) -> Option<Mbuf> {
+        // SAFETY: pool is a valid mempool created at start-up; the returned
+        // mbuf (or null) is exclusively ours.
+        unsafe { Mbuf::from_raw(dpdk_ffi::rvs_pktmbuf_alloc(pool)) }
+    }
+
+    /// Number of segments: the engine handles single-segment frames only.
+    #[inline]
+    pub fn nb_segs(&self) -> u16 {
+        // SAFETY: self.0 is a valid mbuf we own.
+        unsafe { self.0.as_ref().nb_segs }
+    }
+
+    /// The port the frame arrived on (set by rx burst) or is meant for (set
+    /// before a tx hand-off).
+    #[inline]
+    pub fn port(&self) -> u16 {
+        // SAFETY: self.0 is a valid mbuf we own.
+        unsafe { self.0.as_ref().port }
+    }
+
+    #[inline]
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: self.0 is a valid mbuf we own exclusively.
+        unsafe { self.0.as_mut().port = port }
+    }
+
+    /// Appends `len` bytes at the tail (for frames the director builds).
+    pub fn append(&mut self, len: u16) -> bool {
+        // SAFETY: valid owned mbuf; append only moves data_len within the buffer.
+        unsafe { !dpdk_ffi::rvs_pktmbuf_append(self.0.as_ptr(), len).is_null() }
+    }
+
+    /// Prefetches the first cache line of packet data.
+    #[inline]
+    pub fn prefetch(&self) {
+        // SAFETY: prefetch of a valid address has no side effect.
+        unsafe { dpdk_ffi::rvs_prefetch0(dpdk_ffi::rvs_pktmbuf_mtod(self.0.as_ptr())) }
+    }
+}
+
+impl Frame for Mbuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        // SAFETY: mtod points at data_len initialised bytes of the first
+        // segment, which this handle owns for the borrow's lifetime.
+        unsafe {
+            let m = self.0.as_ptr();
+            std::slice::from_raw_parts(
+                dpdk_ffi::rvs_pktmbuf_mtod(m) as *const u8,
+                (*m).data_len as usize,
+            )
+        }
+    }
+
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and &mut self guarantees exclusive access.
+        unsafe {
+            let m = self.0.as_ptr();
+            std::slice::from_raw_parts_mut(
+                dpdk_ffi::rvs_pktmbuf_mtod(m) as *mut u8,
+                (*m).data_len as usize,
+            )
+        }
+    }
+
+    #[inline]
+    fn prepend(&mut self, len: usize) -> bool {
+        // SAFETY: valid owned mbuf; prepend checks the headroom and returns
+        // null (changing nothing) when it is too small.
+        len <= u16::MAX as usize
+            && unsafe { !dpdk_ffi::rvs_pktmbuf_prepend(self.0.as_ptr(), len as u16).is_null() }
+    }
+
+    #[inline]
+    fn trim_front(&mut self, len: usize) -> bool {
+        // SAFETY: valid owned mbuf; adj checks the length.
+        len <= u16::MAX as usize
+            && unsafe { !dpdk_ffi::rvs_pktmbuf_adj(self.0.as_ptr(), len as u16).is_null() }
+    }
+
+    #[inline]
+    fn truncate(&mut self, len: usize) {
+        let cur = self.data().len();
+        if len < cur {
+            // SAFETY: valid owned mbuf, single segment; trimming less than
+            // data_len cannot fail.
+            unsafe { dpdk_ffi::rvs_pktmbuf_trim(self.0.as_ptr(), (cur - len) as u16) };
+        }
+    }
+}
+
+impl Drop for Mbuf {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf; freeing returns it to its pool once.
+        unsafe { dpdk_ffi::rvs_pktmbuf_free(self.0.as_ptr()) }
+    }
+}

@@ -1,0 +1,535 @@
+//! What a worker does with one frame: parse, find or create the connection,
+//! rewrite, and say where the frame goes. No DPDK types: the worker loop
+//! hands in its mbuf through the `Frame` trait, and tests hand in byte
+//! buffers (pcap-in/pcap-out style).
+//!
+//! Per frame this does no allocation, takes no lock and makes no syscall;
+//! shared state is read through relaxed atomics (snapshot, neighbour table,
+//! server counters) and written only in this worker's own counters.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::counters::{Drop, WorkerStats};
+use super::neigh::{NeighTable, Resolution};
+use super::snapshot::{LiveDests, Server, Service, Snapshot};
+use super::Shared;
+use crate::conn::{self, ConnId, ConnTable, Dir, FlowKey, Method, NewConn, TcpState};
+use crate::forward;
+use crate::packet::arp::{self, ArpPacket};
+use crate::packet::ethernet::{EtherType, EthernetFrame, MacAddr};
+use crate::packet::{parse_frame, L3Class, Parsed};
+use crate::sched::persist::PersistTable;
+use crate::sched::SchedInput;
+
+/// A frame buffer the pipeline can rewrite in place: an mbuf, or a byte
+/// buffer with headroom in tests.
+pub trait Frame {
+    fn data(&self) -> &[u8];
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Grows the frame at the front by `len` bytes (mbuf headroom).
+    fn prepend(&mut self, len: usize) -> bool;
+    /// Removes `len` bytes at the front.
+    fn trim_front(&mut self, len: usize) -> bool;
+    /// Shortens the frame to `len` bytes.
+    fn truncate(&mut self, len: usize);
+}
+
+/// Where a frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send on this port (index into the snapshot's ports).
+    Tx(usize),
+    /// Another worker owns the flow: hand the frame over.
+    Handoff(usize),
+    /// Free it (already counted where it was decided).
+    Drop,
+}
+
+/// Length of the ARP request frames the director sends (minimum frame).
+pub const ARP_FRAME_LEN: usize = 60;
+/// ARP requests one worker may queue between two bursts.
+const ARP_QUEUE: usize = 16;
+/// How often worker 0 walks the configured next hops to keep them resolved.
+const NEIGH_WARM_MS: u64 = 1000;
+
+pub struct Pipeline {
+    pub worker: usize,
+    pub workers: usize,
+    pub conns: ConnTable,
+    pub stats: Arc<WorkerStats>,
+    shared: Arc<Shared>,
+    arp_queue: [(usize, Ipv4Addr); ARP_QUEUE],
+    arp_len: usize,
+    last_warm_ms: u64,
+}
+
+impl Pipeline {
+    pub fn new(worker: usize, workers: usize, capacity: usize, shared: &Arc<Shared>) -> Pipeline {
+        Pipeline {
+            worker,
+            workers,
+            conns: ConnTable::with_capacity(capacity.max(1)),
+            stats: shared.worker_stats[worker].clone(),
+            shared: shared.clone(),
+            arp_queue: [(0, Ipv4Addr::UNSPECIFIED); ARP_QUEUE],
+            arp_len: 0,
+            last_warm_ms: 0,
+        }
+    }
+
+    fn neigh(&self) -> &NeighTable {
+        &self.shared.neigh
+    }
+
+    fn persist(&self) -> &PersistTable {
+        &self.shared.persist
+    }
+
+    #[inline]
+    fn drop(&self, d: Drop) -> Verdict {
+        self.stats.drop(d);
+        Verdict::Drop
+    }
+
+    /// Processes one frame that arrived on port `in_port`. `owned` is true
+    /// for frames another worker handed over (ownership already decided).
+    pub fn process<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+    ) -> Verdict {
+        let p = match parse_frame(f.data()) {
+            Ok(p) => p,
+            Err(r) => {
+                self.stats.parse_drop(r);
+                return Verdict::Drop;
+            }
+        };
+        let Some(port) = snap.ports.get(in_port) else {
+            return self.drop(Drop::NoRoute);
+        };
+        let dst_mac = MacAddr::from_bytes(&f.data()[..6]);
+        let broadcast = dst_mac.is_broadcast();
+        if dst_mac != port.mac && !broadcast {
+            return self.drop(Drop::NotForUs);
+        }
+        match p.l3 {
+            L3Class::Arp => self.arp(snap, f, &p, in_port, now_ms),
+            L3Class::Ipv4 if !broadcast => self.ipv4(snap, f, &p, now_ms, owned),
+            L3Class::Ipv4 => self.drop(Drop::NotForUs),
+            _ => self.drop(Drop::NotIpv4),
+        }
+    }
+
+    /// Answers requests for our addresses and VIPs; learns from requests to
+    /// us and from replies.
+    fn arp<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        in_port: usize,
+        now_ms: u64,
+    ) -> Verdict {
+        let port = &snap.ports[in_port];
+        let Ok(eth) = EthernetFrame::new_checked(f.data()) else {
+            return self.drop(Drop::ArpIgnored);
+        };
+        let Ok(a) = ArpPacket::new_checked(eth.payload()) else {
+            return self.drop(Drop::ArpIgnored);
+        };
+        let (sha, spa, tpa) = (a.sha(), a.spa(), a.tpa());
+        let ours = tpa == port.addr || snap.is_vip(tpa);
+        match p.arp_op {
+            arp::op::REQUEST if ours => {
+                if port.on_link(spa) {
+                    self.neigh().learn(spa, sha, now_ms);
+                }
+                if arp::reply_in_place(f.data_mut(), port.mac).is_err() {
+                    return self.drop(Drop::ArpIgnored);
+                }
+                self.stats.arp_replies_sent.inc();
+                Verdict::Tx(in_port)
+            }
+            arp::op::REPLY if tpa == port.addr && port.on_link(spa) => {
+                self.neigh().learn(spa, sha, now_ms);
+                Verdict::Drop
+            }
+            _ => self.drop(Drop::ArpIgnored),
+        }
+    }
+
+    fn ipv4<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        now_ms: u64,
+        owned: bool,
+    ) -> Verdict {
+        if snap.is_own(p.dst) {
+            return self.drop(Drop::ToDirector);
+        }
+        if p.fragment {
+            return self.drop(Drop::Fragment);
+        }
+        let to_vip = snap.is_vip(p.dst);
+        if !(p.is_tcp() || p.is_udp()) {
+            return self.drop(if to_vip { Drop::UnsupportedProtocol } else { Drop::NoService });
+        }
+        // The client's address and port own the flow in both directions.
+        let (cip, cport) = if to_vip { (p.src, p.src_port) } else { (p.dst, p.dst_port) };
+        if !owned && self.workers > 1 {
+            let owner = conn::owner_worker(cip, cport, self.workers);
+            if owner != self.worker {
+                return Verdict::Handoff(owner);
+            }
+        }
+        let key = FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port);
+        let flags = p.tcp_flags.bits();
+        if let Some((id, dir)) = self.conns.lookup(&key, now_ms) {
+            if !(dir == Dir::Inbound && self.conns.wants_reschedule(id, flags)) {
+                return self.existing(snap, f, p, id, dir, now_ms);
+            }
+            // A new SYN on a connection in TIME_WAIT/CLOSE: schedule afresh.
+            self.release(snap, id);
+        }
+        if !to_vip {
+            return self.drop(Drop::NoService);
+        }
+        let Some(svc) = snap.service_for(p.protocol, p.dst, p.dst_port) else {
+            return self.drop(Drop::NoService);
+        };
+        if p.is_tcp() && !(p.tcp_flags.syn() && !p.tcp_flags.ack()) {
+            return self.drop(Drop::NoConnection);
+        }
+        if forward::ttl_expired(p) {
+            return self.drop(Drop::TtlExceeded);
+        }
+        let Some(srv) = self.pick(snap, svc, p, now_ms) else {
+            return self.drop(Drop::NoServer);
+        };
+        let new = NewConn {
+            proto: p.protocol,
+            client: p.src,
+            cport: p.src_port,
+            vip: p.dst,
+            vport: p.dst_port,
+            server: srv.addr,
+            sport: if srv.method == Method::Nat { srv.port } else { p.dst_port },
+            method: srv.method,
+            flags: 0,
+            service: svc.id,
+            dest: srv.shared.id,
+            state: TcpState::None,
+        };
+        let id = match self.conns.insert(new, now_ms) {
+            Ok(id) => id,
+            Err(_) => return self.drop(Drop::TableFull),
+        };
+        self.stats.conns_created.inc();
+        let tr = self.conns.on_packet(id, Dir::Inbound, flags, now_ms);
+        let c = &srv.shared.per_worker[self.worker];
+        c.conns.inc();
+        if tr.new_active {
+            c.active.inc();
+        } else {
+            c.inactive.inc();
+        }
+        srv.update_overload();
+        self.inbound(snap, f, p, srv.method, new.server, new.sport, srv, now_ms)
+    }
+
+    /// Picks a server for a new connection: the persistence template's, the
+    /// scheduler's, or the sorry server.
+    fn pick<'s>(
+        &self,
+        _snap: &'s Snapshot,
+        svc: &'s Service,
+        p: &Parsed,
+        now_ms: u64,
+    ) -> Option<&'s Server> {
+        let input = SchedInput {
+            src_ip: p.src,
+            src_port: p.src_port,
+            dst_ip: p.dst,
+            dst_port: p.dst_port,
+            now_ms,
+        };
+        if svc.persistence_ms > 0 {
+            let net = crate::sched::mask(p.src, svc.persistence_mask);
+            if let Some(id) = self.persist().lookup(u32::from(svc.id), net, now_ms) {
+                if let Some(s) = svc.servers.iter().find(|s| s.shared.id == id && s.usable) {
+                    self.persist().insert(u32::from(svc.id), net, id, now_ms + svc.persistence_ms);
+                    return Some(s);
+                }
+            }
+            let s = svc
+                .sched
+                .schedule(&LiveDests(&svc.servers), &input)
+                .map(|i| &svc.servers[i]);
+            if let Some(s) = s {
+                self.persist().insert(u32::from(svc.id), net, s.shared.id, now_ms + svc.persistence_ms);
+                return Some(s);
+            }
+            return svc.sorry.as_ref();
+        }
+        svc.sched
+            .schedule(&LiveDests(&svc.servers), &input)
+            .map(|i| &svc.servers[i])
+            .or(svc.sorry.as_ref())
+    }
+
+    /// A packet of a tracked connection.
+    fn existing<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        id: ConnId,
+        dir: Dir,
+        now_ms: u64,
+    ) -> Verdict {
+        let c = *self.conns.get(id);
+        let Some((_svc, srv)) = snap.dest(c.dest()) else {
+            // Its server was deleted: IPVS drops the connection's packets.
+            self.conns.remove(id);
+            return self.drop(Drop::ServerGone);
+        };
+        if forward::ttl_expired(p) {
+            return self.drop(Drop::TtlExceeded);
+        }
+        let tr = self.conns.on_packet(id, dir, p.tcp_flags.bits(), now_ms);
+        if tr.old_active != tr.new_active {
+            let k = &srv.shared.per_worker[self.worker];
+            if tr.new_active {
+                k.inactive.dec();
+                k.active.inc();
+            } else {
+                k.active.dec();
+                k.inactive.inc();
+            }
+            srv.update_overload();
+        }
+        match dir {
+            Dir::Inbound => self.inbound(snap, f, p, c.method(), c.server(), c.sport(), srv, now_ms),
+            Dir::Reply => self.reply(snap, f, p, c.vip(), c.vport(), c.client(), srv, now_ms),
+        }
+    }
+
+    /// Client -> real server, by the connection's method.
+    #[allow(clippy::too_many_arguments)]
+    fn inbound<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        method: Method,
+        server: Ipv4Addr,
+        sport: u16,
+        srv: &Server,
+        now_ms: u64,
+    ) -> Verdict {
+        let (out, mac) = match self.next_hop(snap, server, now_ms) {
+            Ok(x) => x,
+            Err(d) => return self.drop(d),
+        };
+        let port_mac = snap.ports[out].mac;
+        let len = f.data().len() as u64;
+        match method {
+            Method::Nat => {
+                forward::nat_inbound(f.data_mut(), p, server, sport);
+                forward::set_macs(f.data_mut(), mac, port_mac);
+            }
+            Method::Dr => forward::dr(f.data_mut(), p, mac, port_mac),
+            Method::Tun => {
+                if let Err(d) = self.tun(snap, f, p, out, server, mac) {
+                    return self.drop(d);
+                }
+            }
+        }
+        let k = &srv.shared.per_worker[self.worker];
+        k.in_packets.inc();
+        k.in_bytes.add(len);
+        Verdict::Tx(out)
+    }
+
+    /// IPIP: grow the frame at the front by an outer IPv4 header (in the
+    /// mbuf's headroom), slide the Ethernet header forward (the only bytes
+    /// that move), and write the outer header.
+    fn tun<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        out: usize,
+        server: Ipv4Addr,
+        mac: MacAddr,
+    ) -> Result<(), Drop> {
+        let port = &snap.ports[out];
+        if !forward::tun_fits_mtu(p.ip_total_len, port.mtu) {
+            return Err(Drop::NoHeadroom);
+        }
+        forward::decrement_ttl(f.data_mut(), p);
+        // Drop Ethernet padding so the outer length is the inner one + 20.
+        f.truncate(p.l3_end());
+        if !f.prepend(forward::TUN_HEADER_LEN) {
+            return Err(Drop::NoHeadroom);
+        }
+        let d = f.data_mut();
+        let l3 = usize::from(p.l3_off);
+        d.copy_within(forward::TUN_HEADER_LEN..forward::TUN_HEADER_LEN + l3, 0);
+        let ident = (self.stats.tx_packets.get() as u16) ^ (self.worker as u16).rotate_left(12);
+        let (outer, inner) = d[l3..].split_at_mut(forward::TUN_HEADER_LEN);
+        forward::tun_encap_header(outer, inner, port.addr, server, ident);
+        let mut eth = EthernetFrame::new_unchecked(&mut d[..]);
+        eth.set_dst(mac);
+        eth.set_src(port.mac);
+        eth.set_ethertype(EtherType::IPV4);
+        Ok(())
+    }
+
+    /// Real server -> client (NAT): the source becomes the VIP again.
+    #[allow(clippy::too_many_arguments)]
+    fn reply<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        vip: Ipv4Addr,
+        vport: u16,
+        client: Ipv4Addr,
+        srv: &Server,
+        now_ms: u64,
+    ) -> Verdict {
+        let (out, mac) = match self.next_hop(snap, client, now_ms) {
+            Ok(x) => x,
+            Err(d) => return self.drop(d),
+        };
+        let len = f.data().len() as u64;
+        forward::nat_outbound(f.data_mut(), p, vip, vport);
+        forward::set_macs(f.data_mut(), mac, snap.ports[out].mac);
+        let k = &srv.shared.per_worker[self.worker];
+        k.out_packets.inc();
+        k.out_bytes.add(len);
+        Verdict::Tx(out)
+    }
+
+    /// The port and next-hop MAC for `ip`; queues an ARP request when the
+    /// neighbour is unknown or due for a refresh.
+    #[inline]
+    fn next_hop(&mut self, snap: &Snapshot, ip: Ipv4Addr, now_ms: u64) -> Result<(usize, MacAddr), Drop> {
+        let (port, nh) = snap.route(ip).ok_or(Drop::NoRoute)?;
+        match self.neigh().resolve(nh, now_ms) {
+            Resolution::Mac(m) => Ok((port, m)),
+            Resolution::MacRefresh(m) => {
+                self.queue_arp(port, nh);
+                Ok((port, m))
+            }
+            Resolution::Request => {
+                self.queue_arp(port, nh);
+                Err(Drop::NeighbourUnresolved)
+            }
+            Resolution::Pending => Err(Drop::NeighbourUnresolved),
+        }
+    }
+
+    fn queue_arp(&mut self, port: usize, ip: Ipv4Addr) {
+        if self.arp_len < ARP_QUEUE {
+            self.arp_queue[self.arp_len] = (port, ip);
+            self.arp_len += 1;
+        }
+    }
+
+    /// The next ARP request the worker should send: (port, address).
+    pub fn take_arp_request(&mut self) -> Option<(usize, Ipv4Addr)> {
+        if self.arp_len == 0 {
+            return None;
+        }
+        self.arp_len -= 1;
+        Some(self.arp_queue[self.arp_len])
+    }
+
+    /// Writes an ARP request for `ip` from port `port` into `buf`
+    /// (`ARP_FRAME_LEN` bytes).
+    pub fn build_arp_request(&self, snap: &Snapshot, port: usize, ip: Ipv4Addr, buf: &mut [u8]) -> bool {
+        let Some(pi) = snap.ports.get(port) else { return false };
+        if buf.len() < ARP_FRAME_LEN {
+            return false;
+        }
+        buf[..ARP_FRAME_LEN].fill(0);
+        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+        eth.set_dst(MacAddr::BROADCAST);
+        eth.set_src(pi.mac);
+        eth.set_ethertype(EtherType::ARP);
+        let mut a = ArpPacket::new_unchecked(eth.payload_mut());
+        a.set_ethernet_ipv4();
+        a.set_op(arp::op::REQUEST);
+        a.set_sha(pi.mac);
+        a.set_spa(pi.addr);
+        a.set_tha(MacAddr::ZERO);
+        a.set_tpa(ip);
+        true
+    }
+
+    /// Bounded background work, once per loop: expire connections, and
+    /// (worker 0) keep the configured next hops resolved.
+    pub fn housekeeping(&mut self, snap: &Snapshot, now_ms: u64, budget: usize) {
+        let worker = self.worker;
+        let stats = self.stats.clone();
+        self.conns.expire_some(now_ms, budget, |c| {
+            stats.conns_expired.inc();
+            if let Some((_, srv)) = snap.dest(c.dest()) {
+                let k = &srv.shared.per_worker[worker];
+                if conn::is_active(c.proto(), c.state()) {
+                    k.active.dec();
+                } else {
+                    k.inactive.dec();
+                }
+                srv.update_overload();
+            }
+        });
+        self.stats.conns.set(self.conns.len() as u64);
+        if self.worker == 0 && now_ms.saturating_sub(self.last_warm_ms) >= NEIGH_WARM_MS {
+            self.last_warm_ms = now_ms;
+            self.warm_neighbours(snap, now_ms);
+        }
+    }
+
+    /// Asks for the MACs of every configured server and gateway that is
+    /// unknown or getting old, so first packets rarely wait for ARP.
+    fn warm_neighbours(&mut self, snap: &Snapshot, now_ms: u64) {
+        for p in &snap.ports {
+            if let Some(g) = p.gateway {
+                let _ = self.next_hop(snap, g, now_ms);
+            }
+        }
+        for s in &snap.services {
+            for srv in s.servers.iter().chain(s.sorry.as_ref()) {
+                let _ = self.next_hop(snap, srv.addr, now_ms);
+                if self.arp_len == ARP_QUEUE {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Forgets a connection, giving back its count.
+    fn release(&mut self, snap: &Snapshot, id: ConnId) {
+        if let Some(c) = self.conns.remove(id) {
+            if let Some((_, srv)) = snap.dest(c.dest()) {
+                let k = &srv.shared.per_worker[self.worker];
+                if c.is_active() {
+                    k.active.dec();
+                } else {
+                    k.inactive.dec();
+                }
+                srv.update_overload();
+            }
+        }
+    }
+}

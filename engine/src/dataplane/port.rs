@@ -1,0 +1,133 @@
+//! Ethernet port set-up: one RX and one TX queue per worker where the device
+//! has them (SPEC §2); fewer queues mean the first workers poll them and the
+//! others get their flows (and send their frames) by hand-off.
+
+use std::ffi::CString;
+
+use anyhow::{bail, Context, Result};
+
+use super::eal::{device_name, strerror};
+use crate::packet::ethernet::MacAddr;
+
+const RX_DESC: u16 = 1024;
+const TX_DESC: u16 = 1024;
+
+/// A started port.
+#[derive(Debug, Clone)]
+pub struct Port {
+    pub id: u16,
+    pub name: String,
+    pub mac: MacAddr,
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+}
+
+/// Finds the ethdev for `device`, configures `workers` queue pairs (or as
+/// many as it has), sets the MTU and starts it.
+pub fn setup(
+    device: &str,
+    workers: u16,
+    mtu: u16,
+    pool: *mut dpdk_ffi::rte_mempool,
+) -> Result<Port> {
+    let name = device_name(device);
+    let cname = CString::new(name).context("device name")?;
+    let mut id: u16 = 0;
+    // SAFETY: cname is a valid C string; id is a valid out-pointer.
+    let rc = unsafe { dpdk_ffi::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
+    if rc != 0 {
+        bail!("no DPDK port named `{name}` (device `{device}`): {}", strerror(rc));
+    }
+    let mut info = dpdk_ffi::rte_eth_dev_info::default();
+    // SAFETY: id is a valid port id; info is a valid out-pointer.
+    let rc = unsafe { dpdk_ffi::rte_eth_dev_info_get(id, &mut info) };
+    if rc != 0 {
+        bail!("{name}: rte_eth_dev_info_get: {}", strerror(rc));
+    }
+    let rxq = workers.min(info.max_rx_queues).max(1);
+    let txq = workers.min(info.max_tx_queues).max(1);
+
+    let mut conf = dpdk_ffi::rte_eth_conf::default();
+    let want = (dpdk_ffi::RTE_ETH_RSS_IP | dpdk_ffi::RTE_ETH_RSS_TCP | dpdk_ffi::RTE_ETH_RSS_UDP) as u64;
+    if rxq > 1 && info.flow_type_rss_offloads & want != 0 {
+        conf.rxmode.mq_mode = dpdk_ffi::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+        conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads & want;
+    }
+    // SAFETY: id is valid; conf lives across the call.
+    let rc = unsafe { dpdk_ffi::rte_eth_dev_configure(id, rxq, txq, &conf) };
+    if rc != 0 {
+        bail!("{name}: rte_eth_dev_configure({rxq} rx, {txq} tx): {}", strerror(rc));
+    }
+    let (mut nrx, mut ntx) = (RX_DESC, TX_DESC);
+    // SAFETY: id is valid; both pointers are valid in/out values.
+    unsafe { dpdk_ffi::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nrx, &mut ntx) };
+    // SAFETY: id is valid.
+    let socket = unsafe { dpdk_ffi::rte_eth_dev_socket_id(id) }.max(0) as u32;
+    for q in 0..rxq {
+        // SAFETY: id/q valid; a null rx_conf selects the driver default; pool
+        // outlives the port.
+        let rc = unsafe {
+            dpdk_ffi::rte_eth_rx_queue_setup(id, q, nrx, socket, std::ptr::null(), pool)
+        };
+        if rc != 0 {
+            bail!("{name}: rx queue {q}: {}", strerror(rc));
+        }
+    }
+    for q in 0..txq {
+        // SAFETY: id/q valid; a null tx_conf selects the driver default.
+        let rc = unsafe { dpdk_ffi::rte_eth_tx_queue_setup(id, q, ntx, socket, std::ptr::null()) };
+        if rc != 0 {
+            bail!("{name}: tx queue {q}: {}", strerror(rc));
+        }
+    }
+    // SAFETY: id is valid and stopped.
+    let rc = unsafe { dpdk_ffi::rte_eth_dev_set_mtu(id, mtu) };
+    if rc != 0 {
+        tracing::warn!(port = name, mtu, "cannot set MTU: {}", strerror(rc));
+    }
+    // SAFETY: id is configured.
+    let rc = unsafe { dpdk_ffi::rte_eth_dev_start(id) };
+    if rc != 0 {
+        bail!("{name}: start: {}", strerror(rc));
+    }
+    let mut mac = dpdk_ffi::rte_ether_addr::default();
+    // SAFETY: id is valid; mac is a valid out-pointer.
+    unsafe { dpdk_ffi::rte_eth_macaddr_get(id, &mut mac) };
+    Ok(Port {
+        id,
+        name: name.to_string(),
+        mac: MacAddr(mac.addr_bytes),
+        rx_queues: rxq,
+        tx_queues: txq,
+    })
+}
+
+/// Stops and closes a port.
+pub fn shutdown(port: &Port) {
+    // SAFETY: the port was started by `setup`; workers have stopped.
+    unsafe {
+        dpdk_ffi::rte_eth_dev_stop(port.id);
+        dpdk_ffi::rte_eth_dev_close(port.id);
+    }
+}
+
+/// Creates the packet mempool shared by all ports and workers (each lcore
+/// has its own cache in front of it, so there is no contention).
+pub fn create_pool(n: u32) -> Result<*mut dpdk_ffi::rte_mempool> {
+    let name = CString::new("rvs_mbufs").unwrap();
+    // SAFETY: name is valid; -1 socket id = any.
+    let p = unsafe {
+        dpdk_ffi::rte_pktmbuf_pool_create(
+            name.as_ptr(),
+            n,
+            256,
+            0,
+            dpdk_ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+            -1,
+        )
+    };
+    if p.is_null() {
+        bail!("cannot create a pool of {n} mbufs: {}", super::eal::last_error());
+    }
+    Ok(p)
+}

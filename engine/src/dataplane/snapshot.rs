@@ -1,0 +1,421 @@
+//! The immutable configuration the workers read: ports, services, servers
+//! and their schedulers. The control thread builds a new one for every
+//! change and publishes it whole (see `Shared::publish`); a worker picks it
+//! up between bursts. Server identities and their counters outlive
+//! snapshots (`DestRegistry`), so a change never resets the counts of the
+//! servers that remain.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use crossbeam_utils::CachePadded;
+
+use super::counters::Counter;
+use crate::config::{Config, Forward, PortConfig, Protocol};
+use crate::conn::{self, Method};
+use crate::packet::ethernet::MacAddr;
+use crate::sched::{self, DestInfo, Dests, SchedOpts, Scheduler};
+
+/// One port as the pipeline sees it.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub mask: u32,
+    pub gateway: Option<Ipv4Addr>,
+    pub mtu: u16,
+    pub mac: MacAddr,
+}
+
+impl PortInfo {
+    pub fn new(pc: &PortConfig, mac: MacAddr) -> PortInfo {
+        PortInfo {
+            name: pc.name.clone(),
+            addr: pc.address,
+            mask: u32::from(pc.netmask()),
+            gateway: pc.gateway,
+            mtu: pc.mtu,
+            mac,
+        }
+    }
+
+    #[inline]
+    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask == u32::from(self.addr) & self.mask
+    }
+}
+
+/// One worker's counters of one server: written only by that worker.
+#[derive(Default)]
+pub struct DestCounters {
+    pub active: Counter,
+    pub inactive: Counter,
+    pub conns: Counter,
+    pub in_packets: Counter,
+    pub out_packets: Counter,
+    pub in_bytes: Counter,
+    pub out_bytes: Counter,
+}
+
+/// A real server's identity and live state, shared by all snapshots that
+/// contain it.
+pub struct DestShared {
+    /// Stable id, stored in each connection.
+    pub id: u32,
+    /// One cache-line-padded block per worker: no line is written by two
+    /// workers.
+    pub per_worker: Box<[CachePadded<DestCounters>]>,
+    /// IPVS's overload flag (upper/lower thresholds).
+    pub overloaded: AtomicBool,
+}
+
+impl DestShared {
+    fn new(id: u32, workers: usize) -> DestShared {
+        DestShared {
+            id,
+            per_worker: (0..workers.max(1)).map(|_| CachePadded::new(DestCounters::default())).collect(),
+            overloaded: AtomicBool::new(false),
+        }
+    }
+
+    /// Active connections over all workers.
+    #[inline]
+    pub fn active(&self) -> u32 {
+        self.per_worker.iter().fold(0u64, |a, c| a.wrapping_add(c.active.get())) as u32
+    }
+
+    #[inline]
+    pub fn inactive(&self) -> u32 {
+        self.per_worker.iter().fold(0u64, |a, c| a.wrapping_add(c.inactive.get())) as u32
+    }
+
+    /// Sum of one counter over workers.
+    pub fn total(&self, f: impl Fn(&DestCounters) -> &Counter) -> u64 {
+        self.per_worker.iter().map(|c| f(c).get()).sum()
+    }
+}
+
+/// Stable ids for services and servers across snapshots.
+pub struct DestRegistry {
+    workers: usize,
+    inner: Mutex<RegistryInner>,
+}
+
+#[derive(Default)]
+struct RegistryInner {
+    services: HashMap<(u8, Ipv4Addr, u16), u16>,
+    dests: HashMap<(u16, Ipv4Addr, u16), Arc<DestShared>>,
+    next_service: u16,
+    next_dest: u32,
+}
+
+impl DestRegistry {
+    pub fn new(workers: usize) -> DestRegistry {
+        DestRegistry { workers, inner: Mutex::new(RegistryInner::default()) }
+    }
+
+    fn service_id(&self, proto: u8, vip: Ipv4Addr, port: u16) -> u16 {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let next = g.next_service;
+        let id = *g.services.entry((proto, vip, port)).or_insert(next);
+        if id == next {
+            g.next_service += 1;
+        }
+        id
+    }
+
+    fn dest(&self, svc: u16, addr: Ipv4Addr, port: u16) -> Arc<DestShared> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = g.dests.get(&(svc, addr, port)) {
+            return d.clone();
+        }
+        let id = g.next_dest;
+        g.next_dest += 1;
+        let d = Arc::new(DestShared::new(id, self.workers));
+        g.dests.insert((svc, addr, port), d.clone());
+        d
+    }
+}
+
+/// One real server of one service in this snapshot.
+pub struct Server {
+    pub addr: Ipv4Addr,
+    /// The port connections go to (the VIP port for DR/TUN).
+    pub port: u16,
+    pub weight: u32,
+    pub method: Method,
+    /// Present and up by health check.
+    pub usable: bool,
+    pub upper: u32,
+    pub lower: u32,
+    pub shared: Arc<DestShared>,
+}
+
+impl Server {
+    /// Recomputes the overload flag after this worker changed a count.
+    #[inline]
+    pub fn update_overload(&self) {
+        if self.upper == 0 {
+            return;
+        }
+        let conns = self.shared.active().wrapping_add(self.shared.inactive());
+        let was = self.shared.overloaded.load(Relaxed);
+        let now = sched::overload_next(was, conns, self.upper, self.lower);
+        if now != was {
+            self.shared.overloaded.store(now, Relaxed);
+        }
+    }
+}
+
+/// One virtual service.
+pub struct Service {
+    /// Stable id (persistence templates key on it).
+    pub id: u16,
+    pub proto: u8,
+    pub vip: Ipv4Addr,
+    /// 0 = all ports.
+    pub port: u16,
+    pub sched: Box<dyn Scheduler>,
+    pub servers: Vec<Server>,
+    /// 0 = no persistence.
+    pub persistence_ms: u64,
+    pub persistence_mask: Ipv4Addr,
+    pub sorry: Option<Server>,
+}
+
+/// The scheduler's view of a service's servers: configuration from the
+/// snapshot, counts summed over workers.
+pub struct LiveDests<'a>(pub &'a [Server]);
+
+impl Dests for LiveDests<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    #[inline]
+    fn weight(&self, i: usize) -> u32 {
+        self.0[i].weight
+    }
+    #[inline]
+    fn usable(&self, i: usize) -> bool {
+        self.0[i].usable
+    }
+    #[inline]
+    fn overloaded(&self, i: usize) -> bool {
+        self.0[i].shared.overloaded.load(Relaxed)
+    }
+    #[inline]
+    fn active(&self, i: usize) -> u32 {
+        self.0[i].shared.active()
+    }
+    #[inline]
+    fn inactive(&self, i: usize) -> u32 {
+        self.0[i].shared.inactive()
+    }
+}
+
+pub struct Snapshot {
+    pub generation: u64,
+    pub ports: Vec<PortInfo>,
+    pub services: Vec<Service>,
+    /// Sorted VIPs: "is this packet for a service?" per packet.
+    pub vips: Vec<u32>,
+    /// Server id -> (service index, server index) in this snapshot;
+    /// `u32::MAX` for a sorry server, `None` for a server that is gone.
+    pub dest_index: Vec<Option<(u16, u32)>>,
+    pub timeouts: conn::Timeouts,
+}
+
+pub fn method_of(f: Forward) -> Method {
+    match f {
+        Forward::Nat => Method::Nat,
+        Forward::Dr => Method::Dr,
+        Forward::Tun => Method::Tun,
+    }
+}
+
+pub fn proto_of(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => conn::PROTO_TCP,
+        Protocol::Udp => conn::PROTO_UDP,
+    }
+}
+
+/// `[timeouts]` in the connection table's terms.
+pub fn conn_timeouts(t: &crate::config::Timeouts) -> conn::Timeouts {
+    conn::Timeouts {
+        established: t.tcp_established,
+        syn_recv: t.tcp_syn_recv,
+        fin_wait: t.tcp_fin,
+        time_wait: t.tcp_time_wait,
+        close: t.tcp_close,
+        close_wait: t.tcp_close_wait,
+        last_ack: t.tcp_last_ack,
+        udp: t.udp,
+        ..conn::Timeouts::default()
+    }
+}
+
+impl Snapshot {
+    /// A snapshot with nothing in it (before the first configuration).
+    pub fn empty(_workers: usize) -> Snapshot {
+        Snapshot {
+            generation: 0,
+            ports: Vec::new(),
+            services: Vec::new(),
+            vips: Vec::new(),
+            dest_index: Vec::new(),
+            timeouts: conn::Timeouts::default(),
+        }
+    }
+
+    /// Builds the snapshot of `cfg`. `down` says which servers health checks
+    /// hold down (by service key and address:port); none for now.
+    pub fn build(
+        cfg: &Config,
+        ports: &[PortInfo],
+        registry: &DestRegistry,
+        generation: u64,
+    ) -> Result<Snapshot> {
+        let mut services = Vec::with_capacity(cfg.services.len());
+        let mut dest_index: Vec<Option<(u16, u32)>> = Vec::new();
+        for (si, sc) in cfg.services.iter().enumerate() {
+            let proto = proto_of(sc.protocol);
+            let id = registry.service_id(proto, sc.vip, sc.port);
+            let servers: Vec<Server> = sc
+                .servers
+                .iter()
+                .map(|s| {
+                    let port = s.effective_port(sc);
+                    Server {
+                        addr: s.address,
+                        port,
+                        weight: s.weight,
+                        method: method_of(s.effective_forward(sc)),
+                        usable: true,
+                        upper: s.upper_threshold,
+                        lower: s.lower_threshold,
+                        shared: registry.dest(id, s.address, port),
+                    }
+                })
+                .collect();
+            let infos: Vec<DestInfo> = servers
+                .iter()
+                .map(|s| DestInfo::new(s.addr, s.port, s.weight, s.usable))
+                .collect();
+            let opts = SchedOpts {
+                sh_port: sc.sched_flags.sh_port,
+                sh_fallback: sc.sched_flags.sh_fallback,
+                mh_port: sc.sched_flags.mh_port,
+                mh_fallback: sc.sched_flags.mh_fallback,
+                ..SchedOpts::default()
+            };
+            let sched = sched::build(sc.scheduler, &opts, &infos);
+            let sorry = sc.sorry_server.map(|a| Server {
+                addr: *a.ip(),
+                port: a.port(),
+                weight: 1,
+                method: Method::Nat,
+                usable: true,
+                upper: 0,
+                lower: 0,
+                shared: registry.dest(id, *a.ip(), a.port()),
+            });
+            for (i, s) in servers.iter().enumerate() {
+                set_index(&mut dest_index, s.shared.id, si as u16, i as u32);
+            }
+            if let Some(s) = &sorry {
+                set_index(&mut dest_index, s.shared.id, si as u16, u32::MAX);
+            }
+            services.push(Service {
+                id,
+                proto,
+                vip: sc.vip,
+                port: sc.port,
+                sched,
+                servers,
+                persistence_ms: sc.persistence_timeout as u64 * 1000,
+                persistence_mask: sc.persistence_netmask,
+                sorry,
+            });
+        }
+        let mut vips: Vec<u32> = services.iter().map(|s| u32::from(s.vip)).collect();
+        vips.sort_unstable();
+        vips.dedup();
+        Ok(Snapshot {
+            generation,
+            ports: ports.to_vec(),
+            services,
+            vips,
+            dest_index,
+            timeouts: conn_timeouts(&cfg.timeouts),
+        })
+    }
+
+    #[inline]
+    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+        let ip = u32::from(ip);
+        if self.vips.len() <= 8 {
+            self.vips.contains(&ip)
+        } else {
+            self.vips.binary_search(&ip).is_ok()
+        }
+    }
+
+    /// The service for a packet to `vip:port` (an exact port first, then a
+    /// port-0 "all ports" service).
+    #[inline]
+    pub fn service_for(&self, proto: u8, vip: Ipv4Addr, port: u16) -> Option<&Service> {
+        let mut any = None;
+        for s in &self.services {
+            if s.proto == proto && s.vip == vip {
+                if s.port == port {
+                    return Some(s);
+                }
+                if s.port == 0 {
+                    any = Some(s);
+                }
+            }
+        }
+        any
+    }
+
+    /// The service and server a connection's server id points at now.
+    #[inline]
+    pub fn dest(&self, id: u32) -> Option<(&Service, &Server)> {
+        let (si, di) = (*self.dest_index.get(id as usize)?)?;
+        let svc = self.services.get(si as usize)?;
+        let srv = if di == u32::MAX { svc.sorry.as_ref()? } else { svc.servers.get(di as usize)? };
+        Some((svc, srv))
+    }
+
+    /// The port to send to `ip` and the next hop on it: the port whose
+    /// subnet holds `ip`, else the first port with a gateway.
+    #[inline]
+    pub fn route(&self, ip: Ipv4Addr) -> Option<(usize, Ipv4Addr)> {
+        if let Some(i) = self.ports.iter().position(|p| p.on_link(ip)) {
+            return Some((i, ip));
+        }
+        self.ports
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| p.gateway.map(|g| (i, g)))
+    }
+
+    /// Whether `ip` is one of the director's own port addresses.
+    #[inline]
+    pub fn is_own(&self, ip: Ipv4Addr) -> bool {
+        self.ports.iter().any(|p| p.addr == ip)
+    }
+}
+
+fn set_index(v: &mut Vec<Option<(u16, u32)>>, id: u32, si: u16, di: u32) {
+    let i = id as usize;
+    if v.len() <= i {
+        v.resize(i + 1, None);
+    }
+    v[i] = Some((si, di));
+}

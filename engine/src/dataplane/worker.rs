@@ -1,0 +1,226 @@
+//! The worker poll loop: rx burst -> process -> tx burst, as DPDK's l3fwd.
+//!
+//! Everything that decides lives in `Pipeline` (no DPDK types); this file
+//! only moves mbufs between queues, rings and the pipeline.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use dpdk_ffi::rte_mbuf;
+
+use super::counters::Drop;
+use super::mbuf::Mbuf;
+use super::pipeline::{Frame, Pipeline, Verdict};
+use super::port::Port;
+use super::ring::Ring;
+use super::snapshot::Snapshot;
+use super::Shared;
+
+pub const BURST: usize = 32;
+const TX_BUF: usize = 64;
+/// Connection-table slots examined for expiry per loop iteration.
+const EXPIRE_BUDGET: usize = 64;
+
+/// Frames waiting for tx burst on one port.
+struct TxBuf {
+    len: usize,
+    pkts: [*mut rte_mbuf; TX_BUF],
+}
+
+pub struct Worker {
+    pub id: usize,
+    pub ports: Vec<Port>,
+    /// `work_out[w]`: flows owned by worker w (None for ourselves).
+    pub work_out: Vec<Option<Arc<Ring>>>,
+    /// `work_in[w]`: flows worker w hands us.
+    pub work_in: Vec<Option<Arc<Ring>>>,
+    /// `tx_out[w]`: frames for a port queue that worker w owns.
+    pub tx_out: Vec<Option<Arc<Ring>>>,
+    pub tx_in: Vec<Option<Arc<Ring>>>,
+    pub pool: *mut dpdk_ffi::rte_mempool,
+    pub pipeline: Pipeline,
+    pub shared: Arc<Shared>,
+}
+
+// SAFETY: the mempool pointer is used through DPDK's thread-safe mempool API
+// (per-lcore caches); every other field is Send.
+unsafe impl Send for Worker {}
+
+impl Worker {
+    /// Runs until the control thread sets `stop`.
+    pub fn run(mut self) {
+        let hz = super::eal::tsc_hz().max(1000);
+        let per_ms = hz / 1000;
+        let mut snap: Arc<Snapshot> = self.shared.snapshot.load_full();
+        let mut gen = snap.generation;
+        let mut tx: Vec<TxBuf> = (0..self.ports.len())
+            .map(|_| TxBuf { len: 0, pkts: [std::ptr::null_mut(); TX_BUF] })
+            .collect();
+        let mut burst: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+        tracing::info!(worker = self.id, lcore = super::lcore_id(), "worker started");
+        while !self.shared.stop.load(Relaxed) {
+            // A new configuration is picked up between bursts.
+            if self.shared.generation.load(Relaxed) != gen {
+                snap = self.shared.snapshot.load_full();
+                gen = snap.generation;
+            }
+            // SAFETY: rdtsc has no preconditions.
+            let now_ms = unsafe { dpdk_ffi::rvs_rdtsc() } / per_ms;
+
+            for pi in 0..self.ports.len() {
+                if self.id >= self.ports[pi].rx_queues as usize {
+                    continue;
+                }
+                // SAFETY: port/queue were set up for this worker; burst has
+                // room for BURST pointers.
+                let n = unsafe {
+                    dpdk_ffi::rvs_eth_rx_burst(
+                        self.ports[pi].id,
+                        self.id as u16,
+                        burst.as_mut_ptr(),
+                        BURST as u16,
+                    )
+                } as usize;
+                if n == 0 {
+                    continue;
+                }
+                self.pipeline.stats.rx_packets.add(n as u64);
+                for i in 0..n {
+                    // SAFETY: rx burst returned n valid mbufs that we now own.
+                    let Some(m) = (unsafe { Mbuf::from_raw(burst[i]) }) else { continue };
+                    if i + 1 < n {
+                        // SAFETY: burst[i + 1] is a valid mbuf.
+                        unsafe { dpdk_ffi::rvs_prefetch0(dpdk_ffi::rvs_pktmbuf_mtod(burst[i + 1])) };
+                    }
+                    self.handle(&snap, m, pi, now_ms, false, &mut tx);
+                }
+            }
+
+            for w in 0..self.work_in.len() {
+                let Some(ring) = self.work_in[w].clone() else { continue };
+                let n = ring.pop_burst(&mut burst);
+                self.pipeline.stats.handoffs_in.add(n as u64);
+                for p in burst.iter().take(n) {
+                    // SAFETY: the ring held owned mbufs; we take them over.
+                    let Some(m) = (unsafe { Mbuf::from_raw(*p) }) else { continue };
+                    let pi = m.port() as usize;
+                    self.handle(&snap, m, pi, now_ms, true, &mut tx);
+                }
+            }
+            for w in 0..self.tx_in.len() {
+                let Some(ring) = self.tx_in[w].clone() else { continue };
+                let n = ring.pop_burst(&mut burst);
+                for p in burst.iter().take(n) {
+                    // SAFETY: as above.
+                    let Some(m) = (unsafe { Mbuf::from_raw(*p) }) else { continue };
+                    let pi = m.port() as usize;
+                    self.queue_tx(m, pi, &mut tx);
+                }
+            }
+
+            while let Some((pi, ip)) = self.pipeline.take_arp_request() {
+                let Some(mut m) = Mbuf::alloc(self.pool) else { break };
+                let len = super::pipeline::ARP_FRAME_LEN;
+                if !m.append(len as u16) {
+                    continue;
+                }
+                if self.pipeline.build_arp_request(&snap, pi, ip, m.data_mut()) {
+                    self.pipeline.stats.arp_requests_sent.inc();
+                    self.queue_tx(m, pi, &mut tx);
+                }
+            }
+
+            for (pi, buf) in tx.iter_mut().enumerate() {
+                self.flush(pi, buf);
+            }
+            self.pipeline.housekeeping(&snap, now_ms, EXPIRE_BUDGET);
+        }
+        for (pi, buf) in tx.iter_mut().enumerate() {
+            self.flush(pi, buf);
+        }
+        tracing::info!(worker = self.id, "worker stopped");
+    }
+
+    #[inline]
+    fn handle(
+        &mut self,
+        snap: &Snapshot,
+        mut m: Mbuf,
+        pi: usize,
+        now_ms: u64,
+        owned: bool,
+        tx: &mut [TxBuf],
+    ) {
+        if m.nb_segs() > 1 || pi >= self.ports.len() {
+            self.pipeline.stats.drop(Drop::MultiSegment);
+            return;
+        }
+        match self.pipeline.process(snap, &mut m, pi, now_ms, owned) {
+            Verdict::Tx(out) => self.queue_tx(m, out, tx),
+            Verdict::Handoff(w) => {
+                m.set_port(pi as u16);
+                match self.work_out.get(w).and_then(|r| r.as_ref()) {
+                    Some(ring) => match ring.push(m) {
+                        Ok(()) => self.pipeline.stats.handoffs_out.inc(),
+                        Err(_m) => self.pipeline.stats.drop(Drop::HandoffFull),
+                    },
+                    None => self.pipeline.stats.drop(Drop::HandoffFull),
+                }
+            }
+            Verdict::Drop => {}
+        }
+    }
+
+    /// Queues a frame for port `pi`: on our own TX queue, or through the
+    /// worker that owns a queue of a port with fewer queues than workers.
+    #[inline]
+    fn queue_tx(&mut self, mut m: Mbuf, pi: usize, tx: &mut [TxBuf]) {
+        let Some(port) = self.ports.get(pi) else { return };
+        if self.id < port.tx_queues as usize {
+            let buf = &mut tx[pi];
+            buf.pkts[buf.len] = m.into_raw();
+            buf.len += 1;
+            if buf.len == TX_BUF {
+                self.flush(pi, buf);
+            }
+            return;
+        }
+        let owner = self.id % port.tx_queues as usize;
+        m.set_port(pi as u16);
+        match self.tx_out.get(owner).and_then(|r| r.as_ref()) {
+            Some(ring) => {
+                if ring.push(m).is_err() {
+                    self.pipeline.stats.drop(Drop::TxFull);
+                }
+            }
+            None => self.pipeline.stats.drop(Drop::TxFull),
+        }
+    }
+
+    fn flush(&self, pi: usize, buf: &mut TxBuf) {
+        if buf.len == 0 {
+            return;
+        }
+        // SAFETY: the queue belongs to this worker; pkts[..len] are owned mbufs.
+        let sent = unsafe {
+            dpdk_ffi::rvs_eth_tx_burst(
+                self.ports[pi].id,
+                self.id as u16,
+                buf.pkts.as_mut_ptr(),
+                buf.len as u16,
+            )
+        } as usize;
+        self.pipeline.stats.tx_packets.add(sent as u64);
+        if sent < buf.len {
+            self.pipeline.stats.drops[Drop::TxFull as usize].add((buf.len - sent) as u64);
+            // SAFETY: the driver did not take pkts[sent..len]; we still own them.
+            unsafe {
+                dpdk_ffi::rvs_pktmbuf_free_bulk(
+                    buf.pkts.as_mut_ptr().add(sent),
+                    (buf.len - sent) as u32,
+                )
+            };
+        }
+        buf.len = 0;
+    }
+}
