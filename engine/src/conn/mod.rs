@@ -1,1 +1,414 @@
-//! (being written)
+//! The per-worker connection table: connection records, their index by flow
+//! key, IPVS TCP state tracking, timeouts and expiry.
+//!
+//! # Ownership
+//!
+//! One [`ConnTable`] per worker thread; only that worker touches it, so there
+//! are no atomics and no locks. A connection belongs to the worker
+//! [`owner_worker`]`(client ip, client port, workers)` (SPEC §2).
+//!
+//! # Memory
+//!
+//! Everything is allocated by [`ConnTable::with_capacity`] and never again:
+//!
+//! * the slab: `capacity` records of [`Conn`], 32 bytes each, aligned to 32
+//!   so that one record never straddles a cache line. Unused slots form an
+//!   intrusive singly linked free list (the `dest` word of a free slot holds
+//!   the next free slot).
+//! * the index: open addressing, linear probing, backward-shift deletion (no
+//!   tombstones), `2^k` buckets of 8 bytes (`hash:32 | dir:1 | slot+1:31`,
+//!   0 = empty). Every connection may need two keys (NAT: inbound and
+//!   reply), so the index is sized for `2 * capacity` keys at a load factor of
+//!   at most 0.7: `buckets = next_pow2(ceil(2 * capacity / 0.7))`, hence
+//!   between 22.9 and 45.7 bytes of index per connection (32 exactly when
+//!   `capacity` is a power of two).
+//!
+//! Total: 64 bytes per connection at power-of-two capacities (1 Mi
+//! connections: 64 MiB), at most 78 bytes otherwise. [`ConnTable::memory_bytes`]
+//! reports the exact figure.
+//!
+//! # Keys and lookups
+//!
+//! A [`FlowKey`] is the packet's own 5-tuple as seen on the wire. A NAT
+//! connection is indexed twice: by its inbound key (client, cport, vip,
+//! vport) and by its reply key (server, sport, client, cport); DR and TUN
+//! connections, and persistence templates, only by the inbound key.
+//! [`ConnTable::lookup`] says which of the two matched ([`Dir`]).
+//!
+//! The index hash is a keyed mix (two 64x64->128 folded multiplies) with a
+//! per-table random seed, so an attacker cannot aim SYNs at one probe run;
+//! [`ConnTable::prefetch`] hashes a key and prefetches its bucket so the data
+//! plane can overlap the cache misses of a burst.
+//!
+//! # Expiry clock
+//!
+//! Time is the caller's monotonic `now_ms: u64`. A record stores its expiry
+//! as the low 32 bits of `now_ms + timeout` and compares with wrapping
+//! (serial number) arithmetic: a record is expired when
+//! `(now as u32).wrapping_sub(expires) as i32 >= 0`, that is when
+//! `now_ms >= expiry` exactly. This holds with no limit on uptime provided
+//!
+//! * timeouts stay below 2^31 ms (24.8 days): they are clamped to
+//!   [`MAX_TIMEOUT_S`] = 10^6 s (11.6 days), and
+//! * an expired record is reaped within 2^31 ms minus its timeout (more than
+//!   13 days) of expiring — the [`ConnTable::expire_some`] sweep visits every
+//!   slot every `capacity / budget` calls, i.e. within milliseconds to
+//!   seconds (see below), so this is a very wide margin.
+//!
+//! # Expiry sweep
+//!
+//! Nothing per packet: [`ConnTable::expire_some`] moves a clock hand over
+//! the slab, `budget` slots per call, wrapping, and removes expired records
+//! (calling `on_expire` first so the data plane can fix its per-server
+//! counters). A full sweep takes `capacity / budget` calls. Example: 1 Mi
+//! connections per worker, `budget = 64` per burst, and a worker that polls
+//! 300 000 times per second (busy at ~10 Mpps in bursts of 32, or idle):
+//! 16 384 calls = **55 ms** per sweep; at a mere 10 000 bursts/s it is 1.6 s.
+//! An expired record is therefore reaped at most one sweep after its expiry;
+//! in between, [`ConnTable::lookup`] already treats it as a miss (and skips
+//! it, so a new connection with the same key is found). Each call touches at
+//! most `budget * 32` bytes of slab (2 KiB at 64) plus the index entries of
+//! what it removes.
+//!
+//! # TCP states
+//!
+//! See [`state`]: the IPVS input / output / input-only tables, flag priority
+//! RST > SYN > FIN > ACK, and every segment re-arms the expiry to the
+//! timeout of the new state. UDP: every datagram re-arms `udp`.
+
+mod hash;
+pub mod state;
+mod table;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::Ipv4Addr;
+
+pub use hash::owner_worker;
+pub use state::{is_active, tcp_flags, TcpState, Timeouts, MAX_TIMEOUT_S, NONE_TIMEOUT_S};
+pub use table::{ConnTable, Iter, KeyHash, MAX_CAPACITY};
+
+/// IP protocol number of TCP.
+pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+
+/// A packet's 5-tuple as seen on the wire: source and destination address
+/// and port, and the IP protocol. Ports in host byte order. 16 bytes.
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+impl FlowKey {
+    #[inline]
+    pub fn new(proto: u8, src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> FlowKey {
+        FlowKey {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+        }
+    }
+}
+
+/// Which key of a connection a packet matched.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// Client -> VIP (the inbound key).
+    Inbound = 0,
+    /// Real server -> client (the reply key; NAT only).
+    Reply = 1,
+}
+
+/// A connection's slot in its table. Valid until the connection is removed
+/// (explicitly or by [`ConnTable::expire_some`]); the slot is then reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u32);
+
+impl ConnId {
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Forwarding method of a connection (IPVS: masquerading, direct routing,
+/// tunnelling).
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Nat = 0,
+    Dr = 1,
+    Tun = 2,
+}
+
+impl Method {
+    #[inline]
+    pub fn from_u8(v: u8) -> Option<Method> {
+        match v {
+            0 => Some(Method::Nat),
+            1 => Some(Method::Dr),
+            2 => Some(Method::Tun),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Nat => "nat",
+            Method::Dr => "dr",
+            Method::Tun => "tun",
+        }
+    }
+}
+
+/// Connection flags the caller may set in [`NewConn::flags`] and read back
+/// from [`Conn::flags`].
+pub mod flags {
+    /// Created from a sync message of the peer director.
+    pub const SYNCED: u8 = 0x04;
+    /// A persistence template (client net -> server); indexed by its inbound
+    /// key only, whatever the method, and its expiry is the caller's
+    /// ([`ConnTable::set_timeout`](super::ConnTable::set_timeout)).
+    pub const TEMPLATE: u8 = 0x08;
+    /// Free for the data plane.
+    pub const USER1: u8 = 0x40;
+    /// Free for the data plane.
+    pub const USER2: u8 = 0x80;
+    /// Every flag a caller may set.
+    pub const CALLER_MASK: u8 = SYNCED | TEMPLATE | USER1 | USER2;
+
+    // Kept by the table.
+    pub(crate) const IN_USE: u8 = 0x01;
+    /// IPVS `NOOUTPUT`: no reply seen (yet) on a DR/TUN connection, so client
+    /// segments use the input-only table.
+    pub const NO_OUTPUT: u8 = 0x02;
+    /// Indexed by its reply key too.
+    pub(crate) const REPLY_KEY: u8 = 0x10;
+}
+
+/// What the data plane knows when it creates a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewConn {
+    pub proto: u8,
+    pub client: Ipv4Addr,
+    pub cport: u16,
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    pub server: Ipv4Addr,
+    pub sport: u16,
+    pub method: Method,
+    /// Any of [`flags::CALLER_MASK`]; other bits are ignored.
+    pub flags: u8,
+    /// Opaque service id.
+    pub service: u16,
+    /// Opaque real-server id.
+    pub dest: u32,
+    /// Initial state: `TcpState::None` for a fresh connection (the data
+    /// plane then feeds the first segment to [`ConnTable::on_packet`]); a
+    /// synced connection brings its peer's state. Ignored (NONE) for non-TCP.
+    pub state: TcpState,
+}
+
+/// One connection. 32 bytes, `#[repr(C)]`, aligned to 32:
+///
+/// | off | field   | bytes | |
+/// |----:|---------|------:|---|
+/// |  0  | client  | 4 | client IPv4, host order |
+/// |  4  | vip     | 4 | |
+/// |  8  | server  | 4 | real server IPv4 |
+/// | 12  | cport   | 2 | |
+/// | 14  | vport   | 2 | |
+/// | 16  | sport   | 2 | real server port |
+/// | 18  | service | 2 | opaque service id |
+/// | 20  | dest    | 4 | opaque server id; next free slot while free |
+/// | 24  | expires | 4 | low 32 bits of the expiry time, ms |
+/// | 28  | proto   | 1 | |
+/// | 29  | state   | 1 | [`TcpState`] |
+/// | 30  | method  | 1 | [`Method`] |
+/// | 31  | flags   | 1 | [`flags`] |
+///
+/// The index needs nothing stored here: a record's keys are recomputed from
+/// its addresses when it is removed.
+#[repr(C, align(32))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn {
+    client: u32,
+    vip: u32,
+    server: u32,
+    cport: u16,
+    vport: u16,
+    sport: u16,
+    service: u16,
+    dest: u32,
+    expires: u32,
+    proto: u8,
+    state: u8,
+    method: u8,
+    flags: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Conn>() == 32);
+const _: () = assert!(std::mem::size_of::<FlowKey>() == 16);
+
+impl Conn {
+    pub(crate) const EMPTY: Conn = Conn {
+        client: 0,
+        vip: 0,
+        server: 0,
+        cport: 0,
+        vport: 0,
+        sport: 0,
+        service: 0,
+        dest: 0,
+        expires: 0,
+        proto: 0,
+        state: 0,
+        method: 0,
+        flags: 0,
+    };
+
+    #[inline]
+    pub fn client(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.client)
+    }
+    #[inline]
+    pub fn cport(&self) -> u16 {
+        self.cport
+    }
+    #[inline]
+    pub fn vip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.vip)
+    }
+    #[inline]
+    pub fn vport(&self) -> u16 {
+        self.vport
+    }
+    #[inline]
+    pub fn server(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.server)
+    }
+    #[inline]
+    pub fn sport(&self) -> u16 {
+        self.sport
+    }
+    #[inline]
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+    #[inline]
+    pub fn state(&self) -> TcpState {
+        // Only valid states are ever stored.
+        TcpState::from_u8(self.state).unwrap_or(TcpState::None)
+    }
+    #[inline]
+    pub fn method(&self) -> Method {
+        Method::from_u8(self.method).unwrap_or(Method::Nat)
+    }
+    /// All flag bits ([`flags`]).
+    #[inline]
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+    #[inline]
+    pub fn is_synced(&self) -> bool {
+        self.flags & flags::SYNCED != 0
+    }
+    #[inline]
+    pub fn is_template(&self) -> bool {
+        self.flags & flags::TEMPLATE != 0
+    }
+    #[inline]
+    pub fn service(&self) -> u16 {
+        self.service
+    }
+    #[inline]
+    pub fn dest(&self) -> u32 {
+        self.dest
+    }
+    /// Active for the schedulers ([`is_active`] of its protocol and state).
+    #[inline]
+    pub fn is_active(&self) -> bool {
+        is_active(self.proto, self.state())
+    }
+    /// The key of client -> VIP packets.
+    #[inline]
+    pub fn inbound_key(&self) -> FlowKey {
+        FlowKey::new(
+            self.proto,
+            self.client(),
+            self.cport,
+            self.vip(),
+            self.vport,
+        )
+    }
+    /// The key of server -> client packets, if the connection is indexed by
+    /// it (NAT, not a template).
+    #[inline]
+    pub fn reply_key(&self) -> Option<FlowKey> {
+        if self.flags & flags::REPLY_KEY != 0 {
+            Some(self.reply_key_raw())
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    fn reply_key_raw(&self) -> FlowKey {
+        FlowKey::new(
+            self.proto,
+            self.server(),
+            self.sport,
+            self.client(),
+            self.cport,
+        )
+    }
+
+    #[inline]
+    pub(crate) fn in_use(&self) -> bool {
+        self.flags & flags::IN_USE != 0
+    }
+
+    /// Does `k` equal this record's key for `dir`?
+    #[inline(always)]
+    pub(crate) fn matches(&self, k: &FlowKey, dir: Dir) -> bool {
+        let (src, sport, dst, dport) = match dir {
+            Dir::Inbound => (self.client, self.cport, self.vip, self.vport),
+            Dir::Reply => (self.server, self.sport, self.client, self.cport),
+        };
+        u32::from(k.src) == src
+            && u32::from(k.dst) == dst
+            && k.sport == sport
+            && k.dport == dport
+            && k.proto == self.proto
+    }
+}
+
+/// Returned by [`ConnTable::insert`] when every slot is taken: the data
+/// plane drops the packet and counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("connection table full")]
+pub struct TableFull;
+
+/// What a packet did to its connection ([`ConnTable::on_packet`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// Was the connection active before the packet?
+    pub old_active: bool,
+    /// Is it active now? When this differs from `old_active` the data plane
+    /// moves one connection between the server's active and inactive counts.
+    pub new_active: bool,
+    /// State before the packet.
+    pub old_state: TcpState,
+    /// State now (NONE for non-TCP).
+    pub state: TcpState,
+}

@@ -1,0 +1,568 @@
+//! [`ConnTable`]: slab + open-addressing index + expiry hand.
+
+use super::hash::Seed;
+use super::state::{next_state, Table, TimeoutsMs};
+use super::{
+    flags, is_active, tcp_flags, Conn, ConnId, Dir, FlowKey, Method, NewConn, TableFull, TcpState,
+    Timeouts, Transition, MAX_TIMEOUT_S, PROTO_TCP,
+};
+
+/// Largest capacity a table accepts (slot numbers must fit in 31 bits of an
+/// index entry, and the index in 2^32 buckets).
+pub const MAX_CAPACITY: usize = 1 << 30;
+
+/// End of the free list.
+const NIL: u32 = u32::MAX;
+
+/// Index entry: `hash32 << 32 | dir << 31 | (slot + 1)`; 0 = empty bucket.
+const DIR_BIT: u64 = 1 << 31;
+const SLOT_MASK: u64 = DIR_BIT - 1;
+
+/// Largest load factor of the index, as a fraction (`LOAD_NUM / LOAD_DEN`),
+/// counting two keys per connection.
+const LOAD_NUM: usize = 7;
+const LOAD_DEN: usize = 10;
+
+/// A flow key's hash, computed once and reused ([`ConnTable::key_hash`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHash(u32);
+
+/// A worker's connection table. See the [module documentation](super).
+pub struct ConnTable {
+    slots: Box<[Conn]>,
+    index: Box<[u64]>,
+    /// `index.len() - 1`.
+    mask: u32,
+    free_head: u32,
+    len: u32,
+    /// Next slot `expire_some` looks at.
+    hand: u32,
+    seed: Seed,
+    timeouts: Timeouts,
+    timeouts_ms: TimeoutsMs,
+    /// Tests only: keep this many low bits of the hash, to force collisions.
+    #[cfg(test)]
+    hash_bits: u32,
+}
+
+impl std::fmt::Debug for ConnTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("len", &self.len)
+            .field("capacity", &self.slots.len())
+            .field("buckets", &self.index.len())
+            .finish()
+    }
+}
+
+/// Is an expiry stamp (low 32 bits of ms) reached at `now` (same)?
+#[inline(always)]
+fn expired(expires: u32, now: u32) -> bool {
+    now.wrapping_sub(expires) as i32 >= 0
+}
+
+#[inline(always)]
+fn entry(h: u32, slot: u32, dir: Dir) -> u64 {
+    (h as u64) << 32 | (dir as u64) << 31 | (slot as u64 + 1)
+}
+
+#[inline(always)]
+fn entry_hash(e: u64) -> u32 {
+    (e >> 32) as u32
+}
+
+#[inline(always)]
+fn entry_slot(e: u64) -> usize {
+    ((e & SLOT_MASK) - 1) as usize
+}
+
+#[inline(always)]
+fn entry_dir(e: u64) -> Dir {
+    if e & DIR_BIT != 0 {
+        Dir::Reply
+    } else {
+        Dir::Inbound
+    }
+}
+
+/// Buckets for `capacity` connections: two keys each, load <= 0.7.
+fn buckets_for(capacity: usize) -> usize {
+    let keys = 2 * capacity;
+    let want = (keys * LOAD_DEN).div_ceil(LOAD_NUM);
+    want.next_power_of_two().max(8)
+}
+
+impl ConnTable {
+    /// A table for `capacity` connections with the IPVS default timeouts and
+    /// a random hash seed. Allocates (and touches) all its memory now.
+    ///
+    /// # Panics
+    /// If `capacity > MAX_CAPACITY`.
+    pub fn with_capacity(capacity: usize) -> ConnTable {
+        Self::build(capacity, Seed::random())
+    }
+
+    /// As [`with_capacity`](Self::with_capacity) with a fixed hash seed
+    /// (reproducible tests and benchmarks; not for production).
+    pub fn with_capacity_and_seed(capacity: usize, seed: u64) -> ConnTable {
+        Self::build(capacity, Seed::from_u64(seed))
+    }
+
+    fn build(capacity: usize, seed: Seed) -> ConnTable {
+        assert!(
+            capacity <= MAX_CAPACITY,
+            "connection table capacity {capacity} > {MAX_CAPACITY}"
+        );
+        let buckets = buckets_for(capacity);
+        let mut slots = vec![Conn::EMPTY; capacity].into_boxed_slice();
+        // Free list: 0 -> 1 -> ... -> capacity-1 -> NIL.
+        for (i, c) in slots.iter_mut().enumerate() {
+            c.dest = if i + 1 < capacity { i as u32 + 1 } else { NIL };
+        }
+        let timeouts = Timeouts::default();
+        ConnTable {
+            slots,
+            index: vec![0u64; buckets].into_boxed_slice(),
+            mask: (buckets - 1) as u32,
+            free_head: if capacity > 0 { 0 } else { NIL },
+            len: 0,
+            hand: 0,
+            seed,
+            timeouts,
+            timeouts_ms: timeouts.to_ms(),
+            #[cfg(test)]
+            hash_bits: 32,
+        }
+    }
+
+    /// Tests: a table whose hash keeps only `bits` bits (long probe runs,
+    /// equal hash tags, wrap-around at the end of the index).
+    #[cfg(test)]
+    pub(crate) fn with_weak_hash(capacity: usize, bits: u32) -> ConnTable {
+        let mut t = Self::build(capacity, Seed::from_u64(1));
+        t.hash_bits = bits;
+        t
+    }
+
+    /// Replace the timeouts. Existing connections keep their expiry until
+    /// their next packet (as in IPVS).
+    pub fn set_timeouts(&mut self, t: Timeouts) {
+        self.timeouts = t;
+        self.timeouts_ms = t.to_ms();
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Connections in the table (expired ones not yet reaped included).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Connections the table can hold.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Buckets of the index.
+    pub fn index_buckets(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Bytes this table allocated (slab + index + the struct itself).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.slots)
+            + std::mem::size_of_val(&*self.index)
+            + std::mem::size_of::<Self>()
+    }
+
+    /// The hash of `key` in this table.
+    #[inline(always)]
+    pub fn key_hash(&self, key: &FlowKey) -> KeyHash {
+        let h = (self.seed.hash(key) >> 32) as u32;
+        #[cfg(test)]
+        let h = if self.hash_bits >= 32 {
+            h
+        } else {
+            h & ((1u32 << self.hash_bits) - 1)
+        };
+        KeyHash(h)
+    }
+
+    /// Hash `key` and prefetch its index bucket, ahead of a
+    /// [`lookup`](Self::lookup) of the same key.
+    #[inline(always)]
+    pub fn prefetch(&self, key: &FlowKey) {
+        self.prefetch_hashed(self.key_hash(key));
+    }
+
+    /// Prefetch the bucket of an already computed hash.
+    #[inline(always)]
+    pub fn prefetch_hashed(&self, h: KeyHash) {
+        let pos = (h.0 & self.mask) as usize;
+        let p = self.index[pos..].as_ptr();
+        #[cfg(target_arch = "x86_64")]
+        {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: a prefetch is a hint; it never faults and `p` points
+            // into the index anyway.
+            #[allow(unused_unsafe)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
+
+    /// The live connection `key` belongs to, and which of its keys matched.
+    /// An entry whose expiry is reached counts as a miss (it stays until
+    /// [`expire_some`](Self::expire_some) reaps it, so `on_expire` runs once
+    /// for every connection).
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, now_ms: u64) -> Option<(ConnId, Dir)> {
+        self.lookup_hashed(key, self.key_hash(key), now_ms)
+    }
+
+    /// [`lookup`](Self::lookup) with the hash from [`key_hash`](Self::key_hash).
+    #[inline]
+    pub fn lookup_hashed(&self, key: &FlowKey, h: KeyHash, now_ms: u64) -> Option<(ConnId, Dir)> {
+        let now = now_ms as u32;
+        let mut pos = h.0 & self.mask;
+        loop {
+            let e = self.index[pos as usize];
+            if e == 0 {
+                return None;
+            }
+            if entry_hash(e) == h.0 {
+                let slot = entry_slot(e);
+                let dir = entry_dir(e);
+                let c = &self.slots[slot];
+                if c.matches(key, dir) && !expired(c.expires, now) {
+                    return Some((ConnId(slot as u32), dir));
+                }
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
+
+    /// Create a connection. The caller looks up first: inserting a key that
+    /// a live connection already holds leaves the older one in front.
+    pub fn insert(&mut self, c: NewConn, now_ms: u64) -> Result<ConnId, TableFull> {
+        let slot = self.free_head;
+        if slot == NIL {
+            return Err(TableFull);
+        }
+        let state = if c.proto == PROTO_TCP {
+            c.state
+        } else {
+            TcpState::None
+        };
+        let template = c.flags & flags::TEMPLATE != 0;
+        let mut fl = (c.flags & flags::CALLER_MASK) | flags::IN_USE;
+        if c.method != Method::Nat {
+            fl |= flags::NO_OUTPUT;
+        } else if !template {
+            fl |= flags::REPLY_KEY;
+        }
+        let timeout = self.timeouts_ms.of(c.proto, state);
+        let rec = Conn {
+            client: u32::from(c.client),
+            vip: u32::from(c.vip),
+            server: u32::from(c.server),
+            cport: c.cport,
+            vport: c.vport,
+            sport: c.sport,
+            service: c.service,
+            dest: c.dest,
+            expires: (now_ms as u32).wrapping_add(timeout),
+            proto: c.proto,
+            state: state as u8,
+            method: c.method as u8,
+            flags: fl,
+        };
+        let s = &mut self.slots[slot as usize];
+        self.free_head = s.dest;
+        *s = rec;
+        self.len += 1;
+
+        let h = self.key_hash(&rec.inbound_key());
+        self.index_insert(h, entry(h.0, slot, Dir::Inbound));
+        if fl & flags::REPLY_KEY != 0 {
+            let h = self.key_hash(&rec.reply_key_raw());
+            self.index_insert(h, entry(h.0, slot, Dir::Reply));
+        }
+        Ok(ConnId(slot))
+    }
+
+    /// The connection in slot `id`.
+    ///
+    /// # Panics
+    /// If `id` is beyond the capacity. A freed slot gives its stale record
+    /// (debug builds assert).
+    #[inline]
+    pub fn get(&self, id: ConnId) -> &Conn {
+        let c = &self.slots[id.index()];
+        debug_assert!(c.in_use(), "get of a free slot {id:?}");
+        c
+    }
+
+    /// Is `id` a live slot (allocated, expired or not)?
+    #[inline]
+    pub fn contains(&self, id: ConnId) -> bool {
+        self.slots.get(id.index()).is_some_and(|c| c.in_use())
+    }
+
+    /// Remove a connection; returns its last record, or `None` if the slot
+    /// was free (so a double remove is harmless).
+    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+        let c = *self.slots.get(id.index())?;
+        if !c.in_use() {
+            return None;
+        }
+        let slot = id.0;
+        let h = self.key_hash(&c.inbound_key());
+        self.index_remove(h, entry(0, slot, Dir::Inbound));
+        if c.flags & flags::REPLY_KEY != 0 {
+            let h = self.key_hash(&c.reply_key_raw());
+            self.index_remove(h, entry(0, slot, Dir::Reply));
+        }
+        let s = &mut self.slots[id.index()];
+        *s = Conn::EMPTY;
+        s.dest = self.free_head;
+        self.free_head = slot;
+        self.len -= 1;
+        Some(c)
+    }
+
+    /// Account one packet of connection `id` seen in `dir` with TCP flags
+    /// `tcp_flags` (the header's flag byte; ignored for non-TCP): move the
+    /// TCP state along the IPVS table for `dir` and re-arm the expiry to the
+    /// new state's timeout (UDP and others: the `udp` timeout).
+    #[inline]
+    pub fn on_packet(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now_ms: u64) -> Transition {
+        let t = &self.timeouts_ms;
+        let c = &mut self.slots[id.index()];
+        debug_assert!(c.in_use(), "on_packet of a free slot {id:?}");
+        let old = c.state();
+        let new = if c.proto == PROTO_TCP {
+            let no_output = c.flags & flags::NO_OUTPUT != 0;
+            if dir == Dir::Reply && no_output {
+                // A reply through us after all: use input/output from now on.
+                c.flags &= !flags::NO_OUTPUT;
+            }
+            let st = next_state(Table::pick(dir, no_output), old, tcp_flags);
+            c.state = st as u8;
+            st
+        } else {
+            old
+        };
+        c.expires = (now_ms as u32).wrapping_add(t.of(c.proto, new));
+        Transition {
+            old_active: is_active(c.proto, old),
+            new_active: is_active(c.proto, new),
+            old_state: old,
+            state: new,
+        }
+    }
+
+    /// Should a segment with `tcp_flags` on connection `id` be scheduled
+    /// afresh? True for a SYN without ACK on a TCP connection in TIME_WAIT
+    /// or CLOSE (not a template): the data plane removes the connection and
+    /// creates a new one (IPVS `conn_reuse_mode` 1, the default).
+    #[inline]
+    pub fn wants_reschedule(&self, id: ConnId, tcp_flags: u8) -> bool {
+        let c = &self.slots[id.index()];
+        c.proto == PROTO_TCP
+            && tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+            && c.flags & flags::TEMPLATE == 0
+            && matches!(c.state(), TcpState::TimeWait | TcpState::Close)
+    }
+
+    /// Set connection `id` to expire `timeout_ms` from `now_ms` (clamped to
+    /// [`MAX_TIMEOUT_S`]); 0 expires it now, to be reaped (with its
+    /// `on_expire`) by the next sweep. For persistence templates, synced
+    /// connections, and connections of a server marked down.
+    pub fn set_timeout(&mut self, id: ConnId, now_ms: u64, timeout_ms: u32) {
+        let c = &mut self.slots[id.index()];
+        c.expires = (now_ms as u32).wrapping_add(timeout_ms.min(MAX_TIMEOUT_S * 1000));
+    }
+
+    /// Milliseconds until connection `id` expires; 0 once expired.
+    pub fn time_left_ms(&self, id: ConnId, now_ms: u64) -> u32 {
+        let left = self.slots[id.index()].expires.wrapping_sub(now_ms as u32) as i32;
+        left.max(0) as u32
+    }
+
+    /// Has connection `id` expired at `now_ms`?
+    #[inline]
+    pub fn is_expired(&self, id: ConnId, now_ms: u64) -> bool {
+        expired(self.slots[id.index()].expires, now_ms as u32)
+    }
+
+    /// Advance the expiry hand over at most `budget` slots (wrapping; never
+    /// more than one lap per call) and remove every connection found
+    /// expired, calling `on_expire` with its record just before. Returns how
+    /// many were removed. A full sweep takes `capacity / budget` calls.
+    pub fn expire_some(
+        &mut self,
+        now_ms: u64,
+        budget: usize,
+        mut on_expire: impl FnMut(&Conn),
+    ) -> usize {
+        let cap = self.slots.len();
+        if cap == 0 {
+            return 0;
+        }
+        let now = now_ms as u32;
+        let mut removed = 0;
+        for _ in 0..budget.min(cap) {
+            let i = self.hand as usize;
+            self.hand = if i + 1 == cap { 0 } else { i as u32 + 1 };
+            let c = &self.slots[i];
+            if c.in_use() && expired(c.expires, now) {
+                on_expire(c);
+                self.remove(ConnId(i as u32));
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Every connection in the table (expired ones not yet reaped included;
+    /// see [`is_expired`](Self::is_expired)), in slot order. For listings
+    /// and sync; walks the whole slab.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            inner: self.slots.iter().enumerate(),
+        }
+    }
+
+    /// Longest probe run currently in the index (diagnostics).
+    pub fn max_probe_len(&self) -> usize {
+        let mask = self.mask as usize;
+        let mut worst = 0;
+        for (pos, &e) in self.index.iter().enumerate() {
+            if e != 0 {
+                let home = (entry_hash(e) & self.mask) as usize;
+                worst = worst.max((pos.wrapping_sub(home) & mask) + 1);
+            }
+        }
+        worst
+    }
+
+    // ---- index ----
+
+    fn index_insert(&mut self, h: KeyHash, e: u64) {
+        let mut pos = h.0 & self.mask;
+        // The index always has empty buckets (load <= 0.7), so this ends.
+        while self.index[pos as usize] != 0 {
+            pos = (pos + 1) & self.mask;
+        }
+        self.index[pos as usize] = e;
+    }
+
+    /// Remove the entry whose slot/dir part equals that of `e`, then close
+    /// the gap by shifting later entries of the run back (no tombstones).
+    fn index_remove(&mut self, h: KeyHash, e: u64) {
+        let mask = self.mask;
+        let low = e & 0xffff_ffff;
+        let mut i = h.0 & mask;
+        loop {
+            let cur = self.index[i as usize];
+            assert!(cur != 0, "conn index entry missing");
+            if cur & 0xffff_ffff == low {
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        // Backward shift: walk the run after the hole; an entry may fill the
+        // hole if its home is not cyclically within (hole, its position].
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let cur = self.index[j as usize];
+            if cur == 0 {
+                break;
+            }
+            let home = entry_hash(cur) & mask;
+            // Distance from home to j vs from hole to j, both cyclic.
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(i) & mask) {
+                self.index[i as usize] = cur;
+                i = j;
+            }
+        }
+        self.index[i as usize] = 0;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        let mask = self.mask as usize;
+        let mut entries = 0;
+        for (pos, &e) in self.index.iter().enumerate() {
+            if e == 0 {
+                continue;
+            }
+            entries += 1;
+            let slot = entry_slot(e);
+            let c = &self.slots[slot];
+            assert!(c.in_use(), "index points at free slot {slot}");
+            let key = match entry_dir(e) {
+                Dir::Inbound => c.inbound_key(),
+                Dir::Reply => c.reply_key().expect("reply entry without reply key"),
+            };
+            assert_eq!(entry_hash(e), self.key_hash(&key).0);
+            // No empty bucket between home and pos.
+            let home = (entry_hash(e) & self.mask) as usize;
+            let mut p = home;
+            while p != pos {
+                assert!(self.index[p] != 0, "gap in probe run");
+                p = (p + 1) & mask;
+            }
+        }
+        let live: Vec<_> = self.iter().collect();
+        assert_eq!(live.len(), self.len());
+        let want: usize = live
+            .iter()
+            .map(|(_, c)| 1 + c.reply_key().is_some() as usize)
+            .sum();
+        assert_eq!(entries, want);
+        // Free list covers exactly the free slots.
+        let mut free = 0;
+        let mut f = self.free_head;
+        while f != NIL {
+            assert!(!self.slots[f as usize].in_use());
+            free += 1;
+            f = self.slots[f as usize].dest;
+            assert!(free <= self.capacity());
+        }
+        assert_eq!(free + self.len(), self.capacity());
+    }
+}
+
+/// Iterator over a table's connections ([`ConnTable::iter`]).
+pub struct Iter<'a> {
+    inner: std::iter::Enumerate<std::slice::Iter<'a, Conn>>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (ConnId, &'a Conn);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        for (i, c) in self.inner.by_ref() {
+            if c.in_use() {
+                return Some((ConnId(i as u32), c));
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,997 @@
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use proptest::prelude::*;
+
+use super::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use super::*;
+
+const T0: u64 = 1_000_000;
+
+fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
+    Ipv4Addr::new(a, b, c, d)
+}
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 11);
+
+fn new_conn(proto: u8, method: Method, cport: u16) -> NewConn {
+    NewConn {
+        proto,
+        client: CLIENT,
+        cport,
+        vip: VIP,
+        vport: 80,
+        server: SERVER,
+        sport: 8080,
+        method,
+        flags: 0,
+        service: 3,
+        dest: 7,
+        state: TcpState::None,
+    }
+}
+
+fn inbound(c: &NewConn) -> FlowKey {
+    FlowKey::new(c.proto, c.client, c.cport, c.vip, c.vport)
+}
+
+fn reply(c: &NewConn) -> FlowKey {
+    FlowKey::new(c.proto, c.server, c.sport, c.client, c.cport)
+}
+
+// ---------------------------------------------------------------- layout
+
+#[test]
+fn conn_layout() {
+    assert_eq!(std::mem::size_of::<Conn>(), 32);
+    assert_eq!(std::mem::align_of::<Conn>(), 32);
+    assert_eq!(std::mem::size_of::<FlowKey>(), 16);
+    println!(
+        "size_of::<Conn>() = {}, size_of::<FlowKey>() = {}",
+        std::mem::size_of::<Conn>(),
+        std::mem::size_of::<FlowKey>()
+    );
+}
+
+// ---------------------------------------------------------------- insert / lookup
+
+#[test]
+fn conn_nat_found_from_both_directions() {
+    let mut t = ConnTable::with_capacity(16);
+    let nc = new_conn(PROTO_TCP, Method::Nat, 40000);
+    let id = t.insert(nc, T0).unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.lookup(&inbound(&nc), T0), Some((id, Dir::Inbound)));
+    assert_eq!(t.lookup(&reply(&nc), T0), Some((id, Dir::Reply)));
+    // Neither the reversed inbound key nor other ports match.
+    let k = inbound(&nc);
+    assert_eq!(
+        t.lookup(&FlowKey::new(6, k.dst, k.dport, k.src, k.sport), T0),
+        None
+    );
+    assert_eq!(t.lookup(&FlowKey { sport: 40001, ..k }, T0), None);
+    assert_eq!(
+        t.lookup(
+            &FlowKey {
+                proto: PROTO_UDP,
+                ..k
+            },
+            T0
+        ),
+        None
+    );
+    let c = t.get(id);
+    assert_eq!(c.client(), CLIENT);
+    assert_eq!(c.cport(), 40000);
+    assert_eq!(c.vip(), VIP);
+    assert_eq!(c.vport(), 80);
+    assert_eq!(c.server(), SERVER);
+    assert_eq!(c.sport(), 8080);
+    assert_eq!(c.proto(), PROTO_TCP);
+    assert_eq!(c.method(), Method::Nat);
+    assert_eq!(c.service(), 3);
+    assert_eq!(c.dest(), 7);
+    assert_eq!(c.state(), TcpState::None);
+    assert_eq!(c.inbound_key(), inbound(&nc));
+    assert_eq!(c.reply_key(), Some(reply(&nc)));
+    assert_eq!(c.flags() & flags::NO_OUTPUT, 0);
+    t.check_invariants();
+}
+
+#[test]
+fn conn_dr_and_tun_inbound_only() {
+    for m in [Method::Dr, Method::Tun] {
+        let mut t = ConnTable::with_capacity(16);
+        let nc = new_conn(PROTO_TCP, m, 40000);
+        let id = t.insert(nc, T0).unwrap();
+        assert_eq!(t.lookup(&inbound(&nc), T0), Some((id, Dir::Inbound)));
+        assert_eq!(t.lookup(&reply(&nc), T0), None);
+        assert_eq!(t.get(id).reply_key(), None);
+        assert_eq!(t.get(id).method(), m);
+        assert_ne!(t.get(id).flags() & flags::NO_OUTPUT, 0);
+        t.check_invariants();
+    }
+}
+
+#[test]
+fn conn_template_inbound_only_and_flags() {
+    let mut t = ConnTable::with_capacity(4);
+    let mut nc = new_conn(PROTO_TCP, Method::Nat, 0);
+    nc.flags = flags::TEMPLATE | flags::SYNCED | 0x01; // 0x01 is not the caller's
+    let id = t.insert(nc, T0).unwrap();
+    let c = t.get(id);
+    assert!(c.is_template() && c.is_synced());
+    assert_eq!(c.reply_key(), None);
+    assert_eq!(t.lookup(&reply(&nc), T0), None);
+    assert_eq!(t.lookup(&inbound(&nc), T0), Some((id, Dir::Inbound)));
+    t.set_timeout(id, T0, 360_000);
+    assert_eq!(t.time_left_ms(id, T0 + 60_000), 300_000);
+    t.check_invariants();
+}
+
+#[test]
+fn conn_remove_and_double_remove() {
+    let mut t = ConnTable::with_capacity(8);
+    let a = new_conn(PROTO_TCP, Method::Nat, 1);
+    let b = new_conn(PROTO_TCP, Method::Nat, 2);
+    let ia = t.insert(a, T0).unwrap();
+    let ib = t.insert(b, T0).unwrap();
+    let removed = t.remove(ia).unwrap();
+    assert_eq!(removed.cport(), 1);
+    assert_eq!(t.remove(ia), None);
+    assert!(!t.contains(ia));
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.lookup(&inbound(&a), T0), None);
+    assert_eq!(t.lookup(&reply(&a), T0), None);
+    assert_eq!(t.lookup(&inbound(&b), T0), Some((ib, Dir::Inbound)));
+    assert_eq!(t.lookup(&reply(&b), T0), Some((ib, Dir::Reply)));
+    assert_eq!(t.iter().map(|(id, _)| id).collect::<Vec<_>>(), vec![ib]);
+    t.check_invariants();
+}
+
+#[test]
+fn conn_table_full() {
+    let mut t = ConnTable::with_capacity(3);
+    let ids: Vec<_> = (0..3)
+        .map(|p| t.insert(new_conn(PROTO_TCP, Method::Nat, p), T0).unwrap())
+        .collect();
+    assert_eq!(
+        t.insert(new_conn(PROTO_TCP, Method::Nat, 9), T0),
+        Err(TableFull)
+    );
+    assert_eq!(t.len(), 3);
+    t.remove(ids[1]);
+    let id = t.insert(new_conn(PROTO_TCP, Method::Nat, 9), T0).unwrap();
+    assert_eq!(id, ids[1], "the freed slot is reused");
+    assert_eq!(
+        t.insert(new_conn(PROTO_TCP, Method::Nat, 10), T0),
+        Err(TableFull)
+    );
+    let empty = ConnTable::with_capacity(0);
+    assert_eq!(empty.capacity(), 0);
+    let mut empty = empty;
+    assert_eq!(
+        empty.insert(new_conn(PROTO_TCP, Method::Nat, 1), T0),
+        Err(TableFull)
+    );
+    assert_eq!(empty.expire_some(T0, 10, |_| panic!()), 0);
+    t.check_invariants();
+}
+
+#[test]
+fn conn_prefetch_and_hashed_lookup() {
+    let mut t = ConnTable::with_capacity(8);
+    let nc = new_conn(PROTO_UDP, Method::Nat, 5353);
+    let id = t.insert(nc, T0).unwrap();
+    let k = inbound(&nc);
+    t.prefetch(&k);
+    let h = t.key_hash(&k);
+    t.prefetch_hashed(h);
+    assert_eq!(t.lookup_hashed(&k, h, T0), Some((id, Dir::Inbound)));
+}
+
+#[test]
+fn conn_seeds_differ() {
+    let k = inbound(&new_conn(PROTO_TCP, Method::Nat, 1));
+    let a = ConnTable::with_capacity(1);
+    let b = ConnTable::with_capacity(1);
+    let c = ConnTable::with_capacity_and_seed(1, 5);
+    let d = ConnTable::with_capacity_and_seed(1, 5);
+    assert_ne!(a.key_hash(&k), b.key_hash(&k));
+    assert_eq!(c.key_hash(&k), d.key_hash(&k));
+}
+
+/// Weak hash (3 bits -> 8 home buckets of 32): long runs that wrap around
+/// the end of the index, equal tags for different keys.
+#[test]
+fn conn_backward_shift_with_collisions() {
+    let mut t = ConnTable::with_weak_hash(10, 3);
+    assert_eq!(t.index_buckets(), 32);
+    let mut ids = Vec::new();
+    for p in 0..10 {
+        let nc = new_conn(PROTO_TCP, Method::Nat, p);
+        ids.push((t.insert(nc, T0).unwrap(), nc));
+    }
+    t.check_invariants();
+    for (idx, (id, _)) in ids.iter().enumerate() {
+        if idx % 3 == 1 {
+            t.remove(*id);
+            t.check_invariants();
+        }
+    }
+    for (idx, (id, nc)) in ids.iter().enumerate() {
+        let want = (idx % 3 != 1).then_some(*id);
+        assert_eq!(t.lookup(&inbound(nc), T0).map(|x| x.0), want);
+        assert_eq!(t.lookup(&reply(nc), T0).map(|x| x.0), want);
+    }
+}
+
+// ---------------------------------------------------------------- property test
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert {
+        client: u8,
+        cport: u8,
+        vip: u8,
+        vport: u8,
+        server: u8,
+        sport: u8,
+        udp: bool,
+        dr: bool,
+    },
+    Remove(usize),
+    Probe {
+        client: u8,
+        cport: u8,
+        vip: u8,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u8..4, 0u8..8, 0u8..2, 0u8..2, 0u8..4, 0u8..2, any::<bool>(), any::<bool>()).prop_map(
+            |(client, cport, vip, vport, server, sport, udp, dr)| Op::Insert {
+                client, cport, vip, vport, server, sport, udp, dr
+            }
+        ),
+        2 => any::<usize>().prop_map(Op::Remove),
+        1 => (0u8..4, 0u8..8, 0u8..2).prop_map(|(client, cport, vip)| Op::Probe { client, cport, vip }),
+    ]
+}
+
+fn run_model(mut t: ConnTable, ops: Vec<Op>) {
+    // key -> (slot, dir)
+    let mut model: HashMap<FlowKey, (ConnId, Dir)> = HashMap::new();
+    let mut live: Vec<ConnId> = Vec::new();
+    let cap = t.capacity();
+    for op in ops {
+        match op {
+            Op::Insert {
+                client,
+                cport,
+                vip,
+                vport,
+                server,
+                sport,
+                udp,
+                dr,
+            } => {
+                let nc = NewConn {
+                    proto: if udp { PROTO_UDP } else { PROTO_TCP },
+                    client: ip(198, 18, 1, client),
+                    cport: 1000 + cport as u16,
+                    vip: ip(198, 18, 0, 100 + vip),
+                    vport: 80 + vport as u16,
+                    server: ip(198, 19, 0, server),
+                    sport: 8080 + sport as u16,
+                    method: if dr { Method::Dr } else { Method::Nat },
+                    flags: 0,
+                    service: 0,
+                    dest: 0,
+                    state: TcpState::None,
+                };
+                let ki = inbound(&nc);
+                let kr = reply(&nc);
+                // The data plane inserts only after a miss.
+                if model.contains_key(&ki) || (!dr && model.contains_key(&kr)) {
+                    continue;
+                }
+                match t.insert(nc, T0) {
+                    Ok(id) => {
+                        assert!(live.len() < cap);
+                        model.insert(ki, (id, Dir::Inbound));
+                        if !dr {
+                            model.insert(kr, (id, Dir::Reply));
+                        }
+                        live.push(id);
+                    }
+                    Err(TableFull) => assert_eq!(live.len(), cap),
+                }
+            }
+            Op::Remove(i) => {
+                if live.is_empty() {
+                    continue;
+                }
+                let id = live.swap_remove(i % live.len());
+                let c = t.remove(id).expect("live");
+                model.remove(&c.inbound_key());
+                if let Some(k) = c.reply_key() {
+                    model.remove(&k);
+                }
+            }
+            Op::Probe { client, cport, vip } => {
+                let k = FlowKey::new(
+                    PROTO_TCP,
+                    ip(198, 18, 1, client),
+                    1000 + cport as u16,
+                    ip(198, 18, 0, 100 + vip),
+                    80,
+                );
+                assert_eq!(t.lookup(&k, T0), model.get(&k).copied());
+            }
+        }
+        assert_eq!(t.len(), live.len());
+        for (k, v) in &model {
+            assert_eq!(t.lookup(k, T0), Some(*v), "key {k:?}");
+        }
+    }
+    t.check_invariants();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conn_prop_matches_hashmap_model(ops in prop::collection::vec(op(), 1..200)) {
+        run_model(ConnTable::with_capacity_and_seed(24, 42), ops);
+    }
+
+    #[test]
+    fn conn_prop_matches_hashmap_model_weak_hash(
+        ops in prop::collection::vec(op(), 1..200),
+        bits in 0u32..5,
+    ) {
+        run_model(ConnTable::with_weak_hash(24, bits), ops);
+    }
+}
+
+// ---------------------------------------------------------------- expiry
+
+#[test]
+fn conn_expire_some_exact_callbacks() {
+    let mut t = ConnTable::with_capacity(8);
+    let mut ids = Vec::new();
+    for p in 0..6u16 {
+        let id = t
+            .insert(new_conn(PROTO_UDP, Method::Nat, 100 + p), T0)
+            .unwrap();
+        ids.push(id);
+    }
+    // Expiries: p0 at +1s, p1 at +2s, ... p5 at +6s.
+    for (p, id) in ids.iter().enumerate() {
+        t.set_timeout(*id, T0, (p as u32 + 1) * 1000);
+    }
+    // At +3s, p0..p2 are due. A budget of 2 only covers slots 0 and 1.
+    let mut seen = Vec::new();
+    let n = t.expire_some(T0 + 3000, 2, |c| seen.push(c.cport()));
+    assert_eq!(n, 2);
+    assert_eq!(seen, vec![100, 101]);
+    assert_eq!(t.len(), 4);
+    // Next call continues at slot 2.
+    seen.clear();
+    let n = t.expire_some(T0 + 3000, 3, |c| seen.push(c.cport()));
+    assert_eq!((n, seen.clone()), (1, vec![102]));
+    // The hand wraps: a call with a huge budget does one lap only.
+    seen.clear();
+    let n = t.expire_some(T0 + 10_000, 1000, |c| seen.push(c.cport()));
+    assert_eq!(n, 3);
+    seen.sort();
+    assert_eq!(seen, vec![103, 104, 105]);
+    assert!(t.is_empty());
+    t.check_invariants();
+    // Nothing more to do.
+    assert_eq!(t.expire_some(T0 + 20_000, 1000, |_| panic!()), 0);
+}
+
+#[test]
+fn conn_expired_lookup_is_a_miss_and_a_new_conn_takes_over() {
+    let mut t = ConnTable::with_capacity(4);
+    let nc = new_conn(PROTO_UDP, Method::Nat, 5000);
+    let old = t.insert(nc, T0).unwrap();
+    let deadline = T0 + 300_000;
+    assert_eq!(t.time_left_ms(old, T0), 300_000);
+    assert_eq!(
+        t.lookup(&inbound(&nc), deadline - 1),
+        Some((old, Dir::Inbound))
+    );
+    assert!(!t.is_expired(old, deadline - 1));
+    assert_eq!(t.lookup(&inbound(&nc), deadline), None);
+    assert_eq!(t.lookup(&reply(&nc), deadline), None);
+    assert!(t.is_expired(old, deadline));
+    assert_eq!(t.time_left_ms(old, deadline + 5), 0);
+    // Same flow again before the sweep reaped the old record.
+    let new = t.insert(nc, deadline).unwrap();
+    assert_ne!(new, old);
+    assert_eq!(t.lookup(&inbound(&nc), deadline), Some((new, Dir::Inbound)));
+    assert_eq!(t.lookup(&reply(&nc), deadline), Some((new, Dir::Reply)));
+    let mut reaped = Vec::new();
+    t.expire_some(deadline, 100, |c| reaped.push(*c));
+    assert_eq!(reaped.len(), 1);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.lookup(&inbound(&nc), deadline), Some((new, Dir::Inbound)));
+    t.check_invariants();
+}
+
+#[test]
+fn conn_expiry_clock_wraps() {
+    // Around the 2^32 ms boundary (49.7 days of uptime) and far beyond.
+    for base in [(1u64 << 32) - 1_000, (1u64 << 32) * 7 - 1, u64::MAX / 2] {
+        let mut t = ConnTable::with_capacity(2);
+        let nc = new_conn(PROTO_TCP, Method::Nat, 1);
+        let id = t.insert(nc, base).unwrap();
+        t.on_packet(id, Dir::Inbound, SYN, base);
+        t.on_packet(id, Dir::Inbound, ACK, base);
+        assert_eq!(t.time_left_ms(id, base), 900_000);
+        assert!(t.lookup(&inbound(&nc), base + 899_999).is_some());
+        assert!(t.lookup(&inbound(&nc), base + 900_000).is_none());
+        assert_eq!(t.expire_some(base + 899_999, 2, |_| ()), 0);
+        assert_eq!(t.expire_some(base + 900_000, 2, |_| ()), 1);
+    }
+}
+
+#[test]
+fn conn_timeout_clamp() {
+    let mut t = ConnTable::with_capacity(1);
+    t.set_timeouts(Timeouts {
+        udp: u32::MAX,
+        ..Timeouts::default()
+    });
+    let id = t.insert(new_conn(PROTO_UDP, Method::Nat, 1), T0).unwrap();
+    assert_eq!(t.time_left_ms(id, T0), MAX_TIMEOUT_S * 1000);
+    t.set_timeout(id, T0, u32::MAX);
+    assert_eq!(t.time_left_ms(id, T0), MAX_TIMEOUT_S * 1000);
+}
+
+// ---------------------------------------------------------------- TCP states
+
+/// Feed one segment and check the state, the re-armed timeout (seconds) and
+/// the activity flags.
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+fn step(
+    t: &mut ConnTable,
+    id: ConnId,
+    now: u64,
+    dir: Dir,
+    fl: u8,
+    want: TcpState,
+    secs: u32,
+    old_active: bool,
+    new_active: bool,
+) {
+    let before = t.get(id).state();
+    let tr = t.on_packet(id, dir, fl, now);
+    assert_eq!(tr.old_state, before);
+    assert_eq!(tr.state, want, "{before} --{dir:?} {fl:#04x}--> ");
+    assert_eq!(t.get(id).state(), want);
+    assert_eq!(t.time_left_ms(id, now), secs * 1000, "timeout in {want}");
+    assert_eq!((tr.old_active, tr.new_active), (old_active, new_active));
+}
+
+use Dir::{Inbound as IN, Reply as OUT};
+use TcpState as S;
+
+#[test]
+fn conn_tcp_nat_handshake_and_client_close() {
+    let mut t = ConnTable::with_capacity(4);
+    let id = t
+        .insert(new_conn(PROTO_TCP, Method::Nat, 1234), T0)
+        .unwrap();
+    assert_eq!(t.get(id).state(), S::None);
+    assert_eq!(t.time_left_ms(id, T0), NONE_TIMEOUT_S * 1000);
+    let mut now = T0;
+    let mut st = |d, f, s, secs, oa, na| {
+        now += 10;
+        step(&mut t, id, now, d, f, s, secs, oa, na);
+    };
+    st(IN, SYN, S::SynRecv, 60, false, true);
+    st(OUT, SYN | ACK, S::SynRecv, 60, true, true);
+    st(IN, ACK, S::Established, 900, true, true);
+    st(IN, ACK | PSH, S::Established, 900, true, true);
+    st(OUT, ACK | PSH, S::Established, 900, true, true);
+    // Client closes first.
+    st(IN, FIN | ACK, S::CloseWait, 60, true, false);
+    st(OUT, ACK, S::CloseWait, 60, false, false);
+    st(OUT, FIN | ACK, S::TimeWait, 120, false, false);
+    st(IN, ACK, S::TimeWait, 120, false, false);
+    let end = now;
+    assert_eq!(t.time_left_ms(id, end), 120_000);
+    // Expires exactly 120 s after the last segment.
+    assert_eq!(t.expire_some(end + 119_999, 4, |_| panic!()), 0);
+    let mut n = 0;
+    t.expire_some(end + 120_000, 4, |c| {
+        assert_eq!(c.state(), S::TimeWait);
+        n += 1
+    });
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn conn_tcp_nat_server_closes_first() {
+    let mut t = ConnTable::with_capacity(4);
+    let id = t
+        .insert(new_conn(PROTO_TCP, Method::Nat, 1234), T0)
+        .unwrap();
+    let now = T0;
+    step(&mut t, id, now, IN, SYN, S::SynRecv, 60, false, true);
+    step(&mut t, id, now, OUT, SYN | ACK, S::SynRecv, 60, true, true);
+    step(&mut t, id, now, IN, ACK, S::Established, 900, true, true);
+    step(
+        &mut t,
+        id,
+        now,
+        OUT,
+        FIN | ACK,
+        S::FinWait,
+        120,
+        true,
+        false,
+    );
+    step(&mut t, id, now, IN, ACK, S::FinWait, 120, false, false);
+    step(
+        &mut t,
+        id,
+        now,
+        IN,
+        FIN | ACK,
+        S::TimeWait,
+        120,
+        false,
+        false,
+    );
+    step(&mut t, id, now, OUT, ACK, S::TimeWait, 120, false, false);
+    // Simultaneous-ish: LAST_ACK path from the table.
+    let id2 = t.insert(new_conn(PROTO_TCP, Method::Nat, 99), T0).unwrap();
+    step(&mut t, id2, now, IN, SYN, S::SynRecv, 60, false, true);
+    step(&mut t, id2, now, OUT, ACK, S::Established, 900, true, true);
+    step(&mut t, id2, now, IN, FIN, S::CloseWait, 60, true, false);
+    step(&mut t, id2, now, OUT, FIN, S::TimeWait, 120, false, false);
+}
+
+#[test]
+fn conn_tcp_dr_input_only() {
+    for m in [Method::Dr, Method::Tun] {
+        let mut t = ConnTable::with_capacity(4);
+        let id = t.insert(new_conn(PROTO_TCP, m, 1234), T0).unwrap();
+        let now = T0;
+        step(&mut t, id, now, IN, SYN, S::SynRecv, 60, false, true);
+        step(&mut t, id, now, IN, ACK, S::Established, 900, true, true);
+        step(
+            &mut t,
+            id,
+            now,
+            IN,
+            ACK | PSH,
+            S::Established,
+            900,
+            true,
+            true,
+        );
+        // Input-only: a client FIN from ESTABLISHED is FIN_WAIT (input: CLOSE_WAIT).
+        step(&mut t, id, now, IN, FIN | ACK, S::FinWait, 120, true, false);
+        step(&mut t, id, now, IN, ACK, S::FinWait, 120, false, false);
+        step(
+            &mut t,
+            id,
+            now,
+            IN,
+            FIN | ACK,
+            S::FinWait,
+            120,
+            false,
+            false,
+        );
+        // RST closes.
+        step(&mut t, id, now, IN, RST, S::Close, 10, false, false);
+        // A second SYN on CLOSE: input-only SYN row -> SYN_RECV.
+        step(&mut t, id, now, IN, SYN, S::SynRecv, 60, false, true);
+        // RST from SYN_RECV keeps SYN_RECV (IPVS table).
+        step(&mut t, id, now, IN, RST, S::SynRecv, 60, true, true);
+        // Input-only RST on SYNACK -> CLOSE, where input keeps SYN_RECV.
+        let id2 = t
+            .insert(
+                NewConn {
+                    state: S::SynAck,
+                    ..new_conn(PROTO_TCP, m, 7)
+                },
+                T0,
+            )
+            .unwrap();
+        assert_eq!(t.time_left_ms(id2, T0), 120_000);
+        step(&mut t, id2, now, IN, RST, S::Close, 10, true, false);
+    }
+}
+
+#[test]
+fn conn_tcp_dr_reply_seen_switches_to_input_table() {
+    let mut t = ConnTable::with_capacity(4);
+    let id = t.insert(new_conn(PROTO_TCP, Method::Dr, 1), T0).unwrap();
+    step(&mut t, id, T0, IN, SYN, S::SynRecv, 60, false, true);
+    step(&mut t, id, T0, IN, ACK, S::Established, 900, true, true);
+    // A reply passes through after all (IPVS clears NOOUTPUT).
+    step(&mut t, id, T0, OUT, ACK, S::Established, 900, true, true);
+    assert_eq!(t.get(id).flags() & flags::NO_OUTPUT, 0);
+    // Now a client FIN uses the input table: CLOSE_WAIT.
+    step(&mut t, id, T0, IN, FIN | ACK, S::CloseWait, 60, true, false);
+}
+
+#[test]
+fn conn_tcp_rst_handling() {
+    let mut t = ConnTable::with_capacity(16);
+    let mk = |t: &mut ConnTable, p, st| {
+        t.insert(
+            NewConn {
+                state: st,
+                ..new_conn(PROTO_TCP, Method::Nat, p)
+            },
+            T0,
+        )
+        .unwrap()
+    };
+    // Input RST.
+    let a = mk(&mut t, 1, S::Established);
+    step(&mut t, a, T0, IN, RST, S::Close, 10, true, false);
+    let b = mk(&mut t, 2, S::SynRecv);
+    step(&mut t, b, T0, IN, RST, S::SynRecv, 60, true, true);
+    let c = mk(&mut t, 3, S::LastAck);
+    step(&mut t, c, T0, IN, RST, S::LastAck, 30, false, false);
+    // Output RST.
+    let d = mk(&mut t, 4, S::Established);
+    step(&mut t, d, T0, OUT, RST | ACK, S::Close, 10, true, false);
+    let e = mk(&mut t, 5, S::TimeWait);
+    step(&mut t, e, T0, OUT, RST, S::TimeWait, 120, false, false);
+    let f = mk(&mut t, 6, S::SynSent);
+    step(&mut t, f, T0, OUT, RST, S::SynSent, 120, true, true);
+    // RST wins over SYN, FIN and ACK.
+    let g = mk(&mut t, 7, S::Established);
+    step(
+        &mut t,
+        g,
+        T0,
+        IN,
+        RST | SYN | FIN | ACK,
+        S::Close,
+        10,
+        true,
+        false,
+    );
+    // SYN wins over FIN and ACK: SYN|FIN on ESTABLISHED stays ESTABLISHED.
+    let h = mk(&mut t, 8, S::Established);
+    step(
+        &mut t,
+        h,
+        T0,
+        IN,
+        SYN | FIN | ACK,
+        S::Established,
+        900,
+        true,
+        true,
+    );
+    // No RST/SYN/FIN/ACK at all: IPVS moves to CLOSE.
+    let i = mk(&mut t, 9, S::Established);
+    step(&mut t, i, T0, IN, PSH, S::Close, 10, true, false);
+    // Output SYN on NONE: the server opened (SYN_SENT, active).
+    let j = mk(&mut t, 10, S::None);
+    step(&mut t, j, T0, OUT, SYN, S::SynSent, 120, false, true);
+    step(
+        &mut t,
+        j,
+        T0,
+        IN,
+        SYN | ACK,
+        S::Established,
+        900,
+        true,
+        true,
+    );
+}
+
+#[test]
+fn conn_tcp_tables_match_ipvs() {
+    // The kernel's tables, transcribed from ip_vs_proto_tcp.c as strings and
+    // compared with ours cell by cell.
+    let names = [
+        "sNO", "sES", "sSS", "sSR", "sFW", "sTW", "sCL", "sCW", "sLA", "sLI", "sSA",
+    ];
+    let kernel: [[&str; 4]; 3] = [
+        [
+            "sSR sES sES sSR sSR sSR sSR sSR sSR sSR sSR",
+            "sCL sCW sSS sTW sTW sTW sCL sCW sLA sLI sTW",
+            "sES sES sSS sES sFW sTW sCL sCW sCL sLI sES",
+            "sCL sCL sCL sSR sCL sCL sCL sCL sLA sLI sSR",
+        ],
+        [
+            "sSS sES sSS sSR sSS sSS sSS sSS sSS sLI sSR",
+            "sTW sFW sSS sTW sFW sTW sCL sTW sLA sLI sTW",
+            "sES sES sSS sES sFW sTW sCL sCW sLA sES sES",
+            "sCL sCL sSS sCL sCL sTW sCL sCL sCL sCL sCL",
+        ],
+        [
+            "sSR sES sES sSR sSR sSR sSR sSR sSR sSR sSR",
+            "sCL sFW sSS sTW sFW sTW sCL sCW sLA sLI sTW",
+            "sES sES sSS sES sFW sTW sCL sCW sCL sLI sES",
+            "sCL sCL sCL sSR sCL sCL sCL sCL sLA sLI sCL",
+        ],
+    ];
+    let rows = [SYN, FIN, ACK, RST];
+    let tables = [
+        super::state::Table::Input,
+        super::state::Table::Output,
+        super::state::Table::InputOnly,
+    ];
+    for (ti, table) in tables.iter().enumerate() {
+        for (ri, fl) in rows.iter().enumerate() {
+            for (si, want) in kernel[ti][ri].split_whitespace().enumerate() {
+                let from = TcpState::ALL[si];
+                let got = super::state::next_state(*table, from, *fl);
+                assert_eq!(names[got as usize], want, "{table:?} {fl:#x} from {from}");
+            }
+        }
+    }
+}
+
+#[test]
+fn conn_custom_timeouts() {
+    let mut t = ConnTable::with_capacity(4);
+    t.set_timeouts(Timeouts {
+        established: 7,
+        fin_wait: 11,
+        udp: 13,
+        ..Timeouts::default()
+    });
+    assert_eq!(t.timeouts().established, 7);
+    let id = t.insert(new_conn(PROTO_TCP, Method::Nat, 1), T0).unwrap();
+    step(&mut t, id, T0, IN, SYN, S::SynRecv, 60, false, true);
+    step(&mut t, id, T0, IN, ACK, S::Established, 7, true, true);
+    step(&mut t, id, T0, OUT, FIN, S::FinWait, 11, true, false);
+    let u = t.insert(new_conn(PROTO_UDP, Method::Nat, 1), T0).unwrap();
+    assert_eq!(t.time_left_ms(u, T0), 13_000);
+}
+
+#[test]
+fn conn_timeouts_defaults_are_ipvs() {
+    let d = Timeouts::default();
+    let want = [
+        (S::None, 2),
+        (S::Established, 900),
+        (S::SynSent, 120),
+        (S::SynRecv, 60),
+        (S::FinWait, 120),
+        (S::TimeWait, 120),
+        (S::Close, 10),
+        (S::CloseWait, 60),
+        (S::LastAck, 30),
+        (S::Listen, 120),
+        (S::SynAck, 120),
+    ];
+    for (s, secs) in want {
+        assert_eq!(d.tcp(s), secs, "{s}");
+    }
+    assert_eq!(d.udp, 300);
+}
+
+#[test]
+fn conn_udp_timeouts() {
+    let mut t = ConnTable::with_capacity(4);
+    // A UDP conn ignores any requested state.
+    let nc = NewConn {
+        state: S::Established,
+        ..new_conn(PROTO_UDP, Method::Nat, 53)
+    };
+    let id = t.insert(nc, T0).unwrap();
+    assert_eq!(t.get(id).state(), S::None);
+    assert_eq!(t.time_left_ms(id, T0), 300_000);
+    for (dir, at) in [(IN, 100_000), (OUT, 250_000), (IN, 260_000)] {
+        let tr = t.on_packet(id, dir, SYN | FIN | RST, T0 + at);
+        assert_eq!(
+            tr,
+            Transition {
+                old_active: false,
+                new_active: false,
+                old_state: S::None,
+                state: S::None
+            }
+        );
+        assert_eq!(t.time_left_ms(id, T0 + at), 300_000);
+    }
+    assert!(t.lookup(&inbound(&nc), T0 + 260_000 + 299_999).is_some());
+    assert!(t.lookup(&inbound(&nc), T0 + 260_000 + 300_000).is_none());
+    assert!(!t.get(id).is_active());
+}
+
+#[test]
+fn conn_is_active() {
+    for s in TcpState::ALL {
+        let want = matches!(s, S::Established | S::SynSent | S::SynRecv | S::SynAck);
+        assert_eq!(is_active(PROTO_TCP, s), want, "{s}");
+        assert!(!is_active(PROTO_UDP, s));
+        assert!(!is_active(1, s));
+    }
+}
+
+#[test]
+fn conn_wants_reschedule() {
+    let mut t = ConnTable::with_capacity(16);
+    let mut p = 0;
+    let mut mk = |t: &mut ConnTable, proto, st, fl| {
+        p += 1;
+        t.insert(
+            NewConn {
+                state: st,
+                flags: fl,
+                ..new_conn(proto, Method::Nat, p)
+            },
+            T0,
+        )
+        .unwrap()
+    };
+    for st in TcpState::ALL {
+        let id = mk(&mut t, PROTO_TCP, st, 0);
+        let reuse = matches!(st, S::TimeWait | S::Close);
+        assert_eq!(t.wants_reschedule(id, SYN), reuse, "{st}");
+        assert_eq!(t.wants_reschedule(id, SYN | PSH), reuse, "{st}");
+        assert!(!t.wants_reschedule(id, SYN | ACK), "{st}");
+        assert!(!t.wants_reschedule(id, ACK));
+        assert!(!t.wants_reschedule(id, FIN));
+        t.remove(id);
+    }
+    let u = mk(&mut t, PROTO_UDP, S::None, 0);
+    assert!(!t.wants_reschedule(u, SYN));
+    let tpl = mk(&mut t, PROTO_TCP, S::TimeWait, flags::TEMPLATE);
+    assert!(!t.wants_reschedule(tpl, SYN));
+    // The data plane's reuse sequence: remove, insert afresh, SYN -> SYN_RECV.
+    let nc = new_conn(PROTO_TCP, Method::Nat, 4242);
+    let old = t
+        .insert(
+            NewConn {
+                state: S::TimeWait,
+                ..nc
+            },
+            T0,
+        )
+        .unwrap();
+    let (found, _) = t.lookup(&inbound(&nc), T0).unwrap();
+    assert_eq!(found, old);
+    assert!(t.wants_reschedule(found, SYN));
+    let gone = t.remove(found).unwrap();
+    assert!(!gone.is_active());
+    let new = t.insert(nc, T0).unwrap();
+    step(&mut t, new, T0, IN, SYN, S::SynRecv, 60, false, true);
+    t.check_invariants();
+}
+
+// ---------------------------------------------------------------- owner_worker
+
+/// Small deterministic PRNG (xorshift64*).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn chi_square(counts: &[u64]) -> f64 {
+    let n: u64 = counts.iter().sum();
+    let e = n as f64 / counts.len() as f64;
+    counts.iter().map(|&o| (o as f64 - e).powi(2) / e).sum()
+}
+
+#[test]
+fn conn_owner_worker_same_for_both_directions() {
+    let mut rng = Rng(0x1234_5678);
+    for _ in 0..10_000 {
+        let r = rng.next();
+        let nc = NewConn {
+            client: Ipv4Addr::from(r as u32),
+            cport: (r >> 32) as u16,
+            server: Ipv4Addr::from((r >> 16) as u32),
+            sport: (r >> 48) as u16,
+            ..new_conn(PROTO_TCP, Method::Nat, 0)
+        };
+        let inb = inbound(&nc);
+        let rep = reply(&nc);
+        for w in 1..=8 {
+            // Inbound: the client is the source; reply: the destination.
+            let a = owner_worker(inb.src, inb.sport, w);
+            let b = owner_worker(rep.dst, rep.dport, w);
+            assert_eq!(a, b);
+            assert!(a < w);
+        }
+    }
+    assert_eq!(owner_worker(CLIENT, 1, 0), 0);
+    assert_eq!(owner_worker(CLIENT, 1, 1), 0);
+}
+
+#[test]
+fn conn_owner_worker_spreads_evenly() {
+    // df = workers - 1; the 99.9th percentile of chi2 is 10.8 (df 1) and
+    // 16.3 (df 3). A loose bound catches a bad hash, not bad luck.
+    for workers in [2usize, 3, 4] {
+        let mut rng = Rng(0x9e37_79b9 + workers as u64);
+        let mut random = vec![0u64; workers];
+        let mut one_ip = vec![0u64; workers];
+        let mut seq_ips = vec![0u64; workers];
+        for i in 0..100_000u32 {
+            let r = rng.next();
+            random[owner_worker(Ipv4Addr::from(r as u32), (r >> 32) as u16, workers)] += 1;
+            // One client, sequential ephemeral ports.
+            one_ip[owner_worker(CLIENT, 1024 + (i % 64000) as u16, workers)] += 1;
+            // Sequential addresses, one port.
+            seq_ips[owner_worker(Ipv4Addr::from(0xc612_0000 + i), 40000, workers)] += 1;
+        }
+        for (name, counts) in [
+            ("random", &random),
+            ("one ip", &one_ip),
+            ("seq ips", &seq_ips),
+        ] {
+            let chi2 = chi_square(counts);
+            println!("owner_worker {workers} workers {name}: {counts:?} chi2 {chi2:.2}");
+            assert!(chi2 < 30.0, "{name} {workers}: {counts:?} chi2 {chi2}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- memory
+
+#[test]
+fn conn_memory_per_connection_1m() {
+    let cap = 1 << 20;
+    let mut t = ConnTable::with_capacity(cap);
+    let mut nc = new_conn(PROTO_TCP, Method::Nat, 0);
+    for i in 0..cap as u32 {
+        nc.client = Ipv4Addr::from(0xc612_0000 + (i >> 16));
+        nc.cport = i as u16;
+        t.insert(nc, T0).unwrap();
+    }
+    assert_eq!(t.len(), cap);
+    assert_eq!(t.insert(nc, T0), Err(TableFull));
+    let per = t.memory_bytes() as f64 / cap as f64;
+    println!(
+        "1Mi NAT conns: memory_bytes {} = {:.2} bytes/conn (Conn {} + index {:.2} at load {:.3}), \
+         index buckets {}, max probe run {}",
+        t.memory_bytes(),
+        per,
+        std::mem::size_of::<Conn>(),
+        (t.index_buckets() * 8) as f64 / cap as f64,
+        (2 * cap) as f64 / t.index_buckets() as f64,
+        t.index_buckets(),
+        t.max_probe_len()
+    );
+    assert!(per <= 128.0);
+    // Spot-check lookups at full load, both directions.
+    for i in (0..cap as u32).step_by(4099) {
+        let k = FlowKey::new(
+            PROTO_TCP,
+            Ipv4Addr::from(0xc612_0000 + (i >> 16)),
+            i as u16,
+            VIP,
+            80,
+        );
+        let (id, d) = t.lookup(&k, T0).unwrap();
+        assert_eq!(d, Dir::Inbound);
+        let r = t.get(id).reply_key().unwrap();
+        assert_eq!(t.lookup(&r, T0), Some((id, Dir::Reply)));
+    }
+    // Worst case for a non-power-of-two capacity.
+    let t2 = ConnTable::with_capacity(1_000_000);
+    let per2 = t2.memory_bytes() as f64 / 1e6;
+    println!("capacity 1_000_000: {per2:.2} bytes/conn");
+    assert!(per2 <= 128.0);
+}
