@@ -1,0 +1,328 @@
+//! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//!
+//! Values called "sums" here are one's-complement sums folded to 16 bits but
+//! *not* complemented; a checksum field holds the complement of a sum. A
+//! region whose checksum field is correct therefore sums to `0xFFFF`.
+//!
+//! The forwarding path never recomputes a checksum over a payload: a NAT
+//! rewrite changes a handful of 16-bit words, and RFC 1624 eqn. 3,
+//! `HC' = ~(~HC + ~m + m')`, updates the stored checksum from the old and new
+//! values of those words alone. [`Delta`] accumulates several such changes so
+//! that an address rewrite is summed once and applied to both the IPv4 header
+//! checksum and the TCP/UDP checksum (whose pseudo header contains it).
+
+use std::net::Ipv4Addr;
+
+/// Adds `data` to the unfolded accumulator `acc`, as big-endian 16-bit words.
+///
+/// An odd trailing byte counts as the high byte of a zero-padded word, so when
+/// summing a message in several pieces only the last piece may be odd.
+#[inline]
+pub fn accumulate(mut acc: u64, data: &[u8]) -> u64 {
+    // Eight bytes at a time: a big-endian u64 is four 16-bit words; adding its
+    // two 32-bit halves keeps every carry (they are folded at the end, and
+    // 2^16 == 1 modulo 0xFFFF).
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        acc += (w >> 32) + (w & 0xFFFF_FFFF);
+    }
+    let mut words = chunks.remainder().chunks_exact(2);
+    for w in &mut words {
+        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [b] = words.remainder() {
+        acc += u64::from(*b) << 8;
+    }
+    acc
+}
+
+/// Folds an accumulator to 16 bits with end-around carry.
+#[inline]
+pub fn fold(mut acc: u64) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// One's-complement sum of `data` (folded, not complemented).
+#[inline]
+pub fn sum(data: &[u8]) -> u16 {
+    fold(accumulate(0, data))
+}
+
+/// One's-complement addition of two folded sums.
+#[inline]
+pub fn add(a: u16, b: u16) -> u16 {
+    fold(u64::from(a) + u64::from(b))
+}
+
+/// The checksum of `data`: complement of its sum. Compute it with the
+/// checksum field zeroed.
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !sum(data)
+}
+
+/// Sum of the IPv4 pseudo header that TCP and UDP checksums cover.
+#[inline]
+pub fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, l4_len: u16) -> u16 {
+    let s = u32::from(src);
+    let d = u32::from(dst);
+    fold(
+        u64::from(s >> 16)
+            + u64::from(s & 0xFFFF)
+            + u64::from(d >> 16)
+            + u64::from(d & 0xFFFF)
+            + u64::from(protocol)
+            + u64::from(l4_len),
+    )
+}
+
+/// Full TCP/UDP checksum of `segment` (header + payload, checksum field
+/// zeroed) under the IPv4 pseudo header. The segment length must fit 16 bits
+/// (it does for anything carried in an IPv4 packet). For UDP, pass the result
+/// through [`udp_final`].
+#[inline]
+pub fn ipv4_l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, segment: &[u8]) -> u16 {
+    let ph = pseudo_header_sum(src, dst, protocol, segment.len() as u16);
+    !fold(accumulate(u64::from(ph), segment))
+}
+
+/// True when `segment` (checksum field as received) verifies under the
+/// pseudo header.
+#[inline]
+pub fn ipv4_l4_verify(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, segment: &[u8]) -> bool {
+    let ph = pseudo_header_sum(src, dst, protocol, segment.len() as u16);
+    fold(accumulate(u64::from(ph), segment)) == 0xFFFF
+}
+
+/// UDP rule for a freshly computed checksum: 0 means "no checksum" on the
+/// wire, so a computed 0 is sent as its one's-complement twin 0xFFFF.
+#[inline]
+pub const fn udp_final(computed: u16) -> u16 {
+    if computed == 0 {
+        0xFFFF
+    } else {
+        computed
+    }
+}
+
+/// RFC 1624 eqn. 3 for one 16-bit word changing from `old` to `new`.
+#[inline]
+pub fn update16(hc: u16, old: u16, new: u16) -> u16 {
+    Delta::new().word(old, new).apply(hc)
+}
+
+/// RFC 1624 eqn. 3 for a 32-bit field (two adjacent words), e.g. an address.
+#[inline]
+pub fn update32(hc: u16, old: u32, new: u32) -> u16 {
+    Delta::new().dword(old, new).apply(hc)
+}
+
+/// [`update32`] for an IPv4 address.
+#[inline]
+pub fn update_addr(hc: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
+    update32(hc, u32::from(old), u32::from(new))
+}
+
+/// [`update16`] with the UDP rules: a zero checksum ("none") stays zero and a
+/// resulting zero is sent as 0xFFFF.
+#[inline]
+pub fn udp_update16(hc: u16, old: u16, new: u16) -> u16 {
+    Delta::new().word(old, new).apply_udp(hc)
+}
+
+/// [`update32`] with the UDP rules.
+#[inline]
+pub fn udp_update32(hc: u16, old: u32, new: u32) -> u16 {
+    Delta::new().dword(old, new).apply_udp(hc)
+}
+
+/// An accumulated set of 16-bit word changes, `sum(~m + m')` of RFC 1624.
+///
+/// Build it once per rewrite and apply it to every checksum that covers the
+/// changed words. `Copy` and register-sized; combining is plain addition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delta(u32);
+
+impl Delta {
+    /// No change.
+    #[inline]
+    pub const fn new() -> Self {
+        Delta(0)
+    }
+
+    /// Adds a 16-bit word changing from `old` to `new`.
+    #[inline]
+    pub const fn word(self, old: u16, new: u16) -> Self {
+        // At most a few dozen words are ever accumulated, far below overflow.
+        Delta(self.0 + (!old) as u32 + new as u32)
+    }
+
+    /// Adds a 32-bit field (two words) changing from `old` to `new`.
+    #[inline]
+    pub const fn dword(self, old: u32, new: u32) -> Self {
+        self.word((old >> 16) as u16, (new >> 16) as u16)
+            .word(old as u16, new as u16)
+    }
+
+    /// Adds an IPv4 address change.
+    #[inline]
+    pub fn addr(self, old: Ipv4Addr, new: Ipv4Addr) -> Self {
+        self.dword(u32::from(old), u32::from(new))
+    }
+
+    /// Combines two deltas.
+    #[inline]
+    pub const fn plus(self, other: Delta) -> Self {
+        Delta(self.0 + other.0)
+    }
+
+    /// The updated checksum: `~(~HC + delta)`.
+    #[inline]
+    pub fn apply(self, hc: u16) -> u16 {
+        !fold(u64::from(!hc) + u64::from(self.0))
+    }
+
+    /// [`apply`](Self::apply) with the UDP rules: 0 ("no checksum") stays 0,
+    /// and a result of 0 is written as 0xFFFF.
+    #[inline]
+    pub fn apply_udp(self, hc: u16) -> u16 {
+        if hc == 0 {
+            0
+        } else {
+            udp_final(self.apply(hc))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // RFC 1071 section 3 example: words 0001 f203 f4f5 f6f7 sum to ddf2.
+    #[test]
+    fn rfc1071_example() {
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(sum(&data), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+        // Same words, split so both code paths (8-byte chunks, words) run.
+        assert_eq!(
+            fold(accumulate(accumulate(0, &data[..2]), &data[2..])),
+            0xddf2
+        );
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(sum(&[0x12]), 0x1200);
+        assert_eq!(sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+        assert_eq!(sum(&[]), 0);
+    }
+
+    #[test]
+    fn chunked_sum_matches_wordwise() {
+        let data: Vec<u8> = (0..=255u8)
+            .cycle()
+            .take(1001)
+            .map(|b| b.wrapping_mul(151))
+            .collect();
+        let mut acc: u64 = 0;
+        for w in data.chunks(2) {
+            acc += u64::from(w[0]) << 8 | u64::from(*w.get(1).unwrap_or(&0));
+        }
+        assert_eq!(sum(&data), fold(acc));
+    }
+
+    #[test]
+    fn fold_and_add() {
+        assert_eq!(fold(0x1_FFFE), 0xFFFF);
+        assert_eq!(fold(0xFFFF_FFFF_FFFF), 0xFFFF);
+        assert_eq!(fold(0x2_0001), 0x0003);
+        assert_eq!(add(0xFFFF, 0x0001), 0x0001);
+        assert_eq!(add(0x8000, 0x8000), 0x0001);
+    }
+
+    // A well-known IPv4 header (Wikipedia "IPv4 header checksum"): b861.
+    #[test]
+    fn ipv4_header_example() {
+        let mut h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum(&h), 0xb861);
+        h[10] = 0xb8;
+        h[11] = 0x61;
+        assert_eq!(sum(&h), 0xFFFF);
+    }
+
+    #[test]
+    fn pseudo_header() {
+        let s = pseudo_header_sum(
+            Ipv4Addr::new(192, 168, 0, 1),
+            Ipv4Addr::new(192, 168, 0, 199),
+            17,
+            0x5f,
+        );
+        assert_eq!(s, fold(0xc0a8 + 0x0001 + 0xc0a8 + 0x00c7 + 17 + 0x5f));
+    }
+
+    fn recompute_after(data: &mut [u8], at: usize, new: &[u8]) -> u16 {
+        data[at..at + new.len()].copy_from_slice(new);
+        data[0] = 0;
+        data[1] = 0;
+        checksum(data)
+    }
+
+    #[test]
+    fn incremental_matches_full_recompute() {
+        // Checksum lives in bytes 0..2; data follows.
+        let data = [
+            0u8, 0, 0x12, 0x34, 0xab, 0xcd, 0xc0, 0xa8, 0x01, 0x02, 0x00, 0x50, 0xff, 0xff,
+        ];
+        let hc = checksum(&data);
+        // 16-bit change at 10..12: port 80 -> 8080.
+        let expect16 = recompute_after(&mut data.clone(), 10, &8080u16.to_be_bytes());
+        assert_eq!(update16(hc, 80, 8080), expect16);
+        // 32-bit change at 6..10: 192.168.1.2 -> 10.0.0.7.
+        let old = Ipv4Addr::new(192, 168, 1, 2);
+        let new = Ipv4Addr::new(10, 0, 0, 7);
+        let expect32 = recompute_after(&mut data.clone(), 6, &new.octets());
+        assert_eq!(update_addr(hc, old, new), expect32);
+        assert_eq!(update32(hc, u32::from(old), u32::from(new)), expect32);
+        // Both at once through Delta.
+        let mut both = data;
+        both[6..10].copy_from_slice(&new.octets());
+        let expect = recompute_after(&mut both, 10, &8080u16.to_be_bytes());
+        assert_eq!(Delta::new().addr(old, new).word(80, 8080).apply(hc), expect);
+        let d = Delta::new()
+            .addr(old, new)
+            .plus(Delta::new().word(80, 8080));
+        assert_eq!(d.apply(hc), expect);
+        // No change is the identity.
+        assert_eq!(Delta::new().apply(hc), hc);
+        assert_eq!(update16(hc, 0x1234, 0x1234), hc);
+    }
+
+    #[test]
+    fn rfc1624_negative_zero_case() {
+        // RFC 1624 section 3 example: HC = 0xDD2F, m = 0x5555 -> m' = 0x3285
+        // gives HC' = 0x0000 with eqn. 3 (eqn. 2 would give 0xFFFF).
+        assert_eq!(update16(0xDD2F, 0x5555, 0x3285), 0x0000);
+    }
+
+    #[test]
+    fn udp_rules() {
+        assert_eq!(udp_final(0), 0xFFFF);
+        assert_eq!(udp_final(0x1234), 0x1234);
+        // "No checksum" stays "no checksum".
+        assert_eq!(udp_update16(0, 80, 8080), 0);
+        assert_eq!(udp_update32(0, 1, 2), 0);
+        // A result of 0 becomes 0xFFFF.
+        assert_eq!(update16(0xDD2F, 0x5555, 0x3285), 0);
+        assert_eq!(udp_update16(0xDD2F, 0x5555, 0x3285), 0xFFFF);
+        assert_eq!(udp_update16(0x1000, 1, 2), update16(0x1000, 1, 2));
+    }
+}
