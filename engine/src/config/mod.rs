@@ -1,1 +1,542 @@
-//! (being written)
+//! The configuration file (SPEC §4): typed structs, parsing and validation.
+//!
+//! [`load`] / [`parse`] read TOML with spans kept, then make two passes, each
+//! of which collects every error it finds (key path, line, message):
+//!
+//! 1. the schema pass (`schema.rs`) walks every table: each key must be known,
+//!    each value of the right type, syntax and range; it builds the typed
+//!    structs below, with the SPEC's defaults for what is left out;
+//! 2. the rules pass (`rules.rs`) checks what relates two or more values:
+//!    workers against lcores, duplicate ports, overlapping services, the same
+//!    server twice, thresholds, reachability of DR/TUN servers, and so on.
+//!
+//! The rules pass is also [`Config::validate`], for a configuration changed in
+//! code (a live `rvs ctl add-server`, a reload), so that a change is checked as
+//! `rvs check` checks a file.
+//!
+//! Every struct is `Clone + Debug + PartialEq`, so that a reload can diff the
+//! running configuration against the new one.
+
+mod error;
+mod lcores;
+mod reader;
+mod rules;
+mod schema;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use crate::sched::SchedKind;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use lcores::{parse_lcores, LcoreMap};
+
+/// Where `rvs` looks for its configuration when no `-c FILE` is given.
+pub const DEFAULT_PATH: &str = "/etc/rvs/rvs.toml";
+
+/// Largest real-server weight (ipvsadm's range is 0..=65535).
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// Lcore ids are below this (DPDK's default `RTE_MAX_LCORE`).
+pub const MAX_LCORES: u32 = 128;
+
+/// Reads and validates the configuration file at `path`.
+///
+/// Errors name the file as `path` was given.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_named(&text, &file),
+        Err(e) => Err(ConfigErrors {
+            file,
+            errors: vec![ConfigError::new("", 0, format!("cannot read: {e}"))],
+        }),
+    }
+}
+
+/// Parses and validates configuration text; errors name the file `<config>`.
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    parse_named(text, "<config>")
+}
+
+/// Parses and validates configuration text; errors name the file `file`.
+pub fn parse_named(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    schema::parse(text).map_err(|errors| ConfigErrors {
+        file: file.to_string(),
+        errors,
+    })
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub dpdk: DpdkConfig,
+    /// `[[port]]`: at least one.
+    pub ports: Vec<PortConfig>,
+    /// `[[service]]`: may be empty (services can be added live).
+    pub services: Vec<ServiceConfig>,
+    pub timeouts: Timeouts,
+    pub control: ControlConfig,
+    /// `[notify]`; when the section is absent nothing is notified.
+    pub notify: NotifyConfig,
+    /// `[ha]`; `None` when the section is absent: a standalone director that
+    /// owns its VIPs and sends no adverts. A present section fills in the
+    /// SPEC's defaults (role auto, priority 100, adverts every 100 ms, sync).
+    pub ha: Option<HaConfig>,
+}
+
+impl Config {
+    /// Number of real servers over all services.
+    pub fn server_count(&self) -> usize {
+        self.services.iter().map(|s| s.servers.len()).sum()
+    }
+
+    /// The port whose attached subnet holds `ip`, if any.
+    pub fn port_for(&self, ip: Ipv4Addr) -> Option<&PortConfig> {
+        self.ports.iter().find(|p| p.contains(ip))
+    }
+
+    /// Checks the rules that relate two or more values (see the module
+    /// docs). Errors carry key paths and line 0: there is no file.
+    ///
+    /// A configuration from [`load`]/[`parse`] always passes; run this after
+    /// changing one in code.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        rules::check(&rules::Scope::whole(self))
+    }
+}
+
+/// `[dpdk]`: EAL and threads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpdkConfig {
+    /// `cores` as written: EAL `--lcores` syntax ("0-1", "0@0,1@1,2@1").
+    pub cores: String,
+    /// `cores` parsed, sorted by lcore id. The first (lowest) is EAL's main
+    /// lcore, the control core; workers run on the others.
+    pub lcores: Vec<LcoreMap>,
+    /// Worker threads, 1 ..= lcores - 1. Default 1.
+    pub workers: usize,
+    /// false -> EAL `--no-huge`. Default false.
+    pub hugepages: bool,
+    /// EAL `-m`. Default 512.
+    pub memory_mb: u32,
+    /// Passed to EAL as is. Default empty.
+    pub extra_args: Vec<String>,
+}
+
+impl DpdkConfig {
+    /// The control (EAL main) lcore.
+    pub fn main_lcore(&self) -> LcoreMap {
+        self.lcores[0]
+    }
+
+    /// The lcores the workers run on: the `workers` lcores after the main one.
+    pub fn worker_lcores(&self) -> &[LcoreMap] {
+        let end = (1 + self.workers).min(self.lcores.len());
+        &self.lcores[1.min(end)..end]
+    }
+}
+
+/// `[[port]]`: one DPDK port and the director's own address on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortConfig {
+    pub name: String,
+    /// A vdev string ("net_af_packet0,iface=veth-c") or a PCI address.
+    pub device: String,
+    /// From `address = "A.B.C.D/N"`.
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    /// Default 1500; 576..=9000.
+    pub mtu: u16,
+}
+
+impl PortConfig {
+    pub fn netmask(&self) -> Ipv4Addr {
+        prefix_mask(self.prefix_len)
+    }
+
+    /// The attached subnet's network address.
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.address) & u32::from(self.netmask()))
+    }
+
+    /// Whether `ip` is on this port's attached subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::from(self.netmask());
+        u32::from(ip) & mask == u32::from(self.address) & mask
+    }
+
+    /// "198.18.0.0/24".
+    pub fn subnet(&self) -> String {
+        format!("{}/{}", self.network(), self.prefix_len)
+    }
+}
+
+/// The netmask of a prefix length (0..=32).
+pub fn prefix_mask(prefix_len: u8) -> Ipv4Addr {
+    match prefix_len {
+        0 => Ipv4Addr::UNSPECIFIED,
+        n => Ipv4Addr::from(u32::MAX << (32 - u32::from(n.min(32)))),
+    }
+}
+
+/// Declares a plain enum whose values have one configuration name each.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order error messages list them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name used in the configuration file.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            pub fn from_name(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.name() == s)
+            }
+
+            /// "a, b, c" for error messages.
+            pub fn valid_names() -> String {
+                Self::ALL.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// A service's transport protocol.
+    Protocol {
+        Tcp = "tcp",
+        Udp = "udp",
+    }
+}
+
+named_enum! {
+    /// How packets reach a real server (IPVS's forwarding methods).
+    Forward {
+        Nat = "nat",
+        Dr = "dr",
+        Tun = "tun",
+    }
+}
+
+named_enum! {
+    /// What a health check does.
+    HealthCheckKind {
+        Tcp = "tcp",
+        Http = "http",
+        Exec = "exec",
+        None = "none",
+    }
+}
+
+named_enum! {
+    /// What happens to a server a health check marks down.
+    OnFailure {
+        /// Take it out of the pool.
+        Remove = "remove",
+        /// Keep it with weight 0 (keepalived's `inhibit_on_failure`).
+        WeightZero = "weight-zero",
+    }
+}
+
+named_enum! {
+    /// The director's failover role.
+    HaRole {
+        /// Elect: priority, then address.
+        Auto = "auto",
+        Master = "master",
+        Backup = "backup",
+    }
+}
+
+/// `scheduler_flags`: ipvsadm's `-b` flags for sh and mh.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SchedFlags {
+    /// "sh-port": hash the source port too.
+    pub sh_port: bool,
+    /// "sh-fallback": walk to the next usable bucket.
+    pub sh_fallback: bool,
+    /// "mh-port".
+    pub mh_port: bool,
+    /// "mh-fallback".
+    pub mh_fallback: bool,
+}
+
+impl SchedFlags {
+    /// Every flag name, in the order error messages list them.
+    pub const NAMES: [&'static str; 4] = ["sh-port", "sh-fallback", "mh-port", "mh-fallback"];
+
+    /// Sets the flag called `name`; false if there is no such flag.
+    pub fn set(&mut self, name: &str) -> bool {
+        match name {
+            "sh-port" => self.sh_port = true,
+            "sh-fallback" => self.sh_fallback = true,
+            "mh-port" => self.mh_port = true,
+            "mh-fallback" => self.mh_fallback = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The names of the flags that are set.
+    pub fn names(&self) -> Vec<&'static str> {
+        let set = [self.sh_port, self.sh_fallback, self.mh_port, self.mh_fallback];
+        Self::NAMES
+            .into_iter()
+            .zip(set)
+            .filter_map(|(n, on)| on.then_some(n))
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == SchedFlags::default()
+    }
+}
+
+/// `[[service]]`: one virtual service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    pub vip: Ipv4Addr,
+    /// 0 = all ports.
+    pub port: u16,
+    /// Default tcp.
+    pub protocol: Protocol,
+    /// Default wlc (ipvsadm's).
+    pub scheduler: SchedKind,
+    /// Default none.
+    pub sched_flags: SchedFlags,
+    /// The default for its servers. Default nat.
+    pub forward: Forward,
+    /// Seconds; 0 = off (the default).
+    pub persistence_timeout: u32,
+    /// Contiguous; default 255.255.255.255.
+    pub persistence_netmask: Ipv4Addr,
+    /// Used while no server is up.
+    pub sorry_server: Option<SocketAddrV4>,
+    /// Sum of live weights needed for the service to be up (keepalived).
+    /// Default 1.
+    pub quorum: u32,
+    /// In configuration order.
+    pub servers: Vec<ServerConfig>,
+    /// `None` when the section is absent.
+    pub health_check: Option<HealthCheck>,
+}
+
+impl ServiceConfig {
+    /// "tcp:198.18.0.100:80", as `rvs ctl --service` writes it.
+    pub fn key(&self) -> String {
+        format!("{}:{}:{}", self.protocol, self.vip, self.port)
+    }
+}
+
+/// `[[service.server]]`: one real server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub address: Ipv4Addr,
+    /// 1..=65535 when given; when left out, the service's port (0 for an
+    /// all-ports service: keep the packet's port). DR and TUN ignore it.
+    pub port: u16,
+    /// 0..=65535; default 1. 0 = no new connections.
+    pub weight: u32,
+    /// Overrides the service's `forward`.
+    pub forward: Option<Forward>,
+    /// Max active + inactive connections; 0 = none.
+    pub upper_threshold: u32,
+    /// 0 = 3/4 of `upper_threshold`.
+    pub lower_threshold: u32,
+}
+
+impl ServerConfig {
+    /// This server's forwarding method: its own, else the service's.
+    pub fn effective_forward(&self, service: &ServiceConfig) -> Forward {
+        self.forward.unwrap_or(service.forward)
+    }
+
+    /// The port packets go to: the service's port for DR and TUN (they keep
+    /// the VIP port), this server's port for NAT.
+    pub fn effective_port(&self, service: &ServiceConfig) -> u16 {
+        match self.effective_forward(service) {
+            Forward::Nat => self.port,
+            Forward::Dr | Forward::Tun => service.port,
+        }
+    }
+}
+
+/// `[service.health_check]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub kind: HealthCheckKind,
+    /// http: the path to GET. Default "/".
+    pub path: String,
+    /// http: the status that means up. Default 200.
+    pub expect_status: u16,
+    /// http: MD5 of the body, lowercase hex (keepalived's `digest`).
+    pub digest: Option<String>,
+    /// exec: the command line to run; exit code 0 means up.
+    pub script: Option<String>,
+    /// Default 1000.
+    pub interval_ms: u32,
+    /// Default 500.
+    pub timeout_ms: u32,
+    /// Consecutive failures to mark down. Default 3.
+    pub fall: u32,
+    /// Consecutive successes to mark up. Default 2.
+    pub rise: u32,
+    /// Default remove.
+    pub on_failure: OnFailure,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            kind: HealthCheckKind::None,
+            path: "/".to_string(),
+            expect_status: 200,
+            digest: None,
+            script: None,
+            interval_ms: 1000,
+            timeout_ms: 500,
+            fall: 3,
+            rise: 2,
+            on_failure: OnFailure::Remove,
+        }
+    }
+}
+
+/// `[timeouts]`: seconds, IPVS defaults; all at least 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    /// 900.
+    pub tcp_established: u32,
+    /// FIN_WAIT. 120.
+    pub tcp_fin: u32,
+    /// 300.
+    pub udp: u32,
+    /// Connections per director; the table is allocated up front. 1048576.
+    pub max_connections: u32,
+    /// 60.
+    pub tcp_syn_recv: u32,
+    /// 120.
+    pub tcp_time_wait: u32,
+    /// 10.
+    pub tcp_close: u32,
+    /// 60.
+    pub tcp_close_wait: u32,
+    /// 30.
+    pub tcp_last_ack: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_established: 900,
+            tcp_fin: 120,
+            udp: 300,
+            max_connections: 1 << 20,
+            tcp_syn_recv: 60,
+            tcp_time_wait: 120,
+            tcp_close: 10,
+            tcp_close_wait: 60,
+            tcp_last_ack: 30,
+        }
+    }
+}
+
+/// `[control]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlConfig {
+    /// The API socket. Default /run/rvs/rvs.sock.
+    pub socket: PathBuf,
+    /// Where to serve Prometheus metrics; off by default.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: PathBuf::from("/run/rvs/rvs.sock"),
+            metrics: None,
+        }
+    }
+}
+
+/// An SMTP relay: `host` or `host:port` (port 25 when left out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpRelay {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for SmtpRelay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// `[notify]`. The default notifies nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyConfig {
+    pub smtp: Option<SmtpRelay>,
+    /// Default "rvs@localhost".
+    pub from: String,
+    /// Required (non-empty) when `smtp` is set.
+    pub to: Vec<String>,
+    /// Gets each event as JSON on stdin.
+    pub exec: Option<PathBuf>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            smtp: None,
+            from: "rvs@localhost".to_string(),
+            to: Vec::new(),
+            exec: None,
+        }
+    }
+}
+
+/// `[ha]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HaConfig {
+    /// Default auto.
+    pub role: HaRole,
+    /// 1..=255 (VRRP); default 100.
+    pub priority: u8,
+    /// The other director.
+    pub peer: Option<Ipv4Addr>,
+    /// 10..=40950 in steps of 10 (VRRPv3 counts centiseconds); default 100.
+    pub advert_interval_ms: u32,
+    /// Stream connection state to the peer. Default true.
+    pub sync: bool,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            role: HaRole::Auto,
+            priority: 100,
+            peer: None,
+            advert_interval_ms: 100,
+            sync: true,
+        }
+    }
+}

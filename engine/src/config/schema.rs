@@ -1,0 +1,571 @@
+//! The schema pass: every table, key and value of SPEC §4, checked on its
+//! own (known key, type, syntax, range) and turned into the typed structs,
+//! with the defaults for what is left out. Then the rules pass runs over what
+//! was built, and the result is a `Config` only if neither found an error.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+
+use toml_edit::ImDocument;
+
+use super::reader::{Ctx, Tab};
+use super::rules::{self, Scope};
+use super::*;
+
+const TOP: &[&str] = &[
+    "dpdk", "port", "service", "timeouts", "control", "notify", "ha",
+];
+const DPDK: &[&str] = &["cores", "workers", "hugepages", "memory_mb", "extra_args"];
+const PORT: &[&str] = &["name", "device", "address", "gateway", "mtu"];
+const SERVICE: &[&str] = &[
+    "vip",
+    "port",
+    "protocol",
+    "scheduler",
+    "scheduler_flags",
+    "forward",
+    "persistence_timeout",
+    "persistence_netmask",
+    "sorry_server",
+    "quorum",
+    "server",
+    "health_check",
+];
+const SERVER: &[&str] = &[
+    "address",
+    "port",
+    "weight",
+    "forward",
+    "upper_threshold",
+    "lower_threshold",
+];
+const HEALTH_CHECK: &[&str] = &[
+    "kind",
+    "path",
+    "expect_status",
+    "digest",
+    "script",
+    "interval_ms",
+    "timeout_ms",
+    "fall",
+    "rise",
+    "on_failure",
+];
+const TIMEOUTS: &[&str] = &[
+    "tcp_established",
+    "tcp_fin",
+    "udp",
+    "max_connections",
+    "tcp_syn_recv",
+    "tcp_time_wait",
+    "tcp_close",
+    "tcp_close_wait",
+    "tcp_last_ack",
+];
+const CONTROL: &[&str] = &["socket", "metrics"];
+const NOTIFY: &[&str] = &["smtp", "from", "to", "exec"];
+const HA: &[&str] = &["role", "priority", "peer", "advert_interval_ms", "sync"];
+
+const U32_MAX: i64 = u32::MAX as i64;
+
+/// Parses and validates a whole file.
+pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    let mut ctx = Ctx::new(text);
+    let doc = match ImDocument::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let line = ctx.line_of(e.span()).max(1);
+            let msg = format!("invalid TOML: {}", e.message().trim());
+            return Err(vec![ConfigError::new("", line, msg)]);
+        }
+    };
+    let root = Tab::open(&mut ctx, String::new(), 1, doc.as_table(), TOP);
+
+    let dpdk = match root.table(&mut ctx, "dpdk", DPDK) {
+        Some(t) => dpdk(&mut ctx, &t),
+        None => {
+            if !root.has("dpdk") {
+                ctx.error("dpdk", 1, "required section [dpdk] is missing");
+            }
+            None
+        }
+    };
+    let port_tabs = root.tables(&mut ctx, "port", PORT);
+    if port_tabs.is_empty() && ctx.errors.iter().all(|e| e.path != "port") {
+        ctx.error("port", 1, "at least one [[port]] is required");
+    }
+    let ports: Vec<_> = port_tabs.iter().map(|t| port(&mut ctx, t)).collect();
+    let services: Vec<_> = root
+        .tables(&mut ctx, "service", SERVICE)
+        .iter()
+        .map(|t| service(&mut ctx, t))
+        .collect();
+    let timeouts = section(&mut ctx, &root, "timeouts", TIMEOUTS, timeouts);
+    let control = section(&mut ctx, &root, "control", CONTROL, control);
+    let notify = section(&mut ctx, &root, "notify", NOTIFY, notify);
+    let ha = section(&mut ctx, &root, "ha", HA, |c, t| ha(c, t).map(Some));
+
+    let scope = Scope {
+        dpdk: dpdk.as_ref(),
+        ports: indexed(&ports),
+        all_ports: ports.iter().all(Option::is_some),
+        services: indexed(&services),
+        notify: notify.as_ref(),
+        ha: ha.as_ref().and_then(Option::as_ref),
+    };
+    for e in rules::check(&scope) {
+        ctx.error_at_path(e);
+    }
+
+    let mut errors = ctx.errors;
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.line);
+        return Err(errors);
+    }
+    match (dpdk, timeouts, control, notify, ha) {
+        (Some(dpdk), Some(timeouts), Some(control), Some(notify), Some(ha)) => Ok(Config {
+            dpdk,
+            ports: ports.into_iter().flatten().collect(),
+            services: services.into_iter().flatten().collect(),
+            timeouts,
+            control,
+            notify,
+            ha,
+        }),
+        // Every builder that returns None has reported why.
+        _ => Err(vec![ConfigError::new("", 0, "incomplete configuration")]),
+    }
+}
+
+/// The elements that were built, with their index in the file.
+fn indexed<T>(items: &[Option<T>]) -> Vec<(usize, &T)> {
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, t.as_ref()?)))
+        .collect()
+}
+
+/// An optional section: its default when absent, `None` when it has errors.
+fn section<T: Default>(
+    ctx: &mut Ctx,
+    root: &Tab,
+    key: &str,
+    allowed: &[&str],
+    build: impl FnOnce(&mut Ctx, &Tab) -> Option<T>,
+) -> Option<T> {
+    if !root.has(key) {
+        return Some(T::default());
+    }
+    let t = root.table(ctx, key, allowed)?;
+    build(ctx, &t)
+}
+
+fn dpdk(ctx: &mut Ctx, t: &Tab) -> Option<DpdkConfig> {
+    let mark = ctx.mark();
+    t.require(ctx, &["cores"]);
+    let cores = t.parsed(ctx, "cores", |s| match parse_lcores(s) {
+        Ok(lcores) => Ok((s.to_string(), lcores)),
+        Err(e) => Err(format!("bad cores \"{s}\": {e}")),
+    });
+    let workers = t.int(ctx, "workers", 1, i64::from(MAX_LCORES) - 1);
+    let hugepages = t.bool(ctx, "hugepages");
+    let memory_mb = t.int(ctx, "memory_mb", 1, U32_MAX);
+    let extra_args = t.strings(ctx, "extra_args");
+    if !ctx.clean_since(mark) {
+        return None;
+    }
+    let (cores, lcores) = cores?;
+    Some(DpdkConfig {
+        cores,
+        lcores,
+        workers: workers.unwrap_or(1),
+        hugepages: hugepages.unwrap_or(false),
+        memory_mb: memory_mb.unwrap_or(512),
+        extra_args: extra_args
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.text.to_string())
+            .collect(),
+    })
+}
+
+fn port(ctx: &mut Ctx, t: &Tab) -> Option<PortConfig> {
+    let mark = ctx.mark();
+    t.require(ctx, &["name", "device", "address"]);
+    let name = t.string(ctx, "name");
+    let device = t.string(ctx, "device");
+    let address = t.parsed(ctx, "address", parse_cidr);
+    let gateway = t.parsed(ctx, "gateway", parse_unicast);
+    let mtu = t.int(ctx, "mtu", 576, 9000);
+    if !ctx.clean_since(mark) {
+        return None;
+    }
+    let (address, prefix_len) = address?;
+    Some(PortConfig {
+        name: name?,
+        device: device?,
+        address,
+        prefix_len,
+        gateway,
+        mtu: mtu.unwrap_or(1500),
+    })
+}
+
+fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
+    let mark = ctx.mark();
+    t.require(ctx, &["vip", "port"]);
+    let vip = t.parsed(ctx, "vip", parse_unicast);
+    let port = t.int(ctx, "port", 0, 65535);
+    let protocol = t.choice(ctx, "protocol", "protocol", Protocol::from_name, Protocol::valid_names);
+    let scheduler = t.choice(
+        ctx,
+        "scheduler",
+        "scheduler",
+        SchedKind::from_name,
+        SchedKind::valid_names,
+    );
+    let sched_flags = t.strings(ctx, "scheduler_flags").map(|names| {
+        let mut flags = SchedFlags::default();
+        for n in names {
+            if !flags.set(n.text) {
+                let valid = SchedFlags::NAMES.join(", ");
+                let msg = format!("unknown scheduler flag `{}` (valid: {valid})", n.text);
+                ctx.error(n.path, n.line, msg);
+            }
+        }
+        flags
+    });
+    let forward = t.choice(
+        ctx,
+        "forward",
+        "forward method",
+        Forward::from_name,
+        Forward::valid_names,
+    );
+    let persistence_timeout = t.int(ctx, "persistence_timeout", 0, U32_MAX);
+    let persistence_netmask = t.parsed(ctx, "persistence_netmask", parse_netmask);
+    let sorry_server = t.parsed(ctx, "sorry_server", parse_endpoint);
+    let quorum = t.int(ctx, "quorum", 0, U32_MAX);
+    let servers: Vec<_> = t
+        .tables(ctx, "server", SERVER)
+        .iter()
+        .map(|s| server(ctx, s, port.unwrap_or(0)))
+        .collect();
+    let health_check = t
+        .table(ctx, "health_check", HEALTH_CHECK)
+        .map(|h| health_check(ctx, &h));
+    if !ctx.clean_since(mark) {
+        return None;
+    }
+    Some(ServiceConfig {
+        vip: vip?,
+        port: port?,
+        protocol: protocol.unwrap_or(Protocol::Tcp),
+        scheduler: scheduler.unwrap_or(SchedKind::Wlc),
+        sched_flags: sched_flags.unwrap_or_default(),
+        forward: forward.unwrap_or(Forward::Nat),
+        persistence_timeout: persistence_timeout.unwrap_or(0),
+        persistence_netmask: persistence_netmask.unwrap_or(Ipv4Addr::BROADCAST),
+        sorry_server,
+        quorum: quorum.unwrap_or(1),
+        servers: servers.into_iter().collect::<Option<_>>()?,
+        health_check: match health_check {
+            Some(h) => Some(h?),
+            None => None,
+        },
+    })
+}
+
+fn server(ctx: &mut Ctx, t: &Tab, service_port: u16) -> Option<ServerConfig> {
+    let mark = ctx.mark();
+    t.require(ctx, &["address"]);
+    let address = t.parsed(ctx, "address", parse_unicast);
+    let port = t.int(ctx, "port", 1, 65535);
+    let weight = t.int(ctx, "weight", 0, i64::from(MAX_WEIGHT));
+    let forward = t.choice(
+        ctx,
+        "forward",
+        "forward method",
+        Forward::from_name,
+        Forward::valid_names,
+    );
+    let upper_threshold = t.int(ctx, "upper_threshold", 0, U32_MAX);
+    let lower_threshold = t.int(ctx, "lower_threshold", 0, U32_MAX);
+    if !ctx.clean_since(mark) {
+        return None;
+    }
+    Some(ServerConfig {
+        address: address?,
+        port: port.unwrap_or(service_port),
+        weight: weight.unwrap_or(1),
+        forward,
+        upper_threshold: upper_threshold.unwrap_or(0),
+        lower_threshold: lower_threshold.unwrap_or(0),
+    })
+}
+
+fn health_check(ctx: &mut Ctx, t: &Tab) -> Option<HealthCheck> {
+    let mark = ctx.mark();
+    let d = HealthCheck::default();
+    let kind = t.choice(
+        ctx,
+        "kind",
+        "health-check kind",
+        HealthCheckKind::from_name,
+        HealthCheckKind::valid_names,
+    );
+    if let Some(kind) = kind {
+        use HealthCheckKind::{Exec, Http};
+        for (key, only) in [
+            ("path", Http),
+            ("expect_status", Http),
+            ("digest", Http),
+            ("script", Exec),
+        ] {
+            if t.has(key) && kind != only {
+                let line = t.key_line(ctx, key);
+                let msg = format!("`{key}` applies only to kind \"{only}\", not \"{kind}\"");
+                ctx.error(t.child(key), line, msg);
+            }
+        }
+    }
+    let path = t.parsed(ctx, "path", parse_http_path);
+    let expect_status = t.int(ctx, "expect_status", 100, 599);
+    let digest = t.parsed(ctx, "digest", parse_md5);
+    let script = t.string(ctx, "script");
+    let interval_ms = t.int(ctx, "interval_ms", 1, U32_MAX);
+    let timeout_ms = t.int(ctx, "timeout_ms", 1, U32_MAX);
+    let fall = t.int(ctx, "fall", 1, U32_MAX);
+    let rise = t.int(ctx, "rise", 1, U32_MAX);
+    let on_failure = t.choice(
+        ctx,
+        "on_failure",
+        "on_failure action",
+        OnFailure::from_name,
+        OnFailure::valid_names,
+    );
+    if !ctx.clean_since(mark) {
+        return None;
+    }
+    Some(HealthCheck {
+        kind: kind.unwrap_or(d.kind),
+        path: path.unwrap_or(d.path),
+        expect_status: expect_status.unwrap_or(d.expect_status),
+        digest,
+        script,
+        interval_ms: interval_ms.unwrap_or(d.interval_ms),
+        timeout_ms: timeout_ms.unwrap_or(d.timeout_ms),
+        fall: fall.unwrap_or(d.fall),
+        rise: rise.unwrap_or(d.rise),
+        on_failure: on_failure.unwrap_or(d.on_failure),
+    })
+}
+
+fn timeouts(ctx: &mut Ctx, t: &Tab) -> Option<Timeouts> {
+    let mark = ctx.mark();
+    let d = Timeouts::default();
+    let mut get = |key: &str, default: u32| t.int(ctx, key, 1, U32_MAX).unwrap_or(default);
+    let timeouts = Timeouts {
+        tcp_established: get("tcp_established", d.tcp_established),
+        tcp_fin: get("tcp_fin", d.tcp_fin),
+        udp: get("udp", d.udp),
+        max_connections: get("max_connections", d.max_connections),
+        tcp_syn_recv: get("tcp_syn_recv", d.tcp_syn_recv),
+        tcp_time_wait: get("tcp_time_wait", d.tcp_time_wait),
+        tcp_close: get("tcp_close", d.tcp_close),
+        tcp_close_wait: get("tcp_close_wait", d.tcp_close_wait),
+        tcp_last_ack: get("tcp_last_ack", d.tcp_last_ack),
+    };
+    ctx.clean_since(mark).then_some(timeouts)
+}
+
+fn control(ctx: &mut Ctx, t: &Tab) -> Option<ControlConfig> {
+    let mark = ctx.mark();
+    let socket = t.string(ctx, "socket").map(PathBuf::from);
+    let metrics = t.parsed(ctx, "metrics", |s| {
+        s.parse::<SocketAddr>()
+            .map_err(|_| format!("`{s}` is not an address:port (e.g. 127.0.0.1:9100)"))
+    });
+    if !ctx.clean_since(mark) {
+        return None;
+    }
+    Some(ControlConfig {
+        socket: socket.unwrap_or(ControlConfig::default().socket),
+        metrics,
+    })
+}
+
+fn notify(ctx: &mut Ctx, t: &Tab) -> Option<NotifyConfig> {
+    let mark = ctx.mark();
+    let smtp = t.parsed(ctx, "smtp", parse_smtp);
+    let from = t.parsed(ctx, "from", parse_email);
+    let to = t.strings(ctx, "to").map(|list| {
+        list.into_iter()
+            .filter_map(|l| match parse_email(l.text) {
+                Ok(a) => Some(a),
+                Err(m) => {
+                    ctx.error(l.path, l.line, m);
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let exec = t.string(ctx, "exec").map(PathBuf::from);
+    if !ctx.clean_since(mark) {
+        return None;
+    }
+    Some(NotifyConfig {
+        smtp,
+        from: from.unwrap_or(NotifyConfig::default().from),
+        to: to.unwrap_or_default(),
+        exec,
+    })
+}
+
+fn ha(ctx: &mut Ctx, t: &Tab) -> Option<HaConfig> {
+    let mark = ctx.mark();
+    let d = HaConfig::default();
+    let role = t.choice(ctx, "role", "ha role", HaRole::from_name, HaRole::valid_names);
+    let priority = t.int(ctx, "priority", 1, 255);
+    let peer = t.parsed(ctx, "peer", parse_unicast);
+    let advert_interval_ms: Option<u32> = t.int(ctx, "advert_interval_ms", 10, 40950);
+    if let Some(ms) = advert_interval_ms.filter(|ms| ms % 10 != 0) {
+        let line = t.key_line(ctx, "advert_interval_ms");
+        let msg = format!("{ms} is not a multiple of 10 (VRRPv3 counts centiseconds)");
+        ctx.error(t.child("advert_interval_ms"), line, msg);
+    }
+    let sync = t.bool(ctx, "sync");
+    if !ctx.clean_since(mark) {
+        return None;
+    }
+    Some(HaConfig {
+        role: role.unwrap_or(d.role),
+        priority: priority.unwrap_or(d.priority),
+        peer,
+        advert_interval_ms: advert_interval_ms.unwrap_or(d.advert_interval_ms),
+        sync: sync.unwrap_or(d.sync),
+    })
+}
+
+// Value syntax. Each error message is complete after "key.path: ".
+
+fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IPv4 address"))
+}
+
+/// An address a packet can be sent to: not 0.0.0.0, loopback, multicast or
+/// broadcast.
+fn parse_unicast(s: &str) -> Result<Ipv4Addr, String> {
+    let ip = parse_ipv4(s)?;
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(format!("{ip} is not a unicast address"));
+    }
+    Ok(ip)
+}
+
+/// "A.B.C.D/N": the director's address on a port and its prefix length.
+fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let Some((ip, prefix)) = s.trim().split_once('/') else {
+        let ip = parse_ipv4(s)?;
+        return Err(format!(
+            "{ip} has no prefix length: write ADDRESS/PREFIX, e.g. \"{ip}/24\""
+        ));
+    };
+    let ip = parse_unicast(ip)?;
+    let prefix_len: u8 = match prefix.parse() {
+        Ok(n @ 1..=32) => n,
+        _ => return Err(format!("prefix length `{prefix}` is outside 1..32")),
+    };
+    let host = u32::from(ip) & !u32::from(prefix_mask(prefix_len));
+    if prefix_len <= 30 && (host == 0 || host == !u32::from(prefix_mask(prefix_len))) {
+        return Err(format!(
+            "{ip} is the network or broadcast address of {}/{prefix_len}",
+            Ipv4Addr::from(u32::from(ip) & u32::from(prefix_mask(prefix_len)))
+        ));
+    }
+    Ok((ip, prefix_len))
+}
+
+fn parse_netmask(s: &str) -> Result<Ipv4Addr, String> {
+    let mask = parse_ipv4(s)?;
+    if !is_contiguous(mask) {
+        return Err(format!("{mask} is not a contiguous netmask"));
+    }
+    Ok(mask)
+}
+
+/// Ones then zeros: 255.255.255.0 is, 255.0.255.0 is not.
+pub(super) fn is_contiguous(mask: Ipv4Addr) -> bool {
+    let m = u32::from(mask);
+    m.leading_ones() + m.trailing_zeros() == 32
+}
+
+/// "IP:PORT" with a unicast IP and a port in 1..65535.
+fn parse_endpoint(s: &str) -> Result<SocketAddrV4, String> {
+    let Some((ip, port)) = s.trim().rsplit_once(':') else {
+        return Err(format!("`{s}` is not IP:PORT"));
+    };
+    let ip = parse_unicast(ip)?;
+    match port.parse::<i64>() {
+        Ok(p @ 1..=65535) => Ok(SocketAddrV4::new(ip, p as u16)),
+        Ok(p) => Err(format!("port {p} is outside 1..65535")),
+        Err(_) => Err(format!("`{s}` is not IP:PORT")),
+    }
+}
+
+/// "host" or "host:port" (port 25 when left out).
+fn parse_smtp(s: &str) -> Result<SmtpRelay, String> {
+    let s = s.trim();
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<i64>() {
+            Ok(p @ 1..=65535) => (h, p as u16),
+            _ => return Err(format!("`{p}` in `{s}` is not a port in 1..65535")),
+        },
+        None => (s, 25),
+    };
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+        return Err(format!("`{s}` is not HOST or HOST:PORT"));
+    }
+    Ok(SmtpRelay {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// "local@domain".
+fn parse_email(s: &str) -> Result<String, String> {
+    let valid = match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !s.contains(char::is_whitespace)
+        }
+        None => false,
+    };
+    if valid {
+        Ok(s.to_string())
+    } else {
+        Err(format!("`{s}` is not an email address (local@domain)"))
+    }
+}
+
+fn parse_http_path(s: &str) -> Result<String, String> {
+    if s.starts_with('/') && !s.contains(char::is_whitespace) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("`{s}` is not an HTTP path (it starts with `/`)"))
+    }
+}
+
+/// MD5 as 32 hex digits, kept lowercase.
+fn parse_md5(s: &str) -> Result<String, String> {
+    if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!("`{s}` is not an MD5 digest (32 hex digits)"))
+    }
+}
