@@ -9,8 +9,10 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 bash ci/setup.sh
+# the real interpreter, not a wrapper script (pyenv shims): signals must reach it
+PY=$(python3 -c 'import sys; print(sys.executable)')
 if [[ ${RVS_E2E_FAKE:-} != 1 ]]; then
   echo "[demo] cargo build --release -p rvs-cli"
   cargo build --release -p rvs-cli
 fi
-exec python3 ci/demo.py "$@"
+exec "$PY" ci/demo.py "$@"

@@ -385,16 +385,21 @@ def main():
     if a.id and not re.fullmatch(r"[0-9a-f]{6}", a.id):
         sys.exit("--id must be 6 hex digits")
     import tempfile
-    with Topology(a.id) as t:
-        if a.servers:
-            wd = tempfile.mkdtemp(prefix=f"rvs-{t.id}-")
-            t.start_realservers(wd)
-            log(f"real server logs in {wd}")
-        print(json.dumps(t.describe()), flush=True)
-        try:
-            time.sleep(min(a.hold, 86400))
-        except KeyboardInterrupt:
-            pass
+    wd = None
+    try:
+        with Topology(a.id) as t:
+            if a.servers:
+                wd = tempfile.mkdtemp(prefix=f"rvs-{t.id}-")
+                t.start_realservers(wd)
+                log(f"real server logs in {wd} (removed at exit)")
+            print(json.dumps(t.describe()), flush=True)
+            try:
+                time.sleep(min(a.hold, 86400))
+            except KeyboardInterrupt:
+                pass
+    finally:
+        if wd:
+            shutil.rmtree(wd, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ trap summary EXIT
 if ! step setup bash ci/setup.sh; then
   exit 1
 fi
+# the real interpreter, not a wrapper script (pyenv shims): signals must reach it
+PY=$(python3 -c 'import sys; print(sys.executable)')
 
 if step build cargo build --release --workspace; then
   step test cargo test --workspace --release
@@ -61,7 +63,7 @@ if step build cargo build --release --workspace; then
   else
     skip fuzz "ci/fuzz.sh not present"
   fi
-  step e2e python3 ci/e2e/run.py "$@"
+  step e2e "$PY" ci/e2e/run.py "$@"
 else
   skip test "build failed"
   skip fuzz "build failed"

@@ -128,7 +128,8 @@ def tail(path, n=40):
             lines = f.readlines()
     except OSError as e:
         return f"<{e}>"
-    return "".join(lines[-n:]) or "<empty>"
+    text = "".join(lines[-n:]) or "<empty>"
+    return text if text.endswith("\n") else text + "\n"
 
 
 class Director:
@@ -270,8 +271,8 @@ class Env:
         self.topo.up()
         self.topo.start_realservers(self.workdir)
         with open(self.cfg, "w") as f:
-            f.write(make_config(self.workers, os.path.join(self.workdir, "rvs.sock"),
-                                file_prefix=f"rvs-{self.topo.id}", **cfg_kw))
+            # rvs runs EAL with --in-memory, so parallel directors need no --file-prefix
+            f.write(make_config(self.workers, os.path.join(self.workdir, "rvs.sock"), **cfg_kw))
         self.director = Director(self.topo, self.workdir, self.cfg).start()
         t = self.director.wait_ready()
         say(f"topology {self.topo.id}, {self.workers} worker(s), director forwarding after {t:.1f}s"
