@@ -995,3 +995,135 @@ fn conn_memory_per_connection_1m() {
     println!("capacity 1_000_000: {per2:.2} bytes/conn");
     assert!(per2 <= 128.0);
 }
+
+// ---------------------------------------------------------------- benchmark
+
+/// Rough timings; run in release:
+/// `cargo test -p rvs-engine --no-default-features --release --lib conn_bench -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn conn_bench() {
+    use std::hint::black_box;
+    use std::time::Instant;
+
+    let cap = 1 << 20;
+    let mut t = ConnTable::with_capacity(cap);
+    let mut rng = Rng(0xdead_beef);
+    let mut keys = Vec::with_capacity(cap);
+    let start = Instant::now();
+    while t.len() < cap {
+        let r = rng.next();
+        let nc = NewConn {
+            client: Ipv4Addr::from(r as u32),
+            cport: (r >> 32) as u16,
+            ..new_conn(PROTO_TCP, Method::Nat, 0)
+        };
+        let k = inbound(&nc);
+        if t.lookup(&k, T0).is_some() {
+            continue;
+        }
+        t.insert(nc, T0).unwrap();
+        keys.push(k);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / cap as f64;
+    println!("fill 1Mi NAT conns: {ns:.1} ns/insert (incl. a miss lookup)");
+
+    // Random order of existing keys, plus some misses.
+    let n = 1 << 22;
+    let order: Vec<FlowKey> = (0..n)
+        .map(|_| keys[(rng.next() % cap as u64) as usize])
+        .collect();
+
+    let start = Instant::now();
+    let mut hits = 0usize;
+    for k in &order {
+        hits += t.lookup(black_box(k), T0).is_some() as usize;
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    assert_eq!(hits, n);
+    println!("lookup, one at a time: {ns:.1} ns");
+
+    let start = Instant::now();
+    let mut hits = 0usize;
+    for burst in order.chunks(32) {
+        let mut hs = [KeyHash::default(); 32];
+        for (h, k) in hs.iter_mut().zip(burst) {
+            *h = t.key_hash(k);
+            t.prefetch_hashed(*h);
+        }
+        for (h, k) in hs.iter().zip(burst) {
+            hits += t.lookup_hashed(black_box(k), *h, T0).is_some() as usize;
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    assert_eq!(hits, n);
+    println!("lookup, bursts of 32 with prefetch: {ns:.1} ns");
+
+    let start = Instant::now();
+    let mut hits = 0usize;
+    for burst in order.chunks(32) {
+        let mut hs = [KeyHash::default(); 32];
+        for (h, k) in hs.iter_mut().zip(burst) {
+            *h = t.key_hash(k);
+            t.prefetch_hashed(*h);
+        }
+        for h in &hs[..burst.len()] {
+            t.prefetch_conn_hashed(*h);
+        }
+        for (h, k) in hs.iter().zip(burst) {
+            hits += t.lookup_hashed(black_box(k), *h, T0).is_some() as usize;
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    assert_eq!(hits, n);
+    println!("lookup, bursts of 32, prefetch bucket then record: {ns:.1} ns");
+
+    let start = Instant::now();
+    let mut misses = 0usize;
+    for k in &order {
+        let k = FlowKey {
+            proto: PROTO_UDP,
+            ..*k
+        };
+        misses += t.lookup(black_box(&k), T0).is_none() as usize;
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    assert_eq!(misses, n);
+    println!("lookup miss: {ns:.1} ns");
+
+    // Churn at full load: remove one, insert one.
+    let m = 1 << 20;
+    let start = Instant::now();
+    for i in 0..m {
+        let k = keys[i % cap];
+        let (id, _) = t.lookup(&k, T0).unwrap();
+        let c = t.remove(id).unwrap();
+        let nc = NewConn {
+            client: c.client(),
+            cport: c.cport(),
+            ..new_conn(PROTO_TCP, Method::Nat, 0)
+        };
+        t.insert(nc, T0).unwrap();
+    }
+    let ns = start.elapsed().as_nanos() as f64 / m as f64;
+    println!("lookup + remove + insert at full load: {ns:.1} ns");
+
+    let start = Instant::now();
+    let calls = cap / 64;
+    for _ in 0..calls {
+        t.expire_some(T0, 64, |_| ());
+    }
+    let ns = start.elapsed().as_nanos() as f64 / calls as f64;
+    println!(
+        "expire_some(budget 64), nothing due: {ns:.1} ns/call; full sweep of 1Mi: {:.2} ms of CPU",
+        ns * calls as f64 / 1e6
+    );
+    let start = Instant::now();
+    let mut reaped = 0;
+    for _ in 0..calls {
+        reaped += t.expire_some(T0 + 10_000_000, 64, |_| ());
+    }
+    let ns = start.elapsed().as_nanos() as f64 / reaped as f64;
+    assert_eq!(reaped, cap);
+    println!("expire_some reaping everything: {ns:.1} ns per reaped conn");
+}
