@@ -83,8 +83,10 @@ def cmd_http_many(a):
 def cmd_udp_many(a):
     counts, errors, answers = {}, [], []
     t0 = time.monotonic()
+    held = []   # keep every socket open until the end: the kernel cannot reuse a source port
     for i in range(a.n):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        held.append(s)
         s.settimeout(a.timeout)
         try:
             s.bind(("0.0.0.0", 0))          # fresh source port each time
@@ -104,8 +106,11 @@ def cmd_udp_many(a):
         except OSError as e:
             errors.append(f"request {i + 1}: {type(e).__name__}: {e}")
             answers.append(None)
-        finally:
-            s.close()
+    ports = {h.getsockname()[1] for h in held}
+    if len(ports) != len(held):
+        errors.append(f"only {len(ports)} distinct source ports for {len(held)} requests")
+    for h in held:
+        h.close()
     out({"counts": counts, "errors": errors, "answers": answers,
          "elapsed": round(time.monotonic() - t0, 3)})
     return 0
