@@ -38,7 +38,19 @@
 //! The index hash is a keyed mix (two 64x64->128 folded multiplies) with a
 //! per-table random seed, so an attacker cannot aim SYNs at one probe run;
 //! [`ConnTable::prefetch`] hashes a key and prefetches its bucket so the data
-//! plane can overlap the cache misses of a burst.
+//! plane can overlap the cache misses of a burst. The full pipeline for a
+//! burst is three passes: [`ConnTable::key_hash`] +
+//! [`ConnTable::prefetch_hashed`] for every packet, then
+//! [`ConnTable::prefetch_conn_hashed`] (prefetches the record), then
+//! [`ConnTable::lookup_hashed`]. Measured on the shared 2-core test VM with
+//! 1 Mi NAT connections (64 MiB, THP hinted): 143 ns for a lone lookup (two
+//! dependent cache misses), 67 ns per lookup with bucket prefetch, 42 ns
+//! with both prefetch passes; ~215 ns per insert, ~370 ns for
+//! lookup+remove+insert at full load.
+//!
+//! The slab and the index are allocated (and first touched) by the
+//! constructor: build the table on the worker's own thread so the pages
+//! come from its NUMA node.
 //!
 //! # Expiry clock
 //!
@@ -64,6 +76,9 @@
 //! connections per worker, `budget = 64` per burst, and a worker that polls
 //! 300 000 times per second (busy at ~10 Mpps in bursts of 32, or idle):
 //! 16 384 calls = **55 ms** per sweep; at a mere 10 000 bursts/s it is 1.6 s.
+//! The CPU cost is about 4 ns per slot looked at (~250 ns per call at
+//! budget 64, 4 ms per sweep of 1 Mi slots in total) plus ~200 ns per
+//! connection actually removed.
 //! An expired record is therefore reaped at most one sweep after its expiry;
 //! in between, [`ConnTable::lookup`] already treats it as a miss (and skips
 //! it, so a new connection with the same key is found). Each call touches at
