@@ -298,7 +298,12 @@ impl SchedFlags {
 
     /// The names of the flags that are set.
     pub fn names(&self) -> Vec<&'static str> {
-        let set = [self.sh_port, self.sh_fallback, self.mh_port, self.mh_fallback];
+        let set = [
+            self.sh_port,
+            self.sh_fallback,
+            self.mh_port,
+            self.mh_fallback,
+        ];
         Self::NAMES
             .into_iter()
             .zip(set)

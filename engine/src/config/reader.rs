@@ -156,7 +156,12 @@ impl<'d> Tab<'d> {
     }
 
     /// The plain value at `key`; an error if it is a table.
-    fn value(&self, ctx: &mut Ctx, key: &str, expected: &str) -> Option<(&'d Value, String, usize)> {
+    fn value(
+        &self,
+        ctx: &mut Ctx,
+        key: &str,
+        expected: &str,
+    ) -> Option<(&'d Value, String, usize)> {
         let (item, path, line) = self.item(ctx, key)?;
         match item.as_value() {
             Some(v) => Some((v, path, line)),

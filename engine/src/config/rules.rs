@@ -118,7 +118,10 @@ fn check_ports(scope: &Scope, out: &mut Out) {
             if !port.contains(gw) || gw == port.address {
                 out.push(
                     format!("port[{i}].gateway"),
-                    format!("{gw} is not another host on this port's subnet {}", port.subnet()),
+                    format!(
+                        "{gw} is not another host on this port's subnet {}",
+                        port.subnet()
+                    ),
                 );
             }
         }
@@ -206,11 +209,17 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
             );
         }
         if srv.address == svc.vip {
-            out.push(at(".address"), format!("{} is the service's own VIP", srv.address));
+            out.push(
+                at(".address"),
+                format!("{} is the service's own VIP", srv.address),
+            );
         } else if let Some(port) = own_address(scope, srv.address) {
             out.push(
                 at(".address"),
-                format!("{} is the director's own address (port `{}`)", srv.address, port.name),
+                format!(
+                    "{} is the director's own address (port `{}`)",
+                    srv.address, port.name
+                ),
             );
         } else if let Err(msg) = reachable(scope, srv.address, forward) {
             out.push(at(".address"), msg);
@@ -223,7 +232,10 @@ fn check_notify(n: &NotifyConfig, out: &mut Out) {
         out.push("notify.to", "`smtp` is set but `to` names no recipient");
     }
     if n.smtp.is_none() && !n.to.is_empty() {
-        out.push("notify.smtp", "`to` names recipients but no `smtp` relay is set");
+        out.push(
+            "notify.smtp",
+            "`to` names recipients but no `smtp` relay is set",
+        );
     }
 }
 
@@ -232,7 +244,10 @@ fn check_ha(scope: &Scope, ha: &HaConfig, out: &mut Out) {
     if let Some(port) = own_address(scope, peer) {
         out.push(
             "ha.peer",
-            format!("{peer} is this director's own address (port `{}`)", port.name),
+            format!(
+                "{peer} is this director's own address (port `{}`)",
+                port.name
+            ),
         );
     } else if scope.all_ports && attached(scope, peer).is_none() {
         out.push(
@@ -247,7 +262,11 @@ fn check_ha(scope: &Scope, ha: &HaConfig, out: &mut Out) {
 
 /// The port whose own address `ip` is.
 fn own_address<'a>(scope: &Scope<'a>, ip: Ipv4Addr) -> Option<&'a PortConfig> {
-    scope.ports.iter().map(|&(_, p)| p).find(|p| p.address == ip)
+    scope
+        .ports
+        .iter()
+        .map(|&(_, p)| p)
+        .find(|p| p.address == ip)
 }
 
 /// The port whose attached subnet holds `ip`.

@@ -217,7 +217,13 @@ fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
     t.require(ctx, &["vip", "port"]);
     let vip = t.parsed(ctx, "vip", parse_unicast);
     let port = t.int(ctx, "port", 0, 65535);
-    let protocol = t.choice(ctx, "protocol", "protocol", Protocol::from_name, Protocol::valid_names);
+    let protocol = t.choice(
+        ctx,
+        "protocol",
+        "protocol",
+        Protocol::from_name,
+        Protocol::valid_names,
+    );
     let scheduler = t.choice(
         ctx,
         "scheduler",
@@ -426,7 +432,13 @@ fn notify(ctx: &mut Ctx, t: &Tab) -> Option<NotifyConfig> {
 fn ha(ctx: &mut Ctx, t: &Tab) -> Option<HaConfig> {
     let mark = ctx.mark();
     let d = HaConfig::default();
-    let role = t.choice(ctx, "role", "ha role", HaRole::from_name, HaRole::valid_names);
+    let role = t.choice(
+        ctx,
+        "role",
+        "ha role",
+        HaRole::from_name,
+        HaRole::valid_names,
+    );
     let priority = t.int(ctx, "priority", 1, 255);
     let peer = t.parsed(ctx, "peer", parse_unicast);
     let advert_interval_ms: Option<u32> = t.int(ctx, "advert_interval_ms", 10, 40950);
