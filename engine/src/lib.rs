@@ -10,7 +10,5 @@ pub mod forward;
 pub mod packet;
 pub mod sched;
 
-#[cfg(feature = "dpdk")]
 pub mod control;
-#[cfg(feature = "dpdk")]
 pub mod dataplane;

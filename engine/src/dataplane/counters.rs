@@ -141,7 +141,7 @@ pub struct WorkerStats {
 
 impl WorkerStats {
     #[inline]
-    pub fn drop(&self, d: Drop) {
+    pub fn count_drop(&self, d: Drop) {
         self.drops[d as usize].inc();
     }
     #[inline]

@@ -46,6 +46,9 @@ pub enum Verdict {
     Drop,
 }
 
+/// Connection flag: holds a persistence template (released when it ends).
+const PERSISTENT: u8 = conn::flags::USER1;
+
 /// Length of the ARP request frames the director sends (minimum frame).
 pub const ARP_FRAME_LEN: usize = 60;
 /// ARP requests one worker may queue between two bursts.
@@ -62,6 +65,7 @@ pub struct Pipeline {
     arp_queue: [(usize, Ipv4Addr); ARP_QUEUE],
     arp_len: usize,
     last_warm_ms: u64,
+    tun_ident: u16,
 }
 
 impl Pipeline {
@@ -75,6 +79,7 @@ impl Pipeline {
             arp_queue: [(0, Ipv4Addr::UNSPECIFIED); ARP_QUEUE],
             arp_len: 0,
             last_warm_ms: 0,
+            tun_ident: 0,
         }
     }
 
@@ -88,7 +93,7 @@ impl Pipeline {
 
     #[inline]
     fn drop(&self, d: Drop) -> Verdict {
-        self.stats.drop(d);
+        self.stats.count_drop(d);
         Verdict::Drop
     }
 
@@ -196,7 +201,7 @@ impl Pipeline {
                 return self.existing(snap, f, p, id, dir, now_ms);
             }
             // A new SYN on a connection in TIME_WAIT/CLOSE: schedule afresh.
-            self.release(snap, id);
+            self.release(snap, id, now_ms);
         }
         if !to_vip {
             return self.drop(Drop::NoService);
@@ -222,7 +227,7 @@ impl Pipeline {
             server: srv.addr,
             sport: if srv.method == Method::Nat { srv.port } else { p.dst_port },
             method: srv.method,
-            flags: 0,
+            flags: if svc.persistence_ms > 0 { PERSISTENT } else { 0 },
             service: svc.id,
             dest: srv.shared.id,
             state: TcpState::None,
@@ -261,22 +266,25 @@ impl Pipeline {
             now_ms,
         };
         if svc.persistence_ms > 0 {
+            // IPVS persistence: a template (service, client net) -> server.
             let net = crate::sched::mask(p.src, svc.persistence_mask);
-            if let Some(id) = self.persist().lookup(u32::from(svc.id), net, now_ms) {
-                if let Some(s) = svc.servers.iter().find(|s| s.shared.id == id && s.usable) {
-                    self.persist().insert(u32::from(svc.id), net, id, now_ms + svc.persistence_ms);
-                    return Some(s);
+            let sid = u32::from(svc.id);
+            let usable = |id: u32| svc.servers.iter().any(|s| s.shared.id == id && s.usable);
+            let id = match self.persist().lookup_valid(sid, net, now_ms, svc.persistence_ms, usable) {
+                Some(id) => Some(id),
+                None => svc
+                    .sched
+                    .schedule(&LiveDests(&svc.servers), &input)
+                    .map(|i| svc.servers[i].shared.id)
+                    .map(|id| self.persist().insert(sid, net, id, now_ms, svc.persistence_ms)),
+            };
+            return match id.and_then(|id| svc.servers.iter().find(|s| s.shared.id == id)) {
+                Some(s) => {
+                    self.persist().hold(sid, net, now_ms);
+                    Some(s)
                 }
-            }
-            let s = svc
-                .sched
-                .schedule(&LiveDests(&svc.servers), &input)
-                .map(|i| &svc.servers[i]);
-            if let Some(s) = s {
-                self.persist().insert(u32::from(svc.id), net, s.shared.id, now_ms + svc.persistence_ms);
-                return Some(s);
-            }
-            return svc.sorry.as_ref();
+                None => svc.sorry.as_ref(),
+            };
         }
         svc.sched
             .schedule(&LiveDests(&svc.servers), &input)
@@ -340,17 +348,15 @@ impl Pipeline {
         };
         let port_mac = snap.ports[out].mac;
         let len = f.data().len() as u64;
-        match method {
-            Method::Nat => {
-                forward::nat_inbound(f.data_mut(), p, server, sport);
-                forward::set_macs(f.data_mut(), mac, port_mac);
-            }
-            Method::Dr => forward::dr(f.data_mut(), p, mac, port_mac),
-            Method::Tun => {
-                if let Err(d) = self.tun(snap, f, p, out, server, mac) {
-                    return self.drop(d);
-                }
-            }
+        let done = match method {
+            Method::Nat => forward::nat_inbound(f.data_mut(), p, server, sport)
+                .and_then(|()| forward::set_macs(f.data_mut(), mac, port_mac))
+                .map_err(|_| Drop::TtlExceeded),
+            Method::Dr => forward::dr(f.data_mut(), p, mac, port_mac).map_err(|_| Drop::TtlExceeded),
+            Method::Tun => self.tun(snap, f, p, out, server, mac),
+        };
+        if let Err(d) = done {
+            return self.drop(d);
         }
         let k = &srv.shared.per_worker[self.worker];
         k.in_packets.inc();
@@ -374,23 +380,17 @@ impl Pipeline {
         if !forward::tun_fits_mtu(p.ip_total_len, port.mtu) {
             return Err(Drop::NoHeadroom);
         }
-        forward::decrement_ttl(f.data_mut(), p);
+        forward::decrement_ttl(f.data_mut(), p).map_err(|_| Drop::TtlExceeded)?;
         // Drop Ethernet padding so the outer length is the inner one + 20.
         f.truncate(p.l3_end());
-        if !f.prepend(forward::TUN_HEADER_LEN) {
+        if !f.prepend(forward::TUN_OVERHEAD) {
             return Err(Drop::NoHeadroom);
         }
-        let d = f.data_mut();
-        let l3 = usize::from(p.l3_off);
-        d.copy_within(forward::TUN_HEADER_LEN..forward::TUN_HEADER_LEN + l3, 0);
-        let ident = (self.stats.tx_packets.get() as u16) ^ (self.worker as u16).rotate_left(12);
-        let (outer, inner) = d[l3..].split_at_mut(forward::TUN_HEADER_LEN);
-        forward::tun_encap_header(outer, inner, port.addr, server, ident);
-        let mut eth = EthernetFrame::new_unchecked(&mut d[..]);
-        eth.set_dst(mac);
-        eth.set_src(port.mac);
-        eth.set_ethertype(EtherType::IPV4);
-        Ok(())
+        self.tun_ident = self.tun_ident.wrapping_add(1);
+        let ident = self.tun_ident ^ ((self.worker as u16) << 12);
+        forward::tun_encap_in_place(f.data_mut(), port.addr, server, ident)
+            .map_err(|_| Drop::NoHeadroom)?;
+        forward::set_macs(f.data_mut(), mac, port.mac).map_err(|_| Drop::NoHeadroom)
     }
 
     /// Real server -> client (NAT): the source becomes the VIP again.
@@ -411,8 +411,12 @@ impl Pipeline {
             Err(d) => return self.drop(d),
         };
         let len = f.data().len() as u64;
-        forward::nat_outbound(f.data_mut(), p, vip, vport);
-        forward::set_macs(f.data_mut(), mac, snap.ports[out].mac);
+        if forward::nat_outbound(f.data_mut(), p, vip, vport)
+            .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac))
+            .is_err()
+        {
+            return self.drop(Drop::TtlExceeded);
+        }
         let k = &srv.shared.per_worker[self.worker];
         k.out_packets.inc();
         k.out_bytes.add(len);
@@ -481,8 +485,10 @@ impl Pipeline {
     pub fn housekeeping(&mut self, snap: &Snapshot, now_ms: u64, budget: usize) {
         let worker = self.worker;
         let stats = self.stats.clone();
+        let persist = &self.shared.persist;
         self.conns.expire_some(now_ms, budget, |c| {
             stats.conns_expired.inc();
+            release_template(snap, persist, c, now_ms);
             if let Some((_, srv)) = snap.dest(c.dest()) {
                 let k = &srv.shared.per_worker[worker];
                 if conn::is_active(c.proto(), c.state()) {
@@ -519,8 +525,9 @@ impl Pipeline {
     }
 
     /// Forgets a connection, giving back its count.
-    fn release(&mut self, snap: &Snapshot, id: ConnId) {
+    fn release(&mut self, snap: &Snapshot, id: ConnId, now_ms: u64) {
         if let Some(c) = self.conns.remove(id) {
+            release_template(snap, &self.shared.persist, &c, now_ms);
             if let Some((_, srv)) = snap.dest(c.dest()) {
                 let k = &srv.shared.per_worker[self.worker];
                 if c.is_active() {
@@ -531,5 +538,64 @@ impl Pipeline {
                 srv.update_overload();
             }
         }
+    }
+}
+
+/// A connection that held a persistence template ended.
+fn release_template(snap: &Snapshot, persist: &PersistTable, c: &conn::Conn, now_ms: u64) {
+    if c.flags() & PERSISTENT == 0 {
+        return;
+    }
+    if let Some(svc) = snap.services.iter().find(|s| s.id == c.service()) {
+        let net = crate::sched::mask(c.client(), svc.persistence_mask);
+        persist.release(u32::from(svc.id), net, now_ms);
+    }
+}
+
+/// A frame in a plain byte buffer with headroom in front, as an mbuf has:
+/// for tests and tools that drive the pipeline without DPDK.
+pub struct VecFrame {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl VecFrame {
+    /// DPDK's default mbuf headroom.
+    pub const HEADROOM: usize = 128;
+
+    pub fn new(frame: &[u8]) -> VecFrame {
+        let mut buf = vec![0u8; Self::HEADROOM + frame.len()];
+        buf[Self::HEADROOM..].copy_from_slice(frame);
+        VecFrame { buf, start: Self::HEADROOM }
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.buf[self.start..].to_vec()
+    }
+}
+
+impl Frame for VecFrame {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..]
+    }
+    fn prepend(&mut self, len: usize) -> bool {
+        if len > self.start {
+            return false;
+        }
+        self.start -= len;
+        true
+    }
+    fn trim_front(&mut self, len: usize) -> bool {
+        if self.start + len > self.buf.len() {
+            return false;
+        }
+        self.start += len;
+        true
+    }
+    fn truncate(&mut self, len: usize) {
+        self.buf.truncate(self.start + len);
     }
 }

@@ -48,7 +48,9 @@ pub fn setup(
     let txq = workers.min(info.max_tx_queues).max(1);
 
     let mut conf = dpdk_ffi::rte_eth_conf::default();
-    let want = (dpdk_ffi::RTE_ETH_RSS_IP | dpdk_ffi::RTE_ETH_RSS_TCP | dpdk_ffi::RTE_ETH_RSS_UDP) as u64;
+    // RTE_ETH_RSS_IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP (function-like
+    // macros in rte_ethdev.h, which bindgen does not evaluate).
+    let want: u64 = (1 << 2) | (1 << 4) | (1 << 5);
     if rxq > 1 && info.flow_type_rss_offloads & want != 0 {
         conf.rxmode.mq_mode = dpdk_ffi::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
         conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads & want;

@@ -152,7 +152,7 @@ impl Worker {
         tx: &mut [TxBuf],
     ) {
         if m.nb_segs() > 1 || pi >= self.ports.len() {
-            self.pipeline.stats.drop(Drop::MultiSegment);
+            self.pipeline.stats.count_drop(Drop::MultiSegment);
             return;
         }
         match self.pipeline.process(snap, &mut m, pi, now_ms, owned) {
@@ -162,9 +162,9 @@ impl Worker {
                 match self.work_out.get(w).and_then(|r| r.as_ref()) {
                     Some(ring) => match ring.push(m) {
                         Ok(()) => self.pipeline.stats.handoffs_out.inc(),
-                        Err(_m) => self.pipeline.stats.drop(Drop::HandoffFull),
+                        Err(_m) => self.pipeline.stats.count_drop(Drop::HandoffFull),
                     },
-                    None => self.pipeline.stats.drop(Drop::HandoffFull),
+                    None => self.pipeline.stats.count_drop(Drop::HandoffFull),
                 }
             }
             Verdict::Drop => {}
@@ -190,10 +190,10 @@ impl Worker {
         match self.tx_out.get(owner).and_then(|r| r.as_ref()) {
             Some(ring) => {
                 if ring.push(m).is_err() {
-                    self.pipeline.stats.drop(Drop::TxFull);
+                    self.pipeline.stats.count_drop(Drop::TxFull);
                 }
             }
-            None => self.pipeline.stats.drop(Drop::TxFull),
+            None => self.pipeline.stats.count_drop(Drop::TxFull),
         }
     }
 
