@@ -334,7 +334,7 @@ pub struct ServiceConfig {
     pub persistence_timeout: u32,
     /// Contiguous; default 255.255.255.255.
     pub persistence_netmask: Ipv4Addr,
-    /// Used while no server is up.
+    /// Used while no server is up; reached by NAT whatever `forward` is.
     pub sorry_server: Option<SocketAddrV4>,
     /// Sum of live weights needed for the service to be up (keepalived).
     /// Default 1.
