@@ -31,12 +31,16 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
     let mut a = vec!["rvs".to_string(), "--lcores".into(), cfg.dpdk.cores.clone()];
     a.push("-m".into());
     a.push(cfg.dpdk.memory_mb.to_string());
-    if !cfg.dpdk.hugepages {
+    // Several directors (and the benchmark's generator) can run side by
+    // side: no shared files (--no-huge implies legacy memory, which
+    // --in-memory refuses, so that case uses --no-shconf and its own prefix).
+    if cfg.dpdk.hugepages {
+        a.push("--in-memory".into());
+    } else {
         a.push("--no-huge".into());
+        a.push("--no-shconf".into());
     }
-    // No files under /var/run/dpdk: several directors (and the benchmark's
-    // generator) can run side by side.
-    a.push("--in-memory".into());
+    a.push(format!("--file-prefix=rvs{}", std::process::id()));
     let mut any_pci = false;
     for p in &cfg.ports {
         if is_pci(&p.device) {
