@@ -399,7 +399,7 @@ fn heavier(a_load: u64, a_weight: u32, b_load: u64, b_weight: u32) -> bool {
 }
 
 /// A plain server state, for tests and tools that have no data plane:
-/// `[StaticDest]` and `Vec<StaticDest>` implement [`Dests`].
+/// `Vec<StaticDest>` implements [`Dests`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StaticDest {
     pub weight: u32,
@@ -417,27 +417,6 @@ impl StaticDest {
             usable: true,
             ..StaticDest::default()
         }
-    }
-}
-
-impl Dests for [StaticDest] {
-    fn len(&self) -> usize {
-        <[StaticDest]>::len(self)
-    }
-    fn weight(&self, i: usize) -> u32 {
-        self[i].weight
-    }
-    fn usable(&self, i: usize) -> bool {
-        self[i].usable
-    }
-    fn overloaded(&self, i: usize) -> bool {
-        self[i].overloaded
-    }
-    fn active(&self, i: usize) -> u32 {
-        self[i].active
-    }
-    fn inactive(&self, i: usize) -> u32 {
-        self[i].inactive
     }
 }
 
@@ -484,12 +463,12 @@ pub(crate) fn is_prime(n: u32) -> bool {
     if n < 2 {
         return false;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return n == 2;
     }
     let mut f = 3u32;
     while (f as u64) * (f as u64) <= n as u64 {
-        if n % f == 0 {
+        if n.is_multiple_of(f) {
             return false;
         }
         f += 2;

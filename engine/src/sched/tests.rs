@@ -39,7 +39,7 @@ fn letter(p: Option<usize>) -> char {
 }
 
 /// `n` picks as letters, A = server 0, `-` = none.
-fn picks(s: &dyn Scheduler, d: &Vec<StaticDest>, n: usize) -> String {
+fn picks(s: &dyn Scheduler, d: &dyn Dests, n: usize) -> String {
     (0..n)
         .map(|_| letter(s.schedule(d, &any_input())))
         .collect()
@@ -213,7 +213,7 @@ fn sed_and_nq_exact_picks() {
 
 // ---------------------------------------------------------------- lblc
 
-fn lblc_pick(s: &dyn Scheduler, d: &Vec<StaticDest>, dst: [u8; 4], now: u64) -> char {
+fn lblc_pick(s: &dyn Scheduler, d: &dyn Dests, dst: [u8; 4], now: u64) -> char {
     letter(s.schedule(d, &input([198, 18, 0, 10], 1234, dst, now)))
 }
 
