@@ -56,7 +56,7 @@ def main():
         title(f"director: ip netns exec {topo.director} {' '.join(director.command())}")
         director.start()
         t = director.wait_ready(timeout=30)
-        print(f"forwarding after {t:.1f}s")
+        print(f"forwarding after {t:.1f}s (the readiness probe's connections took the first wrr picks)")
 
         title("12 HTTP requests to http://198.18.0.100/ (wrr, weights 3,2,1)")
         r = lib.client(topo, "http-many", lib.VIP, "80", "12", "--timeout", "5", "--deadline", "60")
@@ -89,15 +89,15 @@ def main():
         stats = director.stop()
         print(f"exit code {director.exit_code}")
         if stats:
-            for k in ("rx_packets", "tx_packets", "conns_created", "handoffs"):
-                print(f"  {k:14s} {stats.get(k)}")
+            main_keys = ("rx_packets", "tx_packets", "conns_created", "handoffs")
+            for k in main_keys:
+                print(f"  {k:20s} {stats.get(k)}")
             drops = stats.get("drops") or {}
-            print(f"  {'drops':14s} {lib.drops_total(stats)}" +
+            print(f"  {'drops':20s} {lib.drops_total(stats)}" +
                   "".join(f"\n    {k:24s} {v}" for k, v in sorted(drops.items()) if v))
-            rest = {k: v for k, v in stats.items()
-                    if k not in ("rx_packets", "tx_packets", "conns_created", "handoffs", "drops")}
-            for k, v in rest.items():
-                print(f"  {k:14s} {json.dumps(v)}")
+            for k, v in stats.items():
+                if k not in main_keys and k not in ("drops", "drops_total"):
+                    print(f"  {k:20s} {json.dumps(v)}")
         else:
             print("no rvs-stats line")
             ok = False

@@ -114,7 +114,8 @@ def bad_input_during_download(env):
     say(f"fresh request after the garbage answered by {who}")
     stats = env.stop_director()
     drops = stats.get("drops") or {}
-    say("drops per reason: " + (", ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"))
+    say("drops per reason (non-zero): " +
+        (", ".join(f"{k}={v}" for k, v in sorted(drops.items()) if v) or "none"))
     if env.fake:
         say("FAKE director: drop counters not checked")
         return
