@@ -228,7 +228,9 @@ impl Scheduler for Mh {
         if is_candidate(d, s as usize) {
             return Some(s as usize);
         }
-        if !self.fallback {
+        // The walk can cost up to M hashes; when no server at all is a
+        // candidate it can only end in nothing, so skip it (same result).
+        if !self.fallback || !(0..d.len()).any(|i| is_candidate(d, i)) {
             return None;
         }
         for offset in 0..m {
