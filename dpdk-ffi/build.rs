@@ -26,7 +26,11 @@ fn main() {
         .collect();
 
     let mut build = cc::Build::new();
-    build.file("shim.c").include(".").opt_level(3).warnings(false);
+    build
+        .file("shim.c")
+        .include(".")
+        .opt_level(3)
+        .warnings(false);
     for f in &flags {
         build.flag(f);
     }

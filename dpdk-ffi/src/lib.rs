@@ -3,7 +3,12 @@
 //! DPDK's static-inline fast-path functions (rx/tx burst, mbuf helpers, rings,
 //! rdtsc). No policy and no safe wrappers here: `engine::dataplane` owns those.
 
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
 #![allow(clippy::all)]
 #![allow(improper_ctypes)]
 

@@ -17,7 +17,11 @@ use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const PORT0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x02];
 const PORT1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x01];
-const RS_MAC: [[u8; 6]; 3] = [[2, 0, 0, 1, 0, 11], [2, 0, 0, 1, 0, 12], [2, 0, 0, 1, 0, 13]];
+const RS_MAC: [[u8; 6]; 3] = [
+    [2, 0, 0, 1, 0, 11],
+    [2, 0, 0, 1, 0, 12],
+    [2, 0, 0, 1, 0, 13],
+];
 const VIP: [u8; 4] = [198, 18, 0, 100];
 const CLIENT: [u8; 4] = [198, 18, 0, 10];
 const RS: [[u8; 4]; 3] = [[198, 19, 0, 11], [198, 19, 0, 12], [198, 19, 0, 13]];
@@ -83,8 +87,14 @@ fn rig(workers: usize) -> Rig {
     ];
     let shared = Arc::new(Shared::new(workers));
     let snap = Snapshot::build(&cfg, &ports, &shared.registry, 1).unwrap();
-    let workers = (0..workers).map(|w| Pipeline::new(w, workers, 1024, &shared)).collect();
-    Rig { shared, snap, workers }
+    let workers = (0..workers)
+        .map(|w| Pipeline::new(w, workers, 1024, &shared))
+        .collect();
+    Rig {
+        shared,
+        snap,
+        workers,
+    }
 }
 
 impl Rig {
@@ -101,13 +111,21 @@ impl Rig {
 
     fn learn_servers(&self) {
         for (ip, mac) in RS.iter().zip(RS_MAC) {
-            self.shared.neigh.learn(Ipv4Addr::from(*ip), MacAddr(mac), 0);
+            self.shared
+                .neigh
+                .learn(Ipv4Addr::from(*ip), MacAddr(mac), 0);
         }
-        self.shared.neigh.learn(Ipv4Addr::from(CLIENT), MacAddr(CLIENT_MAC), 0);
+        self.shared
+            .neigh
+            .learn(Ipv4Addr::from(CLIENT), MacAddr(CLIENT_MAC), 0);
     }
 
     fn drops(&self, d: Drop) -> u64 {
-        self.shared.worker_stats.iter().map(|s| s.drops[d as usize].get()).sum()
+        self.shared
+            .worker_stats
+            .iter()
+            .map(|s| s.drops[d as usize].get())
+            .sum()
     }
 }
 
@@ -140,12 +158,23 @@ fn reply_frame(rs: usize, cport: u16, payload: &[u8]) -> Vec<u8> {
 
 /// Checks every checksum with etherparse and returns (src, dst, sport,
 /// dport, ttl, eth dst, eth src, payload).
-fn decode(frame: &[u8]) -> ([u8; 4], [u8; 4], u16, u16, u8, [u8; 6], [u8; 6], Vec<u8>) {
+/// (src, dst, sport, dport, ttl, eth dst, eth src, payload)
+type Decoded = ([u8; 4], [u8; 4], u16, u16, u8, [u8; 6], [u8; 6], Vec<u8>);
+
+fn decode(frame: &[u8]) -> Decoded {
     let p = SlicedPacket::from_ethernet(frame).expect("etherparse");
-    let Some(etherparse::LinkSlice::Ethernet2(eth)) = p.link else { panic!("no eth") };
-    let Some(NetSlice::Ipv4(ip)) = p.net else { panic!("no ipv4") };
+    let Some(etherparse::LinkSlice::Ethernet2(eth)) = p.link else {
+        panic!("no eth")
+    };
+    let Some(NetSlice::Ipv4(ip)) = p.net else {
+        panic!("no ipv4")
+    };
     let h = ip.header().to_header();
-    assert_eq!(h.calc_header_checksum(), h.header_checksum, "IPv4 header checksum");
+    assert_eq!(
+        h.calc_header_checksum(),
+        h.header_checksum,
+        "IPv4 header checksum"
+    );
     let (sport, dport, payload) = match p.transport {
         Some(TransportSlice::Tcp(t)) => {
             let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
@@ -159,7 +188,16 @@ fn decode(frame: &[u8]) -> ([u8; 4], [u8; 4], u16, u16, u8, [u8; 6], [u8; 6], Ve
         }
         _ => panic!("no transport"),
     };
-    (h.source, h.destination, sport, dport, h.time_to_live, eth.destination(), eth.source(), payload)
+    (
+        h.source,
+        h.destination,
+        sport,
+        dport,
+        h.time_to_live,
+        eth.destination(),
+        eth.source(),
+        payload,
+    )
 }
 
 #[test]
@@ -183,7 +221,10 @@ fn arp_for_the_vip_is_answered() {
     assert_eq!(&out[32..38], &CLIENT_MAC, "tha");
     assert_eq!(&out[38..42], &CLIENT, "tpa");
     // The requester was learned.
-    assert_eq!(r.shared.neigh.peek(Ipv4Addr::from(CLIENT), 5), Some(MacAddr(CLIENT_MAC)));
+    assert_eq!(
+        r.shared.neigh.peek(Ipv4Addr::from(CLIENT), 5),
+        Some(MacAddr(CLIENT_MAC))
+    );
 }
 
 #[test]
@@ -224,7 +265,12 @@ fn nat_both_ways_with_exact_bytes_and_wrr_order() {
     assert_eq!(picked, vec![0, 0, 1, 0, 1, 2, 0, 0, 1, 0, 1, 2]);
 
     // Data on an established flow keeps its server and its payload.
-    let (v, out) = r.run(0, 0, &tcp_frame(40002, false, true, b"GET / HTTP/1.0\r\n\r\n"), 11);
+    let (v, out) = r.run(
+        0,
+        0,
+        &tcp_frame(40002, false, true, b"GET / HTTP/1.0\r\n\r\n"),
+        11,
+    );
     assert_eq!(v, Verdict::Tx(1));
     let (_, dst, _, _, _, _, _, payload) = decode(&out);
     assert_eq!(dst, RS[1]);
@@ -261,7 +307,7 @@ fn udp_service_round_robin_and_reply() {
         let mut f = Vec::new();
         PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
             .ipv4(CLIENT, VIP, 64)
-            .udp(50000 + i, 53, )
+            .udp(50000 + i, 53)
             .write(&mut f, b"q")
             .unwrap();
         let (v, out) = r.run(0, 0, &f, 1);
@@ -304,7 +350,10 @@ fn garbage_and_strays_are_counted_drops() {
     // TTL 1.
     let mut f = tcp_frame(41003, true, false, b"");
     f[22] = 1;
-    let c = etherparse::Ipv4HeaderSlice::from_slice(&f[14..]).unwrap().to_header().calc_header_checksum();
+    let c = etherparse::Ipv4HeaderSlice::from_slice(&f[14..])
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
     f[24..26].copy_from_slice(&c.to_be_bytes());
     assert_eq!(r.run(0, 0, &f, 1).0, Verdict::Drop);
     assert_eq!(r.drops(Drop::TtlExceeded), 1);

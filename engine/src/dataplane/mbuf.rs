@@ -7,6 +7,31 @@ use dpdk_ffi::rte_mbuf;
 
 use super::pipeline::Frame;
 
+/// The packet mempool, created once at start-up and never freed while
+/// ports or workers run: a plain handle that may be copied between lcores
+/// (DPDK mempools are thread-safe, with a cache per lcore).
+#[derive(Clone, Copy)]
+pub struct Pool(NonNull<dpdk_ffi::rte_mempool>);
+
+// SAFETY: rte_mempool get/put are thread-safe; the pool outlives every user.
+unsafe impl Send for Pool {}
+// SAFETY: as above.
+unsafe impl Sync for Pool {}
+
+impl Pool {
+    /// Wraps the pool `rte_pktmbuf_pool_create` returned.
+    ///
+    /// # Safety
+    /// `p` must be a valid mempool that lives as long as any user.
+    pub unsafe fn from_raw(p: *mut dpdk_ffi::rte_mempool) -> Option<Pool> {
+        NonNull::new(p).map(Pool)
+    }
+
+    pub fn as_ptr(self) -> *mut dpdk_ffi::rte_mempool {
+        self.0.as_ptr()
+    }
+}
+
 /// An owned mbuf; dropping it returns it to its pool.
 pub struct Mbuf(NonNull<rte_mbuf>);
 
@@ -34,10 +59,10 @@ impl Mbuf {
 
     /// Allocates from `pool`.
     #[inline]
-    pub fn alloc(pool: *mut dpdk_ffi::rte_mempool) -> Option<Mbuf> {
+    pub fn alloc(pool: Pool) -> Option<Mbuf> {
         // SAFETY: pool is a valid mempool created at start-up; the returned
         // mbuf (or null) is exclusively ours.
-        unsafe { Mbuf::from_raw(dpdk_ffi::rvs_pktmbuf_alloc(pool)) }
+        unsafe { Mbuf::from_raw(dpdk_ffi::rvs_pktmbuf_alloc(pool.as_ptr())) }
     }
 
     /// Number of segments: the engine handles single-segment frames only.

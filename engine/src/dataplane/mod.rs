@@ -58,7 +58,9 @@ impl Shared {
             neigh: NeighTable::new(4096),
             persist: PersistTable::new(65536),
             registry: DestRegistry::new(workers),
-            worker_stats: (0..workers).map(|_| Arc::new(WorkerStats::default())).collect(),
+            worker_stats: (0..workers)
+                .map(|_| Arc::new(WorkerStats::default()))
+                .collect(),
             workers,
         }
     }

@@ -66,7 +66,10 @@ impl NeighTable {
                 requested: AtomicU64::new(0),
             })
             .collect();
-        NeighTable { entries, mask: n - 1 }
+        NeighTable {
+            entries,
+            mask: n - 1,
+        }
     }
 
     fn home(&self, ip: u32) -> usize {
@@ -225,7 +228,11 @@ mod tests {
         let later = 10 + EXPIRE_MS + 1;
         for i in 100..=160u32 {
             t.learn(Ipv4Addr::from(0xC612_0000 + i), M, later);
-            assert_eq!(t.peek(Ipv4Addr::from(0xC612_0000 + i), later), Some(M), "{i}");
+            assert_eq!(
+                t.peek(Ipv4Addr::from(0xC612_0000 + i), later),
+                Some(M),
+                "{i}"
+            );
         }
     }
 

@@ -184,10 +184,18 @@ impl Pipeline {
         }
         let to_vip = snap.is_vip(p.dst);
         if !(p.is_tcp() || p.is_udp()) {
-            return self.drop(if to_vip { Drop::UnsupportedProtocol } else { Drop::NoService });
+            return self.drop(if to_vip {
+                Drop::UnsupportedProtocol
+            } else {
+                Drop::NoService
+            });
         }
         // The client's address and port own the flow in both directions.
-        let (cip, cport) = if to_vip { (p.src, p.src_port) } else { (p.dst, p.dst_port) };
+        let (cip, cport) = if to_vip {
+            (p.src, p.src_port)
+        } else {
+            (p.dst, p.dst_port)
+        };
         if !owned && self.workers > 1 {
             let owner = conn::owner_worker(cip, cport, self.workers);
             if owner != self.worker {
@@ -209,7 +217,7 @@ impl Pipeline {
         let Some(svc) = snap.service_for(p.protocol, p.dst, p.dst_port) else {
             return self.drop(Drop::NoService);
         };
-        if p.is_tcp() && !(p.tcp_flags.syn() && !p.tcp_flags.ack()) {
+        if p.is_tcp() && (!p.tcp_flags.syn() || p.tcp_flags.ack()) {
             return self.drop(Drop::NoConnection);
         }
         if forward::ttl_expired(p) {
@@ -225,9 +233,17 @@ impl Pipeline {
             vip: p.dst,
             vport: p.dst_port,
             server: srv.addr,
-            sport: if srv.method == Method::Nat { srv.port } else { p.dst_port },
+            sport: if srv.method == Method::Nat {
+                srv.port
+            } else {
+                p.dst_port
+            },
             method: srv.method,
-            flags: if svc.persistence_ms > 0 { PERSISTENT } else { 0 },
+            flags: if svc.persistence_ms > 0 {
+                PERSISTENT
+            } else {
+                0
+            },
             service: svc.id,
             dest: srv.shared.id,
             state: TcpState::None,
@@ -270,13 +286,19 @@ impl Pipeline {
             let net = crate::sched::mask(p.src, svc.persistence_mask);
             let sid = u32::from(svc.id);
             let usable = |id: u32| svc.servers.iter().any(|s| s.shared.id == id && s.usable);
-            let id = match self.persist().lookup_valid(sid, net, now_ms, svc.persistence_ms, usable) {
+            let id = match self
+                .persist()
+                .lookup_valid(sid, net, now_ms, svc.persistence_ms, usable)
+            {
                 Some(id) => Some(id),
                 None => svc
                     .sched
                     .schedule(&LiveDests(&svc.servers), &input)
                     .map(|i| svc.servers[i].shared.id)
-                    .map(|id| self.persist().insert(sid, net, id, now_ms, svc.persistence_ms)),
+                    .map(|id| {
+                        self.persist()
+                            .insert(sid, net, id, now_ms, svc.persistence_ms)
+                    }),
             };
             return match id.and_then(|id| svc.servers.iter().find(|s| s.shared.id == id)) {
                 Some(s) => {
@@ -324,7 +346,9 @@ impl Pipeline {
             srv.update_overload();
         }
         match dir {
-            Dir::Inbound => self.inbound(snap, f, p, c.method(), c.server(), c.sport(), srv, now_ms),
+            Dir::Inbound => {
+                self.inbound(snap, f, p, c.method(), c.server(), c.sport(), srv, now_ms)
+            }
             Dir::Reply => self.reply(snap, f, p, c.vip(), c.vport(), c.client(), srv, now_ms),
         }
     }
@@ -352,7 +376,9 @@ impl Pipeline {
             Method::Nat => forward::nat_inbound(f.data_mut(), p, server, sport)
                 .and_then(|()| forward::set_macs(f.data_mut(), mac, port_mac))
                 .map_err(|_| Drop::TtlExceeded),
-            Method::Dr => forward::dr(f.data_mut(), p, mac, port_mac).map_err(|_| Drop::TtlExceeded),
+            Method::Dr => {
+                forward::dr(f.data_mut(), p, mac, port_mac).map_err(|_| Drop::TtlExceeded)
+            }
             Method::Tun => self.tun(snap, f, p, out, server, mac),
         };
         if let Err(d) = done {
@@ -426,7 +452,12 @@ impl Pipeline {
     /// The port and next-hop MAC for `ip`; queues an ARP request when the
     /// neighbour is unknown or due for a refresh.
     #[inline]
-    fn next_hop(&mut self, snap: &Snapshot, ip: Ipv4Addr, now_ms: u64) -> Result<(usize, MacAddr), Drop> {
+    fn next_hop(
+        &mut self,
+        snap: &Snapshot,
+        ip: Ipv4Addr,
+        now_ms: u64,
+    ) -> Result<(usize, MacAddr), Drop> {
         let (port, nh) = snap.route(ip).ok_or(Drop::NoRoute)?;
         match self.neigh().resolve(nh, now_ms) {
             Resolution::Mac(m) => Ok((port, m)),
@@ -460,8 +491,16 @@ impl Pipeline {
 
     /// Writes an ARP request for `ip` from port `port` into `buf`
     /// (`ARP_FRAME_LEN` bytes).
-    pub fn build_arp_request(&self, snap: &Snapshot, port: usize, ip: Ipv4Addr, buf: &mut [u8]) -> bool {
-        let Some(pi) = snap.ports.get(port) else { return false };
+    pub fn build_arp_request(
+        &self,
+        snap: &Snapshot,
+        port: usize,
+        ip: Ipv4Addr,
+        buf: &mut [u8],
+    ) -> bool {
+        let Some(pi) = snap.ports.get(port) else {
+            return false;
+        };
         if buf.len() < ARP_FRAME_LEN {
             return false;
         }
@@ -566,7 +605,10 @@ impl VecFrame {
     pub fn new(frame: &[u8]) -> VecFrame {
         let mut buf = vec![0u8; Self::HEADROOM + frame.len()];
         buf[Self::HEADROOM..].copy_from_slice(frame);
-        VecFrame { buf, start: Self::HEADROOM }
+        VecFrame {
+            buf,
+            start: Self::HEADROOM,
+        }
     }
 
     pub fn to_vec(&self) -> Vec<u8> {

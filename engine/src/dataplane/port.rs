@@ -7,6 +7,7 @@ use std::ffi::CString;
 use anyhow::{bail, Context, Result};
 
 use super::eal::{device_name, strerror};
+use super::mbuf::Pool;
 use crate::packet::ethernet::MacAddr;
 
 const RX_DESC: u16 = 1024;
@@ -24,19 +25,17 @@ pub struct Port {
 
 /// Finds the ethdev for `device`, configures `workers` queue pairs (or as
 /// many as it has), sets the MTU and starts it.
-pub fn setup(
-    device: &str,
-    workers: u16,
-    mtu: u16,
-    pool: *mut dpdk_ffi::rte_mempool,
-) -> Result<Port> {
+pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
     let name = device_name(device);
     let cname = CString::new(name).context("device name")?;
     let mut id: u16 = 0;
     // SAFETY: cname is a valid C string; id is a valid out-pointer.
     let rc = unsafe { dpdk_ffi::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
     if rc != 0 {
-        bail!("no DPDK port named `{name}` (device `{device}`): {}", strerror(rc));
+        bail!(
+            "no DPDK port named `{name}` (device `{device}`): {}",
+            strerror(rc)
+        );
     }
     let mut info = dpdk_ffi::rte_eth_dev_info::default();
     // SAFETY: id is a valid port id; info is a valid out-pointer.
@@ -58,7 +57,10 @@ pub fn setup(
     // SAFETY: id is valid; conf lives across the call.
     let rc = unsafe { dpdk_ffi::rte_eth_dev_configure(id, rxq, txq, &conf) };
     if rc != 0 {
-        bail!("{name}: rte_eth_dev_configure({rxq} rx, {txq} tx): {}", strerror(rc));
+        bail!(
+            "{name}: rte_eth_dev_configure({rxq} rx, {txq} tx): {}",
+            strerror(rc)
+        );
     }
     let (mut nrx, mut ntx) = (RX_DESC, TX_DESC);
     // SAFETY: id is valid; both pointers are valid in/out values.
@@ -69,7 +71,7 @@ pub fn setup(
         // SAFETY: id/q valid; a null rx_conf selects the driver default; pool
         // outlives the port.
         let rc = unsafe {
-            dpdk_ffi::rte_eth_rx_queue_setup(id, q, nrx, socket, std::ptr::null(), pool)
+            dpdk_ffi::rte_eth_rx_queue_setup(id, q, nrx, socket, std::ptr::null(), pool.as_ptr())
         };
         if rc != 0 {
             bail!("{name}: rx queue {q}: {}", strerror(rc));
@@ -115,7 +117,7 @@ pub fn shutdown(port: &Port) {
 
 /// Creates the packet mempool shared by all ports and workers (each lcore
 /// has its own cache in front of it, so there is no contention).
-pub fn create_pool(n: u32) -> Result<*mut dpdk_ffi::rte_mempool> {
+pub fn create_pool(n: u32) -> Result<Pool> {
     let name = CString::new("rvs_mbufs").unwrap();
     // SAFETY: name is valid; -1 socket id = any.
     let p = unsafe {
@@ -128,8 +130,11 @@ pub fn create_pool(n: u32) -> Result<*mut dpdk_ffi::rte_mempool> {
             -1,
         )
     };
-    if p.is_null() {
-        bail!("cannot create a pool of {n} mbufs: {}", super::eal::last_error());
-    }
-    Ok(p)
+    // SAFETY: a pool from rte_pktmbuf_pool_create lives for the process.
+    unsafe { Pool::from_raw(p) }.with_context(|| {
+        format!(
+            "cannot create a pool of {n} mbufs: {}",
+            super::eal::last_error()
+        )
+    })
 }

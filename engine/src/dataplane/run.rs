@@ -20,7 +20,7 @@ use crate::config::Config;
 
 /// Runs the director in the foreground until SIGINT/SIGTERM.
 pub fn run(cfg: Config) -> Result<()> {
-    let workers = cfg.dpdk.workers as usize;
+    let workers = cfg.dpdk.workers;
     eal::init(&eal::eal_args(&cfg))?;
     let lcores = eal::worker_lcores();
     if lcores.len() < workers {
@@ -96,7 +96,13 @@ pub fn run(cfg: Config) -> Result<()> {
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = std::time::Instant::now();
             let r = shared.report();
-            tracing::debug!(rx = r.rx_packets, tx = r.tx_packets, conns = r.conns, drops = r.drops_total, "stats");
+            tracing::debug!(
+                rx = r.rx_packets,
+                tx = r.tx_packets,
+                conns = r.conns,
+                drops = r.drops_total,
+                "stats"
+            );
         }
     }
 
@@ -129,7 +135,10 @@ fn launch(lcore: u32, worker: Worker) -> Result<()> {
     if rc != 0 {
         // SAFETY: the launch failed, so entry never ran; reclaim the box.
         drop(unsafe { Box::from_raw(arg as *mut Worker) });
-        bail!("cannot launch a worker on lcore {lcore}: {}", eal::strerror(rc));
+        bail!(
+            "cannot launch a worker on lcore {lcore}: {}",
+            eal::strerror(rc)
+        );
     }
     Ok(())
 }

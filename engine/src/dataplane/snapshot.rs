@@ -76,7 +76,9 @@ impl DestShared {
     fn new(id: u32, workers: usize) -> DestShared {
         DestShared {
             id,
-            per_worker: (0..workers.max(1)).map(|_| CachePadded::new(DestCounters::default())).collect(),
+            per_worker: (0..workers.max(1))
+                .map(|_| CachePadded::new(DestCounters::default()))
+                .collect(),
             overloaded: AtomicBool::new(false),
         }
     }
@@ -84,12 +86,16 @@ impl DestShared {
     /// Active connections over all workers.
     #[inline]
     pub fn active(&self) -> u32 {
-        self.per_worker.iter().fold(0u64, |a, c| a.wrapping_add(c.active.get())) as u32
+        self.per_worker
+            .iter()
+            .fold(0u64, |a, c| a.wrapping_add(c.active.get())) as u32
     }
 
     #[inline]
     pub fn inactive(&self) -> u32 {
-        self.per_worker.iter().fold(0u64, |a, c| a.wrapping_add(c.inactive.get())) as u32
+        self.per_worker
+            .iter()
+            .fold(0u64, |a, c| a.wrapping_add(c.inactive.get())) as u32
     }
 
     /// Sum of one counter over workers.
@@ -114,7 +120,10 @@ struct RegistryInner {
 
 impl DestRegistry {
     pub fn new(workers: usize) -> DestRegistry {
-        DestRegistry { workers, inner: Mutex::new(RegistryInner::default()) }
+        DestRegistry {
+            workers,
+            inner: Mutex::new(RegistryInner::default()),
+        }
     }
 
     fn service_id(&self, proto: u8, vip: Ipv4Addr, port: u16) -> u16 {
@@ -388,7 +397,11 @@ impl Snapshot {
     pub fn dest(&self, id: u32) -> Option<(&Service, &Server)> {
         let (si, di) = (*self.dest_index.get(id as usize)?)?;
         let svc = self.services.get(si as usize)?;
-        let srv = if di == u32::MAX { svc.sorry.as_ref()? } else { svc.servers.get(di as usize)? };
+        let srv = if di == u32::MAX {
+            svc.sorry.as_ref()?
+        } else {
+            svc.servers.get(di as usize)?
+        };
         Some((svc, srv))
     }
 

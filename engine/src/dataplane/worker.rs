@@ -9,7 +9,7 @@ use std::sync::Arc;
 use dpdk_ffi::rte_mbuf;
 
 use super::counters::Drop;
-use super::mbuf::Mbuf;
+use super::mbuf::{Mbuf, Pool};
 use super::pipeline::{Frame, Pipeline, Verdict};
 use super::port::Port;
 use super::ring::Ring;
@@ -37,14 +37,10 @@ pub struct Worker {
     /// `tx_out[w]`: frames for a port queue that worker w owns.
     pub tx_out: Vec<Option<Arc<Ring>>>,
     pub tx_in: Vec<Option<Arc<Ring>>>,
-    pub pool: *mut dpdk_ffi::rte_mempool,
+    pub pool: Pool,
     pub pipeline: Pipeline,
     pub shared: Arc<Shared>,
 }
-
-// SAFETY: the mempool pointer is used through DPDK's thread-safe mempool API
-// (per-lcore caches); every other field is Send.
-unsafe impl Send for Worker {}
 
 impl Worker {
     /// Runs until the control thread sets `stop`.
@@ -54,10 +50,17 @@ impl Worker {
         let mut snap: Arc<Snapshot> = self.shared.snapshot.load_full();
         let mut gen = snap.generation;
         let mut tx: Vec<TxBuf> = (0..self.ports.len())
-            .map(|_| TxBuf { len: 0, pkts: [std::ptr::null_mut(); TX_BUF] })
+            .map(|_| TxBuf {
+                len: 0,
+                pkts: [std::ptr::null_mut(); TX_BUF],
+            })
             .collect();
         let mut burst: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
-        tracing::info!(worker = self.id, lcore = super::lcore_id(), "worker started");
+        tracing::info!(
+            worker = self.id,
+            lcore = super::lcore_id(),
+            "worker started"
+        );
         while !self.shared.stop.load(Relaxed) {
             // A new configuration is picked up between bursts.
             if self.shared.generation.load(Relaxed) != gen {
@@ -87,39 +90,53 @@ impl Worker {
                 self.pipeline.stats.rx_packets.add(n as u64);
                 for i in 0..n {
                     // SAFETY: rx burst returned n valid mbufs that we now own.
-                    let Some(m) = (unsafe { Mbuf::from_raw(burst[i]) }) else { continue };
+                    let Some(m) = (unsafe { Mbuf::from_raw(burst[i]) }) else {
+                        continue;
+                    };
                     if i + 1 < n {
                         // SAFETY: burst[i + 1] is a valid mbuf.
-                        unsafe { dpdk_ffi::rvs_prefetch0(dpdk_ffi::rvs_pktmbuf_mtod(burst[i + 1])) };
+                        unsafe {
+                            dpdk_ffi::rvs_prefetch0(dpdk_ffi::rvs_pktmbuf_mtod(burst[i + 1]))
+                        };
                     }
                     self.handle(&snap, m, pi, now_ms, false, &mut tx);
                 }
             }
 
             for w in 0..self.work_in.len() {
-                let Some(ring) = self.work_in[w].clone() else { continue };
+                let Some(ring) = self.work_in[w].clone() else {
+                    continue;
+                };
                 let n = ring.pop_burst(&mut burst);
                 self.pipeline.stats.handoffs_in.add(n as u64);
                 for p in burst.iter().take(n) {
                     // SAFETY: the ring held owned mbufs; we take them over.
-                    let Some(m) = (unsafe { Mbuf::from_raw(*p) }) else { continue };
+                    let Some(m) = (unsafe { Mbuf::from_raw(*p) }) else {
+                        continue;
+                    };
                     let pi = m.port() as usize;
                     self.handle(&snap, m, pi, now_ms, true, &mut tx);
                 }
             }
             for w in 0..self.tx_in.len() {
-                let Some(ring) = self.tx_in[w].clone() else { continue };
+                let Some(ring) = self.tx_in[w].clone() else {
+                    continue;
+                };
                 let n = ring.pop_burst(&mut burst);
                 for p in burst.iter().take(n) {
                     // SAFETY: as above.
-                    let Some(m) = (unsafe { Mbuf::from_raw(*p) }) else { continue };
+                    let Some(m) = (unsafe { Mbuf::from_raw(*p) }) else {
+                        continue;
+                    };
                     let pi = m.port() as usize;
                     self.queue_tx(m, pi, &mut tx);
                 }
             }
 
             while let Some((pi, ip)) = self.pipeline.take_arp_request() {
-                let Some(mut m) = Mbuf::alloc(self.pool) else { break };
+                let Some(mut m) = Mbuf::alloc(self.pool) else {
+                    break;
+                };
                 let len = super::pipeline::ARP_FRAME_LEN;
                 if !m.append(len as u16) {
                     continue;
@@ -175,7 +192,9 @@ impl Worker {
     /// worker that owns a queue of a port with fewer queues than workers.
     #[inline]
     fn queue_tx(&mut self, mut m: Mbuf, pi: usize, tx: &mut [TxBuf]) {
-        let Some(port) = self.ports.get(pi) else { return };
+        let Some(port) = self.ports.get(pi) else {
+            return;
+        };
         if self.id < port.tx_queues as usize {
             let buf = &mut tx[pi];
             buf.pkts[buf.len] = m.into_raw();
