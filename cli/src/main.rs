@@ -100,7 +100,7 @@ fn run(path: &Path) -> ExitCode {
         servers = cfg.server_count(),
         "starting"
     );
-    match engine::dataplane::run(cfg) {
+    match engine::dataplane::run(cfg, path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rvs: {e:#}");

@@ -330,6 +330,12 @@ impl Pipeline {
             self.conns.remove(id);
             return self.drop(Drop::ServerGone);
         };
+        if !srv.usable {
+            // Marked down by a health check: its connections are expired
+            // (a drained server, weight 0, keeps them).
+            self.release(snap, id, now_ms);
+            return self.drop(Drop::ServerGone);
+        }
         if forward::ttl_expired(p) {
             return self.drop(Drop::TtlExceeded);
         }

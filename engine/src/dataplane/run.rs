@@ -3,6 +3,7 @@
 
 use std::ffi::c_void;
 use std::os::raw::c_int;
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,13 +14,14 @@ use super::counters::StatsReport;
 use super::pipeline::Pipeline;
 use super::port::{self, Port};
 use super::ring::Ring;
-use super::snapshot::{PortInfo, Snapshot};
+use super::snapshot::PortInfo;
 use super::worker::Worker;
 use super::{eal, Shared};
 use crate::config::Config;
+use crate::control::Controller;
 
 /// Runs the director in the foreground until SIGINT/SIGTERM.
-pub fn run(cfg: Config) -> Result<()> {
+pub fn run(cfg: Config, path: &Path) -> Result<()> {
     let workers = cfg.dpdk.workers;
     eal::init(&eal::eal_args(&cfg))?;
     let lcores = eal::worker_lcores();
@@ -54,8 +56,8 @@ pub fn run(cfg: Config) -> Result<()> {
         .collect();
 
     let shared = Arc::new(Shared::new(workers));
-    let snap = Snapshot::build(&cfg, &port_infos, &shared.registry, 1)?;
-    shared.publish(snap);
+    let per_worker = (cfg.timeouts.max_connections as usize).div_ceil(workers);
+    let mut controller = Controller::new(cfg, path.to_path_buf(), shared.clone(), port_infos)?;
 
     // SPSC rings for every ordered pair of workers: flow hand-off and TX hand-off.
     let mut work: Vec<Vec<Option<Arc<Ring>>>> = vec![vec![None; workers]; workers];
@@ -69,7 +71,6 @@ pub fn run(cfg: Config) -> Result<()> {
         }
     }
 
-    let per_worker = (cfg.timeouts.max_connections as usize).div_ceil(workers);
     for (w, &lcore) in lcores.iter().take(workers).enumerate() {
         let worker = Worker {
             id: w,
@@ -89,10 +90,14 @@ pub fn run(cfg: Config) -> Result<()> {
     let signals = Signals::install()?;
     let mut last_log = std::time::Instant::now();
     loop {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
         if signals.stop.load(Relaxed) {
             break;
         }
+        if signals.reload.swap(false, Relaxed) {
+            controller.reload();
+        }
+        controller.tick();
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = std::time::Instant::now();
             let r = shared.report();
@@ -146,7 +151,6 @@ fn launch(lcore: u32, worker: Worker) -> Result<()> {
 /// SIGINT/SIGTERM set `stop`; SIGHUP sets `reload`.
 struct Signals {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    #[allow(dead_code)]
     reload: Arc<std::sync::atomic::AtomicBool>,
 }
 
