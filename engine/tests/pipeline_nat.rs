@@ -9,7 +9,7 @@ use std::sync::Arc;
 use engine::config;
 use engine::dataplane::counters::Drop;
 use engine::dataplane::pipeline::{Frame, Pipeline, VecFrame, Verdict};
-use engine::dataplane::snapshot::{PortInfo, Snapshot};
+use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
 use engine::dataplane::Shared;
 use engine::packet::ethernet::MacAddr;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
@@ -86,7 +86,7 @@ fn rig(workers: usize) -> Rig {
         PortInfo::new(&cfg.ports[1], MacAddr(PORT1_MAC)),
     ];
     let shared = Arc::new(Shared::new(workers));
-    let snap = Snapshot::build(&cfg, &ports, &shared.registry, 1).unwrap();
+    let snap = Snapshot::build(&cfg, &ports, &shared.registry, 1, &AllUp).unwrap();
     let workers = (0..workers)
         .map(|w| Pipeline::new(w, workers, 1024, &shared))
         .collect();

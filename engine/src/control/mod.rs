@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::config::{self, Config};
-use crate::dataplane::snapshot::{PortInfo, Snapshot};
+use crate::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
 use crate::dataplane::Shared;
 
 pub struct Controller {

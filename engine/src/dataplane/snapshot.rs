@@ -14,7 +14,7 @@ use anyhow::Result;
 use crossbeam_utils::CachePadded;
 
 use super::counters::Counter;
-use crate::config::{Config, Forward, PortConfig, Protocol};
+use crate::config::{Config, Forward, PortConfig, Protocol, ServerConfig, ServiceConfig};
 use crate::conn::{self, Method};
 use crate::packet::ethernet::MacAddr;
 use crate::sched::{self, DestInfo, Dests, SchedOpts, Scheduler};
@@ -226,6 +226,32 @@ impl Dests for LiveDests<'_> {
     }
 }
 
+/// What health checks say of one server when a snapshot is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// In the pool with its configured weight.
+    Up,
+    /// Out of the pool; its connections are expired (`on_failure = "remove"`).
+    Down,
+    /// In the pool with weight 0: no new connections, existing ones live on
+    /// (`on_failure = "weight-zero"`, keepalived's inhibit_on_failure).
+    Inhibited,
+}
+
+/// The health-check state a snapshot is built with.
+pub trait HealthView {
+    fn health(&self, svc: &ServiceConfig, srv: &ServerConfig) -> Health;
+}
+
+/// Every server up (no health checks, or before the first result).
+pub struct AllUp;
+
+impl HealthView for AllUp {
+    fn health(&self, _: &ServiceConfig, _: &ServerConfig) -> Health {
+        Health::Up
+    }
+}
+
 pub struct Snapshot {
     pub generation: u64,
     pub ports: Vec<PortInfo>,
@@ -281,13 +307,14 @@ impl Snapshot {
         }
     }
 
-    /// Builds the snapshot of `cfg`. `down` says which servers health checks
-    /// hold down (by service key and address:port); none for now.
+    /// Builds the snapshot of `cfg`, with each server's state as `health`
+    /// says.
     pub fn build(
         cfg: &Config,
         ports: &[PortInfo],
         registry: &DestRegistry,
         generation: u64,
+        health: &dyn HealthView,
     ) -> Result<Snapshot> {
         let mut services = Vec::with_capacity(cfg.services.len());
         let mut dest_index: Vec<Option<(u16, u32)>> = Vec::new();
@@ -299,12 +326,13 @@ impl Snapshot {
                 .iter()
                 .map(|s| {
                     let port = s.effective_port(sc);
+                    let h = health.health(sc, s);
                     Server {
                         addr: s.address,
                         port,
-                        weight: s.weight,
+                        weight: if h == Health::Inhibited { 0 } else { s.weight },
                         method: method_of(s.effective_forward(sc)),
-                        usable: true,
+                        usable: h != Health::Down,
                         upper: s.upper_threshold,
                         lower: s.lower_threshold,
                         shared: registry.dest(id, s.address, port),
