@@ -52,6 +52,7 @@ impl Controller {
             &self.ports,
             &self.shared.registry,
             self.generation,
+            &AllUp,
         )?;
         self.shared.publish(snap);
         Ok(())
