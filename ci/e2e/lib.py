@@ -269,6 +269,15 @@ class Env:
 
     def setup(self, **cfg_kw):
         self.topo.up()
+        if os.environ.get("RVS_E2E_PCAP") == "1" and shutil.which("tcpdump"):
+            # opt-in captures (headers only, bounded) on both sides of the director
+            for ns, dev, name in ((self.topo.client, self.topo.client_if, "client"),
+                                  (self.topo.switch, "sw-dir", "servers")):
+                pcap = os.path.join(self.workdir, f"{name}.pcap")
+                self.topo.popen(ns, ["tcpdump", "-n", "-U", "--immediate-mode", "-s", "128", "-c", "500000", "-i", dev,
+                                     "-w", pcap], stdout=subprocess.DEVNULL,
+                                stderr=open(pcap + ".log", "w"))
+            time.sleep(0.5)
         self.topo.start_realservers(self.workdir)
         with open(self.cfg, "w") as f:
             # rvs runs EAL with --in-memory, so parallel directors need no --file-prefix

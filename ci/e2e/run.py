@@ -11,7 +11,9 @@ topology (ci/netns.py) and a fresh director. The last line is always
 `e2e: N passed, N failed` (plus `, N skipped`); exit 1 if any failed.
 
 Environment: RVS_BIN=path (default target/release/rvs); RVS_E2E_FAKE=1 runs the
-harness against ci/e2e/fakedirector.py instead of rvs (to check the harness).
+harness against ci/e2e/fakedirector.py instead of rvs (to check the harness);
+RVS_E2E_PCAP=1 captures client.pcap and servers.pcap (headers) in each test's
+temp dir (kept on failure, or always with --keep).
 """
 
 import argparse
