@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""IPIP decapsulation in user space, for a TUN real server (stdlib only).
+
+The test kernel has no ipip module, so a real server behind an rvs `forward =
+"tun"` service runs this inside its namespace instead:
+
+  * a raw IPv4 socket for protocol 4 (IPPROTO_IPIP) receives every IPIP packet
+    the kernel accepts for this host (outer header included, after the
+    kernel's own checks: outer checksum, destination is a local address);
+  * packets whose outer destination is --addr are stripped of their outer
+    header (IHL*4 bytes, normally 20) and the inner packet is written into a
+    TUN device (`/dev/net/tun`, IFF_TUN|IFF_NO_PI, default name tunl-rvs,
+    brought up here, rp_filter 0), so the kernel receives it as if it came in
+    on that interface and delivers it to the server process (the VIP is on lo);
+  * the server replies straight to the client (DR-style return path).
+
+ICMP protocol-unreachable: a kernel with no handler for protocol 4 answers
+each IPIP packet with one, *unless a raw socket took the packet*
+(ip_local_deliver_finish() only sends it when no raw socket matched). The raw
+socket above is that raw socket, so no nft/iptables rule is needed; the
+counters below include the namespace's Icmp OutDestUnreachs to prove it.
+
+Bounded by --max-time; SIGTERM/SIGINT stop it. On exit it prints one line
+`tundecap-stats {json}` with its counters, and the TUN device goes away with
+its file descriptor.
+
+    tundecap.py --addr 198.18.0.11 [--tun tunl-rvs] [--max-time 900] [--ready-file F]
+"""
+
+import argparse
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+IPPROTO_IPIP = 4
+
+
+def open_tun(name):
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    ifr = struct.pack("16sH22x", name.encode(), IFF_TUN | IFF_NO_PI)
+    res = fcntl.ioctl(fd, TUNSETIFF, ifr)
+    real = res[:16].rstrip(b"\0").decode()
+    return fd, real
+
+
+def link_up(name):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifr = struct.pack("16sH22x", name.encode(), 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH22x", name.encode(), flags | IFF_UP))
+    finally:
+        s.close()
+
+
+def set_conf(dev, key, value):
+    with open(f"/proc/sys/net/ipv4/conf/{dev}/{key}", "w") as f:
+        f.write(f"{value}\n")
+
+
+def snmp_icmp():
+    try:
+        with open("/proc/net/snmp") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    for head, vals in zip(lines[0::2], lines[1::2]):
+        if head.startswith("Icmp:"):
+            return dict(zip(head.split()[1:], (int(x) for x in vals.split()[1:])))
+    return {}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--addr", required=True, help="this server's address (outer destination)")
+    ap.add_argument("--tun", default="tunl-rvs", help="TUN device name (default tunl-rvs)")
+    ap.add_argument("--max-time", type=float, default=900.0, help="stop after this many seconds")
+    ap.add_argument("--ready-file", help="created once the TUN device is up and the socket open")
+    a = ap.parse_args()
+    me = socket.inet_aton(a.addr)
+
+    c = {"received": 0, "decapsulated": 0, "bytes_in": 0, "bytes_out": 0, "not_for_us": 0,
+         "bad_outer": 0, "bad_inner": 0, "write_errors": 0, "first_error": None}
+    stop = {"why": None}
+
+    def on_signal(signum, _frame):
+        stop["why"] = signal.Signals(signum).name
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    tun, dev = open_tun(a.tun)
+    link_up(dev)
+    set_conf(dev, "rp_filter", 0)
+    set_conf("all", "rp_filter", 0)
+    set_conf(dev, "accept_local", 1)   # harmless; inner sources are never local here
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPIP)
+    raw.bind((a.addr, 0))               # only IPIP addressed to this server
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    raw.setblocking(False)
+    icmp0 = snmp_icmp()
+    if a.ready_file:
+        with open(a.ready_file + ".tmp", "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.rename(a.ready_file + ".tmp", a.ready_file)
+    print(f"tundecap: IPIP to {a.addr} -> {dev} (max {a.max_time:.0f}s)", flush=True)
+
+    def bad(kind, msg):
+        c[kind] += 1
+        if c["first_error"] is None:
+            c["first_error"] = msg
+
+    t0 = time.monotonic()
+    while stop["why"] is None:
+        left = a.max_time - (time.monotonic() - t0)
+        if left <= 0:
+            stop["why"] = "max-time"
+            break
+        try:
+            r, _, _ = select.select([raw], [], [], min(0.5, left))
+        except InterruptedError:
+            continue
+        if not r:
+            continue
+        for _ in range(256):          # drain a bounded batch, then look at the clock again
+            try:
+                pkt = raw.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            c["received"] += 1
+            if len(pkt) < 20 or pkt[0] >> 4 != 4 or pkt[9] != IPPROTO_IPIP:
+                bad("bad_outer", f"outer header {pkt[:20].hex()}")
+                continue
+            ihl = (pkt[0] & 0xF) * 4
+            total = struct.unpack("!H", pkt[2:4])[0]
+            if ihl < 20 or total > len(pkt) or total < ihl + 20:
+                bad("bad_outer", f"outer ihl {ihl} total {total} len {len(pkt)}: {pkt[:20].hex()}")
+                continue
+            if pkt[16:20] != me:
+                c["not_for_us"] += 1
+                continue
+            inner = pkt[ihl:total]
+            itotal = struct.unpack("!H", inner[2:4])[0]
+            if inner[0] >> 4 != 4 or (inner[0] & 0xF) < 5 or itotal > len(inner) or itotal < (inner[0] & 0xF) * 4:
+                bad("bad_inner", f"inner header {inner[:20].hex()} (outer total {total})")
+                continue
+            try:
+                os.write(tun, inner[:itotal])
+            except OSError as e:
+                bad("write_errors", f"write to {dev}: {e}")
+                continue
+            c["decapsulated"] += 1
+            c["bytes_in"] += len(pkt)
+            c["bytes_out"] += itotal
+    icmp1 = snmp_icmp()
+    c["icmp_out_dest_unreachs"] = icmp1.get("OutDestUnreachs", 0) - icmp0.get("OutDestUnreachs", 0)
+    c["stopped_by"] = stop["why"]
+    c["seconds"] = round(time.monotonic() - t0, 3)
+    raw.close()
+    os.close(tun)
+    print("tundecap-stats " + json.dumps(c), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
