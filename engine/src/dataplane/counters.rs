@@ -46,10 +46,15 @@ pub enum Drop {
     ServerGone,
     /// The frame would need room the mbuf does not have.
     NoHeadroom,
+    /// Too big for the next hop's MTU after encapsulation, DF clear (rvs
+    /// does not fragment), or an ICMP frag-needed over the rate limit.
+    TooBig,
+    /// An ICMP error that quotes no tracked connection (or garbage).
+    IcmpUnknownFlow,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 18] = [
+    pub const ALL: [Drop; 20] = [
         Drop::NotForUs,
         Drop::NotIpv4,
         Drop::ToDirector,
@@ -68,6 +73,8 @@ impl Drop {
         Drop::MultiSegment,
         Drop::ServerGone,
         Drop::NoHeadroom,
+        Drop::TooBig,
+        Drop::IcmpUnknownFlow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +97,8 @@ impl Drop {
             Drop::MultiSegment => "multi_segment",
             Drop::ServerGone => "server_gone",
             Drop::NoHeadroom => "no_headroom",
+            Drop::TooBig => "too_big",
+            Drop::IcmpUnknownFlow => "icmp_unknown_flow",
         }
     }
 }
@@ -133,6 +142,10 @@ pub struct WorkerStats {
     pub conns_expired: Counter,
     pub arp_replies_sent: Counter,
     pub arp_requests_sent: Counter,
+    /// ICMP errors the director generated (time exceeded, frag needed).
+    pub icmp_sent: Counter,
+    /// ICMP errors relayed for tracked connections.
+    pub icmp_relayed: Counter,
     pub parse_drops: [Counter; DropReason::ALL.len()],
     pub drops: [Counter; Drop::ALL.len()],
     /// Connections in this worker's table (written after each burst).
@@ -161,6 +174,8 @@ pub struct StatsReport {
     pub conns: u64,
     pub arp_replies_sent: u64,
     pub arp_requests_sent: u64,
+    pub icmp_sent: u64,
+    pub icmp_relayed: u64,
     /// Every drop reason (parser's and data plane's) with its count.
     pub drops: std::collections::BTreeMap<String, u64>,
     pub drops_total: u64,
@@ -184,6 +199,8 @@ impl StatsReport {
             r.conns += w.conns.get();
             r.arp_replies_sent += w.arp_replies_sent.get();
             r.arp_requests_sent += w.arp_requests_sent.get();
+            r.icmp_sent += w.icmp_sent.get();
+            r.icmp_relayed += w.icmp_relayed.get();
             for d in DropReason::ALL {
                 *r.drops.get_mut(d.as_str()).unwrap() += w.parse_drops[d.index()].get();
             }

@@ -141,6 +141,15 @@ impl Frame for Mbuf {
             && unsafe { !dpdk_ffi::rvs_pktmbuf_adj(self.0.as_ptr(), len as u16).is_null() }
     }
 
+    fn resize(&mut self, len: usize) -> bool {
+        let cur = self.data_len();
+        if len > cur {
+            return len - cur <= u16::MAX as usize && self.append((len - cur) as u16);
+        }
+        self.truncate(len);
+        true
+    }
+
     #[inline]
     fn truncate(&mut self, len: usize) {
         let cur = self.data().len();
@@ -149,6 +158,13 @@ impl Frame for Mbuf {
             // data_len cannot fail.
             unsafe { dpdk_ffi::rvs_pktmbuf_trim(self.0.as_ptr(), (cur - len) as u16) };
         }
+    }
+}
+
+impl Mbuf {
+    fn data_len(&self) -> usize {
+        // SAFETY: valid owned mbuf.
+        unsafe { self.0.as_ref().data_len as usize }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::conn::{self, ConnId, ConnTable, Dir, FlowKey, Method, NewConn, TcpSta
 use crate::forward;
 use crate::packet::arp::{self, ArpPacket};
 use crate::packet::ethernet::{EtherType, EthernetFrame, MacAddr};
-use crate::packet::{parse_frame, L3Class, Parsed};
+use crate::packet::{parse_frame, quoted_flow, L3Class, Parsed};
 use crate::sched::persist::PersistTable;
 use crate::sched::SchedInput;
 
@@ -33,6 +33,8 @@ pub trait Frame {
     fn trim_front(&mut self, len: usize) -> bool;
     /// Shortens the frame to `len` bytes.
     fn truncate(&mut self, len: usize);
+    /// Sets the frame's length, growing into the tailroom if needed.
+    fn resize(&mut self, len: usize) -> bool;
 }
 
 /// Where a frame goes.
@@ -45,6 +47,18 @@ pub enum Verdict {
     /// Free it (already counted where it was decided).
     Drop,
 }
+
+/// Where an inbound frame goes: method, real server, port.
+#[derive(Clone, Copy)]
+struct Dest {
+    method: Method,
+    addr: Ipv4Addr,
+    port: u16,
+}
+
+/// ICMP errors a worker may send: tokens per millisecond and burst.
+const ICMP_PER_MS: u64 = 1;
+const ICMP_BURST: u64 = 100;
 
 /// Connection flag: holds a persistence template (released when it ends).
 const PERSISTENT: u8 = conn::flags::USER1;
@@ -66,6 +80,8 @@ pub struct Pipeline {
     arp_len: usize,
     last_warm_ms: u64,
     tun_ident: u16,
+    icmp_tokens: u64,
+    icmp_last_ms: u64,
 }
 
 impl Pipeline {
@@ -80,6 +96,8 @@ impl Pipeline {
             arp_len: 0,
             last_warm_ms: 0,
             tun_ident: 0,
+            icmp_tokens: ICMP_BURST,
+            icmp_last_ms: 0,
         }
     }
 
@@ -124,7 +142,7 @@ impl Pipeline {
         }
         match p.l3 {
             L3Class::Arp => self.arp(snap, f, &p, in_port, now_ms),
-            L3Class::Ipv4 if !broadcast => self.ipv4(snap, f, &p, now_ms, owned),
+            L3Class::Ipv4 if !broadcast => self.ipv4(snap, f, &p, in_port, now_ms, owned),
             L3Class::Ipv4 => self.drop(Drop::NotForUs),
             _ => self.drop(Drop::NotIpv4),
         }
@@ -173,6 +191,7 @@ impl Pipeline {
         snap: &Snapshot,
         f: &mut F,
         p: &Parsed,
+        in_port: usize,
         now_ms: u64,
         owned: bool,
     ) -> Verdict {
@@ -181,6 +200,9 @@ impl Pipeline {
         }
         if p.fragment {
             return self.drop(Drop::Fragment);
+        }
+        if p.is_icmp_error() {
+            return self.icmp_error(snap, f, p, in_port, now_ms, owned);
         }
         let to_vip = snap.is_vip(p.dst);
         if !(p.is_tcp() || p.is_udp()) {
@@ -206,7 +228,7 @@ impl Pipeline {
         let flags = p.tcp_flags.bits();
         if let Some((id, dir)) = self.conns.lookup(&key, now_ms) {
             if !(dir == Dir::Inbound && self.conns.wants_reschedule(id, flags)) {
-                return self.existing(snap, f, p, id, dir, now_ms);
+                return self.existing(snap, f, p, id, dir, in_port, now_ms);
             }
             // A new SYN on a connection in TIME_WAIT/CLOSE: schedule afresh.
             self.release(snap, id, now_ms);
@@ -221,7 +243,7 @@ impl Pipeline {
             return self.drop(Drop::NoConnection);
         }
         if forward::ttl_expired(p) {
-            return self.drop(Drop::TtlExceeded);
+            return self.icmp_reply(snap, f, p, in_port, now_ms, None);
         }
         let Some(srv) = self.pick(snap, svc, p, now_ms) else {
             return self.drop(Drop::NoServer);
@@ -262,7 +284,12 @@ impl Pipeline {
             c.inactive.inc();
         }
         srv.update_overload();
-        self.inbound(snap, f, p, srv.method, new.server, new.sport, srv, now_ms)
+        let to = Dest {
+            method: srv.method,
+            addr: new.server,
+            port: new.sport,
+        };
+        self.inbound(snap, f, p, to, srv, in_port, now_ms)
     }
 
     /// Picks a server for a new connection: the persistence template's, the
@@ -315,6 +342,7 @@ impl Pipeline {
     }
 
     /// A packet of a tracked connection.
+    #[allow(clippy::too_many_arguments)]
     fn existing<F: Frame>(
         &mut self,
         snap: &Snapshot,
@@ -322,6 +350,7 @@ impl Pipeline {
         p: &Parsed,
         id: ConnId,
         dir: Dir,
+        in_port: usize,
         now_ms: u64,
     ) -> Verdict {
         let c = *self.conns.get(id);
@@ -337,7 +366,7 @@ impl Pipeline {
             return self.drop(Drop::ServerGone);
         }
         if forward::ttl_expired(p) {
-            return self.drop(Drop::TtlExceeded);
+            return self.icmp_reply(snap, f, p, in_port, now_ms, None);
         }
         let tr = self.conns.on_packet(id, dir, p.tcp_flags.bits(), now_ms);
         if tr.old_active != tr.new_active {
@@ -353,7 +382,12 @@ impl Pipeline {
         }
         match dir {
             Dir::Inbound => {
-                self.inbound(snap, f, p, c.method(), c.server(), c.sport(), srv, now_ms)
+                let to = Dest {
+                    method: c.method(),
+                    addr: c.server(),
+                    port: c.sport(),
+                };
+                self.inbound(snap, f, p, to, srv, in_port, now_ms)
             }
             Dir::Reply => self.reply(snap, f, p, c.vip(), c.vport(), c.client(), srv, now_ms),
         }
@@ -366,17 +400,30 @@ impl Pipeline {
         snap: &Snapshot,
         f: &mut F,
         p: &Parsed,
-        method: Method,
-        server: Ipv4Addr,
-        sport: u16,
+        to: Dest,
         srv: &Server,
+        in_port: usize,
         now_ms: u64,
     ) -> Verdict {
+        let Dest {
+            method,
+            addr: server,
+            port: sport,
+        } = to;
         let (out, mac) = match self.next_hop(snap, server, now_ms) {
             Ok(x) => x,
             Err(d) => return self.drop(d),
         };
         let port_mac = snap.ports[out].mac;
+        if method == Method::Tun && !forward::tun_fits_mtu(p.ip_total_len, snap.ports[out].mtu) {
+            // Encapsulation would exceed the MTU: tell the sender the size
+            // that fits (DF set), or drop (rvs does not fragment).
+            if p.dont_frag {
+                let mtu = snap.ports[out].mtu - forward::TUN_OVERHEAD as u16;
+                return self.icmp_reply(snap, f, p, in_port, now_ms, Some(mtu));
+            }
+            return self.drop(Drop::TooBig);
+        }
         let len = f.data().len() as u64;
         let done = match method {
             Method::Nat => forward::nat_inbound(f.data_mut(), p, server, sport)
@@ -409,9 +456,6 @@ impl Pipeline {
         mac: MacAddr,
     ) -> Result<(), Drop> {
         let port = &snap.ports[out];
-        if !forward::tun_fits_mtu(p.ip_total_len, port.mtu) {
-            return Err(Drop::NoHeadroom);
-        }
         forward::decrement_ttl(f.data_mut(), p).map_err(|_| Drop::TtlExceeded)?;
         // Drop Ethernet padding so the outer length is the inner one + 20.
         f.truncate(p.l3_end());
@@ -423,6 +467,127 @@ impl Pipeline {
         forward::tun_encap_in_place(f.data_mut(), port.addr, server, ident)
             .map_err(|_| Drop::NoHeadroom)?;
         forward::set_macs(f.data_mut(), mac, port.mac).map_err(|_| Drop::NoHeadroom)
+    }
+
+    /// Answers the sender of `f` with ICMP time-exceeded (`mtu` None) or
+    /// fragmentation-needed (`mtu` Some), from the port's address,
+    /// rate-limited per worker as the kernel does.
+    fn icmp_reply<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        in_port: usize,
+        now_ms: u64,
+        mtu: Option<u16>,
+    ) -> Verdict {
+        let why = if mtu.is_some() {
+            Drop::TooBig
+        } else {
+            Drop::TtlExceeded
+        };
+        // Token bucket: ICMP_PER_MS tokens a millisecond, ICMP_BURST at most.
+        let refill = now_ms
+            .saturating_sub(self.icmp_last_ms)
+            .saturating_mul(ICMP_PER_MS);
+        self.icmp_tokens = (self.icmp_tokens + refill).min(ICMP_BURST);
+        self.icmp_last_ms = now_ms;
+        if self.icmp_tokens == 0 {
+            return self.drop(why);
+        }
+        let src = snap.ports[in_port].addr;
+        let mut out = [0u8; forward::ICMP_ERROR_MAX_LEN];
+        let built = match mtu {
+            None => forward::icmp_time_exceeded(f.data(), p, src, &mut out),
+            Some(m) => forward::icmp_frag_needed(f.data(), p, src, m, &mut out),
+        };
+        let Ok(n) = built else {
+            return self.drop(why);
+        };
+        if !f.resize(n) {
+            return self.drop(why);
+        }
+        f.data_mut()[..n].copy_from_slice(&out[..n]);
+        self.icmp_tokens -= 1;
+        self.stats.icmp_sent.inc();
+        Verdict::Tx(in_port)
+    }
+
+    /// An ICMP error quoting a packet of a tracked connection: translated
+    /// (NAT) or passed on (DR/TUN) to the side that sent the quoted packet.
+    fn icmp_error<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+    ) -> Verdict {
+        let Some(q) = quoted_flow(f.data(), p) else {
+            return self.drop(Drop::IcmpUnknownFlow);
+        };
+        if q.protocol != conn::PROTO_TCP && q.protocol != conn::PROTO_UDP {
+            return self.drop(Drop::IcmpUnknownFlow);
+        }
+        let (cip, cport) = if snap.is_vip(q.src) {
+            (q.dst, q.dst_port)
+        } else {
+            (q.src, q.src_port)
+        };
+        if !owned && self.workers > 1 {
+            let owner = conn::owner_worker(cip, cport, self.workers);
+            if owner != self.worker {
+                return Verdict::Handoff(owner);
+            }
+        }
+        // The quote travelled the other way: look it up reversed.
+        let key = FlowKey::new(q.protocol, q.dst, q.dst_port, q.src, q.src_port);
+        let Some((id, dir)) = self.conns.lookup(&key, now_ms) else {
+            return self.drop(Drop::IcmpUnknownFlow);
+        };
+        let c = *self.conns.get(id);
+        let Some((_, srv)) = snap.dest(c.dest()) else {
+            return self.drop(Drop::ServerGone);
+        };
+        if forward::ttl_expired(p) {
+            return self.drop(Drop::TtlExceeded);
+        }
+        self.stats.icmp_relayed.inc();
+        match (dir, c.method()) {
+            (Dir::Inbound, Method::Dr | Method::Tun) => {
+                let to = Dest {
+                    method: c.method(),
+                    addr: c.server(),
+                    port: c.sport(),
+                };
+                self.inbound(snap, f, p, to, srv, in_port, now_ms)
+            }
+            (Dir::Inbound, Method::Nat) => {
+                let (out, mac) = match self.next_hop(snap, c.server(), now_ms) {
+                    Ok(x) => x,
+                    Err(d) => return self.drop(d),
+                };
+                let done = forward::icmp_error_nat_inbound(f.data_mut(), p, c.server(), c.sport())
+                    .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac));
+                if done.is_err() {
+                    return self.drop(Drop::IcmpUnknownFlow);
+                }
+                Verdict::Tx(out)
+            }
+            (Dir::Reply, _) => {
+                let (out, mac) = match self.next_hop(snap, c.client(), now_ms) {
+                    Ok(x) => x,
+                    Err(d) => return self.drop(d),
+                };
+                let done = forward::icmp_error_nat_outbound(f.data_mut(), p, c.vip(), c.vport())
+                    .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac));
+                if done.is_err() {
+                    return self.drop(Drop::IcmpUnknownFlow);
+                }
+                Verdict::Tx(out)
+            }
+        }
     }
 
     /// Real server -> client (NAT): the source becomes the VIP again.
@@ -645,5 +810,9 @@ impl Frame for VecFrame {
     }
     fn truncate(&mut self, len: usize) {
         self.buf.truncate(self.start + len);
+    }
+    fn resize(&mut self, len: usize) -> bool {
+        self.buf.resize(self.start + len, 0);
+        true
     }
 }
