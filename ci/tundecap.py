@@ -92,7 +92,11 @@ def main():
     me = socket.inet_aton(a.addr)
 
     c = {"received": 0, "decapsulated": 0, "bytes_in": 0, "bytes_out": 0, "not_for_us": 0,
-         "bad_outer": 0, "bad_inner": 0, "write_errors": 0, "first_error": None}
+         "bad_outer": 0, "bad_inner": 0, "write_errors": 0, "first_error": None,
+         # what RFC 2003 / SPEC §5 say the director's outer header must be:
+         # TTL, TOS and DF copied from the inner header, total = inner + 20
+         "outer_src": {}, "inner_ttl": {}, "ttl_mismatch": 0, "tos_mismatch": 0,
+         "df_mismatch": 0, "len_mismatch": 0, "first_mismatch": None}
     stop = {"why": None}
 
     def on_signal(signum, _frame):
@@ -156,6 +160,19 @@ def main():
             if inner[0] >> 4 != 4 or (inner[0] & 0xF) < 5 or itotal > len(inner) or itotal < (inner[0] & 0xF) * 4:
                 bad("bad_inner", f"inner header {inner[:20].hex()} (outer total {total})")
                 continue
+            src = socket.inet_ntoa(pkt[12:16])
+            if src in c["outer_src"] or len(c["outer_src"]) < 8:
+                c["outer_src"][src] = c["outer_src"].get(src, 0) + 1
+            ttl = str(inner[8])
+            if ttl in c["inner_ttl"] or len(c["inner_ttl"]) < 8:
+                c["inner_ttl"][ttl] = c["inner_ttl"].get(ttl, 0) + 1
+            for key, ok in (("ttl_mismatch", pkt[8] == inner[8]), ("tos_mismatch", pkt[1] == inner[1]),
+                            ("df_mismatch", (pkt[6] & 0x40) == (inner[6] & 0x40)),
+                            ("len_mismatch", total == itotal + ihl)):
+                if not ok:
+                    c[key] += 1
+                    if c["first_mismatch"] is None:
+                        c["first_mismatch"] = f"{key}: outer {pkt[:ihl].hex()} inner {inner[:20].hex()}"
             try:
                 os.write(tun, inner[:itotal])
             except OSError as e:

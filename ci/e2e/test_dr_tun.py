@@ -20,6 +20,7 @@ the director's place, NAT only) they report SKIP with that reason.
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -173,6 +174,90 @@ def only_client_packets(env, stats, reply_packets):
           f"director tx_packets {tx} does not match rx {rx} - drops {drops}: it did not forward one for one")
 
 
+def ip_csum_ok(h):
+    s = sum(int.from_bytes(h[i:i + 2], "big") for i in range(0, len(h), 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s == 0xFFFF
+
+
+def parse_xx(text):
+    """Frames from `tcpdump -XX` output: [(header line, bytes)]."""
+    frames, cur, head = [], None, None
+    for line in text.splitlines():
+        m = re.match(r"\s+0x([0-9a-f]{4}):\s+((?:[0-9a-f]{2,4} ?)+)", line)
+        if m:
+            if cur is not None:
+                cur += bytes.fromhex(m.group(2).replace(" ", ""))
+            continue
+        if re.match(r"\d\d:\d\d:\d\d\.\d+ ", line):
+            if cur is not None:
+                frames.append((head, cur))
+            head, cur = line, b""
+    if cur is not None:
+        frames.append((head, cur))
+    return frames
+
+
+def wire_check(env, name, forward, frames=4):
+    """Capture a few director -> `name` frames on the server's eth0 (tcpdump
+    -e -n -XX) and check them byte by byte against SPEC §5: Ethernet from the
+    director's port MAC to the server's MAC; DR: the client's packet with
+    addresses and ports untouched and TTL 64 -> 63; TUN: an outer header
+    198.18.0.2 -> server, protocol 4, TTL/TOS/DF copied from the inner one,
+    length inner + 20, valid checksums, and the inner packet as DR has it."""
+    topo = env.topo
+    dmac = topo.mac(topo.director, topo.dc)
+    smac = topo.mac(topo.rs_ns[name], "eth0")
+    flt = f"ether src {dmac} and ether dst {smac} and " + (
+        "ip proto 4" if forward == "tun" else f"dst host {VIP} and tcp dst port 80")
+    outp = os.path.join(env.workdir, f"wire-{name}.txt")
+    with open(outp, "w") as f:
+        p = topo.popen(topo.rs_ns[name], ["timeout", "30", "tcpdump", "-e", "-n", "-XX", "-l", "-c", str(frames),
+                                          "-i", "eth0", flt], stdout=f, stderr=subprocess.STDOUT)
+    time.sleep(1.0)
+    env.client("http-many", VIP, "80", "6", "--timeout", "5", "--deadline", "30", timeout=60)
+    try:
+        p.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        p.kill()
+    with open(outp) as f:
+        text = f.read()
+    got = parse_xx(text)
+    check(len(got) >= frames, f"captured {len(got)} director->{name} frames, want {frames}:\n{text[-2000:]}")
+    cip, vip, sip, dip = (socket.inet_aton(a) for a in (onearm.CLIENT_ADDR, VIP, onearm.SERVERS[name],
+                                                          onearm.DIRECTOR_ADDR))
+    for head, fr in got[:frames]:
+        def bad(what):
+            raise AssertionError(f"director -> {name} frame wrong ({forward}): {what}\n  {head}\n  {fr.hex()}")
+        if fr[0:6] != bytes.fromhex(smac.replace(":", "")) or fr[6:12] != bytes.fromhex(dmac.replace(":", "")):
+            bad("Ethernet addresses are not director port MAC -> server MAC")
+        if fr[12:14] != b"\x08\x00":
+            bad("ethertype is not IPv4")
+        ip = fr[14:]
+        if forward == "tun":
+            ihl = (ip[0] & 0xF) * 4
+            outer, ip = ip[:ihl], ip[ihl:]
+            if outer[0] != 0x45 or outer[9] != 4 or outer[12:16] != dip or outer[16:20] != sip:
+                bad("outer header is not 4/5, protocol 4, director port address -> server")
+            if not ip_csum_ok(outer):
+                bad("outer header checksum")
+            if (int.from_bytes(outer[2:4], "big") != int.from_bytes(ip[2:4], "big") + 20
+                    or outer[8] != ip[8] or outer[1] != ip[1] or (outer[6] & 0x40) != (ip[6] & 0x40)
+                    or outer[6] & 0x3F or outer[7]):
+                bad("outer length/TTL/TOS/DF/fragment fields do not follow the inner header")
+        ihl = (ip[0] & 0xF) * 4
+        if ip[12:16] != cip or ip[16:20] != vip or ip[9] != 6 or int.from_bytes(ip[ihl + 2:ihl + 4], "big") != 80:
+            bad("inner packet is not client -> VIP:80 TCP (addresses or port rewritten)")
+        if ip[8] != 63:
+            bad(f"TTL {ip[8]}, want 63 (the client sends 64; every method is a routed hop)")
+        if not ip_csum_ok(ip[:ihl]):
+            bad("IPv4 header checksum")
+    h, fr = got[0]
+    say(f"wire check {name}: {len(got)} frames ok, first: {h.split(', ethertype')[0]} ... {len(fr)} bytes")
+    say(f"  {fr[:14 + (40 if forward == 'tun' else 20)].hex()}")
+
+
 # ------------------------------------------------------------------ tests
 WRR = [(onearm.SERVERS[n], 80, w, None) for n, w in zip(NAMES, (3, 2, 1))]
 WANT = {"rs1": 150, "rs2": 100, "rs3": 50}
@@ -183,6 +268,7 @@ def dr_balanced(env):
     """DR, wrr 3,2,1: 300 connections 150/100/50, 50 MB intact, no replies through rvs."""
     onearm_setup(env, "dr", WRR)
     balanced(env, 300, WANT)
+    wire_check(env, "rs1", "dr")
     download(env, BLOB)
     stats = env.stop_director()
     only_client_packets(env, stats, BLOB // MSS)
@@ -193,6 +279,7 @@ def tun_balanced(env):
     """TUN (IPIP, decapsulated by ci/tundecap.py), wrr 3,2,1: 150/100/50, 50 MB intact."""
     onearm_setup(env, "tun", WRR, tun=NAMES)
     balanced(env, 300, WANT)
+    wire_check(env, "rs1", "tun")
     download(env, BLOB)
     stats = env.stop_director()
     dec = env.topo.stop_tundecap()
@@ -204,6 +291,11 @@ def tun_balanced(env):
         check(d["bad_outer"] == 0 and d["bad_inner"] == 0 and d["write_errors"] == 0,
               f"tundecap on {n}: malformed IPIP from the director: {d['first_error']}")
         check(d["decapsulated"] >= WANT[n] * 3, f"tundecap on {n} decapsulated only {d['decapsulated']}")
+        mism = {k: d[k] for k in ("ttl_mismatch", "tos_mismatch", "df_mismatch", "len_mismatch")}
+        check(not any(mism.values()), f"tundecap on {n}: outer header does not follow the inner: {mism} "
+              f"{d['first_mismatch']}")
+        check(set(d["outer_src"]) == {onearm.DIRECTOR_ADDR}, f"outer sources {d['outer_src']}")
+        check(set(d["inner_ttl"]) == {"63"}, f"inner TTLs {d['inner_ttl']}, want only 63")
         check(d["icmp_out_dest_unreachs"] == 0,
               f"{n} sent {d['icmp_out_dest_unreachs']} ICMP unreachables (protocol 4 not swallowed)")
     only_client_packets(env, stats, BLOB // MSS)
