@@ -203,14 +203,17 @@ def wire_check(env, name, forward, frames=4):
     """Capture a few director -> `name` frames on the server's eth0 (tcpdump
     -e -n -XX) and check them byte by byte against SPEC §5: Ethernet from the
     director's port MAC to the server's MAC; DR: the client's packet with
-    addresses and ports untouched and TTL 64 -> 63; TUN: an outer header
+    addresses and ports untouched and TTL 64 -> 63; NAT: the same but to
+    server:8080; TUN: an outer header
     198.18.0.2 -> server, protocol 4, TTL/TOS/DF copied from the inner one,
     length inner + 20, valid checksums, and the inner packet as DR has it."""
     topo = env.topo
     dmac = topo.mac(topo.director, topo.dc)
     smac = topo.mac(topo.rs_ns[name], "eth0")
     flt = f"ether src {dmac} and ether dst {smac} and " + (
-        "ip proto 4" if forward == "tun" else f"dst host {VIP} and tcp dst port 80")
+        "ip proto 4" if forward == "tun" else
+        f"dst host {onearm.SERVERS[name]} and tcp dst port 8080" if forward == "nat" else
+        f"dst host {VIP} and tcp dst port 80")
     outp = os.path.join(env.workdir, f"wire-{name}.txt")
     with open(outp, "w") as f:
         p = topo.popen(topo.rs_ns[name], ["timeout", "30", "tcpdump", "-e", "-n", "-XX", "-l", "-c", str(frames),
@@ -247,8 +250,10 @@ def wire_check(env, name, forward, frames=4):
                     or outer[6] & 0x3F or outer[7]):
                 bad("outer length/TTL/TOS/DF/fragment fields do not follow the inner header")
         ihl = (ip[0] & 0xF) * 4
-        if ip[12:16] != cip or ip[16:20] != vip or ip[9] != 6 or int.from_bytes(ip[ihl + 2:ihl + 4], "big") != 80:
-            bad("inner packet is not client -> VIP:80 TCP (addresses or port rewritten)")
+        want_dst, want_port = (sip, 8080) if forward == "nat" else (vip, 80)
+        if (ip[12:16] != cip or ip[16:20] != want_dst or ip[9] != 6
+                or int.from_bytes(ip[ihl + 2:ihl + 4], "big") != want_port):
+            bad(f"packet is not client -> {socket.inet_ntoa(want_dst)}:{want_port} TCP")
         if ip[8] != 63:
             bad(f"TTL {ip[8]}, want 63 (the client sends 64; every method is a routed hop)")
         if not ip_csum_ok(ip[:ihl]):
@@ -307,7 +312,9 @@ def mixed_service(env):
     servers = [(onearm.SERVERS["rs1"], 8080, 1, "nat"), (onearm.SERVERS["rs2"], 80, 1, "dr"),
                (onearm.SERVERS["rs3"], 80, 1, "tun")]
     onearm_setup(env, "dr", servers, scheduler="rr", http_ports={"rs1": 8080}, tun=["rs3"], nat=["rs1"])
-    r = balanced(env, 30, {n: 10 for n in NAMES})
+    balanced(env, 30, {n: 10 for n in NAMES})
+    for name, fwd in (("rs1", "nat"), ("rs2", "dr"), ("rs3", "tun")):
+        wire_check(env, name, fwd)
     # rr: three downloads in a row go to three different servers
     served = [download(env, MIXED_BLOB, max_time=90) for _ in range(3)]
     check(sorted(s for s in served if s) == sorted(NAMES), f"downloads served by {served}, want one each")
