@@ -9,7 +9,7 @@ PKGS=(
   clang libclang-dev pkg-config # bindgen over the DPDK headers
   libpcap-dev                   # DPDK's pcap PMD headers
   iproute2 ethtool procps       # namespaces, veths, bridges, offloads, sysctl
-  curl python3 tcpdump          # e2e clients and debugging
+  curl python3 tcpdump iputils-ping # e2e clients, ping through the exception path, debugging
   build-essential
 )
 

@@ -138,6 +138,8 @@ fn config_every_key_parses_to_expected_struct() {
                 prefix_len: 24,
                 gateway: Some(ip("198.18.0.1")),
                 mtu: 9000,
+                exception_path: true,
+                tap_name: "rvs-client".into(),
             },
             PortConfig {
                 name: "servers".into(),
@@ -146,6 +148,8 @@ fn config_every_key_parses_to_expected_struct() {
                 prefix_len: 16,
                 gateway: None,
                 mtu: 1500,
+                exception_path: true,
+                tap_name: "rvs-servers".into(),
             },
         ],
         services: vec![

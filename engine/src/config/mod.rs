@@ -150,6 +150,12 @@ pub struct PortConfig {
     pub gateway: Option<Ipv4Addr>,
     /// Default 1500; 576..=9000.
     pub mtu: u16,
+    /// `exception_path` (default true): the port's address lives on a kernel
+    /// TAP interface, and frames for it (and IPv6) go to the kernel (SPEC §2).
+    pub exception_path: bool,
+    /// `tap_name`: that interface's name; default "rvs-" + the port name
+    /// (cut to 15 characters).
+    pub tap_name: String,
 }
 
 impl PortConfig {

@@ -16,7 +16,15 @@ const TOP: &[&str] = &[
     "dpdk", "port", "service", "timeouts", "control", "notify", "ha",
 ];
 const DPDK: &[&str] = &["cores", "workers", "hugepages", "memory_mb", "extra_args"];
-const PORT: &[&str] = &["name", "device", "address", "gateway", "mtu"];
+const PORT: &[&str] = &[
+    "name",
+    "device",
+    "address",
+    "gateway",
+    "mtu",
+    "exception_path",
+    "tap_name",
+];
 const SERVICE: &[&str] = &[
     "vip",
     "port",
@@ -198,17 +206,49 @@ fn port(ctx: &mut Ctx, t: &Tab) -> Option<PortConfig> {
     let address = t.parsed(ctx, "address", parse_cidr);
     let gateway = t.parsed(ctx, "gateway", parse_unicast);
     let mtu = t.int(ctx, "mtu", 576, 9000);
+    let exception_path = t.bool(ctx, "exception_path");
+    let tap_name = t.parsed(ctx, "tap_name", |s| {
+        if s.is_empty()
+            || s.len() > 15
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            Err(format!(
+                "`{s}` is not an interface name (1..15 of A-Z a-z 0-9 - _ .)"
+            ))
+        } else {
+            Ok(s.to_string())
+        }
+    });
     if !ctx.clean_since(mark) {
         return None;
     }
     let (address, prefix_len) = address?;
+    let name = name?;
+    let tap_name = tap_name.unwrap_or_else(|| {
+        let mut n: String = format!("rvs-{name}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        n.truncate(15);
+        n
+    });
     Some(PortConfig {
-        name: name?,
+        name,
         device: device?,
         address,
         prefix_len,
         gateway,
         mtu: mtu.unwrap_or(1500),
+        exception_path: exception_path.unwrap_or(true),
+        tap_name,
     })
 }
 

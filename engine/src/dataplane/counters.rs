@@ -146,6 +146,9 @@ pub struct WorkerStats {
     pub icmp_sent: Counter,
     /// ICMP errors relayed for tracked connections.
     pub icmp_relayed: Counter,
+    /// Frames handed to the kernel (exception path) and sent for it.
+    pub to_kernel: Counter,
+    pub from_kernel: Counter,
     pub parse_drops: [Counter; DropReason::ALL.len()],
     pub drops: [Counter; Drop::ALL.len()],
     /// Connections in this worker's table (written after each burst).
@@ -176,6 +179,8 @@ pub struct StatsReport {
     pub arp_requests_sent: u64,
     pub icmp_sent: u64,
     pub icmp_relayed: u64,
+    pub to_kernel: u64,
+    pub from_kernel: u64,
     /// Every drop reason (parser's and data plane's) with its count.
     pub drops: std::collections::BTreeMap<String, u64>,
     pub drops_total: u64,
@@ -201,6 +206,8 @@ impl StatsReport {
             r.arp_requests_sent += w.arp_requests_sent.get();
             r.icmp_sent += w.icmp_sent.get();
             r.icmp_relayed += w.icmp_relayed.get();
+            r.to_kernel += w.to_kernel.get();
+            r.from_kernel += w.from_kernel.get();
             for d in DropReason::ALL {
                 *r.drops.get_mut(d.as_str()).unwrap() += w.parse_drops[d.index()].get();
             }

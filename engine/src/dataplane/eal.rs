@@ -26,6 +26,12 @@ pub fn device_name(device: &str) -> &str {
     device.split(',').next().unwrap_or(device)
 }
 
+/// The ethdev name of port `i`'s exception-path TAP (the tap driver takes
+/// any name that starts with `net_tap`).
+pub fn tap_device(i: usize) -> String {
+    format!("net_taprvs{i}")
+}
+
 /// The EAL argument vector for a configuration.
 pub fn eal_args(cfg: &Config) -> Vec<String> {
     let mut a = vec!["rvs".to_string(), "--lcores".into(), cfg.dpdk.cores.clone()];
@@ -50,6 +56,12 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
         } else {
             a.push("--vdev".into());
             a.push(p.device.clone());
+        }
+    }
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if p.exception_path {
+            a.push("--vdev".into());
+            a.push(format!("{},iface={}", tap_device(i), p.tap_name));
         }
     }
     if !any_pci {

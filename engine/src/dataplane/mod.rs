@@ -11,6 +11,8 @@ pub mod snapshot;
 #[cfg(feature = "dpdk")]
 pub mod eal;
 #[cfg(feature = "dpdk")]
+pub mod kernel;
+#[cfg(feature = "dpdk")]
 pub mod mbuf;
 #[cfg(feature = "dpdk")]
 pub mod port;

@@ -44,6 +44,8 @@ pub enum Verdict {
     Tx(usize),
     /// Another worker owns the flow: hand the frame over.
     Handoff(usize),
+    /// For the director itself: to the kernel through the arrival port's TAP.
+    Kernel,
     /// Free it (already counted where it was decided).
     Drop,
 }
@@ -144,6 +146,7 @@ impl Pipeline {
             L3Class::Arp => self.arp(snap, f, &p, in_port, now_ms),
             L3Class::Ipv4 if !broadcast => self.ipv4(snap, f, &p, in_port, now_ms, owned),
             L3Class::Ipv4 => self.drop(Drop::NotForUs),
+            L3Class::Ipv6 if port.kernel => self.to_kernel(),
             _ => self.drop(Drop::NotIpv4),
         }
     }
@@ -180,6 +183,10 @@ impl Pipeline {
             }
             arp::op::REPLY if tpa == port.addr && port.on_link(spa) => {
                 self.neigh().learn(spa, sha, now_ms);
+                // The kernel behind the TAP may be waiting for it too.
+                if port.kernel {
+                    return self.to_kernel();
+                }
                 Verdict::Drop
             }
             _ => self.drop(Drop::ArpIgnored),
@@ -196,6 +203,11 @@ impl Pipeline {
         owned: bool,
     ) -> Verdict {
         if snap.is_own(p.dst) {
+            // The director's own traffic (health checks, sync, ping) is the
+            // kernel's, through the port's TAP.
+            if snap.ports[in_port].kernel && snap.ports[in_port].addr == p.dst {
+                return self.to_kernel();
+            }
             return self.drop(Drop::ToDirector);
         }
         if p.fragment {
@@ -467,6 +479,12 @@ impl Pipeline {
         forward::tun_encap_in_place(f.data_mut(), port.addr, server, ident)
             .map_err(|_| Drop::NoHeadroom)?;
         forward::set_macs(f.data_mut(), mac, port.mac).map_err(|_| Drop::NoHeadroom)
+    }
+
+    #[inline]
+    fn to_kernel(&self) -> Verdict {
+        self.stats.to_kernel.inc();
+        Verdict::Kernel
     }
 
     /// Answers the sender of `f` with ICMP time-exceeded (`mtu` None) or

@@ -106,6 +106,19 @@ pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
     })
 }
 
+/// Sets a port's MAC (the exception-path TAP takes its port's, so the
+/// kernel answers for the same station; the tap driver sets the kernel
+/// interface's address too).
+pub fn set_mac(port: &Port, mac: MacAddr) -> Result<()> {
+    let mut a = dpdk_ffi::rte_ether_addr { addr_bytes: mac.0 };
+    // SAFETY: the port is valid; a points to a valid address.
+    let rc = unsafe { dpdk_ffi::rte_eth_dev_default_mac_addr_set(port.id, &mut a) };
+    if rc != 0 {
+        bail!("{}: cannot set MAC {mac}: {}", port.name, strerror(rc));
+    }
+    Ok(())
+}
+
 /// Stops and closes a port.
 pub fn shutdown(port: &Port) {
     // SAFETY: the port was started by `setup`; workers have stopped.

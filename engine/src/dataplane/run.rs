@@ -16,7 +16,7 @@ use super::port::{self, Port};
 use super::ring::Ring;
 use super::snapshot::PortInfo;
 use super::worker::Worker;
-use super::{eal, Shared};
+use super::{eal, kernel, Shared};
 use crate::config::Config;
 use crate::control::Controller;
 
@@ -48,6 +48,32 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
         );
         ports.push(p);
     }
+    // Exception path: one TAP per port, with the port's MAC and address, so
+    // the kernel in this namespace owns the director's own traffic.
+    let nports = ports.len();
+    let mut kernel_of: Vec<Option<usize>> = vec![None; nports];
+    for (i, pc) in cfg.ports.iter().enumerate() {
+        if !pc.exception_path {
+            continue;
+        }
+        if let Some(iface) = kernel::af_packet_iface(&pc.device) {
+            kernel::isolate_af_packet(iface);
+        }
+        let tap = port::setup(&eal::tap_device(i), 1, pc.mtu, pool)
+            .with_context(|| format!("exception path of port `{}`", pc.name))?;
+        port::set_mac(&tap, ports[i].mac)?;
+        kernel::configure(&pc.tap_name, pc)
+            .with_context(|| format!("kernel interface {} of port `{}`", pc.tap_name, pc.name))?;
+        tracing::info!(port = %pc.name, tap = %pc.tap_name, address = %pc.address, "exception path up");
+        kernel_of[i] = Some(ports.len());
+        ports.push(tap);
+    }
+    let mut port_of_tap: Vec<Option<usize>> = vec![None; ports.len()];
+    for (i, k) in kernel_of.iter().enumerate() {
+        if let Some(t) = k {
+            port_of_tap[*t] = Some(i);
+        }
+    }
     let port_infos: Vec<PortInfo> = cfg
         .ports
         .iter()
@@ -75,6 +101,8 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
         let worker = Worker {
             id: w,
             ports: ports.clone(),
+            kernel_of: kernel_of.clone(),
+            port_of_tap: port_of_tap.clone(),
             work_out: work[w].clone(),
             work_in: (0..workers).map(|a| work[a][w].clone()).collect(),
             tx_out: txr[w].clone(),

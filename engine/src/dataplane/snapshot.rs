@@ -28,6 +28,8 @@ pub struct PortInfo {
     pub gateway: Option<Ipv4Addr>,
     pub mtu: u16,
     pub mac: MacAddr,
+    /// Has an exception path (a kernel TAP with the port's address).
+    pub kernel: bool,
 }
 
 impl PortInfo {
@@ -39,6 +41,7 @@ impl PortInfo {
             gateway: pc.gateway,
             mtu: pc.mtu,
             mac,
+            kernel: pc.exception_path,
         }
     }
 
@@ -134,6 +137,20 @@ impl DestRegistry {
             g.next_service += 1;
         }
         id
+    }
+
+    /// Every server ever registered, as (service id, address, port, its
+    /// shared state): servers since removed included, so that reports can
+    /// count a service's past traffic. Read-only; for the control thread.
+    pub fn entries(&self) -> Vec<(u16, Ipv4Addr, u16, Arc<DestShared>)> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = g
+            .dests
+            .iter()
+            .map(|(&(svc, addr, port), d)| (svc, addr, port, d.clone()))
+            .collect();
+        v.sort_by_key(|e| e.3.id);
+        v
     }
 
     fn dest(&self, svc: u16, addr: Ipv4Addr, port: u16) -> Arc<DestShared> {

@@ -29,7 +29,13 @@ struct TxBuf {
 
 pub struct Worker {
     pub id: usize,
+    /// The configured ports (indexes as in the snapshot), then their
+    /// exception-path TAPs.
     pub ports: Vec<Port>,
+    /// `kernel_of[i]`: index in `ports` of port i's TAP.
+    pub kernel_of: Vec<Option<usize>>,
+    /// `port_of_tap[j]`: for a TAP at index j, the port it belongs to.
+    pub port_of_tap: Vec<Option<usize>>,
     /// `work_out[w]`: flows owned by worker w (None for ourselves).
     pub work_out: Vec<Option<Arc<Ring>>>,
     /// `work_in[w]`: flows worker w hands us.
@@ -85,6 +91,17 @@ impl Worker {
                     )
                 } as usize;
                 if n == 0 {
+                    continue;
+                }
+                if let Some(out) = self.port_of_tap[pi] {
+                    // What the kernel sends goes out its port as it is.
+                    self.pipeline.stats.from_kernel.add(n as u64);
+                    for p in burst.iter().take(n) {
+                        // SAFETY: rx burst returned n valid mbufs we now own.
+                        if let Some(m) = unsafe { Mbuf::from_raw(*p) } {
+                            self.queue_tx(m, out, &mut tx);
+                        }
+                    }
                     continue;
                 }
                 self.pipeline.stats.rx_packets.add(n as u64);
@@ -184,6 +201,10 @@ impl Worker {
                     None => self.pipeline.stats.count_drop(Drop::HandoffFull),
                 }
             }
+            Verdict::Kernel => match self.kernel_of.get(pi).copied().flatten() {
+                Some(tap) => self.queue_tx(m, tap, tx),
+                None => self.pipeline.stats.count_drop(Drop::ToDirector),
+            },
             Verdict::Drop => {}
         }
     }

@@ -1,0 +1,445 @@
+//! The `rvs ctl` wire protocol: requests, responses and the views they
+//! carry. Shared by the director (`control::api`) and the client
+//! (`cli/src/ctl.rs`).
+//!
+//! Newline-delimited JSON over a Unix stream socket: the client writes one
+//! request object on one line, the director answers with one response
+//! object on one line; a connection may carry several requests in turn.
+//! See the module docs of [`super::api`] for limits and errors.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line the director reads (bytes, newline excluded).
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Connections `list --conns` shows at most, unless the request says.
+pub const DEFAULT_CONN_LIMIT: usize = 10_000;
+
+/// One request. `{"cmd": "list"}`, `{"cmd": "add-server", "service":
+/// "tcp:198.18.0.100:80", "server": "198.19.0.14:8080", "weight": 2}`, ...
+/// Unknown commands and unknown fields are errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// Services, servers, counters and rates ([`ListView`]).
+    List,
+    /// The connection tables ([`ConnsView`]), at most `limit` entries.
+    Conns {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// Role, peer, sync, workers, health of each server ([`StatusView`]).
+    Status,
+    /// Resets the service and server counters shown by `list`.
+    Zero,
+    AddService(ServiceArgs),
+    EditService(ServiceArgs),
+    DelService {
+        service: String,
+    },
+    AddServer(ServerArgs),
+    EditServer(ServerArgs),
+    DelServer {
+        service: String,
+        server: String,
+    },
+}
+
+impl Request {
+    /// Whether the request changes the configuration.
+    pub fn is_change(&self) -> bool {
+        !matches!(
+            self,
+            Request::List | Request::Conns { .. } | Request::Status | Request::Zero
+        )
+    }
+}
+
+/// `add-service` / `edit-service`. Strings are parsed by the director, so
+/// every client gets the same checks and messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceArgs {
+    /// `PROTO:VIP:PORT`, e.g. `tcp:198.18.0.100:80`.
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    /// Scheduler flags (`sh-port`, `sh-fallback`, `mh-port`, `mh-fallback`);
+    /// given, they replace the service's flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<String>,
+    /// Seconds; 0 = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_netmask: Option<String>,
+    /// `IP:PORT`; an empty string removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
+}
+
+/// `add-server` / `edit-server`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerArgs {
+    /// `PROTO:VIP:PORT`.
+    pub service: String,
+    /// `IP:PORT`, or `IP` (the service's port).
+    pub server: String,
+    /// 0..=65535; 0 drains (no new connections, existing ones live on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_threshold: Option<u32>,
+}
+
+/// One response: `{"ok": true, "result": ...}` or `{"ok": false, "error":
+/// "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+}
+
+impl Response {
+    pub fn ok(result: impl Serialize) -> Response {
+        match serde_json::to_value(result) {
+            Ok(v) => Response {
+                ok: true,
+                error: None,
+                result: Some(v),
+            },
+            Err(e) => Response::error(format!("internal error: {e}")),
+        }
+    }
+
+    pub fn error(msg: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(msg.into()),
+            result: None,
+        }
+    }
+
+    /// The response as one line, newline included.
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"ok":false,"error":"internal error: unserialisable response"}"#.to_string()
+        });
+        s.push('\n');
+        s
+    }
+}
+
+/// What a change did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeResult {
+    pub message: String,
+    /// The snapshot generation now in force.
+    pub generation: u64,
+}
+
+/// Per-second rates, as `ipvsadm --rate` shows them (bytes per second).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    pub cps: u64,
+    pub in_pps: u64,
+    pub out_pps: u64,
+    pub in_bps: u64,
+    pub out_bps: u64,
+}
+
+/// `list`: every service in configuration order with its servers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListView {
+    /// rvs version.
+    pub version: String,
+    /// Connection table size (`[timeouts] max_connections`).
+    pub size: u64,
+    /// Snapshot generation.
+    pub generation: u64,
+    pub services: Vec<ServiceView>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    /// `tcp` | `udp`.
+    pub protocol: String,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub scheduler: String,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// Default forwarding method of its servers.
+    pub forward: String,
+    /// Persistence timeout, seconds; 0 = off.
+    pub persistence: u32,
+    pub persistence_netmask: Ipv4Addr,
+    #[serde(default)]
+    pub sorry_server: Option<String>,
+    pub quorum: u32,
+    pub active: u64,
+    pub inactive: u64,
+    /// Counters since start or the last `zero`, over all servers the
+    /// service ever had (as IPVS counts a service).
+    pub conns: u64,
+    pub in_packets: u64,
+    pub out_packets: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub rate: Rates,
+    pub servers: Vec<ServerView>,
+}
+
+impl ServiceView {
+    /// `tcp:198.18.0.100:80`.
+    pub fn key(&self) -> String {
+        format!("{}:{}:{}", self.protocol, self.vip, self.port)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerView {
+    pub address: Ipv4Addr,
+    /// As configured (the effective port for dr/tun is the service's).
+    pub port: u16,
+    /// `nat` | `dr` | `tun`.
+    pub forward: String,
+    /// As configured (`edit-server --weight`).
+    pub weight: u32,
+    /// The weight in the pool: 0 while a health check inhibits it.
+    pub effective_weight: u32,
+    /// In the pool (not removed by a health check).
+    pub up: bool,
+    /// What health checking says (`no-check`, `up`, `down`, ...).
+    pub health: String,
+    pub upper_threshold: u32,
+    pub lower_threshold: u32,
+    pub overloaded: bool,
+    pub active: u64,
+    pub inactive: u64,
+    pub conns: u64,
+    pub in_packets: u64,
+    pub out_packets: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub rate: Rates,
+}
+
+/// One tracked connection (`list --conns`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    /// `tcp` | `udp` | the protocol number.
+    pub protocol: String,
+    pub client: Ipv4Addr,
+    pub cport: u16,
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    pub server: Ipv4Addr,
+    pub sport: u16,
+    /// IPVS state name (`ESTABLISHED`, `TIME_WAIT`, ...; `UDP` for UDP).
+    pub state: String,
+    /// Milliseconds until it expires.
+    pub expires_ms: u64,
+    pub forward: String,
+    pub worker: usize,
+    #[serde(default)]
+    pub template: bool,
+    #[serde(default)]
+    pub synced: bool,
+}
+
+/// `list --conns`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnsView {
+    /// Connections in the tables (may exceed `conns.len()`).
+    pub total: u64,
+    /// Fewer shown than there are.
+    pub truncated: bool,
+    /// Workers that did not answer within the deadline.
+    #[serde(default)]
+    pub missing_workers: Vec<usize>,
+    pub conns: Vec<ConnInfo>,
+}
+
+/// `status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    /// The file SIGHUP re-reads.
+    pub config: String,
+    pub generation: u64,
+    /// `standalone` (no failover yet), `master` or `backup`.
+    pub role: String,
+    #[serde(default)]
+    pub peer: Option<Ipv4Addr>,
+    /// Connection sync to the peer: `off` until it exists.
+    pub sync: String,
+    /// Changes made through the API since the file was last (re)loaded; a
+    /// SIGHUP reload replaces them with the file.
+    pub api_changes: u64,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub workers: Vec<WorkerView>,
+    pub services: Vec<ServiceHealthView>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerView {
+    pub id: usize,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub handoffs_in: u64,
+    pub handoffs_out: u64,
+    pub conns_created: u64,
+    pub conns_expired: u64,
+    /// Connections in its table now.
+    pub conns: u64,
+    /// Its table's size.
+    pub capacity: u64,
+    pub drops_total: u64,
+    /// Non-zero drop counters by reason.
+    pub drops: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceHealthView {
+    pub service: String,
+    /// `none` when no health check is configured, else its kind.
+    pub check: String,
+    pub servers: Vec<ServerHealthView>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerHealthView {
+    pub server: String,
+    pub weight: u32,
+    pub up: bool,
+    /// `no-check`, `unknown`, `up`, `down`, `inhibited`.
+    pub health: String,
+    pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Request, String> {
+        serde_json::from_str(s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn requests_parse() {
+        assert_eq!(parse(r#"{"cmd":"list"}"#), Ok(Request::List));
+        assert_eq!(parse(r#"{"cmd":"status"}"#), Ok(Request::Status));
+        assert_eq!(parse(r#"{"cmd":"zero"}"#), Ok(Request::Zero));
+        assert_eq!(
+            parse(r#"{"cmd":"conns"}"#),
+            Ok(Request::Conns { limit: None })
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"conns","limit":5}"#),
+            Ok(Request::Conns { limit: Some(5) })
+        );
+        assert_eq!(
+            parse(
+                r#"{"cmd":"add-server","service":"tcp:198.18.0.100:80","server":"198.19.0.14:8080","weight":2}"#
+            ),
+            Ok(Request::AddServer(ServerArgs {
+                service: "tcp:198.18.0.100:80".into(),
+                server: "198.19.0.14:8080".into(),
+                weight: Some(2),
+                ..ServerArgs::default()
+            }))
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"del-service","service":"udp:198.18.0.100:53"}"#),
+            Ok(Request::DelService {
+                service: "udp:198.18.0.100:53".into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"edit-service","service":"tcp:1.2.3.4:80","scheduler":"rr","persistence":30}"#),
+            Ok(Request::EditService(ServiceArgs {
+                service: "tcp:1.2.3.4:80".into(),
+                scheduler: Some("rr".into()),
+                persistence: Some(30),
+                ..ServiceArgs::default()
+            }))
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        for bad in [
+            "",
+            "garbage",
+            "{}",
+            "[]",
+            r#"{"cmd":"reboot"}"#,
+            r#"{"cmd":"list","extra":1}"#,
+            r#"{"cmd":"add-server","service":"tcp:1.2.3.4:80"}"#,
+            r#"{"cmd":"add-server","service":"tcp:1.2.3.4:80","server":"1.2.3.5:80","bogus":1}"#,
+            r#"{"cmd":"edit-server","service":"x","server":"y","weight":-1}"#,
+            r#"{"cmd":"edit-server","service":"x","server":"y","weight":"3"}"#,
+            r#"{"cmd":"del-server","service":"x"}"#,
+            r#"{"cmd":"list""#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        for r in [
+            Request::List,
+            Request::Conns { limit: Some(3) },
+            Request::Zero,
+            Request::AddService(ServiceArgs {
+                service: "tcp:198.18.0.100:8080".into(),
+                scheduler: Some("wrr".into()),
+                flags: Some(vec!["sh-port".into()]),
+                ..ServiceArgs::default()
+            }),
+            Request::DelServer {
+                service: "a".into(),
+                server: "b".into(),
+            },
+        ] {
+            let line = serde_json::to_string(&r).unwrap();
+            assert!(!line.contains('\n'));
+            assert_eq!(parse(&line), Ok(r));
+        }
+    }
+
+    #[test]
+    fn responses_are_one_line() {
+        let r = Response::error("no service tcp:1.2.3.4:80\nsecond line");
+        let line = r.to_line();
+        assert_eq!(line.matches('\n').count(), 1);
+        assert!(line.ends_with('\n'));
+        let back: Response = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, r);
+        let ok = Response::ok(ChangeResult {
+            message: "m".into(),
+            generation: 4,
+        });
+        assert_eq!(ok.to_line(), "{\"ok\":true,\"result\":{\"message\":\"m\",\"generation\":4}}\n");
+    }
+}

@@ -1,0 +1,649 @@
+//! Live changes (`rvs ctl add-/edit-/del-service`, `add-/edit-/del-server`)
+//! applied to a copy of the running [`Config`].
+//!
+//! Each change is parsed (every error names the field it is about), applied
+//! to a clone, and the clone is run through [`Config::validate`] — the rules
+//! pass of `rvs check` — so a change is refused exactly when a file holding
+//! the result would be. Only then does the controller publish it.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::ctl_proto::{Request, ServerArgs, ServiceArgs};
+use crate::config::{Config, Forward, Protocol, SchedFlags, ServerConfig, ServiceConfig};
+use crate::sched::SchedKind;
+
+/// The key of a service: protocol, VIP, port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceKey {
+    pub protocol: Protocol,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+}
+
+impl std::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.protocol, self.vip, self.port)
+    }
+}
+
+impl ServiceKey {
+    pub fn matches(&self, s: &ServiceConfig) -> bool {
+        s.protocol == self.protocol && s.vip == self.vip && s.port == self.port
+    }
+}
+
+/// `PROTO:VIP:PORT`, e.g. `tcp:198.18.0.100:80` (port 0: all ports).
+pub fn parse_service(s: &str) -> Result<ServiceKey, String> {
+    let t = s.trim();
+    let mut parts = t.splitn(3, ':');
+    let (Some(proto), Some(vip), Some(port)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!(
+            "service: `{s}` is not PROTO:VIP:PORT (e.g. tcp:198.18.0.100:80)"
+        ));
+    };
+    let protocol = Protocol::from_name(&proto.to_ascii_lowercase()).ok_or_else(|| {
+        format!(
+            "service: unknown protocol `{proto}` in `{s}` (valid: {})",
+            Protocol::valid_names()
+        )
+    })?;
+    let vip = parse_unicast(vip).map_err(|m| format!("service: {m}"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("service: `{port}` in `{s}` is not a port (0..65535)"))?;
+    Ok(ServiceKey {
+        protocol,
+        vip,
+        port,
+    })
+}
+
+/// `IP:PORT` (port 1..65535), or `IP` alone (port `None`).
+pub fn parse_server(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
+    let t = s.trim();
+    let (ip, port) = match t.rsplit_once(':') {
+        Some((ip, port)) => (ip, Some(port)),
+        None => (t, None),
+    };
+    let ip = parse_unicast(ip).map_err(|m| format!("server: {m}"))?;
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u32>() {
+            Ok(n @ 1..=65535) => Some(n as u16),
+            _ => {
+                return Err(format!(
+                    "server: `{p}` in `{s}` is not a port (1..65535)"
+                ))
+            }
+        },
+    };
+    Ok((ip, port))
+}
+
+/// An address a packet can be sent to.
+fn parse_unicast(s: &str) -> Result<Ipv4Addr, String> {
+    let ip: Ipv4Addr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IPv4 address"))?;
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(format!("{ip} is not a unicast address"));
+    }
+    Ok(ip)
+}
+
+fn parse_forward(s: &str) -> Result<Forward, String> {
+    Forward::from_name(s).ok_or_else(|| {
+        format!(
+            "forward: unknown forward method `{s}` (valid: {})",
+            Forward::valid_names()
+        )
+    })
+}
+
+fn parse_scheduler(s: &str) -> Result<SchedKind, String> {
+    SchedKind::from_name(s).ok_or_else(|| {
+        format!(
+            "scheduler: unknown scheduler `{s}` (valid: {})",
+            SchedKind::valid_names()
+        )
+    })
+}
+
+fn find_service(cfg: &Config, key: &ServiceKey) -> Result<usize, String> {
+    cfg.services
+        .iter()
+        .position(|s| key.matches(s))
+        .ok_or_else(|| {
+            let have: Vec<String> = cfg.services.iter().map(|s| s.key()).collect();
+            format!(
+                "service: no service {key} (the services are: {})",
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            )
+        })
+}
+
+/// The server of `svc` at `ip` (and `port`, when given: its configured or
+/// its effective port).
+fn find_server(
+    svc: &ServiceConfig,
+    key: &ServiceKey,
+    ip: Ipv4Addr,
+    port: Option<u16>,
+    text: &str,
+) -> Result<usize, String> {
+    let hits: Vec<usize> = svc
+        .servers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            s.address == ip
+                && port.is_none_or(|p| s.port == p || s.effective_port(svc) == p)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    match hits.as_slice() {
+        [i] => Ok(*i),
+        [] => {
+            let have: Vec<String> = svc
+                .servers
+                .iter()
+                .map(|s| format!("{}:{}", s.address, s.port))
+                .collect();
+            Err(format!(
+                "server: {key} has no server {text} (its servers are: {})",
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            ))
+        }
+        _ => Err(format!(
+            "server: {key} has several servers at {ip}; give IP:PORT"
+        )),
+    }
+}
+
+fn apply_service_args(s: &mut ServiceConfig, a: &ServiceArgs) -> Result<(), String> {
+    if let Some(name) = &a.scheduler {
+        s.scheduler = parse_scheduler(name)?;
+    }
+    if let Some(flags) = &a.flags {
+        let mut f = SchedFlags::default();
+        for n in flags {
+            if !f.set(n) {
+                return Err(format!(
+                    "flags: unknown scheduler flag `{n}` (valid: {})",
+                    SchedFlags::NAMES.join(", ")
+                ));
+            }
+        }
+        s.sched_flags = f;
+    }
+    if let Some(fw) = &a.forward {
+        s.forward = parse_forward(fw)?;
+    }
+    if let Some(p) = a.persistence {
+        s.persistence_timeout = p;
+    }
+    if let Some(m) = &a.persistence_netmask {
+        s.persistence_netmask = m
+            .trim()
+            .parse()
+            .map_err(|_| format!("persistence_netmask: `{m}` is not a netmask"))?;
+    }
+    if let Some(sorry) = &a.sorry_server {
+        s.sorry_server = if sorry.trim().is_empty() {
+            None
+        } else {
+            match parse_server(sorry) {
+                Ok((ip, Some(port))) => Some(SocketAddrV4::new(ip, port)),
+                Ok((_, None)) => {
+                    return Err(format!("sorry_server: `{sorry}` is not IP:PORT"));
+                }
+                Err(m) => return Err(format!("sorry_{m}")),
+            }
+        };
+    }
+    if let Some(q) = a.quorum {
+        s.quorum = q;
+    }
+    Ok(())
+}
+
+fn apply_server_args(s: &mut ServerConfig, a: &ServerArgs) -> Result<(), String> {
+    if let Some(w) = a.weight {
+        s.weight = w;
+    }
+    if let Some(fw) = &a.forward {
+        s.forward = Some(parse_forward(fw)?);
+    }
+    if let Some(u) = a.upper_threshold {
+        s.upper_threshold = u;
+    }
+    if let Some(l) = a.lower_threshold {
+        s.lower_threshold = l;
+    }
+    Ok(())
+}
+
+/// Applies a change request to a copy of `cfg` and validates the result as
+/// `rvs check` would. Returns the new configuration and what was done.
+pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
+    let mut new = cfg.clone();
+    let msg = match req {
+        Request::AddService(a) => {
+            let key = parse_service(&a.service)?;
+            if new.services.iter().any(|s| key.matches(s)) {
+                return Err(format!("service: {key} already exists"));
+            }
+            let mut s = ServiceConfig {
+                vip: key.vip,
+                port: key.port,
+                protocol: key.protocol,
+                scheduler: SchedKind::Wlc,
+                sched_flags: SchedFlags::default(),
+                forward: Forward::Nat,
+                persistence_timeout: 0,
+                persistence_netmask: Ipv4Addr::BROADCAST,
+                sorry_server: None,
+                quorum: 1,
+                servers: Vec::new(),
+                health_check: None,
+            };
+            apply_service_args(&mut s, a)?;
+            new.services.push(s);
+            format!("added service {key}")
+        }
+        Request::EditService(a) => {
+            let key = parse_service(&a.service)?;
+            let i = find_service(&new, &key)?;
+            let unchanged = ServiceArgs {
+                service: a.service.clone(),
+                ..ServiceArgs::default()
+            };
+            if *a == unchanged {
+                return Err("edit-service: nothing to change (give --scheduler, --forward, --persistence, ...)".to_string());
+            }
+            apply_service_args(&mut new.services[i], a)?;
+            format!("changed service {key}")
+        }
+        Request::DelService { service } => {
+            let key = parse_service(service)?;
+            let i = find_service(&new, &key)?;
+            new.services.remove(i);
+            format!("deleted service {key}")
+        }
+        Request::AddServer(a) => {
+            let key = parse_service(&a.service)?;
+            let i = find_service(&new, &key)?;
+            let (ip, port) = parse_server(&a.server)?;
+            let svc = &new.services[i];
+            let mut s = ServerConfig {
+                address: ip,
+                port: port.unwrap_or(svc.port),
+                weight: 1,
+                forward: None,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            };
+            apply_server_args(&mut s, a)?;
+            let port = s.effective_port(svc);
+            if svc
+                .servers
+                .iter()
+                .any(|o| o.address == ip && o.effective_port(svc) == port)
+            {
+                return Err(format!(
+                    "server: {ip}:{port} is already a server of {key}"
+                ));
+            }
+            new.services[i].servers.push(s);
+            format!("added server {ip}:{port} to {key}")
+        }
+        Request::EditServer(a) => {
+            let key = parse_service(&a.service)?;
+            let i = find_service(&new, &key)?;
+            let (ip, port) = parse_server(&a.server)?;
+            let j = find_server(&new.services[i], &key, ip, port, &a.server)?;
+            if a.weight.is_none()
+                && a.forward.is_none()
+                && a.upper_threshold.is_none()
+                && a.lower_threshold.is_none()
+            {
+                return Err("edit-server: nothing to change (give --weight, --forward, --upper-threshold or --lower-threshold)".to_string());
+            }
+            apply_server_args(&mut new.services[i].servers[j], a)?;
+            let s = &new.services[i].servers[j];
+            format!(
+                "changed server {}:{} of {key} (weight {})",
+                s.address, s.port, s.weight
+            )
+        }
+        Request::DelServer { service, server } => {
+            let key = parse_service(service)?;
+            let i = find_service(&new, &key)?;
+            let (ip, port) = parse_server(server)?;
+            let j = find_server(&new.services[i], &key, ip, port, server)?;
+            let s = new.services[i].servers.remove(j);
+            format!("deleted server {}:{} from {key}", s.address, s.port)
+        }
+        Request::List | Request::Conns { .. } | Request::Status | Request::Zero => {
+            return Err("not a configuration change".to_string())
+        }
+    };
+    let errors = new.validate();
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        return Err(format!("refused: {}", list.join("; ")));
+    }
+    Ok((new, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    const CFG: &str = r#"
+[dpdk]
+cores = "0-1"
+[[port]]
+name = "client"
+device = "net_null0"
+address = "198.18.0.2/24"
+[[port]]
+name = "servers"
+device = "net_null1"
+address = "198.19.0.1/24"
+[[service]]
+vip = "198.18.0.100"
+port = 80
+scheduler = "wrr"
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 8080
+  weight = 3
+  [[service.server]]
+  address = "198.19.0.12"
+  port = 8080
+  weight = 2
+[[service]]
+vip = "198.18.0.100"
+port = 53
+protocol = "udp"
+scheduler = "rr"
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 5353
+"#;
+
+    fn cfg() -> Config {
+        config::parse(CFG).unwrap()
+    }
+
+    fn server(service: &str, server: &str) -> ServerArgs {
+        ServerArgs {
+            service: service.into(),
+            server: server.into(),
+            ..ServerArgs::default()
+        }
+    }
+
+    #[test]
+    fn service_keys_parse() {
+        let k = parse_service("tcp:198.18.0.100:80").unwrap();
+        assert_eq!(k.to_string(), "tcp:198.18.0.100:80");
+        assert_eq!(
+            parse_service("UDP:198.18.0.100:0").unwrap().protocol,
+            Protocol::Udp
+        );
+        for (bad, want) in [
+            ("198.18.0.100:80", "is not PROTO:VIP:PORT"),
+            ("tcp", "is not PROTO:VIP:PORT"),
+            ("sctp:198.18.0.100:80", "unknown protocol `sctp`"),
+            ("tcp:198.18.0:80", "`198.18.0` is not an IPv4 address"),
+            ("tcp:0.0.0.0:80", "0.0.0.0 is not a unicast address"),
+            ("tcp:198.18.0.100:65536", "`65536` in `tcp:198.18.0.100:65536` is not a port"),
+            ("tcp:198.18.0.100:http", "`http` in"),
+        ] {
+            let e = parse_service(bad).unwrap_err();
+            assert!(e.starts_with("service: ") && e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn server_addresses_parse() {
+        assert_eq!(
+            parse_server("198.19.0.14:8080").unwrap(),
+            ("198.19.0.14".parse().unwrap(), Some(8080))
+        );
+        assert_eq!(
+            parse_server("198.19.0.14").unwrap(),
+            ("198.19.0.14".parse().unwrap(), None)
+        );
+        for (bad, want) in [
+            ("198.19.0.14:0", "is not a port (1..65535)"),
+            ("198.19.0.14:70000", "is not a port"),
+            ("198.19.0:80", "is not an IPv4 address"),
+            ("not-an-address", "is not an IPv4 address"),
+            ("255.255.255.255:80", "not a unicast address"),
+        ] {
+            let e = parse_server(bad).unwrap_err();
+            assert!(e.starts_with("server: ") && e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn add_edit_del_server() {
+        let c = cfg();
+        let mut a = server("tcp:198.18.0.100:80", "198.19.0.14:8080");
+        a.weight = Some(2);
+        let (c2, msg) = apply(&c, &Request::AddServer(a)).unwrap();
+        assert_eq!(msg, "added server 198.19.0.14:8080 to tcp:198.18.0.100:80");
+        let s = &c2.services[0].servers[2];
+        assert_eq!((s.address.to_string(), s.port, s.weight), ("198.19.0.14".into(), 8080, 2));
+        // the original is untouched
+        assert_eq!(c.services[0].servers.len(), 2);
+
+        let mut e = server("tcp:198.18.0.100:80", "198.19.0.11:8080");
+        e.weight = Some(0);
+        let (c3, _) = apply(&c2, &Request::EditServer(e)).unwrap();
+        assert_eq!(c3.services[0].servers[0].weight, 0);
+        assert_eq!(c3.services[0].servers[1].weight, 2);
+
+        // by address alone when it is unique
+        let mut e = server("tcp:198.18.0.100:80", "198.19.0.12");
+        e.weight = Some(7);
+        let (c4, _) = apply(&c3, &Request::EditServer(e)).unwrap();
+        assert_eq!(c4.services[0].servers[1].weight, 7);
+
+        let (c5, msg) = apply(
+            &c4,
+            &Request::DelServer {
+                service: "tcp:198.18.0.100:80".into(),
+                server: "198.19.0.11:8080".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(msg, "deleted server 198.19.0.11:8080 from tcp:198.18.0.100:80");
+        let left: Vec<String> = c5.services[0]
+            .servers
+            .iter()
+            .map(|s| s.address.to_string())
+            .collect();
+        assert_eq!(left, ["198.19.0.12", "198.19.0.14"]);
+        assert!(c5.validate().is_empty());
+    }
+
+    #[test]
+    fn add_edit_del_service() {
+        let c = cfg();
+        let a = ServiceArgs {
+            service: "tcp:198.18.0.100:8080".into(),
+            scheduler: Some("rr".into()),
+            persistence: Some(30),
+            ..ServiceArgs::default()
+        };
+        let (c2, msg) = apply(&c, &Request::AddService(a)).unwrap();
+        assert_eq!(msg, "added service tcp:198.18.0.100:8080");
+        let s = &c2.services[2];
+        assert_eq!(s.scheduler, SchedKind::Rr);
+        assert_eq!(s.persistence_timeout, 30);
+        assert_eq!(s.forward, Forward::Nat);
+        assert!(s.servers.is_empty());
+
+        // defaults as a file gets them: wlc, nat
+        let (c3, _) = apply(
+            &c2,
+            &Request::AddService(ServiceArgs {
+                service: "udp:198.18.0.101:0".into(),
+                ..ServiceArgs::default()
+            }),
+        )
+        .unwrap();
+        assert_eq!(c3.services[3].scheduler, SchedKind::Wlc);
+
+        let (c4, _) = apply(
+            &c3,
+            &Request::EditService(ServiceArgs {
+                service: "tcp:198.18.0.100:8080".into(),
+                scheduler: Some("sh".into()),
+                flags: Some(vec!["sh-port".into()]),
+                ..ServiceArgs::default()
+            }),
+        )
+        .unwrap();
+        assert_eq!(c4.services[2].scheduler, SchedKind::Sh);
+        assert!(c4.services[2].sched_flags.sh_port);
+
+        let (c5, _) = apply(
+            &c4,
+            &Request::DelService {
+                service: "tcp:198.18.0.100:80".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(c5.services.len(), 3);
+        assert!(c5.services.iter().all(|s| s.port != 80));
+    }
+
+    /// Every refusal names what it is about; the running config is untouched.
+    #[test]
+    fn bad_changes_are_refused_with_the_field() {
+        let c = cfg();
+        let mut w = server("tcp:198.18.0.100:80", "198.19.0.11:8080");
+        w.weight = Some(70000);
+        let mut thr = server("tcp:198.18.0.100:80", "198.19.0.11:8080");
+        thr.upper_threshold = Some(10);
+        thr.lower_threshold = Some(20);
+        let mut fw = server("tcp:198.18.0.100:80", "198.19.0.11:8080");
+        fw.forward = Some("masq".into());
+        let mut dr = server("tcp:198.18.0.100:80", "198.20.0.5:8080");
+        dr.forward = Some("dr".into());
+        let cases: Vec<(Request, &str)> = vec![
+            (
+                Request::AddServer(server("tcp:198.18.0.100:81", "198.19.0.14:8080")),
+                "service: no service tcp:198.18.0.100:81 (the services are: tcp:198.18.0.100:80, udp:198.18.0.100:53)",
+            ),
+            (
+                Request::AddServer(server("tcp:198.18.0.100:80", "198.19.0.11:8080")),
+                "server: 198.19.0.11:8080 is already a server of tcp:198.18.0.100:80",
+            ),
+            (
+                Request::AddServer(server("tcp:198.18.0.100:80", "198.19.0.300:8080")),
+                "server: `198.19.0.300` is not an IPv4 address",
+            ),
+            (
+                Request::AddServer(server("tcp:198.18.0.100:80", "198.18.0.2:8080")),
+                "refused: service[0].server[2].address: 198.18.0.2 is the director's own address (port `client`)",
+            ),
+            (
+                Request::AddServer(dr),
+                "refused: service[0].server[2].address: 198.20.0.5 is not on a directly attached subnet",
+            ),
+            (
+                Request::EditServer(w),
+                "refused: service[0].server[0].weight: 70000 is outside 0..65535",
+            ),
+            (
+                Request::EditServer(thr),
+                "refused: service[0].server[0].lower_threshold: 20 is above upper_threshold 10",
+            ),
+            (Request::EditServer(fw), "forward: unknown forward method `masq`"),
+            (
+                Request::EditServer(server("tcp:198.18.0.100:80", "198.19.0.11:8080")),
+                "edit-server: nothing to change",
+            ),
+            (
+                Request::DelServer {
+                    service: "tcp:198.18.0.100:80".into(),
+                    server: "198.19.0.13:8080".into(),
+                },
+                "server: tcp:198.18.0.100:80 has no server 198.19.0.13:8080 (its servers are: 198.19.0.11:8080, 198.19.0.12:8080)",
+            ),
+            (
+                Request::AddService(ServiceArgs {
+                    service: "tcp:198.18.0.100:80".into(),
+                    ..ServiceArgs::default()
+                }),
+                "service: tcp:198.18.0.100:80 already exists",
+            ),
+            (
+                Request::AddService(ServiceArgs {
+                    service: "tcp:198.18.0.2:80".into(),
+                    ..ServiceArgs::default()
+                }),
+                "refused: service[2].vip: 198.18.0.2 is the address of port `client`",
+            ),
+            (
+                Request::AddService(ServiceArgs {
+                    service: "tcp:198.18.0.100:8080".into(),
+                    scheduler: Some("fastest".into()),
+                    ..ServiceArgs::default()
+                }),
+                "scheduler: unknown scheduler `fastest` (valid: rr, wrr,",
+            ),
+            (
+                Request::AddService(ServiceArgs {
+                    service: "tcp:198.18.0.100:8080".into(),
+                    scheduler: Some("rr".into()),
+                    flags: Some(vec!["sh-port".into()]),
+                    ..ServiceArgs::default()
+                }),
+                "refused: service[2].scheduler_flags: `sh-port` applies only to scheduler sh, not rr",
+            ),
+            (
+                Request::EditService(ServiceArgs {
+                    service: "tcp:198.18.0.100:80".into(),
+                    persistence_netmask: Some("255.0.255.0".into()),
+                    ..ServiceArgs::default()
+                }),
+                "refused: service[0].persistence_netmask: 255.0.255.0 is not a contiguous netmask",
+            ),
+            (
+                Request::EditService(ServiceArgs {
+                    service: "tcp:198.18.0.100:80".into(),
+                    ..ServiceArgs::default()
+                }),
+                "edit-service: nothing to change",
+            ),
+            (
+                Request::DelService {
+                    service: "udp:198.18.0.100:80".into(),
+                },
+                "service: no service udp:198.18.0.100:80",
+            ),
+            (Request::List, "not a configuration change"),
+        ];
+        for (req, want) in cases {
+            let e = apply(&c, &req).unwrap_err();
+            assert!(e.starts_with(want), "{req:?}:\n got  {e}\n want {want}");
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! Text output of `rvs ctl`, in the layout an `ipvsadm -L -n` user reads
+//! without thinking (ipvsadm's own column widths; numbers are exact, as
+//! with `ipvsadm --exact`).
+
+use std::fmt::Write;
+
+use super::ctl_proto::{ConnsView, ListView, Rates, ServerView, ServiceView, StatusView};
+
+/// Which columns `list` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListMode {
+    /// Forward, Weight, ActiveConn, InActConn.
+    Plain,
+    /// `--stats`: Conns, InPkts, OutPkts, InBytes, OutBytes.
+    Stats,
+    /// `--rate`: CPS, InPPS, OutPPS, InBPS, OutBPS.
+    Rate,
+}
+
+/// ipvsadm's name of a forwarding method.
+pub fn forward_name(f: &str) -> &'static str {
+    match f {
+        "nat" => "Masq",
+        "dr" => "Route",
+        "tun" => "Tunnel",
+        _ => "?",
+    }
+}
+
+fn service_name(s: &ServiceView) -> String {
+    format!("{}  {}:{}", s.protocol.to_ascii_uppercase(), s.vip, s.port)
+}
+
+fn server_name(s: &ServerView) -> String {
+    format!("{}:{}", s.address, s.port)
+}
+
+fn nums(out: &mut String, v: [u64; 5]) {
+    for n in v {
+        let _ = write!(out, " {n:>8}");
+    }
+    out.push('\n');
+}
+
+fn rates(r: &Rates) -> [u64; 5] {
+    [r.cps, r.in_pps, r.out_pps, r.in_bps, r.out_bps]
+}
+
+/// `rvs ctl list [--stats | --rate]`.
+pub fn list(v: &ListView, mode: ListMode) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "IP Virtual Server version {} (size={})",
+        v.version, v.size
+    );
+    match mode {
+        ListMode::Plain => {
+            out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+            out.push_str(
+                "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+            );
+        }
+        ListMode::Stats => {
+            let _ = writeln!(
+                out,
+                "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
+                "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+            );
+        }
+        ListMode::Rate => {
+            let _ = writeln!(
+                out,
+                "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
+                "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+            );
+        }
+    }
+    for s in &v.services {
+        match mode {
+            ListMode::Plain => {
+                let _ = write!(out, "{} {}", service_name(s), s.scheduler);
+                if !s.flags.is_empty() {
+                    let _ = write!(out, " ({})", s.flags.join(","));
+                }
+                if s.persistence > 0 {
+                    let _ = write!(out, " persistent {}", s.persistence);
+                    if s.persistence_netmask != std::net::Ipv4Addr::BROADCAST {
+                        let _ = write!(out, " mask {}", s.persistence_netmask);
+                    }
+                }
+                out.push('\n');
+                for d in &s.servers {
+                    let _ = writeln!(
+                        out,
+                        "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
+                        server_name(d),
+                        forward_name(&d.forward),
+                        d.effective_weight,
+                        d.active,
+                        d.inactive
+                    );
+                }
+            }
+            ListMode::Stats => {
+                let _ = write!(out, "{:<33}", service_name(s));
+                nums(
+                    &mut out,
+                    [s.conns, s.in_packets, s.out_packets, s.in_bytes, s.out_bytes],
+                );
+                for d in &s.servers {
+                    let _ = write!(out, "  -> {:<28}", server_name(d));
+                    nums(
+                        &mut out,
+                        [d.conns, d.in_packets, d.out_packets, d.in_bytes, d.out_bytes],
+                    );
+                }
+            }
+            ListMode::Rate => {
+                let _ = write!(out, "{:<33}", service_name(s));
+                nums(&mut out, rates(&s.rate));
+                for d in &s.servers {
+                    let _ = write!(out, "  -> {:<28}", server_name(d));
+                    nums(&mut out, rates(&d.rate));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `rvs ctl list --conns`, as `ipvsadm -L -n -c`.
+pub fn conns(v: &ConnsView) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    let _ = writeln!(
+        out,
+        "pro expire {:<11} {:<18} {:<18} destination",
+        "state", "source", "virtual"
+    );
+    for c in &v.conns {
+        let secs = c.expires_ms.div_ceil(1000);
+        let _ = writeln!(
+            out,
+            "{:<3} {:02}:{:02}  {:<11} {:<18} {:<18} {}",
+            c.protocol.to_ascii_uppercase(),
+            secs / 60,
+            secs % 60,
+            c.state,
+            format!("{}:{}", c.client, c.cport),
+            format!("{}:{}", c.vip, c.vport),
+            format!("{}:{}", c.server, c.sport)
+        );
+    }
+    if v.truncated {
+        let _ = writeln!(
+            out,
+            "({} of {} connections shown)",
+            v.conns.len(),
+            v.total
+        );
+    }
+    if !v.missing_workers.is_empty() {
+        let ws: Vec<String> = v.missing_workers.iter().map(|w| w.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "(worker(s) {} did not answer in time: their connections are missing)",
+            ws.join(", ")
+        );
+    }
+    out
+}
+
+fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{h}:{m:02}:{s:02}")
+    }
+}
+
+/// `rvs ctl status`.
+pub fn status(v: &StatusView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "rvs {} (pid {}), up {}, config {} (generation {})",
+        v.version,
+        v.pid,
+        duration(v.uptime_secs),
+        v.config,
+        v.generation
+    );
+    let _ = writeln!(
+        out,
+        "role: {}  peer: {}  sync: {}",
+        v.role,
+        v.peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
+        v.sync
+    );
+    let _ = writeln!(
+        out,
+        "reloads: {} ok, {} refused; live changes since the file was loaded: {}{}",
+        v.reloads_ok,
+        v.reloads_failed,
+        v.api_changes,
+        if v.api_changes > 0 {
+            " (a reload (SIGHUP) replaces them with the file)"
+        } else {
+            ""
+        }
+    );
+    out.push_str("workers:\n");
+    let _ = writeln!(
+        out,
+        "  {:<6} {:>12} {:>12} {:>10} {:>10} {:>19} {:>10}",
+        "worker", "rx", "tx", "handoff-in", "handoff-out", "conns/size", "drops"
+    );
+    for w in &v.workers {
+        let _ = writeln!(
+            out,
+            "  {:<6} {:>12} {:>12} {:>10} {:>10} {:>19} {:>10}",
+            w.id,
+            w.rx_packets,
+            w.tx_packets,
+            w.handoffs_in,
+            w.handoffs_out,
+            format!("{}/{}", w.conns, w.capacity),
+            w.drops_total
+        );
+        if !w.drops.is_empty() {
+            let d: Vec<String> = w.drops.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            let _ = writeln!(out, "         drops: {}", d.join(", "));
+        }
+    }
+    out.push_str("services:\n");
+    if v.services.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for s in &v.services {
+        let _ = writeln!(out, "  {}  health check: {}", s.service, s.check);
+        for d in &s.servers {
+            let _ = writeln!(
+                out,
+                "    -> {:<21} weight {:<5} {:<4} health: {}{}",
+                d.server,
+                d.weight,
+                if d.up { "up" } else { "down" },
+                d.health,
+                if d.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", d.detail)
+                }
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::ctl_proto::{ConnInfo, ServerHealthView, ServiceHealthView, WorkerView};
+
+    fn view() -> ListView {
+        let srv = |last: u8, w: u32, active: u64, inactive: u64, conns: u64| ServerView {
+            address: std::net::Ipv4Addr::new(198, 19, 0, last),
+            port: 8080,
+            forward: "nat".into(),
+            weight: w,
+            effective_weight: w,
+            up: true,
+            health: "no-check".into(),
+            active,
+            inactive,
+            conns,
+            in_packets: conns * 5,
+            out_packets: conns * 4,
+            in_bytes: conns * 400,
+            out_bytes: conns * 600,
+            ..ServerView::default()
+        };
+        ListView {
+            version: "0.1.0".into(),
+            size: 65536,
+            generation: 3,
+            services: vec![
+                ServiceView {
+                    protocol: "tcp".into(),
+                    vip: "198.18.0.100".parse().unwrap(),
+                    port: 80,
+                    scheduler: "wrr".into(),
+                    forward: "nat".into(),
+                    persistence_netmask: std::net::Ipv4Addr::BROADCAST,
+                    conns: 15,
+                    in_packets: 75,
+                    out_packets: 60,
+                    in_bytes: 6000,
+                    out_bytes: 9000,
+                    servers: vec![srv(11, 3, 2, 10, 10), srv(12, 2, 0, 5, 5)],
+                    ..ServiceView::default()
+                },
+                ServiceView {
+                    protocol: "udp".into(),
+                    vip: "198.18.0.100".parse().unwrap(),
+                    port: 53,
+                    scheduler: "sh".into(),
+                    flags: vec!["sh-port".into()],
+                    forward: "dr".into(),
+                    persistence: 300,
+                    persistence_netmask: "255.255.255.0".parse().unwrap(),
+                    rate: Rates {
+                        cps: 1,
+                        in_pps: 2,
+                        out_pps: 3,
+                        in_bps: 4,
+                        out_bps: 123456789,
+                    },
+                    servers: vec![],
+                    ..ServiceView::default()
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn plain_list_is_ipvsadm_layout() {
+        let want = "\
+IP Virtual Server version 0.1.0 (size=65536)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  198.18.0.100:80 wrr
+  -> 198.19.0.11:8080             Masq    3      2          10        
+  -> 198.19.0.12:8080             Masq    2      0          5         
+UDP  198.18.0.100:53 sh (sh-port) persistent 300 mask 255.255.255.0
+";
+        assert_eq!(list(&view(), ListMode::Plain), want);
+    }
+
+    #[test]
+    fn stats_and_rate_lists() {
+        let want = "\
+IP Virtual Server version 0.1.0 (size=65536)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  198.18.0.100:80                    15       75       60     6000     9000
+  -> 198.19.0.11:8080                   10       50       40     4000     6000
+  -> 198.19.0.12:8080                    5       25       20     2000     3000
+UDP  198.18.0.100:53                     0        0        0        0        0
+";
+        assert_eq!(list(&view(), ListMode::Stats), want);
+        let out = list(&view(), ListMode::Rate);
+        assert!(out.contains(
+            "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n"
+        ));
+        assert!(out.contains(
+            "UDP  198.18.0.100:53                     1        2        3        4 123456789\n"
+        ));
+    }
+
+    #[test]
+    fn conns_list_is_ipvsadm_layout() {
+        let v = ConnsView {
+            total: 3,
+            truncated: true,
+            missing_workers: vec![1],
+            conns: vec![ConnInfo {
+                protocol: "tcp".into(),
+                client: "198.18.0.10".parse().unwrap(),
+                cport: 40000,
+                vip: "198.18.0.100".parse().unwrap(),
+                vport: 80,
+                server: "198.19.0.11".parse().unwrap(),
+                sport: 8080,
+                state: "ESTABLISHED".into(),
+                expires_ms: 899_001,
+                forward: "nat".into(),
+                worker: 0,
+                template: false,
+                synced: false,
+            }],
+        };
+        let want = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 15:00  ESTABLISHED 198.18.0.10:40000  198.18.0.100:80    198.19.0.11:8080
+(1 of 3 connections shown)
+(worker(s) 1 did not answer in time: their connections are missing)
+";
+        assert_eq!(conns(&v), want);
+    }
+
+    #[test]
+    fn status_text() {
+        let v = StatusView {
+            version: "0.1.0".into(),
+            pid: 42,
+            uptime_secs: 3725,
+            config: "/etc/rvs/rvs.toml".into(),
+            generation: 2,
+            role: "standalone".into(),
+            sync: "off".into(),
+            api_changes: 1,
+            workers: vec![WorkerView {
+                id: 0,
+                rx_packets: 10,
+                tx_packets: 9,
+                conns: 1,
+                capacity: 65536,
+                drops_total: 1,
+                drops: [("no_server".to_string(), 1)].into_iter().collect(),
+                ..WorkerView::default()
+            }],
+            services: vec![ServiceHealthView {
+                service: "tcp:198.18.0.100:80".into(),
+                check: "none".into(),
+                servers: vec![ServerHealthView {
+                    server: "198.19.0.11:8080".into(),
+                    weight: 3,
+                    up: true,
+                    health: "no-check".into(),
+                    detail: "no check configured".into(),
+                }],
+            }],
+            ..StatusView::default()
+        };
+        let s = status(&v);
+        assert!(s.starts_with("rvs 0.1.0 (pid 42), up 1:02:05, config /etc/rvs/rvs.toml (generation 2)\nrole: standalone  peer: -  sync: off\n"), "{s}");
+        assert!(s.contains("live changes since the file was loaded: 1 (a reload (SIGHUP) replaces them with the file)"));
+        assert!(s.contains("         drops: no_server=1\n"), "{s}");
+        assert!(s.contains("1/65536"));
+        assert!(s.contains(
+            "    -> 198.19.0.11:8080      weight 3     up   health: no-check (no check configured)\n"
+        ), "{s}");
+    }
+}

@@ -1,0 +1,625 @@
+//! `[control] metrics = "IP:PORT"`: the counters in the Prometheus text
+//! exposition format (version 0.0.4), served at `GET /metrics` by a small
+//! thread on a std `TcpListener` (one short-lived thread per scrape, at most
+//! [`MAX_SCRAPES`] at once, each bounded by a read timeout).
+//!
+//! Everything is rendered at scrape time from what the workers and the
+//! controller share: the current snapshot (services, servers, weights, up),
+//! the servers' per-worker counters summed, the workers' own counters, and
+//! the controller's [`ControlInfo`]. Counters are the raw totals since the
+//! director started: `rvs ctl zero` does not reset them (Prometheus counters
+//! only go up; use `rate()`).
+//!
+//! Labels: `service="tcp:198.18.0.100:80"`, `server="198.19.0.11:8080"`,
+//! `worker="0"`, `reason="no_server"`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::stats::Counts;
+use crate::dataplane::counters::Drop;
+use crate::dataplane::Shared;
+use crate::packet::DropReason;
+
+/// Scrapes served at once.
+pub const MAX_SCRAPES: usize = 16;
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest request head read.
+const MAX_HEAD: u64 = 8192;
+
+/// What the controller publishes for the metrics (and nothing else).
+pub struct ControlInfo {
+    pub started: Instant,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    pub api_ok: AtomicU64,
+    pub api_errors: AtomicU64,
+    pub api_changes: AtomicU64,
+    /// Each worker's connection table size.
+    pub capacity_per_worker: AtomicU64,
+}
+
+impl ControlInfo {
+    pub fn new(capacity_per_worker: u64) -> ControlInfo {
+        ControlInfo {
+            started: Instant::now(),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            api_ok: AtomicU64::new(0),
+            api_errors: AtomicU64::new(0),
+            api_changes: AtomicU64::new(0),
+            capacity_per_worker: AtomicU64::new(capacity_per_worker),
+        }
+    }
+}
+
+/// Binds `addr` and serves scrapes on a thread.
+pub fn start(addr: SocketAddr, shared: Arc<Shared>, info: Arc<ControlInfo>) -> Result<()> {
+    let listener =
+        TcpListener::bind(addr).with_context(|| format!("control.metrics: cannot bind {addr}"))?;
+    let active = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("rvs-metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(stream) = conn else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                if active.fetch_add(1, Relaxed) >= MAX_SCRAPES {
+                    active.fetch_sub(1, Relaxed);
+                    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+                    let _ = respond(&stream, "503 Service Unavailable", "too many scrapes\n");
+                    continue;
+                }
+                let (shared, info, active2) = (shared.clone(), info.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("rvs-scrape".into())
+                    .spawn(move || {
+                        serve(stream, &shared, &info);
+                        active2.fetch_sub(1, Relaxed);
+                    });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Relaxed);
+                }
+            }
+        })
+        .context("cannot start the metrics thread")?;
+    tracing::info!(%addr, "metrics at http://{addr}/metrics");
+    Ok(())
+}
+
+fn respond(mut s: &TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    let ctype = if status.starts_with("200") {
+        "text/plain; version=0.0.4; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body.as_bytes())?;
+    s.flush()
+}
+
+fn serve(stream: TcpStream, shared: &Shared, info: &ControlInfo) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut r = BufReader::new(read_half.take(MAX_HEAD));
+    let mut first = String::new();
+    if r.read_line(&mut first).is_err() {
+        return;
+    }
+    // Read (and ignore) the headers, up to the blank line.
+    loop {
+        let mut h = String::new();
+        match r.read_line(&mut h) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if h == "\r\n" || h == "\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let mut parts = first.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let _ = match (method, path) {
+        ("GET", "/metrics") => respond(&stream, "200 OK", &render(shared, info)),
+        ("GET", "/") => respond(&stream, "200 OK", "rvs: metrics at /metrics\n"),
+        ("GET", _) => respond(&stream, "404 Not Found", "not found: try /metrics\n"),
+        _ => respond(&stream, "405 Method Not Allowed", "only GET\n"),
+    };
+}
+
+/// Escapes a label value.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// One metric family being written.
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: u64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", esc(val));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {v}");
+    }
+}
+
+/// The whole exposition.
+pub fn render(shared: &Shared, info: &ControlInfo) -> String {
+    let mut o = Out(String::with_capacity(16 * 1024));
+    let snap = shared.snapshot.load_full();
+
+    o.family("rvs_info", "gauge", "rvs build information.");
+    o.sample("rvs_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
+    o.family(
+        "rvs_uptime_seconds",
+        "gauge",
+        "Seconds since the control thread started.",
+    );
+    o.sample("rvs_uptime_seconds", &[], info.started.elapsed().as_secs());
+    o.family(
+        "rvs_config_generation",
+        "gauge",
+        "Generation of the configuration snapshot the workers run.",
+    );
+    o.sample("rvs_config_generation", &[], snap.generation);
+    o.family(
+        "rvs_config_reloads_total",
+        "counter",
+        "SIGHUP reloads, applied or refused.",
+    );
+    o.sample(
+        "rvs_config_reloads_total",
+        &[("result", "ok")],
+        info.reloads_ok.load(Relaxed),
+    );
+    o.sample(
+        "rvs_config_reloads_total",
+        &[("result", "error")],
+        info.reloads_failed.load(Relaxed),
+    );
+    o.family(
+        "rvs_api_requests_total",
+        "counter",
+        "Control API requests answered, by result.",
+    );
+    o.sample(
+        "rvs_api_requests_total",
+        &[("result", "ok")],
+        info.api_ok.load(Relaxed),
+    );
+    o.sample(
+        "rvs_api_requests_total",
+        &[("result", "error")],
+        info.api_errors.load(Relaxed),
+    );
+
+    // Services and servers of the running snapshot. A service counts the
+    // traffic of every server it ever had, as IPVS counts a service.
+    let entries = shared.registry.entries();
+    let mut per_service: HashMap<u16, Counts> = HashMap::new();
+    for (svc, _, _, d) in &entries {
+        let e = per_service.entry(*svc).or_default();
+        *e = e.plus(Counts::of(d));
+    }
+    let svc_name = |s: &crate::dataplane::snapshot::Service| {
+        let proto = match s.proto {
+            crate::conn::PROTO_TCP => "tcp".to_string(),
+            crate::conn::PROTO_UDP => "udp".to_string(),
+            p => p.to_string(),
+        };
+        format!("{proto}:{}:{}", s.vip, s.port)
+    };
+    let services: Vec<(String, Counts, u64, u64)> = snap
+        .services
+        .iter()
+        .map(|s| {
+            let (a, i) = s.servers.iter().fold((0u64, 0u64), |(a, i), d| {
+                (a + u64::from(d.shared.active()), i + u64::from(d.shared.inactive()))
+            });
+            (
+                svc_name(s),
+                per_service.get(&s.id).copied().unwrap_or_default(),
+                a,
+                i,
+            )
+        })
+        .collect();
+    let counter_fields: [(&str, &str, fn(&Counts) -> u64); 5] = [
+        ("connections_total", "Connections scheduled", |c| c.conns),
+        ("in_packets_total", "Packets client -> server", |c| {
+            c.in_packets
+        }),
+        ("out_packets_total", "Packets server -> client", |c| {
+            c.out_packets
+        }),
+        ("in_bytes_total", "Bytes client -> server (frames)", |c| {
+            c.in_bytes
+        }),
+        ("out_bytes_total", "Bytes server -> client (frames)", |c| {
+            c.out_bytes
+        }),
+    ];
+    for (suffix, help, get) in counter_fields {
+        let name = format!("rvs_service_{suffix}");
+        o.family(&name, "counter", &format!("{help}, per virtual service."));
+        for (s, c, _, _) in &services {
+            o.sample(&name, &[("service", s)], get(c));
+        }
+    }
+    o.family(
+        "rvs_service_active_connections",
+        "gauge",
+        "Active connections (TCP established and opening), per service.",
+    );
+    for (s, _, a, _) in &services {
+        o.sample("rvs_service_active_connections", &[("service", s)], *a);
+    }
+    o.family(
+        "rvs_service_inactive_connections",
+        "gauge",
+        "Inactive connections (other TCP states, UDP), per service.",
+    );
+    for (s, _, _, i) in &services {
+        o.sample("rvs_service_inactive_connections", &[("service", s)], *i);
+    }
+
+    struct Srv {
+        service: String,
+        server: String,
+        c: Counts,
+        active: u64,
+        inactive: u64,
+        weight: u64,
+        up: u64,
+    }
+    let servers: Vec<Srv> = snap
+        .services
+        .iter()
+        .flat_map(|s| {
+            let name = svc_name(s);
+            s.servers.iter().map(move |d| Srv {
+                service: name.clone(),
+                server: format!("{}:{}", d.addr, d.port),
+                c: Counts::of(&d.shared),
+                active: u64::from(d.shared.active()),
+                inactive: u64::from(d.shared.inactive()),
+                weight: u64::from(d.weight),
+                up: u64::from(d.usable),
+            })
+        })
+        .collect();
+    for (suffix, help, get) in counter_fields {
+        let name = format!("rvs_server_{suffix}");
+        o.family(&name, "counter", &format!("{help}, per real server."));
+        for d in &servers {
+            o.sample(
+                &name,
+                &[("service", &d.service), ("server", &d.server)],
+                get(&d.c),
+            );
+        }
+    }
+    let gauges: [(&str, &str, fn(&Srv) -> u64); 4] = [
+        (
+            "rvs_server_active_connections",
+            "Active connections, per real server.",
+            |d| d.active,
+        ),
+        (
+            "rvs_server_inactive_connections",
+            "Inactive connections, per real server.",
+            |d| d.inactive,
+        ),
+        (
+            "rvs_server_weight",
+            "Weight in the pool (0: drained or inhibited).",
+            |d| d.weight,
+        ),
+        (
+            "rvs_server_up",
+            "1 when the server is in the pool, 0 when a health check removed it.",
+            |d| d.up,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        o.family(name, "gauge", help);
+        for d in &servers {
+            o.sample(
+                name,
+                &[("service", &d.service), ("server", &d.server)],
+                get(d),
+            );
+        }
+    }
+
+    // Workers.
+    let ws = &shared.worker_stats;
+    let worker_counters: [(&str, &str, fn(&crate::dataplane::counters::WorkerStats) -> u64); 8] = [
+        ("rvs_worker_rx_packets_total", "Frames received.", |w| {
+            w.rx_packets.get()
+        }),
+        ("rvs_worker_tx_packets_total", "Frames sent.", |w| {
+            w.tx_packets.get()
+        }),
+        (
+            "rvs_worker_handoffs_in_total",
+            "Frames handed to this worker by others.",
+            |w| w.handoffs_in.get(),
+        ),
+        (
+            "rvs_worker_handoffs_out_total",
+            "Frames this worker handed to their owner.",
+            |w| w.handoffs_out.get(),
+        ),
+        (
+            "rvs_worker_connections_created_total",
+            "Connections created.",
+            |w| w.conns_created.get(),
+        ),
+        (
+            "rvs_worker_connections_expired_total",
+            "Connections expired.",
+            |w| w.conns_expired.get(),
+        ),
+        (
+            "rvs_worker_arp_replies_total",
+            "ARP replies sent.",
+            |w| w.arp_replies_sent.get(),
+        ),
+        (
+            "rvs_worker_arp_requests_total",
+            "ARP requests sent.",
+            |w| w.arp_requests_sent.get(),
+        ),
+    ];
+    let ids: Vec<String> = (0..ws.len()).map(|i| i.to_string()).collect();
+    for (name, help, get) in worker_counters {
+        o.family(name, "counter", help);
+        for (i, w) in ws.iter().enumerate() {
+            o.sample(name, &[("worker", &ids[i])], get(w));
+        }
+    }
+    o.family(
+        "rvs_worker_connections",
+        "gauge",
+        "Connections in the worker's table.",
+    );
+    for (i, w) in ws.iter().enumerate() {
+        o.sample("rvs_worker_connections", &[("worker", &ids[i])], w.conns.get());
+    }
+    o.family(
+        "rvs_worker_connection_capacity",
+        "gauge",
+        "Size of the worker's connection table.",
+    );
+    let cap = info.capacity_per_worker.load(Relaxed);
+    for id in &ids {
+        o.sample("rvs_worker_connection_capacity", &[("worker", id)], cap);
+    }
+    o.family(
+        "rvs_worker_drops_total",
+        "counter",
+        "Frames dropped, by worker and reason (parser and data plane).",
+    );
+    for (i, w) in ws.iter().enumerate() {
+        for d in DropReason::ALL {
+            o.sample(
+                "rvs_worker_drops_total",
+                &[("worker", &ids[i]), ("reason", d.as_str())],
+                w.parse_drops[d.index()].get(),
+            );
+        }
+        for d in Drop::ALL {
+            o.sample(
+                "rvs_worker_drops_total",
+                &[("worker", &ids[i]), ("reason", d.as_str())],
+                w.drops[d as usize].get(),
+            );
+        }
+    }
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::snapshot::{AllUp, Snapshot};
+
+    const CFG: &str = r#"
+[dpdk]
+cores = "0-2"
+workers = 2
+[[port]]
+name = "servers"
+device = "net_null0"
+address = "198.19.0.1/24"
+[[service]]
+vip = "198.18.0.100"
+port = 80
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 8080
+  weight = 3
+[[service]]
+vip = "198.18.0.100"
+port = 53
+protocol = "udp"
+  [[service.server]]
+  address = "198.19.0.12"
+  port = 5353
+"#;
+
+    /// A strict reading of the text format: every sample belongs to the
+    /// family declared just before it by `# HELP` and `# TYPE`, names and
+    /// label names are valid, values are numbers, no family appears twice.
+    fn check_exposition(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.chars()
+                    .enumerate()
+                    .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+        };
+        let mut samples = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let (mut help, mut typ): (Option<String>, Option<String>) = (None, None);
+        assert!(text.ends_with('\n'));
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap().to_string();
+                assert!(name_ok(&name), "{line}");
+                assert!(seen.insert(name.clone()), "family {name} twice");
+                help = Some(name);
+                typ = None;
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut p = rest.split(' ');
+                let name = p.next().unwrap();
+                let kind = p.next().unwrap();
+                assert_eq!(Some(name), help.as_deref(), "{line}");
+                assert!(["counter", "gauge"].contains(&kind), "{line}");
+                if kind == "counter" {
+                    assert!(name.ends_with("_total"), "{line}");
+                }
+                typ = Some(name.to_string());
+            } else {
+                assert!(!line.starts_with('#') && !line.is_empty(), "{line:?}");
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                let v: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+                let (name, labels) = match series.split_once('{') {
+                    Some((n, l)) => (n, l.strip_suffix('}').expect(line)),
+                    None => (series, ""),
+                };
+                assert_eq!(Some(name), typ.as_deref(), "sample outside its family: {line}");
+                let mut ls = Vec::new();
+                if !labels.is_empty() {
+                    for kv in labels.split("\",") {
+                        let (k, v) = kv.split_once("=\"").expect(line);
+                        assert!(name_ok(k), "{line}");
+                        ls.push((k.to_string(), v.trim_end_matches('"').to_string()));
+                    }
+                }
+                samples.push((name.to_string(), ls, v));
+            }
+        }
+        samples
+    }
+
+    fn get(s: &[(String, Vec<(String, String)>, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+        let hits: Vec<f64> = s
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels.len() == l.len()
+                    && labels.iter().all(|(k, v)| l.iter().any(|(k2, v2)| k2 == k && v2 == v))
+            })
+            .map(|x| x.2)
+            .collect();
+        assert_eq!(hits.len(), 1, "{name} {labels:?}");
+        hits[0]
+    }
+
+    #[test]
+    fn exposition_is_valid_and_counts_are_right() {
+        let cfg = crate::config::parse(CFG).unwrap();
+        let shared = Shared::new(2);
+        let snap = Snapshot::build(&cfg, &[], &shared.registry, 7, &AllUp).unwrap();
+        let d = snap.services[0].servers[0].shared.clone();
+        d.per_worker[0].conns.add(3);
+        d.per_worker[1].conns.add(2);
+        d.per_worker[1].in_bytes.add(1000);
+        d.per_worker[0].active.add(1);
+        shared.publish(snap);
+        shared.worker_stats[1].rx_packets.add(42);
+        shared.worker_stats[0].drops[Drop::NoServer as usize].add(5);
+        shared.worker_stats[1].parse_drops[DropReason::ALL[0].index()].add(2);
+        let info = ControlInfo::new(32768);
+        info.reloads_failed.store(1, Relaxed);
+
+        let text = render(&shared, &info);
+        let s = check_exposition(&text);
+        let svc = ("service", "tcp:198.18.0.100:80");
+        let srv = ("server", "198.19.0.11:8080");
+        assert_eq!(get(&s, "rvs_config_generation", &[]), 7.0);
+        assert_eq!(get(&s, "rvs_config_reloads_total", &[("result", "error")]), 1.0);
+        assert_eq!(get(&s, "rvs_service_connections_total", &[svc]), 5.0);
+        assert_eq!(get(&s, "rvs_server_connections_total", &[svc, srv]), 5.0);
+        assert_eq!(get(&s, "rvs_server_in_bytes_total", &[svc, srv]), 1000.0);
+        assert_eq!(get(&s, "rvs_server_active_connections", &[svc, srv]), 1.0);
+        assert_eq!(get(&s, "rvs_service_active_connections", &[svc]), 1.0);
+        assert_eq!(get(&s, "rvs_server_weight", &[svc, srv]), 3.0);
+        assert_eq!(get(&s, "rvs_server_up", &[svc, srv]), 1.0);
+        assert_eq!(
+            get(&s, "rvs_server_connections_total", &[("service", "udp:198.18.0.100:53"), ("server", "198.19.0.12:5353")]),
+            0.0
+        );
+        assert_eq!(get(&s, "rvs_worker_rx_packets_total", &[("worker", "1")]), 42.0);
+        assert_eq!(
+            get(&s, "rvs_worker_drops_total", &[("worker", "0"), ("reason", "no_server")]),
+            5.0
+        );
+        assert_eq!(
+            get(&s, "rvs_worker_drops_total", &[("worker", "1"), ("reason", DropReason::ALL[0].as_str())]),
+            2.0
+        );
+        assert_eq!(get(&s, "rvs_worker_connection_capacity", &[("worker", "0")]), 32768.0);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn http_endpoint_serves_metrics_and_refuses_the_rest() {
+        let shared = Arc::new(Shared::new(1));
+        let info = Arc::new(ControlInfo::new(1024));
+        // find a free port
+        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        start(addr, shared, info).unwrap();
+        let get = |req: &str| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        let r = get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(r.contains("Content-Type: text/plain; version=0.0.4"));
+        let body = r.split("\r\n\r\n").nth(1).unwrap();
+        check_exposition(body);
+        assert!(get("GET /nope HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(get("POST /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 405"));
+        assert!(get("garbage\r\n\r\n").starts_with("HTTP/1.1 405"));
+    }
+}
