@@ -105,6 +105,8 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    print(f"tundecap: pid {os.getpid()} creating {a.tun}", flush=True)
+    t_start = time.monotonic()
     tun, dev = open_tun(a.tun)
     link_up(dev)
     set_conf(dev, "rp_filter", 0)
@@ -119,7 +121,8 @@ def main():
         with open(a.ready_file + ".tmp", "w") as f:
             f.write(f"{os.getpid()}\n")
         os.rename(a.ready_file + ".tmp", a.ready_file)
-    print(f"tundecap: IPIP to {a.addr} -> {dev} (max {a.max_time:.0f}s)", flush=True)
+    print(f"tundecap: IPIP to {a.addr} -> {dev} (max {a.max_time:.0f}s), "
+          f"set up in {time.monotonic() - t_start:.2f}s", flush=True)
 
     def bad(kind, msg):
         c[kind] += 1

@@ -114,7 +114,7 @@ class OneArm(netns.Topology):
                         f"route add default via {DIRECTOR_ADDR} dev eth0"])
 
     # ---- processes in the servers ------------------------------------
-    def start_realservers(self, workdir, ports=None, python=sys.executable, timeout=10.0):
+    def start_realservers(self, workdir, ports=None, python=sys.executable, timeout=30.0):
         """ci/realserver.py in every server namespace; `ports` maps name -> HTTP
         port (default 80: DR and TUN keep the VIP port). Waits until bound."""
         ports = ports or {}
@@ -131,8 +131,11 @@ class OneArm(netns.Topology):
             ready[name] = rf
         _wait_files(ready, timeout, "real servers")
 
-    def start_tundecap(self, workdir, names=None, python=sys.executable, max_time=900, timeout=10.0):
-        """ci/tundecap.py in the given server namespaces (default: all)."""
+    def start_tundecap(self, workdir, names=None, python=sys.executable, max_time=900, timeout=30.0):
+        """ci/tundecap.py in the given server namespaces (default: all). Creating
+        a TUN device takes the kernel's rtnl lock, which namespace teardown (of
+        the previous test, or of other users) can hold for seconds: hence the
+        generous `timeout`."""
         ready = {}
         for name in names or list(self.servers):
             rf = os.path.join(workdir, f"{name}.tundecap.ready")
@@ -147,7 +150,14 @@ class OneArm(netns.Topology):
             logf.close()
             self.tundecap[name] = (p, outp)
             ready[name] = rf
-        _wait_files(ready, timeout, "tundecap helpers")
+        try:
+            _wait_files(ready, timeout, "tundecap helpers")
+        except RuntimeError as e:
+            logs = []
+            for name in ready:
+                with open(self.tundecap[name][1], errors="replace") as f:
+                    logs.append(f"{name}: {f.read().strip() or '<no output>'}")
+            raise RuntimeError(f"{e}; their output: " + " | ".join(logs)) from None
 
     def stop_tundecap(self, timeout=10.0):
         """SIGTERM the helpers; return name -> their counters (JSON line) or None."""
