@@ -14,6 +14,7 @@ Anyone can compute its sha256 without fetching it (expected_sha256 below).
 
 import argparse
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -85,6 +86,28 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         else:
             self.send_error(404)
+
+    def do_POST(self):
+        if urlparse(self.path).path != "/upload":
+            self.send_error(404)
+            return
+        try:
+            size = int(self.headers.get("Content-Length", ""))
+            if not 0 <= size <= MAX_BLOB:
+                raise ValueError
+        except ValueError:
+            self.send_error(411, "Content-Length 0..2^31 needed")
+            return
+        h = hashlib.sha256()
+        left = size
+        while left > 0:
+            c = self.rfile.read(min(left, BLOCK))
+            if not c:
+                break
+            h.update(c)
+            left -= len(c)
+        body = json.dumps({"server": self.name, "bytes": size - left, "sha256": h.hexdigest()}).encode()
+        self._reply(body + b"\n", "application/json")
 
 
 def udp_echo(name, s, stop):

@@ -8,6 +8,8 @@ one bridge; the real servers hold the VIP on lo and answer the client directly.
                         interface counters)
     tun_balanced[wN]    the same with forward = "tun"; every real server runs
                         ci/tundecap.py (the kernel here has no ipip module)
+    tun_upload_pmtu[wN] a 5 MB upload through TUN: full-size packets get ICMP
+                        frag-needed (1480) from the director, the upload arrives
     mixed_service[wN]   one rr service, per-server forward nat (rs1, which routes
                         the client via the director), dr (rs2), tun (rs3): answers
                         from all three, a download served by each, intact
@@ -17,6 +19,8 @@ The e2e tests need the real director: with RVS_E2E_FAKE=1 (a kernel proxy in
 the director's place, NAT only) they report SKIP with that reason.
 """
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -304,6 +308,40 @@ def tun_balanced(env):
         check(d["icmp_out_dest_unreachs"] == 0,
               f"{n} sent {d['icmp_out_dest_unreachs']} ICMP unreachables (protocol 4 not swallowed)")
     only_client_packets(env, stats, BLOB // MSS)
+
+
+UPLOAD = 5 * 1000 * 1000
+
+
+@lib.e2e(workers=(1, 2), timeout=180)
+def tun_upload_pmtu(env):
+    """TUN: a 5 MB upload sends full-size (1500-byte) packets towards the
+    server, 1520 once encapsulated: the director answers them with ICMP
+    frag-needed (MTU 1480, SPEC §5), the client's path MTU to the VIP drops
+    and the upload arrives intact."""
+    topo = onearm_setup(env, "tun", WRR, tun=NAMES)
+    path = os.path.join(env.workdir, "upload.bin")
+    data = os.urandom(UPLOAD)
+    with open(path, "wb") as f:
+        f.write(data)
+    sha = hashlib.sha256(data).hexdigest()
+    t0 = time.monotonic()
+    p = topo.nsexec(topo.client, ["curl", "-sS", "--fail", "--max-time", "60", "--connect-timeout", "5",
+                                  "-H", "Expect:", "-H", "Content-Type: application/octet-stream",
+                                  "--data-binary", "@" + path, f"http://{VIP}/upload"], timeout=90, check=False)
+    dt = time.monotonic() - t0
+    route = topo.ip(topo.client, "route", "get", VIP).stdout.strip().replace("\n", " ")
+    say(f"upload: curl exit {p.returncode} in {dt:.2f}s: {p.stdout.strip()[:200]} {p.stderr.strip()[:200]}")
+    say(f"client: ip route get {VIP}: {route}")
+    check(p.returncode == 0, f"upload failed: curl exit {p.returncode}: {p.stderr.strip()}")
+    r = json.loads(p.stdout)
+    check(r["bytes"] == UPLOAD and r["sha256"] == sha, f"upload arrived as {r}, want {UPLOAD} bytes sha256 {sha}")
+    stats = env.stop_director()
+    dec = env.topo.stop_tundecap()
+    say(f"director icmp_sent {stats.get('icmp_sent')}, too_big drops {(stats.get('drops') or {}).get('too_big')}; "
+        f"tundecap {r['server']}: " + str({k: dec[r['server']][k] for k in ('decapsulated', 'bytes_out', 'bad_outer')}))
+    check(stats.get("icmp_sent", 0) >= 1, "the director sent no ICMP frag-needed, yet 1500-byte packets were tunnelled?")
+    check("mtu 1480" in route, f"the client's path MTU to the VIP is not 1480: {route}")
 
 
 @lib.e2e(workers=(1, 2), timeout=300)
