@@ -211,6 +211,7 @@ def wire_check(env, name, forward, frames=4):
     server:8080; TUN: an outer header
     198.18.0.2 -> server, protocol 4, TTL/TOS/DF copied from the inner one,
     length inner + 20, valid checksums, and the inner packet as DR has it."""
+    check(shutil.which("tcpdump") is not None, "tcpdump is missing (ci/setup.sh installs it)")
     topo = env.topo
     dmac = topo.mac(topo.director, topo.dc)
     smac = topo.mac(topo.rs_ns[name], "eth0")
@@ -387,9 +388,9 @@ def rvs_check(text):
 
 
 def expect_check(text, want_rc, *needles):
-    if lib.fake_mode():
-        raise lib.Skip("`rvs check` needs the real binary (RVS_E2E_FAKE=1)")
     if not os.access(lib.rvs_binary(), os.X_OK):
+        if lib.fake_mode():
+            raise lib.Skip(f"`rvs check` needs the real binary, and {lib.rvs_binary()} is missing")
         raise AssertionError(f"{lib.rvs_binary()} missing: cargo build --release -p rvs-cli")
     rc, out = rvs_check(text)
     say(f"rvs check -> exit {rc}: {out.splitlines()[0] if out else '<no output>'}"
