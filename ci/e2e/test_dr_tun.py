@@ -167,8 +167,10 @@ def only_client_packets(env, stats, reply_packets):
     rx, tx = stats.get("rx_packets", 0), stats.get("tx_packets", 0)
     drops = lib.drops_total(stats)
     slack = 200            # ARP broadcasts (servers asking for the client, the client for the VIP)
+    dc = env.topo.link_stats(env.topo.director, env.topo.dc)
     say(f"client cli0: tx {cl['tx_packets']} rx {cl['rx_packets']} packets; director rx {rx} tx {tx} "
-        f"drops {drops}; reply direction of the download >= {reply_packets} packets")
+        f"drops {drops} (its veth dc: rx {dc['rx_packets']} tx {dc['tx_packets']}); "
+        f"reply direction of the download >= {reply_packets} packets")
     check(cl["rx_packets"] >= reply_packets, f"client received {cl['rx_packets']} packets < {reply_packets}")
     check(rx <= cl["tx_packets"] + slack,
           f"director rx_packets {rx} > client tx {cl['tx_packets']} + {slack}: it saw reply packets")
