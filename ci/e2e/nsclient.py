@@ -79,6 +79,53 @@ def cmd_http_many(a):
     return 0
 
 
+# ---------------------------------------------------------------- http-hold
+def cmd_http_hold(a):
+    """Opens n TCP connections one after another and holds them all open
+    (each is established, so a least-connection scheduler sees it as
+    active), then asks each which server it reached and closes them."""
+    socks, errors, answers = [], [], []
+    t0 = time.monotonic()
+    for i in range(a.n):
+        try:
+            s = socket.create_connection((a.host, a.port), timeout=a.timeout)
+            socks.append(s)
+        except OSError as e:
+            errors.append(f"connect {i + 1}: {e}")
+            socks.append(None)
+        time.sleep(a.gap)
+    if a.hold:
+        time.sleep(a.hold)
+    counts = {}
+    for i, s in enumerate(socks):
+        if s is None:
+            answers.append(None)
+            continue
+        try:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            body = data.split(b"\r\n\r\n", 1)[-1].decode(errors="replace").strip()
+            name = body.split()[1] if body.startswith("server ") else None
+            if name is None:
+                errors.append(f"connection {i + 1}: reply {body[:60]!r}")
+            else:
+                counts[name] = counts.get(name, 0) + 1
+            answers.append(name)
+        except OSError as e:
+            errors.append(f"connection {i + 1}: {e}")
+            answers.append(None)
+        finally:
+            s.close()
+    out({"counts": counts, "errors": errors, "answers": answers,
+         "elapsed": round(time.monotonic() - t0, 3)})
+    return 0
+
+
 # ---------------------------------------------------------------- udp-many
 def cmd_udp_many(a):
     counts, errors, answers = {}, [], []
@@ -284,6 +331,13 @@ def main():
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--deadline", type=float, default=120.0)
     p.add_argument("--sources", help="comma-separated source addresses to rotate through")
+    p = sub.add_parser("http-hold")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("n", type=int)
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--gap", type=float, default=0.02, help="seconds between two connects")
+    p.add_argument("--hold", type=float, default=0.0, help="seconds to hold all before asking")
     p = sub.add_parser("udp-many")
     p.add_argument("host")
     p.add_argument("port", type=int)
@@ -307,7 +361,7 @@ def main():
     p.add_argument("--max-time", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
-    return {"probe": cmd_probe, "http-many": cmd_http_many, "udp-many": cmd_udp_many,
+    return {"probe": cmd_probe, "http-many": cmd_http_many, "http-hold": cmd_http_hold, "udp-many": cmd_udp_many,
             "download": cmd_download, "garbage": cmd_garbage}[a.cmd](a)
 
 

@@ -260,6 +260,16 @@ impl Pipeline {
         let Some(srv) = self.pick(snap, svc, p, now_ms) else {
             return self.drop(Drop::NoServer);
         };
+        // A new client on an attached subnet: its first packet says where it
+        // is, so the reply need not wait for ARP (an ARP-learned entry is
+        // never overwritten here).
+        let port = &snap.ports[in_port];
+        if port.on_link(p.src) && self.neigh().peek(p.src, now_ms).is_none() {
+            let mac = MacAddr::from_bytes(&f.data()[6..12]);
+            if !mac.is_multicast() {
+                self.neigh().learn(p.src, mac, now_ms);
+            }
+        }
         let new = NewConn {
             proto: p.protocol,
             client: p.src,
