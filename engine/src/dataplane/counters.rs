@@ -184,6 +184,21 @@ pub struct StatsReport {
     /// Every drop reason (parser's and data plane's) with its count.
     pub drops: std::collections::BTreeMap<String, u64>,
     pub drops_total: u64,
+    /// The devices' own counters (frames the NIC or its ring lost before
+    /// rvs saw them are `imissed`/`rx_nombuf`, not drops of ours).
+    pub ports: Vec<PortStats>,
+}
+
+/// One DPDK port's device counters (`rte_eth_stats`).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct PortStats {
+    pub name: String,
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
 }
 
 impl StatsReport {

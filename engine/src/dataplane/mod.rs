@@ -34,6 +34,7 @@ use arc_swap::ArcSwap;
 use self::counters::WorkerStats;
 use self::neigh::NeighTable;
 use self::snapshot::{DestRegistry, Snapshot};
+use crate::control::conns::ConnDump;
 use crate::sched::persist::PersistTable;
 
 /// What the control thread and all workers share.
@@ -49,6 +50,9 @@ pub struct Shared {
     pub registry: DestRegistry,
     pub worker_stats: Vec<Arc<WorkerStats>>,
     pub workers: usize,
+    /// `rvs ctl list --conns`: the controller asks, workers answer between
+    /// bursts.
+    pub conn_dump: ConnDump,
 }
 
 impl Shared {
@@ -64,6 +68,7 @@ impl Shared {
                 .map(|_| Arc::new(WorkerStats::default()))
                 .collect(),
             workers,
+            conn_dump: ConnDump::new(workers),
         }
     }
 

@@ -323,6 +323,10 @@ impl Pipeline {
         p: &Parsed,
         now_ms: u64,
     ) -> Option<&'s Server> {
+        if svc.sorry_only {
+            // quorum lost: the sorry server takes every new connection
+            return svc.sorry.as_ref();
+        }
         let input = SchedInput {
             src_ip: p.src,
             src_port: p.src_port,

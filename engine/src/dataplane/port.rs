@@ -119,6 +119,22 @@ pub fn set_mac(port: &Port, mac: MacAddr) -> Result<()> {
     Ok(())
 }
 
+/// The device's counters.
+pub fn stats(port: &Port) -> super::counters::PortStats {
+    let mut st = dpdk_ffi::rte_eth_stats::default();
+    // SAFETY: the port is valid; st is a valid out-pointer.
+    unsafe { dpdk_ffi::rte_eth_stats_get(port.id, &mut st) };
+    super::counters::PortStats {
+        name: port.name.clone(),
+        ipackets: st.ipackets,
+        opackets: st.opackets,
+        imissed: st.imissed,
+        ierrors: st.ierrors,
+        oerrors: st.oerrors,
+        rx_nombuf: st.rx_nombuf,
+    }
+}
+
 /// Stops and closes a port.
 pub fn shutdown(port: &Port) {
     // SAFETY: the port was started by `setup`; workers have stopped.

@@ -84,6 +84,7 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     let shared = Arc::new(Shared::new(workers));
     let per_worker = (cfg.timeouts.max_connections as usize).div_ceil(workers);
     let mut controller = Controller::new(cfg, path.to_path_buf(), shared.clone(), port_infos)?;
+    controller.serve()?;
 
     // SPSC rings for every ordered pair of workers: flow hand-off and TX hand-off.
     let mut work: Vec<Vec<Option<Arc<Ring>>>> = vec![vec![None; workers]; workers];
@@ -143,7 +144,8 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     shared.stop.store(true, Relaxed);
     // SAFETY: waits for every worker lcore launched above to return.
     unsafe { dpdk_ffi::rte_eal_mp_wait_lcore() };
-    let report = shared.report();
+    let mut report = shared.report();
+    report.ports = ports.iter().map(port::stats).collect();
     println!("rvs-stats {}", serde_json::to_string(&report)?);
     for p in &ports {
         port::shutdown(p);

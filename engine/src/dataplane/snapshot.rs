@@ -210,6 +210,10 @@ pub struct Service {
     pub persistence_ms: u64,
     pub persistence_mask: Ipv4Addr,
     pub sorry: Option<Server>,
+    /// The service lost its quorum (keepalived): the live weight is below
+    /// `quorum`, so the sorry server takes every new connection; the real
+    /// servers keep the connections they have. Only set with a sorry server.
+    pub sorry_only: bool,
 }
 
 /// The scheduler's view of a service's servers: configuration from the
@@ -258,6 +262,11 @@ pub enum Health {
 /// The health-check state a snapshot is built with.
 pub trait HealthView {
     fn health(&self, svc: &ServiceConfig, srv: &ServerConfig) -> Health;
+    /// Whether the service lost its quorum (its live weight is below
+    /// `quorum`): with a sorry server, the sorry server takes over.
+    fn quorum_lost(&self, _svc: &ServiceConfig) -> bool {
+        false
+    }
 }
 
 /// Every server up (no health checks, or before the first result).
@@ -378,6 +387,7 @@ impl Snapshot {
                 lower: 0,
                 shared: registry.dest(id, *a.ip(), a.port()),
             });
+            let sorry_only = sorry.is_some() && health.quorum_lost(sc);
             for (i, s) in servers.iter().enumerate() {
                 set_index(&mut dest_index, s.shared.id, si as u16, i as u32);
             }
@@ -394,6 +404,7 @@ impl Snapshot {
                 persistence_ms: sc.persistence_timeout as u64 * 1000,
                 persistence_mask: sc.persistence_netmask,
                 sorry,
+                sorry_only,
             });
         }
         let mut vips: Vec<u32> = services.iter().map(|s| u32::from(s.vip)).collect();

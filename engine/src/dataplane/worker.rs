@@ -62,6 +62,7 @@ impl Worker {
             })
             .collect();
         let mut burst: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+        let mut dump_seen = self.shared.conn_dump.current();
         tracing::info!(
             worker = self.id,
             lcore = super::lcore_id(),
@@ -168,6 +169,10 @@ impl Worker {
                 self.flush(pi, buf);
             }
             self.pipeline.housekeeping(&snap, now_ms, EXPIRE_BUDGET);
+            // `rvs ctl list --conns`: one load and compare unless asked.
+            self.shared
+                .conn_dump
+                .poll(self.id, &mut dump_seen, &self.pipeline.conns, now_ms);
         }
         for (pi, buf) in tx.iter_mut().enumerate() {
             self.flush(pi, buf);
