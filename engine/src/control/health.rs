@@ -1,0 +1,713 @@
+//! Health checks (SPEC §7, `[service.health_check]`), keepalived style.
+//!
+//! Each checked server of each service has its own thread that runs its
+//! probe ([`probe`]: `tcp` connect, `http` GET with expected status and
+//! optional MD5 body digest, `exec` of a script given the server's address
+//! and port) every `interval_ms`, each probe bounded by `timeout_ms` as a
+//! whole. A server that accepts and never answers therefore fails at its
+//! own deadline and delays nobody else's checks. A probe that takes longer
+//! than the interval is followed by the next one at once. Probes are
+//! ordinary kernel sockets and processes: with the ports bound to DPDK they
+//! go through the exception path.
+//!
+//! Results come back to the controller through a channel, drained (never
+//! blocking) in `Controller::tick`. The [`fsm`] turns them into states:
+//!
+//! - **Initial state: up** (keepalived's default): a server is in the pool
+//!   from the start and leaves it after `fall` consecutive failures.
+//! - Down after `fall` consecutive failures: `on_failure = "remove"` takes it
+//!   out of the pool ([`Health::Down`]: no new connections, and the workers
+//!   expire its connections on their next packet, drop reason
+//!   `server_gone`); `"weight-zero"` keeps it with weight 0
+//!   ([`Health::Inhibited`]: no new connections, existing ones continue).
+//! - Up after `rise` consecutive successes: back with its configured weight.
+//!
+//! **Quorum** (keepalived's): the live weight of a service is the sum of
+//! the configured weights of its servers that are up. When it is 0 or
+//! below `quorum`, the service has lost its quorum. If it has a sorry
+//! server, the snapshot marks the service `sorry_only`: every new
+//! connection goes to the sorry server, while the connections the real
+//! servers have keep flowing to them (keepalived removes the remaining real
+//! servers instead, which cuts those connections). Without a sorry server,
+//! losing the quorum changes nothing in the pool (as in keepalived) but is
+//! notified. Independently of the quorum, the sorry server gets a new
+//! connection whenever the scheduler finds no usable server.
+//!
+//! Every change of state (a server down or up, a quorum lost or regained)
+//! is logged, republishes the snapshot and is notified ([`super::notify`]).
+//! Every check result is logged at debug level (target
+//! `engine::control::health`), a failure that counts towards `fall` at
+//! info.
+
+pub mod fsm;
+pub mod probe;
+pub mod proc;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use self::fsm::Fsm;
+use self::probe::CheckSpec;
+use super::notify::{rfc3339, Event, EventKind};
+use super::{Controller, HealthSource, HealthStatus};
+use crate::config::{Config, OnFailure, ServerConfig, ServiceConfig};
+use crate::dataplane::snapshot::{proto_of, Health, HealthView};
+
+/// Results waiting for the controller, at most (check threads wait beyond).
+const RESULTS: usize = 4096;
+/// Results taken per tick, at most.
+const RESULTS_PER_POLL: usize = 1024;
+
+/// A service: protocol number, VIP, port.
+type SvcId = (u8, Ipv4Addr, u16);
+
+/// One server of one service, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    svc: SvcId,
+    addr: Ipv4Addr,
+    port: u16,
+}
+
+impl Key {
+    fn of(svc: &ServiceConfig, srv: &ServerConfig) -> Key {
+        Key {
+            svc: svc_id(svc),
+            addr: srv.address,
+            port: srv.port,
+        }
+    }
+}
+
+fn svc_id(svc: &ServiceConfig) -> SvcId {
+    (proto_of(svc.protocol), svc.vip, svc.port)
+}
+
+/// What a check thread reports.
+#[derive(Debug)]
+struct CheckResult {
+    key: Key,
+    epoch: u64,
+    ok: bool,
+    text: String,
+    at: SystemTime,
+}
+
+/// The last result of a server's check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastCheck {
+    pub ok: bool,
+    pub text: String,
+    pub at: SystemTime,
+}
+
+/// A running check thread: dropping `stop` ends it.
+struct Worker {
+    epoch: u64,
+    _stop: Sender<()>,
+}
+
+struct Entry {
+    service: String,
+    server: String,
+    /// `None`: not checked (see `note`).
+    spec: Option<CheckSpec>,
+    /// Why a configured check cannot run.
+    note: Option<String>,
+    fsm: Fsm,
+    on_failure: OnFailure,
+    weight: u32,
+    last: Option<LastCheck>,
+    /// When the state last changed.
+    since: Option<SystemTime>,
+    worker: Option<Worker>,
+}
+
+impl Entry {
+    fn health(&self) -> Health {
+        if self.fsm.is_up() {
+            Health::Up
+        } else if self.on_failure == OnFailure::WeightZero {
+            Health::Inhibited
+        } else {
+            Health::Down
+        }
+    }
+
+    fn state(&self) -> &'static str {
+        match (&self.spec, self.health()) {
+            (None, _) => "no-check",
+            (Some(_), Health::Up) => "up",
+            (Some(_), Health::Down) => "down",
+            (Some(_), Health::Inhibited) => "inhibited",
+        }
+    }
+}
+
+struct SvcInfo {
+    id: SvcId,
+    key: String,
+    quorum: u32,
+    sorry: Option<SocketAddrV4>,
+    servers: Vec<Key>,
+}
+
+/// The health-check state table and its check threads. Installed in the
+/// controller as its [`HealthSource`]; snapshots are built with it as their
+/// [`HealthView`].
+pub struct HealthChecker {
+    entries: HashMap<Key, Entry>,
+    services: Vec<SvcInfo>,
+    /// Services whose quorum is lost.
+    lost: HashSet<SvcId>,
+    tx: SyncSender<CheckResult>,
+    rx: Receiver<CheckResult>,
+    next_epoch: u64,
+    /// Start check threads (false in tests that feed results by hand).
+    spawn: bool,
+    /// Events found by `sync` (quorum changes of a configuration change),
+    /// handed out by the next `poll`.
+    pending: Vec<Event>,
+}
+
+impl HealthChecker {
+    /// A checker that runs check threads for what [`HealthSource::sync`]
+    /// gives it.
+    pub fn new() -> HealthChecker {
+        HealthChecker::with_threads(true)
+    }
+
+    fn with_threads(spawn: bool) -> HealthChecker {
+        let (tx, rx) = mpsc::sync_channel(RESULTS);
+        HealthChecker {
+            entries: HashMap::new(),
+            services: Vec::new(),
+            lost: HashSet::new(),
+            tx,
+            rx,
+            next_epoch: 1,
+            spawn,
+            pending: Vec::new(),
+        }
+    }
+
+    fn start_worker(&mut self, key: Key, spec: CheckSpec, label: String) -> Option<Worker> {
+        if !self.spawn {
+            return Some(Worker {
+                epoch: self.take_epoch(),
+                _stop: mpsc::channel().0,
+            });
+        }
+        let epoch = self.take_epoch();
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let tx = self.tx.clone();
+        let name = format!("rvs-hc-{}", spec.target);
+        match std::thread::Builder::new()
+            .name(name)
+            .spawn(move || check_loop(spec, key, epoch, label, tx, stop_rx))
+        {
+            Ok(_) => Some(Worker {
+                epoch,
+                _stop: stop_tx,
+            }),
+            Err(e) => {
+                tracing::error!("health: cannot start a check thread: {e}");
+                None
+            }
+        }
+    }
+
+    fn take_epoch(&mut self) -> u64 {
+        let e = self.next_epoch;
+        self.next_epoch += 1;
+        e
+    }
+
+    /// Live weight of a service: the configured weights of its servers
+    /// that are up.
+    fn live_weight(&self, svc: &SvcInfo) -> u64 {
+        svc.servers
+            .iter()
+            .filter_map(|k| self.entries.get(k))
+            .filter(|e| e.fsm.is_up())
+            .map(|e| u64::from(e.weight))
+            .sum()
+    }
+
+    fn quorum_lost_now(&self, svc: &SvcInfo) -> bool {
+        let live = self.live_weight(svc);
+        live == 0 || live < u64::from(svc.quorum)
+    }
+
+    /// Recomputes every service's quorum; returns the events of the
+    /// services whose state changed. `known` services are those whose
+    /// earlier state counts (a new service starts silently).
+    fn update_quorum(&mut self, known: &HashSet<SvcId>) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut lost = HashSet::new();
+        for svc in &self.services {
+            let now_lost = self.quorum_lost_now(svc);
+            if now_lost {
+                lost.insert(svc.id);
+            }
+            let was_lost = self.lost.contains(&svc.id);
+            let live = self.live_weight(svc);
+            if !known.contains(&svc.id) {
+                if now_lost {
+                    tracing::warn!(
+                        service = %svc.key,
+                        live_weight = live,
+                        quorum = svc.quorum,
+                        "health: service starts without its quorum{}",
+                        if svc.sorry.is_some() { "; the sorry server takes new connections" } else { "" }
+                    );
+                }
+                continue;
+            }
+            if now_lost == was_lost {
+                continue;
+            }
+            let sorry = svc.sorry.map(|s| s.to_string());
+            let (kind, description, action) = if now_lost {
+                (
+                    EventKind::QuorumLost,
+                    format!(
+                        "service {} lost its quorum: live weight {live} < quorum {}",
+                        svc.key, svc.quorum
+                    ),
+                    match &sorry {
+                        Some(s) => format!("the sorry server {s} takes every new connection; the real servers keep the connections they have"),
+                        None => "no sorry server: the servers that are up keep serving".to_string(),
+                    },
+                )
+            } else {
+                (
+                    EventKind::QuorumRegained,
+                    format!(
+                        "service {} regained its quorum: live weight {live} >= quorum {}",
+                        svc.key, svc.quorum
+                    ),
+                    match &sorry {
+                        Some(s) => format!("new connections go to the real servers again, not to the sorry server {s}"),
+                        None => "the servers that are up serve".to_string(),
+                    },
+                )
+            };
+            if now_lost {
+                tracing::warn!(service = %svc.key, live_weight = live, quorum = svc.quorum, "health: {description}; {action}");
+            } else {
+                tracing::info!(service = %svc.key, live_weight = live, quorum = svc.quorum, "health: {description}; {action}");
+            }
+            let mut ev = Event::new(kind, svc.key.clone(), description, action);
+            ev.live_weight = live;
+            ev.quorum = svc.quorum;
+            ev.sorry_server = sorry;
+            events.push(ev);
+        }
+        self.lost = lost;
+        events
+    }
+
+    /// Applies one result; returns the event if the server's state changed.
+    fn apply(&mut self, r: CheckResult) -> Option<Event> {
+        let e = self.entries.get_mut(&r.key)?;
+        if e.worker.as_ref().map(|w| w.epoch) != Some(r.epoch) {
+            return None; // from a check since replaced or stopped
+        }
+        e.last = Some(LastCheck {
+            ok: r.ok,
+            text: r.text.clone(),
+            at: r.at,
+        });
+        let was_up = e.fsm.is_up();
+        let change = e.fsm.feed(r.ok);
+        let kind = e.spec.as_ref().map_or("?", |s| s.kind.name());
+        if !r.ok && was_up && change.is_none() {
+            tracing::info!(
+                service = %e.service,
+                server = %e.server,
+                "health: {kind} check failed ({}/{}): {}",
+                e.fsm.fails(),
+                e.fsm.fall(),
+                r.text
+            );
+        }
+        let up = change?;
+        e.since = Some(r.at);
+        let (kind_ev, description, action) = if up {
+            (
+                EventKind::ServerUp,
+                format!(
+                    "server {} of {} is up again: {} consecutive {kind} check(s) passed",
+                    e.server,
+                    e.service,
+                    e.fsm.rise()
+                ),
+                format!("back in the pool with weight {}", e.weight),
+            )
+        } else {
+            (
+                EventKind::ServerDown,
+                format!(
+                    "server {} of {} is down: {} consecutive {kind} check(s) failed",
+                    e.server,
+                    e.service,
+                    e.fsm.fall()
+                ),
+                match e.on_failure {
+                    OnFailure::Remove => {
+                        "removed from the pool: no new connections, and its connections are expired"
+                            .to_string()
+                    }
+                    OnFailure::WeightZero => {
+                        "weight set to 0 (inhibited): no new connections, its connections continue"
+                            .to_string()
+                    }
+                },
+            )
+        };
+        if up {
+            tracing::info!(service = %e.service, server = %e.server, "health: {description}; {action}; last check: {}", r.text);
+        } else {
+            tracing::warn!(service = %e.service, server = %e.server, "health: {description}; {action}; last check: {}", r.text);
+        }
+        let mut ev = Event::new(kind_ev, e.service.clone(), description, action);
+        ev.server = Some(e.server.clone());
+        ev.check = e.spec.as_ref().map(|s| s.to_string());
+        ev.last_result = Some(r.text);
+        Some(ev)
+    }
+
+    /// Fills in each event's service facts (live weight, quorum, sorry
+    /// server) as they are now.
+    fn annotate(&self, events: &mut [Event]) {
+        for ev in events {
+            if let Some(svc) = self.services.iter().find(|s| s.key == ev.service) {
+                ev.live_weight = self.live_weight(svc);
+                ev.quorum = svc.quorum;
+                ev.sorry_server = svc.sorry.map(|s| s.to_string());
+            }
+        }
+    }
+
+    /// The last check of a server, if it is checked and has a result.
+    pub fn last(&self, svc: &ServiceConfig, srv: &ServerConfig) -> Option<LastCheck> {
+        self.entries.get(&Key::of(svc, srv))?.last.clone()
+    }
+}
+
+impl Default for HealthChecker {
+    fn default() -> Self {
+        HealthChecker::new()
+    }
+}
+
+impl HealthView for HealthChecker {
+    fn health(&self, svc: &ServiceConfig, srv: &ServerConfig) -> Health {
+        self.entries
+            .get(&Key::of(svc, srv))
+            .map_or(Health::Up, Entry::health)
+    }
+
+    fn quorum_lost(&self, svc: &ServiceConfig) -> bool {
+        self.lost.contains(&svc_id(svc))
+    }
+}
+
+impl HealthSource for HealthChecker {
+    fn view(&self) -> &dyn HealthView {
+        self
+    }
+
+    fn status(&self, svc: &ServiceConfig, srv: &ServerConfig) -> HealthStatus {
+        let Some(e) = self.entries.get(&Key::of(svc, srv)) else {
+            return HealthStatus {
+                state: "unknown",
+                detail: "not in the health table yet".to_string(),
+            };
+        };
+        let mut detail = match (&e.spec, &e.note) {
+            (None, Some(note)) => format!("not checked: {note}"),
+            (None, None) => "no check configured".to_string(),
+            (Some(spec), _) => {
+                let mut d = match &e.last {
+                    None => format!("no result yet (up until {} failures)", e.fsm.fall()),
+                    Some(l) => format!(
+                        "last {} check {} ago {}: {}",
+                        spec.kind,
+                        ago(l.at),
+                        if l.ok { "passed" } else { "failed" },
+                        l.text
+                    ),
+                };
+                if e.fsm.is_up() && e.fsm.fails() > 0 {
+                    d.push_str(&format!("; {}/{} failures", e.fsm.fails(), e.fsm.fall()));
+                }
+                if !e.fsm.is_up() {
+                    if e.fsm.oks() > 0 {
+                        d.push_str(&format!("; {}/{} successes", e.fsm.oks(), e.fsm.rise()));
+                    }
+                    if let Some(t) = e.since {
+                        d.push_str(&format!("; down since {}", rfc3339(t)));
+                    }
+                }
+                d
+            }
+        };
+        if self.lost.contains(&svc_id(svc)) {
+            detail.push_str(if svc.sorry_server.is_some() {
+                "; service quorum lost: the sorry server takes new connections"
+            } else {
+                "; service quorum lost"
+            });
+        }
+        HealthStatus {
+            state: e.state(),
+            detail,
+        }
+    }
+
+    fn sync(&mut self, cfg: &Config) {
+        let known: HashSet<SvcId> = self.services.iter().map(|s| s.id).collect();
+        let mut seen = HashSet::new();
+        let mut services = Vec::with_capacity(cfg.services.len());
+        for sc in &cfg.services {
+            let mut keys = Vec::with_capacity(sc.servers.len());
+            for srv in &sc.servers {
+                let key = Key::of(sc, srv);
+                if !seen.insert(key) {
+                    continue;
+                }
+                keys.push(key);
+                let (spec, note) = match CheckSpec::of(sc, srv) {
+                    Ok(s) => (s, None),
+                    Err(why) => (None, Some(why)),
+                };
+                let hc = sc.health_check.clone().unwrap_or_default();
+                let server = format!("{}:{}", srv.address, srv.port);
+                let new = !self.entries.contains_key(&key);
+                if new {
+                    self.entries.insert(
+                        key,
+                        Entry {
+                            service: sc.key(),
+                            server: server.clone(),
+                            spec: None,
+                            note: None,
+                            fsm: Fsm::new(hc.fall, hc.rise),
+                            on_failure: hc.on_failure,
+                            weight: srv.weight,
+                            last: None,
+                            since: None,
+                            worker: None,
+                        },
+                    );
+                }
+                let restart = {
+                    let e = self.entries.get_mut(&key).expect("inserted above");
+                    e.weight = srv.weight;
+                    e.on_failure = hc.on_failure;
+                    if (e.fsm.fall(), e.fsm.rise()) != (hc.fall.max(1), hc.rise.max(1)) {
+                        e.fsm.set_thresholds(hc.fall, hc.rise);
+                    }
+                    if e.note != note {
+                        if let Some(n) = &note {
+                            tracing::warn!(service = %e.service, server = %e.server, "health: check not run: {n}");
+                        }
+                        e.note = note;
+                    }
+                    if e.spec != spec || (e.spec.is_some() && e.worker.is_none()) {
+                        e.worker = None; // stops the old thread
+                        e.last = None;
+                        if spec.is_none() && !e.fsm.is_up() {
+                            tracing::info!(service = %e.service, server = %e.server, "health: no check any more: back in the pool");
+                            e.fsm = Fsm::new(hc.fall, hc.rise);
+                        }
+                        e.spec = spec.clone();
+                        spec.map(|s| (s, format!("{} {}", e.service, e.server)))
+                    } else {
+                        None
+                    }
+                };
+                if let Some((spec, label)) = restart {
+                    tracing::info!(service = %sc.key(), server = %server, "health: checking: {spec}");
+                    let w = self.start_worker(key, spec, label);
+                    if let Some(e) = self.entries.get_mut(&key) {
+                        e.worker = w;
+                    }
+                }
+            }
+            services.push(SvcInfo {
+                id: svc_id(sc),
+                key: sc.key(),
+                quorum: sc.quorum,
+                sorry: sc.sorry_server,
+                servers: keys,
+            });
+        }
+        // servers gone from the configuration: their threads stop
+        self.entries.retain(|k, _| seen.contains(k));
+        self.services = services;
+        let mut events = self.update_quorum(&known);
+        self.annotate(&mut events);
+        self.pending.extend(events);
+    }
+
+    fn poll(&mut self) -> Vec<Event> {
+        let mut events = std::mem::take(&mut self.pending);
+        let mut server_events = Vec::new();
+        for _ in 0..RESULTS_PER_POLL {
+            let Ok(r) = self.rx.try_recv() else { break };
+            if let Some(ev) = self.apply(r) {
+                server_events.push(ev);
+            }
+        }
+        if server_events.is_empty() && events.is_empty() {
+            return events;
+        }
+        let known: HashSet<SvcId> = self.services.iter().map(|s| s.id).collect();
+        let quorum = self.update_quorum(&known);
+        events.extend(server_events);
+        events.extend(quorum);
+        self.annotate(&mut events);
+        events
+    }
+
+    fn last_check(&self, svc: &ServiceConfig, srv: &ServerConfig) -> Option<LastCheck> {
+        self.last(svc, srv)
+    }
+}
+
+/// "1.2 s".
+fn ago(t: SystemTime) -> String {
+    let d = SystemTime::now().duration_since(t).unwrap_or_default();
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// One server's check thread: a probe every interval (at once when the
+/// last one took longer), each result sent to the controller, until told
+/// to stop (or the controller is gone).
+fn check_loop(
+    spec: CheckSpec,
+    key: Key,
+    epoch: u64,
+    label: String,
+    tx: SyncSender<CheckResult>,
+    stop: Receiver<()>,
+) {
+    loop {
+        let start = Instant::now();
+        let r = spec.run();
+        let took = start.elapsed();
+        let (ok, text) = match r {
+            Ok(t) => (true, t),
+            Err(t) => (false, t),
+        };
+        tracing::debug!(
+            check = %label,
+            ok,
+            took_ms = took.as_millis() as u64,
+            "health check {}: {text}",
+            if ok { "passed" } else { "failed" }
+        );
+        let msg = CheckResult {
+            key,
+            epoch,
+            ok,
+            text,
+            at: SystemTime::now(),
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+        let next = start + spec.interval;
+        let wait = next.saturating_duration_since(Instant::now());
+        match stop.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
+}
+
+/// One server's health, for `rvs ctl status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHealthStatus {
+    /// `tcp:198.18.0.100:80`.
+    pub service: String,
+    /// `198.19.0.12:8080`.
+    pub server: String,
+    /// `tcp`, `http`, `exec` or `none`.
+    pub check: String,
+    /// `no-check`, `unknown`, `up`, `down`, `inhibited`.
+    pub state: String,
+    /// What the state rests on (last result, counts, quorum).
+    pub detail: String,
+    /// The last check's result text.
+    pub last_result: Option<String>,
+    pub last_ok: Option<bool>,
+    /// RFC 3339 time of the last check.
+    pub last_check: Option<String>,
+}
+
+impl Controller {
+    /// Starts health checking: installs a [`HealthChecker`] (its threads
+    /// start as the next publish syncs it with the configuration).
+    pub(super) fn start_health(&mut self) -> anyhow::Result<()> {
+        self.set_health(Box::new(HealthChecker::new()));
+        self.publish()
+    }
+
+    /// From `tick`: takes the check results that arrived (never blocks);
+    /// on a change of state republishes the snapshot and notifies.
+    pub(super) fn poll_health(&mut self) {
+        let mut events = self.health.poll();
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.publish() {
+            tracing::error!("health: cannot publish the new pool: {e:#}");
+        }
+        let snap = self.shared.snapshot.load();
+        let view = self
+            .stats
+            .list_view(&self.cfg, &snap, &self.shared.registry, &*self.health);
+        for ev in &mut events {
+            ev.configuration = Some(view.clone());
+            self.notifier.send(ev, &self.cfg.notify);
+        }
+    }
+
+    /// Every configured server's health, in configuration order.
+    pub fn health_status(&self) -> Vec<ServerHealthStatus> {
+        let mut out = Vec::new();
+        for sc in &self.cfg.services {
+            let check = sc
+                .health_check
+                .as_ref()
+                .map_or("none", |h| h.kind.name())
+                .to_string();
+            for srv in &sc.servers {
+                let st = self.health.status(sc, srv);
+                let last = self.health.last_check(sc, srv);
+                out.push(ServerHealthStatus {
+                    service: sc.key(),
+                    server: format!("{}:{}", srv.address, srv.port),
+                    check: check.clone(),
+                    state: st.state.to_string(),
+                    detail: st.detail,
+                    last_result: last.as_ref().map(|l| l.text.clone()),
+                    last_ok: last.as_ref().map(|l| l.ok),
+                    last_check: last.as_ref().map(|l| rfc3339(l.at)),
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

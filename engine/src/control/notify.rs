@@ -1,0 +1,942 @@
+//! Notifications (SPEC §7): every server up/down and every quorum change
+//! is mailed through the `[notify] smtp` relay and given, as one line of
+//! JSON on stdin, to the `[notify] exec` hook.
+//!
+//! Delivery never blocks the controller: [`Notifier::send`] only puts the
+//! event on a bounded queue ([`QUEUE`]; when full the event is dropped and
+//! that is logged). Mail goes out on its own thread through `lettre`'s
+//! blocking SMTP transport (plain SMTP, no TLS, no authentication: a relay
+//! on the director's network). A relay that refuses, stalls (each SMTP step
+//! times out after [`SMTP_TIMEOUT`]) or answers with a transient error is
+//! retried with exponential backoff (1 s, 2 s, 4 s ... at most 60 s, for
+//! [`MAIL_ATTEMPTS`] attempts), in order: a later mail waits behind the one
+//! being retried. A permanent SMTP error (5xx) is not retried. The hook
+//! runs on another thread, once per event, killed after [`HOOK_TIMEOUT`];
+//! a hook that fails is logged and not retried. Every failure is logged
+//! with its reason.
+//!
+//! The mail's subject says what happened to which server of which service;
+//! its body gives the failure, the check's last result and the current
+//! configuration as `ipvsadm -L -n` shows it, with a health column.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::ctl_proto::ListView;
+use super::health::proc::run_bounded;
+use crate::config::{NotifyConfig, SmtpRelay};
+
+/// Events waiting for each delivery thread, at most.
+pub const QUEUE: usize = 64;
+/// Mails kept for retrying, at most (the oldest is dropped beyond).
+pub const MAIL_BACKLOG: usize = 256;
+/// Attempts to deliver one mail.
+pub const MAIL_ATTEMPTS: u32 = 8;
+/// Connect, and each SMTP command, time out after this.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The exec hook is killed after this.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A server failed `fall` checks in a row.
+    ServerDown,
+    /// A server passed `rise` checks in a row.
+    ServerUp,
+    /// The live weight of a service fell below its quorum.
+    QuorumLost,
+    /// It is back at or above the quorum.
+    QuorumRegained,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::ServerDown => "server-down",
+            EventKind::ServerUp => "server-up",
+            EventKind::QuorumLost => "quorum-lost",
+            EventKind::QuorumRegained => "quorum-regained",
+        }
+    }
+}
+
+/// One notification: the JSON the hook reads, and what the mail says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub event: EventKind,
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    pub unix_ms: u64,
+    /// The director's host name.
+    pub director: String,
+    /// `tcp:198.18.0.100:80`.
+    pub service: String,
+    /// `198.19.0.12:8080`; absent for quorum events.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// The check, as configured ("http GET http://... expecting 200, ...").
+    #[serde(default)]
+    pub check: Option<String>,
+    /// One sentence: what happened and why.
+    pub description: String,
+    /// What the director did about it.
+    pub action: String,
+    /// The check's last result (its error, for a failure).
+    #[serde(default)]
+    pub last_result: Option<String>,
+    /// Sum of the weights of the service's live servers, after the event.
+    pub live_weight: u64,
+    pub quorum: u32,
+    #[serde(default)]
+    pub sorry_server: Option<String>,
+    /// The configuration in force after the event (`rvs ctl list --json`).
+    #[serde(default)]
+    pub configuration: Option<ListView>,
+}
+
+impl Event {
+    /// A new event stamped now, on this host.
+    pub fn new(event: EventKind, service: String, description: String, action: String) -> Event {
+        let now = SystemTime::now();
+        Event {
+            event,
+            time: rfc3339(now),
+            unix_ms: now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            director: hostname(),
+            service,
+            server: None,
+            check: None,
+            description,
+            action,
+            last_result: None,
+            live_weight: 0,
+            quorum: 0,
+            sorry_server: None,
+            configuration: None,
+        }
+    }
+
+    /// "[rvs] server 198.19.0.12:8080 of tcp:198.18.0.100:80 is DOWN".
+    pub fn subject(&self) -> String {
+        let server = self.server.as_deref().unwrap_or("?");
+        match self.event {
+            EventKind::ServerDown => {
+                format!("[rvs] server {server} of {} is DOWN", self.service)
+            }
+            EventKind::ServerUp => format!("[rvs] server {server} of {} is UP", self.service),
+            EventKind::QuorumLost => format!(
+                "[rvs] service {} LOST QUORUM (live weight {} < {})",
+                self.service, self.live_weight, self.quorum
+            ),
+            EventKind::QuorumRegained => format!(
+                "[rvs] service {} REGAINED QUORUM (live weight {} >= {})",
+                self.service, self.live_weight, self.quorum
+            ),
+        }
+    }
+
+    /// The mail's text.
+    pub fn mail_body(&self) -> String {
+        let mut b = String::new();
+        let _ = writeln!(b, "rvs director {}: {}", self.director, self.description);
+        b.push('\n');
+        let _ = writeln!(b, "Event:        {}", self.event.name());
+        let _ = writeln!(b, "Time:         {}", self.time);
+        let _ = writeln!(b, "Service:      {}", self.service);
+        if let Some(s) = &self.server {
+            let _ = writeln!(b, "Server:       {s}");
+        }
+        let _ = writeln!(b, "Action:       {}", self.action);
+        if let Some(c) = &self.check {
+            let _ = writeln!(b, "Check:        {c}");
+        }
+        if let Some(r) = &self.last_result {
+            let _ = writeln!(b, "Last result:  {r}");
+        }
+        let _ = writeln!(
+            b,
+            "Live weight:  {} (quorum {})",
+            self.live_weight, self.quorum
+        );
+        if let Some(s) = &self.sorry_server {
+            let _ = writeln!(b, "Sorry server: {s}");
+        }
+        b.push('\n');
+        match &self.configuration {
+            Some(v) => {
+                b.push_str("Current configuration:\n");
+                b.push_str(&listing(v));
+            }
+            None => b.push_str("(current configuration not available)\n"),
+        }
+        b
+    }
+
+    /// One line of JSON (what the hook reads), newline-terminated.
+    pub fn json_line(&self) -> String {
+        let mut s = serde_json::to_string(self).unwrap_or_else(|e| {
+            format!("{{\"event\":\"{}\",\"error\":\"{e}\"}}", self.event.name())
+        });
+        s.push('\n');
+        s
+    }
+}
+
+/// The configuration as `ipvsadm -L -n` lists it, with a health column
+/// and each service's sorry server and quorum.
+pub fn listing(v: &ListView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "IP Virtual Server version {} (size={})",
+        v.version, v.size
+    );
+    out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+    out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Health\n");
+    for s in &v.services {
+        let _ = write!(
+            out,
+            "{}  {}:{} {}",
+            s.protocol.to_ascii_uppercase(),
+            s.vip,
+            s.port,
+            s.scheduler
+        );
+        if !s.flags.is_empty() {
+            let _ = write!(out, " ({})", s.flags.join(","));
+        }
+        if s.persistence > 0 {
+            let _ = write!(out, " persistent {}", s.persistence);
+        }
+        out.push('\n');
+        for d in &s.servers {
+            let forward = match d.forward.as_str() {
+                "nat" => "Masq",
+                "dr" => "Route",
+                "tun" => "Tunnel",
+                other => other,
+            };
+            let health = if d.health.is_empty() {
+                if d.up {
+                    "up"
+                } else {
+                    "down"
+                }
+            } else {
+                d.health.as_str()
+            };
+            let _ = writeln!(
+                out,
+                "  -> {:<28} {:<7} {:<6} {:<10} {:<10} {}",
+                format!("{}:{}", d.address, d.port),
+                forward,
+                d.effective_weight,
+                d.active,
+                d.inactive,
+                health
+            );
+        }
+        if let Some(sorry) = &s.sorry_server {
+            let _ = writeln!(out, "  sorry server {sorry}, quorum {}", s.quorum);
+        } else if s.quorum != 1 {
+            let _ = writeln!(out, "  quorum {}", s.quorum);
+        }
+    }
+    out
+}
+
+/// `t` as RFC 3339 UTC with milliseconds: "2026-11-22T02:44:37.123Z".
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// This host's name ("localhost" if it has none).
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(s) if !s.is_empty() => s.to_string(),
+        _ => "localhost".to_string(),
+    }
+}
+
+/// A mail to deliver.
+#[derive(Debug, Clone)]
+pub struct MailJob {
+    pub relay: SmtpRelay,
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Why a delivery attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    /// Retrying cannot help (a 5xx answer, a bad address).
+    pub permanent: bool,
+    pub reason: String,
+}
+
+/// Hands events to the delivery threads, which start with the first event
+/// that needs them.
+#[derive(Default)]
+pub struct Notifier {
+    mail: Option<SyncSender<MailJob>>,
+    hook: Option<SyncSender<(PathBuf, String)>>,
+}
+
+impl Notifier {
+    /// Queues `ev` for every channel `cfg` configures. Never blocks.
+    pub fn send(&mut self, ev: &Event, cfg: &NotifyConfig) {
+        if let Some(relay) = &cfg.smtp {
+            if cfg.to.is_empty() {
+                tracing::warn!("notify: smtp is set but `to` is empty; no mail sent");
+            } else {
+                let job = MailJob {
+                    relay: relay.clone(),
+                    from: cfg.from.clone(),
+                    to: cfg.to.clone(),
+                    subject: ev.subject(),
+                    body: ev.mail_body(),
+                };
+                let tx = self.mail.get_or_insert_with(|| {
+                    start("rvs-notify-mail", move |rx| {
+                        mail_loop(rx, &Backoff::default(), &smtp_send)
+                    })
+                });
+                if !offer(tx, job, "mail", ev) {
+                    self.mail = None;
+                }
+            }
+        }
+        if let Some(exec) = &cfg.exec {
+            let tx = self
+                .hook
+                .get_or_insert_with(|| start("rvs-notify-hook", hook_loop));
+            if !offer(tx, (exec.clone(), ev.json_line()), "exec hook", ev) {
+                self.hook = None;
+            }
+        }
+    }
+}
+
+/// Starts a delivery thread; returns its queue.
+fn start<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce(Receiver<T>) + Send + 'static,
+) -> SyncSender<T> {
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    if let Err(e) = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || body(rx))
+    {
+        tracing::error!("notify: cannot start the {name} thread: {e}");
+    }
+    tx
+}
+
+/// Queues without blocking; false when the thread is gone.
+fn offer<T>(tx: &SyncSender<T>, job: T, what: &str, ev: &Event) -> bool {
+    match tx.try_send(job) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            tracing::warn!(
+                event = ev.event.name(),
+                service = %ev.service,
+                "notify: the {what} queue is full ({QUEUE} waiting); this event is not delivered by {what}"
+            );
+            true
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            tracing::error!("notify: the {what} thread is gone; restarting it with the next event");
+            false
+        }
+    }
+}
+
+/// Retry schedule of a mail.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+    pub attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            attempts: MAIL_ATTEMPTS,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after the `n`th failed attempt (1-based).
+    pub fn after(&self, n: u32) -> Duration {
+        let factor = 1u32 << n.saturating_sub(1).min(16);
+        self.first.saturating_mul(factor).min(self.max)
+    }
+}
+
+struct Pending {
+    job: MailJob,
+    attempts: u32,
+    next_at: Instant,
+}
+
+/// The mail thread: delivers jobs in order, retrying the first with
+/// backoff while later ones wait. Returns when the queue is closed and
+/// nothing is left to retry.
+pub fn mail_loop(
+    rx: Receiver<MailJob>,
+    backoff: &Backoff,
+    send: &dyn Fn(&MailJob) -> Result<(), SendError>,
+) {
+    let mut backlog: VecDeque<Pending> = VecDeque::new();
+    let mut open = true;
+    loop {
+        let wait = backlog
+            .front()
+            .map(|p| p.next_at.saturating_duration_since(Instant::now()));
+        let got = match (open, wait) {
+            (false, None) => return,
+            (false, Some(w)) => {
+                std::thread::sleep(w);
+                None
+            }
+            (true, None) => match rx.recv() {
+                Ok(j) => Some(j),
+                Err(_) => {
+                    open = false;
+                    None
+                }
+            },
+            (true, Some(w)) => match rx.recv_timeout(w) {
+                Ok(j) => Some(j),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    None
+                }
+            },
+        };
+        if let Some(job) = got {
+            if backlog.len() >= MAIL_BACKLOG {
+                if let Some(old) = backlog.pop_front() {
+                    tracing::error!(
+                        subject = %old.job.subject,
+                        "notify: {MAIL_BACKLOG} mails waiting; dropping the oldest"
+                    );
+                }
+            }
+            backlog.push_back(Pending {
+                job,
+                attempts: 0,
+                next_at: Instant::now(),
+            });
+        }
+        while let Some(p) = backlog.front_mut() {
+            if p.next_at > Instant::now() {
+                break;
+            }
+            p.attempts += 1;
+            match send(&p.job) {
+                Ok(()) => {
+                    tracing::info!(
+                        relay = %p.job.relay,
+                        to = ?p.job.to,
+                        attempt = p.attempts,
+                        "notify: mail sent: {}",
+                        p.job.subject
+                    );
+                    backlog.pop_front();
+                }
+                Err(e) if e.permanent || p.attempts >= backoff.attempts => {
+                    tracing::error!(
+                        relay = %p.job.relay,
+                        attempts = p.attempts,
+                        "notify: giving up on mail \"{}\": {}{}",
+                        p.job.subject,
+                        e.reason,
+                        if e.permanent { " (permanent error)" } else { "" }
+                    );
+                    backlog.pop_front();
+                }
+                Err(e) => {
+                    let wait = backoff.after(p.attempts);
+                    p.next_at = Instant::now() + wait;
+                    tracing::warn!(
+                        relay = %p.job.relay,
+                        attempt = p.attempts,
+                        "notify: mail \"{}\" not sent: {}; retrying in {} ms",
+                        p.job.subject,
+                        e.reason,
+                        wait.as_millis()
+                    );
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One delivery attempt through the relay (plain SMTP, no TLS).
+pub fn smtp_send(job: &MailJob) -> Result<(), SendError> {
+    use lettre::message::header::ContentType;
+    use lettre::{Message, SmtpTransport, Transport};
+
+    let permanent = |reason: String| SendError {
+        permanent: true,
+        reason,
+    };
+    let from = job
+        .from
+        .parse()
+        .map_err(|e| permanent(format!("bad from address {:?}: {e}", job.from)))?;
+    let mut b = Message::builder()
+        .from(from)
+        .subject(job.subject.clone())
+        .header(ContentType::TEXT_PLAIN);
+    for to in &job.to {
+        b = b.to(to
+            .parse()
+            .map_err(|e| permanent(format!("bad to address {to:?}: {e}")))?);
+    }
+    let msg = b
+        .body(job.body.clone())
+        .map_err(|e| permanent(format!("cannot build the mail: {e}")))?;
+    let transport = SmtpTransport::builder_dangerous(job.relay.host.as_str())
+        .port(job.relay.port)
+        .timeout(Some(SMTP_TIMEOUT))
+        .build();
+    match transport.send(&msg) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(SendError {
+            permanent: e.is_permanent(),
+            reason: smtp_reason(&e),
+        }),
+    }
+}
+
+/// An SMTP error with its causes ("Connection refused" is in the source).
+fn smtp_reason(e: &lettre::transport::smtp::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            let _ = write!(s, ": {t}");
+        }
+        src = c.source();
+    }
+    if e.is_timeout() && !s.contains("timed out") {
+        s.push_str(" (timed out)");
+    }
+    s
+}
+
+/// The hook thread: runs the hook once per event with the JSON on stdin.
+fn hook_loop(rx: Receiver<(PathBuf, String)>) {
+    while let Ok((path, json)) = rx.recv() {
+        run_hook(&path, &json);
+    }
+}
+
+/// Runs the hook once; every failure is logged. Returns whether it
+/// succeeded.
+pub fn run_hook(path: &std::path::Path, json: &str) -> bool {
+    let fin = match run_bounded(
+        Command::new(path),
+        Some(json.as_bytes().to_vec()),
+        HOOK_TIMEOUT,
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(hook = %path.display(), "notify: cannot run the exec hook: {e}");
+            return false;
+        }
+    };
+    if fin.success() {
+        tracing::debug!(hook = %path.display(), took_ms = fin.took.as_millis() as u64, "notify: exec hook done");
+        return true;
+    }
+    let out = fin.output_line();
+    tracing::warn!(
+        hook = %path.display(),
+        "notify: exec hook failed: {}{}{}",
+        fin.describe(HOOK_TIMEOUT),
+        if out.is_empty() { "" } else { ": " },
+        out
+    );
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::ctl_proto::{ServerView, ServiceView};
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::sync::{Arc, Mutex};
+
+    fn view() -> ListView {
+        let server = |last: u8, weight, health: &str, up| ServerView {
+            address: Ipv4Addr::new(198, 19, 0, last),
+            port: 8080,
+            forward: "nat".into(),
+            weight,
+            effective_weight: if up { weight } else { 0 },
+            up,
+            health: health.into(),
+            ..ServerView::default()
+        };
+        ListView {
+            version: "0.1.0".into(),
+            size: 65536,
+            generation: 7,
+            services: vec![ServiceView {
+                protocol: "tcp".into(),
+                vip: Ipv4Addr::new(198, 18, 0, 100),
+                port: 80,
+                scheduler: "wrr".into(),
+                forward: "nat".into(),
+                sorry_server: Some("198.19.0.99:8080".into()),
+                quorum: 1,
+                servers: vec![
+                    server(11, 3, "up", true),
+                    server(12, 2, "down", false),
+                    server(13, 1, "up", true),
+                ],
+                ..ServiceView::default()
+            }],
+        }
+    }
+
+    fn down_event() -> Event {
+        let mut ev = Event::new(
+            EventKind::ServerDown,
+            "tcp:198.18.0.100:80".into(),
+            "server 198.19.0.12:8080 of tcp:198.18.0.100:80 is down: 3 consecutive http checks failed"
+                .into(),
+            "removed from the pool; its connections are expired".into(),
+        );
+        ev.server = Some("198.19.0.12:8080".into());
+        ev.check = Some(
+            "http GET http://198.19.0.12:8080/ expecting 200, every 1000 ms, timeout 500 ms".into(),
+        );
+        ev.last_result = Some("connect: Connection refused (os error 111)".into());
+        ev.live_weight = 4;
+        ev.quorum = 1;
+        ev.sorry_server = Some("198.19.0.99:8080".into());
+        ev.configuration = Some(view());
+        ev
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        let t = |s: u64, ms: u64| UNIX_EPOCH + Duration::from_millis(s * 1000 + ms);
+        assert_eq!(rfc3339(t(0, 0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(t(951_782_400, 5)), "2000-02-29T00:00:00.005Z");
+        assert_eq!(rfc3339(t(1_700_000_000, 999)), "2023-11-14T22:13:20.999Z");
+        assert_eq!(rfc3339(t(4_102_444_799, 0)), "2099-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn subjects() {
+        let mut ev = down_event();
+        assert_eq!(
+            ev.subject(),
+            "[rvs] server 198.19.0.12:8080 of tcp:198.18.0.100:80 is DOWN"
+        );
+        ev.event = EventKind::ServerUp;
+        assert_eq!(
+            ev.subject(),
+            "[rvs] server 198.19.0.12:8080 of tcp:198.18.0.100:80 is UP"
+        );
+        ev.event = EventKind::QuorumLost;
+        ev.server = None;
+        ev.live_weight = 0;
+        assert_eq!(
+            ev.subject(),
+            "[rvs] service tcp:198.18.0.100:80 LOST QUORUM (live weight 0 < 1)"
+        );
+    }
+
+    #[test]
+    fn the_mail_body_says_what_why_and_lists_the_configuration() {
+        let ev = down_event();
+        let body = ev.mail_body();
+        let want_lines = [
+            format!("rvs director {}: server 198.19.0.12:8080 of tcp:198.18.0.100:80 is down: 3 consecutive http checks failed", ev.director),
+            "Event:        server-down".to_string(),
+            "Service:      tcp:198.18.0.100:80".to_string(),
+            "Server:       198.19.0.12:8080".to_string(),
+            "Action:       removed from the pool; its connections are expired".to_string(),
+            "Check:        http GET http://198.19.0.12:8080/ expecting 200, every 1000 ms, timeout 500 ms".to_string(),
+            "Last result:  connect: Connection refused (os error 111)".to_string(),
+            "Live weight:  4 (quorum 1)".to_string(),
+            "Current configuration:".to_string(),
+            "IP Virtual Server version 0.1.0 (size=65536)".to_string(),
+            "TCP  198.18.0.100:80 wrr".to_string(),
+            "  -> 198.19.0.11:8080             Masq    3      0          0          up".to_string(),
+            "  -> 198.19.0.12:8080             Masq    0      0          0          down".to_string(),
+            "  sorry server 198.19.0.99:8080, quorum 1".to_string(),
+        ];
+        let lines: Vec<&str> = body.lines().collect();
+        for w in &want_lines {
+            assert!(lines.contains(&w.as_str()), "missing line {w:?} in\n{body}");
+        }
+        assert!(body.find("Last result").unwrap() < body.find("Current configuration").unwrap());
+    }
+
+    #[test]
+    fn the_json_event_is_one_line_with_the_documented_keys() {
+        let ev = down_event();
+        let line = ev.json_line();
+        assert!(line.ends_with('\n'));
+        assert_eq!(line.matches('\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["event"], "server-down");
+        assert_eq!(v["service"], "tcp:198.18.0.100:80");
+        assert_eq!(v["server"], "198.19.0.12:8080");
+        assert_eq!(
+            v["last_result"],
+            "connect: Connection refused (os error 111)"
+        );
+        assert_eq!(v["live_weight"], 4);
+        assert_eq!(v["quorum"], 1);
+        assert_eq!(v["sorry_server"], "198.19.0.99:8080");
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+        assert!(v["unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
+        assert_eq!(
+            v["configuration"]["services"][0]["servers"][1]["health"],
+            "down"
+        );
+        // and it reads back as the same event
+        let back: Event = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let b = Backoff::default();
+        let secs: Vec<u64> = (1..=9).map(|n| b.after(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(b.after(100), Duration::from_secs(60));
+    }
+
+    fn job(subject: &str, relay: SmtpRelay) -> MailJob {
+        MailJob {
+            relay,
+            from: "rvs@example.org".into(),
+            to: vec!["ops@example.org".into()],
+            subject: subject.into(),
+            body: "body\n".into(),
+        }
+    }
+
+    fn relay(port: u16) -> SmtpRelay {
+        SmtpRelay {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn retries_in_order_with_backoff_and_gives_up() {
+        let fast = Backoff {
+            first: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+            attempts: 4,
+        };
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let l2 = log.clone();
+        // "a" fails twice then goes; "b" always fails (transient); "c" is
+        // refused for good at once; "d" goes.
+        let tries: Arc<Mutex<u32>> = Arc::default();
+        let send = move |j: &MailJob| {
+            l2.lock().unwrap().push(j.subject.clone());
+            match j.subject.as_str() {
+                "a" => {
+                    let mut t = tries.lock().unwrap();
+                    *t += 1;
+                    if *t <= 2 {
+                        Err(SendError {
+                            permanent: false,
+                            reason: "connection refused".into(),
+                        })
+                    } else {
+                        Ok(())
+                    }
+                }
+                "b" => Err(SendError {
+                    permanent: false,
+                    reason: "timed out".into(),
+                }),
+                "c" => Err(SendError {
+                    permanent: true,
+                    reason: "550 no".into(),
+                }),
+                _ => Ok(()),
+            }
+        };
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        for s in ["a", "b", "c", "d"] {
+            tx.send(job(s, relay(25))).unwrap();
+        }
+        drop(tx);
+        let t0 = Instant::now();
+        mail_loop(rx, &fast, &send);
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        let log = log.lock().unwrap().join("");
+        assert_eq!(log, "aaabbbbcd");
+    }
+
+    /// A minimal SMTP sink on loopback for the real-transport test: it
+    /// records each message's DATA; `reject` answers 554 to the greeting.
+    fn smtp_sink(reject: bool) -> (u16, Arc<Mutex<Vec<String>>>) {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let got: Arc<Mutex<Vec<String>>> = Arc::default();
+        let g2 = got.clone();
+        std::thread::spawn(move || {
+            let Ok((s, _)) = l.accept() else { return };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            if reject {
+                let _ = w.write_all(b"554 go away\r\n");
+                return;
+            }
+            let _ = w.write_all(b"220 sink ESMTP\r\n");
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let cmd = line.to_ascii_uppercase();
+                if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                    let _ = w.write_all(b"250-sink\r\n250 8BITMIME\r\n");
+                } else if cmd.starts_with("DATA") {
+                    let _ = w.write_all(b"354 go on\r\n");
+                    let mut data = String::new();
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == ".\r\n" {
+                            break;
+                        }
+                        data.push_str(&line);
+                    }
+                    g2.lock().unwrap().push(data);
+                    let _ = w.write_all(b"250 queued\r\n");
+                } else if cmd.starts_with("QUIT") {
+                    let _ = w.write_all(b"221 bye\r\n");
+                    return;
+                } else {
+                    let _ = w.write_all(b"250 ok\r\n");
+                }
+            }
+        });
+        (port, got)
+    }
+
+    #[test]
+    fn mails_go_through_a_real_smtp_exchange() {
+        let (port, got) = smtp_sink(false);
+        let ev = down_event();
+        let mut j = job(&ev.subject(), relay(port));
+        j.body = ev.mail_body();
+        smtp_send(&j).unwrap();
+        let data = got.lock().unwrap().join("");
+        assert!(
+            data.contains("Subject: [rvs] server 198.19.0.12:8080 of tcp:198.18.0.100:80 is DOWN"),
+            "{data}"
+        );
+        assert!(data.contains("To: ops@example.org"), "{data}");
+        assert!(data.contains("198.19.0.11:8080"), "{data}");
+    }
+
+    #[test]
+    fn a_refusing_relay_is_transient_and_a_554_is_permanent() {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let closed = l.local_addr().unwrap().port();
+        drop(l);
+        let e = smtp_send(&job("x", relay(closed))).unwrap_err();
+        assert!(!e.permanent, "{e:?}");
+        assert!(e.reason.to_lowercase().contains("refused"), "{e:?}");
+
+        let (port, _) = smtp_sink(true);
+        let e = smtp_send(&job("x", relay(port))).unwrap_err();
+        assert!(e.permanent, "{e:?}");
+    }
+
+    #[test]
+    fn the_hook_gets_the_json_and_failures_are_reported() {
+        let dir = std::env::temp_dir().join(format!("rvs-hook-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("got.json");
+        let hook = dir.join("hook.sh");
+        std::fs::write(&hook, format!("#!/bin/sh\ncat > {}\n", out.display())).unwrap();
+        let bad = dir.join("bad.sh");
+        std::fs::write(&bad, "#!/bin/sh\necho nope >&2\nexit 7\n").unwrap();
+        for p in [&hook, &bad] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let ev = down_event();
+        assert!(run_hook(&hook, &ev.json_line()));
+        let got: Event = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(got, ev);
+        assert!(!run_hook(&bad, &ev.json_line()));
+        assert!(!run_hook(&dir.join("missing"), &ev.json_line()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unconfigured_notifier_starts_nothing() {
+        let mut n = Notifier::default();
+        n.send(&down_event(), &NotifyConfig::default());
+        assert!(n.mail.is_none() && n.hook.is_none());
+    }
+}
