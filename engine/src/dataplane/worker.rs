@@ -68,6 +68,10 @@ impl Worker {
             lcore = super::lcore_id(),
             "worker started"
         );
+        // The incoming rings are only read here: take them out of `self` so
+        // the loop borrows them while `handle` borrows `self` mutably.
+        let work_in = std::mem::take(&mut self.work_in);
+        let tx_in = std::mem::take(&mut self.tx_in);
         while !self.shared.stop.load(Relaxed) {
             // A new configuration is picked up between bursts.
             if self.shared.generation.load(Relaxed) != gen {
@@ -121,10 +125,7 @@ impl Worker {
                 }
             }
 
-            for w in 0..self.work_in.len() {
-                let Some(ring) = self.work_in[w].clone() else {
-                    continue;
-                };
+            for ring in work_in.iter().flatten() {
                 let n = ring.pop_burst(&mut burst);
                 self.pipeline.stats.handoffs_in.add(n as u64);
                 for p in burst.iter().take(n) {
@@ -136,10 +137,7 @@ impl Worker {
                     self.handle(&snap, m, pi, now_ms, true, &mut tx);
                 }
             }
-            for w in 0..self.tx_in.len() {
-                let Some(ring) = self.tx_in[w].clone() else {
-                    continue;
-                };
+            for ring in tx_in.iter().flatten() {
                 let n = ring.pop_burst(&mut burst);
                 for p in burst.iter().take(n) {
                     // SAFETY: as above.
