@@ -355,8 +355,10 @@ fn garbage_and_strays_are_counted_drops() {
         .to_header()
         .calc_header_checksum();
     f[24..26].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(r.run(0, 0, &f, 1).0, Verdict::Drop);
-    assert_eq!(r.drops(Drop::TtlExceeded), 1);
+    // TTL 1: never forwarded; answered with ICMP time exceeded.
+    assert_eq!(r.run(0, 0, &f, 1).0, Verdict::Tx(0));
+    assert_eq!(r.shared.worker_stats[0].icmp_sent.get(), 1);
+    assert_eq!(r.workers[0].conns.len(), 0);
     // Truncated and bad-IHL frames are parser drops.
     let stats = r.shared.worker_stats[0].clone();
     let before: u64 = stats.parse_drops.iter().map(|c| c.get()).sum();
