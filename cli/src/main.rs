@@ -6,10 +6,12 @@
 //!   servers)` and exit 0, or print every error as `FILE:LINE: key.path:
 //!   message` to stderr and exit 1.
 //!
-//! `rvs ctl` (the API client) is a later subcommand.
+//! - `rvs ctl [-s SOCKET] ...`: the control API client (`ctl.rs`): list,
+//!   status, zero, add-/edit-/del-service, add-/edit-/del-server.
 //!
-//! Exit codes: 0 ok, 1 bad input (bad usage, an invalid file, or the
-//! director failed).
+//! Exit codes: 0 ok, 1 bad input (bad usage, an invalid file, a request the
+//! director refused, or the director failed), 2 `rvs ctl` cannot reach the
+//! director.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -17,6 +19,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use engine::config::{self, Config};
+
+mod ctl;
 
 /// rvs: a Layer-4 load-balancing director (IPVS + keepalived) on DPDK.
 #[derive(Parser, Debug)]
@@ -34,6 +38,10 @@ enum Command {
     /// Validate FILE: exit 0, or print every error with its key path and line
     /// and exit 1.
     Check(ConfigFile),
+    /// Talk to a running director: list, status, zero, add-/edit-/del-service,
+    /// add-/edit-/del-server. Exit 0 ok, 1 refused (the message says why),
+    /// 2 cannot reach the director.
+    Ctl(ctl::CtlArgs),
 }
 
 #[derive(Args, Debug)]
@@ -61,6 +69,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(f) => check(&f.config, &mut io::stdout(), &mut io::stderr()),
         Command::Run(f) => run(&f.config),
+        Command::Ctl(a) => ctl::run(a, &mut io::stdout(), &mut io::stderr()),
     }
 }
 

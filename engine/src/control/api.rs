@@ -187,7 +187,9 @@ pub(crate) enum Line {
     /// More than `MAX_REQUEST` bytes without a newline.
     TooLong,
     /// No complete line in time (`got` bytes of one so far).
-    Timeout { got: usize },
+    Timeout {
+        got: usize,
+    },
     Error(String),
 }
 
@@ -209,7 +211,12 @@ pub(crate) fn read_line<R: BufRead>(r: &mut R) -> Line {
         }
         Ok(n) if n > MAX_REQUEST => Line::TooLong,
         Ok(n) => Line::Cut(n),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             Line::Timeout { got: buf.len() }
         }
         Err(e) => Line::Error(e.to_string()),
@@ -300,21 +307,30 @@ mod tests {
     #[test]
     fn lines_are_bounded() {
         let mut r = Cursor::new(b"{\"cmd\":\"list\"}\r\n{\"cmd\":\"zero\"}\nhalf".to_vec());
-        assert_eq!(read_line(&mut r), Line::Line(b"{\"cmd\":\"list\"}".to_vec()));
-        assert_eq!(read_line(&mut r), Line::Line(b"{\"cmd\":\"zero\"}".to_vec()));
+        assert_eq!(
+            read_line(&mut r),
+            Line::Line(b"{\"cmd\":\"list\"}".to_vec())
+        );
+        assert_eq!(
+            read_line(&mut r),
+            Line::Line(b"{\"cmd\":\"zero\"}".to_vec())
+        );
         assert_eq!(read_line(&mut r), Line::Cut(4));
         assert_eq!(read_line(&mut r), Line::Eof);
 
         let mut big = vec![b'x'; MAX_REQUEST];
         big.push(b'\n');
-        assert_eq!(read_line(&mut Cursor::new(big.clone())).clone(), Line::Line(vec![b'x'; MAX_REQUEST]));
+        assert_eq!(
+            read_line(&mut Cursor::new(big.clone())),
+            Line::Line(vec![b'x'; MAX_REQUEST])
+        );
         big.insert(0, b'x');
         assert_eq!(read_line(&mut Cursor::new(big)), Line::TooLong);
     }
 
     #[test]
     fn requests_parse_or_say_why() {
-        assert_eq!(parse_request(b"{\"cmd\":\"list\"}"), Ok(Request::List));
+        assert_eq!(parse_request(b"{\"cmd\":\"list\"}"), Ok(Request::List {}));
         let e = parse_request(b"\xff\xfe").unwrap_err();
         assert_eq!(e, "bad request: not UTF-8");
         let e = parse_request(b"  ").unwrap_err();
@@ -390,7 +406,9 @@ mod tests {
         let big = vec![b'{'; MAX_REQUEST + 10];
         let _ = c.write_all(&big);
         let mut s = String::new();
-        BufReader::new(c.try_clone().unwrap()).read_line(&mut s).unwrap();
+        BufReader::new(c.try_clone().unwrap())
+            .read_line(&mut s)
+            .unwrap();
         assert!(s.contains("longer than 65536 bytes"), "{s}");
 
         // cut short: an error naming it

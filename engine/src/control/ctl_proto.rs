@@ -25,16 +25,18 @@ pub const DEFAULT_CONN_LIMIT: usize = 10_000;
 #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
     /// Services, servers, counters and rates ([`ListView`]).
-    List,
+    // (Empty struct variants, not unit ones: serde then refuses extra
+    // fields, as for every other command.)
+    List {},
     /// The connection tables ([`ConnsView`]), at most `limit` entries.
     Conns {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
     },
     /// Role, peer, sync, workers, health of each server ([`StatusView`]).
-    Status,
+    Status {},
     /// Resets the service and server counters shown by `list`.
-    Zero,
+    Zero {},
     AddService(ServiceArgs),
     EditService(ServiceArgs),
     DelService {
@@ -53,7 +55,7 @@ impl Request {
     pub fn is_change(&self) -> bool {
         !matches!(
             self,
-            Request::List | Request::Conns { .. } | Request::Status | Request::Zero
+            Request::List {} | Request::Conns { .. } | Request::Status {} | Request::Zero {}
         )
     }
 }
@@ -175,7 +177,7 @@ pub struct ListView {
     pub services: Vec<ServiceView>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceView {
     /// `tcp` | `udp`.
     pub protocol: String,
@@ -212,7 +214,7 @@ impl ServiceView {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerView {
     pub address: Ipv4Addr,
     /// As configured (the effective port for dr/tun is the service's).
@@ -238,6 +240,57 @@ pub struct ServerView {
     pub in_bytes: u64,
     pub out_bytes: u64,
     pub rate: Rates,
+}
+
+impl Default for ServiceView {
+    fn default() -> Self {
+        ServiceView {
+            protocol: String::new(),
+            vip: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            scheduler: String::new(),
+            flags: Vec::new(),
+            forward: String::new(),
+            persistence: 0,
+            persistence_netmask: Ipv4Addr::BROADCAST,
+            sorry_server: None,
+            quorum: 0,
+            active: 0,
+            inactive: 0,
+            conns: 0,
+            in_packets: 0,
+            out_packets: 0,
+            in_bytes: 0,
+            out_bytes: 0,
+            rate: Rates::default(),
+            servers: Vec::new(),
+        }
+    }
+}
+
+impl Default for ServerView {
+    fn default() -> Self {
+        ServerView {
+            address: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            forward: String::new(),
+            weight: 0,
+            effective_weight: 0,
+            up: false,
+            health: String::new(),
+            upper_threshold: 0,
+            lower_threshold: 0,
+            overloaded: false,
+            active: 0,
+            inactive: 0,
+            conns: 0,
+            in_packets: 0,
+            out_packets: 0,
+            in_bytes: 0,
+            out_bytes: 0,
+            rate: Rates::default(),
+        }
+    }
 }
 
 /// One tracked connection (`list --conns`).
@@ -346,9 +399,9 @@ mod tests {
 
     #[test]
     fn requests_parse() {
-        assert_eq!(parse(r#"{"cmd":"list"}"#), Ok(Request::List));
-        assert_eq!(parse(r#"{"cmd":"status"}"#), Ok(Request::Status));
-        assert_eq!(parse(r#"{"cmd":"zero"}"#), Ok(Request::Zero));
+        assert_eq!(parse(r#"{"cmd":"list"}"#), Ok(Request::List {}));
+        assert_eq!(parse(r#"{"cmd":"status"}"#), Ok(Request::Status {}));
+        assert_eq!(parse(r#"{"cmd":"zero"}"#), Ok(Request::Zero {}));
         assert_eq!(
             parse(r#"{"cmd":"conns"}"#),
             Ok(Request::Conns { limit: None })
@@ -375,7 +428,9 @@ mod tests {
             })
         );
         assert_eq!(
-            parse(r#"{"cmd":"edit-service","service":"tcp:1.2.3.4:80","scheduler":"rr","persistence":30}"#),
+            parse(
+                r#"{"cmd":"edit-service","service":"tcp:1.2.3.4:80","scheduler":"rr","persistence":30}"#
+            ),
             Ok(Request::EditService(ServiceArgs {
                 service: "tcp:1.2.3.4:80".into(),
                 scheduler: Some("rr".into()),
@@ -408,9 +463,9 @@ mod tests {
     #[test]
     fn requests_round_trip() {
         for r in [
-            Request::List,
+            Request::List {},
             Request::Conns { limit: Some(3) },
-            Request::Zero,
+            Request::Zero {},
             Request::AddService(ServiceArgs {
                 service: "tcp:198.18.0.100:8080".into(),
                 scheduler: Some("wrr".into()),
@@ -440,6 +495,9 @@ mod tests {
             message: "m".into(),
             generation: 4,
         });
-        assert_eq!(ok.to_line(), "{\"ok\":true,\"result\":{\"message\":\"m\",\"generation\":4}}\n");
+        assert_eq!(
+            ok.to_line(),
+            "{\"ok\":true,\"result\":{\"generation\":4,\"message\":\"m\"}}\n"
+        );
     }
 }

@@ -70,11 +70,7 @@ pub fn parse_server(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
         None => None,
         Some(p) => match p.parse::<u32>() {
             Ok(n @ 1..=65535) => Some(n as u16),
-            _ => {
-                return Err(format!(
-                    "server: `{p}` in `{s}` is not a port (1..65535)"
-                ))
-            }
+            _ => return Err(format!("server: `{p}` in `{s}` is not a port (1..65535)")),
         },
     };
     Ok((ip, port))
@@ -141,8 +137,7 @@ fn find_server(
         .iter()
         .enumerate()
         .filter(|(_, s)| {
-            s.address == ip
-                && port.is_none_or(|p| s.port == p || s.effective_port(svc) == p)
+            s.address == ip && port.is_none_or(|p| s.port == p || s.effective_port(svc) == p)
         })
         .map(|(i, _)| i)
         .collect();
@@ -299,9 +294,7 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
                 .iter()
                 .any(|o| o.address == ip && o.effective_port(svc) == port)
             {
-                return Err(format!(
-                    "server: {ip}:{port} is already a server of {key}"
-                ));
+                return Err(format!("server: {ip}:{port} is already a server of {key}"));
             }
             new.services[i].servers.push(s);
             format!("added server {ip}:{port} to {key}")
@@ -333,7 +326,7 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
             let s = new.services[i].servers.remove(j);
             format!("deleted server {}:{} from {key}", s.address, s.port)
         }
-        Request::List | Request::Conns { .. } | Request::Status | Request::Zero => {
+        Request::List {} | Request::Conns { .. } | Request::Status {} | Request::Zero {} => {
             return Err("not a configuration change".to_string())
         }
     };
@@ -409,7 +402,10 @@ scheduler = "rr"
             ("sctp:198.18.0.100:80", "unknown protocol `sctp`"),
             ("tcp:198.18.0:80", "`198.18.0` is not an IPv4 address"),
             ("tcp:0.0.0.0:80", "0.0.0.0 is not a unicast address"),
-            ("tcp:198.18.0.100:65536", "`65536` in `tcp:198.18.0.100:65536` is not a port"),
+            (
+                "tcp:198.18.0.100:65536",
+                "`65536` in `tcp:198.18.0.100:65536` is not a port",
+            ),
             ("tcp:198.18.0.100:http", "`http` in"),
         ] {
             let e = parse_service(bad).unwrap_err();
@@ -447,7 +443,10 @@ scheduler = "rr"
         let (c2, msg) = apply(&c, &Request::AddServer(a)).unwrap();
         assert_eq!(msg, "added server 198.19.0.14:8080 to tcp:198.18.0.100:80");
         let s = &c2.services[0].servers[2];
-        assert_eq!((s.address.to_string(), s.port, s.weight), ("198.19.0.14".into(), 8080, 2));
+        assert_eq!(
+            (s.address.to_string(), s.port, s.weight),
+            ("198.19.0.14".into(), 8080, 2)
+        );
         // the original is untouched
         assert_eq!(c.services[0].servers.len(), 2);
 
@@ -471,7 +470,10 @@ scheduler = "rr"
             },
         )
         .unwrap();
-        assert_eq!(msg, "deleted server 198.19.0.11:8080 from tcp:198.18.0.100:80");
+        assert_eq!(
+            msg,
+            "deleted server 198.19.0.11:8080 from tcp:198.18.0.100:80"
+        );
         let left: Vec<String> = c5.services[0]
             .servers
             .iter()
@@ -639,7 +641,7 @@ scheduler = "rr"
                 },
                 "service: no service udp:198.18.0.100:80",
             ),
-            (Request::List, "not a configuration change"),
+            (Request::List {}, "not a configuration change"),
         ];
         for (req, want) in cases {
             let e = apply(&c, &req).unwrap_err();

@@ -57,9 +57,7 @@ pub fn list(v: &ListView, mode: ListMode) -> String {
     match mode {
         ListMode::Plain => {
             out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
-            out.push_str(
-                "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
-            );
+            out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
         }
         ListMode::Stats => {
             let _ = writeln!(
@@ -106,13 +104,25 @@ pub fn list(v: &ListView, mode: ListMode) -> String {
                 let _ = write!(out, "{:<33}", service_name(s));
                 nums(
                     &mut out,
-                    [s.conns, s.in_packets, s.out_packets, s.in_bytes, s.out_bytes],
+                    [
+                        s.conns,
+                        s.in_packets,
+                        s.out_packets,
+                        s.in_bytes,
+                        s.out_bytes,
+                    ],
                 );
                 for d in &s.servers {
                     let _ = write!(out, "  -> {:<28}", server_name(d));
                     nums(
                         &mut out,
-                        [d.conns, d.in_packets, d.out_packets, d.in_bytes, d.out_bytes],
+                        [
+                            d.conns,
+                            d.in_packets,
+                            d.out_packets,
+                            d.in_bytes,
+                            d.out_bytes,
+                        ],
                     );
                 }
             }
@@ -152,12 +162,7 @@ pub fn conns(v: &ConnsView) -> String {
         );
     }
     if v.truncated {
-        let _ = writeln!(
-            out,
-            "({} of {} connections shown)",
-            v.conns.len(),
-            v.total
-        );
+        let _ = writeln!(out, "({} of {} connections shown)", v.conns.len(), v.total);
     }
     if !v.missing_workers.is_empty() {
         let ws: Vec<String> = v.missing_workers.iter().map(|w| w.to_string()).collect();

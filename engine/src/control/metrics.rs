@@ -80,12 +80,13 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>, info: Arc<ControlInfo>) -> R
                     continue;
                 }
                 let (shared, info, active2) = (shared.clone(), info.clone(), active.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("rvs-scrape".into())
-                    .spawn(move || {
-                        serve(stream, &shared, &info);
-                        active2.fetch_sub(1, Relaxed);
-                    });
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("rvs-scrape".into())
+                        .spawn(move || {
+                            serve(stream, &shared, &info);
+                            active2.fetch_sub(1, Relaxed);
+                        });
                 if spawned.is_err() {
                     active.fetch_sub(1, Relaxed);
                 }
@@ -245,7 +246,10 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
         .iter()
         .map(|s| {
             let (a, i) = s.servers.iter().fold((0u64, 0u64), |(a, i), d| {
-                (a + u64::from(d.shared.active()), i + u64::from(d.shared.inactive()))
+                (
+                    a + u64::from(d.shared.active()),
+                    i + u64::from(d.shared.inactive()),
+                )
             });
             (
                 svc_name(s),
@@ -365,7 +369,11 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [(&str, &str, fn(&crate::dataplane::counters::WorkerStats) -> u64); 8] = [
+    let worker_counters: [(
+        &str,
+        &str,
+        fn(&crate::dataplane::counters::WorkerStats) -> u64,
+    ); 8] = [
         ("rvs_worker_rx_packets_total", "Frames received.", |w| {
             w.rx_packets.get()
         }),
@@ -392,16 +400,12 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             "Connections expired.",
             |w| w.conns_expired.get(),
         ),
-        (
-            "rvs_worker_arp_replies_total",
-            "ARP replies sent.",
-            |w| w.arp_replies_sent.get(),
-        ),
-        (
-            "rvs_worker_arp_requests_total",
-            "ARP requests sent.",
-            |w| w.arp_requests_sent.get(),
-        ),
+        ("rvs_worker_arp_replies_total", "ARP replies sent.", |w| {
+            w.arp_replies_sent.get()
+        }),
+        ("rvs_worker_arp_requests_total", "ARP requests sent.", |w| {
+            w.arp_requests_sent.get()
+        }),
     ];
     let ids: Vec<String> = (0..ws.len()).map(|i| i.to_string()).collect();
     for (name, help, get) in worker_counters {
@@ -416,7 +420,11 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
         "Connections in the worker's table.",
     );
     for (i, w) in ws.iter().enumerate() {
-        o.sample("rvs_worker_connections", &[("worker", &ids[i])], w.conns.get());
+        o.sample(
+            "rvs_worker_connections",
+            &[("worker", &ids[i])],
+            w.conns.get(),
+        );
     }
     o.family(
         "rvs_worker_connection_capacity",
@@ -486,9 +494,9 @@ protocol = "udp"
     fn check_exposition(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
         let name_ok = |n: &str| {
             !n.is_empty()
-                && n.chars()
-                    .enumerate()
-                    .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+                && n.chars().enumerate().all(|(i, c)| {
+                    c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+                })
         };
         let mut samples = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -519,7 +527,11 @@ protocol = "udp"
                     Some((n, l)) => (n, l.strip_suffix('}').expect(line)),
                     None => (series, ""),
                 };
-                assert_eq!(Some(name), typ.as_deref(), "sample outside its family: {line}");
+                assert_eq!(
+                    Some(name),
+                    typ.as_deref(),
+                    "sample outside its family: {line}"
+                );
                 let mut ls = Vec::new();
                 if !labels.is_empty() {
                     for kv in labels.split("\",") {
@@ -540,7 +552,9 @@ protocol = "udp"
             .filter(|(n, l, _)| {
                 n == name
                     && labels.len() == l.len()
-                    && labels.iter().all(|(k, v)| l.iter().any(|(k2, v2)| k2 == k && v2 == v))
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(k2, v2)| k2 == k && v2 == v))
             })
             .map(|x| x.2)
             .collect();
@@ -570,7 +584,10 @@ protocol = "udp"
         let svc = ("service", "tcp:198.18.0.100:80");
         let srv = ("server", "198.19.0.11:8080");
         assert_eq!(get(&s, "rvs_config_generation", &[]), 7.0);
-        assert_eq!(get(&s, "rvs_config_reloads_total", &[("result", "error")]), 1.0);
+        assert_eq!(
+            get(&s, "rvs_config_reloads_total", &[("result", "error")]),
+            1.0
+        );
         assert_eq!(get(&s, "rvs_service_connections_total", &[svc]), 5.0);
         assert_eq!(get(&s, "rvs_server_connections_total", &[svc, srv]), 5.0);
         assert_eq!(get(&s, "rvs_server_in_bytes_total", &[svc, srv]), 1000.0);
@@ -579,19 +596,40 @@ protocol = "udp"
         assert_eq!(get(&s, "rvs_server_weight", &[svc, srv]), 3.0);
         assert_eq!(get(&s, "rvs_server_up", &[svc, srv]), 1.0);
         assert_eq!(
-            get(&s, "rvs_server_connections_total", &[("service", "udp:198.18.0.100:53"), ("server", "198.19.0.12:5353")]),
+            get(
+                &s,
+                "rvs_server_connections_total",
+                &[
+                    ("service", "udp:198.18.0.100:53"),
+                    ("server", "198.19.0.12:5353")
+                ]
+            ),
             0.0
         );
-        assert_eq!(get(&s, "rvs_worker_rx_packets_total", &[("worker", "1")]), 42.0);
         assert_eq!(
-            get(&s, "rvs_worker_drops_total", &[("worker", "0"), ("reason", "no_server")]),
+            get(&s, "rvs_worker_rx_packets_total", &[("worker", "1")]),
+            42.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "rvs_worker_drops_total",
+                &[("worker", "0"), ("reason", "no_server")]
+            ),
             5.0
         );
         assert_eq!(
-            get(&s, "rvs_worker_drops_total", &[("worker", "1"), ("reason", DropReason::ALL[0].as_str())]),
+            get(
+                &s,
+                "rvs_worker_drops_total",
+                &[("worker", "1"), ("reason", DropReason::ALL[0].as_str())]
+            ),
             2.0
         );
-        assert_eq!(get(&s, "rvs_worker_connection_capacity", &[("worker", "0")]), 32768.0);
+        assert_eq!(
+            get(&s, "rvs_worker_connection_capacity", &[("worker", "0")]),
+            32768.0
+        );
     }
 
     #[test]
@@ -604,7 +642,10 @@ protocol = "udp"
         let shared = Arc::new(Shared::new(1));
         let info = Arc::new(ControlInfo::new(1024));
         // find a free port
-        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         start(addr, shared, info).unwrap();
         let get = |req: &str| {
             let mut s = TcpStream::connect(addr).unwrap();

@@ -5,15 +5,116 @@
 //! milliseconds; everything slow (sockets, health checks, mail) lives on
 //! helper threads that talk to it through channels, so nothing here ever
 //! blocks the data plane.
+//!
+//! - [`api`]: the `rvs ctl` Unix socket (protocol in its docs, types in
+//!   [`ctl_proto`]); requests arrive here through a channel and are applied
+//!   in `tick`, one at a time, between reloads.
+//! - [`edit`]: a change is applied to a copy of the configuration and
+//!   validated as `rvs check` validates, then published whole.
+//! - [`stats`]: counters as `list` shows them (`zero` is a baseline, rates
+//!   are sampled every second); [`metrics`]: the Prometheus endpoint.
+//! - [`conns`]: `list --conns`, answered by the workers between bursts.
+//!
+//! A SIGHUP reload re-reads the file and replaces the running configuration
+//! with it: changes made through the API since the file was loaded are
+//! overridden (put them in the file to keep them). A file with errors
+//! changes nothing; every error is logged.
+
+pub mod api;
+pub mod conns;
+pub mod ctl_proto;
+pub mod edit;
+pub mod format;
+pub mod health;
+pub mod metrics;
+pub mod notify;
+pub mod stats;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::config::{self, Config};
-use crate::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
+use self::api::{ApiServer, Call};
+use self::ctl_proto::{
+    ChangeResult, Request, Response, ServerHealthView, ServiceHealthView, StatusView, WorkerView,
+    DEFAULT_CONN_LIMIT,
+};
+use self::metrics::ControlInfo;
+use self::stats::Stats;
+use crate::config::{self, Config, HealthCheckKind, ServerConfig, ServiceConfig};
+use crate::dataplane::snapshot::{AllUp, HealthView, PortInfo, Snapshot};
 use crate::dataplane::Shared;
+
+/// Requests applied per tick at most (the rest wait for the next tick).
+const CALLS_PER_TICK: usize = 64;
+/// How long `list --conns` waits for the workers.
+const CONN_DUMP_WAIT: Duration = Duration::from_millis(500);
+/// Largest `list --conns` answer.
+const MAX_CONN_LIMIT: usize = 1_000_000;
+
+/// What health checking says of one server, for `status` and `list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthStatus {
+    /// `no-check`, `unknown`, `up`, `down`, `inhibited`.
+    pub state: &'static str,
+    pub detail: String,
+}
+
+/// Server health as the controller sees it: the view snapshots are built
+/// with, and what `rvs ctl status` reports. The health checker provides the
+/// real one; [`NoHealthChecks`] stands in until it runs.
+pub trait HealthSource: Send {
+    fn view(&self) -> &dyn HealthView;
+    fn status(&self, svc: &ServiceConfig, srv: &ServerConfig) -> HealthStatus;
+    /// Brings the checks in line with `cfg` (servers added or removed,
+    /// checks changed); called before every snapshot is built.
+    fn sync(&mut self, _cfg: &Config) {}
+    /// The changes of state (servers, quorums) since the last call; never
+    /// blocks.
+    fn poll(&mut self) -> Vec<notify::Event> {
+        Vec::new()
+    }
+    /// The last check of a server, if it has one.
+    fn last_check(&self, _svc: &ServiceConfig, _srv: &ServerConfig) -> Option<health::LastCheck> {
+        None
+    }
+}
+
+/// No health checking: every server is in the pool. Reports "no check
+/// configured" where none is, and "unknown" (never a result it does not
+/// have) where one is configured.
+pub struct NoHealthChecks;
+
+impl HealthSource for NoHealthChecks {
+    fn view(&self) -> &dyn HealthView {
+        &AllUp
+    }
+
+    fn status(&self, svc: &ServiceConfig, _: &ServerConfig) -> HealthStatus {
+        match &svc.health_check {
+            Some(hc) if hc.kind != HealthCheckKind::None => HealthStatus {
+                state: "unknown",
+                detail: format!("{} check configured but not running", hc.kind),
+            },
+            _ => HealthStatus {
+                state: "no-check",
+                detail: "no check configured".to_string(),
+            },
+        }
+    }
+}
+
+/// A `list --conns` waiting for the workers.
+struct PendingDump {
+    req: u64,
+    limit: usize,
+    deadline: Instant,
+    replies: Vec<SyncSender<Response>>,
+}
 
 pub struct Controller {
     /// The configuration in force.
@@ -23,6 +124,13 @@ pub struct Controller {
     pub shared: Arc<Shared>,
     pub ports: Vec<PortInfo>,
     generation: u64,
+    health: Box<dyn HealthSource>,
+    notifier: notify::Notifier,
+    api: Option<ApiServer>,
+    stats: Stats,
+    last_sample: Instant,
+    dump: Option<PendingDump>,
+    info: Arc<ControlInfo>,
 }
 
 impl Controller {
@@ -33,36 +141,271 @@ impl Controller {
         shared: Arc<Shared>,
         ports: Vec<PortInfo>,
     ) -> Result<Controller> {
+        let workers = shared.workers.max(1) as u64;
+        let capacity = u64::from(cfg.timeouts.max_connections).div_ceil(workers);
         let mut c = Controller {
             cfg,
             path,
             shared,
             ports,
             generation: 0,
+            health: Box::new(NoHealthChecks),
+            notifier: notify::Notifier::default(),
+            api: None,
+            stats: Stats::default(),
+            last_sample: Instant::now(),
+            dump: None,
+            info: Arc::new(ControlInfo::new(capacity)),
         };
         c.publish()?;
+        c.stats.sample(&c.shared.registry, Instant::now());
         Ok(c)
+    }
+
+    /// Starts the API socket (`[control] socket`), the health checks and,
+    /// if configured, the metrics endpoint (`[control] metrics`).
+    pub fn serve(&mut self) -> Result<()> {
+        self.api = Some(ApiServer::start(&self.cfg.control.socket)?);
+        self.start_health()?;
+        if let Some(addr) = self.cfg.control.metrics {
+            metrics::start(addr, self.shared.clone(), self.info.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the health source (the health checker installs itself).
+    pub fn set_health(&mut self, health: Box<dyn HealthSource>) {
+        self.health = health;
     }
 
     /// Rebuilds the snapshot from `self.cfg` and publishes it.
     pub fn publish(&mut self) -> Result<()> {
-        self.generation += 1;
+        self.health.sync(&self.cfg);
         let snap = Snapshot::build(
             &self.cfg,
             &self.ports,
             &self.shared.registry,
-            self.generation,
-            &AllUp,
+            self.generation + 1,
+            self.health.view(),
         )?;
+        self.generation += 1;
         self.shared.publish(snap);
         Ok(())
     }
 
-    /// Periodic work: nothing yet beyond what `reload` does.
-    pub fn tick(&mut self) {}
+    /// Periodic work: API requests, `list --conns` answers, rates.
+    pub fn tick(&mut self) {
+        for _ in 0..CALLS_PER_TICK {
+            let Some(api) = &self.api else { break };
+            let Ok(call) = api.calls.try_recv() else {
+                break;
+            };
+            self.call(call);
+        }
+        self.finish_dump(Instant::now());
+        self.poll_health();
+        if self.last_sample.elapsed() >= Duration::from_secs(1) {
+            self.last_sample = Instant::now();
+            self.stats.sample(&self.shared.registry, self.last_sample);
+        }
+    }
 
-    /// SIGHUP: re-reads the file; a file with errors changes nothing and
-    /// every error is logged.
+    fn call(&mut self, call: Call) {
+        if let Request::Conns { limit } = call.req {
+            let limit = limit.unwrap_or(DEFAULT_CONN_LIMIT).min(MAX_CONN_LIMIT);
+            self.start_dump(limit, call.reply);
+            return;
+        }
+        let resp = self.handle(&call.req);
+        self.count(&resp);
+        let _ = call.reply.send(resp);
+    }
+
+    fn count(&self, resp: &Response) {
+        if resp.ok {
+            self.info.api_ok.fetch_add(1, Relaxed);
+        } else {
+            self.info.api_errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Answers one request (all but `Conns`, which the workers answer).
+    pub fn handle(&mut self, req: &Request) -> Response {
+        match req {
+            Request::List {} => {
+                let snap = self.shared.snapshot.load();
+                Response::ok(self.stats.list_view(
+                    &self.cfg,
+                    &snap,
+                    &self.shared.registry,
+                    &*self.health,
+                ))
+            }
+            Request::Status {} => Response::ok(self.status()),
+            Request::Zero {} => {
+                self.stats.zero(&self.shared.registry);
+                tracing::info!("counters zeroed (rvs ctl zero)");
+                Response::ok(ChangeResult {
+                    message: "counters zeroed".to_string(),
+                    generation: self.generation,
+                })
+            }
+            Request::Conns { .. } => Response::error("internal error: conns is asynchronous"),
+            change => match self.change(change) {
+                Ok(msg) => Response::ok(ChangeResult {
+                    message: msg,
+                    generation: self.generation,
+                }),
+                Err(e) => {
+                    tracing::warn!("rvs ctl: {e}");
+                    Response::error(e)
+                }
+            },
+        }
+    }
+
+    /// Validates and publishes a configuration change.
+    fn change(&mut self, req: &Request) -> Result<String, String> {
+        let (next, msg) = edit::apply(&self.cfg, req)?;
+        let old = std::mem::replace(&mut self.cfg, next);
+        if let Err(e) = self.publish() {
+            self.cfg = old;
+            return Err(format!("refused: {e:#}"));
+        }
+        self.info.api_changes.fetch_add(1, Relaxed);
+        tracing::info!(generation = self.generation, "rvs ctl: {msg}");
+        Ok(msg)
+    }
+
+    fn start_dump(&mut self, limit: usize, reply: SyncSender<Response>) {
+        match &mut self.dump {
+            // One walk of the tables serves every request that comes while
+            // it runs.
+            Some(d) => {
+                d.limit = d.limit.max(limit);
+                d.replies.push(reply);
+            }
+            None => {
+                let req = self.shared.conn_dump.request(limit);
+                self.dump = Some(PendingDump {
+                    req,
+                    limit,
+                    deadline: Instant::now() + CONN_DUMP_WAIT,
+                    replies: vec![reply],
+                });
+            }
+        }
+    }
+
+    fn finish_dump(&mut self, now: Instant) {
+        let Some(d) = &self.dump else { return };
+        if !self.shared.conn_dump.complete(d.req) && now < d.deadline {
+            return;
+        }
+        let Some(d) = self.dump.take() else { return };
+        let mut view = self.shared.conn_dump.collect(d.req, d.limit);
+        if !view.missing_workers.is_empty() {
+            tracing::warn!(
+                workers = ?view.missing_workers,
+                "list --conns: worker(s) did not answer within {} ms",
+                CONN_DUMP_WAIT.as_millis()
+            );
+        }
+        view.conns.sort_by(|a, b| {
+            (a.vip, a.vport, a.client, a.cport).cmp(&(b.vip, b.vport, b.client, b.cport))
+        });
+        let resp = Response::ok(view);
+        for r in d.replies {
+            self.count(&resp);
+            let _ = r.send(resp.clone());
+        }
+    }
+
+    fn status(&self) -> StatusView {
+        let capacity = self.info.capacity_per_worker.load(Relaxed);
+        let workers = self
+            .shared
+            .worker_stats
+            .iter()
+            .enumerate()
+            .map(|(id, w)| {
+                let r = crate::dataplane::counters::StatsReport::sum([&**w]);
+                WorkerView {
+                    id,
+                    rx_packets: r.rx_packets,
+                    tx_packets: r.tx_packets,
+                    handoffs_in: w.handoffs_in.get(),
+                    handoffs_out: w.handoffs_out.get(),
+                    conns_created: r.conns_created,
+                    conns_expired: r.conns_expired,
+                    conns: r.conns,
+                    capacity,
+                    drops_total: r.drops_total,
+                    drops: r.drops.into_iter().filter(|(_, n)| *n > 0).collect(),
+                }
+            })
+            .collect();
+        let snap = self.shared.snapshot.load();
+        let services = self
+            .cfg
+            .services
+            .iter()
+            .map(|sc| {
+                let check = match &sc.health_check {
+                    Some(hc) => hc.kind.name().to_string(),
+                    None => "none".to_string(),
+                };
+                let live = snap.services.iter().find(|s| {
+                    s.vip == sc.vip
+                        && s.port == sc.port
+                        && s.proto == crate::dataplane::snapshot::proto_of(sc.protocol)
+                });
+                ServiceHealthView {
+                    service: sc.key(),
+                    check,
+                    servers: sc
+                        .servers
+                        .iter()
+                        .map(|srv| {
+                            let h = self.health.status(sc, srv);
+                            let port = srv.effective_port(sc);
+                            let s = live.and_then(|l| {
+                                l.servers
+                                    .iter()
+                                    .find(|s| s.addr == srv.address && s.port == port)
+                            });
+                            ServerHealthView {
+                                server: format!("{}:{}", srv.address, srv.port),
+                                weight: s.map_or(srv.weight, |s| s.weight),
+                                up: s.is_none_or(|s| s.usable),
+                                health: h.state.to_string(),
+                                detail: h.detail,
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        StatusView {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_secs: self.info.started.elapsed().as_secs(),
+            config: self.path.display().to_string(),
+            generation: self.generation,
+            role: "standalone".to_string(),
+            peer: self.cfg.ha.as_ref().and_then(|h| h.peer),
+            sync: "off".to_string(),
+            api_changes: self.info.api_changes.load(Relaxed),
+            reloads_ok: self.info.reloads_ok.load(Relaxed),
+            reloads_failed: self.info.reloads_failed.load(Relaxed),
+            workers,
+            services,
+        }
+    }
+
+    /// SIGHUP: re-reads the file and replaces the running configuration
+    /// (API changes since the last load included); a file with errors
+    /// changes nothing and every error is logged.
     pub fn reload(&mut self) {
         match config::load(&self.path) {
             Ok(new) => {
@@ -71,9 +414,22 @@ impl Controller {
                         "reload: [dpdk] and [[port]] changes need a restart; applying the rest"
                     );
                 }
+                if new.control != self.cfg.control {
+                    tracing::warn!(
+                        "reload: [control] changes (socket, metrics) need a restart; applying the rest"
+                    );
+                }
                 let mut next = new;
                 next.dpdk = self.cfg.dpdk.clone();
                 next.ports = self.cfg.ports.clone();
+                next.control = self.cfg.control.clone();
+                let changes = self.info.api_changes.swap(0, Relaxed);
+                if changes > 0 {
+                    tracing::warn!(
+                        "reload: {changes} change(s) made with rvs ctl since the file was loaded are replaced by the file"
+                    );
+                }
+                self.info.reloads_ok.fetch_add(1, Relaxed);
                 if next == self.cfg {
                     tracing::info!(path = %self.path.display(), "reload: no change");
                     return;
@@ -82,11 +438,20 @@ impl Controller {
                 if let Err(e) = self.publish() {
                     tracing::error!("reload: {e:#}; keeping the running configuration");
                     self.cfg = old;
+                    self.info.api_changes.store(changes, Relaxed);
+                    self.info.reloads_ok.fetch_sub(1, Relaxed);
+                    self.info.reloads_failed.fetch_add(1, Relaxed);
                     return;
                 }
                 tracing::info!(path = %self.path.display(), generation = self.generation, "reload: applied");
             }
             Err(errors) => {
+                self.info.reloads_failed.fetch_add(1, Relaxed);
+                tracing::error!(
+                    "reload refused: {} error(s) in {}; keeping the running configuration",
+                    errors.len(),
+                    errors.file
+                );
                 for e in errors.iter() {
                     tracing::error!(
                         "reload refused: {}:{}: {}: {}",
@@ -98,5 +463,128 @@ impl Controller {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ctl_proto::{ListView, ServerArgs};
+    use super::*;
+
+    const CFG: &str = r#"
+[dpdk]
+cores = "0-1"
+[[port]]
+name = "client"
+device = "net_null0"
+address = "198.18.0.2/24"
+[[port]]
+name = "servers"
+device = "net_null1"
+address = "198.19.0.1/24"
+[[service]]
+vip = "198.18.0.100"
+port = 80
+scheduler = "wrr"
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 8080
+  weight = 3
+  [[service.server]]
+  address = "198.19.0.12"
+  port = 8080
+  weight = 2
+[control]
+socket = "/nonexistent/rvs.sock"
+"#;
+
+    fn controller(tag: &str, text: &str) -> Controller {
+        let path = std::env::temp_dir().join(format!("rvs-ctl-{tag}-{}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let cfg = config::load(&path).unwrap();
+        let shared = Arc::new(Shared::new(1));
+        Controller::new(cfg, path, shared, Vec::new()).unwrap()
+    }
+
+    fn list(c: &mut Controller) -> ListView {
+        let r = c.handle(&Request::List {});
+        serde_json::from_value(r.result.unwrap()).unwrap()
+    }
+
+    #[test]
+    fn changes_publish_and_keep_server_identities() {
+        let mut c = controller("changes", CFG);
+        let before = c.shared.snapshot.load_full();
+        let id11 = before.services[0].servers[0].shared.id;
+        let mut a = ServerArgs {
+            service: "tcp:198.18.0.100:80".into(),
+            server: "198.19.0.14:8080".into(),
+            weight: Some(1),
+            ..ServerArgs::default()
+        };
+        let r = c.handle(&Request::AddServer(a.clone()));
+        assert!(r.ok, "{r:?}");
+        let snap = c.shared.snapshot.load_full();
+        assert_eq!(snap.generation, before.generation + 1);
+        assert_eq!(snap.services[0].servers.len(), 3);
+        assert_eq!(snap.services[0].servers[0].shared.id, id11);
+        // the same again is refused and publishes nothing
+        let r = c.handle(&Request::AddServer(a.clone()));
+        assert!(!r.ok);
+        assert!(r.error.unwrap().contains("already a server"));
+        assert_eq!(c.shared.snapshot.load().generation, snap.generation);
+
+        a.server = "198.19.0.11:8080".into();
+        a.weight = Some(0);
+        assert!(c.handle(&Request::EditServer(a)).ok);
+        let v = list(&mut c);
+        let w: Vec<u32> = v.services[0].servers.iter().map(|s| s.weight).collect();
+        assert_eq!(w, [0, 2, 1]);
+        assert_eq!(c.shared.snapshot.load().services[0].servers[0].weight, 0);
+        let st: StatusView =
+            serde_json::from_value(c.handle(&Request::Status {}).result.unwrap()).unwrap();
+        assert_eq!(st.api_changes, 2);
+        assert_eq!(st.role, "standalone");
+        assert_eq!(st.services[0].servers[0].health, "no-check");
+
+        // a reload replaces the API's changes with the file
+        c.reload();
+        let v = list(&mut c);
+        let w: Vec<u32> = v.services[0].servers.iter().map(|s| s.weight).collect();
+        assert_eq!(w, [3, 2]);
+        let st: StatusView =
+            serde_json::from_value(c.handle(&Request::Status {}).result.unwrap()).unwrap();
+        assert_eq!((st.api_changes, st.reloads_ok), (0, 1));
+        let _ = std::fs::remove_file(&c.path);
+    }
+
+    #[test]
+    fn a_broken_file_changes_nothing() {
+        let mut c = controller("broken", CFG);
+        let g = c.shared.snapshot.load().generation;
+        std::fs::write(&c.path, CFG.replace("weight = 3", "weight = -3")).unwrap();
+        c.reload();
+        assert_eq!(c.shared.snapshot.load().generation, g);
+        assert_eq!(c.cfg.services[0].servers[0].weight, 3);
+        assert_eq!(c.info.reloads_failed.load(Relaxed), 1);
+        // a good change takes effect
+        std::fs::write(&c.path, CFG.replace("weight = 3", "weight = 5")).unwrap();
+        c.reload();
+        assert_eq!(c.shared.snapshot.load().generation, g + 1);
+        assert_eq!(c.shared.snapshot.load().services[0].servers[0].weight, 5);
+        let _ = std::fs::remove_file(&c.path);
+    }
+
+    #[test]
+    fn configured_checks_are_unknown_not_invented() {
+        let text = format!(
+            "{}\n[service.health_check]\nkind = \"tcp\"\n",
+            CFG.replace("[control]\nsocket = \"/nonexistent/rvs.sock\"\n", "")
+        );
+        let c = controller("hc", &text);
+        let st = c.status();
+        assert_eq!(st.services[0].check, "tcp");
+        assert_eq!(st.services[0].servers[0].health, "unknown");
+        let _ = std::fs::remove_file(&c.path);
     }
 }
