@@ -230,11 +230,8 @@ impl Pipeline {
         } else {
             (p.dst, p.dst_port)
         };
-        if !owned && self.workers > 1 {
-            let owner = conn::owner_worker(cip, cport, self.workers);
-            if owner != self.worker {
-                return Verdict::Handoff(owner);
-            }
+        if let Some(v) = self.handoff(owned, cip, cport) {
+            return v;
         }
         let key = FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port);
         let flags = p.tcp_flags.bits();
@@ -495,6 +492,17 @@ impl Pipeline {
         forward::set_macs(f.data_mut(), mac, port.mac).map_err(|_| Drop::NoHeadroom)
     }
 
+    /// The hand-off to the worker that owns the flow of `client:cport`, when
+    /// that is not this one (and no worker decided it already).
+    #[inline]
+    fn handoff(&self, owned: bool, client: Ipv4Addr, cport: u16) -> Option<Verdict> {
+        if owned || self.workers == 1 {
+            return None;
+        }
+        let owner = conn::owner_worker(client, cport, self.workers);
+        (owner != self.worker).then_some(Verdict::Handoff(owner))
+    }
+
     #[inline]
     fn to_kernel(&self) -> Verdict {
         self.stats.to_kernel.inc();
@@ -567,11 +575,8 @@ impl Pipeline {
         } else {
             (q.src, q.src_port)
         };
-        if !owned && self.workers > 1 {
-            let owner = conn::owner_worker(cip, cport, self.workers);
-            if owner != self.worker {
-                return Verdict::Handoff(owner);
-            }
+        if let Some(v) = self.handoff(owned, cip, cport) {
+            return v;
         }
         // The quote travelled the other way: look it up reversed.
         let key = FlowKey::new(q.protocol, q.dst, q.dst_port, q.src, q.src_port);
