@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# rvs benchmarks against the DPDK baseline (SPEC §9).
+#
+#   perf/bench.sh            full: NAT, DR, TUN and testpmd io/macswap for 1k, 100k
+#                            and 1M flows, 1 and 2 workers where the machine has the
+#                            cores, plus connection-table memory (a few minutes)
+#   perf/bench.sh --quick    1M flows only: NAT, DR, TUN, io, macswap, memory (< 3 min)
+#   perf/bench.sh --smoke    ~15 s: generator and director talk, output well formed
+#
+# Options: --flows 1000,100000  --workers 1,2  --modes io,nat,...  --size 64
+#          --duration S (max-rate phase)  --reps N  --nice N (renice the two DPDK
+#          processes, e.g. -5, on a busy machine)  --no-build  --no-plot  --no-mem
+#          --out DIR (default perf/results)
+#
+# Topology: the generator (rvs-perf gen, CPU 0) is the memif server of two links,
+# c.sock (client side) and s.sock (server side); the device under test (rvs or
+# dpdk-testpmd, CPU 1) is the memif client of both and runs in a throw-away network
+# namespace (the director's exception-path TAPs stay out of the host). Each row is
+# one DUT process and one generator run through its phases: probe, open (SYN+ACK
+# for every flow), max (data at the highest rate the DUT takes), lat (data at 50% of
+# that rate), cps (new connections: SYN, ACK, data, FIN). Results: a table on stdout,
+# perf/results/latest.{csv,md,png} (and quick.* or full.*), raw JSON in
+# perf/results/raw/ (not committed).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+KIND=full
+FLOWS=""
+WORKERS=""
+MODES=""
+SIZE=64
+DURATION=""
+REPS=1
+NICE=""
+BUILD=1
+PLOT=1
+MEM=1
+OUT="$ROOT/perf/results"
+FORCE_WORKERS=0
+while (($#)); do
+  case "$1" in
+    --quick) KIND=quick ;;
+    --smoke) KIND=smoke ;;
+    --full) KIND=full ;;
+    --flows) FLOWS=$2; shift ;;
+    --workers) WORKERS=$2; shift ;;
+    --force-workers) FORCE_WORKERS=1 ;;
+    --modes) MODES=$2; shift ;;
+    --size) SIZE=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --reps) REPS=$2; shift ;;
+    --nice) NICE=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    --no-plot) PLOT=0 ;;
+    --no-mem) MEM=0 ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# Per kind: flows, workers, modes, phase durations (max, lat, cps).
+case $KIND in
+  smoke) : "${FLOWS:=1000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat}"; : "${DURATION:=1}"
+         LAT=0.5; CPS=0.5; MEM=0; PLOT=0 ;;
+  quick) : "${FLOWS:=1000000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat,dr,tun,macswap}"; : "${DURATION:=3}"
+         LAT=2; CPS=2 ;;
+  full)  : "${FLOWS:=1000,100000,1000000}"; : "${WORKERS:=1,2}"; : "${MODES:=io,nat,dr,tun,macswap}"; : "${DURATION:=3}"
+         LAT=2; CPS=2 ;;
+esac
+
+if ((EUID != 0)); then echo "bench.sh: run as root (DPDK, network namespaces)" >&2; exit 2; fi
+for t in dpdk-testpmd ip; do
+  command -v $t >/dev/null || { echo "bench.sh: $t not found (apt-get install dpdk iproute2)" >&2; exit 2; }
+done
+NCPU=$(nproc)
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=$(command -v python3)
+if ((PLOT)) && ! $PY -c 'import matplotlib' 2>/dev/null; then
+  echo "bench.sh: installing python3-matplotlib for the plot"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib >/dev/null 2>&1 \
+    || { echo "bench.sh: no matplotlib, no plot" >&2; PLOT=0; }
+fi
+
+if ((BUILD)); then
+  echo "bench.sh: cargo build --release -p rvs-perf -p rvs-cli"
+  cargo build --release -q -p rvs-perf -p rvs-cli || exit 1
+fi
+GEN=$ROOT/target/release/rvs-perf
+RVS=$ROOT/target/release/rvs
+[[ -x $GEN && -x $RVS ]] || { echo "bench.sh: build first (cargo build --release)" >&2; exit 1; }
+
+TAG=$$
+NS=rvsperf$TAG
+SOCK=/run/rvs-perf/$TAG
+RAW=$(mktemp -d /tmp/rvs-bench.XXXXXX)
+mkdir -p "$SOCK" "$OUT"
+GPID=""
+DPID=""
+
+cleanup() {
+  for p in $GPID $DPID; do
+    if kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null; fi
+  done
+  ip netns del "$NS" 2>/dev/null
+  rm -rf "$SOCK" /var/run/dpdk/rvsperf-tp$TAG-* 2>/dev/null
+}
+trap cleanup EXIT
+trap 'echo "bench.sh: interrupted"; exit 130' INT TERM
+
+ip netns add "$NS" || { echo "bench.sh: cannot create network namespace $NS" >&2; exit 1; }
+ip -n "$NS" link set lo up
+
+GEN_CMAC=02:00:00:00:01:01
+GEN_SMAC=02:00:00:00:02:01
+DUT_CMAC=02:00:00:00:01:02
+DUT_SMAC=02:00:00:00:02:02
+memif() {  # memif NAME ROLE SOCKFILE MAC
+  echo "$1,role=$2,socket=$SOCK/$3,socket-abstract=no,id=0,mac=$4"
+}
+
+# Connection-table capacity of the director: the flows plus a few seconds of
+# new connections (their FIN timeout is 2 s in the bench config).
+maxconn_for() { echo $(( $1 + 8000000 )); }
+
+# wait_for FILE PATTERN SECONDS
+wait_for() {
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+stop_pid() {  # stop_pid PID: SIGINT, then SIGKILL after 15 s
+  local p=$1 i
+  [[ -n $p ]] || return 0
+  kill -INT "$p" 2>/dev/null
+  for ((i = 0; i < 150; i++)); do
+    kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null; return 0; }
+    sleep 0.1
+  done
+  kill -KILL "$p" 2>/dev/null
+  wait "$p" 2>/dev/null
+}
+
+renice_pid() {
+  [[ -n $NICE && -n $1 ]] && renice -n "$NICE" -p "$1" >/dev/null 2>&1
+  return 0
+}
+
+INDEX=$RAW/index.tsv
+printf 'name\tmode\tflows\tworkers\tsize\trep\tstatus\tdut_rss_kb\n' > "$INDEX"
+
+# run_one MODE FLOWS WORKERS REP
+run_one() {
+  local mode=$1 flows=$2 w=$3 rep=$4
+  local name="${mode}-f${flows}-w${w}-r${rep}"
+  local glog=$RAW/$name.gen.log dlog=$RAW/$name.dut.log json=$RAW/$name.json
+  local dut_cores="0@1" gen_core="0@0" i
+  for ((i = 1; i <= w; i++)); do dut_cores+=",$i@$(( i == 1 ? 1 : i ))"; done
+  rm -f "$SOCK"/*.sock
+  local extra=()
+  [[ $mode == io || $mode == macswap ]] && extra+=(--dut-mac "$DUT_CMAC")
+  local expect=$mode
+  local timeout=$(( 60 + flows / 20000 ))
+  echo "bench.sh: [$name] $(date +%T)"
+  timeout $timeout "$GEN" gen \
+    --client-dev "$(memif net_memif0 server c.sock $GEN_CMAC)" \
+    --server-dev "$(memif net_memif1 server s.sock $GEN_SMAC)" \
+    --lcores "$gen_core" --queues "$w" --expect "$expect" --flows "$flows" --size "$SIZE" \
+    --duration "$DURATION" --lat-duration "$LAT" --cps-duration "$CPS" \
+    --label "$name" --json "$json" "${extra[@]}" > "$glog" 2>&1 &
+  GPID=$!
+  renice_pid $GPID
+  if ! wait_for "$glog" "waiting for the DUT" 20; then
+    echo "bench.sh: [$name] generator did not start:"; tail -5 "$glog"
+    stop_pid $GPID; GPID=""
+    printf '%s\t%s\t%s\t%s\t%s\t%s\tgen-failed\t0\n' "$name" "$mode" "$flows" "$w" "$SIZE" "$rep" >> "$INDEX"
+    return 1
+  fi
+  case $mode in
+    io|macswap)
+      ip netns exec "$NS" dpdk-testpmd --lcores "$dut_cores" --no-huge -m 512 \
+        --file-prefix="rvsperf-tp$TAG-$name" --no-pci --log-level=lib.eal:warning \
+        --vdev "$(memif net_memif0 client c.sock $DUT_CMAC)" \
+        --vdev "$(memif net_memif1 client s.sock $DUT_SMAC)" \
+        -- --forward-mode="$mode" --auto-start --stats-period 60 --nb-cores="$w" \
+        --rxq="$w" --txq="$w" --burst=32 --total-num-mbufs=32768 > "$dlog" 2>&1 &
+      ;;
+    nat|dr|tun)
+      sed -e "s|@CORES@|$dut_cores|; s|@WORKERS@|$w|; s|@SOCKDIR@|$SOCK|g; s|@SCHEDULER@|rr|" \
+          -e "s|@FORWARD@|$mode|; s|@MAXCONN@|$(maxconn_for "$flows")|" \
+          perf/configs/director.toml.in > "$RAW/$name.toml"
+      ip netns exec "$NS" env RVS_LOG=info "$RVS" run -c "$RAW/$name.toml" > "$dlog" 2>&1 &
+      ;;
+  esac
+  DPID=$!
+  renice_pid $DPID
+  local rss=0
+  # Wait for the generator; sample the DUT's resident memory meanwhile.
+  while kill -0 $GPID 2>/dev/null; do
+    local r
+    r=$(awk '/^VmRSS/ {print $2}' /proc/$DPID/status 2>/dev/null)
+    [[ -n $r ]] && ((r > rss)) && rss=$r
+    sleep 0.5
+  done
+  wait $GPID; local grc=$?
+  GPID=""
+  stop_pid $DPID; DPID=""
+  local status=ok
+  if ((grc != 0)) || [[ ! -s $json ]]; then
+    status="gen-exit-$grc"
+    echo "bench.sh: [$name] FAILED (generator exit $grc):"
+    grep -v '^EAL\|^TELEMETRY' "$glog" | tail -4
+    echo "  DUT log: $dlog"; tail -3 "$dlog"
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$mode" "$flows" "$w" "$SIZE" "$rep" "$status" "$rss" >> "$INDEX"
+  rm -rf /var/run/dpdk/rvsperf-tp$TAG-$name
+  [[ $status == ok ]]
+}
+
+T0=$SECONDS
+echo "bench.sh: $KIND run, flows $FLOWS, workers $WORKERS, modes $MODES, $SIZE-byte packets, $NCPU CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+failed=0
+IFS=, read -r -a FL <<< "$FLOWS"
+IFS=, read -r -a WL <<< "$WORKERS"
+IFS=, read -r -a ML <<< "$MODES"
+for w in "${WL[@]}"; do
+  # the generator has CPU 0; each worker needs a CPU of its own
+  if (( w + 1 > NCPU && ! FORCE_WORKERS )); then
+    echo "bench.sh: skipping $w-worker rows: $NCPU CPUs (generator + $w workers need $((w + 1)); --force-workers overrides)"
+    printf 'skip-w%s\t-\t-\t%s\t%s\t-\tskipped-%scpus\t0\n' "$w" "$w" "$SIZE" "$NCPU" >> "$INDEX"
+    continue
+  fi
+  for f in "${FL[@]}"; do
+    for ((rep = 1; rep <= REPS; rep++)); do
+      for m in "${ML[@]}"; do
+        run_one "$m" "$f" "$w" "$rep" || failed=1
+      done
+    done
+  done
+done
+
+if ((MEM)); then
+  echo "bench.sh: connection-table memory (1M and 10M connections)"
+  "$GEN" mem --conns 1000000,10000000 --json "$RAW/mem.json" 2>&1 | grep -v '^rvs-perf-mem' || failed=1
+fi
+
+mkdir -p "$OUT/raw"
+REPORT_ARGS=("$RAW" --out "$OUT" --kind "$KIND")
+((PLOT)) || REPORT_ARGS+=(--no-plot)
+if [[ $KIND == smoke ]]; then
+  REPORT_ARGS=("$RAW" --out "$OUT/smoke" --kind smoke --no-plot)
+  mkdir -p "$OUT/smoke"
+fi
+$PY "$ROOT/perf/report.py" "${REPORT_ARGS[@]}" || failed=1
+cp "$RAW"/*.json "$RAW"/index.tsv "$OUT/raw/" 2>/dev/null
+if [[ $KIND == smoke ]]; then
+  # Well formed: every row ran, forwarded, and passed the frame checks.
+  $PY "$ROOT/perf/report.py" "$RAW" --check || failed=1
+fi
+echo "bench.sh: done in $((SECONDS - T0)) s, raw logs in $RAW"
+exit $failed

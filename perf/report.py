@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""Turns the raw results of perf/bench.sh into a table, CSV, Markdown and a plot.
+
+    report.py RAWDIR --out DIR --kind quick|full|smoke [--no-plot]
+    report.py RAWDIR --check          exit 1 unless every row ran and is well formed
+
+RAWDIR holds index.tsv (one line per run, written by bench.sh), one JSON per run
+(written by `rvs-perf gen --json`) and mem.json (`rvs-perf mem --json`).
+Every figure of a director row is set beside the testpmd `io` row of the same
+flow count and worker count, measured in the same bench run.
+"""
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+
+CSV_FIELDS = [
+    "scenario", "mode", "flows", "workers", "pkt_size", "mpps", "baseline", "baseline_mpps",
+    "ratio", "p50_us", "p99_us", "cps",
+    # beyond the required columns
+    "gbps", "loss", "lat_rate_mpps", "baseline_p99_us", "added_p99_us", "p50_max_us",
+    "p99_max_us", "cps_baseline", "cps_ratio", "checked", "bad", "dut_rss_mb", "reps",
+]
+BASELINE = "io"
+TARGET_RATIO = {"dr": 0.85, "nat": 0.75, "tun": 0.70}
+DUT = {"io": "testpmd io", "macswap": "testpmd macswap", "nat": "rvs NAT", "dr": "rvs DR", "tun": "rvs TUN"}
+MODE_ORDER = ["io", "macswap", "nat", "dr", "tun"]
+
+
+def flows_label(n):
+    n = int(n)
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1000 and n % 1000 == 0:
+        return f"{n // 1000}k"
+    return str(n)
+
+
+def load_runs(raw):
+    runs = []
+    with open(os.path.join(raw, "index.tsv")) as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if row["status"] != "ok":
+                runs.append({"meta": row, "doc": None})
+                continue
+            try:
+                with open(os.path.join(raw, row["name"] + ".json")) as j:
+                    doc = json.load(j)
+            except (OSError, ValueError):
+                doc = None
+                row["status"] = "no-json"
+            runs.append({"meta": row, "doc": doc})
+    return runs
+
+
+def ph(doc, phase, *keys, default=None):
+    v = doc.get("phases", {}).get(phase)
+    for k in keys:
+        if not isinstance(v, dict) or k not in v:
+            return default
+        v = v[k]
+    return v
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def summarize(runs):
+    """One row per (mode, flows, workers): the median over repetitions."""
+    groups = {}
+    for r in runs:
+        m = r["meta"]
+        if r["doc"] is None:
+            continue
+        key = (m["mode"], int(m["flows"]), int(m["workers"]), int(m["size"]))
+        groups.setdefault(key, []).append(r)
+    rows = {}
+    for key, rs in groups.items():
+        mode, flows, workers, size = key
+        docs = [r["doc"] for r in rs]
+        rows[key] = {
+            "mode": mode, "flows": flows, "workers": workers, "pkt_size": size,
+            "reps": len(rs),
+            "mpps": med([ph(d, "max", "rx_mpps") for d in docs]),
+            "gbps": med([ph(d, "max", "gbps") for d in docs]),
+            "loss": med([ph(d, "max", "loss") for d in docs]),
+            "p50_us": med([ph(d, "lat", "lat_us", "p50") for d in docs]),
+            "p99_us": med([ph(d, "lat", "lat_us", "p99") for d in docs]),
+            "lat_rate_mpps": med([(ph(d, "lat", "rate_pps") or 0) / 1e6 for d in docs]),
+            "p50_max_us": med([ph(d, "max", "lat_us", "p50") for d in docs]),
+            "p99_max_us": med([ph(d, "max", "lat_us", "p99") for d in docs]),
+            "cps": med([ph(d, "cps", "cps") for d in docs]),
+            "checked": sum(sum((ph(d, p, "checked") or 0) for p in ("open", "max", "lat", "cps")) for d in docs),
+            "bad": sum(sum((ph(d, p, "bad_total") or 0) for p in ("max", "lat", "cps")) for d in docs),
+            "dut_rss_mb": med([int(r["meta"]["dut_rss_kb"] or 0) / 1024 for r in rs]),
+        }
+    for key, row in rows.items():
+        mode, flows, workers, size = key
+        base = rows.get((BASELINE, flows, workers, size))
+        row["scenario"] = f"{mode}-{flows_label(flows)}-w{workers}"
+        row["baseline"] = f"testpmd-{BASELINE}"
+        row["baseline_mpps"] = base["mpps"] if base else None
+        row["ratio"] = (row["mpps"] / base["mpps"]) if base and base["mpps"] and row["mpps"] is not None else None
+        row["baseline_p99_us"] = base["p99_us"] if base else None
+        row["added_p99_us"] = (row["p99_us"] - base["p99_us"]) if base and base["p99_us"] is not None and row["p99_us"] is not None else None
+        row["cps_baseline"] = base["cps"] if base else None
+        row["cps_ratio"] = (row["cps"] / base["cps"]) if base and base["cps"] and row["cps"] is not None else None
+    order = sorted(rows.values(), key=lambda r: (r["workers"], r["flows"], MODE_ORDER.index(r["mode"]) if r["mode"] in MODE_ORDER else 99))
+    return order
+
+
+def fmt(v, nd=2):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def write_csv(rows, path):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else (round(r[k], 4) if isinstance(r[k], float) else r[k])) for k in CSV_FIELDS})
+
+
+def table_lines(rows):
+    head = ["scenario", "DUT", "Mpps", "ratio", "Gbit/s", "loss %", "p50 us", "p99 us", "+p99 us", "p99 us @max", "conn/s", "cps ratio", "checked/bad"]
+    lines = [head]
+    for r in rows:
+        lines.append([
+            r["scenario"], DUT.get(r["mode"], r["mode"]), fmt(r["mpps"], 3), fmt(r["ratio"], 2), fmt(r["gbps"], 2),
+            fmt((r["loss"] or 0) * 100, 2), fmt(r["p50_us"], 1), fmt(r["p99_us"], 1), fmt(r["added_p99_us"], 1),
+            fmt(r["p99_max_us"], 0), f"{r['cps'] / 1e6:.3f}M" if r["cps"] else "-", fmt(r["cps_ratio"], 2),
+            f"{r['checked']}/{r['bad']}",
+        ])
+    return lines
+
+
+def print_table(rows):
+    lines = table_lines(rows)
+    widths = [max(len(l[i]) for l in lines) for i in range(len(lines[0]))]
+    for n, l in enumerate(lines):
+        print("  ".join(c.rjust(widths[i]) if i > 1 else c.ljust(widths[i]) for i, c in enumerate(l)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def md_table(lines):
+    out = ["| " + " | ".join(lines[0]) + " |", "|" + "|".join("---" for _ in lines[0]) + "|"]
+    out += ["| " + " | ".join(l) + " |" for l in lines[1:]]
+    return out
+
+
+def load_mem(raw):
+    try:
+        with open(os.path.join(raw, "mem.json")) as f:
+            return json.load(f)["mem"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def targets(rows, mem):
+    """(target, value, met) for each target of issue 5."""
+    out = []
+    by = {(r["mode"], r["flows"], r["workers"]): r for r in rows}
+    for mode, want in TARGET_RATIO.items():
+        r = by.get((mode, 1_000_000, 1))
+        v = r["ratio"] if r else None
+        out.append((f"{mode.upper()} established, 1 worker, 1M flows: >= {want:.2f} x testpmd io",
+                    f"{v:.2f} ({r['mpps']:.3f} vs {r['baseline_mpps']:.3f} Mpps)" if v is not None else "not measured",
+                    None if v is None else v >= want))
+    for mode in ("nat", "dr", "tun"):
+        r = by.get((mode, 1_000_000, 1)) or next((x for x in rows if x["mode"] == mode and x["workers"] == 1), None)
+        if r and r["cps"]:
+            out.append((f"{mode.upper()} new connections >= 1 M/s per worker ({flows_label(r['flows'])} flows)",
+                        f"{r['cps'] / 1e6:.3f} M/s (testpmd io: {r['cps_baseline'] / 1e6:.3f} M/s of the same 4-packet mix)" if r["cps_baseline"] else f"{r['cps'] / 1e6:.3f} M/s",
+                        r["cps"] / r["workers"] >= 1e6))
+    for mode in ("nat", "dr", "tun"):
+        r = by.get((mode, 1_000_000, 1)) or next((x for x in rows if x["mode"] == mode and x["workers"] == 1), None)
+        if r and r["added_p99_us"] is not None:
+            out.append((f"{mode.upper()} p99 latency added over testpmd io at 50% of max rate < 10 us",
+                        f"{r['added_p99_us']:+.1f} us (p99 {r['p99_us']:.1f} vs {r['baseline_p99_us']:.1f} us)",
+                        r["added_p99_us"] < 10))
+    for m in mem:
+        if m["conns"] == 1_000_000 or m["conns"] == 10_000_000:
+            out.append((f"<= 128 bytes per tracked connection ({flows_label(m['conns'])})",
+                        f"{m['bytes_per_conn']:.1f} B (table), {m['rss_bytes_per_conn']:.1f} B (RSS)",
+                        max(m["bytes_per_conn"], m["rss_bytes_per_conn"]) <= 128))
+        if m["conns"] == 10_000_000:
+            gib = max(m["memory_bytes"], m["rss_delta_bytes"]) / 2**30
+            out.append(("10M connections fit in 2 GiB", f"{gib:.2f} GiB", gib <= 2))
+    return out
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout.strip()
+    except Exception:
+        return ""
+
+
+def machine():
+    cpu = ""
+    try:
+        for l in open("/proc/cpuinfo"):
+            if l.startswith("model name"):
+                cpu = l.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
+    return {
+        "cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(),
+        "load": " ".join(load), "commit": sh(["git", "rev-parse", "--short", "HEAD"]),
+        "dpdk": sh(["pkg-config", "--modversion", "libdpdk"]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    w1 = [r for r in rows if r["workers"] == 1]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    styles = {"io": ("k", "--"), "macswap": ("0.5", "--"), "nat": ("tab:blue", "-"), "dr": ("tab:green", "-"), "tun": ("tab:red", "-")}
+    for mode in MODE_ORDER:
+        rs = sorted((r for r in w1 if r["mode"] == mode and r["mpps"] is not None), key=lambda r: r["flows"])
+        if not rs:
+            continue
+        c, ls = styles[mode]
+        xs = [r["flows"] for r in rs]
+        a1.plot(xs, [r["mpps"] for r in rs], marker="o", color=c, linestyle=ls, label=DUT[mode])
+        p99 = [(r["flows"], r["p99_us"]) for r in rs if r["p99_us"] is not None]
+        p50 = [(r["flows"], r["p50_us"]) for r in rs if r["p50_us"] is not None]
+        if p99:
+            a2.plot(*zip(*p99), marker="o", color=c, linestyle=ls, label=f"{DUT[mode]} p99")
+        if p50:
+            a2.plot(*zip(*p50), marker=".", color=c, linestyle=":", label=f"{DUT[mode]} p50")
+    for a in (a1, a2):
+        a.set_xscale("log")
+        a.set_xlabel("established flows")
+        a.grid(True, which="both", alpha=0.3)
+    a1.set_ylabel("Mpps (64-byte packets, 1 worker)")
+    a1.set_title("Throughput vs flow count")
+    a1.set_ylim(bottom=0)
+    a1.legend(fontsize=8)
+    a2.set_yscale("log")
+    a2.set_ylabel("latency, us (at 50% of each DUT's max rate)")
+    a2.set_title("Latency vs flow count")
+    a2.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_md(rows, runs, mem, path, kind, m, png):
+    L = [f"# rvs benchmark ({kind})", ""]
+    L.append(f"{m['date']}, commit `{m['commit']}`, DPDK {m['dpdk']}, {m['cpus']} x {m['cpu']}, kernel {m['kernel']}, "
+             f"load average at the end {m['load']}.")
+    L.append("")
+    L.append("Generator: `rvs-perf gen` on CPU 0; device under test (rvs or dpdk-testpmd) on CPU 1; two `net_memif` "
+             "links; 64-byte frames unless said; `ratio` = Mpps / testpmd io Mpps of the same flow count and workers, "
+             "same run. Latency p50/p99 at 50% of each DUT's own max rate (`+p99` = over testpmd io), `p99 @max` at "
+             "the max rate (queueing). conn/s: new connections (SYN, ACK, data, FIN) at the max rate. "
+             "checked/bad: frames verified byte by byte (sampled 1/16) / failures.")
+    L.append("")
+    L += md_table(table_lines(rows))
+    skipped = [r["meta"] for r in runs if r["meta"]["status"].startswith("skipped")]
+    failed = [r["meta"] for r in runs if r["meta"]["status"] not in ("ok",) and not r["meta"]["status"].startswith("skipped")]
+    for s in skipped:
+        L.append("")
+        L.append(f"{s['workers']}-worker rows skipped: {s['status'].split('-', 1)[1]} (the generator needs a CPU, and each worker one).")
+    for f in failed:
+        L.append("")
+        L.append(f"Run `{f['name']}` failed: {f['status']}.")
+    if mem:
+        L += ["", "## Connection-table memory", "",
+              "| connections | table (memory_bytes) | bytes/conn | RSS delta | RSS bytes/conn | insert ns | lookup ns |",
+              "|---|---|---|---|---|---|---|"]
+        for x in mem:
+            L.append(f"| {flows_label(x['conns'])} | {x['memory_bytes'] / 2**20:.1f} MiB | {x['bytes_per_conn']:.1f} | "
+                     f"{x['rss_delta_bytes'] / 2**20:.1f} MiB | {x['rss_bytes_per_conn']:.1f} | {x['insert_ns']:.0f} | {x['lookup_ns']:.0f} |")
+    t = targets(rows, mem)
+    if t:
+        L += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+        for name, val, met in t:
+            L.append(f"| {name} | {val} | {'-' if met is None else ('yes' if met else 'NO')} |")
+    if png:
+        L += ["", f"![throughput and latency vs flows]({os.path.basename(png)})"]
+    L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+def check(raw):
+    runs = load_runs(raw)
+    ok = True
+    if not runs:
+        print("report.py --check: no runs")
+        return False
+    for r in runs:
+        m = r["meta"]
+        if m["status"].startswith("skipped"):
+            continue
+        if m["status"] != "ok" or r["doc"] is None:
+            print(f"report.py --check: {m['name']}: {m['status']}")
+            ok = False
+            continue
+        d = r["doc"]
+        for p in ("max", "lat", "cps"):
+            if p not in d["phases"]:
+                print(f"report.py --check: {m['name']}: phase {p} missing")
+                ok = False
+                continue
+            st = d["phases"][p]
+            if st["rx"] <= 0 or st["checked"] <= 0:
+                print(f"report.py --check: {m['name']}: {p}: nothing received/checked")
+                ok = False
+            if st["bad_total"] != 0:
+                print(f"report.py --check: {m['name']}: {p}: {st['bad_total']} frames failed the checks: {st['bad']} {st['bad_examples'][:1]}")
+                ok = False
+    rows = summarize(runs)
+    for r in rows:
+        for k in ("mpps", "p50_us", "p99_us", "cps"):
+            if r[k] is None:
+                print(f"report.py --check: {r['scenario']}: {k} missing")
+                ok = False
+        if r["mode"] != BASELINE and r["ratio"] is None:
+            print(f"report.py --check: {r['scenario']}: no baseline ratio")
+            ok = False
+    print("report.py --check: " + ("ok" if ok else "FAILED") + f" ({len(rows)} rows)")
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("raw")
+    ap.add_argument("--out")
+    ap.add_argument("--kind", default="full")
+    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args()
+    if a.check:
+        sys.exit(0 if check(a.raw) else 1)
+    runs = load_runs(a.raw)
+    rows = summarize(runs)
+    mem = load_mem(a.raw)
+    print()
+    print_table(rows)
+    for name, val, met in targets(rows, mem):
+        print(f"  target: {name}: {val} -> {'-' if met is None else ('met' if met else 'NOT met')}")
+    os.makedirs(a.out, exist_ok=True)
+    m = machine()
+    csv_path = os.path.join(a.out, "latest.csv")
+    write_csv(rows, csv_path)
+    png = None
+    if not a.no_plot:
+        try:
+            png = os.path.join(a.out, "latest.png")
+            plot(rows, png)
+        except Exception as e:  # the plot is a bonus; the figures are in the CSV
+            print(f"report.py: no plot: {e}")
+            png = None
+    md_path = os.path.join(a.out, "latest.md")
+    write_md(rows, runs, mem, md_path, a.kind, m, png)
+    if mem:
+        with open(os.path.join(a.out, "latest-mem.json"), "w") as f:
+            json.dump({"mem": mem}, f, indent=1)
+    if a.kind in ("quick", "full"):
+        for src in (csv_path, md_path, png):
+            if src:
+                dst = os.path.join(a.out, a.kind + os.path.splitext(src)[1])
+                shutil.copyfile(src, dst)
+        # the copy names its own picture
+        mdk = os.path.join(a.out, a.kind + ".md")
+        if png and os.path.exists(mdk):
+            s = open(mdk).read().replace("(latest.png)", f"({a.kind}.png)")
+            open(mdk, "w").write(s)
+    print(f"\nreport.py: wrote {csv_path}, {md_path}" + (f", {png}" if png else ""))
+
+
+if __name__ == "__main__":
+    main()

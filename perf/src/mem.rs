@@ -1,0 +1,145 @@
+//! Memory of the connection table, measured: RSS of this process before and
+//! after building an `engine::conn::ConnTable` and filling it with NAT
+//! connections (two index keys each, the worst case), beside what the table
+//! says it allocated (`memory_bytes`). Also times inserts and lookups at
+//! that size (one thread, no prefetching: the cost of a lone cache miss).
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use engine::conn::{ConnTable, FlowKey, Method, NewConn, TcpState, PROTO_TCP};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MemOpts {
+    /// Table sizes (connections) to measure, filled to capacity.
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+    pub conns: Vec<usize>,
+    /// Lookups timed per size.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub lookups: usize,
+    /// Also write the JSON result here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Resident set size of this process, bytes.
+pub fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page
+}
+
+/// Client address and port of connection `i` (distinct for i < 2^32).
+fn client(i: usize) -> (Ipv4Addr, u16) {
+    let i = i as u64;
+    (
+        Ipv4Addr::from(0xc612_0000u32 + (i % 65536) as u32),
+        1024 + (i / 65536) as u16,
+    )
+}
+
+fn new_conn(i: usize) -> NewConn {
+    let (c, p) = client(i);
+    NewConn {
+        proto: PROTO_TCP,
+        client: c,
+        cport: p,
+        vip: Ipv4Addr::new(198, 18, 0, 100),
+        vport: 80,
+        server: Ipv4Addr::new(198, 19, 0, 11 + (i % 4) as u8),
+        sport: 8080,
+        method: Method::Nat,
+        flags: 0,
+        service: 0,
+        dest: (i % 4) as u32,
+        state: TcpState::None,
+    }
+}
+
+/// A small xorshift for reproducible random lookups.
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+pub fn measure(n: usize, lookups: usize) -> Result<Value> {
+    let rss0 = rss_bytes();
+    let t = Instant::now();
+    let mut table = ConnTable::with_capacity_and_seed(n, 0x5eed);
+    let build_s = t.elapsed().as_secs_f64();
+    let rss_empty = rss_bytes();
+    let t = Instant::now();
+    for i in 0..n {
+        table
+            .insert(new_conn(i), 0)
+            .ok()
+            .context("table full before capacity")?;
+    }
+    let insert_ns = t.elapsed().as_nanos() as f64 / n as f64;
+    let rss_full = rss_bytes();
+    let mut x = 0x1234_5678_9abc_def1u64;
+    let mut hits = 0usize;
+    let t = Instant::now();
+    for _ in 0..lookups {
+        let i = (xorshift(&mut x) % n as u64) as usize;
+        let (c, p) = client(i);
+        let k = FlowKey::new(PROTO_TCP, c, p, Ipv4Addr::new(198, 18, 0, 100), 80);
+        hits += table.lookup(&k, 1).is_some() as usize;
+    }
+    let lookup_ns = t.elapsed().as_nanos() as f64 / lookups.max(1) as f64;
+    let bytes = table.memory_bytes();
+    let v = json!({
+        "conns": n,
+        "capacity": table.capacity(),
+        "index_buckets": table.index_buckets(),
+        "memory_bytes": bytes,
+        "bytes_per_conn": bytes as f64 / n as f64,
+        "rss_before": rss0,
+        "rss_empty_table": rss_empty,
+        "rss_full_table": rss_full,
+        "rss_delta_bytes": rss_full.saturating_sub(rss0),
+        "rss_bytes_per_conn": rss_full.saturating_sub(rss0) as f64 / n as f64,
+        "build_s": build_s,
+        "insert_ns": insert_ns,
+        "lookup_ns": lookup_ns,
+        "lookup_hits": hits,
+        "max_probe_len": table.max_probe_len(),
+    });
+    drop(table);
+    Ok(v)
+}
+
+pub fn run(o: MemOpts) -> Result<()> {
+    let mut rows = Vec::new();
+    for &n in &o.conns {
+        let v = measure(n, o.lookups)?;
+        eprintln!(
+            "rvs-perf mem: {n} conns: table {:.1} MiB ({:.1} B/conn), RSS +{:.1} MiB ({:.1} B/conn), insert {:.0} ns, lookup {:.0} ns",
+            v["memory_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+            v["bytes_per_conn"].as_f64().unwrap_or(0.0),
+            v["rss_delta_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+            v["rss_bytes_per_conn"].as_f64().unwrap_or(0.0),
+            v["insert_ns"].as_f64().unwrap_or(0.0),
+            v["lookup_ns"].as_f64().unwrap_or(0.0),
+        );
+        rows.push(v);
+    }
+    let text = serde_json::to_string(&json!({ "mem": rows }))?;
+    println!("rvs-perf-mem {text}");
+    if let Some(p) = &o.json {
+        std::fs::write(p, format!("{text}\n"))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}

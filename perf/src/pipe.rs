@@ -1,0 +1,364 @@
+//! The director's per-packet path without DPDK: `Pipeline::process` on
+//! frames in a plain buffer, in a loop, on one thread. It isolates what the
+//! data path costs per packet (parse, connection lookup, rewrite, counters)
+//! from memif and the generator, and is what `perf record` and
+//! `valgrind --tool=callgrind` look at (`perf/profile.sh`).
+//!
+//! `--prefetch` emulates a burst pipeline the data path does not have yet:
+//! before a burst of 32 is processed, every frame's flow key is hashed and
+//! its index bucket prefetched, then its record (`ConnTable::prefetch_hashed`
+//! and `prefetch_conn_hashed`, public API of the table). The difference
+//! between the two runs is the gain that change would bring.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use engine::config;
+use engine::conn::{FlowKey, PROTO_TCP};
+use engine::dataplane::pipeline::{Frame, Pipeline, Verdict};
+use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
+use engine::dataplane::Shared;
+use engine::packet::ethernet::MacAddr;
+use serde_json::json;
+
+use crate::frames::{ack_word, Kind, Templates};
+
+const PORT0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 2]);
+const PORT1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 2]);
+const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
+const BURST: usize = 32;
+const HEADROOM: usize = 128;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PipeOpts {
+    /// Forwarding method of the service.
+    #[arg(long, default_value = "nat")]
+    pub mode: String,
+    /// Established flows.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub flows: u32,
+    /// Data packets to time (round robin over the flows).
+    #[arg(long, default_value_t = 20_000_000)]
+    pub packets: u64,
+    /// New connections to time (SYN, ACK, data, FIN each).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub conns: u64,
+    /// Packet size (Ethernet frame with FCS).
+    #[arg(long, default_value_t = 64)]
+    pub size: u16,
+    /// Scheduler of the service.
+    #[arg(long, default_value = "rr")]
+    pub scheduler: String,
+    /// Prefetch each burst's connection-table buckets and records first.
+    #[arg(long)]
+    pub prefetch: bool,
+    /// Connection-table capacity (default: 2 x flows + conns).
+    #[arg(long)]
+    pub capacity: Option<usize>,
+}
+
+/// A frame in a fixed buffer with mbuf-like headroom.
+struct BufFrame {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Frame for BufFrame {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.end]
+    }
+    fn prepend(&mut self, len: usize) -> bool {
+        if len > self.start {
+            return false;
+        }
+        self.start -= len;
+        true
+    }
+    fn trim_front(&mut self, len: usize) -> bool {
+        if self.start + len > self.end {
+            return false;
+        }
+        self.start += len;
+        true
+    }
+    fn truncate(&mut self, len: usize) {
+        if self.start + len < self.end {
+            self.end = self.start + len;
+        }
+    }
+    fn resize(&mut self, len: usize) -> bool {
+        if self.start + len > self.buf.len() {
+            return false;
+        }
+        self.end = self.start + len;
+        true
+    }
+}
+
+pub fn config_text(mode: &str, scheduler: &str, max_conns: usize) -> String {
+    let mut s = format!(
+        r#"
+[dpdk]
+cores = "0-1"
+
+[[port]]
+name = "client"
+device = "net_memif0"
+address = "198.18.0.2/16"
+
+[[port]]
+name = "servers"
+device = "net_memif1"
+address = "198.19.0.1/24"
+mtu = 1600
+
+[[service]]
+vip = "198.18.0.100"
+port = 80
+protocol = "tcp"
+scheduler = "{scheduler}"
+forward = "{mode}"
+"#
+    );
+    for k in 0..4 {
+        s.push_str(&format!(
+            "  [[service.server]]\n  address = \"198.19.0.{}\"\n  port = 8080\n",
+            11 + k
+        ));
+    }
+    s.push_str(&format!("\n[timeouts]\nmax_connections = {max_conns}\n"));
+    s
+}
+
+struct Rig {
+    snap: Snapshot,
+    p: Pipeline,
+    tpl: Templates,
+    frames: Vec<BufFrame>,
+    now_ms: u64,
+    prefetch: bool,
+}
+
+impl Rig {
+    /// Runs a burst of segments through the pipeline; returns how many were
+    /// forwarded.
+    fn burst(&mut self, segs: &[(Kind, u32, u16, u32)]) -> usize {
+        let len = self.tpl.len;
+        for (f, &(kind, src, sport, seq)) in self.frames.iter_mut().zip(segs) {
+            f.start = HEADROOM;
+            f.end = HEADROOM + len;
+            self.tpl.write(
+                &mut f.buf[HEADROOM..],
+                kind,
+                src,
+                sport,
+                seq,
+                ack_word(1, kind),
+                0,
+            );
+        }
+        let n = segs.len();
+        if self.prefetch {
+            let mut hs = [Default::default(); BURST];
+            for (i, &(_, src, sport, _)) in segs.iter().enumerate() {
+                let k = FlowKey::new(
+                    PROTO_TCP,
+                    Ipv4Addr::from(src),
+                    sport,
+                    Ipv4Addr::new(198, 18, 0, 100),
+                    80,
+                );
+                hs[i] = self.p.conns.key_hash(&k);
+                self.p.conns.prefetch_hashed(hs[i]);
+            }
+            for h in hs.iter().take(n) {
+                self.p.conns.prefetch_conn_hashed(*h);
+            }
+        }
+        let mut ok = 0;
+        for f in self.frames.iter_mut().take(n) {
+            if let Verdict::Tx(_) = self.p.process(&self.snap, f, 0, self.now_ms, false) {
+                ok += 1;
+            }
+        }
+        ok
+    }
+}
+
+fn flow(f: u32) -> (u32, u16) {
+    (0xc612_0100 + f % 16384, (1024 + f / 16384) as u16)
+}
+
+fn conn(k: u64) -> (u32, u16) {
+    (
+        0xc612_8000 + (k % 16384) as u32,
+        (1024 + (k / 16384) % 64000) as u16,
+    )
+}
+
+pub fn run(o: PipeOpts) -> Result<()> {
+    if !matches!(o.mode.as_str(), "nat" | "dr" | "tun") {
+        bail!("--mode nat | dr | tun");
+    }
+    let cap = o
+        .capacity
+        .unwrap_or(o.flows as usize * 2 + o.conns as usize + 1024);
+    let cfg = config::parse(&config_text(&o.mode, &o.scheduler, cap))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ports = vec![
+        PortInfo::new(&cfg.ports[0], PORT0_MAC),
+        PortInfo::new(&cfg.ports[1], PORT1_MAC),
+    ];
+    let shared = Arc::new(Shared::new(1));
+    let snap = Snapshot::build(&cfg, &ports, &shared.registry, 1, &AllUp).context("snapshot")?;
+    let now_ms = 10_000;
+    for k in 0..4u8 {
+        shared.neigh.learn(
+            Ipv4Addr::new(198, 19, 0, 11 + k),
+            crate::gen::server_mac(k as usize),
+            now_ms,
+        );
+    }
+    let p = Pipeline::new(0, 1, cap, &shared);
+    let tpl = Templates::new(
+        o.size as usize,
+        CLIENT_MAC,
+        PORT0_MAC,
+        Ipv4Addr::new(198, 18, 0, 100),
+        80,
+    );
+    let frames = (0..BURST)
+        .map(|_| BufFrame {
+            buf: vec![0u8; HEADROOM + 2048].into_boxed_slice(),
+            start: HEADROOM,
+            end: HEADROOM,
+        })
+        .collect();
+    let mut rig = Rig {
+        snap,
+        p,
+        tpl,
+        frames,
+        now_ms,
+        prefetch: o.prefetch,
+    };
+
+    // Open every flow (SYN, then ACK).
+    let t = Instant::now();
+    let mut segs = Vec::with_capacity(BURST);
+    let mut opened = 0;
+    for f in 0..o.flows {
+        let (src, sport) = flow(f);
+        segs.push((Kind::Syn, src, sport, f));
+        segs.push((Kind::Ack, src, sport, f));
+        if segs.len() == BURST || f + 1 == o.flows {
+            opened += rig.burst(&segs);
+            segs.clear();
+        }
+    }
+    let open_s = t.elapsed().as_secs_f64();
+
+    // Established data, round robin.
+    let mut fwd = 0u64;
+    let mut f = 0u32;
+    let t = Instant::now();
+    let mut left = o.packets;
+    while left > 0 {
+        let n = (left as usize).min(BURST);
+        segs.clear();
+        for _ in 0..n {
+            let (src, sport) = flow(f);
+            segs.push((Kind::Data, src, sport, f));
+            f += 1;
+            if f == o.flows {
+                f = 0;
+            }
+        }
+        fwd += rig.burst(&segs) as u64;
+        left -= n as u64;
+    }
+    let data_s = t.elapsed().as_secs_f64();
+
+    // The cost of building the frames alone (subtracted below).
+    let t = Instant::now();
+    let mut sink = 0u64;
+    for i in 0..o.packets.min(5_000_000) {
+        let fr = &mut rig.frames[(i % BURST as u64) as usize];
+        let (src, sport) = flow((i % u64::from(o.flows)) as u32);
+        rig.tpl.write(
+            &mut fr.buf[HEADROOM..],
+            Kind::Data,
+            src,
+            sport,
+            i as u32,
+            0,
+            i,
+        );
+        sink = sink.wrapping_add(u64::from(fr.buf[HEADROOM + 50]));
+    }
+    let build_ns = t.elapsed().as_nanos() as f64 / o.packets.min(5_000_000).max(1) as f64;
+    std::hint::black_box(sink);
+
+    // New connections: SYN, ACK, data, FIN.
+    let t = Instant::now();
+    let mut cfwd = 0u64;
+    let mut k = 0u64;
+    while k < o.conns {
+        segs.clear();
+        while segs.len() < BURST && k < o.conns {
+            let (src, sport) = conn(k);
+            for kind in Kind::ALL {
+                segs.push((kind, src, sport, k as u32));
+            }
+            k += 1;
+        }
+        cfwd += rig.burst(&segs) as u64;
+    }
+    let conn_s = t.elapsed().as_secs_f64();
+
+    let data_ns = data_s * 1e9 / o.packets.max(1) as f64;
+    let v = json!({
+        "mode": o.mode,
+        "flows": o.flows,
+        "size": o.size,
+        "prefetch": o.prefetch,
+        "capacity": cap,
+        "open_s": open_s,
+        "opened_segments_forwarded": opened,
+        "data_packets": o.packets,
+        "data_forwarded": fwd,
+        "data_ns_per_pkt": data_ns,
+        "frame_build_ns": build_ns,
+        "data_ns_per_pkt_net": data_ns - build_ns,
+        "data_mpps_one_core": 1e3 / (data_ns - build_ns).max(0.001),
+        "conns": o.conns,
+        "conn_segments_forwarded": cfwd,
+        "ns_per_conn": conn_s * 1e9 / o.conns.max(1) as f64,
+        "conns_per_s_one_core": o.conns as f64 / conn_s.max(1e-9),
+        "table_len": rig.p.conns.len(),
+    });
+    eprintln!(
+        "rvs-perf pipeline {} flows={} prefetch={}: data {:.1} ns/pkt ({:.1} net of {:.1} ns frame build, {:.2} Mpps/core), new conn {:.0} ns ({:.2} M conn/s), forwarded {}/{} data, {}/{} conn segments",
+        o.mode,
+        o.flows,
+        o.prefetch,
+        data_ns,
+        data_ns - build_ns,
+        build_ns,
+        1e3 / (data_ns - build_ns).max(0.001),
+        conn_s * 1e9 / o.conns.max(1) as f64,
+        o.conns as f64 / conn_s.max(1e-9) / 1e6,
+        fwd,
+        o.packets,
+        cfwd,
+        o.conns * 4,
+    );
+    println!("rvs-perf-pipeline {}", serde_json::to_string(&v)?);
+    Ok(())
+}
