@@ -15,6 +15,7 @@ use super::port::Port;
 use super::ring::Ring;
 use super::snapshot::Snapshot;
 use super::Shared;
+use crate::packet::{parse_frame, DropReason, Parsed};
 
 pub const BURST: usize = 32;
 const TX_BUF: usize = 64;
@@ -62,6 +63,9 @@ impl Worker {
             })
             .collect();
         let mut burst: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+        let mut mbufs: [Option<Mbuf>; BURST] = [const { None }; BURST];
+        let mut parsed: [Result<Parsed, DropReason>; BURST] =
+            [Err(DropReason::TruncatedEthernet); BURST];
         let mut dump_seen = self.shared.conn_dump.current();
         tracing::info!(
             worker = self.id,
@@ -110,18 +114,25 @@ impl Worker {
                     continue;
                 }
                 self.pipeline.stats.rx_packets.add(n as u64);
+                // Two passes: parse every frame and prefetch its flow's
+                // table bucket, then process them all.
                 for i in 0..n {
                     // SAFETY: rx burst returned n valid mbufs that we now own.
-                    let Some(m) = (unsafe { Mbuf::from_raw(burst[i]) }) else {
-                        continue;
-                    };
+                    mbufs[i] = unsafe { Mbuf::from_raw(burst[i]) };
                     if i + 1 < n {
                         // SAFETY: burst[i + 1] is a valid mbuf.
                         unsafe {
                             dpdk_ffi::rvs_prefetch0(dpdk_ffi::rvs_pktmbuf_mtod(burst[i + 1]))
                         };
                     }
-                    self.handle(&snap, m, pi, now_ms, false, &mut tx);
+                    if let Some(m) = &mbufs[i] {
+                        parsed[i] = self.pipeline.parse_and_prefetch(m.data());
+                    }
+                }
+                for i in 0..n {
+                    if let Some(m) = mbufs[i].take() {
+                        self.handle(&snap, m, Some(parsed[i]), pi, now_ms, false, &mut tx);
+                    }
                 }
             }
 
@@ -134,7 +145,7 @@ impl Worker {
                         continue;
                     };
                     let pi = m.port() as usize;
-                    self.handle(&snap, m, pi, now_ms, true, &mut tx);
+                    self.handle(&snap, m, None, pi, now_ms, true, &mut tx);
                 }
             }
             for ring in tx_in.iter().flatten() {
@@ -179,10 +190,12 @@ impl Worker {
     }
 
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn handle(
         &mut self,
         snap: &Snapshot,
         mut m: Mbuf,
+        parsed: Option<Result<Parsed, DropReason>>,
         pi: usize,
         now_ms: u64,
         owned: bool,
@@ -192,7 +205,11 @@ impl Worker {
             self.pipeline.stats.count_drop(Drop::MultiSegment);
             return;
         }
-        match self.pipeline.process(snap, &mut m, pi, now_ms, owned) {
+        let parsed = parsed.unwrap_or_else(|| parse_frame(m.data()));
+        match self
+            .pipeline
+            .process_parsed(snap, &mut m, parsed, pi, now_ms, owned)
+        {
             Verdict::Tx(out) => self.queue_tx(m, out, tx),
             Verdict::Handoff(w) => {
                 m.set_port(pi as u16);
