@@ -353,6 +353,44 @@ class Topology:
         missing = [n for n, f in ready.items() if not os.path.exists(f)]
         raise RuntimeError(f"real servers not ready after {timeout}s: {missing}")
 
+    def start_realserver(self, name, workdir, *extra, python=sys.executable, timeout=10.0):
+        """Start ci/realserver.py in server namespace `name` (again, e.g. after
+        kill_realserver), with extra arguments; wait until it is bound. Its
+        output is appended to <workdir>/<name>.log."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        rf = os.path.join(workdir, f"{name}.ready")
+        if os.path.exists(rf):
+            os.unlink(rf)
+        with open(os.path.join(workdir, f"{name}.log"), "a") as logf:
+            p = self.popen(self.rs_ns[name], [python, os.path.join(here, "realserver.py"),
+                                              "--name", name, "--ready-file", rf, *extra],
+                           stdout=logf, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(rf):
+                return p
+            if p.poll() is not None:
+                raise RuntimeError(f"real server {name} exited with {p.returncode}")
+            time.sleep(0.05)
+        raise RuntimeError(f"real server {name} not ready after {timeout}s")
+
+    def kill_realserver(self, name, sig=signal.SIGKILL, timeout=5.0):
+        """Kill every process in server namespace `name` (its real server) with
+        `sig` and wait until they are gone. Returns the pids killed."""
+        ns = self.rs_ns[name]
+        pids = ns_pids(ns)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.02)
+        for p in self.procs:              # reap our children among them
+            p.poll()
+        return pids
+
     def describe(self):
         return {"id": self.id, "client": self.client, "director": self.director,
                 "switch": self.switch, "servers": self.rs_ns, "dc": self.dc, "ds": self.ds,

@@ -7,6 +7,13 @@ HTTP on 0.0.0.0:8080 (ThreadingHTTPServer):
     GET /health           -> "ok\\n"
 UDP echo on 0.0.0.0:5353: replies b"<name>:" + the request.
 
+--mode-file PATH (health-check tests): while PATH exists, its first word
+changes what HTTP does with each new connection:
+    hang      accept and never answer (the connection is held open, at most
+              10 minutes, or until the mode changes; then closed unanswered)
+    garbage   answer with bytes that are not HTTP, then close
+anything else (or no file) serves normally.
+
 The blob is the concatenation of blocks of 64 KiB, block k being
 SHAKE-256(b"rvs-blob-" + str(k)) truncated to 64 KiB, the whole cut to N bytes.
 Anyone can compute its sha256 without fetching it (expected_sha256 below).
@@ -20,6 +27,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -46,9 +54,41 @@ def expected_sha256(size):
     return h.hexdigest()
 
 
+HANG_MAX = 600.0
+
+
+def current_mode(path):
+    """The first word of the mode file, or "" (normal) when there is none."""
+    if not path:
+        return ""
+    try:
+        with open(path) as f:
+            words = f.read(64).split()
+    except OSError:
+        return ""
+    return words[0] if words else ""
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "rvs-realserver/1"
     name = "rs?"
+    mode_file = None
+
+    def handle(self):
+        mode = current_mode(self.mode_file)
+        if mode == "hang":
+            # accepted; never answer while the mode lasts (bounded)
+            t0 = time.monotonic()
+            while current_mode(self.mode_file) == "hang" and time.monotonic() - t0 < HANG_MAX:
+                time.sleep(0.1)
+            return
+        if mode == "garbage":
+            try:
+                self.wfile.write(b"\x00\xffgarbage \x1b[31m not http at all\r\n\r\n" + os.urandom(64))
+            except OSError:
+                pass
+            return
+        super().handle()
 
     def log_message(self, fmt, *args):  # quiet: one line per request to stderr is too much
         pass
@@ -128,9 +168,11 @@ def main():
     ap.add_argument("--udp-port", type=int, default=5353)
     ap.add_argument("--bind", default="0.0.0.0")
     ap.add_argument("--ready-file", help="created once both sockets are bound")
+    ap.add_argument("--mode-file", help="hang/garbage switch for health-check tests (see above)")
     a = ap.parse_args()
 
     Handler.name = a.name
+    Handler.mode_file = a.mode_file
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.request_queue_size = 128

@@ -528,7 +528,7 @@ impl HealthSource for HealthChecker {
                             e.fsm = Fsm::new(hc.fall, hc.rise);
                         }
                         e.spec = spec.clone();
-                        spec.map(|s| (s, format!("{} {}", e.service, e.server)))
+                        spec.map(|s| (s, format!("{} ({})", e.server, e.service)))
                     } else {
                         None
                     }
@@ -602,16 +602,13 @@ fn check_loop(
     loop {
         let start = Instant::now();
         let r = spec.run();
-        let took = start.elapsed();
         let (ok, text) = match r {
             Ok(t) => (true, t),
             Err(t) => (false, t),
         };
+        // "health check of 198.19.0.11:8080 (tcp:198.18.0.100:80) passed: ..."
         tracing::debug!(
-            check = %label,
-            ok,
-            took_ms = took.as_millis() as u64,
-            "health check {}: {text}",
+            "health check of {label} {}: {text}",
             if ok { "passed" } else { "failed" }
         );
         let msg = CheckResult {
