@@ -12,6 +12,7 @@ engine::control::health so that every check result is a line).
 """
 
 import email
+import hashlib
 import email.policy
 import json
 import os
@@ -356,6 +357,14 @@ def wait_counts(env, pred, what, timeout=15, n=12):
     raise AssertionError(f"{what}: not within {timeout}s; last {last}")
 
 
+def ctl_status(env):
+    """`rvs ctl status --json` (the API socket is a path: reachable from here)."""
+    p = subprocess.run([lib.rvs_binary(), "ctl", "-s", os.path.join(env.workdir, "rvs.sock"),
+                        "status", "--json"], capture_output=True, text=True, timeout=30)
+    check(p.returncode == 0, f"rvs ctl status: exit {p.returncode}: {p.stderr.strip()}")
+    return json.loads(p.stdout)
+
+
 def skip_if_fake(env):
     if env.fake:
         raise lib.Skip("health checks are the director's; the FAKE director has none")
@@ -403,13 +412,19 @@ def health_kill_restart_mail(env):
     for want in ["Last result:", "Current configuration:", "TCP  198.18.0.100:80 wrr",
                  f"{netns.SERVERS['rs1']}:8080", rs2, "down"]:
         check(want in body, f"mail body lacks {want!r}:\n{body}")
+    st = ctl_status(env)
+    s2 = [d for s in st["services"] if s["service"] == "tcp:198.18.0.100:80"
+          for d in s["servers"] if d["server"] == rs2][0]
+    say(f"rvs ctl status: {rs2} health {s2['health']} ({s2['detail'][:90]})")
+    check(s2["health"] == "down" and not s2["up"], f"rvs ctl status says {s2}")
     time.sleep(4.0)
 
-    t_up0 = time.time()
     env.topo.start_realserver("rs2", env.workdir, "--mode-file", mode_file(env, "rs2"))
+    t_up0 = time.time()        # listening from here on
     t_up = wait_transition(env, rs2, "up again", t_up0, 10)
-    up_bound = (rise * interval + interval) / 1000.0 + 0.5
-    say(f"rs2 restarted; back after {t_up - t_up0:.2f}s (rise*interval+interval = {up_bound - 0.5:.1f}s)")
+    # the next check comes within one interval, then rise-1 more
+    up_bound = (rise * interval) / 1000.0 + 0.5
+    say(f"rs2 restarted; back after {t_up - t_up0:.2f}s (rise*interval = {up_bound - 0.5:.1f}s)")
     check(t_up - t_up0 <= up_bound, f"up after {t_up - t_up0:.2f}s > {up_bound:.1f}s")
     (subj, body, _), dt = wait_mail(smtp, lambda s, b: rs2 in s and " UP" in s, "saying rs2 is up")
     say(f"mail after {dt:.1f}s: {subj!r}")
@@ -456,12 +471,16 @@ def health_kill_restart_mail(env):
 
 @e2e(workers=(1,), timeout=240)
 def health_hang_timeout_schedule(env):
-    """rs2 accepts and never answers: down by timeout (timeout > interval)
-    while rs1's and rs3's checks keep their 500 ms schedule; rs3 answering
-    garbage goes down with the reason; both come back."""
+    """http checks with an MD5 body digest. rs2 accepts and never answers:
+    down by timeout (timeout > interval) while rs1's and rs3's checks keep
+    their 500 ms schedule; rs3 answering garbage goes down with the reason;
+    both come back."""
     skip_if_fake(env)
     interval, timeout, fall, rise = 500, 1200, 2, 2
-    setup(env, health_toml("http", interval, timeout, fall, rise))
+    # /health answers "ok\n": keepalived's digest is the MD5 of the body
+    digest = hashlib.md5(b"ok\n").hexdigest()
+    setup(env, health_toml("http", interval, timeout, fall, rise,
+                           f'  path = "/health"\n  digest = "{digest}"'))
     rs1, rs2, rs3 = (f"{netns.SERVERS[n]}:8080" for n in ("rs1", "rs2", "rs3"))
     time.sleep(1.5)
     t_hang = time.time()
@@ -472,6 +491,8 @@ def health_hang_timeout_schedule(env):
     bound = (fall * timeout + interval) / 1000.0 + 0.6
     say(f"rs2 hangs; down after {t_down - t_hang:.2f}s (bound {bound:.1f}s)")
     check(t_down - t_hang <= bound, f"down after {t_down - t_hang:.2f}s")
+    passed = [x for _, ok, x in checks(env, rs1) if ok]
+    check(passed and f"body MD5 {digest}" in passed[0], f"rs1 checks: {passed[:1]}")
     c2 = [c for c in checks(env, rs2) if c[0] >= t_hang]
     check(c2 and all("timed out after 1200 ms" in t for _, ok, t in c2 if not ok),
           f"rs2 failures should be timeouts: {c2}")
