@@ -17,7 +17,6 @@ import email.policy
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from datetime import datetime, timezone
