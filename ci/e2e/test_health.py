@@ -12,8 +12,8 @@ engine::control::health so that every check result is a line).
 """
 
 import email
-import hashlib
 import email.policy
+import hashlib
 import json
 import os
 import re
