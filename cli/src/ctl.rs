@@ -130,7 +130,7 @@ pub struct ServerOpts {
     server: String,
     /// 0..65535; 0 drains: no new connections, existing ones live on
     /// (add-server: default 1).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     weight: Option<u32>,
     /// nat, dr or tun (default: the service's).
     #[arg(long, value_name = "METHOD")]
@@ -484,7 +484,7 @@ mod tests {
             }
         });
         let p = path.to_str().unwrap();
-        let mut go = |args: &[&str]| {
+        let go = |args: &[&str]| {
             use clap::Parser;
             let mut v = vec!["ctl", "-s", p];
             v.extend_from_slice(args);

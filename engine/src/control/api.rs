@@ -179,7 +179,7 @@ impl Drop for ActiveGuard {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Line {
     /// A complete line (newline removed).
-    Line(Vec<u8>),
+    Complete(Vec<u8>),
     /// The stream ended cleanly between requests.
     Eof,
     /// The stream ended in the middle of a line.
@@ -207,7 +207,7 @@ pub(crate) fn read_line<R: BufRead>(r: &mut R) -> Line {
             if buf.last() == Some(&b'\r') {
                 buf.pop();
             }
-            Line::Line(buf)
+            Line::Complete(buf)
         }
         Ok(n) if n > MAX_REQUEST => Line::TooLong,
         Ok(n) => Line::Cut(n),
@@ -273,7 +273,7 @@ fn serve_client(stream: UnixStream, tx: &Sender<Call>, timeout: Duration) {
                 )),
                 true,
             ),
-            Line::Line(line) => match parse_request(&line) {
+            Line::Complete(line) => match parse_request(&line) {
                 Ok(req) => (call(tx, req), false),
                 Err(e) => (Response::error(e), false),
             },
@@ -309,11 +309,11 @@ mod tests {
         let mut r = Cursor::new(b"{\"cmd\":\"list\"}\r\n{\"cmd\":\"zero\"}\nhalf".to_vec());
         assert_eq!(
             read_line(&mut r),
-            Line::Line(b"{\"cmd\":\"list\"}".to_vec())
+            Line::Complete(b"{\"cmd\":\"list\"}".to_vec())
         );
         assert_eq!(
             read_line(&mut r),
-            Line::Line(b"{\"cmd\":\"zero\"}".to_vec())
+            Line::Complete(b"{\"cmd\":\"zero\"}".to_vec())
         );
         assert_eq!(read_line(&mut r), Line::Cut(4));
         assert_eq!(read_line(&mut r), Line::Eof);
@@ -322,7 +322,7 @@ mod tests {
         big.push(b'\n');
         assert_eq!(
             read_line(&mut Cursor::new(big.clone())),
-            Line::Line(vec![b'x'; MAX_REQUEST])
+            Line::Complete(vec![b'x'; MAX_REQUEST])
         );
         big.insert(0, b'x');
         assert_eq!(read_line(&mut Cursor::new(big)), Line::TooLong);

@@ -149,16 +149,16 @@ pub fn conns(v: &ConnsView) -> String {
     );
     for c in &v.conns {
         let secs = c.expires_ms.div_ceil(1000);
+        let source = format!("{}:{}", c.client, c.cport);
+        let virt = format!("{}:{}", c.vip, c.vport);
+        let dest = format!("{}:{}", c.server, c.sport);
         let _ = writeln!(
             out,
-            "{:<3} {:02}:{:02}  {:<11} {:<18} {:<18} {}",
+            "{:<3} {:02}:{:02}  {:<11} {source:<18} {virt:<18} {dest}",
             c.protocol.to_ascii_uppercase(),
             secs / 60,
             secs % 60,
             c.state,
-            format!("{}:{}", c.client, c.cport),
-            format!("{}:{}", c.vip, c.vport),
-            format!("{}:{}", c.server, c.sport)
         );
     }
     if v.truncated {

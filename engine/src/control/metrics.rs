@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::stats::Counts;
-use crate::dataplane::counters::Drop;
+use crate::dataplane::counters::{Drop, WorkerStats};
 use crate::dataplane::Shared;
 use crate::packet::DropReason;
 
@@ -33,6 +33,9 @@ pub const MAX_SCRAPES: usize = 16;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest request head read.
 const MAX_HEAD: u64 = 8192;
+
+/// A metric family computed from one `T`: name (or suffix), help, value.
+type Field<T> = (&'static str, &'static str, fn(&T) -> u64);
 
 /// What the controller publishes for the metrics (and nothing else).
 pub struct ControlInfo {
@@ -259,7 +262,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             )
         })
         .collect();
-    let counter_fields: [(&str, &str, fn(&Counts) -> u64); 5] = [
+    let counter_fields: [Field<Counts>; 5] = [
         ("connections_total", "Connections scheduled", |c| c.conns),
         ("in_packets_total", "Packets client -> server", |c| {
             c.in_packets
@@ -334,7 +337,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             );
         }
     }
-    let gauges: [(&str, &str, fn(&Srv) -> u64); 4] = [
+    let gauges: [Field<Srv>; 4] = [
         (
             "rvs_server_active_connections",
             "Active connections, per real server.",
@@ -369,11 +372,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [(
-        &str,
-        &str,
-        fn(&crate::dataplane::counters::WorkerStats) -> u64,
-    ); 8] = [
+    let worker_counters: [Field<WorkerStats>; 8] = [
         ("rvs_worker_rx_packets_total", "Frames received.", |w| {
             w.rx_packets.get()
         }),
@@ -491,7 +490,10 @@ protocol = "udp"
     /// A strict reading of the text format: every sample belongs to the
     /// family declared just before it by `# HELP` and `# TYPE`, names and
     /// label names are valid, values are numbers, no family appears twice.
-    fn check_exposition(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    /// A sample: name, labels, value.
+    type Sample = (String, Vec<(String, String)>, f64);
+
+    fn check_exposition(text: &str) -> Vec<Sample> {
         let name_ok = |n: &str| {
             !n.is_empty()
                 && n.chars().enumerate().all(|(i, c)| {
@@ -546,7 +548,7 @@ protocol = "udp"
         samples
     }
 
-    fn get(s: &[(String, Vec<(String, String)>, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+    fn get(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         let hits: Vec<f64> = s
             .iter()
             .filter(|(n, l, _)| {

@@ -74,13 +74,16 @@ impl Counts {
     }
 }
 
+/// A sample of the counters: when, per server id, per service id.
+type Sample = (Instant, HashMap<u32, Counts>, HashMap<u16, Counts>);
+
 /// Baselines and rates, owned by the controller.
 #[derive(Default)]
 pub struct Stats {
     /// Server id -> totals at the last `zero`.
     baseline: HashMap<u32, Counts>,
     /// The previous sample: when, per server id, per service id.
-    sample: Option<(Instant, HashMap<u32, Counts>, HashMap<u16, Counts>)>,
+    sample: Option<Sample>,
     rates: HashMap<u32, Rates>,
     svc_rates: HashMap<u16, Rates>,
 }
