@@ -9,8 +9,10 @@
 #
 # Options: --flows 1000,100000  --workers 1,2  --modes io,nat,...  --size 64
 #          --duration S (max-rate phase)  --reps N  --nice N (renice the two DPDK
-#          processes, e.g. -5, on a busy machine)  --no-build  --no-plot  --no-mem
-#          --out DIR (default perf/results)
+#          processes, e.g. -5, on a busy machine)  --wait-quiet S (before each row,
+#          wait up to S seconds for the CPUs to be >= 85% idle: other work on the
+#          machine time-slices the busy-polling processes and ruins latency)
+#          --no-build  --no-plot  --no-mem  --out DIR (default perf/results)
 #
 # Topology: the generator (rvs-perf gen, CPU 0) is the memif server of two links,
 # c.sock (client side) and s.sock (server side); the device under test (rvs or
@@ -42,6 +44,7 @@ PLOT=1
 MEM=1
 OUT="$ROOT/perf/results"
 FORCE_WORKERS=0
+WAIT_QUIET=0
 while (($#)); do
   case "$1" in
     --quick) KIND=quick ;;
@@ -55,6 +58,7 @@ while (($#)); do
     --duration) DURATION=$2; shift ;;
     --reps) REPS=$2; shift ;;
     --nice) NICE=$2; shift ;;
+    --wait-quiet) WAIT_QUIET=$2; shift ;;
     --no-build) BUILD=0 ;;
     --no-plot) PLOT=0 ;;
     --no-mem) MEM=0 ;;
@@ -151,6 +155,32 @@ stop_pid() {  # stop_pid PID: SIGINT, then SIGKILL after 15 s
   wait "$p" 2>/dev/null
 }
 
+# Percent of CPU time idle over the next second (all CPUs).
+idle_pct() {
+  local a b
+  read -r -a a < <(grep '^cpu ' /proc/stat)
+  sleep 1
+  read -r -a b < <(grep '^cpu ' /proc/stat)
+  local i ta=0 tb=0
+  for ((i = 1; i <= 8; i++)); do ta=$((ta + a[i])); tb=$((tb + b[i])); done
+  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) )) tot=$((tb - ta))
+  ((tot > 0)) || { echo 100; return; }
+  echo $(( 100 * idle / tot ))
+}
+
+wait_quiet() {
+  ((WAIT_QUIET > 0)) || return 0
+  local t0=$SECONDS p
+  while :; do
+    p=$(idle_pct)
+    ((p >= 85)) && return 0
+    if ((SECONDS - t0 >= WAIT_QUIET)); then
+      echo "bench.sh: CPUs only ${p}% idle after ${WAIT_QUIET} s of waiting; measuring anyway"
+      return 0
+    fi
+  done
+}
+
 renice_pid() {
   [[ -n $NICE && -n $1 ]] && renice -n "$NICE" -p "$1" >/dev/null 2>&1
   return 0
@@ -171,7 +201,8 @@ run_one() {
   [[ $mode == io || $mode == macswap ]] && extra+=(--dut-mac "$DUT_CMAC")
   local expect=$mode
   local timeout=$(( 60 + flows / 20000 ))
-  echo "bench.sh: [$name] $(date +%T)"
+  wait_quiet
+  echo "bench.sh: [$name] $(date +%T), load $(cut -d' ' -f1 /proc/loadavg)"
   timeout $timeout "$GEN" gen \
     --client-dev "$(memif net_memif0 server c.sock $GEN_CMAC)" \
     --server-dev "$(memif net_memif1 server s.sock $GEN_SMAC)" \

@@ -4,11 +4,17 @@
 //! from memif and the generator, and is what `perf record` and
 //! `valgrind --tool=callgrind` look at (`perf/profile.sh`).
 //!
-//! `--prefetch` emulates a burst pipeline the data path does not have yet:
-//! before a burst of 32 is processed, every frame's flow key is hashed and
-//! its index bucket prefetched, then its record (`ConnTable::prefetch_hashed`
-//! and `prefetch_conn_hashed`, public API of the table). The difference
-//! between the two runs is the gain that change would bring.
+//! `--batch` chooses how a burst of 32 goes through, so that the gain of a
+//! change to the worker loop is measured before it is made:
+//! * `none`: `Pipeline::process` frame by frame (the loop before a3f624a);
+//! * `bucket` (default, what `worker.rs` does): `parse_and_prefetch` for the
+//!   whole burst (parse, prefetch the flow's index bucket), then
+//!   `process_parsed` for each;
+//! * `conn`: as `bucket`, plus a second pass that reads each (now cached)
+//!   bucket and prefetches the connection record it points at
+//!   (`ConnTable::prefetch_conn_hashed`), the table's documented
+//!   three-stage pipeline;
+//! * `dry`: build the frames and do nothing else (the harness's own cost).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -16,11 +22,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use engine::config;
-use engine::conn::{FlowKey, PROTO_TCP};
+use engine::conn::FlowKey;
 use engine::dataplane::pipeline::{Frame, Pipeline, Verdict};
 use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
 use engine::dataplane::Shared;
 use engine::packet::ethernet::MacAddr;
+use engine::packet::DropReason;
 use serde_json::json;
 
 use crate::frames::{ack_word, Kind, Templates};
@@ -51,9 +58,9 @@ pub struct PipeOpts {
     /// Scheduler of the service.
     #[arg(long, default_value = "rr")]
     pub scheduler: String,
-    /// Prefetch each burst's connection-table buckets and records first.
-    #[arg(long)]
-    pub prefetch: bool,
+    /// How a burst is processed: none | bucket | conn | dry (see the module doc).
+    #[arg(long, default_value = "bucket")]
+    pub batch: String,
     /// Connection-table capacity (default: 2 x flows + conns).
     #[arg(long)]
     pub capacity: Option<usize>,
@@ -142,7 +149,16 @@ struct Rig {
     tpl: Templates,
     frames: Vec<BufFrame>,
     now_ms: u64,
-    prefetch: bool,
+    batch: Batch,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Batch {
+    None,
+    Bucket,
+    Conn,
+    /// Build the frames only (the harness's own cost, for subtraction).
+    Dry,
 }
 
 impl Rig {
@@ -164,26 +180,36 @@ impl Rig {
             );
         }
         let n = segs.len();
-        if self.prefetch {
-            let mut hs = [Default::default(); BURST];
-            for (i, &(_, src, sport, _)) in segs.iter().enumerate() {
-                let k = FlowKey::new(
-                    PROTO_TCP,
-                    Ipv4Addr::from(src),
-                    sport,
-                    Ipv4Addr::new(198, 18, 0, 100),
-                    80,
-                );
-                hs[i] = self.p.conns.key_hash(&k);
-                self.p.conns.prefetch_hashed(hs[i]);
+        let mut ok = 0;
+        if self.batch == Batch::Dry {
+            for f in self.frames.iter().take(n) {
+                ok += usize::from(std::hint::black_box(f.data()[0]) == 2);
             }
-            for h in hs.iter().take(n) {
-                self.p.conns.prefetch_conn_hashed(*h);
+            return ok;
+        }
+        if self.batch == Batch::None {
+            for f in self.frames.iter_mut().take(n) {
+                if let Verdict::Tx(_) = self.p.process(&self.snap, f, 0, self.now_ms, false) {
+                    ok += 1;
+                }
+            }
+            return ok;
+        }
+        let mut parsed = [Err(DropReason::TruncatedEthernet); BURST];
+        for (i, f) in self.frames.iter().take(n).enumerate() {
+            parsed[i] = self.p.parse_and_prefetch(f.data());
+        }
+        if self.batch == Batch::Conn {
+            for p in parsed.iter().take(n).flatten() {
+                let k = FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port);
+                self.p.conns.prefetch_conn_hashed(self.p.conns.key_hash(&k));
             }
         }
-        let mut ok = 0;
-        for f in self.frames.iter_mut().take(n) {
-            if let Verdict::Tx(_) = self.p.process(&self.snap, f, 0, self.now_ms, false) {
+        for (f, p) in self.frames.iter_mut().take(n).zip(parsed) {
+            if let Verdict::Tx(_) = self
+                .p
+                .process_parsed(&self.snap, f, p, 0, self.now_ms, false)
+            {
                 ok += 1;
             }
         }
@@ -240,13 +266,20 @@ pub fn run(o: PipeOpts) -> Result<()> {
             end: HEADROOM,
         })
         .collect();
+    let batch = match o.batch.as_str() {
+        "none" => Batch::None,
+        "bucket" => Batch::Bucket,
+        "conn" => Batch::Conn,
+        "dry" => Batch::Dry,
+        b => bail!("--batch none | bucket | conn | dry, not `{b}`"),
+    };
     let mut rig = Rig {
         snap,
         p,
         tpl,
         frames,
         now_ms,
-        prefetch: o.prefetch,
+        batch,
     };
 
     // Open every flow (SYN, then ACK).
@@ -327,7 +360,7 @@ pub fn run(o: PipeOpts) -> Result<()> {
         "mode": o.mode,
         "flows": o.flows,
         "size": o.size,
-        "prefetch": o.prefetch,
+        "batch": o.batch,
         "capacity": cap,
         "open_s": open_s,
         "opened_segments_forwarded": opened,
@@ -344,10 +377,10 @@ pub fn run(o: PipeOpts) -> Result<()> {
         "table_len": rig.p.conns.len(),
     });
     eprintln!(
-        "rvs-perf pipeline {} flows={} prefetch={}: data {:.1} ns/pkt ({:.1} net of {:.1} ns frame build, {:.2} Mpps/core), new conn {:.0} ns ({:.2} M conn/s), forwarded {}/{} data, {}/{} conn segments",
+        "rvs-perf pipeline {} flows={} batch={}: data {:.1} ns/pkt ({:.1} net of {:.1} ns frame build, {:.2} Mpps/core), new conn {:.0} ns ({:.2} M conn/s), forwarded {}/{} data, {}/{} conn segments",
         o.mode,
         o.flows,
-        o.prefetch,
+        o.batch,
         data_ns,
         data_ns - build_ns,
         build_ns,

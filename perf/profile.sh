@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Where the director's time goes, in two views that survive a noisy shared machine:
+#
+# 1. Instructions per packet (valgrind --tool=callgrind, deterministic) of the
+#    pipeline alone: `rvs-perf pipeline` runs Pipeline::parse_and_prefetch +
+#    process_parsed over byte buffers as the worker does, for NAT, DR and TUN
+#    (established data, 1k flows) and for new connections; the harness's own cost
+#    (`--batch dry`) is subtracted. Top functions by inclusive cost.
+# 2. The live director under load (perf record, cpu-clock sampling): rvs NAT on
+#    two memif links driven by `rvs-perf gen` at its max rate; the worker thread's
+#    profile, grouped (exception-path TAP polling, expiry sweep, pipeline, memif...).
+#
+#   perf/profile.sh [--packets N] [--flows N] [--no-live] [--no-callgrind] [--out FILE]
+#
+# Writes perf/results/profile.md (and prints it). Needs valgrind and perf (linux-perf).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PACKETS=300000
+FLOWS=1000
+LIVE_FLOWS=100000
+LIVE=1
+CG=1
+OUT=$ROOT/perf/results/profile.md
+while (($#)); do
+  case "$1" in
+    --packets) PACKETS=$2; shift ;;
+    --flows) FLOWS=$2; shift ;;
+    --live-flows) LIVE_FLOWS=$2; shift ;;
+    --no-live) LIVE=0 ;;
+    --no-callgrind) CG=0 ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "profile.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+cargo build --release -q -p rvs-perf -p rvs-cli || exit 1
+GEN=$ROOT/target/release/rvs-perf
+RVS=$ROOT/target/release/rvs
+W=$(mktemp -d /tmp/rvs-profile.XXXXXX)
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=$(command -v python3)
+mkdir -p "$(dirname "$OUT")"
+{
+  echo "# rvs data-path profile"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit \`$(git rev-parse --short HEAD)\`, $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)."
+} > "$W/profile.md"
+
+if ((CG)) && command -v valgrind >/dev/null; then
+  echo "profile.sh: callgrind, $PACKETS packets per mode"
+  cg() {  # cg NAME ARGS...
+    local name=$1; shift
+    valgrind --tool=callgrind --callgrind-out-file="$W/cg.$name.out" "$GEN" pipeline "$@" > "$W/cg.$name.log" 2>&1
+    callgrind_annotate --inclusive=yes "$W/cg.$name.out" > "$W/cg.$name.incl" 2>/dev/null
+    callgrind_annotate "$W/cg.$name.out" > "$W/cg.$name.self" 2>/dev/null
+  }
+  cg dry --mode nat --flows "$FLOWS" --packets "$PACKETS" --conns 0 --batch dry
+  for m in nat dr tun; do
+    cg "$m" --mode "$m" --flows "$FLOWS" --packets "$PACKETS" --conns 0
+  done
+  cg nat-none --mode nat --flows "$FLOWS" --packets "$PACKETS" --conns 0 --batch none
+  cg nat-conn --mode nat --flows 1 --packets 0 --conns $((PACKETS / 4))
+  $PY - "$W" "$PACKETS" "$FLOWS" >> "$W/profile.md" <<'EOF'
+import re, sys
+w, packets, flows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+def incl(name):
+    rows = {}
+    for line in open(f"{w}/cg.{name}.incl"):
+        m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(\S+?):(\S.*?)(?: \[.*\])?$", line)
+        if m:
+            v = int(m.group(1).replace(",", ""))
+            fn = m.group(3)
+            rows[fn] = max(rows.get(fn, 0), v)
+    return rows
+
+def selfcost(name):
+    rows = []
+    for line in open(f"{w}/cg.{name}.self"):
+        m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(\S+?):(\S.*?)(?: \[.*\])?$", line)
+        if m:
+            rows.append((int(m.group(1).replace(",", "")), m.group(2).split("/src/")[-1], m.group(3)))
+    return rows
+
+def burst(rows):
+    return next((v for f, v in rows.items() if f.endswith("Rig::burst")), 0)
+
+dry = burst(incl("dry"))
+print()
+print(f"## Instructions per packet (callgrind), {flows} flows, 64-byte frames")
+print()
+print("Pipeline = what the worker runs per frame (parse + prefetch, process_parsed), the")
+print("generator-side frame building of the harness subtracted.")
+print()
+print("| path | Ir/packet | parse+prefetch | process_parsed | ipv4 | existing | inbound | neigh resolve |")
+print("|---|---|---|---|---|---|---|---|")
+for name, label, n in (("nat", "NAT data", packets), ("dr", "DR data", packets), ("tun", "TUN data", packets), ("nat-none", "NAT data, frame by frame (no burst prefetch)", packets)):
+    r = incl(name)
+    tot = (burst(r) - dry) / n
+    def f(suffix):
+        v = next((v for k, v in r.items() if k.endswith(suffix)), None)
+        return "-" if v is None else f"{v / n:.0f}"
+    pp = next((v for k, v in r.items() if k.endswith("Pipeline::process_parsed")), 0) or next((v for k, v in r.items() if k.endswith("Pipeline::process")), 0)
+    print(f"| {label} | {tot:.0f} | {tot - pp / n:.0f} | {pp / n:.0f} | {f('Pipeline::ipv4')} | {f('Pipeline::existing')} | {f('Pipeline::inbound')} | {f('NeighTable::resolve')} |")
+r = incl("nat-conn")
+conns = packets // 4
+print(f"| NAT new connection (SYN, ACK, data, FIN) | {(burst(r)) / conns:.0f} per connection | | | | | | |")
+print()
+print("Top functions by self cost (NAT data), Ir per packet:")
+print()
+print("| Ir/pkt | where |")
+print("|---|---|")
+for v, file, fn in selfcost("nat")[:22]:
+    if "rvs_perf" in fn and "engine" not in file:
+        continue
+    print(f"| {v / packets:.1f} | `{file}`: `{fn[:90]}` |")
+EOF
+fi
+
+if ((LIVE)) && command -v perf >/dev/null; then
+  echo "profile.sh: live director (NAT, $LIVE_FLOWS flows) under generator load, perf record"
+  S=/run/rvs-perf/prof$$
+  NS=rvsprof$$
+  mkdir -p "$S"
+  ip netns add "$NS" && ip -n "$NS" link set lo up
+  sed -e "s|@CORES@|0@1,1@1|; s|@WORKERS@|1|; s|@SOCKDIR@|$S|g; s|@SCHEDULER@|rr|; s|@FORWARD@|nat|; s|@MAXCONN@|9000000|" \
+    perf/configs/director.toml.in > "$W/live.toml"
+  "$GEN" gen --client-dev "net_memif0,role=server,socket=$S/c.sock,socket-abstract=no,id=0,mac=02:00:00:00:01:01" \
+    --server-dev "net_memif1,role=server,socket=$S/s.sock,socket-abstract=no,id=0,mac=02:00:00:00:02:01" \
+    --expect nat --flows "$LIVE_FLOWS" --phases probe,open,max --duration 8 --label profile > "$W/live.gen.log" 2>&1 &
+  G=$!
+  sleep 1
+  ip netns exec "$NS" "$RVS" run -c "$W/live.toml" > "$W/live.dut.log" 2>&1 &
+  D=$!
+  # wait for the max phase (after probe and open), then sample 4 s of it
+  for ((i = 0; i < 300; i++)); do grep -q "opened" "$W/live.gen.log" && break; sleep 0.1; done
+  sleep 1
+  perf record -q -g -o "$W/live.perf.data" -p $D -- sleep 4 > /dev/null 2>&1
+  wait $G
+  kill -INT $D 2>/dev/null; wait $D 2>/dev/null
+  ip netns del "$NS" 2>/dev/null; rm -rf "$S"
+  perf report -i "$W/live.perf.data" --no-children --sort sym -g none --percent-limit 0.3 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' > "$W/live.syms"
+  $PY - "$W" >> "$W/profile.md" <<'EOF'
+import re, sys, json
+w = sys.argv[1]
+rows = []
+for line in open(f"{w}/live.syms"):
+    m = re.match(r"\s*([\d.]+)%\s+\[(.)\]\s+(.*)", line)
+    if m:
+        rows.append((float(m.group(1)), m.group(2), m.group(3).strip()))
+groups = {
+    "exception-path TAP poll (readv syscalls)": lambda k, s: "readv" in s or k == "k" or "asynccancel" in s,
+    "connection expiry sweep (housekeeping)": lambda k, s: "expire_some" in s or "housekeeping" in s,
+    "memif PMD (rx/tx copies)": lambda k, s: s.startswith("0x") or "memif" in s,
+    "DPDK shims (rx/tx burst, mtod, rdtsc)": lambda k, s: s.startswith("rvs_"),
+    "pipeline (parse, lookup, rewrite)": lambda k, s: "engine::" in s or "pipeline" in s,
+}
+tot = {g: 0.0 for g in groups}
+other = 0.0
+for pct, kind, sym in rows:
+    for g, f in groups.items():
+        if f(kind, sym):
+            tot[g] += pct
+            break
+    else:
+        other += pct
+print()
+print("## Live director under load (perf record, worker and control threads)")
+print()
+mx = ""
+for line in open(f"{w}/live.gen.log"):
+    if "max:" in line:
+        d = json.loads(line.split("max: ", 1)[1])
+        mx = f"{d['rx_mpps']:.3f} Mpps forwarded during the run"
+print(f"rvs NAT, memif, 1 worker, {mx}. Share of samples:")
+print()
+print("| group | % of samples |")
+print("|---|---|")
+for g, v in sorted(tot.items(), key=lambda x: -x[1]):
+    print(f"| {g} | {v:.1f} |")
+print(f"| other | {other:.1f} |")
+print()
+print("Top symbols:")
+print()
+print("| % | symbol |")
+print("|---|---|")
+for pct, kind, sym in rows[:20]:
+    print(f"| {pct:.2f} | `{sym[:100]}` |")
+EOF
+fi
+cp "$W/profile.md" "$OUT"
+cat "$OUT"
+echo
+echo "profile.sh: wrote $OUT (raw data in $W)"
