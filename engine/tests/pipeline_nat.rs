@@ -398,3 +398,35 @@ fn two_workers_hand_off_to_the_owner_and_keep_wrr_exact() {
     assert_eq!(total, 60);
     assert_eq!(r.workers[1].conns.len(), handoffs);
 }
+
+#[test]
+fn deleting_a_server_drops_its_connections_and_gives_back_their_counts() {
+    let mut r = rig(1);
+    r.learn_servers();
+    // wrr 3,2,1: the third connection goes to rs2.
+    for i in 0..3u16 {
+        assert_eq!(
+            r.run(0, 0, &tcp_frame(43000 + i, true, false, b""), 1).0,
+            Verdict::Tx(1)
+        );
+    }
+    let rs2 = r.snap.services[0].servers[1].shared.clone();
+    assert_eq!((rs2.active(), rs2.inactive()), (1, 0));
+    // A new snapshot without rs2 (same registry: the others keep their ids).
+    let mut cfg = config::parse(CFG).unwrap();
+    cfg.services[0].servers.remove(1);
+    let ports = r.snap.ports.clone();
+    r.snap = Snapshot::build(&cfg, &ports, &r.shared.registry, 2, &AllUp).unwrap();
+    let (v, _) = r.run(0, 0, &tcp_frame(43002, false, true, b"x"), 2);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(r.drops(Drop::ServerGone), 1);
+    assert_eq!(
+        (rs2.active(), rs2.inactive()),
+        (0, 0),
+        "the count came back"
+    );
+    // rs1's connections are untouched.
+    let (v, out) = r.run(0, 0, &tcp_frame(43000, false, true, b"y"), 3);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(decode(&out).1, RS[0]);
+}

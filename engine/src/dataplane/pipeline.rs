@@ -407,7 +407,7 @@ impl Pipeline {
         let c = *self.conns.get(id);
         let Some((_svc, srv)) = snap.dest(c.dest()) else {
             // Its server was deleted: IPVS drops the connection's packets.
-            self.conns.remove(id);
+            self.release(snap, id, now_ms);
             return self.drop(Drop::ServerGone);
         };
         if !srv.usable {
@@ -764,15 +764,7 @@ impl Pipeline {
         self.conns.expire_some(now_ms, budget, |c| {
             stats.conns_expired.inc();
             release_template(snap, persist, c, now_ms);
-            if let Some((_, srv)) = snap.dest(c.dest()) {
-                let k = &srv.shared.per_worker[worker];
-                if conn::is_active(c.proto(), c.state()) {
-                    k.active.dec();
-                } else {
-                    k.inactive.dec();
-                }
-                srv.update_overload();
-            }
+            uncount(snap, worker, c);
         });
         self.stats.conns.set(self.conns.len() as u64);
         if self.worker == 0 && now_ms.saturating_sub(self.last_warm_ms) >= NEIGH_WARM_MS {
@@ -803,16 +795,25 @@ impl Pipeline {
     fn release(&mut self, snap: &Snapshot, id: ConnId, now_ms: u64) {
         if let Some(c) = self.conns.remove(id) {
             release_template(snap, &self.shared.persist, &c, now_ms);
-            if let Some((_, srv)) = snap.dest(c.dest()) {
-                let k = &srv.shared.per_worker[self.worker];
-                if c.is_active() {
-                    k.active.dec();
-                } else {
-                    k.inactive.dec();
-                }
-                srv.update_overload();
-            }
+            uncount(snap, self.worker, &c);
         }
+    }
+}
+
+/// Gives back a finished connection's active/inactive count on its server,
+/// also when the server has been deleted since (its counters outlive it).
+fn uncount(snap: &Snapshot, worker: usize, c: &conn::Conn) {
+    let Some(d) = snap.counters(c.dest()) else {
+        return;
+    };
+    let k = &d.per_worker[worker];
+    if c.is_active() {
+        k.active.dec();
+    } else {
+        k.inactive.dec();
+    }
+    if let Some((_, srv)) = snap.dest(c.dest()) {
+        srv.update_overload();
     }
 }
 

@@ -287,6 +287,9 @@ pub struct Snapshot {
     /// Server id -> (service index, server index) in this snapshot;
     /// `u32::MAX` for a sorry server, `None` for a server that is gone.
     pub dest_index: Vec<Option<(u16, u32)>>,
+    /// Server id -> its counters, for every server the registry has ever
+    /// known, so a connection of a deleted server still gives back its count.
+    pub counters: Vec<Option<Arc<DestShared>>>,
     pub timeouts: conn::Timeouts,
 }
 
@@ -329,6 +332,7 @@ impl Snapshot {
             services: Vec::new(),
             vips: Vec::new(),
             dest_index: Vec::new(),
+            counters: Vec::new(),
             timeouts: conn::Timeouts::default(),
         }
     }
@@ -416,6 +420,17 @@ impl Snapshot {
             services,
             vips,
             dest_index,
+            counters: {
+                let mut v: Vec<Option<Arc<DestShared>>> = Vec::new();
+                for (_, _, _, d) in registry.entries() {
+                    let i = d.id as usize;
+                    if v.len() <= i {
+                        v.resize(i + 1, None);
+                    }
+                    v[i] = Some(d);
+                }
+                v
+            },
             timeouts: conn_timeouts(&cfg.timeouts),
         })
     }
@@ -459,6 +474,12 @@ impl Snapshot {
             svc.servers.get(di as usize)?
         };
         Some((svc, srv))
+    }
+
+    /// The counters of server `id`, present or deleted.
+    #[inline]
+    pub fn counters(&self, id: u32) -> Option<&DestShared> {
+        self.counters.get(id as usize)?.as_deref()
     }
 
     /// The port to send to `ip` and the next hop on it: the port whose
