@@ -81,6 +81,7 @@ pub struct Pipeline {
     arp_queue: [(usize, Ipv4Addr); ARP_QUEUE],
     arp_len: usize,
     last_warm_ms: u64,
+    warm_generation: u64,
     tun_ident: u16,
     icmp_tokens: u64,
     icmp_last_ms: u64,
@@ -97,6 +98,7 @@ impl Pipeline {
             arp_queue: [(0, Ipv4Addr::UNSPECIFIED); ARP_QUEUE],
             arp_len: 0,
             last_warm_ms: 0,
+            warm_generation: 0,
             tun_ident: 0,
             icmp_tokens: ICMP_BURST,
             icmp_last_ms: 0,
@@ -767,8 +769,13 @@ impl Pipeline {
             uncount(snap, worker, c);
         });
         self.stats.conns.set(self.conns.len() as u64);
-        if self.worker == 0 && now_ms.saturating_sub(self.last_warm_ms) >= NEIGH_WARM_MS {
+        // Worker 0 keeps the next hops resolved: every second, and at once
+        // when a new configuration may have brought new servers.
+        let due = now_ms.saturating_sub(self.last_warm_ms) >= NEIGH_WARM_MS
+            || snap.generation != self.warm_generation;
+        if self.worker == 0 && due {
             self.last_warm_ms = now_ms;
+            self.warm_generation = snap.generation;
             self.warm_neighbours(snap, now_ms);
         }
     }
