@@ -279,17 +279,11 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
-/// This host's name ("localhost" if it has none).
+/// This host's name (the UTS namespace's, as gethostname(2) gives it;
+/// "localhost" if it has none).
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".to_string();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match std::str::from_utf8(&buf[..end]) {
-        Ok(s) if !s.is_empty() => s.to_string(),
+    match std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
         _ => "localhost".to_string(),
     }
 }
