@@ -8,8 +8,8 @@
 #   perf/bench.sh --smoke    ~15 s: generator and director talk, output well formed
 #
 # Options: --flows 1000,100000  --workers 1,2  --modes io,nat,...  --size 64
-#          --duration S (max-rate phase)  --reps N  --nice N (renice the two DPDK
-#          processes, e.g. -5, on a busy machine)  --wait-quiet S (before each row,
+#          --duration S (max-rate phase)  --reps N  --nice N (run the two DPDK
+#          processes under nice N, e.g. -10, on a machine shared with other work)  --wait-quiet S (before each row,
 #          wait up to S seconds for the CPUs to be >= 85% idle: other work on the
 #          machine time-slices the busy-polling processes and ruins latency)
 #          --no-build  --no-plot  --no-mem  --out DIR (default perf/results)
@@ -96,14 +96,19 @@ if ((BUILD)); then
   echo "bench.sh: cargo build --release -p rvs-perf -p rvs-cli"
   cargo build --release -q -p rvs-perf -p rvs-cli || exit 1
 fi
-GEN=$ROOT/target/release/rvs-perf
-RVS=$ROOT/target/release/rvs
-[[ -x $GEN && -x $RVS ]] || { echo "bench.sh: build first (cargo build --release)" >&2; exit 1; }
+[[ -x $ROOT/target/release/rvs-perf && -x $ROOT/target/release/rvs ]] \
+  || { echo "bench.sh: build first (cargo build --release)" >&2; exit 1; }
 
 TAG=$$
 NS=rvsperf$TAG
 SOCK=/run/rvs-perf/$TAG
 RAW=$(mktemp -d /tmp/rvs-bench.XXXXXX)
+# A private copy of the binaries: every row runs the same build even if the
+# tree is rebuilt meanwhile.
+mkdir -p "$RAW/bin"
+cp "$ROOT/target/release/rvs-perf" "$ROOT/target/release/rvs" "$RAW/bin/"
+GEN=$RAW/bin/rvs-perf
+RVS=$RAW/bin/rvs
 mkdir -p "$SOCK" "$OUT"
 GPID=""
 DPID=""
@@ -181,10 +186,9 @@ wait_quiet() {
   done
 }
 
-renice_pid() {
-  [[ -n $NICE && -n $1 ]] && renice -n "$NICE" -p "$1" >/dev/null 2>&1
-  return 0
-}
+# The DPDK processes are started under `nice` (all their threads inherit it).
+NICE_CMD=()
+[[ -n $NICE ]] && NICE_CMD=(nice -n "$NICE")
 
 INDEX=$RAW/index.tsv
 printf 'name\tmode\tflows\tworkers\tsize\trep\tstatus\tdut_rss_kb\n' > "$INDEX"
@@ -203,14 +207,13 @@ run_one() {
   local timeout=$(( 60 + flows / 20000 ))
   wait_quiet
   echo "bench.sh: [$name] $(date +%T), load $(cut -d' ' -f1 /proc/loadavg)"
-  timeout $timeout "$GEN" gen \
+  "${NICE_CMD[@]}" timeout $timeout "$GEN" gen \
     --client-dev "$(memif net_memif0 server c.sock $GEN_CMAC)" \
     --server-dev "$(memif net_memif1 server s.sock $GEN_SMAC)" \
     --lcores "$gen_core" --queues "$w" --expect "$expect" --flows "$flows" --size "$SIZE" \
     --duration "$DURATION" --lat-duration "$LAT" --cps-duration "$CPS" \
     --label "$name" --json "$json" "${extra[@]}" > "$glog" 2>&1 &
   GPID=$!
-  renice_pid $GPID
   if ! wait_for "$glog" "waiting for the DUT" 20; then
     echo "bench.sh: [$name] generator did not start:"; tail -5 "$glog"
     stop_pid $GPID; GPID=""
@@ -219,7 +222,7 @@ run_one() {
   fi
   case $mode in
     io|macswap)
-      ip netns exec "$NS" dpdk-testpmd --lcores "$dut_cores" --no-huge -m 512 \
+      "${NICE_CMD[@]}" ip netns exec "$NS" dpdk-testpmd --lcores "$dut_cores" --no-huge -m 512 \
         --file-prefix="rvsperf-tp$TAG-$name" --no-pci --log-level=lib.eal:warning \
         --vdev "$(memif net_memif0 client c.sock $DUT_CMAC)" \
         --vdev "$(memif net_memif1 client s.sock $DUT_SMAC)" \
@@ -230,11 +233,10 @@ run_one() {
       sed -e "s|@CORES@|$dut_cores|; s|@WORKERS@|$w|; s|@SOCKDIR@|$SOCK|g; s|@SCHEDULER@|rr|" \
           -e "s|@FORWARD@|$mode|; s|@MAXCONN@|$(maxconn_for "$flows")|" \
           perf/configs/director.toml.in > "$RAW/$name.toml"
-      ip netns exec "$NS" env RVS_LOG=info "$RVS" run -c "$RAW/$name.toml" > "$dlog" 2>&1 &
+      "${NICE_CMD[@]}" ip netns exec "$NS" env RVS_LOG=info "$RVS" run -c "$RAW/$name.toml" > "$dlog" 2>&1 &
       ;;
   esac
   DPID=$!
-  renice_pid $DPID
   local rss=0
   # Wait for the generator; sample the DUT's resident memory meanwhile.
   while kill -0 $GPID 2>/dev/null; do
@@ -298,5 +300,6 @@ if [[ $KIND == smoke ]]; then
   # Well formed: every row ran, forwarded, and passed the frame checks.
   $PY "$ROOT/perf/report.py" "$RAW" --check || failed=1
 fi
+rm -rf "$RAW/bin"
 echo "bench.sh: done in $((SECONDS - T0)) s, raw logs in $RAW"
 exit $failed

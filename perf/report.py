@@ -25,7 +25,8 @@ CSV_FIELDS = [
     "ratio", "p50_us", "p99_us", "cps",
     # beyond the required columns
     "gbps", "loss", "lat_rate_mpps", "baseline_p99_us", "added_p99_us", "p50_max_us",
-    "p99_max_us", "cps_baseline", "cps_ratio", "checked", "bad", "dut_rss_mb", "reps",
+    "p99_max_us", "lat_min_us", "dut_bound", "cps_baseline", "cps_ratio", "checked", "bad",
+    "dut_rss_mb", "reps",
 ]
 BASELINE = "io"
 TARGET_RATIO = {"dr": 0.85, "nat": 0.75, "tun": 0.70}
@@ -97,6 +98,9 @@ def summarize(runs):
             "lat_rate_mpps": med([(ph(d, "lat", "rate_pps") or 0) / 1e6 for d in docs]),
             "p50_max_us": med([ph(d, "max", "lat_us", "p50") for d in docs]),
             "p99_max_us": med([ph(d, "max", "lat_us", "p99") for d in docs]),
+            "lat_min_us": med([ph(d, "lat", "lat_us", "min") for d in docs]),
+            # share of send attempts that found the DUT's ring full at max rate
+            "dut_bound": med([ph(d, "max", "tx_blocked_frac") for d in docs]),
             "cps": med([ph(d, "cps", "cps") for d in docs]),
             "checked": sum(sum((ph(d, p, "checked") or 0) for p in ("open", "max", "lat", "cps")) for d in docs),
             "bad": sum(sum((ph(d, p, "bad_total") or 0) for p in ("max", "lat", "cps")) for d in docs),
@@ -134,12 +138,13 @@ def write_csv(rows, path):
 
 
 def table_lines(rows):
-    head = ["scenario", "DUT", "Mpps", "ratio", "Gbit/s", "loss %", "p50 us", "p99 us", "+p99 us", "p99 us @max", "conn/s", "cps ratio", "checked/bad"]
+    head = ["scenario", "DUT", "Mpps", "ratio", "Gbit/s", "loss %", "DUT-bound", "min us", "p50 us", "p99 us", "+p99 us", "p99 us @max", "conn/s", "cps ratio", "checked/bad"]
     lines = [head]
     for r in rows:
         lines.append([
             r["scenario"], DUT.get(r["mode"], r["mode"]), fmt(r["mpps"], 3), fmt(r["ratio"], 2), fmt(r["gbps"], 2),
-            fmt((r["loss"] or 0) * 100, 2), fmt(r["p50_us"], 1), fmt(r["p99_us"], 1), fmt(r["added_p99_us"], 1),
+            fmt((r["loss"] or 0) * 100, 2), fmt(r["dut_bound"], 2), fmt(r["lat_min_us"], 1),
+            fmt(r["p50_us"], 1), fmt(r["p99_us"], 1), fmt(r["added_p99_us"], 1),
             fmt(r["p99_max_us"], 0), f"{r['cps'] / 1e6:.3f}M" if r["cps"] else "-", fmt(r["cps_ratio"], 2),
             f"{r['checked']}/{r['bad']}",
         ])
@@ -274,7 +279,9 @@ def write_md(rows, runs, mem, path, kind, m, png):
              "links; 64-byte frames unless said; `ratio` = Mpps / testpmd io Mpps of the same flow count and workers, "
              "same run. Latency p50/p99 at 50% of each DUT's own max rate (`+p99` = over testpmd io), `p99 @max` at "
              "the max rate (queueing). conn/s: new connections (SYN, ACK, data, FIN) at the max rate. "
-             "checked/bad: frames verified byte by byte (sampled 1/16) / failures.")
+             "checked/bad: frames verified byte by byte (sampled 1/16) / failures. DUT-bound: share of the generator's "
+             "send attempts at the max rate that found the DUT's memif ring full (near 1: the DUT sets the pace; near 0: "
+             "the generator does, and the figure is a lower bound for the DUT).")
     L.append("")
     L += md_table(table_lines(rows))
     skipped = [r["meta"] for r in runs if r["meta"]["status"].startswith("skipped")]

@@ -172,8 +172,17 @@ pub fn server_mac(k: usize) -> MacAddr {
 
 #[inline(always)]
 fn rdtsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: RDTSC has no preconditions (the same counter rte_rdtsc reads,
+    // without a call through the shim).
+    unsafe {
+        core::arch::x86_64::_rdtsc()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: reads the time-stamp counter; no preconditions.
-    unsafe { dpdk_ffi::rvs_rdtsc() }
+    unsafe {
+        dpdk_ffi::rvs_rdtsc()
+    }
 }
 
 /// Which packets a phase sends.
@@ -326,6 +335,10 @@ struct PhaseStats {
     /// Not ours (ARP excluded).
     foreign: u64,
     arp: u64,
+    /// Send attempts, and those that left frames the DUT's ring could not
+    /// take (back-pressure).
+    iters: u64,
+    blocked: u64,
     checked: u64,
     bad: [u64; Bad::ALL.len()],
     /// First few failures, for the report.
@@ -752,6 +765,12 @@ impl Gen {
             if !exhausted {
                 let n = self.send(&mut src, budget);
                 made += n as u64;
+                self.st.iters += 1;
+                if self.pending.iter().any(|p| !p.is_empty()) {
+                    // The DUT's ring is full: the DUT, not the generator,
+                    // sets the pace.
+                    self.st.blocked += 1;
+                }
                 if n < budget && self.pending.iter().all(Vec::is_empty) && self.src_done(&src) {
                     exhausted = true;
                 }
@@ -1076,6 +1095,9 @@ impl Gen {
             // L2 bits with the FCS, without preamble and inter-frame gap.
             "gbps": (st.rx_bytes + 4 * st.rx) as f64 * 8.0 / secs / 1e9,
             "by_kind": {"syn": st.by_kind[0], "ack": st.by_kind[1], "data": st.by_kind[2], "fin": st.by_kind[3]},
+            // Near 1: the DUT's ring was full (DUT-bound). Near 0 at the
+            // max rate: the generator could not feed the DUT faster.
+            "tx_blocked_frac": if st.iters > 0 { st.blocked as f64 / st.iters as f64 } else { 0.0 },
             "stale": st.stale,
             "foreign": st.foreign,
             "arp": st.arp,
