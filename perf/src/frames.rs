@@ -136,6 +136,7 @@ impl Templates {
 
     /// Writes the frame of one segment into `buf` (at least `self.len`
     /// bytes).
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn write(
         &self,

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the packet generator against a DUT on two memif links.
-    Gen(gen::GenOpts),
+    Gen(Box<gen::GenOpts>),
     /// Measure connection-table memory.
     Mem(mem::MemOpts),
     /// Time the director's pipeline on byte buffers (no DPDK).
@@ -36,7 +36,7 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Gen(o) => gen::run(o),
+        Cmd::Gen(o) => gen::run(*o),
         Cmd::Mem(o) => mem::run(o),
         Cmd::Pipeline(o) => pipe::run(o),
     };

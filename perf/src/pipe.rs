@@ -335,7 +335,7 @@ pub fn run(o: PipeOpts) -> Result<()> {
         );
         sink = sink.wrapping_add(u64::from(fr.buf[HEADROOM + 50]));
     }
-    let build_ns = t.elapsed().as_nanos() as f64 / o.packets.min(5_000_000).max(1) as f64;
+    let build_ns = t.elapsed().as_nanos() as f64 / o.packets.clamp(1, 5_000_000) as f64;
     std::hint::black_box(sink);
 
     // New connections: SYN, ACK, data, FIN.
