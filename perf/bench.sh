@@ -199,7 +199,9 @@ run_one() {
   local name="${mode}-f${flows}-w${w}-r${rep}"
   local glog=$RAW/$name.gen.log dlog=$RAW/$name.dut.log json=$RAW/$name.json
   local dut_cores="0@1" gen_core="0@0" i
-  for ((i = 1; i <= w; i++)); do dut_cores+=",$i@$(( i == 1 ? 1 : i ))"; done
+  # lcore i (worker i) on CPU i; with --force-workers on a small machine the
+  # extra workers share the last CPU (a functional check, not a figure)
+  for ((i = 1; i <= w; i++)); do dut_cores+=",$i@$(( i < NCPU ? i : NCPU - 1 ))"; done
   rm -f "$SOCK"/*.sock
   local extra=()
   [[ $mode == io || $mode == macswap ]] && extra+=(--dut-mac "$DUT_CMAC")
