@@ -32,6 +32,33 @@ impl Pool {
     }
 }
 
+/// `rte_pktmbuf_mtod`, inline: the first data byte is `buf_addr + data_off`
+/// (the C shim's version is a call per use on the hot path).
+///
+/// # Safety
+/// `m` must point to a valid mbuf.
+#[inline(always)]
+pub unsafe fn mtod(m: *mut rte_mbuf) -> *mut u8 {
+    // SAFETY: the caller passes a valid mbuf; data_off lies within its buffer.
+    unsafe { ((*m).buf_addr as *mut u8).add((*m).data_off as usize) }
+}
+
+/// Prefetches the first cache line of a frame's data.
+///
+/// # Safety
+/// `m` must point to a valid mbuf.
+#[inline(always)]
+pub unsafe fn prefetch_data(m: *mut rte_mbuf) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint and never faults; the caller passes a
+    // valid mbuf.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(mtod(m) as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = m;
+}
+
 /// An owned mbuf; dropping it returns it to its pool.
 pub struct Mbuf(NonNull<rte_mbuf>);
 
@@ -96,7 +123,7 @@ impl Mbuf {
     #[inline]
     pub fn prefetch(&self) {
         // SAFETY: prefetch of a valid address has no side effect.
-        unsafe { dpdk_ffi::rvs_prefetch0(dpdk_ffi::rvs_pktmbuf_mtod(self.0.as_ptr())) }
+        unsafe { prefetch_data(self.0.as_ptr()) }
     }
 }
 
@@ -107,10 +134,7 @@ impl Frame for Mbuf {
         // segment, which this handle owns for the borrow's lifetime.
         unsafe {
             let m = self.0.as_ptr();
-            std::slice::from_raw_parts(
-                dpdk_ffi::rvs_pktmbuf_mtod(m) as *const u8,
-                (*m).data_len as usize,
-            )
+            std::slice::from_raw_parts(mtod(m) as *const u8, (*m).data_len as usize)
         }
     }
 
@@ -119,10 +143,7 @@ impl Frame for Mbuf {
         // SAFETY: as above, and &mut self guarantees exclusive access.
         unsafe {
             let m = self.0.as_ptr();
-            std::slice::from_raw_parts_mut(
-                dpdk_ffi::rvs_pktmbuf_mtod(m) as *mut u8,
-                (*m).data_len as usize,
-            )
+            std::slice::from_raw_parts_mut(mtod(m), (*m).data_len as usize)
         }
     }
 

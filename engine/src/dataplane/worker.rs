@@ -19,6 +19,9 @@ use crate::packet::{parse_frame, DropReason, Parsed};
 
 pub const BURST: usize = 32;
 const TX_BUF: usize = 64;
+/// The exception path's TAPs are polled once every this many loops (a
+/// loop is a few microseconds busy, well under a microsecond idle).
+const KERNEL_POLL_EVERY: u32 = 16;
 /// Connection-table slots examined for expiry per loop iteration.
 const EXPIRE_BUDGET: usize = 64;
 
@@ -76,6 +79,7 @@ impl Worker {
         // the loop borrows them while `handle` borrows `self` mutably.
         let work_in = std::mem::take(&mut self.work_in);
         let tx_in = std::mem::take(&mut self.tx_in);
+        let mut loops: u32 = 0;
         while !self.shared.stop.load(Relaxed) {
             // A new configuration is picked up between bursts.
             if self.shared.generation.load(Relaxed) != gen {
@@ -85,8 +89,14 @@ impl Worker {
             // SAFETY: rdtsc has no preconditions.
             let now_ms = unsafe { dpdk_ffi::rvs_rdtsc() } / per_ms;
 
+            loops = loops.wrapping_add(1);
             for pi in 0..self.ports.len() {
                 if self.id >= self.ports[pi].rx_queues as usize {
+                    continue;
+                }
+                // A TAP's rx burst is a readv syscall: poll the exception
+                // path only every KERNEL_POLL_EVERY loops.
+                if self.port_of_tap[pi].is_some() && !loops.is_multiple_of(KERNEL_POLL_EVERY) {
                     continue;
                 }
                 // SAFETY: port/queue were set up for this worker; burst has
@@ -121,9 +131,7 @@ impl Worker {
                     mbufs[i] = unsafe { Mbuf::from_raw(burst[i]) };
                     if i + 1 < n {
                         // SAFETY: burst[i + 1] is a valid mbuf.
-                        unsafe {
-                            dpdk_ffi::rvs_prefetch0(dpdk_ffi::rvs_pktmbuf_mtod(burst[i + 1]))
-                        };
+                        unsafe { super::mbuf::prefetch_data(burst[i + 1]) };
                     }
                     if let Some(m) = &mbufs[i] {
                         parsed[i] = self.pipeline.parse_and_prefetch(m.data());
