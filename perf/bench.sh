@@ -191,6 +191,20 @@ NICE_CMD=()
 [[ -n $NICE ]] && NICE_CMD=(nice -n "$NICE")
 
 INDEX=$RAW/index.tsv
+LAT_RATES=""
+# The latency-phase rates of the director rows of one flow count/workers/rep.
+lat_rates_of() {
+  $PY -c '
+import json, sys, glob
+raw, f, w, rep = sys.argv[1:]
+rates = []
+for p in sorted(glob.glob(f"{raw}/*-f{f}-w{w}-r{rep}.json")):
+    try:
+        rates.append(str(int(json.load(open(p))["phases"]["lat"]["rate_pps"])))
+    except (OSError, ValueError, KeyError):
+        pass
+print(",".join(rates))' "$RAW" "$1" "$2" "$3"
+}
 printf 'name\tmode\tflows\tworkers\tsize\trep\tstatus\tdut_rss_kb\n' > "$INDEX"
 
 # run_one MODE FLOWS WORKERS REP
@@ -198,13 +212,18 @@ run_one() {
   local mode=$1 flows=$2 w=$3 rep=$4
   local name="${mode}-f${flows}-w${w}-r${rep}"
   local glog=$RAW/$name.gen.log dlog=$RAW/$name.dut.log json=$RAW/$name.json
-  local dut_cores="0@1" gen_core="0@0" i
+  # The DUT's main lcore (rvs: the control thread, awake every 10 ms;
+  # testpmd: idle) shares CPU 0 with the generator, so the forwarding
+  # lcores have their CPUs to themselves, as on a real director.
+  local dut_cores="0@0" gen_core="0@0" i
   # lcore i (worker i) on CPU i; with --force-workers on a small machine the
   # extra workers share the last CPU (a functional check, not a figure)
   for ((i = 1; i <= w; i++)); do dut_cores+=",$i@$(( i < NCPU ? i : NCPU - 1 ))"; done
   rm -f "$SOCK"/*.sock
   local extra=()
   [[ $mode == io || $mode == macswap ]] && extra+=(--dut-mac "$DUT_CMAC")
+  # testpmd io also measures latency at the directors' rates: equal load
+  [[ $mode == io && -n $LAT_RATES ]] && extra+=(--lat-rates "$LAT_RATES")
   local expect=$mode
   local timeout=$(( 60 + flows / 20000 ))
   wait_quiet
@@ -277,7 +296,15 @@ for w in "${WL[@]}"; do
   fi
   for f in "${FL[@]}"; do
     for ((rep = 1; rep <= REPS; rep++)); do
+      # directors first, then the baselines (io gets their latency rates)
+      LAT_RATES=""
       for m in "${ML[@]}"; do
+        [[ $m == io || $m == macswap ]] && continue
+        run_one "$m" "$f" "$w" "$rep" || failed=1
+      done
+      LAT_RATES=$(lat_rates_of "$f" "$w" "$rep")
+      for m in "${ML[@]}"; do
+        [[ $m == io || $m == macswap ]] || continue
         run_one "$m" "$f" "$w" "$rep" || failed=1
       done
     done

@@ -54,6 +54,8 @@ const NEW_BASE: u32 = 0xc612_8000;
 /// Client addresses of probe flows.
 const PROBE_BASE: u32 = 0xc612_c800;
 const FIRST_PORT: u32 = 1024;
+/// Late frames remembered per phase for the stall analysis.
+const MAX_STALL_SAMPLES: usize = 1 << 20;
 const PORTS: u32 = 64000;
 /// The generator's own address on the client side (source of its ARP).
 const GEN_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -130,6 +132,9 @@ pub struct GenOpts {
     /// Or an absolute rate (packets/s) for the latency phase.
     #[arg(long)]
     pub lat_rate: Option<f64>,
+    /// Also measure latency at these rates (packets/s), after `lat`.
+    #[arg(long, value_delimiter = ',')]
+    pub lat_rates: Vec<f64>,
     /// Seconds of the new-connection phase.
     #[arg(long, default_value_t = 2.0)]
     pub cps_duration: f64,
@@ -139,6 +144,11 @@ pub struct GenOpts {
     /// Check one received frame in this many in full.
     #[arg(long, default_value_t = 16)]
     pub sample: u32,
+    /// Latency (us) above which a frame counts towards a "stall" event;
+    /// the result lists the events (when, how long, how many frames), which
+    /// tells periodic pauses of the DUT (or of the machine) from queueing.
+    #[arg(long, default_value_t = 50.0)]
+    pub stall_us: f64,
     /// Give up on the DUT after this many seconds of link/ARP/probe.
     #[arg(long, default_value_t = 30.0)]
     pub ready_timeout: f64,
@@ -364,6 +374,10 @@ struct Gen {
     st: PhaseStats,
     hist: Histogram<u64>,
     sample_ctr: u32,
+    stall_ns: u64,
+    /// (receive TSC, latency ns) of frames over `stall_ns`, this phase.
+    stalls: Vec<(u64, u64)>,
+    phase_t0: u64,
     pending: Vec<Vec<*mut rte_mbuf>>,
     frees: Vec<*mut rte_mbuf>,
 }
@@ -453,6 +467,9 @@ fn run_inner(o: GenOpts) -> Result<()> {
         st: PhaseStats::default(),
         hist: Histogram::new_with_bounds(1, 60_000_000_000, 3)?,
         sample_ctr: 0,
+        stall_ns: (o.stall_us * 1000.0) as u64,
+        stalls: Vec::new(),
+        phase_t0: 0,
         pending: (0..o.queues).map(|_| Vec::with_capacity(BURST)).collect(),
         frees: Vec::with_capacity(4 * BURST),
         client,
@@ -524,6 +541,31 @@ impl Gen {
                     v["rate_pps"] = json!(rate);
                     self.log(&format!("lat: {v}"));
                     out.insert("lat".into(), v);
+                    // The same measurement at other offered rates (the bench
+                    // gives the baseline the directors' rates, so latencies
+                    // compare at equal load).
+                    let mut at = serde_json::Map::new();
+                    for (j, &r) in self.o.lat_rates.clone().iter().enumerate() {
+                        let src = Source::Data {
+                            flows: self.flows,
+                            i: 0,
+                        };
+                        let st = self.run_phase(
+                            100 + j as u8,
+                            Space::Flows,
+                            src,
+                            Some(r),
+                            self.o.lat_duration,
+                            0.1,
+                        );
+                        let mut v = self.phase_json(&st);
+                        v["rate_pps"] = json!(r);
+                        self.log(&format!("lat@{r}: {v}"));
+                        at.insert(format!("{}", r as u64), v);
+                    }
+                    if !at.is_empty() {
+                        out.insert("lat_at".into(), Value::Object(at));
+                    }
                 }
                 "cps" => {
                     let src = Source::NewConns { k: 0, step: 0 };
@@ -749,7 +791,9 @@ impl Gen {
         }
         let hz = self.hz as f64;
         let per_cycle = rate.map(|r| r / hz);
+        self.stalls.clear();
         let t0 = rdtsc();
+        self.phase_t0 = t0;
         let end = t0 + (secs * hz) as u64;
         let mut made: u64 = 0;
         let mut exhausted = false;
@@ -957,8 +1001,11 @@ impl Gen {
         }
         self.st.by_kind[s.kind as usize] += 1;
         let cyc = now.wrapping_sub(s.tsc) & frames::TSC_MASK;
-        self.hist
-            .saturating_record((cyc as f64 * self.ns_per_cycle) as u64);
+        let ns = (cyc as f64 * self.ns_per_cycle) as u64;
+        self.hist.saturating_record(ns);
+        if ns >= self.stall_ns && self.stalls.len() < MAX_STALL_SAMPLES {
+            self.stalls.push((now, ns));
+        }
         if s.kind == Kind::Syn && self.space == Space::Flows && s.seq < self.flows {
             self.opened[(s.seq / 64) as usize] |= 1 << (s.seq % 64);
         }
@@ -1083,7 +1130,45 @@ impl Gen {
         let got = st.rx + st.late;
         let lost = st.tx.saturating_sub(got);
         let bad: u64 = st.bad.iter().sum();
+        // Late frames grouped into events: a gap of more than 1 ms between
+        // two late frames starts a new event.
+        let gap = self.hz / 1000;
+        let mut events: Vec<(u64, u64, u64, u64)> = Vec::new(); // start, end, peak ns, frames
+        for &(t, ns) in &self.stalls {
+            match events.last_mut() {
+                Some(e) if t.wrapping_sub(e.1) <= gap => {
+                    e.1 = t;
+                    e.2 = e.2.max(ns);
+                    e.3 += 1;
+                }
+                _ => events.push((t, t, ns, 1)),
+            }
+        }
+        let ms = |t: u64| t.wrapping_sub(self.phase_t0) as f64 * 1000.0 / self.hz as f64;
+        let mut peak_hist = [0u64; 6];
+        for e in &events {
+            let us = e.2 / 1000;
+            let b = [100u64, 200, 500, 1000, 2000]
+                .iter()
+                .take_while(|&&hi| us >= hi)
+                .count();
+            peak_hist[b] += 1;
+        }
+        let mut top = events.clone();
+        top.sort_by_key(|e| std::cmp::Reverse(e.2));
+        let stalls = json!({
+            "threshold_us": self.stall_ns as f64 / 1000.0,
+            "frames": self.stalls.len(),
+            "events": events.len(),
+            "events_per_s": events.len() as f64 / secs,
+            // events by peak latency: <100us, <200, <500, <1000, <2000, more
+            "peak_hist_us": peak_hist,
+            "worst": top.iter().take(12).map(|e| json!({
+                "at_ms": ms(e.0), "span_ms": ms(e.1) - ms(e.0), "peak_us": e.2 as f64 / 1000.0, "frames": e.3,
+            })).collect::<Vec<_>>(),
+        });
         json!({
+            "stalls": stalls,
             "secs": st.secs,
             "tx": st.tx,
             "rx": st.rx,
