@@ -128,7 +128,7 @@ if ((LIVE)) && command -v perf >/dev/null; then
   NS=rvsprof$$
   mkdir -p "$S"
   ip netns add "$NS" && ip -n "$NS" link set lo up
-  sed -e "s|@CORES@|0@1,1@1|; s|@WORKERS@|1|; s|@SOCKDIR@|$S|g; s|@SCHEDULER@|rr|; s|@FORWARD@|nat|; s|@MAXCONN@|9000000|" \
+  sed -e "s|@CORES@|0@0,1@1|; s|@WORKERS@|1|; s|@SOCKDIR@|$S|g; s|@SCHEDULER@|rr|; s|@FORWARD@|nat|; s|@MAXCONN@|9000000|" \
     perf/configs/director.toml.in > "$W/live.toml"
   "$GEN" gen --client-dev "net_memif0,role=server,socket=$S/c.sock,socket-abstract=no,id=0,mac=02:00:00:00:01:01" \
     --server-dev "net_memif1,role=server,socket=$S/s.sock,socket-abstract=no,id=0,mac=02:00:00:00:02:01" \
