@@ -64,10 +64,14 @@ if step build cargo build --release --workspace; then
     skip fuzz "ci/fuzz.sh not present"
   fi
   step e2e "$PY" ci/e2e/run.py "$@"
+  # The benchmark's 10-second smoke run: generator and director talk over
+  # memif and the report is well formed (its numbers are not pass/fail).
+  step bench bash perf/bench.sh --smoke --no-build
 else
   skip test "build failed"
   skip fuzz "build failed"
   skip e2e "build failed"
+  skip bench "build failed"
 fi
 
 exit $failed
