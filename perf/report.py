@@ -122,7 +122,9 @@ def summarize(runs):
         bp50 = base["p50_us"] if base else None
         row["baseline_lat_same_rate"] = False
         if base and row["lat_rate_mpps"]:
-            at = base.get("lat_at", {}).get(str(int(round(row["lat_rate_mpps"] * 1e6))))
+            want = row["lat_rate_mpps"] * 1e6
+            near = min(base.get("lat_at", {}).items(), key=lambda kv: abs(float(kv[0]) - want), default=None)
+            at = near[1] if near and abs(float(near[0]) - want) <= 0.01 * want else None
             if at:
                 bp99, bp50 = at["p99"], at["p50"]
                 row["baseline_lat_same_rate"] = True
