@@ -307,7 +307,9 @@ def write_md(rows, runs, mem, path, kind, m, png):
     failed = [r["meta"] for r in runs if r["meta"]["status"] not in ("ok",) and not r["meta"]["status"].startswith("skipped")]
     for s in skipped:
         L.append("")
-        L.append(f"{s['workers']}-worker rows skipped: {s['status'].split('-', 1)[1]} (the generator needs a CPU, and each worker one).")
+        why = s["status"].split("-", 1)[1].replace("cpus", " CPUs")
+        L.append(f"{s['workers']}-worker rows skipped: only {why} (the generator needs a CPU, and each worker one; "
+                 "`--force-workers` runs them on shared CPUs as a functional check).")
     for f in failed:
         L.append("")
         L.append(f"Run `{f['name']}` failed: {f['status']}.")
