@@ -959,7 +959,7 @@ impl Gen {
         // The client side only carries ARP (and stale frames): every 4th
         // poll is plenty, and leaves the cycles to the forwarded traffic.
         self.poll_ctr = self.poll_ctr.wrapping_add(1);
-        let sides: &[(u16, bool)] = if self.poll_ctr % 4 == 0 {
+        let sides: &[(u16, bool)] = if self.poll_ctr.is_multiple_of(4) {
             &[(self.server.id, true), (self.client.id, false)]
         } else {
             &[(self.server.id, true)]
