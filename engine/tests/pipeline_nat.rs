@@ -430,3 +430,35 @@ fn deleting_a_server_drops_its_connections_and_gives_back_their_counts() {
     assert_eq!(v, Verdict::Tx(1));
     assert_eq!(decode(&out).1, RS[0]);
 }
+
+#[test]
+fn configured_timeouts_reach_the_connection_table() {
+    let cfg = config::parse(&format!("{CFG}\n[timeouts]\nudp = 5\n")).expect("config");
+    let ports = vec![
+        PortInfo::new(&cfg.ports[0], MacAddr(PORT0_MAC)),
+        PortInfo::new(&cfg.ports[1], MacAddr(PORT1_MAC)),
+    ];
+    let shared = Arc::new(Shared::new(1));
+    let snap = Snapshot::build(&cfg, &ports, &shared.registry, 1, &AllUp).unwrap();
+    let mut w = Pipeline::new(0, 1, 1024, &shared);
+    w.on_snapshot(&snap);
+    for (ip, mac) in RS.iter().zip(RS_MAC) {
+        shared.neigh.learn(Ipv4Addr::from(*ip), MacAddr(mac), 0);
+    }
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv4(CLIENT, VIP, 64)
+        .udp(50000, 53)
+        .write(&mut f, b"q")
+        .unwrap();
+    let mut vf = VecFrame::new(&f);
+    assert_eq!(w.process(&snap, &mut vf, 0, 1_000, false), Verdict::Tx(1));
+    w.housekeeping(&snap, 5_900, 4096);
+    assert_eq!(w.conns.len(), 1, "alive before its 5 s");
+    w.housekeeping(&snap, 6_100, 4096);
+    assert_eq!(
+        w.conns.len(),
+        0,
+        "expired after udp = 5 s, not IPVS's 300 s"
+    );
+}

@@ -287,11 +287,14 @@ impl Pipeline {
         let Some(srv) = self.pick(snap, svc, p, now_ms) else {
             return self.drop(Drop::NoServer);
         };
-        // A new client on an attached subnet: its first packet says where it
-        // is, so the reply need not wait for ARP (an ARP-learned entry is
+        // A new NAT client on an attached subnet (DR/TUN replies bypass us):
+        // its first packet says where it is, so the reply need not wait for ARP (an ARP-learned entry is
         // never overwritten here).
         let port = &snap.ports[in_port];
-        if port.on_link(p.src) && self.neigh().peek(p.src, now_ms).is_none() {
+        if srv.method == Method::Nat
+            && port.on_link(p.src)
+            && self.neigh().peek(p.src, now_ms).is_none()
+        {
             let mac = MacAddr::from_bytes(&f.data()[6..12]);
             if !mac.is_multicast() {
                 self.neigh().learn(p.src, mac, now_ms);
@@ -755,6 +758,12 @@ impl Pipeline {
         a.set_tha(MacAddr::ZERO);
         a.set_tpa(ip);
         true
+    }
+
+    /// Takes in what a new configuration changes for this worker's own
+    /// state: the connection timeouts (`[timeouts]`).
+    pub fn on_snapshot(&mut self, snap: &Snapshot) {
+        self.conns.set_timeouts(snap.timeouts);
     }
 
     /// Bounded background work, once per loop: expire connections, and

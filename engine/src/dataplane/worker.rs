@@ -22,8 +22,10 @@ const TX_BUF: usize = 64;
 /// The exception path's TAPs are polled once every this many loops (a
 /// loop is a few microseconds busy, well under a microsecond idle).
 const KERNEL_POLL_EVERY: u32 = 16;
-/// Connection-table slots examined for expiry per loop iteration.
-const EXPIRE_BUDGET: usize = 64;
+/// Connection-table slots examined for expiry once per millisecond (a full
+/// sweep of 1M slots takes 4 s; an expired entry is a miss for lookups
+/// anyway, the sweep only reclaims it and gives back its count).
+const EXPIRE_BUDGET: usize = 256;
 
 /// Frames waiting for tx burst on one port.
 struct TxBuf {
@@ -59,6 +61,7 @@ impl Worker {
         let per_ms = hz / 1000;
         let mut snap: Arc<Snapshot> = self.shared.snapshot.load_full();
         let mut gen = snap.generation;
+        self.pipeline.on_snapshot(&snap);
         let mut tx: Vec<TxBuf> = (0..self.ports.len())
             .map(|_| TxBuf {
                 len: 0,
@@ -80,11 +83,13 @@ impl Worker {
         let work_in = std::mem::take(&mut self.work_in);
         let tx_in = std::mem::take(&mut self.tx_in);
         let mut loops: u32 = 0;
+        let mut last_expire_ms = 0u64;
         while !self.shared.stop.load(Relaxed) {
             // A new configuration is picked up between bursts.
             if self.shared.generation.load(Relaxed) != gen {
                 snap = self.shared.snapshot.load_full();
                 gen = snap.generation;
+                self.pipeline.on_snapshot(&snap);
             }
             // SAFETY: rdtsc has no preconditions.
             let now_ms = unsafe { dpdk_ffi::rvs_rdtsc() } / per_ms;
@@ -185,7 +190,10 @@ impl Worker {
             for (pi, buf) in tx.iter_mut().enumerate() {
                 self.flush(pi, buf);
             }
-            self.pipeline.housekeeping(&snap, now_ms, EXPIRE_BUDGET);
+            if now_ms != last_expire_ms {
+                last_expire_ms = now_ms;
+                self.pipeline.housekeeping(&snap, now_ms, EXPIRE_BUDGET);
+            }
             // `rvs ctl list --conns`: one load and compare unless asked.
             self.shared
                 .conn_dump
