@@ -1001,7 +1001,7 @@ fn conn_memory_per_connection_1m() {
 /// Rough timings; run in release:
 /// `cargo test -p rvs-engine --no-default-features --release --lib conn_bench -- --ignored --nocapture`
 #[test]
-#[ignore]
+#[ignore = "a timing benchmark, not a test: run it in release with --ignored"]
 fn conn_bench() {
     use std::hint::black_box;
     use std::time::Instant;
