@@ -343,17 +343,9 @@ mod tests {
     use super::*;
     use crate::config;
 
-    const CFG: &str = r#"
-[dpdk]
-cores = "0-1"
-[[port]]
-name = "client"
-device = "net_null0"
-address = "198.18.0.2/24"
-[[port]]
-name = "servers"
-device = "net_null1"
-address = "198.19.0.1/24"
+    const CFG: &str = concat!(
+    crate::control::two_port_director!(),
+    r#"
 [[service]]
 vip = "198.18.0.100"
 port = 80
@@ -374,7 +366,8 @@ scheduler = "rr"
   [[service.server]]
   address = "198.19.0.11"
   port = 5353
-"#;
+"#
+);
 
     fn cfg() -> Config {
         config::parse(CFG).unwrap()

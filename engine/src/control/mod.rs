@@ -116,6 +116,27 @@ struct PendingDump {
     replies: Vec<SyncSender<Response>>,
 }
 
+/// Test fixtures: the `[dpdk]` section and the two ports (client side,
+/// server side) that the control tests' configurations share.
+#[cfg(test)]
+macro_rules! two_port_director {
+    () => {
+        r#"[dpdk]
+cores = "0-1"
+[[port]]
+name = "client"
+device = "net_null0"
+address = "198.18.0.2/24"
+[[port]]
+name = "servers"
+device = "net_null1"
+address = "198.19.0.1/24"
+"#
+    };
+}
+#[cfg(test)]
+pub(crate) use two_port_director;
+
 pub struct Controller {
     /// The configuration in force.
     pub cfg: Config,
@@ -471,17 +492,9 @@ mod tests {
     use super::ctl_proto::{ListView, ServerArgs};
     use super::*;
 
-    const CFG: &str = r#"
-[dpdk]
-cores = "0-1"
-[[port]]
-name = "client"
-device = "net_null0"
-address = "198.18.0.2/24"
-[[port]]
-name = "servers"
-device = "net_null1"
-address = "198.19.0.1/24"
+    const CFG: &str = concat!(
+    crate::control::two_port_director!(),
+    r#"
 [[service]]
 vip = "198.18.0.100"
 port = 80
@@ -496,7 +509,8 @@ scheduler = "wrr"
   weight = 2
 [control]
 socket = "/nonexistent/rvs.sock"
-"#;
+"#
+);
 
     fn controller(tag: &str, text: &str) -> Controller {
         let path = std::env::temp_dir().join(format!("rvs-ctl-{tag}-{}.toml", std::process::id()));

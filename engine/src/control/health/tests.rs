@@ -15,17 +15,9 @@ use crate::dataplane::snapshot::{PortInfo, Snapshot};
 use crate::dataplane::Shared;
 use crate::packet::ethernet::MacAddr;
 
-const CFG: &str = r#"
-[dpdk]
-cores = "0-1"
-[[port]]
-name = "client"
-device = "net_null0"
-address = "198.18.0.2/24"
-[[port]]
-name = "servers"
-device = "net_null1"
-address = "198.19.0.1/24"
+const CFG: &str = concat!(
+    crate::control::two_port_director!(),
+    r#"
 [[service]]
 vip = "198.18.0.100"
 port = 80
@@ -55,7 +47,8 @@ protocol = "udp"
   [[service.server]]
   address = "198.19.0.11"
   port = 5353
-"#;
+"#
+);
 
 fn cfg(text: &str) -> Config {
     config::parse(text).expect("config")
