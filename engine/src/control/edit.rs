@@ -344,8 +344,8 @@ mod tests {
     use crate::config;
 
     const CFG: &str = concat!(
-    crate::control::two_port_director!(),
-    r#"
+        crate::control::two_port_director!(),
+        r#"
 [[service]]
 vip = "198.18.0.100"
 port = 80
@@ -367,7 +367,7 @@ scheduler = "rr"
   address = "198.19.0.11"
   port = 5353
 "#
-);
+    );
 
     fn cfg() -> Config {
         config::parse(CFG).unwrap()

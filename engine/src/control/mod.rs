@@ -493,8 +493,8 @@ mod tests {
     use super::*;
 
     const CFG: &str = concat!(
-    crate::control::two_port_director!(),
-    r#"
+        crate::control::two_port_director!(),
+        r#"
 [[service]]
 vip = "198.18.0.100"
 port = 80
@@ -510,7 +510,7 @@ scheduler = "wrr"
 [control]
 socket = "/nonexistent/rvs.sock"
 "#
-);
+    );
 
     fn controller(tag: &str, text: &str) -> Controller {
         let path = std::env::temp_dir().join(format!("rvs-ctl-{tag}-{}.toml", std::process::id()));
