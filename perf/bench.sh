@@ -136,7 +136,7 @@ memif() {  # memif NAME ROLE SOCKFILE MAC
 
 # Connection-table capacity of the director: the flows plus a few seconds of
 # new connections (their FIN timeout is 2 s in the bench config).
-maxconn_for() { echo $(( $1 + 8000000 )); }
+maxconn_for() { echo $(( $1 + ${RVS_BENCH_EXTRA_CONNS:-8000000} )); }
 
 # wait_for FILE PATTERN SECONDS
 wait_for() {

@@ -41,7 +41,7 @@ fi
 cargo build --release -q -p rvs-perf -p rvs-cli || exit 1
 GEN=$ROOT/target/release/rvs-perf
 RVS=$ROOT/target/release/rvs
-W=$(mktemp -d /tmp/rvs-profile.XXXXXX)
+W=${PROFILE_DIR:-$(mktemp -d /tmp/rvs-profile.XXXXXX)}
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=$(command -v python3)
 mkdir -p "$(dirname "$OUT")"

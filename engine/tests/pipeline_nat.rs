@@ -462,3 +462,30 @@ fn configured_timeouts_reach_the_connection_table() {
         "expired after udp = 5 s, not IPVS's 300 s"
     );
 }
+
+#[test]
+fn a_neighbour_mac_change_is_used_by_the_next_frame() {
+    // Workers remember resolved next hops; a changed MAC must still be
+    // used at once (the cache is keyed on the neighbour table's version).
+    let mut r = rig(1);
+    r.learn_servers();
+    let (v, out) = r.run(0, 0, &tcp_frame(41000, true, false, b""), 10);
+    assert_eq!(v, Verdict::Tx(1));
+    let (_, dst, ..) = decode(&out);
+    let idx = RS.iter().position(|a| *a == dst).expect("a real server");
+    assert_eq!(decode(&out).5, RS_MAC[idx]);
+    let moved = [0x02, 0xAA, 0xBB, 0xCC, 0xDD, idx as u8];
+    r.shared
+        .neigh
+        .learn(Ipv4Addr::from(RS[idx]), MacAddr(moved), 10);
+    let (v, out) = r.run(0, 0, &tcp_frame(41000, false, true, b"x"), 10);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(decode(&out).1, RS[idx]);
+    assert_eq!(decode(&out).5, moved);
+    // Learning the same MAC again keeps the cache (and the frame right).
+    r.shared
+        .neigh
+        .learn(Ipv4Addr::from(RS[idx]), MacAddr(moved), 11);
+    let (_, out) = r.run(0, 0, &tcp_frame(41000, false, true, b"y"), 11);
+    assert_eq!(decode(&out).5, moved);
+}

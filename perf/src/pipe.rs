@@ -7,13 +7,11 @@
 //! `--batch` chooses how a burst of 32 goes through, so that the gain of a
 //! change to the worker loop is measured before it is made:
 //! * `none`: `Pipeline::process` frame by frame (the loop before a3f624a);
-//! * `bucket` (default, what `worker.rs` does): `parse_and_prefetch` for the
-//!   whole burst (parse, prefetch the flow's index bucket), then
-//!   `process_parsed` for each;
-//! * `conn`: as `bucket`, plus a second pass that reads each (now cached)
-//!   bucket and prefetches the connection record it points at
-//!   (`ConnTable::prefetch_conn_hashed`), the table's documented
-//!   three-stage pipeline;
+//! * `bucket`: `Pipeline::inspect` for the whole burst (parse, hash,
+//!   prefetch the flow's index bucket), then `process_inspected` for each;
+//! * `conn` (default, what `worker.rs` does): as `bucket`, plus a second
+//!   pass that reads each (now cached) bucket and prefetches the connection
+//!   record it points at (`Pipeline::prefetch_conn`);
 //! * `dry`: build the frames and do nothing else (the harness's own cost).
 
 use std::net::Ipv4Addr;
@@ -22,12 +20,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use engine::config;
-use engine::conn::FlowKey;
-use engine::dataplane::pipeline::{Frame, Pipeline, Verdict};
+use engine::dataplane::pipeline::{Frame, Inspected, Pipeline, Verdict};
 use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
 use engine::dataplane::Shared;
 use engine::packet::ethernet::MacAddr;
-use engine::packet::DropReason;
 use serde_json::json;
 
 use crate::frames::{ack_word, Kind, Templates};
@@ -59,7 +55,7 @@ pub struct PipeOpts {
     #[arg(long, default_value = "rr")]
     pub scheduler: String,
     /// How a burst is processed: none | bucket | conn | dry (see the module doc).
-    #[arg(long, default_value = "bucket")]
+    #[arg(long, default_value = "conn")]
     pub batch: String,
     /// Connection-table capacity (default: 2 x flows + conns).
     #[arg(long)]
@@ -195,20 +191,19 @@ impl Rig {
             }
             return ok;
         }
-        let mut parsed = [Err(DropReason::TruncatedEthernet); BURST];
+        let mut insp = [Inspected::EMPTY; BURST];
         for (i, f) in self.frames.iter().take(n).enumerate() {
-            parsed[i] = self.p.parse_and_prefetch(f.data());
+            insp[i] = self.p.inspect(f.data());
         }
         if self.batch == Batch::Conn {
-            for p in parsed.iter().take(n).flatten() {
-                let k = FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port);
-                self.p.conns.prefetch_conn_hashed(self.p.conns.key_hash(&k));
+            for x in insp.iter().take(n) {
+                self.p.prefetch_conn(x);
             }
         }
-        for (f, p) in self.frames.iter_mut().take(n).zip(parsed) {
-            if let Verdict::Tx(_) = self
-                .p
-                .process_parsed(&self.snap, f, p, 0, self.now_ms, false)
+        for (f, x) in self.frames.iter_mut().take(n).zip(&insp) {
+            if let Verdict::Tx(_) =
+                self.p
+                    .process_inspected(&self.snap, f, x, 0, self.now_ms, false)
             {
                 ok += 1;
             }

@@ -166,7 +166,7 @@ use TcpState as S;
 /// SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK,
 /// LISTEN, SYNACK).
 #[rustfmt::skip]
-const NEXT: [[[TcpState; TCP_STATES]; 4]; 3] = [
+static NEXT: [[[TcpState; TCP_STATES]; 4]; 3] = [
     // input: client -> server, replies seen too
     [
         // SYN

@@ -407,7 +407,7 @@ impl ConnTable {
     /// `tcp_flags` (the header's flag byte; ignored for non-TCP): move the
     /// TCP state along the IPVS table for `dir` and re-arm the expiry to the
     /// new state's timeout (UDP and others: the `udp` timeout).
-    #[inline]
+    #[inline(always)]
     pub fn on_packet(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now_ms: u64) -> Transition {
         let t = &self.timeouts_ms;
         let c = &mut self.slots[id.index()];

@@ -51,6 +51,10 @@ pub enum Resolution {
 pub struct NeighTable {
     entries: Box<[Entry]>,
     mask: usize,
+    /// Bumped whenever an address's MAC changes (or first becomes known):
+    /// workers cache resolutions and drop their cache when it moves. It is
+    /// written a few times per neighbour lifetime, so the line stays shared.
+    version: AtomicU64,
 }
 
 impl NeighTable {
@@ -69,6 +73,7 @@ impl NeighTable {
         NeighTable {
             entries,
             mask: n - 1,
+            version: AtomicU64::new(0),
         }
     }
 
@@ -110,6 +115,7 @@ impl NeighTable {
         // claimers may both write; the last writer's address wins and the
         // other neighbour is simply asked for again).
         let e = victim?;
+        self.version.fetch_add(1, Relaxed);
         e.mac.store(0, Relaxed);
         e.learned.store(0, Relaxed);
         e.requested.store(0, Relaxed);
@@ -124,9 +130,18 @@ impl NeighTable {
             return;
         }
         if let Some(e) = self.slot(ip, now_ms, true) {
-            e.mac.store(VALID | mac_to_u64(mac), Relaxed);
+            let new = VALID | mac_to_u64(mac);
+            if e.mac.swap(new, Relaxed) != new {
+                self.version.fetch_add(1, Relaxed);
+            }
             e.learned.store(now_ms, Relaxed);
         }
+    }
+
+    /// Changes whenever a learned MAC changes; see [`NeighTable::learn`].
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.version.load(Relaxed)
     }
 
     /// Resolves `ip` for forwarding. `Request`/`MacRefresh` mean the caller

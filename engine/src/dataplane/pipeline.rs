@@ -14,7 +14,7 @@ use super::counters::{Drop, WorkerStats};
 use super::neigh::{NeighTable, Resolution};
 use super::snapshot::{LiveDests, Server, Service, Snapshot};
 use super::Shared;
-use crate::conn::{self, ConnId, ConnTable, Dir, FlowKey, Method, NewConn, TcpState};
+use crate::conn::{self, ConnId, ConnTable, Dir, FlowKey, KeyHash, Method, NewConn, TcpState};
 use crate::forward;
 use crate::packet::arp::{self, ArpPacket};
 use crate::packet::ethernet::{EtherType, EthernetFrame, MacAddr};
@@ -50,12 +50,58 @@ pub enum Verdict {
     Drop,
 }
 
+/// A frame after the first pass over its burst ([`Pipeline::inspect`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Inspected {
+    pub parsed: Result<Parsed, DropReason>,
+    /// The flow key's hash in this worker's table (TCP/UDP with ports).
+    pub hash: Option<KeyHash>,
+}
+
+impl Inspected {
+    pub const EMPTY: Inspected = Inspected {
+        parsed: Err(DropReason::TruncatedEthernet),
+        hash: None,
+    };
+}
+
 /// Where an inbound frame goes: method, real server, port.
 #[derive(Clone, Copy)]
 struct Dest {
     method: Method,
     addr: Ipv4Addr,
     port: u16,
+}
+
+/// Next hops one worker remembers (direct-mapped by address).
+const HOP_CACHE: usize = 16;
+/// How long a remembered next hop is used without asking the neighbour
+/// table again (which is where refresh requests and expiry are decided).
+const HOP_CACHE_MS: u64 = 100;
+
+/// A resolved next hop, valid for one snapshot (routes) and one version
+/// of the neighbour table (MACs), until `until_ms`.
+#[derive(Clone, Copy)]
+struct Hop {
+    ip: u32,
+    port: u32,
+    mac: MacAddr,
+    until_ms: u64,
+    generation: u64,
+    neigh_version: u64,
+    snapshot: usize,
+}
+
+impl Hop {
+    const EMPTY: Hop = Hop {
+        ip: 0,
+        port: 0,
+        mac: MacAddr([0; 6]),
+        until_ms: 0,
+        generation: 0,
+        neigh_version: 0,
+        snapshot: 0,
+    };
 }
 
 /// ICMP errors a worker may send: tokens per millisecond and burst.
@@ -85,6 +131,7 @@ pub struct Pipeline {
     tun_ident: u16,
     icmp_tokens: u64,
     icmp_last_ms: u64,
+    hops: [Hop; HOP_CACHE],
 }
 
 impl Pipeline {
@@ -102,6 +149,7 @@ impl Pipeline {
             tun_ident: 0,
             icmp_tokens: ICMP_BURST,
             icmp_last_ms: 0,
+            hops: [Hop::EMPTY; HOP_CACHE],
         }
     }
 
@@ -129,38 +177,54 @@ impl Pipeline {
         now_ms: u64,
         owned: bool,
     ) -> Verdict {
-        let parsed = parse_frame(f.data());
-        self.process_parsed(snap, f, parsed, in_port, now_ms, owned)
+        let i = self.inspect(f.data());
+        self.process_inspected(snap, f, &i, in_port, now_ms, owned)
     }
 
-    /// The first step of `process`, done for a whole burst before the rest:
-    /// parse, and prefetch the connection-table bucket the flow will look up,
-    /// so the lookups of a burst wait for memory together rather than in turn.
+    /// The first pass over a burst: parse the frame, hash its flow key and
+    /// prefetch the connection-table bucket it will look up, so that the
+    /// lookups of a burst wait for memory together rather than in turn.
     #[inline]
-    pub fn parse_and_prefetch(&self, frame: &[u8]) -> Result<Parsed, DropReason> {
-        let p = parse_frame(frame)?;
-        if p.has_l4 && (p.is_tcp() || p.is_udp()) {
-            self.conns.prefetch(&FlowKey::new(
-                p.protocol, p.src, p.src_port, p.dst, p.dst_port,
-            ));
+    pub fn inspect(&self, frame: &[u8]) -> Inspected {
+        match parse_frame(frame) {
+            Ok(p) if p.has_l4 && (p.is_tcp() || p.is_udp()) => {
+                let h = self.conns.key_hash(&FlowKey::new(
+                    p.protocol, p.src, p.src_port, p.dst, p.dst_port,
+                ));
+                self.conns.prefetch_hashed(h);
+                Inspected {
+                    parsed: Ok(p),
+                    hash: Some(h),
+                }
+            }
+            parsed => Inspected { parsed, hash: None },
         }
-        Ok(p)
     }
 
-    /// `process` for a frame already parsed by `parse_and_prefetch`.
-    pub fn process_parsed<F: Frame>(
+    /// The second pass: read the (prefetched) bucket and prefetch the
+    /// connection record it points at.
+    #[inline]
+    pub fn prefetch_conn(&self, i: &Inspected) {
+        if let Some(h) = i.hash {
+            self.conns.prefetch_conn_hashed(h);
+        }
+    }
+
+    /// `process` for a frame already looked at by [`inspect`](Self::inspect).
+    pub fn process_inspected<F: Frame>(
         &mut self,
         snap: &Snapshot,
         f: &mut F,
-        parsed: Result<Parsed, DropReason>,
+        i: &Inspected,
         in_port: usize,
         now_ms: u64,
         owned: bool,
     ) -> Verdict {
+        let parsed = &i.parsed;
         let p = match parsed {
             Ok(p) => p,
             Err(r) => {
-                self.stats.parse_drop(r);
+                self.stats.parse_drop(*r);
                 return Verdict::Drop;
             }
         };
@@ -173,8 +237,8 @@ impl Pipeline {
             return self.drop(Drop::NotForUs);
         }
         match p.l3 {
-            L3Class::Arp => self.arp(snap, f, &p, in_port, now_ms),
-            L3Class::Ipv4 if !broadcast => self.ipv4(snap, f, &p, in_port, now_ms, owned),
+            L3Class::Arp => self.arp(snap, f, p, in_port, now_ms),
+            L3Class::Ipv4 if !broadcast => self.ipv4(snap, f, p, i.hash, in_port, now_ms, owned),
             L3Class::Ipv4 => self.drop(Drop::NotForUs),
             L3Class::Ipv6 if port.kernel => self.to_kernel(),
             _ => self.drop(Drop::NotIpv4),
@@ -223,11 +287,13 @@ impl Pipeline {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn ipv4<F: Frame>(
         &mut self,
         snap: &Snapshot,
         f: &mut F,
         p: &Parsed,
+        hash: Option<KeyHash>,
         in_port: usize,
         now_ms: u64,
         owned: bool,
@@ -265,7 +331,8 @@ impl Pipeline {
         }
         let key = FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port);
         let flags = p.tcp_flags.bits();
-        if let Some((id, dir)) = self.conns.lookup(&key, now_ms) {
+        let hash = hash.unwrap_or_else(|| self.conns.key_hash(&key));
+        if let Some((id, dir)) = self.conns.lookup_hashed(&key, hash, now_ms) {
             if !(dir == Dir::Inbound && self.conns.wants_reschedule(id, flags)) {
                 return self.existing(snap, f, p, id, dir, in_port, now_ms);
             }
@@ -399,6 +466,7 @@ impl Pipeline {
 
     /// A packet of a tracked connection.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn existing<F: Frame>(
         &mut self,
         snap: &Snapshot,
@@ -451,6 +519,7 @@ impl Pipeline {
 
     /// Client -> real server, by the connection's method.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn inbound<F: Frame>(
         &mut self,
         snap: &Snapshot,
@@ -662,6 +731,7 @@ impl Pipeline {
 
     /// Real server -> client (NAT): the source becomes the VIP again.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn reply<F: Frame>(
         &mut self,
         snap: &Snapshot,
@@ -692,16 +762,40 @@ impl Pipeline {
 
     /// The port and next-hop MAC for `ip`; queues an ARP request when the
     /// neighbour is unknown or due for a refresh.
-    #[inline]
+    #[inline(always)]
     fn next_hop(
         &mut self,
         snap: &Snapshot,
         ip: Ipv4Addr,
         now_ms: u64,
     ) -> Result<(usize, MacAddr), Drop> {
+        let a = u32::from(ip);
+        let slot = (a.wrapping_mul(0x9E37_79B1) >> 28) as usize % HOP_CACHE;
+        let version = self.neigh().version();
+        let at = snap as *const Snapshot as usize;
+        let h = &self.hops[slot];
+        if h.ip == a
+            && now_ms < h.until_ms
+            && h.neigh_version == version
+            && h.generation == snap.generation
+            && h.snapshot == at
+        {
+            return Ok((h.port as usize, h.mac));
+        }
         let (port, nh) = snap.route(ip).ok_or(Drop::NoRoute)?;
         match self.neigh().resolve(nh, now_ms) {
-            Resolution::Mac(m) => Ok((port, m)),
+            Resolution::Mac(m) => {
+                self.hops[slot] = Hop {
+                    ip: a,
+                    port: port as u32,
+                    mac: m,
+                    until_ms: now_ms + HOP_CACHE_MS,
+                    generation: snap.generation,
+                    neigh_version: version,
+                    snapshot: at,
+                };
+                Ok((port, m))
+            }
             Resolution::MacRefresh(m) => {
                 self.queue_arp(port, nh);
                 Ok((port, m))

@@ -464,7 +464,7 @@ impl Snapshot {
     }
 
     /// The service and server a connection's server id points at now.
-    #[inline]
+    #[inline(always)]
     pub fn dest(&self, id: u32) -> Option<(&Service, &Server)> {
         let (si, di) = (*self.dest_index.get(id as usize)?)?;
         let svc = self.services.get(si as usize)?;

@@ -10,12 +10,11 @@ use dpdk_ffi::rte_mbuf;
 
 use super::counters::Drop;
 use super::mbuf::{Mbuf, Pool};
-use super::pipeline::{Frame, Pipeline, Verdict};
+use super::pipeline::{Frame, Inspected, Pipeline, Verdict};
 use super::port::Port;
 use super::ring::Ring;
 use super::snapshot::Snapshot;
 use super::Shared;
-use crate::packet::{parse_frame, DropReason, Parsed};
 
 pub const BURST: usize = 32;
 const TX_BUF: usize = 64;
@@ -70,8 +69,7 @@ impl Worker {
             .collect();
         let mut burst: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         let mut mbufs: [Option<Mbuf>; BURST] = [const { None }; BURST];
-        let mut parsed: [Result<Parsed, DropReason>; BURST] =
-            [Err(DropReason::TruncatedEthernet); BURST];
+        let mut insp: [Inspected; BURST] = [Inspected::EMPTY; BURST];
         let mut dump_seen = self.shared.conn_dump.current();
         tracing::info!(
             worker = self.id,
@@ -129,8 +127,10 @@ impl Worker {
                     continue;
                 }
                 self.pipeline.stats.rx_packets.add(n as u64);
-                // Two passes: parse every frame and prefetch its flow's
-                // table bucket, then process them all.
+                // Three passes, so that the burst's memory accesses overlap:
+                // parse every frame, hash its flow and prefetch the table
+                // bucket; then read the buckets and prefetch the connection
+                // records; then process the frames.
                 for i in 0..n {
                     // SAFETY: rx burst returned n valid mbufs that we now own.
                     mbufs[i] = unsafe { Mbuf::from_raw(burst[i]) };
@@ -138,13 +138,17 @@ impl Worker {
                         // SAFETY: burst[i + 1] is a valid mbuf.
                         unsafe { super::mbuf::prefetch_data(burst[i + 1]) };
                     }
-                    if let Some(m) = &mbufs[i] {
-                        parsed[i] = self.pipeline.parse_and_prefetch(m.data());
-                    }
+                    insp[i] = match &mbufs[i] {
+                        Some(m) => self.pipeline.inspect(m.data()),
+                        None => Inspected::EMPTY,
+                    };
+                }
+                for x in insp.iter().take(n) {
+                    self.pipeline.prefetch_conn(x);
                 }
                 for i in 0..n {
                     if let Some(m) = mbufs[i].take() {
-                        self.handle(&snap, m, Some(parsed[i]), pi, now_ms, false, &mut tx);
+                        self.handle(&snap, m, Some(&insp[i]), pi, now_ms, false, &mut tx);
                     }
                 }
             }
@@ -211,7 +215,7 @@ impl Worker {
         &mut self,
         snap: &Snapshot,
         mut m: Mbuf,
-        parsed: Option<Result<Parsed, DropReason>>,
+        insp: Option<&Inspected>,
         pi: usize,
         now_ms: u64,
         owned: bool,
@@ -221,10 +225,17 @@ impl Worker {
             self.pipeline.stats.count_drop(Drop::MultiSegment);
             return;
         }
-        let parsed = parsed.unwrap_or_else(|| parse_frame(m.data()));
+        let own;
+        let insp = match insp {
+            Some(x) => x,
+            None => {
+                own = self.pipeline.inspect(m.data());
+                &own
+            }
+        };
         match self
             .pipeline
-            .process_parsed(snap, &mut m, parsed, pi, now_ms, owned)
+            .process_inspected(snap, &mut m, insp, pi, now_ms, owned)
         {
             Verdict::Tx(out) => self.queue_tx(m, out, tx),
             Verdict::Handoff(w) => {

@@ -53,7 +53,7 @@ pub fn nat_outbound(
     rewrite(frame, p, Side::Src, vip, vport)
 }
 
-#[inline]
+#[inline(always)]
 fn rewrite(
     frame: &mut [u8],
     p: &Parsed,

@@ -213,7 +213,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// True when the header (options included) sums to 0xFFFF.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::sum(self.header()) == 0xFFFF
+        let h = self.header();
+        match <&[u8; 20]>::try_from(h) {
+            Ok(h20) => checksum::sum20(h20) == 0xFFFF,
+            Err(_) => checksum::sum(h) == 0xFFFF,
+        }
     }
 }
 
