@@ -44,6 +44,7 @@ PLOT=1
 MEM=1
 OUT="$ROOT/perf/results"
 FORCE_WORKERS=0
+HUGE=0
 WAIT_QUIET=0
 while (($#)); do
   case "$1" in
@@ -60,6 +61,7 @@ while (($#)); do
     --nice) NICE=$2; shift ;;
     --wait-quiet) WAIT_QUIET=$2; shift ;;
     --no-build) BUILD=0 ;;
+    --huge) HUGE=1 ;;
     --no-plot) PLOT=0 ;;
     --no-mem) MEM=0 ;;
     --out) OUT=$2; shift ;;
@@ -188,6 +190,18 @@ wait_quiet() {
 
 # The DPDK processes are started under `nice` (all their threads inherit it).
 NICE_CMD=()
+# --huge: both DUTs (testpmd and rvs) take their memory from 2 MiB hugepages
+# (DPDK's normal mode); default --no-huge, which needs no set-up.
+TP_MEM=(--no-huge)
+HUGE_TOML=false
+if ((HUGE)); then
+  TP_MEM=(--in-memory)
+  HUGE_TOML=true
+  have=$(awk '/^HugePages_Free/ {print $2}' /proc/meminfo)
+  if (( ${have:-0} < 600 )); then
+    echo $(( $(awk '/^HugePages_Total/ {print $2}' /proc/meminfo) + 600 - ${have:-0} )) > /proc/sys/vm/nr_hugepages
+  fi
+fi
 [[ -n $NICE ]] && NICE_CMD=(nice -n "$NICE")
 
 INDEX=$RAW/index.tsv
@@ -243,7 +257,7 @@ run_one() {
   fi
   case $mode in
     io|macswap)
-      "${NICE_CMD[@]}" ip netns exec "$NS" dpdk-testpmd --lcores "$dut_cores" --no-huge -m 512 \
+      "${NICE_CMD[@]}" ip netns exec "$NS" dpdk-testpmd --lcores "$dut_cores" "${TP_MEM[@]}" -m 512 \
         --file-prefix="rvsperf-tp$TAG-$name" --no-pci --log-level=lib.eal:warning \
         --vdev "$(memif net_memif0 client c.sock $DUT_CMAC)" \
         --vdev "$(memif net_memif1 client s.sock $DUT_SMAC)" \
@@ -252,7 +266,7 @@ run_one() {
       ;;
     nat|dr|tun)
       sed -e "s|@CORES@|$dut_cores|; s|@WORKERS@|$w|; s|@SOCKDIR@|$SOCK|g; s|@SCHEDULER@|rr|" \
-          -e "s|@FORWARD@|$mode|; s|@MAXCONN@|$(maxconn_for "$flows")|" \
+          -e "s|@FORWARD@|$mode|; s|@MAXCONN@|$(maxconn_for "$flows")|; s|@HUGE@|$HUGE_TOML|" \
           perf/configs/director.toml.in > "$RAW/$name.toml"
       "${NICE_CMD[@]}" ip netns exec "$NS" env RVS_LOG=info "$RVS" run -c "$RAW/$name.toml" > "$dlog" 2>&1 &
       ;;

@@ -466,7 +466,7 @@ fn configured_timeouts_reach_the_connection_table() {
 #[test]
 fn a_neighbour_mac_change_is_used_by_the_next_frame() {
     // Workers remember resolved next hops; a changed MAC must still be
-    // used at once (the cache is keyed on the neighbour table's version).
+    // used at once (a cache hit re-reads the neighbour entry's MAC).
     let mut r = rig(1);
     r.learn_servers();
     let (v, out) = r.run(0, 0, &tcp_frame(41000, true, false, b""), 10);

@@ -38,6 +38,11 @@ use crate::control::conns::ConnDump;
 use crate::sched::persist::PersistTable;
 
 /// What the control thread and all workers share.
+/// Neighbour table entries (32 bytes each, shared by all workers): room for
+/// the real servers, gateways and a /18 of on-link NAT clients (the client
+/// MAC is learned from a NAT connection's first packet).
+pub const NEIGH_ENTRIES: usize = 65536;
+
 pub struct Shared {
     /// The configuration workers read; swapped whole (RCU style).
     pub snapshot: ArcSwap<Snapshot>,
@@ -61,7 +66,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::empty(workers)),
             generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
-            neigh: NeighTable::new(4096),
+            neigh: NeighTable::new(NEIGH_ENTRIES),
             persist: PersistTable::new(65536),
             registry: DestRegistry::new(workers),
             worker_stats: (0..workers)

@@ -51,10 +51,6 @@ pub enum Resolution {
 pub struct NeighTable {
     entries: Box<[Entry]>,
     mask: usize,
-    /// Bumped whenever an address's MAC changes (or first becomes known):
-    /// workers cache resolutions and drop their cache when it moves. It is
-    /// written a few times per neighbour lifetime, so the line stays shared.
-    version: AtomicU64,
 }
 
 impl NeighTable {
@@ -73,7 +69,6 @@ impl NeighTable {
         NeighTable {
             entries,
             mask: n - 1,
-            version: AtomicU64::new(0),
         }
     }
 
@@ -115,7 +110,6 @@ impl NeighTable {
         // claimers may both write; the last writer's address wins and the
         // other neighbour is simply asked for again).
         let e = victim?;
-        self.version.fetch_add(1, Relaxed);
         e.mac.store(0, Relaxed);
         e.learned.store(0, Relaxed);
         e.requested.store(0, Relaxed);
@@ -131,17 +125,36 @@ impl NeighTable {
         }
         if let Some(e) = self.slot(ip, now_ms, true) {
             let new = VALID | mac_to_u64(mac);
-            if e.mac.swap(new, Relaxed) != new {
-                self.version.fetch_add(1, Relaxed);
+            // Most learns confirm what is there: leave the line clean.
+            if e.mac.load(Relaxed) != new {
+                e.mac.store(new, Relaxed);
             }
             e.learned.store(now_ms, Relaxed);
         }
     }
 
-    /// Changes whenever a learned MAC changes; see [`NeighTable::learn`].
+    /// The entry index of `ip`, if it has one, for callers that cache a
+    /// resolution and check it with [`mac_word`](Self::mac_word).
     #[inline]
-    pub fn version(&self) -> u64 {
-        self.version.load(Relaxed)
+    pub fn index_of(&self, ip: Ipv4Addr) -> Option<usize> {
+        let ip = u32::from(ip);
+        let h = self.home(ip);
+        (0..PROBE)
+            .map(|i| (h + i) & self.mask)
+            .find(|&j| self.entries[j].ip.load(Relaxed) == ip)
+    }
+
+    /// The raw MAC word of entry `i` (MAC and a valid bit): it changes
+    /// whenever the entry's MAC changes, is cleared or is reused.
+    #[inline(always)]
+    pub fn mac_word(&self, i: usize) -> u64 {
+        self.entries[i & self.mask].mac.load(Relaxed)
+    }
+
+    /// The MAC a word from [`mac_word`](Self::mac_word) holds, if valid.
+    #[inline]
+    pub fn word_mac(word: u64) -> Option<MacAddr> {
+        (word & VALID != 0).then(|| u64_to_mac(word))
     }
 
     /// Resolves `ip` for forwarding. `Request`/`MacRefresh` mean the caller

@@ -77,10 +77,11 @@ struct Dest {
 const HOP_CACHE: usize = 16;
 /// How long a remembered next hop is used without asking the neighbour
 /// table again (which is where refresh requests and expiry are decided).
+/// A changed MAC is seen at once: a hit re-reads the neighbour entry's MAC.
 const HOP_CACHE_MS: u64 = 100;
 
-/// A resolved next hop, valid for one snapshot (routes) and one version
-/// of the neighbour table (MACs), until `until_ms`.
+/// A resolved next hop, valid for one snapshot (routes) while the
+/// neighbour entry it came from holds the same MAC word, until `until_ms`.
 #[derive(Clone, Copy)]
 struct Hop {
     ip: u32,
@@ -88,8 +89,9 @@ struct Hop {
     mac: MacAddr,
     until_ms: u64,
     generation: u64,
-    neigh_version: u64,
     snapshot: usize,
+    entry: usize,
+    mac_word: u64,
 }
 
 impl Hop {
@@ -99,8 +101,9 @@ impl Hop {
         mac: MacAddr([0; 6]),
         until_ms: 0,
         generation: 0,
-        neigh_version: 0,
         snapshot: 0,
+        entry: 0,
+        mac_word: 0,
     };
 }
 
@@ -771,29 +774,34 @@ impl Pipeline {
     ) -> Result<(usize, MacAddr), Drop> {
         let a = u32::from(ip);
         let slot = (a.wrapping_mul(0x9E37_79B1) >> 28) as usize % HOP_CACHE;
-        let version = self.neigh().version();
         let at = snap as *const Snapshot as usize;
         let h = &self.hops[slot];
         if h.ip == a
             && now_ms < h.until_ms
-            && h.neigh_version == version
             && h.generation == snap.generation
             && h.snapshot == at
+            && self.neigh().mac_word(h.entry) == h.mac_word
         {
             return Ok((h.port as usize, h.mac));
         }
         let (port, nh) = snap.route(ip).ok_or(Drop::NoRoute)?;
         match self.neigh().resolve(nh, now_ms) {
             Resolution::Mac(m) => {
-                self.hops[slot] = Hop {
-                    ip: a,
-                    port: port as u32,
-                    mac: m,
-                    until_ms: now_ms + HOP_CACHE_MS,
-                    generation: snap.generation,
-                    neigh_version: version,
-                    snapshot: at,
-                };
+                if let Some(entry) = self.neigh().index_of(nh) {
+                    let mac_word = self.neigh().mac_word(entry);
+                    if NeighTable::word_mac(mac_word) == Some(m) {
+                        self.hops[slot] = Hop {
+                            ip: a,
+                            port: port as u32,
+                            mac: m,
+                            until_ms: now_ms + HOP_CACHE_MS,
+                            generation: snap.generation,
+                            snapshot: at,
+                            entry,
+                            mac_word,
+                        };
+                    }
+                }
                 Ok((port, m))
             }
             Resolution::MacRefresh(m) => {
