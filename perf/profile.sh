@@ -3,7 +3,7 @@
 #
 # 1. Instructions per packet (valgrind --tool=callgrind, deterministic) of the
 #    pipeline alone: `rvs-perf pipeline` runs Pipeline::parse_and_prefetch +
-#    process_parsed over byte buffers as the worker does, for NAT, DR and TUN
+#    process_inspected over byte buffers as the worker does, for NAT, DR and TUN
 #    (established data, 1k flows) and for new connections; the harness's own cost
 #    (`--batch dry`) is subtracted. Top functions by inclusive cost.
 # 2. The live director under load (perf record, cpu-clock sampling): rvs NAT on
@@ -94,22 +94,26 @@ dry = burst(incl("dry"))
 print()
 print(f"## Instructions per packet (callgrind), {flows} flows, 64-byte frames")
 print()
-print("Pipeline = what the worker runs per frame (parse + prefetch, process_parsed), the")
+print("Pipeline = what the worker runs per frame (inspect: parse, hash, prefetch; the")
+print("record prefetch pass; process_inspected), the")
 print("generator-side frame building of the harness subtracted.")
 print()
-print("| path | Ir/packet | parse+prefetch | process_parsed | ipv4 | existing | inbound | neigh resolve |")
-print("|---|---|---|---|---|---|---|---|")
+print("| path | Ir/packet | inspect + prefetch passes | process_inspected | of which ipv4 (lookup, state, rewrite, next hop) |")
+print("|---|---|---|---|---|")
 for name, label, n in (("nat", "NAT data", packets), ("dr", "DR data", packets), ("tun", "TUN data", packets), ("nat-none", "NAT data, frame by frame (no burst prefetch)", packets)):
     r = incl(name)
     tot = (burst(r) - dry) / n
     def f(suffix):
         v = next((v for k, v in r.items() if k.endswith(suffix)), None)
         return "-" if v is None else f"{v / n:.0f}"
-    pp = next((v for k, v in r.items() if k.endswith("Pipeline::process_parsed")), 0) or next((v for k, v in r.items() if k.endswith("Pipeline::process")), 0)
-    print(f"| {label} | {tot:.0f} | {tot - pp / n:.0f} | {pp / n:.0f} | {f('Pipeline::ipv4')} | {f('Pipeline::existing')} | {f('Pipeline::inbound')} | {f('NeighTable::resolve')} |")
+    pp = next((v for k, v in r.items() if k.endswith("Pipeline::process_inspected")), 0) or next((v for k, v in r.items() if k.endswith("Pipeline::process")), 0)
+    if name == "nat-none":  # inspect runs inside process here: no split
+        print(f"| {label} | {tot:.0f} | - | - | {f('Pipeline::ipv4')} |")
+    else:
+        print(f"| {label} | {tot:.0f} | {tot - pp / n:.0f} | {pp / n:.0f} | {f('Pipeline::ipv4')} |")
 r = incl("nat-conn")
 conns = packets // 4
-print(f"| NAT new connection (SYN, ACK, data, FIN) | {(burst(r)) / conns:.0f} per connection | | | | | | |")
+print(f"| NAT new connection (SYN, ACK, data, FIN) | {(burst(r)) / conns:.0f} per connection | | | |")
 print()
 print("Top functions by self cost (NAT data), Ir per packet:")
 print()
@@ -128,11 +132,11 @@ if ((LIVE)) && command -v perf >/dev/null; then
   NS=rvsprof$$
   mkdir -p "$S"
   ip netns add "$NS" && ip -n "$NS" link set lo up
-  sed -e "s|@CORES@|0@0,1@1|; s|@WORKERS@|1|; s|@SOCKDIR@|$S|g; s|@SCHEDULER@|rr|; s|@FORWARD@|nat|; s|@MAXCONN@|9000000|" \
+  sed -e "s|@CORES@|0@0,1@1|; s|@WORKERS@|1|; s|@SOCKDIR@|$S|g; s|@SCHEDULER@|rr|; s|@FORWARD@|nat|; s|@MAXCONN@|9000000|; s|@HUGE@|false|" \
     perf/configs/director.toml.in > "$W/live.toml"
   "$GEN" gen --client-dev "net_memif0,role=server,socket=$S/c.sock,socket-abstract=no,id=0,mac=02:00:00:00:01:01" \
     --server-dev "net_memif1,role=server,socket=$S/s.sock,socket-abstract=no,id=0,mac=02:00:00:00:02:01" \
-    --expect nat --flows "$LIVE_FLOWS" --phases probe,open,max --duration 8 --label profile > "$W/live.gen.log" 2>&1 &
+    --expect nat --flows "$LIVE_FLOWS" --phases probe,open,max --duration 14 --label profile > "$W/live.gen.log" 2>&1 &
   G=$!
   sleep 1
   ip netns exec "$NS" "$RVS" run -c "$W/live.toml" > "$W/live.dut.log" 2>&1 &
@@ -141,11 +145,17 @@ if ((LIVE)) && command -v perf >/dev/null; then
   for ((i = 0; i < 300; i++)); do grep -q "opened" "$W/live.gen.log" && break; sleep 0.1; done
   sleep 1
   perf record -q -g -o "$W/live.perf.data" -p $D -- sleep 4 > /dev/null 2>&1
+  # Who else runs on the worker's CPU (1) while it forwards: every such
+  # slice is a stall of the busy-polling worker and shows in p99 latency.
+  perf record -q -e sched:sched_switch -C 1 -o "$W/live.sched.data" -- sleep 3 > /dev/null 2>&1
   wait $G
   kill -INT $D 2>/dev/null; wait $D 2>/dev/null
   ip netns del "$NS" 2>/dev/null; rm -rf "$S"
   perf report -i "$W/live.perf.data" --no-children --sort sym -g none --percent-limit 0.3 2>/dev/null \
     | grep -v '^#' | grep -v '^$' > "$W/live.syms"
+  perf annotate -i "$W/live.perf.data" --stdio -s engine::dataplane::pipeline::Pipeline::inspect \
+    > "$W/live.inspect.txt" 2>/dev/null
+  perf script -i "$W/live.sched.data" -F time,trace > "$W/live.sched.txt" 2>/dev/null
   $PY - "$W" >> "$W/profile.md" <<'EOF'
 import re, sys, json
 w = sys.argv[1]
@@ -192,6 +202,56 @@ print("| % | symbol |")
 print("|---|---|")
 for pct, kind, sym in rows[:20]:
     print(f"| {pct:.2f} | `{sym[:100]}` |")
+
+# The instruction right after the index-bucket prefetch in `inspect`: its
+# samples are the time the prefetch held retirement (a TLB miss: the page
+# walk of a random bucket in a table of hundreds of MiB).
+insp = next((p for p, k, s in rows if s.endswith("Pipeline::inspect")), 0.0)
+lines = open(f"{w}/live.inspect.txt").read().splitlines()
+after = 0.0
+for i, line in enumerate(lines):
+    if "prefetcht0" in line:
+        for nxt in lines[i + 1:]:
+            m = re.match(r"\s*([\d.]+) :\s+[0-9a-f]+:", nxt)
+            if m:
+                after = max(after, float(m.group(1)))
+                break
+print()
+print(f"Index-bucket prefetch: {after:.1f} % of `inspect`'s samples sit on the instruction after")
+print(f"`prefetcht0`, i.e. {after * insp / 100:.1f} % of all samples wait for the prefetch to retire")
+print("(the page walk of a TLB miss into the connection index).")
+
+# Other tasks on the worker's CPU.
+slices = {}
+last = None
+worker_out = None
+gaps = []
+for line in open(f"{w}/live.sched.txt"):
+    m = re.match(r"\s*([\d.]+):\s+prev_comm=(.*?) prev_pid=\d+.*next_comm=(.*?) next_pid", line)
+    if not m:
+        continue
+    t, prev, nxt = float(m.group(1)), m.group(2), m.group(3)
+    if last is not None:
+        n, c = slices.get(last[1], (0.0, 0))
+        slices[last[1]] = (n + (t - last[0]) * 1e3, c + 1)
+    last = (t, nxt)
+    if prev.startswith("rte-worker"):
+        worker_out = t
+    if nxt.startswith("rte-worker") and worker_out is not None:
+        gaps.append((t - worker_out) * 1e6)
+        worker_out = None
+print()
+print("## Other tasks on the worker's CPU (3 s of sched_switch on CPU 1 during the run)")
+print()
+gaps.sort()
+if gaps:
+    print(f"The worker was switched out {len(gaps)} times for {sum(gaps) / 1000:.1f} ms in all; "
+          "longest gaps (us): " + ", ".join(f"{g:.0f}" for g in gaps[-5:][::-1]) + ".")
+    print()
+print("| task | ms on CPU 1 | slices |")
+print("|---|---|---|")
+for k, (ms, c) in sorted(slices.items(), key=lambda x: -x[1][0])[:10]:
+    print(f"| `{k}` | {ms:.2f} | {c} |")
 EOF
 fi
 cp "$W/profile.md" "$OUT"
