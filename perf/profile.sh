@@ -153,8 +153,8 @@ if ((LIVE)) && command -v perf >/dev/null; then
   ip netns del "$NS" 2>/dev/null; rm -rf "$S"
   perf report -i "$W/live.perf.data" --no-children --sort sym -g none --percent-limit 0.3 2>/dev/null \
     | grep -v '^#' | grep -v '^$' > "$W/live.syms"
-  perf annotate -i "$W/live.perf.data" --stdio -s engine::dataplane::pipeline::Pipeline::inspect \
-    > "$W/live.inspect.txt" 2>/dev/null
+  perf annotate -i "$W/live.perf.data" --stdio -s engine::dataplane::worker::Worker::run \
+    > "$W/live.run.txt" 2>/dev/null
   perf script -i "$W/live.sched.data" -F time,trace > "$W/live.sched.txt" 2>/dev/null
   $PY - "$W" >> "$W/profile.md" <<'EOF'
 import re, sys, json
@@ -203,23 +203,38 @@ print("|---|---|")
 for pct, kind, sym in rows[:20]:
     print(f"| {pct:.2f} | `{sym[:100]}` |")
 
-# The instruction right after the index-bucket prefetch in `inspect`: its
-# samples are the time the prefetch held retirement (a TLB miss: the page
-# walk of a random bucket in a table of hundreds of MiB).
-insp = next((p for p, k, s in rows if s.endswith("Pipeline::inspect")), 0.0)
-lines = open(f"{w}/live.inspect.txt").read().splitlines()
-after = 0.0
-for i, line in enumerate(lines):
-    if "prefetcht0" in line:
-        for nxt in lines[i + 1:]:
-            m = re.match(r"\s*([\d.]+) :\s+[0-9a-f]+:", nxt)
-            if m:
-                after = max(after, float(m.group(1)))
-                break
+# The instruction right after each prefetch in the worker loop: its samples
+# are the time the prefetch held retirement (a TLB miss: the page walk of a
+# random bucket in a table of hundreds of MiB).
+run = next((p for p, k, s in rows if s.endswith("Worker::run")), 0.0)
+lines = open(f"{w}/live.run.txt").read().splitlines()
 print()
-print(f"Index-bucket prefetch: {after:.1f} % of `inspect`'s samples sit on the instruction after")
-print(f"`prefetcht0`, i.e. {after * insp / 100:.1f} % of all samples wait for the prefetch to retire")
-print("(the page walk of a TLB miss into the connection index).")
+print("Prefetches in `Worker::run` (the burst passes are inlined there): samples on the")
+print("instruction after each `prefetcht0`, the time it held retirement (a TLB miss).")
+print()
+print("| prefetch of | % of `Worker::run` | % of all samples |")
+print("|---|---|---|")
+for i, line in enumerate(lines):
+    if "prefetcht0" not in line:
+        continue
+    what = "?"
+    for back in reversed(lines[max(0, i - 12):i]):
+        if "self.index[pos]" in back:
+            what = "index bucket (`prefetch_hashed`)"
+            break
+        if "self.slots[" in back:
+            what = "connection record (`prefetch_conn_hashed`)"
+            break
+        if "mtod" in back or "prefetch_data" in back:
+            what = "next frame's data (`prefetch_data`)"
+            break
+    for nxt in lines[i + 1:]:
+        m = re.match(r"\s*([\d.]+) :\s+[0-9a-f]+:", nxt)
+        if m:
+            pct = float(m.group(1))
+            if pct >= 0.5:
+                print(f"| {what} | {pct:.1f} | {pct * run / 100:.1f} |")
+            break
 
 # Other tasks on the worker's CPU. A slice of task X is timed from the
 # switch to X until a switch away from X; the trace loses some events (a

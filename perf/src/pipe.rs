@@ -7,8 +7,8 @@
 //! `--batch` chooses how a burst of 32 goes through, so that the gain of a
 //! change to the worker loop is measured before it is made:
 //! * `none`: `Pipeline::process` frame by frame (the loop before a3f624a);
-//! * `bucket`: `Pipeline::inspect` for the whole burst (parse, hash,
-//!   prefetch the flow's index bucket), then `process_inspected` for each;
+//! * `bucket`: `Pipeline::inspect` for the whole burst (parse, hash), then
+//!   `prefetch_bucket` for the whole burst, then `process_inspected` for each;
 //! * `conn` (default, what `worker.rs` does): as `bucket`, plus a second
 //!   pass that reads each (now cached) bucket and prefetches the connection
 //!   record it points at (`Pipeline::prefetch_conn`);
@@ -194,6 +194,9 @@ impl Rig {
         let mut insp = [Inspected::EMPTY; BURST];
         for (i, f) in self.frames.iter().take(n).enumerate() {
             insp[i] = self.p.inspect(f.data());
+        }
+        for x in insp.iter().take(n) {
+            self.p.prefetch_bucket(x);
         }
         if self.batch == Batch::Conn {
             for x in insp.iter().take(n) {

@@ -184,9 +184,8 @@ impl Pipeline {
         self.process_inspected(snap, f, &i, in_port, now_ms, owned)
     }
 
-    /// The first pass over a burst: parse the frame, hash its flow key and
-    /// prefetch the connection-table bucket it will look up, so that the
-    /// lookups of a burst wait for memory together rather than in turn.
+    /// The first pass over a burst: parse the frame and hash its flow key
+    /// (the lookup reuses the hash).
     #[inline]
     pub fn inspect(&self, frame: &[u8]) -> Inspected {
         match parse_frame(frame) {
@@ -194,7 +193,6 @@ impl Pipeline {
                 let h = self.conns.key_hash(&FlowKey::new(
                     p.protocol, p.src, p.src_port, p.dst, p.dst_port,
                 ));
-                self.conns.prefetch_hashed(h);
                 Inspected {
                     parsed: Ok(p),
                     hash: Some(h),
@@ -204,7 +202,17 @@ impl Pipeline {
         }
     }
 
-    /// The second pass: read the (prefetched) bucket and prefetch the
+    /// The second pass: prefetch the connection-table bucket the frame will
+    /// look up. Issued back to back for the whole burst, the prefetches'
+    /// TLB misses are walked in parallel rather than one per parsed frame.
+    #[inline]
+    pub fn prefetch_bucket(&self, i: &Inspected) {
+        if let Some(h) = i.hash {
+            self.conns.prefetch_hashed(h);
+        }
+    }
+
+    /// The third pass: read the (prefetched) bucket and prefetch the
     /// connection record it points at.
     #[inline]
     pub fn prefetch_conn(&self, i: &Inspected) {

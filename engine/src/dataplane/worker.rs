@@ -127,10 +127,10 @@ impl Worker {
                     continue;
                 }
                 self.pipeline.stats.rx_packets.add(n as u64);
-                // Three passes, so that the burst's memory accesses overlap:
-                // parse every frame, hash its flow and prefetch the table
-                // bucket; then read the buckets and prefetch the connection
-                // records; then process the frames.
+                // Four passes, so that the burst's memory accesses overlap:
+                // parse every frame and hash its flow; prefetch the table
+                // buckets; read them and prefetch the connection records;
+                // process the frames.
                 for i in 0..n {
                     // SAFETY: rx burst returned n valid mbufs that we now own.
                     mbufs[i] = unsafe { Mbuf::from_raw(burst[i]) };
@@ -142,6 +142,9 @@ impl Worker {
                         Some(m) => self.pipeline.inspect(m.data()),
                         None => Inspected::EMPTY,
                     };
+                }
+                for x in insp.iter().take(n) {
+                    self.pipeline.prefetch_bucket(x);
                 }
                 for x in insp.iter().take(n) {
                     self.pipeline.prefetch_conn(x);
