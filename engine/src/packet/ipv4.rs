@@ -316,7 +316,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
-        let c = checksum::checksum(self.header());
+        let h = self.header();
+        let c = match <&[u8; 20]>::try_from(h) {
+            Ok(h20) => !checksum::sum20(h20),
+            Err(_) => checksum::checksum(h),
+        };
         self.set_checksum(c);
     }
 
