@@ -7,6 +7,7 @@
 pub mod config;
 pub mod conn;
 pub mod forward;
+pub mod ha;
 pub mod packet;
 pub mod sched;
 

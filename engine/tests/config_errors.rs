@@ -1,6 +1,10 @@
 //! engine::config: every kind of error is reported with its key path and
 //! line, and a file with several errors reports all of them.
 
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
 use engine::config::{parse, parse_named, ConfigErrors};
 
 /// Ten lines: a valid head that cases append to (their line 1 is line 11).
@@ -73,6 +77,32 @@ fn expect_ok_case(case: &str) {
     }
 }
 
+/// A file in the temp directory, removed when dropped: `[ha] auth_key_file`.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    /// `len` bytes with `mode`; `name` keeps parallel tests apart.
+    fn new(name: &str, len: usize, mode: u32) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "rvs-config-errors-{}-{name}.key",
+            std::process::id()
+        ));
+        std::fs::write(&path, vec![0x5a; len]).unwrap();
+        std::fs::set_permissions(&path, Permissions::from_mode(mode)).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 #[test]
 fn config_err_unknown_keys_list_expected_ones() {
     expect_case(
@@ -135,6 +165,7 @@ fn config_err_wrong_types() {
         socket = ["/run/x"]
         [ha]
         sync = "yes"
+        vrid = 1
         "#,
         &[
             ("service[0].port", 3, "expected an integer, found a string"),
@@ -218,7 +249,8 @@ fn config_err_bad_addresses() {
         [control]
         metrics = "localhost"
         [ha]
-        peer = "peer"
+        peers = ["198.19.0.3", "peer"]
+        vrid = 1
         "#,
         &[
             ("service[0].vip", 2, "`198.18.0.300` is not an IPv4 address"),
@@ -236,7 +268,7 @@ fn config_err_bad_addresses() {
             ("service[1].vip", 10, "0.0.0.0 is not a unicast address"),
             ("service[1].sorry_server", 12, "port 0 is outside 1..65535"),
             ("control.metrics", 14, "`localhost` is not an address:port"),
-            ("ha.peer", 16, "`peer` is not an IPv4 address"),
+            ("ha.peers[1]", 16, "`peer` is not an IPv4 address"),
         ],
     );
 }
@@ -486,6 +518,8 @@ fn config_err_unknown_names() {
           on_failure = "panic"
         [ha]
         role = "primary"
+        vrid = 1
+        sync = false
         "#,
         &[
             ("service[0].protocol", 4, "unknown protocol `sctp` (valid: tcp, udp)"),
@@ -495,7 +529,7 @@ fn config_err_unknown_names() {
             ("service[0].server[0].forward", 10, "unknown forward method `gre` (valid: nat, dr, tun)"),
             ("service[0].health_check.kind", 12, "unknown health-check kind `ping` (valid: tcp, http, exec, none)"),
             ("service[0].health_check.on_failure", 13, "unknown on_failure action `panic` (valid: remove, weight-zero)"),
-            ("ha.role", 15, "unknown ha role `primary` (valid: auto, master, backup)"),
+            ("ha.role", 15, "unknown key `role` (expected one of: vrid, priority, port, peers, advert_interval_ms, preempt, preempt_delay_ms, virtual_addresses, sync, sync_port, auth_key_file)"),
         ],
     );
 }
@@ -918,56 +952,448 @@ fn config_err_notify() {
 }
 
 #[test]
-fn config_err_ha() {
+fn config_err_ha_vrid_is_required() {
     expect_case(
         r#"
         [ha]
-        priority = 0
-        advert_interval_ms = 105
+        priority = 100
+        sync = false
+        "#,
+        &[(
+            "ha.vrid",
+            1,
+            "required: the virtual router id 1..255, the same on every director of the group",
+        )],
+    );
+}
+
+#[test]
+fn config_err_ha_old_keys_are_unknown() {
+    expect_case(
+        r#"
+        [ha]
+        vrid = 1
+        role = "master"
+        peer = "198.19.0.3"
+        sync = false
         "#,
         &[
-            ("ha.priority", 2, "0 is outside 1..255"),
+            (
+                "ha.role",
+                3,
+                "unknown key `role` (expected one of: vrid, priority, port, peers, advert_interval_ms, preempt, preempt_delay_ms, virtual_addresses, sync, sync_port, auth_key_file)",
+            ),
+            ("ha.peer", 4, "unknown key `peer` (expected one of: vrid,"),
+        ],
+    );
+}
+
+#[test]
+fn config_err_ha_ranges() {
+    expect_case(
+        r#"
+        [ha]
+        vrid = 0
+        priority = 0
+        advert_interval_ms = 5
+        preempt_delay_ms = 3600001
+        sync_port = 0
+        preempt = "yes"
+        "#,
+        &[
+            ("ha.vrid", 2, "0 is outside 1..255"),
+            ("ha.priority", 3, "0 is outside 1..254"),
+            ("ha.advert_interval_ms", 4, "5 is outside 10..40950"),
+            ("ha.preempt_delay_ms", 5, "3600001 is outside 0..3600000"),
+            ("ha.sync_port", 6, "0 is outside 1..65535"),
+            ("ha.preempt", 7, "expected true or false, found a string"),
+        ],
+    );
+    expect_case(
+        r#"
+        [ha]
+        vrid = 256
+        priority = 300
+        advert_interval_ms = 40960
+        sync_port = 65536
+        "#,
+        &[
+            ("ha.vrid", 2, "256 is outside 1..255"),
+            ("ha.priority", 3, "300 is outside 1..254"),
+            ("ha.advert_interval_ms", 4, "40960 is outside 10..40950"),
+            ("ha.sync_port", 5, "65536 is outside 1..65535"),
+        ],
+    );
+    // 255 and odd intervals pass the schema but not the rules.
+    expect_case(
+        r#"
+        [ha]
+        vrid = 1
+        priority = 255
+        advert_interval_ms = 105
+        sync = false
+        "#,
+        &[
+            (
+                "ha.priority",
+                3,
+                "255 is reserved for the address owner in VRRP; rvs directors use 1..254",
+            ),
             (
                 "ha.advert_interval_ms",
-                3,
+                4,
                 "105 is not a multiple of 10 (VRRPv3 counts centiseconds)",
             ),
         ],
     );
+    expect_ok_case(
+        r#"
+        [ha]
+        vrid = 255
+        priority = 254
+        advert_interval_ms = 40950
+        preempt_delay_ms = 3600000
+        sync_port = 65535
+        sync = false
+        "#,
+    );
+}
+
+#[test]
+fn config_err_ha_port() {
     expect_case(
         r#"
         [ha]
-        priority = 256
-        advert_interval_ms = 5
+        vrid = 1
+        port = "wan"
+        sync = false
         "#,
+        &[(
+            "ha.port",
+            3,
+            "`wan` is not a configured [[port]] (ports: client, servers); adverts and sync go out through it",
+        )],
+    );
+    expect_case(
+        r#"
+        [ha]
+        vrid = 1
+        port = ""
+        sync = false
+        "#,
+        &[("ha.port", 3, "must not be empty")],
+    );
+    // No port at all: nothing to default to.
+    expect_exactly(
+        &doc(r#"
+            [dpdk]
+            cores = "0-1"
+            [ha]
+            vrid = 1
+            sync = false
+            "#),
         &[
-            ("ha.priority", 2, "256 is outside 1..255"),
-            ("ha.advert_interval_ms", 3, "5 is outside 10..40950"),
+            ("port", 1, "at least one [[port]] is required"),
+            (
+                "ha.port",
+                3,
+                "no [[port]] is configured to carry adverts and sync",
+            ),
         ],
     );
+    // A [[port]] with errors: the [ha] port and its peers are not judged
+    // against the ports that are left.
+    expect_exactly(
+        &doc(r#"
+            [dpdk]
+            cores = "0-1"
+            [[port]]
+            name = "client"
+            device = "d"
+            address = "198.18.0.2/24"
+            [[port]]
+            name = "servers"
+            device = "e"
+            address = "198.19.0.1"
+            [ha]
+            vrid = 1
+            peers = ["198.19.0.3"]
+            virtual_addresses = ["198.19.0.254/24@servers"]
+            sync = false
+            "#),
+        &[("port[1].address", 10, "198.19.0.1 has no prefix length")],
+    );
+}
+
+#[test]
+fn config_err_ha_peers() {
     expect_case(
         r#"
         [ha]
-        peer = "198.18.0.2"
+        vrid = 1
+        sync = false
+        peers = [
+        "198.19.0.3",
+        "198.19.0.1",
+        "198.18.0.3",
+        "198.19.0.3",
+        "198.18.0.2",
+        ]
+        "#,
+        &[
+            (
+                "ha.peers[1]",
+                6,
+                "198.19.0.1 is this director's own address (port `servers`); list the other directors",
+            ),
+            (
+                "ha.peers[2]",
+                7,
+                "198.18.0.3 is not on the subnet of the [ha] port `servers` (198.19.0.0/24): adverts are link-local (TTL 255) and do not cross a router",
+            ),
+            (
+                "ha.peers[3]",
+                8,
+                "198.19.0.3 is already listed as ha.peers[0]",
+            ),
+            (
+                "ha.peers[4]",
+                9,
+                "198.18.0.2 is this director's own address (port `client`)",
+            ),
+        ],
+    );
+    // The subnet is that of the [ha] port, not any attached one.
+    expect_case(
+        r#"
+        [ha]
+        vrid = 1
+        port = "client"
+        peers = ["198.18.0.3", "198.19.0.3"]
+        sync = false
         "#,
         &[(
-            "ha.peer",
-            2,
-            "198.18.0.2 is this director's own address (port `client`)",
+            "ha.peers[1]",
+            4,
+            "198.19.0.3 is not on the subnet of the [ha] port `client` (198.18.0.0/24)",
         )],
     );
     expect_case(
         r#"
         [ha]
-        role = "master"
-        peer = "198.30.0.3"
+        vrid = 1
+        peers = ["224.0.0.18", "198.19.0.255"]
+        sync = false
+        "#,
+        &[("ha.peers[0]", 3, "224.0.0.18 is not a unicast address")],
+    );
+    expect_case(
+        r#"
+        [ha]
+        vrid = 1
+        peers = "198.19.0.3"
+        sync = false
         "#,
         &[(
-            "ha.peer",
+            "ha.peers",
             3,
-            "198.30.0.3 is not on an attached subnet (client 198.18.0.0/24, servers 198.19.0.0/24)",
+            "expected an array of strings, found a string",
         )],
     );
+}
+
+#[test]
+fn config_err_ha_virtual_addresses() {
+    expect_case(
+        r#"
+        [[service]]
+        vip = "198.18.0.100"
+        port = 80
+        [ha]
+        vrid = 1
+        sync = false
+        virtual_addresses = [
+        "198.19.0.254/24",
+        "198.18.0.254/24@client",
+        "198.19.0.254/24@servers",
+        "198.19.0.1/24",
+        "198.18.0.100/24@client",
+        "198.18.0.50/24@wan",
+        "198.20.0.1/24@servers",
+        "198.19.0.9/16@servers",
+        "198.19.0.0/24",
+        "198.19.0.255/24",
+        "198.18.0.2/24@servers",
+        ]
+        "#,
+        &[
+            (
+                "ha.virtual_addresses[2]",
+                10,
+                "198.19.0.254 is already listed as ha.virtual_addresses[0]",
+            ),
+            (
+                "ha.virtual_addresses[3]",
+                11,
+                "198.19.0.1 is the address of port `servers`; a virtual address needs an address of its own",
+            ),
+            (
+                "ha.virtual_addresses[4]",
+                12,
+                "198.18.0.100 is the VIP of service[0] (tcp:198.18.0.100:80); VIPs move with the master without being listed here",
+            ),
+            (
+                "ha.virtual_addresses[5]",
+                13,
+                "`wan` is not a configured [[port]] (ports: client, servers); write ADDRESS/PREFIX@PORT",
+            ),
+            (
+                "ha.virtual_addresses[6]",
+                14,
+                "198.20.0.1 is not on the subnet of port `servers` (198.19.0.0/24); a virtual address lives on its port's subnet",
+            ),
+            (
+                "ha.virtual_addresses[7]",
+                15,
+                "prefix length /16 differs from port `servers`'s /24 (198.19.0.0/24); write \"198.19.0.9/24@servers\"",
+            ),
+            (
+                "ha.virtual_addresses[8]",
+                16,
+                "198.19.0.0 is the network address of 198.19.0.0/24",
+            ),
+            (
+                "ha.virtual_addresses[9]",
+                17,
+                "198.19.0.255 is the broadcast address of 198.19.0.0/24",
+            ),
+            (
+                "ha.virtual_addresses[10]",
+                18,
+                "198.18.0.2 is the address of port `client`",
+            ),
+        ],
+    );
+    // Syntax.
+    expect_case(
+        r#"
+        [ha]
+        vrid = 1
+        sync = false
+        virtual_addresses = [
+        "198.19.0.9",
+        "198.19.0.9/33@servers",
+        "198.19.0.9/24@",
+        "224.0.0.1/24",
+        "gateway/24@servers",
+        ]
+        "#,
+        &[
+            (
+                "ha.virtual_addresses[0]",
+                5,
+                "198.19.0.9 has no prefix length: write ADDRESS/PREFIX@PORT, e.g. \"198.19.0.9/24@servers\"",
+            ),
+            (
+                "ha.virtual_addresses[1]",
+                6,
+                "prefix length `33` is outside 1..32",
+            ),
+            (
+                "ha.virtual_addresses[2]",
+                7,
+                "`198.19.0.9/24@` names no port after `@`",
+            ),
+            (
+                "ha.virtual_addresses[3]",
+                8,
+                "224.0.0.1 is not a unicast address",
+            ),
+            (
+                "ha.virtual_addresses[4]",
+                9,
+                "`gateway` is not an IPv4 address",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn config_err_ha_sync_needs_a_good_key_file() {
+    // sync is on by default.
+    expect_case(
+        r#"
+        [ha]
+        vrid = 1
+        "#,
+        &[(
+            "ha.auth_key_file",
+            1,
+            "required while sync = true: a file holding the shared secret that authenticates sync messages (mode 0600, at least 16 bytes",
+        )],
+    );
+    let case = |sync: bool, path: &str| {
+        format!("\n[ha]\nvrid = 1\nsync = {sync}\nauth_key_file = \"{path}\"\n")
+    };
+    expect_case(
+        &case(true, "/nonexistent/rvs-ha.key"),
+        &[(
+            "ha.auth_key_file",
+            4,
+            "/nonexistent/rvs-ha.key does not exist; create it with a shared secret of at least 16 bytes",
+        )],
+    );
+    let dir = std::env::temp_dir();
+    expect_case(
+        &case(true, dir.to_str().unwrap()),
+        &[(
+            "ha.auth_key_file",
+            4,
+            "is a directory; it must be a regular file holding the key",
+        )],
+    );
+    let open = TempFile::new("mode-0644", 32, 0o644);
+    expect_case(
+        &case(true, open.path()),
+        &[(
+            "ha.auth_key_file",
+            4,
+            &format!(
+                "{} has mode 0644; it must not be readable or writable by group or others (chmod 600)",
+                open.path()
+            ),
+        )],
+    );
+    let group_writable = TempFile::new("mode-0620", 32, 0o620);
+    expect_case(
+        &case(true, group_writable.path()),
+        &[("ha.auth_key_file", 4, "has mode 0620;")],
+    );
+    let short = TempFile::new("short", 15, 0o600);
+    expect_case(
+        &case(true, short.path()),
+        &[(
+            "ha.auth_key_file",
+            4,
+            &format!(
+                "{} holds 15 bytes; the key must be at least 16 bytes",
+                short.path()
+            ),
+        )],
+    );
+    // A key that is set is checked even while sync is off.
+    expect_case(
+        &case(false, short.path()),
+        &[("ha.auth_key_file", 4, "holds 15 bytes")],
+    );
+    expect_case(
+        "\n[ha]\nvrid = 1\nauth_key_file = \"\"\n",
+        &[("ha.auth_key_file", 3, "must not be empty")],
+    );
+    let good = TempFile::new("good", 16, 0o600);
+    expect_ok_case(&case(true, good.path()));
+    let read_only = TempFile::new("read-only", 64, 0o400);
+    expect_ok_case(&case(true, read_only.path()));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! engine::config: good configurations parse to the expected structs.
 
+use std::fs::Permissions;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use engine::config::*;
@@ -17,7 +19,34 @@ fn parse_ok(text: &str) -> Config {
     }
 }
 
-/// Every key of SPEC §4, none at its default.
+/// A file in the temp directory, removed when dropped: `[ha] auth_key_file`.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    /// A 32-byte key with mode 0600; `name` keeps parallel tests apart.
+    fn key(name: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "rvs-config-parse-{}-{name}.key",
+            std::process::id()
+        ));
+        std::fs::write(&path, [0x5a; 32]).unwrap();
+        std::fs::set_permissions(&path, Permissions::from_mode(0o600)).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Every key of SPEC §4, none at its default; `@KEY@` is the path of an
+/// `[ha] auth_key_file`.
 const EVERY_KEY: &str = r#"
 [dpdk]
 cores = "0@0,1@1,2@1"
@@ -108,15 +137,22 @@ to = ["ops@example.org", "oncall@example.org"]
 exec = "/usr/local/bin/on-rvs-event"
 
 [ha]
-role = "backup"
+vrid = 51
 priority = 50
-peer = "198.18.0.3"
-advert_interval_ms = 1000
-sync = false
+port = "client"
+peers = ["198.18.0.3", "198.18.0.4"]
+advert_interval_ms = 1010
+preempt = false
+preempt_delay_ms = 30000
+virtual_addresses = ["198.18.0.254/24@client", "198.19.255.1/16@servers", "198.18.0.253/24"]
+sync = true
+sync_port = 9848
+auth_key_file = "@KEY@"
 "#;
 
 #[test]
 fn config_every_key_parses_to_expected_struct() {
+    let key = TempFile::key("every-key");
     let expected = Config {
         dpdk: DpdkConfig {
             cores: "0@0,1@1,2@1".into(),
@@ -254,14 +290,37 @@ fn config_every_key_parses_to_expected_struct() {
             exec: Some(PathBuf::from("/usr/local/bin/on-rvs-event")),
         },
         ha: Some(HaConfig {
-            role: HaRole::Backup,
+            vrid: 51,
             priority: 50,
-            peer: Some(ip("198.18.0.3")),
-            advert_interval_ms: 1000,
-            sync: false,
+            port: "client".into(),
+            peers: vec![ip("198.18.0.3"), ip("198.18.0.4")],
+            advert_interval_ms: 1010,
+            preempt: false,
+            preempt_delay_ms: 30000,
+            virtual_addresses: vec![
+                VirtualAddress {
+                    address: ip("198.18.0.254"),
+                    prefix_len: 24,
+                    port: "client".into(),
+                },
+                VirtualAddress {
+                    address: ip("198.19.255.1"),
+                    prefix_len: 16,
+                    port: "servers".into(),
+                },
+                // No @PORT: the [ha] port.
+                VirtualAddress {
+                    address: ip("198.18.0.253"),
+                    prefix_len: 24,
+                    port: "client".into(),
+                },
+            ],
+            sync: true,
+            sync_port: 9848,
+            auth_key_file: Some(key.0.clone()),
         }),
     };
-    let cfg = parse_ok(EVERY_KEY);
+    let cfg = parse_ok(&EVERY_KEY.replace("@KEY@", key.path()));
     assert_eq!(cfg, expected);
     assert!(cfg.validate().is_empty());
 
@@ -280,6 +339,25 @@ fn config_every_key_parses_to_expected_struct() {
     assert_eq!(cfg.port_for(ip("198.19.7.7")).unwrap().name, "servers");
     assert!(cfg.port_for(ip("10.0.0.1")).is_none());
     assert_eq!(svc.sched_flags.names(), ["sh-port", "sh-fallback"]);
+
+    // [ha] helpers.
+    let ha = cfg.ha.as_ref().unwrap();
+    assert_eq!(ha.advert_interval_cs(), 101);
+    assert_eq!(cfg.ha_port().unwrap().name, "client");
+    assert_eq!(
+        ha.virtual_addresses[1].to_string(),
+        "198.19.255.1/16@servers"
+    );
+    assert_eq!(
+        cfg.vrrp_addresses(),
+        [
+            ip("198.18.0.100"),
+            ip("198.18.0.101"),
+            ip("198.18.0.254"),
+            ip("198.19.255.1"),
+            ip("198.18.0.253")
+        ]
+    );
 }
 
 #[test]
@@ -364,21 +442,104 @@ port = 80
 }
 
 #[test]
-fn config_empty_ha_section_gets_defaults() {
+fn config_ha_defaults() {
+    // Only the required vrid (and sync off, which needs no key).
     let cfg = parse_ok(
-        "[dpdk]\ncores = \"0-1\"\n[[port]]\nname = \"a\"\ndevice = \"d\"\naddress = \"198.18.0.2/24\"\n[ha]\n",
+        "[dpdk]\ncores = \"0-1\"\n[[port]]\nname = \"a\"\ndevice = \"d\"\naddress = \"198.18.0.2/24\"\n\
+         [[port]]\nname = \"b\"\ndevice = \"e\"\naddress = \"198.19.0.2/24\"\n[ha]\nvrid = 7\nsync = false\n",
     );
-    let ha = cfg.ha.unwrap();
-    assert_eq!(ha, HaConfig::default());
+    let ha = cfg.ha.clone().unwrap();
     assert_eq!(
-        (
-            ha.role,
-            ha.priority,
-            ha.peer,
-            ha.advert_interval_ms,
-            ha.sync
-        ),
-        (HaRole::Auto, 100, None, 100, true)
+        ha,
+        HaConfig {
+            vrid: 7,
+            priority: 100,
+            // No "server(s)" port: the last one.
+            port: "b".into(),
+            peers: vec![],
+            advert_interval_ms: 100,
+            preempt: true,
+            preempt_delay_ms: 0,
+            virtual_addresses: vec![],
+            sync: false,
+            sync_port: 8848,
+            auth_key_file: None,
+        }
+    );
+    assert_eq!(
+        ha,
+        HaConfig {
+            sync: false,
+            ..HaConfig::new(7, "b")
+        }
+    );
+    assert_eq!(ha.advert_interval_cs(), 10);
+    assert_eq!(cfg.ha_port().unwrap().address, ip("198.19.0.2"));
+    assert!(cfg.vrrp_addresses().is_empty());
+
+    // Sync is on by default, with its key; the port named "server" (or
+    // "servers") is the default wherever it is.
+    let key = TempFile::key("defaults");
+    let text = format!(
+        r#"
+[dpdk]
+cores = "0-1"
+[[port]]
+name = "server"
+device = "d"
+address = "198.19.0.2/24"
+[[port]]
+name = "client"
+device = "e"
+address = "198.18.0.2/24"
+[[service]]
+vip = "198.18.0.100"
+port = 80
+[[service]]
+vip = "198.18.0.101"
+port = 80
+[[service]]
+vip = "198.18.0.100"
+port = 443
+[ha]
+vrid = 255
+virtual_addresses = ["198.19.0.1/24", "198.18.0.1/24@client"]
+auth_key_file = "{}"
+"#,
+        key.path()
+    );
+    let cfg = parse_ok(&text);
+    let ha = cfg.ha.as_ref().unwrap();
+    assert_eq!((ha.vrid, ha.port.as_str()), (255, "server"));
+    assert!(ha.sync);
+    assert_eq!(ha.auth_key_file.as_deref(), Some(key.0.as_path()));
+    // "ADDRESS/PREFIX" without @PORT lives on the [ha] port.
+    assert_eq!(
+        ha.virtual_addresses,
+        [
+            VirtualAddress {
+                address: ip("198.19.0.1"),
+                prefix_len: 24,
+                port: "server".into()
+            },
+            VirtualAddress {
+                address: ip("198.18.0.1"),
+                prefix_len: 24,
+                port: "client".into()
+            },
+        ]
+    );
+    assert_eq!(ha.virtual_addresses[0].to_string(), "198.19.0.1/24@server");
+    assert_eq!(cfg.ha_port().unwrap().name, "server");
+    // VIPs once each, in configuration order, then the virtual addresses.
+    assert_eq!(
+        cfg.vrrp_addresses(),
+        [
+            ip("198.18.0.100"),
+            ip("198.18.0.101"),
+            ip("198.19.0.1"),
+            ip("198.18.0.1")
+        ]
     );
 }
 
@@ -412,8 +573,11 @@ health_check = { kind = "tcp" }
     );
 }
 
-/// SPEC §4's example, verbatim.
-const SPEC_EXAMPLE: &str = r#"
+/// SPEC §4's example, verbatim but for: a second [[port]] "server" (the
+/// example's `[ha] port`, whose subnet holds its peer and virtual address),
+/// `@KEY@` for the path of a real `auth_key_file`, and no [bgp] (not in the
+/// schema yet).
+const SPEC_EXAMPLE_TEMPLATE: &str = r#"
 [dpdk]
 cores = "0-1"              # EAL --lcores syntax: "0-1", or "0@0,1@1,2@1" to map
                            # lcores onto CPUs; the first lcore is the control core
@@ -427,6 +591,11 @@ name = "client"            # or "wan"; one-arm setups have one port
 device = "net_af_packet0,iface=veth-c"   # vdev string, or a PCI address
 address = "198.18.0.2/24"   # the director's own address on this port
 gateway = "198.18.0.1"      # optional
+
+[[port]]
+name = "server"
+device = "net_af_packet1,iface=veth-s"
+address = "198.19.0.2/24"
 
 [[service]]
 vip = "198.18.0.100"
@@ -473,19 +642,34 @@ from = "rvs@example.org"
 to = ["ops@example.org"]
 exec = "/usr/local/bin/on-rvs-event"   # optional; gets the event as JSON on stdin
 
-[ha]
-role = "auto"              # auto (elect) | master | backup
-priority = 100
-peer = "198.18.0.3"         # the other director
-advert_interval_ms = 100
-sync = true                # stream connection state to the peer
+[ha]                       # two or more directors, one master (VRRPv3, RFC 5798)
+vrid = 51                  # virtual router id 1..255, the same on every director of the group
+priority = 100             # 1..254; the highest wins; a tie goes to the higher primary address
+port = "server"            # the [[port]] whose segment carries adverts and sync
+peers = ["198.19.0.3"]     # unicast adverts and sync to these; empty = multicast 224.0.0.18
+advert_interval_ms = 100   # 10..40950 in steps of 10 (VRRPv3 centiseconds)
+preempt = true             # a higher priority takes the master role back...
+preempt_delay_ms = 0       # ...after this delay and after its bulk sync has arrived
+virtual_addresses = ["198.19.0.1/24@server"]  # move with the master besides the VIPs
+                           # (ADDRESS/PREFIX@PORT; e.g. the NAT real servers' gateway)
+sync = true                # stream connection state to the peers
+sync_port = 8848           # UDP
+auth_key_file = "@KEY@"   # shared secret (mode 0600, >= 16 bytes): every sync
+                           # message carries an HMAC-SHA256 over it; required when sync = true
 "#;
+
+/// The SPEC example with a key file of its own.
+fn spec_example(name: &str) -> (Config, TempFile) {
+    let key = TempFile::key(name);
+    let cfg = parse_ok(&SPEC_EXAMPLE_TEMPLATE.replace("@KEY@", key.path()));
+    (cfg, key)
+}
 
 #[test]
 fn config_spec_example_parses() {
-    let cfg = parse_ok(SPEC_EXAMPLE);
+    let (cfg, key) = spec_example("spec-example");
     assert_eq!(cfg.dpdk.lcores.len(), 2);
-    assert_eq!(cfg.ports.len(), 1);
+    assert_eq!(cfg.ports.len(), 2);
     let svc = &cfg.services[0];
     assert_eq!(svc.scheduler, SchedKind::Wlc);
     // The sorry server is off the attached subnet: reached through the gateway.
@@ -499,7 +683,19 @@ fn config_spec_example_parses() {
         cfg.notify.smtp.as_ref().unwrap().to_string(),
         "127.0.0.1:25"
     );
-    assert_eq!(cfg.ha.as_ref().unwrap().peer, Some(ip("198.18.0.3")));
+    let ha = cfg.ha.as_ref().unwrap();
+    assert_eq!(
+        (ha.vrid, ha.priority, ha.port.as_str()),
+        (51, 100, "server")
+    );
+    assert_eq!(ha.peers, [ip("198.19.0.3")]);
+    assert_eq!((ha.advert_interval_ms, ha.advert_interval_cs()), (100, 10));
+    assert_eq!((ha.preempt, ha.preempt_delay_ms), (true, 0));
+    assert_eq!(ha.virtual_addresses[0].to_string(), "198.19.0.1/24@server");
+    assert_eq!((ha.sync, ha.sync_port), (true, 8848));
+    assert_eq!(ha.auth_key_file.as_deref(), Some(key.0.as_path()));
+    assert_eq!(cfg.ha_port().unwrap().address, ip("198.19.0.2"));
+    assert_eq!(cfg.vrrp_addresses(), [ip("198.18.0.100"), ip("198.19.0.1")]);
 }
 
 #[test]
@@ -577,7 +773,7 @@ fn config_demo_nat_is_as_documented() {
 
 #[test]
 fn config_validate_checks_changes_made_in_code() {
-    let mut cfg = parse_ok(SPEC_EXAMPLE);
+    let (mut cfg, _key) = spec_example("validate");
     assert!(cfg.validate().is_empty());
     // A live add-server of a server already there, with a weight too large.
     let mut dup = cfg.services[0].servers[0].clone();
@@ -592,6 +788,52 @@ fn config_validate_checks_changes_made_in_code() {
     assert!(paths.contains(&"service[0].server[1].weight"), "{errors:?}");
     assert!(paths.contains(&"service[1]"), "{errors:?}");
     assert!(errors.iter().all(|e| e.line == 0));
+
+    // [ha] values a file could not hold, and rules across sections.
+    let (mut cfg, _key) = spec_example("validate-ha");
+    let ha = cfg.ha.as_mut().unwrap();
+    ha.vrid = 0;
+    ha.priority = 255;
+    ha.advert_interval_ms = 15;
+    ha.sync_port = 0;
+    ha.port = "wan".into();
+    ha.auth_key_file = None;
+    ha.virtual_addresses.push(VirtualAddress {
+        address: ip("198.18.0.100"),
+        prefix_len: 24,
+        port: "client".into(),
+    });
+    let errors = cfg.validate();
+    let got: Vec<_> = errors
+        .iter()
+        .map(|e| (e.path.as_str(), e.line, e.message.as_str()))
+        .collect();
+    let expected = [
+        ("ha.vrid", "0 is outside 1..255"),
+        (
+            "ha.priority",
+            "255 is reserved for the address owner in VRRP",
+        ),
+        ("ha.advert_interval_ms", "15 is not a multiple of 10"),
+        ("ha.sync_port", "0 is outside 1..65535"),
+        (
+            "ha.port",
+            "`wan` is not a configured [[port]] (ports: client, server)",
+        ),
+        (
+            "ha.virtual_addresses[1]",
+            "198.18.0.100 is the VIP of service[0] (tcp:198.18.0.100:80)",
+        ),
+        ("ha.auth_key_file", "required while sync = true"),
+    ];
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for (path, piece) in expected {
+        assert!(
+            got.iter()
+                .any(|&(p, l, m)| p == path && l == 0 && m.contains(piece)),
+            "missing ({path}, {piece:?}) in {got:#?}"
+        );
+    }
 }
 
 #[test]

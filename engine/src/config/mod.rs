@@ -81,8 +81,9 @@ pub struct Config {
     /// `[notify]`; when the section is absent nothing is notified.
     pub notify: NotifyConfig,
     /// `[ha]`; `None` when the section is absent: a standalone director that
-    /// owns its VIPs and sends no adverts. A present section fills in the
-    /// SPEC's defaults (role auto, priority 100, adverts every 100 ms, sync).
+    /// owns its VIPs and sends no adverts. A present section needs `vrid`
+    /// (and `auth_key_file` while `sync` is on) and fills in the SPEC's
+    /// defaults for the rest.
     pub ha: Option<HaConfig>,
 }
 
@@ -95,6 +96,27 @@ impl Config {
     /// The port whose attached subnet holds `ip`, if any.
     pub fn port_for(&self, ip: Ipv4Addr) -> Option<&PortConfig> {
         self.ports.iter().find(|p| p.contains(ip))
+    }
+
+    /// The `[ha] port`'s configuration; `None` without `[ha]`.
+    pub fn ha_port(&self) -> Option<&PortConfig> {
+        let ha = self.ha.as_ref()?;
+        self.ports.iter().find(|p| p.name == ha.port)
+    }
+
+    /// The addresses a VRRP advert lists (SPEC §7): every IPv4 service VIP in
+    /// configuration order, then the `[ha] virtual_addresses`, without
+    /// duplicates (just the VIPs without `[ha]`).
+    pub fn vrrp_addresses(&self) -> Vec<Ipv4Addr> {
+        let vips = self.services.iter().map(|s| s.vip);
+        let virtual_addresses = self.ha.iter().flat_map(|h| &h.virtual_addresses);
+        let mut out: Vec<Ipv4Addr> = Vec::new();
+        for ip in vips.chain(virtual_addresses.map(|v| v.address)) {
+            if !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+        out
     }
 
     /// Checks the rules that relate two or more values (see the module
@@ -260,16 +282,6 @@ named_enum! {
         Remove = "remove",
         /// Keep it with weight 0 (keepalived's `inhibit_on_failure`).
         WeightZero = "weight-zero",
-    }
-}
-
-named_enum! {
-    /// The director's failover role.
-    HaRole {
-        /// Elect: priority, then address.
-        Auto = "auto",
-        Master = "master",
-        Backup = "backup",
     }
 }
 
@@ -525,29 +537,84 @@ impl Default for NotifyConfig {
     }
 }
 
-/// `[ha]`.
+/// `[ha]`: failover between two or more directors (VRRPv3, RFC 5798) and
+/// connection sync (SPEC §7).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HaConfig {
-    /// Default auto.
-    pub role: HaRole,
-    /// 1..=255 (VRRP); default 100.
+    /// The virtual router id, 1..=255, the same on every director of the
+    /// group. Required.
+    pub vrid: u8,
+    /// 1..=254 (255 is VRRP's address owner); the highest wins. Default 100.
     pub priority: u8,
-    /// The other director.
-    pub peer: Option<Ipv4Addr>,
+    /// The `[[port]]` whose segment carries adverts and sync. Default: the
+    /// port named "server" or "servers", else the last port.
+    pub port: String,
+    /// Unicast adverts and sync go to these, on the `port`'s subnet; empty
+    /// (the default) = multicast to 224.0.0.18.
+    pub peers: Vec<Ipv4Addr>,
     /// 10..=40950 in steps of 10 (VRRPv3 counts centiseconds); default 100.
     pub advert_interval_ms: u32,
-    /// Stream connection state to the peer. Default true.
+    /// A higher priority takes the master role back. Default true.
+    pub preempt: bool,
+    /// ...after this delay (and after its bulk sync has arrived); at most
+    /// [`HaConfig::MAX_PREEMPT_DELAY_MS`]. Default 0.
+    pub preempt_delay_ms: u32,
+    /// Addresses that move with the master besides the VIPs.
+    pub virtual_addresses: Vec<VirtualAddress>,
+    /// Stream connection state to the peers. Default true.
     pub sync: bool,
+    /// UDP port of the sync messages. Default 8848.
+    pub sync_port: u16,
+    /// The shared secret of the sync HMAC (mode 0600, at least
+    /// [`HaConfig::MIN_KEY_LEN`] bytes); required when `sync` is on.
+    pub auth_key_file: Option<PathBuf>,
 }
 
-impl Default for HaConfig {
-    fn default() -> Self {
+impl HaConfig {
+    pub const DEFAULT_PRIORITY: u8 = 100;
+    pub const DEFAULT_ADVERT_INTERVAL_MS: u32 = 100;
+    pub const MAX_PREEMPT_DELAY_MS: u32 = 3_600_000;
+    pub const DEFAULT_SYNC_PORT: u16 = 8848;
+    /// Shortest `auth_key_file`, in bytes.
+    pub const MIN_KEY_LEN: u64 = 16;
+
+    /// An `[ha]` with the given required values and the SPEC's defaults for
+    /// the rest (sync on, so `auth_key_file` still has to be set).
+    pub fn new(vrid: u8, port: impl Into<String>) -> HaConfig {
         HaConfig {
-            role: HaRole::Auto,
-            priority: 100,
-            peer: None,
-            advert_interval_ms: 100,
+            vrid,
+            priority: Self::DEFAULT_PRIORITY,
+            port: port.into(),
+            peers: Vec::new(),
+            advert_interval_ms: Self::DEFAULT_ADVERT_INTERVAL_MS,
+            preempt: true,
+            preempt_delay_ms: 0,
+            virtual_addresses: Vec::new(),
             sync: true,
+            sync_port: Self::DEFAULT_SYNC_PORT,
+            auth_key_file: None,
         }
+    }
+
+    /// The advert interval as VRRPv3 sends it: centiseconds (12 bits).
+    pub fn advert_interval_cs(&self) -> u16 {
+        (self.advert_interval_ms / 10).min(0x0fff) as u16
+    }
+}
+
+/// One of `[ha] virtual_addresses`: "ADDRESS/PREFIX@PORT".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualAddress {
+    pub address: Ipv4Addr,
+    /// The same as the port's.
+    pub prefix_len: u8,
+    /// The `[[port]]` it lives on (the `[ha] port` when `@PORT` is left out).
+    pub port: String,
+}
+
+/// "198.19.0.1/24@server".
+impl fmt::Display for VirtualAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.address, self.prefix_len, self.port)
     }
 }

@@ -72,7 +72,19 @@ const TIMEOUTS: &[&str] = &[
 ];
 const CONTROL: &[&str] = &["socket", "metrics"];
 const NOTIFY: &[&str] = &["smtp", "from", "to", "exec"];
-const HA: &[&str] = &["role", "priority", "peer", "advert_interval_ms", "sync"];
+const HA: &[&str] = &[
+    "vrid",
+    "priority",
+    "port",
+    "peers",
+    "advert_interval_ms",
+    "preempt",
+    "preempt_delay_ms",
+    "virtual_addresses",
+    "sync",
+    "sync_port",
+    "auth_key_file",
+];
 
 const U32_MAX: i64 = u32::MAX as i64;
 
@@ -111,7 +123,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
     let timeouts = section(&mut ctx, &root, "timeouts", TIMEOUTS, timeouts);
     let control = section(&mut ctx, &root, "control", CONTROL, control);
     let notify = section(&mut ctx, &root, "notify", NOTIFY, notify);
-    let ha = section(&mut ctx, &root, "ha", HA, |c, t| ha(c, t).map(Some));
+    let ha = section(&mut ctx, &root, "ha", HA, |c, t| ha(c, t, &ports).map(Some));
 
     let scope = Scope {
         dpdk: dpdk.as_ref(),
@@ -469,35 +481,98 @@ fn notify(ctx: &mut Ctx, t: &Tab) -> Option<NotifyConfig> {
     })
 }
 
-fn ha(ctx: &mut Ctx, t: &Tab) -> Option<HaConfig> {
+fn ha(ctx: &mut Ctx, t: &Tab, ports: &[Option<PortConfig>]) -> Option<HaConfig> {
     let mark = ctx.mark();
-    let d = HaConfig::default();
-    let role = t.choice(
-        ctx,
-        "role",
-        "ha role",
-        HaRole::from_name,
-        HaRole::valid_names,
-    );
-    let priority = t.int(ctx, "priority", 1, 255);
-    let peer = t.parsed(ctx, "peer", parse_unicast);
-    let advert_interval_ms: Option<u32> = t.int(ctx, "advert_interval_ms", 10, 40950);
-    if let Some(ms) = advert_interval_ms.filter(|ms| ms % 10 != 0) {
-        let line = t.key_line(ctx, "advert_interval_ms");
-        let msg = format!("{ms} is not a multiple of 10 (VRRPv3 counts centiseconds)");
-        ctx.error(t.child("advert_interval_ms"), line, msg);
+    if !t.has("vrid") {
+        ctx.error(
+            t.child("vrid"),
+            t.line,
+            "required: the virtual router id 1..255, the same on every director of the group",
+        );
     }
+    let vrid = t.int(ctx, "vrid", 1, 255);
+    // 255 passes here: the rules pass says why it is refused.
+    let priority = t
+        .int::<i64>(ctx, "priority", i64::MIN, i64::MAX)
+        .and_then(|n| {
+            if (1..=255).contains(&n) {
+                Some(n as u8)
+            } else {
+                let line = t.key_line(ctx, "priority");
+                ctx.error(t.child("priority"), line, format!("{n} is outside 1..254"));
+                None
+            }
+        });
+    let port = t.string(ctx, "port");
+    let peers = t.strings(ctx, "peers").map(|list| {
+        list.into_iter()
+            .filter_map(|l| match parse_unicast(l.text) {
+                Ok(ip) => Some(ip),
+                Err(m) => {
+                    ctx.error(l.path, l.line, m);
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    // Multiples of 10: the rules pass.
+    let advert_interval_ms = t.int(ctx, "advert_interval_ms", 10, 40950);
+    let preempt = t.bool(ctx, "preempt");
+    let preempt_delay_ms = t.int(
+        ctx,
+        "preempt_delay_ms",
+        0,
+        i64::from(HaConfig::MAX_PREEMPT_DELAY_MS),
+    );
+    let virtual_addresses = t.strings(ctx, "virtual_addresses").map(|list| {
+        list.into_iter()
+            .filter_map(|l| match parse_virtual_address(l.text) {
+                Ok(va) => Some(va),
+                Err(m) => {
+                    ctx.error(l.path, l.line, m);
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
     let sync = t.bool(ctx, "sync");
+    let sync_port = t.int(ctx, "sync_port", 1, 65535);
+    let auth_key_file = t.string(ctx, "auth_key_file").map(PathBuf::from);
     if !ctx.clean_since(mark) {
         return None;
     }
-    Some(HaConfig {
-        role: role.unwrap_or(d.role),
-        priority: priority.unwrap_or(d.priority),
-        peer,
-        advert_interval_ms: advert_interval_ms.unwrap_or(d.advert_interval_ms),
-        sync: sync.unwrap_or(d.sync),
-    })
+    // The rules pass reports a port that does not exist, and judges nothing
+    // against a default taken while some [[port]] had errors.
+    let port = port.unwrap_or_else(|| default_ha_port(ports));
+    let mut ha = HaConfig::new(vrid?, port);
+    ha.priority = priority.unwrap_or(ha.priority);
+    ha.peers = peers.unwrap_or_default();
+    ha.advert_interval_ms = advert_interval_ms.unwrap_or(ha.advert_interval_ms);
+    ha.preempt = preempt.unwrap_or(ha.preempt);
+    ha.preempt_delay_ms = preempt_delay_ms.unwrap_or(ha.preempt_delay_ms);
+    ha.virtual_addresses = virtual_addresses
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(address, prefix_len, port)| VirtualAddress {
+            address,
+            prefix_len,
+            port: port.unwrap_or_else(|| ha.port.clone()),
+        })
+        .collect();
+    ha.sync = sync.unwrap_or(ha.sync);
+    ha.sync_port = sync_port.unwrap_or(ha.sync_port);
+    ha.auth_key_file = auth_key_file;
+    Some(ha)
+}
+
+/// `[ha] port` when left out: the port named "server" or "servers", else the
+/// last port; "" when no port was built.
+fn default_ha_port(ports: &[Option<PortConfig>]) -> String {
+    let built = || ports.iter().flatten();
+    built()
+        .find(|p| p.name == "server" || p.name == "servers")
+        .or_else(|| built().last())
+        .map_or_else(String::new, |p| p.name.clone())
 }
 
 // Value syntax. Each error message is complete after "key.path: ".
@@ -539,6 +614,34 @@ fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
         ));
     }
     Ok((ip, prefix_len))
+}
+
+/// "ADDRESS/PREFIX@PORT" or "ADDRESS/PREFIX": an `[ha]` virtual address.
+/// Whether it fits its port's subnet is for the rules pass.
+fn parse_virtual_address(s: &str) -> Result<(Ipv4Addr, u8, Option<String>), String> {
+    let (cidr, port) = match s.split_once('@') {
+        Some((cidr, port)) => {
+            let port = port.trim();
+            if port.is_empty() {
+                return Err(format!(
+                    "`{s}` names no port after `@` (ADDRESS/PREFIX@PORT, or leave `@` out for the [ha] port)"
+                ));
+            }
+            (cidr.trim(), Some(port.to_string()))
+        }
+        None => (s.trim(), None),
+    };
+    let Some((ip, prefix)) = cidr.split_once('/') else {
+        let ip = parse_ipv4(cidr)?;
+        return Err(format!(
+            "{ip} has no prefix length: write ADDRESS/PREFIX@PORT, e.g. \"{ip}/24@servers\" (the prefix of the port's subnet)"
+        ));
+    };
+    let ip = parse_unicast(ip)?;
+    match prefix.parse() {
+        Ok(n @ 1..=32) => Ok((ip, n, port)),
+        _ => Err(format!("prefix length `{prefix}` is outside 1..32")),
+    }
 }
 
 fn parse_netmask(s: &str) -> Result<Ipv4Addr, String> {

@@ -434,6 +434,22 @@ impl ConnTable {
         }
     }
 
+    /// Sets connection `id`'s TCP state as the peer director reported it
+    /// (connection sync); non-TCP connections keep NONE. The caller sets
+    /// the expiry ([`set_timeout`](Self::set_timeout)).
+    pub fn set_state(&mut self, id: ConnId, state: TcpState) -> Transition {
+        let c = &mut self.slots[id.index()];
+        let old = c.state();
+        let new = if c.proto == PROTO_TCP { state } else { old };
+        c.state = new as u8;
+        Transition {
+            old_active: is_active(c.proto, old),
+            new_active: is_active(c.proto, new),
+            old_state: old,
+            state: new,
+        }
+    }
+
     /// Should a segment with `tcp_flags` on connection `id` be scheduled
     /// afresh? True for a SYN without ACK on a TCP connection in TIME_WAIT
     /// or CLOSE (not a template): the data plane removes the connection and

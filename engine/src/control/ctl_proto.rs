@@ -338,12 +338,16 @@ pub struct StatusView {
     /// The file SIGHUP re-reads.
     pub config: String,
     pub generation: u64,
-    /// `standalone` (no failover yet), `master` or `backup`.
+    /// `standalone` (no `[ha]`), `master`, `backup` or `init`.
     pub role: String,
+    /// The current master when backup, else the first configured peer.
     #[serde(default)]
     pub peer: Option<Ipv4Addr>,
-    /// Connection sync to the peer: `off` until it exists.
+    /// Connection sync: `off`, or `on` (with `[ha] sync = true`).
     pub sync: String,
+    /// `[ha]`: VRRP and sync state and counters (SPEC §7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<crate::control::ha::HaView>,
     /// Changes made through the API since the file was last (re)loaded; a
     /// SIGHUP reload replaces them with the file.
     pub api_changes: u64,

@@ -203,6 +203,36 @@ pub fn status(v: &StatusView) -> String {
         v.peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
         v.sync
     );
+    if let Some(h) = &v.ha {
+        let _ = writeln!(
+            out,
+            "ha: vrid {} priority {}  master {} (priority {})  last change: {}  last takeover: {}",
+            h.vrid,
+            h.priority,
+            h.master.map_or_else(|| "-".to_string(), |m| m.to_string()),
+            h.master_priority.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            h.last_change.as_deref().unwrap_or("-"),
+            h.last_takeover.as_deref().unwrap_or("-"),
+        );
+        let _ = writeln!(
+            out,
+            "ha adverts: {} sent, {} received, {} ignored ({} from non-peers), {} malformed",
+            h.adverts_sent, h.adverts_received, h.adverts_ignored, h.adverts_ignored_non_peer, h.adverts_bad
+        );
+        let _ = writeln!(
+            out,
+            "ha sync: {} messages sent, {} received, {} bad; {} records sent, {} synced in; bulk {} ({} records, {} requests, {} served)",
+            h.sync_sent,
+            h.sync_received,
+            h.sync_bad,
+            h.records_sent,
+            h.conns_synced,
+            h.bulk.state,
+            h.bulk.records,
+            h.bulk.requests,
+            h.bulk.served
+        );
+    }
     let _ = writeln!(
         out,
         "reloads: {} ok, {} refused; live changes since the file was loaded: {}{}",

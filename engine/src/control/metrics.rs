@@ -47,6 +47,8 @@ pub struct ControlInfo {
     pub api_changes: AtomicU64,
     /// Each worker's connection table size.
     pub capacity_per_worker: AtomicU64,
+    /// `[ha]`: the HA thread's view, once it runs.
+    pub ha: std::sync::Mutex<Option<Arc<std::sync::Mutex<crate::control::ha::HaView>>>>,
 }
 
 impl ControlInfo {
@@ -59,6 +61,7 @@ impl ControlInfo {
             api_errors: AtomicU64::new(0),
             api_changes: AtomicU64::new(0),
             capacity_per_worker: AtomicU64::new(capacity_per_worker),
+            ha: std::sync::Mutex::new(None),
         }
     }
 }
@@ -179,6 +182,72 @@ impl Out {
 }
 
 /// The whole exposition.
+/// `[ha]`: role, adverts and sync counters (nothing without `[ha]`).
+fn render_ha(o: &mut Out, info: &ControlInfo) {
+    let view = {
+        let g = info.ha.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_ref() {
+            Some(v) => v.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            None => return,
+        }
+    };
+    o.family(
+        "rvs_ha_role",
+        "gauge",
+        "1 for the director's current VRRP role (init, backup, master).",
+    );
+    for r in ["init", "backup", "master"] {
+        o.sample("rvs_ha_role", &[("role", r)], u64::from(view.role == r));
+    }
+    o.family("rvs_ha_priority", "gauge", "This director's VRRP priority.");
+    o.sample("rvs_ha_priority", &[], u64::from(view.priority));
+    o.family(
+        "rvs_ha_transitions_total",
+        "counter",
+        "VRRP role changes since start.",
+    );
+    o.sample("rvs_ha_transitions_total", &[], view.transitions);
+    o.family("rvs_ha_adverts_total", "counter", "VRRP adverts, by what happened to them.");
+    for (k, v) in [
+        ("sent", view.adverts_sent),
+        ("received", view.adverts_received),
+        ("ignored", view.adverts_ignored),
+        ("ignored_non_peer", view.adverts_ignored_non_peer),
+        ("malformed", view.adverts_bad),
+    ] {
+        o.sample("rvs_ha_adverts_total", &[("result", k)], v);
+    }
+    o.family(
+        "rvs_ha_sync_messages_total",
+        "counter",
+        "Connection-sync datagrams: sent, received (authenticated), bad (failed authentication, malformed or replayed).",
+    );
+    for (k, v) in [
+        ("sent", view.sync_sent),
+        ("received", view.sync_received),
+        ("bad", view.sync_bad),
+    ] {
+        o.sample("rvs_ha_sync_messages_total", &[("result", k)], v);
+    }
+    o.family(
+        "rvs_ha_sync_records_total",
+        "counter",
+        "Connection and template records sent to the peers and received from them.",
+    );
+    o.sample("rvs_ha_sync_records_total", &[("direction", "sent")], view.records_sent);
+    o.sample("rvs_ha_sync_records_total", &[("direction", "received")], view.conns_synced);
+    o.family(
+        "rvs_ha_bulk_done",
+        "gauge",
+        "1 once this director has its bulk copy (or needs none).",
+    );
+    o.sample(
+        "rvs_ha_bulk_done",
+        &[],
+        u64::from(matches!(view.bulk.state.as_str(), "done" | "not-needed" | "gave-up")),
+    );
+}
+
 pub fn render(shared: &Shared, info: &ControlInfo) -> String {
     let mut o = Out(String::with_capacity(16 * 1024));
     let snap = shared.snapshot.load_full();
@@ -227,6 +296,8 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
         &[("result", "error")],
         info.api_errors.load(Relaxed),
     );
+
+    render_ha(&mut o, info);
 
     // Services and servers of the running snapshot. A service counts the
     // traffic of every server it ever had, as IPVS counts a service.

@@ -25,6 +25,7 @@ pub mod conns;
 pub mod ctl_proto;
 pub mod edit;
 pub mod format;
+pub mod ha;
 pub mod health;
 pub mod metrics;
 pub mod notify;
@@ -152,6 +153,8 @@ pub struct Controller {
     last_sample: Instant,
     dump: Option<PendingDump>,
     info: Arc<ControlInfo>,
+    /// The HA thread (`[ha]`), once `serve` started it.
+    ha: Option<ha::HaRuntime>,
 }
 
 impl Controller {
@@ -177,6 +180,7 @@ impl Controller {
             last_sample: Instant::now(),
             dump: None,
             info: Arc::new(ControlInfo::new(capacity)),
+            ha: None,
         };
         c.publish()?;
         c.stats.sample(&c.shared.registry, Instant::now());
@@ -188,10 +192,60 @@ impl Controller {
     pub fn serve(&mut self) -> Result<()> {
         self.api = Some(ApiServer::start(&self.cfg.control.socket)?);
         self.start_health()?;
+        if self.cfg.ha.is_some() {
+            let rt = ha::HaRuntime::start(&self.cfg, self.shared.clone())?;
+            *self.info.ha.lock().unwrap_or_else(|e| e.into_inner()) = Some(rt.view.clone());
+            self.ha = Some(rt);
+        }
         if let Some(addr) = self.cfg.control.metrics {
             metrics::start(addr, self.shared.clone(), self.info.clone())?;
         }
         Ok(())
+    }
+
+    /// Clean shutdown of `[ha]`: a master hands over (VRRP priority 0)
+    /// before the ports close.
+    pub fn shutdown_ha(&mut self) {
+        if let Some(mut rt) = self.ha.take() {
+            rt.shutdown();
+            self.poll_ha();
+        }
+    }
+
+    /// Logs and notifies the HA thread's role changes.
+    fn poll_ha(&mut self) {
+        let Some(rt) = &self.ha else { return };
+        let changes: Vec<ha::RoleChange> = rt.changes.try_iter().collect();
+        if changes.is_empty() {
+            return;
+        }
+        let snap = self.shared.snapshot.load();
+        let view = self
+            .stats
+            .list_view(&self.cfg, &snap, &self.shared.registry, &*self.health);
+        for c in changes {
+            let mut ev = notify::Event::new(
+                notify::EventKind::Role,
+                String::new(),
+                format!(
+                    "the director is now {} (was {}): {}",
+                    c.to.name(),
+                    c.from.name(),
+                    c.reason
+                ),
+                match c.to {
+                    crate::ha::vrrp::State::Master => {
+                        "took the virtual addresses: answering ARP for them, gratuitous ARP sent, forwarding".to_string()
+                    }
+                    _ => "released the virtual addresses: not forwarding, installing synced connections".to_string(),
+                },
+            );
+            ev.role = Some(c.to.name().to_string());
+            ev.previous_role = Some(c.from.name().to_string());
+            ev.master = c.master.map(|m| m.to_string());
+            ev.configuration = Some(view.clone());
+            self.notifier.send(&ev, &self.cfg.notify);
+        }
     }
 
     /// Replaces the health source (the health checker installs itself).
@@ -225,6 +279,7 @@ impl Controller {
         }
         self.finish_dump(Instant::now());
         self.poll_health();
+        self.poll_ha();
         if self.last_sample.elapsed() >= Duration::from_secs(1) {
             self.last_sample = Instant::now();
             self.stats.sample(&self.shared.registry, self.last_sample);
@@ -344,6 +399,7 @@ impl Controller {
 
     fn status(&self) -> StatusView {
         let capacity = self.info.capacity_per_worker.load(Relaxed);
+        let ha_view = self.ha.as_ref().map(|h| h.view());
         let workers = self
             .shared
             .worker_stats
@@ -413,9 +469,19 @@ impl Controller {
             uptime_secs: self.info.started.elapsed().as_secs(),
             config: self.path.display().to_string(),
             generation: self.generation,
-            role: "standalone".to_string(),
-            peer: self.cfg.ha.as_ref().and_then(|h| h.peer),
-            sync: "off".to_string(),
+            role: ha_view
+                .as_ref()
+                .map_or_else(|| "standalone".to_string(), |h| h.role.clone()),
+            peer: ha_view
+                .as_ref()
+                .and_then(|h| h.master.filter(|_| h.role != "master"))
+                .or_else(|| self.cfg.ha.as_ref().and_then(|h| h.peers.first().copied())),
+            sync: if ha_view.as_ref().is_some_and(|h| h.sync) {
+                "on".to_string()
+            } else {
+                "off".to_string()
+            },
+            ha: ha_view,
             api_changes: self.info.api_changes.load(Relaxed),
             reloads_ok: self.info.reloads_ok.load(Relaxed),
             reloads_failed: self.info.reloads_failed.load(Relaxed),

@@ -55,6 +55,8 @@ pub enum EventKind {
     QuorumLost,
     /// It is back at or above the quorum.
     QuorumRegained,
+    /// The director's `[ha]` role changed (master, backup, init).
+    Role,
 }
 
 impl EventKind {
@@ -64,6 +66,7 @@ impl EventKind {
             EventKind::ServerUp => "server-up",
             EventKind::QuorumLost => "quorum-lost",
             EventKind::QuorumRegained => "quorum-regained",
+            EventKind::Role => "role",
         }
     }
 }
@@ -100,6 +103,13 @@ pub struct Event {
     /// The configuration in force after the event (`rvs ctl list --json`).
     #[serde(default)]
     pub configuration: Option<ListView>,
+    /// Role events: the new role, the one before, and who is master now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
 }
 
 impl Event {
@@ -123,6 +133,9 @@ impl Event {
             quorum: 0,
             sorry_server: None,
             configuration: None,
+            role: None,
+            previous_role: None,
+            master: None,
         }
     }
 
@@ -142,6 +155,12 @@ impl Event {
                 "[rvs] service {} REGAINED QUORUM (live weight {} >= {})",
                 self.service, self.live_weight, self.quorum
             ),
+            EventKind::Role => format!(
+                "[rvs] director {} is now {} (was {})",
+                self.director,
+                self.role.as_deref().unwrap_or("?").to_uppercase(),
+                self.previous_role.as_deref().unwrap_or("?")
+            ),
         }
     }
 
@@ -155,6 +174,12 @@ impl Event {
         let _ = writeln!(b, "Service:      {}", self.service);
         if let Some(s) = &self.server {
             let _ = writeln!(b, "Server:       {s}");
+        }
+        if let Some(r) = &self.role {
+            let prev = self.previous_role.as_deref().unwrap_or("?");
+            let _ = writeln!(b, "Role:         {r} (was {prev})");
+            let m = self.master.as_deref().unwrap_or("unknown");
+            let _ = writeln!(b, "Master:       {m}");
         }
         let _ = writeln!(b, "Action:       {}", self.action);
         if let Some(c) = &self.check {

@@ -51,10 +51,13 @@ pub enum Drop {
     TooBig,
     /// An ICMP error that quotes no tracked connection (or garbage).
     IcmpUnknownFlow,
+    /// Traffic for a VIP (or through a virtual address) while this
+    /// director is not the `[ha]` master.
+    NotMaster,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 20] = [
+    pub const ALL: [Drop; 21] = [
         Drop::NotForUs,
         Drop::NotIpv4,
         Drop::ToDirector,
@@ -75,6 +78,7 @@ impl Drop {
         Drop::NoHeadroom,
         Drop::TooBig,
         Drop::IcmpUnknownFlow,
+        Drop::NotMaster,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +103,7 @@ impl Drop {
             Drop::NoHeadroom => "no_headroom",
             Drop::TooBig => "too_big",
             Drop::IcmpUnknownFlow => "icmp_unknown_flow",
+            Drop::NotMaster => "not_master",
         }
     }
 }
@@ -149,6 +154,15 @@ pub struct WorkerStats {
     /// Frames handed to the kernel (exception path) and sent for it.
     pub to_kernel: Counter,
     pub from_kernel: Counter,
+    /// Sync records reported to the HA thread, and those lost to a full queue.
+    pub sync_reported: Counter,
+    pub sync_lost: Counter,
+    /// Connections installed from a peer's sync (new or updated), and
+    /// records that matched no service or server here.
+    pub sync_installed: Counter,
+    pub sync_unknown: Counter,
+    /// Gratuitous ARP sent on takeover.
+    pub garp_sent: Counter,
     pub parse_drops: [Counter; DropReason::ALL.len()],
     pub drops: [Counter; Drop::ALL.len()],
     /// Connections in this worker's table (written after each burst).
@@ -181,6 +195,11 @@ pub struct StatsReport {
     pub icmp_relayed: u64,
     pub to_kernel: u64,
     pub from_kernel: u64,
+    pub sync_reported: u64,
+    pub sync_lost: u64,
+    pub sync_installed: u64,
+    pub sync_unknown: u64,
+    pub garp_sent: u64,
     /// Every drop reason (parser's and data plane's) with its count.
     pub drops: std::collections::BTreeMap<String, u64>,
     pub drops_total: u64,
@@ -223,6 +242,11 @@ impl StatsReport {
             r.icmp_relayed += w.icmp_relayed.get();
             r.to_kernel += w.to_kernel.get();
             r.from_kernel += w.from_kernel.get();
+            r.sync_reported += w.sync_reported.get();
+            r.sync_lost += w.sync_lost.get();
+            r.sync_installed += w.sync_installed.get();
+            r.sync_unknown += w.sync_unknown.get();
+            r.garp_sent += w.garp_sent.get();
             for d in DropReason::ALL {
                 *r.drops.get_mut(d.as_str()).unwrap() += w.parse_drops[d.index()].get();
             }

@@ -4,6 +4,7 @@
 //! Rust, so they are tested with byte buffers (pcap-in/pcap-out style).
 
 pub mod counters;
+pub mod ha_link;
 pub mod neigh;
 pub mod pipeline;
 pub mod snapshot;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use self::counters::WorkerStats;
+use self::ha_link::HaLink;
 use self::neigh::NeighTable;
 use self::snapshot::{DestRegistry, Snapshot};
 use crate::control::conns::ConnDump;
@@ -58,6 +60,8 @@ pub struct Shared {
     /// `rvs ctl list --conns`: the controller asks, workers answer between
     /// bursts.
     pub conn_dump: ConnDump,
+    /// Failover and connection sync: address ownership and the sync queues.
+    pub ha: HaLink,
 }
 
 impl Shared {
@@ -74,6 +78,7 @@ impl Shared {
                 .collect(),
             workers,
             conn_dump: ConnDump::new(workers),
+            ha: HaLink::new(workers),
         }
     }
 

@@ -7,6 +7,8 @@
 //! shared state is read through relaxed atomics (snapshot, neighbour table,
 //! server counters) and written only in this worker's own counters.
 
+mod ha;
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -135,6 +137,12 @@ pub struct Pipeline {
     icmp_tokens: u64,
     icmp_last_ms: u64,
     hops: [Hop; HOP_CACHE],
+    /// `[ha]`: this director owns the VIPs (read once per loop).
+    master: bool,
+    /// `[ha] sync`: report connections to the HA thread.
+    sync: bool,
+    /// Worker-side sync and failover state (bulk walk, gratuitous ARP).
+    ha: ha::WorkerHa,
 }
 
 impl Pipeline {
@@ -153,6 +161,9 @@ impl Pipeline {
             icmp_tokens: ICMP_BURST,
             icmp_last_ms: 0,
             hops: [Hop::EMPTY; HOP_CACHE],
+            master: shared.ha.is_master(),
+            sync: shared.ha.sync.load(std::sync::atomic::Ordering::Acquire),
+            ha: ha::WorkerHa::default(),
         }
     }
 
@@ -245,6 +256,15 @@ impl Pipeline {
         let dst_mac = MacAddr::from_bytes(&f.data()[..6]);
         let broadcast = dst_mac.is_broadcast();
         if dst_mac != port.mac && !broadcast {
+            // Link-local IPv4 multicast (224.0.0.0/24: VRRP adverts, the
+            // sync group) is the kernel's, as a NIC would deliver it.
+            if dst_mac.is_multicast()
+                && port.kernel
+                && p.l3 == L3Class::Ipv4
+                && u32::from(p.dst) >> 8 == 0xE0_00_00
+            {
+                return self.to_kernel();
+            }
             return self.drop(Drop::NotForUs);
         }
         match p.l3 {
@@ -274,7 +294,8 @@ impl Pipeline {
             return self.drop(Drop::ArpIgnored);
         };
         let (sha, spa, tpa) = (a.sha(), a.spa(), a.tpa());
-        let ours = tpa == port.addr || snap.is_vip(tpa);
+        // The VIPs and virtual addresses belong to the [ha] master only.
+        let ours = tpa == port.addr || (self.master && (snap.is_vip(tpa) || snap.is_virtual(tpa)));
         match p.arp_op {
             arp::op::REQUEST if ours => {
                 if port.on_link(spa) {
@@ -316,6 +337,10 @@ impl Pipeline {
                 return self.to_kernel();
             }
             return self.drop(Drop::ToDirector);
+        }
+        if !self.master {
+            // A backup forwards nothing (its peer owns the addresses).
+            return self.drop(Drop::NotMaster);
         }
         if p.fragment {
             return self.drop(Drop::Fragment);
@@ -406,6 +431,9 @@ impl Pipeline {
         };
         self.stats.conns_created.inc();
         let tr = self.conns.on_packet(id, Dir::Inbound, flags, now_ms);
+        if self.sync {
+            self.report_conn(id, now_ms);
+        }
         let c = &srv.shared.per_worker[self.worker];
         c.conns.inc();
         if tr.new_active {
@@ -457,8 +485,13 @@ impl Pipeline {
                     .schedule(&LiveDests(&svc.servers), &input)
                     .map(|i| svc.servers[i].shared.id)
                     .map(|id| {
-                        self.persist()
-                            .insert(sid, net, id, now_ms, svc.persistence_ms)
+                        let id = self
+                            .persist()
+                            .insert(sid, net, id, now_ms, svc.persistence_ms);
+                        if self.sync {
+                            self.report_template(svc, net, id);
+                        }
+                        id
                     }),
             };
             return match id.and_then(|id| svc.servers.iter().find(|s| s.shared.id == id)) {
@@ -504,6 +537,9 @@ impl Pipeline {
             return self.icmp_reply(snap, f, p, in_port, now_ms, None);
         }
         let tr = self.conns.on_packet(id, dir, p.tcp_flags.bits(), now_ms);
+        if self.sync {
+            self.sync_after_packet(id, tr.state != tr.old_state, now_ms);
+        }
         if tr.old_active != tr.new_active {
             let k = &srv.shared.per_worker[self.worker];
             if tr.new_active {

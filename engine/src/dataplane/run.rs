@@ -141,6 +141,8 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     }
 
     tracing::info!("stopping");
+    // [ha]: hand the addresses over (VRRP priority 0) while still forwarding.
+    controller.shutdown_ha();
     shared.stop.store(true, Relaxed);
     // SAFETY: waits for every worker lcore launched above to return.
     unsafe { dpdk_ffi::rte_eal_mp_wait_lcore() };

@@ -291,6 +291,13 @@ pub struct Snapshot {
     /// known, so a connection of a deleted server still gives back its count.
     pub counters: Vec<Option<Arc<DestShared>>>,
     pub timeouts: conn::Timeouts,
+    /// `[ha] virtual_addresses` (sorted): answered for by the master only.
+    pub virtual_addrs: Vec<u32>,
+    /// Every address the `[ha]` master owns, with the port it lives on:
+    /// the VIPs (on the port whose subnet holds them, else the first
+    /// port) and the virtual addresses. Gratuitous ARP goes out for each on
+    /// takeover.
+    pub owned: Vec<(usize, Ipv4Addr)>,
 }
 
 pub fn method_of(f: Forward) -> Method {
@@ -334,6 +341,8 @@ impl Snapshot {
             dest_index: Vec::new(),
             counters: Vec::new(),
             timeouts: conn::Timeouts::default(),
+            virtual_addrs: Vec::new(),
+            owned: Vec::new(),
         }
     }
 
@@ -414,6 +423,7 @@ impl Snapshot {
         let mut vips: Vec<u32> = services.iter().map(|s| u32::from(s.vip)).collect();
         vips.sort_unstable();
         vips.dedup();
+        let (virtual_addrs, owned) = owned_addresses(cfg, ports);
         Ok(Snapshot {
             generation,
             ports: ports.to_vec(),
@@ -432,7 +442,15 @@ impl Snapshot {
                 v
             },
             timeouts: conn_timeouts(&cfg.timeouts),
+            virtual_addrs,
+            owned,
         })
+    }
+
+    /// Whether `ip` is one of the `[ha]` virtual addresses.
+    #[inline]
+    pub fn is_virtual(&self, ip: Ipv4Addr) -> bool {
+        !self.virtual_addrs.is_empty() && self.virtual_addrs.contains(&u32::from(ip))
     }
 
     #[inline]
@@ -500,6 +518,36 @@ impl Snapshot {
     pub fn is_own(&self, ip: Ipv4Addr) -> bool {
         self.ports.iter().any(|p| p.addr == ip)
     }
+}
+
+/// The `[ha]` virtual addresses, and every address the master owns with
+/// its port (see [`Snapshot::owned`]).
+fn owned_addresses(cfg: &Config, ports: &[PortInfo]) -> (Vec<u32>, Vec<(usize, Ipv4Addr)>) {
+    let mut owned: Vec<(usize, Ipv4Addr)> = Vec::new();
+    if ports.is_empty() {
+        return (Vec::new(), owned);
+    }
+    for vip in cfg.vrrp_addresses() {
+        if owned.iter().any(|&(_, a)| a == vip) {
+            continue;
+        }
+        let port = ports.iter().position(|p| p.on_link(vip)).unwrap_or(0);
+        owned.push((port, vip));
+    }
+    let mut virt = Vec::new();
+    if let Some(ha) = &cfg.ha {
+        for va in &ha.virtual_addresses {
+            virt.push(u32::from(va.address));
+            if let Some(port) = ports.iter().position(|p| p.name == va.port) {
+                if let Some(o) = owned.iter_mut().find(|(_, a)| *a == va.address) {
+                    o.0 = port;
+                }
+            }
+        }
+    }
+    virt.sort_unstable();
+    virt.dedup();
+    (virt, owned)
 }
 
 fn set_index(v: &mut Vec<Option<(u16, u32)>>, id: u32, si: u16, di: u32) {

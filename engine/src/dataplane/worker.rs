@@ -91,6 +91,8 @@ impl Worker {
             }
             // SAFETY: rdtsc has no preconditions.
             let now_ms = unsafe { dpdk_ffi::rvs_rdtsc() } / per_ms;
+            // [ha]: role, synced connections to install, bulk walk.
+            self.pipeline.ha_poll(&snap, now_ms);
 
             loops = loops.wrapping_add(1);
             for pi in 0..self.ports.len() {
@@ -190,6 +192,18 @@ impl Worker {
                 }
                 if self.pipeline.build_arp_request(&snap, pi, ip, m.data_mut()) {
                     self.pipeline.stats.arp_requests_sent.inc();
+                    self.queue_tx(m, pi, &mut tx);
+                }
+            }
+
+            while let Some((pi, ip)) = self.pipeline.take_garp(&snap) {
+                let Some(mut m) = Mbuf::alloc(self.pool) else {
+                    break;
+                };
+                if !m.append(super::pipeline::ARP_FRAME_LEN as u16) {
+                    continue;
+                }
+                if self.pipeline.build_garp(&snap, pi, ip, m.data_mut()) {
                     self.queue_tx(m, pi, &mut tx);
                 }
             }

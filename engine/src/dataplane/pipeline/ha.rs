@@ -1,0 +1,304 @@
+//! The worker's side of failover and connection sync (SPEC §7): report
+//! connections to the HA thread, install what the peer director sent, walk
+//! the table for a bulk copy, and send gratuitous ARP on takeover.
+//!
+//! All of it runs between bursts (`ha_poll`) or on a connection's first
+//! packet and state changes (`report_conn`), never per established packet.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering::{Acquire, Release};
+
+use super::{Pipeline, ARP_FRAME_LEN};
+use crate::conn::{flags, ConnId, Dir, FlowKey, Method, NewConn, TcpState};
+use crate::dataplane::snapshot::{Server, Service, Snapshot};
+use crate::ha::sync::{ConnRecord, Record, TemplateRecord};
+use crate::packet::arp::{self, ArpPacket};
+use crate::packet::ethernet::{EtherType, EthernetFrame, MacAddr};
+
+/// Synced records a worker installs per loop at most.
+const INSTALL_BUDGET: usize = 512;
+/// Table slots a bulk walk looks at per loop.
+const BULK_BUDGET: usize = 1024;
+/// Gratuitous ARP rounds per takeover request (keepalived's
+/// `garp_master_repeat`: 5).
+pub const GARP_ROUNDS: u32 = 5;
+
+/// Besides every state change, a connection is reported again on every
+/// `SYNC_PERIOD`th packet this worker forwards for established connections
+/// (IPVS: `sync_threshold` 3 of `sync_period` 50), so a long-lived
+/// connection's expiry stays fresh on the backup.
+pub const SYNC_PERIOD: u32 = 50;
+
+/// Per-worker HA state.
+#[derive(Default)]
+pub struct WorkerHa {
+    /// Packets since the last periodic report.
+    since_report: u32,
+    /// The bulk copy being walked (or last walked).
+    bulk_seen: u64,
+    bulk_cursor: usize,
+    bulk_active: bool,
+    garp_seen: u64,
+    garp_rounds: u32,
+    garp_idx: usize,
+}
+
+impl Pipeline {
+    /// Reports connection `id` (new, or its state changed) to the HA thread.
+    #[inline(never)]
+    pub(super) fn report_conn(&self, id: ConnId, now_ms: u64) {
+        let c = self.conns.get(id);
+        let rec = ConnRecord {
+            proto: c.proto(),
+            state: c.state() as u8,
+            method: c.method() as u8,
+            flags: 0,
+            client: c.client(),
+            cport: c.cport(),
+            vip: c.vip(),
+            vport: c.vport(),
+            server: c.server(),
+            sport: c.sport(),
+            timeout_ms: self.conns.time_left_ms(id, now_ms),
+        };
+        self.push_out(Record::Conn(rec));
+    }
+
+    /// After a packet of connection `id`: report it when its state changed,
+    /// and every `SYNC_PERIOD`th packet anyway.
+    #[inline]
+    pub(super) fn sync_after_packet(&mut self, id: ConnId, changed: bool, now_ms: u64) {
+        self.ha.since_report += 1;
+        if changed || self.ha.since_report >= SYNC_PERIOD {
+            self.ha.since_report = 0;
+            self.report_conn(id, now_ms);
+        }
+    }
+
+    /// Reports a persistence template the scheduler just made.
+    #[inline(never)]
+    pub(super) fn report_template(&self, svc: &Service, client_net: Ipv4Addr, server_id: u32) {
+        let Some(srv) = svc.servers.iter().find(|s| s.shared.id == server_id) else {
+            return;
+        };
+        let rec = TemplateRecord {
+            proto: svc.proto,
+            vip: svc.vip,
+            vport: svc.port,
+            client_net,
+            server: srv.addr,
+            sport: srv.port,
+            timeout_ms: svc.persistence_ms.min(u32::MAX as u64) as u32,
+        };
+        self.push_out(Record::Template(rec));
+    }
+
+    fn push_out(&self, r: Record) -> bool {
+        match self.shared.ha.out[self.worker].push(r) {
+            Ok(()) => {
+                self.stats.sync_reported.inc();
+                true
+            }
+            Err(_) => {
+                self.stats.sync_lost.inc();
+                false
+            }
+        }
+    }
+
+    /// Between bursts: take in the role and sync switches, install what the
+    /// peer sent, advance a bulk walk, start gratuitous ARP after a
+    /// takeover (worker 0).
+    pub fn ha_poll(&mut self, snap: &Snapshot, now_ms: u64) {
+        let link = &self.shared.ha;
+        self.master = link.master.load(Acquire);
+        self.sync = link.sync.load(Acquire);
+        if !link.enabled.load(Acquire) {
+            return;
+        }
+        for _ in 0..INSTALL_BUDGET {
+            let Some(rec) = self.shared.ha.install[self.worker].pop() else {
+                break;
+            };
+            match rec {
+                Record::Conn(c) => self.install(snap, &c, now_ms),
+                Record::Template(t) => self.install_template(snap, &t, now_ms),
+            }
+        }
+        self.bulk_step(now_ms);
+        if self.worker == 0 {
+            let g = self.shared.ha.garp_request.load(Acquire);
+            if g != self.ha.garp_seen {
+                self.ha.garp_seen = g;
+                self.ha.garp_rounds = GARP_ROUNDS;
+                self.ha.garp_idx = 0;
+            }
+        }
+    }
+
+    /// Puts a connection the peer director synced into this worker's table
+    /// (or updates the one there), on the server with the same address and
+    /// port in this director's configuration.
+    pub fn install(&mut self, snap: &Snapshot, r: &ConnRecord, now_ms: u64) {
+        let Some((svc, srv)) = synced_dest(snap, r) else {
+            self.stats.sync_unknown.inc();
+            return;
+        };
+        let state = TcpState::from_u8(r.state).unwrap_or(TcpState::None);
+        let key = FlowKey::new(r.proto, r.client, r.cport, r.vip, r.vport);
+        if let Some((id, Dir::Inbound)) = self.conns.lookup(&key, now_ms) {
+            let c = *self.conns.get(id);
+            if c.dest() == srv.shared.id {
+                let tr = self.conns.set_state(id, state);
+                self.conns.set_timeout(id, now_ms, r.timeout_ms);
+                if tr.old_active != tr.new_active {
+                    let k = &srv.shared.per_worker[self.worker];
+                    if tr.new_active {
+                        k.inactive.dec();
+                        k.active.inc();
+                    } else {
+                        k.active.dec();
+                        k.inactive.inc();
+                    }
+                }
+                self.stats.sync_installed.inc();
+                return;
+            }
+            // The peer moved the client to another server: take its word.
+            self.release(snap, id, now_ms);
+        }
+        let method = Method::from_u8(r.method).unwrap_or(srv.method);
+        let new = NewConn {
+            proto: r.proto,
+            client: r.client,
+            cport: r.cport,
+            vip: r.vip,
+            vport: r.vport,
+            server: r.server,
+            sport: r.sport,
+            method,
+            flags: flags::SYNCED,
+            service: svc.id,
+            dest: srv.shared.id,
+            state,
+        };
+        let Ok(id) = self.conns.insert(new, now_ms) else {
+            self.stats.count_drop(super::Drop::TableFull);
+            return;
+        };
+        self.conns.set_timeout(id, now_ms, r.timeout_ms);
+        let k = &srv.shared.per_worker[self.worker];
+        if self.conns.get(id).is_active() {
+            k.active.inc();
+        } else {
+            k.inactive.inc();
+        }
+        srv.update_overload();
+        self.stats.sync_installed.inc();
+    }
+
+    /// Puts a persistence template the peer made into the shared template
+    /// table, so a client keeps its server across a takeover.
+    pub fn install_template(&mut self, snap: &Snapshot, t: &TemplateRecord, now_ms: u64) {
+        let found = snap.service_for(t.proto, t.vip, t.vport).and_then(|svc| {
+            svc.servers
+                .iter()
+                .find(|s| s.addr == t.server && s.port == t.sport)
+                .map(|s| (svc, s))
+        });
+        let Some((svc, srv)) = found else {
+            self.stats.sync_unknown.inc();
+            return;
+        };
+        let timeout = u64::from(t.timeout_ms).min(svc.persistence_ms.max(1));
+        self.persist()
+            .insert(u32::from(svc.id), t.client_net, srv.shared.id, now_ms, timeout);
+        self.stats.sync_installed.inc();
+    }
+
+    /// One slice of a bulk copy: report the live connections of the next
+    /// `BULK_BUDGET` slots; pause while the out queue is full.
+    fn bulk_step(&mut self, now_ms: u64) {
+        let link = &self.shared.ha;
+        let req = link.bulk_request.load(Acquire);
+        if req != self.ha.bulk_seen {
+            self.ha.bulk_seen = req;
+            self.ha.bulk_cursor = 0;
+            self.ha.bulk_active = true;
+        }
+        if !self.ha.bulk_active {
+            return;
+        }
+        let cap = self.conns.capacity();
+        let end = (self.ha.bulk_cursor + BULK_BUDGET).min(cap);
+        while self.ha.bulk_cursor < end {
+            let i = self.ha.bulk_cursor;
+            let id = ConnId(i as u32);
+            if self.conns.contains(id) && !self.conns.is_expired(id, now_ms) {
+                let c = self.conns.get(id);
+                if !c.is_template() {
+                    if self.shared.ha.out[self.worker].is_full() {
+                        return; // paced by the HA thread: resume next loop
+                    }
+                    self.report_conn(id, now_ms);
+                }
+            }
+            self.ha.bulk_cursor += 1;
+        }
+        if self.ha.bulk_cursor >= cap {
+            self.ha.bulk_active = false;
+            self.shared.ha.bulk_done[self.worker].store(self.ha.bulk_seen, Release);
+        }
+    }
+
+    /// The next gratuitous ARP to send: (port, address). One round (every
+    /// owned address once) per loop, `GARP_ROUNDS` rounds per takeover.
+    pub fn take_garp(&mut self, snap: &Snapshot) -> Option<(usize, Ipv4Addr)> {
+        if self.ha.garp_rounds == 0 || !self.master {
+            return None;
+        }
+        if let Some(&o) = snap.owned.get(self.ha.garp_idx) {
+            self.ha.garp_idx += 1;
+            return Some(o);
+        }
+        self.ha.garp_rounds -= 1;
+        self.ha.garp_idx = 0;
+        None
+    }
+
+    /// Writes a gratuitous ARP (a request for `ip` from `ip`, with the
+    /// port's MAC, to broadcast) into `buf` (`ARP_FRAME_LEN` bytes).
+    pub fn build_garp(&self, snap: &Snapshot, port: usize, ip: Ipv4Addr, buf: &mut [u8]) -> bool {
+        let Some(pi) = snap.ports.get(port) else {
+            return false;
+        };
+        if buf.len() < ARP_FRAME_LEN {
+            return false;
+        }
+        buf[..ARP_FRAME_LEN].fill(0);
+        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+        eth.set_dst(MacAddr::BROADCAST);
+        eth.set_src(pi.mac);
+        eth.set_ethertype(EtherType::ARP);
+        let mut a = ArpPacket::new_unchecked(eth.payload_mut());
+        a.set_ethernet_ipv4();
+        a.set_op(arp::op::REQUEST);
+        a.set_sha(pi.mac);
+        a.set_spa(ip);
+        a.set_tha(MacAddr::ZERO);
+        a.set_tpa(ip);
+        self.stats.garp_sent.inc();
+        true
+    }
+}
+
+/// The service and server of a synced connection in this configuration.
+fn synced_dest<'s>(snap: &'s Snapshot, r: &ConnRecord) -> Option<(&'s Service, &'s Server)> {
+    let svc = snap.service_for(r.proto, r.vip, r.vport)?;
+    let srv = svc
+        .servers
+        .iter()
+        .chain(svc.sorry.as_ref())
+        .find(|s| s.addr == r.server && s.port == r.sport)?;
+    Some((svc, srv))
+}

@@ -1,0 +1,610 @@
+//! Connection-sync messages: the master streams connection records and
+//! persistence templates to its peers in UDP datagrams; a (re)starting
+//! director asks for a bulk copy.
+//!
+//! Every message is authenticated with HMAC-SHA256 under the shared
+//! `auth_key_file`, and the MAC is checked (in constant time) before any
+//! field past the version byte is interpreted, so forged or corrupted input
+//! never reaches the record parser. [`ReplayGuard`] then drops replays.
+//!
+//! # Wire format (version 1)
+//!
+//! All integers big-endian. A message is a 32-byte header, a body of
+//! `body_len` bytes, and a 32-byte MAC:
+//!
+//! | offset | size | field    | meaning                                               |
+//! |-------:|-----:|----------|-------------------------------------------------------|
+//! | 0      | 4    | magic    | `"RVSY"` (`52 56 53 59`)                               |
+//! | 4      | 1    | version  | 1 ([`VERSION`]); anything else is refused             |
+//! | 5      | 1    | kind     | 1 records, 2 bulk request, 3 bulk end ([`kind`])      |
+//! | 6      | 2    | body_len | bytes between the header and the MAC                  |
+//! | 8      | 4    | sender   | IPv4 address of the sending director                  |
+//! | 12     | 8    | boot     | random per process start of the sender                |
+//! | 20     | 8    | seq      | per (sender, boot), +1 for every message              |
+//! | 28     | 2    | count    | records in the body (0 for control messages)          |
+//! | 30     | 2    | reserved | 0 on send, ignored on receive                         |
+//! | 32     | n    | body     | see below                                             |
+//! | 32 + n | 32   | mac      | HMAC-SHA256(key, bytes 0 .. 32 + n)                   |
+//!
+//! Body of kind 1 (records): `count` records, each `type:u8 len:u8
+//! value[len]`. A type this version does not know is skipped; a known type
+//! whose `len` exceeds its size carries fields appended by a later version,
+//! which are ignored. So records can grow without a version bump.
+//!
+//! | type | record   | value (`len` >= this)                                                                                          |
+//! |-----:|----------|----------------------------------------------------------------------------------------------------------------|
+//! | 1    | conn     | 26 bytes: proto:1 state:1 method:1 flags:1 client:4 cport:2 vip:4 vport:2 server:4 sport:2 timeout_ms:4         |
+//! | 2    | template | 21 bytes: proto:1 vip:4 vport:2 client_net:4 server:4 sport:2 timeout_ms:4                                      |
+//!
+//! Body of kind 2 (bulk request): `id:u64`. Body of kind 3 (bulk end):
+//! `id:u64 records:u64`.
+//!
+//! A message never exceeds [`MAX_DATAGRAM`] (1400) bytes, so it is never
+//! fragmented on a 1500-byte link under IPv4 + UDP (28 bytes) and whatever
+//! encapsulation the exception path adds: at most 1336 body bytes, that is
+//! 47 connection records or 58 templates.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Wire format version.
+pub const VERSION: u8 = 1;
+/// First four bytes of every message.
+pub const MAGIC: [u8; 4] = *b"RVSY";
+/// An encoded message never exceeds this many bytes.
+pub const MAX_DATAGRAM: usize = 1400;
+/// Shortest accepted key.
+pub const MIN_KEY_LEN: usize = 16;
+/// Fixed header.
+pub const HEADER_LEN: usize = 32;
+/// HMAC-SHA256 tag.
+pub const MAC_LEN: usize = 32;
+/// Largest body that keeps a message within [`MAX_DATAGRAM`].
+pub const MAX_BODY: usize = MAX_DATAGRAM - HEADER_LEN - MAC_LEN;
+
+/// Message kinds (header byte 5).
+pub mod kind {
+    pub const RECORDS: u8 = 1;
+    pub const BULK_REQUEST: u8 = 2;
+    pub const BULK_END: u8 = 3;
+}
+
+/// Record types (first byte of a record).
+pub mod record_type {
+    pub const CONN: u8 = 1;
+    pub const TEMPLATE: u8 = 2;
+}
+
+/// Value length of a connection record in this version.
+pub const CONN_LEN: usize = 26;
+/// Value length of a template record in this version.
+pub const TEMPLATE_LEN: usize = 21;
+
+/// Why a message was refused (or, for `KeyTooShort` and `TooLarge`, not
+/// built).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    #[error("message shorter than header + MAC")]
+    Short,
+    #[error("bad magic")]
+    BadMagic,
+    #[error("unsupported sync version {0}")]
+    BadVersion(u8),
+    #[error("authentication failed")]
+    BadMac,
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    /// Authentic but inconsistent: a peer with a bug, not an attacker.
+    #[error("malformed message: {0}")]
+    Malformed(&'static str),
+    #[error("sync key shorter than {MIN_KEY_LEN} bytes")]
+    KeyTooShort,
+    /// [`try_encode`]: the records do not fit one datagram.
+    #[error("message does not fit {MAX_DATAGRAM} bytes")]
+    TooLarge,
+}
+
+/// The shared HMAC key. The HMAC state is keyed once here and cloned per
+/// message. `Debug` does not print the key.
+#[derive(Clone)]
+pub struct SyncKey {
+    mac: HmacSha256,
+}
+
+impl SyncKey {
+    /// At least [`MIN_KEY_LEN`] bytes (the key file's contents, as is).
+    pub fn new(bytes: &[u8]) -> Result<SyncKey, SyncError> {
+        if bytes.len() < MIN_KEY_LEN {
+            return Err(SyncError::KeyTooShort);
+        }
+        let mac = HmacSha256::new_from_slice(bytes).map_err(|_| SyncError::KeyTooShort)?;
+        Ok(SyncKey { mac })
+    }
+
+    /// HMAC-SHA256 of `data`: the tag that follows a message's bytes.
+    pub fn mac(&self, data: &[u8]) -> [u8; MAC_LEN] {
+        let mut m = self.mac.clone();
+        m.update(data);
+        m.finalize().into_bytes().into()
+    }
+
+    /// Constant-time check of `tag` over `data`.
+    fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
+        let mut m = self.mac.clone();
+        m.update(data);
+        m.verify_slice(tag).is_ok()
+    }
+}
+
+impl fmt::Debug for SyncKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SyncKey(..)")
+    }
+}
+
+/// One synced connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRecord {
+    pub proto: u8,
+    /// `TcpState as u8`.
+    pub state: u8,
+    pub method: u8,
+    pub flags: u8,
+    pub client: Ipv4Addr,
+    pub cport: u16,
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    pub server: Ipv4Addr,
+    pub sport: u16,
+    /// Time left before expiry.
+    pub timeout_ms: u32,
+}
+
+/// One synced persistence template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateRecord {
+    pub proto: u8,
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    pub client_net: Ipv4Addr,
+    pub server: Ipv4Addr,
+    pub sport: u16,
+    pub timeout_ms: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    Conn(ConnRecord),
+    Template(TemplateRecord),
+}
+
+impl Record {
+    /// Encoded size, type and length bytes included.
+    pub fn wire_len(&self) -> usize {
+        2 + match self {
+            Record::Conn(_) => CONN_LEN,
+            Record::Template(_) => TEMPLATE_LEN,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Record::Conn(c) => {
+                out.extend_from_slice(&[record_type::CONN, CONN_LEN as u8]);
+                out.extend_from_slice(&[c.proto, c.state, c.method, c.flags]);
+                out.extend_from_slice(&c.client.octets());
+                out.extend_from_slice(&c.cport.to_be_bytes());
+                out.extend_from_slice(&c.vip.octets());
+                out.extend_from_slice(&c.vport.to_be_bytes());
+                out.extend_from_slice(&c.server.octets());
+                out.extend_from_slice(&c.sport.to_be_bytes());
+                out.extend_from_slice(&c.timeout_ms.to_be_bytes());
+            }
+            Record::Template(t) => {
+                out.extend_from_slice(&[record_type::TEMPLATE, TEMPLATE_LEN as u8]);
+                out.push(t.proto);
+                out.extend_from_slice(&t.vip.octets());
+                out.extend_from_slice(&t.vport.to_be_bytes());
+                out.extend_from_slice(&t.client_net.octets());
+                out.extend_from_slice(&t.server.octets());
+                out.extend_from_slice(&t.sport.to_be_bytes());
+                out.extend_from_slice(&t.timeout_ms.to_be_bytes());
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Records(Vec<Record>),
+    /// "Send me your whole table", from a director that joins or restarts.
+    BulkRequest {
+        id: u64,
+    },
+    /// The last message of the bulk copy answering request `id`, with the
+    /// number of records the copy carried.
+    BulkEnd {
+        id: u64,
+        records: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub sender: Ipv4Addr,
+    /// Random per process start: lets the receiver tell a restart (seq
+    /// starts again) from a replay.
+    pub boot: u64,
+    pub seq: u64,
+    pub body: Body,
+}
+
+/// Encodes `m`, never exceeding [`MAX_DATAGRAM`]: records that would not fit
+/// are left out. Use [`Batcher`] to split a stream of records, or
+/// [`try_encode`] to be told.
+pub fn encode(m: &Message, key: &SyncKey) -> Vec<u8> {
+    encode_counted(m.sender, m.boot, m.seq, &m.body, key).0
+}
+
+/// Like [`encode`], but refuses ([`SyncError::TooLarge`]) a message whose
+/// records do not all fit.
+pub fn try_encode(m: &Message, key: &SyncKey) -> Result<Vec<u8>, SyncError> {
+    let (out, n) = encode_counted(m.sender, m.boot, m.seq, &m.body, key);
+    match &m.body {
+        Body::Records(rs) if n < rs.len() => Err(SyncError::TooLarge),
+        _ => Ok(out),
+    }
+}
+
+/// Encodes and returns how many records went in.
+fn encode_counted(
+    sender: Ipv4Addr,
+    boot: u64,
+    seq: u64,
+    body: &Body,
+    key: &SyncKey,
+) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(MAX_DATAGRAM);
+    let k = match body {
+        Body::Records(_) => kind::RECORDS,
+        Body::BulkRequest { .. } => kind::BULK_REQUEST,
+        Body::BulkEnd { .. } => kind::BULK_END,
+    };
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(k);
+    out.extend_from_slice(&[0, 0]); // body_len, below
+    out.extend_from_slice(&sender.octets());
+    out.extend_from_slice(&boot.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]); // count, below; reserved
+    let mut count = 0usize;
+    match body {
+        Body::Records(rs) => {
+            for r in rs {
+                if out.len() - HEADER_LEN + r.wire_len() > MAX_BODY {
+                    break;
+                }
+                r.write(&mut out);
+                count += 1;
+            }
+        }
+        Body::BulkRequest { id } => out.extend_from_slice(&id.to_be_bytes()),
+        Body::BulkEnd { id, records } => {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&records.to_be_bytes());
+        }
+    }
+    // Both fit 16 bits: the body is at most MAX_BODY bytes of records of
+    // at least 23 bytes each.
+    let body_len = (out.len() - HEADER_LEN) as u16;
+    out[6..8].copy_from_slice(&body_len.to_be_bytes());
+    out[28..30].copy_from_slice(&(count as u16).to_be_bytes());
+    let tag = key.mac(&out);
+    out.extend_from_slice(&tag);
+    (out, count)
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn be64(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(w)
+}
+
+fn addr(b: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::from(be32(b, at))
+}
+
+/// Decodes and authenticates one datagram.
+///
+/// Checks, in this order: length >= header + MAC (`Short`), magic, version,
+/// MAC (constant time), then the structure. Never panics; allocates at most
+/// one record slot per 23 body bytes.
+pub fn decode(buf: &[u8], key: &SyncKey) -> Result<Message, SyncError> {
+    if buf.len() < HEADER_LEN + MAC_LEN {
+        return Err(SyncError::Short);
+    }
+    if buf[0..4] != MAGIC {
+        return Err(SyncError::BadMagic);
+    }
+    if buf[4] != VERSION {
+        return Err(SyncError::BadVersion(buf[4]));
+    }
+    let (data, tag) = buf.split_at(buf.len() - MAC_LEN);
+    if !key.verify(data, tag) {
+        return Err(SyncError::BadMac);
+    }
+    // Authentic from here on.
+    let body = &data[HEADER_LEN..];
+    if usize::from(be16(data, 6)) != body.len() {
+        return Err(SyncError::Malformed("body length"));
+    }
+    let count = usize::from(be16(data, 28));
+    let body = match data[5] {
+        kind::RECORDS => Body::Records(decode_records(body, count)?),
+        kind::BULK_REQUEST => {
+            if body.len() != 8 {
+                return Err(SyncError::Malformed("bulk request length"));
+            }
+            Body::BulkRequest { id: be64(body, 0) }
+        }
+        kind::BULK_END => {
+            if body.len() != 16 {
+                return Err(SyncError::Malformed("bulk end length"));
+            }
+            Body::BulkEnd {
+                id: be64(body, 0),
+                records: be64(body, 8),
+            }
+        }
+        k => return Err(SyncError::UnknownKind(k)),
+    };
+    Ok(Message {
+        sender: addr(data, 8),
+        boot: be64(data, 12),
+        seq: be64(data, 20),
+        body,
+    })
+}
+
+fn decode_records(body: &[u8], count: usize) -> Result<Vec<Record>, SyncError> {
+    // Every record takes at least 2 bytes; known ones at least 23.
+    if count > body.len() / 2 {
+        return Err(SyncError::Malformed("record count"));
+    }
+    let mut out = Vec::with_capacity(count.min(body.len() / (2 + TEMPLATE_LEN)));
+    let mut rest = body;
+    let mut seen = 0usize;
+    while !rest.is_empty() {
+        if rest.len() < 2 {
+            return Err(SyncError::Malformed("record header"));
+        }
+        let (t, len) = (rest[0], usize::from(rest[1]));
+        if rest.len() < 2 + len {
+            return Err(SyncError::Malformed("record overruns body"));
+        }
+        let v = &rest[2..2 + len];
+        rest = &rest[2 + len..];
+        seen += 1;
+        match t {
+            record_type::CONN => {
+                if len < CONN_LEN {
+                    return Err(SyncError::Malformed("short conn record"));
+                }
+                out.push(Record::Conn(ConnRecord {
+                    proto: v[0],
+                    state: v[1],
+                    method: v[2],
+                    flags: v[3],
+                    client: addr(v, 4),
+                    cport: be16(v, 8),
+                    vip: addr(v, 10),
+                    vport: be16(v, 14),
+                    server: addr(v, 16),
+                    sport: be16(v, 20),
+                    timeout_ms: be32(v, 22),
+                }));
+            }
+            record_type::TEMPLATE => {
+                if len < TEMPLATE_LEN {
+                    return Err(SyncError::Malformed("short template record"));
+                }
+                out.push(Record::Template(TemplateRecord {
+                    proto: v[0],
+                    vip: addr(v, 1),
+                    vport: be16(v, 5),
+                    client_net: addr(v, 7),
+                    server: addr(v, 11),
+                    sport: be16(v, 15),
+                    timeout_ms: be32(v, 17),
+                }));
+            }
+            _ => {} // a later version's record type: skipped
+        }
+    }
+    if seen != count {
+        return Err(SyncError::Malformed("record count"));
+    }
+    Ok(out)
+}
+
+/// Packs a stream of records into datagrams of at most [`MAX_DATAGRAM`]
+/// bytes, numbering every message it builds (records and control alike)
+/// from seq 1.
+#[derive(Debug)]
+pub struct Batcher {
+    sender: Ipv4Addr,
+    boot: u64,
+    next_seq: u64,
+    pending: Vec<Record>,
+    body_len: usize,
+}
+
+impl Batcher {
+    pub fn new(sender: Ipv4Addr, boot: u64) -> Batcher {
+        Batcher {
+            sender,
+            boot,
+            next_seq: 1,
+            pending: Vec::new(),
+            body_len: 0,
+        }
+    }
+
+    /// Queues `r`. When it does not fit the current datagram, returns that
+    /// datagram (full) and `r` starts the next one.
+    pub fn push(&mut self, r: Record, key: &SyncKey) -> Option<Vec<u8>> {
+        let full = if self.body_len + r.wire_len() > MAX_BODY {
+            self.flush(key)
+        } else {
+            None
+        };
+        self.body_len += r.wire_len();
+        self.pending.push(r);
+        full
+    }
+
+    /// The pending records as one datagram, if there are any.
+    pub fn flush(&mut self, key: &SyncKey) -> Option<Vec<u8>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let seq = self.take_seq();
+        let body = Body::Records(std::mem::take(&mut self.pending));
+        let (out, n) = encode_counted(self.sender, self.boot, seq, &body, key);
+        if let Body::Records(mut v) = body {
+            // push() never lets the body grow past MAX_BODY.
+            debug_assert_eq!(n, v.len());
+            v.clear();
+            self.pending = v; // keep the allocation
+        }
+        self.body_len = 0;
+        Some(out)
+    }
+
+    /// A control message (`BulkRequest`, `BulkEnd`) with the next seq.
+    /// Pending records are not flushed: call [`flush`](Self::flush) first
+    /// when the control message must follow them (a `BulkEnd`).
+    pub fn control(&mut self, body: Body, key: &SyncKey) -> Vec<u8> {
+        let seq = self.take_seq();
+        encode_counted(self.sender, self.boot, seq, &body, key).0
+    }
+
+    /// Records queued and not yet returned in a datagram.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The seq the next message will carry.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+}
+
+/// Senders remembered by [`ReplayGuard`].
+pub const REPLAY_SENDERS: usize = 16;
+/// Superseded boots remembered per sender.
+pub const RETIRED_BOOTS: usize = 4;
+
+#[derive(Debug, Clone)]
+struct Peer {
+    sender: Ipv4Addr,
+    boot: u64,
+    last_seq: u64,
+    /// Boots this sender has moved on from: a message carrying one is a
+    /// replay from an earlier life, refused.
+    retired: [Option<u64>; RETIRED_BOOTS],
+    retired_next: usize,
+    /// Recency stamp for eviction.
+    used: u64,
+}
+
+/// Replay protection for authenticated messages (call it after
+/// [`decode`]).
+///
+/// Per sender: messages of its current boot are accepted only with a seq
+/// above the last accepted one (so a reordered older datagram is dropped
+/// too); a different boot means the sender restarted, and resets the
+/// sequence, unless it is one of the last [`RETIRED_BOOTS`] boots the sender
+/// has already moved on from. At most [`REPLAY_SENDERS`] senders are
+/// tracked; the least recently heard one is forgotten to make room.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayGuard {
+    peers: Vec<Peer>,
+    clock: u64,
+}
+
+impl ReplayGuard {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True when `m` is fresh (and records it as the last seen).
+    pub fn accept(&mut self, m: &Message) -> bool {
+        self.clock += 1;
+        let now = self.clock;
+        if let Some(p) = self.peers.iter_mut().find(|p| p.sender == m.sender) {
+            if m.boot == p.boot {
+                if m.seq <= p.last_seq {
+                    return false;
+                }
+            } else if p.retired.contains(&Some(m.boot)) {
+                return false;
+            } else {
+                p.retired[p.retired_next] = Some(p.boot);
+                p.retired_next = (p.retired_next + 1) % RETIRED_BOOTS;
+                p.boot = m.boot;
+            }
+            p.last_seq = m.seq;
+            p.used = now;
+            return true;
+        }
+        if self.peers.len() >= REPLAY_SENDERS {
+            if let Some(i) = self
+                .peers
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, p)| p.used)
+                .map(|(i, _)| i)
+            {
+                self.peers.swap_remove(i);
+            }
+        }
+        self.peers.push(Peer {
+            sender: m.sender,
+            boot: m.boot,
+            last_seq: m.seq,
+            retired: [None; RETIRED_BOOTS],
+            retired_next: 0,
+            used: now,
+        });
+        true
+    }
+
+    /// Senders currently tracked.
+    pub fn senders(&self) -> usize {
+        self.peers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
