@@ -188,7 +188,11 @@ fn a_backup_answers_no_arp_for_owned_addresses_and_forwards_nothing() {
     let (v, _) = b.run(0, &arp_request(VIP), 1);
     assert_eq!(v, Verdict::Drop, "backup answered ARP for the VIP");
     let (v, _) = b.run(1, &arp_request(GW), 1);
-    assert_eq!(v, Verdict::Drop, "backup answered ARP for the virtual address");
+    assert_eq!(
+        v,
+        Verdict::Drop,
+        "backup answered ARP for the virtual address"
+    );
     // its own address is still its own
     let (v, out) = b.run(0, &arp_request([198, 18, 0, 2]), 1);
     assert_eq!(v, Verdict::Tx(0));
@@ -265,7 +269,10 @@ fn vrrp_multicast_reaches_the_kernel() {
 #[test]
 fn synced_connection_survives_takeover_on_the_same_server() {
     let mut m = director(true);
-    m.shared.ha.sync.store(true, std::sync::atomic::Ordering::Release);
+    m.shared
+        .ha
+        .sync
+        .store(true, std::sync::atomic::Ordering::Release);
     m.w.ha_poll(&m.snap, 0);
     let mut b = director(false);
 

@@ -8,7 +8,11 @@
 //!    structs below, with the SPEC's defaults for what is left out;
 //! 2. the rules pass (`rules.rs`) checks what relates two or more values:
 //!    workers against lcores, duplicate ports, overlapping services, the same
-//!    server twice, thresholds, reachability of DR/TUN servers, and so on.
+//!    server twice, thresholds, reachability of DR/TUN servers, the `[ha]`
+//!    peers and virtual addresses against the ports, and so on. It also
+//!    looks at the one file the configuration names that must be right
+//!    before the director runs: `[ha] auth_key_file` (it exists, is a
+//!    regular file, mode 0600 or stricter, at least 16 bytes).
 //!
 //! The rules pass is also [`Config::validate`], for a configuration changed in
 //! code (a live `rvs ctl add-server`, a reload), so that a change is checked as
@@ -122,8 +126,9 @@ impl Config {
     /// Checks the rules that relate two or more values (see the module
     /// docs). Errors carry key paths and line 0: there is no file.
     ///
-    /// A configuration from [`load`]/[`parse`] always passes; run this after
-    /// changing one in code.
+    /// A configuration from [`load`]/[`parse`] always passes (unless its
+    /// `[ha] auth_key_file` changed since); run this after changing one in
+    /// code.
     pub fn validate(&self) -> Vec<ConfigError> {
         rules::check(&rules::Scope::whole(self))
     }

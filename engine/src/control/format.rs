@@ -210,14 +210,19 @@ pub fn status(v: &StatusView) -> String {
             h.vrid,
             h.priority,
             h.master.map_or_else(|| "-".to_string(), |m| m.to_string()),
-            h.master_priority.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            h.master_priority
+                .map_or_else(|| "-".to_string(), |p| p.to_string()),
             h.last_change.as_deref().unwrap_or("-"),
             h.last_takeover.as_deref().unwrap_or("-"),
         );
         let _ = writeln!(
             out,
             "ha adverts: {} sent, {} received, {} ignored ({} from non-peers), {} malformed",
-            h.adverts_sent, h.adverts_received, h.adverts_ignored, h.adverts_ignored_non_peer, h.adverts_bad
+            h.adverts_sent,
+            h.adverts_received,
+            h.adverts_ignored,
+            h.adverts_ignored_non_peer,
+            h.adverts_bad
         );
         let _ = writeln!(
             out,

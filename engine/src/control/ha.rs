@@ -432,11 +432,7 @@ impl HaThread {
             }
         }
         let master = self.vrrp.master();
-        self.last_change = Some(format!(
-            "{} -> {}: {reason}",
-            from.name(),
-            to.name()
-        ));
+        self.last_change = Some(format!("{} -> {}: {reason}", from.name(), to.name()));
         tracing::warn!(
             from = from.name(),
             to = to.name(),
@@ -662,7 +658,9 @@ impl HaThread {
         self.bulk.id = boot_id();
         self.bulk.sent_ms = now.max(1);
         let key = self.key.as_ref().expect("checked above");
-        let d = self.batcher.control(Body::BulkRequest { id: self.bulk.id }, key);
+        let d = self
+            .batcher
+            .control(Body::BulkRequest { id: self.bulk.id }, key);
         self.send_sync(&d, Some(master));
         tracing::info!(%master, try_ = self.bulk.tries, "ha: bulk copy requested");
     }

@@ -207,7 +207,11 @@ fn render_ha(o: &mut Out, info: &ControlInfo) {
         "VRRP role changes since start.",
     );
     o.sample("rvs_ha_transitions_total", &[], view.transitions);
-    o.family("rvs_ha_adverts_total", "counter", "VRRP adverts, by what happened to them.");
+    o.family(
+        "rvs_ha_adverts_total",
+        "counter",
+        "VRRP adverts, by what happened to them.",
+    );
     for (k, v) in [
         ("sent", view.adverts_sent),
         ("received", view.adverts_received),
@@ -234,8 +238,16 @@ fn render_ha(o: &mut Out, info: &ControlInfo) {
         "counter",
         "Connection and template records sent to the peers and received from them.",
     );
-    o.sample("rvs_ha_sync_records_total", &[("direction", "sent")], view.records_sent);
-    o.sample("rvs_ha_sync_records_total", &[("direction", "received")], view.conns_synced);
+    o.sample(
+        "rvs_ha_sync_records_total",
+        &[("direction", "sent")],
+        view.records_sent,
+    );
+    o.sample(
+        "rvs_ha_sync_records_total",
+        &[("direction", "received")],
+        view.conns_synced,
+    );
     o.family(
         "rvs_ha_bulk_done",
         "gauge",
@@ -244,7 +256,10 @@ fn render_ha(o: &mut Out, info: &ControlInfo) {
     o.sample(
         "rvs_ha_bulk_done",
         &[],
-        u64::from(matches!(view.bulk.state.as_str(), "done" | "not-needed" | "gave-up")),
+        u64::from(matches!(
+            view.bulk.state.as_str(),
+            "done" | "not-needed" | "gave-up"
+        )),
     );
 }
 

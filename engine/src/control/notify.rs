@@ -719,6 +719,38 @@ mod tests {
     }
 
     #[test]
+    fn a_role_change_says_the_new_role_the_old_one_and_the_master() {
+        let mut ev = Event::new(
+            EventKind::Role,
+            String::new(),
+            "the director is now master (was backup): master down".into(),
+            "took the virtual addresses".into(),
+        );
+        ev.director = "dir2".into();
+        ev.role = Some("master".into());
+        ev.previous_role = Some("backup".into());
+        ev.master = Some("198.19.0.3".into());
+        assert_eq!(
+            ev.subject(),
+            "[rvs] director dir2 is now MASTER (was backup)"
+        );
+        let body = ev.mail_body();
+        assert!(body.contains("Event:        role\n"), "{body}");
+        assert!(
+            body.contains("Role:         master (was backup)\n"),
+            "{body}"
+        );
+        assert!(body.contains("Master:       198.19.0.3\n"), "{body}");
+        let j: serde_json::Value = serde_json::from_str(ev.json_line().trim()).unwrap();
+        assert_eq!(j["event"], "role");
+        assert_eq!(j["role"], "master");
+        assert_eq!(j["previous_role"], "backup");
+        // server events carry no role keys
+        let j: serde_json::Value = serde_json::from_str(down_event().json_line().trim()).unwrap();
+        assert!(j.get("role").is_none());
+    }
+
+    #[test]
     fn the_mail_body_says_what_why_and_lists_the_configuration() {
         let ev = down_event();
         let body = ev.mail_body();

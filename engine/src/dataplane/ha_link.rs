@@ -62,7 +62,9 @@ impl HaLink {
             out: (0..n).map(|_| ArrayQueue::new(OUT_QUEUE)).collect(),
             install: (0..n).map(|_| ArrayQueue::new(INSTALL_QUEUE)).collect(),
             bulk_request: AtomicU64::new(0),
-            bulk_done: (0..n).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+            bulk_done: (0..n)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
+                .collect(),
             garp_request: AtomicU64::new(0),
         }
     }

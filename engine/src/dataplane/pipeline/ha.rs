@@ -211,8 +211,13 @@ impl Pipeline {
             return;
         };
         let timeout = u64::from(t.timeout_ms).min(svc.persistence_ms.max(1));
-        self.persist()
-            .insert(u32::from(svc.id), t.client_net, srv.shared.id, now_ms, timeout);
+        self.persist().insert(
+            u32::from(svc.id),
+            t.client_net,
+            srv.shared.id,
+            now_ms,
+            timeout,
+        );
         self.stats.sync_installed.inc();
     }
 
