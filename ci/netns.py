@@ -20,6 +20,7 @@ processes inside them) of runs whose owner is gone, `--cleanup --force` of all.
 Command line:
     netns.py --up [--id X] [--hold SECS]   build a topology, print its names (JSON),
                                            keep it until Ctrl-C / SIGTERM / SECS
+    netns.py --up --ha [--dr] ...          the same with the two-director HaTopology
     netns.py --cleanup [--force]           remove leftovers
     netns.py --list                        show rvs-* namespaces and their owners
 """
@@ -397,6 +398,167 @@ class Topology:
                 "client_if": self.client_if}
 
 
+# ---------------------------------------------------------------- failover (issue 11)
+HA_DIRECTORS = {                     # name -> (client-side address, server-side address)
+    "dir1": ("198.18.0.2", "198.19.0.2"),
+    "dir2": ("198.18.0.3", "198.19.0.3"),
+}
+HA_GATEWAY = "198.19.0.1"            # the real servers' gateway: a virtual address of the master
+HA_SERVERS = {"rs1": "198.19.0.11", "rs2": "198.19.0.12", "rs3": "198.19.0.13"}
+# DR variant: each real server also sits on the client segment (eth1), so its
+# replies (source VIP) reach the client directly. Not .21-.23: the client holds
+# .11-.50 as secondaries.
+HA_DR_CLIENT_SIDE = {"rs1": "198.18.0.201", "rs2": "198.18.0.202", "rs3": "198.18.0.203"}
+
+
+class HaTopology(Topology):
+    """Two directors between a client segment and a server segment (issue 11).
+
+        rvs-X-client     rvs-X-sw                               rvs-X-dir1 / rvs-X-dir2
+        cli0 ------ sw-cli [brc] sw-d1c -- dc (DPDK)  ds (DPDK) -- sw-d1s [brs] sw-rsN -- eth0 rsN
+        198.18.0.10/24         [brc] sw-d2c -- dc      ds      -- sw-d2s [brs]           198.19.0.1N/24
+        + .11-.50                                                                         default via 198.19.0.1
+
+    Both directors' veths have no kernel address, ip_forward 0, IPv6 off,
+    offloads off (as Topology's director). Both bridges: STP off,
+    forward_delay 0, multicast snooping off (VRRP's 224.0.0.18 floods).
+
+    dr=True: the real servers hold the VIP on lo (arp_ignore=1, arp_announce=2,
+    rp_filter 0) and have a second veth `eth1` on brc (HA_DR_CLIENT_SIDE) so
+    their replies go straight to the client.
+
+    kernel_director(name) turns one director namespace into a plain kernel
+    host (addresses on dc/ds) for keepalived.
+    """
+
+    def __init__(self, run_id=None, dr=False, servers=None):
+        super().__init__(run_id, dc="dc", ds="ds", servers=servers or HA_SERVERS)
+        p = f"{PREFIX}{self.id}-"
+        self.dirs = {name: p + name for name in HA_DIRECTORS}
+        self.director = self.dirs["dir1"]          # Topology's single-director helpers
+        self.dr = dr
+        self.kernel_dirs = set()
+
+    @property
+    def namespaces(self):
+        return [self.client, *self.dirs.values(), self.switch] + list(self.rs_ns.values())
+
+    def _attach(self, ns, dev, bridge, swport):
+        s = self.switch
+        self.ip(ns, "link", "add", dev, "type", "veth", "peer", "name", swport, "netns", s)
+        self.offloads_off(ns, dev)
+        self.offloads_off(s, swport)
+        self.ip(s, "link", "set", swport, "master", bridge, "up")
+
+    def up(self):
+        if shutil.which("ethtool") is None:
+            raise RuntimeError("ethtool is missing (run ci/setup.sh)")
+        _install_handlers()
+        os.makedirs(STATE_DIR, exist_ok=True)
+        with open(os.path.join(STATE_DIR, f"{self.id}.pid"), "w") as f:
+            f.write(f"{os.getpid()}\n")
+        _live.append(self)
+        t0 = time.monotonic()
+        for ns in self.namespaces:
+            run(["ip", "netns", "add", ns])
+            self.sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+            self.ip(ns, "link", "set", "lo", "up")
+        c, s = self.client, self.switch
+        for br in ("brc", "brs"):
+            self.ip(s, "link", "add", br, "type", "bridge", "stp_state", "0",
+                    "forward_delay", "0", "mcast_snooping", "0")
+            self.ip(s, "link", "set", br, "up")
+
+        # directors: two DPDK veths each, no addresses, no forwarding, no IPv6
+        for name, ns in self.dirs.items():
+            self.sysctl(ns, "net.ipv4.ip_forward=0")
+            self._attach(ns, self.dc, "brc", f"sw-d{name[-1]}c")
+            self._attach(ns, self.ds, "brs", f"sw-d{name[-1]}s")
+            for dev in (self.dc, self.ds):
+                self.sysctl(ns, f"net.ipv6.conf.{dev}.disable_ipv6=1")
+                self.ip(ns, "link", "set", dev, "up")
+
+        # client
+        self._attach(c, self.client_if, "brc", "sw-cli")
+        lines = [f"addr add {CLIENT_ADDR}/24 dev {self.client_if}"]
+        lines += [f"addr add {a}/24 dev {self.client_if}" for a in CLIENT_EXTRA]
+        lines += [f"link set {self.client_if} up"]
+        self.batch(c, lines)
+
+        # real servers
+        for name, addr in self.servers.items():
+            ns = self.rs_ns[name]
+            self._attach(ns, "eth0", "brs", f"sw-{name}"[:15])
+            lines = [f"addr add {addr}/24 dev eth0", "link set eth0 up",
+                     f"route add default via {HA_GATEWAY}"]
+            if self.dr:
+                self._attach(ns, "eth1", "brc", f"sw-{name}c"[:15])
+                self.sysctl(ns, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
+                            "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+                            "net.ipv4.conf.lo.rp_filter=0")
+                for dev in ("eth0", "eth1"):
+                    self.sysctl(ns, f"net.ipv4.conf.{dev}.arp_ignore=1", f"net.ipv4.conf.{dev}.arp_announce=2",
+                                f"net.ipv4.conf.{dev}.rp_filter=0")
+                lines = [f"addr add {addr}/24 dev eth0", f"addr add {HA_DR_CLIENT_SIDE[name]}/24 dev eth1",
+                         f"addr add {VIP}/32 dev lo", "link set eth0 up", "link set eth1 up",
+                         f"route add default via {HA_GATEWAY}"]
+            self.batch(ns, lines)
+        self.up_done = True
+        log(f"ha topology {self.id}{' (DR)' if self.dr else ''} up in {time.monotonic() - t0:.1f}s")
+        return self
+
+    def kernel_director(self, name):
+        """Give director `name`'s veths kernel addresses (for keepalived in its
+        place): dc = its client-side address/24, ds = its server-side address/24."""
+        ns = self.dirs[name]
+        ca, sa = HA_DIRECTORS[name]
+        self.batch(ns, [f"addr add {ca}/24 dev {self.dc}", f"addr add {sa}/24 dev {self.ds}"])
+        self.kernel_dirs.add(name)
+
+    def start_realservers(self, workdir, python=sys.executable, timeout=15.0, http_port=None):
+        """ci/realserver.py in every server namespace, HTTP on `http_port`
+        (default: 80 in the DR variant, which keeps the VIP port; 8080 for NAT)."""
+        port = http_port or (80 if self.dr else 8080)
+        ready = {}
+        for name in self.servers:
+            rf = os.path.join(workdir, f"{name}.ready")
+            if os.path.exists(rf):
+                os.unlink(rf)
+            with open(os.path.join(workdir, f"{name}.log"), "w") as logf:
+                self.popen(self.rs_ns[name], [python, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                    "realserver.py"),
+                                              "--name", name, "--http-port", str(port), "--ready-file", rf],
+                           stdout=logf, stderr=subprocess.STDOUT)
+            ready[name] = rf
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(os.path.exists(f) for f in ready.values()):
+                return
+            time.sleep(0.05)
+        missing = [n for n, f in ready.items() if not os.path.exists(f)]
+        raise RuntimeError(f"real servers not ready after {timeout}s: {missing}")
+
+    def link_stats(self, ns, dev):
+        out = self.ip(ns, "-s", "-j", "link", "show", "dev", dev).stdout
+        st = json.loads(out)[0]["stats64"]
+        return {"rx_packets": st["rx"]["packets"], "tx_packets": st["tx"]["packets"],
+                "rx_bytes": st["rx"]["bytes"], "tx_bytes": st["tx"]["bytes"]}
+
+    def addresses(self, ns, dev):
+        """IPv4 addresses (a/len strings) on `dev` in `ns`."""
+        out = self.ip(ns, "-j", "-4", "addr", "show", "dev", dev).stdout
+        res = []
+        for e in json.loads(out or "[]"):
+            for a in e.get("addr_info", []):
+                res.append(f"{a['local']}/{a['prefixlen']}")
+        return res
+
+    def describe(self):
+        return {"id": self.id, "client": self.client, "directors": self.dirs, "switch": self.switch,
+                "servers": self.rs_ns, "dc": self.dc, "ds": self.ds, "client_if": self.client_if,
+                "dr": self.dr, "ha": True}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group(required=True)
@@ -407,6 +569,8 @@ def main():
     ap.add_argument("--id", help="run id (6 hex digits) for --up")
     ap.add_argument("--hold", type=float, default=3600, help="with --up: seconds to hold (default 3600)")
     ap.add_argument("--servers", action="store_true", help="with --up: also start the real servers")
+    ap.add_argument("--ha", action="store_true", help="with --up: the two-director HaTopology (issue 11)")
+    ap.add_argument("--dr", action="store_true", help="with --up --ha: its DR variant")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("netns.py needs root")
@@ -425,7 +589,7 @@ def main():
     import tempfile
     wd = None
     try:
-        with Topology(a.id) as t:
+        with (HaTopology(a.id, dr=a.dr) if a.ha else Topology(a.id)) as t:
             if a.servers:
                 wd = tempfile.mkdtemp(prefix=f"rvs-{t.id}-")
                 t.start_realservers(wd)

@@ -10,6 +10,7 @@ PKGS=(
   libpcap-dev                   # DPDK's pcap PMD headers
   iproute2 ethtool procps       # namespaces, veths, bridges, offloads, sysctl
   curl python3 tcpdump iputils-ping # e2e clients, ping through the exception path, debugging
+  keepalived                    # the VRRPv3 peer and takeover baseline of the failover tests (issue 11)
   python3-aiosmtpd              # the SMTP relay the health-check e2e test mails through
   python3-prometheus-client     # parses the metrics endpoint in the ctl e2e test
   build-essential

@@ -8,6 +8,15 @@ Every subcommand is bounded in count and time and prints one JSON object on stdo
     udp-many HOST PORT N                  N UDP requests, each from a fresh socket
     download URL --out FILE               fetch (curl if present, else Python), sha256 it
     garbage --iface IF --dst-mac MAC      fire a bounded mix of malformed frames (AF_PACKET)
+    http-loop HOST PORT --duration T      one GET every --interval (50 ms), each in its own
+                                          thread; the longest gap between two successes
+    icmp-loop HOST --duration T           one ICMP echo every --interval (10 ms); the longest
+                                          gap between two replies
+    arp-probe --iface IF --target IP      ARP requests for IP; every MAC that answered
+    sync-garbage --dst IP --port P        forged/garbage datagrams to a sync port (some with a
+                                          spoofed source through a raw socket)
+    sync-replay --iface IF --port P       capture genuine sync datagrams off the wire, replay them
+    vrrp-forge --iface IF --dst IP ...    forged VRRPv3 adverts (raw IP protocol 112, TTL 255)
 """
 
 import argparse
@@ -315,6 +324,429 @@ def cmd_garbage(a):
     return 0
 
 
+# ---------------------------------------------------------------- http-loop
+def _loop_until(a):
+    """(deadline, stop?) for the loop subcommands: --duration caps, --stop-file ends early."""
+    import os
+    t_end = time.monotonic() + a.duration
+    return lambda: time.monotonic() >= t_end or (a.stop_file and os.path.exists(a.stop_file))
+
+
+def _gaps(times):
+    """The longest gap between consecutive times (sorted) as (gap, start, end),
+    and the five longest."""
+    ts = sorted(times)
+    gaps = [(b - x, x, b) for x, b in zip(ts, ts[1:])]
+    gaps.sort(reverse=True)
+    best = gaps[0] if gaps else (0.0, None, None)
+    return best, gaps[:5]
+
+
+def cmd_http_loop(a):
+    """Fire one GET every `interval` seconds, each from its own thread (a
+    request stuck in SYN retransmission does not hold the next one back), for
+    at most `duration` seconds or until `stop_file` exists. A success is a 200
+    whose body names a server; its completion time (wall clock, time.time())
+    is recorded. The longest gap between two consecutive successes is the
+    outage as a client sees it (new requests keep going out every interval, so
+    the first success after an outage comes within one interval of its end)."""
+    import os
+    import threading
+    lock = threading.Lock()
+    ok_times, fails, served = [], [], {}
+    threads = []
+
+    def one(i, t_start):
+        conn = http.client.HTTPConnection(a.host, a.port, timeout=a.timeout,
+                                          source_address=(a.source, 0) if a.source else None)
+        t_conn = None                 # when the client saw its connection established
+        try:
+            conn.connect()
+            t_conn = time.time()
+            conn.request("GET", a.path, headers={"Connection": "close"})
+            r = conn.getresponse()
+            body = r.read().decode(errors="replace").strip()
+            t = time.time()
+            if r.status == 200 and body.startswith("server "):
+                with lock:
+                    ok_times.append(t)
+                    name = body.split()[1]
+                    served[name] = served.get(name, 0) + 1
+            else:
+                with lock:
+                    fails.append((t_start, f"status {r.status}", t_conn))
+        except (OSError, http.client.HTTPException) as e:
+            with lock:
+                fails.append((t_start, f"{type(e).__name__}: {e}", t_conn))
+        finally:
+            conn.close()
+
+    if a.ready_file:
+        with open(a.ready_file, "w") as f:
+            f.write(f"{time.time()}\n")
+    done = _loop_until(a)
+    t0 = time.time()
+    m0 = time.monotonic()
+    i = 0
+    while not done():
+        th = threading.Thread(target=one, args=(i, time.time()), daemon=True)
+        th.start()
+        threads.append(th)
+        i += 1
+        nxt = m0 + i * a.interval
+        time.sleep(max(0.0, nxt - time.monotonic()))
+    t_stop = time.time()
+    for th in threads:
+        th.join(timeout=max(0.1, a.timeout + 1 - (time.time() - t_stop)))
+    with lock:
+        ok = list(ok_times)
+        fl = list(fails)
+    (gap, g0, g1), top = _gaps(ok)
+    fl.sort()
+    out({"sent": i, "ok": len(ok), "failed": len(fl), "served": served,
+         "max_gap": round(gap, 4), "gap_start": g0, "gap_end": g1,
+         "top_gaps": [[round(g, 4), s0, s1] for g, s0, s1 in top],
+         "first_ok": min(ok) if ok else None, "last_ok": max(ok) if ok else None,
+         "t0": t0, "t_stop": t_stop, "failures": [[ts, m, tc] for ts, m, tc in fl[:20]],
+         "interval": a.interval})
+    return 0
+
+
+# ---------------------------------------------------------------- icmp-loop
+def cmd_icmp_loop(a):
+    """One ICMP echo request every `interval` (raw socket), replies matched by
+    id and sequence; the longest gap between two consecutive replies (arrival
+    times, time.time())."""
+    import os
+    import select
+    ident = (os.getpid() ^ random.getrandbits(16)) & 0xFFFF
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.setblocking(False)
+    dst = socket.gethostbyname(a.host)
+    got = {}
+    sent = 0
+    done = _loop_until(a)
+    t0 = time.time()
+    m0 = time.monotonic()
+    payload = b"rvs-icmp-loop" + bytes(19)
+
+    def drain(until):
+        while True:
+            left = until - time.monotonic()
+            r, _, _ = select.select([s], [], [], max(0.0, left))
+            if not r:
+                return
+            try:
+                data, peer = s.recvfrom(2048)
+            except BlockingIOError:
+                continue
+            ihl = (data[0] & 0xF) * 4
+            icmp = data[ihl:]
+            if len(icmp) < 8 or icmp[0] != 0 or peer[0] != dst:
+                continue
+            rid, seq = struct.unpack("!HH", icmp[4:8])
+            if rid == ident and seq not in got:
+                got[seq] = time.time()
+
+    while not done():
+        seq = sent & 0xFFFF
+        h = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+        c = csum(h + payload)
+        try:
+            s.sendto(h[:2] + struct.pack("!H", c) + h[4:] + payload, (dst, 0))
+        except OSError:
+            pass                      # e.g. no route / ARP failure: counts as lost
+        sent += 1
+        drain(m0 + sent * a.interval)
+    t_stop = time.time()
+    drain(time.monotonic() + a.timeout)
+    s.close()
+    (gap, g0, g1), top = _gaps(list(got.values()))
+    out({"sent": sent, "ok": len(got), "lost": sent - len(got), "max_gap": round(gap, 4),
+         "gap_start": g0, "gap_end": g1, "top_gaps": [[round(g, 4), x, y] for g, x, y in top],
+         "t0": t0, "t_stop": t_stop, "interval": a.interval})
+    return 0
+
+
+# ---------------------------------------------------------------- arp-probe
+def _if_mac(iface):
+    with open(f"/sys/class/net/{iface}/address") as f:
+        return f.read().strip()
+
+
+def _if_addr(iface):
+    import fcntl
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        r = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", iface.encode()[:15]))  # SIOCGIFADDR
+        return socket.inet_ntoa(r[20:24])
+    finally:
+        s.close()
+
+
+def cmd_arp_probe(a):
+    """Broadcast `count` ARP requests for `target` from `iface` (one every
+    `gap` s) and listen `wait` s more; report every MAC that answered for it
+    (a reply whose sender protocol address is the target, broadcast or
+    unicast, gratuitous ones included)."""
+    import select
+    my_mac = _if_mac(a.iface)
+    src_ip = a.src or _if_addr(a.iface)
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+    s.bind((a.iface, 0))
+    s.setblocking(False)
+    if a.ready_file:
+        with open(a.ready_file, "w") as f:
+            f.write(f"{time.time()}\n")
+    req = (b"\xff" * 6 + mac_bytes(my_mac) + b"\x08\x06" +
+           struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac_bytes(my_mac), socket.inet_aton(src_ip),
+                       b"\0" * 6, socket.inet_aton(a.target)))
+    tgt = socket.inet_aton(a.target)
+    macs, times = {}, {}
+    t0 = time.monotonic()
+    sent = 0
+    t_end = t0 + a.count * a.gap + a.wait
+    next_send = t0
+    while time.monotonic() < t_end:
+        now = time.monotonic()
+        if sent < a.count and now >= next_send:
+            s.send(req)
+            sent += 1
+            next_send = now + a.gap
+        wait = max(0.0, min(t_end, next_send if sent < a.count else t_end) - time.monotonic())
+        r, _, _ = select.select([s], [], [], wait)
+        if not r:
+            continue
+        try:
+            fr = s.recv(2048)
+        except BlockingIOError:
+            continue
+        if len(fr) < 42 or fr[12:14] != b"\x08\x06":
+            continue
+        op = struct.unpack("!H", fr[20:22])[0]
+        sha, spa = fr[22:28], fr[28:32]
+        if spa == tgt and (op == 2 or a.any_op):
+            m = ":".join(f"{b:02x}" for b in sha)
+            macs[m] = macs.get(m, 0) + 1
+            times.setdefault(m, []).append(round(time.time(), 4))
+    s.close()
+    out({"target": a.target, "iface": a.iface, "requests": sent, "macs": macs, "times": times,
+         "seconds": round(time.monotonic() - t0, 3)})
+    return 0
+
+
+# ---------------------------------------------------------------- sync-garbage
+def _raw_udp(src, dst, sport, dport, payload, ttl=64):
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 17, 8 + len(payload))
+    c = csum(pseudo + udp + payload) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", c)
+    return ip_hdr(src, dst, 17, 8 + len(payload), ttl=ttl) + udp + payload
+
+
+def sync_message(kind, sender, boot, seq, body, count, key, version=1, magic=b"RVSY", body_len=None):
+    """An rvs sync message (engine/src/ha/sync.rs, version 1): 32-byte header
+    (magic, version, kind, body_len, sender, boot, seq, count, reserved), the
+    body, HMAC-SHA256(key, header + body)."""
+    import hmac
+    bl = len(body) if body_len is None else body_len
+    head = magic + struct.pack("!BBH4sQQHH", version, kind, bl & 0xFFFF, socket.inet_aton(sender), boot, seq,
+                               count, 0)
+    return head + body + hmac.new(key, head + body, "sha256").digest()
+
+
+def sync_conn_record(rng, vip="198.18.0.100", server="198.19.0.11"):
+    """One well-formed connection record (type 1, 26 bytes): TCP ESTABLISHED-ish
+    from a client on the client segment to VIP:80, NAT to server:8080."""
+    client = f"198.18.0.{rng.randint(60, 99)}"
+    return struct.pack("!BBBBBB4sH4sH4sHI", 1, 26, 6, 1, 0, 0, socket.inet_aton(client),
+                       rng.randint(1024, 65535), socket.inet_aton(vip), 80, socket.inet_aton(server), 8080,
+                       900000)
+
+
+def build_sync_garbage(n, rng, sender="198.19.0.3"):
+    """`n` datagrams no correct sync receiver may accept: [(kind, bytes)].
+    Kinds rotate: random bytes; shorter than header + MAC; well-formed
+    messages (records, bulk request, bulk end; sender = the peer's address)
+    whose MAC is made under a wrong key; the same with a random MAC; a wrong
+    version; a wrong magic; a body_len that lies; one authentic-looking
+    records message with a bit flipped after its MAC was computed."""
+    res = []
+    kinds = ("random", "short", "records_wrong_key", "bulk_request_wrong_key", "bulk_end_wrong_key",
+             "records_random_mac", "bad_version", "bad_magic", "length_lie", "bitflip")
+    boot = rng.getrandbits(64)
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        seq = i + 1
+        wrong = bytes(rng.getrandbits(8) for _ in range(32))
+        recs = [sync_conn_record(rng) for _ in range(rng.randint(1, 10))]
+        body = b"".join(recs)
+        if kind == "random":
+            d = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 1400)))
+        elif kind == "short":
+            d = sync_message(1, sender, boot, seq, b"", 0, wrong)[: rng.randint(1, 63)]
+        elif kind == "records_wrong_key":
+            d = sync_message(1, sender, boot, seq, body, len(recs), wrong)
+        elif kind == "bulk_request_wrong_key":
+            d = sync_message(2, sender, boot, seq, struct.pack("!Q", rng.getrandbits(64)), 0, wrong)
+        elif kind == "bulk_end_wrong_key":
+            d = sync_message(3, sender, boot, seq, struct.pack("!QQ", rng.getrandbits(64), 1000), 0, wrong)
+        elif kind == "records_random_mac":
+            d = sync_message(1, sender, boot, seq, body, len(recs), wrong)
+            d = d[:-32] + bytes(rng.getrandbits(8) for _ in range(32))
+        elif kind == "bad_version":
+            d = sync_message(1, sender, boot, seq, body, len(recs), wrong, version=rng.choice((0, 2, 255)))
+        elif kind == "bad_magic":
+            d = sync_message(1, sender, boot, seq, body, len(recs), wrong, magic=b"RVSX")
+        elif kind == "length_lie":
+            d = sync_message(1, sender, boot, seq, body, len(recs), wrong, body_len=len(body) + rng.randint(1, 900))
+        else:
+            b = bytearray(sync_message(1, sender, boot, seq, body, len(recs), wrong))
+            pos = rng.randrange(len(b) - 32)
+            b[pos] ^= 1 << rng.randrange(8)
+            d = bytes(b)
+        res.append((kind, d))
+    return res
+
+
+def cmd_sync_garbage(a):
+    """Send `count` garbage/forged datagrams to dst:port, paced (`gap` s apart).
+    Every `spoof_every`-th one (when --spoof is set) goes through a raw socket
+    with the spoofed source address (a peer's), the rest from a normal UDP
+    socket (this host's address)."""
+    rng = random.Random(a.seed)
+    dgrams = build_sync_garbage(a.count, rng, a.sender)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw = None
+    if a.spoof:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        raw.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    kinds, spoofed, errors = {}, 0, []
+    t0 = time.monotonic()
+    for i, (kind, d) in enumerate(dgrams):
+        try:
+            if raw is not None and a.spoof_every and i % a.spoof_every == 0:
+                raw.sendto(_raw_udp(a.spoof, a.dst, a.port, a.port, d), (a.dst, 0))
+                spoofed += 1
+            else:
+                u.sendto(d, (a.dst, a.port))
+            kinds[kind] = kinds.get(kind, 0) + 1
+        except OSError as e:
+            errors.append(f"{i}: {e}")
+        time.sleep(a.gap)
+    u.close()
+    if raw:
+        raw.close()
+    out({"sent": sum(kinds.values()), "kinds": kinds, "spoofed": spoofed, "errors": errors[:10],
+         "seconds": round(time.monotonic() - t0, 3)})
+    return 0
+
+
+# ---------------------------------------------------------------- sync-replay
+def cmd_sync_replay(a):
+    """Capture genuine sync datagrams (UDP to `port`, from `src` if given) seen
+    on `iface` (AF_PACKET: multicast sync floods the segment), up to `count` or
+    `sniff_time` s; create <go_file>.captured; wait for `go_file`; then send
+    each captured IP packet again byte for byte (raw, IP_HDRINCL: the original
+    source, destination, and authentic MAC), `gap` s apart. A receiver must
+    drop them all as replays."""
+    import os
+    import select
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    s.bind((a.iface, 0))
+    s.setblocking(False)
+    src = socket.inet_aton(a.src) if a.src else None
+    caught = []
+    t0 = time.monotonic()
+    while len(caught) < a.count and time.monotonic() - t0 < a.sniff_time:
+        r, _, _ = select.select([s], [], [], 0.2)
+        if not r:
+            continue
+        try:
+            fr, addr = s.recvfrom(65535)
+        except BlockingIOError:
+            continue
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        ip = fr[14:] if fr[12:14] == b"\x08\x00" else None
+        if not ip or len(ip) < 28 or ip[9] != 17:
+            continue
+        ihl = (ip[0] & 0xF) * 4
+        tot = struct.unpack("!H", ip[2:4])[0]
+        dport = struct.unpack("!H", ip[ihl + 2:ihl + 4])[0]
+        if dport != a.port or (src and ip[12:16] != src):
+            continue
+        caught.append(bytes(ip[:tot]))
+    s.close()
+    if a.go_file:
+        open(a.go_file + ".captured", "w").close()
+        t1 = time.monotonic()
+        while not os.path.exists(a.go_file) and time.monotonic() - t1 < a.go_timeout:
+            time.sleep(0.05)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    raw.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, a.iface.encode())
+    sent, errors, dsts = 0, [], {}
+    for ip in caught:
+        dst = socket.inet_ntoa(ip[16:20])
+        try:
+            raw.sendto(ip, (dst, 0))
+            sent += 1
+            dsts[dst] = dsts.get(dst, 0) + 1
+        except OSError as e:
+            errors.append(str(e))
+        time.sleep(a.gap)
+    raw.close()
+    out({"captured": len(caught), "replayed": sent, "destinations": dsts, "errors": errors[:5],
+         "sizes": sorted({len(x) for x in caught})[:10]})
+    return 0
+
+
+# ---------------------------------------------------------------- vrrp-forge
+def vrrp_advert(src, dst, vrid, priority, addrs, interval_cs):
+    """A VRRPv3 advertisement (RFC 5798 §5.1): version 3, type 1, the checksum
+    over the IPv4 pseudo header (src, dst, 0, 112, length) and the packet."""
+    body = struct.pack("!BBBBHH", 0x31, vrid, priority, len(addrs), interval_cs & 0x0FFF, 0)
+    body += b"".join(socket.inet_aton(x) for x in addrs)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 112, len(body))
+    c = csum(pseudo + body)
+    return body[:6] + struct.pack("!H", c) + body[8:]
+
+
+def vrrp_check(src, dst, pkt):
+    """True when pkt's checksum verifies under the pseudo header (self-test)."""
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 112, len(pkt))
+    return csum(pseudo + pkt) == 0
+
+
+def cmd_vrrp_forge(a):
+    """Send `count` VRRPv3 adverts to each of --dst (comma list: unicast
+    addresses and/or 224.0.0.18) from this host's address on --iface, raw IP
+    protocol 112 with TTL 255 (IP_HDRINCL, so the TTL and source are exact),
+    `gap` s apart."""
+    src = a.src or _if_addr(a.iface)
+    addrs = [x for x in a.addrs.split(",") if x]
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    raw.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, a.iface.encode())
+    sent, errors = {}, []
+    t0 = time.monotonic()
+    for i in range(a.count):
+        for dst in a.dst.split(","):
+            pkt = vrrp_advert(src, dst, a.vrid, a.priority, addrs, a.interval_cs)
+            assert vrrp_check(src, dst, pkt)
+            try:
+                raw.sendto(ip_hdr(src, dst, 112, len(pkt), ttl=a.ttl) + pkt, (dst, 0))
+                sent[dst] = sent.get(dst, 0) + 1
+            except OSError as e:
+                errors.append(f"{dst}: {e}")
+        time.sleep(a.gap)
+    raw.close()
+    out({"sent": sent, "src": src, "vrid": a.vrid, "priority": a.priority, "addrs": addrs,
+         "errors": errors[:10], "seconds": round(time.monotonic() - t0, 3)})
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -360,7 +792,65 @@ def main():
     p.add_argument("--gap", type=float, default=0.002)
     p.add_argument("--max-time", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("http-loop")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--interval", type=float, default=0.05)
+    p.add_argument("--duration", type=float, default=60.0, help="at most this many seconds")
+    p.add_argument("--stop-file", help="stop as soon as this file exists")
+    p.add_argument("--ready-file", help="written when the loop starts")
+    p.add_argument("--timeout", type=float, default=3.0, help="per request")
+    p.add_argument("--path", default="/")
+    p.add_argument("--source", help="source address")
+    p = sub.add_parser("icmp-loop")
+    p.add_argument("host")
+    p.add_argument("--interval", type=float, default=0.01)
+    p.add_argument("--duration", type=float, default=60.0)
+    p.add_argument("--stop-file")
+    p.add_argument("--timeout", type=float, default=1.0, help="wait for late replies at the end")
+    p = sub.add_parser("arp-probe")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--src", help="sender protocol address (default: the interface's)")
+    p.add_argument("--count", type=int, default=3)
+    p.add_argument("--gap", type=float, default=0.2)
+    p.add_argument("--wait", type=float, default=0.5)
+    p.add_argument("--any-op", action="store_true", help="count ARP requests from the target too")
+    p.add_argument("--ready-file", help="written once the socket listens")
+    p = sub.add_parser("sync-garbage")
+    p.add_argument("--dst", required=True)
+    p.add_argument("--port", type=int, default=8848)
+    p.add_argument("--count", type=int, default=200)
+    p.add_argument("--spoof", help="source address of the raw-socket share (e.g. a peer's)")
+    p.add_argument("--spoof-every", type=int, default=2, help="every Nth datagram is spoofed")
+    p.add_argument("--sender", default="198.19.0.3", help="the sender field of the forged messages")
+    p.add_argument("--gap", type=float, default=0.005)
+    p.add_argument("--seed", type=int, default=11)
+    p = sub.add_parser("sync-replay")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--port", type=int, default=8848)
+    p.add_argument("--src", help="only datagrams from this source")
+    p.add_argument("--count", type=int, default=20)
+    p.add_argument("--sniff-time", type=float, default=15.0)
+    p.add_argument("--go-file", help="replay only once this file exists")
+    p.add_argument("--go-timeout", type=float, default=60.0)
+    p.add_argument("--gap", type=float, default=0.005)
+    p = sub.add_parser("vrrp-forge")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--dst", required=True, help="comma list: peers and/or 224.0.0.18")
+    p.add_argument("--src", help="source address (default: the interface's)")
+    p.add_argument("--vrid", type=int, default=51)
+    p.add_argument("--priority", type=int, default=254)
+    p.add_argument("--addrs", default="198.18.0.100,198.19.0.1")
+    p.add_argument("--interval-cs", type=int, default=10)
+    p.add_argument("--ttl", type=int, default=255)
+    p.add_argument("--count", type=int, default=5)
+    p.add_argument("--gap", type=float, default=0.05)
     a = ap.parse_args()
+    extra = {"http-loop": cmd_http_loop, "icmp-loop": cmd_icmp_loop, "arp-probe": cmd_arp_probe,
+             "sync-garbage": cmd_sync_garbage, "sync-replay": cmd_sync_replay, "vrrp-forge": cmd_vrrp_forge}
+    if a.cmd in extra:
+        return extra[a.cmd](a)
     return {"probe": cmd_probe, "http-many": cmd_http_many, "http-hold": cmd_http_hold, "udp-many": cmd_udp_many,
             "download": cmd_download, "garbage": cmd_garbage}[a.cmd](a)
 

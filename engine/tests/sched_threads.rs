@@ -161,8 +161,8 @@ fn caches_stay_consistent_under_concurrency() {
                         None => t.insert(1, net, th * 100 + k % 16, now, 1_000_000),
                     };
                     assert_eq!(server % 100, k % 16, "a template of another net");
-                    if t.hold(1, net, now) {
-                        t.release(1, net, now);
+                    if t.hold(1, net, server, now) {
+                        assert!(t.release(1, net, server, now), "a hold lost");
                     }
                 }
             });
@@ -175,4 +175,70 @@ fn caches_stay_consistent_under_concurrency() {
         assert_eq!(a % 100, n as u32);
         assert_eq!(t.lookup(1, net, 20_000, 0), Some(a));
     }
+}
+
+/// Workers take and give back holds while templates are invalidated,
+/// replaced, revived and forgotten under them (small table: full sets and
+/// collisions): every hold comes back to the entry that counted it, none is
+/// left once every connection is gone, and every template then expires.
+#[test]
+fn persist_holds_balance_under_churn() {
+    let t = PersistTable::new(32);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        let t = &t;
+        let stop = &stop;
+        let workers: Vec<_> = (0..4u32)
+            .map(|th| {
+                sc.spawn(move || {
+                    // Connections alive: (net, server), given back later.
+                    let mut alive: Vec<(Ipv4Addr, u32)> = Vec::new();
+                    let mut x = 0x9e37_79b9u32.wrapping_mul(th + 1);
+                    for k in 0..40_000u32 {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        let now = k as u64;
+                        let net = Ipv4Addr::new(10, 0, (x % 48) as u8, 0);
+                        // Server 7 is "down" now and then: its templates go.
+                        let bad = (k / 500) % 3 == th % 3;
+                        let server = match t.lookup_valid(1, net, now, 50, |s| !(bad && s == 7)) {
+                            Some(s) => s,
+                            None => t.insert(1, net, 5 + (x >> 8) % 3, now, 50),
+                        };
+                        if t.hold(1, net, server, now) {
+                            alive.push((net, server));
+                        }
+                        if alive.len() > 20 || (x >> 4).is_multiple_of(3) {
+                            if let Some((n, s)) = (!alive.is_empty())
+                                .then(|| alive.swap_remove((x >> 12) as usize % alive.len()))
+                            {
+                                assert!(t.release(1, n, s, now), "a hold lost");
+                            }
+                        }
+                    }
+                    for (n, s) in alive {
+                        assert!(t.release(1, n, s, 40_000), "a hold lost");
+                    }
+                })
+            })
+            .collect();
+        // The control thread forgets a server now and then.
+        sc.spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                t.forget_server(6);
+                std::thread::yield_now();
+            }
+        });
+        // Stop the control thread also when a worker failed.
+        let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in results {
+            if let Err(e) = r {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+    assert_eq!(t.held_entries(), 0, "holds left with no connection");
+    assert_eq!(t.live_entries(40_000 + 200_000), 0);
 }

@@ -231,7 +231,10 @@ pub(crate) fn next_state(table: Table, from: TcpState, flags: u8) -> TcpState {
 /// does) and hands it to [`ConnTable::set_timeouts`](super::ConnTable::set_timeouts).
 ///
 /// The NONE state (a connection created but not yet given its first
-/// segment) uses IPVS's fixed 2 s, [`NONE_TIMEOUT_S`].
+/// segment) uses IPVS's fixed 2 s, [`NONE_TIMEOUT_S`]. A table under
+/// pressure arms SYN_RECV with at most
+/// [`PRESSURE_SYN_RECV_S`](super::PRESSURE_SYN_RECV_S) (module docs,
+/// "Pressure").
 ///
 /// Values above [`MAX_TIMEOUT_S`] are clamped to it (see the module notes on
 /// the expiry clock).

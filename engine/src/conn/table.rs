@@ -3,8 +3,9 @@
 use super::hash::Seed;
 use super::state::{next_state, Table, TimeoutsMs};
 use super::{
-    flags, is_active, tcp_flags, Conn, ConnId, Dir, FlowKey, Method, NewConn, TableFull, TcpState,
-    Timeouts, Transition, MAX_TIMEOUT_S, PROTO_TCP,
+    flags, is_active, tcp_flags, Conn, ConnId, Dir, FlowKey, Method, NewConn, Reclaim, TableFull,
+    TcpState, Timeouts, Transition, EVICT_WINDOW, MAX_TIMEOUT_S, PRESSURE_OFF_PERCENT,
+    PRESSURE_ON_PERCENT, PRESSURE_SYN_RECV_S, PROTO_TCP,
 };
 
 /// Largest capacity a table accepts (slot numbers must fit in 31 bits of an
@@ -37,8 +38,21 @@ pub struct ConnTable {
     len: u32,
     /// Next slot `expire_some` looks at.
     hand: u32,
+    /// Next slot `insert_or_evict` looks at when the table is full (a hand
+    /// of its own: the sweep must not shorten the lap an embryonic entry
+    /// survives).
+    evict_hand: u32,
+    /// Under pressure (see the module docs): entered when `len` reaches
+    /// `pressure_on`, left when it falls to `pressure_off`.
+    pressure: bool,
+    pressure_on: u32,
+    pressure_off: u32,
     seed: Seed,
     timeouts: Timeouts,
+    /// The configured timeouts in ms.
+    base_ms: TimeoutsMs,
+    /// What records are armed with: `base_ms`, with SYN_RECV shortened
+    /// while under pressure.
     timeouts_ms: TimeoutsMs,
     /// Tests only: keep this many low bits of the hash, to force collisions.
     #[cfg(test)]
@@ -51,6 +65,7 @@ impl std::fmt::Debug for ConnTable {
             .field("len", &self.len)
             .field("capacity", &self.slots.len())
             .field("buckets", &self.index.len())
+            .field("pressure", &self.pressure)
             .finish()
     }
 }
@@ -141,6 +156,28 @@ fn buckets_for(capacity: usize) -> usize {
     want.next_power_of_two().max(8)
 }
 
+/// Lengths at which a table of `capacity` enters pressure (at least
+/// [`PRESSURE_ON_PERCENT`] % full, rounded up, at least 1) and leaves it (at
+/// most [`PRESSURE_OFF_PERCENT`] %, rounded down).
+fn pressure_thresholds(capacity: usize) -> (u32, u32) {
+    let on = (capacity * PRESSURE_ON_PERCENT as usize)
+        .div_ceil(100)
+        .max(1);
+    let off = capacity * PRESSURE_OFF_PERCENT as usize / 100;
+    (on as u32, off.min(on - 1) as u32)
+}
+
+/// May a live record be evicted to make room under pressure? TCP only in
+/// NONE or SYN_RECV (a handshake nobody has completed), any other protocol
+/// (UDP); never a persistence template.
+#[inline]
+fn evictable(c: &Conn) -> bool {
+    c.flags & flags::TEMPLATE == 0
+        && (c.proto != PROTO_TCP
+            || c.state == TcpState::None as u8
+            || c.state == TcpState::SynRecv as u8)
+}
+
 impl ConnTable {
     /// A table for `capacity` connections with the IPVS default timeouts and
     /// a random hash seed. Allocates (and touches) all its memory now.
@@ -170,6 +207,7 @@ impl ConnTable {
         });
         let index = alloc_filled(buckets, |_| 0u64);
         let timeouts = Timeouts::default();
+        let (pressure_on, pressure_off) = pressure_thresholds(capacity);
         ConnTable {
             slots,
             index,
@@ -177,8 +215,13 @@ impl ConnTable {
             free_head: if capacity > 0 { 0 } else { NIL },
             len: 0,
             hand: 0,
+            evict_hand: 0,
+            pressure: false,
+            pressure_on,
+            pressure_off,
             seed,
             timeouts,
+            base_ms: timeouts.to_ms(),
             timeouts_ms: timeouts.to_ms(),
             #[cfg(test)]
             hash_bits: 32,
@@ -198,11 +241,31 @@ impl ConnTable {
     /// their next packet (as in IPVS).
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.timeouts = t;
-        self.timeouts_ms = t.to_ms();
+        self.base_ms = t.to_ms();
+        self.timeouts_ms = self.base_ms;
+        if self.pressure {
+            self.apply_pressure(true);
+        }
     }
 
+    /// The configured timeouts (SYN_RECV as configured, also while under
+    /// pressure; see [`syn_recv_timeout_ms`](Self::syn_recv_timeout_ms)).
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
+    }
+
+    /// Is the table under pressure (at least [`PRESSURE_ON_PERCENT`] % full,
+    /// until it falls to [`PRESSURE_OFF_PERCENT`] %)? Then SYN_RECV is armed
+    /// with [`PRESSURE_SYN_RECV_S`]. See the module docs, "Pressure".
+    #[inline]
+    pub fn under_pressure(&self) -> bool {
+        self.pressure
+    }
+
+    /// The SYN_RECV timeout a segment arms now, ms (shortened under
+    /// pressure).
+    pub fn syn_recv_timeout_ms(&self) -> u32 {
+        self.timeouts_ms.tcp[TcpState::SynRecv as usize]
     }
 
     /// Connections in the table (expired ones not yet reaped included).
@@ -314,8 +377,13 @@ impl ConnTable {
         }
     }
 
-    /// Create a connection. The caller looks up first: inserting a key that
-    /// a live connection already holds leaves the older one in front.
+    /// Create a connection in a free slot; [`TableFull`] when there is
+    /// none. The caller looks up first: inserting a key that a live
+    /// connection already holds leaves the older one in front.
+    ///
+    /// The data plane uses [`insert_or_evict`](Self::insert_or_evict),
+    /// which also makes room in a full table; this one never touches
+    /// another connection.
     pub fn insert(&mut self, c: NewConn, now_ms: u64) -> Result<ConnId, TableFull> {
         let slot = self.free_head;
         if slot == NIL {
@@ -353,6 +421,9 @@ impl ConnTable {
         self.free_head = s.dest;
         *s = rec;
         self.len += 1;
+        if !self.pressure && self.len >= self.pressure_on {
+            self.apply_pressure(true);
+        }
 
         let h = self.key_hash(&rec.inbound_key());
         self.index_insert(h, entry(h.0, slot, Dir::Inbound));
@@ -400,7 +471,114 @@ impl ConnTable {
         s.dest = self.free_head;
         self.free_head = slot;
         self.len -= 1;
+        if self.pressure && self.len <= self.pressure_off {
+            self.apply_pressure(false);
+        }
         Some(c)
+    }
+
+    /// [`insert`](Self::insert), and when the table is full, make room
+    /// first: look at most [`EVICT_WINDOW`] slots ahead of the eviction
+    /// hand and take the first expired record there, else the one idle
+    /// longest of the evictable ones there (TCP in NONE or SYN_RECV, UDP;
+    /// never a template, never TCP in ESTABLISHED or a later state).
+    /// `on_reclaim` gets the record removed, and why, so the data plane can
+    /// give back its server counts (as for `expire_some`'s `on_expire`).
+    /// [`TableFull`] (and nothing removed) when the window holds no such
+    /// record; the next call looks at the next window. See the module
+    /// docs, "Pressure".
+    ///
+    /// Costs nothing more than `insert` while a slot is free; when the
+    /// table is full, reads up to `EVICT_WINDOW` records (2 KiB, in order).
+    pub fn insert_or_evict(
+        &mut self,
+        c: NewConn,
+        now_ms: u64,
+        on_reclaim: impl FnOnce(&Conn, Reclaim),
+    ) -> Result<ConnId, TableFull> {
+        if self.free_head == NIL {
+            let (slot, why) = self.find_victim(now_ms).ok_or(TableFull)?;
+            let old = self
+                .remove(ConnId(slot))
+                .expect("eviction victim is in use");
+            on_reclaim(&old, why);
+        }
+        self.insert(c, now_ms)
+    }
+
+    /// Pick the record `insert_or_evict` reclaims, and move the eviction
+    /// hand past it (past the whole window when there is none).
+    #[cold]
+    #[inline(never)]
+    fn find_victim(&mut self, now_ms: u64) -> Option<(u32, Reclaim)> {
+        let cap = self.slots.len();
+        if cap == 0 {
+            return None;
+        }
+        let now = now_ms as u32;
+        let next = |i: usize| if i + 1 == cap { 0 } else { i + 1 };
+        let mut pos = self.evict_hand as usize;
+        // (slot, idle ms) of the idlest evictable record so far; the first
+        // one wins a tie, so a window of equals is taken in slot order.
+        let mut best: Option<(usize, u32)> = None;
+        for _ in 0..EVICT_WINDOW.min(cap) {
+            let c = &self.slots[pos];
+            if c.in_use() {
+                if expired(c.expires, now) {
+                    self.evict_hand = next(pos) as u32;
+                    return Some((pos as u32, Reclaim::Expired));
+                }
+                if evictable(c) {
+                    let idle = self.idle_ms(c, now);
+                    if best.is_none_or(|(_, b)| idle > b) {
+                        best = Some((pos, idle));
+                    }
+                }
+            }
+            pos = next(pos);
+        }
+        match best {
+            Some((slot, _)) => {
+                self.evict_hand = next(slot) as u32;
+                Some((slot as u32, Reclaim::Evicted))
+            }
+            None => {
+                self.evict_hand = pos as u32;
+                None
+            }
+        }
+    }
+
+    /// About how long ago a live record's last packet armed it, ms: the
+    /// timeout of its state minus the time it has left. A record armed
+    /// with the configured SYN_RECV timeout before the pressure began has
+    /// more left than the shortened one: measured against the configured.
+    #[inline]
+    fn idle_ms(&self, c: &Conn, now: u32) -> u32 {
+        let left = c.expires.wrapping_sub(now);
+        let state = c.state();
+        let cur = self.timeouts_ms.of(c.proto, state);
+        let armed = if left > cur {
+            self.base_ms.of(c.proto, state).max(cur)
+        } else {
+            cur
+        };
+        armed.saturating_sub(left)
+    }
+
+    /// Enter or leave the pressure mode: SYN_RECV armed with
+    /// [`PRESSURE_SYN_RECV_S`] (or the configured value if shorter), or as
+    /// configured.
+    #[cold]
+    fn apply_pressure(&mut self, on: bool) {
+        self.pressure = on;
+        let i = TcpState::SynRecv as usize;
+        let base = self.base_ms.tcp[i];
+        self.timeouts_ms.tcp[i] = if on {
+            base.min(PRESSURE_SYN_RECV_S * 1000)
+        } else {
+            base
+        };
     }
 
     /// Account one packet of connection `id` seen in `dir` with TCP flags

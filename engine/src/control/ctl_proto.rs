@@ -366,6 +366,9 @@ pub struct WorkerView {
     pub handoffs_out: u64,
     pub conns_created: u64,
     pub conns_expired: u64,
+    /// Evicted to make room in a full table (embryonic TCP, idle UDP).
+    #[serde(default)]
+    pub conns_evicted: u64,
     /// Connections in its table now.
     pub conns: u64,
     /// Its table's size.

@@ -205,11 +205,18 @@ impl Controller {
 
     /// Clean shutdown of `[ha]`: a master hands over (VRRP priority 0)
     /// before the ports close.
-    pub fn shutdown_ha(&mut self) {
-        if let Some(mut rt) = self.ha.take() {
-            rt.shutdown();
-            self.poll_ha();
+    /// Returns whether there was an HA thread to stop.
+    pub fn shutdown_ha(&mut self) -> bool {
+        let Some(mut rt) = self.ha.take() else {
+            return false;
+        };
+        rt.shutdown();
+        // Log and notify the last role change (master/backup -> init).
+        let changes: Vec<ha::RoleChange> = rt.changes.try_iter().collect();
+        for c in changes {
+            tracing::info!(from = c.from.name(), to = c.to.name(), "ha: {}", c.reason);
         }
+        true
     }
 
     /// Logs and notifies the HA thread's role changes.
@@ -415,6 +422,7 @@ impl Controller {
                     handoffs_out: w.handoffs_out.get(),
                     conns_created: r.conns_created,
                     conns_expired: r.conns_expired,
+                    conns_evicted: w.conns_evicted.get(),
                     conns: r.conns,
                     capacity,
                     drops_total: r.drops_total,

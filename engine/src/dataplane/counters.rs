@@ -54,10 +54,24 @@ pub enum Drop {
     /// Traffic for a VIP (or through a virtual address) while this
     /// director is not the `[ha]` master.
     NotMaster,
+    /// A new connection from an impossible source (0/8, 127/8, multicast,
+    /// 240/4, broadcast, a VIP, the director's own or a subnet's broadcast
+    /// address), as a Linux router drops martians.
+    Martian,
+    /// A new connection to a VIP from one of that service's own real
+    /// servers (it would loop on the server segment).
+    FromRealServer,
+    /// A packet that would create state failed its TCP/UDP checksum.
+    BadChecksum,
+    /// A TCP segment with SYN and RST or FIN together: never opens a
+    /// connection (IPVS skips RST).
+    BadTcpFlags,
+    /// The rewrite of a frame failed (malformed for its method).
+    RewriteFailed,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 21] = [
+    pub const ALL: [Drop; 26] = [
         Drop::NotForUs,
         Drop::NotIpv4,
         Drop::ToDirector,
@@ -79,6 +93,11 @@ impl Drop {
         Drop::TooBig,
         Drop::IcmpUnknownFlow,
         Drop::NotMaster,
+        Drop::Martian,
+        Drop::FromRealServer,
+        Drop::BadChecksum,
+        Drop::BadTcpFlags,
+        Drop::RewriteFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +123,11 @@ impl Drop {
             Drop::TooBig => "too_big",
             Drop::IcmpUnknownFlow => "icmp_unknown_flow",
             Drop::NotMaster => "not_master",
+            Drop::Martian => "martian",
+            Drop::FromRealServer => "from_real_server",
+            Drop::BadChecksum => "bad_checksum",
+            Drop::BadTcpFlags => "bad_tcp_flags",
+            Drop::RewriteFailed => "rewrite_failed",
         }
     }
 }
@@ -145,6 +169,9 @@ pub struct WorkerStats {
     pub handoffs_in: Counter,
     pub conns_created: Counter,
     pub conns_expired: Counter,
+    /// Live connections evicted from a full table to make room (embryonic
+    /// TCP or idle UDP; conn module docs, "Pressure").
+    pub conns_evicted: Counter,
     pub arp_replies_sent: Counter,
     pub arp_requests_sent: Counter,
     /// ICMP errors the director generated (time exceeded, frag needed).
@@ -188,6 +215,7 @@ pub struct StatsReport {
     pub handoffs: u64,
     pub conns_created: u64,
     pub conns_expired: u64,
+    pub conns_evicted: u64,
     pub conns: u64,
     pub arp_replies_sent: u64,
     pub arp_requests_sent: u64,
@@ -235,6 +263,7 @@ impl StatsReport {
             r.handoffs += w.handoffs_out.get();
             r.conns_created += w.conns_created.get();
             r.conns_expired += w.conns_expired.get();
+            r.conns_evicted += w.conns_evicted.get();
             r.conns += w.conns.get();
             r.arp_replies_sent += w.arp_replies_sent.get();
             r.arp_requests_sent += w.arp_requests_sent.get();

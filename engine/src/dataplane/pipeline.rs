@@ -7,6 +7,7 @@
 //! shared state is read through relaxed atomics (snapshot, neighbour table,
 //! server counters) and written only in this worker's own counters.
 
+mod admit;
 mod ha;
 
 use std::net::Ipv4Addr;
@@ -384,10 +385,13 @@ impl Pipeline {
         if p.is_tcp() && (!p.tcp_flags.syn() || p.tcp_flags.ack()) {
             return self.drop(Drop::NoConnection);
         }
+        if let Some(d) = admit::refuse_new(snap, f.data(), p, svc) {
+            return self.drop(d);
+        }
         if forward::ttl_expired(p) {
             return self.icmp_reply(snap, f, p, in_port, now_ms, None);
         }
-        let Some(srv) = self.pick(snap, svc, p, now_ms) else {
+        let Some((srv, template)) = self.pick(snap, svc, p, now_ms) else {
             return self.drop(Drop::NoServer);
         };
         // A new NAT client on an attached subnet (DR/TUN replies bypass us):
@@ -399,7 +403,7 @@ impl Pipeline {
             && self.neigh().peek(p.src, now_ms).is_none()
         {
             let mac = MacAddr::from_bytes(&f.data()[6..12]);
-            if !mac.is_multicast() {
+            if !mac.is_multicast() && !snap.ports.iter().any(|pi| pi.mac == mac) {
                 self.neigh().learn(p.src, mac, now_ms);
             }
         }
@@ -416,7 +420,13 @@ impl Pipeline {
                 p.dst_port
             },
             method: srv.method,
-            flags: if svc.persistence_ms > 0 {
+            // The connection holds the template that sent it to `srv` (the
+            // sorry server has none), and is marked so only when the hold
+            // succeeded; the hold goes back if the record cannot be made.
+            flags: if template.is_some_and(|net| {
+                self.persist()
+                    .hold(u32::from(svc.id), net, srv.shared.id, now_ms)
+            }) {
                 PERSISTENT
             } else {
                 0
@@ -425,9 +435,27 @@ impl Pipeline {
             dest: srv.shared.id,
             state: TcpState::None,
         };
-        let id = match self.conns.insert(new, now_ms) {
+        // A full table reclaims an expired record or evicts an embryonic
+        // TCP / idle UDP one (conn module docs, "Pressure"); the record
+        // removed gives back its counts as an expiry does.
+        let (stats, persist, worker) = (&self.stats, &self.shared.persist, self.worker);
+        let id = match self.conns.insert_or_evict(new, now_ms, |c, why| {
+            match why {
+                conn::Reclaim::Expired => stats.conns_expired.inc(),
+                conn::Reclaim::Evicted => stats.conns_evicted.inc(),
+            }
+            release_template(snap, persist, c, now_ms);
+            uncount(snap, worker, c);
+        }) {
             Ok(id) => id,
-            Err(_) => return self.drop(Drop::TableFull),
+            Err(_) => {
+                // No connection: give its hold back.
+                if let Some(net) = template.filter(|_| new.flags & PERSISTENT != 0) {
+                    self.persist()
+                        .release(u32::from(svc.id), net, srv.shared.id, now_ms);
+                }
+                return self.drop(Drop::TableFull);
+            }
         };
         self.stats.conns_created.inc();
         let tr = self.conns.on_packet(id, Dir::Inbound, flags, now_ms);
@@ -451,17 +479,20 @@ impl Pipeline {
     }
 
     /// Picks a server for a new connection: the persistence template's, the
-    /// scheduler's, or the sorry server.
+    /// scheduler's, or the sorry server. With the server comes the client
+    /// net of the persistence template that chose it, if one did (never for
+    /// the sorry server): the new connection holds that template.
     fn pick<'s>(
         &self,
         _snap: &'s Snapshot,
         svc: &'s Service,
         p: &Parsed,
         now_ms: u64,
-    ) -> Option<&'s Server> {
+    ) -> Option<(&'s Server, Option<Ipv4Addr>)> {
+        let sorry = || svc.sorry.as_ref().map(|s| (s, None));
         if svc.sorry_only {
             // quorum lost: the sorry server takes every new connection
-            return svc.sorry.as_ref();
+            return sorry();
         }
         let input = SchedInput {
             src_ip: p.src,
@@ -495,17 +526,14 @@ impl Pipeline {
                     }),
             };
             return match id.and_then(|id| svc.servers.iter().find(|s| s.shared.id == id)) {
-                Some(s) => {
-                    self.persist().hold(sid, net, now_ms);
-                    Some(s)
-                }
-                None => svc.sorry.as_ref(),
+                Some(s) => Some((s, Some(net))),
+                None => sorry(),
             };
         }
         svc.sched
             .schedule(&LiveDests(&svc.servers), &input)
-            .map(|i| &svc.servers[i])
-            .or(svc.sorry.as_ref())
+            .map(|i| (&svc.servers[i], None))
+            .or_else(sorry)
     }
 
     /// A packet of a tracked connection.
@@ -600,10 +628,8 @@ impl Pipeline {
         let done = match method {
             Method::Nat => forward::nat_inbound(f.data_mut(), p, server, sport)
                 .and_then(|()| forward::set_macs(f.data_mut(), mac, port_mac))
-                .map_err(|_| Drop::TtlExceeded),
-            Method::Dr => {
-                forward::dr(f.data_mut(), p, mac, port_mac).map_err(|_| Drop::TtlExceeded)
-            }
+                .map_err(rewrite_drop),
+            Method::Dr => forward::dr(f.data_mut(), p, mac, port_mac).map_err(rewrite_drop),
             Method::Tun => self.tun(snap, f, p, out, server, mac),
         };
         if let Err(d) = done {
@@ -628,7 +654,7 @@ impl Pipeline {
         mac: MacAddr,
     ) -> Result<(), Drop> {
         let port = &snap.ports[out];
-        forward::decrement_ttl(f.data_mut(), p).map_err(|_| Drop::TtlExceeded)?;
+        forward::decrement_ttl(f.data_mut(), p).map_err(rewrite_drop)?;
         // Drop Ethernet padding so the outer length is the inner one + 20.
         f.truncate(p.l3_end());
         if !f.prepend(forward::TUN_OVERHEAD) {
@@ -795,11 +821,10 @@ impl Pipeline {
             Err(d) => return self.drop(d),
         };
         let len = f.data().len() as u64;
-        if forward::nat_outbound(f.data_mut(), p, vip, vport)
+        if let Err(e) = forward::nat_outbound(f.data_mut(), p, vip, vport)
             .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac))
-            .is_err()
         {
-            return self.drop(Drop::TtlExceeded);
+            return self.drop(rewrite_drop(e));
         }
         let k = &srv.shared.per_worker[self.worker];
         k.out_packets.inc();
@@ -962,6 +987,15 @@ impl Pipeline {
     }
 }
 
+/// The drop a failed rewrite counts as: TTL, or a frame its method cannot
+/// rewrite.
+fn rewrite_drop(e: forward::ForwardError) -> Drop {
+    match e {
+        forward::ForwardError::TtlExpired => Drop::TtlExceeded,
+        _ => Drop::RewriteFailed,
+    }
+}
+
 /// Gives back a finished connection's active/inactive count on its server,
 /// also when the server has been deleted since (its counters outlive it).
 fn uncount(snap: &Snapshot, worker: usize, c: &conn::Conn) {
@@ -979,14 +1013,21 @@ fn uncount(snap: &Snapshot, worker: usize, c: &conn::Conn) {
     }
 }
 
-/// A connection that held a persistence template ended.
+/// A connection that held a persistence template ended: give back its hold
+/// on exactly that template, (service, client net, server), found from the
+/// record alone, also when the service has been deleted or its netmask
+/// changed since (the snapshot knows every netmask a service id has used;
+/// the current one is tried first).
 fn release_template(snap: &Snapshot, persist: &PersistTable, c: &conn::Conn, now_ms: u64) {
     if c.flags() & PERSISTENT == 0 {
         return;
     }
-    if let Some(svc) = snap.services.iter().find(|s| s.id == c.service()) {
-        let net = crate::sched::mask(c.client(), svc.persistence_mask);
-        persist.release(u32::from(svc.id), net, now_ms);
+    let svc = c.service();
+    for &m in snap.persist_masks(svc) {
+        let net = crate::sched::mask(c.client(), m);
+        if persist.release(u32::from(svc), net, c.dest(), now_ms) {
+            return;
+        }
     }
 }
 

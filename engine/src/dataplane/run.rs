@@ -22,6 +22,9 @@ use crate::control::Controller;
 
 /// Runs the director in the foreground until SIGINT/SIGTERM.
 pub fn run(cfg: Config, path: &Path) -> Result<()> {
+    // Signals first: a SIGHUP or SIGTERM during start-up (EAL, ports) must
+    // not kill the process half set up; they are acted on once it runs.
+    let signals = Signals::install()?;
     let workers = cfg.dpdk.workers;
     eal::init(&eal::eal_args(&cfg))?;
     let lcores = eal::worker_lcores();
@@ -116,7 +119,6 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     }
     tracing::info!(workers, ports = ports.len(), "rvs ready: forwarding");
 
-    let signals = Signals::install()?;
     let mut last_log = std::time::Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(10));
@@ -142,7 +144,11 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
 
     tracing::info!("stopping");
     // [ha]: hand the addresses over (VRRP priority 0) while still forwarding.
-    controller.shutdown_ha();
+    if controller.shutdown_ha() {
+        // The priority-0 advert and the last sync messages sit in the
+        // TAP's queue until a worker polls it: keep forwarding a moment.
+        std::thread::sleep(Duration::from_millis(50));
+    }
     shared.stop.store(true, Relaxed);
     // SAFETY: waits for every worker lcore launched above to return.
     unsafe { dpdk_ffi::rte_eal_mp_wait_lcore() };
@@ -180,7 +186,8 @@ fn launch(lcore: u32, worker: Worker) -> Result<()> {
     Ok(())
 }
 
-/// SIGINT/SIGTERM set `stop`; SIGHUP sets `reload`.
+/// SIGINT/SIGTERM set `stop` (a second one exits at once); SIGHUP sets
+/// `reload`.
 struct Signals {
     stop: Arc<std::sync::atomic::AtomicBool>,
     reload: Arc<std::sync::atomic::AtomicBool>,
@@ -191,6 +198,10 @@ impl Signals {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reload = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A second SIGINT/SIGTERM while the first is being handled exits at
+        // once (status 1), as an impatient operator expects.
+        signal_hook::flag::register_conditional_shutdown(SIGINT, 1, stop.clone())?;
+        signal_hook::flag::register_conditional_shutdown(SIGTERM, 1, stop.clone())?;
         signal_hook::flag::register(SIGINT, stop.clone())?;
         signal_hook::flag::register(SIGTERM, stop.clone())?;
         signal_hook::flag::register(SIGHUP, reload.clone())?;

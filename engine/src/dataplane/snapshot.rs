@@ -4,10 +4,17 @@
 //! up between bursts. Server identities and their counters outlive
 //! snapshots (`DestRegistry`), so a change never resets the counts of the
 //! servers that remain.
+//!
+//! So do schedulers: a service whose scheduler, scheduler options and
+//! server list (addresses, ports, effective weights, usable flags) are
+//! those of the previous snapshot built with the same registry gets the
+//! same scheduler object, its rr/wrr position and lblc/lblcr cache intact
+//! (the kernel only touches the service that changed); any change to that
+//! list builds a new one, which restarts the wrr cycle (SPEC §6).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -17,7 +24,7 @@ use super::counters::Counter;
 use crate::config::{Config, Forward, PortConfig, Protocol, ServerConfig, ServiceConfig};
 use crate::conn::{self, Method};
 use crate::packet::ethernet::MacAddr;
-use crate::sched::{self, DestInfo, Dests, SchedOpts, Scheduler};
+use crate::sched::{self, DestInfo, Dests, SchedKind, SchedOpts, Scheduler};
 
 /// One port as the pipeline sees it.
 #[derive(Debug, Clone)]
@@ -73,6 +80,10 @@ pub struct DestShared {
     pub per_worker: Box<[CachePadded<DestCounters>]>,
     /// IPVS's overload flag (upper/lower thresholds).
     pub overloaded: AtomicBool,
+    /// The upper threshold of the last snapshot built (0 = none): a
+    /// threshold raised or removed clears the flag, as
+    /// `__ip_vs_update_dest` does.
+    upper: AtomicU32,
 }
 
 impl DestShared {
@@ -83,6 +94,7 @@ impl DestShared {
                 .map(|_| CachePadded::new(DestCounters::default()))
                 .collect(),
             overloaded: AtomicBool::new(false),
+            upper: AtomicU32::new(0),
         }
     }
 
@@ -119,6 +131,21 @@ struct RegistryInner {
     dests: HashMap<(u16, Ipv4Addr, u16), Arc<DestShared>>,
     next_service: u16,
     next_dest: u32,
+    /// Service id -> its scheduler in the last snapshot built, with what it
+    /// was built from.
+    scheds: HashMap<u16, KeptSched>,
+    /// Service id -> every persistence netmask it has had, the latest first
+    /// (a connection gives back its template's hold with the netmask it
+    /// was made under, which the connection record does not keep).
+    persist_masks: HashMap<u16, Vec<Ipv4Addr>>,
+}
+
+/// A scheduler and what it depends on.
+struct KeptSched {
+    kind: SchedKind,
+    opts: SchedOpts,
+    dests: Vec<DestInfo>,
+    sched: Arc<dyn Scheduler>,
 }
 
 impl DestRegistry {
@@ -153,6 +180,66 @@ impl DestRegistry {
         v
     }
 
+    /// The scheduler of service `svc` over `dests`: the one of the last
+    /// snapshot if it was built from the same kind, options and server
+    /// list (its state carries on), else a new one.
+    fn scheduler(
+        &self,
+        svc: u16,
+        kind: SchedKind,
+        opts: &SchedOpts,
+        dests: &[DestInfo],
+    ) -> Arc<dyn Scheduler> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = g.scheds.get(&svc) {
+            if k.kind == kind && k.opts == *opts && k.dests == dests {
+                return k.sched.clone();
+            }
+        }
+        let sched: Arc<dyn Scheduler> = Arc::from(sched::build(kind, opts, dests));
+        g.scheds.insert(
+            svc,
+            KeptSched {
+                kind,
+                opts: opts.clone(),
+                dests: dests.to_vec(),
+                sched: sched.clone(),
+            },
+        );
+        sched
+    }
+
+    /// Forgets the schedulers of the services not in `keep` (deleted: one
+    /// re-added later starts afresh).
+    fn retain_schedulers(&self, keep: &[u16]) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.scheds.retain(|id, _| keep.contains(id));
+    }
+
+    /// Records that service `svc` uses persistence netmask `mask`.
+    fn persist_mask(&self, svc: u16, mask: Ipv4Addr) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let v = g.persist_masks.entry(svc).or_default();
+        if v.first() != Some(&mask) {
+            v.retain(|&m| m != mask);
+            v.insert(0, mask);
+        }
+    }
+
+    /// Every service id's persistence netmasks, indexed by id.
+    fn persist_masks(&self) -> Vec<Vec<Ipv4Addr>> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Vec<Ipv4Addr>> = Vec::new();
+        for (&id, masks) in &g.persist_masks {
+            let i = id as usize;
+            if out.len() <= i {
+                out.resize(i + 1, Vec::new());
+            }
+            out[i] = masks.clone();
+        }
+        out
+    }
+
     fn dest(&self, svc: u16, addr: Ipv4Addr, port: u16) -> Arc<DestShared> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(d) = g.dests.get(&(svc, addr, port)) {
@@ -182,9 +269,14 @@ pub struct Server {
 
 impl Server {
     /// Recomputes the overload flag after this worker changed a count.
+    /// Without an upper threshold the server is never overloaded: the flag
+    /// is cleared (a worker still on an older snapshot may have set it).
     #[inline]
     pub fn update_overload(&self) {
         if self.upper == 0 {
+            if self.shared.overloaded.load(Relaxed) {
+                self.shared.overloaded.store(false, Relaxed);
+            }
             return;
         }
         let conns = self.shared.active().wrapping_add(self.shared.inactive());
@@ -192,6 +284,24 @@ impl Server {
         let now = sched::overload_next(was, conns, self.upper, self.lower);
         if now != was {
             self.shared.overloaded.store(now, Relaxed);
+        }
+    }
+}
+
+impl Server {
+    /// Applies this snapshot's thresholds to the flag, as IPVS does when a
+    /// server is edited (`__ip_vs_update_dest`): a threshold removed or
+    /// raised clears it; and a server already at or over its (new)
+    /// threshold is overloaded at once rather than after one more
+    /// connection.
+    fn apply_thresholds(&self) {
+        let d = &self.shared;
+        let before = d.upper.swap(self.upper, Relaxed);
+        if self.upper == 0 || self.upper > before {
+            d.overloaded.store(false, Relaxed);
+        }
+        if self.upper != 0 && d.active().wrapping_add(d.inactive()) >= self.upper {
+            d.overloaded.store(true, Relaxed);
         }
     }
 }
@@ -204,7 +314,8 @@ pub struct Service {
     pub vip: Ipv4Addr,
     /// 0 = all ports.
     pub port: u16,
-    pub sched: Box<dyn Scheduler>,
+    /// Shared with the previous snapshot while the server list is unchanged.
+    pub sched: Arc<dyn Scheduler>,
     pub servers: Vec<Server>,
     /// 0 = no persistence.
     pub persistence_ms: u64,
@@ -235,7 +346,8 @@ impl Dests for LiveDests<'_> {
     }
     #[inline]
     fn overloaded(&self, i: usize) -> bool {
-        self.0[i].shared.overloaded.load(Relaxed)
+        let s = &self.0[i];
+        s.upper != 0 && s.shared.overloaded.load(Relaxed)
     }
     #[inline]
     fn active(&self, i: usize) -> u32 {
@@ -291,6 +403,10 @@ pub struct Snapshot {
     /// known, so a connection of a deleted server still gives back its count.
     pub counters: Vec<Option<Arc<DestShared>>>,
     pub timeouts: conn::Timeouts,
+    /// Service id -> every persistence netmask it has had, the current one
+    /// first, for every service the registry has known (see
+    /// [`Snapshot::persist_masks`]).
+    pub persist_masks: Vec<Vec<Ipv4Addr>>,
     /// `[ha] virtual_addresses` (sorted): answered for by the master only.
     pub virtual_addrs: Vec<u32>,
     /// Every address the `[ha]` master owns, with the port it lives on:
@@ -341,6 +457,7 @@ impl Snapshot {
             dest_index: Vec::new(),
             counters: Vec::new(),
             timeouts: conn::Timeouts::default(),
+            persist_masks: Vec::new(),
             virtual_addrs: Vec::new(),
             owned: Vec::new(),
         }
@@ -389,7 +506,13 @@ impl Snapshot {
                 mh_fallback: sc.sched_flags.mh_fallback,
                 ..SchedOpts::default()
             };
-            let sched = sched::build(sc.scheduler, &opts, &infos);
+            let sched = registry.scheduler(id, sc.scheduler, &opts, &infos);
+            for s in &servers {
+                s.apply_thresholds();
+            }
+            if sc.persistence_timeout > 0 {
+                registry.persist_mask(id, sc.persistence_netmask);
+            }
             let sorry = sc.sorry_server.map(|a| Server {
                 addr: *a.ip(),
                 port: a.port(),
@@ -420,6 +543,7 @@ impl Snapshot {
                 sorry_only,
             });
         }
+        registry.retain_schedulers(&services.iter().map(|s| s.id).collect::<Vec<_>>());
         let mut vips: Vec<u32> = services.iter().map(|s| u32::from(s.vip)).collect();
         vips.sort_unstable();
         vips.dedup();
@@ -442,6 +566,7 @@ impl Snapshot {
                 v
             },
             timeouts: conn_timeouts(&cfg.timeouts),
+            persist_masks: registry.persist_masks(),
             virtual_addrs,
             owned,
         })
@@ -492,6 +617,16 @@ impl Snapshot {
             svc.servers.get(di as usize)?
         };
         Some((svc, srv))
+    }
+
+    /// The persistence netmasks service `svc` has had, the current one
+    /// first (empty for a service never persistent). A connection holding
+    /// a template was made under one of them.
+    #[inline]
+    pub fn persist_masks(&self, svc: u16) -> &[Ipv4Addr] {
+        self.persist_masks
+            .get(svc as usize)
+            .map_or(&[], |v| v.as_slice())
     }
 
     /// The counters of server `id`, present or deleted.

@@ -4,13 +4,18 @@
 //! allocation and no locks while scheduling (tables are allocated when a
 //! scheduler is built).
 //!
-//! One scheduler object exists per service per configuration snapshot and is
-//! shared by every worker (`&self`): the state IPVS keeps under a lock (rr
-//! cursor, wrr current weight, lblc/lblcr caches) lives here in atomics, so
-//! that two workers together produce the same sequence IPVS would produce.
-//! A new snapshot builds new scheduler objects, which is how "any change to
-//! the server list restarts the cycle" (and also why lblc/lblcr caches start
-//! empty after a reload).
+//! One scheduler object exists per service and is shared by every worker
+//! (`&self`): the state IPVS keeps under a lock (rr cursor, wrr current
+//! weight, lblc/lblcr caches) lives here in atomics, so that two workers
+//! together produce the same sequence IPVS would produce. A new
+//! configuration snapshot keeps a service's scheduler object while the
+//! service's scheduler, options and server list ([`DestInfo`]s: addresses,
+//! ports, weights, usable flags) are unchanged, so a change elsewhere (a
+//! health flap or an edit of another service) neither restarts its cycle
+//! nor empties its caches, as the kernel only touches the service that
+//! changed; any change to the list builds a new object, which is how "any
+//! change to the server list restarts the cycle" (the data plane's
+//! `Snapshot::build` does this).
 //!
 //! # Servers, indexes, candidates
 //!

@@ -35,22 +35,62 @@
 //! - Differences: the kernel, once it has delayed a template, keeps 60 s as
 //!   that template's timeout for later connections too; rvs keeps the
 //!   service's persistence timeout. The table has a fixed capacity (IPVS's
-//!   grows): when the 4 ways of a set are all live, the one expiring first
-//!   (preferring templates without held connections) is replaced, and those
-//!   clients lose their persistence.
+//!   grows): when the 4 ways of a set are all taken, the live template
+//!   without held connections that expires first is replaced, and those
+//!   clients lose their persistence; a template that controls connections
+//!   is never replaced (as in the kernel, where it lives as long as they
+//!   do), so a set whose 4 ways all control connections stores nothing
+//!   and the new client is scheduled without persistence.
+//!
+//! # Holds: exactly the template that was held
+//!
+//! The data plane takes a hold with the server the template sent the
+//! connection to (`hold(svc, net, server)`, which fails unless the live
+//! template for (svc, net) still maps to that server), marks the
+//! connection as holding only when the hold succeeded, and gives it back
+//! with the same triple, which it rebuilds from the connection record
+//! alone (service id, client address, server id): the connection table has
+//! no room for a handle, and it hands back only the record when it expires
+//! or evicts a connection. A (svc, net, server) triple names exactly one
+//! held entry because an entry's key and server never change while it is
+//! held:
+//!
+//! - a template that controls connections is never replaced by an insert;
+//! - when it must stop sending clients to its server (`lookup_valid` finds
+//!   the server invalid, `remove`, `forget_server`, `forget_service`), it
+//!   is *retired* instead of cleared: invisible to lookups and inserts,
+//!   kept only to count its holds, and freed by its last release (the
+//!   kernel unhashes such a template and frees it when its last controlled
+//!   connection goes);
+//! - a new template for the same (svc, net) and the same server revives
+//!   the retired entry (holds kept) rather than taking another way, so a
+//!   release never decrements a template that replaced the one it held;
+//!   one for another server takes another way.
+//!
+//! The only way two held entries can share a triple is the insert race
+//! below (two workers storing the same client net in two ways at the same
+//! instant): their releases may then be counted against either, which
+//! moves a hold between two templates of the same client net and server
+//! and never leaves a hold that no release will give back.
 //!
 //! # Layout and races
 //!
-//! The table is 4-way set-associative, indexed by a hash of (service,
-//! client net). An entry is a sequence counter, the key, the server id, the
-//! expiry (ms, 0 = empty) and the hold count, all atomics. Readers take no
-//! lock: they read an entry between two reads of its sequence counter and
-//! retry if it changed (seqlock), so they never see a key with another
+//! The table is 4-way set-associative, indexed by a keyed hash of
+//! (service, client net): the key is a per-table secret drawn at
+//! construction (as the connection table's), so nobody can choose client
+//! addresses that land in one set and evict a victim's template. An entry
+//! is a sequence counter, the key, the server id, the expiry (ms, 0 =
+//! empty), the hold count and the retired flag, all atomics. Readers take
+//! no lock: they read an entry between two reads of its sequence counter
+//! and retry if it changed (seqlock), so they never see a key with another
 //! entry's server. Writers (insert, refresh, hold, release, forget) own an
 //! entry for a few stores by moving its counter to an odd value with a
 //! compare-and-swap; a writer that finds the entry owned spins a few times
 //! and then gives up (a refresh or hold is then skipped, an insert does not
-//! cache: the next connection schedules again).
+//! cache: the next connection schedules again). A release does not give
+//! up (a lost release would hold its template for ever): it spins until
+//! the entry is free, yielding the CPU now and then; an owner keeps an
+//! entry for a handful of stores.
 //!
 //! Benign races: two workers that miss on the same client net at the same
 //! time may both schedule; `insert` returns the server of a template that
@@ -58,8 +98,9 @@
 //! ways at the same instant can leave two templates, of which lookups use
 //! the first (IPVS has the same window between its lookup and its insert).
 
+use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// How long the kernel re-arms a template that still controls connections.
 pub const TEMPLATE_HOLD_MS: u64 = 60_000;
@@ -82,6 +123,9 @@ struct Slot {
     expires: AtomicU64,
     /// Connections alive that were made with this template.
     holds: AtomicU32,
+    /// No longer a template (its server went away): kept only to count
+    /// the holds of its connections, freed by the last release.
+    retired: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -90,19 +134,46 @@ struct Entry {
     server: u32,
     expires: u64,
     holds: u32,
+    retired: bool,
 }
 
 impl Entry {
+    /// A template lookups and inserts see.
     #[inline]
     fn live(&self, now: u64) -> bool {
-        self.expires != 0 && (self.holds > 0 || now < self.expires)
+        !self.retired && self.expires != 0 && (self.holds > 0 || now < self.expires)
     }
+
+    /// Counts connections: never replaced, never cleared.
+    #[inline]
+    fn held(&self) -> bool {
+        self.holds > 0 && (self.retired || self.expires != 0)
+    }
+}
+
+/// Multiply two 64-bit words to 128 bits and fold the halves together.
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let m = (a as u128).wrapping_mul(b as u128);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// MurmurHash3's 64-bit finaliser.
+fn fmix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    x
 }
 
 /// A fixed-capacity persistence template table shared by all workers.
 pub struct PersistTable {
     slots: Box<[Slot]>,
     set_bits: u32,
+    /// The set hash's secret.
+    secret: [u64; 3],
 }
 
 #[inline]
@@ -112,13 +183,41 @@ fn key_of(svc: u32, client_net: Ipv4Addr) -> u64 {
 
 impl PersistTable {
     /// A table of at least `capacity` templates (rounded up to a power of
-    /// two, at least 4). Allocates here only.
+    /// two, at least 4), its set hash keyed with a fresh random secret.
+    /// Allocates here only.
     pub fn new(capacity: usize) -> PersistTable {
+        // std's `RandomState` carries per-process keys drawn from the OS
+        // (as the connection table's seed); SipHash runs here only.
+        let rs = std::collections::hash_map::RandomState::new();
+        let mut secret = [0u64; 3];
+        for (i, w) in secret.iter_mut().enumerate() {
+            let mut h = rs.build_hasher();
+            h.write_usize(i);
+            h.write_usize(w as *const u64 as usize);
+            *w = h.finish();
+        }
+        PersistTable::with_secret(capacity, secret)
+    }
+
+    /// As [`new`](Self::new) with a secret derived from `seed` (tests,
+    /// reproducible runs).
+    pub fn with_seed(capacity: usize, seed: u64) -> PersistTable {
+        let mut x = seed;
+        let mut secret = [0u64; 3];
+        for w in &mut secret {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            *w = fmix64(x);
+        }
+        PersistTable::with_secret(capacity, secret)
+    }
+
+    fn with_secret(capacity: usize, secret: [u64; 3]) -> PersistTable {
         let total = capacity.max(WAYS).next_power_of_two();
         let sets = total / WAYS;
         PersistTable {
             slots: (0..total).map(|_| Slot::default()).collect(),
             set_bits: sets.trailing_zeros(),
+            secret,
         }
     }
 
@@ -127,13 +226,17 @@ impl PersistTable {
         self.slots.len()
     }
 
+    /// The first way of the set of `key`: a keyed hash (two folded
+    /// multiplies with the secret), so the set of a key cannot be computed
+    /// from outside.
     #[inline]
     fn set_base(&self, key: u64) -> usize {
         if self.set_bits == 0 {
             return 0;
         }
-        let h = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.set_bits);
-        h as usize * WAYS
+        let [s0, s1, s2] = self.secret;
+        let h = fold_mul(fold_mul(key ^ s0, s1 | 1) ^ s2, 0xa076_1d64_78bd_642f);
+        (h >> (64 - self.set_bits)) as usize * WAYS
     }
 
     /// A consistent copy of an entry, or `None` if writers kept it busy.
@@ -147,6 +250,7 @@ impl PersistTable {
                     server: s.server.load(Ordering::Relaxed),
                     expires: s.expires.load(Ordering::Relaxed),
                     holds: s.holds.load(Ordering::Relaxed),
+                    retired: s.retired.load(Ordering::Relaxed),
                 };
                 fence(Ordering::Acquire);
                 if s.seq.load(Ordering::Relaxed) == s1 {
@@ -158,27 +262,53 @@ impl PersistTable {
         None
     }
 
+    /// One attempt to own an entry for writing.
+    #[inline]
+    fn try_lock(&self, i: usize) -> Option<u32> {
+        let s = &self.slots[i];
+        let cur = s.seq.load(Ordering::Relaxed);
+        if cur & 1 == 0
+            && s.seq
+                .compare_exchange_weak(
+                    cur,
+                    cur.wrapping_add(1),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            fence(Ordering::Release);
+            return Some(cur);
+        }
+        None
+    }
+
     /// Own an entry for writing; `None` if it stayed busy.
     fn lock(&self, i: usize) -> Option<u32> {
-        let s = &self.slots[i];
         for _ in 0..SPINS {
-            let cur = s.seq.load(Ordering::Relaxed);
-            if cur & 1 == 0
-                && s.seq
-                    .compare_exchange_weak(
-                        cur,
-                        cur.wrapping_add(1),
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-            {
-                fence(Ordering::Release);
-                return Some(cur);
+            if let Some(seq) = self.try_lock(i) {
+                return Some(seq);
             }
             std::hint::spin_loop();
         }
         None
+    }
+
+    /// Own an entry for writing, however long it takes (releases only).
+    fn lock_wait(&self, i: usize) -> u32 {
+        let mut spins = 0u32;
+        loop {
+            if let Some(seq) = self.try_lock(i) {
+                return seq;
+            }
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(SPINS) {
+                // The owner may have been preempted (the control thread).
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
     }
 
     #[inline]
@@ -196,6 +326,7 @@ impl PersistTable {
             server: s.server.load(Ordering::Relaxed),
             expires: s.expires.load(Ordering::Relaxed),
             holds: s.holds.load(Ordering::Relaxed),
+            retired: s.retired.load(Ordering::Relaxed),
         }
     }
 
@@ -205,6 +336,17 @@ impl PersistTable {
         s.holds.store(0, Ordering::Relaxed);
         s.key.store(0, Ordering::Relaxed);
         s.server.store(0, Ordering::Relaxed);
+        s.retired.store(false, Ordering::Relaxed);
+    }
+
+    /// A locked template stops being one: cleared, or retired while
+    /// connections still hold it.
+    fn drop_locked(&self, i: usize, cur: &Entry) {
+        if cur.holds > 0 {
+            self.slots[i].retired.store(true, Ordering::Relaxed);
+        } else {
+            self.clear_locked(i);
+        }
     }
 
     /// The index of the live entry for `key`, with its copy.
@@ -232,7 +374,8 @@ impl PersistTable {
 
     /// As [`lookup`](Self::lookup), but a template whose server `valid`
     /// rejects (gone, down, or weight 0 with expire-quiescent-template) is
-    /// dropped and `None` returned, as `ip_vs_check_template` does.
+    /// dropped (retired while connections hold it) and `None` returned, as
+    /// `ip_vs_check_template` does.
     pub fn lookup_valid(
         &self,
         svc: u32,
@@ -246,8 +389,8 @@ impl PersistTable {
         if !valid(e.server) {
             if let Some(seq) = self.lock(i) {
                 let cur = self.locked(i);
-                if cur.key == key && cur.server == e.server {
-                    self.clear_locked(i);
+                if cur.key == key && cur.server == e.server && cur.live(now_ms) {
+                    self.drop_locked(i, &cur);
                 }
                 self.unlock(i, seq);
             }
@@ -257,7 +400,12 @@ impl PersistTable {
         if e.expires < want {
             if let Some(seq) = self.lock(i) {
                 let cur = self.locked(i);
-                if cur.key == key && cur.server == e.server && cur.expires < want {
+                if cur.key == key
+                    && cur.server == e.server
+                    && !cur.retired
+                    && cur.expires != 0
+                    && cur.expires < want
+                {
                     self.slots[i].expires.store(want, Ordering::Relaxed);
                 }
                 self.unlock(i, seq);
@@ -269,9 +417,10 @@ impl PersistTable {
     /// Store the template (svc, client_net) -> server_id, created at
     /// `now_ms`, expiring at `now_ms + timeout_ms`. Returns the server the
     /// template maps to: `server_id`, or the server of a live template that
-    /// another worker stored first (send the connection there). When the
-    /// entry to replace stays busy, nothing is stored and `server_id` is
-    /// returned.
+    /// another worker stored first (send the connection there). When there
+    /// is no room (every way of the set controls connections) or the entry
+    /// to replace stays busy, nothing is stored and `server_id` is
+    /// returned (a [`hold`](Self::hold) then fails).
     pub fn insert(
         &self,
         svc: u32,
@@ -291,19 +440,27 @@ impl PersistTable {
                 }
             }
         }
-        // Victim: a dead entry of this key, else an empty or dead entry,
-        // else the live one expiring first among those without held
-        // connections, else the live one expiring first.
-        let rank = |e: &Option<Entry>| -> (u8, u64) {
+        // Victim: the retired entry of this very template (revived with its
+        // holds), else a dead entry of this key, else an empty or dead
+        // entry, else the live one without held connections expiring first.
+        // Never one that counts connections.
+        let revives = |e: &Entry| e.retired && e.holds > 0 && e.key == key && e.server == server_id;
+        let rank = |e: &Option<Entry>| -> Option<(u8, u64)> {
             match e {
-                None => (4, u64::MAX), // busy: avoid
-                Some(e) if !e.live(now_ms) && e.key == key => (0, 0),
-                Some(e) if !e.live(now_ms) => (1, e.expires),
-                Some(e) if e.holds == 0 => (2, e.expires),
-                Some(e) => (3, e.expires),
+                None => None, // busy
+                Some(e) if revives(e) => Some((0, 0)),
+                Some(e) if e.held() => None,
+                Some(e) if !e.live(now_ms) && e.key == key => Some((1, 0)),
+                Some(e) if !e.live(now_ms) => Some((2, e.expires)),
+                Some(e) => Some((3, e.expires)),
             }
         };
-        let w = (0..WAYS).min_by_key(|&w| rank(&entries[w])).unwrap_or(0);
+        let Some(w) = (0..WAYS)
+            .filter(|&w| rank(&entries[w]).is_some())
+            .min_by_key(|&w| rank(&entries[w]))
+        else {
+            return server_id;
+        };
         let i = base + w;
         let Some(seq) = self.lock(i) else {
             return server_id;
@@ -323,28 +480,41 @@ impl PersistTable {
             }
         }
         let s = &self.slots[i];
-        s.key.store(key, Ordering::Relaxed);
-        s.server.store(server_id, Ordering::Relaxed);
-        s.expires
-            .store(now_ms.saturating_add(timeout_ms).max(1), Ordering::Relaxed);
-        s.holds.store(0, Ordering::Relaxed);
+        let expires = now_ms.saturating_add(timeout_ms).max(1);
+        if revives(&cur) {
+            s.expires.store(expires, Ordering::Relaxed);
+            s.retired.store(false, Ordering::Relaxed);
+        } else if !cur.held() {
+            s.key.store(key, Ordering::Relaxed);
+            s.server.store(server_id, Ordering::Relaxed);
+            s.expires.store(expires, Ordering::Relaxed);
+            s.holds.store(0, Ordering::Relaxed);
+            s.retired.store(false, Ordering::Relaxed);
+        }
+        // (Held meanwhile: nothing stored.)
         self.unlock(i, seq);
         server_id
     }
 
-    /// A connection made with the template (svc, client_net) was created:
-    /// the template does not expire while it lives. False if there is no
-    /// live template (or the entry stayed busy).
-    pub fn hold(&self, svc: u32, client_net: Ipv4Addr, now_ms: u64) -> bool {
+    /// A connection made with the template (svc, client_net) -> `server_id`
+    /// was (or is about to be) created: the template does not expire while
+    /// it lives. False, and nothing held, if the live template for
+    /// (svc, client_net) is not one to `server_id` (there is none, another
+    /// replaced it, or the entry stayed busy): the connection then must not
+    /// call [`release`](Self::release).
+    pub fn hold(&self, svc: u32, client_net: Ipv4Addr, server_id: u32, now_ms: u64) -> bool {
         let key = key_of(svc, client_net);
         let Some((i, e)) = self.find(key, now_ms) else {
             return false;
         };
+        if e.server != server_id {
+            return false;
+        }
         let Some(seq) = self.lock(i) else {
             return false;
         };
         let cur = self.locked(i);
-        let ok = cur.key == key && cur.server == e.server && cur.expires != 0;
+        let ok = cur.key == key && cur.server == server_id && cur.live(now_ms);
         if ok {
             self.slots[i]
                 .holds
@@ -354,38 +524,64 @@ impl PersistTable {
         ok
     }
 
-    /// A connection counted by [`hold`](Self::hold) was freed. When it was
-    /// the last one and the template's expiry has passed, the template lives
-    /// until the kernel's next 60-s re-check instant.
-    pub fn release(&self, svc: u32, client_net: Ipv4Addr, now_ms: u64) {
+    /// A connection counted by [`hold`](Self::hold) (with the same
+    /// arguments) was freed. When it was the last one, a retired template
+    /// is freed, and a template whose expiry has passed lives until the
+    /// kernel's next 60-s re-check instant. Returns whether a held entry was
+    /// found (false: nothing was held by this triple).
+    pub fn release(&self, svc: u32, client_net: Ipv4Addr, server_id: u32, now_ms: u64) -> bool {
         let key = key_of(svc, client_net);
         let base = self.set_base(key);
-        let Some(i) = (base..base + WAYS).find(|&i| {
-            self.read(i)
-                .is_some_and(|e| e.key == key && e.expires != 0 && e.holds > 0)
-        }) else {
-            return;
-        };
-        let Some(seq) = self.lock(i) else {
-            return;
-        };
-        let cur = self.locked(i);
-        if cur.key == key && cur.expires != 0 && cur.holds > 0 {
+        let matches = |e: &Entry| e.key == key && e.server == server_id && e.held();
+        for i in base..base + WAYS {
+            // An entry's key and server do not change while it is held: one
+            // that does not match now cannot hold this connection.
+            if self.read(i).is_some_and(|e| !matches(&e)) {
+                continue;
+            }
+            let seq = self.lock_wait(i);
+            let cur = self.locked(i);
+            if !matches(&cur) {
+                self.unlock(i, seq);
+                continue;
+            }
             let s = &self.slots[i];
             let holds = cur.holds - 1;
             s.holds.store(holds, Ordering::Relaxed);
-            if holds == 0 && cur.expires <= now_ms {
-                let k = (now_ms - cur.expires) / TEMPLATE_HOLD_MS + 1;
-                s.expires.store(
-                    cur.expires.saturating_add(k * TEMPLATE_HOLD_MS),
-                    Ordering::Relaxed,
-                );
+            if holds == 0 {
+                if cur.retired {
+                    self.clear_locked(i);
+                } else if cur.expires <= now_ms {
+                    let k = (now_ms - cur.expires) / TEMPLATE_HOLD_MS + 1;
+                    s.expires.store(
+                        cur.expires.saturating_add(k * TEMPLATE_HOLD_MS),
+                        Ordering::Relaxed,
+                    );
+                }
             }
+            self.unlock(i, seq);
+            return true;
         }
-        self.unlock(i, seq);
+        false
     }
 
-    /// Drop the template (svc, client_net), if any.
+    /// Connections holding the live template of (svc, client_net) (0 when
+    /// there is none). For statistics and tests.
+    pub fn holds(&self, svc: u32, client_net: Ipv4Addr, now_ms: u64) -> u32 {
+        self.find(key_of(svc, client_net), now_ms)
+            .map_or(0, |(_, e)| e.holds)
+    }
+
+    /// Entries counting connections, templates and retired ones (scans the
+    /// table: for statistics and tests; 0 once every hold was given back).
+    pub fn held_entries(&self) -> usize {
+        (0..self.slots.len())
+            .filter(|&i| self.read(i).is_some_and(|e| e.held()))
+            .count()
+    }
+
+    /// Drop the template (svc, client_net), if any (retired while
+    /// connections hold it).
     pub fn remove(&self, svc: u32, client_net: Ipv4Addr) -> bool {
         let key = key_of(svc, client_net);
         let base = self.set_base(key);
@@ -414,13 +610,13 @@ impl PersistTable {
         let mut dropped = false;
         for i in range {
             let Some(e) = self.read(i) else { continue };
-            if e.expires == 0 || !pred(&e) {
+            if e.expires == 0 || e.retired || !pred(&e) {
                 continue;
             }
             if let Some(seq) = self.lock(i) {
                 let cur = self.locked(i);
-                if cur.expires != 0 && pred(&cur) {
-                    self.clear_locked(i);
+                if cur.expires != 0 && !cur.retired && pred(&cur) {
+                    self.drop_locked(i, &cur);
                     dropped = true;
                 }
                 self.unlock(i, seq);

@@ -746,21 +746,24 @@ fn persist_template_is_held_while_its_connections_live() {
     let t = PersistTable::new(16);
     let net = ip([10, 2, 0, 0]);
     t.insert(1, net, 5, 0, 1000);
-    assert!(t.hold(1, net, 10));
-    assert!(t.hold(1, net, 20));
+    assert!(t.hold(1, net, 5, 10));
+    assert!(t.hold(1, net, 5, 20));
+    // Only with the template's own server.
+    assert!(!t.hold(1, net, 6, 20));
+    assert_eq!(t.holds(1, net, 20), 2);
     // Past its expiry but held: still there.
     assert_eq!(t.lookup(1, net, 5000, 1000), Some(5));
-    t.release(1, net, 5500);
+    assert!(t.release(1, net, 5, 5500));
     assert_eq!(t.live_entries(100_000), 1);
     // Last release at 70 000; expiry was 6000 (refreshed at 5000): the
     // kernel's re-checks fall at 6000 + k * 60 000; the first after 70 000
     // is 126 000.
-    t.release(1, net, 70_000);
+    assert!(t.release(1, net, 5, 70_000));
     assert_eq!(t.lookup(1, net, 125_999, 0), Some(5));
     assert_eq!(t.lookup(1, net, 126_000, 0), None);
     // Releasing without a template, or past zero, is harmless.
-    t.release(1, net, 200_000);
-    assert!(!t.hold(1, net, 200_000));
+    assert!(!t.release(1, net, 5, 200_000));
+    assert!(!t.hold(1, net, 5, 200_000));
 }
 
 #[test]
@@ -771,7 +774,7 @@ fn persist_full_set_replaces_the_earliest_expiring() {
     for k in 0..4u8 {
         t.insert(1, ip([10, 0, k, 0]), k as u32, 0, 1000 + k as u64);
     }
-    assert!(t.hold(1, ip([10, 0, 0, 0]), 0)); // held: kept
+    assert!(t.hold(1, ip([10, 0, 0, 0]), 0, 0)); // held: kept
     t.insert(1, ip([10, 0, 9, 0]), 9, 10, 1000);
     assert_eq!(t.lookup(1, ip([10, 0, 0, 0]), 20, 0), Some(0));
     assert_eq!(t.lookup(1, ip([10, 0, 1, 0]), 20, 0), None); // evicted
@@ -781,4 +784,107 @@ fn persist_full_set_replaces_the_earliest_expiring() {
     t.insert(1, ip([10, 0, 8, 0]), 8, 5000, 1000);
     assert_eq!(t.lookup(1, ip([10, 0, 8, 0]), 5001, 0), Some(8));
     assert_eq!(t.lookup(1, ip([10, 0, 0, 0]), 5001, 0), Some(0)); // held
+}
+
+#[test]
+fn persist_release_leaves_a_replacing_template_alone() {
+    let t = PersistTable::new(64);
+    let net = ip([10, 3, 0, 0]);
+    // C1 holds T1 (-> 5).
+    t.insert(1, net, 5, 0, 1000);
+    assert!(t.hold(1, net, 5, 0));
+    // Server 5 fails: T1 is dropped for new connections; C2 makes T2 (-> 6).
+    assert_eq!(t.lookup_valid(1, net, 10, 1000, |s| s != 5), None);
+    assert_eq!(t.insert(1, net, 6, 10, 1000), 6);
+    assert!(t.hold(1, net, 6, 10));
+    // C1 ends: T2 keeps C2's hold (alive past its expiry, 1010).
+    assert!(t.release(1, net, 5, 20));
+    assert_eq!(t.holds(1, net, 20), 1);
+    assert_eq!(t.lookup(1, net, 5000, 0), Some(6));
+    // T1 is gone for good: nothing left to release.
+    assert!(!t.release(1, net, 5, 30));
+    assert!(t.release(1, net, 6, 6000));
+    assert_eq!(t.holds(1, net, 6000), 0);
+}
+
+#[test]
+fn persist_a_retired_template_is_revived_by_a_template_to_its_server() {
+    let t = PersistTable::with_seed(64, 1);
+    let net = ip([10, 4, 0, 0]);
+    t.insert(1, net, 5, 0, 1000);
+    assert!(t.hold(1, net, 5, 0));
+    // Server 5 removed, then back: T1 retired, then the template of the
+    // next connection to 5 takes T1's entry, holds and all.
+    assert_eq!(t.forget_server(5), 1);
+    assert_eq!(t.lookup(1, net, 10, 1000), None);
+    assert!(!t.hold(1, net, 5, 10));
+    assert_eq!(t.live_entries(10), 0);
+    assert_eq!(t.insert(1, net, 5, 20, 1000), 5);
+    assert_eq!(t.holds(1, net, 20), 1);
+    assert!(t.hold(1, net, 5, 20));
+    assert!(t.release(1, net, 5, 30));
+    assert!(t.release(1, net, 5, 40));
+    assert!(!t.release(1, net, 5, 50));
+    assert_eq!(t.lookup(1, net, 1019, 0), Some(5));
+    assert_eq!(t.lookup(1, net, 1020, 0), None);
+    // A retired template with no holds left is freed by its last release.
+    t.insert(1, net, 7, 2000, 1000);
+    assert!(t.hold(1, net, 7, 2000));
+    assert!(t.remove(1, net));
+    assert_eq!(t.live_entries(2000), 0);
+    assert!(t.release(1, net, 7, 2100));
+    assert!(!t.release(1, net, 7, 2100));
+}
+
+#[test]
+fn persist_a_set_of_held_templates_stores_nothing_and_holds_nothing() {
+    // One set: four templates controlling connections are never replaced.
+    let t = PersistTable::new(4);
+    for k in 0..4u8 {
+        let net = ip([10, 0, k, 0]);
+        t.insert(1, net, k as u32, 0, 1000);
+        assert!(t.hold(1, net, k as u32, 0));
+    }
+    let late = ip([10, 0, 9, 0]);
+    assert_eq!(t.insert(1, late, 9, 10, 1000), 9);
+    assert_eq!(t.lookup(1, late, 10, 0), None);
+    assert!(!t.hold(1, late, 9, 10));
+    for k in 0..4u8 {
+        assert_eq!(t.lookup(1, ip([10, 0, k, 0]), 5000, 0), Some(k as u32));
+    }
+    // One connection ends: its template, no longer held, is the one the
+    // newcomer replaces.
+    assert!(t.release(1, ip([10, 0, 2, 0]), 2, 6000));
+    assert_eq!(t.insert(1, late, 9, 7000, 1000), 9);
+    assert_eq!(t.lookup(1, late, 7000, 0), Some(9));
+    assert_eq!(t.lookup(1, ip([10, 0, 2, 0]), 7000, 0), None);
+    for k in [0u8, 1, 3] {
+        assert_eq!(t.holds(1, ip([10, 0, k, 0]), 7000), 1);
+    }
+}
+
+/// The set index an unkeyed multiplicative hash gives (what an attacker
+/// can compute): the formula of the first table.
+fn public_set(key: u64, set_bits: u32) -> u64 {
+    key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - set_bits)
+}
+
+#[test]
+fn persist_set_hash_is_keyed_so_aimed_sources_cannot_evict_a_template() {
+    let t = PersistTable::new(65536);
+    let bits = (t.capacity() / 4).trailing_zeros();
+    let victim = ip([203, 0, 113, 7]);
+    let key = |net: Ipv4Addr| (1u64 << 32) | u32::from(net) as u64;
+    let target = public_set(key(victim), bits);
+    // Four sources whose keys the public formula puts in the victim's set.
+    let aimed: Vec<Ipv4Addr> = (0u32..)
+        .map(|i| Ipv4Addr::from(0x0a00_0000 + i))
+        .filter(|&n| public_set(key(n), bits) == target)
+        .take(4)
+        .collect();
+    t.insert(1, victim, 5, 0, 300_000);
+    for (i, &n) in aimed.iter().enumerate() {
+        t.insert(1, n, 6, 1 + i as u64, 300_000);
+    }
+    assert_eq!(t.lookup(1, victim, 10, 300_000), Some(5), "victim evicted");
 }

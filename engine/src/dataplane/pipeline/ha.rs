@@ -182,7 +182,19 @@ impl Pipeline {
             dest: srv.shared.id,
             state,
         };
-        let Ok(id) = self.conns.insert(new, now_ms) else {
+        // A full table makes room as for a new client (expired, then idle
+        // embryonic or UDP records); a synced record never evicts an
+        // established one.
+        let (stats, persist, worker) = (&self.stats, &self.shared.persist, self.worker);
+        let res = self.conns.insert_or_evict(new, now_ms, |c, why| {
+            match why {
+                crate::conn::Reclaim::Expired => stats.conns_expired.inc(),
+                crate::conn::Reclaim::Evicted => stats.conns_evicted.inc(),
+            }
+            super::release_template(snap, persist, c, now_ms);
+            super::uncount(snap, worker, c);
+        });
+        let Ok(id) = res else {
             self.stats.count_drop(super::Drop::TableFull);
             return;
         };

@@ -1,0 +1,71 @@
+//! Admission of a new connection (SPEC §5 "Hostile traffic", §10): the
+//! checks a packet must pass before it may create state. They run only on
+//! the slow path (a miss that would schedule a server), so they can afford
+//! a full L4 checksum.
+
+use std::net::Ipv4Addr;
+
+use super::super::counters::Drop;
+use crate::dataplane::snapshot::{Service, Snapshot};
+use crate::packet::checksum::ipv4_l4_verify;
+use crate::packet::Parsed;
+
+/// Why a packet to a VIP may not open a connection, if it may not.
+pub(super) fn refuse_new(snap: &Snapshot, frame: &[u8], p: &Parsed, svc: &Service) -> Option<Drop> {
+    if p.is_tcp() && (p.tcp_flags.rst() || p.tcp_flags.fin()) {
+        // SYN+RST / SYN+FIN: nothing a client sends to open a connection.
+        return Some(Drop::BadTcpFlags);
+    }
+    if is_martian_source(snap, p.src) {
+        return Some(Drop::Martian);
+    }
+    if svc
+        .servers
+        .iter()
+        .chain(svc.sorry.as_ref())
+        .any(|s| s.addr == p.src)
+    {
+        // One of the service's own servers: scheduling it to another
+        // server would loop on the server segment.
+        return Some(Drop::FromRealServer);
+    }
+    if !l4_checksum_ok(frame, p) {
+        return Some(Drop::BadChecksum);
+    }
+    None
+}
+
+/// A source no packet from a client can carry (Linux's martians): this
+/// network (0/8), loopback, multicast, 240/4 and the limited broadcast, a
+/// VIP, one of the director's own addresses, or an attached subnet's
+/// network or broadcast address.
+pub fn is_martian_source(snap: &Snapshot, src: Ipv4Addr) -> bool {
+    let o = src.octets();
+    if o[0] == 0 || o[0] == 127 || o[0] >= 224 {
+        return true;
+    }
+    if snap.is_vip(src) || snap.is_own(src) || snap.is_virtual(src) {
+        return true;
+    }
+    let a = u32::from(src);
+    snap.ports.iter().any(|pi| {
+        let host = !pi.mask;
+        pi.on_link(src)
+            && host != 0
+            && (a & host == host || (pi.mask != u32::MAX - 1 && a & host == 0))
+    })
+}
+
+/// The TCP or UDP checksum of the packet verifies (UDP without a checksum,
+/// 0, passes).
+fn l4_checksum_ok(frame: &[u8], p: &Parsed) -> bool {
+    let start = p.l4_off as usize;
+    let end = p.l3_off as usize + p.ip_total_len as usize;
+    let Some(seg) = frame.get(start..end) else {
+        return false;
+    };
+    if p.is_udp() && seg.len() >= 8 && seg[6] == 0 && seg[7] == 0 {
+        return true;
+    }
+    ipv4_l4_verify(p.src, p.dst, p.protocol, seg)
+}

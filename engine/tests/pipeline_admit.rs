@@ -1,0 +1,222 @@
+//! What may open a connection (SPEC §5 "Hostile traffic", issue 12 item
+//! 14 and 16): forged sources, SYN+RST, bad checksums and a VIP's own
+//! real servers are counted drops that leave no state; a good SYN still
+//! opens its connection.
+#![cfg(feature = "dpdk")]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use engine::config;
+use engine::dataplane::counters::Drop;
+use engine::dataplane::pipeline::{Pipeline, VecFrame, Verdict};
+use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
+use engine::dataplane::Shared;
+use engine::packet::ethernet::MacAddr;
+use etherparse::PacketBuilder;
+
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+const PORT0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x02];
+const PORT1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x01];
+const VIP: [u8; 4] = [198, 18, 0, 100];
+
+const CFG: &str = r#"
+[dpdk]
+cores = "0@0,1@1"
+workers = 1
+
+[[port]]
+name = "client"
+device = "net_null0"
+address = "198.18.0.2/24"
+
+[[port]]
+name = "servers"
+device = "net_null1"
+address = "198.19.0.1/24"
+
+[[service]]
+vip = "198.18.0.100"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 8080
+
+[[service]]
+vip = "198.18.0.100"
+port = 53
+protocol = "udp"
+scheduler = "rr"
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 5353
+  [[service.server]]
+  address = "198.19.0.12"
+  port = 5353
+"#;
+
+struct Rig {
+    shared: Arc<Shared>,
+    snap: Snapshot,
+    w: Pipeline,
+}
+
+fn rig() -> Rig {
+    let cfg = config::parse(CFG).expect("config");
+    let ports = vec![
+        PortInfo::new(&cfg.ports[0], MacAddr(PORT0_MAC)),
+        PortInfo::new(&cfg.ports[1], MacAddr(PORT1_MAC)),
+    ];
+    let shared = Arc::new(Shared::new(1));
+    for last in [11u8, 12] {
+        shared.neigh.learn(
+            Ipv4Addr::new(198, 19, 0, last),
+            MacAddr([2, 0, 0, 1, 0, last]),
+            0,
+        );
+    }
+    let snap = Snapshot::build(&cfg, &ports, &shared.registry, 1, &AllUp).unwrap();
+    let w = Pipeline::new(0, 1, 1024, &shared);
+    Rig { shared, snap, w }
+}
+
+impl Rig {
+    fn run(&mut self, port: usize, frame: &[u8]) -> Verdict {
+        let mut f = VecFrame::new(frame);
+        self.w.process(&self.snap, &mut f, port, 5, false)
+    }
+    fn drops(&self, d: Drop) -> u64 {
+        self.shared.worker_stats[0].drops[d as usize].get()
+    }
+}
+
+fn syn_from(src_mac: [u8; 6], src: [u8; 4], flags: &str) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(src_mac, PORT0_MAC)
+        .ipv4(src, VIP, 64)
+        .tcp(40000, 80, 1000, 64240)
+        .syn();
+    if flags.contains('R') {
+        b = b.rst();
+    }
+    if flags.contains('F') {
+        b = b.fin();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, b"").unwrap();
+    v
+}
+
+#[test]
+fn forged_sources_are_martians_and_open_nothing() {
+    let mut r = rig();
+    let martians: [[u8; 4]; 9] = [
+        [0, 0, 0, 0],
+        [0, 1, 2, 3],
+        [127, 0, 0, 1],
+        [224, 0, 0, 5],
+        [255, 255, 255, 255],
+        [240, 1, 1, 1],
+        VIP,               // the VIP itself
+        [198, 18, 0, 2],   // the director's own address
+        [198, 18, 0, 255], // the client subnet's broadcast
+    ];
+    for (i, src) in martians.iter().enumerate() {
+        assert_eq!(
+            r.run(0, &syn_from(CLIENT_MAC, *src, "")),
+            Verdict::Drop,
+            "{src:?}"
+        );
+        assert_eq!(r.drops(Drop::Martian), i as u64 + 1, "{src:?}");
+    }
+    assert_eq!(r.w.conns.len(), 0);
+    // an ordinary client gets in
+    assert_eq!(
+        r.run(0, &syn_from(CLIENT_MAC, [198, 18, 0, 10], "")),
+        Verdict::Tx(1)
+    );
+    assert_eq!(r.w.conns.len(), 1);
+}
+
+#[test]
+fn syn_with_rst_or_fin_opens_nothing() {
+    let mut r = rig();
+    assert_eq!(
+        r.run(0, &syn_from(CLIENT_MAC, [198, 18, 0, 10], "R")),
+        Verdict::Drop
+    );
+    assert_eq!(
+        r.run(0, &syn_from(CLIENT_MAC, [198, 18, 0, 10], "F")),
+        Verdict::Drop
+    );
+    assert_eq!(r.drops(Drop::BadTcpFlags), 2);
+    assert_eq!(r.w.conns.len(), 0);
+}
+
+#[test]
+fn a_bad_checksum_opens_nothing() {
+    let mut r = rig();
+    let mut f = syn_from(CLIENT_MAC, [198, 18, 0, 10], "");
+    let ck = 14 + 20 + 16;
+    f[ck] ^= 0x55;
+    assert_eq!(r.run(0, &f), Verdict::Drop);
+    assert_eq!(r.drops(Drop::BadChecksum), 1);
+    // UDP: a wrong checksum is refused, "no checksum" (0) is accepted
+    let mut u = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv4([198, 18, 0, 10], VIP, 64)
+        .udp(5000, 53)
+        .write(&mut u, b"query")
+        .unwrap();
+    let uck = 14 + 20 + 6;
+    let good = u.clone();
+    u[uck] ^= 0x01;
+    assert_eq!(r.run(0, &u), Verdict::Drop);
+    assert_eq!(r.drops(Drop::BadChecksum), 2);
+    let mut none = good.clone();
+    none[uck] = 0;
+    none[uck + 1] = 0;
+    assert_eq!(r.run(0, &none), Verdict::Tx(1));
+    assert_eq!(r.w.conns.len(), 1);
+}
+
+#[test]
+fn a_real_server_of_the_service_cannot_open_a_connection_to_its_vip() {
+    let mut r = rig();
+    let mut u = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 1, 0, 11], PORT1_MAC)
+        .ipv4([198, 19, 0, 11], VIP, 64)
+        .udp(5353, 53)
+        .write(&mut u, b"echo")
+        .unwrap();
+    assert_eq!(r.run(1, &u), Verdict::Drop);
+    assert_eq!(r.drops(Drop::FromRealServer), 1);
+    assert_eq!(r.w.conns.len(), 0);
+}
+
+#[test]
+fn the_directors_own_mac_is_never_learned_as_a_client() {
+    let mut r = rig();
+    // a client-side SYN whose source MAC is the director's own port MAC
+    assert_eq!(
+        r.run(0, &syn_from(PORT0_MAC, [198, 18, 0, 10], "")),
+        Verdict::Tx(1)
+    );
+    assert!(
+        r.shared
+            .neigh
+            .peek(Ipv4Addr::new(198, 18, 0, 10), 5)
+            .is_none(),
+        "learned the director's own MAC for a client"
+    );
+    assert_eq!(
+        r.run(0, &syn_from(CLIENT_MAC, [198, 18, 0, 11], "")),
+        Verdict::Tx(1)
+    );
+    assert!(r
+        .shared
+        .neigh
+        .peek(Ipv4Addr::new(198, 18, 0, 11), 5)
+        .is_some());
+}
