@@ -64,6 +64,9 @@ if step build cargo build --release --workspace; then
     skip fuzz "ci/fuzz.sh not present"
   fi
   step e2e "$PY" ci/e2e/run.py "$@"
+  # Failover takeover time, short form (2 kill -9 takeovers per mode, rvs NAT
+  # and DR beside a keepalived pair); the README reports the 10-run figures.
+  step failover "$PY" ci/failover.py --runs 2 --out "${TMPDIR:-/tmp}/rvs-failover-ci.md"
   # The benchmark's 10-second smoke run: generator and director talk over
   # memif and the report is well formed (its numbers are not pass/fail).
   step bench bash perf/bench.sh --smoke --no-build
@@ -71,6 +74,7 @@ else
   skip test "build failed"
   skip fuzz "build failed"
   skip e2e "build failed"
+  skip failover "build failed"
   skip bench "build failed"
 fi
 
