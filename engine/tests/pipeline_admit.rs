@@ -64,7 +64,11 @@ struct Rig {
 }
 
 fn rig() -> Rig {
-    let cfg = config::parse(CFG).expect("config");
+    rig_from(CFG)
+}
+
+fn rig_from(text: &str) -> Rig {
+    let cfg = config::parse(text).expect("config");
     let ports = vec![
         PortInfo::new(&cfg.ports[0], MacAddr(PORT0_MAC)),
         PortInfo::new(&cfg.ports[1], MacAddr(PORT1_MAC)),
@@ -219,4 +223,101 @@ fn the_directors_own_mac_is_never_learned_as_a_client() {
         .neigh
         .peek(Ipv4Addr::new(198, 18, 0, 11), 5)
         .is_some());
+}
+
+/// A full-size TCP segment (1754-byte IPv4 packet) with or without DF.
+fn big(df: bool, from_server: bool) -> Vec<u8> {
+    let payload = vec![0x5a; 1714];
+    let mut v = Vec::new();
+    let b = if from_server {
+        PacketBuilder::ethernet2([2, 0, 0, 1, 0, 11], PORT1_MAC)
+            .ipv4([198, 19, 0, 11], [198, 18, 0, 10], 64)
+            .tcp(8080, 40000, 5000, 64240)
+            .ack(1001)
+    } else {
+        PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+            .ipv4([198, 18, 0, 10], VIP, 64)
+            .tcp(40000, 80, 1001, 64240)
+            .ack(1)
+    };
+    b.write(&mut v, &payload).unwrap();
+    assert_eq!(v.len() - 14, 1754);
+    if !df {
+        v[14 + 6] &= !0x40; // clear DF (etherparse sets it)
+        v[14 + 10] = 0;
+        v[14 + 11] = 0;
+        let mut sum = 0u32;
+        for c in v[14..34].chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let ck = !(sum as u16);
+        v[14 + 10..14 + 12].copy_from_slice(&ck.to_be_bytes());
+    }
+    v
+}
+
+/// An ICMP frag-needed to `to` announcing `mtu`.
+fn assert_frag_needed(frame: &[u8], to: [u8; 4], mtu: u16) {
+    assert_eq!(&frame[12..14], &[0x08, 0x00]);
+    assert_eq!(frame[14 + 9], 1, "ICMP");
+    assert_eq!(&frame[14 + 16..14 + 20], &to, "to the sender");
+    assert_eq!((frame[34], frame[35]), (3, 4), "frag-needed");
+    assert_eq!(
+        u16::from_be_bytes([frame[40], frame[41]]),
+        mtu,
+        "next-hop MTU"
+    );
+}
+
+#[test]
+fn nat_checks_the_egress_mtu_both_ways() {
+    // A 1754-byte segment, legal on a 9000-byte link, must cross a 1500 one.
+    let inbound = CFG.replacen(
+        "address = \"198.18.0.2/24\"",
+        "address = \"198.18.0.2/24\"\nmtu = 9000",
+        1,
+    );
+    let mut r = rig_from(&inbound);
+    r.shared
+        .neigh
+        .learn(Ipv4Addr::new(198, 18, 0, 10), MacAddr(CLIENT_MAC), 0);
+    assert_eq!(
+        r.run(0, &syn_from(CLIENT_MAC, [198, 18, 0, 10], "")),
+        Verdict::Tx(1)
+    );
+    let mut f = VecFrame::new(&big(true, false));
+    assert_eq!(r.w.process(&r.snap, &mut f, 0, 6, false), Verdict::Tx(0));
+    assert_frag_needed(&f.to_vec(), [198, 18, 0, 10], 1500);
+    assert_eq!(r.run(0, &big(false, false)), Verdict::Drop);
+    assert_eq!(r.drops(Drop::TooBig), 1, "no DF: dropped, counted");
+
+    // The reply direction: server side 9000, client side 1500.
+    let reply = CFG.replacen(
+        "address = \"198.19.0.1/24\"",
+        "address = \"198.19.0.1/24\"\nmtu = 9000",
+        1,
+    );
+    let mut r = rig_from(&reply);
+    r.shared
+        .neigh
+        .learn(Ipv4Addr::new(198, 18, 0, 10), MacAddr(CLIENT_MAC), 0);
+    assert_eq!(
+        r.run(0, &syn_from(CLIENT_MAC, [198, 18, 0, 10], "")),
+        Verdict::Tx(1)
+    );
+    let mut f = VecFrame::new(&big(true, true));
+    assert_eq!(r.w.process(&r.snap, &mut f, 1, 6, false), Verdict::Tx(1));
+    assert_frag_needed(&f.to_vec(), [198, 19, 0, 11], 1500);
+
+    // And a frame bigger than its own ingress link is refused outright.
+    let mut r = rig();
+    assert_eq!(
+        r.run(0, &syn_from(CLIENT_MAC, [198, 18, 0, 10], "")),
+        Verdict::Tx(1)
+    );
+    assert_eq!(r.run(0, &big(true, false)), Verdict::Drop);
+    assert_eq!(r.drops(Drop::TooBig), 1);
 }

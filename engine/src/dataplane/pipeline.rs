@@ -588,7 +588,17 @@ impl Pipeline {
                 };
                 self.inbound(snap, f, p, to, srv, in_port, now_ms)
             }
-            Dir::Reply => self.reply(snap, f, p, c.vip(), c.vport(), c.client(), srv, now_ms),
+            Dir::Reply => self.reply(
+                snap,
+                f,
+                p,
+                c.vip(),
+                c.vport(),
+                c.client(),
+                srv,
+                in_port,
+                now_ms,
+            ),
         }
     }
 
@@ -615,14 +625,13 @@ impl Pipeline {
             Err(d) => return self.drop(d),
         };
         let port_mac = snap.ports[out].mac;
-        if method == Method::Tun && !forward::tun_fits_mtu(p.ip_total_len, snap.ports[out].mtu) {
-            // Encapsulation would exceed the MTU: tell the sender the size
-            // that fits (DF set), or drop (rvs does not fragment).
-            if p.dont_frag {
-                let mtu = snap.ports[out].mtu - forward::TUN_OVERHEAD as u16;
-                return self.icmp_reply(snap, f, p, in_port, now_ms, Some(mtu));
-            }
-            return self.drop(Drop::TooBig);
+        let overhead = if method == Method::Tun {
+            forward::TUN_OVERHEAD as u16
+        } else {
+            0
+        };
+        if let Some(v) = self.egress_mtu(snap, f, p, in_port, out, overhead, now_ms) {
+            return v;
         }
         let len = f.data().len() as u64;
         let done = match method {
@@ -639,6 +648,37 @@ impl Pipeline {
         k.in_packets.inc();
         k.in_bytes.add(len);
         Verdict::Tx(out)
+    }
+
+    /// A packet too big for port `out`'s MTU (with `overhead` bytes of
+    /// encapsulation): ICMP frag-needed with the size that fits when DF is
+    /// set, else a counted drop (rvs does not fragment). Also refuses a
+    /// packet larger than the MTU of the port it arrived on.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn egress_mtu<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        in_port: usize,
+        out: usize,
+        overhead: u16,
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        let mtu = snap.ports[out].mtu;
+        let len = p.ip_total_len;
+        if len.saturating_add(overhead) <= mtu {
+            return None;
+        }
+        if len > snap.ports[in_port].mtu {
+            // Bigger than its own link allows: nobody should have sent it.
+            return Some(self.drop(Drop::TooBig));
+        }
+        if p.dont_frag {
+            return Some(self.icmp_reply(snap, f, p, in_port, now_ms, Some(mtu - overhead)));
+        }
+        Some(self.drop(Drop::TooBig))
     }
 
     /// IPIP: grow the frame at the front by an outer IPv4 header (in the
@@ -814,12 +854,16 @@ impl Pipeline {
         vport: u16,
         client: Ipv4Addr,
         srv: &Server,
+        in_port: usize,
         now_ms: u64,
     ) -> Verdict {
         let (out, mac) = match self.next_hop(snap, client, now_ms) {
             Ok(x) => x,
             Err(d) => return self.drop(d),
         };
+        if let Some(v) = self.egress_mtu(snap, f, p, in_port, out, 0, now_ms) {
+            return v;
+        }
         let len = f.data().len() as u64;
         if let Err(e) = forward::nat_outbound(f.data_mut(), p, vip, vport)
             .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac))

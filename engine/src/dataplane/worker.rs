@@ -278,6 +278,8 @@ impl Worker {
     #[inline]
     fn queue_tx(&mut self, mut m: Mbuf, pi: usize, tx: &mut [TxBuf]) {
         let Some(port) = self.ports.get(pi) else {
+            // No such port: the mbuf is freed here, and counted.
+            self.pipeline.stats.count_drop(Drop::NoRoute);
             return;
         };
         if self.id < port.tx_queues as usize {
