@@ -673,10 +673,12 @@ def ctl_stats_and_metrics(env):
         mine = payloads[i::3]           # rr: request k went to server k % 3
         check((d["conns"], d["in_packets"], d["out_packets"]) == (4, 4, 4),
               f"{NAMES[d['address']]} udp: {d}")
-        lo = sum(42 + n for n in mine)
-        check(lo <= d["in_bytes"] <= sum(max(60, 42 + n) for n in mine) + 4 * 4,
-              f"udp in_bytes {d['in_bytes']} for payloads {mine} (>= {lo})")
-        check(d["out_bytes"] >= lo + 4 * len("rsN:"), f"udp out_bytes {d['out_bytes']}")
+        # IP bytes, as IPVS counts: 20 (IPv4) + 8 (UDP) + payload, exactly
+        want = sum(28 + n for n in mine)
+        check(d["in_bytes"] == want,
+              f"udp in_bytes {d['in_bytes']} for payloads {mine}, want {want} (IP bytes)")
+        check(d["out_bytes"] == want + 4 * len("rsN:"),
+              f"udp out_bytes {d['out_bytes']}, want {want + 4 * len('rsN:')}")
     check(udp["conns"] == 12 and service_of(lj, SVC80)["conns"] == 30, "service totals")
     text = ctl_ok(env, "list", "--stats")
     for s in lj["services"]:

@@ -633,7 +633,8 @@ impl Pipeline {
         if let Some(v) = self.egress_mtu(snap, f, p, in_port, out, overhead, now_ms) {
             return v;
         }
-        let len = f.data().len() as u64;
+        // IP bytes, as IPVS counts (no Ethernet header or padding).
+        let len = u64::from(p.ip_total_len);
         let done = match method {
             Method::Nat => forward::nat_inbound(f.data_mut(), p, server, sport)
                 .and_then(|()| forward::set_macs(f.data_mut(), mac, port_mac))
@@ -864,7 +865,8 @@ impl Pipeline {
         if let Some(v) = self.egress_mtu(snap, f, p, in_port, out, 0, now_ms) {
             return v;
         }
-        let len = f.data().len() as u64;
+        // IP bytes, as IPVS counts (no Ethernet header or padding).
+        let len = u64::from(p.ip_total_len);
         if let Err(e) = forward::nat_outbound(f.data_mut(), p, vip, vport)
             .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac))
         {
