@@ -321,3 +321,45 @@ fn nat_checks_the_egress_mtu_both_ways() {
     assert_eq!(r.run(0, &big(true, false)), Verdict::Drop);
     assert_eq!(r.drops(Drop::TooBig), 1);
 }
+
+#[test]
+fn a_port_zero_service_keeps_the_clients_destination_port() {
+    let text = CFG.replace(
+        "[[service]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\nscheduler = \"rr\"\n  [[service.server]]\n  address = \"198.19.0.11\"\n  port = 8080\n",
+        "[[service]]\nvip = \"198.18.0.100\"\nport = 0\nprotocol = \"tcp\"\nscheduler = \"rr\"\npersistence_timeout = 300\n  [[service.server]]\n  address = \"198.19.0.11\"\n",
+    );
+    assert!(text.contains("port = 0"), "fixture");
+    let mut r = rig_from(&text);
+    r.shared
+        .neigh
+        .learn(Ipv4Addr::new(198, 18, 0, 10), MacAddr(CLIENT_MAC), 0);
+    let mut syn = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv4([198, 18, 0, 10], VIP, 64)
+        .tcp(40000, 443, 1000, 64240)
+        .syn()
+        .write(&mut syn, b"")
+        .unwrap();
+    let mut f = VecFrame::new(&syn);
+    assert_eq!(r.w.process(&r.snap, &mut f, 0, 5, false), Verdict::Tx(1));
+    let out = f.to_vec();
+    assert_eq!(&out[30..34], &[198, 19, 0, 11], "to the server");
+    assert_eq!(
+        u16::from_be_bytes([out[36], out[37]]),
+        443,
+        "its port is the client's"
+    );
+    let mut rep = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 1, 0, 11], PORT1_MAC)
+        .ipv4([198, 19, 0, 11], [198, 18, 0, 10], 64)
+        .tcp(443, 40000, 5000, 64240)
+        .syn()
+        .ack(1001)
+        .write(&mut rep, b"")
+        .unwrap();
+    let mut f = VecFrame::new(&rep);
+    assert_eq!(r.w.process(&r.snap, &mut f, 1, 6, false), Verdict::Tx(0));
+    let out = f.to_vec();
+    assert_eq!(&out[26..30], &VIP, "from the VIP");
+    assert_eq!(u16::from_be_bytes([out[34], out[35]]), 443);
+}

@@ -414,7 +414,10 @@ impl Pipeline {
             vip: p.dst,
             vport: p.dst_port,
             server: srv.addr,
-            sport: if srv.method == Method::Nat {
+            // DR/TUN keep the VIP port; so does NAT to a server of a
+            // port-0 ("all ports") service without a port of its own, as
+            // IPVS keeps the client's destination port.
+            sport: if srv.method == Method::Nat && srv.port != 0 {
                 srv.port
             } else {
                 p.dst_port

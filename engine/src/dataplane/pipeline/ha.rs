@@ -316,6 +316,6 @@ fn synced_dest<'s>(snap: &'s Snapshot, r: &ConnRecord) -> Option<(&'s Service, &
         .servers
         .iter()
         .chain(svc.sorry.as_ref())
-        .find(|s| s.addr == r.server && s.port == r.sport)?;
+        .find(|s| s.addr == r.server && (s.port == r.sport || s.port == 0))?;
     Some((svc, srv))
 }
