@@ -91,12 +91,13 @@ pub fn list(v: &ListView, mode: ListMode) -> String {
                 for d in &s.servers {
                     let _ = writeln!(
                         out,
-                        "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
+                        "  -> {:<28} {:<7} {:<6} {:<10} {:<10}{}",
                         server_name(d),
                         forward_name(&d.forward),
                         d.effective_weight,
                         d.active,
-                        d.inactive
+                        d.inactive,
+                        if d.up { "" } else { " (down)" }
                     );
                 }
             }
@@ -376,6 +377,19 @@ TCP  198.18.0.100:80 wrr
 UDP  198.18.0.100:53 sh (sh-port) persistent 300 mask 255.255.255.0
 ";
         assert_eq!(list(&view(), ListMode::Plain), want);
+    }
+
+    #[test]
+    fn a_server_out_of_the_pool_shows_weight_0_and_down() {
+        let mut v = view();
+        let d = &mut v.services[0].servers[1];
+        d.up = false;
+        d.effective_weight = 0;
+        let text = list(&v, ListMode::Plain);
+        assert!(
+            text.contains("  -> 198.19.0.12:8080             Masq    0      0          5          (down)\n"),
+            "{text}"
+        );
     }
 
     #[test]

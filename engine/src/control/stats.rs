@@ -202,7 +202,9 @@ impl Stats {
                 };
                 if let Some(s) = live {
                     let c = self.shown(&s.shared);
-                    v.effective_weight = s.weight;
+                    // A server out of the pool (health check, `remove`) takes
+                    // no connections: its weight in the pool is 0.
+                    v.effective_weight = if s.usable { s.weight } else { 0 };
                     v.up = s.usable;
                     v.overloaded = s
                         .shared
