@@ -65,8 +65,10 @@ pub enum CtlCommand {
     EditServer(ServerOpts),
     /// Delete a real server (its connections are dropped).
     DelServer {
+        /// PROTO:VIP:PORT of its service, e.g. tcp:198.18.0.100:80.
         #[arg(long, value_name = "PROTO:VIP:PORT")]
         service: String,
+        /// IP:PORT of the server (or IP: the service's port).
         #[arg(long, value_name = "IP:PORT")]
         server: String,
     },
@@ -84,7 +86,7 @@ pub struct ListArgs {
     #[arg(long)]
     conns: bool,
     /// With --conns: show at most N connections.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONN_LIMIT)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONN_LIMIT, requires = "conns")]
     limit: usize,
     /// Print JSON.
     #[arg(long)]
@@ -130,7 +132,8 @@ pub struct ServerOpts {
     server: String,
     /// 0..65535; 0 drains: no new connections, existing ones live on
     /// (add-server: default 1).
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(0..=65535))]
     weight: Option<u32>,
     /// nat, dr or tun (default: the service's).
     #[arg(long, value_name = "METHOD")]
@@ -439,6 +442,63 @@ mod tests {
         ])
         .is_err());
         assert!(parse(&["frobnicate"]).is_err());
+    }
+
+    /// issue 14 item 10: the weight's real range in the message, with or
+    /// without `=`; `--limit` only with `--conns`.
+    #[test]
+    fn weight_range_and_limit_are_explained() {
+        use clap::Parser;
+        for args in [
+            &[
+                "ctl",
+                "edit-server",
+                "--service",
+                "s",
+                "--server",
+                "x",
+                "--weight",
+                "-1",
+            ][..],
+            &[
+                "ctl",
+                "edit-server",
+                "--service",
+                "s",
+                "--server",
+                "x",
+                "--weight=-1",
+            ],
+            &[
+                "ctl",
+                "edit-server",
+                "--service",
+                "s",
+                "--server",
+                "x",
+                "--weight",
+                "70000",
+            ],
+        ] {
+            let e = T::try_parse_from(args).unwrap_err().to_string();
+            assert!(e.contains("0..=65535"), "{args:?}: {e}");
+        }
+        let ok = T::try_parse_from([
+            "ctl",
+            "edit-server",
+            "--service",
+            "s",
+            "--server",
+            "x",
+            "--weight",
+            "65535",
+        ]);
+        assert!(ok.is_ok());
+        let e = T::try_parse_from(["ctl", "list", "--limit", "5"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--conns"), "{e}");
+        assert!(T::try_parse_from(["ctl", "list", "--conns", "--limit", "5"]).is_ok());
     }
 
     #[test]

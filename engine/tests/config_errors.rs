@@ -1448,3 +1448,83 @@ fn config_err_several_errors_all_reported_in_line_order() {
     assert_eq!(errors.len(), 5);
     assert_eq!(errors.at("timeouts.bogus").unwrap().line, 27);
 }
+
+#[test]
+fn config_err_operator_mistakes_are_named() {
+    // issue 14 item 9: each of these was accepted without a word
+    expect_case(
+        r#"
+        [[service]]
+        vip = "198.18.0.255"
+        port = 80
+        [[service]]
+        vip = "198.18.0.101"
+        port = 80
+        persistence_netmask = "255.255.255.0"
+        [[service]]
+        vip = "198.18.0.102"
+        port = 80
+        quorum = 5
+          [[service.server]]
+          address = "198.19.0.11"
+          weight = 2
+          [[service.server]]
+          address = "198.19.0.12"
+          weight = 2
+        "#,
+        &[
+            (
+                "service[0].vip",
+                2,
+                "198.18.0.255 is the broadcast address of port `client`'s subnet 198.18.0.0/24",
+            ),
+            (
+                "service[1].persistence_netmask",
+                7,
+                "has no effect without persistence_timeout",
+            ),
+            (
+                "service[2].quorum",
+                11,
+                "5 can never be met: the servers' weights add up to 4",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn config_err_two_ports_on_one_interface() {
+    expect_exactly(
+        &doc(r#"
+            [dpdk]
+            cores = "0-1"
+            [[port]]
+            name = "a"
+            device = "net_af_packet0,iface=veth0"
+            address = "198.18.0.2/24"
+            [[port]]
+            name = "b"
+            device = "net_af_packet1,iface=veth0,qpairs=1"
+            address = "198.19.0.2/24"
+            "#),
+        &[(
+            "port[1].device",
+            9,
+            "uses the same interface as port[0]",
+        )],
+    );
+}
+
+#[test]
+fn config_names_are_case_insensitive_as_in_ctl() {
+    expect_ok_case(
+        r#"
+        [[service]]
+        vip = "198.18.0.100"
+        port = 80
+        protocol = "TCP"
+        scheduler = "WRR"
+        forward = "NAT"
+        "#,
+    );
+}

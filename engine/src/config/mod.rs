@@ -235,8 +235,13 @@ macro_rules! named_enum {
                 }
             }
 
+            /// Case-insensitive, as `rvs ctl` reads `TCP:VIP:PORT` and
+            /// ipvsadm users write `-s WRR`.
             pub fn from_name(s: &str) -> Option<$name> {
-                Self::ALL.iter().copied().find(|v| v.name() == s)
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.name().eq_ignore_ascii_case(s))
             }
 
             /// "a, b, c" for error messages.

@@ -21,6 +21,7 @@ pub(super) struct Scope<'a> {
     pub services: Vec<(usize, &'a ServiceConfig)>,
     pub notify: Option<&'a NotifyConfig>,
     pub ha: Option<&'a HaConfig>,
+    pub control: Option<&'a ControlConfig>,
 }
 
 impl<'a> Scope<'a> {
@@ -32,6 +33,7 @@ impl<'a> Scope<'a> {
             services: cfg.services.iter().enumerate().collect(),
             notify: Some(&cfg.notify),
             ha: cfg.ha.as_ref(),
+            control: Some(&cfg.control),
         }
     }
 }
@@ -71,6 +73,9 @@ pub(super) fn check(scope: &Scope) -> Vec<ConfigError> {
     if let Some(ha) = scope.ha {
         check_ha(scope, ha, &mut out);
     }
+    if let Some(control) = scope.control {
+        check_control(scope, control, &mut out);
+    }
     out.0
 }
 
@@ -93,10 +98,37 @@ fn check_dpdk(d: &DpdkConfig, out: &mut Out) {
     }
 }
 
+/// What a device string attaches to: the kernel interface of an
+/// af_packet/pcap vdev (`iface=`), else the string up to its first comma (a
+/// PCI address or a vdev name).
+fn device_iface(device: &str) -> String {
+    let mut parts = device.split(',');
+    let head = parts.next().unwrap_or("").trim();
+    if head.starts_with("net_af_packet") || head.starts_with("net_pcap") {
+        if let Some(i) = parts.find_map(|kv| kv.trim().strip_prefix("iface=")) {
+            return format!("iface:{i}");
+        }
+    }
+    head.to_string()
+}
+
 fn check_ports(scope: &Scope, out: &mut Out) {
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut addresses: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let mut ifaces: HashMap<String, usize> = HashMap::new();
     for &(i, port) in &scope.ports {
+        // Two ports on one interface (the same `iface=` of net_af_packet or
+        // net_pcap, or the same PCI address) would read each other's frames.
+        let iface = device_iface(&port.device);
+        match ifaces.get(&iface) {
+            Some(first) => out.push(
+                format!("port[{i}].device"),
+                format!("`{}` uses the same interface as port[{first}]", port.device),
+            ),
+            None => {
+                ifaces.insert(iface, i);
+            }
+        }
         match names.get(port.name.as_str()) {
             Some(first) => out.push(
                 format!("port[{i}].name"),
@@ -175,6 +207,40 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
             out.push(at("health_check.script"), "kind \"exec\" needs a `script`");
         }
     }
+    if svc.persistence_timeout == 0 && svc.persistence_netmask != Ipv4Addr::BROADCAST {
+        out.push(
+            at("persistence_netmask"),
+            "has no effect without persistence_timeout (set both, or neither)",
+        );
+    }
+    let weights: u64 = svc.servers.iter().map(|s| u64::from(s.weight)).sum();
+    if svc.quorum > 1 && !svc.servers.is_empty() && u64::from(svc.quorum) > weights {
+        out.push(
+            at("quorum"),
+            format!(
+                "{} can never be met: the servers' weights add up to {weights}",
+                svc.quorum
+            ),
+        );
+    }
+    for (_, p) in &scope.ports {
+        if p.prefix_len < 31 && p.contains(svc.vip) {
+            let host = !u32::from(p.netmask());
+            let a = u32::from(svc.vip);
+            if a & host == host || a & host == 0 {
+                out.push(
+                    at("vip"),
+                    format!(
+                        "{} is the {} address of port `{}`'s subnet {}",
+                        svc.vip,
+                        if a & host == 0 { "network" } else { "broadcast" },
+                        p.name,
+                        p.subnet()
+                    ),
+                );
+            }
+        }
+    }
 
     let mut seen: HashMap<(Ipv4Addr, u16), usize> = HashMap::new();
     for (j, srv) in svc.servers.iter().enumerate() {
@@ -238,6 +304,44 @@ fn check_notify(n: &NotifyConfig, out: &mut Out) {
         out.push(
             "notify.smtp",
             "`to` names recipients but no `smtp` relay is set",
+        );
+    }
+}
+
+/// `[control] metrics` must not be reachable by clients: the exception path
+/// hands the kernel every frame for a port's own address, so a listener on
+/// that address, or on all of them, answers the client side.
+fn check_control(scope: &Scope, c: &ControlConfig, out: &mut Out) {
+    let Some(addr) = c.metrics else { return };
+    let tapped = || {
+        scope
+            .ports
+            .iter()
+            .map(|&(_, p)| p)
+            .filter(|p| p.exception_path)
+    };
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) => Some(ip),
+        std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+    };
+    let why = if addr.ip().is_unspecified() || ip.is_some_and(|ip| ip.is_unspecified()) {
+        tapped().next().map(|p| {
+            format!(
+                "it listens on every address, port {}'s {} included",
+                p.name, p.address
+            )
+        })
+    } else {
+        ip.and_then(|ip| tapped().find(|p| p.address == ip))
+            .map(|p| format!("it is port {}'s address", p.name))
+    };
+    if let Some(why) = why {
+        out.push(
+            "control.metrics",
+            format!(
+                "{addr} would be reachable by clients through the exception path ({why}); \
+                 bind 127.0.0.1 or a management address"
+            ),
         );
     }
 }

@@ -154,7 +154,9 @@ impl SchedKind {
     }
 
     pub fn from_name(s: &str) -> Option<SchedKind> {
-        SchedKind::ALL.into_iter().find(|k| k.name() == s)
+        SchedKind::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s))
     }
 
     /// "rr, wrr, lc, ..." for error messages.
