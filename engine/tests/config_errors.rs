@@ -1461,16 +1461,6 @@ fn config_err_operator_mistakes_are_named() {
         vip = "198.18.0.101"
         port = 80
         persistence_netmask = "255.255.255.0"
-        [[service]]
-        vip = "198.18.0.102"
-        port = 80
-        quorum = 5
-          [[service.server]]
-          address = "198.19.0.11"
-          weight = 2
-          [[service.server]]
-          address = "198.19.0.12"
-          weight = 2
         "#,
         &[
             (
@@ -1482,11 +1472,6 @@ fn config_err_operator_mistakes_are_named() {
                 "service[1].persistence_netmask",
                 7,
                 "has no effect without persistence_timeout",
-            ),
-            (
-                "service[2].quorum",
-                11,
-                "5 can never be met: the servers' weights add up to 4",
             ),
         ],
     );

@@ -213,16 +213,6 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
             "has no effect without persistence_timeout (set both, or neither)",
         );
     }
-    let weights: u64 = svc.servers.iter().map(|s| u64::from(s.weight)).sum();
-    if svc.quorum > 1 && !svc.servers.is_empty() && u64::from(svc.quorum) > weights {
-        out.push(
-            at("quorum"),
-            format!(
-                "{} can never be met: the servers' weights add up to {weights}",
-                svc.quorum
-            ),
-        );
-    }
     for (_, p) in &scope.ports {
         if p.prefix_len < 31 && p.contains(svc.vip) {
             let host = !u32::from(p.netmask());
@@ -233,7 +223,11 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
                     format!(
                         "{} is the {} address of port `{}`'s subnet {}",
                         svc.vip,
-                        if a & host == 0 { "network" } else { "broadcast" },
+                        if a & host == 0 {
+                            "network"
+                        } else {
+                            "broadcast"
+                        },
                         p.name,
                         p.subnet()
                     ),

@@ -132,6 +132,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
         services: indexed(&services),
         notify: notify.as_ref(),
         ha: ha.as_ref().and_then(Option::as_ref),
+        control: control.as_ref(),
     };
     for e in rules::check(&scope) {
         ctx.error_at_path(e);

@@ -33,17 +33,26 @@
 //!   [`READ_TIMEOUT`] (an idle or half-written client): an error, then the
 //!   connection is closed;
 //! - more than [`MAX_CLIENTS`] connections at once: the newcomer gets an
-//!   error and is closed.
+//!   error and is closed;
+//! - a peer that is neither root nor the socket's owner (its `SO_PEERCRED`
+//!   uid): one error line, then the connection is closed.
 //!
-//! The socket is created with mode 0600 (its parent directory is created if
-//! missing); a stale socket file nobody answers on is replaced, a live one
-//! is an error (another director runs). The file is removed when the
-//! controller is dropped.
+//! # The socket file
+//!
+//! The socket is born private without touching the process-wide umask: it
+//! is bound in a fresh directory of mode 0700 next to `path`, made 0600
+//! there (nobody else can reach it to swap in a symlink), then renamed to
+//! `path` (a rename replaces a name and never follows a link). The parent
+//! directory is created with mode 0700 if missing. Whatever is at `path`
+//! and is not a socket (a symlink included, dangling or not) is an error; a
+//! stale socket nobody answers on is replaced, a live one is an error
+//! (another director runs). The file is removed when the controller is
+//! dropped.
 //!
 //! [`Controller::tick`]: super::Controller::tick
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,12 +87,12 @@ pub struct ApiServer {
 impl ApiServer {
     /// Creates the socket at `path` and starts the listener thread.
     pub fn start(path: &Path) -> Result<ApiServer> {
-        let listener = bind(path)?;
+        let (listener, owner) = bind(path)?;
         let (tx, rx) = mpsc::channel();
         let active = Arc::new(AtomicUsize::new(0));
         std::thread::Builder::new()
             .name("rvs-api".into())
-            .spawn(move || accept_loop(listener, tx, active))
+            .spawn(move || accept_loop(listener, owner, tx, active))
             .context("cannot start the API thread")?;
         tracing::info!(socket = %path.display(), "control API listening");
         Ok(ApiServer {
@@ -100,17 +109,33 @@ impl Drop for ApiServer {
 }
 
 /// Binds `path` with mode 0600, creating its parent and replacing a stale
-/// socket.
-fn bind(path: &Path) -> Result<UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
+/// socket (see the module docs). Returns the listener and the uid that owns
+/// the socket.
+fn bind(path: &Path) -> Result<(UnixListener, u32)> {
+    let Some(name) = path.file_name() else {
+        bail!("control.socket: {} names no file", path.display());
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if std::fs::symlink_metadata(dir).is_err() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .with_context(|| format!("control.socket: cannot create {}", dir.display()))?;
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             bail!(
-                "control.socket: {} exists and is not a socket",
-                path.display()
+                "control.socket: {} exists and is not a socket{}",
+                path.display(),
+                if meta.file_type().is_symlink() {
+                    " (a symlink)"
+                } else {
+                    ""
+                }
             );
         }
         if UnixStream::connect(path).is_ok() {
@@ -122,22 +147,82 @@ fn bind(path: &Path) -> Result<UnixListener> {
         std::fs::remove_file(path)
             .with_context(|| format!("control.socket: cannot remove stale {}", path.display()))?;
     }
-    // The socket is born 0600 (umask), then made so explicitly.
-    // SAFETY: umask only changes the process's file-creation mask.
-    let old = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(path);
-    // SAFETY: as above, restoring the previous mask.
-    unsafe { libc::umask(old) };
-    let listener =
-        bound.with_context(|| format!("control.socket: cannot bind {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("control.socket: cannot chmod {}", path.display()))?;
-    Ok(listener)
+    // A private directory next to `path` (same file system, for the rename).
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    private_dir(&tmp)?;
+    let inner = tmp.join("s");
+    let made = (|| -> Result<(UnixListener, u32)> {
+        let listener = UnixListener::bind(&inner)
+            .with_context(|| format!("control.socket: cannot bind {}", path.display()))?;
+        // `inner` is in a 0700 directory only this process writes to: the
+        // chmod (which follows symlinks) cannot be turned elsewhere.
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("control.socket: cannot chmod {}", inner.display()))?;
+        let owner = std::fs::symlink_metadata(&inner)
+            .with_context(|| format!("control.socket: cannot stat {}", inner.display()))?
+            .uid();
+        std::fs::rename(&inner, path)
+            .with_context(|| format!("control.socket: cannot create {}", path.display()))?;
+        Ok((listener, owner))
+    })();
+    let _ = std::fs::remove_file(&inner);
+    let _ = std::fs::remove_dir(&tmp);
+    made
 }
 
-fn accept_loop(listener: UnixListener, tx: Sender<Call>, active: Arc<AtomicUsize>) {
+/// Creates `dir` with mode 0700 (no wider, whatever the umask); a leftover
+/// directory of a previous run with the same pid is removed first.
+fn private_dir(dir: &Path) -> Result<()> {
+    let mk = || std::fs::DirBuilder::new().mode(0o700).create(dir);
+    match mk() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_dir());
+            if !is_dir {
+                bail!(
+                    "control.socket: {} exists and is not a directory",
+                    dir.display()
+                );
+            }
+            let _ = std::fs::remove_file(dir.join("s"));
+            std::fs::remove_dir(dir)
+                .and_then(|()| mk())
+                .with_context(|| format!("control.socket: cannot create {}", dir.display()))
+        }
+        r => r.with_context(|| format!("control.socket: cannot create {}", dir.display())),
+    }
+}
+
+/// Why a peer may not use the socket, if it may not: only root and the
+/// socket's owner may.
+fn refuse_peer(stream: &UnixStream, owner: u32) -> Option<String> {
+    match rustix::net::sockopt::socket_peercred(stream) {
+        Ok(cred) => {
+            let uid = cred.uid.as_raw();
+            (uid != 0 && uid != owner).then(|| {
+                format!(
+                    "permission denied: uid {uid} is not allowed on the control socket \
+                     (root or uid {owner} only)"
+                )
+            })
+        }
+        Err(e) => Some(format!("cannot read the peer's credentials: {e}")),
+    }
+}
+
+/// Writes one error line without ever blocking the accept loop, then
+/// drops (closes) the stream.
+fn refuse(stream: UnixStream, msg: String) {
+    let _ = stream.set_nonblocking(true);
+    let _ = (&stream).write_all(Response::error(msg).to_line().as_bytes());
+}
+
+fn accept_loop(listener: UnixListener, owner: u32, tx: Sender<Call>, active: Arc<AtomicUsize>) {
     for conn in listener.incoming() {
-        let mut stream = match conn {
+        let stream = match conn {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("control API: accept: {e}");
@@ -145,11 +230,16 @@ fn accept_loop(listener: UnixListener, tx: Sender<Call>, active: Arc<AtomicUsize
                 continue;
             }
         };
+        if let Some(why) = refuse_peer(&stream, owner) {
+            tracing::warn!("control API: {why}");
+            refuse(stream, why);
+            continue;
+        }
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
         if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
             active.fetch_sub(1, Ordering::AcqRel);
             let msg = format!("too many clients (more than {MAX_CLIENTS} at once); try again");
-            let _ = stream.write_all(Response::error(msg).to_line().as_bytes());
+            refuse(stream, msg);
             continue;
         }
         let tx = tx.clone();

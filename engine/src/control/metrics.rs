@@ -1,7 +1,16 @@
 //! `[control] metrics = "IP:PORT"`: the counters in the Prometheus text
 //! exposition format (version 0.0.4), served at `GET /metrics` by a small
 //! thread on a std `TcpListener` (one short-lived thread per scrape, at most
-//! [`MAX_SCRAPES`] at once, each bounded by a read timeout).
+//! [`MAX_SCRAPES`] at once). Each connection has deadlines, not just
+//! timeouts between reads: [`REQUEST_DEADLINE`] from its accept to send the
+//! whole request head (else `408` and closed), then [`ANSWER_DEADLINE`] to
+//! take the answer; a client that trickles bytes cannot hold a slot longer.
+//! A client beyond the slots gets `503` at once, written without blocking
+//! the accept loop.
+//!
+//! The bind should not be reachable by clients: `rvs check` refuses
+//! `0.0.0.0`/`::` and the ports' own addresses (which the exception path
+//! hands to the kernel).
 //!
 //! Everything is rendered at scrape time from what the workers and the
 //! controller share: the current snapshot (services, servers, weights, up),
@@ -15,9 +24,12 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize,
+    Ordering::{AcqRel, Relaxed},
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +42,10 @@ use crate::packet::DropReason;
 
 /// Scrapes served at once.
 pub const MAX_SCRAPES: usize = 16;
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client has, from its accept, to send its request head.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// How long it has, once the answer is ready, to take all of it.
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
 /// Longest request head read.
 const MAX_HEAD: u64 = 8192;
 
@@ -79,23 +94,21 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>, info: Arc<ControlInfo>) -> R
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 };
-                if active.fetch_add(1, Relaxed) >= MAX_SCRAPES {
-                    active.fetch_sub(1, Relaxed);
-                    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-                    let _ = respond(&stream, "503 Service Unavailable", "too many scrapes\n");
+                let accepted = Instant::now();
+                if active.fetch_add(1, AcqRel) >= MAX_SCRAPES {
+                    active.fetch_sub(1, AcqRel);
+                    refuse(stream);
                     continue;
                 }
-                let (shared, info, active2) = (shared.clone(), info.clone(), active.clone());
-                let spawned =
-                    std::thread::Builder::new()
-                        .name("rvs-scrape".into())
-                        .spawn(move || {
-                            serve(stream, &shared, &info);
-                            active2.fetch_sub(1, Relaxed);
-                        });
-                if spawned.is_err() {
-                    active.fetch_sub(1, Relaxed);
-                }
+                let slot = SlotGuard(active.clone());
+                let (shared, info) = (shared.clone(), info.clone());
+                // On a spawn error the closure, and so the guard, is dropped.
+                let _ = std::thread::Builder::new()
+                    .name("rvs-scrape".into())
+                    .spawn(move || {
+                        let _slot = slot;
+                        serve(stream, accepted, &shared, &info);
+                    });
             }
         })
         .context("cannot start the metrics thread")?;
@@ -103,7 +116,70 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>, info: Arc<ControlInfo>) -> R
     Ok(())
 }
 
-fn respond(mut s: &TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+/// Holds a scrape slot until dropped.
+struct SlotGuard(Arc<AtomicUsize>);
+
+impl std::ops::Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AcqRel);
+    }
+}
+
+/// `503` to a client beyond the slots, from the accept loop: never blocks
+/// (non-blocking socket, what fits in its send buffer, which a fresh socket
+/// has room for).
+fn refuse(stream: TcpStream) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    // Take what the client already sent, so the close is not a reset that
+    // could discard the answer before the client reads it.
+    let mut sink = [0u8; 1024];
+    let _ = (&stream).read(&mut sink);
+    let _ = respond(
+        &mut &stream,
+        "503 Service Unavailable",
+        "too many scrapes\n",
+    );
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// A stream whose every read and write must end by `until`: each call gets
+/// the time left as its timeout, and none is started after it.
+struct Deadline<'a> {
+    s: &'a TcpStream,
+    until: Instant,
+}
+
+impl Deadline<'_> {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.s.set_read_timeout(Some(self.left()?))?;
+        (&mut &*self.s).read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.s.set_write_timeout(Some(self.left()?))?;
+        (&mut &*self.s).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn respond(s: &mut impl Write, status: &str, body: &str) -> std::io::Result<()> {
     let ctype = if status.starts_with("200") {
         "text/plain; version=0.0.4; charset=utf-8"
     } else {
@@ -118,35 +194,58 @@ fn respond(mut s: &TcpStream, status: &str, body: &str) -> std::io::Result<()> {
     s.flush()
 }
 
-fn serve(stream: TcpStream, shared: &Shared, info: &ControlInfo) {
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut r = BufReader::new(read_half.take(MAX_HEAD));
+/// Reads a request head (up to its blank line, or the end of the stream)
+/// and returns its first line.
+fn read_head(r: &mut impl BufRead) -> std::io::Result<String> {
     let mut first = String::new();
-    if r.read_line(&mut first).is_err() {
-        return;
-    }
+    r.read_line(&mut first)?;
     // Read (and ignore) the headers, up to the blank line.
     loop {
         let mut h = String::new();
         match r.read_line(&mut h) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(_) if h == "\r\n" || h == "\n" => break,
             Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => break,
+            Err(e) => return Err(e),
         }
     }
+    Ok(first)
+}
+
+fn serve(stream: TcpStream, accepted: Instant, shared: &Shared, info: &ControlInfo) {
+    let reader = Deadline {
+        s: &stream,
+        until: accepted + REQUEST_DEADLINE,
+    };
+    let first = match read_head(&mut BufReader::new(reader.take(MAX_HEAD))) {
+        Ok(first) => first,
+        Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+            // Too slow: say so if it fits, and close.
+            let _ = stream.set_nonblocking(true);
+            let _ = respond(
+                &mut &stream,
+                "408 Request Timeout",
+                "no complete request in time\n",
+            );
+            return;
+        }
+        Err(_) => return,
+    };
     let mut parts = first.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
-    let _ = match (method, path) {
-        ("GET", "/metrics") => respond(&stream, "200 OK", &render(shared, info)),
-        ("GET", "/") => respond(&stream, "200 OK", "rvs: metrics at /metrics\n"),
-        ("GET", _) => respond(&stream, "404 Not Found", "not found: try /metrics\n"),
-        _ => respond(&stream, "405 Method Not Allowed", "only GET\n"),
+    let (status, body) = match (method, path) {
+        ("GET", "/metrics") => ("200 OK", render(shared, info)),
+        ("GET", "/") => ("200 OK", "rvs: metrics at /metrics\n".to_string()),
+        ("GET", _) => ("404 Not Found", "not found: try /metrics\n".to_string()),
+        _ => ("405 Method Not Allowed", "only GET\n".to_string()),
     };
+    let mut out = Deadline {
+        s: &stream,
+        until: Instant::now() + ANSWER_DEADLINE,
+    };
+    let _ = respond(&mut out, status, &body);
 }
 
 /// Escapes a label value.
@@ -458,7 +557,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 8] = [
+    let worker_counters: [Field<WorkerStats>; 12] = [
         ("rvs_worker_rx_packets_total", "Frames received.", |w| {
             w.rx_packets.get()
         }),
@@ -484,6 +583,26 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             "rvs_worker_connections_expired_total",
             "Connections expired.",
             |w| w.conns_expired.get(),
+        ),
+        (
+            "rvs_worker_connections_evicted_total",
+            "Embryonic or idle UDP connections evicted to make room in a full table.",
+            |w| w.conns_evicted.get(),
+        ),
+        (
+            "rvs_worker_sync_records_total",
+            "Connection-sync records reported to the HA thread.",
+            |w| w.sync_reported.get(),
+        ),
+        (
+            "rvs_worker_sync_lost_total",
+            "Connection-sync records lost to a full queue.",
+            |w| w.sync_lost.get(),
+        ),
+        (
+            "rvs_worker_sync_installed_total",
+            "Synced connections and templates installed from a peer.",
+            |w| w.sync_installed.get(),
         ),
         ("rvs_worker_arp_replies_total", "ARP replies sent.", |w| {
             w.arp_replies_sent.get()
