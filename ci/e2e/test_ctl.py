@@ -313,7 +313,7 @@ def ctl_live_changes(env):
     s8080 = service_of(lj, f"tcp:{VIP}:8080")
     check([d["conns"] for d in s8080["servers"]] == [3, 3], f"tcp:8080 conns {s8080}")
     check(service_of(lj, SVC53)["conns"] == 0, "udp:53 counted connections nobody made")
-    stats = ctl_ok(env, "list", "--stats")
+    stats = ctl_ok(env, "list", "--stats", "--exact")
     line = next(l for l in stats.splitlines() if l.startswith(f"TCP  {VIP}:80 "))
     check(line.split()[2:] == [str(s80[k]) for k in
                                ("conns", "in_packets", "out_packets", "in_bytes", "out_bytes")],
@@ -680,7 +680,7 @@ def ctl_stats_and_metrics(env):
         check(d["out_bytes"] == want + 4 * len("rsN:"),
               f"udp out_bytes {d['out_bytes']}, want {want + 4 * len('rsN:')}")
     check(udp["conns"] == 12 and service_of(lj, SVC80)["conns"] == 30, "service totals")
-    text = ctl_ok(env, "list", "--stats")
+    text = ctl_ok(env, "list", "--stats", "--exact")
     for s in lj["services"]:
         for d in s["servers"]:
             row = f"  -> {d['address']}:{d['port']}"

@@ -91,6 +91,9 @@ pub struct ListArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// With --stats/--rate: exact numbers (no K, M, G rounding).
+    #[arg(long)]
+    exact: bool,
 }
 
 #[derive(Args, Debug)]
@@ -183,7 +186,8 @@ impl ServerOpts {
 /// How to print the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Show {
-    List(ListMode),
+    /// The listing, and `--exact`.
+    List(ListMode, bool),
     Conns,
     Status,
     Change,
@@ -203,11 +207,11 @@ fn request(cmd: CtlCommand) -> (Request, Show) {
                     show(Show::Conns),
                 )
             } else if l.stats {
-                (Request::List {}, show(Show::List(ListMode::Stats)))
+                (Request::List {}, show(Show::List(ListMode::Stats, l.exact)))
             } else if l.rate {
-                (Request::List {}, show(Show::List(ListMode::Rate)))
+                (Request::List {}, show(Show::List(ListMode::Rate, l.exact)))
             } else {
-                (Request::List {}, show(Show::List(ListMode::Plain)))
+                (Request::List {}, show(Show::List(ListMode::Plain, l.exact)))
             }
         }
         CtlCommand::Status { json } => (
@@ -289,9 +293,10 @@ fn print(show: Show, result: serde_json::Value, out: &mut dyn Write) -> Result<(
             s.push('\n');
             s
         }
-        Show::List(mode) => format::list(
+        Show::List(mode, exact) => format::list_exact(
             &serde_json::from_value::<ListView>(result).map_err(bad)?,
             mode,
+            exact,
         ),
         Show::Conns => format::conns(&serde_json::from_value::<ConnsView>(result).map_err(bad)?),
         Show::Status => format::status(&serde_json::from_value::<StatusView>(result).map_err(bad)?),
@@ -358,11 +363,11 @@ mod tests {
     fn arguments_become_requests() {
         assert_eq!(
             parse(&["list"]).unwrap(),
-            (Request::List {}, Show::List(ListMode::Plain))
+            (Request::List {}, Show::List(ListMode::Plain, false))
         );
         assert_eq!(
             parse(&["list", "--stats"]).unwrap(),
-            (Request::List {}, Show::List(ListMode::Stats))
+            (Request::List {}, Show::List(ListMode::Stats, false))
         );
         assert_eq!(
             parse(&["list", "--rate", "--json"]).unwrap(),

@@ -35,9 +35,26 @@ fn server_name(s: &ServerView) -> String {
     format!("{}:{}", s.address, s.port)
 }
 
-fn nums(out: &mut String, v: [u64; 5]) {
+/// A counter in an 8-character column, as ipvsadm's `print_largenum`
+/// rounds it (K, M, G, T above 8 digits) unless `exact`.
+pub fn largenum(n: u64, exact: bool) -> String {
+    const K: u64 = 1_000;
+    if exact || n < 100_000_000 {
+        format!("{n:>8}")
+    } else if n < 1_000_000_000 {
+        format!("{:>7}K", n / K)
+    } else if n < 100_000_000_000 {
+        format!("{:>7}M", n / (K * K))
+    } else if n < 100_000_000_000_000 {
+        format!("{:>7}G", n / (K * K * K))
+    } else {
+        format!("{:>7}T", n / (K * K * K * K))
+    }
+}
+
+fn nums(out: &mut String, v: [u64; 5], exact: bool) {
     for n in v {
-        let _ = write!(out, " {n:>8}");
+        let _ = write!(out, " {}", largenum(n, exact));
     }
     out.push('\n');
 }
@@ -46,8 +63,14 @@ fn rates(r: &Rates) -> [u64; 5] {
     [r.cps, r.in_pps, r.out_pps, r.in_bps, r.out_bps]
 }
 
-/// `rvs ctl list [--stats | --rate]`.
+/// `rvs ctl list [--stats | --rate]`, large counters rounded as ipvsadm
+/// does.
 pub fn list(v: &ListView, mode: ListMode) -> String {
+    list_exact(v, mode, false)
+}
+
+/// `list`, with `--exact` counters when `exact`.
+pub fn list_exact(v: &ListView, mode: ListMode, exact: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -112,6 +135,7 @@ pub fn list(v: &ListView, mode: ListMode) -> String {
                         s.in_bytes,
                         s.out_bytes,
                     ],
+                    exact,
                 );
                 for d in &s.servers {
                     let _ = write!(out, "  -> {:<28}", server_name(d));
@@ -124,15 +148,16 @@ pub fn list(v: &ListView, mode: ListMode) -> String {
                             d.in_bytes,
                             d.out_bytes,
                         ],
+                        exact,
                     );
                 }
             }
             ListMode::Rate => {
                 let _ = write!(out, "{:<33}", service_name(s));
-                nums(&mut out, rates(&s.rate));
+                nums(&mut out, rates(&s.rate), exact);
                 for d in &s.servers {
                     let _ = write!(out, "  -> {:<28}", server_name(d));
-                    nums(&mut out, rates(&d.rate));
+                    nums(&mut out, rates(&d.rate), exact);
                 }
             }
         }
@@ -380,6 +405,26 @@ UDP  198.18.0.100:53 sh (sh-port) persistent 300 mask 255.255.255.0
     }
 
     #[test]
+    fn large_counters_round_as_ipvsadm_unless_exact() {
+        assert_eq!(largenum(99_999_999, false), "99999999");
+        assert_eq!(largenum(123_456_789, false), " 123456K");
+        assert_eq!(largenum(12_345_678_901, false), "  12345M");
+        assert_eq!(largenum(123_456_789_012, false), "    123G");
+        assert_eq!(largenum(123_456_789_012_345, false), "    123T");
+        assert_eq!(largenum(12_345_678_901, true), "12345678901");
+        let mut v = view();
+        v.services[0].in_bytes = 12_345_678_901;
+        let text = list(&v, ListMode::Stats);
+        let line = text.lines().find(|l| l.starts_with("TCP")).unwrap();
+        assert!(
+            line.ends_with("    75       60   12345M     9000"),
+            "{line}"
+        );
+        let exact = list_exact(&v, ListMode::Stats, true);
+        assert!(exact.contains(" 12345678901 "), "{exact}");
+    }
+
+    #[test]
     fn a_server_out_of_the_pool_shows_weight_0_and_down() {
         let mut v = view();
         let d = &mut v.services[0].servers[1];
@@ -387,7 +432,9 @@ UDP  198.18.0.100:53 sh (sh-port) persistent 300 mask 255.255.255.0
         d.effective_weight = 0;
         let text = list(&v, ListMode::Plain);
         assert!(
-            text.contains("  -> 198.19.0.12:8080             Masq    0      0          5          (down)\n"),
+            text.contains(
+                "  -> 198.19.0.12:8080             Masq    0      0          5          (down)\n"
+            ),
             "{text}"
         );
     }
@@ -409,7 +456,7 @@ UDP  198.18.0.100:53                     0        0        0        0        0
             "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n"
         ));
         assert!(out.contains(
-            "UDP  198.18.0.100:53                     1        2        3        4 123456789\n"
+            "UDP  198.18.0.100:53                     1        2        3        4  123456K\n"
         ));
     }
 
