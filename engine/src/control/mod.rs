@@ -518,6 +518,10 @@ impl Controller {
                 next.dpdk = self.cfg.dpdk.clone();
                 next.ports = self.cfg.ports.clone();
                 next.control = self.cfg.control.clone();
+                if next.ha != self.cfg.ha {
+                    tracing::warn!("reload: [ha] changes need a restart; applying the rest");
+                    next.ha = self.cfg.ha.clone();
+                }
                 let changes = self.info.api_changes.swap(0, Relaxed);
                 if changes > 0 {
                     tracing::warn!(
@@ -537,6 +541,9 @@ impl Controller {
                     self.info.reloads_ok.fetch_sub(1, Relaxed);
                     self.info.reloads_failed.fetch_add(1, Relaxed);
                     return;
+                }
+                for line in config_changes(&old, &self.cfg) {
+                    tracing::info!("reload: {line}");
                 }
                 tracing::info!(path = %self.path.display(), generation = self.generation, "reload: applied");
             }
@@ -559,6 +566,97 @@ impl Controller {
             }
         }
     }
+}
+
+/// What a reload changes, one line each, as keepalived logs it: services
+/// and servers added, removed or changed (with the keys that changed), and
+/// other sections.
+pub fn config_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &old.services {
+        if !new.services.iter().any(|n| n.key() == s.key()) {
+            out.push(format!("service {} removed", s.key()));
+        }
+    }
+    for n in &new.services {
+        let Some(o) = old.services.iter().find(|o| o.key() == n.key()) else {
+            out.push(format!(
+                "service {} added ({}, {} servers)",
+                n.key(),
+                n.scheduler,
+                n.servers.len()
+            ));
+            continue;
+        };
+        let mut what = Vec::new();
+        if o.scheduler != n.scheduler {
+            what.push(format!("scheduler {} -> {}", o.scheduler, n.scheduler));
+        }
+        if o.forward != n.forward {
+            what.push(format!("forward {} -> {}", o.forward, n.forward));
+        }
+        if o.persistence_timeout != n.persistence_timeout
+            || o.persistence_netmask != n.persistence_netmask
+        {
+            what.push("persistence".to_string());
+        }
+        if o.quorum != n.quorum || o.sorry_server != n.sorry_server {
+            what.push("quorum/sorry server".to_string());
+        }
+        if o.health_check != n.health_check {
+            what.push("health check".to_string());
+        }
+        if !what.is_empty() {
+            out.push(format!("service {} changed: {}", n.key(), what.join(", ")));
+        }
+        let id = |s: &ServerConfig| format!("{}:{}", s.address, s.port);
+        for s in &o.servers {
+            if !n.servers.iter().any(|x| id(x) == id(s)) {
+                out.push(format!("server {} of {} removed", id(s), n.key()));
+            }
+        }
+        for s in &n.servers {
+            match o.servers.iter().find(|x| id(x) == id(s)) {
+                None => out.push(format!(
+                    "server {} of {} added (weight {})",
+                    id(s),
+                    n.key(),
+                    s.weight
+                )),
+                Some(x) if x != s => {
+                    let mut w = Vec::new();
+                    if x.weight != s.weight {
+                        w.push(format!("weight {} -> {}", x.weight, s.weight));
+                    }
+                    if x.forward != s.forward {
+                        w.push("forward".to_string());
+                    }
+                    if x.upper_threshold != s.upper_threshold
+                        || x.lower_threshold != s.lower_threshold
+                    {
+                        w.push("thresholds".to_string());
+                    }
+                    if w.is_empty() {
+                        w.push("settings".to_string());
+                    }
+                    out.push(format!(
+                        "server {} of {} changed: {}",
+                        id(s),
+                        n.key(),
+                        w.join(", ")
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if old.timeouts != new.timeouts {
+        out.push("[timeouts] changed".to_string());
+    }
+    if old.notify != new.notify {
+        out.push("[notify] changed".to_string());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -644,6 +742,29 @@ socket = "/nonexistent/rvs.sock"
             serde_json::from_value(c.handle(&Request::Status {}).result.unwrap()).unwrap();
         assert_eq!((st.api_changes, st.reloads_ok), (0, 1));
         let _ = std::fs::remove_file(&c.path);
+    }
+
+    #[test]
+    fn a_reload_names_each_change() {
+        let old = config::parse(CFG).unwrap();
+        let text = CFG
+            .replace("weight = 3", "weight = 5")
+            .replace(
+                "  [[service.server]]\n  address = \"198.19.0.12\"\n  port = 8080\n  weight = 2\n",
+                "  [[service.server]]\n  address = \"198.19.0.13\"\n  port = 8080\n",
+            )
+            .replace("scheduler = \"wrr\"", "scheduler = \"wlc\"");
+        let new = config::parse(&text).unwrap();
+        assert_eq!(
+            config_changes(&old, &new),
+            [
+                "service tcp:198.18.0.100:80 changed: scheduler wrr -> wlc",
+                "server 198.19.0.12:8080 of tcp:198.18.0.100:80 removed",
+                "server 198.19.0.11:8080 of tcp:198.18.0.100:80 changed: weight 3 -> 5",
+                "server 198.19.0.13:8080 of tcp:198.18.0.100:80 added (weight 1)",
+            ]
+        );
+        assert!(config_changes(&old, &old).is_empty());
     }
 
     #[test]
