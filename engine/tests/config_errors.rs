@@ -1407,6 +1407,13 @@ fn config_err_toml_syntax_has_a_line() {
     );
     let errors = errors_of("[dpdk]\ncores = \"0-1\"\ncores = \"0-2\"\n");
     assert_eq!(errors.errors[0].line, 3, "{errors}");
+    // issue 14 item 8: the key of the line, and one line per error
+    let errors = errors_of("[dpdk]\ncores = \"0-1\"\nworkers = 99999999999999999999\n");
+    assert_eq!(errors.errors[0].path, "workers", "{errors}");
+    let errors = errors_of("[dpdk]\ncores = \"0-1\"\n[[port]\nname = \"x\"\n");
+    let text = errors.to_string();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("<config>:3: invalid TOML: "), "{text}");
 }
 
 #[test]
@@ -1492,11 +1499,7 @@ fn config_err_two_ports_on_one_interface() {
             device = "net_af_packet1,iface=veth0,qpairs=1"
             address = "198.19.0.2/24"
             "#),
-        &[(
-            "port[1].device",
-            9,
-            "uses the same interface as port[0]",
-        )],
+        &[("port[1].device", 9, "uses the same interface as port[0]")],
     );
 }
 

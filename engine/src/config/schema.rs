@@ -88,6 +88,20 @@ const HA: &[&str] = &[
 
 const U32_MAX: i64 = u32::MAX as i64;
 
+/// The key a `key = value` line sets (for errors the TOML parser reports
+/// with a line only), or "" for anything else.
+fn key_on_line(text: &str, line: usize) -> String {
+    let Some(l) = text.lines().nth(line.saturating_sub(1)) else {
+        return String::new();
+    };
+    match l.split_once('=') {
+        Some((k, _)) if !l.trim_start().starts_with('[') && !l.trim_start().starts_with('#') => {
+            k.trim().trim_matches('"').to_string()
+        }
+        _ => String::new(),
+    }
+}
+
 /// Parses and validates a whole file.
 pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
     let mut ctx = Ctx::new(text);
@@ -95,8 +109,15 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
         Ok(doc) => doc,
         Err(e) => {
             let line = ctx.line_of(e.span()).max(1);
-            let msg = format!("invalid TOML: {}", e.message().trim());
-            return Err(vec![ConfigError::new("", line, msg)]);
+            // One line, as every other error: toml's message may span two.
+            let what: Vec<&str> = e
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let msg = format!("invalid TOML: {}", what.join("; "));
+            return Err(vec![ConfigError::new(key_on_line(text, line), line, msg)]);
         }
     };
     let root = Tab::open(&mut ctx, String::new(), 1, doc.as_table(), TOP);

@@ -554,14 +554,10 @@ impl Controller {
                     errors.len(),
                     errors.file
                 );
-                for e in errors.iter() {
-                    tracing::error!(
-                        "reload refused: {}:{}: {}: {}",
-                        errors.file,
-                        e.line,
-                        e.path,
-                        e.message
-                    );
+                // The same `FILE:LINE: key: message` lines as `rvs check`
+                // (no line 0 or empty key for a file that cannot be read).
+                for line in errors.to_string().lines() {
+                    tracing::error!("reload refused: {line}");
                 }
             }
         }
