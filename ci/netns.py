@@ -50,6 +50,7 @@ DIRECTOR_SERVER_ADDR = "198.19.0.1"
 SERVERS = {"rs1": "198.19.0.11", "rs2": "198.19.0.12", "rs3": "198.19.0.13"}
 
 _live = []          # topologies to tear down at exit / on signals
+_workdirs = []      # temp dirs (--up --servers) removed with them, also on SIGTERM
 _handlers_installed = False
 
 
@@ -184,6 +185,8 @@ def _install_handlers():
 
 
 def teardown_all():
+    while _workdirs:
+        shutil.rmtree(_workdirs.pop(), ignore_errors=True)
     while _live:
         t = _live.pop()
         try:
@@ -592,6 +595,7 @@ def main():
         with (HaTopology(a.id, dr=a.dr) if a.ha else Topology(a.id)) as t:
             if a.servers:
                 wd = tempfile.mkdtemp(prefix=f"rvs-{t.id}-")
+                _workdirs.append(wd)
                 t.start_realservers(wd)
                 log(f"real server logs in {wd} (removed at exit)")
             print(json.dumps(t.describe()), flush=True)
