@@ -185,14 +185,14 @@ def _install_handlers():
 
 
 def teardown_all():
-    while _workdirs:
-        shutil.rmtree(_workdirs.pop(), ignore_errors=True)
     while _live:
         t = _live.pop()
         try:
             t.down()
         except Exception as e:  # never let cleanup stop cleanup
             log(f"teardown of {t.id} failed: {e}")
+    while _workdirs:
+        shutil.rmtree(_workdirs.pop(), ignore_errors=True)
 
 
 class Topology:
