@@ -438,18 +438,7 @@ impl Pipeline {
             dest: srv.shared.id,
             state: TcpState::None,
         };
-        // A full table reclaims an expired record or evicts an embryonic
-        // TCP / idle UDP one (conn module docs, "Pressure"); the record
-        // removed gives back its counts as an expiry does.
-        let (stats, persist, worker) = (&self.stats, &self.shared.persist, self.worker);
-        let id = match self.conns.insert_or_evict(new, now_ms, |c, why| {
-            match why {
-                conn::Reclaim::Expired => stats.conns_expired.inc(),
-                conn::Reclaim::Evicted => stats.conns_evicted.inc(),
-            }
-            release_template(snap, persist, c, now_ms);
-            uncount(snap, worker, c);
-        }) {
+        let id = match self.insert_conn(snap, new, now_ms) {
             Ok(id) => id,
             Err(_) => {
                 // No connection: give its hold back.
@@ -479,6 +468,27 @@ impl Pipeline {
             port: new.sport,
         };
         self.inbound(snap, f, p, to, srv, in_port, now_ms)
+    }
+
+    /// Creates a connection. A full table reclaims an expired record or
+    /// evicts an embryonic TCP / idle UDP one (conn module docs,
+    /// "Pressure"); the record removed gives back its counts as an expiry
+    /// does.
+    fn insert_conn(
+        &mut self,
+        snap: &Snapshot,
+        new: NewConn,
+        now_ms: u64,
+    ) -> Result<ConnId, conn::TableFull> {
+        let (stats, persist, worker) = (&self.stats, &self.shared.persist, self.worker);
+        self.conns.insert_or_evict(new, now_ms, |c, why| {
+            match why {
+                conn::Reclaim::Expired => stats.conns_expired.inc(),
+                conn::Reclaim::Evicted => stats.conns_evicted.inc(),
+            }
+            release_template(snap, persist, c, now_ms);
+            uncount(snap, worker, c);
+        })
     }
 
     /// Picks a server for a new connection: the persistence template's, the
@@ -959,25 +969,9 @@ impl Pipeline {
         ip: Ipv4Addr,
         buf: &mut [u8],
     ) -> bool {
-        let Some(pi) = snap.ports.get(port) else {
-            return false;
-        };
-        if buf.len() < ARP_FRAME_LEN {
-            return false;
-        }
-        buf[..ARP_FRAME_LEN].fill(0);
-        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-        eth.set_dst(MacAddr::BROADCAST);
-        eth.set_src(pi.mac);
-        eth.set_ethertype(EtherType::ARP);
-        let mut a = ArpPacket::new_unchecked(eth.payload_mut());
-        a.set_ethernet_ipv4();
-        a.set_op(arp::op::REQUEST);
-        a.set_sha(pi.mac);
-        a.set_spa(pi.addr);
-        a.set_tha(MacAddr::ZERO);
-        a.set_tpa(ip);
-        true
+        snap.ports
+            .get(port)
+            .is_some_and(|pi| write_arp_request(pi.mac, pi.addr, ip, buf))
     }
 
     /// Takes in what a new configuration changes for this worker's own
@@ -1034,6 +1028,27 @@ impl Pipeline {
             uncount(snap, self.worker, &c);
         }
     }
+}
+
+/// Writes a broadcast ARP request for `tpa` from `mac`/`spa` into `buf`
+/// (`ARP_FRAME_LEN` bytes); a gratuitous ARP has `spa == tpa`.
+fn write_arp_request(mac: MacAddr, spa: Ipv4Addr, tpa: Ipv4Addr, buf: &mut [u8]) -> bool {
+    if buf.len() < ARP_FRAME_LEN {
+        return false;
+    }
+    buf[..ARP_FRAME_LEN].fill(0);
+    let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.set_dst(MacAddr::BROADCAST);
+    eth.set_src(mac);
+    eth.set_ethertype(EtherType::ARP);
+    let mut a = ArpPacket::new_unchecked(eth.payload_mut());
+    a.set_ethernet_ipv4();
+    a.set_op(arp::op::REQUEST);
+    a.set_sha(mac);
+    a.set_spa(spa);
+    a.set_tha(MacAddr::ZERO);
+    a.set_tpa(tpa);
+    true
 }
 
 /// The drop a failed rewrite counts as: TTL, or a frame its method cannot

@@ -8,12 +8,10 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
-use super::{Pipeline, ARP_FRAME_LEN};
+use super::Pipeline;
 use crate::conn::{flags, ConnId, Dir, FlowKey, Method, NewConn, TcpState};
 use crate::dataplane::snapshot::{Server, Service, Snapshot};
 use crate::ha::sync::{ConnRecord, Record, TemplateRecord};
-use crate::packet::arp::{self, ArpPacket};
-use crate::packet::ethernet::{EtherType, EthernetFrame, MacAddr};
 
 /// Synced records a worker installs per loop at most.
 const INSTALL_BUDGET: usize = 512;
@@ -182,19 +180,9 @@ impl Pipeline {
             dest: srv.shared.id,
             state,
         };
-        // A full table makes room as for a new client (expired, then idle
-        // embryonic or UDP records); a synced record never evicts an
-        // established one.
-        let (stats, persist, worker) = (&self.stats, &self.shared.persist, self.worker);
-        let res = self.conns.insert_or_evict(new, now_ms, |c, why| {
-            match why {
-                crate::conn::Reclaim::Expired => stats.conns_expired.inc(),
-                crate::conn::Reclaim::Evicted => stats.conns_evicted.inc(),
-            }
-            super::release_template(snap, persist, c, now_ms);
-            super::uncount(snap, worker, c);
-        });
-        let Ok(id) = res else {
+        // A full table makes room as for a new client; a synced record
+        // never evicts an established one.
+        let Ok(id) = self.insert_conn(snap, new, now_ms) else {
             self.stats.count_drop(super::Drop::TableFull);
             return;
         };
@@ -289,23 +277,11 @@ impl Pipeline {
         let Some(pi) = snap.ports.get(port) else {
             return false;
         };
-        if buf.len() < ARP_FRAME_LEN {
-            return false;
+        let ok = super::write_arp_request(pi.mac, ip, ip, buf);
+        if ok {
+            self.stats.garp_sent.inc();
         }
-        buf[..ARP_FRAME_LEN].fill(0);
-        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-        eth.set_dst(MacAddr::BROADCAST);
-        eth.set_src(pi.mac);
-        eth.set_ethertype(EtherType::ARP);
-        let mut a = ArpPacket::new_unchecked(eth.payload_mut());
-        a.set_ethernet_ipv4();
-        a.set_op(arp::op::REQUEST);
-        a.set_sha(pi.mac);
-        a.set_spa(ip);
-        a.set_tha(MacAddr::ZERO);
-        a.set_tpa(ip);
-        self.stats.garp_sent.inc();
-        true
+        ok
     }
 }
 
