@@ -680,19 +680,37 @@ impl Pipeline {
         overhead: u16,
         now_ms: u64,
     ) -> Option<Verdict> {
-        let mtu = snap.ports[out].mtu;
-        let len = p.ip_total_len;
-        if len.saturating_add(overhead) <= mtu {
+        if p.ip_total_len.saturating_add(overhead) <= snap.ports[out].mtu {
             return None;
         }
+        Some(self.too_big(snap, f, p, in_port, out, overhead, now_ms))
+    }
+
+    /// The slow side of [`egress_mtu`](Self::egress_mtu), kept out of line
+    /// so the per-packet path stays small.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn too_big<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        in_port: usize,
+        out: usize,
+        overhead: u16,
+        now_ms: u64,
+    ) -> Verdict {
+        let mtu = snap.ports[out].mtu;
+        let len = p.ip_total_len;
         if len > snap.ports[in_port].mtu {
             // Bigger than its own link allows: nobody should have sent it.
-            return Some(self.drop(Drop::TooBig));
+            return self.drop(Drop::TooBig);
         }
         if p.dont_frag {
-            return Some(self.icmp_reply(snap, f, p, in_port, now_ms, Some(mtu - overhead)));
+            return self.icmp_reply(snap, f, p, in_port, now_ms, Some(mtu - overhead));
         }
-        Some(self.drop(Drop::TooBig))
+        self.drop(Drop::TooBig)
     }
 
     /// IPIP: grow the frame at the front by an outer IPv4 header (in the
