@@ -411,6 +411,14 @@ impl ServerConfig {
             Forward::Dr | Forward::Tun => service.port,
         }
     }
+
+    /// The server's name everywhere (ctl, `list`, JSON, logs, mail):
+    /// `ADDRESS:PORT` with the port packets go to, so a DR or TUN server
+    /// shows the VIP's port as ipvsadm shows it. Unique within a service
+    /// (`rvs check` refuses two servers with one identity).
+    pub fn ident(&self, service: &ServiceConfig) -> String {
+        format!("{}:{}", self.address, self.effective_port(service))
+    }
 }
 
 /// `[service.health_check]`.

@@ -460,7 +460,7 @@ impl Controller {
                                     .find(|s| s.addr == srv.address && s.port == port)
                             });
                             ServerHealthView {
-                                server: format!("{}:{}", srv.address, srv.port),
+                                server: srv.ident(sc),
                                 weight: s.map_or(srv.weight, |s| s.weight),
                                 up: s.is_none_or(|s| s.usable),
                                 health: h.state.to_string(),
@@ -605,14 +605,14 @@ pub fn config_changes(old: &Config, new: &Config) -> Vec<String> {
         if !what.is_empty() {
             out.push(format!("service {} changed: {}", n.key(), what.join(", ")));
         }
-        let id = |s: &ServerConfig| format!("{}:{}", s.address, s.port);
+        let (old_id, id) = (|s: &ServerConfig| s.ident(o), |s: &ServerConfig| s.ident(n));
         for s in &o.servers {
-            if !n.servers.iter().any(|x| id(x) == id(s)) {
-                out.push(format!("server {} of {} removed", id(s), n.key()));
+            if !n.servers.iter().any(|x| id(x) == old_id(s)) {
+                out.push(format!("server {} of {} removed", old_id(s), n.key()));
             }
         }
         for s in &n.servers {
-            match o.servers.iter().find(|x| id(x) == id(s)) {
+            match o.servers.iter().find(|x| old_id(x) == id(s)) {
                 None => out.push(format!(
                     "server {} of {} added (weight {})",
                     id(s),

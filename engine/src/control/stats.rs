@@ -190,7 +190,7 @@ impl Stats {
                 let h = health.status(sc, srv);
                 let mut v = ServerView {
                     address: srv.address,
-                    port: srv.port,
+                    port,
                     forward: srv.effective_forward(sc).name().to_string(),
                     weight: srv.weight,
                     effective_weight: srv.weight,
