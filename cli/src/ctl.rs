@@ -49,6 +49,13 @@ pub enum CtlCommand {
     },
     /// Reset the service and server counters.
     Zero,
+    /// Write the running configuration (with the changes made by rvs ctl)
+    /// as TOML, keeping the comments of the file rvs was started with.
+    Save {
+        /// Where to write [default: the file rvs was started with].
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Add a virtual service.
     AddService(ServiceOpts),
     /// Change a virtual service.
@@ -219,6 +226,13 @@ fn request(cmd: CtlCommand) -> (Request, Show) {
             if json { Show::Json } else { Show::Status },
         ),
         CtlCommand::Zero => (Request::Zero {}, Show::Change),
+        CtlCommand::Save { file } => (
+            Request::Save {
+                // The director runs elsewhere: a relative path is ours.
+                file: file.map(|f| std::path::absolute(&f).unwrap_or(f).display().to_string()),
+            },
+            Show::Change,
+        ),
         CtlCommand::AddService(o) => (Request::AddService(o.args()), Show::Change),
         CtlCommand::EditService(o) => (Request::EditService(o.args()), Show::Change),
         CtlCommand::DelService { service } => (Request::DelService { service }, Show::Change),

@@ -25,6 +25,7 @@ mod error;
 mod lcores;
 mod reader;
 mod rules;
+pub mod save;
 mod schema;
 
 use std::fmt;

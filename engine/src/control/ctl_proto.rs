@@ -37,6 +37,12 @@ pub enum Request {
     Status {},
     /// Resets the service and server counters shown by `list`.
     Zero {},
+    /// Writes the running configuration as TOML to `file` (an absolute
+    /// path; default: the file rvs was started with).
+    Save {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
     AddService(ServiceArgs),
     EditService(ServiceArgs),
     DelService {
@@ -55,7 +61,11 @@ impl Request {
     pub fn is_change(&self) -> bool {
         !matches!(
             self,
-            Request::List {} | Request::Conns { .. } | Request::Status {} | Request::Zero {}
+            Request::List {}
+                | Request::Conns { .. }
+                | Request::Status {}
+                | Request::Zero {}
+                | Request::Save { .. }
         )
     }
 }

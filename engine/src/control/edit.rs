@@ -339,9 +339,11 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
             new.services[i].servers.remove(j);
             format!("deleted server {ident} from {key}")
         }
-        Request::List {} | Request::Conns { .. } | Request::Status {} | Request::Zero {} => {
-            return Err("not a configuration change".to_string())
-        }
+        Request::List {}
+        | Request::Conns { .. }
+        | Request::Status {}
+        | Request::Zero {}
+        | Request::Save { .. } => return Err("not a configuration change".to_string()),
     };
     let errors = new.validate();
     if !errors.is_empty() {
