@@ -5,8 +5,11 @@ expected picks are computed here independently from SPEC §6's rules.
 """
 
 import ipaddress
+import json
+import os
+import subprocess
 
-from lib import VIP, check, e2e, say
+from lib import VIP, check, e2e, fake_mode, rvs_binary, say
 
 WEIGHTS = (3, 2, 1)
 NAMES = ("rs1", "rs2", "rs3")
@@ -69,6 +72,22 @@ def persistence_sticks(env):
     # The first client comes back within the timeout: same server.
     r = env.client("http-many", VIP, "80", "3", "--sources", "198.18.0.21", "--deadline", "30", timeout=60)
     check(set(r["answers"]) == {got["198.18.0.21"][0]}, f"client lost its server: {r['answers']}")
+    # The templates are listed as `ipvsadm -Lnc` lists them (issue 14 item 7):
+    # client net:0 -> VIP:80 -> the server that client sticks to, state NONE.
+    if not fake_mode():
+        p = subprocess.run([rvs_binary(), "ctl", "-s", os.path.join(env.workdir, "rvs.sock"), "list",
+                            "--conns", "--json"], capture_output=True, text=True, timeout=30)
+        check(p.returncode == 0, f"list --conns: {p.stderr}")
+        # (the harness's readiness probe from the client's own address made one too)
+        tpl = {c["client"]: c for c in json.loads(p.stdout)["conns"] if c["template"] and c["client"] in got}
+        check(sorted(tpl) == sorted(got), f"templates listed for {sorted(tpl)}, want {sorted(got)}")
+        servers = {name: addr for addr, name in zip(("198.19.0.11", "198.19.0.12", "198.19.0.13"), NAMES)}
+        for src, c in tpl.items():
+            check((c["cport"], c["vport"], c["state"], c["server"], c["sport"])
+                  == (0, 80, "NONE", servers[got[src][0]], 8080), f"template of {src}: {c}")
+            check(0 < c["expires_ms"] <= 30_000, f"template of {src} expires in {c['expires_ms']} ms")
+        say(f"list --conns shows {len(tpl)} templates: " +
+            ", ".join(f"{s} -> {c['server']}" for s, c in sorted(tpl.items())))
     env.stop_director()
 
 

@@ -715,6 +715,17 @@ fn config_every_file_in_configs_checks() {
     }
 }
 
+/// `deploy/rvs.toml`, the real-server example, checks too.
+#[test]
+fn config_deploy_example_checks() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rvs.toml");
+    let cfg = load(&file).unwrap_or_else(|e| panic!("deploy/rvs.toml does not check:\n{e}"));
+    assert!(cfg
+        .ports
+        .iter()
+        .all(|p| engine::config::host::is_pci_address(&p.device)));
+}
+
 #[test]
 fn config_demo_nat_is_as_documented() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");

@@ -22,6 +22,7 @@
 //! running configuration against the new one.
 
 mod error;
+pub mod host;
 mod lcores;
 mod reader;
 mod rules;

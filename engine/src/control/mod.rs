@@ -41,8 +41,8 @@ use anyhow::Result;
 
 use self::api::{ApiServer, Call};
 use self::ctl_proto::{
-    ChangeResult, Request, Response, ServerHealthView, ServiceHealthView, StatusView, WorkerView,
-    DEFAULT_CONN_LIMIT,
+    ChangeResult, ConnInfo, ConnsView, Request, Response, ServerHealthView, ServiceHealthView,
+    StatusView, WorkerView, DEFAULT_CONN_LIMIT,
 };
 use self::metrics::ControlInfo;
 use self::stats::Stats;
@@ -418,6 +418,7 @@ impl Controller {
                 CONN_DUMP_WAIT.as_millis()
             );
         }
+        self.add_templates(&mut view, d.limit);
         view.conns.sort_by(|a, b| {
             (a.vip, a.vport, a.client, a.cport).cmp(&(b.vip, b.vport, b.client, b.cport))
         });
@@ -425,6 +426,54 @@ impl Controller {
         for r in d.replies {
             self.count(&resp);
             let _ = r.send(resp.clone());
+        }
+    }
+
+    /// The persistence templates (shared by the workers, not in their
+    /// tables) join the listing as `ipvsadm -Lnc` shows them: client
+    /// network, port 0, state NONE.
+    fn add_templates(&self, view: &mut ConnsView, limit: usize) {
+        let now = self.shared.conn_dump.clock_ms();
+        if now == 0 {
+            return;
+        }
+        let snap = self.shared.snapshot.load();
+        for t in self.shared.persist.templates(now) {
+            let Some(svc) = snap.services.iter().find(|s| u32::from(s.id) == t.service) else {
+                continue;
+            };
+            let Some(srv) = svc
+                .servers
+                .iter()
+                .chain(svc.sorry.as_ref())
+                .find(|s| s.shared.id == t.server_id)
+            else {
+                continue;
+            };
+            view.total += 1;
+            if view.conns.len() >= limit {
+                view.truncated = true;
+                continue;
+            }
+            view.conns.push(ConnInfo {
+                protocol: match svc.proto {
+                    crate::conn::PROTO_TCP => "tcp".to_string(),
+                    crate::conn::PROTO_UDP => "udp".to_string(),
+                    p => p.to_string(),
+                },
+                client: t.client_net,
+                cport: 0,
+                vip: svc.vip,
+                vport: svc.port,
+                server: srv.addr,
+                sport: srv.port,
+                state: crate::conn::TcpState::None.name().to_string(),
+                expires_ms: t.left_ms,
+                forward: srv.method.name().to_string(),
+                worker: 0,
+                template: true,
+                synced: false,
+            });
         }
     }
 
