@@ -108,3 +108,32 @@ def wlc_long_held(env):
         check(level == {"rs1": k // 2, "rs2": k // 3, "rs3": k // 6},
               f"after {k} connections {level}: wlc must keep load/weight level")
     env.stop_director()
+
+
+@e2e()
+def ops_one_packet(env):
+    """One-packet scheduling (issue 14): a UDP rr service with `ops = true`;
+    30 datagrams from ONE source port land 10/10/10 in rr order, every reply
+    comes from the VIP, and no connection entry is made (without ops the same
+    30 stick to one server)."""
+    env.setup(udp_extra="ops = true")
+    r = env.client("udp-many", VIP, "53", "30", "--one-socket", timeout=60)
+    check(not r["errors"], f"{len(r['errors'])} failed: {r['errors'][:3]}")
+    say(f"30 datagrams from one source port: {r['counts']}")
+    check(sorted(r["counts"].values()) == [10, 10, 10], f"not 10/10/10: {r['counts']}")
+    a = r["answers"]
+    check(all(a[i] == a[i % 3] for i in range(30)) and len(set(a[:3])) == 3,
+          f"not rr order: {a}")
+    if not fake_mode():
+        sock = os.path.join(env.workdir, "rvs.sock")
+        p = subprocess.run([rvs_binary(), "ctl", "-s", sock, "list", "--conns", "--json"],
+                           capture_output=True, text=True, timeout=30)
+        check(p.returncode == 0, f"list --conns: {p.stderr}")
+        udp = [c for c in json.loads(p.stdout)["conns"] if c["protocol"] == "udp"]
+        check(not udp, f"one-packet scheduling left {len(udp)} UDP connection entries: {udp[:2]}")
+        p = subprocess.run([rvs_binary(), "ctl", "-s", sock, "list"], capture_output=True, text=True,
+                           timeout=30)
+        line = [l for l in p.stdout.splitlines() if l.startswith("UDP")]
+        check(line and line[0].rstrip().endswith(" ops"), f"list does not flag ops: {line}")
+        say(f"no UDP connection entries; list: {line[0].strip()}")
+    env.stop_director()

@@ -130,6 +130,10 @@ pub struct ServiceOpts {
     /// Sum of live weights needed for the service to be up.
     #[arg(long, value_name = "N")]
     quorum: Option<u32>,
+    /// One-packet scheduling for UDP (ipvsadm --ops): each datagram
+    /// scheduled on its own, no connection entry (`--ops=false` turns it off).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    ops: Option<bool>,
 }
 
 #[derive(Args, Debug)]
@@ -173,6 +177,7 @@ impl ServiceOpts {
             persistence_netmask: self.persistence_netmask,
             sorry_server: self.sorry_server,
             quorum: self.quorum,
+            ops: self.ops,
         }
     }
 }

@@ -204,6 +204,7 @@ fn config_every_key_parses_to_expected_struct() {
                 persistence_netmask: ip("255.255.255.0"),
                 sorry_server: Some(SocketAddrV4::new(ip("198.19.0.99"), 8080)),
                 quorum: 4,
+                ops: false,
                 servers: vec![
                     ServerConfig {
                         address: ip("198.19.0.11"),
@@ -250,6 +251,7 @@ fn config_every_key_parses_to_expected_struct() {
                 persistence_netmask: Ipv4Addr::BROADCAST,
                 sorry_server: None,
                 quorum: 1,
+                ops: false,
                 servers: vec![ServerConfig {
                     address: ip("198.20.0.31"),
                     port: 0,

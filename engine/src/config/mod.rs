@@ -369,6 +369,10 @@ pub struct ServiceConfig {
     /// Sum of live weights needed for the service to be up (keepalived).
     /// Default 1.
     pub quorum: u32,
+    /// One-packet scheduling (ipvsadm `--ops`, UDP only): every datagram
+    /// is scheduled on its own and no connection entry is made. Default
+    /// false.
+    pub ops: bool,
     /// In configuration order.
     pub servers: Vec<ServerConfig>,
     /// `None` when the section is absent.

@@ -70,6 +70,7 @@ fn default_service(svc: &ServiceConfig) -> ServiceConfig {
         persistence_netmask: std::net::Ipv4Addr::BROADCAST,
         sorry_server: None,
         quorum: 1,
+        ops: false,
         servers: Vec::new(),
         health_check: None,
     }
@@ -141,6 +142,13 @@ fn sync_service(t: &mut Table, was: &ServiceConfig, now: &ServiceConfig) {
     }
     if was.quorum != now.quorum {
         set(t, "quorum", i64::from(now.quorum).into());
+    }
+    if was.ops != now.ops {
+        if now.ops {
+            set(t, "ops", true.into());
+        } else {
+            t.remove("ops");
+        }
     }
     sync_servers(t, was, now);
 }

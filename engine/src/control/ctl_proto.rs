@@ -95,6 +95,9 @@ pub struct ServiceArgs {
     pub sorry_server: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<u32>,
+    /// One-packet scheduling (UDP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<bool>,
 }
 
 /// `add-server` / `edit-server`.
@@ -204,6 +207,9 @@ pub struct ServiceView {
     #[serde(default)]
     pub sorry_server: Option<String>,
     pub quorum: u32,
+    /// One-packet scheduling (ipvsadm's `ops` flag).
+    #[serde(default)]
+    pub ops: bool,
     pub active: u64,
     pub inactive: u64,
     /// Counters since start or the last `zero`, over all servers the
@@ -265,6 +271,7 @@ impl Default for ServiceView {
             persistence_netmask: Ipv4Addr::BROADCAST,
             sorry_server: None,
             quorum: 0,
+            ops: false,
             active: 0,
             inactive: 0,
             conns: 0,

@@ -197,6 +197,9 @@ fn apply_service_args(s: &mut ServiceConfig, a: &ServiceArgs) -> Result<(), Stri
     if let Some(p) = a.persistence {
         s.persistence_timeout = p;
     }
+    if let Some(o) = a.ops {
+        s.ops = o;
+    }
     if let Some(m) = &a.persistence_netmask {
         s.persistence_netmask = m
             .trim()
@@ -259,6 +262,7 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
                 persistence_netmask: Ipv4Addr::BROADCAST,
                 sorry_server: None,
                 quorum: 1,
+                ops: false,
                 servers: Vec::new(),
                 health_check: None,
             };

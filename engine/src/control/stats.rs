@@ -164,6 +164,7 @@ impl Stats {
                 persistence_netmask: sc.persistence_netmask,
                 sorry_server: sc.sorry_server.map(|a| a.to_string()),
                 quorum: sc.quorum,
+                ops: sc.ops,
                 ..ServiceView::default()
             };
             if let Some(ss) = ss {

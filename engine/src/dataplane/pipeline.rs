@@ -377,6 +377,14 @@ impl Pipeline {
             self.release(snap, id, now_ms);
         }
         if !to_vip {
+            if snap.has_ops && p.is_udp() {
+                if let Some((svc, srv, vport)) = snap.ops_reply(p.protocol, p.src, p.src_port) {
+                    if forward::ttl_expired(p) {
+                        return self.icmp_reply(snap, f, p, in_port, now_ms, None);
+                    }
+                    return self.reply(snap, f, p, svc.vip, vport, p.dst, srv, in_port, now_ms);
+                }
+            }
             return self.drop(Drop::NoService);
         }
         let Some(svc) = snap.service_for(p.protocol, p.dst, p.dst_port) else {
@@ -406,6 +414,9 @@ impl Pipeline {
             if !mac.is_multicast() && !snap.ports.iter().any(|pi| pi.mac == mac) {
                 self.neigh().learn(p.src, mac, now_ms);
             }
+        }
+        if svc.ops {
+            return self.one_packet(snap, f, p, srv, in_port, now_ms);
         }
         let new = NewConn {
             proto: p.protocol,
@@ -466,6 +477,33 @@ impl Pipeline {
             method: srv.method,
             addr: new.server,
             port: new.sport,
+        };
+        self.inbound(snap, f, p, to, srv, in_port, now_ms)
+    }
+
+    /// One-packet scheduling (`ops`): the datagram goes to the server just
+    /// picked and no connection entry is made, so the next one is scheduled
+    /// afresh (a template, with persistence, still sends a client net to
+    /// one server). It counts as a connection of the server, as in IPVS;
+    /// a NAT server's reply is matched by its source (`Snapshot::ops_reply`).
+    fn one_packet<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        srv: &Server,
+        in_port: usize,
+        now_ms: u64,
+    ) -> Verdict {
+        srv.shared.per_worker[self.worker].conns.inc();
+        let to = Dest {
+            method: srv.method,
+            addr: srv.addr,
+            port: if srv.method == Method::Nat && srv.port != 0 {
+                srv.port
+            } else {
+                p.dst_port
+            },
         };
         self.inbound(snap, f, p, to, srv, in_port, now_ms)
     }

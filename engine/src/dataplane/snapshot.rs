@@ -325,6 +325,8 @@ pub struct Service {
     /// `quorum`, so the sorry server takes every new connection; the real
     /// servers keep the connections they have. Only set with a sorry server.
     pub sorry_only: bool,
+    /// One-packet scheduling: each datagram scheduled, no connection entry.
+    pub ops: bool,
 }
 
 /// The scheduler's view of a service's servers: configuration from the
@@ -414,6 +416,9 @@ pub struct Snapshot {
     /// port) and the virtual addresses. Gratuitous ARP goes out for each on
     /// takeover.
     pub owned: Vec<(usize, Ipv4Addr)>,
+    /// Some service schedules one packet at a time: a reply that misses
+    /// the table may belong to it ([`Snapshot::ops_reply`]).
+    pub has_ops: bool,
 }
 
 pub fn method_of(f: Forward) -> Method {
@@ -460,6 +465,7 @@ impl Snapshot {
             persist_masks: Vec::new(),
             virtual_addrs: Vec::new(),
             owned: Vec::new(),
+            has_ops: false,
         }
     }
 
@@ -541,6 +547,7 @@ impl Snapshot {
                 persistence_mask: sc.persistence_netmask,
                 sorry,
                 sorry_only,
+                ops: sc.ops,
             });
         }
         registry.retain_schedulers(&services.iter().map(|s| s.id).collect::<Vec<_>>());
@@ -548,7 +555,9 @@ impl Snapshot {
         vips.sort_unstable();
         vips.dedup();
         let (virtual_addrs, owned) = owned_addresses(cfg, ports);
+        let has_ops = services.iter().any(|s| s.ops);
         Ok(Snapshot {
+            has_ops,
             generation,
             ports: ports.to_vec(),
             services,
@@ -604,6 +613,29 @@ impl Snapshot {
             }
         }
         any
+    }
+
+    /// One-packet scheduling keeps no entry, so a NAT server's reply is
+    /// matched by its source: the first one-packet service of protocol
+    /// `proto` with a NAT server (or sorry server) at `src:sport`, and the
+    /// VIP port the client used (the server's port for a port-0 service,
+    /// which keeps the client's destination port).
+    pub fn ops_reply(
+        &self,
+        proto: u8,
+        src: Ipv4Addr,
+        sport: u16,
+    ) -> Option<(&Service, &Server, u16)> {
+        self.services
+            .iter()
+            .filter(|s| s.ops && s.proto == proto)
+            .find_map(|svc| {
+                let srv = svc.servers.iter().chain(svc.sorry.as_ref()).find(|d| {
+                    d.method == Method::Nat && d.addr == src && (d.port == sport || d.port == 0)
+                })?;
+                let vport = if svc.port == 0 { sport } else { svc.port };
+                Some((svc, srv, vport))
+            })
     }
 
     /// The service and server a connection's server id points at now.
