@@ -203,6 +203,17 @@ fn parse_ipv4(l3: &[u8], mut p: Parsed) -> Result<Parsed, DropReason> {
             p.tcp_flags = tcp.flags();
             p.has_l4 = true;
         }
+        proto::UDP if p.fragment => {
+            // The UDP length is the whole datagram's, longer than this
+            // first fragment: only the header must be here.
+            if l4.len() < super::udp::HEADER_LEN {
+                return Err(DropReason::TruncatedUdp);
+            }
+            let udp = UdpPacket::new_unchecked(l4);
+            p.src_port = udp.src_port();
+            p.dst_port = udp.dst_port();
+            p.has_l4 = true;
+        }
         proto::UDP => {
             let udp = UdpPacket::new_checked(l4)?;
             p.src_port = udp.src_port();
