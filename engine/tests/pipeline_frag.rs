@@ -531,11 +531,18 @@ fn the_fragment_table_is_bounded_and_forgets() {
     let entries = r.workers[0].frag_entries(1000) as u64;
     let evicted = r.shared.worker_stats[0].frags_evicted.get();
     assert!(entries <= FRAG_ENTRIES as u64, "{entries}");
-    assert_eq!(entries + evicted, n as u64, "every datagram kept or counted");
+    assert_eq!(
+        entries + evicted,
+        n as u64,
+        "every datagram kept or counted"
+    );
     assert!(evicted >= (n - FRAG_ENTRIES) as u64);
     // The most recent datagram is still known; none is once its life is up.
     let last = seconds.last().unwrap();
-    assert_eq!(r.run(0, last, 1000 + FRAG_LIFETIME_MS - 1).0, Verdict::Tx(1));
+    assert_eq!(
+        r.run(0, last, 1000 + FRAG_LIFETIME_MS - 1).0,
+        Verdict::Tx(1)
+    );
     assert_eq!(r.workers[0].frag_entries(1000 + FRAG_LIFETIME_MS), 0);
     assert_eq!(r.run(0, last, 1000 + FRAG_LIFETIME_MS).0, Verdict::Hold);
     assert_eq!(r.workers[0].conns.len(), 1);

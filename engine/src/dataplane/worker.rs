@@ -155,7 +155,16 @@ impl Worker {
                 }
                 for i in 0..n {
                     if let Some(m) = mbufs[i].take() {
-                        self.handle(&snap, m, Some(&insp[i]), pi, now_ms, false, &mut tx, &mut hold);
+                        self.handle(
+                            &snap,
+                            m,
+                            Some(&insp[i]),
+                            pi,
+                            now_ms,
+                            false,
+                            &mut tx,
+                            &mut hold,
+                        );
                     }
                 }
             }
