@@ -8,7 +8,10 @@
 //! server counters) and written only in this worker's own counters.
 
 mod admit;
+mod frag;
 mod ha;
+
+pub use frag::{FragDirectory, FragHold, FRAG_ENTRIES, FRAG_LIFETIME_MS, HOLD_MS, HOLD_SLOTS};
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -51,6 +54,10 @@ pub enum Verdict {
     Kernel,
     /// Free it (already counted where it was decided).
     Drop,
+    /// A later IPv4 fragment whose first fragment has not been seen yet:
+    /// keep the frame in a [`FragHold`] (which retries it), or drop it
+    /// counted as `frag_hold_full` when the hold is full.
+    Hold,
 }
 
 /// A frame after the first pass over its burst ([`Pipeline::inspect`]).
@@ -144,6 +151,8 @@ pub struct Pipeline {
     sync: bool,
     /// Worker-side sync and failover state (bulk walk, gratuitous ARP).
     ha: ha::WorkerHa,
+    /// Datagrams whose first fragment this worker forwarded.
+    frags: frag::FragTable,
 }
 
 impl Pipeline {
@@ -165,6 +174,7 @@ impl Pipeline {
             master: shared.ha.is_master(),
             sync: shared.ha.sync.load(std::sync::atomic::Ordering::Acquire),
             ha: ha::WorkerHa::default(),
+            frags: frag::FragTable::new(),
         }
     }
 
@@ -344,7 +354,13 @@ impl Pipeline {
             return self.drop(Drop::NotMaster);
         }
         if p.fragment {
-            return self.drop(Drop::Fragment);
+            if !p.first_fragment {
+                return self.later_fragment(snap, f, p, in_port, now_ms, owned);
+            }
+            if !(p.is_tcp() || p.is_udp()) {
+                // Only TCP/UDP datagrams have connections to follow.
+                return self.drop(Drop::Fragment);
+            }
         }
         if p.is_icmp_error() {
             return self.icmp_error(snap, f, p, in_port, now_ms, owned);
@@ -684,6 +700,14 @@ impl Pipeline {
         if let Some(v) = self.egress_mtu(snap, f, p, in_port, out, overhead, now_ms) {
             return v;
         }
+        if p.fragment && p.first_fragment {
+            let fwd = frag::FragFwd::Inbound {
+                method,
+                server,
+                dest: srv.shared.id,
+            };
+            self.fragment_out(f.data(), p, fwd, now_ms);
+        }
         // IP bytes, as IPVS counts (no Ethernet header or padding).
         let len = u64::from(p.ip_total_len);
         let done = match method {
@@ -699,6 +723,9 @@ impl Pipeline {
         let k = &srv.shared.per_worker[self.worker];
         k.in_packets.inc();
         k.in_bytes.add(len);
+        if p.fragment {
+            self.stats.frags_forwarded.inc();
+        }
         Verdict::Tx(out)
     }
 
@@ -934,6 +961,14 @@ impl Pipeline {
         if let Some(v) = self.egress_mtu(snap, f, p, in_port, out, 0, now_ms) {
             return v;
         }
+        if p.fragment && p.first_fragment {
+            let fwd = frag::FragFwd::Reply {
+                vip,
+                client,
+                dest: srv.shared.id,
+            };
+            self.fragment_out(f.data(), p, fwd, now_ms);
+        }
         // IP bytes, as IPVS counts (no Ethernet header or padding).
         let len = u64::from(p.ip_total_len);
         if let Err(e) = forward::nat_outbound(f.data_mut(), p, vip, vport)
@@ -944,6 +979,9 @@ impl Pipeline {
         let k = &srv.shared.per_worker[self.worker];
         k.out_packets.inc();
         k.out_bytes.add(len);
+        if p.fragment {
+            self.stats.frags_forwarded.inc();
+        }
         Verdict::Tx(out)
     }
 
