@@ -39,12 +39,16 @@ BLOB = 50 * 1000 * 1000
 FLOOD_COUNT = 1_000_000
 FLOOD_SECS = 5.0
 # Offered rate cap (packets/s; 0 = as fast as the sender goes): RVS_FLOOD_PPS.
-# Default 5000: what the director absorbs on the shared 2-CPU VM without ring
-# loss (the control loses nothing); it fills the table in under a second and
-# turns it over about once a second. RVS_FLOOD_PPS=0 floods at full speed.
+# Default 5000: on the shared 2-CPU VM (where the busy-polling worker, the
+# sender, both kernels' TCP and the request loop share the CPUs) the control
+# loses nothing at this rate when the machine is otherwise quiet; higher rates
+# measure the machine more than the table. It fills TABLE in 0.8 s and turns
+# it over about once a second. RVS_FLOOD_PPS=0 floods at full speed.
 FLOOD_PPS = float(os.environ.get("RVS_FLOOD_PPS", "5000"))
 SPOOF_NET = "198.19.128.0/17"
-# Per worker: small enough that the 5 kpps flood fills it within a second.
+# Per worker: small, so that the flood fills it within its first second.
+# (With 1024 entries and EVICT_WINDOW 64, clients' own handshakes get evicted:
+# see README, "Floods".)
 TABLE = 4096
 # The request loop: one GET every LOOP_INTERVAL s, each with this timeout.
 LOOP_INTERVAL = 0.02
@@ -243,7 +247,8 @@ def run_flood(env, proto, port, min_ok):
           f"download corrupted or failed: {r['bytes']} bytes sha256 {r['sha256']} error {r.get('error')}")
     os.unlink(out)
     check(env.director.alive(), "director died")
-    check(fl["sent"] >= min(FLOOD_COUNT, 20_000), f"flood sent only {fl['sent']} frames")
+    want = 0.8 * FLOOD_PPS * FLOOD_SECS if FLOOD_PPS else 20_000
+    check(fl["sent"] >= want, f"flood sent only {fl['sent']} frames (want >= {want:.0f})")
     check(env.fake or peak >= cap * 9 // 10, f"the flood did not fill the table: peak {peak}/{cap}")
     check(env.fake or ev > 0, "no eviction counted during the flood")
     check(not first["errors"] and first["elapsed"] <= 1.0,
