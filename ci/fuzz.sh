@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Fuzz the engine for SECONDS in total (default 60): two thirds of the time
-# on engine::packet::parse_frame and every rewrite it feeds
-# (engine/fuzz/fuzz_targets/parse_frame.rs), one third on the HA codecs,
-# ha::sync::decode and ha::advert::decode_ip
-# (engine/fuzz/fuzz_targets/sync_codec.rs). Each target gets at least one
-# second, its own corpus (engine/fuzz/corpus/TARGET) and its own seeds.
+# Fuzz the engine for SECONDS in total (default 60), split over the targets
+# in engine/fuzz/fuzz_targets/:
+#   parse_frame   40 %  engine::packet::parse_frame and every rewrite it feeds
+#   sync_codec    20 %  the HA codecs, ha::sync::decode and ha::advert::decode_ip
+#   config_parse  20 %  config::parse (rvs check, start-up, SIGHUP) and parse_lcores
+#   ctl_proto     20 %  the control socket: line reader, request parser, edits
+# Each target gets at least one second, its own corpus (engine/fuzz/corpus/TARGET)
+# and its own seeds. ci/fuzz-long.sh runs each target for millions of
+# executions (perf/results/fuzz-long.md).
 #
 #   ci/fuzz.sh [SECONDS]
 #
@@ -36,19 +39,24 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
 sanitizer=()
-if ! cargo fuzz build parse_frame; then
+if ! cargo fuzz build; then
   echo "fuzz.sh: ASan build failed, retrying with -s none" >&2
   sanitizer=(-s none)
-  cargo fuzz build "${sanitizer[@]}" parse_frame
+  cargo fuzz build "${sanitizer[@]}"
 fi
-cargo fuzz build "${sanitizer[@]}" sync_codec
 
-# Time split: 2/3 parse_frame, 1/3 sync_codec, at least 1 s each
-# (libFuzzer reads -max_total_time=0 as "no limit").
-frame_secs=$(( secs * 2 / 3 ))
-[ "$frame_secs" -ge 1 ] || frame_secs=1
-sync_secs=$(( secs - frame_secs ))
-[ "$sync_secs" -ge 1 ] || sync_secs=1
+# Time split (see above), at least 1 s each (libFuzzer reads
+# -max_total_time=0 as "no limit").
+share() {
+  local t=$(( secs * $1 / 100 ))
+  [ "$t" -ge 1 ] || t=1
+  echo "$t"
+}
+frame_secs=$(share 40)
+sync_secs=$(share 20)
+config_secs=$(share 20)
+ctl_secs=$(( secs - frame_secs - sync_secs - config_secs ))
+[ "$ctl_secs" -ge 1 ] || ctl_secs=1
 
 # Seeds: mode byte 01 (repair the IPv4 checksum) + a TCP SYN, a UDP datagram
 # with IP options, an ICMP port-unreachable quoting a UDP header, an ARP
@@ -75,15 +83,47 @@ seed sync_bulk_end 015256535901030010c61300020123456789abcdef0000000000000001000
 seed sync_bulk_req 015256535901020008c61300020123456789abcdef0000000000000001000000000000000000000007
 seed vrrp_advert 0245c0002400010000ff700000c6130002e000001231336402000a0000c6120064c6130001
 
+# config_parse seeds: the shipped configurations and a minimal one.
+corpus=corpus/config_parse
+mkdir -p "$corpus"
+for f in "$root"/configs/*.toml "$root"/perf/configs/*.toml.in; do
+  [ -f "$f" ] && cp "$f" "$corpus/seed_$(basename "$f")"
+done
+printf '[dpdk]\ncores = "0-1"\n[[port]]\nname = "a"\ndevice = "net_null0"\naddress = "198.18.0.2/24"\n' \
+  >"$corpus/seed_minimal"
+
+# ctl_proto seeds: one line of each command (the fuzz target applies the
+# changes to its own two-service configuration), then two lines at once.
+corpus=corpus/ctl_proto
+mkdir -p "$corpus"
+n=0
+while IFS= read -r line; do
+  n=$((n + 1))
+  printf '%s\n' "$line" >"$corpus/seed_$n"
+done <<'REQS'
+{"cmd":"list"}
+{"cmd":"conns","limit":10}
+{"cmd":"status"}
+{"cmd":"zero"}
+{"cmd":"add-service","service":"tcp:198.18.0.101:443","scheduler":"sh","flags":["sh-port"],"forward":"nat","persistence":300,"persistence_netmask":"255.255.255.0","sorry_server":"198.19.0.20:80","quorum":1}
+{"cmd":"edit-service","service":"tcp:198.18.0.100:80","scheduler":"rr"}
+{"cmd":"del-service","service":"udp:198.18.0.100:53"}
+{"cmd":"add-server","service":"tcp:198.18.0.100:80","server":"198.19.0.14:8080","weight":2,"upper_threshold":100,"lower_threshold":50}
+{"cmd":"edit-server","service":"tcp:198.18.0.100:80","server":"198.19.0.11:8080","weight":0}
+{"cmd":"del-server","service":"tcp:198.18.0.100:80","server":"198.19.0.12"}
+REQS
+printf '{"cmd":"status"}\r\n{"cmd":"add-server","service":"tcp:198.18.0.100:80","server":"198.19.0.15"}\n' \
+  >"$corpus/seed_two"
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
-# run TARGET SECONDS: fuzz TARGET on corpus/TARGET; exits on a crash.
+# run TARGET SECONDS [MAX_LEN]: fuzz TARGET on corpus/TARGET; exits on a crash.
 run() {
-  local target="$1" t="$2" rc execs
+  local target="$1" t="$2" max_len="${3:-2048}" rc execs
   set +e
   cargo fuzz run "${sanitizer[@]}" "$target" "corpus/$target" -- \
-    -max_total_time="$t" -max_len=2048 -print_final_stats=1 2>&1 | tee "$log"
+    -max_total_time="$t" -max_len="$max_len" -print_final_stats=1 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   set -e
   execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)"
@@ -96,3 +136,5 @@ run() {
 
 run parse_frame "$frame_secs"
 run sync_codec "$sync_secs"
+run config_parse "$config_secs" 12288
+run ctl_proto "$ctl_secs"

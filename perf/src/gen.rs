@@ -117,7 +117,7 @@ pub struct GenOpts {
     /// Packet size: Ethernet frame with FCS, 64 .. 1518.
     #[arg(long, default_value_t = 64)]
     pub size: u16,
-    /// Phases to run, in order: probe, open, max, lat, cps.
+    /// Phases to run, in order: probe, open, max, lat, cps, soak.
     #[arg(long, value_delimiter = ',', default_value = "probe,open,max,lat,cps")]
     pub phases: Vec<String>,
     /// Seconds of the max-rate phase.
@@ -144,6 +144,16 @@ pub struct GenOpts {
     /// Rate of the new-connection phase in connections/s (default: maximum).
     #[arg(long)]
     pub cps_rate: Option<f64>,
+    /// Seconds of the soak phase: new connections at a fixed rate for a
+    /// long time (`perf/soak.sh` watches the director meanwhile).
+    #[arg(long, default_value_t = 600.0)]
+    pub soak_duration: f64,
+    /// Rate of the soak phase as a fraction of the `cps` phase's rate.
+    #[arg(long, default_value_t = 0.5)]
+    pub soak_fraction: f64,
+    /// Or an absolute rate (connections/s) for the soak phase.
+    #[arg(long)]
+    pub soak_rate: Option<f64>,
     /// Check one received frame in this many in full.
     #[arg(long, default_value_t = 16)]
     pub sample: u32,
@@ -507,6 +517,7 @@ impl Gen {
         }
         let phases = self.o.phases.clone();
         let mut max_rate = 0.0;
+        let mut max_cps = 0.0;
         for (i, ph) in phases.iter().enumerate() {
             let phase = i as u8 + 1;
             match ph.as_str() {
@@ -584,12 +595,44 @@ impl Gen {
                     let st =
                         self.run_phase(phase, Space::NewConns, src, rate, self.o.cps_duration, 0.1);
                     let mut v = self.phase_json(&st);
-                    v["cps"] = json!(st.by_kind[Kind::Syn as usize] as f64 / st.secs);
+                    max_cps = st.by_kind[Kind::Syn as usize] as f64 / st.secs;
+                    v["cps"] = json!(max_cps);
                     v["conns_sent"] = json!(st.tx / 4);
                     self.log(&format!("cps: {v}"));
                     out.insert("cps".into(), v);
                 }
-                other => bail!("unknown phase `{other}` (probe, open, max, lat, cps)"),
+                "soak" => {
+                    let rate = match self.o.soak_rate {
+                        Some(r) => r,
+                        None if max_cps > 0.0 => max_cps * self.o.soak_fraction,
+                        None => bail!("phase `soak` needs `cps` before it, or --soak-rate"),
+                    };
+                    self.log(&format!(
+                        "soak: {rate:.0} connections/s for {} s",
+                        self.o.soak_duration
+                    ));
+                    // Far from the cps phase's connections, which may still
+                    // be in the table.
+                    let src = Source::NewConns {
+                        k: 1 << 28,
+                        step: 0,
+                    };
+                    let st = self.run_phase(
+                        phase,
+                        Space::NewConns,
+                        src,
+                        Some(rate * 4.0),
+                        self.o.soak_duration,
+                        0.5,
+                    );
+                    let mut v = self.phase_json(&st);
+                    v["cps"] = json!(st.by_kind[Kind::Syn as usize] as f64 / st.secs);
+                    v["rate_cps"] = json!(rate);
+                    v["conns_sent"] = json!(st.tx / 4);
+                    self.log(&format!("soak-done: {v}"));
+                    out.insert("soak".into(), v);
+                }
+                other => bail!("unknown phase `{other}` (probe, open, max, lat, cps, soak)"),
             }
         }
         let doc = json!({

@@ -265,9 +265,10 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// What reading one request line gave.
+/// What reading one request line gave. (Public for the `ctl_proto` fuzz
+/// target, which drives the same reader.)
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Line {
+pub enum Line {
     /// A complete line (newline removed).
     Complete(Vec<u8>),
     /// The stream ended cleanly between requests.
@@ -284,7 +285,7 @@ pub(crate) enum Line {
 }
 
 /// Reads one line of at most `MAX_REQUEST` bytes.
-pub(crate) fn read_line<R: BufRead>(r: &mut R) -> Line {
+pub fn read_line<R: BufRead>(r: &mut R) -> Line {
     let mut buf = Vec::new();
     let res = r
         .by_ref()
@@ -313,8 +314,8 @@ pub(crate) fn read_line<R: BufRead>(r: &mut R) -> Line {
     }
 }
 
-/// Parses a request line.
-pub(crate) fn parse_request(line: &[u8]) -> Result<Request, String> {
+/// Parses a request line. (Public for the `ctl_proto` fuzz target.)
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     let text = std::str::from_utf8(line).map_err(|_| "bad request: not UTF-8".to_string())?;
     if text.trim().is_empty() {
         return Err("bad request: empty line (send one JSON object per line)".to_string());

@@ -372,6 +372,19 @@ pub struct StatusView {
     pub reloads_failed: u64,
     pub workers: Vec<WorkerView>,
     pub services: Vec<ServiceHealthView>,
+    /// The packet mempool; absent when the director has none (tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mbufs: Option<MbufPoolView>,
+}
+
+/// Usage of the packet mempool: `in_use` must stay flat under steady
+/// traffic (a leak grows it until rx stops; see `perf/soak.sh`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MbufPoolView {
+    /// Mbufs taken from the pool (rings, workers, per-lcore caches).
+    pub in_use: u32,
+    /// The pool's size.
+    pub size: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::ctl_proto::MbufPoolView;
 use super::stats::Counts;
 use crate::dataplane::counters::{Drop, WorkerStats};
 use crate::dataplane::Shared;
@@ -362,6 +363,20 @@ fn render_ha(o: &mut Out, info: &ControlInfo) {
     );
 }
 
+/// The packet mempool's usage; `None` without the DPDK data plane (unit
+/// tests, fuzzing) or before the pool exists.
+pub fn mbuf_pool() -> Option<MbufPoolView> {
+    #[cfg(feature = "dpdk")]
+    {
+        crate::dataplane::mbuf::packet_pool_usage()
+            .map(|(in_use, size)| MbufPoolView { in_use, size })
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        None
+    }
+}
+
 pub fn render(shared: &Shared, info: &ControlInfo) -> String {
     let mut o = Out(String::with_capacity(16 * 1024));
     let snap = shared.snapshot.load_full();
@@ -410,6 +425,17 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
         &[("result", "error")],
         info.api_errors.load(Relaxed),
     );
+
+    if let Some(m) = mbuf_pool() {
+        o.family(
+            "rvs_mbuf_pool_in_use",
+            "gauge",
+            "Mbufs of the packet pool in use (rings, workers, lcore caches); flat under steady traffic.",
+        );
+        o.sample("rvs_mbuf_pool_in_use", &[], u64::from(m.in_use));
+        o.family("rvs_mbuf_pool_size", "gauge", "Mbufs in the packet pool.");
+        o.sample("rvs_mbuf_pool_size", &[], u64::from(m.size));
+    }
 
     render_ha(&mut o, info);
 

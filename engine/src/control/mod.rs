@@ -568,6 +568,7 @@ impl Controller {
             reloads_failed: self.info.reloads_failed.load(Relaxed),
             workers,
             services,
+            mbufs: metrics::mbuf_pool(),
         }
     }
 

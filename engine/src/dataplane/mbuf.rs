@@ -2,6 +2,7 @@
 //! works on. The packet is never copied: `data_mut` is the mbuf's own buffer.
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use dpdk_ffi::rte_mbuf;
 
@@ -30,6 +31,32 @@ impl Pool {
     pub fn as_ptr(self) -> *mut dpdk_ffi::rte_mempool {
         self.0.as_ptr()
     }
+}
+
+/// The director's packet pool, once [`publish_packet_pool`] was called
+/// (null before, and in processes that have none, e.g. unit tests).
+static PACKET_POOL: AtomicPtr<dpdk_ffi::rte_mempool> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Makes `pool` the one [`packet_pool_usage`] reports (called once, by
+/// `port::create_pool`).
+pub fn publish_packet_pool(pool: Pool) {
+    PACKET_POOL.store(pool.as_ptr(), Ordering::Release);
+}
+
+/// Mbufs of the packet pool in use now (held by rx rings, workers, hand-off
+/// and tx rings, per-lcore caches) and the pool's size; `None` before the
+/// pool exists. A leak shows as growth of the first figure under steady
+/// traffic, which is what the soak (`perf/soak.sh`) watches through
+/// `rvs ctl status` and the `rvs_mbuf_pool_in_use` metric. Cold path: it
+/// walks the per-lcore caches.
+pub fn packet_pool_usage() -> Option<(u32, u32)> {
+    let p = PACKET_POOL.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: a published pool comes from rte_pktmbuf_pool_create and lives
+    // for the rest of the process; counting only reads its rings and caches.
+    unsafe { Some((dpdk_ffi::rte_mempool_in_use_count(p), (*p).size)) }
 }
 
 /// `rte_pktmbuf_mtod`, inline: the first data byte is `buf_addr + data_off`

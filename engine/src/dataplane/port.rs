@@ -160,10 +160,12 @@ pub fn create_pool(n: u32) -> Result<Pool> {
         )
     };
     // SAFETY: a pool from rte_pktmbuf_pool_create lives for the process.
-    unsafe { Pool::from_raw(p) }.with_context(|| {
+    let pool = unsafe { Pool::from_raw(p) }.with_context(|| {
         format!(
             "cannot create a pool of {n} mbufs: {}",
             super::eal::last_error()
         )
-    })
+    })?;
+    super::mbuf::publish_packet_pool(pool);
+    Ok(pool)
 }
