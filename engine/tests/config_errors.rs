@@ -605,7 +605,7 @@ fn config_err_health_check_values() {
             (
                 "service[0].health_check.path",
                 10,
-                "`path` applies only to kind \"http\", not \"tcp\"",
+                "`path` applies only to kind \"http\" or \"https\", not \"tcp\"",
             ),
             (
                 "service[1].health_check.script",
