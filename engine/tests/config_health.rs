@@ -175,7 +175,7 @@ fn bad_values_are_refused_by_name() {
         (
             "kind = \"https\"\ntls_verify = \"yes\"",
             "tls_verify",
-            "boolean",
+            "expected true or false",
         ),
         (
             "kind = \"https\"\ntls_verify = true\ntls_ca = \"ca.pem\"",
@@ -185,7 +185,7 @@ fn bad_values_are_refused_by_name() {
         (
             "kind = \"tcp\"\nconnect_port = 0",
             "connect_port",
-            "0 is too small (minimum 1)",
+            "0 is outside 1..65535",
         ),
         (
             "kind = \"tcp\"\nconnect_port = 65536",
@@ -199,7 +199,7 @@ fn bad_values_are_refused_by_name() {
             "delay_before_retry_ms",
             "-5",
         ),
-        ("kind = \"tcp\"\nalpha = 1", "alpha", "boolean"),
+        ("kind = \"tcp\"\nalpha = 1", "alpha", "expected true or false"),
         (
             "kind = \"dns\"\ndns_name = \"a..b\"",
             "dns_name",
@@ -213,7 +213,7 @@ fn bad_values_are_refused_by_name() {
         (
             "kind = \"exec\"\nscript = \"/x\"\ndynamic_weight = \"on\"",
             "dynamic_weight",
-            "boolean",
+            "expected true or false",
         ),
         (
             "kind = \"smtp\"",
@@ -229,7 +229,7 @@ fn bad_values_are_refused_by_name() {
         "",
         "kind = \"https\"\ntls_ca = \"/etc/rvs/ca.pem\"",
         "service[0].health_check.tls_ca",
-        0,
+        9,
         "has no effect without tls_verify = true",
     );
 }
@@ -240,21 +240,21 @@ fn notify_hooks_are_command_lines() {
         "notify_up = \"\"\n",
         "kind = \"tcp\"",
         "service[0].server[0].notify_up",
-        6,
+        7,
         "an empty command line",
     );
     err(
         "notify_down = \"/bin/hook 'open\"\n",
         "kind = \"tcp\"",
         "service[0].server[0].notify_down",
-        6,
+        7,
         "unterminated quote",
     );
     err(
         "notify_down = 3\n",
         "kind = \"tcp\"",
         "service[0].server[0].notify_down",
-        6,
+        7,
         "string",
     );
 }
