@@ -199,7 +199,11 @@ fn bad_values_are_refused_by_name() {
             "delay_before_retry_ms",
             "-5",
         ),
-        ("kind = \"tcp\"\nalpha = 1", "alpha", "expected true or false"),
+        (
+            "kind = \"tcp\"\nalpha = 1",
+            "alpha",
+            "expected true or false",
+        ),
         (
             "kind = \"dns\"\ndns_name = \"a..b\"",
             "dns_name",
