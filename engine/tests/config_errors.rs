@@ -527,7 +527,7 @@ fn config_err_unknown_names() {
             ("service[0].scheduler_flags[1]", 6, "unknown scheduler flag `fast` (valid: sh-port, sh-fallback, mh-port, mh-fallback)"),
             ("service[0].forward", 7, "unknown forward method `masq` (valid: nat, dr, tun)"),
             ("service[0].server[0].forward", 10, "unknown forward method `gre` (valid: nat, dr, tun)"),
-            ("service[0].health_check.kind", 12, "unknown health-check kind `ping` (valid: tcp, http, exec, none)"),
+            ("service[0].health_check.kind", 12, "unknown health-check kind `ping` (valid: tcp, http, https, dns, exec, none)"),
             ("service[0].health_check.on_failure", 13, "unknown on_failure action `panic` (valid: remove, weight-zero)"),
             ("ha.role", 15, "unknown key `role` (expected one of: vrid, priority, port, peers, advert_interval_ms, preempt, preempt_delay_ms, virtual_addresses, sync, sync_port, auth_key_file)"),
         ],
@@ -605,7 +605,7 @@ fn config_err_health_check_values() {
             (
                 "service[0].health_check.path",
                 10,
-                "`path` applies only to kind \"http\", not \"tcp\"",
+                "`path` applies only to kind \"http\" or \"https\", not \"tcp\"",
             ),
             (
                 "service[1].health_check.script",

@@ -282,8 +282,26 @@ named_enum! {
     HealthCheckKind {
         Tcp = "tcp",
         Http = "http",
+        /// HTTP over TLS (keepalived's SSL_GET).
+        Https = "https",
+        /// A DNS query over UDP (keepalived's DNS_CHECK).
+        Dns = "dns",
         Exec = "exec",
         None = "none",
+    }
+}
+
+named_enum! {
+    /// The record type a `dns` health check asks for (keepalived's
+    /// DNS_CHECK `type`).
+    DnsType {
+        A = "A",
+        Ns = "NS",
+        Cname = "CNAME",
+        Soa = "SOA",
+        Mx = "MX",
+        Txt = "TXT",
+        Aaaa = "AAAA",
     }
 }
 
@@ -401,6 +419,12 @@ pub struct ServerConfig {
     pub upper_threshold: u32,
     /// 0 = 3/4 of `upper_threshold`.
     pub lower_threshold: u32,
+    /// Command line run when a health check marks this server up
+    /// (keepalived's `notify_up`).
+    pub notify_up: Option<String>,
+    /// Command line run when a health check marks this server down
+    /// (keepalived's `notify_down`).
+    pub notify_down: Option<String>,
 }
 
 impl ServerConfig {
@@ -431,14 +455,47 @@ impl ServerConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
     pub kind: HealthCheckKind,
-    /// http: the path to GET. Default "/".
+    /// http, https: the path to GET. Default "/".
     pub path: String,
-    /// http: the status that means up. Default 200.
+    /// http, https: the status that means up. Default 200.
     pub expect_status: u16,
-    /// http: MD5 of the body, lowercase hex (keepalived's `digest`).
+    /// http, https: MD5 of the body, lowercase hex (keepalived's `digest`).
     pub digest: Option<String>,
+    /// http, https: the `Host` header (keepalived's `virtualhost`); also
+    /// the TLS server name when `sni` is not given. Default: the server's
+    /// address and port.
+    pub host: Option<String>,
+    /// https: the TLS server name (SNI, and the name verified). Default
+    /// `host`, else none (the server's address).
+    pub sni: Option<String>,
+    /// https: verify the server's certificate. Default false, as
+    /// keepalived's SSL_GET: a health check asks "does it answer", not
+    /// "is it who it says".
+    pub tls_verify: bool,
+    /// https with `tls_verify`: PEM file of the CA certificates to trust
+    /// (default: the public web roots).
+    pub tls_ca: Option<String>,
+    /// tcp, http, https, dns: the port probed instead of the server's.
+    pub connect_port: Option<u16>,
+    /// Failed probes retried this many times within one round, with
+    /// `delay_before_retry_ms` between them, before the round counts as
+    /// one failure towards `fall`. Default 0.
+    pub retry: u32,
+    /// Default 1000 (keepalived's 1 s).
+    pub delay_before_retry_ms: u32,
+    /// A server new to the pool starts down until its first successful
+    /// check (keepalived's `alpha`). Default false: it starts up.
+    pub alpha: bool,
+    /// dns: the name asked for. Default "." (the root).
+    pub dns_name: String,
+    /// dns: the record type asked for. Default SOA (keepalived's).
+    pub dns_type: DnsType,
     /// exec: the command line to run; exit code 0 means up.
     pub script: Option<String>,
+    /// exec: the exit code sets the weight (keepalived's `misc_dynamic`):
+    /// 0 = up with the configured weight, 1 = down, 2..=255 = up with
+    /// weight code - 2.
+    pub dynamic_weight: bool,
     /// Default 1000.
     pub interval_ms: u32,
     /// Default 500.
@@ -458,7 +515,18 @@ impl Default for HealthCheck {
             path: "/".to_string(),
             expect_status: 200,
             digest: None,
+            host: None,
+            sni: None,
+            tls_verify: false,
+            tls_ca: None,
+            connect_port: None,
+            retry: 0,
+            delay_before_retry_ms: 1000,
+            alpha: false,
+            dns_name: ".".to_string(),
+            dns_type: DnsType::Soa,
             script: None,
+            dynamic_weight: false,
             interval_ms: 1000,
             timeout_ms: 500,
             fall: 3,

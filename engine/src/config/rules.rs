@@ -206,6 +206,12 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
         if hc.kind == HealthCheckKind::Exec && hc.script.is_none() {
             out.push(at("health_check.script"), "kind \"exec\" needs a `script`");
         }
+        if hc.tls_ca.is_some() && !hc.tls_verify {
+            out.push(
+                at("health_check.tls_ca"),
+                "has no effect without tls_verify = true (set both, or neither)",
+            );
+        }
     }
     if svc.ops && svc.protocol != Protocol::Udp {
         out.push(

@@ -47,13 +47,26 @@ const SERVER: &[&str] = &[
     "forward",
     "upper_threshold",
     "lower_threshold",
+    "notify_up",
+    "notify_down",
 ];
 const HEALTH_CHECK: &[&str] = &[
     "kind",
     "path",
     "expect_status",
     "digest",
+    "host",
+    "sni",
+    "tls_verify",
+    "tls_ca",
+    "connect_port",
+    "retry",
+    "delay_before_retry_ms",
+    "alpha",
+    "dns_name",
+    "dns_type",
     "script",
+    "dynamic_weight",
     "interval_ms",
     "timeout_ms",
     "fall",
@@ -375,6 +388,8 @@ fn server(ctx: &mut Ctx, t: &Tab, service_port: u16) -> Option<ServerConfig> {
     );
     let upper_threshold = t.int(ctx, "upper_threshold", 0, U32_MAX);
     let lower_threshold = t.int(ctx, "lower_threshold", 0, U32_MAX);
+    let notify_up = t.parsed(ctx, "notify_up", parse_command);
+    let notify_down = t.parsed(ctx, "notify_down", parse_command);
     if !ctx.clean_since(mark) {
         return None;
     }
@@ -385,6 +400,8 @@ fn server(ctx: &mut Ctx, t: &Tab, service_port: u16) -> Option<ServerConfig> {
         forward,
         upper_threshold: upper_threshold.unwrap_or(0),
         lower_threshold: lower_threshold.unwrap_or(0),
+        notify_up,
+        notify_down,
     })
 }
 
@@ -399,16 +416,29 @@ fn health_check(ctx: &mut Ctx, t: &Tab) -> Option<HealthCheck> {
         HealthCheckKind::valid_names,
     );
     if let Some(kind) = kind {
-        use HealthCheckKind::{Exec, Http};
+        use HealthCheckKind::{Dns, Exec, Http, Https, Tcp};
+        const WEB: &[HealthCheckKind] = &[Http, Https];
         for (key, only) in [
-            ("path", Http),
-            ("expect_status", Http),
-            ("digest", Http),
-            ("script", Exec),
+            ("path", WEB),
+            ("expect_status", WEB),
+            ("digest", WEB),
+            ("host", WEB),
+            ("sni", &[Https]),
+            ("tls_verify", &[Https]),
+            ("tls_ca", &[Https]),
+            ("connect_port", &[Tcp, Http, Https, Dns]),
+            ("dns_name", &[Dns]),
+            ("dns_type", &[Dns]),
+            ("script", &[Exec]),
+            ("dynamic_weight", &[Exec]),
         ] {
-            if t.has(key) && kind != only {
+            if t.has(key) && !only.contains(&kind) {
                 let line = t.key_line(ctx, key);
-                let msg = format!("`{key}` applies only to kind \"{only}\", not \"{kind}\"");
+                let kinds: Vec<String> = only.iter().map(|k| format!("\"{k}\"")).collect();
+                let msg = format!(
+                    "`{key}` applies only to kind {}, not \"{kind}\"",
+                    kinds.join(" or ")
+                );
                 ctx.error(t.child(key), line, msg);
             }
         }
@@ -416,7 +446,24 @@ fn health_check(ctx: &mut Ctx, t: &Tab) -> Option<HealthCheck> {
     let path = t.parsed(ctx, "path", parse_http_path);
     let expect_status = t.int(ctx, "expect_status", 100, 599);
     let digest = t.parsed(ctx, "digest", parse_md5);
+    let host = t.parsed(ctx, "host", parse_http_host);
+    let sni = t.parsed(ctx, "sni", parse_tls_name);
+    let tls_verify = t.bool(ctx, "tls_verify");
+    let tls_ca = t.parsed(ctx, "tls_ca", parse_file_path);
+    let connect_port = t.int(ctx, "connect_port", 1, 65535);
+    let retry = t.int(ctx, "retry", 0, 100);
+    let delay_before_retry_ms = t.int(ctx, "delay_before_retry_ms", 0, U32_MAX);
+    let alpha = t.bool(ctx, "alpha");
+    let dns_name = t.parsed(ctx, "dns_name", parse_dns_name);
+    let dns_type = t.choice(
+        ctx,
+        "dns_type",
+        "DNS record type",
+        DnsType::from_name,
+        DnsType::valid_names,
+    );
     let script = t.string(ctx, "script");
+    let dynamic_weight = t.bool(ctx, "dynamic_weight");
     let interval_ms = t.int(ctx, "interval_ms", 1, U32_MAX);
     let timeout_ms = t.int(ctx, "timeout_ms", 1, U32_MAX);
     let fall = t.int(ctx, "fall", 1, U32_MAX);
@@ -436,7 +483,18 @@ fn health_check(ctx: &mut Ctx, t: &Tab) -> Option<HealthCheck> {
         path: path.unwrap_or(d.path),
         expect_status: expect_status.unwrap_or(d.expect_status),
         digest,
+        host,
+        sni,
+        tls_verify: tls_verify.unwrap_or(d.tls_verify),
+        tls_ca,
+        connect_port,
+        retry: retry.unwrap_or(d.retry),
+        delay_before_retry_ms: delay_before_retry_ms.unwrap_or(d.delay_before_retry_ms),
+        alpha: alpha.unwrap_or(d.alpha),
+        dns_name: dns_name.unwrap_or(d.dns_name),
+        dns_type: dns_type.unwrap_or(d.dns_type),
         script,
+        dynamic_weight: dynamic_weight.unwrap_or(d.dynamic_weight),
         interval_ms: interval_ms.unwrap_or(d.interval_ms),
         timeout_ms: timeout_ms.unwrap_or(d.timeout_ms),
         fall: fall.unwrap_or(d.fall),
@@ -738,6 +796,67 @@ fn parse_http_path(s: &str) -> Result<String, String> {
         Ok(s.to_string())
     } else {
         Err(format!("`{s}` is not an HTTP path (it starts with `/`)"))
+    }
+}
+
+/// An HTTP `Host` header value: a name or address, optionally `:port`;
+/// nothing that could end the header line or split the request.
+fn parse_http_host(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{}` is not a host name (letters, digits, `.-_:[]`, e.g. www.example.org or www.example.org:8443)",
+            s.escape_debug()
+        ))
+    }
+}
+
+/// A TLS server name: a DNS name or an IP address.
+fn parse_tls_name(s: &str) -> Result<String, String> {
+    match rustls::pki_types::ServerName::try_from(s) {
+        Ok(_) => Ok(s.to_string()),
+        Err(_) => Err(format!(
+            "`{}` is not a TLS server name (a DNS name such as www.example.org)",
+            s.escape_debug()
+        )),
+    }
+}
+
+/// An absolute file path.
+fn parse_file_path(s: &str) -> Result<String, String> {
+    if s.starts_with('/') {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{}` is not an absolute file path",
+            s.escape_debug()
+        ))
+    }
+}
+
+/// A domain name a DNS query can carry ("." is the root).
+fn parse_dns_name(s: &str) -> Result<String, String> {
+    match hickory_proto::rr::Name::from_ascii(s) {
+        Ok(_) if !s.is_empty() && s.is_ascii() => Ok(s.to_string()),
+        _ => Err(format!(
+            "`{}` is not a domain name (e.g. \".\" or www.example.org)",
+            s.escape_debug()
+        )),
+    }
+}
+
+/// A command line: at least a program, its words well quoted (the same
+/// splitting exec checks use).
+fn parse_command(s: &str) -> Result<String, String> {
+    match crate::control::health::probe::split_words(s) {
+        Ok(w) if !w.is_empty() && !w[0].is_empty() => Ok(s.to_string()),
+        Ok(_) => Err("an empty command line".to_string()),
+        Err(e) => Err(format!("`{}`: {e}", s.escape_debug())),
     }
 }
 

@@ -301,6 +301,8 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
                 forward: None,
                 upper_threshold: 0,
                 lower_threshold: 0,
+                notify_up: None,
+                notify_down: None,
             };
             apply_server_args(&mut s, a)?;
             let port = s.effective_port(svc);

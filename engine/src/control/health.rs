@@ -1,10 +1,12 @@
 //! Health checks (SPEC §7, `[service.health_check]`), keepalived style.
 //!
 //! Each checked server of each service has its own thread that runs its
-//! probe ([`probe`]: `tcp` connect, `http` GET with expected status and
-//! optional MD5 body digest, `exec` of a script given the server's address
-//! and port) every `interval_ms`, each probe bounded by `timeout_ms` as a
-//! whole. A server that accepts and never answers therefore fails at its
+//! probe ([`probe`]: `tcp` connect, `http`/`https` GET with expected status,
+//! optional `Host` header and MD5 body digest ([`web`]), `dns` query
+//! ([`dns`]), `exec` of a script given the server's address and port,
+//! optionally setting the weight) every `interval_ms`, each probe bounded
+//! by `timeout_ms` as a whole. A failed probe is retried `retry` times,
+//! `delay_before_retry_ms` apart, before the round counts as one failure. A server that accepts and never answers therefore fails at its
 //! own deadline and delays nobody else's checks. A probe that takes longer
 //! than the interval is followed by the next one at once. Probes are
 //! ordinary kernel sockets and processes: with the ports bound to DPDK they
@@ -14,7 +16,9 @@
 //! blocking) in `Controller::tick`. The [`fsm`] turns them into states:
 //!
 //! - **Initial state: up** (keepalived's default): a server is in the pool
-//!   from the start and leaves it after `fall` consecutive failures.
+//!   from the start and leaves it after `fall` consecutive failures. With
+//!   `alpha` a server new to the table starts down and its first success
+//!   brings it up.
 //! - Down after `fall` consecutive failures: `on_failure = "remove"` takes it
 //!   out of the pool ([`Health::Down`]: no new connections, and the workers
 //!   expire its connections on their next packet, drop reason
@@ -34,14 +38,20 @@
 //! connection whenever the scheduler finds no usable server.
 //!
 //! Every change of state (a server down or up, a quorum lost or regained)
-//! is logged, republishes the snapshot and is notified ([`super::notify`]).
+//! is logged, republishes the snapshot and is notified ([`super::notify`]);
+//! a server's own `notify_up`/`notify_down` hook runs too ([`hooks`]). An
+//! exec check with `dynamic_weight` sets the server's weight: a change is
+//! logged and republishes the snapshot.
 //! Every check result is logged at debug level (target
 //! `engine::control::health`), a failure that counts towards `fall` at
 //! info.
 
+pub mod dns;
 pub mod fsm;
+pub mod hooks;
 pub mod probe;
 pub mod proc;
+pub mod web;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -51,7 +61,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use self::fsm::Fsm;
-use self::probe::CheckSpec;
+use self::hooks::HookRun;
+use self::probe::{CheckSpec, Weight};
 use super::notify::{rfc3339, Event, EventKind};
 use super::{Controller, HealthSource, HealthStatus};
 use crate::config::{Config, OnFailure, ServerConfig, ServiceConfig};
@@ -94,6 +105,7 @@ struct CheckResult {
     epoch: u64,
     ok: bool,
     text: String,
+    weight: Weight,
     at: SystemTime,
 }
 
@@ -120,7 +132,12 @@ struct Entry {
     note: Option<String>,
     fsm: Fsm,
     on_failure: OnFailure,
+    /// The configured weight.
     weight: u32,
+    /// The weight a `dynamic_weight` check set, instead of the configured.
+    dyn_weight: Option<u32>,
+    notify_up: Option<String>,
+    notify_down: Option<String>,
     last: Option<LastCheck>,
     /// When the state last changed.
     since: Option<SystemTime>,
@@ -128,6 +145,11 @@ struct Entry {
 }
 
 impl Entry {
+    /// The weight in the pool while up.
+    fn weight(&self) -> u32 {
+        self.dyn_weight.unwrap_or(self.weight)
+    }
+
     fn health(&self) -> Health {
         if self.fsm.is_up() {
             Health::Up
@@ -172,6 +194,8 @@ pub struct HealthChecker {
     /// Events found by `sync` (quorum changes of a configuration change),
     /// handed out by the next `poll`.
     pending: Vec<Event>,
+    /// A dynamic weight changed since the last `take_republish`.
+    reweighted: bool,
 }
 
 impl HealthChecker {
@@ -192,6 +216,7 @@ impl HealthChecker {
             next_epoch: 1,
             spawn,
             pending: Vec::new(),
+            reweighted: false,
         }
     }
 
@@ -227,14 +252,14 @@ impl HealthChecker {
         e
     }
 
-    /// Live weight of a service: the configured weights of its servers
-    /// that are up.
+    /// Live weight of a service: the weights (dynamic, else configured) of
+    /// its servers that are up.
     fn live_weight(&self, svc: &SvcInfo) -> u64 {
         svc.servers
             .iter()
             .filter_map(|k| self.entries.get(k))
             .filter(|e| e.fsm.is_up())
-            .map(|e| u64::from(e.weight))
+            .map(|e| u64::from(e.weight()))
             .sum()
     }
 
@@ -323,7 +348,25 @@ impl HealthChecker {
             text: r.text.clone(),
             at: r.at,
         });
+        let dyn_weight = match r.weight {
+            Weight::Keep => e.dyn_weight,
+            Weight::Configured => None,
+            Weight::Set(w) => Some(w),
+        };
+        if dyn_weight != e.dyn_weight {
+            let (from, to) = (e.weight(), dyn_weight.unwrap_or(e.weight));
+            e.dyn_weight = dyn_weight;
+            self.reweighted = true;
+            tracing::info!(
+                service = %e.service,
+                server = %e.server,
+                "health: weight {from} -> {to} ({}): {}",
+                if dyn_weight.is_some() { "set by the check's exit status" } else { "the configured weight again" },
+                r.text
+            );
+        }
         let was_up = e.fsm.is_up();
+        let first = e.fsm.awaiting_first();
         let change = e.fsm.feed(r.ok);
         let kind = e.spec.as_ref().map_or("?", |s| s.kind.name());
         if !r.ok && was_up && change.is_none() {
@@ -338,16 +381,33 @@ impl HealthChecker {
         }
         let up = change?;
         e.since = Some(r.at);
+        let hook = if up { &e.notify_up } else { &e.notify_down };
+        if let Some(command) = hook {
+            hooks::spawn(HookRun {
+                command: command.clone(),
+                up,
+                server: e.server.clone(),
+                service: e.service.clone(),
+                reason: r.text.clone(),
+            });
+        }
         let (kind_ev, description, action) = if up {
             (
                 EventKind::ServerUp,
-                format!(
-                    "server {} of {} is up again: {} consecutive {kind} check(s) passed",
-                    e.server,
-                    e.service,
-                    e.fsm.rise()
-                ),
-                format!("back in the pool with weight {}", e.weight),
+                if first {
+                    format!(
+                        "server {} of {} is up: its first {kind} check passed (alpha)",
+                        e.server, e.service
+                    )
+                } else {
+                    format!(
+                        "server {} of {} is up again: {} consecutive {kind} check(s) passed",
+                        e.server,
+                        e.service,
+                        e.fsm.rise()
+                    )
+                },
+                format!("back in the pool with weight {}", e.weight()),
             )
         } else {
             (
@@ -413,6 +473,13 @@ impl HealthView for HealthChecker {
             .map_or(Health::Up, Entry::health)
     }
 
+    fn weight(&self, svc: &ServiceConfig, srv: &ServerConfig) -> u32 {
+        self.entries
+            .get(&Key::of(svc, srv))
+            .and_then(|e| e.dyn_weight)
+            .unwrap_or(srv.weight)
+    }
+
     fn quorum_lost(&self, svc: &ServiceConfig) -> bool {
         self.lost.contains(&svc_id(svc))
     }
@@ -435,6 +502,9 @@ impl HealthSource for HealthChecker {
             (None, None) => "no check configured".to_string(),
             (Some(spec), _) => {
                 let mut d = match &e.last {
+                    None if e.fsm.awaiting_first() => {
+                        "no result yet (alpha: down until the first success)".to_string()
+                    }
                     None => format!("no result yet (up until {} failures)", e.fsm.fall()),
                     Some(l) => format!(
                         "last {} check {} ago {}: {}",
@@ -444,6 +514,12 @@ impl HealthSource for HealthChecker {
                         l.text
                     ),
                 };
+                if let Some(w) = e.dyn_weight {
+                    d.push_str(&format!(
+                        "; weight {w} set by the check (configured {})",
+                        e.weight
+                    ));
+                }
                 if e.fsm.is_up() && e.fsm.fails() > 0 {
                     d.push_str(&format!("; {}/{} failures", e.fsm.fails(), e.fsm.fall()));
                 }
@@ -491,6 +567,12 @@ impl HealthSource for HealthChecker {
                 let server = srv.ident(sc);
                 let new = !self.entries.contains_key(&key);
                 if new {
+                    // alpha: a new server with a check that runs starts down
+                    let fsm = if hc.alpha && spec.is_some() {
+                        Fsm::new_alpha(hc.fall, hc.rise)
+                    } else {
+                        Fsm::new(hc.fall, hc.rise)
+                    };
                     self.entries.insert(
                         key,
                         Entry {
@@ -498,9 +580,12 @@ impl HealthSource for HealthChecker {
                             server: server.clone(),
                             spec: None,
                             note: None,
-                            fsm: Fsm::new(hc.fall, hc.rise),
+                            fsm,
                             on_failure: hc.on_failure,
                             weight: srv.weight,
+                            dyn_weight: None,
+                            notify_up: None,
+                            notify_down: None,
                             last: None,
                             since: None,
                             worker: None,
@@ -511,6 +596,8 @@ impl HealthSource for HealthChecker {
                     let e = self.entries.get_mut(&key).expect("inserted above");
                     e.weight = srv.weight;
                     e.on_failure = hc.on_failure;
+                    e.notify_up = srv.notify_up.clone();
+                    e.notify_down = srv.notify_down.clone();
                     if (e.fsm.fall(), e.fsm.rise()) != (hc.fall.max(1), hc.rise.max(1)) {
                         e.fsm.set_thresholds(hc.fall, hc.rise);
                     }
@@ -523,6 +610,7 @@ impl HealthSource for HealthChecker {
                     if e.spec != spec || (e.spec.is_some() && e.worker.is_none()) {
                         e.worker = None; // stops the old thread
                         e.last = None;
+                        e.dyn_weight = None; // the new check sets it again
                         if spec.is_none() && !e.fsm.is_up() {
                             tracing::info!(service = %e.service, server = %e.server, "health: no check any more: back in the pool");
                             e.fsm = Fsm::new(hc.fall, hc.rise);
@@ -566,7 +654,8 @@ impl HealthSource for HealthChecker {
                 server_events.push(ev);
             }
         }
-        if server_events.is_empty() && events.is_empty() {
+        // a dynamic weight may have moved a quorum without a change of state
+        if server_events.is_empty() && events.is_empty() && !self.reweighted {
             return events;
         }
         let known: HashSet<SvcId> = self.services.iter().map(|s| s.id).collect();
@@ -579,6 +668,10 @@ impl HealthSource for HealthChecker {
 
     fn last_check(&self, svc: &ServiceConfig, srv: &ServerConfig) -> Option<LastCheck> {
         self.last(svc, srv)
+    }
+
+    fn take_republish(&mut self) -> bool {
+        std::mem::take(&mut self.reweighted)
     }
 }
 
@@ -601,8 +694,32 @@ fn check_loop(
 ) {
     loop {
         let start = Instant::now();
-        let r = spec.run();
-        let (ok, text) = match r {
+        let mut outcome = spec.probe();
+        // keepalived's retry: a failed probe is tried again, the round
+        // fails (one towards `fall`) only when every try failed
+        let mut tries = 0;
+        while tries < spec.retry {
+            let Err(why) = &outcome.result else { break };
+            tries += 1;
+            tracing::debug!(
+                "health check of {label} failed, retry {tries}/{} in {} ms: {why}",
+                spec.retry,
+                spec.delay_before_retry.as_millis()
+            );
+            match stop.recv_timeout(spec.delay_before_retry) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            outcome = spec.probe();
+        }
+        if tries > 0 {
+            let note = format!(" (try {} of {})", tries + 1, spec.retry + 1);
+            match &mut outcome.result {
+                Ok(t) | Err(t) => t.push_str(&note),
+            }
+        }
+        let weight = outcome.weight;
+        let (ok, text) = match outcome.result {
             Ok(t) => (true, t),
             Err(t) => (false, t),
         };
@@ -616,6 +733,7 @@ fn check_loop(
             epoch,
             ok,
             text,
+            weight,
             at: SystemTime::now(),
         };
         if tx.send(msg).is_err() {
@@ -662,7 +780,8 @@ impl Controller {
     /// on a change of state republishes the snapshot and notifies.
     pub(super) fn poll_health(&mut self) {
         let mut events = self.health.poll();
-        if events.is_empty() {
+        let reweighted = self.health.take_republish();
+        if events.is_empty() && !reweighted {
             return;
         }
         if let Err(e) = self.publish() {

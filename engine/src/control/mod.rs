@@ -83,6 +83,11 @@ pub trait HealthSource: Send {
     fn last_check(&self, _svc: &ServiceConfig, _srv: &ServerConfig) -> Option<health::LastCheck> {
         None
     }
+    /// Whether the pool changed without a change of state (a dynamic
+    /// weight) since the last call: the snapshot is rebuilt.
+    fn take_republish(&mut self) -> bool {
+        false
+    }
 }
 
 /// No health checking: every server is in the pool. Reports "no check

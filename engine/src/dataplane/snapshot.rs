@@ -376,6 +376,11 @@ pub enum Health {
 /// The health-check state a snapshot is built with.
 pub trait HealthView {
     fn health(&self, svc: &ServiceConfig, srv: &ServerConfig) -> Health;
+    /// The server's weight while in the pool: a health check may set it
+    /// (exec `dynamic_weight`, keepalived's misc_dynamic).
+    fn weight(&self, _svc: &ServiceConfig, srv: &ServerConfig) -> u32 {
+        srv.weight
+    }
     /// Whether the service lost its quorum (its live weight is below
     /// `quorum`): with a sorry server, the sorry server takes over.
     fn quorum_lost(&self, _svc: &ServiceConfig) -> bool {
@@ -492,7 +497,11 @@ impl Snapshot {
                     Server {
                         addr: s.address,
                         port,
-                        weight: if h == Health::Inhibited { 0 } else { s.weight },
+                        weight: if h == Health::Inhibited {
+                            0
+                        } else {
+                            health.weight(sc, s)
+                        },
                         method: method_of(s.effective_forward(sc)),
                         usable: h != Health::Down,
                         upper: s.upper_threshold,

@@ -4,6 +4,10 @@
 //! `fall` consecutive checks fail). While up, `fall` consecutive failures
 //! mark it down and a success resets the count; while down, `rise`
 //! consecutive successes mark it up and a failure resets the count.
+//!
+//! With keepalived's `alpha` a server starts down instead and its first
+//! success brings it up (whatever `rise` is): a new server takes no
+//! connection before it has answered once.
 
 /// Consecutive results of one server's checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +19,8 @@ pub struct Fsm {
     oks: u32,
     fall: u32,
     rise: u32,
+    /// Down since the start (`alpha`) with no success yet: one brings it up.
+    awaiting_first: bool,
 }
 
 impl Fsm {
@@ -26,7 +32,22 @@ impl Fsm {
             oks: 0,
             fall: fall.max(1),
             rise: rise.max(1),
+            awaiting_first: false,
         }
+    }
+
+    /// Down, with no result yet (`alpha`): the first success brings it up.
+    pub fn new_alpha(fall: u32, rise: u32) -> Fsm {
+        Fsm {
+            up: false,
+            awaiting_first: true,
+            ..Fsm::new(fall, rise)
+        }
+    }
+
+    /// Down since the start (`alpha`) and never passed a check yet.
+    pub fn awaiting_first(&self) -> bool {
+        self.awaiting_first
     }
 
     pub fn is_up(&self) -> bool {
@@ -80,7 +101,8 @@ impl Fsm {
             }
             (false, true) => {
                 self.oks += 1;
-                if self.oks >= self.rise {
+                if self.oks >= self.rise || self.awaiting_first {
+                    self.awaiting_first = false;
                     self.up = true;
                     self.fails = 0;
                     self.oks = 0;
@@ -123,6 +145,17 @@ mod tests {
         let f = Fsm::new(3, 2);
         assert!(f.is_up());
         assert_eq!((f.fails(), f.oks()), (0, 0));
+    }
+
+    #[test]
+    fn alpha_starts_down_and_the_first_success_brings_it_up() {
+        let mut f = Fsm::new_alpha(2, 3);
+        assert!(!f.is_up() && f.awaiting_first());
+        assert_eq!(run(&mut f, "--+"), "DDu", "one success, not rise = 3");
+        assert!(!f.awaiting_first());
+        // from then on the usual thresholds
+        assert_eq!(run(&mut f, "--"), "Ud");
+        assert_eq!(run(&mut f, "+++"), "DDu");
     }
 
     #[test]

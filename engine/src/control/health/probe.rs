@@ -1,5 +1,7 @@
-//! One health check of one server: `tcp` (connect), `http` (GET, status,
-//! optional MD5 digest of the body) and `exec` (a command's exit code).
+//! One health check of one server: `tcp` (connect), `http` and `https`
+//! (GET, status, optional MD5 digest of the body: [`super::web`]), `dns`
+//! (a query answered without error: [`super::dns`]) and `exec` (a
+//! command's exit code, optionally its weight).
 //!
 //! Every probe is bounded by the check's `timeout_ms` as a whole, not per
 //! system call: a server that accepts and then trickles or never answers
@@ -7,16 +9,15 @@
 //! whose ports are bound to DPDK they leave through the exception path.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, SocketAddrV4, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::proc::{printable, run_bounded};
-use crate::config::{HealthCheck, HealthCheckKind, ServerConfig, ServiceConfig};
+use super::{dns, web};
+use crate::config::{DnsType, HealthCheck, HealthCheckKind, ServerConfig, ServiceConfig};
 
-/// Largest response header block read.
-pub const MAX_HEAD: usize = 16 * 1024;
 /// Largest body read for a digest (bigger bodies fail the check).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
@@ -25,15 +26,48 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckSpec {
     pub kind: HealthCheckKind,
-    /// Where tcp and http connect; exec gets its address and port.
+    /// Where tcp, http, https and dns connect (the server's address, its
+    /// port or `connect_port`); exec gets its address and port.
     pub target: SocketAddrV4,
     pub path: String,
     pub expect_status: u16,
     /// Lowercase hex MD5 of the body.
     pub digest: Option<String>,
+    /// The `Host` header; `None`: the target.
+    pub host: Option<String>,
+    /// The TLS server name; `None`: the host's name, else none.
+    pub sni: Option<String>,
+    pub tls_verify: bool,
+    pub tls_ca: Option<String>,
+    pub dns_name: String,
+    pub dns_type: DnsType,
     pub script: Option<String>,
+    pub dynamic_weight: bool,
+    /// Probes retried within one round after a failure.
+    pub retry: u32,
+    pub delay_before_retry: Duration,
     pub interval: Duration,
     pub timeout: Duration,
+}
+
+/// What a probe says of the server's weight (`dynamic_weight` exec
+/// checks; every other probe says [`Weight::Keep`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weight {
+    /// No word on it: the weight stays what it is.
+    Keep,
+    /// Back to the configured weight (exit status 0).
+    Configured,
+    /// This weight (exit status 2..=255: status - 2).
+    Set(u32),
+}
+
+/// One probe's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `Ok(what was seen)` or `Err(why it failed)`.
+    pub result: Result<String, String>,
+    pub weight: Weight,
 }
 
 impl CheckSpec {
@@ -46,10 +80,11 @@ impl CheckSpec {
         if hc.kind == HealthCheckKind::None {
             return Ok(None);
         }
-        let port = if srv.port != 0 { srv.port } else { svc.port };
+        let own = if srv.port != 0 { srv.port } else { svc.port };
+        let port = hc.connect_port.unwrap_or(own);
         if port == 0 && hc.kind != HealthCheckKind::Exec {
             return Err(format!(
-                "no port to check: {} is a server of an all-ports service without a port of its own",
+                "no port to check: {} is a server of an all-ports service without a port of its own (set connect_port)",
                 srv.address
             ));
         }
@@ -66,20 +101,40 @@ impl CheckSpec {
             path: hc.path.clone(),
             expect_status: hc.expect_status,
             digest: hc.digest.as_ref().map(|d| d.to_ascii_lowercase()),
+            host: hc.host.clone(),
+            sni: hc.sni.clone(),
+            tls_verify: hc.tls_verify,
+            tls_ca: hc.tls_ca.clone(),
+            dns_name: hc.dns_name.clone(),
+            dns_type: hc.dns_type,
             script: hc.script.clone(),
+            dynamic_weight: hc.dynamic_weight,
+            retry: hc.retry,
+            delay_before_retry: Duration::from_millis(u64::from(hc.delay_before_retry_ms)),
             interval: Duration::from_millis(u64::from(hc.interval_ms.max(1))),
             timeout: Duration::from_millis(u64::from(hc.timeout_ms.max(1))),
         }
     }
 
-    /// Runs one check: `Ok(what was seen)` or `Err(why it failed)`.
+    /// Runs one probe: `Ok(what was seen)` or `Err(why it failed)`.
     pub fn run(&self) -> Result<String, String> {
+        self.probe().result
+    }
+
+    /// Runs one probe, with what it says of the weight.
+    pub fn probe(&self) -> Outcome {
         let deadline = Instant::now() + self.timeout;
-        match self.kind {
+        let result = match self.kind {
             HealthCheckKind::Tcp => tcp(self.target, self.timeout),
-            HealthCheckKind::Http => http(self, deadline),
-            HealthCheckKind::Exec => exec(self),
+            HealthCheckKind::Http => web::get(self, false, deadline),
+            HealthCheckKind::Https => web::get(self, true, deadline),
+            HealthCheckKind::Dns => dns::query(self, deadline),
+            HealthCheckKind::Exec => return exec(self),
             HealthCheckKind::None => Ok("not checked".to_string()),
+        };
+        Outcome {
+            result,
+            weight: Weight::Keep,
         }
     }
 }
@@ -90,23 +145,51 @@ impl fmt::Display for CheckSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             HealthCheckKind::Tcp => write!(f, "tcp connect to {}", self.target)?,
-            HealthCheckKind::Http => {
+            HealthCheckKind::Http | HealthCheckKind::Https => {
+                let scheme = if self.kind == HealthCheckKind::Https {
+                    "https"
+                } else {
+                    "http"
+                };
                 write!(
                     f,
-                    "http GET http://{}{} expecting {}",
-                    self.target, self.path, self.expect_status
+                    "{} GET {scheme}://{}{} expecting {}",
+                    self.kind, self.target, self.path, self.expect_status
                 )?;
+                if let Some(h) = &self.host {
+                    write!(f, " with Host {h}")?;
+                }
                 if let Some(d) = &self.digest {
                     write!(f, " and body MD5 {d}")?;
                 }
+                if self.kind == HealthCheckKind::Https {
+                    if let Some(n) = &self.sni {
+                        write!(f, ", TLS name {n}")?;
+                    }
+                    f.write_str(if self.tls_verify {
+                        ", certificate verified"
+                    } else {
+                        ", certificate not verified"
+                    })?;
+                }
             }
-            HealthCheckKind::Exec => write!(
+            HealthCheckKind::Dns => write!(
                 f,
-                "exec `{} {} {}`",
-                self.script.as_deref().unwrap_or("?"),
-                self.target.ip(),
-                self.target.port()
+                "dns {} {} query to {}",
+                self.dns_type, self.dns_name, self.target
             )?,
+            HealthCheckKind::Exec => {
+                write!(
+                    f,
+                    "exec `{} {} {}`",
+                    self.script.as_deref().unwrap_or("?"),
+                    self.target.ip(),
+                    self.target.port()
+                )?;
+                if self.dynamic_weight {
+                    f.write_str(" (exit status sets the weight)")?;
+                }
+            }
             HealthCheckKind::None => write!(f, "none")?,
         }
         write!(
@@ -114,11 +197,20 @@ impl fmt::Display for CheckSpec {
             ", every {} ms, timeout {} ms",
             self.interval.as_millis(),
             self.timeout.as_millis()
-        )
+        )?;
+        if self.retry > 0 {
+            write!(
+                f,
+                ", {} retries {} ms apart",
+                self.retry,
+                self.delay_before_retry.as_millis()
+            )?;
+        }
+        Ok(())
     }
 }
 
-fn left(deadline: Instant, timeout: Duration) -> Result<Duration, String> {
+pub(super) fn left(deadline: Instant, timeout: Duration) -> Result<Duration, String> {
     let d = deadline.saturating_duration_since(Instant::now());
     if d.is_zero() {
         Err(timed_out(timeout))
@@ -127,11 +219,11 @@ fn left(deadline: Instant, timeout: Duration) -> Result<Duration, String> {
     }
 }
 
-fn timed_out(timeout: Duration) -> String {
+pub(super) fn timed_out(timeout: Duration) -> String {
     format!("timed out after {} ms", timeout.as_millis())
 }
 
-fn io_err(what: &str, e: &io::Error, timeout: Duration) -> String {
+pub(super) fn io_err(what: &str, e: &io::Error, timeout: Duration) -> String {
     match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
             format!("{what}: {}", timed_out(timeout))
@@ -150,80 +242,6 @@ fn tcp(target: SocketAddrV4, timeout: Duration) -> Result<String, String> {
     let s = connect(target, timeout)?;
     drop(s);
     Ok(format!("connected in {} ms", t0.elapsed().as_millis()))
-}
-
-fn http(spec: &CheckSpec, deadline: Instant) -> Result<String, String> {
-    let t0 = Instant::now();
-    let mut s = connect(spec.target, left(deadline, spec.timeout)?)?;
-    let _ = s.set_nodelay(true);
-    let req = request(spec);
-    s.set_write_timeout(Some(left(deadline, spec.timeout)?))
-        .map_err(|e| format!("socket: {e}"))?;
-    s.write_all(req.as_bytes())
-        .map_err(|e| io_err("sending the request", &e, spec.timeout))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 16 * 1024];
-    let mut eof = false;
-    let mut head: Option<Head> = None;
-    loop {
-        if head.is_none() {
-            head = parse_head(&buf, eof)?;
-            if let Some(h) = &head {
-                // Without a digest the status decides: no need for the body.
-                if spec.digest.is_none() {
-                    return verdict(spec, h.status, None, t0);
-                }
-            }
-        }
-        if let Some(h) = &head {
-            if let Some(body) = body_of(h, &buf[h.body_start..], eof)? {
-                return verdict(spec, h.status, Some(&body), t0);
-            }
-        }
-        if eof {
-            // parse_head/body_of reported what an early close means
-            return Err("connection closed before a complete response".to_string());
-        }
-        if buf.len() > MAX_HEAD + MAX_BODY + 64 * 1024 {
-            return Err(format!(
-                "response larger than {} bytes",
-                MAX_HEAD + MAX_BODY
-            ));
-        }
-        s.set_read_timeout(Some(left(deadline, spec.timeout)?))
-            .map_err(|e| format!("socket: {e}"))?;
-        match s.read(&mut chunk) {
-            Ok(0) => eof = true,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                let what = if buf.is_empty() {
-                    "no response"
-                } else {
-                    "incomplete response"
-                };
-                return Err(io_err(what, &e, spec.timeout));
-            }
-        }
-    }
-}
-
-/// The GET request of an http check (HTTP/1.0, as keepalived's HTTP_GET).
-pub fn request(spec: &CheckSpec) -> String {
-    format!(
-        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: rvs-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        spec.path, spec.target
-    )
-}
-
-fn verdict(
-    spec: &CheckSpec,
-    status: u16,
-    body: Option<&[u8]>,
-    t0: Instant,
-) -> Result<String, String> {
-    check_response(status, body, spec.expect_status, spec.digest.as_deref())
-        .map(|s| format!("{s} in {} ms", t0.elapsed().as_millis()))
 }
 
 /// Whether a response passes: the expected status and, if a digest is
@@ -251,173 +269,6 @@ pub fn check_response(
                 ))
             }
         }
-    }
-}
-
-/// A parsed response head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
-    pub status: u16,
-    pub content_length: Option<usize>,
-    pub chunked: bool,
-    /// Offset of the body in the buffer.
-    pub body_start: usize,
-}
-
-/// Parses the status line and headers at the start of `buf`. `Ok(None)`:
-/// more bytes needed. Anything that is not an HTTP/1.x response is an
-/// error as soon as it shows.
-pub fn parse_head(buf: &[u8], eof: bool) -> Result<Option<Head>, String> {
-    const PREFIX: &[u8] = b"HTTP/";
-    let n = buf.len().min(PREFIX.len());
-    if buf[..n] != PREFIX[..n] {
-        return Err(format!("not an HTTP response: {}", quote(buf)));
-    }
-    let end = find(buf, b"\r\n\r\n")
-        .map(|i| (i, i + 4))
-        .or_else(|| find(buf, b"\n\n").map(|i| (i, i + 2)));
-    let Some((head_end, body_start)) = end else {
-        if buf.len() > MAX_HEAD {
-            return Err(format!("response head longer than {MAX_HEAD} bytes"));
-        }
-        if eof {
-            return Err(if buf.is_empty() {
-                "connection closed without a response".to_string()
-            } else {
-                format!("connection closed inside the response head: {}", quote(buf))
-            });
-        }
-        return Ok(None);
-    };
-    if head_end > MAX_HEAD {
-        return Err(format!("response head longer than {MAX_HEAD} bytes"));
-    }
-    let text = std::str::from_utf8(&buf[..head_end])
-        .map_err(|_| format!("response head is not text: {}", quote(buf)))?;
-    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
-    let status_line = lines.next().unwrap_or("");
-    let status = parse_status_line(status_line)?;
-    let mut content_length = None;
-    let mut chunked = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(format!("malformed header line {}", quote(line.as_bytes())));
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            let v: usize = value
-                .parse()
-                .map_err(|_| format!("bad Content-Length {}", quote(value.as_bytes())))?;
-            content_length = Some(v);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value
-                .split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("chunked"));
-        }
-    }
-    Ok(Some(Head {
-        status,
-        content_length,
-        chunked,
-        body_start,
-    }))
-}
-
-/// "HTTP/1.1 200 OK" -> 200.
-pub fn parse_status_line(line: &str) -> Result<u16, String> {
-    let bad = || format!("malformed status line {}", quote(line.as_bytes()));
-    let mut parts = line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    let code = parts.next().unwrap_or("");
-    if !matches!(version, "HTTP/1.0" | "HTTP/1.1") {
-        return Err(bad());
-    }
-    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let status: u16 = code.parse().map_err(|_| bad())?;
-    if !(100..=599).contains(&status) {
-        return Err(bad());
-    }
-    Ok(status)
-}
-
-/// The body, once complete: by Content-Length, chunked, or up to the close.
-pub fn body_of(head: &Head, data: &[u8], eof: bool) -> Result<Option<Vec<u8>>, String> {
-    if head.chunked {
-        return match decode_chunked(data)? {
-            Some(b) => Ok(Some(b)),
-            None if eof => Err("connection closed inside a chunked body".to_string()),
-            None => Ok(None),
-        };
-    }
-    if let Some(len) = head.content_length {
-        if len > MAX_BODY {
-            return Err(format!("body of {len} bytes is larger than {MAX_BODY}"));
-        }
-        if data.len() >= len {
-            return Ok(Some(data[..len].to_vec()));
-        }
-        if eof {
-            return Err(format!(
-                "connection closed after {} of {len} body bytes",
-                data.len()
-            ));
-        }
-        return Ok(None);
-    }
-    if data.len() > MAX_BODY {
-        return Err(format!("body larger than {MAX_BODY} bytes"));
-    }
-    Ok(eof.then(|| data.to_vec()))
-}
-
-/// Decodes a chunked body; `Ok(None)` until the last chunk is in.
-pub fn decode_chunked(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = find(data, b"\r\n") else {
-            if data.len() > 1024 {
-                return Err("malformed chunk size line".to_string());
-            }
-            return Ok(None);
-        };
-        let line = std::str::from_utf8(&data[..eol])
-            .map_err(|_| "malformed chunk size line".to_string())?;
-        let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("malformed chunk size {}", quote(line.as_bytes())))?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            // trailers are not needed for the digest
-            return Ok(Some(out));
-        }
-        if out.len() + size > MAX_BODY {
-            return Err(format!("body larger than {MAX_BODY} bytes"));
-        }
-        if data.len() < size + 2 {
-            return Ok(None);
-        }
-        if &data[size..size + 2] != b"\r\n" {
-            return Err("malformed chunk (no CRLF after the data)".to_string());
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The first bytes of `b`, quoted and printable, for messages.
-fn quote(b: &[u8]) -> String {
-    let cut = &b[..b.len().min(40)];
-    let s: String = cut.escape_ascii().to_string();
-    if b.len() > 40 {
-        format!("\"{s}\"…")
-    } else {
-        format!("\"{s}\"")
     }
 }
 
@@ -466,18 +317,27 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-fn exec(spec: &CheckSpec) -> Result<String, String> {
+fn exec(spec: &CheckSpec) -> Outcome {
+    let fail = |why: String| Outcome {
+        result: Err(why),
+        weight: Weight::Keep,
+    };
     let line = spec.script.as_deref().unwrap_or("");
-    let words = split_words(line).map_err(|e| format!("script `{line}`: {e}"))?;
+    let words = match split_words(line) {
+        Ok(w) => w,
+        Err(e) => return fail(format!("script `{line}`: {e}")),
+    };
     let Some((prog, args)) = words.split_first() else {
-        return Err("empty script".to_string());
+        return fail("empty script".to_string());
     };
     let mut cmd = Command::new(prog);
     cmd.args(args)
         .arg(spec.target.ip().to_string())
         .arg(spec.target.port().to_string());
-    let fin = run_bounded(cmd, None, spec.timeout)
-        .map_err(|e| format!("cannot run `{}`: {e}", printable(prog, 200)))?;
+    let fin = match run_bounded(cmd, None, spec.timeout) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("cannot run `{}`: {e}", printable(prog, 200))),
+    };
     let mut what = fin.describe(spec.timeout);
     let out = fin.output_line();
     if !out.is_empty() {
@@ -486,140 +346,36 @@ fn exec(spec: &CheckSpec) -> Result<String, String> {
     if fin.output_bytes > (2 * super::proc::KEEP) as u64 {
         what = format!("{what} ({} bytes of output discarded)", fin.output_bytes);
     }
-    if fin.success() {
-        Ok(format!("{what} in {} ms", fin.took.as_millis()))
-    } else {
-        Err(what)
-    }
+    let code = fin.status.and_then(|s| s.code());
+    let weight = match (spec.dynamic_weight, code) {
+        (true, Some(0)) => Weight::Configured,
+        (true, Some(c @ 2..=255)) => Weight::Set(c as u32 - 2),
+        _ => Weight::Keep,
+    };
+    let took = fin.took.as_millis();
+    let result = match weight {
+        Weight::Set(w) => Ok(format!("{what} in {took} ms: weight {w}")),
+        _ if fin.success() => Ok(format!("{what} in {took} ms")),
+        _ => Err(what),
+    };
+    Outcome { result, weight }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::{Ipv4Addr, TcpListener};
 
-    fn spec(kind: HealthCheckKind, target: SocketAddrV4) -> CheckSpec {
-        CheckSpec {
+    pub(crate) fn spec(kind: HealthCheckKind, target: SocketAddrV4) -> CheckSpec {
+        let hc = HealthCheck {
             kind,
-            target,
             path: "/health".to_string(),
-            expect_status: 200,
-            digest: None,
-            script: None,
-            interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(400),
-        }
-    }
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(parse_status_line("HTTP/1.1 200 OK"), Ok(200));
-        assert_eq!(
-            parse_status_line("HTTP/1.0 503 Service Unavailable"),
-            Ok(503)
-        );
-        assert_eq!(parse_status_line("HTTP/1.1 204"), Ok(204));
-        for bad in [
-            "HTTP/1.1 20 OK",
-            "HTTP/1.1 2000 OK",
-            "HTTP/2 200",
-            "HTTP/1.1 abc",
-            "ICY 200 OK",
-            "HTTP/1.1 999 Nope",
-            "",
-        ] {
-            let e = parse_status_line(bad).unwrap_err();
-            assert!(e.starts_with("malformed status line"), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn heads() {
-        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello";
-        let h = parse_head(r, false).unwrap().unwrap();
-        assert_eq!(
-            h,
-            Head {
-                status: 200,
-                content_length: Some(5),
-                chunked: false,
-                body_start: r.len() - 5
-            }
-        );
-        assert_eq!(
-            body_of(&h, &r[h.body_start..], false).unwrap().unwrap(),
-            b"hello"
-        );
-        // incomplete: more needed, then an early close is an error
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nConte", false), Ok(None));
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nConte", true)
-            .unwrap_err()
-            .contains("closed inside the response head"));
-        assert_eq!(parse_head(b"HTT", false), Ok(None));
-        assert!(parse_head(b"", true)
-            .unwrap_err()
-            .contains("without a response"));
-        // bare LF line ends are accepted
-        let h = parse_head(b"HTTP/1.0 404 Not Found\nA: b\n\nx", true)
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.status, 404);
-        assert!(
-            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false)
-                .unwrap_err()
-                .contains("Content-Length")
-        );
-    }
-
-    #[test]
-    fn garbage_is_refused_at_once() {
-        let e = parse_head(b"\x00\xffgarbage", false).unwrap_err();
-        assert!(e.starts_with("not an HTTP response"), "{e}");
-        let e = parse_head(b"SSH-2.0-OpenSSH", false).unwrap_err();
-        assert!(e.contains("SSH-2.0"), "{e}");
-        let e = parse_head(b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", false).unwrap_err();
-        assert!(e.contains("malformed header"), "{e}");
-        let long = [
-            b"HTTP/1.1 200 OK\r\n".as_slice(),
-            &vec![b'a'; MAX_HEAD + 10],
-        ]
-        .concat();
-        assert!(parse_head(&long, false)
-            .unwrap_err()
-            .contains("longer than"));
-    }
-
-    #[test]
-    fn bodies() {
-        let h = Head {
-            status: 200,
-            content_length: None,
-            chunked: false,
-            body_start: 0,
+            interval_ms: 100,
+            timeout_ms: 400,
+            ..HealthCheck::default()
         };
-        assert_eq!(body_of(&h, b"abc", false), Ok(None));
-        assert_eq!(body_of(&h, b"abc", true), Ok(Some(b"abc".to_vec())));
-        let h = Head {
-            content_length: Some(4),
-            ..h
-        };
-        assert_eq!(body_of(&h, b"abc", false), Ok(None));
-        assert!(body_of(&h, b"abc", true).unwrap_err().contains("3 of 4"));
-        let h = Head {
-            content_length: Some(MAX_BODY + 1),
-            ..h
-        };
-        assert!(body_of(&h, b"", false).is_err());
-    }
-
-    #[test]
-    fn chunked_bodies() {
-        let b = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nTrailer: x\r\n\r\n";
-        assert_eq!(decode_chunked(b), Ok(Some(b"Wikipedia".to_vec())));
-        assert_eq!(decode_chunked(b"4\r\nWi"), Ok(None));
-        assert_eq!(decode_chunked(b"4\r\nWiki\r\n"), Ok(None));
-        assert!(decode_chunked(b"zz\r\n").is_err());
-        assert!(decode_chunked(b"2\r\nabc\r\n0\r\n\r\n").is_err());
+        CheckSpec::new(&hc, target)
     }
 
     #[test]
@@ -703,7 +459,8 @@ mod tests {
 
         let a = serve(Some(b"\x16\x03\x01 garbage garbage"), 1);
         let s = spec(HealthCheckKind::Http, a);
-        assert!(s.run().unwrap_err().starts_with("not an HTTP response"));
+        let e = s.run().unwrap_err();
+        assert!(e.starts_with("not an HTTP response"), "{e}");
     }
 
     #[test]
@@ -765,7 +522,50 @@ mod tests {
             s.to_string(),
             "http GET http://198.19.0.12:8080/health expecting 200 and body MD5 abc, every 100 ms, timeout 400 ms"
         );
-        assert!(request(&s).starts_with("GET /health HTTP/1.0\r\nHost: 198.19.0.12:8080\r\n"));
-        assert!(request(&s).ends_with("\r\n\r\n"));
+        let mut s = spec(HealthCheckKind::Https, target);
+        s.host = Some("www.example.org".into());
+        s.retry = 2;
+        assert_eq!(
+            s.to_string(),
+            "https GET https://198.19.0.12:8080/health expecting 200 with Host www.example.org, certificate not verified, every 100 ms, timeout 400 ms, 2 retries 1000 ms apart"
+        );
+        let mut s = spec(HealthCheckKind::Dns, SocketAddrV4::new(*target.ip(), 53));
+        s.dns_name = "example.org".into();
+        assert_eq!(
+            s.to_string(),
+            "dns SOA example.org query to 198.19.0.12:53, every 100 ms, timeout 400 ms"
+        );
+    }
+
+    #[test]
+    fn dynamic_weight_from_the_exit_status() {
+        let target = SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 12), 8080);
+        let mut s = spec(HealthCheckKind::Exec, target);
+        s.dynamic_weight = true;
+        let run = |s: &mut CheckSpec, code: u32| {
+            s.script = Some(format!("/bin/sh -c 'exit {code}'"));
+            s.probe()
+        };
+        let o = run(&mut s, 0);
+        assert_eq!((o.result.is_ok(), o.weight), (true, Weight::Configured));
+        let o = run(&mut s, 1);
+        assert_eq!(o.result, Err("exit status 1".into()));
+        assert_eq!(o.weight, Weight::Keep);
+        let o = run(&mut s, 2);
+        assert_eq!(o.weight, Weight::Set(0));
+        assert!(o.result.unwrap().ends_with("ms: weight 0"));
+        let o = run(&mut s, 7);
+        assert_eq!(o.weight, Weight::Set(5));
+        let o = run(&mut s, 255);
+        assert_eq!(o.weight, Weight::Set(253));
+        // without dynamic_weight only 0 passes and the weight is never touched
+        s.dynamic_weight = false;
+        let o = run(&mut s, 7);
+        assert_eq!((o.result.is_err(), o.weight), (true, Weight::Keep));
+        // killed at the deadline: a failure, the weight kept
+        s.dynamic_weight = true;
+        s.script = Some("/bin/sh -c 'sleep 5'".into());
+        let o = s.probe();
+        assert_eq!((o.result.is_err(), o.weight), (true, Weight::Keep));
     }
 }

@@ -76,6 +76,7 @@ fn feed(hc: &mut HealthChecker, c: &Config, si: usize, ok: bool) {
             } else {
                 "connect: Connection refused (os error 111)".into()
             },
+            weight: Weight::Keep,
             at: SystemTime::now(),
         })
         .unwrap();
@@ -666,4 +667,196 @@ fn the_controller_republishes_and_notifies_on_changes() {
 fn notify_listing_names(ev: &Event) -> bool {
     let body = ev.mail_body();
     body.contains("198.19.0.12:8080") && body.contains("TCP  198.18.0.100:80 wrr")
+}
+
+/// Feeds one result with what it says of the weight.
+fn feed_weight(hc: &mut HealthChecker, c: &Config, si: usize, ok: bool, weight: Weight) {
+    let sc = &c.services[0];
+    let key = Key::of(sc, &sc.servers[si]);
+    let epoch = hc.entries[&key].worker.as_ref().expect("checked").epoch;
+    hc.tx
+        .send(CheckResult {
+            key,
+            epoch,
+            ok,
+            text: format!("exit status {}", if ok { 0 } else { 1 }),
+            weight,
+            at: SystemTime::now(),
+        })
+        .unwrap();
+}
+
+#[test]
+fn alpha_servers_start_down_until_their_first_success() {
+    let text = CFG.replace("rise = 3", "rise = 3\n  alpha = true");
+    let c = cfg(&text);
+    let mut hc = manual(&c);
+    for i in 0..3 {
+        assert_eq!(health_of(&hc, &c, i), Health::Down, "alpha: down at first");
+    }
+    assert!(hc.quorum_lost(&c.services[0]));
+    let st = hc.status(&c.services[0], &c.services[0].servers[0]);
+    assert_eq!(st.state, "down");
+    assert!(
+        st.detail.contains("alpha: down until the first success"),
+        "{}",
+        st.detail
+    );
+    // the unchecked udp service is not concerned
+    assert_eq!(
+        hc.health(&c.services[1], &c.services[1].servers[0]),
+        Health::Up
+    );
+    assert!(hc.poll().is_empty(), "starting down is no change of state");
+    feed(&mut hc, &c, 0, false);
+    assert!(hc.poll().is_empty());
+    // one success, not rise = 3
+    feed(&mut hc, &c, 0, true);
+    let ev = hc.poll();
+    assert_eq!(
+        kinds(&ev),
+        [
+            (EventKind::ServerUp, Some("198.19.0.11:8080".into())),
+            (EventKind::QuorumRegained, None)
+        ]
+    );
+    assert!(
+        ev[0]
+            .description
+            .contains("its first http check passed (alpha)"),
+        "{}",
+        ev[0].description
+    );
+    assert_eq!(health_of(&hc, &c, 0), Health::Up);
+    // a server added by a reload starts down too; the others keep their state
+    let text2 = text.replace(
+        "  [service.health_check]",
+        "  [[service.server]]\n  address = \"198.19.0.14\"\n  port = 8080\n  [service.health_check]",
+    );
+    let c2 = cfg(&text2);
+    hc.sync(&c2);
+    assert_eq!(health_of(&hc, &c2, 0), Health::Up);
+    assert_eq!(health_of(&hc, &c2, 3), Health::Down);
+}
+
+#[test]
+fn a_dynamic_weight_sets_the_pool_weight_and_the_quorum() {
+    let text = CFG.replace(
+        "kind = \"http\"",
+        "kind = \"exec\"\n  script = \"/bin/true\"\n  dynamic_weight = true",
+    );
+    let c = cfg(&text);
+    let mut hc = manual(&c);
+    let ports: Vec<PortInfo> = Vec::new();
+    let shared = Shared::new(1);
+    let weights = |hc: &HealthChecker| -> Vec<u32> {
+        let snap = Snapshot::build(&c, &ports, &shared.registry, 1, hc).unwrap();
+        snap.services[0].servers.iter().map(|s| s.weight).collect()
+    };
+    assert_eq!(weights(&hc), [3, 2, 1]);
+    assert!(!hc.take_republish());
+    // exit 7: weight 5, up all along (no event), but the pool changes
+    feed_weight(&mut hc, &c, 1, true, Weight::Set(5));
+    assert!(hc.poll().is_empty());
+    assert!(hc.take_republish());
+    assert!(!hc.take_republish(), "taken once");
+    assert_eq!(weights(&hc), [3, 5, 1]);
+    let st = hc.status(&c.services[0], &c.services[0].servers[1]);
+    assert!(
+        st.detail
+            .contains("weight 5 set by the check (configured 2)"),
+        "{}",
+        st.detail
+    );
+    // exit 2: weight 0 — and rs1, rs3 at 0 too lose the quorum (2)
+    feed_weight(&mut hc, &c, 0, true, Weight::Set(0));
+    feed_weight(&mut hc, &c, 2, true, Weight::Set(0));
+    feed_weight(&mut hc, &c, 1, true, Weight::Set(1));
+    let ev = hc.poll();
+    assert_eq!(kinds(&ev), [(EventKind::QuorumLost, None)]);
+    assert_eq!(ev[0].live_weight, 1);
+    assert_eq!(weights(&hc), [0, 1, 0]);
+    assert!(hc.take_republish());
+    // a failure (exit 1) keeps the weight; exit 0 restores the configured
+    feed_weight(&mut hc, &c, 1, false, Weight::Keep);
+    hc.poll();
+    assert!(!hc.take_republish());
+    assert_eq!(weights(&hc), [0, 1, 0]);
+    feed_weight(&mut hc, &c, 0, true, Weight::Configured);
+    let ev = hc.poll();
+    assert_eq!(kinds(&ev), [(EventKind::QuorumRegained, None)]);
+    assert!(hc.take_republish());
+    assert_eq!(weights(&hc), [3, 1, 0]);
+}
+
+#[test]
+fn notify_up_and_down_hooks_run_on_changes_of_state() {
+    let dir = std::env::temp_dir().join(format!("rvs-health-hooks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("hooks.txt");
+    let hook = dir.join("hook.sh");
+    write_exec(
+        &hook,
+        &format!(
+            "#!/bin/sh\necho \"$1 $2 $3 $4 $RVS_REASON\" >> {}\n",
+            out.display()
+        ),
+    );
+    let text = CFG.replace(
+        "  weight = 2\n",
+        &format!(
+            "  weight = 2\n  notify_up = \"{0} up-hook\"\n  notify_down = \"{0} down-hook\"\n",
+            hook.display()
+        ),
+    );
+    let c = cfg(&text);
+    assert_eq!(
+        c.services[0].servers[1].notify_down.as_deref(),
+        Some(format!("{} down-hook", hook.display()).as_str())
+    );
+    let mut hc = manual(&c);
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let wait_lines = |n: usize| {
+        let t0 = Instant::now();
+        while lines().len() < n && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        lines()
+    };
+    // server 0 has no hooks: its fall runs none
+    feed(&mut hc, &c, 0, false);
+    feed(&mut hc, &c, 0, false);
+    feed(&mut hc, &c, 1, false);
+    feed(&mut hc, &c, 1, false);
+    // two servers down and the quorum lost (live weight 1 < 2)
+    assert_eq!(hc.poll().len(), 3);
+    let got = wait_lines(1);
+    assert_eq!(
+        got[..1],
+        ["down-hook down 198.19.0.12:8080 tcp:198.18.0.100:80 connect: Connection refused (os error 111)"]
+    );
+    for _ in 0..3 {
+        feed(&mut hc, &c, 1, true);
+    }
+    hc.poll();
+    let got = wait_lines(2);
+    assert_eq!(
+        got[1],
+        "up-hook up 198.19.0.12:8080 tcp:198.18.0.100:80 HTTP 200 in 1 ms"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        lines().len(),
+        2,
+        "one run per change of state: {:?}",
+        lines()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
