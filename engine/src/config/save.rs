@@ -176,6 +176,8 @@ fn sync_servers(t: &mut Table, was: &ServiceConfig, now: &ServiceConfig) {
                     forward: None,
                     upper_threshold: 0,
                     lower_threshold: 0,
+                    notify_up: None,
+                    notify_down: None,
                 };
                 (st, blank)
             }
@@ -325,6 +327,8 @@ udp = 30   # short
             forward: Some(Forward::Dr),
             upper_threshold: 10,
             lower_threshold: 0,
+            notify_up: None,
+            notify_down: None,
         });
         c.services.remove(1);
         let mut added = default_service(&c.services[0]);
@@ -337,6 +341,8 @@ udp = 30   # short
             forward: None,
             upper_threshold: 0,
             lower_threshold: 0,
+            notify_up: None,
+            notify_down: None,
         });
         c.services.push(added);
         let text = render(FILE, &c).unwrap();
