@@ -68,10 +68,18 @@ pub enum Drop {
     BadTcpFlags,
     /// The rewrite of a frame failed (malformed for its method).
     RewriteFailed,
+    /// An ACK to a synproxy service that matches no connection and whose
+    /// acknowledgement is no valid SYN cookie (forged, or older than two
+    /// cookie windows).
+    BadSynCookie,
+    /// A server segment other than SYN-ACK or RST on a synproxied
+    /// connection still waiting for the server's answer to the director's
+    /// SYN.
+    SynproxyPending,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 26] = [
+    pub const ALL: [Drop; 28] = [
         Drop::NotForUs,
         Drop::NotIpv4,
         Drop::ToDirector,
@@ -98,6 +106,8 @@ impl Drop {
         Drop::BadChecksum,
         Drop::BadTcpFlags,
         Drop::RewriteFailed,
+        Drop::BadSynCookie,
+        Drop::SynproxyPending,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +138,8 @@ impl Drop {
             Drop::BadChecksum => "bad_checksum",
             Drop::BadTcpFlags => "bad_tcp_flags",
             Drop::RewriteFailed => "rewrite_failed",
+            Drop::BadSynCookie => "bad_syn_cookie",
+            Drop::SynproxyPending => "synproxy_pending",
         }
     }
 }
@@ -190,6 +202,10 @@ pub struct WorkerStats {
     pub sync_unknown: Counter,
     /// Gratuitous ARP sent on takeover.
     pub garp_sent: Counter,
+    /// SYN-ACKs with a SYN cookie the synproxy answered SYNs with.
+    pub syn_cookies_sent: Counter,
+    /// Connections the synproxy opened after a valid cookie ACK.
+    pub syn_cookies_ok: Counter,
     pub parse_drops: [Counter; DropReason::ALL.len()],
     pub drops: [Counter; Drop::ALL.len()],
     /// Connections in this worker's table (written after each burst).
@@ -228,6 +244,8 @@ pub struct StatsReport {
     pub sync_installed: u64,
     pub sync_unknown: u64,
     pub garp_sent: u64,
+    pub syn_cookies_sent: u64,
+    pub syn_cookies_ok: u64,
     /// Every drop reason (parser's and data plane's) with its count.
     pub drops: std::collections::BTreeMap<String, u64>,
     pub drops_total: u64,
@@ -276,6 +294,8 @@ impl StatsReport {
             r.sync_installed += w.sync_installed.get();
             r.sync_unknown += w.sync_unknown.get();
             r.garp_sent += w.garp_sent.get();
+            r.syn_cookies_sent += w.syn_cookies_sent.get();
+            r.syn_cookies_ok += w.syn_cookies_ok.get();
             for d in DropReason::ALL {
                 *r.drops.get_mut(d.as_str()).unwrap() += w.parse_drops[d.index()].get();
             }

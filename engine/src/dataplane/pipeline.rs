@@ -9,6 +9,7 @@
 
 mod admit;
 mod ha;
+mod synproxy;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -144,6 +145,8 @@ pub struct Pipeline {
     sync: bool,
     /// Worker-side sync and failover state (bulk walk, gratuitous ARP).
     ha: ha::WorkerHa,
+    /// SYN cookie secret and the sequence shifts of synproxied connections.
+    synproxy: synproxy::Synproxy,
 }
 
 impl Pipeline {
@@ -165,6 +168,7 @@ impl Pipeline {
             master: shared.ha.is_master(),
             sync: shared.ha.sync.load(std::sync::atomic::Ordering::Acquire),
             ha: ha::WorkerHa::default(),
+            synproxy: synproxy::Synproxy::new(),
         }
     }
 
@@ -383,6 +387,10 @@ impl Pipeline {
             return self.drop(Drop::NoService);
         };
         if p.is_tcp() && (!p.tcp_flags.syn() || p.tcp_flags.ack()) {
+            if svc.synproxy && p.tcp_flags.ack() && !p.tcp_flags.syn() {
+                // Perhaps the ACK of a SYN cookie.
+                return self.cookie_ack(snap, svc, f, p, in_port, now_ms);
+            }
             return self.drop(Drop::NoConnection);
         }
         if let Some(d) = admit::refuse_new(snap, f.data(), p, svc) {
@@ -391,8 +399,35 @@ impl Pipeline {
         if forward::ttl_expired(p) {
             return self.icmp_reply(snap, f, p, in_port, now_ms, None);
         }
+        if svc.synproxy {
+            return self.syn_cookie(snap, f, p, in_port, now_ms);
+        }
+        let (srv, to, _) = match self.open_conn(snap, svc, f, p, in_port, flags, 0, now_ms) {
+            Ok(x) => x,
+            Err(d) => return self.drop(d),
+        };
+        self.inbound(snap, f, p, to, srv, in_port, now_ms)
+    }
+
+    /// Schedules a server for the new connection of `p` and creates it,
+    /// as if its first segment had TCP flags `tcp_flags`, with connection
+    /// flags `extra` (besides the persistence hold). Counts it; the caller
+    /// forwards.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn open_conn<'s, F: Frame>(
+        &mut self,
+        snap: &'s Snapshot,
+        svc: &'s Service,
+        f: &F,
+        p: &Parsed,
+        in_port: usize,
+        tcp_flags: u8,
+        extra: u8,
+        now_ms: u64,
+    ) -> Result<(&'s Server, Dest, ConnId), Drop> {
         let Some((srv, template)) = self.pick(snap, svc, p, now_ms) else {
-            return self.drop(Drop::NoServer);
+            return Err(Drop::NoServer);
         };
         // A new NAT client on an attached subnet (DR/TUN replies bypass us):
         // its first packet says where it is, so the reply need not wait for ARP (an ARP-learned entry is
@@ -426,14 +461,15 @@ impl Pipeline {
             // The connection holds the template that sent it to `srv` (the
             // sorry server has none), and is marked so only when the hold
             // succeeded; the hold goes back if the record cannot be made.
-            flags: if template.is_some_and(|net| {
-                self.persist()
-                    .hold(u32::from(svc.id), net, srv.shared.id, now_ms)
-            }) {
-                PERSISTENT
-            } else {
-                0
-            },
+            flags: extra
+                | if template.is_some_and(|net| {
+                    self.persist()
+                        .hold(u32::from(svc.id), net, srv.shared.id, now_ms)
+                }) {
+                    PERSISTENT
+                } else {
+                    0
+                },
             service: svc.id,
             dest: srv.shared.id,
             state: TcpState::None,
@@ -446,11 +482,11 @@ impl Pipeline {
                     self.persist()
                         .release(u32::from(svc.id), net, srv.shared.id, now_ms);
                 }
-                return self.drop(Drop::TableFull);
+                return Err(Drop::TableFull);
             }
         };
         self.stats.conns_created.inc();
-        let tr = self.conns.on_packet(id, Dir::Inbound, flags, now_ms);
+        let tr = self.conns.on_packet(id, Dir::Inbound, tcp_flags, now_ms);
         if self.sync {
             self.report_conn(id, now_ms);
         }
@@ -467,7 +503,7 @@ impl Pipeline {
             addr: new.server,
             port: new.sport,
         };
-        self.inbound(snap, f, p, to, srv, in_port, now_ms)
+        Ok((srv, to, id))
     }
 
     /// Creates a connection. A full table reclaims an expired record or
@@ -576,6 +612,13 @@ impl Pipeline {
         }
         if forward::ttl_expired(p) {
             return self.icmp_reply(snap, f, p, in_port, now_ms, None);
+        }
+        if c.flags() & synproxy::SYNPROXY != 0 {
+            // Opened by the synproxy: its own handshake, then shifted
+            // sequence numbers. Every other connection pays this test only.
+            if let Some(v) = self.synproxied(snap, f, p, id, dir, &c, srv, now_ms) {
+                return v;
+            }
         }
         let tr = self.conns.on_packet(id, dir, p.tcp_flags.bits(), now_ms);
         if self.sync {
@@ -993,9 +1036,11 @@ impl Pipeline {
     }
 
     /// Takes in what a new configuration changes for this worker's own
-    /// state: the connection timeouts (`[timeouts]`).
+    /// state: the connection timeouts (`[timeouts]`), and the synproxy's
+    /// per-connection shifts the first time a service uses it.
     pub fn on_snapshot(&mut self, snap: &Snapshot) {
         self.conns.set_timeouts(snap.timeouts);
+        self.synproxy.prepare(snap, self.conns.capacity());
     }
 
     /// Bounded background work, once per loop: expire connections, and
