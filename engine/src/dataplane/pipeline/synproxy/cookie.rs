@@ -3,15 +3,18 @@
 //! without the director keeping anything per SYN.
 //!
 //! The layout is Linux's (`net/ipv4/syncookies.c`,
-//! `secure_tcp_syn_cookie`):
+//! `secure_tcp_syn_cookie`), except that the client's ISN goes into both
+//! hashes instead of being added to the cookie, so that a cookie is bound
+//! to it exactly (Linux's sum also accepts an ISN a few units off, as
+//! another MSS index):
 //!
 //! ```text
-//! cookie = H1(4-tuple) + client_isn + (count << 24)
-//!        + ((H2(4-tuple, count) + mss_index) & 0xFF_FFFF)
+//! cookie = H1(4-tuple, client_isn) + (count << 24)
+//!        + ((H2(4-tuple, client_isn, count) + mss_index) & 0xFF_FFFF)
 //! ```
 //!
 //! `count` is the time window (minutes since start, 8 bits on the wire).
-//! Checking subtracts `H1 + client_isn`, reads the window from the top
+//! Checking subtracts `H1`, reads the window from the top
 //! byte, accepts it only if it is the current or the previous one (a cookie
 //! lives 60 to 120 s), and accepts the MSS index only if it is one of the
 //! [`MSS_TABLE`] entries: a forged ACK passes with probability about
@@ -59,8 +62,9 @@ impl CookieKey {
         CookieKey(RandomState::new())
     }
 
-    fn hash(&self, t: &Tuple, count: u32, which: u8) -> u32 {
+    fn hash(&self, t: &Tuple, isn: u32, count: u32, which: u8) -> u32 {
         let mut h = self.0.build_hasher();
+        h.write_u32(isn);
         h.write_u32(u32::from(t.client));
         h.write_u32(u32::from(t.vip));
         h.write_u16(t.cport);
@@ -74,25 +78,26 @@ impl CookieKey {
     /// and MSS index `mss_index` (< 4), at `now_ms`.
     pub fn make(&self, t: &Tuple, client_isn: u32, mss_index: u8, now_ms: u64) -> u32 {
         let count = window(now_ms);
-        self.hash(t, 0, 1)
-            .wrapping_add(client_isn)
+        self.hash(t, client_isn, 0, 1)
             .wrapping_add(count << COOKIE_BITS)
-            .wrapping_add(self.hash(t, count, 2).wrapping_add(u32::from(mss_index)) & COOKIE_MASK)
+            .wrapping_add(
+                self.hash(t, client_isn, count, 2)
+                    .wrapping_add(u32::from(mss_index))
+                    & COOKIE_MASK,
+            )
     }
 
     /// The MSS index `cookie` carries, if it is a cookie of ours for a SYN
     /// of `t` with `client_isn`, made in this window or the previous one.
     pub fn check(&self, t: &Tuple, client_isn: u32, cookie: u32, now_ms: u64) -> Option<u8> {
         let count = window(now_ms);
-        let c = cookie
-            .wrapping_sub(self.hash(t, 0, 1))
-            .wrapping_sub(client_isn);
+        let c = cookie.wrapping_sub(self.hash(t, client_isn, 0, 1));
         let diff = count.wrapping_sub(c >> COOKIE_BITS) & (u32::MAX >> COOKIE_BITS);
         if diff >= MAX_AGE {
             return None;
         }
         let made = count.wrapping_sub(diff);
-        let index = c.wrapping_sub(self.hash(t, made, 2)) & COOKIE_MASK;
+        let index = c.wrapping_sub(self.hash(t, client_isn, made, 2)) & COOKIE_MASK;
         (index < MSS_TABLE.len() as u32).then_some(index as u8)
     }
 }
@@ -142,7 +147,9 @@ mod tests {
     fn bound_to_tuple_isn_and_secret() {
         let k = CookieKey::random();
         let c = k.make(&T, 777, 3, 1000);
-        assert_eq!(k.check(&T, 778, c, 1000), None);
+        for isn in [776, 778, 779, 780, 777 ^ (1 << 31)] {
+            assert_eq!(k.check(&T, isn, c, 1000), None);
+        }
         assert_eq!(k.check(&Tuple { cport: 40001, ..T }, 777, c, 1000), None);
         assert_eq!(
             k.check(
