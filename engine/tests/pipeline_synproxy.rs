@@ -287,15 +287,15 @@ fn cookie_handshake_then_server_handshake_then_shifted_data() {
     let cport = 40000;
     let cookie = r.cookie(cport, 1_000);
 
-    // The client's ACK (with a first request, which is not kept) becomes our
-    // SYN to the server: client's address and ISN, the cookie's MSS.
+    // The client's ACK becomes our SYN to the server: client's address and
+    // ISN, the cookie's MSS, the client's window.
     let (v, out) = r.run(
         0,
         &client_ack(
             cport,
             CLIENT_ISN.wrapping_add(1),
             cookie.wrapping_add(1),
-            b"GET /",
+            b"",
         ),
         1_010,
     );
@@ -312,6 +312,20 @@ fn cookie_handshake_then_server_handshake_then_shifted_data() {
     assert_eq!(c.state(), TcpState::SynRecv);
     assert_eq!(r.shared.worker_stats[0].syn_cookies_ok.get(), 1);
     assert_eq!(r.shared.worker_stats[0].conns_created.get(), 1);
+
+    // The client's request, before the server answered: kept, not sent.
+    let (v, _) = r.run(
+        0,
+        &client_ack(
+            cport,
+            CLIENT_ISN.wrapping_add(1),
+            cookie.wrapping_add(1),
+            b"GET /",
+        ),
+        1_020,
+    );
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(r.drops_total(), 0, "kept, not a drop");
 
     // The client retransmits while the server has not answered: the SYN
     // goes out again.
@@ -331,9 +345,11 @@ fn cookie_handshake_then_server_handshake_then_shifted_data() {
         (s.flags, s.seq, s.dst, s.dport),
         (SYN, CLIENT_ISN, RS, 8080)
     );
+    assert!(s.payload.is_empty());
 
-    // The server's SYN-ACK is answered with the client's ACK, to the server;
-    // nothing goes to the client.
+    // The server's SYN-ACK is answered, to the server, by the kept request
+    // (it carries the ACK the client would have sent); nothing goes to the
+    // client.
     let (v, out) = r.run(
         1,
         &server_seg(
@@ -353,7 +369,8 @@ fn cookie_handshake_then_server_handshake_then_shifted_data() {
     assert_eq!(s.flags, ACK);
     assert_eq!(s.seq, CLIENT_ISN.wrapping_add(1));
     assert_eq!(s.ack, SERVER_ISN.wrapping_add(1));
-    assert!(s.options.is_empty() && s.payload.is_empty());
+    assert_eq!(s.ttl, 63);
+    assert_eq!(s.payload, b"GET /");
     assert_eq!(r.w.conns.get(id).state(), TcpState::Established);
 
     // Client -> server: ack shifted into the server's numbers, seq kept.
@@ -437,6 +454,83 @@ fn cookie_handshake_then_server_handshake_then_shifted_data() {
         (ACK, CLIENT_ISN.wrapping_add(1), SERVER_ISN.wrapping_add(1))
     );
     assert_eq!(r.drops_total(), 0);
+}
+
+#[test]
+fn server_syn_ack_gets_a_pure_ack_when_nothing_was_kept() {
+    let mut r = rig();
+    let cookie = r.cookie(40000, 0);
+    let (v, _) = r.run(
+        0,
+        &client_ack(
+            40000,
+            CLIENT_ISN.wrapping_add(1),
+            cookie.wrapping_add(1),
+            b"",
+        ),
+        1,
+    );
+    assert_eq!(v, Verdict::Tx(1));
+    let (v, out) = r.run(
+        1,
+        &server_seg(
+            40000,
+            SERVER_ISN,
+            CLIENT_ISN.wrapping_add(1),
+            true,
+            false,
+            b"",
+        ),
+        2,
+    );
+    assert_eq!(v, Verdict::Tx(1));
+    let s = decode(&out);
+    assert_eq!(
+        (s.eth_dst, s.src, s.dst, s.sport, s.dport),
+        (RS_MAC, CLIENT, RS, 40000, 8080)
+    );
+    assert_eq!(
+        (s.flags, s.seq, s.ack, s.window),
+        (
+            ACK,
+            CLIENT_ISN.wrapping_add(1),
+            SERVER_ISN.wrapping_add(1),
+            502
+        )
+    );
+    assert!(s.payload.is_empty() && s.options.is_empty());
+    // The opening ACK's own payload is kept the same way.
+    let cookie = r.cookie(40001, 0);
+    let (v, out) = r.run(
+        0,
+        &client_ack(
+            40001,
+            CLIENT_ISN.wrapping_add(1),
+            cookie.wrapping_add(1),
+            b"hi",
+        ),
+        3,
+    );
+    assert_eq!(v, Verdict::Tx(1));
+    assert!(decode(&out).payload.is_empty(), "the SYN carries no data");
+    let (_, out) = r.run(
+        1,
+        &server_seg(
+            40001,
+            SERVER_ISN,
+            CLIENT_ISN.wrapping_add(1),
+            true,
+            false,
+            b"",
+        ),
+        4,
+    );
+    let s = decode(&out);
+    assert_eq!(
+        (s.flags, s.seq, s.ack),
+        (ACK, CLIENT_ISN.wrapping_add(1), SERVER_ISN.wrapping_add(1))
+    );
+    assert_eq!(s.payload, b"hi");
 }
 
 #[test]

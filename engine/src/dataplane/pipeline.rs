@@ -616,7 +616,7 @@ impl Pipeline {
         if c.flags() & synproxy::SYNPROXY != 0 {
             // Opened by the synproxy: its own handshake, then shifted
             // sequence numbers. Every other connection pays this test only.
-            if let Some(v) = self.synproxied(snap, f, p, id, dir, &c, srv, now_ms) {
+            if let Some(v) = self.synproxied(snap, f, p, id, dir, &c, srv, in_port, now_ms) {
                 return v;
             }
         }

@@ -12,7 +12,12 @@
 //!   (SYN_RECV, flagged [`SYNPROXY`], *pending*) and becomes the SYN to the
 //!   server: client address and port to server address and port, seq = the
 //!   client's ISN, the MSS the cookie carries, the client's window. Its
-//!   payload, if any, is not kept: the client retransmits it.
+//!   payload, if any, is kept (below).
+//! * The client's first data segment while the server's answer is awaited
+//!   is kept too (one per connection, in a small per-worker ring,
+//!   [`held`]), and sent in place of our ACK once the server answers: it
+//!   acknowledges the server's SYN as well, and the client's request is
+//!   not delayed by a retransmission timeout.
 //! * The server's SYN-ACK is not forwarded: it becomes the ACK the client
 //!   would have sent (seq = client ISN + 1, ack = server ISN + 1), the
 //!   connection turns ESTABLISHED and its shift `delta = server ISN -
@@ -20,8 +25,8 @@
 //!   cookie + 1) and the connection is released. A server that does not
 //!   answer leaves the connection to expire in SYN_RECV (the client is
 //!   not told).
-//! * While pending, every client segment is turned into the SYN again (a
-//!   lost SYN is recovered by the client's own retransmissions); once
+//! * While pending, every further client segment is turned into the SYN
+//!   again (a lost SYN is recovered by the client's own retransmissions); once
 //!   established, a retransmitted server SYN-ACK (our ACK was lost) gets
 //!   the ACK again.
 //! * For the rest of the connection, client segments have `ack += delta`
@@ -37,20 +42,21 @@
 //! The price: the options a cookie cannot carry. The SYN-ACK offers only
 //! MSS, so connections through the synproxy run without window scaling,
 //! SACK and timestamps (the SYN to the server offers none either, so both
-//! sides agree), and the client's first data waits one retransmission.
+//! sides agree).
 //!
 //! Synproxied connections are not synced to the `[ha]` peer (the sync
 //! record has no room for the shift): after a failover they are lost.
 
 mod cookie;
+mod held;
 mod segment;
 
-use super::{admit, Frame, Pipeline, Verdict};
+use super::{admit, Dest, Frame, Pipeline, Verdict};
 use crate::conn::{self, tcp_flags, Conn, ConnId, Dir};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{Server, Service, Snapshot};
 use crate::packet::ethernet::MacAddr;
-use crate::packet::{Parsed, TcpFlags};
+use crate::packet::{parse_frame, Parsed, TcpFlags};
 
 use cookie::MSS_TABLE;
 
@@ -77,6 +83,8 @@ struct Shift {
     mss: u16,
     /// The server has not answered our SYN yet.
     pending: bool,
+    /// A client segment kept meanwhile ([`held::Held`] handle; 0: none).
+    held: u16,
 }
 
 /// One worker's synproxy state.
@@ -86,6 +94,7 @@ pub(super) struct Synproxy {
     /// time a snapshot has a synproxy service (12 bytes per connection;
     /// nothing when the feature is never used).
     shifts: Vec<Shift>,
+    held: held::Held,
 }
 
 impl Synproxy {
@@ -93,6 +102,7 @@ impl Synproxy {
         Synproxy {
             key: cookie::CookieKey::random(),
             shifts: Vec::new(),
+            held: held::Held::empty(),
         }
     }
 
@@ -101,6 +111,9 @@ impl Synproxy {
     pub(super) fn prepare(&mut self, snap: &Snapshot, capacity: usize) {
         if self.shifts.len() < capacity && snap.services.iter().any(|s| s.synproxy) {
             self.shifts = vec![Shift::default(); capacity];
+            if self.held.is_empty() {
+                self.held = held::Held::new();
+            }
         }
     }
 }
@@ -192,12 +205,18 @@ impl Pipeline {
                 Err(d) => return self.drop(d),
             };
         self.stats.syn_cookies_ok.inc();
+        let held = if segment::payload_len(f.data(), p) > 0 {
+            self.synproxy.held.put(id.0, ours, &f.data()[..p.l3_end()])
+        } else {
+            None
+        };
         self.synproxy.shifts[id.index()] = Shift {
             delta: ours,
             client_isn,
             window,
             mss: MSS_TABLE[usize::from(mss_index)],
             pending: true,
+            held: held.unwrap_or(0),
         };
         let c = *self.conns.get(id);
         self.send_syn(snap, f, &c, srv, self.synproxy.shifts[id.index()], now_ms)
@@ -217,6 +236,7 @@ impl Pipeline {
         dir: Dir,
         c: &Conn,
         srv: &Server,
+        in_port: usize,
         now_ms: u64,
     ) -> Option<Verdict> {
         let Some(&sh) = self.synproxy.shifts.get(id.index()) else {
@@ -224,12 +244,26 @@ impl Pipeline {
         };
         if sh.pending {
             return Some(match dir {
-                Dir::Reply => self.server_handshake(snap, f, p, id, c, srv, sh, now_ms),
+                Dir::Reply => self.server_handshake(snap, f, p, id, c, srv, sh, in_port, now_ms),
                 Dir::Inbound if p.tcp_flags.rst() => {
                     // The client gave up; the server's half-open
                     // connection times out on its own.
                     self.release(snap, id, now_ms);
                     self.drop(Drop::NoConnection)
+                }
+                Dir::Inbound if sh.held == 0 && segment::payload_len(f.data(), p) > 0 => {
+                    // Its first data: kept for when the server answers.
+                    match self
+                        .synproxy
+                        .held
+                        .put(id.0, sh.delta, &f.data()[..p.l3_end()])
+                    {
+                        Some(h) => {
+                            self.synproxy.shifts[id.index()].held = h;
+                            Verdict::Drop
+                        }
+                        None => self.send_syn(snap, f, c, srv, sh, now_ms),
+                    }
                 }
                 // The client retransmits: our SYN (or the server's answer)
                 // may have been lost.
@@ -264,6 +298,7 @@ impl Pipeline {
         c: &Conn,
         srv: &Server,
         sh: Shift,
+        in_port: usize,
         now_ms: u64,
     ) -> Verdict {
         let Some((seq, ack, _)) = segment::numbers(f.data(), p) else {
@@ -286,13 +321,41 @@ impl Pipeline {
             .conns
             .on_packet(id, Dir::Inbound, tcp_flags::ACK, now_ms);
         self.count_activity(srv, opened.old_active, acked.new_active);
+        let (cookie, handle) = (sh.delta, sh.held);
         let sh = Shift {
-            delta: seq.wrapping_sub(sh.delta),
+            delta: seq.wrapping_sub(cookie),
             pending: false,
+            held: 0,
             ..sh
         };
         self.synproxy.shifts[id.index()] = sh;
+        if handle != 0 && self.take_held(f, id, handle, cookie) {
+            // The client's kept segment goes in place of our ACK.
+            if let Ok(p) = parse_frame(f.data()) {
+                if p.is_tcp() && segment::shift(f.data_mut(), &p, 0, sh.delta) {
+                    let to = Dest {
+                        method: c.method(),
+                        addr: c.server(),
+                        port: c.sport(),
+                    };
+                    return self.inbound(snap, f, &p, to, srv, in_port, now_ms);
+                }
+            }
+        }
         self.ack_server(snap, f, c, srv, sh, seq, now_ms)
+    }
+
+    /// Writes the segment kept under `handle` for connection `id` (and
+    /// `cookie`) over `f`, if it is still there.
+    fn take_held<F: Frame>(&mut self, f: &mut F, id: ConnId, handle: u16, cookie: u32) -> bool {
+        let Some(bytes) = self.synproxy.held.take(handle, id.0, cookie) else {
+            return false;
+        };
+        if !f.resize(bytes.len()) {
+            return false;
+        }
+        f.data_mut()[..bytes.len()].copy_from_slice(bytes);
+        true
     }
 
     /// Our SYN to the server, written over `f`.

@@ -81,6 +81,14 @@ pub fn numbers(frame: &[u8], p: &Parsed) -> Option<(u32, u32, u16)> {
     Some((t.seq_number(), t.ack_number(), t.window()))
 }
 
+/// Bytes of TCP payload in the segment.
+pub fn payload_len(frame: &[u8], p: &Parsed) -> usize {
+    frame
+        .get(usize::from(p.l4_off)..p.l3_end())
+        .and_then(|s| TcpPacket::new_checked(s).ok())
+        .map_or(0, |t| t.payload().len())
+}
+
 /// The MSS option of a SYN, if it carries a well-formed one.
 pub fn mss_option(frame: &[u8], p: &Parsed) -> Option<u16> {
     let tcp = frame.get(usize::from(p.l4_off)..p.l3_end())?;
