@@ -91,7 +91,7 @@ struct Shift {
 pub(super) struct Synproxy {
     key: cookie::CookieKey,
     /// One per connection slot, allocated by [`Synproxy::prepare`] the first
-    /// time a snapshot has a synproxy service (12 bytes per connection;
+    /// time a snapshot has a synproxy service (16 bytes per connection;
     /// nothing when the feature is never used).
     shifts: Vec<Shift>,
     held: held::Held,
@@ -381,7 +381,7 @@ impl Pipeline {
             window: sh.window,
             mss: Some(sh.mss),
         };
-        self.to_server(snap, f, c, srv, seg, now_ms)
+        self.send_to_server(snap, f, c, srv, seg, now_ms)
     }
 
     /// The ACK completing the server's handshake (`server_isn` from its
@@ -410,12 +410,12 @@ impl Pipeline {
             window: sh.window,
             mss: None,
         };
-        self.to_server(snap, f, c, srv, seg, now_ms)
+        self.send_to_server(snap, f, c, srv, seg, now_ms)
     }
 
     /// Writes the segment `seg(next hop MAC, port MAC)` over `f` towards
     /// the connection's server; counts it as the server's inbound traffic.
-    fn to_server<F: Frame>(
+    fn send_to_server<F: Frame>(
         &mut self,
         snap: &Snapshot,
         f: &mut F,
