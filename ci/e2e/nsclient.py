@@ -140,12 +140,19 @@ def cmd_udp_many(a):
     counts, errors, answers = {}, [], []
     t0 = time.monotonic()
     held = []   # keep every socket open until the end: the kernel cannot reuse a source port
+    one = None
+    if a.one_socket:
+        one = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        one.bind(("0.0.0.0", 0))
+        held.append(one)
     for i in range(a.n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        held.append(s)
+        s = one or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if not one:
+            held.append(s)
         s.settimeout(a.timeout)
         try:
-            s.bind(("0.0.0.0", 0))          # fresh source port each time
+            if not one:
+                s.bind(("0.0.0.0", 0))      # fresh source port each time
             payload = f"req-{i}".encode()
             s.sendto(payload, (a.host, a.port))
             data, peer = s.recvfrom(2048)
@@ -801,6 +808,8 @@ def main():
     p.add_argument("port", type=int)
     p.add_argument("n", type=int)
     p.add_argument("--timeout", type=float, default=2.0)
+    p.add_argument("--one-socket", action="store_true",
+                   help="every request from one socket (one source port)")
     p = sub.add_parser("download")
     p.add_argument("url")
     p.add_argument("--out", required=True)

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 
+import lib
 from lib import (PY, VIP, Skip, check, client_popen, e2e, expected_sha256, fake_mode,
                  read_json_output, rvs_binary, say)
 import netns
@@ -416,6 +417,71 @@ def ctl_sighup_reload(env):
     say(f"stream: {len(results)} requests, 0 failed")
     with open(env.cfg, "w") as f:
         f.write(good)
+    env.stop_director()
+
+
+@e2e(workers=(1,), timeout=240)
+def ctl_save_round_trip(env):
+    """`rvs ctl save` (issue 14): live changes written as TOML that keeps the
+    file's comments; a director started from the saved file lists the same
+    services; `save` with no FILE writes the file rvs was started with, and a
+    reload warning names each live change it replaces."""
+    no_fake()
+    four_servers(env)
+    env.setup()
+    ctl_ok(env, "add-server", "--service", SVC80, "--server", f"{RS4[1]}:8080", "--weight", "4")
+    ctl_ok(env, "edit-server", "--service", SVC80, "--server", "198.19.0.11:8080", "--weight", "7")
+    ctl_ok(env, "del-server", "--service", SVC80, "--server", "198.19.0.12:8080")
+    ctl_ok(env, "edit-service", "--service", SVC80, "--scheduler", "wlc", "--persistence", "30")
+    ctl_ok(env, "add-service", "--service", f"tcp:{VIP}:8081", "--scheduler", "rr")
+    ctl_ok(env, "add-server", "--service", f"tcp:{VIP}:8081", "--server", "198.19.0.13:8080")
+    before = ctl_json(env, "list")
+
+    def strip(listing):
+        return sorted((s["protocol"], s["vip"], s["port"], s["scheduler"], s["persistence"],
+                       [(d["address"], d["port"], d["weight"], d["forward"]) for d in s["servers"]])
+                      for s in listing["services"])
+
+    # a relative FILE is the caller's, not the director's
+    p = subprocess.run([rvs_binary(), "ctl", "-s", sock(env), "save", "saved.toml"],
+                       capture_output=True, text=True, timeout=30, cwd=env.workdir)
+    check(p.returncode == 0, f"rvs ctl save: exit {p.returncode}: {p.stderr.strip()}")
+    saved = os.path.join(env.workdir, "saved.toml")
+    say(p.stdout.strip())
+    text = open(saved).read()
+    check(text.startswith("# written by ci/e2e"), "the saved file lost the original's comments")
+    check("198.19.0.12" not in text.split("port = 53")[0], "the deleted server is still saved")
+    r = subprocess.run([rvs_binary(), "check", "-c", saved], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, f"rvs check of the saved file: {r.stdout}{r.stderr}")
+
+    env.stop_director()
+    env.cfg = saved
+    env.director = lib.Director(env.topo, env.workdir, saved).start()
+    env.director.wait_ready()
+    after = ctl_json(env, "list")
+    check(strip(after) == strip(before),
+          f"restarted from the saved file, list differs:\n{strip(after)}\nwant\n{strip(before)}")
+    r = env.client("http-many", VIP, "8081", "4", "--sources", "198.18.0.30", timeout=60)
+    check(r["counts"] == {"rs3": 4}, f"the saved service tcp:{VIP}:8081 answered {r['counts']}")
+    say(f"restarted from the saved file: same listing ({len(after['services'])} services); "
+        f"the added service answers")
+
+    # a live change, `save` with no FILE (the file rvs was started with), then one
+    # more change that a reload replaces: the warning names it
+    ctl_ok(env, "edit-server", "--service", SVC80, "--server", "198.19.0.13:8080", "--weight", "2")
+    ctl_ok(env, "save")
+    check("weight = 2" in open(saved).read(), "save without FILE did not write the running file")
+    ctl_ok(env, "edit-server", "--service", SVC80, "--server", f"{RS4[1]}:8080", "--weight", "9")
+    gen = ctl_json(env, "list")["generation"]
+    env.director.proc.send_signal(signal.SIGHUP)
+    wait_for("the reload", lambda: ctl_json(env, "list")["generation"] > gen)
+    check(server_of(ctl_json(env, "list"), SVC80, RS4[1])["weight"] == 4, "the reload kept a live change")
+    check(server_of(ctl_json(env, "list"), SVC80, "198.19.0.13")["weight"] == 2, "the saved change was lost")
+    log = wait_for("the named warning", lambda: (lambda s: s if "replaced by the file: changed server" in s
+                                                  else None)(open(env.director.err).read()))
+    line = [l for l in log.splitlines() if "replaced by the file: changed server" in l]
+    check(len(line) == 1 and f"{RS4[1]}:8080" in line[0], f"reload warnings: {line}")
+    say("reload warning: " + line[0].split("reload: ", 1)[-1])
     env.stop_director()
 
 

@@ -5,8 +5,11 @@ expected picks are computed here independently from SPEC §6's rules.
 """
 
 import ipaddress
+import json
+import os
+import subprocess
 
-from lib import VIP, check, e2e, say
+from lib import VIP, check, e2e, fake_mode, rvs_binary, say
 
 WEIGHTS = (3, 2, 1)
 NAMES = ("rs1", "rs2", "rs3")
@@ -69,6 +72,22 @@ def persistence_sticks(env):
     # The first client comes back within the timeout: same server.
     r = env.client("http-many", VIP, "80", "3", "--sources", "198.18.0.21", "--deadline", "30", timeout=60)
     check(set(r["answers"]) == {got["198.18.0.21"][0]}, f"client lost its server: {r['answers']}")
+    # The templates are listed as `ipvsadm -Lnc` lists them (issue 14 item 7):
+    # client net:0 -> VIP:80 -> the server that client sticks to, state NONE.
+    if not fake_mode():
+        p = subprocess.run([rvs_binary(), "ctl", "-s", os.path.join(env.workdir, "rvs.sock"), "list",
+                            "--conns", "--json"], capture_output=True, text=True, timeout=30)
+        check(p.returncode == 0, f"list --conns: {p.stderr}")
+        # (the harness's readiness probe from the client's own address made one too)
+        tpl = {c["client"]: c for c in json.loads(p.stdout)["conns"] if c["template"] and c["client"] in got}
+        check(sorted(tpl) == sorted(got), f"templates listed for {sorted(tpl)}, want {sorted(got)}")
+        servers = {name: addr for addr, name in zip(("198.19.0.11", "198.19.0.12", "198.19.0.13"), NAMES)}
+        for src, c in tpl.items():
+            check((c["cport"], c["vport"], c["state"], c["server"], c["sport"])
+                  == (0, 80, "NONE", servers[got[src][0]], 8080), f"template of {src}: {c}")
+            check(0 < c["expires_ms"] <= 30_000, f"template of {src} expires in {c['expires_ms']} ms")
+        say(f"list --conns shows {len(tpl)} templates: " +
+            ", ".join(f"{s} -> {c['server']}" for s, c in sorted(tpl.items())))
     env.stop_director()
 
 
@@ -88,4 +107,33 @@ def wlc_long_held(env):
         level = {n: seen.count(n) for n in NAMES}
         check(level == {"rs1": k // 2, "rs2": k // 3, "rs3": k // 6},
               f"after {k} connections {level}: wlc must keep load/weight level")
+    env.stop_director()
+
+
+@e2e()
+def ops_one_packet(env):
+    """One-packet scheduling (issue 14): a UDP rr service with `ops = true`;
+    30 datagrams from ONE source port land 10/10/10 in rr order, every reply
+    comes from the VIP, and no connection entry is made (without ops the same
+    30 stick to one server)."""
+    env.setup(udp_extra="ops = true")
+    r = env.client("udp-many", VIP, "53", "30", "--one-socket", timeout=60)
+    check(not r["errors"], f"{len(r['errors'])} failed: {r['errors'][:3]}")
+    say(f"30 datagrams from one source port: {r['counts']}")
+    check(sorted(r["counts"].values()) == [10, 10, 10], f"not 10/10/10: {r['counts']}")
+    a = r["answers"]
+    check(all(a[i] == a[i % 3] for i in range(30)) and len(set(a[:3])) == 3,
+          f"not rr order: {a}")
+    if not fake_mode():
+        sock = os.path.join(env.workdir, "rvs.sock")
+        p = subprocess.run([rvs_binary(), "ctl", "-s", sock, "list", "--conns", "--json"],
+                           capture_output=True, text=True, timeout=30)
+        check(p.returncode == 0, f"list --conns: {p.stderr}")
+        udp = [c for c in json.loads(p.stdout)["conns"] if c["protocol"] == "udp"]
+        check(not udp, f"one-packet scheduling left {len(udp)} UDP connection entries: {udp[:2]}")
+        p = subprocess.run([rvs_binary(), "ctl", "-s", sock, "list"], capture_output=True, text=True,
+                           timeout=30)
+        line = [l for l in p.stdout.splitlines() if l.startswith("UDP")]
+        check(line and line[0].rstrip().endswith(" ops"), f"list does not flag ops: {line}")
+        say(f"no UDP connection entries; list: {line[0].strip()}")
     env.stop_director()

@@ -49,6 +49,13 @@ pub enum CtlCommand {
     },
     /// Reset the service and server counters.
     Zero,
+    /// Write the running configuration (with the changes made by rvs ctl)
+    /// as TOML, keeping the comments of the file rvs was started with.
+    Save {
+        /// Where to write [default: the file rvs was started with].
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Add a virtual service.
     AddService(ServiceOpts),
     /// Change a virtual service.
@@ -123,6 +130,10 @@ pub struct ServiceOpts {
     /// Sum of live weights needed for the service to be up.
     #[arg(long, value_name = "N")]
     quorum: Option<u32>,
+    /// One-packet scheduling for UDP (ipvsadm --ops): each datagram
+    /// scheduled on its own, no connection entry (`--ops=false` turns it off).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    ops: Option<bool>,
 }
 
 #[derive(Args, Debug)]
@@ -166,6 +177,7 @@ impl ServiceOpts {
             persistence_netmask: self.persistence_netmask,
             sorry_server: self.sorry_server,
             quorum: self.quorum,
+            ops: self.ops,
         }
     }
 }
@@ -219,6 +231,13 @@ fn request(cmd: CtlCommand) -> (Request, Show) {
             if json { Show::Json } else { Show::Status },
         ),
         CtlCommand::Zero => (Request::Zero {}, Show::Change),
+        CtlCommand::Save { file } => (
+            Request::Save {
+                // The director runs elsewhere: a relative path is ours.
+                file: file.map(|f| std::path::absolute(&f).unwrap_or(f).display().to_string()),
+            },
+            Show::Change,
+        ),
         CtlCommand::AddService(o) => (Request::AddService(o.args()), Show::Change),
         CtlCommand::EditService(o) => (Request::EditService(o.args()), Show::Change),
         CtlCommand::DelService { service } => (Request::DelService { service }, Show::Change),

@@ -95,6 +95,10 @@ fn check(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
         cfg.services.len(),
         cfg.server_count()
     );
+    // Placement advice for a dedicated machine (PCI ports only).
+    for w in config::host::warnings(&cfg, Path::new("/sys")) {
+        let _ = writeln!(out, "{}: warning: {w}", path.display());
+    }
     ExitCode::SUCCESS
 }
 

@@ -1485,6 +1485,31 @@ fn config_err_operator_mistakes_are_named() {
 }
 
 #[test]
+fn config_err_ops_is_for_udp() {
+    expect_case(
+        r#"
+        [[service]]
+        vip = "198.18.0.100"
+        port = 80
+        ops = true
+        [[service]]
+        vip = "198.18.0.100"
+        port = 53
+        protocol = "udp"
+        ops = "yes"
+        "#,
+        &[
+            (
+                "service[0].ops",
+                4,
+                "one-packet scheduling is for UDP services",
+            ),
+            ("service[1].ops", 9, "expected true or false"),
+        ],
+    );
+}
+
+#[test]
 fn config_err_two_ports_on_one_interface() {
     expect_exactly(
         &doc(r#"

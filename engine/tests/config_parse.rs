@@ -205,6 +205,7 @@ fn config_every_key_parses_to_expected_struct() {
                 persistence_netmask: ip("255.255.255.0"),
                 sorry_server: Some(SocketAddrV4::new(ip("198.19.0.99"), 8080)),
                 quorum: 4,
+                ops: false,
                 servers: vec![
                     ServerConfig {
                         address: ip("198.19.0.11"),
@@ -251,6 +252,7 @@ fn config_every_key_parses_to_expected_struct() {
                 persistence_netmask: Ipv4Addr::BROADCAST,
                 sorry_server: None,
                 quorum: 1,
+                ops: false,
                 servers: vec![ServerConfig {
                     address: ip("198.20.0.31"),
                     port: 0,
@@ -715,6 +717,17 @@ fn config_every_file_in_configs_checks() {
             panic!("{} does not check:\n{e}", file.display());
         }
     }
+}
+
+/// `deploy/rvs.toml`, the real-server example, checks too.
+#[test]
+fn config_deploy_example_checks() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rvs.toml");
+    let cfg = load(&file).unwrap_or_else(|e| panic!("deploy/rvs.toml does not check:\n{e}"));
+    assert!(cfg
+        .ports
+        .iter()
+        .all(|p| engine::config::host::is_pci_address(&p.device)));
 }
 
 #[test]

@@ -80,7 +80,11 @@ struct Rig {
 }
 
 fn rig(workers: usize) -> Rig {
-    let cfg = config::parse(CFG).expect("config");
+    rig_with(CFG, workers)
+}
+
+fn rig_with(text: &str, workers: usize) -> Rig {
+    let cfg = config::parse(text).expect("config");
     let ports = vec![
         PortInfo::new(&cfg.ports[0], MacAddr(PORT0_MAC)),
         PortInfo::new(&cfg.ports[1], MacAddr(PORT1_MAC)),
@@ -488,4 +492,66 @@ fn a_neighbour_mac_change_is_used_by_the_next_frame() {
         .learn(Ipv4Addr::from(RS[idx]), MacAddr(moved), 11);
     let (_, out) = r.run(0, 0, &tcp_frame(41000, false, true, b"y"), 11);
     assert_eq!(decode(&out).5, moved);
+}
+
+/// One-packet scheduling (issue 14): 30 datagrams from one source port are
+/// each scheduled (rr over the two servers, 15/15 in order, whichever
+/// worker they reach), no connection entry is made, and each server's reply
+/// leaves from the VIP with valid checksums.
+#[test]
+fn one_packet_scheduling_schedules_every_datagram() {
+    let text = CFG.replace("scheduler = \"rr\"\n", "scheduler = \"rr\"\nops = true\n");
+    assert!(text.contains("ops = true"));
+    let mut r = rig_with(&text, 2);
+    r.learn_servers();
+    let mut got = Vec::new();
+    for i in 0..30u64 {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+            .ipv4(CLIENT, VIP, 64)
+            .udp(40000, 53)
+            .write(&mut f, format!("q{i}").as_bytes())
+            .unwrap();
+        let (v, out) = r.run((i % 2) as usize, 0, &f, 1 + i);
+        assert_eq!(v, Verdict::Tx(1), "datagram {i}");
+        let (src, dst, sport, dport, ttl, eth_dst, _, payload) = decode(&out);
+        assert_eq!((src, sport, dport, ttl), (CLIENT, 40000, 5353, 63));
+        let k = RS.iter().position(|a| *a == dst).unwrap();
+        assert_eq!(eth_dst, RS_MAC[k]);
+        assert_eq!(payload, format!("q{i}").as_bytes());
+        got.push(k);
+    }
+    assert_eq!(got, [0, 1].repeat(15));
+    let created: u64 = r
+        .shared
+        .worker_stats
+        .iter()
+        .map(|s| s.conns_created.get())
+        .sum();
+    assert_eq!(created, 0, "one-packet scheduling made connection entries");
+    // the servers' replies, matched by their source, leave from the VIP
+    for (k, w) in [(0usize, 0usize), (1, 1)] {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(RS_MAC[k], PORT1_MAC)
+            .ipv4(RS[k], CLIENT, 64)
+            .udp(5353, 40000)
+            .write(&mut f, b"rs:q")
+            .unwrap();
+        let (v, out) = r.run(w, 1, &f, 100);
+        assert_eq!(v, Verdict::Tx(0));
+        let (src, dst, sport, dport, _, eth_dst, eth_src, payload) = decode(&out);
+        assert_eq!((src, dst, sport, dport), (VIP, CLIENT, 53, 40000));
+        assert_eq!((eth_dst, eth_src), (CLIENT_MAC, PORT0_MAC));
+        assert_eq!(payload, b"rs:q");
+    }
+    // a datagram from a server port that is no service's is still a stray
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(RS_MAC[0], PORT1_MAC)
+        .ipv4(RS[0], CLIENT, 64)
+        .udp(5354, 40000)
+        .write(&mut f, b"x")
+        .unwrap();
+    let before = r.drops(Drop::NoService);
+    assert_eq!(r.run(0, 1, &f, 101).0, Verdict::Drop);
+    assert_eq!(r.drops(Drop::NoService), before + 1);
 }

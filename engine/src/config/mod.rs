@@ -22,9 +22,11 @@
 //! running configuration against the new one.
 
 mod error;
+pub mod host;
 mod lcores;
 mod reader;
 mod rules;
+pub mod save;
 mod schema;
 
 use std::fmt;
@@ -367,6 +369,10 @@ pub struct ServiceConfig {
     /// Sum of live weights needed for the service to be up (keepalived).
     /// Default 1.
     pub quorum: u32,
+    /// One-packet scheduling (ipvsadm `--ops`, UDP only): every datagram
+    /// is scheduled on its own and no connection entry is made. Default
+    /// false.
+    pub ops: bool,
     /// In configuration order.
     pub servers: Vec<ServerConfig>,
     /// `None` when the section is absent.
@@ -410,6 +416,14 @@ impl ServerConfig {
             Forward::Nat => self.port,
             Forward::Dr | Forward::Tun => service.port,
         }
+    }
+
+    /// The server's name everywhere (ctl, `list`, JSON, logs, mail):
+    /// `ADDRESS:PORT` with the port packets go to, so a DR or TUN server
+    /// shows the VIP's port as ipvsadm shows it. Unique within a service
+    /// (`rvs check` refuses two servers with one identity).
+    pub fn ident(&self, service: &ServiceConfig) -> String {
+        format!("{}:{}", self.address, self.effective_port(service))
     }
 }
 

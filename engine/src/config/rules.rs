@@ -207,6 +207,12 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
             out.push(at("health_check.script"), "kind \"exec\" needs a `script`");
         }
     }
+    if svc.ops && svc.protocol != Protocol::Udp {
+        out.push(
+            at("ops"),
+            "one-packet scheduling is for UDP services (TCP needs its connection entry)",
+        );
+    }
     if svc.persistence_timeout == 0 && svc.persistence_netmask != Ipv4Addr::BROADCAST {
         out.push(
             at("persistence_netmask"),

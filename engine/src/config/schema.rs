@@ -36,6 +36,7 @@ const SERVICE: &[&str] = &[
     "persistence_netmask",
     "sorry_server",
     "quorum",
+    "ops",
     "server",
     "health_check",
 ];
@@ -328,6 +329,7 @@ fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
     let persistence_netmask = t.parsed(ctx, "persistence_netmask", parse_netmask);
     let sorry_server = t.parsed(ctx, "sorry_server", parse_endpoint);
     let quorum = t.int(ctx, "quorum", 0, U32_MAX);
+    let ops = t.bool(ctx, "ops");
     let servers: Vec<_> = t
         .tables(ctx, "server", SERVER)
         .iter()
@@ -350,6 +352,7 @@ fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
         persistence_netmask: persistence_netmask.unwrap_or(Ipv4Addr::BROADCAST),
         sorry_server,
         quorum: quorum.unwrap_or(1),
+        ops: ops.unwrap_or(false),
         servers: servers.into_iter().collect::<Option<_>>()?,
         health_check: match health_check {
             Some(h) => Some(h?),

@@ -91,6 +91,9 @@ struct Slot {
 pub struct ConnDump {
     request: AtomicU64,
     slots: Box<[CachePadded<Slot>]>,
+    /// The workers' clock (ms) when they last finished an answer: the
+    /// control thread reads the shared persistence templates with it.
+    clock_ms: AtomicU64,
 }
 
 impl ConnDump {
@@ -100,7 +103,13 @@ impl ConnDump {
             slots: (0..workers.max(1))
                 .map(|_| CachePadded::new(Slot::default()))
                 .collect(),
+            clock_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The workers' clock as of their last answer (0: none yet).
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms.load(Ordering::Relaxed)
     }
 
     /// The current request number: a worker starts with it as "seen".
@@ -174,6 +183,7 @@ impl ConnDump {
         b.cursor = end;
         if end >= cap {
             drop(guard);
+            self.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
             slot.capacity.store(cap, Ordering::Relaxed);
             slot.answered.store(req, Ordering::Release);
             *seen = req;

@@ -37,6 +37,12 @@ pub enum Request {
     Status {},
     /// Resets the service and server counters shown by `list`.
     Zero {},
+    /// Writes the running configuration as TOML to `file` (an absolute
+    /// path; default: the file rvs was started with).
+    Save {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
     AddService(ServiceArgs),
     EditService(ServiceArgs),
     DelService {
@@ -55,7 +61,11 @@ impl Request {
     pub fn is_change(&self) -> bool {
         !matches!(
             self,
-            Request::List {} | Request::Conns { .. } | Request::Status {} | Request::Zero {}
+            Request::List {}
+                | Request::Conns { .. }
+                | Request::Status {}
+                | Request::Zero {}
+                | Request::Save { .. }
         )
     }
 }
@@ -85,6 +95,9 @@ pub struct ServiceArgs {
     pub sorry_server: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<u32>,
+    /// One-packet scheduling (UDP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<bool>,
 }
 
 /// `add-server` / `edit-server`.
@@ -194,6 +207,9 @@ pub struct ServiceView {
     #[serde(default)]
     pub sorry_server: Option<String>,
     pub quorum: u32,
+    /// One-packet scheduling (ipvsadm's `ops` flag).
+    #[serde(default)]
+    pub ops: bool,
     pub active: u64,
     pub inactive: u64,
     /// Counters since start or the last `zero`, over all servers the
@@ -255,6 +271,7 @@ impl Default for ServiceView {
             persistence_netmask: Ipv4Addr::BROADCAST,
             sorry_server: None,
             quorum: 0,
+            ops: false,
             active: 0,
             inactive: 0,
             conns: 0,

@@ -132,23 +132,34 @@ fn find_server(
     port: Option<u16>,
     text: &str,
 ) -> Result<usize, String> {
-    let hits: Vec<usize> = svc
-        .servers
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| {
-            s.address == ip && port.is_none_or(|p| s.port == p || s.effective_port(svc) == p)
-        })
-        .map(|(i, _)| i)
-        .collect();
+    // One identity rule (`ServerConfig::ident`): address and the port
+    // packets go to. Only when no server has that identity does a DR/TUN
+    // server's own configured port (which it ignores) name it.
+    let select = |exact: bool| -> Vec<usize> {
+        svc.servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.address == ip
+                    && port.is_none_or(|p| {
+                        if exact {
+                            s.effective_port(svc) == p
+                        } else {
+                            s.port == p
+                        }
+                    })
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let mut hits = select(true);
+    if hits.is_empty() {
+        hits = select(false);
+    }
     match hits.as_slice() {
         [i] => Ok(*i),
         [] => {
-            let have: Vec<String> = svc
-                .servers
-                .iter()
-                .map(|s| format!("{}:{}", s.address, s.port))
-                .collect();
+            let have: Vec<String> = svc.servers.iter().map(|s| s.ident(svc)).collect();
             Err(format!(
                 "server: {key} has no server {text} (its servers are: {})",
                 if have.is_empty() {
@@ -185,6 +196,9 @@ fn apply_service_args(s: &mut ServiceConfig, a: &ServiceArgs) -> Result<(), Stri
     }
     if let Some(p) = a.persistence {
         s.persistence_timeout = p;
+    }
+    if let Some(o) = a.ops {
+        s.ops = o;
     }
     if let Some(m) = &a.persistence_netmask {
         s.persistence_netmask = m
@@ -248,6 +262,7 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
                 persistence_netmask: Ipv4Addr::BROADCAST,
                 sorry_server: None,
                 quorum: 1,
+                ops: false,
                 servers: Vec::new(),
                 health_check: None,
             };
@@ -314,8 +329,9 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
             apply_server_args(&mut new.services[i].servers[j], a)?;
             let s = &new.services[i].servers[j];
             format!(
-                "changed server {}:{} of {key} (weight {})",
-                s.address, s.port, s.weight
+                "changed server {} of {key} (weight {})",
+                s.ident(&new.services[i]),
+                s.weight
             )
         }
         Request::DelServer { service, server } => {
@@ -323,12 +339,15 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
             let i = find_service(&new, &key)?;
             let (ip, port) = parse_server(server)?;
             let j = find_server(&new.services[i], &key, ip, port, server)?;
-            let s = new.services[i].servers.remove(j);
-            format!("deleted server {}:{} from {key}", s.address, s.port)
+            let ident = new.services[i].servers[j].ident(&new.services[i]);
+            new.services[i].servers.remove(j);
+            format!("deleted server {ident} from {key}")
         }
-        Request::List {} | Request::Conns { .. } | Request::Status {} | Request::Zero {} => {
-            return Err("not a configuration change".to_string())
-        }
+        Request::List {}
+        | Request::Conns { .. }
+        | Request::Status {}
+        | Request::Zero {}
+        | Request::Save { .. } => return Err("not a configuration change".to_string()),
     };
     let errors = new.validate();
     if !errors.is_empty() {
@@ -474,6 +493,63 @@ scheduler = "rr"
             .collect();
         assert_eq!(left, ["198.19.0.12", "198.19.0.14"]);
         assert!(c5.validate().is_empty());
+    }
+
+    /// One identity rule (issue 14 item 3): a NAT server at IP:8080 and a
+    /// DR server at the same IP configured with port 8080 (which DR
+    /// ignores: it keeps the VIP port 80) are `IP:8080` and `IP:80`, in
+    /// replies and lookups alike.
+    #[test]
+    fn nat_and_dr_server_at_one_address_have_distinct_identities() {
+        let c = cfg();
+        let mut dr = server("tcp:198.18.0.100:80", "198.19.0.12:8080");
+        dr.forward = Some("dr".into());
+        dr.weight = Some(3);
+        // 198.19.0.12:8080 (NAT) exists; DR at .12 is .12:80, which does not
+        let (c2, msg) = apply(&c, &Request::AddServer(dr.clone())).unwrap();
+        assert_eq!(msg, "added server 198.19.0.12:80 to tcp:198.18.0.100:80");
+        let e = apply(&c2, &Request::AddServer(dr)).unwrap_err();
+        assert_eq!(
+            e,
+            "server: 198.19.0.12:80 is already a server of tcp:198.18.0.100:80"
+        );
+        let svc = &c2.services[0];
+        let idents: Vec<String> = svc.servers.iter().map(|s| s.ident(svc)).collect();
+        assert_eq!(
+            idents,
+            ["198.19.0.11:8080", "198.19.0.12:8080", "198.19.0.12:80"]
+        );
+
+        // IP:8080 names the NAT server, IP:80 the DR one
+        let mut e = server("tcp:198.18.0.100:80", "198.19.0.12:8080");
+        e.weight = Some(5);
+        let (c3, msg) = apply(&c2, &Request::EditServer(e)).unwrap();
+        assert_eq!(
+            msg,
+            "changed server 198.19.0.12:8080 of tcp:198.18.0.100:80 (weight 5)"
+        );
+        assert_eq!(c3.services[0].servers[1].weight, 5);
+        assert_eq!(c3.services[0].servers[2].weight, 3);
+        let (c4, msg) = apply(
+            &c3,
+            &Request::DelServer {
+                service: "tcp:198.18.0.100:80".into(),
+                server: "198.19.0.12:80".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            msg,
+            "deleted server 198.19.0.12:80 from tcp:198.18.0.100:80"
+        );
+        assert_eq!(c4.services[0].servers.len(), 2);
+        assert_eq!(c4.services[0].servers[1].forward, None);
+
+        // the address alone is ambiguous, and the message lists identities
+        let mut e = server("tcp:198.18.0.100:80", "198.19.0.12");
+        e.weight = Some(1);
+        let err = apply(&c2, &Request::EditServer(e)).unwrap_err();
+        assert!(err.contains("several servers at 198.19.0.12"), "{err}");
     }
 
     #[test]

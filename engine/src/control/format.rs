@@ -110,6 +110,9 @@ pub fn list_exact(v: &ListView, mode: ListMode, exact: bool) -> String {
                         let _ = write!(out, " mask {}", s.persistence_netmask);
                     }
                 }
+                if s.ops {
+                    out.push_str(" ops");
+                }
                 out.push('\n');
                 for d in &s.servers {
                     let _ = writeln!(

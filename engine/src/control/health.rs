@@ -488,7 +488,7 @@ impl HealthSource for HealthChecker {
                     Err(why) => (None, Some(why)),
                 };
                 let hc = sc.health_check.clone().unwrap_or_default();
-                let server = format!("{}:{}", srv.address, srv.port);
+                let server = srv.ident(sc);
                 let new = !self.entries.contains_key(&key);
                 if new {
                     self.entries.insert(
@@ -692,7 +692,7 @@ impl Controller {
                 let last = self.health.last_check(sc, srv);
                 out.push(ServerHealthStatus {
                     service: sc.key(),
-                    server: format!("{}:{}", srv.address, srv.port),
+                    server: srv.ident(sc),
                     check: check.clone(),
                     state: st.state.to_string(),
                     detail: st.detail,

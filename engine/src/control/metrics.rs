@@ -557,7 +557,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 14] = [
+    let worker_counters: [Field<WorkerStats>; 17] = [
         ("rvs_worker_rx_packets_total", "Frames received.", |w| {
             w.rx_packets.get()
         }),
@@ -620,6 +620,21 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
         ("rvs_worker_arp_requests_total", "ARP requests sent.", |w| {
             w.arp_requests_sent.get()
         }),
+        (
+            "rvs_worker_fragments_forwarded_total",
+            "IPv4 fragments forwarded (first and later ones).",
+            |w| w.frags_forwarded.get(),
+        ),
+        (
+            "rvs_worker_fragments_held_total",
+            "Later IPv4 fragments held until their first fragment came.",
+            |w| w.frags_held.get(),
+        ),
+        (
+            "rvs_worker_fragment_entries_evicted_total",
+            "Live fragment-table entries evicted to make room.",
+            |w| w.frags_evicted.get(),
+        ),
     ];
     let ids: Vec<String> = (0..ws.len()).map(|i| i.to_string()).collect();
     for (name, help, get) in worker_counters {

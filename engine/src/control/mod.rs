@@ -41,8 +41,8 @@ use anyhow::Result;
 
 use self::api::{ApiServer, Call};
 use self::ctl_proto::{
-    ChangeResult, Request, Response, ServerHealthView, ServiceHealthView, StatusView, WorkerView,
-    DEFAULT_CONN_LIMIT,
+    ChangeResult, ConnInfo, ConnsView, Request, Response, ServerHealthView, ServiceHealthView,
+    StatusView, WorkerView, DEFAULT_CONN_LIMIT,
 };
 use self::metrics::ControlInfo;
 use self::stats::Stats;
@@ -155,7 +155,13 @@ pub struct Controller {
     info: Arc<ControlInfo>,
     /// The HA thread (`[ha]`), once `serve` started it.
     ha: Option<ha::HaRuntime>,
+    /// What `rvs ctl` changed since the file was loaded or saved (the
+    /// newest [`MAX_CHANGE_LOG`]), named when a reload replaces them.
+    ctl_changes: Vec<String>,
 }
+
+/// Live changes a reload's warning names one by one.
+const MAX_CHANGE_LOG: usize = 32;
 
 impl Controller {
     /// Builds and publishes the first snapshot.
@@ -181,6 +187,7 @@ impl Controller {
             dump: None,
             info: Arc::new(ControlInfo::new(capacity)),
             ha: None,
+            ctl_changes: Vec::new(),
         };
         c.publish()?;
         c.stats.sample(&c.shared.registry, Instant::now());
@@ -334,6 +341,19 @@ impl Controller {
                 })
             }
             Request::Conns { .. } => Response::error("internal error: conns is asynchronous"),
+            Request::Save { file } => match self.save(file.as_deref()) {
+                Ok(msg) => {
+                    tracing::info!("rvs ctl: {msg}");
+                    Response::ok(ChangeResult {
+                        message: msg,
+                        generation: self.generation,
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!("rvs ctl save: {e}");
+                    Response::error(format!("save: {e}"))
+                }
+            },
             change => match self.change(change) {
                 Ok(msg) => Response::ok(ChangeResult {
                     message: msg,
@@ -356,6 +376,10 @@ impl Controller {
             return Err(format!("refused: {e:#}"));
         }
         self.info.api_changes.fetch_add(1, Relaxed);
+        if self.ctl_changes.len() == MAX_CHANGE_LOG {
+            self.ctl_changes.remove(0);
+        }
+        self.ctl_changes.push(msg.clone());
         tracing::info!(generation = self.generation, "rvs ctl: {msg}");
         Ok(msg)
     }
@@ -394,6 +418,7 @@ impl Controller {
                 CONN_DUMP_WAIT.as_millis()
             );
         }
+        self.add_templates(&mut view, d.limit);
         view.conns.sort_by(|a, b| {
             (a.vip, a.vport, a.client, a.cport).cmp(&(b.vip, b.vport, b.client, b.cport))
         });
@@ -401,6 +426,54 @@ impl Controller {
         for r in d.replies {
             self.count(&resp);
             let _ = r.send(resp.clone());
+        }
+    }
+
+    /// The persistence templates (shared by the workers, not in their
+    /// tables) join the listing as `ipvsadm -Lnc` shows them: client
+    /// network, port 0, state NONE.
+    fn add_templates(&self, view: &mut ConnsView, limit: usize) {
+        let now = self.shared.conn_dump.clock_ms();
+        if now == 0 {
+            return;
+        }
+        let snap = self.shared.snapshot.load();
+        for t in self.shared.persist.templates(now) {
+            let Some(svc) = snap.services.iter().find(|s| u32::from(s.id) == t.service) else {
+                continue;
+            };
+            let Some(srv) = svc
+                .servers
+                .iter()
+                .chain(svc.sorry.as_ref())
+                .find(|s| s.shared.id == t.server_id)
+            else {
+                continue;
+            };
+            view.total += 1;
+            if view.conns.len() >= limit {
+                view.truncated = true;
+                continue;
+            }
+            view.conns.push(ConnInfo {
+                protocol: match svc.proto {
+                    crate::conn::PROTO_TCP => "tcp".to_string(),
+                    crate::conn::PROTO_UDP => "udp".to_string(),
+                    p => p.to_string(),
+                },
+                client: t.client_net,
+                cport: 0,
+                vip: svc.vip,
+                vport: svc.port,
+                server: srv.addr,
+                sport: srv.port,
+                state: crate::conn::TcpState::None.name().to_string(),
+                expires_ms: t.left_ms,
+                forward: srv.method.name().to_string(),
+                worker: 0,
+                template: true,
+                synced: false,
+            });
         }
     }
 
@@ -460,7 +533,7 @@ impl Controller {
                                     .find(|s| s.addr == srv.address && s.port == port)
                             });
                             ServerHealthView {
-                                server: format!("{}:{}", srv.address, srv.port),
+                                server: srv.ident(sc),
                                 weight: s.map_or(srv.weight, |s| s.weight),
                                 up: s.is_none_or(|s| s.usable),
                                 health: h.state.to_string(),
@@ -498,6 +571,34 @@ impl Controller {
         }
     }
 
+    /// `rvs ctl save`: the running configuration, as the file rvs was
+    /// started with changed by what `rvs ctl` did (`config::save`), written
+    /// atomically to `file` (default: that file; its mode is kept).
+    fn save(&mut self, file: Option<&str>) -> Result<String, String> {
+        let target = file.map_or_else(|| self.path.clone(), PathBuf::from);
+        if target.is_relative() {
+            return Err(format!(
+                "`{}` is not an absolute path (the director's working directory is not yours)",
+                target.display()
+            ));
+        }
+        let original = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let text = config::save::render(&original, &self.cfg)?;
+        write_atomically(&target, text.as_bytes(), &self.path)
+            .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+        let n = self.ctl_changes.len();
+        if target == self.path {
+            // The file now holds them: a reload no longer replaces anything.
+            self.ctl_changes.clear();
+            self.info.api_changes.store(0, Relaxed);
+        }
+        Ok(format!(
+            "saved the running configuration to {} ({n} live change(s) since the file was loaded)",
+            target.display()
+        ))
+    }
+
     /// SIGHUP: re-reads the file and replaces the running configuration
     /// (API changes since the last load included); a file with errors
     /// changes nothing and every error is logged.
@@ -523,10 +624,14 @@ impl Controller {
                     next.ha = self.cfg.ha.clone();
                 }
                 let changes = self.info.api_changes.swap(0, Relaxed);
+                let named = std::mem::take(&mut self.ctl_changes);
                 if changes > 0 {
                     tracing::warn!(
-                        "reload: {changes} change(s) made with rvs ctl since the file was loaded are replaced by the file"
+                        "reload: {changes} change(s) made with rvs ctl since the file was loaded are replaced by the file (keep them with `rvs ctl save` before a reload)"
                     );
+                    for m in &named {
+                        tracing::warn!("reload: replaced by the file: {m}");
+                    }
                 }
                 self.info.reloads_ok.fetch_add(1, Relaxed);
                 if next == self.cfg {
@@ -538,6 +643,7 @@ impl Controller {
                     tracing::error!("reload: {e:#}; keeping the running configuration");
                     self.cfg = old;
                     self.info.api_changes.store(changes, Relaxed);
+                    self.ctl_changes = named;
                     self.info.reloads_ok.fetch_sub(1, Relaxed);
                     self.info.reloads_failed.fetch_add(1, Relaxed);
                     return;
@@ -605,14 +711,14 @@ pub fn config_changes(old: &Config, new: &Config) -> Vec<String> {
         if !what.is_empty() {
             out.push(format!("service {} changed: {}", n.key(), what.join(", ")));
         }
-        let id = |s: &ServerConfig| format!("{}:{}", s.address, s.port);
+        let (old_id, id) = (|s: &ServerConfig| s.ident(o), |s: &ServerConfig| s.ident(n));
         for s in &o.servers {
-            if !n.servers.iter().any(|x| id(x) == id(s)) {
-                out.push(format!("server {} of {} removed", id(s), n.key()));
+            if !n.servers.iter().any(|x| id(x) == old_id(s)) {
+                out.push(format!("server {} of {} removed", old_id(s), n.key()));
             }
         }
         for s in &n.servers {
-            match o.servers.iter().find(|x| id(x) == id(s)) {
+            match o.servers.iter().find(|x| old_id(x) == id(s)) {
                 None => out.push(format!(
                     "server {} of {} added (weight {})",
                     id(s),
@@ -653,6 +759,43 @@ pub fn config_changes(old: &Config, new: &Config) -> Vec<String> {
         out.push("[notify] changed".to_string());
     }
     out
+}
+
+/// Writes `data` to `path` through a temporary file in the same directory
+/// and a rename, so a reader (or a crash) never sees half a file. The mode
+/// is `path`'s own when it exists, else `like`'s (the configuration file).
+fn write_atomically(
+    path: &std::path::Path,
+    data: &[u8],
+    like: &std::path::Path,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("/"),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.rvs-save.{}", std::process::id()));
+    let mode = std::fs::metadata(path)
+        .or_else(|_| std::fs::metadata(like))
+        .map(|m| m.permissions())
+        .ok();
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        if let Some(m) = mode {
+            f.set_permissions(m)?;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]

@@ -164,6 +164,7 @@ impl Stats {
                 persistence_netmask: sc.persistence_netmask,
                 sorry_server: sc.sorry_server.map(|a| a.to_string()),
                 quorum: sc.quorum,
+                ops: sc.ops,
                 ..ServiceView::default()
             };
             if let Some(ss) = ss {
@@ -190,7 +191,7 @@ impl Stats {
                 let h = health.status(sc, srv);
                 let mut v = ServerView {
                     address: srv.address,
-                    port: srv.port,
+                    port,
                     forward: srv.effective_forward(sc).name().to_string(),
                     weight: srv.weight,
                     effective_weight: srv.weight,

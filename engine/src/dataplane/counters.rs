@@ -32,7 +32,8 @@ pub enum Drop {
     NeighbourUnresolved,
     /// TTL would reach zero.
     TtlExceeded,
-    /// IPv4 fragments (not handled yet: counted, never forwarded).
+    /// An IPv4 fragment of a datagram other than TCP/UDP (no connection
+    /// to follow).
     Fragment,
     /// Protocol other than TCP/UDP to a VIP.
     UnsupportedProtocol,
@@ -68,6 +69,12 @@ pub enum Drop {
     BadTcpFlags,
     /// The rewrite of a frame failed (malformed for its method).
     RewriteFailed,
+    /// A later IPv4 fragment whose first fragment was not seen within the
+    /// hold time (or that another worker handed over by a stale guess).
+    FragNoFirst,
+    /// A later IPv4 fragment that arrived before its first fragment while
+    /// the worker's fragment hold was full.
+    FragHoldFull,
     /// An ACK to a synproxy service that matches no connection and whose
     /// acknowledgement is no valid SYN cookie (forged, or older than two
     /// cookie windows).
@@ -79,7 +86,7 @@ pub enum Drop {
 }
 
 impl Drop {
-    pub const ALL: [Drop; 28] = [
+    pub const ALL: [Drop; 30] = [
         Drop::NotForUs,
         Drop::NotIpv4,
         Drop::ToDirector,
@@ -106,6 +113,8 @@ impl Drop {
         Drop::BadChecksum,
         Drop::BadTcpFlags,
         Drop::RewriteFailed,
+        Drop::FragNoFirst,
+        Drop::FragHoldFull,
         Drop::BadSynCookie,
         Drop::SynproxyPending,
     ];
@@ -138,6 +147,8 @@ impl Drop {
             Drop::BadChecksum => "bad_checksum",
             Drop::BadTcpFlags => "bad_tcp_flags",
             Drop::RewriteFailed => "rewrite_failed",
+            Drop::FragNoFirst => "frag_no_first",
+            Drop::FragHoldFull => "frag_hold_full",
             Drop::BadSynCookie => "bad_syn_cookie",
             Drop::SynproxyPending => "synproxy_pending",
         }
@@ -202,6 +213,12 @@ pub struct WorkerStats {
     pub sync_unknown: Counter,
     /// Gratuitous ARP sent on takeover.
     pub garp_sent: Counter,
+    /// IPv4 fragments forwarded (first and later ones).
+    pub frags_forwarded: Counter,
+    /// Later fragments held because they came before their first.
+    pub frags_held: Counter,
+    /// Live fragment-table entries evicted to make room (oldest first).
+    pub frags_evicted: Counter,
     /// SYN-ACKs with a SYN cookie the synproxy answered SYNs with.
     pub syn_cookies_sent: Counter,
     /// Connections the synproxy opened after a valid cookie ACK.
@@ -244,6 +261,9 @@ pub struct StatsReport {
     pub sync_installed: u64,
     pub sync_unknown: u64,
     pub garp_sent: u64,
+    pub frags_forwarded: u64,
+    pub frags_held: u64,
+    pub frags_evicted: u64,
     pub syn_cookies_sent: u64,
     pub syn_cookies_ok: u64,
     /// Every drop reason (parser's and data plane's) with its count.
@@ -294,6 +314,9 @@ impl StatsReport {
             r.sync_installed += w.sync_installed.get();
             r.sync_unknown += w.sync_unknown.get();
             r.garp_sent += w.garp_sent.get();
+            r.frags_forwarded += w.frags_forwarded.get();
+            r.frags_held += w.frags_held.get();
+            r.frags_evicted += w.frags_evicted.get();
             r.syn_cookies_sent += w.syn_cookies_sent.get();
             r.syn_cookies_ok += w.syn_cookies_ok.get();
             for d in DropReason::ALL {

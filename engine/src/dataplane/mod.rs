@@ -62,6 +62,9 @@ pub struct Shared {
     pub conn_dump: ConnDump,
     /// Failover and connection sync: address ownership and the sync queues.
     pub ha: HaLink,
+    /// Which worker forwards which fragmented datagram (and the secret
+    /// fragment keys are hashed with).
+    pub frags: pipeline::FragDirectory,
 }
 
 impl Shared {
@@ -79,6 +82,7 @@ impl Shared {
             workers,
             conn_dump: ConnDump::new(workers),
             ha: HaLink::new(workers),
+            frags: pipeline::FragDirectory::new(),
         }
     }
 

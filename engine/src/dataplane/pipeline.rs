@@ -8,8 +8,11 @@
 //! server counters) and written only in this worker's own counters.
 
 mod admit;
+mod frag;
 mod ha;
 mod synproxy;
+
+pub use frag::{FragDirectory, FragHold, FRAG_ENTRIES, FRAG_LIFETIME_MS, HOLD_MS, HOLD_SLOTS};
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -52,6 +55,10 @@ pub enum Verdict {
     Kernel,
     /// Free it (already counted where it was decided).
     Drop,
+    /// A later IPv4 fragment whose first fragment has not been seen yet:
+    /// keep the frame in a [`FragHold`] (which retries it), or drop it
+    /// counted as `frag_hold_full` when the hold is full.
+    Hold,
 }
 
 /// A frame after the first pass over its burst ([`Pipeline::inspect`]).
@@ -145,6 +152,8 @@ pub struct Pipeline {
     sync: bool,
     /// Worker-side sync and failover state (bulk walk, gratuitous ARP).
     ha: ha::WorkerHa,
+    /// Datagrams whose first fragment this worker forwarded.
+    frags: frag::FragTable,
     /// SYN cookie secret and the sequence shifts of synproxied connections.
     synproxy: synproxy::Synproxy,
 }
@@ -168,6 +177,7 @@ impl Pipeline {
             master: shared.ha.is_master(),
             sync: shared.ha.sync.load(std::sync::atomic::Ordering::Acquire),
             ha: ha::WorkerHa::default(),
+            frags: frag::FragTable::new(),
             synproxy: synproxy::Synproxy::new(),
         }
     }
@@ -348,7 +358,13 @@ impl Pipeline {
             return self.drop(Drop::NotMaster);
         }
         if p.fragment {
-            return self.drop(Drop::Fragment);
+            if !p.first_fragment {
+                return self.later_fragment(snap, f, p, in_port, now_ms, owned);
+            }
+            if !(p.is_tcp() || p.is_udp()) {
+                // Only TCP/UDP datagrams have connections to follow.
+                return self.drop(Drop::Fragment);
+            }
         }
         if p.is_icmp_error() {
             return self.icmp_error(snap, f, p, in_port, now_ms, owned);
@@ -381,6 +397,14 @@ impl Pipeline {
             self.release(snap, id, now_ms);
         }
         if !to_vip {
+            if snap.has_ops && p.is_udp() {
+                if let Some((svc, srv, vport)) = snap.ops_reply(p.protocol, p.src, p.src_port) {
+                    if forward::ttl_expired(p) {
+                        return self.icmp_reply(snap, f, p, in_port, now_ms, None);
+                    }
+                    return self.reply(snap, f, p, svc.vip, vport, p.dst, srv, in_port, now_ms);
+                }
+            }
             return self.drop(Drop::NoService);
         }
         let Some(svc) = snap.service_for(p.protocol, p.dst, p.dst_port) else {
@@ -402,36 +426,33 @@ impl Pipeline {
         if svc.synproxy {
             return self.syn_cookie(snap, f, p, in_port, now_ms);
         }
-        let (srv, to, _) = match self.open_conn(snap, svc, f, p, in_port, flags, 0, now_ms) {
+        let Some((srv, template)) = self.pick(snap, svc, p, now_ms) else {
+            return self.drop(Drop::NoServer);
+        };
+        self.learn_client(snap, f, p, srv, in_port, now_ms);
+        if svc.ops {
+            return self.one_packet(snap, f, p, srv, in_port, now_ms);
+        }
+        let (to, _) = match self.open_conn(snap, svc, p, srv, template, flags, 0, now_ms) {
             Ok(x) => x,
             Err(d) => return self.drop(d),
         };
         self.inbound(snap, f, p, to, srv, in_port, now_ms)
     }
 
-    /// Schedules a server for the new connection of `p` and creates it,
-    /// as if its first segment had TCP flags `tcp_flags`, with connection
-    /// flags `extra` (besides the persistence hold). Counts it; the caller
-    /// forwards.
-    #[allow(clippy::too_many_arguments)]
+    /// A new NAT client on an attached subnet (DR/TUN replies bypass us):
+    /// its first packet says where it is, so the reply need not wait for
+    /// ARP (an ARP-learned entry is never overwritten here).
     #[inline]
-    fn open_conn<'s, F: Frame>(
-        &mut self,
-        snap: &'s Snapshot,
-        svc: &'s Service,
+    fn learn_client<F: Frame>(
+        &self,
+        snap: &Snapshot,
         f: &F,
         p: &Parsed,
+        srv: &Server,
         in_port: usize,
-        tcp_flags: u8,
-        extra: u8,
         now_ms: u64,
-    ) -> Result<(&'s Server, Dest, ConnId), Drop> {
-        let Some((srv, template)) = self.pick(snap, svc, p, now_ms) else {
-            return Err(Drop::NoServer);
-        };
-        // A new NAT client on an attached subnet (DR/TUN replies bypass us):
-        // its first packet says where it is, so the reply need not wait for ARP (an ARP-learned entry is
-        // never overwritten here).
+    ) {
         let port = &snap.ports[in_port];
         if srv.method == Method::Nat
             && port.on_link(p.src)
@@ -442,6 +463,25 @@ impl Pipeline {
                 self.neigh().learn(p.src, mac, now_ms);
             }
         }
+    }
+
+    /// Creates the connection of `p` to `srv` (picked, with the client net
+    /// of the persistence template that chose it), as if its first segment
+    /// had TCP flags `tcp_flags`, with connection flags `extra` (besides the
+    /// persistence hold). Counts it; the caller forwards.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn open_conn(
+        &mut self,
+        snap: &Snapshot,
+        svc: &Service,
+        p: &Parsed,
+        srv: &Server,
+        template: Option<Ipv4Addr>,
+        tcp_flags: u8,
+        extra: u8,
+        now_ms: u64,
+    ) -> Result<(Dest, ConnId), Drop> {
         let new = NewConn {
             proto: p.protocol,
             client: p.src,
@@ -503,7 +543,34 @@ impl Pipeline {
             addr: new.server,
             port: new.sport,
         };
-        Ok((srv, to, id))
+        Ok((to, id))
+    }
+
+    /// One-packet scheduling (`ops`): the datagram goes to the server just
+    /// picked and no connection entry is made, so the next one is scheduled
+    /// afresh (a template, with persistence, still sends a client net to
+    /// one server). It counts as a connection of the server, as in IPVS;
+    /// a NAT server's reply is matched by its source (`Snapshot::ops_reply`).
+    fn one_packet<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        srv: &Server,
+        in_port: usize,
+        now_ms: u64,
+    ) -> Verdict {
+        srv.shared.per_worker[self.worker].conns.inc();
+        let to = Dest {
+            method: srv.method,
+            addr: srv.addr,
+            port: if srv.method == Method::Nat && srv.port != 0 {
+                srv.port
+            } else {
+                p.dst_port
+            },
+        };
+        self.inbound(snap, f, p, to, srv, in_port, now_ms)
     }
 
     /// Creates a connection. A full table reclaims an expired record or
@@ -689,6 +756,14 @@ impl Pipeline {
         if let Some(v) = self.egress_mtu(snap, f, p, in_port, out, overhead, now_ms) {
             return v;
         }
+        if p.fragment && p.first_fragment {
+            let fwd = frag::FragFwd::Inbound {
+                method,
+                server,
+                dest: srv.shared.id,
+            };
+            self.fragment_out(f.data(), p, fwd, now_ms);
+        }
         // IP bytes, as IPVS counts (no Ethernet header or padding).
         let len = u64::from(p.ip_total_len);
         let done = match method {
@@ -704,6 +779,9 @@ impl Pipeline {
         let k = &srv.shared.per_worker[self.worker];
         k.in_packets.inc();
         k.in_bytes.add(len);
+        if p.fragment {
+            self.stats.frags_forwarded.inc();
+        }
         Verdict::Tx(out)
     }
 
@@ -939,6 +1017,14 @@ impl Pipeline {
         if let Some(v) = self.egress_mtu(snap, f, p, in_port, out, 0, now_ms) {
             return v;
         }
+        if p.fragment && p.first_fragment {
+            let fwd = frag::FragFwd::Reply {
+                vip,
+                client,
+                dest: srv.shared.id,
+            };
+            self.fragment_out(f.data(), p, fwd, now_ms);
+        }
         // IP bytes, as IPVS counts (no Ethernet header or padding).
         let len = u64::from(p.ip_total_len);
         if let Err(e) = forward::nat_outbound(f.data_mut(), p, vip, vport)
@@ -949,6 +1035,9 @@ impl Pipeline {
         let k = &srv.shared.per_worker[self.worker];
         k.out_packets.inc();
         k.out_bytes.add(len);
+        if p.fragment {
+            self.stats.frags_forwarded.inc();
+        }
         Verdict::Tx(out)
     }
 

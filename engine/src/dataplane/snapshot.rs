@@ -325,6 +325,8 @@ pub struct Service {
     /// `quorum`, so the sorry server takes every new connection; the real
     /// servers keep the connections they have. Only set with a sorry server.
     pub sorry_only: bool,
+    /// One-packet scheduling: each datagram scheduled, no connection entry.
+    pub ops: bool,
     /// `[timeouts] syn_cookies` applies: a TCP service whose servers (and
     /// sorry server) are all NAT. DR/TUN replies bypass the director, so it
     /// could not shift their sequence numbers; a service with any DR/TUN
@@ -420,6 +422,9 @@ pub struct Snapshot {
     /// port) and the virtual addresses. Gratuitous ARP goes out for each on
     /// takeover.
     pub owned: Vec<(usize, Ipv4Addr)>,
+    /// Some service schedules one packet at a time: a reply that misses
+    /// the table may belong to it ([`Snapshot::ops_reply`]).
+    pub has_ops: bool,
 }
 
 pub fn method_of(f: Forward) -> Method {
@@ -466,6 +471,7 @@ impl Snapshot {
             persist_masks: Vec::new(),
             virtual_addrs: Vec::new(),
             owned: Vec::new(),
+            has_ops: false,
         }
     }
 
@@ -550,6 +556,7 @@ impl Snapshot {
                 persistence_mask: sc.persistence_netmask,
                 sorry,
                 sorry_only,
+                ops: sc.ops,
                 synproxy,
             });
         }
@@ -558,7 +565,9 @@ impl Snapshot {
         vips.sort_unstable();
         vips.dedup();
         let (virtual_addrs, owned) = owned_addresses(cfg, ports);
+        let has_ops = services.iter().any(|s| s.ops);
         Ok(Snapshot {
+            has_ops,
             generation,
             ports: ports.to_vec(),
             services,
@@ -614,6 +623,29 @@ impl Snapshot {
             }
         }
         any
+    }
+
+    /// One-packet scheduling keeps no entry, so a NAT server's reply is
+    /// matched by its source: the first one-packet service of protocol
+    /// `proto` with a NAT server (or sorry server) at `src:sport`, and the
+    /// VIP port the client used (the server's port for a port-0 service,
+    /// which keeps the client's destination port).
+    pub fn ops_reply(
+        &self,
+        proto: u8,
+        src: Ipv4Addr,
+        sport: u16,
+    ) -> Option<(&Service, &Server, u16)> {
+        self.services
+            .iter()
+            .filter(|s| s.ops && s.proto == proto)
+            .find_map(|svc| {
+                let srv = svc.servers.iter().chain(svc.sorry.as_ref()).find(|d| {
+                    d.method == Method::Nat && d.addr == src && (d.port == sport || d.port == 0)
+                })?;
+                let vport = if svc.port == 0 { sport } else { svc.port };
+                Some((svc, srv, vport))
+            })
     }
 
     /// The service and server a connection's server id points at now.

@@ -10,7 +10,7 @@ use dpdk_ffi::rte_mbuf;
 
 use super::counters::Drop;
 use super::mbuf::{Mbuf, Pool};
-use super::pipeline::{Frame, Inspected, Pipeline, Verdict};
+use super::pipeline::{FragHold, Frame, Inspected, Pipeline, Verdict};
 use super::port::Port;
 use super::ring::Ring;
 use super::snapshot::Snapshot;
@@ -71,6 +71,8 @@ impl Worker {
         let mut mbufs: [Option<Mbuf>; BURST] = [const { None }; BURST];
         let mut insp: [Inspected; BURST] = [Inspected::EMPTY; BURST];
         let mut dump_seen = self.shared.conn_dump.current();
+        // Later fragments waiting for their first (pipeline `frag` module).
+        let mut hold: FragHold<Mbuf> = FragHold::new();
         tracing::info!(
             worker = self.id,
             lcore = super::lcore_id(),
@@ -153,7 +155,16 @@ impl Worker {
                 }
                 for i in 0..n {
                     if let Some(m) = mbufs[i].take() {
-                        self.handle(&snap, m, Some(&insp[i]), pi, now_ms, false, &mut tx);
+                        self.handle(
+                            &snap,
+                            m,
+                            Some(&insp[i]),
+                            pi,
+                            now_ms,
+                            false,
+                            &mut tx,
+                            &mut hold,
+                        );
                     }
                 }
             }
@@ -167,7 +178,7 @@ impl Worker {
                         continue;
                     };
                     let pi = m.port() as usize;
-                    self.handle(&snap, m, None, pi, now_ms, true, &mut tx);
+                    self.handle(&snap, m, None, pi, now_ms, true, &mut tx, &mut hold);
                 }
             }
             for ring in tx_in.iter().flatten() {
@@ -179,6 +190,12 @@ impl Worker {
                     };
                     let pi = m.port() as usize;
                     self.queue_tx(m, pi, &mut tx);
+                }
+            }
+
+            if hold.begin_retry(&self.pipeline, now_ms) {
+                while let Some((m, pi, v)) = hold.next_ready(&mut self.pipeline, &snap, now_ms) {
+                    self.dispatch(m, pi, v, now_ms, &mut tx, &mut hold);
                 }
             }
 
@@ -223,6 +240,8 @@ impl Worker {
         for (pi, buf) in tx.iter_mut().enumerate() {
             self.flush(pi, buf);
         }
+        // Held fragments go back to the pool before the ports stop.
+        hold.clear(&self.pipeline);
         tracing::info!(worker = self.id, "worker stopped");
     }
 
@@ -237,6 +256,7 @@ impl Worker {
         now_ms: u64,
         owned: bool,
         tx: &mut [TxBuf],
+        hold: &mut FragHold<Mbuf>,
     ) {
         if m.nb_segs() > 1 || pi >= self.ports.len() {
             self.pipeline.stats.count_drop(Drop::MultiSegment);
@@ -250,10 +270,24 @@ impl Worker {
                 &own
             }
         };
-        match self
+        let v = self
             .pipeline
-            .process_inspected(snap, &mut m, insp, pi, now_ms, owned)
-        {
+            .process_inspected(snap, &mut m, insp, pi, now_ms, owned);
+        self.dispatch(m, pi, v, now_ms, tx, hold);
+    }
+
+    /// Sends, hands over, holds or frees a frame as the pipeline decided.
+    #[inline]
+    fn dispatch(
+        &mut self,
+        mut m: Mbuf,
+        pi: usize,
+        v: Verdict,
+        now_ms: u64,
+        tx: &mut [TxBuf],
+        hold: &mut FragHold<Mbuf>,
+    ) {
+        match v {
             Verdict::Tx(out) => self.queue_tx(m, out, tx),
             Verdict::Handoff(w) => {
                 m.set_port(pi as u16);
@@ -269,6 +303,7 @@ impl Worker {
                 Some(tap) => self.queue_tx(m, tap, tx),
                 None => self.pipeline.stats.count_drop(Drop::ToDirector),
             },
+            Verdict::Hold => hold.hold(&self.pipeline, m, pi, now_ms),
             Verdict::Drop => {}
         }
     }

@@ -203,6 +203,17 @@ fn parse_ipv4(l3: &[u8], mut p: Parsed) -> Result<Parsed, DropReason> {
             p.tcp_flags = tcp.flags();
             p.has_l4 = true;
         }
+        proto::UDP if p.fragment => {
+            // The UDP length is the whole datagram's, longer than this
+            // first fragment: only the header must be here.
+            if l4.len() < super::udp::HEADER_LEN {
+                return Err(DropReason::TruncatedUdp);
+            }
+            let udp = UdpPacket::new_unchecked(l4);
+            p.src_port = udp.src_port();
+            p.dst_port = udp.dst_port();
+            p.has_l4 = true;
+        }
         proto::UDP => {
             let udp = UdpPacket::new_checked(l4)?;
             p.src_port = udp.src_port();
@@ -373,6 +384,24 @@ mod tests {
         let p = parse_frame(&f).unwrap();
         assert!(p.fragment && p.first_fragment && p.has_l4);
         assert_eq!((p.src_port, p.dst_port), (5000, 53));
+        // A first fragment's UDP length is the whole datagram's, beyond it.
+        let mut u = udp_hdr(5001, 53, b"abcdefgh");
+        u[4..6].copy_from_slice(&3000u16.to_be_bytes());
+        let mut h = frame(proto::UDP, &[], &u, 0);
+        h[20] = 0x20;
+        fix_ip(&mut h);
+        let p = parse_frame(&h).unwrap();
+        assert!(p.first_fragment && p.has_l4);
+        assert_eq!((p.src_port, p.dst_port), (5001, 53));
+        // Unfragmented, the same length is refused; a first fragment still
+        // needs the whole UDP header.
+        h[20] = 0;
+        fix_ip(&mut h);
+        assert_eq!(parse_frame(&h), Err(DropReason::BadUdpLength));
+        let mut t = frame(proto::UDP, &[], &[0; 7], 0);
+        t[20] = 0x20;
+        fix_ip(&mut t);
+        assert_eq!(parse_frame(&t), Err(DropReason::TruncatedUdp));
         // Non-first fragment: no L4 header, even though bytes are there.
         f[20] = 0x00;
         f[21] = 0x02; // offset 16 bytes

@@ -168,6 +168,19 @@ fn fmix64(mut x: u64) -> u64 {
     x
 }
 
+/// One live template, as [`PersistTable::templates`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateInfo {
+    pub service: u32,
+    pub client_net: Ipv4Addr,
+    pub server_id: u32,
+    /// Until it expires (0 while held past its expiry: it lives as long
+    /// as the connections it controls).
+    pub left_ms: u64,
+    /// Connections it controls.
+    pub holds: u32,
+}
+
 /// A fixed-capacity persistence template table shared by all workers.
 pub struct PersistTable {
     slots: Box<[Slot]>,
@@ -623,6 +636,22 @@ impl PersistTable {
             }
         }
         dropped
+    }
+
+    /// Every live template at `now_ms` (scans the table: for the control
+    /// thread's `list --conns`, as `ipvsadm -Lnc` lists templates).
+    pub fn templates(&self, now_ms: u64) -> Vec<TemplateInfo> {
+        (0..self.slots.len())
+            .filter_map(|i| self.read(i))
+            .filter(|e| e.live(now_ms))
+            .map(|e| TemplateInfo {
+                service: (e.key >> 32) as u32,
+                client_net: Ipv4Addr::from(e.key as u32),
+                server_id: e.server,
+                left_ms: e.expires.saturating_sub(now_ms),
+                holds: e.holds,
+            })
+            .collect()
     }
 
     /// Live templates at `now_ms` (scans the table: for statistics).

@@ -888,3 +888,40 @@ fn persist_set_hash_is_keyed_so_aimed_sources_cannot_evict_a_template() {
     }
     assert_eq!(t.lookup(1, victim, 10, 300_000), Some(5), "victim evicted");
 }
+
+/// `list --conns` shows templates (issue 14 item 7): live ones only, with
+/// their client net, server, time left and holds; a retired or expired
+/// one is not listed.
+#[test]
+fn persist_templates_lists_the_live_ones() {
+    let t = PersistTable::with_seed(64, 1);
+    let (a, b, c) = (ip([10, 1, 0, 0]), ip([10, 2, 0, 0]), ip([10, 3, 0, 0]));
+    t.insert(1, a, 5, 0, 1000);
+    t.insert(2, b, 6, 0, 500);
+    t.insert(1, c, 7, 0, 1000);
+    assert!(t.hold(2, b, 6, 0));
+    assert!(t.remove(1, c));
+    let mut l = t.templates(600);
+    l.sort_by_key(|x| x.service);
+    assert_eq!(
+        l,
+        vec![
+            crate::sched::persist::TemplateInfo {
+                service: 1,
+                client_net: a,
+                server_id: 5,
+                left_ms: 400,
+                holds: 0
+            },
+            // held past its expiry: listed, no time left
+            crate::sched::persist::TemplateInfo {
+                service: 2,
+                client_net: b,
+                server_id: 6,
+                left_ms: 0,
+                holds: 1
+            },
+        ]
+    );
+    assert_eq!(t.templates(1000).len(), 1);
+}

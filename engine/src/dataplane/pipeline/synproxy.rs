@@ -199,11 +199,23 @@ impl Pipeline {
             // on_snapshot has not run for this snapshot's synproxy yet.
             return self.drop(Drop::TableFull);
         }
-        let (srv, _, id) =
-            match self.open_conn(snap, svc, f, p, in_port, tcp_flags::SYN, SYNPROXY, now_ms) {
-                Ok(x) => x,
-                Err(d) => return self.drop(d),
-            };
+        let Some((srv, template)) = self.pick(snap, svc, p, now_ms) else {
+            return self.drop(Drop::NoServer);
+        };
+        self.learn_client(snap, f, p, srv, in_port, now_ms);
+        let id = match self.open_conn(
+            snap,
+            svc,
+            p,
+            srv,
+            template,
+            tcp_flags::SYN,
+            SYNPROXY,
+            now_ms,
+        ) {
+            Ok((_, id)) => id,
+            Err(d) => return self.drop(d),
+        };
         self.stats.syn_cookies_ok.inc();
         let held = if segment::payload_len(f.data(), p) > 0 {
             self.synproxy.held.put(id.0, ours, &f.data()[..p.l3_end()])
