@@ -78,7 +78,8 @@ def servers_toml(port, weights):
 
 
 def make_config(workers, socket_path, file_prefix=None, tcp_sched="wrr", weights=(3, 2, 1),
-                udp_sched="rr", dc="dc", ds="ds", extra="", tcp_extra="", udp_extra=""):
+                udp_sched="rr", dc="dc", ds="ds", extra="", tcp_extra="", udp_extra="",
+                timeouts_extra=""):
     """The demo-nat.toml topology (configs/demo-nat.toml), parameterised."""
     cores = "0@0,1@1" if workers == 1 else "0@0," + ",".join(f"{i}@1" for i in range(1, workers + 1))
     eal = f'extra_args = ["--file-prefix={file_prefix}"]\n' if file_prefix else ""
@@ -117,7 +118,7 @@ forward = "nat"
 {servers_toml(5353, (1, 1, 1))}
 [timeouts]
 max_connections = 65536
-
+{timeouts_extra}
 [control]
 socket = "{socket_path}"
 {extra}"""

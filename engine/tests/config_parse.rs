@@ -125,6 +125,7 @@ tcp_time_wait = 122
 tcp_close = 11
 tcp_close_wait = 62
 tcp_last_ack = 31
+syn_cookies = true
 
 [control]
 socket = "/tmp/rvs.sock"
@@ -294,6 +295,7 @@ fn config_every_key_parses_to_expected_struct() {
             tcp_close: 11,
             tcp_close_wait: 62,
             tcp_last_ack: 31,
+            syn_cookies: true,
         },
         control: ControlConfig {
             socket: PathBuf::from("/tmp/rvs.sock"),

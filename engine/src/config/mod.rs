@@ -557,6 +557,10 @@ pub struct Timeouts {
     pub tcp_close_wait: u32,
     /// 30.
     pub tcp_last_ack: u32,
+    /// Answer SYNs to NAT TCP services with SYN cookies and open the
+    /// connection to the real server only once the client's ACK proves the
+    /// cookie (the synproxy, `dataplane::pipeline::synproxy`). Off.
+    pub syn_cookies: bool,
 }
 
 impl Default for Timeouts {
@@ -571,6 +575,7 @@ impl Default for Timeouts {
             tcp_close: 10,
             tcp_close_wait: 60,
             tcp_last_ack: 30,
+            syn_cookies: false,
         }
     }
 }

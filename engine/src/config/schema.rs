@@ -83,6 +83,7 @@ const TIMEOUTS: &[&str] = &[
     "tcp_close",
     "tcp_close_wait",
     "tcp_last_ack",
+    "syn_cookies",
 ];
 const CONTROL: &[&str] = &["socket", "metrics"];
 const NOTIFY: &[&str] = &["smtp", "from", "to", "exec"];
@@ -506,6 +507,7 @@ fn health_check(ctx: &mut Ctx, t: &Tab) -> Option<HealthCheck> {
 fn timeouts(ctx: &mut Ctx, t: &Tab) -> Option<Timeouts> {
     let mark = ctx.mark();
     let d = Timeouts::default();
+    let syn_cookies = t.bool(ctx, "syn_cookies").unwrap_or(d.syn_cookies);
     let mut get = |key: &str, default: u32| t.int(ctx, key, 1, U32_MAX).unwrap_or(default);
     let timeouts = Timeouts {
         tcp_established: get("tcp_established", d.tcp_established),
@@ -517,6 +519,7 @@ fn timeouts(ctx: &mut Ctx, t: &Tab) -> Option<Timeouts> {
         tcp_close: get("tcp_close", d.tcp_close),
         tcp_close_wait: get("tcp_close_wait", d.tcp_close_wait),
         tcp_last_ack: get("tcp_last_ack", d.tcp_last_ack),
+        syn_cookies,
     };
     ctx.clean_since(mark).then_some(timeouts)
 }

@@ -583,7 +583,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 15] = [
+    let worker_counters: [Field<WorkerStats>; 17] = [
         ("rvs_worker_rx_packets_total", "Frames received.", |w| {
             w.rx_packets.get()
         }),
@@ -614,6 +614,16 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             "rvs_worker_connections_evicted_total",
             "Embryonic or idle UDP connections evicted to make room in a full table.",
             |w| w.conns_evicted.get(),
+        ),
+        (
+            "rvs_worker_syn_cookies_sent_total",
+            "SYN-ACKs with a SYN cookie sent by the synproxy.",
+            |w| w.syn_cookies_sent.get(),
+        ),
+        (
+            "rvs_worker_syn_cookies_ok_total",
+            "Connections the synproxy opened after a valid cookie ACK.",
+            |w| w.syn_cookies_ok.get(),
         ),
         (
             "rvs_worker_sync_records_total",

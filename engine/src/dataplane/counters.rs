@@ -75,10 +75,18 @@ pub enum Drop {
     /// A later IPv4 fragment that arrived before its first fragment while
     /// the worker's fragment hold was full.
     FragHoldFull,
+    /// An ACK to a synproxy service that matches no connection and whose
+    /// acknowledgement is no valid SYN cookie (forged, or older than two
+    /// cookie windows).
+    BadSynCookie,
+    /// A server segment other than SYN-ACK or RST on a synproxied
+    /// connection still waiting for the server's answer to the director's
+    /// SYN.
+    SynproxyPending,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 28] = [
+    pub const ALL: [Drop; 30] = [
         Drop::NotForUs,
         Drop::NotIpv4,
         Drop::ToDirector,
@@ -107,6 +115,8 @@ impl Drop {
         Drop::RewriteFailed,
         Drop::FragNoFirst,
         Drop::FragHoldFull,
+        Drop::BadSynCookie,
+        Drop::SynproxyPending,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -139,6 +149,8 @@ impl Drop {
             Drop::RewriteFailed => "rewrite_failed",
             Drop::FragNoFirst => "frag_no_first",
             Drop::FragHoldFull => "frag_hold_full",
+            Drop::BadSynCookie => "bad_syn_cookie",
+            Drop::SynproxyPending => "synproxy_pending",
         }
     }
 }
@@ -207,6 +219,10 @@ pub struct WorkerStats {
     pub frags_held: Counter,
     /// Live fragment-table entries evicted to make room (oldest first).
     pub frags_evicted: Counter,
+    /// SYN-ACKs with a SYN cookie the synproxy answered SYNs with.
+    pub syn_cookies_sent: Counter,
+    /// Connections the synproxy opened after a valid cookie ACK.
+    pub syn_cookies_ok: Counter,
     pub parse_drops: [Counter; DropReason::ALL.len()],
     pub drops: [Counter; Drop::ALL.len()],
     /// Connections in this worker's table (written after each burst).
@@ -248,6 +264,8 @@ pub struct StatsReport {
     pub frags_forwarded: u64,
     pub frags_held: u64,
     pub frags_evicted: u64,
+    pub syn_cookies_sent: u64,
+    pub syn_cookies_ok: u64,
     /// Every drop reason (parser's and data plane's) with its count.
     pub drops: std::collections::BTreeMap<String, u64>,
     pub drops_total: u64,
@@ -299,6 +317,8 @@ impl StatsReport {
             r.frags_forwarded += w.frags_forwarded.get();
             r.frags_held += w.frags_held.get();
             r.frags_evicted += w.frags_evicted.get();
+            r.syn_cookies_sent += w.syn_cookies_sent.get();
+            r.syn_cookies_ok += w.syn_cookies_ok.get();
             for d in DropReason::ALL {
                 *r.drops.get_mut(d.as_str()).unwrap() += w.parse_drops[d.index()].get();
             }

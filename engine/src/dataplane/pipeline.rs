@@ -10,6 +10,7 @@
 mod admit;
 mod frag;
 mod ha;
+mod synproxy;
 
 pub use frag::{FragDirectory, FragHold, FRAG_ENTRIES, FRAG_LIFETIME_MS, HOLD_MS, HOLD_SLOTS};
 
@@ -153,6 +154,8 @@ pub struct Pipeline {
     ha: ha::WorkerHa,
     /// Datagrams whose first fragment this worker forwarded.
     frags: frag::FragTable,
+    /// SYN cookie secret and the sequence shifts of synproxied connections.
+    synproxy: synproxy::Synproxy,
 }
 
 impl Pipeline {
@@ -175,6 +178,7 @@ impl Pipeline {
             sync: shared.ha.sync.load(std::sync::atomic::Ordering::Acquire),
             ha: ha::WorkerHa::default(),
             frags: frag::FragTable::new(),
+            synproxy: synproxy::Synproxy::new(),
         }
     }
 
@@ -407,6 +411,10 @@ impl Pipeline {
             return self.drop(Drop::NoService);
         };
         if p.is_tcp() && (!p.tcp_flags.syn() || p.tcp_flags.ack()) {
+            if svc.synproxy && p.tcp_flags.ack() && !p.tcp_flags.syn() {
+                // Perhaps the ACK of a SYN cookie.
+                return self.cookie_ack(snap, svc, f, p, in_port, now_ms);
+            }
             return self.drop(Drop::NoConnection);
         }
         if let Some(d) = admit::refuse_new(snap, f.data(), p, svc) {
@@ -415,12 +423,36 @@ impl Pipeline {
         if forward::ttl_expired(p) {
             return self.icmp_reply(snap, f, p, in_port, now_ms, None);
         }
+        if svc.synproxy {
+            return self.syn_cookie(snap, f, p, in_port, now_ms);
+        }
         let Some((srv, template)) = self.pick(snap, svc, p, now_ms) else {
             return self.drop(Drop::NoServer);
         };
-        // A new NAT client on an attached subnet (DR/TUN replies bypass us):
-        // its first packet says where it is, so the reply need not wait for ARP (an ARP-learned entry is
-        // never overwritten here).
+        self.learn_client(snap, f, p, srv, in_port, now_ms);
+        if svc.ops {
+            return self.one_packet(snap, f, p, srv, in_port, now_ms);
+        }
+        let (to, _) = match self.open_conn(snap, svc, p, srv, template, flags, 0, now_ms) {
+            Ok(x) => x,
+            Err(d) => return self.drop(d),
+        };
+        self.inbound(snap, f, p, to, srv, in_port, now_ms)
+    }
+
+    /// A new NAT client on an attached subnet (DR/TUN replies bypass us):
+    /// its first packet says where it is, so the reply need not wait for
+    /// ARP (an ARP-learned entry is never overwritten here).
+    #[inline]
+    fn learn_client<F: Frame>(
+        &self,
+        snap: &Snapshot,
+        f: &F,
+        p: &Parsed,
+        srv: &Server,
+        in_port: usize,
+        now_ms: u64,
+    ) {
         let port = &snap.ports[in_port];
         if srv.method == Method::Nat
             && port.on_link(p.src)
@@ -431,9 +463,25 @@ impl Pipeline {
                 self.neigh().learn(p.src, mac, now_ms);
             }
         }
-        if svc.ops {
-            return self.one_packet(snap, f, p, srv, in_port, now_ms);
-        }
+    }
+
+    /// Creates the connection of `p` to `srv` (picked, with the client net
+    /// of the persistence template that chose it), as if its first segment
+    /// had TCP flags `tcp_flags`, with connection flags `extra` (besides the
+    /// persistence hold). Counts it; the caller forwards.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn open_conn(
+        &mut self,
+        snap: &Snapshot,
+        svc: &Service,
+        p: &Parsed,
+        srv: &Server,
+        template: Option<Ipv4Addr>,
+        tcp_flags: u8,
+        extra: u8,
+        now_ms: u64,
+    ) -> Result<(Dest, ConnId), Drop> {
         let new = NewConn {
             proto: p.protocol,
             client: p.src,
@@ -453,14 +501,15 @@ impl Pipeline {
             // The connection holds the template that sent it to `srv` (the
             // sorry server has none), and is marked so only when the hold
             // succeeded; the hold goes back if the record cannot be made.
-            flags: if template.is_some_and(|net| {
-                self.persist()
-                    .hold(u32::from(svc.id), net, srv.shared.id, now_ms)
-            }) {
-                PERSISTENT
-            } else {
-                0
-            },
+            flags: extra
+                | if template.is_some_and(|net| {
+                    self.persist()
+                        .hold(u32::from(svc.id), net, srv.shared.id, now_ms)
+                }) {
+                    PERSISTENT
+                } else {
+                    0
+                },
             service: svc.id,
             dest: srv.shared.id,
             state: TcpState::None,
@@ -473,11 +522,11 @@ impl Pipeline {
                     self.persist()
                         .release(u32::from(svc.id), net, srv.shared.id, now_ms);
                 }
-                return self.drop(Drop::TableFull);
+                return Err(Drop::TableFull);
             }
         };
         self.stats.conns_created.inc();
-        let tr = self.conns.on_packet(id, Dir::Inbound, flags, now_ms);
+        let tr = self.conns.on_packet(id, Dir::Inbound, tcp_flags, now_ms);
         if self.sync {
             self.report_conn(id, now_ms);
         }
@@ -494,7 +543,7 @@ impl Pipeline {
             addr: new.server,
             port: new.sport,
         };
-        self.inbound(snap, f, p, to, srv, in_port, now_ms)
+        Ok((to, id))
     }
 
     /// One-packet scheduling (`ops`): the datagram goes to the server just
@@ -630,6 +679,13 @@ impl Pipeline {
         }
         if forward::ttl_expired(p) {
             return self.icmp_reply(snap, f, p, in_port, now_ms, None);
+        }
+        if c.flags() & synproxy::SYNPROXY != 0 {
+            // Opened by the synproxy: its own handshake, then shifted
+            // sequence numbers. Every other connection pays this test only.
+            if let Some(v) = self.synproxied(snap, f, p, id, dir, &c, srv, in_port, now_ms) {
+                return v;
+            }
         }
         let tr = self.conns.on_packet(id, dir, p.tcp_flags.bits(), now_ms);
         if self.sync {
@@ -1069,9 +1125,11 @@ impl Pipeline {
     }
 
     /// Takes in what a new configuration changes for this worker's own
-    /// state: the connection timeouts (`[timeouts]`).
+    /// state: the connection timeouts (`[timeouts]`), and the synproxy's
+    /// per-connection shifts the first time a service uses it.
     pub fn on_snapshot(&mut self, snap: &Snapshot) {
         self.conns.set_timeouts(snap.timeouts);
+        self.synproxy.prepare(snap, self.conns.capacity());
     }
 
     /// Bounded background work, once per loop: expire connections, and

@@ -327,6 +327,12 @@ pub struct Service {
     pub sorry_only: bool,
     /// One-packet scheduling: each datagram scheduled, no connection entry.
     pub ops: bool,
+    /// `[timeouts] syn_cookies` applies: a TCP service whose servers (and
+    /// sorry server) are all NAT. DR/TUN replies bypass the director, so it
+    /// could not shift their sequence numbers; a service with any DR/TUN
+    /// server keeps the plain path. Taken from each snapshot, so a reload
+    /// turns it on or off for new connections at once.
+    pub synproxy: bool,
 }
 
 /// The scheduler's view of a service's servers: configuration from the
@@ -539,6 +545,9 @@ impl Snapshot {
                 shared: registry.dest(id, *a.ip(), a.port()),
             });
             let sorry_only = sorry.is_some() && health.quorum_lost(sc);
+            let synproxy = cfg.timeouts.syn_cookies
+                && proto == conn::PROTO_TCP
+                && servers.iter().all(|s| s.method == Method::Nat);
             for (i, s) in servers.iter().enumerate() {
                 set_index(&mut dest_index, s.shared.id, si as u16, i as u32);
             }
@@ -557,6 +566,7 @@ impl Snapshot {
                 sorry,
                 sorry_only,
                 ops: sc.ops,
+                synproxy,
             });
         }
         registry.retain_schedulers(&services.iter().map(|s| s.id).collect::<Vec<_>>());
