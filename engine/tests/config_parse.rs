@@ -129,6 +129,7 @@ tcp_last_ack = 31
 [control]
 socket = "/tmp/rvs.sock"
 metrics = "127.0.0.1:9100"
+drain_timeout_ms = 2500
 
 [notify]
 smtp = "mail.example.org:587"
@@ -279,6 +280,7 @@ fn config_every_key_parses_to_expected_struct() {
         control: ControlConfig {
             socket: PathBuf::from("/tmp/rvs.sock"),
             metrics: Some("127.0.0.1:9100".parse::<SocketAddr>().unwrap()),
+            drain_timeout_ms: 2500,
         },
         notify: NotifyConfig {
             smtp: Some(SmtpRelay {
@@ -437,6 +439,7 @@ port = 80
     );
     assert_eq!(cfg.control.socket, PathBuf::from("/run/rvs/rvs.sock"));
     assert_eq!(cfg.control.metrics, None);
+    assert_eq!(cfg.control.drain_timeout_ms, 5000);
     assert_eq!(cfg.notify, NotifyConfig::default());
     assert_eq!(cfg.ha, None);
 }

@@ -68,10 +68,12 @@ pub enum Drop {
     BadTcpFlags,
     /// The rewrite of a frame failed (malformed for its method).
     RewriteFailed,
+    /// A new connection while the director drains before exit (SIGTERM).
+    Draining,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 26] = [
+    pub const ALL: [Drop; 27] = [
         Drop::NotForUs,
         Drop::NotIpv4,
         Drop::ToDirector,
@@ -98,6 +100,7 @@ impl Drop {
         Drop::BadChecksum,
         Drop::BadTcpFlags,
         Drop::RewriteFailed,
+        Drop::Draining,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +131,7 @@ impl Drop {
             Drop::BadChecksum => "bad_checksum",
             Drop::BadTcpFlags => "bad_tcp_flags",
             Drop::RewriteFailed => "rewrite_failed",
+            Drop::Draining => "draining",
         }
     }
 }

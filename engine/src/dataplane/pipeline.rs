@@ -388,6 +388,9 @@ impl Pipeline {
         if let Some(d) = admit::refuse_new(snap, f.data(), p, svc) {
             return self.drop(d);
         }
+        if self.shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.drop(Drop::Draining);
+        }
         if forward::ttl_expired(p) {
             return self.icmp_reply(snap, f, p, in_port, now_ms, None);
         }

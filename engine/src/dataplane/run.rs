@@ -25,6 +25,7 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     // Signals first: a SIGHUP or SIGTERM during start-up (EAL, ports) must
     // not kill the process half set up; they are acted on once it runs.
     let signals = Signals::install()?;
+    super::guard::install_panic_hook();
     let workers = cfg.dpdk.workers;
     eal::init(&eal::eal_args(&cfg))?;
     let lcores = eal::worker_lcores();
@@ -40,11 +41,12 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     let mbufs = (n_ports * workers as u32 * 2 * 1024 + workers as u32 * 4096 + 8192)
         .next_power_of_two()
         - 1;
-    let pool = port::create_pool(mbufs)?;
+    let max_mtu = cfg.ports.iter().map(|p| p.mtu).max().unwrap_or(1500);
+    let pool = port::create_pool(mbufs, port::data_room(max_mtu))?;
     let mut ports: Vec<Port> = Vec::new();
-    for pc in &cfg.ports {
+    for (i, pc) in cfg.ports.iter().enumerate() {
         let p = port::setup(&pc.device, workers as u16, pc.mtu, pool)
-            .with_context(|| format!("port `{}`", pc.name))?;
+            .with_context(|| format!("port[{i}] `{}`", pc.name))?;
         tracing::info!(
             port = %pc.name, id = p.id, mac = %p.mac, rxq = p.rx_queues, txq = p.tx_queues,
             address = %pc.address, "port up"
@@ -52,7 +54,10 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
         ports.push(p);
     }
     // Exception path: one TAP per port, with the port's MAC and address, so
-    // the kernel in this namespace owns the director's own traffic.
+    // the kernel in this namespace owns the director's own traffic. What
+    // this changes in the namespace is undone when `kernel` drops (on every
+    // way out of this function).
+    let mut kernel = kernel::KernelChanges::new();
     let nports = ports.len();
     let mut kernel_of: Vec<Option<usize>> = vec![None; nports];
     for (i, pc) in cfg.ports.iter().enumerate() {
@@ -60,12 +65,13 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
             continue;
         }
         if let Some(iface) = kernel::af_packet_iface(&pc.device) {
-            kernel::isolate_af_packet(iface);
+            kernel.isolate_af_packet(iface);
         }
         let tap = port::setup(&eal::tap_device(i), 1, pc.mtu, pool)
             .with_context(|| format!("exception path of port `{}`", pc.name))?;
         port::set_mac(&tap, ports[i].mac)?;
-        kernel::configure(&pc.tap_name, pc)
+        kernel
+            .configure(&pc.tap_name, i, pc)
             .with_context(|| format!("kernel interface {} of port `{}`", pc.tap_name, pc.name))?;
         tracing::info!(port = %pc.name, tap = %pc.tap_name, address = %pc.address, "exception path up");
         kernel_of[i] = Some(ports.len());
@@ -86,6 +92,7 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
 
     let shared = Arc::new(Shared::new(workers));
     let per_worker = (cfg.timeouts.max_connections as usize).div_ceil(workers);
+    let drain_timeout = Duration::from_millis(cfg.control.drain_timeout_ms);
     let mut controller = Controller::new(cfg, path.to_path_buf(), shared.clone(), port_infos)?;
     controller.serve()?;
 
@@ -122,7 +129,7 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     let mut last_log = std::time::Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(10));
-        if signals.stop.load(Relaxed) {
+        if signals.stop.load(Relaxed) || shared.stop.load(Relaxed) {
             break;
         }
         if signals.reload.swap(false, Relaxed) {
@@ -142,12 +149,17 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
         }
     }
 
+    let failed = shared.worker_failed.load(std::sync::atomic::Ordering::Acquire);
     tracing::info!("stopping");
     // [ha]: hand the addresses over (VRRP priority 0) while still forwarding.
     if controller.shutdown_ha() {
         // The priority-0 advert and the last sync messages sit in the
         // TAP's queue until a worker polls it: keep forwarding a moment.
+        // The peer now takes the traffic (and, with sync, the connections):
+        // that hand-over is the drain of a director in an [ha] group.
         std::thread::sleep(Duration::from_millis(50));
+    } else if !failed {
+        drain(&shared, &mut controller, drain_timeout);
     }
     shared.stop.store(true, Relaxed);
     // SAFETY: waits for every worker lcore launched above to return.
@@ -160,7 +172,54 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     }
     // SAFETY: all lcores are idle and every DPDK object is released.
     unsafe { dpdk_ffi::rte_eal_cleanup() };
+    kernel.restore();
+    if failed {
+        bail!("a worker panicked (see the log above): stopped");
+    }
     Ok(())
+}
+
+/// After the last connection's FIN, forward a little longer: the final
+/// ACKs of the close still cross the director.
+const DRAIN_LINGER: Duration = Duration::from_millis(200);
+
+/// Drain before exit: refuse new connections (counted `draining`) and keep
+/// forwarding until no connection is established (IPVS's ActiveConn; UDP
+/// flows and closing TCP do not hold the exit) or `grace` is over. A
+/// second SIGINT/SIGTERM exits at once (`Signals`).
+fn drain(shared: &Shared, controller: &mut Controller, grace: Duration) {
+    if grace.is_zero() {
+        return;
+    }
+    shared.draining.store(true, Relaxed);
+    let t0 = std::time::Instant::now();
+    let active = || -> u64 {
+        let e = shared.registry.entries();
+        e.iter().map(|d| u64::from(d.3.active())).sum()
+    };
+    tracing::info!(active = active(), grace_ms = grace.as_millis() as u64, "draining: new connections are refused");
+    let mut idle_since: Option<std::time::Instant> = None;
+    loop {
+        let n = active();
+        if n == 0 {
+            let t = *idle_since.get_or_insert_with(std::time::Instant::now);
+            if t.elapsed() >= DRAIN_LINGER {
+                tracing::info!(ms = t0.elapsed().as_millis() as u64, "drained: no connection left");
+                return;
+            }
+        } else {
+            idle_since = None;
+        }
+        if t0.elapsed() >= grace {
+            tracing::warn!(active = n, "drain time over: closing with connections still established");
+            return;
+        }
+        if shared.worker_failed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        controller.tick();
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Launches `worker` on `lcore` through the EAL (which pins it).
@@ -168,8 +227,9 @@ fn launch(lcore: u32, worker: Worker) -> Result<()> {
     extern "C" fn entry(arg: *mut c_void) -> c_int {
         // SAFETY: arg is the Box<Worker> leaked by `launch`, taken back once.
         let worker = unsafe { Box::from_raw(arg as *mut Worker) };
-        worker.run();
-        0
+        let (id, shared) = (worker.id, worker.shared.clone());
+        // A panic must not unwind into the EAL (see `guard`).
+        super::guard::run_guarded(id, &shared.worker_failed, &shared.stop, move || worker.run())
     }
     let arg = Box::into_raw(Box::new(worker)) as *mut c_void;
     // SAFETY: entry has the lcore_function_t signature; arg stays valid until
