@@ -84,7 +84,7 @@ pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
             bail!("{name}: tx queue {q}: {}", strerror(rc));
         }
     }
-    set_mtu(id, name, mtu)?;
+    set_mtu(id, name, mtu, info.max_rx_pktlen)?;
     // SAFETY: id is configured.
     let rc = unsafe { dpdk_ffi::rte_eth_dev_start(id) };
     if rc != 0 {
@@ -105,13 +105,12 @@ pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
 /// Sets the MTU and reads it back: the snapshot (egress MTU checks, ICMP
 /// frag-needed) uses the configured value, so a device that refuses it or
 /// settles for less must stop start-up rather than drop frames silently.
-fn set_mtu(id: u16, name: &str, mtu: u16) -> Result<()> {
+fn set_mtu(id: u16, name: &str, mtu: u16, max_frame: u32) -> Result<()> {
     // SAFETY: id is valid and stopped.
     let rc = unsafe { dpdk_ffi::rte_eth_dev_set_mtu(id, mtu) };
     if rc != 0 {
         bail!(
-            "mtu = {mtu}: the device refuses it: {} (net_af_packet takes up to \
-             its framesz devarg minus 52 bytes, e.g. `framesz=16384,blocksz=16384`)",
+            "mtu = {mtu}: the device refuses it: {} (it takes frames of at most {max_frame} bytes)",
             strerror(rc)
         );
     }

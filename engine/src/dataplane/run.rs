@@ -179,39 +179,60 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// After the last connection's FIN, forward a little longer: the final
-/// ACKs of the close still cross the director.
+/// After the last established connection's FIN, forward a little longer:
+/// the final ACKs of the close still cross the director.
 const DRAIN_LINGER: Duration = Duration::from_millis(200);
+/// A count of established connections not answered by every worker in
+/// this time (a `list --conns` took the dump over) is asked for again.
+const DRAIN_ASK_AGAIN: Duration = Duration::from_millis(500);
 
 /// Drain before exit: refuse new connections (counted `draining`) and keep
-/// forwarding until no connection is established (IPVS's ActiveConn; UDP
-/// flows and closing TCP do not hold the exit) or `grace` is over. A
-/// second SIGINT/SIGTERM exits at once (`Signals`).
+/// forwarding until no TCP connection is established or `grace` is over.
+/// Half-open, closing and TIME_WAIT entries and UDP flows do not hold the
+/// exit (a SYN flood's SYN_RECV entries would otherwise hold it for the
+/// whole grace time). The count comes from the workers' tables through
+/// the `list --conns` dump. A second SIGINT/SIGTERM exits at once
+/// (`Signals`).
 fn drain(shared: &Shared, controller: &mut Controller, grace: Duration) {
+    use std::time::Instant;
     if grace.is_zero() {
         return;
     }
     shared.draining.store(true, Relaxed);
-    let t0 = std::time::Instant::now();
-    let active = || -> u64 {
-        let e = shared.registry.entries();
-        e.iter().map(|d| u64::from(d.3.active())).sum()
-    };
-    tracing::info!(active = active(), grace_ms = grace.as_millis() as u64, "draining: new connections are refused");
-    let mut idle_since: Option<std::time::Instant> = None;
+    let t0 = Instant::now();
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "draining: new connections are refused"
+    );
+    let mut req = shared.conn_dump.request(0);
+    let mut asked = Instant::now();
+    let mut established: Option<u64> = None;
+    let mut idle_since: Option<Instant> = None;
     loop {
-        let n = active();
-        if n == 0 {
-            let t = *idle_since.get_or_insert_with(std::time::Instant::now);
-            if t.elapsed() >= DRAIN_LINGER {
-                tracing::info!(ms = t0.elapsed().as_millis() as u64, "drained: no connection left");
-                return;
+        if let Some(n) = shared.conn_dump.established(req) {
+            if established != Some(n) {
+                tracing::debug!(established = n, "draining");
             }
-        } else {
-            idle_since = None;
+            established = Some(n);
+            idle_since = if n == 0 { idle_since.or(Some(Instant::now())) } else { None };
+            req = shared.conn_dump.request(0);
+            asked = Instant::now();
+        } else if asked.elapsed() >= DRAIN_ASK_AGAIN {
+            req = shared.conn_dump.request(0);
+            asked = Instant::now();
+        }
+        if idle_since.is_some_and(|t| t.elapsed() >= DRAIN_LINGER) {
+            tracing::info!(
+                ms = t0.elapsed().as_millis() as u64,
+                "drained: no connection established"
+            );
+            return;
         }
         if t0.elapsed() >= grace {
-            tracing::warn!(active = n, "drain time over: closing with connections still established");
+            tracing::warn!(
+                established,
+                "drain time over: exiting with connections still established"
+            );
             return;
         }
         if shared.worker_failed.load(std::sync::atomic::Ordering::Acquire) {
