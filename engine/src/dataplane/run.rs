@@ -18,6 +18,7 @@ use super::snapshot::PortInfo;
 use super::worker::Worker;
 use super::{eal, kernel, Shared};
 use crate::config::Config;
+use crate::control::health::proc;
 use crate::control::Controller;
 
 /// Runs the director in the foreground until SIGINT/SIGTERM.
@@ -26,6 +27,11 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     // not kill the process half set up; they are acted on once it runs.
     let signals = Signals::install()?;
     super::guard::install_panic_hook();
+    // Exec checks and the notify hook may leave daemons behind: they are
+    // re-parented here and reaped (`proc::reap_orphans`).
+    if let Err(e) = proc::become_subreaper() {
+        tracing::warn!("cannot become a child subreaper: {e}");
+    }
     let workers = cfg.dpdk.workers;
     eal::init(&eal::eal_args(&cfg))?;
     let lcores = eal::worker_lcores();
@@ -136,6 +142,7 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
             controller.reload();
         }
         controller.tick();
+        proc::reap_orphans();
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = std::time::Instant::now();
             let r = shared.report();
@@ -239,6 +246,7 @@ fn drain(shared: &Shared, controller: &mut Controller, grace: Duration) {
             return;
         }
         controller.tick();
+        proc::reap_orphans();
         std::thread::sleep(Duration::from_millis(10));
     }
 }
