@@ -133,7 +133,13 @@ impl KernelChanges {
         Ok(())
     }
 
-    fn gateway_table(&mut self, iface: &str, index: usize, pc: &PortConfig, gw: &str) -> Result<()> {
+    fn gateway_table(
+        &mut self,
+        iface: &str,
+        index: usize,
+        pc: &PortConfig,
+        gw: &str,
+    ) -> Result<()> {
         let table = (EXCEPTION_TABLE_BASE + index as u32).to_string();
         let src = pc.address.to_string();
         let from_pref = (RULE_FROM_PREF + index as u32).to_string();
@@ -172,7 +178,10 @@ impl KernelChanges {
             self.rules.push(rule);
         }
         tracing::info!(
-            tap = iface, gateway = gw, table, "exception path routes through its own table"
+            tap = iface,
+            gateway = gw,
+            table,
+            "exception path routes through its own table"
         );
         Ok(())
     }

@@ -92,6 +92,12 @@ impl Shared {
         }
     }
 
+    /// Draining before exit: no new connection may be created.
+    #[inline]
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
     /// Publishes a new snapshot; workers pick it up at their next burst.
     pub fn publish(&self, snap: Snapshot) {
         let g = snap.generation;

@@ -388,7 +388,7 @@ impl Pipeline {
         if let Some(d) = admit::refuse_new(snap, f.data(), p, svc) {
             return self.drop(d);
         }
-        if self.shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.shared.is_draining() {
             return self.drop(Drop::Draining);
         }
         if forward::ttl_expired(p) {

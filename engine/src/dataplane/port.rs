@@ -179,16 +179,7 @@ pub fn shutdown(port: &Port) {
 pub fn create_pool(n: u32, data_room: u16) -> Result<Pool> {
     let name = CString::new("rvs_mbufs").unwrap();
     // SAFETY: name is valid; -1 socket id = any.
-    let p = unsafe {
-        dpdk_ffi::rte_pktmbuf_pool_create(
-            name.as_ptr(),
-            n,
-            256,
-            0,
-            data_room,
-            -1,
-        )
-    };
+    let p = unsafe { dpdk_ffi::rte_pktmbuf_pool_create(name.as_ptr(), n, 256, 0, data_room, -1) };
     // SAFETY: a pool from rte_pktmbuf_pool_create lives for the process.
     unsafe { Pool::from_raw(p) }.with_context(|| {
         format!(

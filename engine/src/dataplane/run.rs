@@ -156,7 +156,9 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
         }
     }
 
-    let failed = shared.worker_failed.load(std::sync::atomic::Ordering::Acquire);
+    let failed = shared
+        .worker_failed
+        .load(std::sync::atomic::Ordering::Acquire);
     tracing::info!("stopping");
     // [ha]: hand the addresses over (VRRP priority 0) while still forwarding.
     if controller.shutdown_ha() {
@@ -221,7 +223,11 @@ fn drain(shared: &Shared, controller: &mut Controller, grace: Duration) {
                 tracing::debug!(established = n, "draining");
             }
             established = Some(n);
-            idle_since = if n == 0 { idle_since.or(Some(Instant::now())) } else { None };
+            idle_since = if n == 0 {
+                idle_since.or(Some(Instant::now()))
+            } else {
+                None
+            };
             req = shared.conn_dump.request(0);
             asked = Instant::now();
         } else if asked.elapsed() >= DRAIN_ASK_AGAIN {
@@ -242,7 +248,10 @@ fn drain(shared: &Shared, controller: &mut Controller, grace: Duration) {
             );
             return;
         }
-        if shared.worker_failed.load(std::sync::atomic::Ordering::Acquire) {
+        if shared
+            .worker_failed
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             return;
         }
         controller.tick();
@@ -258,7 +267,9 @@ fn launch(lcore: u32, worker: Worker) -> Result<()> {
         let worker = unsafe { Box::from_raw(arg as *mut Worker) };
         let (id, shared) = (worker.id, worker.shared.clone());
         // A panic must not unwind into the EAL (see `guard`).
-        super::guard::run_guarded(id, &shared.worker_failed, &shared.stop, move || worker.run())
+        super::guard::run_guarded(id, &shared.worker_failed, &shared.stop, move || {
+            worker.run()
+        })
     }
     let arg = Box::into_raw(Box::new(worker)) as *mut c_void;
     // SAFETY: entry has the lcore_function_t signature; arg stays valid until

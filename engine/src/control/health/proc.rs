@@ -439,12 +439,7 @@ mod tests {
         rustix::io::fcntl_setfd(&f, rustix::io::FdFlags::empty()).unwrap();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
         // ls lists the shell's descriptors ($$), not its own.
-        let f2 = run_bounded(
-            sh("ls /proc/$$/fd"),
-            None,
-            Duration::from_secs(5),
-        )
-        .unwrap();
+        let f2 = run_bounded(sh("ls /proc/$$/fd"), None, Duration::from_secs(5)).unwrap();
         assert!(f2.success(), "{}", f2.output_line());
         let listed = String::from_utf8_lossy(&f2.stdout)
             .split_whitespace()
@@ -496,7 +491,10 @@ mod tests {
         let t0 = Instant::now();
         let mut reaped = 0;
         while proc_state(&pid).is_some() {
-            assert!(t0.elapsed() < Duration::from_secs(5), "orphan {pid} never reaped");
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "orphan {pid} never reaped"
+            );
             reaped += reap_orphans();
             thread::sleep(Duration::from_millis(20));
         }
