@@ -292,7 +292,7 @@ fn config_err_af_packet_jumbo_mtu() {
             "#),
         &[(
             "port[0].mtu",
-            6,
+            7,
             "9000: net_af_packet takes frames of at most 1518 bytes (mtu at most 1500)",
         )],
     );
