@@ -57,7 +57,7 @@ extra_args = ["--log-level=7", "--vdev=net_null0"]
 
 [[port]]
 name = "client"
-device = "net_af_packet0,iface=veth-c"
+device = "0000:03:00.0"
 address = "198.18.0.2/24"
 gateway = "198.18.0.1"
 mtu = 9000
@@ -170,7 +170,7 @@ fn config_every_key_parses_to_expected_struct() {
         ports: vec![
             PortConfig {
                 name: "client".into(),
-                device: "net_af_packet0,iface=veth-c".into(),
+                device: "0000:03:00.0".into(),
                 address: ip("198.18.0.2"),
                 prefix_len: 24,
                 gateway: Some(ip("198.18.0.1")),
