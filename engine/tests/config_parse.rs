@@ -57,7 +57,7 @@ extra_args = ["--log-level=7", "--vdev=net_null0"]
 
 [[port]]
 name = "client"
-device = "0000:03:00.0"
+device = "0000:03:00.1"
 address = "198.18.0.2/24"
 gateway = "198.18.0.1"
 mtu = 9000
@@ -170,7 +170,7 @@ fn config_every_key_parses_to_expected_struct() {
         ports: vec![
             PortConfig {
                 name: "client".into(),
-                device: "0000:03:00.0".into(),
+                device: "0000:03:00.1".into(),
                 address: ip("198.18.0.2"),
                 prefix_len: 24,
                 gateway: Some(ip("198.18.0.1")),
