@@ -274,6 +274,31 @@ fn config_err_bad_addresses() {
 }
 
 #[test]
+fn config_err_af_packet_jumbo_mtu() {
+    expect_exactly(
+        &doc(r#"
+            [dpdk]
+            cores = "0-1"
+            [[port]]
+            name = "a"
+            device = "net_af_packet0,iface=eth1"
+            address = "198.18.0.2/24"
+            mtu = 9000
+            [[port]]
+            name = "b"
+            device = "0000:03:00.0"
+            address = "198.19.0.1/24"
+            mtu = 9000
+            "#),
+        &[(
+            "port[0].mtu",
+            7,
+            "9000: net_af_packet takes frames of at most 1518 bytes (mtu at most 1500)",
+        )],
+    );
+}
+
+#[test]
 fn config_err_port_addresses_and_mtu() {
     expect_exactly(
         &doc(r#"

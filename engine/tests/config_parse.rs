@@ -57,7 +57,7 @@ extra_args = ["--log-level=7", "--vdev=net_null0"]
 
 [[port]]
 name = "client"
-device = "net_af_packet0,iface=veth-c"
+device = "0000:03:00.1"
 address = "198.18.0.2/24"
 gateway = "198.18.0.1"
 mtu = 9000
@@ -130,6 +130,7 @@ syn_cookies = true
 [control]
 socket = "/tmp/rvs.sock"
 metrics = "127.0.0.1:9100"
+drain_timeout_ms = 2500
 
 [notify]
 smtp = "mail.example.org:587"
@@ -170,7 +171,7 @@ fn config_every_key_parses_to_expected_struct() {
         ports: vec![
             PortConfig {
                 name: "client".into(),
-                device: "net_af_packet0,iface=veth-c".into(),
+                device: "0000:03:00.1".into(),
                 address: ip("198.18.0.2"),
                 prefix_len: 24,
                 gateway: Some(ip("198.18.0.1")),
@@ -300,6 +301,7 @@ fn config_every_key_parses_to_expected_struct() {
         control: ControlConfig {
             socket: PathBuf::from("/tmp/rvs.sock"),
             metrics: Some("127.0.0.1:9100".parse::<SocketAddr>().unwrap()),
+            drain_timeout_ms: 2500,
         },
         notify: NotifyConfig {
             smtp: Some(SmtpRelay {
@@ -458,6 +460,7 @@ port = 80
     );
     assert_eq!(cfg.control.socket, PathBuf::from("/run/rvs/rvs.sock"));
     assert_eq!(cfg.control.metrics, None);
+    assert_eq!(cfg.control.drain_timeout_ms, 5000);
     assert_eq!(cfg.notify, NotifyConfig::default());
     assert_eq!(cfg.ha, None);
 }

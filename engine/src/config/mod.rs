@@ -587,6 +587,10 @@ pub struct ControlConfig {
     pub socket: PathBuf,
     /// Where to serve Prometheus metrics; off by default.
     pub metrics: Option<SocketAddr>,
+    /// On SIGINT/SIGTERM, how long established connections may keep
+    /// flowing (new ones refused) before the director exits; 0 exits at
+    /// once. 0 ..= 3600000, default 5000.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for ControlConfig {
@@ -594,6 +598,7 @@ impl Default for ControlConfig {
         ControlConfig {
             socket: PathBuf::from("/run/rvs/rvs.sock"),
             metrics: None,
+            drain_timeout_ms: 5000,
         }
     }
 }

@@ -147,6 +147,17 @@ fn check_ports(scope: &Scope, out: &mut Out) {
                 addresses.insert(port.address, i);
             }
         }
+        if port.device.starts_with("net_af_packet") && port.mtu > AF_PACKET_MAX_MTU {
+            // DPDK 22.11's af_packet reports 1518-byte frames at most, and
+            // ethdev refuses a bigger MTU: say so before start-up does.
+            out.push(
+                format!("port[{i}].mtu"),
+                format!(
+                    "{}: net_af_packet takes frames of at most 1518 bytes (mtu at most {AF_PACKET_MAX_MTU})",
+                    port.mtu
+                ),
+            );
+        }
         if let Some(gw) = port.gateway {
             if !port.contains(gw) || gw == port.address {
                 out.push(
@@ -160,6 +171,9 @@ fn check_ports(scope: &Scope, out: &mut Out) {
         }
     }
 }
+
+/// The largest MTU a `net_af_packet` port can run with.
+const AF_PACKET_MAX_MTU: u16 = 1500;
 
 fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
     let at = |key: &str| format!("service[{i}].{key}");

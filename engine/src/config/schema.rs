@@ -85,7 +85,7 @@ const TIMEOUTS: &[&str] = &[
     "tcp_last_ack",
     "syn_cookies",
 ];
-const CONTROL: &[&str] = &["socket", "metrics"];
+const CONTROL: &[&str] = &["socket", "metrics", "drain_timeout_ms"];
 const NOTIFY: &[&str] = &["smtp", "from", "to", "exec"];
 const HA: &[&str] = &[
     "vrid",
@@ -531,12 +531,14 @@ fn control(ctx: &mut Ctx, t: &Tab) -> Option<ControlConfig> {
         s.parse::<SocketAddr>()
             .map_err(|_| format!("`{s}` is not an address:port (e.g. 127.0.0.1:9100)"))
     });
+    let drain_timeout_ms = t.int(ctx, "drain_timeout_ms", 0, 3_600_000);
     if !ctx.clean_since(mark) {
         return None;
     }
     Some(ControlConfig {
         socket: socket.unwrap_or(ControlConfig::default().socket),
         metrics,
+        drain_timeout_ms: drain_timeout_ms.unwrap_or(ControlConfig::default().drain_timeout_ms),
     })
 }
 

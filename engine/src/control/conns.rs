@@ -53,6 +53,8 @@ struct Batch {
     cursor: usize,
     /// Live connections seen so far.
     total: u64,
+    /// Of those, established TCP connections (what a drain waits for).
+    established: u64,
     /// Copied records; never grows beyond its capacity (`min(limit,
     /// table capacity)`).
     conns: Vec<Conn>,
@@ -66,6 +68,7 @@ impl Batch {
             req,
             cursor: 0,
             total: 0,
+            established: 0,
             conns: Vec::with_capacity(room),
             left_ms: Vec::with_capacity(room),
         }
@@ -175,6 +178,10 @@ impl ConnDump {
                 continue;
             }
             b.total += 1;
+            let c = table.get(id);
+            if c.proto() == conn::PROTO_TCP && c.state() == TcpState::Established {
+                b.established += 1;
+            }
             if b.has_room() {
                 b.conns.push(*table.get(id));
                 b.left_ms.push(table.time_left_ms(id, now_ms));
@@ -243,6 +250,22 @@ impl ConnDump {
         }
         v.truncated = (v.conns.len() as u64) < v.total;
         v
+    }
+
+    /// Established TCP connections over all workers for a request made
+    /// with `request(0)` (a count, no records), once every worker has
+    /// answered; `None` while some have not (ask again later). Empties the
+    /// slots as [`collect`](Self::collect) does.
+    pub fn established(&self, req: u64) -> Option<u64> {
+        if !self.complete(req) {
+            return None;
+        }
+        let mut n = 0;
+        for s in self.slots.iter() {
+            let b = take_token(&s.batch).and_then(|mut g| g.take());
+            n += b.filter(|b| b.req == req).map_or(0, |b| b.established);
+        }
+        Some(n)
     }
 
     /// Tests: the capacity of worker `w`'s buffer, if it has one.

@@ -83,10 +83,12 @@ pub enum Drop {
     /// connection still waiting for the server's answer to the director's
     /// SYN.
     SynproxyPending,
+    /// A new connection while the director drains before exit (SIGTERM).
+    Draining,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 30] = [
+    pub const ALL: [Drop; 31] = [
         Drop::NotForUs,
         Drop::NotIpv4,
         Drop::ToDirector,
@@ -117,6 +119,7 @@ impl Drop {
         Drop::FragHoldFull,
         Drop::BadSynCookie,
         Drop::SynproxyPending,
+        Drop::Draining,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -151,6 +154,7 @@ impl Drop {
             Drop::FragHoldFull => "frag_hold_full",
             Drop::BadSynCookie => "bad_syn_cookie",
             Drop::SynproxyPending => "synproxy_pending",
+            Drop::Draining => "draining",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Rust, so they are tested with byte buffers (pcap-in/pcap-out style).
 
 pub mod counters;
+pub mod guard;
 pub mod ha_link;
 pub mod neigh;
 pub mod pipeline;
@@ -51,6 +52,13 @@ pub struct Shared {
     /// Bumped after each swap so workers check one word per burst.
     pub generation: AtomicU64,
     pub stop: AtomicBool,
+    /// Draining before exit (SIGINT/SIGTERM): existing connections are
+    /// forwarded, new ones are refused (counted `draining`). Read only
+    /// where a connection is about to be created.
+    pub draining: AtomicBool,
+    /// A worker panicked: the control thread stops the rest and exits
+    /// non-zero.
+    pub worker_failed: AtomicBool,
     pub neigh: NeighTable,
     pub persist: PersistTable,
     /// Stable server ids and their counters across snapshots.
@@ -73,6 +81,8 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::empty(workers)),
             generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            worker_failed: AtomicBool::new(false),
             neigh: NeighTable::new(NEIGH_ENTRIES),
             persist: PersistTable::new(65536),
             registry: DestRegistry::new(workers),
@@ -84,6 +94,12 @@ impl Shared {
             ha: HaLink::new(workers),
             frags: pipeline::FragDirectory::new(),
         }
+    }
+
+    /// Draining before exit: no new connection may be created.
+    #[inline]
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Publishes a new snapshot; workers pick it up at their next burst.

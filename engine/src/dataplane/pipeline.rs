@@ -420,6 +420,9 @@ impl Pipeline {
         if let Some(d) = admit::refuse_new(snap, f.data(), p, svc) {
             return self.drop(d);
         }
+        if self.shared.is_draining() {
+            return self.drop(Drop::Draining);
+        }
         if forward::ttl_expired(p) {
             return self.icmp_reply(snap, f, p, in_port, now_ms, None);
         }

@@ -84,11 +84,7 @@ pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
             bail!("{name}: tx queue {q}: {}", strerror(rc));
         }
     }
-    // SAFETY: id is valid and stopped.
-    let rc = unsafe { dpdk_ffi::rte_eth_dev_set_mtu(id, mtu) };
-    if rc != 0 {
-        tracing::warn!(port = name, mtu, "cannot set MTU: {}", strerror(rc));
-    }
+    set_mtu(id, name, mtu, info.max_rx_pktlen)?;
     // SAFETY: id is configured.
     let rc = unsafe { dpdk_ffi::rte_eth_dev_start(id) };
     if rc != 0 {
@@ -104,6 +100,40 @@ pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
         rx_queues: rxq,
         tx_queues: txq,
     })
+}
+
+/// Sets the MTU and reads it back: the snapshot (egress MTU checks, ICMP
+/// frag-needed) uses the configured value, so a device that refuses it or
+/// settles for less must stop start-up rather than drop frames silently.
+fn set_mtu(id: u16, name: &str, mtu: u16, max_frame: u32) -> Result<()> {
+    // SAFETY: id is valid and stopped.
+    let rc = unsafe { dpdk_ffi::rte_eth_dev_set_mtu(id, mtu) };
+    if rc != 0 {
+        bail!(
+            "mtu = {mtu}: the device refuses it: {} (it takes frames of at most {max_frame} bytes)",
+            strerror(rc)
+        );
+    }
+    let mut got: u16 = 0;
+    // SAFETY: id is valid; got is a valid out-pointer.
+    let rc = unsafe { dpdk_ffi::rte_eth_dev_get_mtu(id, &mut got) };
+    if rc != 0 {
+        bail!("{name}: cannot read the MTU back: {}", strerror(rc));
+    }
+    if got < mtu {
+        bail!("mtu = {mtu}: the device runs with {got}");
+    }
+    Ok(())
+}
+
+/// The mbuf data room (headroom included) that holds a whole frame of the
+/// largest configured MTU in one segment (rvs does not enable scatter):
+/// Ethernet header, one VLAN tag and the CRC on top of the MTU, and never
+/// less than DPDK's default.
+pub fn data_room(max_mtu: u16) -> u16 {
+    let frame = u32::from(max_mtu) + 14 + 4 + 4;
+    let room = frame.next_multiple_of(1024).max(2048) + dpdk_ffi::RTE_PKTMBUF_HEADROOM;
+    room.min(u32::from(u16::MAX)) as u16
 }
 
 /// Sets a port's MAC (the exception-path TAP takes its port's, so the
@@ -146,24 +176,17 @@ pub fn shutdown(port: &Port) {
 
 /// Creates the packet mempool shared by all ports and workers (each lcore
 /// has its own cache in front of it, so there is no contention).
-pub fn create_pool(n: u32) -> Result<Pool> {
+pub fn create_pool(n: u32, data_room: u16) -> Result<Pool> {
     let name = CString::new("rvs_mbufs").unwrap();
     // SAFETY: name is valid; -1 socket id = any.
-    let p = unsafe {
-        dpdk_ffi::rte_pktmbuf_pool_create(
-            name.as_ptr(),
-            n,
-            256,
-            0,
-            dpdk_ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
-            -1,
-        )
-    };
+    let p = unsafe { dpdk_ffi::rte_pktmbuf_pool_create(name.as_ptr(), n, 256, 0, data_room, -1) };
     // SAFETY: a pool from rte_pktmbuf_pool_create lives for the process.
     let pool = unsafe { Pool::from_raw(p) }.with_context(|| {
         format!(
-            "cannot create a pool of {n} mbufs: {}",
-            super::eal::last_error()
+            "cannot create a pool of {n} mbufs of {data_room} bytes: {} \
+             (jumbo MTUs need dpdk.memory_mb of about {} or more)",
+            super::eal::last_error(),
+            u64::from(n) * (u64::from(data_room) + 256) / (1 << 20) + 64
         )
     })?;
     super::mbuf::publish_packet_pool(pool);

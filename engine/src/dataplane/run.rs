@@ -18,6 +18,7 @@ use super::snapshot::PortInfo;
 use super::worker::Worker;
 use super::{eal, kernel, Shared};
 use crate::config::Config;
+use crate::control::health::proc;
 use crate::control::Controller;
 
 /// Runs the director in the foreground until SIGINT/SIGTERM.
@@ -25,6 +26,12 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     // Signals first: a SIGHUP or SIGTERM during start-up (EAL, ports) must
     // not kill the process half set up; they are acted on once it runs.
     let signals = Signals::install()?;
+    super::guard::install_panic_hook();
+    // Exec checks and the notify hook may leave daemons behind: they are
+    // re-parented here and reaped (`proc::reap_orphans`).
+    if let Err(e) = proc::become_subreaper() {
+        tracing::warn!("cannot become a child subreaper: {e}");
+    }
     let workers = cfg.dpdk.workers;
     eal::init(&eal::eal_args(&cfg))?;
     let lcores = eal::worker_lcores();
@@ -40,11 +47,12 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     let mbufs = (n_ports * workers as u32 * 2 * 1024 + workers as u32 * 4096 + 8192)
         .next_power_of_two()
         - 1;
-    let pool = port::create_pool(mbufs)?;
+    let max_mtu = cfg.ports.iter().map(|p| p.mtu).max().unwrap_or(1500);
+    let pool = port::create_pool(mbufs, port::data_room(max_mtu))?;
     let mut ports: Vec<Port> = Vec::new();
-    for pc in &cfg.ports {
+    for (i, pc) in cfg.ports.iter().enumerate() {
         let p = port::setup(&pc.device, workers as u16, pc.mtu, pool)
-            .with_context(|| format!("port `{}`", pc.name))?;
+            .with_context(|| format!("port[{i}] `{}`", pc.name))?;
         tracing::info!(
             port = %pc.name, id = p.id, mac = %p.mac, rxq = p.rx_queues, txq = p.tx_queues,
             address = %pc.address, "port up"
@@ -52,7 +60,10 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
         ports.push(p);
     }
     // Exception path: one TAP per port, with the port's MAC and address, so
-    // the kernel in this namespace owns the director's own traffic.
+    // the kernel in this namespace owns the director's own traffic. What
+    // this changes in the namespace is undone when `kernel` drops (on every
+    // way out of this function).
+    let mut kernel = kernel::KernelChanges::new();
     let nports = ports.len();
     let mut kernel_of: Vec<Option<usize>> = vec![None; nports];
     for (i, pc) in cfg.ports.iter().enumerate() {
@@ -60,12 +71,13 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
             continue;
         }
         if let Some(iface) = kernel::af_packet_iface(&pc.device) {
-            kernel::isolate_af_packet(iface);
+            kernel.isolate_af_packet(iface);
         }
         let tap = port::setup(&eal::tap_device(i), 1, pc.mtu, pool)
             .with_context(|| format!("exception path of port `{}`", pc.name))?;
         port::set_mac(&tap, ports[i].mac)?;
-        kernel::configure(&pc.tap_name, pc)
+        kernel
+            .configure(&pc.tap_name, i, pc)
             .with_context(|| format!("kernel interface {} of port `{}`", pc.tap_name, pc.name))?;
         tracing::info!(port = %pc.name, tap = %pc.tap_name, address = %pc.address, "exception path up");
         kernel_of[i] = Some(ports.len());
@@ -86,6 +98,7 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
 
     let shared = Arc::new(Shared::new(workers));
     let per_worker = (cfg.timeouts.max_connections as usize).div_ceil(workers);
+    let drain_timeout = Duration::from_millis(cfg.control.drain_timeout_ms);
     let mut controller = Controller::new(cfg, path.to_path_buf(), shared.clone(), port_infos)?;
     controller.serve()?;
 
@@ -122,13 +135,14 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     let mut last_log = std::time::Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(10));
-        if signals.stop.load(Relaxed) {
+        if signals.stop.load(Relaxed) || shared.stop.load(Relaxed) {
             break;
         }
         if signals.reload.swap(false, Relaxed) {
             controller.reload();
         }
         controller.tick();
+        proc::reap_orphans();
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = std::time::Instant::now();
             let r = shared.report();
@@ -142,12 +156,19 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
         }
     }
 
+    let failed = shared
+        .worker_failed
+        .load(std::sync::atomic::Ordering::Acquire);
     tracing::info!("stopping");
     // [ha]: hand the addresses over (VRRP priority 0) while still forwarding.
     if controller.shutdown_ha() {
         // The priority-0 advert and the last sync messages sit in the
         // TAP's queue until a worker polls it: keep forwarding a moment.
+        // The peer now takes the traffic (and, with sync, the connections):
+        // that hand-over is the drain of a director in an [ha] group.
         std::thread::sleep(Duration::from_millis(50));
+    } else if !failed {
+        drain(&shared, &mut controller, drain_timeout);
     }
     shared.stop.store(true, Relaxed);
     // SAFETY: waits for every worker lcore launched above to return.
@@ -160,7 +181,83 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     }
     // SAFETY: all lcores are idle and every DPDK object is released.
     unsafe { dpdk_ffi::rte_eal_cleanup() };
+    kernel.restore();
+    if failed {
+        bail!("a worker panicked (see the log above): stopped");
+    }
     Ok(())
+}
+
+/// After the last established connection's FIN, forward a little longer:
+/// the final ACKs of the close still cross the director.
+const DRAIN_LINGER: Duration = Duration::from_millis(200);
+/// A count of established connections not answered by every worker in
+/// this time (a `list --conns` took the dump over) is asked for again.
+const DRAIN_ASK_AGAIN: Duration = Duration::from_millis(500);
+
+/// Drain before exit: refuse new connections (counted `draining`) and keep
+/// forwarding until no TCP connection is established or `grace` is over.
+/// Half-open, closing and TIME_WAIT entries and UDP flows do not hold the
+/// exit (a SYN flood's SYN_RECV entries would otherwise hold it for the
+/// whole grace time). The count comes from the workers' tables through
+/// the `list --conns` dump. A second SIGINT/SIGTERM exits at once
+/// (`Signals`).
+fn drain(shared: &Shared, controller: &mut Controller, grace: Duration) {
+    use std::time::Instant;
+    if grace.is_zero() {
+        return;
+    }
+    shared.draining.store(true, Relaxed);
+    let t0 = Instant::now();
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "draining: new connections are refused"
+    );
+    let mut req = shared.conn_dump.request(0);
+    let mut asked = Instant::now();
+    let mut established: Option<u64> = None;
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        if let Some(n) = shared.conn_dump.established(req) {
+            if established != Some(n) {
+                tracing::debug!(established = n, "draining");
+            }
+            established = Some(n);
+            idle_since = if n == 0 {
+                idle_since.or(Some(Instant::now()))
+            } else {
+                None
+            };
+            req = shared.conn_dump.request(0);
+            asked = Instant::now();
+        } else if asked.elapsed() >= DRAIN_ASK_AGAIN {
+            req = shared.conn_dump.request(0);
+            asked = Instant::now();
+        }
+        if idle_since.is_some_and(|t| t.elapsed() >= DRAIN_LINGER) {
+            tracing::info!(
+                ms = t0.elapsed().as_millis() as u64,
+                "drained: no connection established"
+            );
+            return;
+        }
+        if t0.elapsed() >= grace {
+            tracing::warn!(
+                established,
+                "drain time over: exiting with connections still established"
+            );
+            return;
+        }
+        if shared
+            .worker_failed
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        controller.tick();
+        proc::reap_orphans();
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Launches `worker` on `lcore` through the EAL (which pins it).
@@ -168,8 +265,11 @@ fn launch(lcore: u32, worker: Worker) -> Result<()> {
     extern "C" fn entry(arg: *mut c_void) -> c_int {
         // SAFETY: arg is the Box<Worker> leaked by `launch`, taken back once.
         let worker = unsafe { Box::from_raw(arg as *mut Worker) };
-        worker.run();
-        0
+        let (id, shared) = (worker.id, worker.shared.clone());
+        // A panic must not unwind into the EAL (see `guard`).
+        super::guard::run_guarded(id, &shared.worker_failed, &shared.stop, move || {
+            worker.run()
+        })
     }
     let arg = Box::into_raw(Box::new(worker)) as *mut c_void;
     // SAFETY: entry has the lcore_function_t signature; arg stays valid until
