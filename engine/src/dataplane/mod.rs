@@ -83,11 +83,35 @@ impl Shared {
     }
 
     /// Publishes a new snapshot; workers pick it up at their next burst.
+    /// Its next hops get reserved neighbour entries first, so no frame of
+    /// the new configuration resolves one through the general region.
     pub fn publish(&self, snap: Snapshot) {
+        let hops = configured_next_hops(&snap);
+        let over = self.neigh.reserve(&hops);
+        if over > 0 {
+            tracing::warn!(
+                next_hops = hops.len(),
+                unreserved = over,
+                "more configured next hops than reserved neighbour entries; the rest are learned like any neighbour"
+            );
+        }
         let g = snap.generation;
         self.snapshot.store(Arc::new(snap));
         self.generation.store(g, Ordering::Release);
     }
+}
+
+/// The next hops a configuration names: each port's gateway, and every
+/// real and sorry server's (itself on an attached subnet, else the gateway
+/// routing to it). HA peers are reached through the kernel, not listed.
+fn configured_next_hops(snap: &Snapshot) -> Vec<std::net::Ipv4Addr> {
+    let gateways = snap.ports.iter().filter_map(|p| p.gateway);
+    let servers = snap
+        .services
+        .iter()
+        .flat_map(|s| s.servers.iter().chain(s.sorry.as_ref()))
+        .filter_map(|srv| snap.route(srv.addr).map(|(_, nh)| nh));
+    gateways.chain(servers).collect()
 }
 
 /// The current lcore id (for logs).
