@@ -355,6 +355,9 @@ pub struct StatusView {
     pub reloads_failed: u64,
     pub workers: Vec<WorkerView>,
     pub services: Vec<ServiceHealthView>,
+    /// The ports' device counters, with `rx_ring_drops` (af_packet).
+    #[serde(default)]
+    pub ports: Vec<crate::dataplane::counters::PortStats>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -495,6 +495,7 @@ impl Controller {
             reloads_failed: self.info.reloads_failed.load(Relaxed),
             workers,
             services,
+            ports: self.shared.port_stats(),
         }
     }
 

@@ -20,6 +20,8 @@ pub mod port;
 #[cfg(feature = "dpdk")]
 pub mod ring;
 #[cfg(feature = "dpdk")]
+pub mod ring_drops;
+#[cfg(feature = "dpdk")]
 mod run;
 #[cfg(feature = "dpdk")]
 pub mod worker;
@@ -62,6 +64,10 @@ pub struct Shared {
     pub conn_dump: ConnDump,
     /// Failover and connection sync: address ownership and the sync queues.
     pub ha: HaLink,
+    /// The ports' device counters (with af_packet ring drops), refreshed
+    /// by the main thread about once a second for `rvs ctl status` and the
+    /// metrics. Cold path only.
+    pub port_stats: std::sync::Mutex<Vec<counters::PortStats>>,
 }
 
 impl Shared {
@@ -79,7 +85,16 @@ impl Shared {
             workers,
             conn_dump: ConnDump::new(workers),
             ha: HaLink::new(workers),
+            port_stats: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The ports' counters as last refreshed.
+    pub fn port_stats(&self) -> Vec<counters::PortStats> {
+        self.port_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Publishes a new snapshot; workers pick it up at their next burst.
