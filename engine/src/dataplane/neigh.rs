@@ -296,7 +296,7 @@ impl NeighTable {
     fn find_reserved(&self, ip: u32) -> Option<(usize, View)> {
         let h = self.home(ip);
         for i in 0..=self.rmask {
-            let j = self.rbase + ((h + i) & self.rmask);
+            let j = self.rbase + (h.wrapping_add(i) & self.rmask);
             let key = self.entries[j].key.load(Ordering::Relaxed);
             if key == 0 {
                 return None;
@@ -316,7 +316,7 @@ impl NeighTable {
     fn find_general(&self, ip: u32) -> Option<(usize, View)> {
         let h = self.home(ip);
         for i in 0..PROBE {
-            let j = (h + i) & self.mask;
+            let j = h.wrapping_add(i) & self.mask;
             let key = self.entries[j].key.load(Ordering::Relaxed);
             if key == 0 {
                 return None;
@@ -345,7 +345,7 @@ impl NeighTable {
         let mut expired = None;
         let mut lru: Option<(usize, (bool, u64))> = None;
         for i in 0..PROBE {
-            let j = (h + i) & self.mask;
+            let j = h.wrapping_add(i) & self.mask;
             let e = &self.entries[j];
             let key = e.key.load(Ordering::Relaxed);
             if key == 0 {
@@ -613,7 +613,7 @@ impl NeighTable {
         let mut reuse = None;
         let mut free = None;
         for i in 0..=self.rmask {
-            let j = self.rbase + ((h + i) & self.rmask);
+            let j = self.rbase + (h.wrapping_add(i) & self.rmask);
             let key = self.entries[j].key.load(Ordering::Relaxed);
             if key == u64::from(ip) | RETIRED {
                 // Coming back: its old MAC is still the best guess.
