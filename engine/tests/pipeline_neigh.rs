@@ -259,7 +259,10 @@ fn a_spoofer_cannot_move_a_configured_server_and_its_real_move_is_followed() {
     let sent = flood(&mut r, t1, RS);
     assert!(sent > 130_000, "{sent}");
     let live = r.shared.neigh.entries(t1).len();
-    assert!(live > 60_000, "the spoofer filled the table: {live} entries");
+    assert!(
+        live > 60_000,
+        "the spoofer filled the table: {live} entries"
+    );
     assert_eq!(
         r.shared.neigh.peek(Ipv4Addr::from(RS), t1),
         Some(MacAddr(RS_MAC))
@@ -292,7 +295,11 @@ fn a_spoofer_cannot_move_a_configured_server_and_its_real_move_is_followed() {
     let (_, out) = r.run(0, &data(40000), t3 + 2);
     assert_eq!(dest(&out), (RS_MOVED, RS), "the new MAC within one refresh");
     r.run(1, &reply(SPOOF_MAC, RS), t3 + ANSWER_MS + 1);
-    r.run(1, &arp(1, BCAST, SPOOF_MAC, RS, PORT1_ADDR), t3 + ANSWER_MS + 2);
+    r.run(
+        1,
+        &arp(1, BCAST, SPOOF_MAC, RS, PORT1_ADDR),
+        t3 + ANSWER_MS + 2,
+    );
     let (_, out) = r.run(0, &data(40000), t3 + ANSWER_MS + 3);
     assert_eq!(dest(&out), (RS_MOVED, RS));
 }
@@ -334,7 +341,11 @@ fn a_server_added_after_the_flood_is_resolved() {
     let (v, _) = r.run(1, &synack, t2 + 3);
     assert_eq!(v, Verdict::Drop);
     assert_eq!(r.arp_requests(), vec![(0, Ipv4Addr::from(CLIENT))]);
-    r.run(0, &arp(2, PORT0_MAC, CLIENT_MAC, CLIENT, [198, 18, 0, 2]), t2 + 4);
+    r.run(
+        0,
+        &arp(2, PORT0_MAC, CLIENT_MAC, CLIENT, [198, 18, 0, 2]),
+        t2 + 4,
+    );
     let (v, out) = r.run(1, &synack, t2 + 5);
     assert_eq!(v, Verdict::Tx(0));
     assert_eq!(dest(&out), (CLIENT_MAC, CLIENT));

@@ -310,13 +310,7 @@ pub fn status(v: &StatusView) -> String {
             let _ = writeln!(
                 out,
                 "  {:<16} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10}",
-                p.name,
-                p.ipackets,
-                p.opackets,
-                p.imissed,
-                p.rx_ring_drops,
-                p.ierrors,
-                p.oerrors
+                p.name, p.ipackets, p.opackets, p.imissed, p.rx_ring_drops, p.ierrors, p.oerrors
             );
         }
     }

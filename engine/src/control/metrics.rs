@@ -667,12 +667,16 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 /// The ports' device counters (refreshed about once a second).
 fn render_ports(o: &mut Out, ports: &[PortStats]) {
     let fields: [Field<PortStats>; 5] = [
-        ("rvs_port_rx_packets_total", "Frames the device received.", |p| {
-            p.ipackets
-        }),
-        ("rvs_port_tx_packets_total", "Frames the device sent.", |p| {
-            p.opackets
-        }),
+        (
+            "rvs_port_rx_packets_total",
+            "Frames the device received.",
+            |p| p.ipackets,
+        ),
+        (
+            "rvs_port_tx_packets_total",
+            "Frames the device sent.",
+            |p| p.opackets,
+        ),
         (
             "rvs_port_rx_missed_total",
             "Frames the device dropped for lack of RX descriptors (imissed).",

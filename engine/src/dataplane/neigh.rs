@@ -371,7 +371,7 @@ impl NeighTable {
                 expired = Some((j, key));
             }
             let rank = (asked != 0, used);
-            if lru.map_or(true, |(_, r)| rank < r) {
+            if lru.is_none_or(|(_, r)| rank < r) {
                 lru = Some((j, rank));
             }
         }
@@ -416,8 +416,7 @@ impl NeighTable {
             && r != 0
             && r & ANSWERED == 0
             && now_ms.saturating_sub(r) <= ANSWER_MS
-            && e
-                .requested
+            && e.requested
                 .compare_exchange(r, r | ANSWERED, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
     }
@@ -457,8 +456,8 @@ impl NeighTable {
         let e = &self.entries[j];
         // Confirmed by an answer, or still the MAC an answer confirmed.
         let old = g.mac();
-        let confirmed = Self::take_answer(e, src, now_ms)
-            || (old & CONFIRMED != 0 && old & MAC_BITS == bits);
+        let confirmed =
+            Self::take_answer(e, src, now_ms) || (old & CONFIRMED != 0 && old & MAC_BITS == bits);
         let word = VALID | bits | if confirmed { CONFIRMED } else { 0 };
         g.set(u64::from(ip), word, now_ms);
         drop(g);
@@ -508,8 +507,8 @@ impl NeighTable {
         let asked = e.asked_at();
         let may_ask = asked == 0 || now_ms.saturating_sub(asked) >= RETRY_MS;
         if let Some(m) = v.fresh_mac(now_ms) {
-            let due = now_ms.saturating_sub(v.learned) >= REFRESH_MS
-                || e.recheck.load(Ordering::Relaxed);
+            let due =
+                now_ms.saturating_sub(v.learned) >= REFRESH_MS || e.recheck.load(Ordering::Relaxed);
             if due && may_ask {
                 e.requested.store(now_ms.max(1), Ordering::Relaxed);
                 e.recheck.store(false, Ordering::Relaxed);
@@ -548,13 +547,8 @@ impl NeighTable {
             .filter_map(|e| {
                 let v = e.read()?;
                 let m = v.fresh_mac(now_ms)?;
-                (v.ip() != 0 && v.key & RETIRED == 0).then(|| {
-                    (
-                        Ipv4Addr::from(v.ip()),
-                        m,
-                        now_ms.saturating_sub(v.learned),
-                    )
-                })
+                (v.ip() != 0 && v.key & RETIRED == 0)
+                    .then(|| (Ipv4Addr::from(v.ip()), m, now_ms.saturating_sub(v.learned)))
             })
             .collect()
     }
@@ -566,7 +560,11 @@ impl NeighTable {
     /// learning). Addresses beyond [`reserved_capacity`](Self::reserved_capacity)
     /// stay general; their number is returned.
     pub fn reserve(&self, ips: &[Ipv4Addr]) -> usize {
-        let mut want: Vec<u32> = ips.iter().map(|&a| u32::from(a)).filter(|&a| a != 0).collect();
+        let mut want: Vec<u32> = ips
+            .iter()
+            .map(|&a| u32::from(a))
+            .filter(|&a| a != 0)
+            .collect();
         want.sort_unstable();
         want.dedup();
         let cap = self.reserved_capacity();
@@ -581,7 +579,10 @@ impl NeighTable {
         // Tombstones only accumulate: start afresh when they crowd the
         // region (readers meanwhile miss, fall back to the general region
         // and ask again: a few unresolved frames, never a wrong MAC).
-        let adding = want.iter().filter(|ip| st.ips.binary_search(ip).is_err()).count();
+        let adding = want
+            .iter()
+            .filter(|ip| st.ips.binary_search(ip).is_err())
+            .count();
         if st.used + adding > self.rmask * 3 / 4 {
             st.used = self.rebuild(&want);
         } else {

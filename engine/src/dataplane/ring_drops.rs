@@ -53,7 +53,10 @@ pub fn read(iface: &str) -> io::Result<RingCounts> {
         let Some(st) = packet_statistics(fd) else {
             continue;
         };
-        let t = &mut totals.entry(inode).or_insert((ifindex, RingCounts::default())).1;
+        let t = &mut totals
+            .entry(inode)
+            .or_insert((ifindex, RingCounts::default()))
+            .1;
         t.packets += u64::from(st.tp_packets);
         t.drops += u64::from(st.tp_drops);
     }
@@ -83,7 +86,11 @@ pub fn pmd_sockets(ifindex: i32) -> io::Result<Vec<(RawFd, u64)>> {
     let mut out = Vec::new();
     for ent in std::fs::read_dir("/proc/self/fd")? {
         let Ok(ent) = ent else { continue };
-        let Some(fd) = ent.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) else {
+        let Some(fd) = ent
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<RawFd>().ok())
+        else {
             continue;
         };
         let Ok(link) = std::fs::read_link(ent.path()) else {
@@ -222,7 +229,10 @@ mod tests {
         let found = pmd_sockets(lo).unwrap();
         let fds: Vec<RawFd> = found.iter().map(|f| f.0).collect();
         assert!(fds.contains(&ring.as_raw_fd()), "{fds:?}");
-        assert!(!fds.contains(&other.as_raw_fd()), "a non-ring socket: {fds:?}");
+        assert!(
+            !fds.contains(&other.as_raw_fd()),
+            "a non-ring socket: {fds:?}"
+        );
         // Overflow the never-read socket: 2000 datagrams over loopback.
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -84,7 +84,10 @@ fn the_slot_hash_is_keyed_per_table() {
     let same = (0..64u32)
         .filter(|&i| a.home(0xC612_0000 + i) & a.mask == b.home(0xC612_0000 + i) & b.mask)
         .count();
-    assert!(same < 8, "{same} of 64 addresses share a home in two tables");
+    assert!(
+        same < 8,
+        "{same} of 64 addresses share a home in two tables"
+    );
 }
 
 /// A full probe window (every slot live) must not leave an address
@@ -182,7 +185,10 @@ fn gratuitous_arp_makes_us_ask_not_believe() {
     assert_eq!(t.resolve(srv, 10), Resolution::Request);
     t.learn_reply(srv, REAL, 11);
     t.recheck(srv, REAL, 20);
-    assert!(is_mac(t.resolve(srv, 2_000), REAL), "same MAC: nothing to do");
+    assert!(
+        is_mac(t.resolve(srv, 2_000), REAL),
+        "same MAC: nothing to do"
+    );
     t.recheck(srv, SPOOF, 2_001);
     assert_eq!(t.peek(srv, 2_002), Some(REAL));
     assert_eq!(t.resolve(srv, 2_002), Resolution::MacRefresh(REAL));
@@ -279,7 +285,10 @@ fn concurrent_learning_never_pairs_an_address_with_another_mac() {
     for h in writers.into_iter().chain(readers) {
         h.join().unwrap();
     }
-    assert!(reads.load(Ordering::Relaxed) > 1000, "the readers saw entries");
+    assert!(
+        reads.load(Ordering::Relaxed) > 1000,
+        "the readers saw entries"
+    );
     assert_eq!(
         bad.load(Ordering::Relaxed),
         0,
