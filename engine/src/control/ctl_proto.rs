@@ -372,6 +372,9 @@ pub struct StatusView {
     pub reloads_failed: u64,
     pub workers: Vec<WorkerView>,
     pub services: Vec<ServiceHealthView>,
+    /// The ports' device counters, with `rx_ring_drops` (af_packet).
+    #[serde(default)]
+    pub ports: Vec<crate::dataplane::counters::PortStats>,
     /// The packet mempool; absent when the director has none (tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mbufs: Option<MbufPoolView>,

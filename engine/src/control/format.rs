@@ -302,6 +302,21 @@ pub fn status(v: &StatusView) -> String {
             let _ = writeln!(out, "         drops: {}", d.join(", "));
         }
     }
+    if !v.ports.is_empty() {
+        out.push_str("ports:\n");
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10}",
+            "port", "rx", "tx", "missed", "ring-drops", "rx-errors", "tx-errors"
+        );
+        for p in &v.ports {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10}",
+                p.name, p.ipackets, p.opackets, p.imissed, p.rx_ring_drops, p.ierrors, p.oerrors
+            );
+        }
+    }
     out.push_str("services:\n");
     if v.services.is_empty() {
         out.push_str("  (none)\n");

@@ -37,7 +37,7 @@ use anyhow::{Context, Result};
 
 use super::ctl_proto::MbufPoolView;
 use super::stats::Counts;
-use crate::dataplane::counters::{Drop, WorkerStats};
+use crate::dataplane::counters::{Drop, PortStats, WorkerStats};
 use crate::dataplane::Shared;
 use crate::packet::DropReason;
 
@@ -711,7 +711,45 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             );
         }
     }
+    render_ports(&mut o, &shared.port_stats());
     o.0
+}
+
+/// The ports' device counters (refreshed about once a second).
+fn render_ports(o: &mut Out, ports: &[PortStats]) {
+    let fields: [Field<PortStats>; 5] = [
+        (
+            "rvs_port_rx_packets_total",
+            "Frames the device received.",
+            |p| p.ipackets,
+        ),
+        (
+            "rvs_port_tx_packets_total",
+            "Frames the device sent.",
+            |p| p.opackets,
+        ),
+        (
+            "rvs_port_rx_missed_total",
+            "Frames the device dropped for lack of RX descriptors (imissed).",
+            |p| p.imissed,
+        ),
+        (
+            "rvs_port_rx_nombuf_total",
+            "Frames dropped for lack of mbufs.",
+            |p| p.rx_nombuf,
+        ),
+        (
+            "rvs_port_rx_ring_drops_total",
+            "net_af_packet: frames the kernel dropped at the PMD's full RX ring.",
+            |p| p.rx_ring_drops,
+        ),
+    ];
+    for (name, help, get) in fields {
+        o.family(name, "counter", help);
+        for p in ports {
+            o.sample(name, &[("port", &p.name)], get(p));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -836,12 +874,21 @@ protocol = "udp"
         shared.worker_stats[1].parse_drops[DropReason::ALL[0].index()].add(2);
         let info = ControlInfo::new(32768);
         info.reloads_failed.store(1, Relaxed);
+        *shared.port_stats.lock().unwrap() = vec![PortStats {
+            name: "net_af_packet0".to_string(),
+            ipackets: 10,
+            rx_ring_drops: 7,
+            ..PortStats::default()
+        }];
 
         let text = render(&shared, &info);
         let s = check_exposition(&text);
         let svc = ("service", "tcp:198.18.0.100:80");
         let srv = ("server", "198.19.0.11:8080");
         assert_eq!(get(&s, "rvs_config_generation", &[]), 7.0);
+        let port = [("port", "net_af_packet0")];
+        assert_eq!(get(&s, "rvs_port_rx_ring_drops_total", &port), 7.0);
+        assert_eq!(get(&s, "rvs_port_rx_packets_total", &port), 10.0);
         assert_eq!(
             get(&s, "rvs_config_reloads_total", &[("result", "error")]),
             1.0

@@ -574,6 +574,7 @@ impl Controller {
             workers,
             services,
             mbufs: metrics::mbuf_pool(),
+            ports: self.shared.port_stats(),
         }
     }
 

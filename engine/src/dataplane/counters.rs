@@ -279,7 +279,7 @@ pub struct StatsReport {
 }
 
 /// One DPDK port's device counters (`rte_eth_stats`).
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortStats {
     pub name: String,
     pub ipackets: u64,
@@ -288,6 +288,11 @@ pub struct PortStats {
     pub ierrors: u64,
     pub oerrors: u64,
     pub rx_nombuf: u64,
+    /// `net_af_packet` only: frames the kernel dropped because the PMD's
+    /// RX ring was full (its sockets' `PACKET_STATISTICS`; the PMD leaves
+    /// `imissed` at 0).
+    #[serde(default)]
+    pub rx_ring_drops: u64,
 }
 
 impl StatsReport {

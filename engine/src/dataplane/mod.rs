@@ -21,6 +21,8 @@ pub mod port;
 #[cfg(feature = "dpdk")]
 pub mod ring;
 #[cfg(feature = "dpdk")]
+pub mod ring_drops;
+#[cfg(feature = "dpdk")]
 mod run;
 #[cfg(feature = "dpdk")]
 pub mod worker;
@@ -73,6 +75,10 @@ pub struct Shared {
     /// Which worker forwards which fragmented datagram (and the secret
     /// fragment keys are hashed with).
     pub frags: pipeline::FragDirectory,
+    /// The ports' device counters (with af_packet ring drops), refreshed
+    /// by the main thread about once a second for `rvs ctl status` and the
+    /// metrics. Cold path only.
+    pub port_stats: std::sync::Mutex<Vec<counters::PortStats>>,
 }
 
 impl Shared {
@@ -93,7 +99,16 @@ impl Shared {
             conn_dump: ConnDump::new(workers),
             ha: HaLink::new(workers),
             frags: pipeline::FragDirectory::new(),
+            port_stats: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The ports' counters as last refreshed.
+    pub fn port_stats(&self) -> Vec<counters::PortStats> {
+        self.port_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Draining before exit: no new connection may be created.
@@ -103,11 +118,35 @@ impl Shared {
     }
 
     /// Publishes a new snapshot; workers pick it up at their next burst.
+    /// Its next hops get reserved neighbour entries first, so no frame of
+    /// the new configuration resolves one through the general region.
     pub fn publish(&self, snap: Snapshot) {
+        let hops = configured_next_hops(&snap);
+        let over = self.neigh.reserve(&hops);
+        if over > 0 {
+            tracing::warn!(
+                next_hops = hops.len(),
+                unreserved = over,
+                "more configured next hops than reserved neighbour entries; the rest are learned like any neighbour"
+            );
+        }
         let g = snap.generation;
         self.snapshot.store(Arc::new(snap));
         self.generation.store(g, Ordering::Release);
     }
+}
+
+/// The next hops a configuration names: each port's gateway, and every
+/// real and sorry server's (itself on an attached subnet, else the gateway
+/// routing to it). HA peers are reached through the kernel, not listed.
+fn configured_next_hops(snap: &Snapshot) -> Vec<std::net::Ipv4Addr> {
+    let gateways = snap.ports.iter().filter_map(|p| p.gateway);
+    let servers = snap
+        .services
+        .iter()
+        .flat_map(|s| s.servers.iter().chain(s.sorry.as_ref()))
+        .filter_map(|srv| snap.route(srv.addr).map(|(_, nh)| nh));
+    gateways.chain(servers).collect()
 }
 
 /// The current lcore id (for logs).

@@ -2,13 +2,35 @@
 //!
 //! Any worker learns from the ARP it receives, and any worker resolves the
 //! next hop of the frame it forwards, so the table is shared; it is written
-//! rarely (an ARP exchange every few minutes per neighbour) and read per
-//! forwarded frame. It is a fixed array of atomic entries with bounded linear
-//! probing: no locks, no allocation after start-up, every read of a MAC is a
-//! single 64-bit load so a reader never sees half an update.
+//! rarely (an ARP exchange every minute or so per neighbour) and read per
+//! forwarded frame. No locks, no allocation after start-up.
+//!
+//! Hostile neighbours are the design constraint (rvs issue 12, item 5):
+//!
+//! * **Consistency.** An entry's address, MAC and learned time are guarded by
+//!   a per-entry sequence lock: a writer claims the entry by moving its
+//!   version from even to odd (CAS), writes, and publishes the next even
+//!   version; a reader retries while the version is odd or changed under it,
+//!   so it never pairs one neighbour's address with another's MAC, even when
+//!   two workers reuse the same slot at once.
+//! * **Keyed placement.** Slots are found by a hash keyed with a secret drawn
+//!   at start, so an on-link spoofer cannot choose addresses that fill the
+//!   probe window of a given neighbour.
+//! * **Reserved entries.** The next hops the configuration names (real
+//!   servers on attached subnets, gateways) live in a separate region that
+//!   only the control side adds to or retires from
+//!   ([`NeighTable::reserve`]); learning about other addresses never touches
+//!   it, and its MACs are only replaced by a reply to our own request (see
+//!   [`NeighTable::learn_reply`]).
+//! * **No silent Pending.** When a general probe window is full of live
+//!   entries, [`NeighTable::resolve`] evicts the least recently used entry
+//!   (preferring ones we never asked for) so the request still goes out.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use crate::packet::ethernet::MacAddr;
 
@@ -20,26 +42,182 @@ pub const EXPIRE_MS: u64 = 300_000;
 pub const REFRESH_MS: u64 = 60_000;
 /// Minimum gap between two ARP requests for one address.
 pub const RETRY_MS: u64 = 1_000;
+/// A reply arriving this long after our latest request for its address is
+/// an answer to it (and may change a reserved entry's MAC).
+pub const ANSWER_MS: u64 = 2 * RETRY_MS;
 
+/// Slots one address may occupy in the general region (from its home).
 const PROBE: usize = 8;
+/// Attempts of a reader or writer on an entry another writer holds.
+const SPINS: usize = 64;
+
+/// `mac` word: the MAC is set (low 48 bits hold it).
 const VALID: u64 = 1 << 63;
+/// `mac` word: the MAC came from an answer to our own request.
+const CONFIRMED: u64 = 1 << 62;
+const MAC_BITS: u64 = (1 << 48) - 1;
+/// `requested` word: a reply has answered the request.
+const ANSWERED: u64 = 1 << 63;
+/// `key` word: a retired reserved slot (a tombstone: probing goes on past
+/// it, and a later reservation may reuse it).
+const RETIRED: u64 = 1 << 32;
+const IP_MASK: u64 = 0xFFFF_FFFF;
 
 struct Entry {
-    /// IPv4 address in host order; 0 = free.
-    ip: AtomicU32,
+    /// Sequence lock: odd while a writer holds the entry.
+    seq: AtomicU64,
+    /// IPv4 address in host order (0 = free) and flags above bit 32.
+    key: AtomicU64,
     /// MAC in the low 48 bits, VALID in bit 63.
     mac: AtomicU64,
-    /// When the MAC was learned (ms).
+    /// When the MAC was learned or confirmed (ms).
     learned: AtomicU64,
-    /// When we last sent a request for it (ms).
+    /// When we last sent a request for it (ms), and ANSWERED once a reply
+    /// was taken as its answer: outside the lock (for rate limiting a stale
+    /// value costs at most one extra or one late request; the answer is
+    /// claimed by CAS, so one request gets one answer).
     requested: AtomicU64,
+    /// Someone claimed another MAC for this address: ask now (hint).
+    recheck: AtomicBool,
+}
+
+impl Entry {
+    fn new() -> Entry {
+        Entry {
+            seq: AtomicU64::new(0),
+            key: AtomicU64::new(0),
+            mac: AtomicU64::new(0),
+            learned: AtomicU64::new(0),
+            requested: AtomicU64::new(0),
+            recheck: AtomicBool::new(false),
+        }
+    }
+
+    /// When we last sent a request for it (0: never).
+    #[inline]
+    fn asked_at(&self) -> u64 {
+        self.requested.load(Ordering::Relaxed) & !ANSWERED
+    }
+
+    /// A consistent copy of the entry, or `None` if writers held it for
+    /// every attempt.
+    #[inline]
+    fn read(&self) -> Option<View> {
+        for _ in 0..SPINS {
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 & 1 == 0 {
+                let key = self.key.load(Ordering::Relaxed);
+                let mac = self.mac.load(Ordering::Relaxed);
+                let learned = self.learned.load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                if self.seq.load(Ordering::Relaxed) == s1 {
+                    return Some(View {
+                        key,
+                        mac,
+                        learned,
+                        seq: s1,
+                    });
+                }
+            }
+            std::hint::spin_loop();
+        }
+        None
+    }
+
+    /// Claims the entry for writing; the returned guard publishes on drop.
+    #[inline]
+    fn lock(&self) -> Option<Guard<'_>> {
+        for _ in 0..SPINS {
+            let s = self.seq.load(Ordering::Relaxed);
+            if s & 1 == 0
+                && self
+                    .seq
+                    .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // Orders the odd version before the data stores below.
+                fence(Ordering::Release);
+                return Some(Guard { e: self, seq: s });
+            }
+            std::hint::spin_loop();
+        }
+        None
+    }
+}
+
+/// A held entry: the fields may be rewritten; dropping it publishes them.
+struct Guard<'a> {
+    e: &'a Entry,
+    seq: u64,
+}
+
+impl Guard<'_> {
+    fn key(&self) -> u64 {
+        self.e.key.load(Ordering::Relaxed)
+    }
+    fn mac(&self) -> u64 {
+        self.e.mac.load(Ordering::Relaxed)
+    }
+    fn learned(&self) -> u64 {
+        self.e.learned.load(Ordering::Relaxed)
+    }
+    fn set(&self, key: u64, mac: u64, learned: u64) {
+        self.e.key.store(key, Ordering::Relaxed);
+        self.e.mac.store(mac, Ordering::Relaxed);
+        self.e.learned.store(learned, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.e.seq.store(self.seq + 2, Ordering::Release);
+    }
+}
+
+/// One consistent read of an entry.
+#[derive(Clone, Copy)]
+struct View {
+    key: u64,
+    mac: u64,
+    learned: u64,
+    seq: u64,
+}
+
+impl View {
+    /// What a reader makes of an entry a writer would not let go of: the
+    /// address, no MAC, a version no cache holds.
+    fn busy(key: u64) -> View {
+        View {
+            key,
+            mac: 0,
+            learned: 0,
+            seq: 1,
+        }
+    }
+    fn ip(&self) -> u32 {
+        (self.key & IP_MASK) as u32
+    }
+    /// The MAC, if set and not older than [`EXPIRE_MS`].
+    fn fresh_mac(&self, now_ms: u64) -> Option<MacAddr> {
+        (self.mac & VALID != 0 && now_ms.saturating_sub(self.learned) <= EXPIRE_MS)
+            .then(|| u64_to_mac(self.mac))
+    }
+}
+
+/// Where a resolved MAC came from: the entry and its version, so a caller
+/// that caches the MAC can check cheaply that the entry has not changed
+/// since ([`NeighTable::version`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub entry: usize,
+    pub version: u64,
 }
 
 /// What a lookup found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {
     /// Use this MAC.
-    Mac(MacAddr),
+    Mac(MacAddr, Stamp),
     /// Use this MAC, and send a refresh request now.
     MacRefresh(MacAddr),
     /// Unknown: send a request now (and drop or hold the frame).
@@ -48,113 +226,261 @@ pub enum Resolution {
     Pending,
 }
 
+/// Where a learned MAC came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Unsolicited: an ARP request to us, a NAT client's first packet.
+    Unsolicited,
+    /// An ARP reply addressed to us.
+    Reply,
+}
+
+/// The control side's record of the reserved region (cold path only).
+struct Reserved {
+    /// Addresses reserved now.
+    ips: Vec<u32>,
+    /// Slots holding an address or a tombstone.
+    used: usize,
+}
+
 pub struct NeighTable {
+    /// The general region (`0..=mask`), then the reserved one.
     entries: Box<[Entry]>,
     mask: usize,
+    /// First index of the reserved region, and its size minus one.
+    rbase: usize,
+    rmask: usize,
+    /// Secret hash key (see [`NeighTable::home`]).
+    key: [u64; 2],
+    /// Serialises [`NeighTable::reserve`] callers.
+    reserved: Mutex<Reserved>,
 }
 
 impl NeighTable {
     /// A table with room for about `capacity` neighbours (rounded up to a
-    /// power of two, at least 64).
+    /// power of two, at least 64), plus a reserved region of a sixteenth of
+    /// that (at least 64, at most 4096 slots) for configured next hops.
     pub fn new(capacity: usize) -> NeighTable {
         let n = capacity.max(64).next_power_of_two();
-        let entries = (0..n)
-            .map(|_| Entry {
-                ip: AtomicU32::new(0),
-                mac: AtomicU64::new(0),
-                learned: AtomicU64::new(0),
-                requested: AtomicU64::new(0),
-            })
-            .collect();
+        let r = (n / 16).clamp(64, 4096);
         NeighTable {
-            entries,
+            entries: (0..n + r).map(|_| Entry::new()).collect(),
             mask: n - 1,
+            rbase: n,
+            rmask: r - 1,
+            key: random_key(),
+            reserved: Mutex::new(Reserved {
+                ips: Vec::new(),
+                used: 0,
+            }),
         }
     }
 
+    /// How many addresses [`reserve`](Self::reserve) keeps (half the region,
+    /// so probe chains stay short).
+    pub fn reserved_capacity(&self) -> usize {
+        self.rmask.div_ceil(2)
+    }
+
+    /// The keyed home slot hash of `ip`: one 64x64->128 multiply of the
+    /// address masked with a secret, folded. Without the key an outsider
+    /// cannot tell which addresses share a probe window.
+    #[inline(always)]
     fn home(&self, ip: u32) -> usize {
-        (ip.wrapping_mul(0x9E37_79B1) >> 7) as usize & self.mask
+        let m = (u128::from(u64::from(ip) ^ self.key[0])).wrapping_mul(u128::from(self.key[1]));
+        ((m as u64) ^ ((m >> 64) as u64)) as usize
     }
 
-    /// Finds the entry of `ip`, or claims a free or expired one.
-    fn slot(&self, ip: u32, now_ms: u64, claim: bool) -> Option<&Entry> {
+    /// The reserved entry of `ip`, if it has one.
+    #[inline]
+    fn find_reserved(&self, ip: u32) -> Option<(usize, View)> {
         let h = self.home(ip);
-        let mut victim: Option<&Entry> = None;
-        for i in 0..PROBE {
-            let e = &self.entries[(h + i) & self.mask];
-            let cur = e.ip.load(Relaxed);
-            if cur == ip {
-                return Some(e);
+        for i in 0..=self.rmask {
+            let j = self.rbase + (h.wrapping_add(i) & self.rmask);
+            let key = self.entries[j].key.load(Ordering::Relaxed);
+            if key == 0 {
+                return None;
             }
-            if !claim {
-                if cur == 0 {
-                    return None;
-                }
-                continue;
-            }
-            if cur == 0 {
-                if e.ip.compare_exchange(0, ip, Relaxed, Relaxed).is_ok() {
-                    return Some(e);
-                }
-                if e.ip.load(Relaxed) == ip {
-                    return Some(e);
-                }
-                continue;
-            }
-            let age = now_ms.saturating_sub(e.learned.load(Relaxed).max(e.requested.load(Relaxed)));
-            if victim.is_none() && age > EXPIRE_MS {
-                victim = Some(e);
+            if key == u64::from(ip) {
+                // A writer holding it for long: it is still this address's
+                // entry, just without a usable MAC right now.
+                let v = self.entries[j].read().unwrap_or(View::busy(key));
+                return (v.key == u64::from(ip)).then_some((j, v));
             }
         }
-        // Every probe slot is taken: reuse an expired one (benign race: two
-        // claimers may both write; the last writer's address wins and the
-        // other neighbour is simply asked for again).
-        let e = victim?;
-        e.mac.store(0, Relaxed);
-        e.learned.store(0, Relaxed);
-        e.requested.store(0, Relaxed);
-        e.ip.store(ip, Relaxed);
-        Some(e)
+        None
     }
 
-    /// Records that `ip` is at `mac` (from an ARP request or reply).
+    /// The general entry of `ip`, if it has one.
+    #[inline]
+    fn find_general(&self, ip: u32) -> Option<(usize, View)> {
+        let h = self.home(ip);
+        for i in 0..PROBE {
+            let j = h.wrapping_add(i) & self.mask;
+            let key = self.entries[j].key.load(Ordering::Relaxed);
+            if key == 0 {
+                return None;
+            }
+            if key == u64::from(ip) {
+                let v = self.entries[j].read().unwrap_or(View::busy(key));
+                if v.key == u64::from(ip) {
+                    return Some((j, v));
+                }
+            }
+        }
+        None
+    }
+
+    /// The entry of `ip`: reserved first (it shadows any general one).
+    #[inline]
+    fn find(&self, ip: u32) -> Option<(usize, View)> {
+        self.find_reserved(ip).or_else(|| self.find_general(ip))
+    }
+
+    /// Claims a general slot for `ip` (which has none): the first free one,
+    /// else an expired one, else (if `evict`) the least recently used one,
+    /// preferring entries we never sent a request for. Returns it locked.
+    fn claim_general(&self, ip: u32, now_ms: u64, evict: bool) -> Option<(usize, Guard<'_>)> {
+        let h = self.home(ip);
+        let mut expired = None;
+        let mut lru: Option<(usize, (bool, u64))> = None;
+        for i in 0..PROBE {
+            let j = h.wrapping_add(i) & self.mask;
+            let e = &self.entries[j];
+            let key = e.key.load(Ordering::Relaxed);
+            if key == 0 {
+                let g = e.lock()?;
+                return match g.key() {
+                    0 => {
+                        g.set(u64::from(ip), 0, 0);
+                        e.requested.store(0, Ordering::Relaxed);
+                        e.recheck.store(false, Ordering::Relaxed);
+                        Some((j, g))
+                    }
+                    k if k == u64::from(ip) => Some((j, g)),
+                    _ => None,
+                };
+            }
+            if key == u64::from(ip) {
+                let g = e.lock()?;
+                return (g.key() == u64::from(ip)).then_some((j, g));
+            }
+            let asked = e.asked_at();
+            let used = e.learned.load(Ordering::Relaxed).max(asked);
+            if expired.is_none() && now_ms.saturating_sub(used) > EXPIRE_MS {
+                expired = Some((j, key));
+            }
+            let rank = (asked != 0, used);
+            if lru.is_none_or(|(_, r)| rank < r) {
+                lru = Some((j, rank));
+            }
+        }
+        let (j, seen) = match (expired, lru) {
+            (Some(x), _) => x,
+            (None, Some((j, _))) if evict => (j, self.entries[j].key.load(Ordering::Relaxed)),
+            _ => return None,
+        };
+        let g = self.entries[j].lock()?;
+        // Someone else reused it meanwhile: leave it to them.
+        if g.key() != seen {
+            return None;
+        }
+        g.set(u64::from(ip), 0, 0);
+        self.entries[j].requested.store(0, Ordering::Relaxed);
+        self.entries[j].recheck.store(false, Ordering::Relaxed);
+        Some((j, g))
+    }
+
+    /// Records that `ip` is at `mac`, from unsolicited evidence: an ARP
+    /// request to us, or a NAT client's first packet. A general entry takes
+    /// it (as Linux does); a reserved entry never does: a MAC other than the
+    /// one it holds only makes it ask now (rate-limited), so hearsay cannot
+    /// redirect a configured next hop.
     pub fn learn(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64) {
+        self.learn_from(ip, mac, now_ms, Source::Unsolicited);
+    }
+
+    /// Records an ARP reply addressed to us. Within [`ANSWER_MS`] of our
+    /// latest request for the address it is an answer: it sets the MAC of a
+    /// reserved entry and marks the MAC confirmed. Any other reply counts as
+    /// unsolicited.
+    pub fn learn_reply(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64) {
+        self.learn_from(ip, mac, now_ms, Source::Reply);
+    }
+
+    /// Whether a reply to us now answers our latest request for entry `e`
+    /// (the first reply within [`ANSWER_MS`] does; later ones are hearsay).
+    fn take_answer(e: &Entry, src: Source, now_ms: u64) -> bool {
+        let r = e.requested.load(Ordering::Relaxed);
+        src == Source::Reply
+            && r != 0
+            && r & ANSWERED == 0
+            && now_ms.saturating_sub(r) <= ANSWER_MS
+            && e.requested
+                .compare_exchange(r, r | ANSWERED, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    fn learn_from(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64, src: Source) {
         let ip = u32::from(ip);
-        if ip == 0 || mac.is_broadcast() {
+        if ip == 0 || mac.is_multicast() {
             return;
         }
-        if let Some(e) = self.slot(ip, now_ms, true) {
-            let new = VALID | mac_to_u64(mac);
-            // Most learns confirm what is there: leave the line clean.
-            if e.mac.load(Relaxed) != new {
-                e.mac.store(new, Relaxed);
+        let bits = mac_to_u64(mac);
+        if let Some((j, v)) = self.find_reserved(ip) {
+            let e = &self.entries[j];
+            if !Self::take_answer(e, src, now_ms) {
+                if v.mac & MAC_BITS != bits || v.mac & VALID == 0 {
+                    e.recheck.store(true, Ordering::Relaxed);
+                }
+                return;
             }
-            e.learned.store(now_ms, Relaxed);
+            if let Some(g) = e.lock() {
+                if g.key() == u64::from(ip) {
+                    g.set(u64::from(ip), VALID | CONFIRMED | bits, now_ms);
+                    e.recheck.store(false, Ordering::Relaxed);
+                }
+            }
+            return;
+        }
+        let (j, g) = match self.find_general(ip) {
+            Some((j, _)) => match self.entries[j].lock() {
+                Some(g) if g.key() == u64::from(ip) => (j, g),
+                _ => return,
+            },
+            None => match self.claim_general(ip, now_ms, false) {
+                Some(x) => x,
+                None => return,
+            },
+        };
+        let e = &self.entries[j];
+        // Confirmed by an answer, or still the MAC an answer confirmed.
+        let old = g.mac();
+        let confirmed =
+            Self::take_answer(e, src, now_ms) || (old & CONFIRMED != 0 && old & MAC_BITS == bits);
+        let word = VALID | bits | if confirmed { CONFIRMED } else { 0 };
+        g.set(u64::from(ip), word, now_ms);
+        drop(g);
+        if src == Source::Reply {
+            e.recheck.store(false, Ordering::Relaxed);
         }
     }
 
-    /// The entry index of `ip`, if it has one, for callers that cache a
-    /// resolution and check it with [`mac_word`](Self::mac_word).
-    #[inline]
-    pub fn index_of(&self, ip: Ipv4Addr) -> Option<usize> {
-        let ip = u32::from(ip);
-        let h = self.home(ip);
-        (0..PROBE)
-            .map(|i| (h + i) & self.mask)
-            .find(|&j| self.entries[j].ip.load(Relaxed) == ip)
+    /// A gratuitous ARP (or other hearsay) says `ip` is at `mac`: if we know
+    /// `ip` at another MAC, ask it now instead of believing it.
+    pub fn recheck(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64) {
+        if let Some((j, v)) = self.find(u32::from(ip)) {
+            if v.fresh_mac(now_ms).is_some_and(|m| m != mac) {
+                self.entries[j].recheck.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
-    /// The raw MAC word of entry `i` (MAC and a valid bit): it changes
-    /// whenever the entry's MAC changes, is cleared or is reused.
+    /// The current version of entry `entry` (from a [`Stamp`]): it changes
+    /// whenever the entry is written.
     #[inline(always)]
-    pub fn mac_word(&self, i: usize) -> u64 {
-        self.entries[i & self.mask].mac.load(Relaxed)
-    }
-
-    /// The MAC a word from [`mac_word`](Self::mac_word) holds, if valid.
-    #[inline]
-    pub fn word_mac(word: u64) -> Option<MacAddr> {
-        (word & VALID != 0).then(|| u64_to_mac(word))
+    pub fn version(&self, entry: usize) -> u64 {
+        self.entries[entry].seq.load(Ordering::Relaxed)
     }
 
     /// Resolves `ip` for forwarding. `Request`/`MacRefresh` mean the caller
@@ -162,24 +488,42 @@ impl NeighTable {
     /// get `Pending`/`Mac` until the retry gap has passed.
     pub fn resolve(&self, ip: Ipv4Addr, now_ms: u64) -> Resolution {
         let ip = u32::from(ip);
-        let Some(e) = self.slot(ip, now_ms, true) else {
-            return Resolution::Pending;
+        let (j, v) = match self.find(ip) {
+            Some(x) => x,
+            None => match self.claim_general(ip, now_ms, true) {
+                Some((j, g)) => {
+                    let v = View {
+                        key: g.key(),
+                        mac: g.mac(),
+                        learned: g.learned(),
+                        seq: 0,
+                    };
+                    (j, v)
+                }
+                None => return Resolution::Pending,
+            },
         };
-        let mac = e.mac.load(Relaxed);
-        let learned = e.learned.load(Relaxed);
-        let fresh = mac & VALID != 0 && now_ms.saturating_sub(learned) <= EXPIRE_MS;
-        let requested = e.requested.load(Relaxed);
-        let may_ask = requested == 0 || now_ms.saturating_sub(requested) >= RETRY_MS;
-        if fresh {
-            let m = u64_to_mac(mac);
-            if now_ms.saturating_sub(learned) >= REFRESH_MS && may_ask {
-                e.requested.store(now_ms.max(1), Relaxed);
+        let e = &self.entries[j];
+        let asked = e.asked_at();
+        let may_ask = asked == 0 || now_ms.saturating_sub(asked) >= RETRY_MS;
+        if let Some(m) = v.fresh_mac(now_ms) {
+            let due =
+                now_ms.saturating_sub(v.learned) >= REFRESH_MS || e.recheck.load(Ordering::Relaxed);
+            if due && may_ask {
+                e.requested.store(now_ms.max(1), Ordering::Relaxed);
+                e.recheck.store(false, Ordering::Relaxed);
                 return Resolution::MacRefresh(m);
             }
-            return Resolution::Mac(m);
+            return Resolution::Mac(
+                m,
+                Stamp {
+                    entry: j,
+                    version: v.seq,
+                },
+            );
         }
         if may_ask {
-            e.requested.store(now_ms.max(1), Relaxed);
+            e.requested.store(now_ms.max(1), Ordering::Relaxed);
             Resolution::Request
         } else {
             Resolution::Pending
@@ -188,25 +532,171 @@ impl NeighTable {
 
     /// The MAC of `ip` if known and not expired, without side effects.
     pub fn peek(&self, ip: Ipv4Addr, now_ms: u64) -> Option<MacAddr> {
-        let e = self.slot(u32::from(ip), now_ms, false)?;
-        let mac = e.mac.load(Relaxed);
-        (mac & VALID != 0 && now_ms.saturating_sub(e.learned.load(Relaxed)) <= EXPIRE_MS)
-            .then(|| u64_to_mac(mac))
+        self.find(u32::from(ip))?.1.fresh_mac(now_ms)
     }
 
-    /// Every live entry, for `rvs ctl` and logs.
+    /// Whether `ip` has a reserved entry.
+    pub fn is_reserved(&self, ip: Ipv4Addr) -> bool {
+        self.find_reserved(u32::from(ip)).is_some()
+    }
+
+    /// Every live entry, for `rvs ctl` and logs: address, MAC, age (ms).
     pub fn entries(&self, now_ms: u64) -> Vec<(Ipv4Addr, MacAddr, u64)> {
         self.entries
             .iter()
             .filter_map(|e| {
-                let ip = e.ip.load(Relaxed);
-                let mac = e.mac.load(Relaxed);
-                let age = now_ms.saturating_sub(e.learned.load(Relaxed));
-                (ip != 0 && mac & VALID != 0 && age <= EXPIRE_MS)
-                    .then(|| (Ipv4Addr::from(ip), u64_to_mac(mac), age))
+                let v = e.read()?;
+                let m = v.fresh_mac(now_ms)?;
+                (v.ip() != 0 && v.key & RETIRED == 0)
+                    .then(|| (Ipv4Addr::from(v.ip()), m, now_ms.saturating_sub(v.learned)))
             })
             .collect()
     }
+
+    /// Makes `ips` the reserved set (control side, on every published
+    /// configuration): new addresses get a reserved entry (seeded with the
+    /// general entry's MAC if an answer to our request confirmed it), addresses
+    /// no longer named are retired (their entries fall back to general
+    /// learning). Addresses beyond [`reserved_capacity`](Self::reserved_capacity)
+    /// stay general; their number is returned.
+    pub fn reserve(&self, ips: &[Ipv4Addr]) -> usize {
+        let mut want: Vec<u32> = ips
+            .iter()
+            .map(|&a| u32::from(a))
+            .filter(|&a| a != 0)
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        let cap = self.reserved_capacity();
+        let over = want.len().saturating_sub(cap);
+        want.truncate(cap);
+        let mut st = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        for &ip in &st.ips {
+            if want.binary_search(&ip).is_err() {
+                self.retire(ip);
+            }
+        }
+        // Tombstones only accumulate: start afresh when they crowd the
+        // region (readers meanwhile miss, fall back to the general region
+        // and ask again: a few unresolved frames, never a wrong MAC).
+        let adding = want
+            .iter()
+            .filter(|ip| st.ips.binary_search(ip).is_err())
+            .count();
+        if st.used + adding > self.rmask * 3 / 4 {
+            st.used = self.rebuild(&want);
+        } else {
+            for &ip in &want {
+                if st.ips.binary_search(&ip).is_err() && self.insert_reserved(ip) {
+                    st.used += 1;
+                }
+            }
+        }
+        st.ips = want;
+        over
+    }
+
+    /// Turns the reserved entry of `ip` into a tombstone.
+    fn retire(&self, ip: u32) {
+        if let Some((j, _)) = self.find_reserved(ip) {
+            if let Some(g) = self.entries[j].lock() {
+                if g.key() == u64::from(ip) {
+                    g.set(u64::from(ip) | RETIRED, g.mac(), g.learned());
+                }
+            }
+        }
+    }
+
+    /// Gives `ip` a reserved entry: its own tombstone, else the first
+    /// tombstone or free slot of its chain. True if a free slot was used.
+    fn insert_reserved(&self, ip: u32) -> bool {
+        let h = self.home(ip);
+        let mut reuse = None;
+        let mut free = None;
+        for i in 0..=self.rmask {
+            let j = self.rbase + (h.wrapping_add(i) & self.rmask);
+            let key = self.entries[j].key.load(Ordering::Relaxed);
+            if key == u64::from(ip) | RETIRED {
+                // Coming back: its old MAC is still the best guess.
+                if let Some(g) = self.entries[j].lock() {
+                    g.set(u64::from(ip), g.mac(), g.learned());
+                }
+                return false;
+            }
+            if key & RETIRED != 0 && reuse.is_none() {
+                reuse = Some(j);
+            }
+            if key == 0 {
+                free = Some(j);
+                break;
+            }
+        }
+        let Some(j) = reuse.or(free) else {
+            return false;
+        };
+        // A MAC an answer confirmed is kept (hearsay is not). The workers'
+        // clock is not ours: copy the MAC with its age and let readers judge
+        // its freshness.
+        let (mac, learned) = match self.find_general(ip) {
+            Some((_, v)) if v.mac & (VALID | CONFIRMED) == VALID | CONFIRMED => (v.mac, v.learned),
+            _ => (0, 0),
+        };
+        let e = &self.entries[j];
+        if let Some(g) = e.lock() {
+            g.set(u64::from(ip), mac, learned);
+            e.requested.store(0, Ordering::Relaxed);
+            e.recheck.store(false, Ordering::Relaxed);
+        }
+        reuse.is_none()
+    }
+
+    /// Empties the reserved region and reserves `want` afresh, keeping the
+    /// MACs already known; returns the slots used.
+    fn rebuild(&self, want: &[u32]) -> usize {
+        let region = self.rbase..=self.rbase + self.rmask;
+        let keep: Vec<(u32, u64, u64)> = self.entries[region.clone()]
+            .iter()
+            .filter_map(|e| e.read())
+            .filter(|v| v.ip() != 0 && want.binary_search(&v.ip()).is_ok())
+            .map(|v| (v.ip(), v.mac, v.learned))
+            .collect();
+        for e in &self.entries[region] {
+            if let Some(g) = e.lock() {
+                g.set(0, 0, 0);
+                e.requested.store(0, Ordering::Relaxed);
+                e.recheck.store(false, Ordering::Relaxed);
+            }
+        }
+        let mut used = 0;
+        for &ip in want {
+            if self.insert_reserved(ip) {
+                used += 1;
+            }
+            if let Some(&(_, mac, learned)) = keep.iter().find(|k| k.0 == ip) {
+                if let Some((j, _)) = self.find_reserved(ip) {
+                    if let Some(g) = self.entries[j].lock() {
+                        g.set(u64::from(ip), mac, learned);
+                    }
+                }
+            }
+        }
+        used
+    }
+}
+
+/// Two secret words for the slot hash, from std's per-process random keys
+/// (drawn from the OS); the multiplier is forced odd.
+fn random_key() -> [u64; 2] {
+    let rs = RandomState::new();
+    let mut w = [0u64; 2];
+    for (i, word) in w.iter_mut().enumerate() {
+        let mut h = rs.build_hasher();
+        h.write_usize(i);
+        h.write_usize(word as *const u64 as usize);
+        *word = h.finish();
+    }
+    w[1] |= 1;
+    w
 }
 
 fn mac_to_u64(m: MacAddr) -> u64 {
@@ -221,54 +711,4 @@ fn u64_to_mac(v: u64) -> MacAddr {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const M: MacAddr = MacAddr([2, 0, 0, 0, 0, 7]);
-
-    #[test]
-    fn request_then_learn_then_refresh_then_expire() {
-        let t = NeighTable::new(64);
-        let ip = Ipv4Addr::new(198, 19, 0, 11);
-        assert_eq!(t.resolve(ip, 1000), Resolution::Request);
-        assert_eq!(t.resolve(ip, 1500), Resolution::Pending);
-        assert_eq!(t.resolve(ip, 2000), Resolution::Request);
-        t.learn(ip, M, 2100);
-        assert_eq!(t.resolve(ip, 2200), Resolution::Mac(M));
-        assert_eq!(t.peek(ip, 2200), Some(M));
-        assert_eq!(t.resolve(ip, 2100 + REFRESH_MS), Resolution::MacRefresh(M));
-        assert_eq!(t.resolve(ip, 2100 + REFRESH_MS + 10), Resolution::Mac(M));
-        assert_eq!(t.peek(ip, 2100 + EXPIRE_MS + 1), None);
-        assert_eq!(t.resolve(ip, 2100 + EXPIRE_MS + 1), Resolution::Request);
-    }
-
-    #[test]
-    fn many_neighbours_and_reuse_of_expired_slots() {
-        let t = NeighTable::new(64);
-        for i in 1..=40u32 {
-            t.learn(Ipv4Addr::from(0xC612_0000 + i), M, 10);
-        }
-        for i in 1..=40u32 {
-            assert_eq!(t.peek(Ipv4Addr::from(0xC612_0000 + i), 20), Some(M), "{i}");
-        }
-        assert_eq!(t.entries(20).len(), 40);
-        // Long after, new neighbours take the expired slots.
-        let later = 10 + EXPIRE_MS + 1;
-        for i in 100..=160u32 {
-            t.learn(Ipv4Addr::from(0xC612_0000 + i), M, later);
-            assert_eq!(
-                t.peek(Ipv4Addr::from(0xC612_0000 + i), later),
-                Some(M),
-                "{i}"
-            );
-        }
-    }
-
-    #[test]
-    fn ignores_zero_and_broadcast() {
-        let t = NeighTable::new(64);
-        t.learn(Ipv4Addr::UNSPECIFIED, M, 1);
-        t.learn(Ipv4Addr::new(1, 2, 3, 4), MacAddr([0xff; 6]), 1);
-        assert!(t.entries(1).is_empty());
-    }
-}
+mod tests;

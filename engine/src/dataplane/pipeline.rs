@@ -88,11 +88,11 @@ struct Dest {
 const HOP_CACHE: usize = 16;
 /// How long a remembered next hop is used without asking the neighbour
 /// table again (which is where refresh requests and expiry are decided).
-/// A changed MAC is seen at once: a hit re-reads the neighbour entry's MAC.
+/// A changed MAC is seen at once: a hit re-reads the neighbour entry's version.
 const HOP_CACHE_MS: u64 = 100;
 
 /// A resolved next hop, valid for one snapshot (routes) while the
-/// neighbour entry it came from holds the same MAC word, until `until_ms`.
+/// neighbour entry it came from is unchanged (same version), until `until_ms`.
 #[derive(Clone, Copy)]
 struct Hop {
     ip: u32,
@@ -102,7 +102,7 @@ struct Hop {
     generation: u64,
     snapshot: usize,
     entry: usize,
-    mac_word: u64,
+    version: u64,
 }
 
 impl Hop {
@@ -114,7 +114,7 @@ impl Hop {
         generation: 0,
         snapshot: 0,
         entry: 0,
-        mac_word: 0,
+        version: 0,
     };
 }
 
@@ -323,14 +323,21 @@ impl Pipeline {
                 Verdict::Tx(in_port)
             }
             arp::op::REPLY if tpa == port.addr && port.on_link(spa) => {
-                self.neigh().learn(spa, sha, now_ms);
+                self.neigh().learn_reply(spa, sha, now_ms);
                 // The kernel behind the TAP may be waiting for it too.
                 if port.kernel {
                     return self.to_kernel();
                 }
                 Verdict::Drop
             }
-            _ => self.drop(Drop::ArpIgnored),
+            _ => {
+                // A gratuitous ARP moving a known neighbour is checked with
+                // a request of our own, not believed (see neigh.rs).
+                if spa == tpa && port.on_link(spa) {
+                    self.neigh().recheck(spa, sha, now_ms);
+                }
+                self.drop(Drop::ArpIgnored)
+            }
         }
     }
 
@@ -1061,28 +1068,23 @@ impl Pipeline {
             && now_ms < h.until_ms
             && h.generation == snap.generation
             && h.snapshot == at
-            && self.neigh().mac_word(h.entry) == h.mac_word
+            && self.neigh().version(h.entry) == h.version
         {
             return Ok((h.port as usize, h.mac));
         }
         let (port, nh) = snap.route(ip).ok_or(Drop::NoRoute)?;
         match self.neigh().resolve(nh, now_ms) {
-            Resolution::Mac(m) => {
-                if let Some(entry) = self.neigh().index_of(nh) {
-                    let mac_word = self.neigh().mac_word(entry);
-                    if NeighTable::word_mac(mac_word) == Some(m) {
-                        self.hops[slot] = Hop {
-                            ip: a,
-                            port: port as u32,
-                            mac: m,
-                            until_ms: now_ms + HOP_CACHE_MS,
-                            generation: snap.generation,
-                            snapshot: at,
-                            entry,
-                            mac_word,
-                        };
-                    }
-                }
+            Resolution::Mac(m, stamp) => {
+                self.hops[slot] = Hop {
+                    ip: a,
+                    port: port as u32,
+                    mac: m,
+                    until_ms: now_ms + HOP_CACHE_MS,
+                    generation: snap.generation,
+                    snapshot: at,
+                    entry: stamp.entry,
+                    version: stamp.version,
+                };
                 Ok((port, m))
             }
             Resolution::MacRefresh(m) => {

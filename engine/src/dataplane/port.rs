@@ -21,6 +21,9 @@ pub struct Port {
     pub mac: MacAddr,
     pub rx_queues: u16,
     pub tx_queues: u16,
+    /// The kernel interface of a `net_af_packet` port (its ring drops are
+    /// read from the PMD's sockets).
+    pub iface: Option<String>,
 }
 
 /// Finds the ethdev for `device`, configures `workers` queue pairs (or as
@@ -99,6 +102,7 @@ pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
         mac: MacAddr(mac.addr_bytes),
         rx_queues: rxq,
         tx_queues: txq,
+        iface: super::kernel::af_packet_iface(device).map(str::to_string),
     })
 }
 
@@ -162,6 +166,19 @@ pub fn stats(port: &Port) -> super::counters::PortStats {
         ierrors: st.ierrors,
         oerrors: st.oerrors,
         rx_nombuf: st.rx_nombuf,
+        rx_ring_drops: port.iface.as_deref().map_or(0, ring_drops),
+    }
+}
+
+/// The RX ring drops of an af_packet port's interface (0, logged, if its
+/// sockets cannot be read).
+fn ring_drops(iface: &str) -> u64 {
+    match super::ring_drops::read(iface) {
+        Ok(c) => c.drops,
+        Err(e) => {
+            tracing::warn!(iface, "cannot read the af_packet ring statistics: {e}");
+            0
+        }
     }
 }
 

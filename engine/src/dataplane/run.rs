@@ -133,6 +133,7 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     tracing::info!(workers, ports = ports.len(), "rvs ready: forwarding");
 
     let mut last_log = std::time::Instant::now();
+    let mut last_ports = std::time::Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(10));
         if signals.stop.load(Relaxed) || shared.stop.load(Relaxed) {
@@ -143,6 +144,11 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
         }
         controller.tick();
         proc::reap_orphans();
+        if last_ports.elapsed() >= Duration::from_secs(1) {
+            last_ports = std::time::Instant::now();
+            let st = ports.iter().map(port::stats).collect();
+            *shared.port_stats.lock().unwrap_or_else(|p| p.into_inner()) = st;
+        }
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = std::time::Instant::now();
             let r = shared.report();

@@ -1,0 +1,299 @@
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const M: MacAddr = MacAddr([2, 0, 0, 0, 0, 7]);
+const REAL: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
+const MOVED: MacAddr = MacAddr([2, 0, 0, 0, 1, 2]);
+const SPOOF: MacAddr = MacAddr([2, 0x66, 0x66, 0x66, 0x66, 0x66]);
+
+fn ip(n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0xC612_0000 + n)
+}
+
+fn mac_of(a: Ipv4Addr) -> MacAddr {
+    let o = a.octets();
+    MacAddr([2, 0x42, o[0], o[1], o[2], o[3]])
+}
+
+fn is_mac(r: Resolution, m: MacAddr) -> bool {
+    matches!(r, Resolution::Mac(x, _) if x == m)
+}
+
+#[test]
+fn request_then_learn_then_refresh_then_expire() {
+    let t = NeighTable::new(64);
+    let ip = Ipv4Addr::new(198, 19, 0, 11);
+    assert_eq!(t.resolve(ip, 1000), Resolution::Request);
+    assert_eq!(t.resolve(ip, 1500), Resolution::Pending);
+    assert_eq!(t.resolve(ip, 2000), Resolution::Request);
+    t.learn_reply(ip, M, 2100);
+    assert!(is_mac(t.resolve(ip, 2200), M));
+    assert_eq!(t.peek(ip, 2200), Some(M));
+    assert_eq!(t.resolve(ip, 2100 + REFRESH_MS), Resolution::MacRefresh(M));
+    assert!(is_mac(t.resolve(ip, 2100 + REFRESH_MS + 10), M));
+    assert_eq!(t.peek(ip, 2100 + EXPIRE_MS + 1), None);
+    assert_eq!(t.resolve(ip, 2100 + EXPIRE_MS + 1), Resolution::Request);
+}
+
+#[test]
+fn many_neighbours_and_reuse_of_expired_slots() {
+    // A tenth full at most: with random placement no probe window of 8
+    // fills up (at a sixth, one run in a few dozen had one).
+    let t = NeighTable::new(1024);
+    for i in 1..=40u32 {
+        t.learn(ip(i), M, 10);
+    }
+    for i in 1..=40u32 {
+        assert_eq!(t.peek(ip(i), 20), Some(M), "{i}");
+    }
+    assert_eq!(t.entries(20).len(), 40);
+    // Long after, new neighbours take the expired slots.
+    let later = 10 + EXPIRE_MS + 1;
+    for i in 100..=160u32 {
+        t.learn(ip(i), M, later);
+        assert_eq!(t.peek(ip(i), later), Some(M), "{i}");
+    }
+}
+
+#[test]
+fn ignores_zero_and_broadcast() {
+    let t = NeighTable::new(64);
+    t.learn(Ipv4Addr::UNSPECIFIED, M, 1);
+    t.learn(Ipv4Addr::new(1, 2, 3, 4), MacAddr([0xff; 6]), 1);
+    assert!(t.entries(1).is_empty());
+}
+
+#[test]
+fn a_stamp_changes_when_the_entry_does() {
+    let t = NeighTable::new(64);
+    t.learn(ip(1), M, 10);
+    let Resolution::Mac(_, s) = t.resolve(ip(1), 11) else {
+        panic!("resolved")
+    };
+    assert_eq!(t.version(s.entry), s.version);
+    t.learn(ip(1), MOVED, 12);
+    assert_ne!(t.version(s.entry), s.version);
+    assert!(is_mac(t.resolve(ip(1), 13), MOVED));
+}
+
+#[test]
+fn the_slot_hash_is_keyed_per_table() {
+    let (a, b) = (NeighTable::new(65536), NeighTable::new(65536));
+    let same = (0..64u32)
+        .filter(|&i| a.home(0xC612_0000 + i) & a.mask == b.home(0xC612_0000 + i) & b.mask)
+        .count();
+    assert!(
+        same < 8,
+        "{same} of 64 addresses share a home in two tables"
+    );
+}
+
+/// A full probe window (every slot live) must not leave an address
+/// unresolved for ever: resolve evicts and asks, and the answer is kept.
+#[test]
+fn a_full_window_still_sends_the_request() {
+    let t = NeighTable::new(64);
+    // Thousands of on-link "neighbours" (a spoofer's ARP requests): every
+    // general slot is live.
+    for i in 1000..4000u32 {
+        t.learn(ip(i), mac_of(ip(i)), 100);
+    }
+    assert_eq!(t.entries(100).len(), 64, "general region full");
+    let target = ip(7);
+    assert_eq!(t.resolve(target, 200), Resolution::Request);
+    t.learn_reply(target, REAL, 201);
+    assert!(is_mac(t.resolve(target, 202), REAL));
+    // The spoofer goes on: the entry we asked for is not pushed out by
+    // unsolicited learning.
+    for i in 4000..8000u32 {
+        t.learn(ip(i), mac_of(ip(i)), 300);
+    }
+    assert!(is_mac(t.resolve(target, 301), REAL));
+}
+
+#[test]
+fn reserved_entries_ignore_spoofers_and_follow_replies_to_our_requests() {
+    let t = NeighTable::new(64);
+    let srv = ip(5);
+    assert_eq!(t.reserve(&[srv, ip(6)]), 0);
+    assert!(t.is_reserved(srv));
+    assert_eq!(t.resolve(srv, 1_000), Resolution::Request);
+    t.learn_reply(srv, REAL, 1_001);
+    assert!(is_mac(t.resolve(srv, 1_002), REAL));
+    // A flood of ARP from everywhere, including claims for the server.
+    for i in 1000..5000u32 {
+        t.learn(ip(i), mac_of(ip(i)), 2_000);
+        t.learn(srv, SPOOF, 2_000);
+    }
+    // An unsolicited reply (no request of ours in the last ANSWER_MS).
+    t.learn_reply(srv, SPOOF, 2_000 + ANSWER_MS + 5);
+    assert_eq!(t.peek(srv, 5_000), Some(REAL));
+    // ... which makes us ask now; the real server answers.
+    assert_eq!(t.resolve(srv, 5_000), Resolution::MacRefresh(REAL));
+    t.learn_reply(srv, REAL, 5_001);
+    assert!(is_mac(t.resolve(srv, 5_002), REAL));
+    // The server's MAC really changes: the refresh request finds it.
+    let due = 5_001 + REFRESH_MS;
+    assert_eq!(t.resolve(srv, due), Resolution::MacRefresh(REAL));
+    t.learn_reply(srv, MOVED, due + 1);
+    assert!(is_mac(t.resolve(srv, due + 2), MOVED));
+    // One request, one answer: a second reply in the window is hearsay.
+    t.learn_reply(srv, SPOOF, due + 3);
+    assert_eq!(t.peek(srv, due + 4), Some(MOVED));
+    // Unsolicited evidence never refreshes a reserved entry's age.
+    t.learn(srv, MOVED, due + 100);
+    assert_eq!(
+        t.resolve(srv, due + 1 + REFRESH_MS),
+        Resolution::MacRefresh(MOVED)
+    );
+}
+
+#[test]
+fn a_reserved_entry_takes_its_mac_only_from_an_answer() {
+    let t = NeighTable::new(64);
+    let srv = ip(5);
+    t.reserve(&[srv]);
+    t.learn(srv, SPOOF, 10);
+    t.learn_reply(srv, SPOOF, 11);
+    assert_eq!(t.peek(srv, 12), None, "hearsay");
+    assert_eq!(t.resolve(srv, 12), Resolution::Request);
+    t.learn_reply(srv, REAL, 13);
+    assert!(is_mac(t.resolve(srv, 14), REAL));
+}
+
+#[test]
+fn reserving_keeps_a_confirmed_general_mac_and_drops_hearsay() {
+    let t = NeighTable::new(64);
+    let (a, b) = (ip(1), ip(2));
+    assert_eq!(t.resolve(a, 10), Resolution::Request);
+    t.learn_reply(a, REAL, 11);
+    t.learn(b, SPOOF, 11);
+    assert_eq!(t.peek(b, 12), Some(SPOOF), "general entries take hearsay");
+    t.reserve(&[a, b]);
+    assert_eq!(t.peek(a, 12), Some(REAL));
+    assert_eq!(t.peek(b, 12), None);
+    assert_eq!(t.resolve(b, 12), Resolution::Request);
+}
+
+#[test]
+fn gratuitous_arp_makes_us_ask_not_believe() {
+    let t = NeighTable::new(64);
+    let srv = ip(5);
+    t.reserve(&[srv]);
+    assert_eq!(t.resolve(srv, 10), Resolution::Request);
+    t.learn_reply(srv, REAL, 11);
+    t.recheck(srv, REAL, 20);
+    assert!(
+        is_mac(t.resolve(srv, 2_000), REAL),
+        "same MAC: nothing to do"
+    );
+    t.recheck(srv, SPOOF, 2_001);
+    assert_eq!(t.peek(srv, 2_002), Some(REAL));
+    assert_eq!(t.resolve(srv, 2_002), Resolution::MacRefresh(REAL));
+    // The rate limit holds however many claims arrive.
+    t.recheck(srv, SPOOF, 2_003);
+    assert!(is_mac(t.resolve(srv, 2_004), REAL));
+}
+
+#[test]
+fn reserving_follows_the_configuration() {
+    let t = NeighTable::new(1024);
+    let cap = t.reserved_capacity();
+    assert_eq!(cap, 32);
+    t.reserve(&[ip(1), ip(2)]);
+    t.resolve(ip(1), 1);
+    t.learn_reply(ip(1), REAL, 2);
+    t.reserve(&[ip(2), ip(3)]);
+    assert!(!t.is_reserved(ip(1)));
+    assert!(t.is_reserved(ip(2)) && t.is_reserved(ip(3)));
+    // Back again: its MAC was kept.
+    t.reserve(&[ip(1), ip(2), ip(3)]);
+    assert!(t.is_reserved(ip(1)));
+    assert_eq!(t.peek(ip(1), 5), Some(REAL));
+    // Many reloads with changing servers: tombstones pile up and the region
+    // is rebuilt, keeping what is still wanted and its MAC.
+    for round in 0..200u32 {
+        let set: Vec<Ipv4Addr> = std::iter::once(ip(1))
+            .chain((0..20).map(|k| ip(100 + round * 7 + k)))
+            .collect();
+        assert_eq!(t.reserve(&set), 0);
+        for a in &set {
+            assert!(t.is_reserved(*a), "round {round}: {a}");
+        }
+        assert!(!t.is_reserved(ip(100 + round * 7 - 1)) || round == 0);
+        assert_eq!(t.peek(ip(1), 300), Some(REAL), "round {round}");
+    }
+    // More than the region holds: the rest stay general, and are counted.
+    let many: Vec<Ipv4Addr> = (0..(cap as u32 + 5)).map(|k| ip(5000 + k)).collect();
+    assert_eq!(t.reserve(&many), 5);
+}
+
+/// Three workers learning different addresses into the same slots while a
+/// reader checks that every MAC they are shown belongs to the address they
+/// asked for (the MAC encodes the address). The old table could pair one
+/// neighbour's address with another's MAC here (issue 12, item 5): run
+/// against it, this fails in under a second.
+#[test]
+fn concurrent_learning_never_pairs_an_address_with_another_mac() {
+    let t = Arc::new(NeighTable::new(64));
+    // The clock moves past EXPIRE_MS at every write, so every slot is
+    // always reusable and writers keep taking each other's slots.
+    let clock = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = Arc::new(AtomicU64::new(0));
+    let reads = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..3u32)
+        .map(|w| {
+            let (t, clock, stop) = (t.clone(), clock.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let a = ip(w * 1000 + i % 500);
+                    let now = clock.fetch_add(EXPIRE_MS + 1, Ordering::Relaxed);
+                    t.learn(a, mac_of(a), now);
+                    i = i.wrapping_add(1);
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..1u32)
+        .map(|r| {
+            let (t, stop, bad, reads) = (t.clone(), stop.clone(), bad.clone(), reads.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let a = ip((i & 1) * 1000 + (i / 2 + r) % 500);
+                    // Time 0: anything set counts as fresh.
+                    if let Some(m) = t.peek(a, 0) {
+                        reads.fetch_add(1, Ordering::Relaxed);
+                        if m != mac_of(a) {
+                            bad.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    i = i.wrapping_add(1);
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) && bad.load(Ordering::Relaxed) == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in writers.into_iter().chain(readers) {
+        h.join().unwrap();
+    }
+    assert!(
+        reads.load(Ordering::Relaxed) > 1000,
+        "the readers saw entries"
+    );
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "MACs read for another address (of {} reads)",
+        reads.load(Ordering::Relaxed)
+    );
+}
