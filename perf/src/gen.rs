@@ -444,7 +444,7 @@ pub fn run(o: GenOpts) -> Result<()> {
 }
 
 fn run_inner(o: GenOpts) -> Result<()> {
-    let pool = port::create_pool(16383)?;
+    let pool = port::create_pool(16383, port::data_room(1500))?;
     let client = port::setup(&o.client_dev, o.queues, 1500, pool).context("client-side port")?;
     let server = port::setup(&o.server_dev, o.queues, 1500, pool).context("server-side port")?;
     let hz = eal::tsc_hz();
