@@ -10,8 +10,8 @@ download and a request loop run through the same VIP:
   byte-exact, the request loop (one GET every 20 ms, 1 s timeout) succeeds
   >= 75 % of the time during the flood (the issue's target is 90 %: see
   SYN_FLOOD_MIN_OK), and requests right after it succeed at once.
-* syn_flood_cookies: the same with `[timeouts] syn_cookies = true` (>= 99 %);
-  skipped, saying why, while `rvs check` refuses that key.
+* syn_flood_cookies: the same with `[timeouts] syn_cookies = true` (>= 99 %;
+  skipped, saying why, with an rvs that refuses that key).
 * udp_flood: spoofed UDP to a UDP service on the same VIP; its idle entries
   fill the table but must not starve the TCP service (>= 75 %; target 90 %:
   see UDP_FLOOD_MIN_OK).

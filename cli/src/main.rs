@@ -97,7 +97,7 @@ fn check(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
     );
     // Placement advice for a dedicated machine (PCI ports only).
     for w in config::host::warnings(&cfg, Path::new("/sys")) {
-        let _ = writeln!(out, "{}: warning: {w}", path.display());
+        let _ = writeln!(err, "{}: warning: {w}", path.display());
     }
     ExitCode::SUCCESS
 }
