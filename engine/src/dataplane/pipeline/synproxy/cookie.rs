@@ -10,15 +10,17 @@
 //!
 //! ```text
 //! cookie = H1(4-tuple, client_isn) + (count << 24)
-//!        + ((H2(4-tuple, client_isn, count) + mss_index) & 0xFF_FFFF)
+//!        + ((H2(4-tuple, client_isn, count) + (mss_index << 22)) & 0xFF_FFFF)
 //! ```
 //!
 //! `count` is the time window (minutes since start, 8 bits on the wire).
 //! Checking subtracts `H1`, reads the window from the top
 //! byte, accepts it only if it is the current or the previous one (a cookie
 //! lives 60 to 120 s), and accepts the MSS index only if it is one of the
-//! [`MSS_TABLE`] entries: a forged ACK passes with probability about
-//! `4 / 2^24` per try.
+//! [`MSS_TABLE`] entries, which sit in the top two of the 24 bits (Linux
+//! adds the index itself, so a cookie a unit or two off still passed,
+//! with another MSS): a forged ACK passes with probability about
+//! `4 / 2^24` per try, and no neighbour of a valid cookie passes.
 //!
 //! `H1`, `H2` are SipHash-1-3 keyed with a secret drawn from the OS when
 //! the worker starts (std's `RandomState`, the same source as the
@@ -43,6 +45,9 @@ const MAX_AGE: u32 = 2;
 
 const COOKIE_BITS: u32 = 24;
 const COOKIE_MASK: u32 = (1 << COOKIE_BITS) - 1;
+/// Where the MSS index sits in the low 24 bits (their top two).
+const MSS_SHIFT: u32 = COOKIE_BITS - 2;
+const _: () = assert!(MSS_TABLE.len() == 1 << (COOKIE_BITS - MSS_SHIFT));
 
 /// The 4-tuple of the client's SYN, as the client sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +87,7 @@ impl CookieKey {
             .wrapping_add(count << COOKIE_BITS)
             .wrapping_add(
                 self.hash(t, client_isn, count, 2)
-                    .wrapping_add(u32::from(mss_index))
+                    .wrapping_add(u32::from(mss_index) << MSS_SHIFT)
                     & COOKIE_MASK,
             )
     }
@@ -97,8 +102,9 @@ impl CookieKey {
             return None;
         }
         let made = count.wrapping_sub(diff);
-        let index = c.wrapping_sub(self.hash(t, client_isn, made, 2)) & COOKIE_MASK;
-        (index < MSS_TABLE.len() as u32).then_some(index as u8)
+        let rest = c.wrapping_sub(self.hash(t, client_isn, made, 2)) & COOKIE_MASK;
+        // The index's two bits, and zeros below them.
+        (rest & ((1 << MSS_SHIFT) - 1) == 0).then_some((rest >> MSS_SHIFT) as u8)
     }
 }
 
@@ -174,6 +180,28 @@ mod tests {
             .count();
         // Expected 200 000 * 2 windows * 4 / 2^24 ~ 0.1.
         assert!(ok <= 3, "{ok} forged cookies passed");
+    }
+
+    /// A cookie one or a few units off, or with a low bit flipped, never
+    /// passes (with Linux's layout it did, as another MSS index, for half
+    /// of all keys).
+    #[test]
+    fn neighbours_of_a_cookie_never_pass() {
+        for round in 0..2000u32 {
+            let k = CookieKey::random();
+            let isn = round.wrapping_mul(2_654_435_761);
+            for i in 0..4u8 {
+                let c = k.make(&T, isn, i, 5_000);
+                assert_eq!(k.check(&T, isn, c, 5_000), Some(i));
+                for d in 1..=8u32 {
+                    assert_eq!(k.check(&T, isn, c.wrapping_add(d), 5_000), None);
+                    assert_eq!(k.check(&T, isn, c.wrapping_sub(d), 5_000), None);
+                }
+                for bit in 0..22 {
+                    assert_eq!(k.check(&T, isn, c ^ (1 << bit), 5_000), None);
+                }
+            }
+        }
     }
 
     #[test]
