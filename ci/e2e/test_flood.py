@@ -8,12 +8,12 @@ download and a request loop run through the same VIP:
   hosts of 198.19.128.0/17. The table fills with embryonic entries; the
   director must keep evicting them for real clients: the download arrives
   byte-exact, the request loop (one GET every 20 ms, 1 s timeout) succeeds
-  >= 75 % of the time during the flood (the issue's target is 90 %: see
+  >= 90 % of the time during the flood (the issue's target; see
   SYN_FLOOD_MIN_OK), and requests right after it succeed at once.
 * syn_flood_cookies: the same with `[timeouts] syn_cookies = true` (>= 99 %;
   skipped, saying why, with an rvs that refuses that key).
 * udp_flood: spoofed UDP to a UDP service on the same VIP; its idle entries
-  fill the table but must not starve the TCP service (>= 75 %; target 90 %:
+  fill the table but must not starve the TCP service (>= 90 %:
   see UDP_FLOOD_MIN_OK).
 
 The spoofed sources are outside every subnet of the director (so not
@@ -174,7 +174,7 @@ def success(lr):
     return lr["ok"] / lr["sent"] if lr["sent"] else 0.0
 
 
-def run_flood(env, proto, port, min_ok):
+def run_flood(env, proto, port, min_ok, cookies=False):
     """The whole scenario; returns the figures it printed.
 
     First a control: the same flood to a VIP port without a service (the
@@ -250,8 +250,13 @@ def run_flood(env, proto, port, min_ok):
     check(env.director.alive(), "director died")
     want = 0.8 * FLOOD_PPS * FLOOD_SECS if FLOOD_PPS else 20_000
     check(fl["sent"] >= want, f"flood sent only {fl['sent']} frames (want >= {want:.0f})")
-    check(env.fake or peak >= cap * 9 // 10, f"the flood did not fill the table: peak {peak}/{cap}")
-    check(env.fake or ev > 0, "no eviction counted during the flood")
+    if cookies:
+        # answered statelessly: the flood makes no entry at all
+        check(env.fake or peak <= cap // 4, f"SYN cookies, yet the flood filled the table: peak {peak}/{cap}")
+        check(env.fake or ev == 0, f"SYN cookies, yet {ev} entries were evicted")
+    else:
+        check(env.fake or peak >= cap * 9 // 10, f"the flood did not fill the table: peak {peak}/{cap}")
+        check(env.fake or ev > 0, "no eviction counted during the flood")
     check(not first["errors"] and first["elapsed"] <= 1.0,
           f"the first request after the flood: {first['errors']} in {first['elapsed']:.2f}s (want ok within 1 s)")
     check(not fresh["errors"], f"requests right after the flood failed: {fresh['errors'][:3]}")
@@ -268,17 +273,16 @@ def run_flood(env, proto, port, min_ok):
     return figures
 
 
-# Issue 12's target without SYN cookies is 90 %. Measured on the shared 2-CPU
-# VM at 5 kpps (control 100 %): 85.5 % and 87.0 %; every flood SYN is forwarded and
-# answered by a real server, and that work shares the CPUs with the request
-# loop (README, "Floods"). Asserted here: what holds there, so a regression
-# of the table's eviction (0 % while the table is full) still fails.
-SYN_FLOOD_MIN_OK = 0.75
+# Issue 12's target without SYN cookies is 90 %. Measured on a quiet 2-CPU
+# machine (CI) at 5 kpps: 100 % (258/258); on the same VM loaded to 13-18 by
+# other builds: 85.5 % and 87.0 % (the control then decides: a machine that
+# cannot carry the requests beside the flood is judged against the control).
+SYN_FLOOD_MIN_OK = 0.90
 
 
 @e2e(workers=(1,), timeout=120)
 def syn_flood(env):
-    """Spoofed SYN flood into a 4096-entry table during a download and a request loop (>= 75 % ok)."""
+    """Spoofed SYN flood into a 4096-entry table during a download and a request loop (>= 90 % ok)."""
     start(env)
     run_flood(env, "tcp", 80, SYN_FLOOD_MIN_OK)
 
@@ -287,17 +291,17 @@ def syn_flood(env):
 def syn_flood_cookies(env):
     """The SYN flood with syn_cookies = true: >= 99 % ok (skipped while rvs refuses the key)."""
     start(env, cookies=True)
-    run_flood(env, "tcp", 80, 0.99)
+    run_flood(env, "tcp", 80, 0.99, cookies=True)
 
 
 # The same for the UDP flood (target 90 %): measured 98.0 % and 81.0 % at
 # 5 kpps on the shared VM; most lost requests are client SYNs dropped as
 # `table_full` although the table holds only evictable UDP entries (README).
-UDP_FLOOD_MIN_OK = 0.75
+UDP_FLOOD_MIN_OK = 0.90
 
 
 @e2e(workers=(1,), timeout=120)
 def udp_flood(env):
-    """Spoofed UDP flood on the same VIP: its entries do not starve TCP (>= 75 % ok)."""
+    """Spoofed UDP flood on the same VIP: its entries do not starve TCP (>= 90 % ok)."""
     start(env)
     run_flood(env, "udp", UDP_FLOOD_PORT, UDP_FLOOD_MIN_OK)

@@ -565,7 +565,7 @@ def ha_replay(env):
                                 "--port", str(lib.HA_SYNC_PORT), "--src", "198.19.0.2", "--count", "20",
                                 "--sniff-time", "20", "--go-file", go, "--go-timeout", "40", stdout_path=outp)
     time.sleep(0.5)
-    r = env.client("http-many", VIP, "80", "40", "--timeout", "3", "--deadline", "30", timeout=60)
+    r = env.client("http-many", VIP, "80", "80", "--timeout", "3", "--deadline", "30", timeout=60)
     check(not r["errors"], f"requests failed: {r['errors'][:3]}")
     lib.wait_for(lambda: os.path.exists(go + ".captured") or sniff.poll() is not None, 25,
                  what="20 sync datagrams captured at rs1")
@@ -576,14 +576,17 @@ def ha_replay(env):
     rep = lib.read_json_output(outp)
     say(f"rs1 captured {rep['captured']} sync datagrams of dir1 (sizes {rep['sizes']}), replayed {rep['replayed']} "
         f"to {rep['destinations']}")
-    check(rep["captured"] == 20 and rep["replayed"] == 20, f"capture/replay: {rep}")
-    lib.wait_for(lambda: d2.ha().get("sync_bad", 0) - before.get("sync_bad", 0) >= 20, 5, interval=0.1,
-                 what="dir2 sync_bad +20")
+    # (the sync batches records, so how many datagrams the requests make varies:
+    # every one captured must be replayed, and at least 10)
+    n = rep["captured"]
+    check(10 <= n <= 20 and rep["replayed"] == n, f"capture/replay: {rep}")
+    lib.wait_for(lambda: d2.ha().get("sync_bad", 0) - before.get("sync_bad", 0) >= n, 5, interval=0.1,
+                 what=f"dir2 sync_bad +{n}")
     time.sleep(0.3)
     after = d2.ha()
     say(f"dir2: sync_bad {before['sync_bad']} -> {after['sync_bad']}, conns_synced {before['conns_synced']} -> "
         f"{after['conns_synced']}, sync_received {before['sync_received']} -> {after['sync_received']}")
-    check(after["sync_bad"] - before["sync_bad"] == 20, f"dir2 sync_bad rose by {after['sync_bad'] - before['sync_bad']}")
+    check(after["sync_bad"] - before["sync_bad"] == n, f"dir2 sync_bad rose by {after['sync_bad'] - before['sync_bad']}, want {n}")
     check(after["conns_synced"] == before["conns_synced"], "dir2 installed replayed records")
 
 
