@@ -87,7 +87,12 @@ pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
             bail!("{name}: tx queue {q}: {}", strerror(rc));
         }
     }
-    set_mtu(id, name, mtu, info.max_rx_pktlen)?;
+    // memif has no MTU of its own (frames are bounded by its buffers, 2 KiB
+    // by default; it reports Ethernet's 1500 whatever is set), and a TAP's
+    // kernel side takes what the kernel's interface MTU allows: for these
+    // a refusal is a warning, as it was before MTUs were read back.
+    let lenient = device.starts_with("net_memif") || device.starts_with("net_tap");
+    set_mtu(id, name, mtu, info.max_rx_pktlen, lenient)?;
     // SAFETY: id is configured.
     let rc = unsafe { dpdk_ffi::rte_eth_dev_start(id) };
     if rc != 0 {
@@ -109,10 +114,22 @@ pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
 /// Sets the MTU and reads it back: the snapshot (egress MTU checks, ICMP
 /// frag-needed) uses the configured value, so a device that refuses it or
 /// settles for less must stop start-up rather than drop frames silently.
-fn set_mtu(id: u16, name: &str, mtu: u16, max_frame: u32) -> Result<()> {
+fn set_mtu(id: u16, name: &str, mtu: u16, max_frame: u32, lenient: bool) -> Result<()> {
     // SAFETY: id is valid and stopped.
     let rc = unsafe { dpdk_ffi::rte_eth_dev_set_mtu(id, mtu) };
-    if rc != 0 {
+    if rc != 0 && lenient {
+        tracing::warn!(
+            port = name,
+            mtu,
+            max_frame,
+            "the device does not take mtu = {mtu} ({}); going on (memif/TAP)",
+            strerror(rc)
+        );
+        return Ok(());
+    }
+    // Some drivers (memif) cannot change their MTU at all: what they run
+    // with, read back below, decides.
+    if rc != 0 && rc != -libc::ENOTSUP {
         bail!(
             "mtu = {mtu}: the device refuses it: {} (it takes frames of at most {max_frame} bytes)",
             strerror(rc)
@@ -124,7 +141,22 @@ fn set_mtu(id: u16, name: &str, mtu: u16, max_frame: u32) -> Result<()> {
     if rc != 0 {
         bail!("{name}: cannot read the MTU back: {}", strerror(rc));
     }
+    if got < mtu && lenient {
+        tracing::warn!(
+            port = name,
+            mtu,
+            reported = got,
+            "the device reports {got} whatever is set (memif/TAP); going on with mtu = {mtu}"
+        );
+        return Ok(());
+    }
     if got < mtu {
+        if rc != 0 {
+            bail!(
+                "mtu = {mtu}: the device cannot change its MTU ({}) and runs with {got}",
+                strerror(rc)
+            );
+        }
         bail!("mtu = {mtu}: the device runs with {got}");
     }
     Ok(())
