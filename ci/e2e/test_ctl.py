@@ -783,6 +783,20 @@ def ctl_stats_and_metrics(env):
     check(rx > 0 and {s[3]["worker"] for s in m1 if s[2] == "rvs_worker_rx_packets_total"} ==
           {str(i) for i in range(env.workers)}, "worker metrics")
     check(any(s[2] == "rvs_worker_drops_total" and "reason" in s[3] for s in m1), "drop reasons")
+    # cost accounting (issue 16): every frame a busy loop took in is counted;
+    # busy cycles are a part of the loop cycles
+    tot = lambda name: sum(s[4] for s in m1 if s[2] == name)
+    busy, loops, frames = (tot("rvs_worker_busy_cycles_total"), tot("rvs_worker_loop_cycles_total"),
+                           tot("rvs_worker_busy_frames_total"))
+    check(frames >= rx and 0 < busy < loops and tot("rvs_worker_rx_bursts_total") > 0,
+          f"cost counters: busy {busy} loop {loops} frames {frames} rx {rx}")
+    st = ctl_json(env, "status")
+    cost = [w["cost"] for w in st["workers"]]
+    check(sum(c["busy_frames"] for c in cost) >= frames and
+          all(0 <= c["busy_pct"] <= 100 for c in cost), f"status cost: {cost}")
+    check("cycles/frame" in ctl_ok(env, "status"), "status text shows the cost line")
+    say(f"cost: {frames} frames in {busy} busy cycles ({busy // max(frames, 1)} cycles/frame, "
+        f"busy {100 * busy / loops:.2f}% of {loops} loop cycles)")
     say(f"metrics: {len(m1)} samples in {len(fams)} families, parsed by prometheus_client; "
         f"counters moved exactly as list --stats")
     # zero does not touch the Prometheus counters (they only go up)

@@ -409,6 +409,10 @@ pub struct WorkerView {
     pub drops_total: u64,
     /// Non-zero drop counters by reason.
     pub drops: BTreeMap<String, u64>,
+    /// Busy share, frames/s, cycles per frame, burst size (the last
+    /// second) and the cycle counters since start.
+    #[serde(default)]
+    pub cost: crate::control::cost::WorkerCost,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -297,6 +297,12 @@ pub fn status(v: &StatusView) -> String {
             format!("{}/{}", w.conns, w.capacity),
             w.drops_total
         );
+        let c = &w.cost;
+        let _ = writeln!(
+            out,
+            "         busy {:.1}%, {:.0} frames/s, {:.0} cycles/frame, burst {:.1}",
+            c.busy_pct, c.frames_per_sec, c.cycles_per_frame, c.avg_burst
+        );
         if !w.drops.is_empty() {
             let d: Vec<String> = w.drops.iter().map(|(k, n)| format!("{k}={n}")).collect();
             let _ = writeln!(out, "         drops: {}", d.join(", "));
@@ -529,6 +535,13 @@ TCP 15:00  ESTABLISHED 198.18.0.10:40000  198.18.0.100:80    198.19.0.11:8080
                 capacity: 65536,
                 drops_total: 1,
                 drops: [("no_server".to_string(), 1)].into_iter().collect(),
+                cost: crate::control::cost::WorkerCost {
+                    busy_pct: 12.34,
+                    frames_per_sec: 250_000.0,
+                    cycles_per_frame: 187.6,
+                    avg_burst: 7.3,
+                    ..Default::default()
+                },
                 ..WorkerView::default()
             }],
             services: vec![ServiceHealthView {
@@ -548,6 +561,10 @@ TCP 15:00  ESTABLISHED 198.18.0.10:40000  198.18.0.100:80    198.19.0.11:8080
         assert!(s.starts_with("rvs 0.1.0 (pid 42), up 1:02:05, config /etc/rvs/rvs.toml (generation 2)\nrole: standalone  peer: -  sync: off\n"), "{s}");
         assert!(s.contains("live changes since the file was loaded: 1 (a reload (SIGHUP) replaces them with the file)"));
         assert!(s.contains("         drops: no_server=1\n"), "{s}");
+        assert!(
+            s.contains("         busy 12.3%, 250000 frames/s, 188 cycles/frame, burst 7.3\n"),
+            "{s}"
+        );
         assert!(s.contains("1/65536"));
         assert!(s.contains(
             "    -> 198.19.0.11:8080      weight 3     up   health: no-check (no check configured)\n"

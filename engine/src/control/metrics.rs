@@ -583,7 +583,27 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 17] = [
+    let worker_counters: [Field<WorkerStats>; 21] = [
+        (
+            "rvs_worker_loop_cycles_total",
+            "TSC cycles of the worker's poll loops.",
+            |w| w.loop_cycles.get(),
+        ),
+        (
+            "rvs_worker_busy_cycles_total",
+            "TSC cycles of the poll loops that moved frames (busy share: rate of this / rate of loop cycles).",
+            |w| w.busy_cycles.get(),
+        ),
+        (
+            "rvs_worker_busy_frames_total",
+            "Frames the busy loops took in (cycles per frame: rate of busy cycles / rate of this).",
+            |w| w.busy_frames.get(),
+        ),
+        (
+            "rvs_worker_rx_bursts_total",
+            "Port rx bursts that returned frames (burst size: rate of rx packets / rate of this).",
+            |w| w.rx_bursts.get(),
+        ),
         ("rvs_worker_rx_packets_total", "Frames received.", |w| {
             w.rx_packets.get()
         }),

@@ -22,6 +22,7 @@
 
 pub mod api;
 pub mod conns;
+pub mod cost;
 pub mod ctl_proto;
 pub mod edit;
 pub mod format;
@@ -155,6 +156,8 @@ pub struct Controller {
     notifier: notify::Notifier,
     api: Option<ApiServer>,
     stats: Stats,
+    /// Workers' busy share and cycles per frame (`status`).
+    cost: cost::CostSampler,
     last_sample: Instant,
     dump: Option<PendingDump>,
     info: Arc<ControlInfo>,
@@ -188,6 +191,7 @@ impl Controller {
             notifier: notify::Notifier::default(),
             api: None,
             stats: Stats::default(),
+            cost: cost::CostSampler::default(),
             last_sample: Instant::now(),
             dump: None,
             info: Arc::new(ControlInfo::new(capacity)),
@@ -196,6 +200,8 @@ impl Controller {
         };
         c.publish()?;
         c.stats.sample(&c.shared.registry, Instant::now());
+        c.cost
+            .sample(c.shared.worker_stats.iter().map(|w| &**w), Instant::now());
         Ok(c)
     }
 
@@ -302,6 +308,10 @@ impl Controller {
         if self.last_sample.elapsed() >= Duration::from_secs(1) {
             self.last_sample = Instant::now();
             self.stats.sample(&self.shared.registry, self.last_sample);
+            self.cost.sample(
+                self.shared.worker_stats.iter().map(|w| &**w),
+                self.last_sample,
+            );
         }
     }
 
@@ -505,6 +515,7 @@ impl Controller {
                     capacity,
                     drops_total: r.drops_total,
                     drops: r.drops.into_iter().filter(|(_, n)| *n > 0).collect(),
+                    cost: self.cost.view(id, w),
                 }
             })
             .collect();

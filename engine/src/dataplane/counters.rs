@@ -231,6 +231,17 @@ pub struct WorkerStats {
     pub drops: [Counter; Drop::ALL.len()],
     /// Connections in this worker's table (written after each burst).
     pub conns: Counter,
+    /// Cost accounting, VPP's `show runtime` (written once per poll loop,
+    /// never per packet): the loop's TSC cycles...
+    pub loop_cycles: Counter,
+    /// ...those of the loops that moved frames...
+    pub busy_cycles: Counter,
+    /// ...the frames those loops moved (received from a port, its TAP or
+    /// another worker's ring)...
+    pub busy_frames: Counter,
+    /// ...and the port rx bursts that returned frames (average burst size
+    /// = `rx_packets / rx_bursts`).
+    pub rx_bursts: Counter,
 }
 
 impl WorkerStats {

@@ -92,7 +92,10 @@ impl Worker {
                 self.pipeline.on_snapshot(&snap);
             }
             // SAFETY: rdtsc has no preconditions.
-            let now_ms = unsafe { dpdk_ffi::rvs_rdtsc() } / per_ms;
+            let loop_start = unsafe { dpdk_ffi::rvs_rdtsc() };
+            let now_ms = loop_start / per_ms;
+            // Frames this loop takes in (cost accounting, below).
+            let mut moved = 0usize;
             // [ha]: role, synced connections to install, bulk walk.
             self.pipeline.ha_poll(&snap, now_ms);
 
@@ -119,6 +122,7 @@ impl Worker {
                 if n == 0 {
                     continue;
                 }
+                moved += n;
                 if let Some(out) = self.port_of_tap[pi] {
                     // What the kernel sends goes out its port as it is.
                     self.pipeline.stats.from_kernel.add(n as u64);
@@ -131,6 +135,7 @@ impl Worker {
                     continue;
                 }
                 self.pipeline.stats.rx_packets.add(n as u64);
+                self.pipeline.stats.rx_bursts.inc();
                 // Four passes, so that the burst's memory accesses overlap:
                 // parse every frame and hash its flow; prefetch the table
                 // buckets; read them and prefetch the connection records;
@@ -171,6 +176,7 @@ impl Worker {
 
             for ring in work_in.iter().flatten() {
                 let n = ring.pop_burst(&mut burst);
+                moved += n;
                 self.pipeline.stats.handoffs_in.add(n as u64);
                 for p in burst.iter().take(n) {
                     // SAFETY: the ring held owned mbufs; we take them over.
@@ -183,6 +189,7 @@ impl Worker {
             }
             for ring in tx_in.iter().flatten() {
                 let n = ring.pop_burst(&mut burst);
+                moved += n;
                 for p in burst.iter().take(n) {
                     // SAFETY: as above.
                     let Some(m) = (unsafe { Mbuf::from_raw(*p) }) else {
@@ -236,6 +243,7 @@ impl Worker {
             self.shared
                 .conn_dump
                 .poll(self.id, &mut dump_seen, &self.pipeline.conns, now_ms);
+            self.account(loop_start, moved);
         }
         for (pi, buf) in tx.iter_mut().enumerate() {
             self.flush(pi, buf);
@@ -243,6 +251,21 @@ impl Worker {
         // Held fragments go back to the pool before the ports stop.
         hold.clear(&self.pipeline);
         tracing::info!(worker = self.id, "worker stopped");
+    }
+
+    /// Cost accounting (issue 16; `rvs ctl status` shows busy %, frames/s,
+    /// cycles per frame and burst size from these): one rdtsc and a few
+    /// single-writer stores per loop.
+    #[inline]
+    fn account(&self, loop_start: u64, moved: usize) {
+        // SAFETY: rdtsc has no preconditions.
+        let cycles = unsafe { dpdk_ffi::rvs_rdtsc() }.wrapping_sub(loop_start);
+        let s = &self.pipeline.stats;
+        s.loop_cycles.add(cycles);
+        if moved > 0 {
+            s.busy_cycles.add(cycles);
+            s.busy_frames.add(moved as u64);
+        }
     }
 
     #[inline]
