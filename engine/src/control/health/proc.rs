@@ -479,15 +479,18 @@ mod tests {
     #[test]
     fn orphans_are_reaped_and_owned_children_are_not() {
         become_subreaper().unwrap();
-        // setsid leaves the group: only the subreaper catches it.
+        // setsid leaves the group: only the subreaper catches it. Its
+        // output goes elsewhere: holding our stdout pipe for 0.2 s would
+        // race PIPE_GRACE (also 0.2 s) and lose the pid we read.
         let f = run_bounded(
-            sh("setsid sh -c 'sleep 0.2; exit 7' & echo $!; exit 0"),
+            sh("setsid sh -c 'sleep 0.2; exit 7' </dev/null >/dev/null 2>&1 & echo $!; exit 0"),
             None,
             Duration::from_secs(5),
         )
         .unwrap();
         assert!(f.success());
         let pid = String::from_utf8_lossy(&f.stdout).trim().to_string();
+        assert!(pid.parse::<u32>().is_ok(), "no pid on stdout: {f:?}");
         let t0 = Instant::now();
         let mut reaped = 0;
         while proc_state(&pid).is_some() {
