@@ -12,7 +12,16 @@
 #          processes under nice N, e.g. -10, on a machine shared with other work)  --wait-quiet S (before each row,
 #          wait up to S seconds for the CPUs to be >= 85% idle: other work on the
 #          machine time-slices the busy-polling processes and ruins latency)
-#          --no-build  --no-plot  --no-mem  --out DIR (default perf/results)
+#          --no-build  --no-plot  --no-mem  --no-cost  --out DIR (default perf/results)
+#
+# Cost rows (issue 16): after the rows of a flow count, every DUT runs again at
+# one offered rate, half the slowest max rate of those rows, and its busy
+# cycles per packet are read around the generator's `cost` phase: rvs from
+# `rvs ctl status --json` (the workers' busy_cycles), testpmd from
+# `--record-core-cycles` (interactive: `clear fwd stats all`, then `stop`
+# prints its busy cycles); both count only poll iterations that received
+# frames, and both are divided by the frames that came back through the DUT
+# in the phase. The ratio testpmd-io cycles / DUT cycles is in the report.
 #
 # Topology: the generator (rvs-perf gen, CPU 0) is the memif server of two links,
 # c.sock (client side) and s.sock (server side); the device under test (rvs or
@@ -42,6 +51,7 @@ NICE=""
 BUILD=1
 PLOT=1
 MEM=1
+COST=1
 OUT="$ROOT/perf/results"
 FORCE_WORKERS=0
 HUGE=0
@@ -64,6 +74,7 @@ while (($#)); do
     --huge) HUGE=1 ;;
     --no-plot) PLOT=0 ;;
     --no-mem) MEM=0 ;;
+    --no-cost) COST=0 ;;
     --out) OUT=$2; shift ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
@@ -74,11 +85,11 @@ done
 # Per kind: flows, workers, modes, phase durations (max, lat, cps).
 case $KIND in
   smoke) : "${FLOWS:=1000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat}"; : "${DURATION:=1}"
-         LAT=0.5; CPS=0.5; MEM=0; PLOT=0 ;;
+         LAT=0.5; CPS=0.5; COST_SECS=1; MEM=0; PLOT=0 ;;
   quick) : "${FLOWS:=1000000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat,dr,tun,macswap}"; : "${DURATION:=3}"
-         LAT=2; CPS=2 ;;
+         LAT=2; CPS=2; COST_SECS=4 ;;
   full)  : "${FLOWS:=1000,100000,1000000}"; : "${WORKERS:=1,2}"; : "${MODES:=io,nat,dr,tun,macswap}"; : "${DURATION:=3}"
-         LAT=2; CPS=2 ;;
+         LAT=2; CPS=2; COST_SECS=4 ;;
 esac
 
 if ((EUID != 0)); then echo "bench.sh: run as root (DPDK, network namespaces)" >&2; exit 2; fi
@@ -220,6 +231,30 @@ for p in sorted(glob.glob(f"{raw}/*-f{f}-w{w}-r{rep}.json")):
 print(",".join(rates))' "$RAW" "$1" "$2" "$3"
 }
 printf 'name\tmode\tflows\tworkers\tsize\trep\tstatus\tdut_rss_kb\n' > "$INDEX"
+COSTS=$RAW/cost.tsv
+printf 'mode\tflows\tworkers\trep\trate_pps\tcycles_per_packet\tpackets\tstatus\n' > "$COSTS"
+
+# Half the slowest max rate (packets/s) of the rows of one flow count/workers/rep.
+cost_rate_of() {
+  $PY -c '
+import json, sys, glob
+raw, f, w, rep = sys.argv[1:]
+rates = []
+for p in glob.glob(f"{raw}/*-f{f}-w{w}-r{rep}.json"):
+    try:
+        rates.append(json.load(open(p))["phases"]["max"]["rx_mpps"] * 1e6)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+print(int(min(rates) / 2) if rates else 0)' "$RAW" "$1" "$2" "$3"
+}
+
+# Sum of the rvs workers' busy cycles and busy frames: "CYCLES FRAMES".
+rvs_busy() {
+  "$RVS" ctl -s "$SOCK/rvs.sock" status --json 2>/dev/null | $PY -c '
+import json, sys
+ws = json.load(sys.stdin)["workers"]
+print(sum(w["cost"]["busy_cycles"] for w in ws), sum(w["cost"]["busy_frames"] for w in ws))'
+}
 
 # run_one MODE FLOWS WORKERS REP
 run_one() {
@@ -295,6 +330,93 @@ run_one() {
   [[ $status == ok ]]
 }
 
+# run_cost MODE FLOWS WORKERS REP RATE: the DUT's busy cycles per packet at
+# RATE packets/s of established-flow data (a line in cost.tsv).
+run_cost() {
+  local mode=$1 flows=$2 w=$3 rep=$4 rate=$5
+  local name="cost-${mode}-f${flows}-w${w}-r${rep}"
+  local glog=$RAW/$name.gen.log dlog=$RAW/$name.dut.log fifo=$RAW/$name.fifo
+  local dut_cores="0@0" gen_core="0@0" i fd=""
+  for ((i = 1; i <= w; i++)); do dut_cores+=",$i@$(( i < NCPU ? i : NCPU - 1 ))"; done
+  rm -f "$SOCK"/*.sock
+  local extra=()
+  [[ $mode == io || $mode == macswap ]] && extra+=(--dut-mac "$DUT_CMAC")
+  wait_quiet
+  echo "bench.sh: [$name] $(date +%T), $rate packets/s"
+  "${NICE_CMD[@]}" timeout $(( 60 + flows / 20000 )) "$GEN" gen \
+    --client-dev "$(memif net_memif0 server c.sock $GEN_CMAC)" \
+    --server-dev "$(memif net_memif1 server s.sock $GEN_SMAC)" \
+    --lcores "$gen_core" --queues "$w" --expect "$mode" --flows "$flows" --size "$SIZE" \
+    --phases probe,open,cost --cost-rate "$rate" --cost-duration "$COST_SECS" \
+    --label "$name" --json "$RAW/$name.json" "${extra[@]}" > "$glog" 2>&1 &
+  GPID=$!
+  if ! wait_for "$glog" "waiting for the DUT" 20; then
+    stop_pid $GPID; GPID=""
+    printf '%s\t%s\t%s\t%s\t%s\t\t\tgen-failed\n' "$mode" "$flows" "$w" "$rep" "$rate" >> "$COSTS"
+    return 1
+  fi
+  case $mode in
+    io|macswap)
+      # interactive, its commands through a FIFO held open here
+      rm -f "$fifo"; mkfifo "$fifo"; exec {fd}<>"$fifo"
+      # (line-buffered: its answers must reach the log before it exits)
+      "${NICE_CMD[@]}" ip netns exec "$NS" stdbuf -oL dpdk-testpmd --lcores "$dut_cores" "${TP_MEM[@]}" -m 512 \
+        --file-prefix="rvsperf-tp$TAG-$name" --no-pci --log-level=lib.eal:warning \
+        --vdev "$(memif net_memif0 client c.sock $DUT_CMAC)" \
+        --vdev "$(memif net_memif1 client s.sock $DUT_SMAC)" \
+        -- -i --forward-mode="$mode" --auto-start --record-core-cycles --nb-cores="$w" \
+        --rxq="$w" --txq="$w" --burst=32 --total-num-mbufs=32768 <&$fd > "$dlog" 2>&1 &
+      ;;
+    nat|dr|tun)
+      sed -e "s|@CORES@|$dut_cores|; s|@WORKERS@|$w|; s|@SOCKDIR@|$SOCK|g; s|@SCHEDULER@|rr|" \
+          -e "s|@FORWARD@|$mode|; s|@MAXCONN@|$(maxconn_for "$flows")|; s|@HUGE@|$HUGE_TOML|" \
+          perf/configs/director.toml.in > "$RAW/$name.toml"
+      "${NICE_CMD[@]}" ip netns exec "$NS" env RVS_LOG=info "$RVS" run -c "$RAW/$name.toml" > "$dlog" 2>&1 &
+      ;;
+  esac
+  DPID=$!
+  local status=ok cpp="" pkts="" a b
+  if wait_for "$glog" "cost-start" $(( 30 + flows / 20000 )); then
+    if [[ -n $fd ]]; then echo "clear fwd stats all" >&$fd; else a=$(rvs_busy); fi
+    if wait_for "$glog" "cost-done" $(( COST_SECS + 20 )); then
+      # Packets: what came back through the DUT in the phase (the generator's
+      # rx), for both DUTs (testpmd's port counters after a clear are wrong
+      # on memif); cycles: the DUT's busy cycles over the phase.
+      sleep 0.2
+      local rx cyc
+      rx=$(sed -n 's|.*cost-done: .*"rx":\([0-9]*\),.*|\1|p' "$glog" | tail -n1)
+      if [[ -n $fd ]]; then
+        echo "stop" >&$fd
+        if ! wait_for "$dlog" "CPU cycles/packet" 10; then
+          echo "quit" >&$fd; stop_pid $DPID; DPID=""
+        fi
+        cyc=$(sed -n 's|.*CPU cycles/packet=.*total cycles=\([0-9]*\) .*|\1|p' "$dlog" | tail -n1)
+      else
+        b=$(rvs_busy)
+        cyc=$($PY -c 'import sys; print(int(sys.argv[2].split()[0]) - int(sys.argv[1].split()[0]))' "$a" "$b" 2>/dev/null)
+      fi
+      if [[ -n $rx && -n $cyc ]] && ((rx > 0)); then
+        pkts=$rx
+        cpp=$($PY -c 'import sys; print(f"{int(sys.argv[1]) / int(sys.argv[2]):.2f}")' "$cyc" "$rx")
+      fi
+    else
+      status=no-cost-done
+    fi
+  else
+    status=no-cost-start
+  fi
+  [[ -n $cpp ]] || { [[ $status == ok ]] && status=no-figure; }
+  [[ -n $fd ]] && echo "quit" >&$fd
+  wait $GPID 2>/dev/null; GPID=""
+  stop_pid $DPID; DPID=""
+  [[ -n $fd ]] && exec {fd}>&-
+  rm -f "$fifo"
+  rm -rf /var/run/dpdk/rvsperf-tp$TAG-$name
+  echo "bench.sh: [$name] ${cpp:-?} busy cycles/packet over ${pkts:-?} packets ($status)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$flows" "$w" "$rep" "$rate" "$cpp" "$pkts" "$status" >> "$COSTS"
+  [[ $status == ok ]]
+}
+
 T0=$SECONDS
 echo "bench.sh: $KIND run, flows $FLOWS, workers $WORKERS, modes $MODES, $SIZE-byte packets, $NCPU CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 failed=0
@@ -321,6 +443,12 @@ for w in "${WL[@]}"; do
         [[ $m == io || $m == macswap ]] || continue
         run_one "$m" "$f" "$w" "$rep" || failed=1
       done
+      if ((COST)); then
+        rate=$(cost_rate_of "$f" "$w" "$rep")
+        if ((rate > 0)); then
+          for m in "${ML[@]}"; do run_cost "$m" "$f" "$w" "$rep" "$rate" || failed=1; done
+        fi
+      fi
     done
   done
 done
@@ -338,7 +466,7 @@ if [[ $KIND == smoke ]]; then
   mkdir -p "$OUT/smoke"
 fi
 $PY "$ROOT/perf/report.py" "${REPORT_ARGS[@]}" || failed=1
-cp "$RAW"/*.json "$RAW"/index.tsv "$OUT/raw/" 2>/dev/null
+cp "$RAW"/*.json "$RAW"/index.tsv "$COSTS" "$OUT/raw/" 2>/dev/null
 if [[ $KIND == smoke ]]; then
   # Well formed: every row ran, forwarded, and passed the frame checks.
   $PY "$ROOT/perf/report.py" "$RAW" --check || failed=1

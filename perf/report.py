@@ -183,6 +183,37 @@ def md_table(lines):
     return out
 
 
+def load_costs(raw):
+    """cost.tsv (bench.sh's cost rows): {(mode, flows, workers): {"rate", "cpp"}},
+    the median over repetitions of busy cycles per packet."""
+    groups = {}
+    try:
+        with open(os.path.join(raw, "cost.tsv")) as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                if row["status"] != "ok" or not row["cycles_per_packet"]:
+                    continue
+                k = (row["mode"], int(row["flows"]), int(row["workers"]))
+                groups.setdefault(k, []).append((float(row["rate_pps"]), float(row["cycles_per_packet"])))
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {k: {"rate": med([r for r, _ in v]), "cpp": med([c for _, c in v])} for k, v in groups.items()}
+
+
+def cost_lines(costs):
+    """The cost table: busy cycles per packet at one offered rate, and the
+    ratio testpmd io cycles / these (what issue 16's targets apply to)."""
+    if not costs:
+        return []
+    lines = [["scenario", "DUT", "offered Mpps", "busy cycles/packet", "io cycles / these"]]
+    for (mode, flows, w) in sorted(costs, key=lambda k: (k[2], k[1], MODE_ORDER.index(k[0]) if k[0] in MODE_ORDER else 9)):
+        c = costs[(mode, flows, w)]
+        base = costs.get((BASELINE, flows, w))
+        ratio = base["cpp"] / c["cpp"] if base and c["cpp"] else None
+        lines.append([f"{flows_label(flows)} flows, {w}w", DUT.get(mode, mode), fmt(c["rate"] / 1e6, 3),
+                      fmt(c["cpp"], 1), fmt(ratio, 2)])
+    return lines
+
+
 def load_mem(raw):
     try:
         with open(os.path.join(raw, "mem.json")) as f:
@@ -191,10 +222,22 @@ def load_mem(raw):
         return []
 
 
-def targets(rows, mem):
-    """(target, value, met) for each target of issue 5."""
+def targets(rows, mem, costs=None):
+    """(target, value, met) for each target of issue 5 (and issue 16's
+    cycles-per-packet ratios)."""
     out = []
     by = {(r["mode"], r["flows"], r["workers"]): r for r in rows}
+    costs = costs or {}
+    for mode, want in TARGET_RATIO.items():
+        key = (mode, 1_000_000, 1)
+        if key not in costs:
+            key = next((k for k in sorted(costs) if k[0] == mode and k[2] == 1), None)
+        c = costs.get(key) if key else None
+        base = costs.get((BASELINE, key[1], 1)) if key else None
+        if c and base:
+            v = base["cpp"] / c["cpp"]
+            out.append((f"{mode.upper()} busy cycles/packet, 1 worker, {flows_label(key[1])} flows: testpmd io / rvs >= {want:.2f}",
+                        f"{v:.2f} ({c['cpp']:.0f} vs {base['cpp']:.0f} cycles at {c['rate'] / 1e6:.2f} Mpps)", v >= want))
     for mode, want in TARGET_RATIO.items():
         r = by.get((mode, 1_000_000, 1))
         v = r["ratio"] if r else None
@@ -289,7 +332,7 @@ def plot(rows, path):
     plt.close(fig)
 
 
-def write_md(rows, runs, mem, path, kind, m, png):
+def write_md(rows, runs, mem, path, kind, m, png, raw_dir):
     L = [f"# rvs benchmark ({kind})", ""]
     L.append(f"{m['date']}, commit `{m['commit']}`, DPDK {m['dpdk']}, {m['cpus']} x {m['cpu']}, kernel {m['kernel']}, "
              f"load average at the end {m['load']}.")
@@ -313,6 +356,14 @@ def write_md(rows, runs, mem, path, kind, m, png):
     for f in failed:
         L.append("")
         L.append(f"Run `{f['name']}` failed: {f['status']}.")
+    costs = load_costs(raw_dir)
+    if costs:
+        L += ["", "## Busy cycles per packet at one offered rate", "",
+              "Every DUT again, offered half the slowest max rate of the rows above; busy cycles (poll iterations "
+              "that received frames) per packet, read around the generator's `cost` phase: rvs from `rvs ctl status "
+              "--json`, testpmd from `--record-core-cycles`. The last column is the ratio issue 16's targets apply to.",
+              ""]
+        L += md_table(cost_lines(costs))
     if mem:
         L += ["", "## Connection-table memory", "",
               "| connections | table (memory_bytes) | bytes/conn | RSS delta | RSS bytes/conn | insert ns | lookup ns |",
@@ -320,7 +371,7 @@ def write_md(rows, runs, mem, path, kind, m, png):
         for x in mem:
             L.append(f"| {flows_label(x['conns'])} | {x['memory_bytes'] / 2**20:.1f} MiB | {x['bytes_per_conn']:.1f} | "
                      f"{x['rss_delta_bytes'] / 2**20:.1f} MiB | {x['rss_bytes_per_conn']:.1f} | {x['insert_ns']:.0f} | {x['lookup_ns']:.0f} |")
-    t = targets(rows, mem)
+    t = targets(rows, mem, costs)
     if t:
         L += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
         for name, val, met in t:
@@ -359,6 +410,14 @@ def check(raw):
             if st["bad_total"] != 0:
                 print(f"report.py --check: {m['name']}: {p}: {st['bad_total']} frames failed the checks: {st['bad']} {st['bad_examples'][:1]}")
                 ok = False
+    try:
+        with open(os.path.join(raw, "cost.tsv")) as f:
+            for c in csv.DictReader(f, delimiter="\t"):
+                if c["status"] != "ok" or not c["cycles_per_packet"] or float(c["cycles_per_packet"]) <= 0:
+                    print(f"report.py --check: cost row {c['mode']} f{c['flows']} w{c['workers']}: {c['status']}")
+                    ok = False
+    except OSError:
+        pass
     rows = summarize(runs)
     for r in rows:
         for k in ("mpps", "p50_us", "p99_us", "cps"):
@@ -387,7 +446,12 @@ def main():
     mem = load_mem(a.raw)
     print()
     print_table(rows)
-    for name, val, met in targets(rows, mem):
+    costs = load_costs(a.raw)
+    if costs:
+        print()
+        for line in cost_lines(costs):
+            print("  ".join(f"{c:>18}" for c in line))
+    for name, val, met in targets(rows, mem, costs):
         print(f"  target: {name}: {val} -> {'-' if met is None else ('met' if met else 'NOT met')}")
     os.makedirs(a.out, exist_ok=True)
     m = machine()
@@ -402,7 +466,7 @@ def main():
             print(f"report.py: no plot: {e}")
             png = None
     md_path = os.path.join(a.out, "latest.md")
-    write_md(rows, runs, mem, md_path, a.kind, m, png)
+    write_md(rows, runs, mem, md_path, a.kind, m, png, a.raw)
     if mem:
         with open(os.path.join(a.out, "latest-mem.json"), "w") as f:
             json.dump({"mem": mem}, f, indent=1)

@@ -117,7 +117,7 @@ pub struct GenOpts {
     /// Packet size: Ethernet frame with FCS, 64 .. 1518.
     #[arg(long, default_value_t = 64)]
     pub size: u16,
-    /// Phases to run, in order: probe, open, max, lat, cps, soak.
+    /// Phases to run, in order: probe, open, max, lat, cps, soak, cost.
     #[arg(long, value_delimiter = ',', default_value = "probe,open,max,lat,cps")]
     pub phases: Vec<String>,
     /// Seconds of the max-rate phase.
@@ -138,6 +138,14 @@ pub struct GenOpts {
     /// Also measure latency at these rates (packets/s), after `lat`.
     #[arg(long, value_delimiter = ',')]
     pub lat_rates: Vec<f64>,
+    /// Rate (packets/s) of the cost phase: established-flow data at a rate
+    /// every DUT takes, logged between `cost-start` and `cost-done` so that
+    /// `perf/bench.sh` reads the DUT's cycle counters around it.
+    #[arg(long)]
+    pub cost_rate: Option<f64>,
+    /// Seconds of the cost phase.
+    #[arg(long, default_value_t = 4.0)]
+    pub cost_duration: f64,
     /// Seconds of the new-connection phase.
     #[arg(long, default_value_t = 2.0)]
     pub cps_duration: f64,
@@ -632,7 +640,32 @@ impl Gen {
                     self.log(&format!("soak-done: {v}"));
                     out.insert("soak".into(), v);
                 }
-                other => bail!("unknown phase `{other}` (probe, open, max, lat, cps, soak)"),
+                "cost" => {
+                    let Some(rate) = self.o.cost_rate else {
+                        bail!("phase `cost` needs --cost-rate");
+                    };
+                    let src = Source::Data {
+                        flows: self.flows,
+                        i: 0,
+                    };
+                    // bench.sh reads the DUT's counters when it sees this
+                    // line: give it half a second before the first frame.
+                    self.log("cost-start");
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    let st = self.run_phase(
+                        phase,
+                        Space::Flows,
+                        src,
+                        Some(rate),
+                        self.o.cost_duration,
+                        0.1,
+                    );
+                    let mut v = self.phase_json(&st);
+                    v["rate_pps"] = json!(rate);
+                    self.log(&format!("cost-done: {v}"));
+                    out.insert("cost".into(), v);
+                }
+                other => bail!("unknown phase `{other}` (probe, open, max, lat, cps, soak, cost)"),
             }
         }
         let doc = json!({
