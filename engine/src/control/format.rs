@@ -297,6 +297,9 @@ pub fn status(v: &StatusView) -> String {
             format!("{}/{}", w.conns, w.capacity),
             w.drops_total
         );
+        if w.rescued > 0 {
+            let _ = writeln!(out, "         rescued: {}", w.rescued);
+        }
         if !w.drops.is_empty() {
             let d: Vec<String> = w.drops.iter().map(|(k, n)| format!("{k}={n}")).collect();
             let _ = writeln!(out, "         drops: {}", d.join(", "));

@@ -583,7 +583,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 17] = [
+    let worker_counters: [Field<WorkerStats>; 18] = [
         ("rvs_worker_rx_packets_total", "Frames received.", |w| {
             w.rx_packets.get()
         }),
@@ -624,6 +624,11 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             "rvs_worker_syn_cookies_ok_total",
             "Connections the synproxy opened after a valid cookie ACK.",
             |w| w.syn_cookies_ok.get(),
+        ),
+        (
+            "rvs_worker_rescued_total",
+            "Segments of moved flows (no entry, not a SYN) forwarded to the mh pick on a DR/TUN service.",
+            |w| w.rescued.get(),
         ),
         (
             "rvs_worker_sync_records_total",
