@@ -299,7 +299,11 @@ fn ack_on_tun_mh_is_encapsulated_to_the_syn_pick() {
         let (state, fl, srv) = a.entry(client, cport, 81).unwrap();
         assert_eq!(
             (state, fl & flags::RESCUED != 0, srv),
-            (TcpState::Established, true, Ipv4Addr::new(198, 19, 0, server))
+            (
+                TcpState::Established,
+                true,
+                Ipv4Addr::new(198, 19, 0, server)
+            )
         );
     }
     assert_eq!(a.rescued(), 20);
@@ -368,10 +372,7 @@ fn only_acks_that_pass_admission_are_rescued() {
 fn persistence_template_comes_before_mh() {
     let mut r = rig(1024);
     let client = [198, 18, 0, 14];
-    let svc = r
-        .snap
-        .service_for(6, VIP.into(), 84)
-        .expect("service 84");
+    let svc = r.snap.service_for(6, VIP.into(), 84).expect("service 84");
     let sid = u32::from(svc.id);
     // The server mh would pick for this client (port 0: no mh-port), from
     // a second director's SYN.
@@ -426,7 +427,10 @@ fn spoofed_ack_flood_into_a_full_table_evicts_no_established_connection() {
     assert_eq!(r.w.conns.len(), cap);
     // 2000 spoofed ACKs, a millisecond apart: each refused, none rescued.
     for i in 0..2000u32 {
-        let (v, _) = r.run(&seg(spoofed(i), 12_345, 80, "AP", b"junk"), 20 + u64::from(i));
+        let (v, _) = r.run(
+            &seg(spoofed(i), 12_345, 80, "AP", b"junk"),
+            20 + u64::from(i),
+        );
         assert_eq!(v, Verdict::Drop);
     }
     assert_eq!(r.drops(Drop::TableFull), 2000);
@@ -467,7 +471,9 @@ fn rescued_entries_give_way_to_new_connections_but_established_stay() {
     for i in 0..(cap - half) as u16 {
         let (v, _) = r.run(&seg([198, 18, 0, 40], 32_000 + i, 80, "S", b""), 5_000);
         assert_eq!(v, Verdict::Tx(1), "new client {i} refused");
-        let e = r.entry([198, 18, 0, 40], 32_000 + i, 80).expect("its entry");
+        let e = r
+            .entry([198, 18, 0, 40], 32_000 + i, 80)
+            .expect("its entry");
         assert_eq!(e.0, TcpState::SynRecv);
     }
     assert_eq!(r.evicted(), cap as u64);
