@@ -100,7 +100,9 @@
 //!   yet, whatever it is ([`Reclaim::Expired`]), else (2) of the
 //!   *evictable* records there, the one idle longest ([`Reclaim::Evicted`];
 //!   ties go to slot order). Evictable: TCP in NONE or SYN_RECV (nobody
-//!   completed the handshake) and UDP. Never evicted: TCP in ESTABLISHED or
+//!   completed the handshake), UDP, and records a rescue opened
+//!   ([`flags::RESCUED`]: a spoofed ACK can open one, so it must not be
+//!   able to take a slot for good). Never evicted otherwise: TCP in ESTABLISHED or
 //!   any later state (FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE, and
 //!   SYN_SENT, SYNACK, LISTEN) and persistence templates. The hand moves
 //!   just past the record taken. A window without a candidate refuses that
@@ -257,12 +259,19 @@ pub mod flags {
     /// key only, whatever the method, and its expiry is the caller's
     /// ([`ConnTable::set_timeout`](super::ConnTable::set_timeout)).
     pub const TEMPLATE: u8 = 0x08;
+    /// Opened by the "rescue" of a moved flow (a non-SYN segment that
+    /// missed the table on an `mh` DR/TUN service): nothing proves a real
+    /// client is behind it, so under pressure it is evictable by idle time
+    /// like embryonic TCP and UDP (see "Pressure"), whatever its state. A
+    /// live flow keeps it young; an evicted one is rescued again, to the
+    /// same server, by its next segment.
+    pub const RESCUED: u8 = 0x20;
     /// Free for the data plane.
     pub const USER1: u8 = 0x40;
     /// Free for the data plane.
     pub const USER2: u8 = 0x80;
     /// Every flag a caller may set.
-    pub const CALLER_MASK: u8 = SYNCED | TEMPLATE | USER1 | USER2;
+    pub const CALLER_MASK: u8 = SYNCED | TEMPLATE | RESCUED | USER1 | USER2;
 
     // Kept by the table.
     pub(crate) const IN_USE: u8 = 0x01;

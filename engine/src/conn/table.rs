@@ -169,11 +169,13 @@ fn pressure_thresholds(capacity: usize) -> (u32, u32) {
 
 /// May a live record be evicted to make room under pressure? TCP only in
 /// NONE or SYN_RECV (a handshake nobody has completed), any other protocol
-/// (UDP); never a persistence template.
+/// (UDP), or one a rescue opened (`flags::RESCUED`); never a persistence
+/// template.
 #[inline]
 fn evictable(c: &Conn) -> bool {
     c.flags & flags::TEMPLATE == 0
         && (c.proto != PROTO_TCP
+            || c.flags & flags::RESCUED != 0
             || c.state == TcpState::None as u8
             || c.state == TcpState::SynRecv as u8)
 }

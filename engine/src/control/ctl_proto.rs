@@ -402,6 +402,9 @@ pub struct WorkerView {
     /// Evicted to make room in a full table (embryonic TCP, idle UDP).
     #[serde(default)]
     pub conns_evicted: u64,
+    /// Segments of moved flows forwarded to the `mh` pick (scale-out rescue).
+    #[serde(default)]
+    pub rescued: u64,
     /// Connections in its table now.
     pub conns: u64,
     /// Its table's size.

@@ -303,6 +303,9 @@ pub fn status(v: &StatusView) -> String {
             "         busy {:.1}%, {:.0} frames/s, {:.0} cycles/frame, burst {:.1}",
             c.busy_pct, c.frames_per_sec, c.cycles_per_frame, c.avg_burst
         );
+        if w.rescued > 0 {
+            let _ = writeln!(out, "         rescued: {}", w.rescued);
+        }
         if !w.drops.is_empty() {
             let d: Vec<String> = w.drops.iter().map(|(k, n)| format!("{k}={n}")).collect();
             let _ = writeln!(out, "         drops: {}", d.join(", "));

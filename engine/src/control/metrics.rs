@@ -583,7 +583,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 21] = [
+    let worker_counters: [Field<WorkerStats>; 22] = [
         (
             "rvs_worker_loop_cycles_total",
             "TSC cycles of the worker's poll loops.",
@@ -644,6 +644,11 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             "rvs_worker_syn_cookies_ok_total",
             "Connections the synproxy opened after a valid cookie ACK.",
             |w| w.syn_cookies_ok.get(),
+        ),
+        (
+            "rvs_worker_rescued_total",
+            "Segments of moved flows (no entry, not a SYN) forwarded to the mh pick on a DR/TUN service.",
+            |w| w.rescued.get(),
         ),
         (
             "rvs_worker_sync_records_total",

@@ -511,6 +511,7 @@ impl Controller {
                     conns_created: r.conns_created,
                     conns_expired: r.conns_expired,
                     conns_evicted: w.conns_evicted.get(),
+                    rescued: r.rescued,
                     conns: r.conns,
                     capacity,
                     drops_total: r.drops_total,

@@ -227,6 +227,9 @@ pub struct WorkerStats {
     pub syn_cookies_sent: Counter,
     /// Connections the synproxy opened after a valid cookie ACK.
     pub syn_cookies_ok: Counter,
+    /// Segments of moved flows (no entry, not a SYN) forwarded to the `mh`
+    /// pick, each opening its entry (pipeline `rescue`).
+    pub rescued: Counter,
     pub parse_drops: [Counter; DropReason::ALL.len()],
     pub drops: [Counter; Drop::ALL.len()],
     /// Connections in this worker's table (written after each burst).
@@ -281,6 +284,7 @@ pub struct StatsReport {
     pub frags_evicted: u64,
     pub syn_cookies_sent: u64,
     pub syn_cookies_ok: u64,
+    pub rescued: u64,
     /// Every drop reason (parser's and data plane's) with its count.
     pub drops: std::collections::BTreeMap<String, u64>,
     pub drops_total: u64,
@@ -339,6 +343,7 @@ impl StatsReport {
             r.frags_evicted += w.frags_evicted.get();
             r.syn_cookies_sent += w.syn_cookies_sent.get();
             r.syn_cookies_ok += w.syn_cookies_ok.get();
+            r.rescued += w.rescued.get();
             for d in DropReason::ALL {
                 *r.drops.get_mut(d.as_str()).unwrap() += w.parse_drops[d.index()].get();
             }

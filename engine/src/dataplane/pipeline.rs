@@ -10,6 +10,7 @@
 mod admit;
 mod frag;
 mod ha;
+mod rescue;
 mod synproxy;
 
 pub use frag::{FragDirectory, FragHold, FRAG_ENTRIES, FRAG_LIFETIME_MS, HOLD_MS, HOLD_SLOTS};
@@ -421,6 +422,10 @@ impl Pipeline {
             if svc.synproxy && p.tcp_flags.ack() && !p.tcp_flags.syn() {
                 // Perhaps the ACK of a SYN cookie.
                 return self.cookie_ack(snap, svc, f, p, in_port, now_ms);
+            }
+            if rescue::eligible(svc, p) {
+                // A flow another director began (SPEC §7 "Scale-out").
+                return self.rescue(snap, svc, f, p, in_port, now_ms);
             }
             return self.drop(Drop::NoConnection);
         }

@@ -16,6 +16,18 @@ pub(super) fn refuse_new(snap: &Snapshot, frame: &[u8], p: &Parsed, svc: &Servic
         // SYN+RST / SYN+FIN: nothing a client sends to open a connection.
         return Some(Drop::BadTcpFlags);
     }
+    refuse_source(snap, frame, p, svc)
+}
+
+/// [`refuse_new`] without the flag test: the checks on where a packet comes
+/// from and whether it is intact, also for the segment of a moved flow
+/// (`rescue`), which may carry FIN or RST.
+pub(super) fn refuse_source(
+    snap: &Snapshot,
+    frame: &[u8],
+    p: &Parsed,
+    svc: &Service,
+) -> Option<Drop> {
     if is_martian_source(snap, p.src) {
         return Some(Drop::Martian);
     }
