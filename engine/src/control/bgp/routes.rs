@@ -129,6 +129,30 @@ mod tests {
                 .unwrap();
             assert!(!out.status.success());
         }
+        // deploy/bird.conf, the README's worked example, parses too (with
+        // its include pointed at a file rvs wrote).
+        let routes = dir.join("rvs-vips.conf");
+        write_atomically(&routes, text(&[]).as_bytes()).unwrap();
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/bird.conf"))
+                .unwrap();
+        assert!(example.contains("include \"/etc/bird/rvs-vips.conf\";"));
+        let conf = dir.join("deploy-bird.conf");
+        std::fs::write(
+            &conf,
+            example.replace("/etc/bird/rvs-vips.conf", &routes.display().to_string()),
+        )
+        .unwrap();
+        let out = std::process::Command::new("bird")
+            .args(["-p", "-c"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "deploy/bird.conf: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
