@@ -285,3 +285,5 @@ def bgp_ecmp(env):
     many(env, 30)
     log = d1.log_text()
     check("bgp: every VIP withdrawn" in log, "dir1's log has no withdrawal")
+    check("draining:" in log and log.index("bgp: every VIP withdrawn") < log.index("draining:"),
+          "dir1 did not withdraw before the drain")

@@ -252,6 +252,7 @@ fn run(job: &(Mutex<Job>, Condvar), status: &Mutex<LinkStatus>, socket: &Path, r
                 st.reconfigures += 1;
                 st.last_error = None;
                 backoff = FIRST_BACKOFF;
+                let words = words.replace('\n', "; ");
                 tracing::info!(generation = gen, "bgp: BIRD reconfigured ({words})");
             }
             Err(e) => {
