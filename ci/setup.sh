@@ -11,6 +11,7 @@ PKGS=(
   iproute2 ethtool procps       # namespaces, veths, bridges, offloads, sysctl
   curl python3 tcpdump iputils-ping # e2e clients, ping through the exception path, debugging
   keepalived                    # the VRRPv3 peer and takeover baseline of the failover tests (issue 11)
+  bird2                         # [bgp]: BIRD 2 beside each director and as the ECMP router (test_bgp.py)
   python3-aiosmtpd              # the SMTP relay the health-check e2e test mails through
   python3-prometheus-client     # parses the metrics endpoint in the ctl e2e test
   build-essential

@@ -79,6 +79,29 @@ pub enum CtlCommand {
         #[arg(long, value_name = "IP:PORT")]
         server: String,
     },
+    /// `[bgp]` maintenance: withdraw or announce a VIP through BIRD.
+    #[command(subcommand)]
+    Bgp(BgpCommand),
+}
+
+/// `rvs ctl bgp ...`. The route is the VIP's: every service on the VIP
+/// follows. An operator's withdrawal lasts until `announce` (or a
+/// restart); it is not part of the configuration.
+#[derive(Subcommand, Debug)]
+pub enum BgpCommand {
+    /// Stop announcing the service's VIP (maintenance), until `announce`.
+    Withdraw {
+        /// PROTO:VIP:PORT, e.g. tcp:198.18.0.100:80.
+        #[arg(long, value_name = "PROTO:VIP:PORT")]
+        service: String,
+    },
+    /// End a `withdraw`: the VIP is announced again while it has a live
+    /// server (and the director is master, with [ha]).
+    Announce {
+        /// PROTO:VIP:PORT, e.g. tcp:198.18.0.100:80.
+        #[arg(long, value_name = "PROTO:VIP:PORT")]
+        service: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -245,6 +268,12 @@ fn request(cmd: CtlCommand) -> (Request, Show) {
         CtlCommand::EditServer(o) => (Request::EditServer(o.args()), Show::Change),
         CtlCommand::DelServer { service, server } => {
             (Request::DelServer { service, server }, Show::Change)
+        }
+        CtlCommand::Bgp(BgpCommand::Withdraw { service }) => {
+            (Request::BgpWithdraw { service }, Show::Change)
+        }
+        CtlCommand::Bgp(BgpCommand::Announce { service }) => {
+            (Request::BgpAnnounce { service }, Show::Change)
         }
     }
 }

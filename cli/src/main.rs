@@ -95,6 +95,9 @@ fn check(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
         cfg.services.len(),
         cfg.server_count()
     );
+    for w in cfg.warnings() {
+        let _ = writeln!(err, "{}: warning: {w}", path.display());
+    }
     // Placement advice for a dedicated machine (PCI ports only).
     for w in config::host::warnings(&cfg, Path::new("/sys")) {
         let _ = writeln!(err, "{}: warning: {w}", path.display());

@@ -123,7 +123,7 @@ fn config_err_unknown_keys_list_expected_ones() {
                 "unknown key `scheduller` (expected one of: vip, port, protocol, scheduler, scheduler_flags, forward,",
             ),
             ("service[0].server[0].wieght", 7, "unknown key `wieght` (expected one of: address, port, weight,"),
-            ("dpkd", 8, "unknown key `dpkd` (expected one of: dpdk, port, service, timeouts, control, notify, ha)"),
+            ("dpkd", 8, "unknown key `dpkd` (expected one of: dpdk, port, service, timeouts, control, notify, ha, bgp)"),
         ],
     );
     expect_exactly(

@@ -342,6 +342,7 @@ fn config_every_key_parses_to_expected_struct() {
             sync_port: 9848,
             auth_key_file: Some(key.0.clone()),
         }),
+        bgp: None,
     };
     let cfg = parse_ok(&EVERY_KEY.replace("@KEY@", key.path()));
     assert_eq!(cfg, expected);
@@ -880,5 +881,126 @@ fn config_load_names_the_file() {
         e.to_string()
             .starts_with("/nonexistent/rvs.toml: cannot read: "),
         "{e}"
+    );
+}
+
+/// A one-service director (DR, mh) for the `[bgp]` tests, `@BGP@` being
+/// replaced by the section and `@FWD@`/`@SCHED@` by the service's values.
+const BGP_BASE: &str = r#"[dpdk]
+cores = "0-1"
+[[port]]
+name = "lan"
+device = "net_null0"
+address = "198.18.0.2/24"
+[[service]]
+vip = "198.18.0.100"
+port = 80
+scheduler = "@SCHED@"
+forward = "@FWD@"
+  [[service.server]]
+  address = "198.18.0.11"
+@BGP@"#;
+
+fn bgp_text(section: &str, fwd: &str, sched: &str) -> String {
+    BGP_BASE
+        .replace("@BGP@", section)
+        .replace("@FWD@", fwd)
+        .replace("@SCHED@", sched)
+}
+
+#[test]
+fn config_bgp_defaults_and_keys() {
+    let none = parse_ok(&bgp_text("", "nat", "wlc"));
+    assert_eq!(none.bgp, None);
+    let cfg = parse_ok(&bgp_text("[bgp]\n", "dr", "mh"));
+    assert_eq!(cfg.bgp, Some(BgpConfig::default()));
+    let d = BgpConfig::default();
+    assert_eq!(d.bird_socket, PathBuf::from("/run/bird/bird.ctl"));
+    assert_eq!(d.routes_file, PathBuf::from("/etc/bird/rvs-vips.conf"));
+    assert_eq!(
+        d.withdraw_on,
+        WithdrawOn {
+            shutdown: true,
+            no_server: true,
+            backup: true
+        }
+    );
+    assert_eq!(d.shutdown_grace_ms, 3000);
+    assert!(cfg.warnings().is_empty());
+
+    let cfg = parse_ok(&bgp_text(
+        "[bgp]\nbird_socket = \"/tmp/b.ctl\"\nroutes_file = \"/tmp/r.conf\"\nwithdraw_on = [\"no-server\"]\nshutdown_grace_ms = 0\n",
+        "tun",
+        "mh",
+    ));
+    assert_eq!(
+        cfg.bgp,
+        Some(BgpConfig {
+            bird_socket: "/tmp/b.ctl".into(),
+            routes_file: "/tmp/r.conf".into(),
+            withdraw_on: WithdrawOn {
+                no_server: true,
+                ..WithdrawOn::NONE
+            },
+            shutdown_grace_ms: 0,
+        })
+    );
+}
+
+#[test]
+fn config_bgp_errors_name_key_and_line() {
+    let errs = |text: String| -> Vec<(String, usize, String)> {
+        parse(&text)
+            .expect_err("must be refused")
+            .errors
+            .into_iter()
+            .map(|e| (e.path, e.line, e.message))
+            .collect()
+    };
+    // Line 14 is `[bgp]`, 15 the first key.
+    let e = errs(bgp_text(
+        "[bgp]\nwithdraw_on = [\"shutdown\", \"later\"]\n",
+        "dr",
+        "mh",
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "bgp.withdraw_on[1]");
+    assert_eq!(e[0].1, 15);
+    assert!(e[0].2.contains("`later` is not an event"), "{}", e[0].2);
+
+    let e = errs(bgp_text("[bgp]\nbird_socket = \"bird.ctl\"\n", "dr", "mh"));
+    assert_eq!((e[0].0.as_str(), e[0].1), ("bgp.bird_socket", 15), "{e:?}");
+    assert!(e[0].2.contains("not an absolute path"));
+    let e = errs(bgp_text("[bgp]\nshutdown_grace_ms = 600001\n", "dr", "mh"));
+    assert_eq!((e[0].0.as_str(), e[0].1), ("bgp.shutdown_grace_ms", 15));
+    let e = errs(bgp_text("[bgp]\nrouter = 1\n", "dr", "mh"));
+    assert_eq!((e[0].0.as_str(), e[0].1), ("bgp.router", 15), "{e:?}");
+
+    // Plain NAT behind ECMP: refused, with the reason, at the service's line.
+    let e = errs(bgp_text("[bgp]\n", "nat", "mh"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "service[0].forward");
+    assert!(e[0].1 >= 7 && e[0].1 <= 12, "line {}", e[0].1);
+    assert!(
+        e[0].2.contains("plain NAT is refused with [bgp]") && e[0].2.contains("another director"),
+        "{}",
+        e[0].2
+    );
+    // The same for a NAT server under a DR service.
+    let text = bgp_text("[bgp]\n", "dr", "mh").replace(
+        "  address = \"198.18.0.11\"\n",
+        "  address = \"198.18.0.11\"\n  forward = \"nat\"\n  port = 8080\n",
+    );
+    let e = errs(text);
+    assert_eq!(e[0].0, "service[0].server[0].forward", "{e:?}");
+
+    // Not mh: accepted, with a warning naming the service.
+    let cfg = parse_ok(&bgp_text("[bgp]\n", "dr", "wlc"));
+    let w = cfg.warnings();
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].starts_with("service[0].scheduler: tcp:198.18.0.100:80 uses wlc behind [bgp]"),
+        "{}",
+        w[0]
     );
 }

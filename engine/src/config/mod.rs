@@ -91,6 +91,9 @@ pub struct Config {
     /// (and `auth_key_file` while `sync` is on) and fills in the SPEC's
     /// defaults for the rest.
     pub ha: Option<HaConfig>,
+    /// `[bgp]`; `None` when the section is absent: nothing is announced and
+    /// no BIRD is asked anything.
+    pub bgp: Option<BgpConfig>,
 }
 
 impl Config {
@@ -133,6 +136,27 @@ impl Config {
     /// code.
     pub fn validate(&self) -> Vec<ConfigError> {
         rules::check(&rules::Scope::whole(self))
+    }
+
+    /// Advice that does not refuse the configuration (`rvs check` prints
+    /// it; `rvs run` logs it). With `[bgp]`, a service not scheduled by
+    /// `mh` lets each director pick a different real server for the same
+    /// flow: a flow the router moves to another director (one left or came
+    /// back) then lands on another server and breaks.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.bgp.is_some() {
+            for (i, svc) in self.services.iter().enumerate() {
+                if svc.scheduler != crate::sched::SchedKind::Mh {
+                    out.push(format!(
+                        "service[{i}].scheduler: {} uses {} behind [bgp]: directors do not agree on the real server of a flow the router moves between them; use mh (with the same servers, weights and order on every director)",
+                        svc.key(),
+                        svc.scheduler
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -701,6 +725,86 @@ impl HaConfig {
     /// The advert interval as VRRPv3 sends it: centiseconds (12 bits).
     pub fn advert_interval_cs(&self) -> u16 {
         (self.advert_interval_ms / 10).min(0x0fff) as u16
+    }
+}
+
+/// `[bgp]`: the VIPs are announced through BIRD 2 running beside rvs
+/// (ECMP scale-out, SPEC §7). rvs writes `routes_file` and asks BIRD to
+/// reconfigure through `bird_socket`; it never speaks BGP itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpConfig {
+    /// BIRD's control socket (what `birdc -s` takes). Default
+    /// /run/bird/bird.ctl.
+    pub bird_socket: PathBuf,
+    /// The `protocol static rvs_vips` file bird.conf includes; rewritten
+    /// atomically. Default /etc/bird/rvs-vips.conf.
+    pub routes_file: PathBuf,
+    /// When a VIP is withdrawn. Default: all three.
+    pub withdraw_on: WithdrawOn,
+    /// On SIGTERM/SIGINT, the time between the withdrawal and the drain:
+    /// the router needs it to move the flows to the other directors before
+    /// this one refuses new connections. 0..=600000, default 3000.
+    pub shutdown_grace_ms: u32,
+}
+
+impl BgpConfig {
+    pub const MAX_SHUTDOWN_GRACE_MS: u32 = 600_000;
+}
+
+impl Default for BgpConfig {
+    fn default() -> Self {
+        BgpConfig {
+            bird_socket: PathBuf::from("/run/bird/bird.ctl"),
+            routes_file: PathBuf::from("/etc/bird/rvs-vips.conf"),
+            withdraw_on: WithdrawOn::default(),
+            shutdown_grace_ms: 3000,
+        }
+    }
+}
+
+/// `[bgp] withdraw_on`: which events withdraw a VIP. An operator's
+/// `rvs ctl bgp withdraw` always does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WithdrawOn {
+    /// "shutdown": SIGTERM/SIGINT withdraws every VIP before the drain.
+    pub shutdown: bool,
+    /// "no-server": a VIP none of whose services has a live server.
+    pub no_server: bool,
+    /// "backup": every VIP while the director is not master of its `[ha]`
+    /// group.
+    pub backup: bool,
+}
+
+impl WithdrawOn {
+    /// The names `withdraw_on` takes.
+    pub const NAMES: [&'static str; 3] = ["shutdown", "no-server", "backup"];
+
+    /// Nothing set.
+    pub const NONE: WithdrawOn = WithdrawOn {
+        shutdown: false,
+        no_server: false,
+        backup: false,
+    };
+
+    /// Sets the event `name`; false if it is not one of [`Self::NAMES`].
+    pub fn set(&mut self, name: &str) -> bool {
+        match name {
+            "shutdown" => self.shutdown = true,
+            "no-server" => self.no_server = true,
+            "backup" => self.backup = true,
+            _ => return false,
+        }
+        true
+    }
+}
+
+impl Default for WithdrawOn {
+    fn default() -> Self {
+        WithdrawOn {
+            shutdown: true,
+            no_server: true,
+            backup: true,
+        }
     }
 }
 

@@ -22,6 +22,7 @@ pub(super) struct Scope<'a> {
     pub notify: Option<&'a NotifyConfig>,
     pub ha: Option<&'a HaConfig>,
     pub control: Option<&'a ControlConfig>,
+    pub bgp: Option<&'a BgpConfig>,
 }
 
 impl<'a> Scope<'a> {
@@ -34,6 +35,7 @@ impl<'a> Scope<'a> {
             notify: Some(&cfg.notify),
             ha: cfg.ha.as_ref(),
             control: Some(&cfg.control),
+            bgp: cfg.bgp.as_ref(),
         }
     }
 }
@@ -76,7 +78,41 @@ pub(super) fn check(scope: &Scope) -> Vec<ConfigError> {
     if let Some(control) = scope.control {
         check_control(scope, control, &mut out);
     }
+    if scope.bgp.is_some() {
+        check_bgp(scope, &mut out);
+    }
     out.0
+}
+
+/// `[bgp]` puts several directors behind the router's ECMP: a flow's
+/// packets may arrive at any of them and replies leave from the real
+/// server. Plain NAT needs the replies back through the director that
+/// rewrote the request, which ECMP does not give (they would reach another
+/// director, which has no entry for them): refused.
+fn check_bgp(scope: &Scope, out: &mut Out) {
+    for &(i, svc) in &scope.services {
+        if svc.forward == Forward::Nat {
+            out.push(
+                format!("service[{i}].forward"),
+                format!(
+                    "{}: plain NAT is refused with [bgp]: behind ECMP the replies would come back through another director, which has no entry to rewrite them (use dr or tun)",
+                    svc.key()
+                ),
+            );
+            continue;
+        }
+        for (j, srv) in svc.servers.iter().enumerate() {
+            if srv.effective_forward(svc) == Forward::Nat {
+                out.push(
+                    format!("service[{i}].server[{j}].forward"),
+                    format!(
+                        "{}: plain NAT is refused with [bgp]: behind ECMP the replies would come back through another director, which has no entry to rewrite them (use dr or tun)",
+                        srv.ident(svc)
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn check_dpdk(d: &DpdkConfig, out: &mut Out) {

@@ -255,6 +255,8 @@ fn check_round_trip(text: &str, running: &Config) -> Result<(), String> {
             Some("[control]")
         } else if back.ha != running.ha {
             Some("[ha]")
+        } else if back.bgp != running.bgp {
+            Some("[bgp]")
         } else {
             None
         };

@@ -13,7 +13,7 @@ use super::rules::{self, Scope};
 use super::*;
 
 const TOP: &[&str] = &[
-    "dpdk", "port", "service", "timeouts", "control", "notify", "ha",
+    "dpdk", "port", "service", "timeouts", "control", "notify", "ha", "bgp",
 ];
 const DPDK: &[&str] = &["cores", "workers", "hugepages", "memory_mb", "extra_args"];
 const PORT: &[&str] = &[
@@ -100,6 +100,12 @@ const HA: &[&str] = &[
     "sync_port",
     "auth_key_file",
 ];
+const BGP: &[&str] = &[
+    "bird_socket",
+    "routes_file",
+    "withdraw_on",
+    "shutdown_grace_ms",
+];
 
 const U32_MAX: i64 = u32::MAX as i64;
 
@@ -160,6 +166,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
     let control = section(&mut ctx, &root, "control", CONTROL, control);
     let notify = section(&mut ctx, &root, "notify", NOTIFY, notify);
     let ha = section(&mut ctx, &root, "ha", HA, |c, t| ha(c, t, &ports).map(Some));
+    let bgp = section(&mut ctx, &root, "bgp", BGP, |c, t| bgp(c, t).map(Some));
 
     let scope = Scope {
         dpdk: dpdk.as_ref(),
@@ -169,6 +176,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
         notify: notify.as_ref(),
         ha: ha.as_ref().and_then(Option::as_ref),
         control: control.as_ref(),
+        bgp: bgp.as_ref().and_then(Option::as_ref),
     };
     for e in rules::check(&scope) {
         ctx.error_at_path(e);
@@ -179,16 +187,19 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
         errors.sort_by_key(|e| e.line);
         return Err(errors);
     }
-    match (dpdk, timeouts, control, notify, ha) {
-        (Some(dpdk), Some(timeouts), Some(control), Some(notify), Some(ha)) => Ok(Config {
-            dpdk,
-            ports: ports.into_iter().flatten().collect(),
-            services: services.into_iter().flatten().collect(),
-            timeouts,
-            control,
-            notify,
-            ha,
-        }),
+    match (dpdk, timeouts, control, notify, ha, bgp) {
+        (Some(dpdk), Some(timeouts), Some(control), Some(notify), Some(ha), Some(bgp)) => {
+            Ok(Config {
+                dpdk,
+                ports: ports.into_iter().flatten().collect(),
+                services: services.into_iter().flatten().collect(),
+                timeouts,
+                control,
+                notify,
+                ha,
+                bgp,
+            })
+        }
         // Every builder that returns None has reported why.
         _ => Err(vec![ConfigError::new("", 0, "incomplete configuration")]),
     }
@@ -651,6 +662,54 @@ fn ha(ctx: &mut Ctx, t: &Tab, ports: &[Option<PortConfig>]) -> Option<HaConfig> 
     ha.sync_port = sync_port.unwrap_or(ha.sync_port);
     ha.auth_key_file = auth_key_file;
     Some(ha)
+}
+
+fn bgp(ctx: &mut Ctx, t: &Tab) -> Option<BgpConfig> {
+    let mark = ctx.mark();
+    let d = BgpConfig::default();
+    let bird_socket = t.parsed(ctx, "bird_socket", parse_abs_path);
+    let routes_file = t.parsed(ctx, "routes_file", parse_abs_path);
+    let withdraw_on = t.strings(ctx, "withdraw_on").map(|list| {
+        let mut w = WithdrawOn::NONE;
+        for l in list {
+            if !w.set(l.text.trim()) {
+                ctx.error(
+                    l.path,
+                    l.line,
+                    format!(
+                        "`{}` is not an event (valid: {})",
+                        l.text,
+                        WithdrawOn::NAMES.join(", ")
+                    ),
+                );
+            }
+        }
+        w
+    });
+    let grace = t.int(
+        ctx,
+        "shutdown_grace_ms",
+        0,
+        i64::from(BgpConfig::MAX_SHUTDOWN_GRACE_MS),
+    );
+    if !ctx.clean_since(mark) {
+        return None;
+    }
+    Some(BgpConfig {
+        bird_socket: bird_socket.unwrap_or(d.bird_socket),
+        routes_file: routes_file.unwrap_or(d.routes_file),
+        withdraw_on: withdraw_on.unwrap_or(d.withdraw_on),
+        shutdown_grace_ms: grace.unwrap_or(d.shutdown_grace_ms),
+    })
+}
+
+/// An absolute path: the director does not run where the file was written.
+fn parse_abs_path(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    if s.is_empty() || !p.is_absolute() {
+        return Err(format!("`{s}` is not an absolute path"));
+    }
+    Ok(p)
 }
 
 /// `[ha] port` when left out: the port named "server" or "servers", else the

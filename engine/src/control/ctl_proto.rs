@@ -54,6 +54,18 @@ pub enum Request {
         service: String,
         server: String,
     },
+    /// `[bgp]` maintenance: stop announcing the VIP of `service`
+    /// (`PROTO:VIP:PORT`; the route is the VIP's, so every service on it
+    /// goes) until `bgp-announce`. Not a configuration change: a restart
+    /// announces again.
+    BgpWithdraw {
+        service: String,
+    },
+    /// Ends a `bgp-withdraw`; the VIP is announced again if the other
+    /// rules allow (a live server, master, not stopping).
+    BgpAnnounce {
+        service: String,
+    },
 }
 
 impl Request {
@@ -66,6 +78,8 @@ impl Request {
                 | Request::Status {}
                 | Request::Zero {}
                 | Request::Save { .. }
+                | Request::BgpWithdraw { .. }
+                | Request::BgpAnnounce { .. }
         )
     }
 }
@@ -365,6 +379,9 @@ pub struct StatusView {
     /// `[ha]`: VRRP and sync state and counters (SPEC §7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<crate::control::ha::HaView>,
+    /// `[bgp]`: each VIP's announcement and the link to BIRD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<crate::control::bgp::BgpView>,
     /// Changes made through the API since the file was last (re)loaded; a
     /// SIGHUP reload replaces them with the file.
     pub api_changes: u64,

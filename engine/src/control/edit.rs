@@ -349,7 +349,9 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
         | Request::Conns { .. }
         | Request::Status {}
         | Request::Zero {}
-        | Request::Save { .. } => return Err("not a configuration change".to_string()),
+        | Request::Save { .. }
+        | Request::BgpWithdraw { .. }
+        | Request::BgpAnnounce { .. } => return Err("not a configuration change".to_string()),
     };
     let errors = new.validate();
     if !errors.is_empty() {

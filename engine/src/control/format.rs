@@ -214,6 +214,54 @@ fn duration(secs: u64) -> String {
 }
 
 /// `rvs ctl status`.
+/// The `[bgp]` lines of `status`: BIRD's state, then one line per VIP.
+fn bgp_status(out: &mut String, b: &crate::control::bgp::BgpView) {
+    let _ = writeln!(
+        out,
+        "bgp: bird {} ({} reconfigures, {} failures{}) socket {} routes {}",
+        b.bird,
+        b.reconfigures,
+        b.failures,
+        b.bird_error
+            .as_deref()
+            .map_or_else(String::new, |e| format!("; last error: {e}")),
+        b.bird_socket,
+        b.routes_file
+    );
+    for vip in &b.vips {
+        let _ = writeln!(
+            out,
+            "  {:<18} {:<9} ({}) since {}",
+            vip.vip.to_string(),
+            vip.state,
+            vip.reason,
+            unix_utc(vip.since)
+        );
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+fn unix_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 pub fn status(v: &StatusView) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -266,6 +314,9 @@ pub fn status(v: &StatusView) -> String {
             h.bulk.requests,
             h.bulk.served
         );
+    }
+    if let Some(b) = &v.bgp {
+        bgp_status(&mut out, b);
     }
     let _ = writeln!(
         out,
@@ -572,5 +623,46 @@ TCP 15:00  ESTABLISHED 198.18.0.10:40000  198.18.0.100:80    198.19.0.11:8080
         assert!(s.contains(
             "    -> 198.19.0.11:8080      weight 3     up   health: no-check (no check configured)\n"
         ), "{s}");
+        assert!(!s.contains("bgp:"));
+    }
+
+    #[test]
+    fn status_bgp_lines() {
+        use crate::control::bgp::{BgpView, BgpVipView};
+        let v = StatusView {
+            bgp: Some(BgpView {
+                bird_socket: "/run/bird/bird.ctl".into(),
+                routes_file: "/etc/bird/rvs-vips.conf".into(),
+                bird: "error".into(),
+                bird_error: Some("cannot connect".into()),
+                reconfigures: 3,
+                failures: 1,
+                vips: vec![
+                    BgpVipView {
+                        vip: "198.18.0.100".parse().unwrap(),
+                        state: "announced".into(),
+                        reason: "live".into(),
+                        since: 1_700_000_000,
+                    },
+                    BgpVipView {
+                        vip: "198.18.0.101".parse().unwrap(),
+                        state: "withdrawn".into(),
+                        reason: "operator".into(),
+                        since: 951_782_400,
+                    },
+                ],
+            }),
+            ..StatusView::default()
+        };
+        let s = status(&v);
+        assert!(s.contains("bgp: bird error (3 reconfigures, 1 failures; last error: cannot connect) socket /run/bird/bird.ctl routes /etc/bird/rvs-vips.conf\n"), "{s}");
+        assert!(
+            s.contains("  198.18.0.100       announced (live) since 2023-11-14 22:13:20 UTC\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("  198.18.0.101       withdrawn (operator) since 2000-02-29 00:00:00 UTC\n"),
+            "{s}"
+        );
     }
 }

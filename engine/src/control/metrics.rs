@@ -65,6 +65,9 @@ pub struct ControlInfo {
     pub capacity_per_worker: AtomicU64,
     /// `[ha]`: the HA thread's view, once it runs.
     pub ha: std::sync::Mutex<Option<Arc<std::sync::Mutex<crate::control::ha::HaView>>>>,
+    /// `[bgp]`: each VIP and whether it is announced (`None` without
+    /// `[bgp]`); the controller replaces it on every change.
+    pub bgp: std::sync::Mutex<Option<Vec<(std::net::Ipv4Addr, bool)>>>,
 }
 
 impl ControlInfo {
@@ -78,6 +81,7 @@ impl ControlInfo {
             api_changes: AtomicU64::new(0),
             capacity_per_worker: AtomicU64::new(capacity_per_worker),
             ha: std::sync::Mutex::new(None),
+            bgp: std::sync::Mutex::new(None),
         }
     }
 }
@@ -282,6 +286,30 @@ impl Out {
 }
 
 /// The whole exposition.
+/// `[bgp]`: 1 per announced VIP, 0 per withdrawn one (nothing without
+/// `[bgp]`).
+fn render_bgp(o: &mut Out, info: &ControlInfo) {
+    let vips = {
+        let g = info.bgp.lock().unwrap_or_else(|e| e.into_inner());
+        match &*g {
+            Some(v) => v.clone(),
+            None => return,
+        }
+    };
+    o.family(
+        "rvs_bgp_announced",
+        "gauge",
+        "Whether this director announces the VIP through BIRD (1) or withdrew it (0).",
+    );
+    for (vip, on) in vips {
+        o.sample(
+            "rvs_bgp_announced",
+            &[("vip", &vip.to_string())],
+            u64::from(on),
+        );
+    }
+}
+
 /// `[ha]`: role, adverts and sync counters (nothing without `[ha]`).
 fn render_ha(o: &mut Out, info: &ControlInfo) {
     let view = {
@@ -438,6 +466,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
     }
 
     render_ha(&mut o, info);
+    render_bgp(&mut o, info);
 
     // Services and servers of the running snapshot. A service counts the
     // traffic of every server it ever had, as IPVS counts a service.

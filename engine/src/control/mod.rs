@@ -21,6 +21,7 @@
 //! changes nothing; every error is logged.
 
 pub mod api;
+pub mod bgp;
 pub mod conns;
 pub mod cost;
 pub mod ctl_proto;
@@ -163,6 +164,9 @@ pub struct Controller {
     info: Arc<ControlInfo>,
     /// The HA thread (`[ha]`), once `serve` started it.
     ha: Option<ha::HaRuntime>,
+    /// `[bgp]`: the announcements and the BIRD thread, once `serve`
+    /// started them.
+    bgp: Option<bgp::runtime::BgpRuntime>,
     /// What `rvs ctl` changed since the file was loaded or saved (the
     /// newest [`MAX_CHANGE_LOG`]), named when a reload replaces them.
     ctl_changes: Vec<String>,
@@ -196,6 +200,7 @@ impl Controller {
             dump: None,
             info: Arc::new(ControlInfo::new(capacity)),
             ha: None,
+            bgp: None,
             ctl_changes: Vec::new(),
         };
         c.publish()?;
@@ -215,10 +220,88 @@ impl Controller {
             *self.info.ha.lock().unwrap_or_else(|e| e.into_inner()) = Some(rt.view.clone());
             self.ha = Some(rt);
         }
+        if let Some(b) = &self.cfg.bgp {
+            for w in self.cfg.warnings() {
+                tracing::warn!("{w}");
+            }
+            let snap = self.shared.snapshot.load();
+            let rt = bgp::runtime::BgpRuntime::start(
+                b,
+                &bgp::runtime::vip_inputs(&snap),
+                self.ha_master(),
+            )?;
+            *self.info.bgp.lock().unwrap_or_else(|e| e.into_inner()) = Some(rt.metrics());
+            self.bgp = Some(rt);
+        }
         if let Some(addr) = self.cfg.control.metrics {
             metrics::start(addr, self.shared.clone(), self.info.clone())?;
         }
         Ok(())
+    }
+
+    /// With `[ha]`: whether this director is master now.
+    fn ha_master(&self) -> Option<bool> {
+        self.ha.as_ref().map(|h| h.view().role == "master")
+    }
+
+    /// Re-evaluates the `[bgp]` announcements (health, role, operator).
+    fn poll_bgp(&mut self, force: bool) {
+        let master = self.ha_master();
+        let Some(rt) = &mut self.bgp else { return };
+        if !force && rt.last_poll.elapsed() < bgp::runtime::POLL {
+            return;
+        }
+        let snap = self.shared.snapshot.load();
+        if rt.update(&bgp::runtime::vip_inputs(&snap), master) || force {
+            *self.info.bgp.lock().unwrap_or_else(|e| e.into_inner()) = Some(rt.metrics());
+        }
+    }
+
+    /// SIGTERM/SIGINT with `[bgp]`: withdraws every VIP (`withdraw_on`
+    /// "shutdown") and waits (at most 2 s) for BIRD to take it. Returns the
+    /// grace time the router needs to move the flows away, to be spent
+    /// forwarding before the drain; `None` when nothing was withdrawn.
+    pub fn shutdown_bgp(&mut self) -> Option<Duration> {
+        let rt = self.bgp.as_mut()?;
+        if !rt.announcer.shutdown() {
+            return None;
+        }
+        self.poll_bgp(true);
+        let rt = self.bgp.as_ref()?;
+        if rt.wait_applied(Duration::from_secs(2)) {
+            tracing::info!("bgp: every VIP withdrawn; BIRD reconfigured");
+        } else {
+            tracing::warn!(
+                "bgp: BIRD did not take the withdrawal within 2 s; the routes stay until its BGP sessions drop"
+            );
+        }
+        Some(rt.shutdown_grace())
+    }
+
+    /// `rvs ctl bgp withdraw/announce`.
+    fn bgp_command(&mut self, service: &str, withdraw: bool) -> Result<String, String> {
+        let key = edit::parse_service(service)?;
+        let Some(rt) = &mut self.bgp else {
+            return Err("bgp: no [bgp] section: this director announces nothing".to_string());
+        };
+        if !self.cfg.services.iter().any(|s| key.matches(s)) {
+            return Err(format!("service: no service {key}"));
+        }
+        let vip = key.vip;
+        let msg = if withdraw {
+            if rt.announcer.operator_withdraw(vip) {
+                format!("bgp: {vip} withdrawn by the operator (until rvs ctl bgp announce)")
+            } else {
+                format!("bgp: {vip} was already withdrawn by the operator")
+            }
+        } else if rt.announcer.operator_announce(vip) {
+            format!("bgp: the operator's withdrawal of {vip} ended")
+        } else {
+            format!("bgp: {vip} was not withdrawn by the operator")
+        };
+        self.poll_bgp(true);
+        tracing::info!("rvs ctl: {msg}");
+        Ok(msg)
     }
 
     /// Clean shutdown of `[ha]`: a master hands over (VRRP priority 0)
@@ -305,6 +388,7 @@ impl Controller {
         self.finish_dump(Instant::now());
         self.poll_health();
         self.poll_ha();
+        self.poll_bgp(false);
         if self.last_sample.elapsed() >= Duration::from_secs(1) {
             self.last_sample = Instant::now();
             self.stats.sample(&self.shared.registry, self.last_sample);
@@ -356,6 +440,19 @@ impl Controller {
                 })
             }
             Request::Conns { .. } => Response::error("internal error: conns is asynchronous"),
+            Request::BgpWithdraw { service } | Request::BgpAnnounce { service } => {
+                let withdraw = matches!(req, Request::BgpWithdraw { .. });
+                match self.bgp_command(service, withdraw) {
+                    Ok(message) => Response::ok(ChangeResult {
+                        message,
+                        generation: self.generation,
+                    }),
+                    Err(e) => {
+                        tracing::warn!("rvs ctl: {e}");
+                        Response::error(e)
+                    }
+                }
+            }
             Request::Save { file } => match self.save(file.as_deref()) {
                 Ok(msg) => {
                     tracing::info!("rvs ctl: {msg}");
@@ -580,6 +677,7 @@ impl Controller {
                 "off".to_string()
             },
             ha: ha_view,
+            bgp: self.bgp.as_ref().map(|b| b.view()),
             api_changes: self.info.api_changes.load(Relaxed),
             reloads_ok: self.info.reloads_ok.load(Relaxed),
             reloads_failed: self.info.reloads_failed.load(Relaxed),
@@ -641,6 +739,10 @@ impl Controller {
                 if next.ha != self.cfg.ha {
                     tracing::warn!("reload: [ha] changes need a restart; applying the rest");
                     next.ha = self.cfg.ha.clone();
+                }
+                if next.bgp != self.cfg.bgp {
+                    tracing::warn!("reload: [bgp] changes need a restart; applying the rest");
+                    next.bgp = self.cfg.bgp.clone();
                 }
                 let changes = self.info.api_changes.swap(0, Relaxed);
                 let named = std::mem::take(&mut self.ctl_changes);

@@ -166,6 +166,20 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
         .worker_failed
         .load(std::sync::atomic::Ordering::Acquire);
     tracing::info!("stopping");
+    // [bgp]: withdraw the VIPs first and keep forwarding through the grace
+    // time while the router moves the flows to the other directors (BIRD's
+    // withdrawal crosses the exception path, so the workers must run).
+    if let Some(grace) = controller.shutdown_bgp() {
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "bgp: withdrawn; forwarding through the grace time"
+        );
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < grace && !failed {
+            std::thread::sleep(Duration::from_millis(10));
+            controller.tick();
+        }
+    }
     // [ha]: hand the addresses over (VRRP priority 0) while still forwarding.
     if controller.shutdown_ha() {
         // The priority-0 advert and the last sync messages sit in the
