@@ -40,8 +40,7 @@ pub fn sorted(v: &ListView) -> ListView {
     v.services
         .sort_by(|a, b| (&a.protocol, a.vip, a.port).cmp(&(&b.protocol, b.vip, b.port)));
     for s in &mut v.services {
-        s.servers
-            .sort_by(|a, b| (a.address, a.port).cmp(&(b.address, b.port)));
+        s.servers.sort_by_key(|d| (d.address, d.port));
     }
     v
 }
