@@ -105,6 +105,10 @@ done <<'REQS'
 {"cmd":"conns","limit":10}
 {"cmd":"status"}
 {"cmd":"zero"}
+{"cmd":"list","service":"udp:198.18.0.100:53"}
+{"cmd":"conns","limit":10,"service":"tcp:198.18.0.100:80"}
+{"cmd":"zero","service":"tcp:198.18.0.100:80"}
+{"cmd":"set-timeouts","tcp":900,"tcpfin":0,"udp":2}
 {"cmd":"add-service","service":"tcp:198.18.0.101:443","scheduler":"sh","flags":["sh-port"],"forward":"nat","persistence":300,"persistence_netmask":"255.255.255.0","sorry_server":"198.19.0.20:80","quorum":1}
 {"cmd":"edit-service","service":"tcp:198.18.0.100:80","scheduler":"rr"}
 {"cmd":"del-service","service":"udp:198.18.0.100:53"}

@@ -19,7 +19,7 @@ use engine::control::ctl_proto::{
     ChangeResult, ConnsView, ListView, Request, Response, ServerArgs, ServiceArgs, StatusView,
     DEFAULT_CONN_LIMIT,
 };
-use engine::control::format::{self, ListMode};
+use engine::control::format::{self, ListMode, ListOpts};
 
 /// How long `rvs ctl` waits for the director's answer.
 const TIMEOUT: Duration = Duration::from_secs(40);
@@ -47,8 +47,29 @@ pub enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Reset the service and server counters.
-    Zero,
+    /// Reset the service and server counters (all, or one service's).
+    Zero {
+        /// Only this service and its servers: PROTO:VIP:PORT.
+        #[arg(long, value_name = "PROTO:VIP:PORT")]
+        service: Option<String>,
+    },
+    /// Change the TCP, TCP FIN_WAIT and UDP timeouts, as `ipvsadm --set tcp
+    /// tcpfin udp` (`[timeouts] tcp_established / tcp_fin / udp`). New
+    /// connections use them at once, existing ones from their next packet
+    /// (as IPVS). Kept by `rvs ctl save`; a reload (SIGHUP) replaces them
+    /// with the file's.
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true)))]
+    SetTimeouts {
+        /// Established TCP, seconds (0: unchanged).
+        #[arg(long, value_name = "SECS", group = "which")]
+        tcp: Option<u32>,
+        /// TCP after the FIN (FIN_WAIT), seconds (0: unchanged).
+        #[arg(long, value_name = "SECS", group = "which")]
+        tcpfin: Option<u32>,
+        /// UDP, seconds (0: unchanged).
+        #[arg(long, value_name = "SECS", group = "which")]
+        udp: Option<u32>,
+    },
     /// Write the running configuration (with the changes made by rvs ctl)
     /// as TOML, keeping the comments of the file rvs was started with.
     Save {
@@ -104,26 +125,47 @@ pub enum BgpCommand {
     },
 }
 
+/// Services are listed as `ipvsadm -L -n` sorts them: by protocol, VIP
+/// and port, their servers by address and port (`--nosort`: configuration
+/// order). `--json` keeps configuration order. `--conns` is sorted by
+/// VIP, port, client address and port.
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("mode").multiple(false)))]
 pub struct ListArgs {
+    /// Only this service: PROTO:VIP:PORT (an unknown one is an error).
+    #[arg(long, value_name = "PROTO:VIP:PORT")]
+    service: Option<String>,
     /// Connections, packets and bytes in and out.
-    #[arg(long, conflicts_with_all = ["rate", "conns"])]
+    #[arg(long, group = "mode")]
     stats: bool,
     /// Per-second rates.
-    #[arg(long, conflicts_with = "conns")]
+    #[arg(long, group = "mode")]
     rate: bool,
+    /// Upper and lower connection thresholds of each server.
+    #[arg(long, group = "mode")]
+    thresholds: bool,
+    /// Live persistence templates per server (PersistConn).
+    #[arg(long, group = "mode")]
+    persistent_conn: bool,
+    /// The TCP, TCP FIN and UDP timeouts (see set-timeouts).
+    #[arg(long, group = "mode")]
+    timeout: bool,
     /// The connection entries.
-    #[arg(long)]
+    #[arg(long, group = "mode")]
     conns: bool,
-    /// With --conns: show at most N connections.
+    /// With --conns: show at most N connections (counted before --service).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CONN_LIMIT, requires = "conns")]
     limit: usize,
-    /// Print JSON.
+    /// Print JSON (configuration order).
     #[arg(long)]
     json: bool,
     /// With --stats/--rate: exact numbers (no K, M, G rounding).
     #[arg(long)]
     exact: bool,
+    /// Configuration order, the order the schedulers use (SPEC §6),
+    /// instead of ipvsadm's sort.
+    #[arg(long)]
+    nosort: bool,
 }
 
 #[derive(Args, Debug)]
@@ -221,8 +263,10 @@ impl ServerOpts {
 /// How to print the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Show {
-    /// The listing, and `--exact`.
-    List(ListMode, bool),
+    /// The listing, and `--exact`, `--nosort`.
+    List(ListMode, ListOpts),
+    /// `list --timeout --json`: the `timeouts` object alone.
+    TimeoutJson,
     Conns,
     Status,
     Change,
@@ -235,25 +279,46 @@ fn request(cmd: CtlCommand) -> (Request, Show) {
         CtlCommand::List(l) => {
             let show = |mode| if l.json { Show::Json } else { mode };
             if l.conns {
-                (
+                return (
                     Request::Conns {
                         limit: Some(l.limit),
+                        service: l.service,
                     },
                     show(Show::Conns),
-                )
-            } else if l.stats {
-                (Request::List {}, show(Show::List(ListMode::Stats, l.exact)))
-            } else if l.rate {
-                (Request::List {}, show(Show::List(ListMode::Rate, l.exact)))
-            } else {
-                (Request::List {}, show(Show::List(ListMode::Plain, l.exact)))
+                );
             }
+            let mode = if l.stats {
+                ListMode::Stats
+            } else if l.rate {
+                ListMode::Rate
+            } else if l.thresholds {
+                ListMode::Thresholds
+            } else if l.persistent_conn {
+                ListMode::PersistConn
+            } else if l.timeout {
+                ListMode::Timeout
+            } else {
+                ListMode::Plain
+            };
+            let opts = ListOpts {
+                exact: l.exact,
+                nosort: l.nosort,
+            };
+            let shown = match (mode, l.json) {
+                (ListMode::Timeout, true) => Show::TimeoutJson,
+                (_, true) => Show::Json,
+                _ => Show::List(mode, opts),
+            };
+            (Request::List { service: l.service }, shown)
         }
         CtlCommand::Status { json } => (
             Request::Status {},
             if json { Show::Json } else { Show::Status },
         ),
-        CtlCommand::Zero => (Request::Zero {}, Show::Change),
+        CtlCommand::Zero { service } => (Request::Zero { service }, Show::Change),
+        CtlCommand::SetTimeouts { tcp, tcpfin, udp } => {
+            (Request::SetTimeouts { tcp, tcpfin, udp }, Show::Change)
+        }
         CtlCommand::Save { file } => (
             Request::Save {
                 // The director runs elsewhere: a relative path is ours.
@@ -341,11 +406,17 @@ fn print(show: Show, result: serde_json::Value, out: &mut dyn Write) -> Result<(
             s.push('\n');
             s
         }
-        Show::List(mode, exact) => format::list_exact(
+        Show::List(mode, opts) => format::list_with(
             &serde_json::from_value::<ListView>(result).map_err(bad)?,
             mode,
-            exact,
+            opts,
         ),
+        Show::TimeoutJson => {
+            let v = serde_json::from_value::<ListView>(result).map_err(bad)?;
+            let mut s = serde_json::to_string_pretty(&v.timeouts).map_err(bad)?;
+            s.push('\n');
+            s
+        }
         Show::Conns => format::conns(&serde_json::from_value::<ConnsView>(result).map_err(bad)?),
         Show::Status => format::status(&serde_json::from_value::<StatusView>(result).map_err(bad)?),
         Show::Change => {
@@ -409,24 +480,117 @@ mod tests {
 
     #[test]
     fn arguments_become_requests() {
+        let all = Request::List { service: None };
+        let sorted = ListOpts::default();
         assert_eq!(
             parse(&["list"]).unwrap(),
-            (Request::List {}, Show::List(ListMode::Plain, false))
+            (all.clone(), Show::List(ListMode::Plain, sorted))
         );
         assert_eq!(
             parse(&["list", "--stats"]).unwrap(),
-            (Request::List {}, Show::List(ListMode::Stats, false))
+            (all.clone(), Show::List(ListMode::Stats, sorted))
         );
         assert_eq!(
             parse(&["list", "--rate", "--json"]).unwrap(),
-            (Request::List {}, Show::Json)
+            (all.clone(), Show::Json)
         );
         assert_eq!(
             parse(&["list", "--conns", "--limit", "7"]).unwrap(),
-            (Request::Conns { limit: Some(7) }, Show::Conns)
+            (
+                Request::Conns {
+                    limit: Some(7),
+                    service: None
+                },
+                Show::Conns
+            )
         );
         assert!(parse(&["list", "--stats", "--rate"]).is_err());
         assert!(parse(&["list", "--conns", "--stats"]).is_err());
+        assert!(parse(&["list", "--thresholds", "--persistent-conn"]).is_err());
+        assert!(parse(&["list", "--timeout", "--stats"]).is_err());
+        // issue 14: one service, ipvsadm's other listings, --nosort
+        let one = Request::List {
+            service: Some("udp:198.18.0.100:53".into()),
+        };
+        assert_eq!(
+            parse(&[
+                "list",
+                "--service",
+                "udp:198.18.0.100:53",
+                "--stats",
+                "--exact",
+                "--nosort"
+            ])
+            .unwrap(),
+            (
+                one.clone(),
+                Show::List(
+                    ListMode::Stats,
+                    ListOpts {
+                        exact: true,
+                        nosort: true
+                    }
+                )
+            )
+        );
+        assert_eq!(
+            parse(&["list", "--thresholds"]).unwrap(),
+            (all.clone(), Show::List(ListMode::Thresholds, sorted))
+        );
+        assert_eq!(
+            parse(&[
+                "list",
+                "--persistent-conn",
+                "--service",
+                "udp:198.18.0.100:53"
+            ])
+            .unwrap(),
+            (one, Show::List(ListMode::PersistConn, sorted))
+        );
+        assert_eq!(
+            parse(&["list", "--timeout"]).unwrap(),
+            (all.clone(), Show::List(ListMode::Timeout, sorted))
+        );
+        assert_eq!(
+            parse(&["list", "--timeout", "--json"]).unwrap(),
+            (all, Show::TimeoutJson)
+        );
+        assert_eq!(
+            parse(&["list", "--conns", "--service", "tcp:198.18.0.100:80"]).unwrap(),
+            (
+                Request::Conns {
+                    limit: Some(DEFAULT_CONN_LIMIT),
+                    service: Some("tcp:198.18.0.100:80".into())
+                },
+                Show::Conns
+            )
+        );
+        assert_eq!(
+            parse(&["zero", "--service", "tcp:198.18.0.100:80"]).unwrap(),
+            (
+                Request::Zero {
+                    service: Some("tcp:198.18.0.100:80".into())
+                },
+                Show::Change
+            )
+        );
+        assert_eq!(
+            parse(&["zero"]).unwrap(),
+            (Request::Zero { service: None }, Show::Change)
+        );
+        assert_eq!(
+            parse(&["set-timeouts", "--udp", "2", "--tcp", "0"]).unwrap(),
+            (
+                Request::SetTimeouts {
+                    tcp: Some(0),
+                    tcpfin: None,
+                    udp: Some(2)
+                },
+                Show::Change
+            )
+        );
+        assert!(parse(&["set-timeouts"]).is_err(), "needs one timeout");
+        assert!(parse(&["set-timeouts", "--udp", "-1"]).is_err());
         assert_eq!(
             parse(&["status", "--json"]).unwrap(),
             (Request::Status {}, Show::Json)

@@ -1,7 +1,8 @@
 //! `rvs ctl save`: the running configuration written back as TOML.
 //!
-//! Live changes (`rvs ctl add-/edit-/del-service`, `add-/edit-/del-server`)
-//! touch only `[[service]]` and `[[service.server]]`, so saving starts from
+//! Live changes (`rvs ctl add-/edit-/del-service`, `add-/edit-/del-server`,
+//! `set-timeouts`) touch only `[[service]]`, `[[service.server]]` and
+//! `[timeouts] tcp_established / tcp_fin / udp`, so saving starts from
 //! the file rvs was started with and rewrites just what differs there: a
 //! value that did not change keeps its text, its comments and its place; a
 //! changed value keeps the comments around it; a new service or server is
@@ -52,6 +53,7 @@ pub fn render(original: &str, running: &Config) -> Result<String, String> {
     } else {
         doc.insert("service", Item::ArrayOfTables(out));
     }
+    sync_timeouts(&mut doc, &base.timeouts, &running.timeouts);
     let text = doc.to_string();
     check_round_trip(&text, running)?;
     Ok(text)
@@ -85,6 +87,32 @@ fn new_service_table(svc: &ServiceConfig) -> Table {
     t.insert("scheduler", value(svc.scheduler.name()));
     t.insert("forward", value(svc.forward.name()));
     t
+}
+
+/// Writes the timeouts `rvs ctl set-timeouts` changes into `[timeouts]`
+/// (created at the end of the file when it has none).
+fn sync_timeouts(doc: &mut DocumentMut, was: &super::Timeouts, now: &super::Timeouts) {
+    let changes = [
+        ("tcp_established", was.tcp_established, now.tcp_established),
+        ("tcp_fin", was.tcp_fin, now.tcp_fin),
+        ("udp", was.udp, now.udp),
+    ];
+    if changes.iter().all(|(_, a, b)| a == b) {
+        return;
+    }
+    let Some(t) = doc
+        .entry("timeouts")
+        .or_insert_with(|| Item::Table(Table::new()))
+        .as_table_mut()
+    else {
+        // `timeouts = {...}` inline: the round-trip check reports it.
+        return;
+    };
+    for (key, a, b) in changes {
+        if a != b {
+            set(t, key, i64::from(b).into());
+        }
+    }
 }
 
 /// Sets `key` to `v`, keeping the comments around an old value.
@@ -314,6 +342,30 @@ udp = 30   # short
     fn unchanged_is_byte_identical() {
         let c = config::parse(FILE).unwrap();
         assert_eq!(render(FILE, &c).unwrap(), FILE);
+    }
+
+    /// `set-timeouts` lands in `[timeouts]`, keeping its comments; a file
+    /// without the section gets one.
+    #[test]
+    fn set_timeouts_are_saved() {
+        let mut c = config::parse(FILE).unwrap();
+        c.timeouts.udp = 2;
+        c.timeouts.tcp_fin = 60;
+        let text = render(FILE, &c).unwrap();
+        assert!(
+            text.ends_with("[timeouts]\nudp = 2   # short\ntcp_fin = 60\n"),
+            "{text}"
+        );
+        assert_eq!(config::parse(&text).unwrap(), c);
+        let bare = FILE.replace("\n[timeouts]\nudp = 30   # short\n", "");
+        let mut c = config::parse(&bare).unwrap();
+        c.timeouts.tcp_established = 3600;
+        let text = render(&bare, &c).unwrap();
+        assert!(
+            text.ends_with("\n[timeouts]\ntcp_established = 3600\n"),
+            "{text}"
+        );
+        assert_eq!(config::parse(&text).unwrap(), c);
     }
 
     #[test]

@@ -421,7 +421,10 @@ mod tests {
 
     #[test]
     fn requests_parse_or_say_why() {
-        assert_eq!(parse_request(b"{\"cmd\":\"list\"}"), Ok(Request::List {}));
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"list\"}"),
+            Ok(Request::List { service: None })
+        );
         let e = parse_request(b"\xff\xfe").unwrap_err();
         assert_eq!(e, "bad request: not UTF-8");
         let e = parse_request(b"  ").unwrap_err();

@@ -24,19 +24,42 @@ pub const DEFAULT_CONN_LIMIT: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
-    /// Services, servers, counters and rates ([`ListView`]).
-    // (Empty struct variants, not unit ones: serde then refuses extra
-    // fields, as for every other command.)
-    List {},
-    /// The connection tables ([`ConnsView`]), at most `limit` entries.
+    /// Services, servers, counters and rates ([`ListView`]), in
+    /// configuration order; only `service` (`PROTO:VIP:PORT`) when given
+    /// (an unknown one is an error).
+    // (Struct variants, not unit ones: serde then refuses extra fields, as
+    // for every other command.)
+    List {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+    },
+    /// The connection tables ([`ConnsView`]), at most `limit` entries
+    /// (counted before the `service` filter).
     Conns {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
     },
     /// Role, peer, sync, workers, health of each server ([`StatusView`]).
     Status {},
-    /// Resets the service and server counters shown by `list`.
-    Zero {},
+    /// Resets the service and server counters shown by `list`: all of
+    /// them, or those of `service` and its servers.
+    Zero {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+    },
+    /// `ipvsadm --set tcp tcpfin udp`: changes `[timeouts] tcp_established`,
+    /// `tcp_fin` and `udp` (seconds); an absent or 0 value leaves that one
+    /// unchanged, at least one must change.
+    SetTimeouts {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tcp: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tcpfin: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        udp: Option<u32>,
+    },
     /// Writes the running configuration as TOML to `file` (an absolute
     /// path; default: the file rvs was started with).
     Save {
@@ -73,10 +96,10 @@ impl Request {
     pub fn is_change(&self) -> bool {
         !matches!(
             self,
-            Request::List {}
+            Request::List { .. }
                 | Request::Conns { .. }
                 | Request::Status {}
-                | Request::Zero {}
+                | Request::Zero { .. }
                 | Request::Save { .. }
                 | Request::BgpWithdraw { .. }
                 | Request::BgpAnnounce { .. }
@@ -192,7 +215,9 @@ pub struct Rates {
     pub out_bps: u64,
 }
 
-/// `list`: every service in configuration order with its servers.
+/// `list`: every service in configuration order with its servers (the
+/// text listing sorts them as `ipvsadm -L -n` does unless `--nosort`; the
+/// JSON keeps this order, the order the schedulers walk servers in).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListView {
     /// rvs version.
@@ -201,7 +226,19 @@ pub struct ListView {
     pub size: u64,
     /// Snapshot generation.
     pub generation: u64,
+    /// The timeouts `ipvsadm --set` changes (`list --timeout`).
+    #[serde(default)]
+    pub timeouts: TimeoutsView,
     pub services: Vec<ServiceView>,
+}
+
+/// `[timeouts] tcp_established`, `tcp_fin`, `udp` in seconds: what
+/// `ipvsadm -L --timeout` prints and `ipvsadm --set` changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutsView {
+    pub tcp: u32,
+    pub tcpfin: u32,
+    pub udp: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,6 +299,10 @@ pub struct ServerView {
     pub upper_threshold: u32,
     pub lower_threshold: u32,
     pub overloaded: bool,
+    /// Live persistence templates that send clients to it (ipvsadm's
+    /// `PersistConn`).
+    #[serde(default)]
+    pub persistent_conns: u64,
     pub active: u64,
     pub inactive: u64,
     pub conns: u64,
@@ -312,6 +353,7 @@ impl Default for ServerView {
             upper_threshold: 0,
             lower_threshold: 0,
             overloaded: false,
+            persistent_conns: 0,
             active: 0,
             inactive: 0,
             conns: 0,
@@ -463,16 +505,48 @@ mod tests {
 
     #[test]
     fn requests_parse() {
-        assert_eq!(parse(r#"{"cmd":"list"}"#), Ok(Request::List {}));
+        assert_eq!(
+            parse(r#"{"cmd":"list"}"#),
+            Ok(Request::List { service: None })
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"list","service":"udp:198.18.0.100:53"}"#),
+            Ok(Request::List {
+                service: Some("udp:198.18.0.100:53".into())
+            })
+        );
         assert_eq!(parse(r#"{"cmd":"status"}"#), Ok(Request::Status {}));
-        assert_eq!(parse(r#"{"cmd":"zero"}"#), Ok(Request::Zero {}));
+        assert_eq!(
+            parse(r#"{"cmd":"zero"}"#),
+            Ok(Request::Zero { service: None })
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"zero","service":"tcp:198.18.0.100:80"}"#),
+            Ok(Request::Zero {
+                service: Some("tcp:198.18.0.100:80".into())
+            })
+        );
         assert_eq!(
             parse(r#"{"cmd":"conns"}"#),
-            Ok(Request::Conns { limit: None })
+            Ok(Request::Conns {
+                limit: None,
+                service: None
+            })
         );
         assert_eq!(
             parse(r#"{"cmd":"conns","limit":5}"#),
-            Ok(Request::Conns { limit: Some(5) })
+            Ok(Request::Conns {
+                limit: Some(5),
+                service: None
+            })
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"set-timeouts","udp":2}"#),
+            Ok(Request::SetTimeouts {
+                tcp: None,
+                tcpfin: None,
+                udp: Some(2)
+            })
         );
         assert_eq!(
             parse(
@@ -519,6 +593,11 @@ mod tests {
             r#"{"cmd":"edit-server","service":"x","server":"y","weight":"3"}"#,
             r#"{"cmd":"del-server","service":"x"}"#,
             r#"{"cmd":"list""#,
+            r#"{"cmd":"list","service":80}"#,
+            r#"{"cmd":"zero","server":"x"}"#,
+            r#"{"cmd":"set-timeouts","udp":-1}"#,
+            r#"{"cmd":"set-timeouts","tcp":"900"}"#,
+            r#"{"cmd":"set-timeouts","tcp_fin":120}"#,
         ] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");
         }
@@ -527,9 +606,23 @@ mod tests {
     #[test]
     fn requests_round_trip() {
         for r in [
-            Request::List {},
-            Request::Conns { limit: Some(3) },
-            Request::Zero {},
+            Request::List { service: None },
+            Request::List {
+                service: Some("tcp:198.18.0.100:80".into()),
+            },
+            Request::Conns {
+                limit: Some(3),
+                service: Some("udp:198.18.0.100:53".into()),
+            },
+            Request::Zero { service: None },
+            Request::Zero {
+                service: Some("tcp:198.18.0.100:80".into()),
+            },
+            Request::SetTimeouts {
+                tcp: Some(900),
+                tcpfin: None,
+                udp: Some(0),
+            },
             Request::AddService(ServiceArgs {
                 service: "tcp:198.18.0.100:8080".into(),
                 scheduler: Some("wrr".into()),

@@ -1,5 +1,5 @@
-//! Live changes (`rvs ctl add-/edit-/del-service`, `add-/edit-/del-server`)
-//! applied to a copy of the running [`Config`].
+//! Live changes (`rvs ctl add-/edit-/del-service`, `add-/edit-/del-server`,
+//! `set-timeouts`) applied to a copy of the running [`Config`].
 //!
 //! Each change is parsed (every error names the field it is about), applied
 //! to a clone, and the clone is run through [`Config::validate`] — the rules
@@ -106,7 +106,9 @@ fn parse_scheduler(s: &str) -> Result<SchedKind, String> {
     })
 }
 
-fn find_service(cfg: &Config, key: &ServiceKey) -> Result<usize, String> {
+/// The index of service `key` in `cfg`; the error names it and the
+/// services there are (also for `list --service`, `zero --service`).
+pub fn find_service(cfg: &Config, key: &ServiceKey) -> Result<usize, String> {
     cfg.services
         .iter()
         .position(|s| key.matches(s))
@@ -241,6 +243,43 @@ fn apply_server_args(s: &mut ServerConfig, a: &ServerArgs) -> Result<(), String>
     Ok(())
 }
 
+/// `set-timeouts` (`ipvsadm --set tcp tcpfin udp`): each given non-zero
+/// value replaces `[timeouts] tcp_established`, `tcp_fin`, `udp`; 0 or
+/// absent leaves it, as ipvsadm does. The workers take the new values with
+/// the snapshot: new connections at once, existing ones at their next
+/// packet (IPVS re-arms a connection's timer on each packet, from the
+/// timeout table of that moment).
+fn set_timeouts(
+    cfg: &mut Config,
+    tcp: Option<u32>,
+    tcpfin: Option<u32>,
+    udp: Option<u32>,
+) -> Result<String, String> {
+    let set = |v: Option<u32>, slot: &mut u32| match v {
+        Some(n) if n > 0 => {
+            *slot = n;
+            true
+        }
+        _ => false,
+    };
+    let t = &mut cfg.timeouts;
+    let changed = [
+        set(tcp, &mut t.tcp_established),
+        set(tcpfin, &mut t.tcp_fin),
+        set(udp, &mut t.udp),
+    ];
+    if !changed.contains(&true) {
+        return Err(
+            "set-timeouts: nothing to change (give --tcp, --tcpfin or --udp in seconds; 0 leaves a timeout unchanged)"
+                .to_string(),
+        );
+    }
+    Ok(format!(
+        "set timeouts (tcp tcpfin udp): {} {} {}",
+        t.tcp_established, t.tcp_fin, t.udp
+    ))
+}
+
 /// Applies a change request to a copy of `cfg` and validates the result as
 /// `rvs check` would. Returns the new configuration and what was done.
 pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
@@ -345,10 +384,11 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
             new.services[i].servers.remove(j);
             format!("deleted server {ident} from {key}")
         }
-        Request::List {}
+        Request::SetTimeouts { tcp, tcpfin, udp } => set_timeouts(&mut new, *tcp, *tcpfin, *udp)?,
+        Request::List { .. }
         | Request::Conns { .. }
         | Request::Status {}
-        | Request::Zero {}
+        | Request::Zero { .. }
         | Request::Save { .. }
         | Request::BgpWithdraw { .. }
         | Request::BgpAnnounce { .. } => return Err("not a configuration change".to_string()),
@@ -714,11 +754,51 @@ scheduler = "rr"
                 },
                 "service: no service udp:198.18.0.100:80",
             ),
-            (Request::List {}, "not a configuration change"),
+            (Request::List { service: None }, "not a configuration change"),
+            (
+                Request::SetTimeouts {
+                    tcp: Some(0),
+                    tcpfin: None,
+                    udp: Some(0),
+                },
+                "set-timeouts: nothing to change",
+            ),
         ];
         for (req, want) in cases {
             let e = apply(&c, &req).unwrap_err();
             assert!(e.starts_with(want), "{req:?}:\n got  {e}\n want {want}");
         }
+    }
+
+    /// `ipvsadm --set 0 60 2`: 0 and absent leave a timeout as it was.
+    #[test]
+    fn set_timeouts_changes_only_what_is_given() {
+        let c = cfg();
+        let (next, msg) = apply(
+            &c,
+            &Request::SetTimeouts {
+                tcp: Some(0),
+                tcpfin: Some(60),
+                udp: Some(2),
+            },
+        )
+        .unwrap();
+        assert_eq!(msg, "set timeouts (tcp tcpfin udp): 900 60 2");
+        let t = &next.timeouts;
+        assert_eq!((t.tcp_established, t.tcp_fin, t.udp), (900, 60, 2));
+        // the rest of [timeouts] and the services are untouched
+        assert_eq!(t.tcp_time_wait, c.timeouts.tcp_time_wait);
+        assert_eq!(next.services, c.services);
+        let (next, msg) = apply(
+            &next,
+            &Request::SetTimeouts {
+                tcp: Some(3600),
+                tcpfin: None,
+                udp: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(msg, "set timeouts (tcp tcpfin udp): 3600 60 2");
+        assert_eq!(next.timeouts.tcp_established, 3600);
     }
 }

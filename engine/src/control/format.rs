@@ -15,6 +15,34 @@ pub enum ListMode {
     Stats,
     /// `--rate`: CPS, InPPS, OutPPS, InBPS, OutBPS.
     Rate,
+    /// `--thresholds`: Uthreshold, Lthreshold, ActiveConn, InActConn.
+    Thresholds,
+    /// `--persistent-conn`: Weight, PersistConn, ActiveConn, InActConn.
+    PersistConn,
+    /// `--timeout`: the one line `ipvsadm -L --timeout` prints.
+    Timeout,
+}
+
+/// How `list` prints, besides its columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListOpts {
+    /// `--exact`: no K, M, G rounding.
+    pub exact: bool,
+    /// `--nosort`: configuration order (the order the schedulers walk
+    /// servers in) instead of ipvsadm's sort.
+    pub nosort: bool,
+}
+
+/// The listing in `ipvsadm -L -n`'s order: services by protocol (TCP
+/// before UDP), VIP and port; each service's servers by address and port.
+pub fn sorted(v: &ListView) -> ListView {
+    let mut v = v.clone();
+    v.services
+        .sort_by(|a, b| (&a.protocol, a.vip, a.port).cmp(&(&b.protocol, b.vip, b.port)));
+    for s in &mut v.services {
+        s.servers.sort_by_key(|d| (d.address, d.port));
+    }
+    v
 }
 
 /// ipvsadm's name of a forwarding method.
@@ -71,7 +99,55 @@ pub fn list(v: &ListView, mode: ListMode) -> String {
 
 /// `list`, with `--exact` counters when `exact`.
 pub fn list_exact(v: &ListView, mode: ListMode, exact: bool) -> String {
+    list_with(
+        v,
+        mode,
+        ListOpts {
+            exact,
+            nosort: false,
+        },
+    )
+}
+
+/// ipvsadm's service line: `TCP  VIP:PORT sched (flags) persistent N mask M ops`.
+fn service_line(out: &mut String, s: &ServiceView) {
+    let _ = write!(out, "{} {}", service_name(s), s.scheduler);
+    if !s.flags.is_empty() {
+        let _ = write!(out, " ({})", s.flags.join(","));
+    }
+    if s.persistence > 0 {
+        let _ = write!(out, " persistent {}", s.persistence);
+        if s.persistence_netmask != std::net::Ipv4Addr::BROADCAST {
+            let _ = write!(out, " mask {}", s.persistence_netmask);
+        }
+    }
+    if s.ops {
+        out.push_str(" ops");
+    }
+    out.push('\n');
+}
+
+/// `rvs ctl list [--stats | --rate | --thresholds | --persistent-conn |
+/// --timeout] [--exact] [--nosort]`.
+pub fn list_with(v: &ListView, mode: ListMode, opts: ListOpts) -> String {
+    let exact = opts.exact;
     let mut out = String::new();
+    if mode == ListMode::Timeout {
+        let t = &v.timeouts;
+        let _ = writeln!(
+            out,
+            "Timeout (tcp tcpfin udp): {} {} {}",
+            t.tcp, t.tcpfin, t.udp
+        );
+        return out;
+    }
+    let sorted_view;
+    let v = if opts.nosort {
+        v
+    } else {
+        sorted_view = sorted(v);
+        &sorted_view
+    };
     let _ = writeln!(
         out,
         "IP Virtual Server version {} (size={})",
@@ -96,24 +172,47 @@ pub fn list_exact(v: &ListView, mode: ListMode, exact: bool) -> String {
                 "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
             );
         }
+        ListMode::Thresholds => out.push_str(
+            "Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn\n  -> RemoteAddress:Port\n",
+        ),
+        ListMode::PersistConn => out.push_str(
+            "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn\n  -> RemoteAddress:Port\n",
+        ),
+        ListMode::Timeout => {}
     }
     for s in &v.services {
         match mode {
+            ListMode::Timeout => {}
+            ListMode::Thresholds => {
+                service_line(&mut out, s);
+                for d in &s.servers {
+                    let _ = writeln!(
+                        out,
+                        "  -> {:<28} {:<10} {:<10} {:<10} {:<10}",
+                        server_name(d),
+                        d.upper_threshold,
+                        d.lower_threshold,
+                        d.active,
+                        d.inactive
+                    );
+                }
+            }
+            ListMode::PersistConn => {
+                service_line(&mut out, s);
+                for d in &s.servers {
+                    let _ = writeln!(
+                        out,
+                        "  -> {:<28} {:<9} {:<11} {:<10} {:<10}",
+                        server_name(d),
+                        d.effective_weight,
+                        d.persistent_conns,
+                        d.active,
+                        d.inactive
+                    );
+                }
+            }
             ListMode::Plain => {
-                let _ = write!(out, "{} {}", service_name(s), s.scheduler);
-                if !s.flags.is_empty() {
-                    let _ = write!(out, " ({})", s.flags.join(","));
-                }
-                if s.persistence > 0 {
-                    let _ = write!(out, " persistent {}", s.persistence);
-                    if s.persistence_netmask != std::net::Ipv4Addr::BROADCAST {
-                        let _ = write!(out, " mask {}", s.persistence_netmask);
-                    }
-                }
-                if s.ops {
-                    out.push_str(" ops");
-                }
-                out.push('\n');
+                service_line(&mut out, s);
                 for d in &s.servers {
                     let _ = writeln!(
                         out,
@@ -429,6 +528,7 @@ mod tests {
             version: "0.1.0".into(),
             size: 65536,
             generation: 3,
+            timeouts: Default::default(),
             services: vec![
                 ServiceView {
                     protocol: "tcp".into(),
@@ -663,6 +763,110 @@ TCP 15:00  ESTABLISHED 198.18.0.10:40000  198.18.0.100:80    198.19.0.11:8080
         assert!(
             s.contains("  198.18.0.101       withdrawn (operator) since 2000-02-29 00:00:00 UTC\n"),
             "{s}"
+        );
+    }
+
+    /// The view as configured in another order: UDP before TCP, rs2
+    /// before rs1; with thresholds and persistence templates.
+    fn unsorted() -> ListView {
+        let mut v = view();
+        v.services.reverse();
+        v.services[1].servers.reverse();
+        let rs2 = &mut v.services[1].servers[0];
+        rs2.upper_threshold = 10000;
+        rs2.lower_threshold = 100;
+        rs2.persistent_conns = 7;
+        v.services[1].servers[1].persistent_conns = 1;
+        v.services[1].persistence = 60;
+        v
+    }
+
+    #[test]
+    fn list_sorts_as_ipvsadm_unless_nosort() {
+        let sorted_text = "\
+IP Virtual Server version 0.1.0 (size=65536)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  198.18.0.100:80 wrr persistent 60
+  -> 198.19.0.11:8080             Masq    3      2          10        
+  -> 198.19.0.12:8080             Masq    2      0          5         
+UDP  198.18.0.100:53 sh (sh-port) persistent 300 mask 255.255.255.0
+";
+        assert_eq!(list(&unsorted(), ListMode::Plain), sorted_text);
+        let config_order = "\
+IP Virtual Server version 0.1.0 (size=65536)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+UDP  198.18.0.100:53 sh (sh-port) persistent 300 mask 255.255.255.0
+TCP  198.18.0.100:80 wrr persistent 60
+  -> 198.19.0.12:8080             Masq    2      0          5         
+  -> 198.19.0.11:8080             Masq    3      2          10        
+";
+        let nosort = ListOpts {
+            exact: false,
+            nosort: true,
+        };
+        assert_eq!(
+            list_with(&unsorted(), ListMode::Plain, nosort),
+            config_order
+        );
+        // addresses sort as numbers, not text: .9 before .10, port 80 before 443
+        let mut v = unsorted();
+        let mk = |addr: [u8; 4], port| ServerView {
+            address: addr.into(),
+            port,
+            ..ServerView::default()
+        };
+        v.services[1].servers = vec![
+            mk([198, 19, 0, 10], 80),
+            mk([198, 19, 0, 9], 443),
+            mk([198, 19, 0, 9], 80),
+        ];
+        v.services[0].vip = "198.18.0.99".parse().unwrap();
+        let s = sorted(&v);
+        let order: Vec<String> = s.services[0].servers.iter().map(server_name).collect();
+        assert_eq!(order, ["198.19.0.9:80", "198.19.0.9:443", "198.19.0.10:80"]);
+        assert_eq!(
+            s.services[0].protocol, "tcp",
+            "TCP before UDP whatever the VIP"
+        );
+    }
+
+    #[test]
+    fn thresholds_and_persistent_conn_columns() {
+        let want = "\
+IP Virtual Server version 0.1.0 (size=65536)
+Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn
+  -> RemoteAddress:Port
+TCP  198.18.0.100:80 wrr persistent 60
+  -> 198.19.0.11:8080             0          0          2          10        
+  -> 198.19.0.12:8080             10000      100        0          5         
+UDP  198.18.0.100:53 sh (sh-port) persistent 300 mask 255.255.255.0
+";
+        assert_eq!(list(&unsorted(), ListMode::Thresholds), want);
+        let want = "\
+IP Virtual Server version 0.1.0 (size=65536)
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn
+  -> RemoteAddress:Port
+TCP  198.18.0.100:80 wrr persistent 60
+  -> 198.19.0.11:8080             3         1           2          10        
+  -> 198.19.0.12:8080             2         7           0          5         
+UDP  198.18.0.100:53 sh (sh-port) persistent 300 mask 255.255.255.0
+";
+        assert_eq!(list(&unsorted(), ListMode::PersistConn), want);
+    }
+
+    #[test]
+    fn timeout_line_is_ipvsadm_s() {
+        let mut v = view();
+        v.timeouts = crate::control::ctl_proto::TimeoutsView {
+            tcp: 900,
+            tcpfin: 120,
+            udp: 2,
+        };
+        assert_eq!(
+            list(&v, ListMode::Timeout),
+            "Timeout (tcp tcpfin udp): 900 120 2\n"
         );
     }
 }

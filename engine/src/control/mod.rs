@@ -121,7 +121,8 @@ struct PendingDump {
     req: u64,
     limit: usize,
     deadline: Instant,
-    replies: Vec<SyncSender<Response>>,
+    /// Where to answer, and the service (`--service`) each asker keeps.
+    replies: Vec<(SyncSender<Response>, Option<edit::ServiceKey>)>,
 }
 
 /// Test fixtures: the `[dpdk]` section and the two ports (client side,
@@ -400,9 +401,20 @@ impl Controller {
     }
 
     fn call(&mut self, call: Call) {
-        if let Request::Conns { limit } = call.req {
+        if let Request::Conns { limit, service } = &call.req {
             let limit = limit.unwrap_or(DEFAULT_CONN_LIMIT).min(MAX_CONN_LIMIT);
-            self.start_dump(limit, call.reply);
+            match service
+                .as_deref()
+                .map(|s| self.known_service(s))
+                .transpose()
+            {
+                Ok(filter) => self.start_dump(limit, filter, call.reply),
+                Err(e) => {
+                    let resp = Response::error(e);
+                    self.count(&resp);
+                    let _ = call.reply.send(resp);
+                }
+            }
             return;
         }
         let resp = self.handle(&call.req);
@@ -418,27 +430,88 @@ impl Controller {
         }
     }
 
+    /// The key of a configured service (`--service`); the error names it
+    /// and the services there are.
+    fn known_service(&self, text: &str) -> Result<edit::ServiceKey, String> {
+        let key = edit::parse_service(text)?;
+        edit::find_service(&self.cfg, &key)?;
+        Ok(key)
+    }
+
+    /// `list [--service]`, persistence templates counted per server.
+    fn list(&self, service: Option<&str>) -> Result<ctl_proto::ListView, String> {
+        let key = service.map(|s| self.known_service(s)).transpose()?;
+        let snap = self.shared.snapshot.load();
+        let mut view = self
+            .stats
+            .list_view(&self.cfg, &snap, &self.shared.registry, &*self.health);
+        if let Some(k) = key {
+            view.services
+                .retain(|s| s.protocol == k.protocol.name() && s.vip == k.vip && s.port == k.port);
+        }
+        stats::fill_persistent(&mut view, &snap, &self.persistent_per_server());
+        Ok(view)
+    }
+
+    /// Live persistence templates per server id. The template table is
+    /// shared by the workers and read lock-free (seqlock), so the control
+    /// thread counts it itself, one scan of its fixed slots (as `list
+    /// --conns` lists templates); no worker does anything for it.
+    fn persistent_per_server(&self) -> std::collections::HashMap<u32, u64> {
+        let mut out = std::collections::HashMap::new();
+        // The workers' clock: read here when the EAL runs, else (tests) as
+        // of the last `list --conns`.
+        #[cfg(feature = "dpdk")]
+        let now = crate::dataplane::eal::clock_ms().unwrap_or(0);
+        #[cfg(not(feature = "dpdk"))]
+        let now = 0;
+        let now = now.max(self.shared.conn_dump.clock_ms());
+        if now == 0 {
+            return out;
+        }
+        for t in self.shared.persist.templates(now) {
+            *out.entry(t.server_id).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// `zero [--service]`.
+    fn zero(&mut self, service: Option<&str>) -> Result<String, String> {
+        let Some(text) = service else {
+            self.stats.zero(&self.shared.registry);
+            return Ok("counters zeroed".to_string());
+        };
+        let key = self.known_service(text)?;
+        let snap = self.shared.snapshot.load();
+        let proto = crate::dataplane::snapshot::proto_of(key.protocol);
+        let n = snap
+            .services
+            .iter()
+            .find(|s| s.proto == proto && s.vip == key.vip && s.port == key.port)
+            .map_or(0, |s| self.stats.zero_service(&self.shared.registry, s.id));
+        Ok(format!(
+            "counters of {key} zeroed ({n} server(s), removed ones included)"
+        ))
+    }
+
     /// Answers one request (all but `Conns`, which the workers answer).
     pub fn handle(&mut self, req: &Request) -> Response {
         match req {
-            Request::List {} => {
-                let snap = self.shared.snapshot.load();
-                Response::ok(self.stats.list_view(
-                    &self.cfg,
-                    &snap,
-                    &self.shared.registry,
-                    &*self.health,
-                ))
-            }
+            Request::List { service } => match self.list(service.as_deref()) {
+                Ok(v) => Response::ok(v),
+                Err(e) => Response::error(e),
+            },
             Request::Status {} => Response::ok(self.status()),
-            Request::Zero {} => {
-                self.stats.zero(&self.shared.registry);
-                tracing::info!("counters zeroed (rvs ctl zero)");
-                Response::ok(ChangeResult {
-                    message: "counters zeroed".to_string(),
-                    generation: self.generation,
-                })
-            }
+            Request::Zero { service } => match self.zero(service.as_deref()) {
+                Ok(message) => {
+                    tracing::info!("rvs ctl zero: {message}");
+                    Response::ok(ChangeResult {
+                        message,
+                        generation: self.generation,
+                    })
+                }
+                Err(e) => Response::error(e),
+            },
             Request::Conns { .. } => Response::error("internal error: conns is asynchronous"),
             Request::BgpWithdraw { service } | Request::BgpAnnounce { service } => {
                 let withdraw = matches!(req, Request::BgpWithdraw { .. });
@@ -496,13 +569,18 @@ impl Controller {
         Ok(msg)
     }
 
-    fn start_dump(&mut self, limit: usize, reply: SyncSender<Response>) {
+    fn start_dump(
+        &mut self,
+        limit: usize,
+        service: Option<edit::ServiceKey>,
+        reply: SyncSender<Response>,
+    ) {
         match &mut self.dump {
             // One walk of the tables serves every request that comes while
             // it runs.
             Some(d) => {
                 d.limit = d.limit.max(limit);
-                d.replies.push(reply);
+                d.replies.push((reply, service));
             }
             None => {
                 let req = self.shared.conn_dump.request(limit);
@@ -510,7 +588,7 @@ impl Controller {
                     req,
                     limit,
                     deadline: Instant::now() + CONN_DUMP_WAIT,
-                    replies: vec![reply],
+                    replies: vec![(reply, service)],
                 });
             }
         }
@@ -534,10 +612,13 @@ impl Controller {
         view.conns.sort_by(|a, b| {
             (a.vip, a.vport, a.client, a.cport).cmp(&(b.vip, b.vport, b.client, b.cport))
         });
-        let resp = Response::ok(view);
-        for r in d.replies {
+        for (r, service) in d.replies {
+            let resp = match service {
+                None => Response::ok(&view),
+                Some(k) => Response::ok(conns_of(&view, &k)),
+            };
             self.count(&resp);
-            let _ = r.send(resp.clone());
+            let _ = r.send(resp);
         }
     }
 
@@ -791,6 +872,29 @@ impl Controller {
     }
 }
 
+/// `list --conns --service`: the entries of service `k` (templates
+/// included). `total` counts that service's entries when the walk saw them
+/// all; a truncated walk keeps the table-wide total (the limit bounds the
+/// walk, before the filter).
+fn conns_of(view: &ConnsView, k: &edit::ServiceKey) -> ConnsView {
+    let conns: Vec<ConnInfo> = view
+        .conns
+        .iter()
+        .filter(|c| c.protocol == k.protocol.name() && c.vip == k.vip && c.vport == k.port)
+        .cloned()
+        .collect();
+    ConnsView {
+        total: if view.truncated {
+            view.total
+        } else {
+            conns.len() as u64
+        },
+        truncated: view.truncated,
+        missing_workers: view.missing_workers.clone(),
+        conns,
+    }
+}
+
 /// What a reload changes, one line each, as keepalived logs it: services
 /// and servers added, removed or changed (with the keys that changed), and
 /// other sections.
@@ -953,7 +1057,7 @@ socket = "/nonexistent/rvs.sock"
     }
 
     fn list(c: &mut Controller) -> ListView {
-        let r = c.handle(&Request::List {});
+        let r = c.handle(&Request::List { service: None });
         serde_json::from_value(r.result.unwrap()).unwrap()
     }
 

@@ -650,6 +650,7 @@ mod tests {
             version: "0.1.0".into(),
             size: 65536,
             generation: 7,
+            timeouts: Default::default(),
             services: vec![ServiceView {
                 protocol: "tcp".into(),
                 vip: Ipv4Addr::new(198, 18, 0, 100),

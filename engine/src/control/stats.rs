@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use super::ctl_proto::{ListView, Rates, ServerView, ServiceView};
+use super::ctl_proto::{ListView, Rates, ServerView, ServiceView, TimeoutsView};
 use super::HealthSource;
 use crate::config::Config;
 use crate::dataplane::snapshot::{proto_of, DestRegistry, DestShared, Snapshot};
@@ -95,6 +95,20 @@ impl Stats {
         for (_, _, _, d) in registry.entries() {
             self.baseline.insert(d.id, Counts::of(&d));
         }
+    }
+
+    /// `rvs ctl zero --service`: the servers of service `svc` (snapshot
+    /// service id; those since removed too) count from 0, and so does the
+    /// service, their sum. Returns how many servers were zeroed.
+    pub fn zero_service(&mut self, registry: &DestRegistry, svc: u16) -> usize {
+        let mut n = 0;
+        for (s, _, _, d) in registry.entries() {
+            if s == svc {
+                self.baseline.insert(d.id, Counts::of(&d));
+                n += 1;
+            }
+        }
+        n
     }
 
     /// A server's counters since the last `zero`.
@@ -230,8 +244,45 @@ impl Stats {
             version: env!("CARGO_PKG_VERSION").to_string(),
             size: u64::from(cfg.timeouts.max_connections),
             generation: snap.generation,
+            timeouts: TimeoutsView {
+                tcp: cfg.timeouts.tcp_established,
+                tcpfin: cfg.timeouts.tcp_fin,
+                udp: cfg.timeouts.udp,
+            },
             services,
         }
+    }
+}
+
+/// Fills each server's `persistent_conns` (ipvsadm's `PersistConn`) from
+/// `per_server`: live persistence templates per server id (the registry's
+/// [`DestShared::id`], as a template stores it). `view` is of `snap`.
+pub fn fill_persistent(view: &mut ListView, snap: &Snapshot, per_server: &HashMap<u32, u64>) {
+    for sv in &mut view.services {
+        let Some(ss) = snap
+            .services
+            .iter()
+            .find(|s| s.vip == sv.vip && s.port == sv.port && proto_name(s.proto) == sv.protocol)
+        else {
+            continue;
+        };
+        for v in &mut sv.servers {
+            if let Some(s) = ss
+                .servers
+                .iter()
+                .find(|s| s.addr == v.address && s.port == v.port)
+            {
+                v.persistent_conns = per_server.get(&s.shared.id).copied().unwrap_or(0);
+            }
+        }
+    }
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        crate::conn::PROTO_TCP => "tcp",
+        crate::conn::PROTO_UDP => "udp",
+        _ => "?",
     }
 }
 
@@ -378,5 +429,57 @@ scheduler = "wrr"
         let v = st.list_view(&cfg, &snap, &reg, &NoHealthChecks);
         assert_eq!(v.services[0].servers[0].rate, Rates::default());
         assert!(find_entry(&reg, "198.19.0.11".parse().unwrap(), 8080).is_some());
+    }
+
+    #[test]
+    fn zero_of_one_service_leaves_the_others() {
+        let text = format!(
+            "{CFG}[[service]]\nvip = \"198.18.0.100\"\nport = 53\nprotocol = \"udp\"\n  [[service.server]]\n  address = \"198.19.0.11\"\n  port = 5353\n"
+        );
+        let cfg = crate::config::parse(&text).unwrap();
+        let reg = DestRegistry::new(2);
+        let snap = Snapshot::build(&cfg, &[], &reg, 1, &AllUp).unwrap();
+        bump(&snap.services[0].servers[0].shared, 0, 5, 10);
+        bump(&snap.services[1].servers[0].shared, 1, 3, 3);
+        let mut st = Stats::default();
+        assert_eq!(st.zero_service(&reg, snap.services[1].id), 1);
+        let v = st.list_view(&cfg, &snap, &reg, &NoHealthChecks);
+        assert_eq!(
+            (v.services[0].conns, v.services[0].servers[0].conns),
+            (5, 5)
+        );
+        assert_eq!(
+            (v.services[1].conns, v.services[1].servers[0].in_bytes),
+            (0, 0)
+        );
+        assert_eq!(
+            v.timeouts,
+            TimeoutsView {
+                tcp: 900,
+                tcpfin: 120,
+                udp: 300
+            }
+        );
+        bump(&snap.services[1].servers[0].shared, 0, 1, 2);
+        let v = st.list_view(&cfg, &snap, &reg, &NoHealthChecks);
+        assert_eq!(v.services[1].conns, 1);
+        assert_eq!(v.services[0].conns, 5);
+    }
+
+    #[test]
+    fn persistent_conns_go_to_their_server() {
+        let cfg = crate::config::parse(CFG).unwrap();
+        let reg = DestRegistry::new(2);
+        let snap = Snapshot::build(&cfg, &[], &reg, 1, &AllUp).unwrap();
+        let st = Stats::default();
+        let mut v = st.list_view(&cfg, &snap, &reg, &NoHealthChecks);
+        let id1 = snap.services[0].servers[1].shared.id;
+        fill_persistent(&mut v, &snap, &[(id1, 4), (9999, 7)].into_iter().collect());
+        let got: Vec<u64> = v.services[0]
+            .servers
+            .iter()
+            .map(|s| s.persistent_conns)
+            .collect();
+        assert_eq!(got, [0, 4]);
     }
 }

@@ -140,6 +140,18 @@ pub fn tsc_hz() -> u64 {
     unsafe { dpdk_ffi::rvs_get_tsc_hz() }
 }
 
+/// Now on the workers' clock (TSC ticks / ticks per ms, as the worker
+/// loop computes it), read from any thread: the TSC DPDK relies on is
+/// invariant and common to all cores. `None` before the EAL measured it.
+pub fn clock_ms() -> Option<u64> {
+    let per_ms = tsc_hz() / 1000;
+    if per_ms == 0 {
+        return None;
+    }
+    // SAFETY: rdtsc has no preconditions.
+    Some(unsafe { dpdk_ffi::rvs_rdtsc() } / per_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
