@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz the engine for SECONDS in total (default 60), split over the targets
 # in engine/fuzz/fuzz_targets/:
-#   parse_frame   40 %  engine::packet::parse_frame and every rewrite it feeds
+#   parse_frame   30 %  engine::packet::parse_frame and every rewrite it feeds
+#   parse_ipv6    10 %  engine::packet::parse_ipv6, ICMPv6/NDP views, IPv6 checksums
 #   sync_codec    20 %  the HA codecs, ha::sync::decode and ha::advert::decode_ip
 #   config_parse  20 %  config::parse (rvs check, start-up, SIGHUP) and parse_lcores
 #   ctl_proto     20 %  the control socket: line reader, request parser, edits
@@ -52,10 +53,11 @@ share() {
   [ "$t" -ge 1 ] || t=1
   echo "$t"
 }
-frame_secs=$(share 40)
+frame_secs=$(share 30)
+ipv6_secs=$(share 10)
 sync_secs=$(share 20)
 config_secs=$(share 20)
-ctl_secs=$(( secs - frame_secs - sync_secs - config_secs ))
+ctl_secs=$(( secs - frame_secs - ipv6_secs - sync_secs - config_secs ))
 [ "$ctl_secs" -ge 1 ] || ctl_secs=1
 
 # Seeds: mode byte 01 (repair the IPv4 checksum) + a TCP SYN, a UDP datagram
@@ -71,6 +73,16 @@ seed tcp_syn 0102d10000000102c100000010080045000028000140004006ae3cc612000ac6120
 seed udp_opts 0102d10000000102c100000010080046000024000140004011ab34c612000ac61200640101010014e90035000c000061626364
 seed icmp_err 0102d10000000102c100000010080045000038000140004001ae31c612000ac6120064030300000000000045000020000140004011ae39c6120064c612000a14e90035000c0000
 seed arp 01ffffffffffff02c1000000100806000108000604000102c100000010c612000a000000000000c6120064
+
+# parse_ipv6 seeds: mode byte 01 (repair the L4 checksum) + TCP over IPv6
+# with hop-by-hop and destination options, a tagged UDP first fragment
+# behind a routing header, a later fragment, a neighbour solicitation.
+corpus=corpus/parse_ipv6
+mkdir -p "$corpus"
+seed tcp_hbh_dopt 0102d10000000102c10000001086dd60012345002e004020010db800000000000000000000000a20010db80000000000000000000000643c000104000000000601010c0000000000000000000000009c40005000000001000000005002faf0541500006869
+seed udp_frag_vlan 0102d10000000102c1000000108100600786dd6000000000202b4020010db800000000000000000000000a20010db80000000000000000000000642c000400000000001100000100000001138800350bb800006162636465666768
+seed later_frag 0002d10000000102c10000001086dd60000000000b2c4020010db800000000000000000000000a20010db8000000000000000000000064060004d00000000778797a
+seed ns 003333ff56789a02c10000001086dd6000000000203aff20010db800000000000000000000000aff0200000000000000000001ff56789a8700f55e0000000020010db800000000000000123456789a010102c100000010
 
 # sync_codec seeds: mode byte 01 (the target appends the HMAC) + a records
 # message (a connection, a template and an unknown record type), a bulk
@@ -139,6 +151,7 @@ run() {
 }
 
 run parse_frame "$frame_secs"
+run parse_ipv6 "$ipv6_secs"
 run sync_codec "$sync_secs"
 run config_parse "$config_secs" 12288
 run ctl_proto "$ctl_secs"

@@ -10,8 +10,14 @@
 //! values of those words alone. [`Delta`] accumulates several such changes so
 //! that an address rewrite is summed once and applied to both the IPv4 header
 //! checksum and the TCP/UDP checksum (whose pseudo header contains it).
+//!
+//! IPv6 (RFC 8200 section 8.1) has no header checksum, but its pseudo header
+//! (two 128-bit addresses, a 32-bit upper-layer length, the next header) is
+//! covered by TCP, UDP *and* ICMPv6, so an IPv6 address rewrite updates all
+//! three with [`Delta::addr6`]. In IPv6 a UDP checksum of 0 is not "none"
+//! but invalid, so updates use [`Delta::apply_udp6`].
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Adds `data` to the unfolded accumulator `acc`, as big-endian 16-bit words.
 ///
@@ -111,6 +117,39 @@ pub fn ipv4_l4_verify(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, segment: &[u8]
     fold(accumulate(u64::from(ph), segment)) == 0xFFFF
 }
 
+/// Sum of the IPv6 pseudo header (RFC 8200 section 8.1): source, destination,
+/// upper-layer packet length (32 bits) and next header (the upper-layer
+/// protocol, not the first extension header).
+#[inline]
+pub fn pseudo_header_sum_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, l4_len: u32) -> u16 {
+    let acc = accumulate(0, &src.octets());
+    let acc = accumulate(acc, &dst.octets());
+    fold(acc + u64::from(l4_len >> 16) + u64::from(l4_len & 0xFFFF) + u64::from(next_header))
+}
+
+/// Full TCP/UDP/ICMPv6 checksum of `segment` (upper-layer header + payload,
+/// checksum field zeroed) under the IPv6 pseudo header. For UDP, pass the
+/// result through [`udp_final`].
+#[inline]
+pub fn ipv6_l4_checksum(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, segment: &[u8]) -> u16 {
+    let ph = pseudo_header_sum_v6(src, dst, next_header, segment.len() as u32);
+    !fold(accumulate(u64::from(ph), segment))
+}
+
+/// True when `segment` (checksum field as received) verifies under the IPv6
+/// pseudo header. A UDP checksum of 0 does not verify (RFC 8200 section 8.1).
+#[inline]
+pub fn ipv6_l4_verify(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, segment: &[u8]) -> bool {
+    let ph = pseudo_header_sum_v6(src, dst, next_header, segment.len() as u32);
+    fold(accumulate(u64::from(ph), segment)) == 0xFFFF
+}
+
+/// [`update16`]'s twin for a 128-bit IPv6 address in a pseudo header.
+#[inline]
+pub fn update_addr6(hc: u16, old: Ipv6Addr, new: Ipv6Addr) -> u16 {
+    Delta::new().addr6(old, new).apply(hc)
+}
+
 /// UDP rule for a freshly computed checksum: 0 means "no checksum" on the
 /// wire, so a computed 0 is sent as its one's-complement twin 0xFFFF.
 #[inline]
@@ -187,6 +226,19 @@ impl Delta {
         self.dword(u32::from(old), u32::from(new))
     }
 
+    /// Adds an IPv6 address change (eight words).
+    #[inline]
+    pub fn addr6(self, old: Ipv6Addr, new: Ipv6Addr) -> Self {
+        let (o, n) = (old.segments(), new.segments());
+        let mut d = self;
+        let mut i = 0;
+        while i < 8 {
+            d = d.word(o[i], n[i]);
+            i += 1;
+        }
+        d
+    }
+
     /// Combines two deltas.
     #[inline]
     pub const fn plus(self, other: Delta) -> Self {
@@ -208,6 +260,15 @@ impl Delta {
         } else {
             udp_final(self.apply(hc))
         }
+    }
+}
+
+impl Delta {
+    /// [`apply`](Self::apply) for UDP over IPv6: the checksum is mandatory,
+    /// so 0 is never kept, and a result of 0 is written as 0xFFFF.
+    #[inline]
+    pub fn apply_udp6(self, hc: u16) -> u16 {
+        udp_final(self.apply(hc))
     }
 }
 
@@ -378,5 +439,36 @@ mod tests {
         assert_eq!(update16(0xDD2F, 0x5555, 0x3285), 0);
         assert_eq!(udp_update16(0xDD2F, 0x5555, 0x3285), 0xFFFF);
         assert_eq!(udp_update16(0x1000, 1, 2), update16(0x1000, 1, 2));
+    }
+
+    #[test]
+    fn ipv6_pseudo_header_and_incremental_address() {
+        let src: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let dst: Ipv6Addr = "2001:db8:ffff::abcd:1".parse().unwrap();
+        // Words: 2001 0db8 0 ... 1, 2001 0db8 ffff 0 0 0 abcd 1, len 0x14, nh 6.
+        let want = fold(0x2001 + 0x0db8 + 1 + 0x2001 + 0x0db8 + 0xffff + 0xabcd + 1 + 0x14 + 6);
+        assert_eq!(pseudo_header_sum_v6(src, dst, 6, 0x14), want);
+        assert_eq!(
+            pseudo_header_sum_v6(src, dst, 6, 0x1_0014),
+            add(want, 1),
+            "the high half of the 32-bit length counts"
+        );
+        let seg = [
+            0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0, 0, 0, 0, 0,
+        ];
+        let mut s = seg;
+        let c = ipv6_l4_checksum(src, dst, 6, &s);
+        s[16..18].copy_from_slice(&c.to_be_bytes());
+        assert!(ipv6_l4_verify(src, dst, 6, &s));
+        let new: Ipv6Addr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        assert!(!ipv6_l4_verify(src, new, 6, &s));
+        let inc = Delta::new().addr6(dst, new).word(80, 8080).apply(c);
+        s[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        s[16] = 0;
+        s[17] = 0;
+        assert_eq!(inc, ipv6_l4_checksum(src, new, 6, &s));
+        assert_eq!(update_addr6(c, dst, dst), c);
+        assert_eq!(Delta::new().apply_udp6(0xDD2F), 0xDD2F);
+        assert_eq!(Delta::new().word(0x5555, 0x3285).apply_udp6(0xDD2F), 0xFFFF);
     }
 }

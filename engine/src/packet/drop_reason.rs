@@ -36,11 +36,28 @@ pub enum DropReason {
     BadUdpLength,
     /// Fewer than 8 bytes of ICMP header.
     TruncatedIcmp,
+    /// An 802.1Q tag without the 4 bytes of tag (TCI + inner EtherType).
+    TruncatedVlan,
+    /// Fewer than the 40 bytes of the IPv6 fixed header.
+    TruncatedIpv6,
+    /// IPv6 payload length beyond the frame.
+    BadIpv6PayloadLength,
+    /// An IPv6 extension header runs past the payload length.
+    TruncatedIpv6Ext,
+    /// More IPv6 extension headers than the walk allows, or a hop-by-hop
+    /// header that is not the first one (RFC 8200 section 4.1).
+    BadIpv6ExtChain,
+    /// Fewer than 8 bytes of ICMPv6 header.
+    TruncatedIcmpv6,
+    /// A neighbour solicitation/advertisement that RFC 4861 section 7.1.1/7.1.2
+    /// says to discard: short, code not 0, an option of length 0 or running
+    /// past the message.
+    BadNdp,
 }
 
 impl DropReason {
     /// Number of variants (length of a counter array).
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 20;
 
     /// Every variant, in [`index`](Self::index) order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -57,6 +74,13 @@ impl DropReason {
         DropReason::TruncatedUdp,
         DropReason::BadUdpLength,
         DropReason::TruncatedIcmp,
+        DropReason::TruncatedVlan,
+        DropReason::TruncatedIpv6,
+        DropReason::BadIpv6PayloadLength,
+        DropReason::TruncatedIpv6Ext,
+        DropReason::BadIpv6ExtChain,
+        DropReason::TruncatedIcmpv6,
+        DropReason::BadNdp,
     ];
 
     /// Dense index in `0..COUNT`, for counter arrays.
@@ -81,6 +105,13 @@ impl DropReason {
             DropReason::TruncatedUdp => "truncated_udp",
             DropReason::BadUdpLength => "bad_udp_length",
             DropReason::TruncatedIcmp => "truncated_icmp",
+            DropReason::TruncatedVlan => "truncated_vlan",
+            DropReason::TruncatedIpv6 => "truncated_ipv6",
+            DropReason::BadIpv6PayloadLength => "bad_ipv6_payload_length",
+            DropReason::TruncatedIpv6Ext => "truncated_ipv6_ext",
+            DropReason::BadIpv6ExtChain => "bad_ipv6_ext_chain",
+            DropReason::TruncatedIcmpv6 => "truncated_icmpv6",
+            DropReason::BadNdp => "bad_ndp",
         }
     }
 }

@@ -1,8 +1,11 @@
 //! Ethernet II frame view, MAC addresses and EtherTypes.
 //!
-//! Only untagged Ethernet II is handled: an 802.1Q tag shows up as
-//! [`EtherType::VLAN`] and the parser classifies it as "other" (the director
-//! runs on untagged ports; tagged traffic goes to the exception path).
+//! [`parse_frame`](super::parse_frame) handles untagged Ethernet II only: an
+//! 802.1Q tag shows up as [`EtherType::VLAN`] and it classifies the frame as
+//! "other" (the director runs on untagged ports; tagged traffic goes to the
+//! exception path). [`EthernetFrame::untag`] looks through one 802.1Q tag for
+//! either family, so the IPv6 parser ([`parse_ipv6`](super::parse_ipv6))
+//! recognises IPv6 behind a tag the same way as untagged.
 
 use std::fmt;
 
@@ -80,6 +83,20 @@ mod field {
 
 /// Length of the Ethernet II header.
 pub const HEADER_LEN: usize = 14;
+/// Length of an 802.1Q tag (TPID is the outer EtherType; TCI + inner
+/// EtherType follow).
+pub const VLAN_TAG_LEN: usize = 4;
+
+/// What follows the Ethernet header once at most one 802.1Q tag is skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Untagged {
+    /// The EtherType of the L3 payload (the inner one behind a tag).
+    pub ethertype: EtherType,
+    /// Offset of the L3 header in the frame: 14 untagged, 18 tagged.
+    pub l3_off: usize,
+    /// The 12-bit VLAN id of the tag, if there was one.
+    pub vlan: Option<u16>,
+}
 
 /// A view over an Ethernet II frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +142,30 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     #[inline]
     pub fn ethertype(&self) -> EtherType {
         EtherType(get_u16(self.buffer.as_ref(), field::ETHERTYPE))
+    }
+
+    /// The L3 EtherType and offset behind at most one 802.1Q tag. A second
+    /// tag (QinQ) is not looked through: its inner EtherType is returned as
+    /// is (VLAN/QINQ), which no L3 parser accepts.
+    #[inline]
+    pub fn untag(&self) -> Result<Untagged, DropReason> {
+        let b = self.buffer.as_ref();
+        let outer = self.ethertype();
+        if outer != EtherType::VLAN {
+            return Ok(Untagged {
+                ethertype: outer,
+                l3_off: HEADER_LEN,
+                vlan: None,
+            });
+        }
+        if b.len() < HEADER_LEN + VLAN_TAG_LEN {
+            return Err(DropReason::TruncatedVlan);
+        }
+        Ok(Untagged {
+            ethertype: EtherType(get_u16(b, HEADER_LEN + 2)),
+            l3_off: HEADER_LEN + VLAN_TAG_LEN,
+            vlan: Some(get_u16(b, HEADER_LEN) & 0x0FFF),
+        })
     }
 
     /// Everything after the header (may include trailing padding).
@@ -207,6 +248,34 @@ mod tests {
         }
         let f = EthernetFrame::new_checked(&FRAME[..HEADER_LEN]).unwrap();
         assert!(f.payload().is_empty());
+    }
+
+    #[test]
+    fn untag_looks_through_one_tag() {
+        let f = EthernetFrame::new_checked(&FRAME[..]).unwrap();
+        assert_eq!(
+            f.untag(),
+            Ok(Untagged {
+                ethertype: EtherType::ARP,
+                l3_off: 14,
+                vlan: None
+            })
+        );
+        let mut t = FRAME[..12].to_vec();
+        t.extend_from_slice(&[0x81, 0x00, 0x20, 0x64, 0x86, 0xDD, 0x60]);
+        let f = EthernetFrame::new_checked(&t[..]).unwrap();
+        assert_eq!(
+            f.untag(),
+            Ok(Untagged {
+                ethertype: EtherType::IPV6,
+                l3_off: 18,
+                vlan: Some(100)
+            })
+        );
+        for n in 14..18 {
+            let f = EthernetFrame::new_checked(&t[..n]).unwrap();
+            assert_eq!(f.untag(), Err(DropReason::TruncatedVlan));
+        }
     }
 
     #[test]

@@ -15,15 +15,19 @@
 //!
 //! [`parse::parse_frame`] is the one function the data plane calls per packet;
 //! it produces a small `Copy` [`Parsed`] summary that `forward` uses to
-//! rewrite the frame in place.
+//! rewrite the frame in place. [`parse_ipv6::parse_ipv6`] is its IPv6 twin
+//! (views and parser only: the data plane does not call it yet).
 
 pub mod arp;
 pub mod checksum;
 pub mod drop_reason;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 pub mod parse;
+pub mod parse_ipv6;
 pub mod tcp;
 pub mod udp;
 
@@ -31,8 +35,11 @@ pub use arp::ArpPacket;
 pub use drop_reason::DropReason;
 pub use ethernet::{EtherType, EthernetFrame, MacAddr};
 pub use icmp::IcmpPacket;
+pub use icmpv6::{Icmpv6Packet, NeighborAdvert, NeighborSolicit};
 pub use ipv4::Ipv4Packet;
+pub use ipv6::Ipv6Packet;
 pub use parse::{parse_frame, quoted_flow, L3Class, Parsed, QuotedFlow};
+pub use parse_ipv6::{parse_ipv6, Ipv6Parsed};
 pub use tcp::{TcpFlags, TcpPacket};
 pub use udp::UdpPacket;
 

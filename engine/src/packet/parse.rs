@@ -8,7 +8,8 @@
 //!
 //! Layout decisions:
 //! * Only untagged Ethernet II; VLAN-tagged frames are [`L3Class::Other`].
-//! * IPv6 is recognised ([`L3Class::Ipv6`]) but not parsed (exception path).
+//! * IPv6 is recognised ([`L3Class::Ipv6`]) but not parsed here (exception
+//!   path); [`parse_ipv6`](super::parse_ipv6::parse_ipv6) parses it.
 //! * A non-first fragment carries no L4 header: `has_l4` is false and ports,
 //!   flags and ICMP fields are zero.
 //! * An IPv4 packet with a protocol other than TCP/UDP/ICMP parses fine with
@@ -605,6 +606,19 @@ mod tests {
         // ARP cases are covered in arp_ipv6_other.
         seen[DropReason::TruncatedArp.index()] = true;
         seen[DropReason::UnsupportedArp.index()] = true;
+        // The IPv6 ones come from parse_ipv6 and the NDP views
+        // (tests/packet_ipv6.rs checks each is reachable).
+        for d in [
+            DropReason::TruncatedVlan,
+            DropReason::TruncatedIpv6,
+            DropReason::BadIpv6PayloadLength,
+            DropReason::TruncatedIpv6Ext,
+            DropReason::BadIpv6ExtChain,
+            DropReason::TruncatedIcmpv6,
+            DropReason::BadNdp,
+        ] {
+            seen[d.index()] = true;
+        }
         assert!(seen.iter().all(|s| *s), "{seen:?}");
     }
 
