@@ -9,36 +9,50 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::ctl_proto::{Request, ServerArgs, ServiceArgs};
-use crate::config::{Config, Forward, Protocol, SchedFlags, ServerConfig, ServiceConfig};
+use crate::config::{
+    port_list, Config, Forward, Protocol, SchedFlags, ServerConfig, ServiceConfig,
+};
 use crate::sched::SchedKind;
 
-/// The key of a service: protocol, VIP, port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The key of a service: protocol, VIP, port (or ports).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceKey {
     pub protocol: Protocol,
     pub vip: Ipv4Addr,
+    /// The first of `ports` for a service over several.
     pub port: u16,
+    /// All ports of a service over several (`80,443`); empty for one port.
+    pub ports: Vec<u16>,
 }
 
 impl std::fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.protocol, self.vip, self.port)
+        write!(f, "{}:{}:{}", self.protocol, self.vip, port_list(self.vports()))
     }
 }
 
 impl ServiceKey {
     pub fn matches(&self, s: &ServiceConfig) -> bool {
-        s.protocol == self.protocol && s.vip == self.vip && s.port == self.port
+        s.protocol == self.protocol && s.vip == self.vip && s.vports() == self.vports()
+    }
+
+    fn vports(&self) -> &[u16] {
+        if self.ports.is_empty() {
+            std::slice::from_ref(&self.port)
+        } else {
+            &self.ports
+        }
     }
 }
 
-/// `PROTO:VIP:PORT`, e.g. `tcp:198.18.0.100:80` (port 0: all ports).
+/// `PROTO:VIP:PORT`, e.g. `tcp:198.18.0.100:80` (port 0: all ports), or
+/// `PROTO:VIP:PORT,PORT,...` for a service over several ports.
 pub fn parse_service(s: &str) -> Result<ServiceKey, String> {
     let t = s.trim();
     let mut parts = t.splitn(3, ':');
     let (Some(proto), Some(vip), Some(port)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(format!(
-            "service: `{s}` is not PROTO:VIP:PORT (e.g. tcp:198.18.0.100:80)"
+            "service: `{s}` is not PROTO:VIP:PORT (e.g. tcp:198.18.0.100:80 or tcp:198.18.0.100:80,443)"
         ));
     };
     let protocol = Protocol::from_name(&proto.to_ascii_lowercase()).ok_or_else(|| {
@@ -48,13 +62,31 @@ pub fn parse_service(s: &str) -> Result<ServiceKey, String> {
         )
     })?;
     let vip = parse_unicast(vip).map_err(|m| format!("service: {m}"))?;
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("service: `{port}` in `{s}` is not a port (0..65535)"))?;
+    let mut ports: Vec<u16> = Vec::new();
+    for p in port.split(',') {
+        let p = p.trim();
+        let n = p
+            .parse::<u16>()
+            .map_err(|_| format!("service: `{p}` in `{s}` is not a port (0..65535)"))?;
+        if ports.contains(&n) {
+            return Err(format!("service: port {n} is listed twice in `{s}`"));
+        }
+        ports.push(n);
+    }
+    if ports.len() > 1 && ports.contains(&0) {
+        return Err(format!(
+            "service: port 0 (all ports) cannot be one of several in `{s}`"
+        ));
+    }
+    let port = ports[0];
+    if ports.len() == 1 {
+        ports.clear();
+    }
     Ok(ServiceKey {
         protocol,
         vip,
         port,
+        ports,
     })
 }
 
@@ -254,6 +286,7 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
             let mut s = ServiceConfig {
                 vip: key.vip,
                 port: key.port,
+                ports: key.ports.clone(),
                 protocol: key.protocol,
                 scheduler: SchedKind::Wlc,
                 sched_flags: SchedFlags::default(),
@@ -296,7 +329,8 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
             let svc = &new.services[i];
             let mut s = ServerConfig {
                 address: ip,
-                port: port.unwrap_or(svc.port),
+                // A grouped service's NAT servers have no port of their own.
+                port: port.unwrap_or(if svc.is_grouped() { 0 } else { svc.port }),
                 weight: 1,
                 forward: None,
                 upper_threshold: 0,
