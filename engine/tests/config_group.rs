@@ -120,14 +120,22 @@ fn group_port_list_errors_name_key_and_line() {
             ("service[1].ports[2]", 7, "port 80 is listed twice"),
             ("service[2].ports[0]", 11, "0 is outside 1..65535"),
             ("service[2].ports[1]", 12, "70000 is outside 1..65535"),
-            ("service[2].ports[2]", 13, "expected an integer, found a string"),
+            (
+                "service[2].ports[2]",
+                13,
+                "expected an integer, found a string",
+            ),
             ("service[3].ports", 17, "lists no port"),
             (
                 "service[4].ports",
                 20,
                 "expected an array of integers, found an integer",
             ),
-            ("service[5].port", 21, "required key is missing (`port`, or `ports`"),
+            (
+                "service[5].port",
+                21,
+                "required key is missing (`port`, or `ports`",
+            ),
         ],
     );
 }

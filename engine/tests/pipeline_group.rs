@@ -75,7 +75,9 @@ fn rig() -> Rig {
         shared.neigh.learn(Ipv4Addr::from(*ip), MacAddr(mac), 0);
     }
     for c in [A, B] {
-        shared.neigh.learn(Ipv4Addr::from(c), MacAddr(CLIENT_MAC), 0);
+        shared
+            .neigh
+            .learn(Ipv4Addr::from(c), MacAddr(CLIENT_MAC), 0);
     }
     let snap = Snapshot::build(&cfg, &ports, &shared.registry, 1, &AllUp).unwrap();
     let p = Pipeline::new(0, 1, 1024, &shared);

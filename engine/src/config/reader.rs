@@ -284,7 +284,11 @@ impl<'d> Tab<'d> {
     ) -> Option<Vec<(T, String, usize)>> {
         let (v, path, line) = self.value(ctx, key, "an array of integers")?;
         let Some(array) = v.as_array() else {
-            ctx.error(path, line, type_error("an array of integers", v.type_name()));
+            ctx.error(
+                path,
+                line,
+                type_error("an array of integers", v.type_name()),
+            );
             return None;
         };
         let mut out = Vec::new();

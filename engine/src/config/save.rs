@@ -36,10 +36,9 @@ pub fn render(original: &str, running: &Config) -> Result<String, String> {
     };
     let mut out = ArrayOfTables::new();
     for svc in &running.services {
-        let found = base
-            .services
-            .iter()
-            .position(|o| o.protocol == svc.protocol && o.vip == svc.vip && o.vports() == svc.vports());
+        let found = base.services.iter().position(|o| {
+            o.protocol == svc.protocol && o.vip == svc.vip && o.vports() == svc.vports()
+        });
         let (mut t, was) = match found.and_then(|i| Some((old_tables.get(i)?.clone(), i))) {
             Some((t, i)) => (t, base.services[i].clone()),
             None => (new_service_table(svc), default_service(svc)),

@@ -344,10 +344,16 @@ fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
     let sorry_server = t.parsed(ctx, "sorry_server", parse_endpoint);
     let quorum = t.int(ctx, "quorum", 0, U32_MAX);
     let ops = t.bool(ctx, "ops");
+    // A server without a port takes the service's; those of a service over
+    // several ports keep the client's (0).
+    let server_port = match ports.len() {
+        0 | 1 => port.unwrap_or(0),
+        _ => 0,
+    };
     let servers: Vec<_> = t
         .tables(ctx, "server", SERVER)
         .iter()
-        .map(|s| server(ctx, s, if ports.len() > 1 { 0 } else { port.unwrap_or(0) }))
+        .map(|s| server(ctx, s, server_port))
         .collect();
     let health_check = t
         .table(ctx, "health_check", HEALTH_CHECK)
@@ -389,7 +395,8 @@ fn service_ports(ctx: &mut Ctx, t: &Tab) -> (Option<u16>, Vec<u16>) {
             (None, Vec::new())
         }
         (false, false) => {
-            let msg = "required key is missing (`port`, or `ports` for a service over several ports)";
+            let msg =
+                "required key is missing (`port`, or `ports` for a service over several ports)";
             ctx.error(t.child("port"), t.line, msg);
             (None, Vec::new())
         }

@@ -27,7 +27,13 @@ pub struct ServiceKey {
 
 impl std::fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.protocol, self.vip, port_list(self.vports()))
+        write!(
+            f,
+            "{}:{}:{}",
+            self.protocol,
+            self.vip,
+            port_list(self.vports())
+        )
     }
 }
 
@@ -638,6 +644,66 @@ scheduler = "rr"
         .unwrap();
         assert_eq!(c5.services.len(), 3);
         assert!(c5.services.iter().all(|s| s.port != 80));
+    }
+
+    #[test]
+    fn a_service_over_several_ports_by_its_name() {
+        let k = parse_service("tcp:198.18.0.100:8080,8443").unwrap();
+        assert_eq!((k.port, k.ports.as_slice()), (8080, &[8080, 8443][..]));
+        assert_eq!(k.to_string(), "tcp:198.18.0.100:8080,8443");
+        for (bad, want) in [
+            ("tcp:198.18.0.100:80,80", "port 80 is listed twice"),
+            (
+                "tcp:198.18.0.100:0,80",
+                "port 0 (all ports) cannot be one of several",
+            ),
+            (
+                "tcp:198.18.0.100:80,",
+                "`` in `tcp:198.18.0.100:80,` is not a port",
+            ),
+        ] {
+            let e = parse_service(bad).unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        let add = |c: &Config, svc: &str| {
+            apply(
+                c,
+                &Request::AddService(ServiceArgs {
+                    service: svc.into(),
+                    ..ServiceArgs::default()
+                }),
+            )
+        };
+        let c = cfg();
+        let (c, msg) = add(&c, "tcp:198.18.0.100:8080,8443").unwrap();
+        assert_eq!(msg, "added service tcp:198.18.0.100:8080,8443");
+        assert_eq!(c.services[2].ports, [8080, 8443]);
+        // One of its ports taken by the existing :80 service.
+        let e = add(&c, "tcp:198.18.0.100:443,80").unwrap_err();
+        assert!(e.contains("tcp:198.18.0.100:80 is already defined"), "{e}");
+        // Its NAT servers keep the client's port: none given is 0, one
+        // given is refused.
+        let (c, _) = apply(
+            &c,
+            &Request::AddServer(server("tcp:198.18.0.100:8080,8443", "198.19.0.14")),
+        )
+        .unwrap();
+        assert_eq!(c.services[2].servers[0].port, 0);
+        let e = apply(
+            &c,
+            &Request::AddServer(server("tcp:198.18.0.100:8080,8443", "198.19.0.15:8080")),
+        )
+        .unwrap_err();
+        assert!(e.contains("keeps the client's destination port"), "{e}");
+        // Only the whole name finds it.
+        let e = apply(
+            &c,
+            &Request::DelService {
+                service: "tcp:198.18.0.100:8080".into(),
+            },
+        )
+        .unwrap_err();
+        assert!(e.contains("8080,8443"), "lists the services there are: {e}");
     }
 
     /// Every refusal names what it is about; the running config is untouched.
