@@ -170,7 +170,8 @@ pub struct ListArgs {
 
 #[derive(Args, Debug)]
 pub struct ServiceOpts {
-    /// PROTO:VIP:PORT, e.g. tcp:198.18.0.100:80 (port 0: all ports).
+    /// PROTO:VIP:PORT, e.g. tcp:198.18.0.100:80 (port 0: all ports), or
+    /// PROTO:VIP:PORT,PORT,... for one service over several ports.
     #[arg(long, value_name = "PROTO:VIP:PORT")]
     service: String,
     /// rr wrr lc wlc lblc lblcr dh sh sed nq mh (add-service: default wlc).

@@ -120,7 +120,7 @@ fn config_err_unknown_keys_list_expected_ones() {
             (
                 "service[0].scheduller",
                 4,
-                "unknown key `scheduller` (expected one of: vip, port, protocol, scheduler, scheduler_flags, forward,",
+                "unknown key `scheduller` (expected one of: vip, port, ports, protocol, scheduler, scheduler_flags, forward,",
             ),
             ("service[0].server[0].wieght", 7, "unknown key `wieght` (expected one of: address, port, weight,"),
             ("dpkd", 8, "unknown key `dpkd` (expected one of: dpdk, port, service, timeouts, control, notify, ha, bgp)"),

@@ -194,6 +194,7 @@ fn config_every_key_parses_to_expected_struct() {
             ServiceConfig {
                 vip: ip("198.18.0.100"),
                 port: 80,
+                ports: Vec::new(),
                 protocol: Protocol::Udp,
                 scheduler: SchedKind::Sh,
                 sched_flags: SchedFlags {
@@ -256,6 +257,7 @@ fn config_every_key_parses_to_expected_struct() {
             ServiceConfig {
                 vip: ip("198.18.0.101"),
                 port: 0,
+                ports: Vec::new(),
                 protocol: Protocol::Tcp,
                 scheduler: SchedKind::Mh,
                 sched_flags: SchedFlags {

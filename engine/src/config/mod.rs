@@ -392,8 +392,13 @@ impl SchedFlags {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
     pub vip: Ipv4Addr,
-    /// 0 = all ports.
+    /// 0 = all ports. The first of `ports` for a service over several.
     pub port: u16,
+    /// `ports = [80, 443]`: the ports of a service over several (IPVS's
+    /// fwmark service), which share one server list, scheduler and
+    /// persistence table so a client's HTTP and HTTPS meet on one server.
+    /// Empty for a one-port service (then `port` is its port).
+    pub ports: Vec<u16>,
     /// Default tcp.
     pub protocol: Protocol,
     /// Default wlc (ipvsadm's).
@@ -422,10 +427,36 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// "tcp:198.18.0.100:80", as `rvs ctl --service` writes it.
+    /// "tcp:198.18.0.100:80" (or "tcp:198.18.0.100:80,443" for a service
+    /// over several ports), as `rvs ctl --service` writes it.
     pub fn key(&self) -> String {
-        format!("{}:{}:{}", self.protocol, self.vip, self.port)
+        format!("{}:{}:{}", self.protocol, self.vip, self.port_list())
     }
+
+    /// Every VIP port this service answers on: `ports`, else `port`.
+    pub fn vports(&self) -> &[u16] {
+        if self.ports.is_empty() {
+            std::slice::from_ref(&self.port)
+        } else {
+            &self.ports
+        }
+    }
+
+    /// Whether this service spans several ports (`ports = [...]`).
+    pub fn is_grouped(&self) -> bool {
+        self.ports.len() > 1
+    }
+
+    /// "80" or "80,443": the port part of the service's name.
+    pub fn port_list(&self) -> String {
+        port_list(self.vports())
+    }
+}
+
+/// "80,443": ports joined as a service's name writes them.
+pub fn port_list(ports: &[u16]) -> String {
+    let v: Vec<String> = ports.iter().map(u16::to_string).collect();
+    v.join(",")
 }
 
 /// `[[service.server]]`: one real server.
@@ -458,10 +489,13 @@ impl ServerConfig {
     }
 
     /// The port packets go to: the service's port for DR and TUN (they keep
-    /// the VIP port), this server's port for NAT.
+    /// the VIP port), this server's port for NAT. 0 (the client's
+    /// destination port) for every server of a service over several ports,
+    /// as for an all-ports service.
     pub fn effective_port(&self, service: &ServiceConfig) -> u16 {
         match self.effective_forward(service) {
             Forward::Nat => self.port,
+            Forward::Dr | Forward::Tun if service.is_grouped() => 0,
             Forward::Dr | Forward::Tun => service.port,
         }
     }

@@ -273,6 +273,51 @@ impl<'d> Tab<'d> {
         ok.then_some(out)
     }
 
+    /// An array of integers each in `lo..=hi`, each with its path
+    /// (`key[i]`) and line; `None` (errors reported) if any is not.
+    pub fn ints<T: TryFrom<i64>>(
+        &self,
+        ctx: &mut Ctx,
+        key: &str,
+        lo: i64,
+        hi: i64,
+    ) -> Option<Vec<(T, String, usize)>> {
+        let (v, path, line) = self.value(ctx, key, "an array of integers")?;
+        let Some(array) = v.as_array() else {
+            ctx.error(
+                path,
+                line,
+                type_error("an array of integers", v.type_name()),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, elem) in array.iter().enumerate() {
+            let path = format!("{path}[{i}]");
+            let line = match ctx.line_of(elem.span()) {
+                0 => line,
+                l => l,
+            };
+            ctx.seen(&path, line);
+            match elem.as_integer() {
+                Some(n) if (lo..=hi).contains(&n) => match T::try_from(n) {
+                    Ok(n) => out.push((n, path, line)),
+                    Err(_) => ok = false,
+                },
+                Some(n) => {
+                    ctx.error(path, line, format!("{n} is outside {lo}..{hi}"));
+                    ok = false;
+                }
+                None => {
+                    ctx.error(path, line, type_error("an integer", elem.type_name()));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
     /// The sub-table at `key` (`[a.b]` or an inline table); `None` if absent.
     pub fn table(&self, ctx: &mut Ctx, key: &str, allowed: &[&str]) -> Option<Tab<'d>> {
         let (item, path, line) = self.item(ctx, key)?;

@@ -57,14 +57,20 @@ pub(super) fn check(scope: &Scope) -> Vec<ConfigError> {
     check_ports(scope, &mut out);
     let mut seen = HashMap::new();
     for &(i, svc) in &scope.services {
-        let key = (svc.protocol, svc.vip, svc.port);
-        match seen.get(&key) {
-            Some(first) => out.push(
-                format!("service[{i}]"),
-                format!("{} is already defined by service[{first}]", svc.key()),
-            ),
-            None => {
-                seen.insert(key, i);
+        // A service over several ports claims each of them.
+        for &port in svc.vports() {
+            let key = (svc.protocol, svc.vip, port);
+            match seen.get(&key) {
+                Some(first) => out.push(
+                    format!("service[{i}]"),
+                    format!(
+                        "{}:{}:{port} is already defined by service[{first}]",
+                        svc.protocol, svc.vip
+                    ),
+                ),
+                None => {
+                    seen.insert(key, i);
+                }
             }
         }
         check_service(scope, i, svc, &mut out);
@@ -208,6 +214,36 @@ fn check_ports(scope: &Scope, out: &mut Out) {
     }
 }
 
+/// A service over several ports (`ports`): its servers keep the client's
+/// destination port (as those of an all-ports service without a port do),
+/// so a NAT server with a port of its own would send every port's traffic
+/// to one; and a probe that connects then needs `connect_port`.
+fn check_grouped(i: usize, svc: &ServiceConfig, out: &mut Out) {
+    for (j, srv) in svc.servers.iter().enumerate() {
+        if srv.effective_forward(svc) == Forward::Nat && srv.port != 0 {
+            out.push(
+                format!("service[{i}].server[{j}].port"),
+                format!(
+                    "a NAT server of a service over several ports ({}) keeps the client's destination port: leave `port` out",
+                    svc.port_list()
+                ),
+            );
+        }
+    }
+    if let Some(hc) = &svc.health_check {
+        let connects = !matches!(hc.kind, HealthCheckKind::Exec | HealthCheckKind::None);
+        if connects && hc.connect_port.is_none() {
+            out.push(
+                format!("service[{i}].health_check"),
+                format!(
+                    "a {} check of a service over several ports needs `connect_port`: its servers have no port of their own",
+                    hc.kind
+                ),
+            );
+        }
+    }
+}
+
 /// The largest MTU a `net_af_packet` port can run with.
 const AF_PACKET_MAX_MTU: u16 = 1500;
 
@@ -262,6 +298,9 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
                 "has no effect without tls_verify = true (set both, or neither)",
             );
         }
+    }
+    if svc.is_grouped() {
+        check_grouped(i, svc, out);
     }
     if svc.ops && svc.protocol != Protocol::Udp {
         out.push(

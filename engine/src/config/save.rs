@@ -37,10 +37,9 @@ pub fn render(original: &str, running: &Config) -> Result<String, String> {
     };
     let mut out = ArrayOfTables::new();
     for svc in &running.services {
-        let found = base
-            .services
-            .iter()
-            .position(|o| o.protocol == svc.protocol && o.vip == svc.vip && o.port == svc.port);
+        let found = base.services.iter().position(|o| {
+            o.protocol == svc.protocol && o.vip == svc.vip && o.vports() == svc.vports()
+        });
         let (mut t, was) = match found.and_then(|i| Some((old_tables.get(i)?.clone(), i))) {
             Some((t, i)) => (t, base.services[i].clone()),
             None => (new_service_table(svc), default_service(svc)),
@@ -64,6 +63,7 @@ fn default_service(svc: &ServiceConfig) -> ServiceConfig {
     ServiceConfig {
         vip: svc.vip,
         port: svc.port,
+        ports: svc.ports.clone(),
         protocol: svc.protocol,
         scheduler: SchedKind::Wlc,
         sched_flags: SchedFlags::default(),
@@ -81,7 +81,12 @@ fn default_service(svc: &ServiceConfig) -> ServiceConfig {
 fn new_service_table(svc: &ServiceConfig) -> Table {
     let mut t = Table::new();
     t.insert("vip", value(svc.vip.to_string()));
-    t.insert("port", value(i64::from(svc.port)));
+    if svc.is_grouped() {
+        let a: Array = svc.ports.iter().map(|&p| i64::from(p)).collect();
+        t.insert("ports", value(a));
+    } else {
+        t.insert("port", value(i64::from(svc.port)));
+    }
     t.insert("protocol", value(svc.protocol.name()));
     // Written even at their defaults: a reader should not need to know them.
     t.insert("scheduler", value(svc.scheduler.name()));
@@ -199,7 +204,8 @@ fn sync_servers(t: &mut Table, was: &ServiceConfig, now: &ServiceConfig) {
                 st.insert("address", value(srv.address.to_string()));
                 let blank = ServerConfig {
                     address: srv.address,
-                    port: now.port,
+                    // A grouped service's servers have no port of their own.
+                    port: if now.is_grouped() { 0 } else { now.port },
                     weight: 1,
                     forward: None,
                     upper_threshold: 0,
@@ -422,6 +428,33 @@ udp = 30   # short
         assert!(at("[timeouts]") > at("port = 443"));
         assert!(text.contains("forward = \"dr\""), "{text}");
         assert!(text.contains("persistence_timeout = 300"), "{text}");
+    }
+
+    #[test]
+    fn a_service_over_several_ports_is_written_with_ports() {
+        let mut c = config::parse(FILE).unwrap();
+        let mut added = default_service(&c.services[0]);
+        added.vip = "198.18.0.101".parse().unwrap();
+        added.ports = vec![80, 443];
+        added.persistence_timeout = 300;
+        added.servers.push(ServerConfig {
+            address: "198.19.0.11".parse().unwrap(),
+            port: 0,
+            weight: 1,
+            forward: None,
+            upper_threshold: 0,
+            lower_threshold: 0,
+            notify_up: None,
+            notify_down: None,
+        });
+        c.services.push(added);
+        let text = render(FILE, &c).unwrap();
+        assert!(text.contains("ports = [80, 443]"), "{text}");
+        let back = config::parse(&text).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.services[2].key(), "tcp:198.18.0.101:80,443");
+        // Saved again from what it wrote: byte-identical.
+        assert_eq!(render(&text, &back).unwrap(), text);
     }
 
     #[test]

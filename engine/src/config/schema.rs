@@ -28,6 +28,7 @@ const PORT: &[&str] = &[
 const SERVICE: &[&str] = &[
     "vip",
     "port",
+    "ports",
     "protocol",
     "scheduler",
     "scheduler_flags",
@@ -314,9 +315,9 @@ fn port(ctx: &mut Ctx, t: &Tab) -> Option<PortConfig> {
 
 fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
     let mark = ctx.mark();
-    t.require(ctx, &["vip", "port"]);
+    t.require(ctx, &["vip"]);
     let vip = t.parsed(ctx, "vip", parse_unicast);
-    let port = t.int(ctx, "port", 0, 65535);
+    let (port, ports) = service_ports(ctx, t);
     let protocol = t.choice(
         ctx,
         "protocol",
@@ -354,10 +355,16 @@ fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
     let sorry_server = t.parsed(ctx, "sorry_server", parse_endpoint);
     let quorum = t.int(ctx, "quorum", 0, U32_MAX);
     let ops = t.bool(ctx, "ops");
+    // A server without a port takes the service's; those of a service over
+    // several ports keep the client's (0).
+    let server_port = match ports.len() {
+        0 | 1 => port.unwrap_or(0),
+        _ => 0,
+    };
     let servers: Vec<_> = t
         .tables(ctx, "server", SERVER)
         .iter()
-        .map(|s| server(ctx, s, port.unwrap_or(0)))
+        .map(|s| server(ctx, s, server_port))
         .collect();
     let health_check = t
         .table(ctx, "health_check", HEALTH_CHECK)
@@ -368,6 +375,7 @@ fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
     Some(ServiceConfig {
         vip: vip?,
         port: port?,
+        ports,
         protocol: protocol.unwrap_or(Protocol::Tcp),
         scheduler: scheduler.unwrap_or(SchedKind::Wlc),
         sched_flags: sched_flags.unwrap_or_default(),
@@ -383,6 +391,53 @@ fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
             None => None,
         },
     })
+}
+
+/// `port = N` or `ports = [A, B, ...]` (exactly one of them): the service's
+/// first port and, for a service over several, all of them (empty
+/// otherwise). `ports` takes 1..65535 each, no repeats; a one-element list
+/// is the same as `port`.
+fn service_ports(ctx: &mut Ctx, t: &Tab) -> (Option<u16>, Vec<u16>) {
+    match (t.has("port"), t.has("ports")) {
+        (true, true) => {
+            let line = t.key_line(ctx, "ports");
+            let msg = "`ports` and `port` are exclusive: a service has one port or a list of them";
+            ctx.error(t.child("ports"), line, msg);
+            (None, Vec::new())
+        }
+        (false, false) => {
+            let msg =
+                "required key is missing (`port`, or `ports` for a service over several ports)";
+            ctx.error(t.child("port"), t.line, msg);
+            (None, Vec::new())
+        }
+        (true, false) => (t.int(ctx, "port", 0, 65535), Vec::new()),
+        (false, true) => match t.ints(ctx, "ports", 1, 65535) {
+            Some(list) if list.is_empty() => {
+                let line = t.key_line(ctx, "ports");
+                ctx.error(t.child("ports"), line, "lists no port");
+                (None, Vec::new())
+            }
+            Some(list) => {
+                let mut ports: Vec<u16> = Vec::with_capacity(list.len());
+                let mut ok = true;
+                for (p, path, line) in list {
+                    if ports.contains(&p) {
+                        ctx.error(path, line, format!("port {p} is listed twice"));
+                        ok = false;
+                    } else {
+                        ports.push(p);
+                    }
+                }
+                match (ok, ports.len()) {
+                    (false, _) => (None, Vec::new()),
+                    (true, 1) => (Some(ports[0]), Vec::new()),
+                    (true, _) => (Some(ports[0]), ports),
+                }
+            }
+            None => (None, Vec::new()),
+        },
+    }
 }
 
 fn server(ctx: &mut Ctx, t: &Tab, service_port: u16) -> Option<ServerConfig> {

@@ -246,7 +246,12 @@ pub struct ServiceView {
     /// `tcp` | `udp`.
     pub protocol: String,
     pub vip: Ipv4Addr,
+    /// The first of `ports` for a service over several.
     pub port: u16,
+    /// Every port of a service over several (`ports = [80, 443]`); absent
+    /// for a one-port service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
     pub scheduler: String,
     #[serde(default)]
     pub flags: Vec<String>,
@@ -275,9 +280,18 @@ pub struct ServiceView {
 }
 
 impl ServiceView {
-    /// `tcp:198.18.0.100:80`.
+    /// `tcp:198.18.0.100:80` (`tcp:198.18.0.100:80,443` for several ports).
     pub fn key(&self) -> String {
-        format!("{}:{}:{}", self.protocol, self.vip, self.port)
+        format!("{}:{}:{}", self.protocol, self.vip, self.port_list())
+    }
+
+    /// "80" or "80,443".
+    pub fn port_list(&self) -> String {
+        if self.ports.is_empty() {
+            self.port.to_string()
+        } else {
+            crate::config::port_list(&self.ports)
+        }
     }
 }
 
@@ -319,6 +333,7 @@ impl Default for ServiceView {
             protocol: String::new(),
             vip: Ipv4Addr::UNSPECIFIED,
             port: 0,
+            ports: Vec::new(),
             scheduler: String::new(),
             flags: Vec::new(),
             forward: String::new(),

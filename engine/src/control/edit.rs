@@ -9,36 +9,56 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::ctl_proto::{Request, ServerArgs, ServiceArgs};
-use crate::config::{Config, Forward, Protocol, SchedFlags, ServerConfig, ServiceConfig};
+use crate::config::{
+    port_list, Config, Forward, Protocol, SchedFlags, ServerConfig, ServiceConfig,
+};
 use crate::sched::SchedKind;
 
-/// The key of a service: protocol, VIP, port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The key of a service: protocol, VIP, port (or ports).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceKey {
     pub protocol: Protocol,
     pub vip: Ipv4Addr,
+    /// The first of `ports` for a service over several.
     pub port: u16,
+    /// All ports of a service over several (`80,443`); empty for one port.
+    pub ports: Vec<u16>,
 }
 
 impl std::fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.protocol, self.vip, self.port)
+        write!(
+            f,
+            "{}:{}:{}",
+            self.protocol,
+            self.vip,
+            port_list(self.vports())
+        )
     }
 }
 
 impl ServiceKey {
     pub fn matches(&self, s: &ServiceConfig) -> bool {
-        s.protocol == self.protocol && s.vip == self.vip && s.port == self.port
+        s.protocol == self.protocol && s.vip == self.vip && s.vports() == self.vports()
+    }
+
+    fn vports(&self) -> &[u16] {
+        if self.ports.is_empty() {
+            std::slice::from_ref(&self.port)
+        } else {
+            &self.ports
+        }
     }
 }
 
-/// `PROTO:VIP:PORT`, e.g. `tcp:198.18.0.100:80` (port 0: all ports).
+/// `PROTO:VIP:PORT`, e.g. `tcp:198.18.0.100:80` (port 0: all ports), or
+/// `PROTO:VIP:PORT,PORT,...` for a service over several ports.
 pub fn parse_service(s: &str) -> Result<ServiceKey, String> {
     let t = s.trim();
     let mut parts = t.splitn(3, ':');
     let (Some(proto), Some(vip), Some(port)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(format!(
-            "service: `{s}` is not PROTO:VIP:PORT (e.g. tcp:198.18.0.100:80)"
+            "service: `{s}` is not PROTO:VIP:PORT (e.g. tcp:198.18.0.100:80 or tcp:198.18.0.100:80,443)"
         ));
     };
     let protocol = Protocol::from_name(&proto.to_ascii_lowercase()).ok_or_else(|| {
@@ -48,13 +68,31 @@ pub fn parse_service(s: &str) -> Result<ServiceKey, String> {
         )
     })?;
     let vip = parse_unicast(vip).map_err(|m| format!("service: {m}"))?;
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("service: `{port}` in `{s}` is not a port (0..65535)"))?;
+    let mut ports: Vec<u16> = Vec::new();
+    for p in port.split(',') {
+        let p = p.trim();
+        let n = p
+            .parse::<u16>()
+            .map_err(|_| format!("service: `{p}` in `{s}` is not a port (0..65535)"))?;
+        if ports.contains(&n) {
+            return Err(format!("service: port {n} is listed twice in `{s}`"));
+        }
+        ports.push(n);
+    }
+    if ports.len() > 1 && ports.contains(&0) {
+        return Err(format!(
+            "service: port 0 (all ports) cannot be one of several in `{s}`"
+        ));
+    }
+    let port = ports[0];
+    if ports.len() == 1 {
+        ports.clear();
+    }
     Ok(ServiceKey {
         protocol,
         vip,
         port,
+        ports,
     })
 }
 
@@ -293,6 +331,7 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
             let mut s = ServiceConfig {
                 vip: key.vip,
                 port: key.port,
+                ports: key.ports.clone(),
                 protocol: key.protocol,
                 scheduler: SchedKind::Wlc,
                 sched_flags: SchedFlags::default(),
@@ -335,7 +374,8 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
             let svc = &new.services[i];
             let mut s = ServerConfig {
                 address: ip,
-                port: port.unwrap_or(svc.port),
+                // A grouped service's NAT servers have no port of their own.
+                port: port.unwrap_or(if svc.is_grouped() { 0 } else { svc.port }),
                 weight: 1,
                 forward: None,
                 upper_threshold: 0,
@@ -646,6 +686,66 @@ scheduler = "rr"
         .unwrap();
         assert_eq!(c5.services.len(), 3);
         assert!(c5.services.iter().all(|s| s.port != 80));
+    }
+
+    #[test]
+    fn a_service_over_several_ports_by_its_name() {
+        let k = parse_service("tcp:198.18.0.100:8080,8443").unwrap();
+        assert_eq!((k.port, k.ports.as_slice()), (8080, &[8080, 8443][..]));
+        assert_eq!(k.to_string(), "tcp:198.18.0.100:8080,8443");
+        for (bad, want) in [
+            ("tcp:198.18.0.100:80,80", "port 80 is listed twice"),
+            (
+                "tcp:198.18.0.100:0,80",
+                "port 0 (all ports) cannot be one of several",
+            ),
+            (
+                "tcp:198.18.0.100:80,",
+                "`` in `tcp:198.18.0.100:80,` is not a port",
+            ),
+        ] {
+            let e = parse_service(bad).unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        let add = |c: &Config, svc: &str| {
+            apply(
+                c,
+                &Request::AddService(ServiceArgs {
+                    service: svc.into(),
+                    ..ServiceArgs::default()
+                }),
+            )
+        };
+        let c = cfg();
+        let (c, msg) = add(&c, "tcp:198.18.0.100:8080,8443").unwrap();
+        assert_eq!(msg, "added service tcp:198.18.0.100:8080,8443");
+        assert_eq!(c.services[2].ports, [8080, 8443]);
+        // One of its ports taken by the existing :80 service.
+        let e = add(&c, "tcp:198.18.0.100:443,80").unwrap_err();
+        assert!(e.contains("tcp:198.18.0.100:80 is already defined"), "{e}");
+        // Its NAT servers keep the client's port: none given is 0, one
+        // given is refused.
+        let (c, _) = apply(
+            &c,
+            &Request::AddServer(server("tcp:198.18.0.100:8080,8443", "198.19.0.14")),
+        )
+        .unwrap();
+        assert_eq!(c.services[2].servers[0].port, 0);
+        let e = apply(
+            &c,
+            &Request::AddServer(server("tcp:198.18.0.100:8080,8443", "198.19.0.15:8080")),
+        )
+        .unwrap_err();
+        assert!(e.contains("keeps the client's destination port"), "{e}");
+        // Only the whole name finds it.
+        let e = apply(
+            &c,
+            &Request::DelService {
+                service: "tcp:198.18.0.100:8080".into(),
+            },
+        )
+        .unwrap_err();
+        assert!(e.contains("8080,8443"), "lists the services there are: {e}");
     }
 
     /// Every refusal names what it is about; the running config is untouched.

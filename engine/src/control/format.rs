@@ -56,7 +56,12 @@ pub fn forward_name(f: &str) -> &'static str {
 }
 
 fn service_name(s: &ServiceView) -> String {
-    format!("{}  {}:{}", s.protocol.to_ascii_uppercase(), s.vip, s.port)
+    format!(
+        "{}  {}:{}",
+        s.protocol.to_ascii_uppercase(),
+        s.vip,
+        s.port_list()
+    )
 }
 
 fn server_name(s: &ServerView) -> String {

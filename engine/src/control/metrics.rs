@@ -482,7 +482,12 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             crate::conn::PROTO_UDP => "udp".to_string(),
             p => p.to_string(),
         };
-        format!("{proto}:{}:{}", s.vip, s.port)
+        let ports = if s.ports.is_empty() {
+            s.port.to_string()
+        } else {
+            crate::config::port_list(&s.ports)
+        };
+        format!("{proto}:{}:{ports}", s.vip)
     };
     let services: Vec<(String, Counts, u64, u64)> = snap
         .services

@@ -234,7 +234,7 @@ pub fn listing(v: &ListView) -> String {
             "{}  {}:{} {}",
             s.protocol.to_ascii_uppercase(),
             s.vip,
-            s.port,
+            s.port_list(),
             s.scheduler
         );
         if !s.flags.is_empty() {

@@ -166,6 +166,7 @@ impl Stats {
                 protocol: sc.protocol.name().to_string(),
                 vip: sc.vip,
                 port: sc.port,
+                ports: sc.ports.clone(),
                 scheduler: sc.scheduler.name().to_string(),
                 flags: sc
                     .sched_flags

@@ -312,8 +312,11 @@ pub struct Service {
     pub id: u16,
     pub proto: u8,
     pub vip: Ipv4Addr,
-    /// 0 = all ports.
+    /// 0 = all ports; the first of `ports` for a service over several.
     pub port: u16,
+    /// Every port of a service over several (`ports = [80, 443]`), empty
+    /// for one port. The lookup finds it through `Snapshot::by_port`.
+    pub ports: Box<[u16]>,
     /// Shared with the previous snapshot while the server list is unchanged.
     pub sched: Arc<dyn Scheduler>,
     pub servers: Vec<Server>,
@@ -403,10 +406,25 @@ impl HealthView for AllUp {
     }
 }
 
+/// One (protocol, VIP, port) a service answers on: a service over several
+/// ports has one per port, all pointing at it, so the per-packet lookup
+/// costs what it did when every service had one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortEntry {
+    pub proto: u8,
+    pub vip: Ipv4Addr,
+    /// 0 = all ports.
+    pub port: u16,
+    /// Index into `Snapshot::services`.
+    pub index: u16,
+}
+
 pub struct Snapshot {
     pub generation: u64,
     pub ports: Vec<PortInfo>,
     pub services: Vec<Service>,
+    /// Every (protocol, VIP, port) of every service, in service order.
+    pub by_port: Vec<PortEntry>,
     /// Sorted VIPs: "is this packet for a service?" per packet.
     pub vips: Vec<u32>,
     /// Server id -> (service index, server index) in this snapshot;
@@ -469,6 +487,7 @@ impl Snapshot {
             generation: 0,
             ports: Vec::new(),
             services: Vec::new(),
+            by_port: Vec::new(),
             vips: Vec::new(),
             dest_index: Vec::new(),
             counters: Vec::new(),
@@ -559,6 +578,7 @@ impl Snapshot {
                 proto,
                 vip: sc.vip,
                 port: sc.port,
+                ports: sc.ports.clone().into_boxed_slice(),
                 sched,
                 servers,
                 persistence_ms: sc.persistence_timeout as u64 * 1000,
@@ -575,11 +595,29 @@ impl Snapshot {
         vips.dedup();
         let (virtual_addrs, owned) = owned_addresses(cfg, ports);
         let has_ops = services.iter().any(|s| s.ops);
+        let by_port = services
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                let ports: &[u16] = if s.ports.is_empty() {
+                    std::slice::from_ref(&s.port)
+                } else {
+                    &s.ports
+                };
+                ports.iter().map(move |&port| PortEntry {
+                    proto: s.proto,
+                    vip: s.vip,
+                    port,
+                    index: i as u16,
+                })
+            })
+            .collect();
         Ok(Snapshot {
             has_ops,
             generation,
             ports: ports.to_vec(),
             services,
+            by_port,
             vips,
             dest_index,
             counters: {
@@ -617,21 +655,22 @@ impl Snapshot {
     }
 
     /// The service for a packet to `vip:port` (an exact port first, then a
-    /// port-0 "all ports" service).
+    /// port-0 "all ports" service). A service over several ports is found
+    /// by each of them.
     #[inline]
     pub fn service_for(&self, proto: u8, vip: Ipv4Addr, port: u16) -> Option<&Service> {
         let mut any = None;
-        for s in &self.services {
-            if s.proto == proto && s.vip == vip {
-                if s.port == port {
-                    return Some(s);
+        for e in &self.by_port {
+            if e.proto == proto && e.vip == vip {
+                if e.port == port {
+                    return self.services.get(e.index as usize);
                 }
-                if s.port == 0 {
-                    any = Some(s);
+                if e.port == 0 {
+                    any = Some(e.index);
                 }
             }
         }
-        any
+        any.and_then(|i| self.services.get(i as usize))
     }
 
     /// One-packet scheduling keeps no entry, so a NAT server's reply is
@@ -652,7 +691,13 @@ impl Snapshot {
                 let srv = svc.servers.iter().chain(svc.sorry.as_ref()).find(|d| {
                     d.method == Method::Nat && d.addr == src && (d.port == sport || d.port == 0)
                 })?;
-                let vport = if svc.port == 0 { sport } else { svc.port };
+                // A server without a port of its own (all-ports or
+                // several-ports service) answers from the client's port.
+                let vport = if svc.port == 0 || srv.port == 0 {
+                    sport
+                } else {
+                    svc.port
+                };
                 Some((svc, srv, vport))
             })
     }
