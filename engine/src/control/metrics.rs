@@ -583,7 +583,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 17] = [
+    let worker_counters: [Field<WorkerStats>; 19] = [
         ("rvs_worker_rx_packets_total", "Frames received.", |w| {
             w.rx_packets.get()
         }),
@@ -624,6 +624,16 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             "rvs_worker_syn_cookies_ok_total",
             "Connections the synproxy opened after a valid cookie ACK.",
             |w| w.syn_cookies_ok.get(),
+        ),
+        (
+            "rvs_worker_nodest_expired_total",
+            "Connections expired by their next packet because their real server was gone.",
+            |w| w.nodest_expired.get(),
+        ),
+        (
+            "rvs_worker_nodest_rst_sent_total",
+            "RSTs sent to clients whose connection's real server was gone.",
+            |w| w.nodest_rst_sent.get(),
         ),
         (
             "rvs_worker_sync_records_total",
