@@ -185,7 +185,7 @@ impl Rig {
 
     /// A client TCP segment to VIP:`vport`; returns where it went, if it
     /// went to a real server (address, port).
-    fn tcp_to(&mut self, vport: u16, seg: &Tcp, now: u64) -> Option<([u8; 4], u16)> {
+    fn tcp_to(&mut self, vport: u16, seg: &Tcp, now: u64) -> Went {
         let (v, out) = self.run(0, &seg.frame(vport), now);
         (v == Verdict::Tx(1)).then(|| {
             let d = decode(&out);
@@ -536,9 +536,12 @@ fn a_deleted_servers_reply_is_dropped_and_the_client_still_gets_its_rst() {
     assert_eq!((r.expired(), r.rsts()), (1, 1));
 }
 
+/// Where a connection went: (real server, port), or not forwarded.
+type Went = Option<([u8; 4], u16)>;
+
 /// A client with a template to .11 (service :443); .11 is then drained
 /// (weight 0). Where do its next connections go?
-fn drained_template(extra: &str) -> (Rig, Vec<Option<([u8; 4], u16)>>) {
+fn drained_template(extra: &str) -> (Rig, Vec<Went>) {
     let mut r = rig(extra);
     assert_eq!(r.tcp_to(443, &Tcp::syn(40000), 0), Some((RS[0], 8443)));
     assert_eq!(r.tcp_to(443, &Tcp::syn(40001), 1), Some((RS[0], 8443)));
