@@ -6,6 +6,8 @@ Every subcommand is bounded in count and time and prints one JSON object on stdo
     probe HOST PORT [--total S]           retry a TCP connect until it succeeds
     http-many HOST PORT N [--path P]      N fresh sequential HTTP GETs; count who answered
     udp-many HOST PORT N                  N UDP requests, each from a fresh socket
+    hold-send HOST PORT --ready F --go F  one connection, idle until F exists, then a request:
+                                          reset, timeout or answer, and how long it took
     download URL --out FILE               fetch (curl if present, else Python), sha256 it
     garbage --iface IF --dst-mac MAC      fire a bounded mix of malformed frames (AF_PACKET)
     http-loop HOST PORT --duration T      one GET every --interval (50 ms), each in its own
@@ -23,6 +25,7 @@ import argparse
 import hashlib
 import http.client
 import json
+import os
 import random
 import shutil
 import socket
@@ -132,6 +135,40 @@ def cmd_http_hold(a):
             s.close()
     out({"counts": counts, "errors": errors, "answers": answers,
          "elapsed": round(time.monotonic() - t0, 3)})
+    return 0
+
+
+# ---------------------------------------------------------------- hold-send
+def cmd_hold_send(a):
+    """One TCP connection, opened and left idle (its local port written to
+    --ready) until the file --go appears (at most --wait s); then one request,
+    and what became of it within --timeout s: "reset" (ECONNRESET/EPIPE),
+    "timeout", "closed" or "answered", with the seconds it took."""
+    s = socket.create_connection((a.host, a.port), timeout=5)
+    with open(a.ready, "w") as f:
+        f.write(str(s.getsockname()[1]))
+    deadline = time.monotonic() + a.wait
+    while not os.path.exists(a.go):
+        if time.monotonic() > deadline:
+            out({"result": "no-go", "elapsed": 0})
+            return 1
+        time.sleep(0.02)
+    s.settimeout(a.timeout)
+    t0 = time.monotonic()
+    result, error = None, None
+    try:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = s.recv(4096)
+        result = "answered" if data else "closed"
+    except (ConnectionResetError, BrokenPipeError) as e:
+        result, error = "reset", str(e)
+    except socket.timeout:
+        result = "timeout"
+    except OSError as e:
+        result, error = "error", str(e)
+    finally:
+        s.close()
+    out({"result": result, "error": error, "elapsed": round(time.monotonic() - t0, 3)})
     return 0
 
 
@@ -803,6 +840,13 @@ def main():
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--gap", type=float, default=0.02, help="seconds between two connects")
     p.add_argument("--hold", type=float, default=0.0, help="seconds to hold all before asking")
+    p = sub.add_parser("hold-send")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--ready", required=True, help="file the local port is written to once connected")
+    p.add_argument("--go", required=True, help="file whose existence says: send now")
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for --go at most")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
     p = sub.add_parser("udp-many")
     p.add_argument("host")
     p.add_argument("port", type=int)
@@ -895,7 +939,7 @@ def main():
     a = ap.parse_args()
     extra = {"http-loop": cmd_http_loop, "icmp-loop": cmd_icmp_loop, "arp-probe": cmd_arp_probe,
              "sync-garbage": cmd_sync_garbage, "sync-replay": cmd_sync_replay, "vrrp-forge": cmd_vrrp_forge,
-             "syn-flood": cmd_syn_flood}
+             "syn-flood": cmd_syn_flood, "hold-send": cmd_hold_send}
     if a.cmd in extra:
         return extra[a.cmd](a)
     return {"probe": cmd_probe, "http-many": cmd_http_many, "http-hold": cmd_http_hold, "udp-many": cmd_udp_many,

@@ -81,7 +81,8 @@ pub enum CtlCommand {
     AddService(ServiceOpts),
     /// Change a virtual service.
     EditService(ServiceOpts),
-    /// Delete a virtual service (its connections are dropped).
+    /// Delete a virtual service (its connections end at their next packet: an
+    /// RST to the client, see `[timeouts] expire_nodest_conn`).
     DelService {
         /// PROTO:VIP:PORT, e.g. tcp:198.18.0.100:80.
         #[arg(long, value_name = "PROTO:VIP:PORT")]
@@ -91,7 +92,9 @@ pub enum CtlCommand {
     AddServer(ServerOpts),
     /// Change a real server (--weight 0 drains it).
     EditServer(ServerOpts),
-    /// Delete a real server (its connections are dropped).
+    /// Delete a real server (its connections end at their next packet: an RST
+    /// to the client, see `[timeouts] expire_nodest_conn`; drain with
+    /// `edit-server --weight 0` first to let them finish).
     DelServer {
         /// PROTO:VIP:PORT of its service, e.g. tcp:198.18.0.100:80.
         #[arg(long, value_name = "PROTO:VIP:PORT")]

@@ -1473,7 +1473,7 @@ fn config_err_several_errors_all_reported_in_line_order() {
             "rvs.toml:17: service[0].server[0].port: 70000 is outside 1..65535",
             "rvs.toml:24: service[1].server[0].address: 198.25.0.1 is not on a directly attached subnet (client 198.18.0.0/24, servers 198.19.0.0/24), which dr needs",
             "rvs.toml:26: timeouts.max_connections: 0 is too small (minimum 1)",
-            "rvs.toml:27: timeouts.bogus: unknown key `bogus` (expected one of: tcp_established, tcp_fin, udp, max_connections, tcp_syn_recv, tcp_time_wait, tcp_close, tcp_close_wait, tcp_last_ack, syn_cookies)",
+            "rvs.toml:27: timeouts.bogus: unknown key `bogus` (expected one of: tcp_established, tcp_fin, udp, max_connections, tcp_syn_recv, tcp_time_wait, tcp_close, tcp_close_wait, tcp_last_ack, syn_cookies, expire_nodest_conn, expire_quiescent_template)",
         ],
         "\n{shown}"
     );

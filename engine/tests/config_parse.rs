@@ -299,6 +299,8 @@ fn config_every_key_parses_to_expected_struct() {
             tcp_close_wait: 62,
             tcp_last_ack: 31,
             syn_cookies: true,
+            expire_nodest_conn: true,
+            expire_quiescent_template: false,
         },
         control: ControlConfig {
             socket: PathBuf::from("/tmp/rvs.sock"),

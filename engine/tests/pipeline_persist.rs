@@ -235,8 +235,8 @@ fn a_sorry_server_connection_holds_no_template() {
     assert_eq!(r.holds(100), 1);
     // The first connection's next packet finds its server gone: it ends,
     // and must not give back the second one's hold.
-    assert_eq!(r.send(&tcp(40000, false, true, false), 200), Verdict::Drop);
-    assert_eq!(r.drops(Drop::ServerGone), 1);
+    assert_eq!(r.send(&tcp(40000, false, true, false), 200), Verdict::Tx(0));
+    assert_eq!(r.shared.worker_stats[0].nodest_expired.get(), 1);
     // Past the template's expiry (1100) it lives: the second connection
     // (SYN_RECV, 60 s) still holds it.
     assert_eq!(r.template(2000), Some(r.server_id(0)));
@@ -253,8 +253,8 @@ fn a_release_leaves_the_template_that_replaced_the_connections_own() {
     assert_eq!(r.syn(40001, 100), Some(SERVERS[1]));
     // C1's next packet: its server is down, the connection is expired. Its
     // release is T1's, not T2's.
-    assert_eq!(r.send(&tcp(40000, false, true, false), 200), Verdict::Drop);
-    assert_eq!(r.drops(Drop::ServerGone), 1);
+    assert_eq!(r.send(&tcp(40000, false, true, false), 200), Verdict::Tx(0));
+    assert_eq!(r.shared.worker_stats[0].nodest_expired.get(), 1);
     assert_eq!(r.template(2000), Some(r.server_id(1)), "T2 lost C2's hold");
     assert_eq!(r.holds(2000), 1);
     assert_eq!(r.shared.persist.held_entries(), 1, "T1 still counted");
@@ -278,8 +278,8 @@ fn a_template_is_released_when_its_service_is_deleted() {
     let svc = r.cfg.services.remove(0);
     r.rebuild(&AllUp);
     // The connection's next packet: its server is gone with its service.
-    assert_eq!(r.send(&tcp(40000, false, true, false), 200), Verdict::Drop);
-    assert_eq!(r.drops(Drop::ServerGone), 1);
+    assert_eq!(r.send(&tcp(40000, false, true, false), 200), Verdict::Tx(0));
+    assert_eq!(r.shared.worker_stats[0].nodest_expired.get(), 1);
     assert_eq!(
         r.shared
             .persist

@@ -619,6 +619,20 @@ pub struct Timeouts {
     /// connection to the real server only once the client's ACK proves the
     /// cookie (the synproxy, `dataplane::pipeline::synproxy`). Off.
     pub syn_cookies: bool,
+    /// A packet of a connection whose real server is gone (deleted, its
+    /// service deleted, or marked down by a health check) expires the
+    /// connection at once; a TCP segment from the client is answered with
+    /// an RST from the VIP, and a client's SYN or UDP datagram is scheduled
+    /// afresh (IPVS `expire_nodest_conn`, plus the RST). Off, the packets of
+    /// a deleted server's connections are dropped and the entry lives until
+    /// its timeout (IPVS's default). On: the client learns at once instead
+    /// of hanging.
+    pub expire_nodest_conn: bool,
+    /// A persistence template whose server has weight 0 (drained) is
+    /// expired when next used, so the client's new connections go to a
+    /// server that takes new work (IPVS `expire_quiescent_template`). Off:
+    /// the template keeps sending them to the drained server, as IPVS does.
+    pub expire_quiescent_template: bool,
 }
 
 impl Default for Timeouts {
@@ -634,6 +648,8 @@ impl Default for Timeouts {
             tcp_close_wait: 60,
             tcp_last_ack: 30,
             syn_cookies: false,
+            expire_nodest_conn: true,
+            expire_quiescent_template: false,
         }
     }
 }

@@ -85,6 +85,8 @@ const TIMEOUTS: &[&str] = &[
     "tcp_close_wait",
     "tcp_last_ack",
     "syn_cookies",
+    "expire_nodest_conn",
+    "expire_quiescent_template",
 ];
 const CONTROL: &[&str] = &["socket", "metrics", "drain_timeout_ms"];
 const NOTIFY: &[&str] = &["smtp", "from", "to", "exec"];
@@ -574,6 +576,12 @@ fn timeouts(ctx: &mut Ctx, t: &Tab) -> Option<Timeouts> {
     let mark = ctx.mark();
     let d = Timeouts::default();
     let syn_cookies = t.bool(ctx, "syn_cookies").unwrap_or(d.syn_cookies);
+    let expire_nodest_conn = t
+        .bool(ctx, "expire_nodest_conn")
+        .unwrap_or(d.expire_nodest_conn);
+    let expire_quiescent_template = t
+        .bool(ctx, "expire_quiescent_template")
+        .unwrap_or(d.expire_quiescent_template);
     let mut get = |key: &str, default: u32| t.int(ctx, key, 1, U32_MAX).unwrap_or(default);
     let timeouts = Timeouts {
         tcp_established: get("tcp_established", d.tcp_established),
@@ -586,6 +594,8 @@ fn timeouts(ctx: &mut Ctx, t: &Tab) -> Option<Timeouts> {
         tcp_close_wait: get("tcp_close_wait", d.tcp_close_wait),
         tcp_last_ack: get("tcp_last_ack", d.tcp_last_ack),
         syn_cookies,
+        expire_nodest_conn,
+        expire_quiescent_template,
     };
     ctx.clean_since(mark).then_some(timeouts)
 }

@@ -21,8 +21,9 @@
 //!   brings it up.
 //! - Down after `fall` consecutive failures: `on_failure = "remove"` takes it
 //!   out of the pool ([`Health::Down`]: no new connections, and the workers
-//!   expire its connections on their next packet, drop reason
-//!   `server_gone`); `"weight-zero"` keeps it with weight 0
+//!   expire its connections on their next packet: an RST to the client
+//!   with `expire_nodest_conn`, else drop reason `server_gone`);
+//!   `"weight-zero"` keeps it with weight 0
 //!   ([`Health::Inhibited`]: no new connections, existing ones continue).
 //! - Up after `rise` consecutive successes: back with its configured weight.
 //!

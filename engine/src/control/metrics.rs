@@ -617,7 +617,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 22] = [
+    let worker_counters: [Field<WorkerStats>; 24] = [
         (
             "rvs_worker_loop_cycles_total",
             "TSC cycles of the worker's poll loops.",
@@ -683,6 +683,16 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             "rvs_worker_rescued_total",
             "Segments of moved flows (no entry, not a SYN) forwarded to the mh pick on a DR/TUN service.",
             |w| w.rescued.get(),
+        ),
+        (
+            "rvs_worker_nodest_expired_total",
+            "Connections expired by their next packet because their real server was gone.",
+            |w| w.nodest_expired.get(),
+        ),
+        (
+            "rvs_worker_nodest_rst_sent_total",
+            "RSTs sent to clients whose connection's real server was gone.",
+            |w| w.nodest_rst_sent.get(),
         ),
         (
             "rvs_worker_sync_records_total",

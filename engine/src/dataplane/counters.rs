@@ -230,6 +230,11 @@ pub struct WorkerStats {
     /// Segments of moved flows (no entry, not a SYN) forwarded to the `mh`
     /// pick, each opening its entry (pipeline `rescue`).
     pub rescued: Counter,
+    /// Connections expired by their next packet because their real server
+    /// was gone (`[timeouts] expire_nodest_conn`, or marked down).
+    pub nodest_expired: Counter,
+    /// RSTs sent to clients whose connection's server was gone.
+    pub nodest_rst_sent: Counter,
     pub parse_drops: [Counter; DropReason::ALL.len()],
     pub drops: [Counter; Drop::ALL.len()],
     /// Connections in this worker's table (written after each burst).
@@ -285,6 +290,8 @@ pub struct StatsReport {
     pub syn_cookies_sent: u64,
     pub syn_cookies_ok: u64,
     pub rescued: u64,
+    pub nodest_expired: u64,
+    pub nodest_rst_sent: u64,
     /// Every drop reason (parser's and data plane's) with its count.
     pub drops: std::collections::BTreeMap<String, u64>,
     pub drops_total: u64,
@@ -344,6 +351,8 @@ impl StatsReport {
             r.syn_cookies_sent += w.syn_cookies_sent.get();
             r.syn_cookies_ok += w.syn_cookies_ok.get();
             r.rescued += w.rescued.get();
+            r.nodest_expired += w.nodest_expired.get();
+            r.nodest_rst_sent += w.nodest_rst_sent.get();
             for d in DropReason::ALL {
                 *r.drops.get_mut(d.as_str()).unwrap() += w.parse_drops[d.index()].get();
             }

@@ -11,6 +11,7 @@ mod admit;
 mod frag;
 mod ha;
 mod rescue;
+mod nodest;
 mod synproxy;
 
 pub use frag::{FragDirectory, FragHold, FRAG_ENTRIES, FRAG_LIFETIME_MS, HOLD_MS, HOLD_SLOTS};
@@ -615,7 +616,7 @@ impl Pipeline {
     /// the sorry server): the new connection holds that template.
     fn pick<'s>(
         &self,
-        _snap: &'s Snapshot,
+        snap: &'s Snapshot,
         svc: &'s Service,
         p: &Parsed,
         now_ms: u64,
@@ -636,7 +637,15 @@ impl Pipeline {
             // IPVS persistence: a template (service, client net) -> server.
             let net = crate::sched::mask(p.src, svc.persistence_mask);
             let sid = u32::from(svc.id);
-            let usable = |id: u32| svc.servers.iter().any(|s| s.shared.id == id && s.usable);
+            // With `expire_quiescent_template`, a drained server's (weight
+            // 0) template is dropped here too, so the client is scheduled
+            // afresh.
+            let quiescent = snap.expire_quiescent_template;
+            let usable = |id: u32| {
+                svc.servers
+                    .iter()
+                    .any(|s| s.shared.id == id && s.usable && !(quiescent && s.weight == 0))
+            };
             let id = match self
                 .persist()
                 .lookup_valid(sid, net, now_ms, svc.persistence_ms, usable)
@@ -681,17 +690,12 @@ impl Pipeline {
         now_ms: u64,
     ) -> Verdict {
         let c = *self.conns.get(id);
-        let Some((_svc, srv)) = snap.dest(c.dest()) else {
-            // Its server was deleted: IPVS drops the connection's packets.
-            self.release(snap, id, now_ms);
-            return self.drop(Drop::ServerGone);
+        let srv = match snap.dest(c.dest()) {
+            Some((_, srv)) if srv.usable => srv,
+            // Deleted, or marked down by a health check (a drained server,
+            // weight 0, keeps its connections): nodest.rs.
+            _ => return self.nodest(snap, f, p, id, dir, in_port, now_ms),
         };
-        if !srv.usable {
-            // Marked down by a health check: its connections are expired
-            // (a drained server, weight 0, keeps them).
-            self.release(snap, id, now_ms);
-            return self.drop(Drop::ServerGone);
-        }
         if forward::ttl_expired(p) {
             return self.icmp_reply(snap, f, p, in_port, now_ms, None);
         }

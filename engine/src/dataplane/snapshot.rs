@@ -448,6 +448,11 @@ pub struct Snapshot {
     /// Some service schedules one packet at a time: a reply that misses
     /// the table may belong to it ([`Snapshot::ops_reply`]).
     pub has_ops: bool,
+    /// `[timeouts] expire_nodest_conn` (pipeline/nodest.rs).
+    pub expire_nodest_conn: bool,
+    /// `[timeouts] expire_quiescent_template`: a template whose server has
+    /// weight 0 is not used (and dropped) when a new connection looks it up.
+    pub expire_quiescent_template: bool,
 }
 
 pub fn method_of(f: Forward) -> Method {
@@ -496,6 +501,8 @@ impl Snapshot {
             virtual_addrs: Vec::new(),
             owned: Vec::new(),
             has_ops: false,
+            expire_nodest_conn: crate::config::Timeouts::default().expire_nodest_conn,
+            expire_quiescent_template: false,
         }
     }
 
@@ -614,6 +621,8 @@ impl Snapshot {
             .collect();
         Ok(Snapshot {
             has_ops,
+            expire_nodest_conn: cfg.timeouts.expire_nodest_conn,
+            expire_quiescent_template: cfg.timeouts.expire_quiescent_template,
             generation,
             ports: ports.to_vec(),
             services,

@@ -49,7 +49,7 @@
 
 mod cookie;
 mod held;
-mod segment;
+pub(super) mod segment;
 
 use super::{admit, Dest, Frame, Pipeline, Verdict};
 use crate::conn::{self, tcp_flags, Conn, ConnId, Dir};
