@@ -10,8 +10,8 @@
 mod admit;
 mod frag;
 mod ha;
-mod rescue;
 mod nodest;
+mod rescue;
 mod synproxy;
 
 pub use frag::{FragDirectory, FragHold, FRAG_ENTRIES, FRAG_LIFETIME_MS, HOLD_MS, HOLD_SLOTS};
