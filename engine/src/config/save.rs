@@ -219,6 +219,21 @@ fn sync_servers(t: &mut Table, was: &ServiceConfig, now: &ServiceConfig) {
         sync_server(&mut st, &old, srv);
         out.push(st);
     }
+    // The document prints tables by position (a table without one follows
+    // the table visited before it), so a moved or new server could land
+    // elsewhere, even under the next `[[service]]`: all of this service's
+    // servers take the first old server's position (or the service's), and
+    // ties keep `now`'s order.
+    let anchor = old_tables
+        .iter()
+        .filter_map(Table::position)
+        .min()
+        .or(t.position());
+    if let Some(pos) = anchor {
+        for st in out.iter_mut() {
+            st.set_position(pos);
+        }
+    }
     if out.is_empty() {
         t.remove("server");
     } else {
@@ -372,6 +387,26 @@ udp = 30   # short
             "{text}"
         );
         assert_eq!(config::parse(&text).unwrap(), c);
+    }
+
+    /// A server added to a service that is not the file's last lands under
+    /// that service, not under the next `[[service]]` header (a new table
+    /// has no position of its own in the document).
+    #[test]
+    fn a_server_added_to_an_earlier_service_stays_there() {
+        for readd in [false, true] {
+            let mut c = config::parse(FILE).unwrap();
+            let mut extra = c.services[0].servers[1].clone();
+            extra.address = "198.19.0.13".parse().unwrap();
+            if readd {
+                // Deleted and added back: its old table is gone.
+                let old = c.services[0].servers.remove(0);
+                c.services[0].servers.push(old);
+            }
+            c.services[0].servers.push(extra);
+            let text = render(FILE, &c).unwrap_or_else(|e| panic!("readd={readd}: {e}"));
+            assert_eq!(config::parse(&text).unwrap(), c, "{text}");
+        }
     }
 
     #[test]
