@@ -15,6 +15,17 @@ directors' BGP sessions run through rvs's exception path TAP.
                    `announce` -> two
                    SIGTERM of dir1: the route loses it while dir1 still runs
                    (withdrawn before the drain and exit)
+    bgp_director_leaves
+               (2) 10 concurrent rate-limited 8 MB downloads across both
+                   directors; SIGTERM of dir1 mid-download: it withdraws,
+                   the router moves its flows to dir2, every download
+                   completes byte-exact and dir2's `rescued` equals the
+                   number dir1 carried (less any already ended)
+               (3) dir1 restarted (two next hops again); 10 more downloads;
+                   kill -9 of dir2: once the router's hold timer (3 s) drops
+                   its route, every download completes byte-exact and
+                   dir1's `rescued` equals the number dir2 carried (less
+                   any already ended)
 """
 
 import json
@@ -97,7 +108,7 @@ forward = "dr"
   kind = "exec"
   script = "{workdir}/{name}-check.sh"
   interval_ms = 200
-  timeout_ms = 1000
+  timeout_ms = 3000
   fall = 1
   rise = 1
 {servers}
@@ -174,8 +185,9 @@ def many(env, n):
     return r
 
 
-@lib.e2e(workers=(1,), timeout=150)
-def bgp_ecmp(env):
+def start_bgp(env):
+    """The topology, both directors and the three BIRDs; returns
+    (topo, {name: HaDirector}) once the router has both next hops."""
     if env.fake:
         raise lib.Skip("needs the real director (RVS_E2E_FAKE=1)")
     if subprocess.run(["which", "bird"], capture_output=True).returncode != 0:
@@ -211,11 +223,18 @@ def bgp_ecmp(env):
               f"{name}: routes file {routes!r}")
         start_bird(topo, d.ns, wd, name, director_bird_conf(name, os.path.join(wd, f"{name}-vips.conf")))
     start_bird(topo, topo.client, wd, "router", router_conf(topo))
-
-    # (1) both next hops, connections through both
     dt = wait_hops(topo, ("dir1", "dir2"), 30, "both directors in the router's FIB")
     say(f"multipath route with both directors {time.monotonic() - t0:.1f}s after start "
         f"({dt:.1f}s after BIRD): {topo.ip(topo.client, 'route', 'show', f'{VIP}/32').stdout.strip()}")
+    return topo, dirs
+
+
+@lib.e2e(workers=(1,), timeout=150)
+def bgp_ecmp(env):
+    topo, dirs = start_bgp(env)
+    wd = env.workdir
+
+    # (1) both next hops, connections through both
     for name, d in dirs.items():
         v = bgp_vip(d)
         check(v and v["state"] == "announced" and v["reason"] == "live", f"{name} bgp: {v}")
@@ -287,3 +306,120 @@ def bgp_ecmp(env):
     check("bgp: every VIP withdrawn" in log, "dir1's log has no withdrawal")
     check("draining:" in log and log.index("bgp: every VIP withdrawn") < log.index("draining:"),
           "dir1 did not withdraw before the drain")
+
+
+BLOB = 8 * 1024 * 1024
+RATE = "1M"
+DOWNLOADS = 10
+
+
+def worker_sum(d, key):
+    st = d.status() or {}
+    return sum(w.get(key, 0) for w in st.get("workers") or [])
+
+
+class Downloads:
+    """DOWNLOADS concurrent rate-limited curl downloads of BLOB bytes (each
+    its own connection, so its own source port and ECMP hash)."""
+
+    def __init__(self, env, tag):
+        self.files = [os.path.join(env.workdir, f"{tag}-{i}.blob") for i in range(DOWNLOADS)]
+        self.outs = [os.path.join(env.workdir, f"{tag}-{i}.json") for i in range(DOWNLOADS)]
+        self.procs = [lib.client_popen(env.topo, "download", f"http://{VIP}/blob?size={BLOB}", "--out", f,
+                                       "--max-time", "40", "--limit-rate", RATE, stdout_path=o)
+                      for f, o in zip(self.files, self.outs)]
+
+    def sizes(self):
+        return [os.path.getsize(f) if os.path.exists(f) else 0 for f in self.files]
+
+    def wait_started(self, least):
+        """Every download has `least` bytes and none has ended: all flows are
+        established and mid-transfer."""
+        lib.wait_for(lambda: min(self.sizes()) >= least or any(p.poll() is not None for p in self.procs),
+                     20, what=f"every download reaching {least} bytes")
+        check(all(p.poll() is None for p in self.procs), f"a download ended early: {self.sizes()}")
+
+    def done(self):
+        return sum(1 for n in self.sizes() if n >= BLOB)
+
+    def check_all(self, what):
+        """Every download completes byte-exact."""
+        for p in self.procs:
+            try:
+                p.wait(timeout=50)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                raise AssertionError(f"{what}: a download did not finish: {self.sizes()}")
+        want = lib.expected_sha256(BLOB)
+        secs = []
+        for o, f in zip(self.outs, self.files):
+            r = lib.read_json_output(o)
+            check(r["ok"], f"{what}: download failed: {r['error']} after {r['bytes']} bytes")
+            check(r["bytes"] == BLOB and r["sha256"] == want, f"{what}: {r['bytes']} bytes, sha256 differs")
+            secs.append(r["seconds"])
+            os.unlink(f)
+        return secs
+
+
+@lib.e2e(workers=(1,), timeout=150)
+def bgp_director_leaves(env):
+    topo, dirs = start_bgp(env)
+    d1, d2 = dirs["dir1"], dirs["dir2"]
+
+    # (2) SIGTERM of dir1 mid-download: withdrawn, the router moves dir1's
+    # flows to dir2, which rescues them (mh agrees on the real server).
+    c1, c2 = server_conns(d1.sock), server_conns(d2.sock)
+    dl = Downloads(env, "term")
+    dl.wait_started(128 * 1024)
+    n1, n2 = server_conns(d1.sock) - c1, server_conns(d2.sock) - c2
+    say(f"{DOWNLOADS} downloads: dir1 carries {n1}, dir2 {n2}")
+    check(n1 + n2 == DOWNLOADS, f"directors' counters {n1}+{n2}, want {DOWNLOADS}")
+    check(n1 > 0, "the router sent no download through dir1 (nothing to move)")
+    at, done = dl.sizes(), dl.done()
+    t_term = time.monotonic()
+    d1.proc.send_signal(signal.SIGTERM)
+    wait_hops(topo, ("dir2",), 10, "dir1 withdrawn after SIGTERM")
+    say(f"SIGTERM dir1 at {at} bytes ({done} ended): "
+        f"route via dir2 only after {time.monotonic() - t_term:.2f}s")
+    secs = dl.check_all("SIGTERM of dir1")
+    d1.proc.wait(timeout=GRACE_MS / 1000 + 10)
+    check(d1.proc.returncode == 0, f"dir1 exit code {d1.proc.returncode}")
+    rescued = worker_sum(d2, "rescued")
+    say(f"all {DOWNLOADS} downloads byte-exact (longest {max(secs):.1f}s); dir2 rescued {rescued}")
+    # A download that had already ended (slow starts under load) moves nothing.
+    check(0 < rescued <= n1 and rescued >= n1 - done,
+          f"dir2 rescued {rescued} flows, want dir1's {n1} ({done} downloads had ended)")
+
+    # (3) dir1 back, then kill -9 of dir2 mid-download: its route stays until
+    # the router's hold timer (3 s) expires, then dir1 rescues dir2's flows
+    # from the client's retransmissions.
+    d1.start()
+    lib.wait_for(lambda: d1.status() is not None, 30, what="dir1 answering rvs ctl after restart")
+    t = time.monotonic()
+    wait_hops(topo, ("dir1", "dir2"), 30, "dir1 announced again after restart")
+    say(f"dir1 restarted: two next hops again after {time.monotonic() - t:.1f}s")
+    # Forwarding through both before the downloads start (a SYN lost to a
+    # director still coming up would delay its download by seconds).
+    before = {n: server_conns(d.sock) for n, d in dirs.items()}
+    many(env, 20)
+    check(all(server_conns(d.sock) > before[n] for n, d in dirs.items()),
+          "a director serves nothing after the restart")
+    c1, c2 = server_conns(d1.sock), server_conns(d2.sock)
+    r1 = worker_sum(d1, "rescued")
+    dl = Downloads(env, "kill")
+    dl.wait_started(128 * 1024)
+    n1, n2 = server_conns(d1.sock) - c1, server_conns(d2.sock) - c2
+    say(f"{DOWNLOADS} downloads: dir1 carries {n1}, dir2 {n2}")
+    check(n1 + n2 == DOWNLOADS, f"directors' counters {n1}+{n2}, want {DOWNLOADS}")
+    check(n2 > 0, "the router sent no download through dir2 (nothing to move)")
+    at, done = dl.sizes(), dl.done()
+    t_kill = time.monotonic()
+    d2.kill9()
+    wait_hops(topo, ("dir1",), 15, "dir2's route gone after its hold timer")
+    say(f"kill -9 dir2 at {at} bytes ({done} ended): "
+        f"route via dir1 only after {time.monotonic() - t_kill:.2f}s")
+    secs = dl.check_all("kill -9 of dir2")
+    rescued = worker_sum(d1, "rescued") - r1
+    say(f"all {DOWNLOADS} downloads byte-exact (longest {max(secs):.1f}s); dir1 rescued {rescued}")
+    check(0 < rescued <= n2 and rescued >= n2 - done,
+          f"dir1 rescued {rescued} flows, want dir2's {n2} ({done} downloads had ended)")
