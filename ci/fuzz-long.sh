@@ -34,6 +34,8 @@ if [ "${FUZZ_SANITIZER:-}" = none ] || [ ! -x target/x86_64-unknown-linux-gnu/re
   sanitizer=(-s none)
 fi
 
+san="ASan"
+[ ${#sanitizer[@]} -gt 0 ] && san="none"
 rows=()
 failed=0
 for t in "${targets[@]}"; do
@@ -61,22 +63,21 @@ for t in "${targets[@]}"; do
     failed=1
     tail -n 40 "$log" >&2
   fi
-  rows+=("| $t | ${execs:-?} | ${secs} s | ${rate:-?}/s | ${cov:-?} | ${ft:-?} | ${corp:-?} | $verdict |")
+  rows+=("| $t | ${execs:-?} | ${secs} s | ${rate:-?}/s | ${cov:-?} | ${ft:-?} | ${corp:-?} | $san | $verdict |")
   echo "fuzz-long.sh: $t: ${execs:-?} executions in ${secs} s, cov ${cov:-?}, crashes: $verdict" >&2
   rm -f "$log"
 done
 
-san="AddressSanitizer"
-[ ${#sanitizer[@]} -gt 0 ] && san="no sanitizer (-s none)"
 {
   echo "# Long fuzz runs"
   echo
   echo "\`ci/fuzz-long.sh $runs\` on $(date -u +%F), $(nproc) shared CPUs, one libFuzzer process"
-  echo "at a time, $san, seeds and corpora as in \`ci/fuzz.sh\`. cov: edges covered;"
-  echo "ft: libFuzzer features; corpus: inputs kept."
+  echo "per target, seeds and corpora as in \`ci/fuzz.sh\`. cov: edges covered;"
+  echo "ft: libFuzzer features; corpus: inputs kept; sanitizer: ASan, or none"
+  echo "(\`FUZZ_SANITIZER=none\`: safe Rust, panics and overflow are what is hunted)."
   echo
-  echo "| target | executions | time | rate | cov | ft | corpus | crashes |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| target | executions | time | rate | cov | ft | corpus | sanitizer | crashes |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 } >"$out.tmp"
 if [ "${FUZZ_LONG_APPEND:-0}" = 1 ] && [ -f "$out" ]; then
