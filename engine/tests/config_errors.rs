@@ -1566,3 +1566,27 @@ fn config_names_are_case_insensitive_as_in_ctl() {
         "#,
     );
 }
+
+/// Found by `ci/fuzz-long.sh config_parse`: a TOML escape (`\n`) in a value
+/// that an error message quotes made a two-line message, and `rvs check`
+/// prints one error per line. Control characters are escaped.
+#[test]
+fn config_err_quoted_value_with_a_newline_stays_on_one_line() {
+    let text = format!(
+        "{HEAD}[[service]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tc\\np\\u001b\"\n"
+    );
+    let errs = errors_of(&text);
+    let e = errs
+        .iter()
+        .find(|e| e.path == "service[0].protocol")
+        .unwrap_or_else(|| panic!("no protocol error in {errs:?}"));
+    assert_eq!(e.line, HEAD_LINES + 4);
+    assert!(
+        !e.message.contains('\n') && !e.message.contains('\u{1b}'),
+        "{e:?}"
+    );
+    assert!(
+        e.message.contains("unknown protocol `tc\\np\\u{1b}`"),
+        "{e:?}"
+    );
+}

@@ -15,11 +15,27 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// Control characters in `message` are escaped (`\n`, `\u{1b}`): a
+    /// message quotes values from the file, a TOML string can hold a newline
+    /// (`"a\nb"`), and `rvs check` and the log print one error per line.
     pub fn new(path: impl Into<String>, line: usize, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.chars().any(char::is_control) {
+            message = message
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
+        }
         ConfigError {
             path: path.into(),
             line,
-            message: message.into(),
+            message,
         }
     }
 }
