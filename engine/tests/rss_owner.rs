@@ -59,7 +59,8 @@ fn tuple(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
 fn rss_toeplitz_matches_microsoft_vectors() {
     // (destination, destination port, source, source port, IPv4 hash,
     // IPv4 with TCP hash) from "Verifying the RSS Hash Calculation".
-    let vectors: [([u8; 4], u16, [u8; 4], u16, u32, u32); 5] = [
+    type Vector = ([u8; 4], u16, [u8; 4], u16, u32, u32);
+    let vectors: [Vector; 5] = [
         (
             [161, 142, 100, 80],
             1766,

@@ -138,7 +138,7 @@ pub fn plan(c: &Caps, role: Role, workers: u16) -> Mode {
             "RSS: device {dev} cannot hash by client address only"
         ));
     }
-    if c.key_size < 16 || c.key_size % 2 != 0 {
+    if c.key_size < 16 || !c.key_size.is_multiple_of(2) {
         return fallback(format!(
             "RSS: device {dev} has a {}-byte hash key (the symmetric key needs an even size >= 16)",
             c.key_size
