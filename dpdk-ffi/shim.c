@@ -6,6 +6,7 @@
 #include <rte_errno.h>
 #include <rte_ring.h>
 #include <rte_prefetch.h>
+#include <rte_thash.h>
 #include "shim.h"
 
 uint16_t rvs_eth_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n) { return rte_eth_rx_burst(port, queue, pkts, n); }
@@ -32,3 +33,4 @@ unsigned rvs_ring_sp_enqueue_burst(struct rte_ring *r, void *const *objs, unsign
 unsigned rvs_ring_sc_dequeue_burst(struct rte_ring *r, void **objs, unsigned n) { return rte_ring_sc_dequeue_burst(r, objs, n, NULL); }
 unsigned rvs_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
 void rvs_prefetch0(const void *p) { rte_prefetch0(p); }
+uint32_t rvs_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key) { return rte_softrss(input_tuple, input_len, rss_key); }

@@ -31,5 +31,8 @@ unsigned rvs_ring_sp_enqueue_burst(struct rte_ring *r, void *const *objs, unsign
 unsigned rvs_ring_sc_dequeue_burst(struct rte_ring *r, void **objs, unsigned n);
 unsigned rvs_ring_count(const struct rte_ring *r);
 void rvs_prefetch0(const void *p);
+/* DPDK's software Toeplitz hash (rte_thash.h): the reference the engine's
+ * own RSS hash and the generator's queue choice are checked against. */
+uint32_t rvs_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key);
 
 #endif

@@ -230,7 +230,7 @@ for p in sorted(glob.glob(f"{raw}/*-f{f}-w{w}-r{rep}.json")):
         pass
 print(",".join(rates))' "$RAW" "$1" "$2" "$3"
 }
-printf 'name\tmode\tflows\tworkers\tsize\trep\tstatus\tdut_rss_kb\n' > "$INDEX"
+printf 'name\tmode\tflows\tworkers\tsize\trep\tstatus\tdut_rss_kb\tdut_handoffs\n' > "$INDEX"
 COSTS=$RAW/cost.tsv
 printf 'mode\tflows\tworkers\trep\trate_pps\tcycles_per_packet\tpackets\tstatus\n' > "$COSTS"
 
@@ -325,7 +325,13 @@ run_one() {
     grep -v '^EAL\|^TELEMETRY' "$glog" | tail -4
     echo "  DUT log: $dlog"; tail -3 "$dlog"
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$mode" "$flows" "$w" "$SIZE" "$rep" "$status" "$rss" >> "$INDEX"
+  # rvs: frames its workers handed to another worker (the `rvs-stats` line it
+  # prints at exit); 0 when the generator steers flows as the director's RSS
+  # would (issue 16 item 5). Empty for testpmd.
+  local handoffs=""
+  [[ $mode == nat || $mode == dr || $mode == tun ]] \
+    && handoffs=$(sed -n 's|^rvs-stats .*"handoffs":\([0-9]*\).*|\1|p' "$dlog" | tail -n1)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$mode" "$flows" "$w" "$SIZE" "$rep" "$status" "$rss" "$handoffs" >> "$INDEX"
   rm -rf /var/run/dpdk/rvsperf-tp$TAG-$name
   [[ $status == ok ]]
 }

@@ -26,7 +26,7 @@ CSV_FIELDS = [
     # beyond the required columns
     "gbps", "loss", "lat_rate_mpps", "baseline_p99_us", "added_p99_us", "p50_max_us",
     "p99_max_us", "lat_min_us", "baseline_p50_us", "added_p50_us", "dut_bound", "cps_baseline", "cps_ratio", "checked", "bad",
-    "dut_rss_mb", "reps",
+    "dut_rss_mb", "reps", "handoffs",
 ]
 BASELINE = "io"
 TARGET_RATIO = {"dr": 0.85, "nat": 0.75, "tun": 0.70}
@@ -74,6 +74,14 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
+def handoffs_of(rs):
+    """The rvs workers' hand-offs summed over runs; None for testpmd rows
+    (and for raw results from before the column)."""
+    xs = [r["meta"].get("dut_handoffs") for r in rs]
+    xs = [int(x) for x in xs if x not in (None, "")]
+    return sum(xs) if xs else None
+
+
 def summarize(runs):
     """One row per (mode, flows, workers): the median over repetitions."""
     groups = {}
@@ -108,6 +116,9 @@ def summarize(runs):
             "checked": sum(sum((ph(d, p, "checked") or 0) for p in ("open", "max", "lat", "cps")) for d in docs),
             "bad": sum(sum((ph(d, p, "bad_total") or 0) for p in ("max", "lat", "cps")) for d in docs),
             "dut_rss_mb": med([int(r["meta"]["dut_rss_kb"] or 0) / 1024 for r in rs]),
+            # rvs: frames handed between workers (0 when flows arrive on
+            # their owner's queue, as the director's RSS places them)
+            "handoffs": handoffs_of(rs),
         }
     for key, row in rows.items():
         mode, flows, workers, size = key
@@ -155,7 +166,7 @@ def write_csv(rows, path):
 
 
 def table_lines(rows):
-    head = ["scenario", "DUT", "Mpps", "ratio", "Gbit/s", "loss %", "DUT-bound", "min us", "p50 us", "p99 us", "+p50 us", "+p99 us", "p99 us @max", "conn/s", "cps ratio", "checked/bad"]
+    head = ["scenario", "DUT", "Mpps", "ratio", "Gbit/s", "loss %", "DUT-bound", "min us", "p50 us", "p99 us", "+p50 us", "+p99 us", "p99 us @max", "conn/s", "cps ratio", "checked/bad", "hand-offs"]
     lines = [head]
     for r in rows:
         lines.append([
@@ -163,7 +174,7 @@ def table_lines(rows):
             fmt((r["loss"] or 0) * 100, 2), fmt(r["dut_bound"], 2), fmt(r["lat_min_us"], 1),
             fmt(r["p50_us"], 1), fmt(r["p99_us"], 1), fmt(r["added_p50_us"], 1), fmt(r["added_p99_us"], 1),
             fmt(r["p99_max_us"], 0), f"{r['cps'] / 1e6:.3f}M" if r["cps"] else "-", fmt(r["cps_ratio"], 2),
-            f"{r['checked']}/{r['bad']}",
+            f"{r['checked']}/{r['bad']}", fmt(r.get("handoffs")),
         ])
     return lines
 
@@ -343,7 +354,8 @@ def write_md(rows, runs, mem, path, kind, m, png, raw_dir):
              "measured at the same offered rate; `p99 @max` at the max rate (queueing). conn/s: new connections (SYN, ACK, data, FIN) at the max rate. "
              "checked/bad: frames verified byte by byte (sampled 1/16) / failures. DUT-bound: share of the generator's "
              "send attempts at the max rate that found the DUT's memif ring full (near 1: the DUT sets the pace; near 0: "
-             "the generator does, and the figure is a lower bound for the DUT).")
+             "the generator does, and the figure is a lower bound for the DUT). hand-offs: frames rvs's workers passed "
+             "to the worker owning their flow (the generator places flows on queues as the director's RSS would, so 0).")
     L.append("")
     L += md_table(table_lines(rows))
     skipped = [r["meta"] for r in runs if r["meta"]["status"].startswith("skipped")]
@@ -424,6 +436,9 @@ def check(raw):
             if r[k] is None:
                 print(f"report.py --check: {r['scenario']}: {k} missing")
                 ok = False
+        if r.get("handoffs"):
+            print(f"report.py --check: {r['scenario']}: {r['handoffs']} frames handed between workers (flows off their RSS queue)")
+            ok = False
         if r["mode"] != BASELINE and r["ratio"] is None:
             print(f"report.py --check: {r['scenario']}: no baseline ratio")
             ok = False

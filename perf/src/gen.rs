@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use dpdk_ffi::rte_mbuf;
-use engine::conn::owner_worker;
+use engine::conn::rss;
 use engine::dataplane::eal;
 use engine::dataplane::mbuf::Pool;
 use engine::dataplane::port::{self, Port};
@@ -87,7 +87,8 @@ pub struct GenOpts {
     #[arg(long)]
     pub hugepages: bool,
     /// Queue pairs per link: one per DUT worker (memif has no RSS, so the
-    /// generator puts each flow on its owner's queue, as RSS would).
+    /// generator puts each flow on a queue as the director's RSS set-up
+    /// would: DPDK's Toeplitz with its key, then its RETA).
     #[arg(long, default_value_t = 1)]
     pub queues: u16,
     /// What the DUT does to frames (checked on a sample).
@@ -1006,7 +1007,7 @@ impl Gen {
                 tsc,
             );
             let q = if self.queues > 1 {
-                owner_worker(Ipv4Addr::from(p.src), p.sport, self.queues)
+                rss_queue(p.src, p.sport, self.queues)
             } else {
                 0
             };
@@ -1306,6 +1307,21 @@ impl Gen {
 }
 
 /// TCP source port of a (possibly IPIP) frame.
+/// The queue a NIC configured as the director configures its client-facing
+/// ports would put a client's frame on: DPDK's own Toeplitz hash
+/// (`rte_softrss`) over the source address and port with the director's
+/// key, the other fields zeroed (`L3_SRC_ONLY | L4_SRC_ONLY`), then entry
+/// `hash % RETA_SIZE` of the director's default RETA (`i % queues`).
+/// memif has no RSS, so the generator plays the NIC; it does not call the
+/// director's owner function, so a director whose ownership disagrees
+/// with its RSS shows up as hand-offs.
+fn rss_queue(src: u32, sport: u16, queues: usize) -> usize {
+    let mut tuple = [src, 0, u32::from(sport) << 16];
+    // SAFETY: a pure function over 3 words and a 40-byte key (>= 16 bytes).
+    let h = unsafe { dpdk_ffi::rvs_softrss(tuple.as_mut_ptr(), 3, rss::KEY.as_ptr()) };
+    usize::from(rss::reta_entry(h as usize % rss::RETA_SIZE, queues))
+}
+
 fn read_sport(f: &[u8]) -> Option<u16> {
     let s = read_stamp(f)?;
     let ihl = usize::from(*f.get(s.ip_off)? & 0x0f) * 4;

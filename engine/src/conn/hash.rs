@@ -1,10 +1,8 @@
-//! Hashes: the keyed flow hash of the table index, and the fixed flow
-//! ownership hash of SPEC §2.
-
-use std::hash::{BuildHasher, Hasher};
-use std::net::Ipv4Addr;
+//! The keyed flow hash of the table index (the flow ownership hash of
+//! SPEC §2 is the NIC's RSS hash: see `rss`).
 
 use super::FlowKey;
+use std::hash::{BuildHasher, Hasher};
 
 /// Multiply two 64-bit words to 128 bits and fold the halves together.
 #[inline(always)]
@@ -67,21 +65,4 @@ fn fmix64(mut x: u64) -> u64 {
     x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     x ^= x >> 33;
     x
-}
-
-/// Which worker owns the connection of this client address (SPEC §2:
-/// `hash(client ip, client port) % N`).
-///
-/// The hash is fixed and unseeded — MurmurHash3's finaliser over
-/// `ip << 16 | port` — so every worker, every restart and the peer director
-/// compute the same owner, and both directions of a NAT flow (the client
-/// address is the source inbound and the destination on the reply) land on
-/// the same worker. `workers` of 0 or 1 gives 0.
-#[inline]
-pub fn owner_worker(client_ip: Ipv4Addr, client_port: u16, workers: usize) -> usize {
-    if workers <= 1 {
-        return 0;
-    }
-    let x = (u32::from(client_ip) as u64) << 16 | client_port as u64;
-    (fmix64(x) % workers as u64) as usize
 }

@@ -5,7 +5,8 @@
 //!
 //! One [`ConnTable`] per worker thread; only that worker touches it, so there
 //! are no atomics and no locks. A connection belongs to the worker
-//! [`owner_worker`]`(client ip, client port, workers)` (SPEC §2).
+//! [`owner_worker`]`(client ip, client port, workers)` (SPEC §2): the
+//! queue the NIC's RSS delivers the flow to, both directions ([`rss`]).
 //!
 //! # Memory
 //!
@@ -156,6 +157,7 @@
 //! timeout of the new state. UDP: every datagram re-arms `udp`.
 
 mod hash;
+pub mod rss;
 pub mod state;
 mod table;
 
@@ -164,7 +166,7 @@ mod tests;
 
 use std::net::Ipv4Addr;
 
-pub use hash::owner_worker;
+pub use rss::owner_worker;
 pub use state::{is_active, tcp_flags, TcpState, Timeouts, MAX_TIMEOUT_S, NONE_TIMEOUT_S};
 pub use table::{ConnTable, Iter, KeyHash, MAX_CAPACITY};
 

@@ -23,6 +23,8 @@ pub mod ring;
 #[cfg(feature = "dpdk")]
 pub mod ring_drops;
 #[cfg(feature = "dpdk")]
+pub mod rss;
+#[cfg(feature = "dpdk")]
 mod run;
 #[cfg(feature = "dpdk")]
 pub mod worker;

@@ -137,6 +137,9 @@ const NEIGH_WARM_MS: u64 = 1000;
 pub struct Pipeline {
     pub worker: usize,
     pub workers: usize,
+    /// The redirection table the NIC's RSS uses too: the owner of a flow
+    /// is the queue RSS delivers it to (`conn::rss`).
+    reta: conn::rss::Reta,
     pub conns: ConnTable,
     pub stats: Arc<WorkerStats>,
     shared: Arc<Shared>,
@@ -165,6 +168,7 @@ impl Pipeline {
         Pipeline {
             worker,
             workers,
+            reta: conn::rss::Reta::new(workers),
             conns: ConnTable::with_capacity(capacity.max(1)),
             stats: shared.worker_stats[worker].clone(),
             shared: shared.clone(),
@@ -880,13 +884,16 @@ impl Pipeline {
     }
 
     /// The hand-off to the worker that owns the flow of `client:cport`, when
-    /// that is not this one (and no worker decided it already).
+    /// that is not this one (and no worker decided it already). Where the
+    /// port's RSS hashes the client's address (`dataplane::rss`) the frame
+    /// is already on its owner's queue and this check is two table reads;
+    /// the ring carries only what RSS cannot steer.
     #[inline]
     fn handoff(&self, owned: bool, client: Ipv4Addr, cport: u16) -> Option<Verdict> {
         if owned || self.workers == 1 {
             return None;
         }
-        let owner = conn::owner_worker(client, cport, self.workers);
+        let owner = self.reta.owner(client, cport);
         (owner != self.worker).then_some(Verdict::Handoff(owner))
     }
 

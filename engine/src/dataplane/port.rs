@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use super::eal::{device_name, strerror};
 use super::mbuf::Pool;
+use super::rss::{self, Caps, Mode, Role};
 use crate::packet::ethernet::MacAddr;
 
 const RX_DESC: u16 = 1024;
@@ -24,11 +25,26 @@ pub struct Port {
     /// The kernel interface of a `net_af_packet` port (its ring drops are
     /// read from the PMD's sockets).
     pub iface: Option<String>,
+    /// How the port's frames reach the workers that own their flows.
+    pub rss: Mode,
 }
 
 /// Finds the ethdev for `device`, configures `workers` queue pairs (or as
-/// many as it has), sets the MTU and starts it.
+/// many as it has), sets the MTU and starts it. No RSS (the generator's
+/// and the exception path's ports).
 pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
+    setup_rss(device, workers, mtu, pool, None)
+}
+
+/// [`setup`], and with a `role`, RSS that delivers both directions of a
+/// flow to its owner's queue where the device can (`dataplane::rss`).
+pub fn setup_rss(
+    device: &str,
+    workers: u16,
+    mtu: u16,
+    pool: Pool,
+    role: Option<Role>,
+) -> Result<Port> {
     let name = device_name(device);
     let cname = CString::new(name).context("device name")?;
     let mut id: u16 = 0;
@@ -49,15 +65,23 @@ pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
     let rxq = workers.min(info.max_rx_queues).max(1);
     let txq = workers.min(info.max_tx_queues).max(1);
 
+    let caps = Caps::from_info(&info, rxq);
+    let mut mode = match role {
+        Some(role) => rss::plan(&caps, role, workers),
+        None => Mode::Single,
+    };
+    let mut key = rss::key_bytes(&mode, &caps);
     let mut conf = dpdk_ffi::rte_eth_conf::default();
-    // RTE_ETH_RSS_IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP (function-like
-    // macros in rte_ethdev.h, which bindgen does not evaluate).
-    let want: u64 = (1 << 2) | (1 << 4) | (1 << 5);
-    if rxq > 1 && info.flow_type_rss_offloads & want != 0 {
+    let hf = rss::rss_hf(&mode, &caps);
+    if hf != 0 {
         conf.rxmode.mq_mode = dpdk_ffi::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
-        conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads & want;
+        conf.rx_adv_conf.rss_conf.rss_hf = hf;
+        if !key.is_empty() {
+            conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+            conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+        }
     }
-    // SAFETY: id is valid; conf lives across the call.
+    // SAFETY: id is valid; conf (and the key it points to) live across the call.
     let rc = unsafe { dpdk_ffi::rte_eth_dev_configure(id, rxq, txq, &conf) };
     if rc != 0 {
         bail!(
@@ -98,6 +122,14 @@ pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
     if rc != 0 {
         bail!("{name}: start: {}", strerror(rc));
     }
+    if let Mode::Rss(_) = mode {
+        if let Err(reason) = program_rss(id, name, &caps, &key, hf, workers) {
+            mode = Mode::Handoff {
+                reason,
+                spread_hf: hf,
+            };
+        }
+    }
     let mut mac = dpdk_ffi::rte_ether_addr::default();
     // SAFETY: id is valid; mac is a valid out-pointer.
     unsafe { dpdk_ffi::rte_eth_macaddr_get(id, &mut mac) };
@@ -108,7 +140,52 @@ pub fn setup(device: &str, workers: u16, mtu: u16, pool: Pool) -> Result<Port> {
         rx_queues: rxq,
         tx_queues: txq,
         iface: super::kernel::af_packet_iface(device).map(str::to_string),
+        rss: mode,
     })
+}
+
+/// Programs the RETA of a started port in RSS-ownership mode and reads the
+/// hash configuration back: a device that took something else cannot be
+/// trusted to steer, and the port falls back to the hand-off rings.
+fn program_rss(
+    id: u16,
+    name: &str,
+    caps: &Caps,
+    key: &[u8],
+    hf: u64,
+    workers: u16,
+) -> std::result::Result<(), String> {
+    let mut reta = rss::reta_conf(caps.reta_size, usize::from(workers));
+    // SAFETY: id is started; reta holds reta_size / 64 groups.
+    let rc =
+        unsafe { dpdk_ffi::rte_eth_dev_rss_reta_update(id, reta.as_mut_ptr(), caps.reta_size) };
+    if rc != 0 {
+        return Err(format!(
+            "RSS: device {name} refuses its redirection table ({})",
+            strerror(rc)
+        ));
+    }
+    let mut back = vec![0u8; key.len().max(64)];
+    let mut got = dpdk_ffi::rte_eth_rss_conf {
+        rss_key: back.as_mut_ptr(),
+        rss_key_len: key.len() as u8,
+        rss_hf: 0,
+    };
+    // SAFETY: id is started; got points to a buffer of at least rss_key_len bytes.
+    let rc = unsafe { dpdk_ffi::rte_eth_dev_rss_hash_conf_get(id, &mut got) };
+    if rc != 0 {
+        return Err(format!(
+            "RSS: device {name} cannot report its hash configuration ({})",
+            strerror(rc)
+        ));
+    }
+    if back[..key.len()] != *key || got.rss_hf & hf != hf {
+        return Err(format!(
+            "RSS: device {name} did not take the symmetric key and client-only fields (rss_hf {:#x})",
+            got.rss_hf
+        ));
+    }
+    Ok(())
 }
 
 /// Sets the MTU and reads it back: the snapshot (egress MTU checks, ICMP

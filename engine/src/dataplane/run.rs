@@ -50,13 +50,15 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     let max_mtu = cfg.ports.iter().map(|p| p.mtu).max().unwrap_or(1500);
     let pool = port::create_pool(mbufs, port::data_room(max_mtu))?;
     let mut ports: Vec<Port> = Vec::new();
+    let roles = super::rss::port_roles(&cfg);
     for (i, pc) in cfg.ports.iter().enumerate() {
-        let p = port::setup(&pc.device, workers as u16, pc.mtu, pool)
+        let p = port::setup_rss(&pc.device, workers as u16, pc.mtu, pool, Some(roles[i]))
             .with_context(|| format!("port[{i}] `{}`", pc.name))?;
         tracing::info!(
             port = %pc.name, id = p.id, mac = %p.mac, rxq = p.rx_queues, txq = p.tx_queues,
             address = %pc.address, "port up"
         );
+        super::rss::log_mode(&pc.name, &p.rss, workers);
         ports.push(p);
     }
     // Exception path: one TAP per port, with the port's MAC and address, so
