@@ -5,32 +5,53 @@
 #    pipeline alone: `rvs-perf pipeline` runs Pipeline::inspect + prefetch_conn +
 #    process_inspected over byte buffers as the worker does, for NAT, DR and TUN
 #    (established data, 1k flows) and for new connections; the harness's own cost
-#    (`--batch dry`) is subtracted. Top functions by inclusive cost.
+#    (`--batch dry`) is subtracted. Top functions by inclusive cost. Each figure
+#    is set against its ceiling and issue 16's target (perf/budgets.toml).
 # 2. The live director under load (perf record, cpu-clock sampling): rvs NAT on
 #    two memif links driven by `rvs-perf gen` at its max rate; the worker thread's
-#    profile, grouped (exception-path TAP polling, expiry sweep, pipeline, memif...).
+#    profile, grouped (exception-path TAP polling, expiry sweep, pipeline, memif...),
+#    and the TLB view: dTLB misses / loads where the CPU's counters can be read,
+#    the stall on the index-bucket prefetch (a page walk) otherwise.
 #
 #   perf/profile.sh [--packets N] [--flows N] [--no-live] [--no-callgrind] [--out FILE]
+#                   [--pages 4k|thp|huge[,...]]  (the live run once per kind of
+#                   connection-table memory: 4 KiB pages, transparent huge pages
+#                   (the default), DPDK hugepages; a before/after table)
+#   perf/profile.sh --check [--ceiling NAME=IR ...] [--budgets FILE]
+#                   the regression guard (CI): callgrind only, 50k packets; prints
+#                   figure / ceiling / target / verdict and exits 1 when a figure
+#                   exceeds its ceiling by more than the tolerance (5%).
+#                   --ceiling nat=400 overrides a ceiling (to see it fail).
 #
-# Writes perf/results/profile.md (and prints it). Needs valgrind and perf (linux-perf).
+# Writes perf/results/profile.md (and prints it; --check prints only, unless
+# --out). Needs valgrind and perf (linux-perf). Binaries: $CARGO_TARGET_DIR
+# (default target/)/release.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PACKETS=300000
+PACKETS=""
 FLOWS=1000
 LIVE_FLOWS=100000
 LIVE=1
 CG=1
-OUT=$ROOT/perf/results/profile.md
+CHECK=0
+OUT=""
+PAGES=thp
+BUDGETS=$ROOT/perf/budgets.toml
+CEILINGS=()
 while (($#)); do
   case "$1" in
     --packets) PACKETS=$2; shift ;;
+    --check) CHECK=1; LIVE=0 ;;
+    --ceiling) CEILINGS+=(--ceiling "$2"); shift ;;
+    --budgets) BUDGETS=$2; shift ;;
+    --pages) PAGES=$2; shift ;;
     --flows) FLOWS=$2; shift ;;
     --live-flows) LIVE_FLOWS=$2; shift ;;
     --no-live) LIVE=0 ;;
     --no-callgrind) CG=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "profile.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -38,9 +59,14 @@ done
 if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
+# callgrind counts are exact: fewer packets give the same figures (the
+# open phase and set-up are outside the counted functions).
+: "${PACKETS:=$( ((CHECK)) && echo 50000 || echo 300000 )}"
+if ((CHECK == 0)) && [[ -z $OUT ]]; then OUT=$ROOT/perf/results/profile.md; fi
 cargo build --release -q -p rvs-perf -p rvs-cli || exit 1
-GEN=$ROOT/target/release/rvs-perf
-RVS=$ROOT/target/release/rvs
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+GEN=$BIN/rvs-perf
+RVS=$BIN/rvs
 W=${PROFILE_DIR:-$(mktemp -d /tmp/rvs-profile.XXXXXX)}
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=$(command -v python3)
@@ -51,79 +77,37 @@ mkdir -p "$(dirname "$OUT")"
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit \`$(git rev-parse --short HEAD)\`, $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)."
 } > "$W/profile.md"
 
-if ((CG)) && command -v valgrind >/dev/null; then
+if ((CG)) && ! command -v valgrind >/dev/null; then
+  echo "profile.sh: valgrind not found (apt-get install valgrind)" >&2
+  ((CHECK)) && exit 2
+  CG=0
+fi
+CG_RC=0
+if ((CG)); then
   echo "profile.sh: callgrind, $PACKETS packets per mode"
   cg() {  # cg NAME ARGS...
     local name=$1; shift
-    valgrind --tool=callgrind --callgrind-out-file="$W/cg.$name.out" "$GEN" pipeline "$@" > "$W/cg.$name.log" 2>&1
-    callgrind_annotate --inclusive=yes "$W/cg.$name.out" > "$W/cg.$name.incl" 2>/dev/null
-    callgrind_annotate "$W/cg.$name.out" > "$W/cg.$name.self" 2>/dev/null
+    if ! valgrind --tool=callgrind --callgrind-out-file="$W/cg.$name.out" "$GEN" pipeline "$@" > "$W/cg.$name.log" 2>&1; then
+      echo "profile.sh: callgrind run $name failed:" >&2; tail -5 "$W/cg.$name.log" >&2
+      exit 2
+    fi
   }
   cg dry --mode nat --flows "$FLOWS" --packets "$PACKETS" --conns 0 --batch dry
   for m in nat dr tun; do
     cg "$m" --mode "$m" --flows "$FLOWS" --packets "$PACKETS" --conns 0
   done
-  cg nat-none --mode nat --flows "$FLOWS" --packets "$PACKETS" --conns 0 --batch none
+  ((CHECK)) || cg nat-none --mode nat --flows "$FLOWS" --packets "$PACKETS" --conns 0 --batch none
   cg nat-conn --mode nat --flows 1 --packets 0 --conns $((PACKETS / 4))
-  $PY - "$W" "$PACKETS" "$FLOWS" >> "$W/profile.md" <<'EOF'
-import re, sys
-w, packets, flows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-
-def incl(name):
-    rows = {}
-    for line in open(f"{w}/cg.{name}.incl"):
-        m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(\S+?):(\S.*?)(?: \[.*\])?$", line)
-        if m:
-            v = int(m.group(1).replace(",", ""))
-            fn = m.group(3)
-            rows[fn] = max(rows.get(fn, 0), v)
-    return rows
-
-def selfcost(name):
-    rows = []
-    for line in open(f"{w}/cg.{name}.self"):
-        m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(\S+?):(\S.*?)(?: \[.*\])?$", line)
-        if m:
-            rows.append((int(m.group(1).replace(",", "")), m.group(2).split("/src/")[-1], m.group(3)))
-    return rows
-
-def burst(rows):
-    return next((v for f, v in rows.items() if f.endswith("Rig::burst")), 0)
-
-dry = burst(incl("dry"))
-print()
-print(f"## Instructions per packet (callgrind), {flows} flows, 64-byte frames")
-print()
-print("Pipeline = what the worker runs per frame (inspect: parse, hash, prefetch; the")
-print("record prefetch pass; process_inspected), the")
-print("generator-side frame building of the harness subtracted.")
-print()
-print("| path | Ir/packet | inspect + prefetch passes | process_inspected | of which ipv4 (lookup, state, rewrite, next hop) |")
-print("|---|---|---|---|---|")
-for name, label, n in (("nat", "NAT data", packets), ("dr", "DR data", packets), ("tun", "TUN data", packets), ("nat-none", "NAT data, frame by frame (no burst prefetch)", packets)):
-    r = incl(name)
-    tot = (burst(r) - dry) / n
-    def f(suffix):
-        v = next((v for k, v in r.items() if k.endswith(suffix)), None)
-        return "-" if v is None else f"{v / n:.0f}"
-    pp = next((v for k, v in r.items() if k.endswith("Pipeline::process_inspected")), 0) or next((v for k, v in r.items() if k.endswith("Pipeline::process")), 0)
-    if name == "nat-none":  # inspect runs inside process here: no split
-        print(f"| {label} | {tot:.0f} | - | - | {f('Pipeline::ipv4')} |")
-    else:
-        print(f"| {label} | {tot:.0f} | {tot - pp / n:.0f} | {pp / n:.0f} | {f('Pipeline::ipv4')} |")
-r = incl("nat-conn")
-conns = packets // 4
-print(f"| NAT new connection (SYN, ACK, data, FIN) | {(burst(r)) / conns:.0f} per connection | | | |")
-print()
-print("Top functions by self cost (NAT data), Ir per packet:")
-print()
-print("| Ir/pkt | where |")
-print("|---|---|")
-for v, file, fn in selfcost("nat")[:22]:
-    if "rvs_perf" in fn and "engine" not in file:
-        continue
-    print(f"| {v / packets:.1f} | `{file}`: `{fn[:90]}` |")
-EOF
+  CG_ARGS=("$W" --packets "$PACKETS" --flows "$FLOWS" --conns $((PACKETS / 4)) --budgets "$BUDGETS" --json "$W/cg.json" "${CEILINGS[@]}")
+  ((CHECK)) && CG_ARGS+=(--check) || CG_ARGS+=(--full)
+  $PY "$ROOT/perf/cg_report.py" "${CG_ARGS[@]}" >> "$W/profile.md"
+  CG_RC=$?
+  if ((CHECK)); then
+    cat "$W/profile.md"
+    [[ -n $OUT ]] && cp "$W/profile.md" "$OUT"
+    [[ -z ${PROFILE_DIR:-} ]] && rm -rf "$W"
+    exit $CG_RC
+  fi
 fi
 
 if ((LIVE)) && command -v perf >/dev/null; then
