@@ -111,35 +111,68 @@ if ((CG)); then
 fi
 
 if ((LIVE)) && command -v perf >/dev/null; then
-  echo "profile.sh: live director (NAT, $LIVE_FLOWS flows) under generator load, perf record"
-  S=/run/rvs-perf/prof$$
-  NS=rvsprof$$
-  mkdir -p "$S"
-  ip netns add "$NS" && ip -n "$NS" link set lo up
-  sed -e "s|@CORES@|0@0,1@1|; s|@WORKERS@|1|; s|@SOCKDIR@|$S|g; s|@SCHEDULER@|rr|; s|@FORWARD@|nat|; s|@MAXCONN@|9000000|; s|@HUGE@|false|" \
-    perf/configs/director.toml.in > "$W/live.toml"
-  "$GEN" gen --client-dev "net_memif0,role=server,socket=$S/c.sock,socket-abstract=no,id=0,mac=02:00:00:00:01:01" \
-    --server-dev "net_memif1,role=server,socket=$S/s.sock,socket-abstract=no,id=0,mac=02:00:00:00:02:01" \
-    --expect nat --flows "$LIVE_FLOWS" --phases probe,open,max --duration 14 --label profile > "$W/live.gen.log" 2>&1 &
-  G=$!
-  sleep 1
-  ip netns exec "$NS" "$RVS" run -c "$W/live.toml" > "$W/live.dut.log" 2>&1 &
-  D=$!
-  # wait for the max phase (after probe and open), then sample 4 s of it
-  for ((i = 0; i < 300; i++)); do grep -q "opened" "$W/live.gen.log" && break; sleep 0.1; done
-  sleep 1
-  perf record -q -g -o "$W/live.perf.data" -p $D -- sleep 4 > /dev/null 2>&1
-  # Who else runs on the worker's CPU (1) while it forwards: every such
-  # slice is a stall of the busy-polling worker and shows in p99 latency.
-  perf record -q -e sched:sched_switch -C 1 -o "$W/live.sched.data" -- sleep 3 > /dev/null 2>&1
-  wait $G
-  kill -INT $D 2>/dev/null; wait $D 2>/dev/null
-  ip netns del "$NS" 2>/dev/null; rm -rf "$S"
-  perf report -i "$W/live.perf.data" --no-children --sort sym -g none --percent-limit 0.3 2>/dev/null \
-    | grep -v '^#' | grep -v '^$' > "$W/live.syms"
-  perf annotate -i "$W/live.perf.data" --stdio -s engine::dataplane::worker::Worker::run \
-    > "$W/live.run.txt" 2>/dev/null
-  perf script -i "$W/live.sched.data" -F time,trace > "$W/live.sched.txt" 2>/dev/null
+  IFS=, read -r -a KINDS <<< "$PAGES"
+  HUGE_WAS=""
+  # live_run KIND: one live run with the connection table in KIND memory;
+  # files $W/live.KIND.*
+  live_run() {
+    local k=$1 huge=false wrap=()
+    local L=$W/live.$k
+    case $k in
+      huge) huge=true
+            # the EAL's 512 MiB and the table (9M connections: ~550 MiB)
+            local have
+            have=$(awk '/^HugePages_Free/ {print $2}' /proc/meminfo)
+            if (( ${have:-0} < 700 )); then
+              [[ -n $HUGE_WAS ]] || HUGE_WAS=$(cat /proc/sys/vm/nr_hugepages)
+              echo $(( $(cat /proc/sys/vm/nr_hugepages) + 700 - ${have:-0} )) > /proc/sys/vm/nr_hugepages
+            fi ;;
+      # THP off for the process (PR_SET_THP_DISABLE, kept across exec): the
+      # MADV_HUGEPAGE hint is ignored, the table is in 4 KiB pages
+      4k) wrap=("$PY" -c 'import ctypes, os, sys
+if ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0) != 0:
+    sys.exit("prctl(PR_SET_THP_DISABLE) failed")
+os.execv(sys.argv[1], sys.argv[1:])') ;;
+      thp) ;;
+      *) echo "profile.sh: --pages: 4k | thp | huge, not $k" >&2; return 1 ;;
+    esac
+    echo "profile.sh: live director (NAT, $LIVE_FLOWS flows, connection table in $k memory) under generator load, perf record"
+    local S=/run/rvs-perf/prof$$ NS=rvsprof$$ G D i
+    mkdir -p "$S"
+    ip netns add "$NS" && ip -n "$NS" link set lo up
+    sed -e "s|@CORES@|0@0,1@1|; s|@WORKERS@|1|; s|@SOCKDIR@|$S|g; s|@SCHEDULER@|rr|; s|@FORWARD@|nat|; s|@MAXCONN@|9000000|; s|@HUGE@|$huge|" \
+      perf/configs/director.toml.in > "$L.toml"
+    "$GEN" gen --client-dev "net_memif0,role=server,socket=$S/c.sock,socket-abstract=no,id=0,mac=02:00:00:00:01:01" \
+      --server-dev "net_memif1,role=server,socket=$S/s.sock,socket-abstract=no,id=0,mac=02:00:00:00:02:01" \
+      --expect nat --flows "$LIVE_FLOWS" --phases probe,open,max --duration 14 --label profile > "$L.gen.log" 2>&1 &
+    G=$!
+    sleep 1
+    ip netns exec "$NS" "${wrap[@]}" "$RVS" run -c "$L.toml" > "$L.dut.log" 2>&1 &
+    D=$!
+    # wait for the max phase (after probe and open), then sample 4 s of it
+    for ((i = 0; i < 300; i++)); do grep -q "opened" "$L.gen.log" && break; sleep 0.1; done
+    sleep 1
+    perf record -q -g -o "$L.perf.data" -p $D -- sleep 4 > /dev/null 2>&1
+    # The TLB-miss share from the CPU's counters, where the machine has
+    # them (a VM often has no PMU: then perf says <not supported>).
+    perf stat -x, -e dTLB-load-misses,dTLB-loads,iTLB-load-misses -p $D -- sleep 2 > "$L.tlb.txt" 2>&1
+    # Who else runs on the worker's CPU (1) while it forwards: every such
+    # slice is a stall of the busy-polling worker and shows in p99 latency.
+    perf record -q -e sched:sched_switch -C 1 -o "$L.sched.data" -- sleep 3 > /dev/null 2>&1
+    "$RVS" ctl -s "$S/rvs.sock" status --json > "$L.status.json" 2>/dev/null
+    wait $G
+    kill -INT $D 2>/dev/null; wait $D 2>/dev/null
+    ip netns del "$NS" 2>/dev/null; rm -rf "$S"
+    perf report -i "$L.perf.data" --no-children --sort sym -g none --percent-limit 0.3 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' > "$L.syms"
+    perf annotate -i "$L.perf.data" --stdio -s engine::dataplane::worker::Worker::run \
+      > "$L.run.txt" 2>/dev/null
+    perf script -i "$L.sched.data" -F time,trace > "$L.sched.txt" 2>/dev/null
+  }
+  for k in "${KINDS[@]}"; do live_run "$k" || exit 2; done
+  [[ -n $HUGE_WAS ]] && echo "$HUGE_WAS" > /proc/sys/vm/nr_hugepages
+  # the detailed view: the first kind
+  for f in gen.log dut.log syms run.txt sched.txt; do cp "$W/live.${KINDS[0]}.$f" "$W/live.$f"; done
   $PY - "$W" >> "$W/profile.md" <<'EOF'
 import re, sys, json
 w = sys.argv[1]
@@ -248,6 +281,73 @@ print("| task | took the CPU from the worker | slices timed | ms timed | longest
 print("|---|---|---|---|---|")
 for k, (n, c, ms, mx) in sorted(takes.items(), key=lambda x: -x[1][0])[:10]:
     print(f"| `{k}` | {n} | {c} | {ms:.2f} | {mx:.2f} |")
+EOF
+  $PY - "$W" "${KINDS[@]}" >> "$W/profile.md" <<'EOF'
+import json, re, sys
+w, kinds = sys.argv[1], sys.argv[2:]
+
+def syms(k):
+    rows = []
+    for line in open(f"{w}/live.{k}.syms"):
+        m = re.match(r"\s*([\d.]+)%\s+\[(.)\]\s+(.*)", line)
+        if m:
+            rows.append((float(m.group(1)), m.group(3).strip()))
+    return rows
+
+def bucket_stall(k):
+    """% of all samples on the instruction after the index-bucket prefetch."""
+    run = next((p for p, s in syms(k) if s.endswith("Worker::run")), 0.0)
+    lines = open(f"{w}/live.{k}.run.txt").read().splitlines()
+    tot = 0.0
+    for i, line in enumerate(lines):
+        if "prefetcht0" not in line:
+            continue
+        if not any("self.index[pos]" in b for b in lines[max(0, i - 12):i]):
+            continue
+        for nxt in lines[i + 1:]:
+            m = re.match(r"\s*([\d.]+) :\s+[0-9a-f]+:", nxt)
+            if m:
+                tot += float(m.group(1)) * run / 100
+                break
+    return tot
+
+def tlb(k):
+    vals = {}
+    for line in open(f"{w}/live.{k}.tlb.txt"):
+        f = line.strip().split(",")
+        if len(f) >= 3 and f[2] in ("dTLB-load-misses", "dTLB-loads"):
+            vals[f[2]] = f[0]
+    miss, loads = vals.get("dTLB-load-misses", ""), vals.get("dTLB-loads", "")
+    if miss.isdigit() and loads.isdigit() and int(loads) > 0:
+        return f"{100 * int(miss) / int(loads):.2f}% ({int(miss):,} of {int(loads):,})"
+    return "not available on this machine (perf: " + (miss or "no output") + ")"
+
+def mpps(k):
+    for line in open(f"{w}/live.{k}.gen.log"):
+        if "max:" in line:
+            return f"{json.loads(line.split('max: ', 1)[1])['rx_mpps']:.3f}"
+    return "-"
+
+def conn_memory(k):
+    try:
+        return json.load(open(f"{w}/live.{k}.status.json"))["workers"][0]["conn_memory"]
+    except (OSError, ValueError, KeyError, IndexError):
+        return "?"
+
+names = {"4k": "4 KiB pages (THP disabled for the process)", "thp": "THP hint (default without hugepages)",
+         "huge": "DPDK hugepages (`hugepages = true`)"}
+print()
+print("## TLB: the connection table in 4 KiB pages vs huge pages (live director)")
+print()
+print("The dTLB-miss share is read from the CPU's counters (`perf stat -e dTLB-load-misses,dTLB-loads`")
+print("on the director). Where they cannot be read (a VM without a PMU), the stall on the")
+print("index-bucket prefetch stands in for it: the samples on the instruction after that")
+print("`prefetcht0` are the time its page walk held retirement.")
+print()
+print("| connection table | backed by (`rvs ctl status`) | Mpps | dTLB-load-misses / dTLB-loads | samples on the bucket prefetch, % of all |")
+print("|---|---|---|---|---|")
+for k in kinds:
+    print(f"| {names.get(k, k)} | {conn_memory(k)} | {mpps(k)} | {tlb(k)} | {bucket_stall(k):.1f} |")
 EOF
 fi
 cp "$W/profile.md" "$OUT"

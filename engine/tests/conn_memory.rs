@@ -20,14 +20,22 @@ fn xorshift(x: &mut u64) -> u64 {
 
 fn conn(i: u64) -> NewConn {
     NewConn {
-        proto: if i % 5 == 0 { PROTO_UDP } else { PROTO_TCP },
+        proto: if i.is_multiple_of(5) {
+            PROTO_UDP
+        } else {
+            PROTO_TCP
+        },
         client: Ipv4Addr::from(0xc612_0100u32 + (i % 4096) as u32),
         cport: 1024 + (i / 4096) as u16,
         vip: Ipv4Addr::new(198, 18, 0, 100),
         vport: 80,
         server: Ipv4Addr::new(198, 19, 0, 11 + (i % 4) as u8),
         sport: 8080,
-        method: if i % 3 == 0 { Method::Dr } else { Method::Nat },
+        method: if i.is_multiple_of(3) {
+            Method::Dr
+        } else {
+            Method::Nat
+        },
         flags: 0,
         service: 0,
         dest: (i % 4) as u32,
