@@ -15,6 +15,7 @@ PKGS=(
   python3-aiosmtpd              # the SMTP relay the health-check e2e test mails through
   python3-prometheus-client     # parses the metrics endpoint in the ctl e2e test
   build-essential
+  valgrind                      # callgrind: the instructions-per-packet guard (perf/profile.sh --check)
   openssl ca-certificates       # https health-check tests (certificates made with openssl req); tls_verify's CA bundle
 )
 

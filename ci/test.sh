@@ -63,6 +63,10 @@ if step build cargo build --release --workspace; then
   else
     skip fuzz "ci/fuzz.sh not present"
   fi
+  # Instructions per packet of the pipeline (callgrind: exact counts, so a
+  # noisy machine cannot move them) against perf/budgets.toml: fails when
+  # NAT, DR, TUN or the per-connection figure exceeds its ceiling by > 5%.
+  step callgrind bash perf/profile.sh --check
   step e2e "$PY" ci/e2e/run.py "$@"
   # Failover takeover time, short form (2 kill -9 takeovers per mode, rvs NAT
   # and DR beside a keepalived pair); the README reports the 10-run figures.
@@ -77,6 +81,7 @@ if step build cargo build --release --workspace; then
 else
   skip test "build failed"
   skip fuzz "build failed"
+  skip callgrind "build failed"
   skip e2e "build failed"
   skip failover "build failed"
   skip bench "build failed"

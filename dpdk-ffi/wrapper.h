@@ -1,5 +1,6 @@
-/* The DPDK headers rvs binds. Only EAL, ethdev, mbuf, mempool, ring, lcore
- * and cycles: we parse packets ourselves (engine::packet), and the protocol
+/* The DPDK headers rvs binds. Only EAL, ethdev, mbuf, mempool, ring, lcore,
+ * cycles and malloc (the connection table's hugepage memory): we parse
+ * packets ourselves (engine::packet), and the protocol
  * headers (rte_arp.h, GTP, L2TP) are packed structs that hold aligned ones,
  * which bindgen cannot express (E0588). */
 #include <rte_config.h>
@@ -14,5 +15,6 @@
 #include <rte_ring.h>
 #include <rte_bus_vdev.h>
 #include <rte_dev.h>
+#include <rte_malloc.h>
 
 #include "shim.h"

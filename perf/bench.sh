@@ -126,12 +126,15 @@ mkdir -p "$SOCK" "$OUT"
 GPID=""
 DPID=""
 
+HUGE_WAS=""
 cleanup() {
   for p in $GPID $DPID; do
     if kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null; fi
   done
   ip netns del "$NS" 2>/dev/null
   rm -rf "$SOCK" /var/run/dpdk/rvsperf-tp$TAG-* 2>/dev/null
+  # --huge: give back the hugepages this run reserved
+  [[ -n $HUGE_WAS ]] && echo "$HUGE_WAS" > /proc/sys/vm/nr_hugepages
 }
 trap cleanup EXIT
 trap 'echo "bench.sh: interrupted"; exit 130' INT TERM
@@ -210,7 +213,9 @@ if ((HUGE)); then
   HUGE_TOML=true
   have=$(awk '/^HugePages_Free/ {print $2}' /proc/meminfo)
   if (( ${have:-0} < 600 )); then
+    HUGE_WAS=$(cat /proc/sys/vm/nr_hugepages)
     echo $(( $(awk '/^HugePages_Total/ {print $2}' /proc/meminfo) + 600 - ${have:-0} )) > /proc/sys/vm/nr_hugepages
+    echo "bench.sh: reserved $(( $(cat /proc/sys/vm/nr_hugepages) - HUGE_WAS )) 2 MiB hugepages (given back at the end)"
   fi
 fi
 [[ -n $NICE ]] && NICE_CMD=(nice -n "$NICE")
@@ -332,6 +337,13 @@ run_one() {
   [[ $mode == nat || $mode == dr || $mode == tun ]] \
     && handoffs=$(sed -n 's|^rvs-stats .*"handoffs":\([0-9]*\).*|\1|p' "$dlog" | tail -n1)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$mode" "$flows" "$w" "$SIZE" "$rep" "$status" "$rss" "$handoffs" >> "$INDEX"
+  # Which memory the director's connection tables got (its start-up log).
+  if [[ $mode == nat || $mode == dr || $mode == tun ]]; then
+    sed -n 's|.*connection table allocated.* worker=\([0-9]*\).* conn_memory=\(.*\)|\1\t\2|p' "$dlog" \
+      | sed 's/\x1b\[[0-9;]*m//g' | while IFS=$'\t' read -r wk cm; do
+          printf '%s\t%s\t%s\n' "$name" "$wk" "$cm" >> "$RAW/conn_memory.tsv"
+        done
+  fi
   rm -rf /var/run/dpdk/rvsperf-tp$TAG-$name
   [[ $status == ok ]]
 }
@@ -472,7 +484,7 @@ if [[ $KIND == smoke ]]; then
   mkdir -p "$OUT/smoke"
 fi
 $PY "$ROOT/perf/report.py" "${REPORT_ARGS[@]}" || failed=1
-cp "$RAW"/*.json "$RAW"/index.tsv "$COSTS" "$OUT/raw/" 2>/dev/null
+cp "$RAW"/*.json "$RAW"/index.tsv "$COSTS" "$RAW"/conn_memory.tsv "$OUT/raw/" 2>/dev/null
 if [[ $KIND == smoke ]]; then
   # Well formed: every row ran, forwarded, and passed the frame checks.
   $PY "$ROOT/perf/report.py" "$RAW" --check || failed=1

@@ -225,6 +225,35 @@ def cost_lines(costs):
     return lines
 
 
+def load_conn_memory(raw):
+    """conn_memory.tsv (bench.sh, from each director's start-up log):
+    {row name: [what backs worker 0's connection table, worker 1's, ...]}."""
+    out = {}
+    try:
+        with open(os.path.join(raw, "conn_memory.tsv")) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) == 3:
+                    out.setdefault(parts[0], []).append(parts[2])
+    except OSError:
+        pass
+    return out
+
+
+def conn_memory_line(raw):
+    """One sentence: the kinds of memory the director rows' tables got."""
+    cm = load_conn_memory(raw)
+    if not cm:
+        return None
+    kinds = {}
+    for name, ks in cm.items():
+        for k in ks:
+            # the THP share varies row to row: group by the allocator and page kind
+            kinds.setdefault(k.split(" (")[0], []).append(k)
+    parts = [f"{k} ({len(v)} worker tables{', e.g. ' + v[0] if v[0] != k else ''})" for k, v in sorted(kinds.items())]
+    return "Director connection tables (`conn_memory` of the start-up log): " + "; ".join(parts) + "."
+
+
 def load_mem(raw):
     try:
         with open(os.path.join(raw, "mem.json")) as f:
@@ -357,6 +386,9 @@ def write_md(rows, runs, mem, path, kind, m, png, raw_dir):
              "the generator does, and the figure is a lower bound for the DUT). hand-offs: frames rvs's workers passed "
              "to the worker owning their flow (the generator places flows on queues as the director's RSS would, so 0).")
     L.append("")
+    cml = conn_memory_line(raw_dir)
+    if cml:
+        L += [cml, ""]
     L += md_table(table_lines(rows))
     skipped = [r["meta"] for r in runs if r["meta"]["status"].startswith("skipped")]
     failed = [r["meta"] for r in runs if r["meta"]["status"] not in ("ok",) and not r["meta"]["status"].startswith("skipped")]
@@ -378,11 +410,12 @@ def write_md(rows, runs, mem, path, kind, m, png, raw_dir):
         L += md_table(cost_lines(costs))
     if mem:
         L += ["", "## Connection-table memory", "",
-              "| connections | table (memory_bytes) | bytes/conn | RSS delta | RSS bytes/conn | insert ns | lookup ns |",
-              "|---|---|---|---|---|---|---|"]
+              "| connections | table (memory_bytes) | bytes/conn | RSS delta | RSS bytes/conn | insert ns | lookup ns | pages |",
+              "|---|---|---|---|---|---|---|---|"]
         for x in mem:
             L.append(f"| {flows_label(x['conns'])} | {x['memory_bytes'] / 2**20:.1f} MiB | {x['bytes_per_conn']:.1f} | "
-                     f"{x['rss_delta_bytes'] / 2**20:.1f} MiB | {x['rss_bytes_per_conn']:.1f} | {x['insert_ns']:.0f} | {x['lookup_ns']:.0f} |")
+                     f"{x['rss_delta_bytes'] / 2**20:.1f} MiB | {x['rss_bytes_per_conn']:.1f} | {x['insert_ns']:.0f} | {x['lookup_ns']:.0f} | "
+                     f"{x.get('conn_memory', '-')} |")
     t = targets(rows, mem, costs)
     if t:
         L += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
@@ -430,6 +463,15 @@ def check(raw):
                     ok = False
     except OSError:
         pass
+    cm = load_conn_memory(raw)
+    for r in runs:
+        m = r["meta"]
+        if m["mode"] in ("nat", "dr", "tun") and m["status"] == "ok" and not cm.get(m["name"]):
+            print(f"report.py --check: {m['name']}: the director did not log its connection table's memory")
+            ok = False
+    line = conn_memory_line(raw)
+    if line:
+        print(f"report.py --check: {line}")
     rows = summarize(runs)
     for r in rows:
         for k in ("mpps", "p50_us", "p99_us", "cps"):
@@ -468,6 +510,9 @@ def main():
             print("  ".join(f"{c:>18}" for c in line))
     for name, val, met in targets(rows, mem, costs):
         print(f"  target: {name}: {val} -> {'-' if met is None else ('met' if met else 'NOT met')}")
+    cml = conn_memory_line(a.raw)
+    if cml:
+        print(f"  {cml}")
     os.makedirs(a.out, exist_ok=True)
     m = machine()
     csv_path = os.path.join(a.out, "latest.csv")

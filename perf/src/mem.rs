@@ -3,6 +3,12 @@
 //! connections (two index keys each, the worst case), beside what the table
 //! says it allocated (`memory_bytes`). Also times inserts and lookups at
 //! that size (one thread, no prefetching: the cost of a lone cache miss).
+//!
+//! `--pages 4k,thp,hugetlb` builds each table in that kind of memory (4 KiB
+//! pages, anonymous memory hinted for transparent huge pages, DPDK's
+//! hugetlbfs pages) and says which pages it really got: the lookup time
+//! across the three is what the TLB misses cost where the CPU's counters
+//! cannot be read (a VM without a PMU).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -10,6 +16,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use engine::conn::{ConnTable, FlowKey, Method, NewConn, TcpState, PROTO_TCP};
+use engine::dataplane::eal;
+use engine::dataplane::region::TableMemory;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -23,6 +31,24 @@ pub struct MemOpts {
     /// Also write the JSON result here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Memory of the table, one row per kind: 4k | thp | hugetlb (DPDK's
+    /// allocator with 2 MiB hugepages; needs free hugepages).
+    #[arg(long, value_delimiter = ',', default_value = "thp")]
+    pub pages: Vec<String>,
+    /// Hugepage memory the EAL takes at start for `--pages hugetlb`, MiB
+    /// (DPDK grows it as the table needs).
+    #[arg(long, default_value_t = 64)]
+    pub eal_memory_mb: u32,
+}
+
+/// The table memory of a `--pages` word.
+fn table_memory(pages: &str) -> Result<TableMemory> {
+    Ok(match pages {
+        "4k" => TableMemory::SmallPages,
+        "thp" => TableMemory::Thp,
+        "hugetlb" => TableMemory::Dpdk { socket: -1 },
+        p => anyhow::bail!("--pages: 4k | thp | hugetlb, not `{p}`"),
+    })
 }
 
 /// Resident set size of this process, bytes.
@@ -73,10 +99,10 @@ fn xorshift(x: &mut u64) -> u64 {
     *x
 }
 
-pub fn measure(n: usize, lookups: usize) -> Result<Value> {
+pub fn measure(n: usize, lookups: usize, pages: &str) -> Result<Value> {
     let rss0 = rss_bytes();
     let t = Instant::now();
-    let mut table = ConnTable::with_capacity_and_seed(n, 0x5eed);
+    let mut table = ConnTable::with_capacity_in(n, table_memory(pages)?, Some(0x5eed));
     let build_s = t.elapsed().as_secs_f64();
     let rss_empty = rss_bytes();
     let t = Instant::now();
@@ -88,6 +114,7 @@ pub fn measure(n: usize, lookups: usize) -> Result<Value> {
     }
     let insert_ns = t.elapsed().as_nanos() as f64 / n as f64;
     let rss_full = rss_bytes();
+    let conn_memory = table.memory_spans().describe();
     let mut x = 0x1234_5678_9abc_def1u64;
     let mut hits = 0usize;
     let t = Instant::now();
@@ -115,17 +142,39 @@ pub fn measure(n: usize, lookups: usize) -> Result<Value> {
         "lookup_ns": lookup_ns,
         "lookup_hits": hits,
         "max_probe_len": table.max_probe_len(),
+        "pages": pages,
+        "conn_memory": conn_memory,
     });
     drop(table);
     Ok(v)
 }
 
 pub fn run(o: MemOpts) -> Result<()> {
+    for p in &o.pages {
+        table_memory(p)?;
+    }
+    if o.pages.iter().any(|p| p == "hugetlb") {
+        // DPDK's allocator needs the EAL: hugepages, nothing else.
+        eal::init(&[
+            "rvs-perf".to_string(),
+            "--lcores".into(),
+            "0".into(),
+            "-m".into(),
+            o.eal_memory_mb.to_string(),
+            "--in-memory".into(),
+            "--no-pci".into(),
+            format!("--file-prefix=rvsmem{}", std::process::id()),
+            "--log-level=lib.eal:warning".into(),
+        ])
+        .context("EAL for --pages hugetlb (are hugepages reserved? /proc/sys/vm/nr_hugepages)")?;
+    }
     let mut rows = Vec::new();
     for &n in &o.conns {
-        let v = measure(n, o.lookups)?;
-        eprintln!(
-            "rvs-perf mem: {n} conns: table {:.1} MiB ({:.1} B/conn), RSS +{:.1} MiB ({:.1} B/conn), insert {:.0} ns, lookup {:.0} ns",
+        for pages in &o.pages {
+            let v = measure(n, o.lookups, pages)?;
+            eprintln!(
+            "rvs-perf mem: {n} conns, {pages} ({}): table {:.1} MiB ({:.1} B/conn), RSS +{:.1} MiB ({:.1} B/conn), insert {:.0} ns, lookup {:.0} ns",
+            v["conn_memory"].as_str().unwrap_or("?"),
             v["memory_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
             v["bytes_per_conn"].as_f64().unwrap_or(0.0),
             v["rss_delta_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
@@ -133,7 +182,8 @@ pub fn run(o: MemOpts) -> Result<()> {
             v["insert_ns"].as_f64().unwrap_or(0.0),
             v["lookup_ns"].as_f64().unwrap_or(0.0),
         );
-        rows.push(v);
+            rows.push(v);
+        }
     }
     let text = serde_json::to_string(&json!({ "mem": rows }))?;
     println!("rvs-perf-mem {text}");

@@ -10,7 +10,9 @@
 //!
 //! # Memory
 //!
-//! Everything is allocated by [`ConnTable::with_capacity`] and never again:
+//! Everything is allocated by [`ConnTable::with_capacity`] (or
+//! [`ConnTable::with_capacity_in`]: DPDK's hugepages, or anonymous memory
+//! hinted for huge or 4 KiB pages, see `dataplane::region`) and never again:
 //!
 //! * the slab: `capacity` records of [`Conn`], 32 bytes each, aligned to 32
 //!   so that one record never straddles a cache line. Unused slots form an

@@ -7,6 +7,7 @@ use super::{
     TcpState, Timeouts, Transition, EVICT_WINDOW, MAX_TIMEOUT_S, PRESSURE_OFF_PERCENT,
     PRESSURE_ON_PERCENT, PRESSURE_SYN_RECV_S, PROTO_TCP,
 };
+use crate::dataplane::region::{Region, TableMemory, TableSpans};
 
 /// Largest capacity a table accepts (slot numbers must fit in 31 bits of an
 /// index entry, and the index in 2^32 buckets).
@@ -30,8 +31,8 @@ pub struct KeyHash(u32);
 
 /// A worker's connection table. See the [module documentation](super).
 pub struct ConnTable {
-    slots: Box<[Conn]>,
-    index: Box<[u64]>,
+    slots: Region<Conn>,
+    index: Region<u64>,
     /// `index.len() - 1`.
     mask: u32,
     free_head: u32,
@@ -74,37 +75,6 @@ impl std::fmt::Debug for ConnTable {
 #[inline(always)]
 fn expired(expires: u32, now: u32) -> bool {
     now.wrapping_sub(expires) as i32 >= 0
-}
-
-/// A boxed slice of `n` elements `f(0..n)`, allocated once. On Linux the
-/// memory is marked for transparent huge pages before it is first touched:
-/// random lookups over tens of MiB otherwise pay a TLB miss on top of each
-/// cache miss.
-fn alloc_filled<T>(n: usize, f: impl FnMut(usize) -> T) -> Box<[T]> {
-    let mut v: Vec<T> = Vec::with_capacity(n);
-    advise_huge_pages(v.as_ptr() as usize, n * std::mem::size_of::<T>());
-    v.extend((0..n).map(f));
-    v.into_boxed_slice()
-}
-
-/// `madvise(MADV_HUGEPAGE)` over the 2 MiB-aligned part of `[addr,
-/// addr+len)`. Only a hint: failure (or THP disabled) changes nothing.
-fn advise_huge_pages(addr: usize, len: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = addr.next_multiple_of(HUGE);
-        let end = (addr + len) & !(HUGE - 1);
-        if end > start {
-            // SAFETY: the range lies inside an allocation this table owns;
-            // MADV_HUGEPAGE changes no contents, only how pages are backed.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (addr, len);
 }
 
 /// Prefetch the cache line at `p` into all cache levels (a no-op off
@@ -187,27 +157,38 @@ impl ConnTable {
     /// # Panics
     /// If `capacity > MAX_CAPACITY`.
     pub fn with_capacity(capacity: usize) -> ConnTable {
-        Self::build(capacity, Seed::random())
+        Self::build(capacity, Seed::random(), TableMemory::default())
     }
 
     /// As [`with_capacity`](Self::with_capacity) with a fixed hash seed
     /// (reproducible tests and benchmarks; not for production).
     pub fn with_capacity_and_seed(capacity: usize, seed: u64) -> ConnTable {
-        Self::build(capacity, Seed::from_u64(seed))
+        Self::build(capacity, Seed::from_u64(seed), TableMemory::default())
     }
 
-    fn build(capacity: usize, seed: Seed) -> ConnTable {
+    /// As [`with_capacity`](Self::with_capacity), with the slab and index
+    /// in memory of the kind `mem` asks for (DPDK's hugepages, or anonymous
+    /// memory hinted for huge or small pages; see [`TableMemory`]), and a
+    /// fixed hash seed when `seed` is given. The table behaves the same
+    /// whatever its memory; [`memory_spans`](Self::memory_spans) says
+    /// where it ended up.
+    pub fn with_capacity_in(capacity: usize, mem: TableMemory, seed: Option<u64>) -> ConnTable {
+        let seed = seed.map_or_else(Seed::random, Seed::from_u64);
+        Self::build(capacity, seed, mem)
+    }
+
+    fn build(capacity: usize, seed: Seed, mem: TableMemory) -> ConnTable {
         assert!(
             capacity <= MAX_CAPACITY,
             "connection table capacity {capacity} > {MAX_CAPACITY}"
         );
         let buckets = buckets_for(capacity);
         // Free list: 0 -> 1 -> ... -> capacity-1 -> NIL.
-        let slots = alloc_filled(capacity, |i| Conn {
+        let slots = Region::new(capacity, mem, |i| Conn {
             dest: if i + 1 < capacity { i as u32 + 1 } else { NIL },
             ..Conn::EMPTY
         });
-        let index = alloc_filled(buckets, |_| 0u64);
+        let index = Region::new(buckets, mem, |_| 0u64);
         let timeouts = Timeouts::default();
         let (pressure_on, pressure_off) = pressure_thresholds(capacity);
         ConnTable {
@@ -234,7 +215,7 @@ impl ConnTable {
     /// equal hash tags, wrap-around at the end of the index).
     #[cfg(test)]
     pub(crate) fn with_weak_hash(capacity: usize, bits: u32) -> ConnTable {
-        let mut t = Self::build(capacity, Seed::from_u64(1));
+        let mut t = Self::build(capacity, Seed::from_u64(1), TableMemory::default());
         t.hash_bits = bits;
         t
     }
@@ -297,6 +278,15 @@ impl ConnTable {
         std::mem::size_of_val(&*self.slots)
             + std::mem::size_of_val(&*self.index)
             + std::mem::size_of::<Self>()
+    }
+
+    /// The allocator and address spans of the slab and the index (which
+    /// pages back them: [`TableSpans::describe`]).
+    pub fn memory_spans(&self) -> TableSpans {
+        TableSpans {
+            source: self.slots.source(),
+            spans: [self.slots.span(), self.index.span()],
+        }
     }
 
     /// The hash of `key` in this table.

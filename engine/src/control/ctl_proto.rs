@@ -490,6 +490,11 @@ pub struct WorkerView {
     /// second) and the cycle counters since start.
     #[serde(default)]
     pub cost: crate::control::cost::WorkerCost,
+    /// What backs its connection table, read from the kernel now:
+    /// `dpdk hugetlbfs 2 MiB pages`, `heap thp (AnonHugePages 62 of 64
+    /// MiB)`, `heap 4 KiB pages`.
+    #[serde(default)]
+    pub conn_memory: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -458,6 +458,9 @@ pub fn status(v: &StatusView) -> String {
             "         busy {:.1}%, {:.0} frames/s, {:.0} cycles/frame, burst {:.1}",
             c.busy_pct, c.frames_per_sec, c.cycles_per_frame, c.avg_burst
         );
+        if !w.conn_memory.is_empty() {
+            let _ = writeln!(out, "         connection table: {}", w.conn_memory);
+        }
         if w.rescued > 0 {
             let _ = writeln!(out, "         rescued: {}", w.rescued);
         }
@@ -701,6 +704,7 @@ TCP 15:00  ESTABLISHED 198.18.0.10:40000  198.18.0.100:80    198.19.0.11:8080
                     avg_burst: 7.3,
                     ..Default::default()
                 },
+                conn_memory: "dpdk hugetlbfs 2 MiB pages".into(),
                 ..WorkerView::default()
             }],
             services: vec![ServiceHealthView {
@@ -725,6 +729,10 @@ TCP 15:00  ESTABLISHED 198.18.0.10:40000  198.18.0.100:80    198.19.0.11:8080
             "{s}"
         );
         assert!(s.contains("1/65536"));
+        assert!(
+            s.contains("         connection table: dpdk hugetlbfs 2 MiB pages\n"),
+            "{s}"
+        );
         assert!(s.contains(
             "    -> 198.19.0.11:8080      weight 3     up   health: no-check (no check configured)\n"
         ), "{s}");

@@ -695,6 +695,7 @@ impl Controller {
                     drops_total: r.drops_total,
                     drops: r.drops.into_iter().filter(|(_, n)| *n > 0).collect(),
                     cost: self.cost.view(id, w),
+                    conn_memory: self.shared.conn_memory(id),
                 }
             })
             .collect();

@@ -134,6 +134,12 @@ pub fn worker_lcores() -> Vec<u32> {
     v
 }
 
+/// The NUMA socket of `lcore` (where its connection table is allocated).
+pub fn lcore_socket(lcore: u32) -> i32 {
+    // SAFETY: reads the EAL's lcore configuration.
+    unsafe { dpdk_ffi::rte_lcore_to_socket_id(lcore) as i32 }
+}
+
 /// TSC ticks per second.
 pub fn tsc_hz() -> u64 {
     // SAFETY: reads a value the EAL computed at init.

@@ -7,7 +7,9 @@ pub mod counters;
 pub mod guard;
 pub mod ha_link;
 pub mod neigh;
+pub mod pages;
 pub mod pipeline;
+pub mod region;
 pub mod snapshot;
 
 #[cfg(feature = "dpdk")]
@@ -81,6 +83,10 @@ pub struct Shared {
     /// by the main thread about once a second for `rvs ctl status` and the
     /// metrics. Cold path only.
     pub port_stats: std::sync::Mutex<Vec<counters::PortStats>>,
+    /// Each worker's connection-table memory (allocator and address
+    /// spans), set when its pipeline is built; `rvs ctl status` reads
+    /// which pages back it. Cold path only.
+    pub conn_memory: Vec<std::sync::Mutex<Option<region::TableSpans>>>,
 }
 
 impl Shared {
@@ -102,6 +108,7 @@ impl Shared {
             ha: HaLink::new(workers),
             frags: pipeline::FragDirectory::new(),
             port_stats: std::sync::Mutex::new(Vec::new()),
+            conn_memory: (0..workers).map(|_| std::sync::Mutex::new(None)).collect(),
         }
     }
 
@@ -111,6 +118,17 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// What backs worker `w`'s connection table: `dpdk hugetlbfs 2 MiB
+    /// pages`, `heap thp (AnonHugePages 62 of 64 MiB)`, `heap 4 KiB pages`;
+    /// empty before its pipeline is built. Reads `/proc/self/smaps`.
+    pub fn conn_memory(&self, w: usize) -> String {
+        let spans = self
+            .conn_memory
+            .get(w)
+            .and_then(|m| *m.lock().unwrap_or_else(|p| p.into_inner()));
+        spans.map_or_else(String::new, |s| s.describe())
     }
 
     /// Draining before exit: no new connection may be created.

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use super::counters::{Drop, WorkerStats};
 use super::neigh::{NeighTable, Resolution};
+use super::region::TableMemory;
 use super::snapshot::{LiveDests, Server, Service, Snapshot};
 use super::Shared;
 use crate::conn::{self, ConnId, ConnTable, Dir, FlowKey, KeyHash, Method, NewConn, TcpState};
@@ -165,11 +166,29 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(worker: usize, workers: usize, capacity: usize, shared: &Arc<Shared>) -> Pipeline {
+        Self::with_table_memory(worker, workers, capacity, shared, TableMemory::default())
+    }
+
+    /// As [`new`](Self::new), with the connection table in memory of the
+    /// kind `mem` asks for (DPDK hugepages where the EAL has them); which
+    /// memory it got is logged and shown by `rvs ctl status`.
+    pub fn with_table_memory(
+        worker: usize,
+        workers: usize,
+        capacity: usize,
+        shared: &Arc<Shared>,
+        mem: TableMemory,
+    ) -> Pipeline {
+        let conns = ConnTable::with_capacity_in(capacity.max(1), mem, None);
+        let spans = conns.memory_spans();
+        if let Some(m) = shared.conn_memory.get(worker) {
+            *m.lock().unwrap_or_else(|p| p.into_inner()) = Some(spans);
+        }
         Pipeline {
             worker,
             workers,
             reta: conn::rss::Reta::new(workers),
-            conns: ConnTable::with_capacity(capacity.max(1)),
+            conns,
             stats: shared.worker_stats[worker].clone(),
             shared: shared.clone(),
             arp_queue: [(0, Ipv4Addr::UNSPECIFIED); ARP_QUEUE],

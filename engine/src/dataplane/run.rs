@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use super::counters::StatsReport;
 use super::pipeline::Pipeline;
 use super::port::{self, Port};
+use super::region::TableMemory;
 use super::ring::Ring;
 use super::snapshot::PortInfo;
 use super::worker::Worker;
@@ -100,6 +101,7 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
 
     let shared = Arc::new(Shared::new(workers));
     let per_worker = (cfg.timeouts.max_connections as usize).div_ceil(workers);
+    let hugepages = cfg.dpdk.hugepages;
     let drain_timeout = Duration::from_millis(cfg.control.drain_timeout_ms);
     let mut controller = Controller::new(cfg, path.to_path_buf(), shared.clone(), port_infos)?;
     controller.serve()?;
@@ -117,6 +119,24 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
     }
 
     for (w, &lcore) in lcores.iter().take(workers).enumerate() {
+        // The connection table from DPDK's hugepages when the EAL has them
+        // (on the worker's NUMA socket), else anonymous memory hinted for
+        // transparent huge pages.
+        let mem = if hugepages {
+            TableMemory::Dpdk {
+                socket: eal::lcore_socket(lcore),
+            }
+        } else {
+            TableMemory::Thp
+        };
+        let pipeline = Pipeline::with_table_memory(w, workers, per_worker, &shared, mem);
+        tracing::info!(
+            worker = w,
+            capacity = per_worker,
+            bytes = pipeline.conns.memory_bytes(),
+            conn_memory = %shared.conn_memory(w),
+            "connection table allocated"
+        );
         let worker = Worker {
             id: w,
             ports: ports.clone(),
@@ -127,7 +147,7 @@ pub fn run(cfg: Config, path: &Path) -> Result<()> {
             tx_out: txr[w].clone(),
             tx_in: (0..workers).map(|a| txr[a][w].clone()).collect(),
             pool,
-            pipeline: Pipeline::new(w, workers, per_worker, &shared),
+            pipeline,
             shared: shared.clone(),
         };
         launch(lcore, worker)?;

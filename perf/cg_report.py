@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""The callgrind part of perf/profile.sh: instructions per packet from the
+callgrind outputs in a work directory, as Markdown, and the check against
+perf/budgets.toml (the regression guard CI runs: `perf/profile.sh --check`).
+
+    cg_report.py WORKDIR --packets N --flows N --conns N [--budgets FILE]
+                 [--ceiling NAME=IR ...] [--check] [--full] [--json FILE]
+
+WORKDIR holds cg.NAME.out for NAME in dry, nat, dr, tun, nat-conn (and
+nat-none with --full), written by `valgrind --tool=callgrind rvs-perf
+pipeline`. A figure is the inclusive cost of `rvs_perf::pipe::data_phase`
+(established data) minus that of the `--batch dry` run (the harness building
+the frames), per packet; per connection, the inclusive cost of
+`rvs_perf::pipe::conn_phase` per connection.
+
+With --check the exit status is 1 when a figure exceeds its ceiling by more
+than the tolerance of the budgets file; --ceiling nat=400 overrides a
+ceiling (to see the guard fail).
+"""
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tomllib
+
+NAMES = ("nat", "dr", "tun", "conn")
+ROW = re.compile(r"\s*([\d,]+)\s+\([^)]*\)\s+(\S+?):(\S.*?)(?: \[.*\])?$")
+
+
+def annotate(work, name, inclusive):
+    """callgrind_annotate's rows: [(Ir, file, function)], largest first."""
+    args = ["callgrind_annotate"] + (["--inclusive=yes"] if inclusive else []) + [f"{work}/cg.{name}.out"]
+    text = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in text.splitlines():
+        m = ROW.match(line)
+        if m:
+            rows.append((int(m.group(1).replace(",", "")), m.group(2), m.group(3)))
+    return rows
+
+
+def incl(work, name):
+    rows = {}
+    for v, _, fn in annotate(work, name, True):
+        rows[fn] = max(rows.get(fn, 0), v)
+    return rows
+
+
+def fn_cost(rows, suffix):
+    """Inclusive Ir of the function whose name ends with `suffix` (0: absent)."""
+    return max((v for k, v in rows.items() if k.endswith(suffix)), default=0)
+
+
+def figures(work, packets, conns, full):
+    dry = fn_cost(incl(work, "dry"), "pipe::data_phase")
+    out = {"detail": {}}
+    modes = ["nat", "dr", "tun"] + (["nat-none"] if full else [])
+    for name in modes:
+        r = incl(work, name)
+        tot = (fn_cost(r, "pipe::data_phase") - dry) / packets
+        pp = fn_cost(r, "Pipeline::process_inspected")
+        out["detail"][name] = {
+            "total": tot,
+            "process_inspected": pp / packets if pp else None,
+            "ipv4": fn_cost(r, "Pipeline::ipv4") / packets,
+        }
+        if name in NAMES:
+            out[name] = round(tot)
+    r = incl(work, "nat-conn")
+    out["conn"] = round(fn_cost(r, "pipe::conn_phase") / conns)
+    return out
+
+
+def load_budgets(path, overrides):
+    with open(path, "rb") as f:
+        b = tomllib.load(f)
+    tol = float(b.get("tolerance_percent", 5))
+    rows = {}
+    for n in NAMES:
+        if n not in b:
+            sys.exit(f"cg_report.py: {path}: no [{n}] table")
+        for k in ("ceiling", "target"):
+            if not isinstance(b[n].get(k), (int, float)):
+                sys.exit(f"cg_report.py: {path}: [{n}] {k} missing or not a number")
+        rows[n] = dict(b[n])
+    for o in overrides:
+        name, _, val = o.partition("=")
+        if name not in rows or not val.isdigit():
+            sys.exit(f"cg_report.py: --ceiling {o}: want NAME=IR with NAME one of {', '.join(NAMES)}")
+        rows[name]["ceiling"] = int(val)
+        rows[name]["overridden"] = True
+    return tol, rows
+
+
+def verdicts(fig, tol, budgets):
+    """[(name, label, figure, ceiling, limit, target, verdict, target met)], and
+    whether any figure is over its limit."""
+    out, failed = [], False
+    for n in NAMES:
+        b = budgets[n]
+        v = fig[n]
+        limit = b["ceiling"] * (1 + tol / 100)
+        if v > limit:
+            verdict, failed = f"FAIL: {100 * (v / b['ceiling'] - 1):+.1f}% over the ceiling", True
+        elif v < b["ceiling"] * (1 - tol / 100):
+            verdict = f"ok ({100 * (v / b['ceiling'] - 1):+.1f}%: lower the ceiling)"
+        else:
+            verdict = f"ok ({100 * (v / b['ceiling'] - 1):+.1f}%)"
+        out.append((n, b.get("label", n), v, b["ceiling"], limit, b["target"], verdict,
+                    "met" if v <= b["target"] else "not met"))
+    return out, failed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("work")
+    ap.add_argument("--packets", type=int, required=True)
+    ap.add_argument("--flows", type=int, required=True)
+    ap.add_argument("--conns", type=int, required=True)
+    ap.add_argument("--budgets", default="perf/budgets.toml")
+    ap.add_argument("--ceiling", action="append", default=[])
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--full", action="store_true", help="the detailed tables of profile.md too")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    tol, budgets = load_budgets(a.budgets, a.ceiling)
+    fig = figures(a.work, a.packets, a.conns, a.full)
+    rows, failed = verdicts(fig, tol, budgets)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({n: fig[n] for n in NAMES}, f)
+    P = print
+    P()
+    P(f"## Instructions per packet (callgrind), {a.flows} flows, 64-byte frames")
+    P()
+    P(f"Regression guard (`perf/profile.sh --check`, ceilings and targets in `{a.budgets}`; "
+      f"{a.packets} packets, {a.conns} connections): a figure more than {tol:g}% over its ceiling fails CI; "
+      "the target is issue 16's budget.")
+    P()
+    P("| figure | Ir | ceiling | target | verdict | target |")
+    P("|---|---|---|---|---|---|")
+    for n, label, v, ceil, limit, target, verdict, met in rows:
+        mark = " (overridden)" if budgets[n].get("overridden") else ""
+        P(f"| {label} | {v:,} | {ceil:,}{mark} | {target:,} | {verdict} | {met} |")
+    if a.full:
+        P()
+        P("Pipeline = what the worker runs per frame (inspect: parse, hash, prefetch; the")
+        P("record prefetch pass; process_inspected), the generator-side frame building of")
+        P("the harness subtracted.")
+        P()
+        P("| path | Ir/packet | inspect + prefetch passes | process_inspected | of which ipv4 (lookup, state, rewrite, next hop) |")
+        P("|---|---|---|---|---|")
+        labels = {"nat": "NAT data", "dr": "DR data", "tun": "TUN data",
+                  "nat-none": "NAT data, frame by frame (no burst prefetch)"}
+        for name, label in labels.items():
+            d = fig["detail"][name]
+            if name == "nat-none" or d["process_inspected"] is None:
+                P(f"| {label} | {d['total']:.0f} | - | - | {d['ipv4']:.0f} |")
+            else:
+                P(f"| {label} | {d['total']:.0f} | {d['total'] - d['process_inspected']:.0f} | "
+                  f"{d['process_inspected']:.0f} | {d['ipv4']:.0f} |")
+        P(f"| NAT new connection (SYN, ACK, data, FIN) | {fig['conn']} per connection | | | |")
+        P()
+        P("Top functions by self cost (NAT data), Ir per packet:")
+        P()
+        P("| Ir/pkt | where |")
+        P("|---|---|")
+        for v, file, fn in annotate(a.work, "nat", False)[:22]:
+            if "rvs_perf" in fn and "engine" not in file:
+                continue
+            P(f"| {v / a.packets:.1f} | `{file.split('/src/')[-1]}`: `{fn[:90]}` |")
+    if a.check:
+        print("profile.sh --check: " + ("FAILED: a figure is over its ceiling" if failed else "ok"),
+              file=sys.stderr)
+        sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
