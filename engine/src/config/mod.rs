@@ -209,9 +209,31 @@ pub struct PortConfig {
     /// `tap_name`: that interface's name; default "rvs-" + the port name
     /// (cut to 15 characters).
     pub tap_name: String,
+    /// `snat_addresses`: the source addresses of full-NAT connections
+    /// leaving by this port (on its subnet). Empty: the port's own address.
+    pub snat_addresses: Vec<Ipv4Addr>,
+    /// `snat_ports = "LO-HI"`: their local port range, default
+    /// [`PortConfig::DEFAULT_SNAT_PORTS`].
+    pub snat_ports: (u16, u16),
 }
 
 impl PortConfig {
+    /// The default full-NAT local port range: below Linux's ephemeral
+    /// range (32768-60999), so the local ports never meet the kernel's own
+    /// connections from the port's address (health checks through the
+    /// exception path), whose replies go to the kernel.
+    pub const DEFAULT_SNAT_PORTS: (u16, u16) = (1024, 32767);
+
+    /// The full-NAT source addresses of this port: `snat_addresses`, else
+    /// its own address.
+    pub fn snat_addrs(&self) -> Vec<Ipv4Addr> {
+        if self.snat_addresses.is_empty() {
+            vec![self.address]
+        } else {
+            self.snat_addresses.clone()
+        }
+    }
+
     pub fn netmask(&self) -> Ipv4Addr {
         prefix_mask(self.prefix_len)
     }
@@ -298,6 +320,9 @@ named_enum! {
         Nat = "nat",
         Dr = "dr",
         Tun = "tun",
+        /// Full-NAT (DPVS): the source becomes a local address of the
+        /// egress port too, so the server needs no route back.
+        Fnat = "fnat",
     }
 }
 
@@ -494,7 +519,7 @@ impl ServerConfig {
     /// as for an all-ports service.
     pub fn effective_port(&self, service: &ServiceConfig) -> u16 {
         match self.effective_forward(service) {
-            Forward::Nat => self.port,
+            Forward::Nat | Forward::Fnat => self.port,
             Forward::Dr | Forward::Tun if service.is_grouped() => 0,
             Forward::Dr | Forward::Tun => service.port,
         }
