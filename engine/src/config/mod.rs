@@ -145,6 +145,24 @@ impl Config {
     /// back) then lands on another server and breaks.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        let fnat = self.services.iter().any(|svc| {
+            svc.servers
+                .iter()
+                .any(|s| s.effective_forward(svc) == Forward::Fnat)
+        });
+        for (i, p) in self.ports.iter().enumerate() {
+            // Full-NAT replies to a local tuple are taken by the data plane:
+            // a kernel connection from the port's own address on such a port
+            // (health checks use Linux's ephemeral range) would lose its.
+            let (lo, hi) = p.snat_ports;
+            if fnat && p.exception_path && p.snat_addresses.is_empty() && lo <= 60999 && hi >= 32768
+            {
+                out.push(format!(
+                    "port[{i}].snat_ports: \"{lo}-{hi}\" overlaps Linux's ephemeral ports (32768-60999) on the port's own address {}: a health check's reply to such a port that is also a full-NAT local tuple is taken for the connection; keep below 32768 or give snat_addresses",
+                    p.address
+                ));
+            }
+        }
         if self.bgp.is_some() {
             for (i, svc) in self.services.iter().enumerate() {
                 if svc.scheduler != crate::sched::SchedKind::Mh {
