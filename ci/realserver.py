@@ -104,6 +104,9 @@ class Handler(BaseHTTPRequestHandler):
         u = urlparse(self.path)
         if u.path == "/":
             self._reply(f"server {self.name}\n".encode())
+        elif u.path == "/peer":
+            # who the server sees as its client (full-NAT: the director)
+            self._reply(f"server {self.name} {self.client_address[0]}\n".encode())
         elif u.path == "/health":
             self._reply(b"ok\n")
         elif u.path == "/blob":

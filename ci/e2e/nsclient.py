@@ -60,7 +60,7 @@ def cmd_probe(a):
 
 # ---------------------------------------------------------------- http-many
 def cmd_http_many(a):
-    counts, errors, answers = {}, [], []
+    counts, errors, answers, peers = {}, [], [], {}
     sources = a.sources.split(",") if a.sources else [None]
     t0 = time.monotonic()
     for i in range(a.n):
@@ -78,15 +78,20 @@ def cmd_http_many(a):
                 errors.append(f"request {i + 1}: status {r.status} body {body[:60]!r}")
                 answers.append(None)
                 continue
-            name = body.split()[1]
+            words = body.split()
+            name = words[1]
             counts[name] = counts.get(name, 0) + 1
             answers.append(name)
+            if len(words) > 2:
+                # --path /peer: the address the server saw as its client
+                key = f"{name} {words[2]}"
+                peers[key] = peers.get(key, 0) + 1
         except (OSError, http.client.HTTPException) as e:
             errors.append(f"request {i + 1}: {type(e).__name__}: {e}")
             answers.append(None)
         finally:
             conn.close()
-    out({"counts": counts, "errors": errors, "answers": answers,
+    out({"counts": counts, "errors": errors, "answers": answers, "peers": peers,
          "elapsed": round(time.monotonic() - t0, 3)})
     return 0
 

@@ -178,6 +178,8 @@ fn config_every_key_parses_to_expected_struct() {
                 mtu: 9000,
                 exception_path: true,
                 tap_name: "rvs-client".into(),
+                snat_addresses: vec![],
+                snat_ports: PortConfig::DEFAULT_SNAT_PORTS,
             },
             PortConfig {
                 name: "servers".into(),
@@ -188,6 +190,8 @@ fn config_every_key_parses_to_expected_struct() {
                 mtu: 1500,
                 exception_path: true,
                 tap_name: "rvs-servers".into(),
+                snat_addresses: vec![],
+                snat_ports: PortConfig::DEFAULT_SNAT_PORTS,
             },
         ],
         services: vec![

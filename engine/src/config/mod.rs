@@ -145,6 +145,24 @@ impl Config {
     /// back) then lands on another server and breaks.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        let fnat = self.services.iter().any(|svc| {
+            svc.servers
+                .iter()
+                .any(|s| s.effective_forward(svc) == Forward::Fnat)
+        });
+        for (i, p) in self.ports.iter().enumerate() {
+            // Full-NAT replies to a local tuple are taken by the data plane:
+            // a kernel connection from the port's own address on such a port
+            // (health checks use Linux's ephemeral range) would lose its.
+            let (lo, hi) = p.snat_ports;
+            if fnat && p.exception_path && p.snat_addresses.is_empty() && lo <= 60999 && hi >= 32768
+            {
+                out.push(format!(
+                    "port[{i}].snat_ports: \"{lo}-{hi}\" overlaps Linux's ephemeral ports (32768-60999) on the port's own address {}: a health check's reply to such a port that is also a full-NAT local tuple is taken for the connection; keep below 32768 or give snat_addresses",
+                    p.address
+                ));
+            }
+        }
         if self.bgp.is_some() {
             for (i, svc) in self.services.iter().enumerate() {
                 if svc.scheduler != crate::sched::SchedKind::Mh {
@@ -209,9 +227,31 @@ pub struct PortConfig {
     /// `tap_name`: that interface's name; default "rvs-" + the port name
     /// (cut to 15 characters).
     pub tap_name: String,
+    /// `snat_addresses`: the source addresses of full-NAT connections
+    /// leaving by this port (on its subnet). Empty: the port's own address.
+    pub snat_addresses: Vec<Ipv4Addr>,
+    /// `snat_ports = "LO-HI"`: their local port range, default
+    /// [`PortConfig::DEFAULT_SNAT_PORTS`].
+    pub snat_ports: (u16, u16),
 }
 
 impl PortConfig {
+    /// The default full-NAT local port range: below Linux's ephemeral
+    /// range (32768-60999), so the local ports never meet the kernel's own
+    /// connections from the port's address (health checks through the
+    /// exception path), whose replies go to the kernel.
+    pub const DEFAULT_SNAT_PORTS: (u16, u16) = (1024, 32767);
+
+    /// The full-NAT source addresses of this port: `snat_addresses`, else
+    /// its own address.
+    pub fn snat_addrs(&self) -> Vec<Ipv4Addr> {
+        if self.snat_addresses.is_empty() {
+            vec![self.address]
+        } else {
+            self.snat_addresses.clone()
+        }
+    }
+
     pub fn netmask(&self) -> Ipv4Addr {
         prefix_mask(self.prefix_len)
     }
@@ -298,6 +338,9 @@ named_enum! {
         Nat = "nat",
         Dr = "dr",
         Tun = "tun",
+        /// Full-NAT (DPVS): the source becomes a local address of the
+        /// egress port too, so the server needs no route back.
+        Fnat = "fnat",
     }
 }
 
@@ -494,7 +537,7 @@ impl ServerConfig {
     /// as for an all-ports service.
     pub fn effective_port(&self, service: &ServiceConfig) -> u16 {
         match self.effective_forward(service) {
-            Forward::Nat => self.port,
+            Forward::Nat | Forward::Fnat => self.port,
             Forward::Dr | Forward::Tun if service.is_grouped() => 0,
             Forward::Dr | Forward::Tun => service.port,
         }

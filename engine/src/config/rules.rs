@@ -55,6 +55,7 @@ pub(super) fn check(scope: &Scope) -> Vec<ConfigError> {
         check_dpdk(dpdk, &mut out);
     }
     check_ports(scope, &mut out);
+    check_snat(scope, &mut out);
     let mut seen = HashMap::new();
     for &(i, svc) in &scope.services {
         // A service over several ports claims each of them.
@@ -214,13 +215,69 @@ fn check_ports(scope: &Scope, out: &mut Out) {
     }
 }
 
+/// `[[port]] snat_addresses`: full-NAT source addresses must be hosts of
+/// their port's subnet (the servers reach them on-link and ARP for them),
+/// and belong to nothing else: not a VIP, another port's address, or
+/// another port's (or this list's) source address.
+fn check_snat(scope: &Scope, out: &mut Out) {
+    for &(i, svc) in &scope.services {
+        for (j, srv) in svc.servers.iter().enumerate() {
+            if svc.ops && srv.effective_forward(svc) == Forward::Fnat {
+                out.push(
+                    format!("service[{i}].server[{j}].forward"),
+                    format!(
+                        "{}: fnat needs a connection entry for the reply, which one-packet scheduling (ops) does not make",
+                        srv.ident(svc)
+                    ),
+                );
+            }
+        }
+    }
+    let vips: Vec<Ipv4Addr> = scope.services.iter().map(|(_, s)| s.vip).collect();
+    let mut seen: HashMap<Ipv4Addr, String> = HashMap::new();
+    for &(i, port) in &scope.ports {
+        seen.insert(port.address, format!("the address of port[{i}]"));
+    }
+    for &(i, port) in &scope.ports {
+        for (j, &a) in port.snat_addresses.iter().enumerate() {
+            let at = format!("port[{i}].snat_addresses[{j}]");
+            let host = u32::from(a) & !u32::from(port.netmask());
+            let all = !u32::from(port.netmask());
+            if !port.contains(a) || (port.prefix_len <= 30 && (host == 0 || host == all)) {
+                out.push(
+                    at,
+                    format!(
+                        "{a} is not a host address on this port's subnet {} (servers reach the full-NAT source on-link)",
+                        port.subnet()
+                    ),
+                );
+                continue;
+            }
+            if vips.contains(&a) {
+                out.push(
+                    at,
+                    format!("{a} is a VIP; a full-NAT source must be an address of its own"),
+                );
+                continue;
+            }
+            match seen.get(&a) {
+                Some(what) if *what == format!("the address of port[{i}]") => {}
+                Some(what) => out.push(at, format!("{a} is already {what}")),
+                None => {
+                    seen.insert(a, at);
+                }
+            }
+        }
+    }
+}
+
 /// A service over several ports (`ports`): its servers keep the client's
 /// destination port (as those of an all-ports service without a port do),
 /// so a NAT server with a port of its own would send every port's traffic
 /// to one; and a probe that connects then needs `connect_port`.
 fn check_grouped(i: usize, svc: &ServiceConfig, out: &mut Out) {
     for (j, srv) in svc.servers.iter().enumerate() {
-        if srv.effective_forward(svc) == Forward::Nat && srv.port != 0 {
+        if matches!(srv.effective_forward(svc), Forward::Nat | Forward::Fnat) && srv.port != 0 {
             out.push(
                 format!("service[{i}].server[{j}].port"),
                 format!(
@@ -345,7 +402,7 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
         match seen.get(&(srv.address, port)) {
             Some(first) => {
                 let what = match forward {
-                    Forward::Nat => format!("{}:{port}", srv.address),
+                    Forward::Nat | Forward::Fnat => format!("{}:{port}", srv.address),
                     Forward::Dr | Forward::Tun => srv.address.to_string(),
                 };
                 out.push(

@@ -24,6 +24,8 @@ const PORT: &[&str] = &[
     "mtu",
     "exception_path",
     "tap_name",
+    "snat_addresses",
+    "snat_ports",
 ];
 const SERVICE: &[&str] = &[
     "vip",
@@ -284,6 +286,18 @@ fn port(ctx: &mut Ctx, t: &Tab) -> Option<PortConfig> {
             Ok(s.to_string())
         }
     });
+    let snat_addresses = t.strings(ctx, "snat_addresses").map(|list| {
+        list.into_iter()
+            .filter_map(|l| match parse_unicast(l.text) {
+                Ok(a) => Some(a),
+                Err(m) => {
+                    ctx.error(l.path, l.line, m);
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let snat_ports = t.parsed(ctx, "snat_ports", parse_port_range);
     if !ctx.clean_since(mark) {
         return None;
     }
@@ -312,7 +326,24 @@ fn port(ctx: &mut Ctx, t: &Tab) -> Option<PortConfig> {
         mtu: mtu.unwrap_or(1500),
         exception_path: exception_path.unwrap_or(true),
         tap_name,
+        snat_addresses: snat_addresses.unwrap_or_default(),
+        snat_ports: snat_ports.unwrap_or(PortConfig::DEFAULT_SNAT_PORTS),
     })
+}
+
+/// `snat_ports = "LO-HI"`: a non-empty range within 1..65535.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("`{s}` is not a port range LO-HI within 1-65535 (e.g. \"1024-32767\")");
+    let (lo, hi) = s.trim().split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 {
+        return Err(format!("`{s}`: port 0 cannot be a local port"));
+    }
+    if lo > hi {
+        return Err(format!("`{s}`: the first port {lo} is above the last {hi}"));
+    }
+    Ok((lo, hi))
 }
 
 fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {

@@ -160,6 +160,7 @@
 
 mod hash;
 pub mod rss;
+pub mod snat;
 pub mod state;
 mod table;
 
@@ -169,6 +170,7 @@ mod tests;
 use std::net::Ipv4Addr;
 
 pub use rss::owner_worker;
+pub use snat::SnatSpec;
 pub use state::{is_active, tcp_flags, TcpState, Timeouts, MAX_TIMEOUT_S, NONE_TIMEOUT_S};
 pub use table::{ConnTable, Iter, KeyHash, MAX_CAPACITY};
 
@@ -232,6 +234,9 @@ pub enum Method {
     Nat = 0,
     Dr = 1,
     Tun = 2,
+    /// Full-NAT (DPVS): both ends rewritten; the local tuple lives in the
+    /// table's side array ([`ConnTable::local`]).
+    Fnat = 3,
 }
 
 impl Method {
@@ -241,6 +246,7 @@ impl Method {
             0 => Some(Method::Nat),
             1 => Some(Method::Dr),
             2 => Some(Method::Tun),
+            3 => Some(Method::Fnat),
             _ => None,
         }
     }
@@ -250,6 +256,7 @@ impl Method {
             Method::Nat => "nat",
             Method::Dr => "dr",
             Method::Tun => "tun",
+            Method::Fnat => "fnat",
         }
     }
 }
@@ -442,10 +449,11 @@ impl Conn {
         )
     }
     /// The key of server -> client packets, if the connection is indexed by
-    /// it (NAT, not a template).
+    /// it (NAT, not a template). Full-NAT replies go to the local tuple,
+    /// which the record does not hold: see [`ConnTable::reply_key`].
     #[inline]
     pub fn reply_key(&self) -> Option<FlowKey> {
-        if self.flags & flags::REPLY_KEY != 0 {
+        if self.flags & flags::REPLY_KEY != 0 && self.method != Method::Fnat as u8 {
             Some(self.reply_key_raw())
         } else {
             None
@@ -489,6 +497,16 @@ impl Conn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("connection table full")]
 pub struct TableFull;
+
+/// Why [`ConnTable::insert_or_evict_fnat`] refused a full-NAT connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FnatError {
+    #[error("connection table full")]
+    TableFull,
+    /// Every local port this worker owns on the egress port is held.
+    #[error("no free full-NAT local port")]
+    SnatExhausted,
+}
 
 /// Why [`ConnTable::insert_or_evict`] removed a record to make room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,13 @@
 //! [`ConnTable`]: slab + open-addressing index + expiry hand.
 
+use std::net::Ipv4Addr;
+
 use super::hash::Seed;
+use super::snat::{SnatPools, SnatSpec};
 use super::state::{next_state, Table, TimeoutsMs};
 use super::{
-    flags, is_active, tcp_flags, Conn, ConnId, Dir, FlowKey, Method, NewConn, Reclaim, TableFull,
-    TcpState, Timeouts, Transition, EVICT_WINDOW, MAX_TIMEOUT_S, PRESSURE_OFF_PERCENT,
+    flags, is_active, tcp_flags, Conn, ConnId, Dir, FlowKey, FnatError, Method, NewConn, Reclaim,
+    TableFull, TcpState, Timeouts, Transition, EVICT_WINDOW, MAX_TIMEOUT_S, PRESSURE_OFF_PERCENT,
     PRESSURE_ON_PERCENT, PRESSURE_SYN_RECV_S, PROTO_TCP,
 };
 use crate::dataplane::region::{Region, TableMemory, TableSpans};
@@ -24,6 +27,30 @@ const SLOT_MASK: u64 = DIR_BIT - 1;
 /// counting two keys per connection.
 const LOAD_NUM: usize = 7;
 const LOAD_DEN: usize = 10;
+
+/// A full-NAT connection's local (director-side) address and port: the
+/// source its packets to the server carry and the destination of the
+/// server's replies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Local {
+    addr: u32,
+    port: u16,
+}
+
+/// Full-NAT state of a table: the local tuple of every slot, and this
+/// worker's local ports.
+///
+/// The 32-byte [`Conn`] record has no room for a fifth address and port,
+/// and growing it would cost every NAT/DR/TUN connection 32 more bytes and
+/// a cache line per lookup. So the local tuple lives in a side array
+/// indexed by slot (8 bytes a slot), allocated only once a service uses
+/// `fnat`, and read only for FNAT records: by the reply-key match, the
+/// reply-key hash on insert and remove, and the rewrite. Other methods
+/// pay one byte compare (the record's method) on a reply-key match.
+struct Fnat {
+    locals: Box<[Local]>,
+    pools: SnatPools,
+}
 
 /// A flow key's hash, computed once and reused ([`ConnTable::key_hash`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +82,8 @@ pub struct ConnTable {
     /// What records are armed with: `base_ms`, with SYN_RECV shortened
     /// while under pressure.
     timeouts_ms: TimeoutsMs,
+    /// Full-NAT local tuples and ports; `None` until a service uses fnat.
+    fnat: Option<Box<Fnat>>,
     /// Tests only: keep this many low bits of the hash, to force collisions.
     #[cfg(test)]
     hash_bits: u32,
@@ -206,6 +235,7 @@ impl ConnTable {
             timeouts,
             base_ms: timeouts.to_ms(),
             timeouts_ms: timeouts.to_ms(),
+            fnat: None,
             #[cfg(test)]
             hash_bits: 32,
         }
@@ -273,11 +303,16 @@ impl ConnTable {
         self.index.len()
     }
 
-    /// Bytes this table allocated (slab + index + the struct itself).
+    /// Bytes this table allocated (slab + index + the struct itself, and
+    /// the full-NAT side array once a service uses fnat).
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.slots)
             + std::mem::size_of_val(&*self.index)
             + std::mem::size_of::<Self>()
+            + self
+                .fnat
+                .as_ref()
+                .map_or(0, |f| std::mem::size_of_val(&*f.locals))
     }
 
     /// The allocator and address spans of the slab and the index (which
@@ -361,7 +396,12 @@ impl ConnTable {
                 let slot = entry_slot(e);
                 let dir = entry_dir(e);
                 let c = &self.slots[slot];
-                if c.matches(key, dir) && !expired(c.expires, now) {
+                let hit = if dir == Dir::Reply && c.method == Method::Fnat as u8 {
+                    self.matches_local(c, slot, key)
+                } else {
+                    c.matches(key, dir)
+                };
+                if hit && !expired(c.expires, now) {
                     return Some((ConnId(slot as u32), dir));
                 }
             }
@@ -377,6 +417,18 @@ impl ConnTable {
     /// which also makes room in a full table; this one never touches
     /// another connection.
     pub fn insert(&mut self, c: NewConn, now_ms: u64) -> Result<ConnId, TableFull> {
+        self.insert_with(c, None, now_ms)
+    }
+
+    /// [`insert`](Self::insert) with the local tuple of a full-NAT
+    /// connection (`None` for the other methods: a `Method::Fnat` record
+    /// without one gets no reply key).
+    fn insert_with(
+        &mut self,
+        c: NewConn,
+        local: Option<Local>,
+        now_ms: u64,
+    ) -> Result<ConnId, TableFull> {
         let slot = self.free_head;
         if slot == NIL {
             return Err(TableFull);
@@ -388,7 +440,8 @@ impl ConnTable {
         };
         let template = c.flags & flags::TEMPLATE != 0;
         let mut fl = (c.flags & flags::CALLER_MASK) | flags::IN_USE;
-        if c.method != Method::Nat {
+        let fnat = c.method == Method::Fnat && local.is_some() && self.fnat.is_some();
+        if c.method != Method::Nat && !fnat {
             fl |= flags::NO_OUTPUT;
         } else if !template {
             fl |= flags::REPLY_KEY;
@@ -417,13 +470,128 @@ impl ConnTable {
             self.apply_pressure(true);
         }
 
+        if let (Some(f), Some(l)) = (self.fnat.as_mut(), local) {
+            f.locals[slot as usize] = l;
+        }
         let h = self.key_hash(&rec.inbound_key());
         self.index_insert(h, entry(h.0, slot, Dir::Inbound));
         if fl & flags::REPLY_KEY != 0 {
-            let h = self.key_hash(&rec.reply_key_raw());
+            let h = self.key_hash(&self.reply_key_of(&rec, slot as usize));
             self.index_insert(h, entry(h.0, slot, Dir::Reply));
         }
         Ok(ConnId(slot))
+    }
+
+    /// The reply key of a record indexed by one: server -> client for NAT,
+    /// server -> local tuple for full-NAT.
+    #[inline]
+    fn reply_key_of(&self, c: &Conn, slot: usize) -> FlowKey {
+        match (&self.fnat, c.method == Method::Fnat as u8) {
+            (Some(f), true) => {
+                let l = f.locals[slot];
+                FlowKey::new(c.proto, c.server(), c.sport, Ipv4Addr::from(l.addr), l.port)
+            }
+            _ => c.reply_key_raw(),
+        }
+    }
+
+    /// Does `k` equal the reply key of the full-NAT record `c` in `slot`?
+    #[inline]
+    fn matches_local(&self, c: &Conn, slot: usize, k: &FlowKey) -> bool {
+        let Some(f) = &self.fnat else {
+            return false;
+        };
+        let l = f.locals[slot];
+        u32::from(k.src) == c.server
+            && k.sport == c.sport
+            && u32::from(k.dst) == l.addr
+            && k.dport == l.port
+            && k.proto == c.proto
+    }
+
+    /// The reply key of connection `id` if it has one (NAT and full-NAT,
+    /// not templates).
+    pub fn reply_key(&self, id: ConnId) -> Option<FlowKey> {
+        let c = self.slots.get(id.index())?;
+        (c.in_use() && c.flags & flags::REPLY_KEY != 0).then(|| self.reply_key_of(c, id.index()))
+    }
+
+    /// The local (director-side) address and port of full-NAT connection
+    /// `id`; `None` for the other methods.
+    #[inline]
+    pub fn local(&self, id: ConnId) -> Option<(Ipv4Addr, u16)> {
+        let c = self.slots.get(id.index())?;
+        if !c.in_use() || c.method != Method::Fnat as u8 || c.flags & flags::REPLY_KEY == 0 {
+            return None;
+        }
+        let l = self.fnat.as_ref()?.locals[id.index()];
+        Some((Ipv4Addr::from(l.addr), l.port))
+    }
+
+    /// Installs the full-NAT local addresses and port ranges of every
+    /// egress port (indexed like the snapshot's ports) for `worker` of
+    /// `workers`: allocates the side array the first time, and rebuilds
+    /// the pools only when the configuration changed, marking the local
+    /// ports of live connections held again. Cold (a new configuration).
+    pub fn set_snat(&mut self, specs: &[SnatSpec], worker: usize, workers: usize) {
+        if let Some(f) = &self.fnat {
+            if f.pools.same(specs, worker, workers) {
+                return;
+            }
+        }
+        let mut pools = SnatPools::new(specs, worker, workers);
+        let locals = match self.fnat.take() {
+            Some(f) => f.locals,
+            None => alloc_filled(self.slots.len(), |_| Local::default()),
+        };
+        for (i, c) in self.slots.iter().enumerate() {
+            if c.in_use() && c.method == Method::Fnat as u8 && c.flags & flags::REPLY_KEY != 0 {
+                let l = locals[i];
+                pools.reserve(Ipv4Addr::from(l.addr), l.port);
+            }
+        }
+        self.fnat = Some(Box::new(Fnat { locals, pools }));
+    }
+
+    /// (free, owned) local ports of this worker on egress port `port`.
+    pub fn snat_usage(&self, port: usize) -> (usize, usize) {
+        self.fnat.as_ref().map_or((0, 0), |f| f.pools.usage(port))
+    }
+
+    /// [`insert_or_evict`](Self::insert_or_evict) for a full-NAT
+    /// connection leaving by egress port `port`: takes a local address and
+    /// port of this worker's first (none free: [`FnatError::SnatExhausted`],
+    /// nothing changed: a live tuple is never reused), gives it back if
+    /// the table is full.
+    pub fn insert_or_evict_fnat(
+        &mut self,
+        c: NewConn,
+        port: usize,
+        now_ms: u64,
+        on_reclaim: impl FnOnce(&Conn, Reclaim),
+    ) -> Result<ConnId, FnatError> {
+        let Some(f) = self.fnat.as_mut() else {
+            return Err(FnatError::SnatExhausted);
+        };
+        let (addr, lport) = f.pools.take(port).ok_or(FnatError::SnatExhausted)?;
+        let local = Local {
+            addr: u32::from(addr),
+            port: lport,
+        };
+        if self.free_head == NIL {
+            let Some((slot, why)) = self.find_victim(now_ms) else {
+                if let Some(f) = self.fnat.as_mut() {
+                    f.pools.free(addr, lport);
+                }
+                return Err(FnatError::TableFull);
+            };
+            let old = self
+                .remove(ConnId(slot))
+                .expect("eviction victim is in use");
+            on_reclaim(&old, why);
+        }
+        self.insert_with(c, Some(local), now_ms)
+            .map_err(|_| FnatError::TableFull)
     }
 
     /// The connection in slot `id`.
@@ -455,8 +623,16 @@ impl ConnTable {
         let h = self.key_hash(&c.inbound_key());
         self.index_remove(h, entry(0, slot, Dir::Inbound));
         if c.flags & flags::REPLY_KEY != 0 {
-            let h = self.key_hash(&c.reply_key_raw());
+            let h = self.key_hash(&self.reply_key_of(&c, slot as usize));
             self.index_remove(h, entry(0, slot, Dir::Reply));
+            if c.method == Method::Fnat as u8 {
+                // Its local port goes back, whatever removed it (expiry,
+                // eviction, RST, nodest, flush).
+                if let Some(f) = self.fnat.as_mut() {
+                    let l = f.locals[slot as usize];
+                    f.pools.free(Ipv4Addr::from(l.addr), l.port);
+                }
+            }
         }
         let s = &mut self.slots[id.index()];
         *s = Conn::EMPTY;
@@ -763,7 +939,9 @@ impl ConnTable {
             assert!(c.in_use(), "index points at free slot {slot}");
             let key = match entry_dir(e) {
                 Dir::Inbound => c.inbound_key(),
-                Dir::Reply => c.reply_key().expect("reply entry without reply key"),
+                Dir::Reply => self
+                    .reply_key(ConnId(slot as u32))
+                    .expect("reply entry without reply key"),
             };
             assert_eq!(entry_hash(e), self.key_hash(&key).0);
             // No empty bucket between home and pos.
@@ -778,7 +956,7 @@ impl ConnTable {
         assert_eq!(live.len(), self.len());
         let want: usize = live
             .iter()
-            .map(|(_, c)| 1 + c.reply_key().is_some() as usize)
+            .map(|(_, c)| 1 + (c.flags & flags::REPLY_KEY != 0) as usize)
             .sum();
         assert_eq!(entries, want);
         // Free list covers exactly the free slots.

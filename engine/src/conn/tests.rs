@@ -1786,3 +1786,117 @@ fn conn_pressure_syn_flood_simulation() {
     let share = syn_flood(10_000, 2_000, 200_000, 1_000, 100, 9_000);
     assert!(share < 0.1, "{share}");
 }
+
+// ---------------------------------------------------------------- full-NAT
+
+const LADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+fn fnat_table(cap: usize, lo: u16, hi: u16, workers: usize) -> ConnTable {
+    let mut t = ConnTable::with_capacity_and_seed(cap, 5);
+    t.set_snat(
+        &[SnatSpec {
+            addrs: vec![LADDR],
+            lo,
+            hi,
+        }],
+        0,
+        workers,
+    );
+    t
+}
+
+#[test]
+fn fnat_reply_key_is_the_local_tuple_and_nat_is_unchanged() {
+    let mut t = fnat_table(64, 5000, 5009, 1);
+    let f = new_conn(PROTO_TCP, Method::Fnat, 40000);
+    let id = t.insert_or_evict_fnat(f, 0, T0, |_, _| panic!()).unwrap();
+    let (la, lp) = t.local(id).unwrap();
+    assert_eq!((la, lp), (LADDR, 5000));
+    let key = FlowKey::new(PROTO_TCP, SERVER, 8080, LADDR, 5000);
+    assert_eq!(t.lookup(&key, T0), Some((id, Dir::Reply)));
+    assert_eq!(t.reply_key(id), Some(key));
+    assert_eq!(
+        t.lookup(&reply(&f), T0),
+        None,
+        "server -> client is not its key"
+    );
+    assert_eq!(t.lookup(&inbound(&f), T0), Some((id, Dir::Inbound)));
+    assert_eq!(t.get(id).reply_key(), None, "the record alone cannot say");
+    // A NAT connection beside it keeps its server -> client key.
+    let n = new_conn(PROTO_TCP, Method::Nat, 40001);
+    let nid = t.insert(n, T0).unwrap();
+    assert_eq!(t.lookup(&reply(&n), T0), Some((nid, Dir::Reply)));
+    assert_eq!(t.local(nid), None);
+    t.check_invariants();
+    // Removal drops both keys and gives the port back.
+    t.remove(id).unwrap();
+    assert_eq!(t.lookup(&key, T0), None);
+    assert_eq!(t.snat_usage(0), (10, 10));
+    t.check_invariants();
+}
+
+#[test]
+fn fnat_exhaustion_changes_nothing_and_a_full_table_gives_the_port_back() {
+    let mut t = fnat_table(2, 6000, 6002, 1);
+    for cport in 1..=2 {
+        // Established: never evicted.
+        let mut c = new_conn(PROTO_TCP, Method::Fnat, cport);
+        c.state = TcpState::Established;
+        t.insert_or_evict_fnat(c, 0, T0, |_, _| panic!()).unwrap();
+    }
+    let c = new_conn(PROTO_TCP, Method::Fnat, 3);
+    assert_eq!(
+        t.insert_or_evict_fnat(c, 0, T0, |_, _| panic!()),
+        Err(FnatError::TableFull)
+    );
+    assert_eq!(t.snat_usage(0), (1, 3), "the port went back");
+    let mut t = fnat_table(8, 6000, 6001, 1);
+    for cport in 1..=2 {
+        t.insert_or_evict_fnat(
+            new_conn(PROTO_UDP, Method::Fnat, cport),
+            0,
+            T0,
+            |_, _| panic!(),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        t.insert_or_evict_fnat(new_conn(PROTO_UDP, Method::Fnat, 3), 0, T0, |_, _| panic!()),
+        Err(FnatError::SnatExhausted)
+    );
+    assert_eq!(t.len(), 2);
+    // Expired and swept: the ports come back.
+    let n = t.expire_some(T0 + 301_000, 8, |_| {});
+    assert_eq!(n, 2);
+    assert_eq!(t.snat_usage(0), (2, 2));
+    t.check_invariants();
+}
+
+#[test]
+fn fnat_reconfigure_keeps_live_ports_held() {
+    let mut t = fnat_table(8, 7000, 7001, 1);
+    let id = t
+        .insert_or_evict_fnat(new_conn(PROTO_UDP, Method::Fnat, 9), 0, T0, |_, _| panic!())
+        .unwrap();
+    // A reload with a wider range: 7000 stays held.
+    t.set_snat(
+        &[SnatSpec {
+            addrs: vec![LADDR],
+            lo: 7000,
+            hi: 7003,
+        }],
+        0,
+        1,
+    );
+    assert_eq!(t.snat_usage(0), (3, 4));
+    assert_eq!(t.local(id), Some((LADDR, 7000)));
+    let id2 = t
+        .insert_or_evict_fnat(
+            new_conn(PROTO_UDP, Method::Fnat, 10),
+            0,
+            T0,
+            |_, _| panic!(),
+        )
+        .unwrap();
+    assert_ne!(t.local(id2), Some((LADDR, 7000)));
+}

@@ -60,6 +60,8 @@ struct Batch {
     conns: Vec<Conn>,
     /// Milliseconds left for each record of `conns`.
     left_ms: Vec<u32>,
+    /// The full-NAT local tuple of each record of `conns`, if any.
+    locals: Vec<Option<(std::net::Ipv4Addr, u16)>>,
 }
 
 impl Batch {
@@ -71,12 +73,15 @@ impl Batch {
             established: 0,
             conns: Vec::with_capacity(room),
             left_ms: Vec::with_capacity(room),
+            locals: Vec::with_capacity(room),
         }
     }
 
     /// Room left without growing.
     fn has_room(&self) -> bool {
-        self.conns.len() < self.conns.capacity() && self.left_ms.len() < self.left_ms.capacity()
+        self.conns.len() < self.conns.capacity()
+            && self.left_ms.len() < self.left_ms.capacity()
+            && self.locals.len() < self.locals.capacity()
     }
 }
 
@@ -185,6 +190,7 @@ impl ConnDump {
             if b.has_room() {
                 b.conns.push(*table.get(id));
                 b.left_ms.push(table.time_left_ms(id, now_ms));
+                b.locals.push(table.local(id));
             }
         }
         b.cursor = end;
@@ -244,8 +250,13 @@ impl ConnDump {
                 b.conns
                     .iter()
                     .zip(&b.left_ms)
+                    .zip(&b.locals)
                     .take(room)
-                    .map(|(c, &left)| info(c, left, w)),
+                    .map(|((c, &left), &local)| {
+                        let mut i = info(c, left, w);
+                        i.local = local.map(|(a, p)| std::net::SocketAddrV4::new(a, p));
+                        i
+                    }),
             );
         }
         v.truncated = (v.conns.len() as u64) < v.total;
@@ -318,6 +329,7 @@ fn info(c: &Conn, left_ms: u32, worker: usize) -> ConnInfo {
         worker,
         template: c.is_template(),
         synced: c.is_synced(),
+        local: None,
     }
 }
 

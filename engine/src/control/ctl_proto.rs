@@ -402,6 +402,10 @@ pub struct ConnInfo {
     pub template: bool,
     #[serde(default)]
     pub synced: bool,
+    /// Full-NAT: the director-side tuple the server sees as its client
+    /// (absent for the other methods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<std::net::SocketAddrV4>,
 }
 
 /// `list --conns`.

@@ -285,9 +285,12 @@ pub fn conns(v: &ConnsView) -> String {
         let source = format!("{}:{}", c.client, c.cport);
         let virt = format!("{}:{}", c.vip, c.vport);
         let dest = format!("{}:{}", c.server, c.sport);
+        // Full-NAT: the second tuple, local -> server, is what the server
+        // sees.
+        let local = c.local.map(|l| format!(" local {l}")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<3} {:02}:{:02}  {:<11} {source:<18} {virt:<18} {dest}",
+            "{:<3} {:02}:{:02}  {:<11} {source:<18} {virt:<18} {dest}{local}",
             c.protocol.to_ascii_uppercase(),
             secs / 60,
             secs % 60,
@@ -666,6 +669,7 @@ UDP  198.18.0.100:53                     0        0        0        0        0
                 worker: 0,
                 template: false,
                 synced: false,
+                local: None,
             }],
         };
         let want = "\

@@ -666,6 +666,7 @@ impl Controller {
                 worker: 0,
                 template: true,
                 synced: false,
+                local: None,
             });
         }
     }

@@ -85,10 +85,14 @@ pub enum Drop {
     SynproxyPending,
     /// A new connection while the director drains before exit (SIGTERM).
     Draining,
+    /// A new full-NAT connection found no free local port of its worker
+    /// on the egress port (`[[port]] snat_ports`): refused, no live tuple
+    /// reused.
+    SnatExhausted,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 31] = [
+    pub const ALL: [Drop; 32] = [
         Drop::NotForUs,
         Drop::NotIpv4,
         Drop::ToDirector,
@@ -120,6 +124,7 @@ impl Drop {
         Drop::BadSynCookie,
         Drop::SynproxyPending,
         Drop::Draining,
+        Drop::SnatExhausted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -155,6 +160,7 @@ impl Drop {
             Drop::BadSynCookie => "bad_syn_cookie",
             Drop::SynproxyPending => "synproxy_pending",
             Drop::Draining => "draining",
+            Drop::SnatExhausted => "snat_exhausted",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! server counters) and written only in this worker's own counters.
 
 mod admit;
+mod fnat;
 mod frag;
 mod ha;
 mod nodest;
@@ -335,7 +336,11 @@ impl Pipeline {
         };
         let (sha, spa, tpa) = (a.sha(), a.spa(), a.tpa());
         // The VIPs and virtual addresses belong to the [ha] master only.
-        let ours = tpa == port.addr || (self.master && (snap.is_vip(tpa) || snap.is_virtual(tpa)));
+        let ours = tpa == port.addr
+            || (self.master
+                && (snap.is_vip(tpa)
+                    || snap.is_virtual(tpa)
+                    || (snap.has_fnat && port.snat_addrs.contains(&tpa))));
         match p.arp_op {
             arp::op::REQUEST if ours => {
                 if port.on_link(spa) {
@@ -378,6 +383,12 @@ impl Pipeline {
         owned: bool,
     ) -> Verdict {
         if snap.is_own(p.dst) {
+            if snap.has_fnat {
+                // A full-NAT server answers the port's own address.
+                if let Some(v) = self.fnat_to_own(snap, f, p, hash, in_port, now_ms, owned) {
+                    return v;
+                }
+            }
             // The director's own traffic (health checks, sync, ping) is the
             // kernel's, through the port's TAP.
             if snap.ports[in_port].kernel && snap.ports[in_port].addr == p.dst {
@@ -472,10 +483,14 @@ impl Pipeline {
         if svc.ops {
             return self.one_packet(snap, f, p, srv, in_port, now_ms);
         }
-        let (to, _) = match self.open_conn(snap, svc, p, srv, template, flags, 0, now_ms) {
+        let (to, id) = match self.open_conn(snap, svc, p, srv, template, flags, 0, now_ms) {
             Ok(x) => x,
             Err(d) => return self.drop(d),
         };
+        if to.method == Method::Fnat {
+            let c = *self.conns.get(id);
+            return self.fnat_forward(snap, f, p, id, Dir::Inbound, &c, srv, in_port, now_ms);
+        }
         self.inbound(snap, f, p, to, srv, in_port, now_ms)
     }
 
@@ -493,7 +508,7 @@ impl Pipeline {
         now_ms: u64,
     ) {
         let port = &snap.ports[in_port];
-        if srv.method == Method::Nat
+        if matches!(srv.method, Method::Nat | Method::Fnat)
             && port.on_link(p.src)
             && self.neigh().peek(p.src, now_ms).is_none()
         {
@@ -531,7 +546,7 @@ impl Pipeline {
             // DR/TUN keep the VIP port; so does NAT to a server of a
             // port-0 ("all ports") service without a port of its own, as
             // IPVS keeps the client's destination port.
-            sport: if srv.method == Method::Nat && srv.port != 0 {
+            sport: if matches!(srv.method, Method::Nat | Method::Fnat) && srv.port != 0 {
                 srv.port
             } else {
                 p.dst_port
@@ -553,15 +568,21 @@ impl Pipeline {
             dest: srv.shared.id,
             state: TcpState::None,
         };
-        let id = match self.insert_conn(snap, new, now_ms) {
+        let made = if srv.method == Method::Fnat {
+            self.insert_fnat(snap, new, now_ms)
+        } else {
+            self.insert_conn(snap, new, now_ms)
+                .map_err(|_| Drop::TableFull)
+        };
+        let id = match made {
             Ok(id) => id,
-            Err(_) => {
+            Err(d) => {
                 // No connection: give its hold back.
                 if let Some(net) = template.filter(|_| new.flags & PERSISTENT != 0) {
                     self.persist()
                         .release(u32::from(svc.id), net, srv.shared.id, now_ms);
                 }
-                return Err(Drop::TableFull);
+                return Err(d);
             }
         };
         self.stats.conns_created.inc();
@@ -744,6 +765,9 @@ impl Pipeline {
             }
             srv.update_overload();
         }
+        if c.method() == Method::Fnat {
+            return self.fnat_forward(snap, f, p, id, dir, &c, srv, in_port, now_ms);
+        }
         match dir {
             Dir::Inbound => {
                 let to = Dest {
@@ -814,6 +838,8 @@ impl Pipeline {
                 .map_err(rewrite_drop),
             Method::Dr => forward::dr(f.data_mut(), p, mac, port_mac).map_err(rewrite_drop),
             Method::Tun => self.tun(snap, f, p, out, server, mac),
+            // Full-NAT connections are forwarded by fnat.rs, never here.
+            Method::Fnat => Err(Drop::RewriteFailed),
         };
         if let Err(d) = done {
             return self.drop(d);
@@ -1003,6 +1029,10 @@ impl Pipeline {
         if forward::ttl_expired(p) {
             return self.drop(Drop::TtlExceeded);
         }
+        if c.method() == Method::Fnat {
+            // Not translated for full-NAT in this cut (fnat.rs).
+            return self.drop(Drop::IcmpUnknownFlow);
+        }
         self.stats.icmp_relayed.inc();
         match (dir, c.method()) {
             (Dir::Inbound, Method::Dr | Method::Tun) => {
@@ -1013,7 +1043,7 @@ impl Pipeline {
                 };
                 self.inbound(snap, f, p, to, srv, in_port, now_ms)
             }
-            (Dir::Inbound, Method::Nat) => {
+            (Dir::Inbound, Method::Nat | Method::Fnat) => {
                 let (out, mac) = match self.next_hop(snap, c.server(), now_ms) {
                     Ok(x) => x,
                     Err(d) => return self.drop(d),
@@ -1169,6 +1199,10 @@ impl Pipeline {
     /// per-connection shifts the first time a service uses it.
     pub fn on_snapshot(&mut self, snap: &Snapshot) {
         self.conns.set_timeouts(snap.timeouts);
+        if snap.has_fnat {
+            self.conns
+                .set_snat(&snap.snat_specs(), self.worker, self.workers);
+        }
         self.synproxy.prepare(snap, self.conns.capacity());
     }
 

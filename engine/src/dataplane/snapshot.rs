@@ -37,6 +37,11 @@ pub struct PortInfo {
     pub mac: MacAddr,
     /// Has an exception path (a kernel TAP with the port's address).
     pub kernel: bool,
+    /// Full-NAT source addresses of connections leaving here
+    /// (`snat_addresses`, else the port's own address).
+    pub snat_addrs: Vec<Ipv4Addr>,
+    /// Their local port range, inclusive.
+    pub snat_ports: (u16, u16),
 }
 
 impl PortInfo {
@@ -49,7 +54,16 @@ impl PortInfo {
             mtu: pc.mtu,
             mac,
             kernel: pc.exception_path,
+            snat_addrs: pc.snat_addrs(),
+            snat_ports: pc.snat_ports,
         }
+    }
+
+    /// Is `ip:port` a full-NAT local tuple of this port (one of its source
+    /// addresses, a port of its range)?
+    #[inline]
+    pub fn is_snat(&self, ip: Ipv4Addr, port: u16) -> bool {
+        (self.snat_ports.0..=self.snat_ports.1).contains(&port) && self.snat_addrs.contains(&ip)
     }
 
     #[inline]
@@ -453,6 +467,10 @@ pub struct Snapshot {
     /// `[timeouts] expire_quiescent_template`: a template whose server has
     /// weight 0 is not used (and dropped) when a new connection looks it up.
     pub expire_quiescent_template: bool,
+    /// Some server is reached by full-NAT: replies to the ports' source
+    /// addresses may be a connection's (pipeline/fnat.rs), and the workers
+    /// keep local port pools.
+    pub has_fnat: bool,
 }
 
 pub fn method_of(f: Forward) -> Method {
@@ -460,6 +478,7 @@ pub fn method_of(f: Forward) -> Method {
         Forward::Nat => Method::Nat,
         Forward::Dr => Method::Dr,
         Forward::Tun => Method::Tun,
+        Forward::Fnat => Method::Fnat,
     }
 }
 
@@ -503,6 +522,7 @@ impl Snapshot {
             has_ops: false,
             expire_nodest_conn: crate::config::Timeouts::default().expire_nodest_conn,
             expire_quiescent_template: false,
+            has_fnat: false,
         }
     }
 
@@ -602,6 +622,9 @@ impl Snapshot {
         vips.dedup();
         let (virtual_addrs, owned) = owned_addresses(cfg, ports);
         let has_ops = services.iter().any(|s| s.ops);
+        let has_fnat = services
+            .iter()
+            .any(|s| s.servers.iter().any(|d| d.method == Method::Fnat));
         let by_port = services
             .iter()
             .enumerate()
@@ -621,6 +644,7 @@ impl Snapshot {
             .collect();
         Ok(Snapshot {
             has_ops,
+            has_fnat,
             expire_nodest_conn: cfg.timeouts.expire_nodest_conn,
             expire_quiescent_template: cfg.timeouts.expire_quiescent_template,
             generation,
@@ -751,6 +775,26 @@ impl Snapshot {
             .iter()
             .enumerate()
             .find_map(|(i, p)| p.gateway.map(|g| (i, g)))
+    }
+
+    /// The full-NAT source addresses and port ranges of every port, in port
+    /// order (what a worker's local port pools are built from).
+    pub fn snat_specs(&self) -> Vec<conn::SnatSpec> {
+        self.ports
+            .iter()
+            .map(|p| conn::SnatSpec {
+                addrs: p.snat_addrs.clone(),
+                lo: p.snat_ports.0,
+                hi: p.snat_ports.1,
+            })
+            .collect()
+    }
+
+    /// Whether `ip:port` is a full-NAT local tuple of some port (a reply to
+    /// a full-NAT connection is addressed to one).
+    #[inline]
+    pub fn is_snat(&self, ip: Ipv4Addr, port: u16) -> bool {
+        self.has_fnat && self.ports.iter().any(|p| p.is_snat(ip, port))
     }
 
     /// Whether `ip` is one of the director's own port addresses.

@@ -6,6 +6,7 @@
 use std::net::Ipv4Addr;
 
 use super::super::counters::Drop;
+use crate::conn::Method;
 use crate::dataplane::snapshot::{Service, Snapshot};
 use crate::packet::checksum::ipv4_l4_verify;
 use crate::packet::Parsed;
@@ -31,14 +32,12 @@ pub(super) fn refuse_source(
     if is_martian_source(snap, p.src) {
         return Some(Drop::Martian);
     }
-    if svc
-        .servers
-        .iter()
-        .chain(svc.sorry.as_ref())
-        .any(|s| s.addr == p.src)
-    {
+    let mut servers = svc.servers.iter().chain(svc.sorry.as_ref());
+    if servers.clone().any(|s| s.addr == p.src) && !servers.all(|s| s.method == Method::Fnat) {
         // One of the service's own servers: scheduling it to another
-        // server would loop on the server segment.
+        // server would loop on the server segment. Not with full-NAT
+        // only: every server then sees the director as its client and
+        // answers it (hairpin).
         return Some(Drop::FromRealServer);
     }
     // A first fragment holds only part of what its checksum covers: it

@@ -46,7 +46,9 @@ impl Pipeline {
     #[inline(never)]
     pub(super) fn report_conn(&self, id: ConnId, now_ms: u64) {
         let c = self.conns.get(id);
-        if c.flags() & super::synproxy::SYNPROXY != 0 {
+        if c.flags() & super::synproxy::SYNPROXY != 0 || c.method() == Method::Fnat {
+            // Nor full-NAT: the backup would also need the local tuple,
+            // and to hold its port (README, fnat).
             // Not synced in this cut: the record has no room for the
             // sequence shift a backup would need (README, synproxy).
             return;
@@ -171,6 +173,11 @@ impl Pipeline {
             self.release(snap, id, now_ms);
         }
         let method = Method::from_u8(r.method).unwrap_or(srv.method);
+        if method == Method::Fnat || srv.method == Method::Fnat {
+            // No local tuple in the record (full-NAT is not synced): an
+            // entry without one could never match a reply.
+            return;
+        }
         let new = NewConn {
             proto: r.proto,
             client: r.client,

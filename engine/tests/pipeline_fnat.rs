@@ -1,0 +1,484 @@
+//! Full-NAT through the worker pipeline with byte buffers: the inbound and
+//! reply rewrites byte for byte (frames built independently with
+//! etherparse, checksums checked by etherparse), the local port's owner
+//! worker, recycling after expiry and not before, exhaustion refusing
+//! without reusing a live tuple, RST then expiry freeing the port, and the
+//! hairpin of a client that is one of the servers.
+#![cfg(feature = "dpdk")]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use engine::config;
+use engine::conn::owner_worker;
+use engine::dataplane::counters::Drop;
+use engine::dataplane::pipeline::{Pipeline, VecFrame, Verdict};
+use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
+use engine::dataplane::Shared;
+use engine::packet::ethernet::MacAddr;
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x02];
+const RS_MAC: [[u8; 6]; 3] = [
+    [2, 0, 0, 1, 0, 11],
+    [2, 0, 0, 1, 0, 12],
+    [2, 0, 0, 1, 0, 13],
+];
+const VIP: [u8; 4] = [198, 18, 0, 100];
+const CLIENT: [u8; 4] = [198, 18, 0, 10];
+const LADDR: [u8; 4] = [198, 18, 0, 2];
+const RS: [[u8; 4]; 3] = [[198, 18, 0, 11], [198, 18, 0, 12], [198, 18, 0, 13]];
+
+/// One-arm: client, servers and the director's only port on one subnet.
+fn cfg(workers: usize, port_extra: &str) -> String {
+    format!(
+        r#"
+[dpdk]
+cores = "0@0,1@1,2@1"
+workers = {workers}
+
+[[port]]
+name = "lan"
+device = "net_af_packet0,iface=dc"
+address = "198.18.0.2/24"
+{port_extra}
+
+[[service]]
+vip = "198.18.0.100"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+forward = "fnat"
+  [[service.server]]
+  address = "198.18.0.11"
+  port = 8080
+  [[service.server]]
+  address = "198.18.0.12"
+  port = 8080
+  [[service.server]]
+  address = "198.18.0.13"
+  port = 8080
+
+[timeouts]
+tcp_syn_recv = 5
+tcp_close = 2
+"#
+    )
+}
+
+struct Rig {
+    shared: Arc<Shared>,
+    snap: Snapshot,
+    workers: Vec<Pipeline>,
+}
+
+fn rig(workers: usize, port_extra: &str) -> Rig {
+    let cfg = config::parse(&cfg(workers, port_extra)).expect("config");
+    let ports = vec![PortInfo::new(&cfg.ports[0], MacAddr(PORT_MAC))];
+    let shared = Arc::new(Shared::new(workers));
+    let snap = Snapshot::build(&cfg, &ports, &shared.registry, 1, &AllUp).unwrap();
+    assert!(snap.has_fnat);
+    let mut ws: Vec<Pipeline> = (0..workers)
+        .map(|w| Pipeline::new(w, workers, 1024, &shared))
+        .collect();
+    for w in &mut ws {
+        w.on_snapshot(&snap);
+    }
+    for (ip, mac) in RS.iter().zip(RS_MAC) {
+        shared.neigh.learn(Ipv4Addr::from(*ip), MacAddr(mac), 0);
+    }
+    shared
+        .neigh
+        .learn(Ipv4Addr::from(CLIENT), MacAddr(CLIENT_MAC), 0);
+    Rig {
+        shared,
+        snap,
+        workers: ws,
+    }
+}
+
+impl Rig {
+    /// Runs a frame through worker `w` as the NIC delivered it (not handed
+    /// over): the verdict and the frame as it left.
+    fn run(&mut self, w: usize, frame: &[u8], now: u64) -> (Verdict, Vec<u8>) {
+        let mut f = VecFrame::new(frame);
+        let v = self.workers[w].process(&self.snap, &mut f, 0, now, false);
+        (v, f.to_vec())
+    }
+
+    fn drops(&self, d: Drop) -> u64 {
+        self.shared
+            .worker_stats
+            .iter()
+            .map(|s| s.drops[d as usize].get())
+            .sum()
+    }
+
+    fn handoffs(&self) -> u64 {
+        self.shared
+            .worker_stats
+            .iter()
+            .map(|s| s.handoffs_out.get())
+            .sum()
+    }
+
+    fn expire(&mut self, now: u64) {
+        for w in 0..self.workers.len() {
+            self.workers[w].housekeeping(&self.snap, now, 4096);
+        }
+    }
+}
+
+/// A TCP segment with fixed sequence numbers, window and payload; `mac` is
+/// (destination, source).
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    mac: ([u8; 6], [u8; 6]),
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    ttl: u8,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(mac.1, mac.0)
+        .ipv4(src, dst, ttl)
+        .tcp(sport, dport, 1000, 64240);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('A') {
+        b = b.ack(5001);
+    }
+    if flags.contains('R') {
+        b = b.rst();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+/// (src, sport, dst, dport) of a frame whose checksums etherparse verifies.
+fn tuple(frame: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
+    let p = SlicedPacket::from_ethernet(frame).expect("etherparse");
+    let Some(NetSlice::Ipv4(ip)) = p.net else {
+        panic!("no ipv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.calc_header_checksum(), h.header_checksum, "IP checksum");
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("no tcp")
+    };
+    let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
+    assert_eq!(want, t.checksum(), "TCP checksum");
+    (
+        h.source,
+        t.source_port(),
+        h.destination,
+        t.destination_port(),
+    )
+}
+
+fn from_client(cport: u16, flags: &str, payload: &[u8]) -> Vec<u8> {
+    tcp(
+        (PORT_MAC, CLIENT_MAC),
+        CLIENT,
+        cport,
+        VIP,
+        80,
+        64,
+        flags,
+        payload,
+    )
+}
+
+/// Both directions of one connection on `workers` workers: exact bytes,
+/// the local port owned by the connection's worker, no hand-off.
+fn both_ways(workers: usize) {
+    let mut r = rig(workers, "");
+    let payload = b"GET / HTTP/1.0\r\n\r\n";
+    for (i, cport) in (40000u16..40012).enumerate() {
+        let w = owner_worker(Ipv4Addr::from(CLIENT), cport, workers);
+        let (v, out) = r.run(w, &from_client(cport, "S", payload), 10);
+        assert_eq!(v, Verdict::Tx(0), "client {cport}");
+        let (src, lport, dst, dport) = tuple(&out);
+        assert_eq!(src, LADDR, "the server sees the director as client");
+        assert_eq!(dst, RS[i % 3], "rr");
+        assert_eq!(dport, 8080);
+        assert!(
+            (1024..=32767).contains(&lport),
+            "default snat_ports: {lport}"
+        );
+        assert_eq!(
+            owner_worker(Ipv4Addr::from(LADDR), lport, workers),
+            w,
+            "local port {lport} is owned by the connection's worker"
+        );
+        // Byte for byte what an independent builder makes of the rewritten
+        // packet: every other field, the payload and the checksums as
+        // recomputed from scratch.
+        let rs = i % 3;
+        let want = tcp(
+            (RS_MAC[rs], PORT_MAC),
+            LADDR,
+            lport,
+            RS[rs],
+            8080,
+            63,
+            "S",
+            payload,
+        );
+        assert_eq!(out, want, "inbound frame");
+
+        // The server's answer goes to the local tuple; it arrives at the
+        // director's own address, on the connection's worker.
+        let reply = tcp(
+            (PORT_MAC, RS_MAC[rs]),
+            RS[rs],
+            8080,
+            LADDR,
+            lport,
+            64,
+            "SA",
+            b"hello",
+        );
+        let (v, out) = r.run(w, &reply, 11);
+        assert_eq!(v, Verdict::Tx(0), "reply to {lport}");
+        let want = tcp(
+            (CLIENT_MAC, PORT_MAC),
+            VIP,
+            80,
+            CLIENT,
+            cport,
+            63,
+            "SA",
+            b"hello",
+        );
+        assert_eq!(tuple(&out), (VIP, 80, CLIENT, cport));
+        assert_eq!(out, want, "reply frame");
+        // Client ACK: inbound again, same local tuple.
+        let (v, out) = r.run(w, &from_client(cport, "A", b""), 12);
+        assert_eq!(v, Verdict::Tx(0));
+        assert_eq!(tuple(&out), (LADDR, lport, RS[rs], 8080));
+    }
+    assert_eq!(r.handoffs(), 0, "no hand-off in either direction");
+    // A packet to the port address that is no connection's is the kernel's.
+    let stray = tcp(
+        (PORT_MAC, RS_MAC[0]),
+        RS[0],
+        8080,
+        LADDR,
+        40000,
+        64,
+        "A",
+        b"",
+    );
+    let w = owner_worker(Ipv4Addr::from(LADDR), 40000, workers);
+    assert_eq!(
+        r.run(w, &stray, 13).0,
+        Verdict::Kernel,
+        "outside snat_ports"
+    );
+}
+
+#[test]
+fn fnat_both_ways_exact_bytes_one_worker() {
+    both_ways(1);
+}
+
+#[test]
+fn fnat_both_ways_exact_bytes_two_workers_no_handoff() {
+    both_ways(2);
+}
+
+#[test]
+fn fnat_udp_checksum_and_ports() {
+    let text = cfg(1, "").replace("protocol = \"tcp\"", "protocol = \"udp\"");
+    let c = config::parse(&text).expect("config");
+    let ports = vec![PortInfo::new(&c.ports[0], MacAddr(PORT_MAC))];
+    let shared = Arc::new(Shared::new(1));
+    let snap = Snapshot::build(&c, &ports, &shared.registry, 1, &AllUp).unwrap();
+    let mut w = Pipeline::new(0, 1, 64, &shared);
+    w.on_snapshot(&snap);
+    shared
+        .neigh
+        .learn(Ipv4Addr::from(RS[0]), MacAddr(RS_MAC[0]), 0);
+    let mut b = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT_MAC)
+        .ipv4(CLIENT, VIP, 64)
+        .udp(5555, 80)
+        .write(&mut b, b"query")
+        .unwrap();
+    let mut f = VecFrame::new(&b);
+    assert_eq!(w.process(&snap, &mut f, 0, 1, false), Verdict::Tx(0));
+    let out = f.to_vec();
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(u))) = (p.net, p.transport) else {
+        panic!("udp")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.source, LADDR);
+    assert_eq!(h.destination, RS[0]);
+    assert_eq!(u.destination_port(), 8080);
+    assert_eq!(
+        u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap(),
+        u.checksum()
+    );
+    assert_eq!(u.payload(), b"query");
+}
+
+/// `snat_ports` of 4: four live connections take the four ports, the fifth
+/// is refused and counted while they live, a port comes back once its
+/// connection has expired (and is reaped), not before.
+#[test]
+fn fnat_exhaustion_refuses_and_recycles_after_expiry() {
+    let mut r = rig(1, "snat_ports = \"2000-2003\"");
+    let mut lports = Vec::new();
+    for cport in 41000u16..41004 {
+        let (v, out) = r.run(0, &from_client(cport, "S", b""), 100);
+        assert_eq!(v, Verdict::Tx(0));
+        lports.push(tuple(&out).1);
+    }
+    lports.sort_unstable();
+    assert_eq!(lports, vec![2000, 2001, 2002, 2003]);
+
+    let (v, _) = r.run(0, &from_client(41004, "S", b""), 200);
+    assert_eq!(v, Verdict::Drop, "fifth connection refused");
+    assert_eq!(r.drops(Drop::SnatExhausted), 1);
+    // The four live ones still forward on their own tuples.
+    for (i, cport) in (41000u16..41004).enumerate() {
+        let (v, out) = r.run(0, &from_client(cport, "S", b""), 300);
+        assert_eq!(v, Verdict::Tx(0));
+        assert_eq!(tuple(&out).1, 2000 + i as u16, "live tuple kept");
+    }
+    // Re-armed at 300 with SYN_RECV = 5 s: at 5299 nothing has expired.
+    r.expire(5299);
+    let (v, _) = r.run(0, &from_client(41004, "S", b""), 5299);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(r.drops(Drop::SnatExhausted), 2, "not before expiry");
+    // At 5300 they have; the sweep gives the ports back (FIFO order).
+    r.expire(5300);
+    let (v, out) = r.run(0, &from_client(41004, "S", b""), 5300);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(tuple(&out).1, 2000, "recycled");
+    assert_eq!(r.drops(Drop::SnatExhausted), 2);
+}
+
+/// A server's RST moves the connection to CLOSE; its port comes back when
+/// that expires (`tcp_close` = 2 s), not at once.
+#[test]
+fn fnat_rst_then_expiry_frees_the_port() {
+    let mut r = rig(1, "snat_ports = \"3000-3000\"");
+    let (v, out) = r.run(0, &from_client(42000, "S", b""), 0);
+    assert_eq!(v, Verdict::Tx(0));
+    let lport = tuple(&out).1;
+    assert_eq!(lport, 3000);
+    // The server refuses (RST to the local tuple): CLOSE (IPVS output
+    // table), relayed to the client.
+    let rst = tcp(
+        (PORT_MAC, RS_MAC[0]),
+        RS[0],
+        8080,
+        LADDR,
+        lport,
+        64,
+        "RA",
+        b"",
+    );
+    let (v, out) = r.run(0, &rst, 10);
+    assert_eq!(v, Verdict::Tx(0), "the RST is forwarded");
+    assert_eq!(tuple(&out), (VIP, 80, CLIENT, 42000));
+    r.expire(2009);
+    let (v, _) = r.run(0, &from_client(42001, "S", b""), 2009);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(r.drops(Drop::SnatExhausted), 1);
+    r.expire(2010);
+    let (v, out) = r.run(0, &from_client(42001, "S", b""), 2010);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(tuple(&out).1, 3000);
+}
+
+/// A client that is one of the servers (hairpin): refused for NAT, let
+/// through for full-NAT, where the server sees the director.
+#[test]
+fn fnat_hairpin_from_a_real_server() {
+    let mut r = rig(1, "");
+    let syn = tcp((PORT_MAC, RS_MAC[1]), RS[1], 43000, VIP, 80, 64, "S", b"");
+    let (v, out) = r.run(0, &syn, 0);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(r.drops(Drop::FromRealServer), 0);
+    let (src, lport, dst, _) = tuple(&out);
+    assert_eq!(src, LADDR);
+    assert_eq!(dst, RS[0], "rr's first pick");
+    // The answer goes back to the server that asked, from the VIP.
+    let reply = tcp(
+        (PORT_MAC, RS_MAC[0]),
+        RS[0],
+        8080,
+        LADDR,
+        lport,
+        64,
+        "SA",
+        b"",
+    );
+    let (v, out) = r.run(0, &reply, 1);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(tuple(&out), (VIP, 80, RS[1], 43000));
+    assert_eq!(&out[0..6], &RS_MAC[1]);
+}
+
+/// `snat_addresses`: an extra source address of the port is answered for
+/// by ARP and used (in turn with none other here) for the local tuple.
+#[test]
+fn fnat_snat_address_is_used_and_answers_arp() {
+    let mut r = rig(1, "snat_addresses = [\"198.18.0.50\"]");
+    let (v, out) = r.run(0, &from_client(44000, "S", b""), 0);
+    assert_eq!(v, Verdict::Tx(0));
+    let (src, lport, _, _) = tuple(&out);
+    assert_eq!(src, [198, 18, 0, 50]);
+    let reply = tcp(
+        (PORT_MAC, RS_MAC[0]),
+        RS[0],
+        8080,
+        [198, 18, 0, 50],
+        lport,
+        64,
+        "SA",
+        b"",
+    );
+    let (v, out) = r.run(0, &reply, 1);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(tuple(&out), (VIP, 80, CLIENT, 44000));
+    let mut req = Vec::new();
+    req.extend_from_slice(&[0xff; 6]);
+    req.extend_from_slice(&RS_MAC[0]);
+    req.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    req.extend_from_slice(&RS_MAC[0]);
+    req.extend_from_slice(&RS[0]);
+    req.extend_from_slice(&[0; 6]);
+    req.extend_from_slice(&[198, 18, 0, 50]);
+    let (v, out) = r.run(0, &req, 2);
+    assert_eq!(v, Verdict::Tx(0), "ARP for the snat address answered");
+    assert_eq!(&out[28..32], &[198, 18, 0, 50]);
+}
+
+#[test]
+fn fnat_config_errors_name_the_key() {
+    let bad = |extra: &str| {
+        let e = config::parse(&cfg(1, extra)).expect_err(extra);
+        e.to_string()
+    };
+    let e = bad("snat_ports = \"5000-4000\"");
+    assert!(e.contains("port[0].snat_ports"), "{e}");
+    let e = bad("snat_ports = \"0-10\"");
+    assert!(e.contains("port[0].snat_ports"), "{e}");
+    let e = bad("snat_addresses = [\"198.19.0.5\"]");
+    assert!(
+        e.contains("port[0].snat_addresses[0]") && e.contains("subnet"),
+        "{e}"
+    );
+    let e = bad("snat_addresses = [\"198.18.0.100\"]");
+    assert!(e.contains("VIP"), "{e}");
+}
