@@ -10,7 +10,10 @@ use engine::forward::{
     icmp_time_exceeded, nat_inbound, nat_outbound, set_macs, tun_encap_in_place,
     ICMP_ERROR_MAX_LEN, TUN_OVERHEAD,
 };
-use engine::packet::{checksum, parse_frame, quoted_flow, L3Class, MacAddr, Parsed};
+use engine::packet::parse_fast::parse_fast;
+use engine::packet::{
+    checksum, parse_frame, parse_frame_full, quoted_flow, L3Class, MacAddr, Parsed,
+};
 use proptest::prelude::*;
 use rewrite_common::*;
 
@@ -46,6 +49,17 @@ fn assert_offsets_inside(frame: &[u8], p: &Parsed) {
         L3Class::Arp => assert!(usize::from(p.l3_off) + 28 <= len),
         _ => {}
     }
+}
+
+/// The shortcut and the full parser agree: whenever `parse_fast` accepts a
+/// frame, the full parser gives the same summary; and `parse_frame` (which
+/// takes the shortcut) always equals the full parser.
+fn assert_parsers_agree(frame: &[u8]) {
+    let full = parse_frame_full(frame);
+    if let Some(p) = parse_fast(frame) {
+        assert_eq!(Ok(p), full, "parse_fast disagrees on {frame:02x?}");
+    }
+    assert_eq!(parse_frame(frame), full);
 }
 
 /// Runs every rewrite on a copy; each may refuse, none may panic.
@@ -149,6 +163,7 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
 proptest! {
     #[test]
     fn parse_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..160)) {
+        assert_parsers_agree(&bytes);
         if let Ok(p) = parse_frame(&bytes) {
             assert_offsets_inside(&bytes, &p);
             run_all_rewrites(&bytes, &p);
@@ -185,6 +200,7 @@ proptest! {
             }
             fix_ip_checksum(&mut bytes);
         }
+        assert_parsers_agree(&bytes);
         if let Ok(p) = parse_frame(&bytes) {
             assert_offsets_inside(&bytes, &p);
             run_all_rewrites(&bytes, &p);
@@ -206,6 +222,7 @@ proptest! {
         if fix {
             fix_ip_checksum(&mut b);
         }
+        assert_parsers_agree(&b);
         if let Ok(p) = parse_frame(&b) {
             assert_offsets_inside(&b, &p);
             run_all_rewrites(&b, &p);
@@ -223,6 +240,7 @@ proptest! {
         outbound in any::<bool>(),
     ) {
         let mut b = f.build();
+        assert_parsers_agree(&b);
         let p = parse_frame(&b).unwrap();
         assert_offsets_inside(&b, &p);
         let want = if outbound {

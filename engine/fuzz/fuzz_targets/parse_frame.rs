@@ -19,8 +19,9 @@ use engine::forward::{
     icmp_time_exceeded, nat_inbound, nat_outbound, tun_encap_in_place, ICMP_ERROR_MAX_LEN,
     TUN_OVERHEAD,
 };
+use engine::packet::parse_fast::parse_fast;
 use engine::packet::{
-    checksum, parse_frame, quoted_flow, IcmpPacket, Ipv4Packet, L3Class, MacAddr, Parsed,
+    checksum, parse_frame, parse_frame_full, quoted_flow, IcmpPacket, Ipv4Packet, L3Class, MacAddr, Parsed,
     TcpPacket, UdpPacket,
 };
 use libfuzzer_sys::fuzz_target;
@@ -119,7 +120,14 @@ fuzz_target!(|data: &[u8]| {
     if mode & 1 == 1 {
         fix_ip_checksum(&mut frame);
     }
-    let Ok(p) = parse_frame(&frame) else {
+    // The common-case shortcut inside parse_frame gives what the full
+    // parser gives (issue 16's fast path may not change a verdict).
+    let full = parse_frame_full(&frame);
+    if let Some(fast) = parse_fast(&frame) {
+        assert_eq!(Ok(fast), full, "parse_fast disagrees with the full parser");
+    }
+    assert_eq!(parse_frame(&frame), full);
+    let Ok(p) = full else {
         return;
     };
     check_offsets(&frame, &p);

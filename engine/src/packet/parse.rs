@@ -146,9 +146,21 @@ impl Parsed {
     }
 }
 
-/// Parses one frame. Never panics, never allocates.
-#[inline]
+/// Parses one frame. Never panics, never allocates. The common case
+/// (untagged IPv4 TCP/UDP without options or fragmentation) takes the
+/// [`parse_fast`](super::parse_fast::parse_fast) shortcut, which gives what
+/// [`parse_frame_full`] would.
+#[inline(always)]
 pub fn parse_frame(frame: &[u8]) -> Result<Parsed, DropReason> {
+    match super::parse_fast::parse_fast(frame) {
+        Some(p) => Ok(p),
+        None => parse_frame_full(frame),
+    }
+}
+
+/// The full parser: every frame kind, every drop reason.
+#[inline(never)]
+pub fn parse_frame_full(frame: &[u8]) -> Result<Parsed, DropReason> {
     let eth = EthernetFrame::new_checked(frame)?;
     let mut p = Parsed::EMPTY;
     p.ethertype = eth.ethertype();
