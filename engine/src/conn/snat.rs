@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
-use super::hash::owner_worker;
+use super::rss::owner_worker;
 
 /// One egress port's source addresses and port range, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]

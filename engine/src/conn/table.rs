@@ -542,7 +542,7 @@ impl ConnTable {
         let mut pools = SnatPools::new(specs, worker, workers);
         let locals = match self.fnat.take() {
             Some(f) => f.locals,
-            None => alloc_filled(self.slots.len(), |_| Local::default()),
+            None => vec![Local::default(); self.slots.len()].into_boxed_slice(),
         };
         for (i, c) in self.slots.iter().enumerate() {
             if c.in_use() && c.method == Method::Fnat as u8 && c.flags & flags::REPLY_KEY != 0 {
