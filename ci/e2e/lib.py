@@ -79,8 +79,11 @@ def servers_toml(port, weights):
 
 def make_config(workers, socket_path, file_prefix=None, tcp_sched="wrr", weights=(3, 2, 1),
                 udp_sched="rr", dc="dc", ds="ds", extra="", tcp_extra="", udp_extra="",
-                timeouts_extra=""):
-    """The demo-nat.toml topology (configs/demo-nat.toml), parameterised."""
+                timeouts_extra="", addr6=None):
+    """The demo-nat.toml topology (configs/demo-nat.toml), parameterised.
+    addr6=(client, servers): the ports' IPv6 addresses (CIDR), SPEC's list form."""
+    def port_address(v4, i):
+        return f'["{v4}", "{addr6[i]}"]' if addr6 else f'"{v4}"'
     cores = "0@0,1@1" if workers == 1 else "0@0," + ",".join(f"{i}@1" for i in range(1, workers + 1))
     eal = f'extra_args = ["--file-prefix={file_prefix}"]\n' if file_prefix else ""
     return f"""# written by ci/e2e (the demo-nat.toml topology, {workers} worker(s))
@@ -93,12 +96,12 @@ memory_mb = 256
 [[port]]
 name = "client"
 device = "net_af_packet0,iface={dc},qpairs=1"
-address = "{netns.DIRECTOR_CLIENT_ADDR}/24"
+address = {port_address(f"{netns.DIRECTOR_CLIENT_ADDR}/24", 0)}
 
 [[port]]
 name = "servers"
 device = "net_af_packet1,iface={ds},qpairs=1"
-address = "{netns.DIRECTOR_SERVER_ADDR}/24"
+address = {port_address(f"{netns.DIRECTOR_SERVER_ADDR}/24", 1)}
 
 [[service]]
 vip = "{VIP}"

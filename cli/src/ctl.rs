@@ -84,7 +84,7 @@ pub enum CtlCommand {
     /// Delete a virtual service (its connections end at their next packet: an
     /// RST to the client, see `[timeouts] expire_nodest_conn`).
     DelService {
-        /// PROTO:VIP:PORT, e.g. tcp:198.18.0.100:80.
+        /// PROTO:VIP:PORT, e.g. tcp:198.18.0.100:80 or tcp:[2001:db8::100]:80.
         #[arg(long, value_name = "PROTO:VIP:PORT")]
         service: String,
     },
@@ -173,7 +173,8 @@ pub struct ListArgs {
 
 #[derive(Args, Debug)]
 pub struct ServiceOpts {
-    /// PROTO:VIP:PORT, e.g. tcp:198.18.0.100:80 (port 0: all ports), or
+    /// PROTO:VIP:PORT, e.g. tcp:198.18.0.100:80 or tcp:[2001:db8::100]:80
+    /// (port 0: all ports), or
     /// PROTO:VIP:PORT,PORT,... for one service over several ports.
     #[arg(long, value_name = "PROTO:VIP:PORT")]
     service: String,
@@ -193,6 +194,10 @@ pub struct ServiceOpts {
     /// Persistence netmask (default 255.255.255.255).
     #[arg(long, value_name = "MASK")]
     persistence_netmask: Option<String>,
+    /// IPv6 services: persistence groups clients by this prefix length
+    /// (1..128, default 128; e.g. 64).
+    #[arg(long, value_name = "LEN")]
+    persistence_prefix: Option<u8>,
     /// Sorry server IP:PORT ("" removes it).
     #[arg(long, value_name = "IP:PORT")]
     sorry_server: Option<String>,
@@ -210,7 +215,7 @@ pub struct ServerOpts {
     /// PROTO:VIP:PORT of its service.
     #[arg(long, value_name = "PROTO:VIP:PORT")]
     service: String,
-    /// IP:PORT (or IP: the service's port).
+    /// IP:PORT or [IPV6]:PORT (or the address alone: the service's port).
     #[arg(long, value_name = "IP:PORT")]
     server: String,
     /// 0..65535; 0 drains: no new connections, existing ones live on
@@ -244,6 +249,7 @@ impl ServiceOpts {
             forward: self.forward,
             persistence: self.persistence,
             persistence_netmask: self.persistence_netmask,
+            persistence_prefix: self.persistence_prefix,
             sorry_server: self.sorry_server,
             quorum: self.quorum,
             ops: self.ops,

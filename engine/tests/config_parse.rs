@@ -175,6 +175,7 @@ fn config_every_key_parses_to_expected_struct() {
                 address: ip("198.18.0.2"),
                 prefix_len: 24,
                 gateway: Some(ip("198.18.0.1")),
+                ipv6: None,
                 mtu: 9000,
                 exception_path: true,
                 tap_name: "rvs-client".into(),
@@ -187,6 +188,7 @@ fn config_every_key_parses_to_expected_struct() {
                 address: ip("198.19.0.1"),
                 prefix_len: 16,
                 gateway: None,
+                ipv6: None,
                 mtu: 1500,
                 exception_path: true,
                 tap_name: "rvs-servers".into(),
@@ -196,7 +198,7 @@ fn config_every_key_parses_to_expected_struct() {
         ],
         services: vec![
             ServiceConfig {
-                vip: ip("198.18.0.100"),
+                vip: ip("198.18.0.100").into(),
                 port: 80,
                 ports: Vec::new(),
                 protocol: Protocol::Udp,
@@ -209,12 +211,13 @@ fn config_every_key_parses_to_expected_struct() {
                 forward: Forward::Dr,
                 persistence_timeout: 300,
                 persistence_netmask: ip("255.255.255.0"),
-                sorry_server: Some(SocketAddrV4::new(ip("198.19.0.99"), 8080)),
+                persistence_prefix: 128,
+                sorry_server: Some(SocketAddr::V4(SocketAddrV4::new(ip("198.19.0.99"), 8080))),
                 quorum: 4,
                 ops: false,
                 servers: vec![
                     ServerConfig {
-                        address: ip("198.19.0.11"),
+                        address: ip("198.19.0.11").into(),
                         port: 8080,
                         weight: 5,
                         forward: Some(Forward::Nat),
@@ -224,7 +227,7 @@ fn config_every_key_parses_to_expected_struct() {
                         notify_down: None,
                     },
                     ServerConfig {
-                        address: ip("198.19.0.12"),
+                        address: ip("198.19.0.12").into(),
                         port: 80,
                         weight: 1,
                         forward: None,
@@ -259,7 +262,7 @@ fn config_every_key_parses_to_expected_struct() {
                 }),
             },
             ServiceConfig {
-                vip: ip("198.18.0.101"),
+                vip: ip("198.18.0.101").into(),
                 port: 0,
                 ports: Vec::new(),
                 protocol: Protocol::Tcp,
@@ -272,11 +275,12 @@ fn config_every_key_parses_to_expected_struct() {
                 forward: Forward::Tun,
                 persistence_timeout: 0,
                 persistence_netmask: Ipv4Addr::BROADCAST,
+                persistence_prefix: 128,
                 sorry_server: None,
                 quorum: 1,
                 ops: false,
                 servers: vec![ServerConfig {
-                    address: ip("198.20.0.31"),
+                    address: ip("198.20.0.31").into(),
                     port: 0,
                     weight: 1,
                     forward: None,
@@ -708,7 +712,7 @@ fn config_spec_example_parses() {
     // The sorry server is off the attached subnet: reached through the gateway.
     assert_eq!(
         svc.sorry_server,
-        Some(SocketAddrV4::new(ip("198.19.0.99"), 8080))
+        Some(SocketAddr::V4(SocketAddrV4::new(ip("198.19.0.99"), 8080)))
     );
     assert_eq!(svc.servers[0].address, ip("198.19.0.11"));
     assert_eq!(cfg.timeouts, Timeouts::default());
@@ -801,9 +805,9 @@ fn config_demo_nat_is_as_documented() {
     assert_eq!(
         servers,
         [
-            (ip("198.19.0.11"), 8080, 3),
-            (ip("198.19.0.12"), 8080, 2),
-            (ip("198.19.0.13"), 8080, 1)
+            (ip("198.19.0.11").into(), 8080, 3),
+            (ip("198.19.0.12").into(), 8080, 2),
+            (ip("198.19.0.13").into(), 8080, 1)
         ]
     );
     let udp = &cfg.services[1];

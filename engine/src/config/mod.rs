@@ -30,13 +30,14 @@ pub mod save;
 mod schema;
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use crate::sched::SchedKind;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use lcores::{parse_lcores, LcoreMap};
+pub(crate) use schema::parse_unicast_ip;
 
 /// Where `rvs` looks for its configuration when no `-c FILE` is given.
 pub const DEFAULT_PATH: &str = "/etc/rvs/rvs.toml";
@@ -107,6 +108,13 @@ impl Config {
         self.ports.iter().find(|p| p.contains(ip))
     }
 
+    /// The port whose attached IPv6 subnet holds `ip`, if any.
+    pub fn port_for6(&self, ip: Ipv6Addr) -> Option<&PortConfig> {
+        self.ports
+            .iter()
+            .find(|p| p.ipv6.as_ref().is_some_and(|v6| v6.contains(ip)))
+    }
+
     /// The `[ha] port`'s configuration; `None` without `[ha]`.
     pub fn ha_port(&self) -> Option<&PortConfig> {
         let ha = self.ha.as_ref()?;
@@ -115,9 +123,10 @@ impl Config {
 
     /// The addresses a VRRP advert lists (SPEC §7): every IPv4 service VIP in
     /// configuration order, then the `[ha] virtual_addresses`, without
-    /// duplicates (just the VIPs without `[ha]`).
+    /// duplicates (just the VIPs without `[ha]`). An IPv4 advert cannot
+    /// carry IPv6 VIPs (VRRPv3 has one address family per router).
     pub fn vrrp_addresses(&self) -> Vec<Ipv4Addr> {
-        let vips = self.services.iter().map(|s| s.vip);
+        let vips = self.services.iter().filter_map(|s| s.vip_v4());
         let virtual_addresses = self.ha.iter().flat_map(|h| &h.virtual_addresses);
         let mut out: Vec<Ipv4Addr> = Vec::new();
         for ip in vips.chain(virtual_addresses.map(|v| v.address)) {
@@ -143,6 +152,9 @@ impl Config {
     /// `mh` lets each director pick a different real server for the same
     /// flow: a flow the router moves to another director (one left or came
     /// back) then lands on another server and breaks.
+    ///
+    /// An IPv6 service is configured, listed and health-checked, but the
+    /// data plane does not forward IPv6 yet: said for each.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         let fnat = self.services.iter().any(|svc| {
@@ -160,6 +172,14 @@ impl Config {
                 out.push(format!(
                     "port[{i}].snat_ports: \"{lo}-{hi}\" overlaps Linux's ephemeral ports (32768-60999) on the port's own address {}: a health check's reply to such a port that is also a full-NAT local tuple is taken for the connection; keep below 32768 or give snat_addresses",
                     p.address
+                ));
+            }
+        }
+        for (i, svc) in self.services.iter().enumerate() {
+            if svc.is_ipv6() {
+                out.push(format!(
+                    "service[{i}].vip: {} is IPv6: configured, listed and health-checked, but the data plane does not forward IPv6 yet (its frames go to the kernel)",
+                    svc.key()
                 ));
             }
         }
@@ -215,10 +235,13 @@ pub struct PortConfig {
     pub name: String,
     /// A vdev string ("net_af_packet0,iface=veth-c") or a PCI address.
     pub device: String,
-    /// From `address = "A.B.C.D/N"`.
+    /// From `address = "A.B.C.D/N"` (or the IPv4 element of the list form).
     pub address: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
+    /// The IPv6 element of `address = ["A.B.C.D/N", "X:Y::Z/N"]` and the
+    /// IPv6 `gateway`; `None` for an IPv4-only port (SPEC §5).
+    pub ipv6: Option<PortIpv6>,
     /// Default 1500; 576..=9000.
     pub mtu: u16,
     /// `exception_path` (default true): the port's address lives on a kernel
@@ -270,6 +293,55 @@ impl PortConfig {
     /// "198.18.0.0/24".
     pub fn subnet(&self) -> String {
         format!("{}/{}", self.network(), self.prefix_len)
+    }
+}
+
+/// A port's own IPv6 address, its prefix and its IPv6 gateway: kept apart
+/// from the IPv4 fields so that every IPv4 user of `PortConfig` stays as it
+/// was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortIpv6 {
+    pub address: Ipv6Addr,
+    /// 1..=128.
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv6Addr>,
+}
+
+impl PortIpv6 {
+    /// Whether `ip` is on this port's attached IPv6 subnet.
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        let mask = prefix_mask6(self.prefix_len);
+        u128::from(ip) & mask == u128::from(self.address) & mask
+    }
+
+    /// "2001:db8:0:1::/64".
+    pub fn subnet(&self) -> String {
+        let net = Ipv6Addr::from(u128::from(self.address) & prefix_mask6(self.prefix_len));
+        format!("{net}/{}", self.prefix_len)
+    }
+}
+
+/// The mask of an IPv6 prefix length (0..=128) as a number.
+pub fn prefix_mask6(prefix_len: u8) -> u128 {
+    match prefix_len {
+        0 => 0,
+        n => u128::MAX << (128 - u32::from(n.min(128))),
+    }
+}
+
+/// "198.18.0.100:80" or "[2001:db8::100]:80": how every listing, message
+/// and `rvs ctl` argument writes an endpoint (SPEC §5).
+pub fn endpoint(ip: IpAddr, port: u16) -> String {
+    SocketAddr::new(ip, port).to_string()
+}
+
+/// "198.18.0.100" or "[2001:db8::100]": an address as the host part of
+/// `HOST:PORT` or `PROTO:HOST:PORTS`, where an IPv6 address needs brackets
+/// to keep its colons apart from the port's.
+pub fn host_part(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
     }
 }
 
@@ -434,7 +506,8 @@ impl SchedFlags {
 /// `[[service]]`: one virtual service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
-    pub vip: Ipv4Addr,
+    /// IPv4 or IPv6; all of its servers are of the same family (SPEC §5).
+    pub vip: IpAddr,
     /// 0 = all ports. The first of `ports` for a service over several.
     pub port: u16,
     /// `ports = [80, 443]`: the ports of a service over several (IPVS's
@@ -452,10 +525,15 @@ pub struct ServiceConfig {
     pub forward: Forward,
     /// Seconds; 0 = off (the default).
     pub persistence_timeout: u32,
-    /// Contiguous; default 255.255.255.255.
+    /// Contiguous; default 255.255.255.255. IPv4 services only.
     pub persistence_netmask: Ipv4Addr,
+    /// `persistence_prefix`: what `persistence_netmask` is for an IPv6
+    /// service, as a prefix length (1..=128, default 128; 64 puts a whole
+    /// /64 on one server). IPv6 services only.
+    pub persistence_prefix: u8,
     /// Used while no server is up; reached by NAT whatever `forward` is.
-    pub sorry_server: Option<SocketAddrV4>,
+    /// In the VIP's family.
+    pub sorry_server: Option<SocketAddr>,
     /// Sum of live weights needed for the service to be up (keepalived).
     /// Default 1.
     pub quorum: u32,
@@ -472,8 +550,28 @@ pub struct ServiceConfig {
 impl ServiceConfig {
     /// "tcp:198.18.0.100:80" (or "tcp:198.18.0.100:80,443" for a service
     /// over several ports), as `rvs ctl --service` writes it.
+    /// An IPv6 service writes its VIP in brackets: "tcp:[2001:db8::100]:80".
     pub fn key(&self) -> String {
-        format!("{}:{}:{}", self.protocol, self.vip, self.port_list())
+        format!(
+            "{}:{}:{}",
+            self.protocol,
+            host_part(self.vip),
+            self.port_list()
+        )
+    }
+
+    /// The VIP of an IPv4 service: the IPv4 data path, VRRP and sync only
+    /// deal with these.
+    pub fn vip_v4(&self) -> Option<Ipv4Addr> {
+        match self.vip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    /// Whether the VIP is IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        self.vip.is_ipv6()
     }
 
     /// Every VIP port this service answers on: `ports`, else `port`.
@@ -505,7 +603,8 @@ pub fn port_list(ports: &[u16]) -> String {
 /// `[[service.server]]`: one real server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
-    pub address: Ipv4Addr,
+    /// In the service's family.
+    pub address: IpAddr,
     /// 1..=65535 when given; when left out, the service's port (0 for an
     /// all-ports service: keep the packet's port). DR and TUN ignore it.
     pub port: u16,
@@ -546,9 +645,18 @@ impl ServerConfig {
     /// The server's name everywhere (ctl, `list`, JSON, logs, mail):
     /// `ADDRESS:PORT` with the port packets go to, so a DR or TUN server
     /// shows the VIP's port as ipvsadm shows it. Unique within a service
-    /// (`rvs check` refuses two servers with one identity).
+    /// (`rvs check` refuses two servers with one identity). IPv6:
+    /// `[ADDRESS]:PORT`.
     pub fn ident(&self, service: &ServiceConfig) -> String {
-        format!("{}:{}", self.address, self.effective_port(service))
+        endpoint(self.address, self.effective_port(service))
+    }
+
+    /// The address of a server of an IPv4 service.
+    pub fn address_v4(&self) -> Option<Ipv4Addr> {
+        match self.address {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        }
     }
 }
 

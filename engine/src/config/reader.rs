@@ -247,6 +247,21 @@ impl<'d> Tab<'d> {
     }
 
     /// An array of strings, each with its path (`key[i]`) and line.
+    /// One string or an array of strings (a port's `address = "..."` or
+    /// `address = ["...", "..."]`); each with its own path and line.
+    pub fn string_or_strings(&self, ctx: &mut Ctx, key: &str) -> Option<Vec<Located<'d>>> {
+        let (v, path, line) = self.value(ctx, key, "a string or an array of strings")?;
+        match v.as_str() {
+            Some(text) => Some(vec![Located { text, path, line }]),
+            None if v.is_array() => self.strings(ctx, key),
+            None => {
+                let msg = type_error("a string or an array of strings", v.type_name());
+                ctx.error(path, line, msg);
+                None
+            }
+        }
+    }
+
     pub fn strings(&self, ctx: &mut Ctx, key: &str) -> Option<Vec<Located<'d>>> {
         let (v, path, line) = self.value(ctx, key, "an array of strings")?;
         let Some(array) = v.as_array() else {

@@ -5,7 +5,7 @@
 //! Errors carry key paths only; the file loader adds the lines.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use super::schema::is_contiguous;
@@ -66,7 +66,8 @@ pub(super) fn check(scope: &Scope) -> Vec<ConfigError> {
                     format!("service[{i}]"),
                     format!(
                         "{}:{}:{port} is already defined by service[{first}]",
-                        svc.protocol, svc.vip
+                        svc.protocol,
+                        host_part(svc.vip)
                     ),
                 ),
                 None => {
@@ -157,7 +158,7 @@ fn device_iface(device: &str) -> String {
 
 fn check_ports(scope: &Scope, out: &mut Out) {
     let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut addresses: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let mut addresses: HashMap<IpAddr, usize> = HashMap::new();
     let mut ifaces: HashMap<String, usize> = HashMap::new();
     for &(i, port) in &scope.ports {
         // Two ports on one interface (the same `iface=` of net_af_packet or
@@ -181,13 +182,30 @@ fn check_ports(scope: &Scope, out: &mut Out) {
                 names.insert(&port.name, i);
             }
         }
-        match addresses.get(&port.address) {
-            Some(first) => out.push(
-                format!("port[{i}].address"),
-                format!("{} is already the address of port[{first}]", port.address),
-            ),
-            None => {
-                addresses.insert(port.address, i);
+        let own = std::iter::once(IpAddr::V4(port.address))
+            .chain(port.ipv6.map(|v6| IpAddr::V6(v6.address)));
+        for ip in own {
+            match addresses.get(&ip) {
+                Some(first) => out.push(
+                    format!("port[{i}].address"),
+                    format!("{ip} is already the address of port[{first}]"),
+                ),
+                None => {
+                    addresses.insert(ip, i);
+                }
+            }
+        }
+        if let Some(v6) = port.ipv6 {
+            if let Some(gw) = v6.gateway {
+                if !v6.contains(gw) || gw == v6.address {
+                    out.push(
+                        format!("port[{i}].gateway"),
+                        format!(
+                            "{gw} is not another host on this port's subnet {}",
+                            v6.subnet()
+                        ),
+                    );
+                }
             }
         }
         if port.device.starts_with("net_af_packet") && port.mtu > AF_PACKET_MAX_MTU {
@@ -233,7 +251,7 @@ fn check_snat(scope: &Scope, out: &mut Out) {
             }
         }
     }
-    let vips: Vec<Ipv4Addr> = scope.services.iter().map(|(_, s)| s.vip).collect();
+    let vips: Vec<Ipv4Addr> = scope.services.iter().filter_map(|(_, s)| s.vip_v4()).collect();
     let mut seen: HashMap<Ipv4Addr, String> = HashMap::new();
     for &(i, port) in &scope.ports {
         seen.insert(port.address, format!("the address of port[{i}]"));
@@ -306,7 +324,7 @@ const AF_PACKET_MAX_MTU: u16 = 1500;
 
 fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
     let at = |key: &str| format!("service[{i}].{key}");
-    if let Some(port) = own_address(scope, svc.vip) {
+    if let Some(port) = own_ip(scope, svc.vip) {
         out.push(
             at("vip"),
             format!(
@@ -341,10 +359,13 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
     if let Some(sorry) = svc.sorry_server {
         // The data plane reaches a sorry server by NAT, whatever the service's
         // forward: it need not hold the VIP.
-        if let Err(msg) = reachable(scope, *sorry.ip(), Forward::Nat) {
+        if sorry.is_ipv6() != svc.is_ipv6() {
+            out.push(at("sorry_server"), family_mismatch(svc, sorry.ip()));
+        } else if let Err(msg) = reachable_ip(scope, sorry.ip(), Forward::Nat) {
             out.push(at("sorry_server"), msg);
         }
     }
+    check_persistence_family(i, svc, out);
     if let Some(hc) = &svc.health_check {
         if hc.kind == HealthCheckKind::Exec && hc.script.is_none() {
             out.push(at("health_check.script"), "kind \"exec\" needs a `script`");
@@ -371,10 +392,11 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
             "has no effect without persistence_timeout (set both, or neither)",
         );
     }
-    for (_, p) in &scope.ports {
-        if p.prefix_len < 31 && p.contains(svc.vip) {
+    let v4_ports = scope.ports.iter().filter(|_| !svc.is_ipv6());
+    for (p, vip) in v4_ports.filter_map(|&(_, p)| Some((p, svc.vip_v4()?))) {
+        if p.prefix_len < 31 && p.contains(vip) {
             let host = !u32::from(p.netmask());
-            let a = u32::from(svc.vip);
+            let a = u32::from(vip);
             if a & host == host || a & host == 0 {
                 out.push(
                     at("vip"),
@@ -394,7 +416,7 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
         }
     }
 
-    let mut seen: HashMap<(Ipv4Addr, u16), usize> = HashMap::new();
+    let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
     for (j, srv) in svc.servers.iter().enumerate() {
         let at = |key: &str| format!("service[{i}].server[{j}]{key}");
         let forward = srv.effective_forward(svc);
@@ -402,7 +424,7 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
         match seen.get(&(srv.address, port)) {
             Some(first) => {
                 let what = match forward {
-                    Forward::Nat | Forward::Fnat => format!("{}:{port}", srv.address),
+                    Forward::Nat | Forward::Fnat => endpoint(srv.address, port),
                     Forward::Dr | Forward::Tun => srv.address.to_string(),
                 };
                 out.push(
@@ -429,12 +451,14 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
                 ),
             );
         }
-        if srv.address == svc.vip {
+        if srv.address.is_ipv6() != svc.is_ipv6() {
+            out.push(at(".address"), family_mismatch(svc, srv.address));
+        } else if srv.address == svc.vip {
             out.push(
                 at(".address"),
                 format!("{} is the service's own VIP", srv.address),
             );
-        } else if let Some(port) = own_address(scope, srv.address) {
+        } else if let Some(port) = own_ip(scope, srv.address) {
             out.push(
                 at(".address"),
                 format!(
@@ -442,9 +466,58 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
                     srv.address, port.name
                 ),
             );
-        } else if let Err(msg) = reachable(scope, srv.address, forward) {
+        } else if let Err(msg) = reachable_ip(scope, srv.address, forward) {
             out.push(at(".address"), msg);
         }
+    }
+}
+
+/// A server (or sorry server) of another family than the VIP: NAT, DR and
+/// TUN keep the packet's family (NAT64 is a case of full-NAT).
+fn family_mismatch(svc: &ServiceConfig, ip: IpAddr) -> String {
+    let fam = |v6: bool| if v6 { "IPv6" } else { "IPv4" };
+    format!(
+        "{ip} is {} but the VIP {} is {}: a service's servers are in its VIP's family",
+        fam(ip.is_ipv6()),
+        svc.vip,
+        fam(svc.is_ipv6())
+    )
+}
+
+/// `persistence_netmask` is IPv4's, `persistence_prefix` IPv6's: each is
+/// refused on a service of the other family, rather than ignored.
+fn check_persistence_family(i: usize, svc: &ServiceConfig, out: &mut Out) {
+    let at = |key: &str| format!("service[{i}].{key}");
+    if svc.is_ipv6() {
+        if svc.persistence_netmask != Ipv4Addr::BROADCAST {
+            out.push(
+                at("persistence_netmask"),
+                format!(
+                    "is for IPv4 services; the IPv6 VIP {} takes a prefix length: persistence_prefix = 64",
+                    svc.vip
+                ),
+            );
+        }
+        if svc.persistence_prefix == 0 || svc.persistence_prefix > 128 {
+            out.push(
+                at("persistence_prefix"),
+                format!("{} is outside 1..128", svc.persistence_prefix),
+            );
+        }
+        if svc.persistence_timeout == 0 && svc.persistence_prefix != 128 {
+            out.push(
+                at("persistence_prefix"),
+                "has no effect without persistence_timeout (set both, or neither)",
+            );
+        }
+    } else if svc.persistence_prefix != 128 {
+        out.push(
+            at("persistence_prefix"),
+            format!(
+                "is for IPv6 services; the IPv4 VIP {} takes persistence_netmask (e.g. \"255.255.255.0\")",
+                svc.vip
+            ),
+        );
     }
 }
 
@@ -610,7 +683,8 @@ fn check_ha(scope: &Scope, ha: &HaConfig, out: &mut Out) {
                     own.name
                 ),
             );
-        } else if let Some(&(j, svc)) = scope.services.iter().find(|(_, s)| s.vip == ip) {
+        } else if let Some(&(j, svc)) = scope.services.iter().find(|(_, s)| s.vip == IpAddr::V4(ip))
+        {
             out.push(
                 at,
                 format!(
@@ -744,6 +818,18 @@ fn own_address<'a>(scope: &Scope<'a>, ip: Ipv4Addr) -> Option<&'a PortConfig> {
         .find(|p| p.address == ip)
 }
 
+/// The port whose own address (of either family) `ip` is.
+fn own_ip<'a>(scope: &Scope<'a>, ip: IpAddr) -> Option<&'a PortConfig> {
+    match ip {
+        IpAddr::V4(v4) => own_address(scope, v4),
+        IpAddr::V6(v6) => scope
+            .ports
+            .iter()
+            .map(|&(_, p)| p)
+            .find(|p| p.ipv6.is_some_and(|x| x.address == v6)),
+    }
+}
+
 /// The port whose attached subnet holds `ip`.
 fn attached<'a>(scope: &Scope<'a>, ip: Ipv4Addr) -> Option<&'a PortConfig> {
     scope.ports.iter().map(|&(_, p)| p).find(|p| p.contains(ip))
@@ -764,6 +850,39 @@ fn reachable(scope: &Scope, ip: Ipv4Addr, forward: Forward) -> Result<(), String
         _ if scope.ports.iter().any(|(_, p)| p.gateway.is_some()) => Ok(()),
         _ => Err(format!(
             "{ip} is not reachable with {forward}: not on an attached subnet ({subnets}) and no port has a gateway"
+        )),
+    }
+}
+
+/// [`reachable`] for either family.
+fn reachable_ip(scope: &Scope, ip: IpAddr, forward: Forward) -> Result<(), String> {
+    match ip {
+        IpAddr::V4(v4) => reachable(scope, v4, forward),
+        IpAddr::V6(v6) => reachable6(scope, v6, forward),
+    }
+}
+
+/// [`reachable`] over the ports' IPv6 subnets and gateways.
+fn reachable6(scope: &Scope, ip: Ipv6Addr, forward: Forward) -> Result<(), String> {
+    let v6 = || scope.ports.iter().filter_map(|&(_, p)| Some((p, p.ipv6?)));
+    if !scope.all_ports || v6().any(|(_, a)| a.contains(ip)) {
+        return Ok(());
+    }
+    let list: Vec<String> = v6()
+        .map(|(p, a)| format!("{} {}", p.name, a.subnet()))
+        .collect();
+    let subnets = if list.is_empty() {
+        "no port has an IPv6 address".to_string()
+    } else {
+        list.join(", ")
+    };
+    match forward {
+        Forward::Dr => Err(format!(
+            "{ip} is not on a directly attached IPv6 subnet ({subnets}), which dr needs"
+        )),
+        _ if v6().any(|(_, a)| a.gateway.is_some()) => Ok(()),
+        _ => Err(format!(
+            "{ip} is not reachable with {forward}: not on an attached IPv6 subnet ({subnets}) and no port has an IPv6 gateway"
         )),
     }
 }

@@ -70,6 +70,7 @@ fn default_service(svc: &ServiceConfig) -> ServiceConfig {
         forward: Forward::Nat,
         persistence_timeout: 0,
         persistence_netmask: std::net::Ipv4Addr::BROADCAST,
+        persistence_prefix: 128,
         sorry_server: None,
         quorum: 1,
         ops: false,
@@ -163,6 +164,13 @@ fn sync_service(t: &mut Table, was: &ServiceConfig, now: &ServiceConfig) {
             t,
             "persistence_netmask",
             now.persistence_netmask.to_string().into(),
+        );
+    }
+    if was.persistence_prefix != now.persistence_prefix {
+        set(
+            t,
+            "persistence_prefix",
+            i64::from(now.persistence_prefix).into(),
         );
     }
     if was.sorry_server != now.sorry_server {

@@ -3,7 +3,7 @@
 //! with the defaults for what is left out. Then the rules pass runs over what
 //! was built, and the result is a `Config` only if neither found an error.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use toml_edit::ImDocument;
@@ -37,6 +37,7 @@ const SERVICE: &[&str] = &[
     "forward",
     "persistence_timeout",
     "persistence_netmask",
+    "persistence_prefix",
     "sorry_server",
     "quorum",
     "ops",
@@ -268,8 +269,8 @@ fn port(ctx: &mut Ctx, t: &Tab) -> Option<PortConfig> {
     t.require(ctx, &["name", "device", "address"]);
     let name = t.string(ctx, "name");
     let device = t.string(ctx, "device");
-    let address = t.parsed(ctx, "address", parse_cidr);
-    let gateway = t.parsed(ctx, "gateway", parse_unicast);
+    let addresses = port_addresses(ctx, t);
+    let gateways = port_gateways(ctx, t);
     let mtu = t.int(ctx, "mtu", 576, 9000);
     let exception_path = t.bool(ctx, "exception_path");
     let tap_name = t.parsed(ctx, "tap_name", |s| {
@@ -301,7 +302,27 @@ fn port(ctx: &mut Ctx, t: &Tab) -> Option<PortConfig> {
     if !ctx.clean_since(mark) {
         return None;
     }
-    let (address, prefix_len) = address?;
+    let (v4, v6) = addresses?;
+    let (gateway, gateway6) = gateways.unwrap_or_default();
+    let Some((address, prefix_len)) = v4 else {
+        // IPv6-only ports: later (the exception path, VRRP and sync speak
+        // IPv4 through the port's IPv4 address).
+        let line = t.key_line(ctx, "address");
+        let msg = "a port needs an IPv4 address (IPv6-only ports are not supported yet): write [\"A.B.C.D/N\", \"X:Y::Z/N\"]";
+        ctx.error(t.child("address"), line, msg);
+        return None;
+    };
+    if gateway6.is_some() && v6.is_none() {
+        let line = t.key_line(ctx, "gateway");
+        let msg = "an IPv6 gateway needs an IPv6 address on the port (add one to `address`)";
+        ctx.error(t.child("gateway"), line, msg);
+        return None;
+    }
+    let ipv6 = v6.map(|(address, prefix_len)| PortIpv6 {
+        address,
+        prefix_len,
+        gateway: gateway6,
+    });
     let name = name?;
     let tap_name = tap_name.unwrap_or_else(|| {
         let mut n: String = format!("rvs-{name}")
@@ -323,6 +344,7 @@ fn port(ctx: &mut Ctx, t: &Tab) -> Option<PortConfig> {
         address,
         prefix_len,
         gateway,
+        ipv6,
         mtu: mtu.unwrap_or(1500),
         exception_path: exception_path.unwrap_or(true),
         tap_name,
@@ -346,10 +368,73 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     Ok((lo, hi))
 }
 
+/// An address of each family at most, in one string or a list.
+type PerFamily<A, B> = (Option<A>, Option<B>);
+
+/// A port's `address`: "A.B.C.D/N", "X:Y::Z/N", or a list of at most one of
+/// each (SPEC §5).
+fn port_addresses(ctx: &mut Ctx, t: &Tab) -> Option<PerFamily<(Ipv4Addr, u8), (Ipv6Addr, u8)>> {
+    per_family(ctx, t, "address", |s| {
+        if s.contains(':') {
+            parse_cidr6(s).map(|a| (None, Some(a)))
+        } else {
+            parse_cidr(s).map(|a| (Some(a), None))
+        }
+    })
+}
+
+/// A port's `gateway`: an address, or a list of at most one of each family.
+fn port_gateways(ctx: &mut Ctx, t: &Tab) -> Option<PerFamily<Ipv4Addr, Ipv6Addr>> {
+    per_family(ctx, t, "gateway", |s| match parse_unicast_ip(s)? {
+        IpAddr::V4(v4) => Ok((Some(v4), None)),
+        IpAddr::V6(v6) => Ok((None, Some(v6))),
+    })
+}
+
+/// `key` as one string or a list, each element parsed by `parse` into one
+/// family's slot; two of one family is an error naming the element.
+fn per_family<A, B>(
+    ctx: &mut Ctx,
+    t: &Tab,
+    key: &str,
+    parse: impl Fn(&str) -> Result<PerFamily<A, B>, String>,
+) -> Option<PerFamily<A, B>> {
+    let list = t.string_or_strings(ctx, key)?;
+    if list.is_empty() {
+        let line = t.key_line(ctx, key);
+        ctx.error(t.child(key), line, "lists no address");
+        return None;
+    }
+    let (mut a, mut b) = (None, None);
+    let mut ok = true;
+    for l in list {
+        match parse(l.text) {
+            Ok((x, y)) => {
+                let twice = (x.is_some() && a.is_some()) || (y.is_some() && b.is_some());
+                if twice {
+                    let msg = format!(
+                        "`{}`: at most one address of each family (one IPv4, one IPv6)",
+                        l.text
+                    );
+                    ctx.error(l.path, l.line, msg);
+                    ok = false;
+                }
+                a = a.or(x);
+                b = b.or(y);
+            }
+            Err(m) => {
+                ctx.error(l.path, l.line, m);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some((a, b))
+}
+
 fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
     let mark = ctx.mark();
     t.require(ctx, &["vip"]);
-    let vip = t.parsed(ctx, "vip", parse_unicast);
+    let vip = t.parsed(ctx, "vip", parse_unicast_ip);
     let (port, ports) = service_ports(ctx, t);
     let protocol = t.choice(
         ctx,
@@ -385,6 +470,7 @@ fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
     );
     let persistence_timeout = t.int(ctx, "persistence_timeout", 0, U32_MAX);
     let persistence_netmask = t.parsed(ctx, "persistence_netmask", parse_netmask);
+    let persistence_prefix = t.int(ctx, "persistence_prefix", 1, 128);
     let sorry_server = t.parsed(ctx, "sorry_server", parse_endpoint);
     let quorum = t.int(ctx, "quorum", 0, U32_MAX);
     let ops = t.bool(ctx, "ops");
@@ -415,6 +501,7 @@ fn service(ctx: &mut Ctx, t: &Tab) -> Option<ServiceConfig> {
         forward: forward.unwrap_or(Forward::Nat),
         persistence_timeout: persistence_timeout.unwrap_or(0),
         persistence_netmask: persistence_netmask.unwrap_or(Ipv4Addr::BROADCAST),
+        persistence_prefix: persistence_prefix.unwrap_or(128),
         sorry_server,
         quorum: quorum.unwrap_or(1),
         ops: ops.unwrap_or(false),
@@ -476,7 +563,7 @@ fn service_ports(ctx: &mut Ctx, t: &Tab) -> (Option<u16>, Vec<u16>) {
 fn server(ctx: &mut Ctx, t: &Tab, service_port: u16) -> Option<ServerConfig> {
     let mark = ctx.mark();
     t.require(ctx, &["address"]);
-    let address = t.parsed(ctx, "address", parse_unicast);
+    let address = t.parsed(ctx, "address", parse_unicast_ip);
     let port = t.int(ctx, "port", 1, 65535);
     let weight = t.int(ctx, "weight", 0, i64::from(MAX_WEIGHT));
     let forward = t.choice(
@@ -836,6 +923,59 @@ fn parse_unicast(s: &str) -> Result<Ipv4Addr, String> {
     Ok(ip)
 }
 
+/// An IPv4 or IPv6 address a packet can be sent to: for IPv6, not ::,
+/// loopback, multicast, link-local or IPv4-mapped (a VIP, a real server, a
+/// gateway are global or unique-local addresses).
+pub(crate) fn parse_unicast_ip(s: &str) -> Result<IpAddr, String> {
+    let t = s.trim();
+    if !t.contains(':') {
+        return parse_unicast(t).map(IpAddr::V4);
+    }
+    let t = t
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(t);
+    let ip: Ipv6Addr = t
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IPv4 or IPv6 address"))?;
+    check_unicast6(ip).map(IpAddr::V6)
+}
+
+/// The IPv6 addresses a data-plane endpoint cannot be.
+fn check_unicast6(ip: Ipv6Addr) -> Result<Ipv6Addr, String> {
+    let first = ip.segments()[0];
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
+        Err(format!("{ip} is not a unicast address"))
+    } else if first & 0xffc0 == 0xfe80 {
+        Err(format!(
+            "{ip} is link-local; use a global or unique-local address"
+        ))
+    } else if ip.to_ipv4_mapped().is_some() {
+        Err(format!(
+            "{ip} is an IPv4-mapped address; write the IPv4 address itself"
+        ))
+    } else {
+        Ok(ip)
+    }
+}
+
+/// "X:Y::Z/N": the director's IPv6 address on a port and its prefix length.
+fn parse_cidr6(s: &str) -> Result<(Ipv6Addr, u8), String> {
+    let Some((ip, prefix)) = s.trim().split_once('/') else {
+        return Err(format!(
+            "`{s}` has no prefix length: write ADDRESS/PREFIX, e.g. \"2001:db8::2/64\""
+        ));
+    };
+    let ip: Ipv6Addr = ip
+        .parse()
+        .map_err(|_| format!("`{ip}` is not an IPv6 address"))?;
+    let ip = check_unicast6(ip)?;
+    match prefix.parse() {
+        Ok(n @ 1..=128) => Ok((ip, n)),
+        _ => Err(format!("prefix length `{prefix}` is outside 1..128")),
+    }
+}
+
 /// "A.B.C.D/N": the director's address on a port and its prefix length.
 fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let Some((ip, prefix)) = s.trim().split_once('/') else {
@@ -901,16 +1041,26 @@ pub(super) fn is_contiguous(mask: Ipv4Addr) -> bool {
     m.leading_ones() + m.trailing_zeros() == 32
 }
 
-/// "IP:PORT" with a unicast IP and a port in 1..65535.
-fn parse_endpoint(s: &str) -> Result<SocketAddrV4, String> {
+/// "IP:PORT" or "[IPV6]:PORT" with a unicast IP and a port in 1..65535.
+fn parse_endpoint(s: &str) -> Result<SocketAddr, String> {
+    let bad = || format!("`{s}` is not IP:PORT (IPv6: [ADDRESS]:PORT)");
     let Some((ip, port)) = s.trim().rsplit_once(':') else {
-        return Err(format!("`{s}` is not IP:PORT"));
+        return Err(bad());
     };
-    let ip = parse_unicast(ip)?;
+    let ip = match ip.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+        Some(v6) => match v6.parse::<Ipv6Addr>() {
+            Ok(v6) => IpAddr::V6(check_unicast6(v6)?),
+            Err(_) => return Err(format!("`{v6}` is not an IPv6 address")),
+        },
+        // An IPv6 address without brackets: its last group would be read
+        // as the port.
+        None if ip.contains(':') => return Err(bad()),
+        None => IpAddr::V4(parse_unicast(ip)?),
+    };
     match port.parse::<i64>() {
-        Ok(p @ 1..=65535) => Ok(SocketAddrV4::new(ip, p as u16)),
+        Ok(p @ 1..=65535) => Ok(SocketAddr::new(ip, p as u16)),
         Ok(p) => Err(format!("port {p} is outside 1..65535")),
-        Err(_) => Err(format!("`{s}` is not IP:PORT")),
+        Err(_) => Err(bad()),
     }
 }
 

@@ -8,7 +8,7 @@
 //! See the module docs of [`super::api`] for limits and errors.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +127,9 @@ pub struct ServiceArgs {
     pub persistence: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence_netmask: Option<String>,
+    /// IPv6 services: the client prefix length persistence groups by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_prefix: Option<u8>,
     /// `IP:PORT`; an empty string removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<String>,
@@ -245,7 +248,8 @@ pub struct TimeoutsView {
 pub struct ServiceView {
     /// `tcp` | `udp`.
     pub protocol: String,
-    pub vip: Ipv4Addr,
+    /// IPv4 or IPv6 (JSON: the bare address, without brackets).
+    pub vip: IpAddr,
     /// The first of `ports` for a service over several.
     pub port: u16,
     /// Every port of a service over several (`ports = [80, 443]`); absent
@@ -260,6 +264,10 @@ pub struct ServiceView {
     /// Persistence timeout, seconds; 0 = off.
     pub persistence: u32,
     pub persistence_netmask: Ipv4Addr,
+    /// IPv6 services: the client prefix length persistence groups by
+    /// (`persistence_prefix`); 128 for IPv4 services.
+    #[serde(default = "full_prefix")]
+    pub persistence_prefix: u8,
     #[serde(default)]
     pub sorry_server: Option<String>,
     pub quorum: u32,
@@ -281,8 +289,14 @@ pub struct ServiceView {
 
 impl ServiceView {
     /// `tcp:198.18.0.100:80` (`tcp:198.18.0.100:80,443` for several ports).
+    /// An IPv6 VIP in brackets: `tcp:[2001:db8::100]:80`.
     pub fn key(&self) -> String {
-        format!("{}:{}:{}", self.protocol, self.vip, self.port_list())
+        format!(
+            "{}:{}:{}",
+            self.protocol,
+            crate::config::host_part(self.vip),
+            self.port_list()
+        )
     }
 
     /// "80" or "80,443".
@@ -297,7 +311,8 @@ impl ServiceView {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerView {
-    pub address: Ipv4Addr,
+    /// In the service's family.
+    pub address: IpAddr,
     /// As configured (the effective port for dr/tun is the service's).
     pub port: u16,
     /// `nat` | `dr` | `tun`.
@@ -327,11 +342,16 @@ pub struct ServerView {
     pub rate: Rates,
 }
 
+/// `persistence_prefix` when a reply leaves it out (an older director).
+fn full_prefix() -> u8 {
+    128
+}
+
 impl Default for ServiceView {
     fn default() -> Self {
         ServiceView {
             protocol: String::new(),
-            vip: Ipv4Addr::UNSPECIFIED,
+            vip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
             ports: Vec::new(),
             scheduler: String::new(),
@@ -339,6 +359,7 @@ impl Default for ServiceView {
             forward: String::new(),
             persistence: 0,
             persistence_netmask: Ipv4Addr::BROADCAST,
+            persistence_prefix: 128,
             sorry_server: None,
             quorum: 0,
             ops: false,
@@ -358,7 +379,7 @@ impl Default for ServiceView {
 impl Default for ServerView {
     fn default() -> Self {
         ServerView {
-            address: Ipv4Addr::UNSPECIFIED,
+            address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
             forward: String::new(),
             weight: 0,

@@ -6,11 +6,12 @@
 //! pass of `rvs check` — so a change is refused exactly when a file holding
 //! the result would be. Only then does the controller publish it.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::ctl_proto::{Request, ServerArgs, ServiceArgs};
 use crate::config::{
-    port_list, Config, Forward, Protocol, SchedFlags, ServerConfig, ServiceConfig,
+    endpoint, host_part, port_list, Config, Forward, Protocol, SchedFlags, ServerConfig,
+    ServiceConfig,
 };
 use crate::sched::SchedKind;
 
@@ -18,7 +19,7 @@ use crate::sched::SchedKind;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceKey {
     pub protocol: Protocol,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     /// The first of `ports` for a service over several.
     pub port: u16,
     /// All ports of a service over several (`80,443`); empty for one port.
@@ -31,7 +32,7 @@ impl std::fmt::Display for ServiceKey {
             f,
             "{}:{}:{}",
             self.protocol,
-            self.vip,
+            host_part(self.vip),
             port_list(self.vports())
         )
     }
@@ -52,14 +53,31 @@ impl ServiceKey {
 }
 
 /// `PROTO:VIP:PORT`, e.g. `tcp:198.18.0.100:80` (port 0: all ports), or
-/// `PROTO:VIP:PORT,PORT,...` for a service over several ports.
+/// `PROTO:VIP:PORT,PORT,...` for a service over several ports; an IPv6 VIP
+/// in brackets: `tcp:[2001:db8::100]:80`.
 pub fn parse_service(s: &str) -> Result<ServiceKey, String> {
     let t = s.trim();
-    let mut parts = t.splitn(3, ':');
-    let (Some(proto), Some(vip), Some(port)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(format!(
-            "service: `{s}` is not PROTO:VIP:PORT (e.g. tcp:198.18.0.100:80 or tcp:198.18.0.100:80,443)"
-        ));
+    let bad = || {
+        format!(
+            "service: `{s}` is not PROTO:VIP:PORT (e.g. tcp:198.18.0.100:80, tcp:198.18.0.100:80,443 or tcp:[2001:db8::100]:80)"
+        )
+    };
+    let (proto, rest) = t.split_once(':').ok_or_else(bad)?;
+    let (vip, port) = match rest.strip_prefix('[') {
+        Some(v6) => {
+            let (vip, after) = v6.split_once(']').ok_or_else(bad)?;
+            (vip, after.strip_prefix(':').ok_or_else(bad)?)
+        }
+        None => match rest.split_once(':') {
+            // An IPv6 VIP needs brackets: its groups would read as ports.
+            Some((_, p)) if p.contains(':') => {
+                return Err(format!(
+                    "service: write an IPv6 VIP in brackets: `{proto}:[ADDRESS]:PORT` (in `{s}`)"
+                ))
+            }
+            Some(parts) => parts,
+            None => return Err(bad()),
+        },
     };
     let protocol = Protocol::from_name(&proto.to_ascii_lowercase()).ok_or_else(|| {
         format!(
@@ -96,12 +114,27 @@ pub fn parse_service(s: &str) -> Result<ServiceKey, String> {
     })
 }
 
-/// `IP:PORT` (port 1..65535), or `IP` alone (port `None`).
-pub fn parse_server(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
+/// `IP:PORT` (port 1..65535), or `IP` alone (port `None`); IPv6 as
+/// `[ADDRESS]:PORT`, `[ADDRESS]` or a bare `ADDRESS`.
+pub fn parse_server(s: &str) -> Result<(IpAddr, Option<u16>), String> {
     let t = s.trim();
-    let (ip, port) = match t.rsplit_once(':') {
-        Some((ip, port)) => (ip, Some(port)),
-        None => (t, None),
+    let (ip, port) = if let Some(v6) = t.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((ip, "")) => (ip, None),
+            Some((ip, p)) => match p.strip_prefix(':') {
+                Some(p) => (ip, Some(p)),
+                None => return Err(format!("server: `{s}` is not [IPV6]:PORT")),
+            },
+            None => return Err(format!("server: `{s}` is not [IPV6]:PORT")),
+        }
+    } else if t.matches(':').count() > 1 {
+        // A bare IPv6 address: no port (that needs the brackets).
+        (t, None)
+    } else {
+        match t.rsplit_once(':') {
+            Some((ip, port)) => (ip, Some(port)),
+            None => (t, None),
+        }
     };
     let ip = parse_unicast(ip).map_err(|m| format!("server: {m}"))?;
     let port = match port {
@@ -114,16 +147,9 @@ pub fn parse_server(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
     Ok((ip, port))
 }
 
-/// An address a packet can be sent to.
-fn parse_unicast(s: &str) -> Result<Ipv4Addr, String> {
-    let ip: Ipv4Addr = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not an IPv4 address"))?;
-    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() {
-        return Err(format!("{ip} is not a unicast address"));
-    }
-    Ok(ip)
+/// An address a packet can be sent to (the configuration file's rule).
+fn parse_unicast(s: &str) -> Result<IpAddr, String> {
+    crate::config::parse_unicast_ip(s)
 }
 
 fn parse_forward(s: &str) -> Result<Forward, String> {
@@ -168,7 +194,7 @@ pub fn find_service(cfg: &Config, key: &ServiceKey) -> Result<usize, String> {
 fn find_server(
     svc: &ServiceConfig,
     key: &ServiceKey,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     port: Option<u16>,
     text: &str,
 ) -> Result<usize, String> {
@@ -246,12 +272,15 @@ fn apply_service_args(s: &mut ServiceConfig, a: &ServiceArgs) -> Result<(), Stri
             .parse()
             .map_err(|_| format!("persistence_netmask: `{m}` is not a netmask"))?;
     }
+    if let Some(p) = a.persistence_prefix {
+        s.persistence_prefix = p;
+    }
     if let Some(sorry) = &a.sorry_server {
         s.sorry_server = if sorry.trim().is_empty() {
             None
         } else {
             match parse_server(sorry) {
-                Ok((ip, Some(port))) => Some(SocketAddrV4::new(ip, port)),
+                Ok((ip, Some(port))) => Some(SocketAddr::new(ip, port)),
                 Ok((_, None)) => {
                     return Err(format!("sorry_server: `{sorry}` is not IP:PORT"));
                 }
@@ -338,6 +367,7 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
                 forward: Forward::Nat,
                 persistence_timeout: 0,
                 persistence_netmask: Ipv4Addr::BROADCAST,
+                persistence_prefix: 128,
                 sorry_server: None,
                 quorum: 1,
                 ops: false,
@@ -390,10 +420,11 @@ pub fn apply(cfg: &Config, req: &Request) -> Result<(Config, String), String> {
                 .iter()
                 .any(|o| o.address == ip && o.effective_port(svc) == port)
             {
-                return Err(format!("server: {ip}:{port} is already a server of {key}"));
+                let ep = endpoint(ip, port);
+                return Err(format!("server: {ep} is already a server of {key}"));
             }
             new.services[i].servers.push(s);
-            format!("added server {ip}:{port} to {key}")
+            format!("added server {} to {key}", endpoint(ip, port))
         }
         Request::EditServer(a) => {
             let key = parse_service(&a.service)?;

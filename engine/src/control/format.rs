@@ -59,13 +59,14 @@ fn service_name(s: &ServiceView) -> String {
     format!(
         "{}  {}:{}",
         s.protocol.to_ascii_uppercase(),
-        s.vip,
+        crate::config::host_part(s.vip),
         s.port_list()
     )
 }
 
+/// `ADDRESS:PORT`, `[ADDRESS]:PORT` for IPv6 (ipvsadm's form).
 fn server_name(s: &ServerView) -> String {
-    format!("{}:{}", s.address, s.port)
+    crate::config::endpoint(s.address, s.port)
 }
 
 /// A counter in an 8-character column, as ipvsadm's `print_largenum`
@@ -122,7 +123,12 @@ fn service_line(out: &mut String, s: &ServiceView) {
     }
     if s.persistence > 0 {
         let _ = write!(out, " persistent {}", s.persistence);
-        if s.persistence_netmask != std::net::Ipv4Addr::BROADCAST {
+        if s.vip.is_ipv6() {
+            // ipvsadm prints an IPv6 service's mask as a prefix length.
+            if s.persistence_prefix != 128 {
+                let _ = write!(out, " mask {}", s.persistence_prefix);
+            }
+        } else if s.persistence_netmask != std::net::Ipv4Addr::BROADCAST {
             let _ = write!(out, " mask {}", s.persistence_netmask);
         }
     }
@@ -519,7 +525,7 @@ mod tests {
 
     fn view() -> ListView {
         let srv = |last: u8, w: u32, active: u64, inactive: u64, conns: u64| ServerView {
-            address: std::net::Ipv4Addr::new(198, 19, 0, last),
+            address: std::net::Ipv4Addr::new(198, 19, 0, last).into(),
             port: 8080,
             forward: "nat".into(),
             weight: w,

@@ -55,7 +55,7 @@ pub mod proc;
 pub mod web;
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -75,13 +75,13 @@ const RESULTS: usize = 4096;
 const RESULTS_PER_POLL: usize = 1024;
 
 /// A service: protocol number, VIP, port.
-type SvcId = (u8, Ipv4Addr, u16);
+type SvcId = (u8, IpAddr, u16);
 
 /// One server of one service, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
     svc: SvcId,
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
 }
 
@@ -175,7 +175,7 @@ struct SvcInfo {
     id: SvcId,
     key: String,
     quorum: u32,
-    sorry: Option<SocketAddrV4>,
+    sorry: Option<SocketAddr>,
     servers: Vec<Key>,
 }
 

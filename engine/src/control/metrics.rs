@@ -617,7 +617,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 24] = [
+    let worker_counters: [Field<WorkerStats>; 25] = [
         (
             "rvs_worker_loop_cycles_total",
             "TSC cycles of the worker's poll loops.",
@@ -715,6 +715,11 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
         ("rvs_worker_arp_requests_total", "ARP requests sent.", |w| {
             w.arp_requests_sent.get()
         }),
+        (
+            "rvs_worker_nd_adverts_total",
+            "IPv6 neighbour advertisements sent (answers to solicitations).",
+            |w| w.nd_adverts_sent.get(),
+        ),
         (
             "rvs_worker_fragments_forwarded_total",
             "IPv4 fragments forwarded (first and later ones).",

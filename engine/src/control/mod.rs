@@ -288,7 +288,11 @@ impl Controller {
         if !self.cfg.services.iter().any(|s| key.matches(s)) {
             return Err(format!("service: no service {key}"));
         }
-        let vip = key.vip;
+        let std::net::IpAddr::V4(vip) = key.vip else {
+            return Err(format!(
+                "bgp: {key}: IPv6 VIPs are not announced through BIRD yet"
+            ));
+        };
         let msg = if withdraw {
             if rt.announcer.operator_withdraw(vip) {
                 format!("bgp: {vip} withdrawn by the operator (until rvs ctl bgp announce)")

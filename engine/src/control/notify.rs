@@ -233,7 +233,7 @@ pub fn listing(v: &ListView) -> String {
             out,
             "{}  {}:{} {}",
             s.protocol.to_ascii_uppercase(),
-            s.vip,
+            crate::config::host_part(s.vip),
             s.port_list(),
             s.scheduler
         );
@@ -263,7 +263,7 @@ pub fn listing(v: &ListView) -> String {
             let _ = writeln!(
                 out,
                 "  -> {:<28} {:<7} {:<6} {:<10} {:<10} {}",
-                format!("{}:{}", d.address, d.port),
+                crate::config::endpoint(d.address, d.port),
                 forward,
                 d.effective_weight,
                 d.active,
@@ -637,7 +637,7 @@ mod tests {
 
     fn view() -> ListView {
         let server = |last: u8, weight, health: &str, up| ServerView {
-            address: Ipv4Addr::new(198, 19, 0, last),
+            address: Ipv4Addr::new(198, 19, 0, last).into(),
             port: 8080,
             forward: "nat".into(),
             weight,
@@ -653,7 +653,7 @@ mod tests {
             timeouts: Default::default(),
             services: vec![ServiceView {
                 protocol: "tcp".into(),
-                vip: Ipv4Addr::new(198, 18, 0, 100),
+                vip: Ipv4Addr::new(198, 18, 0, 100).into(),
                 port: 80,
                 scheduler: "wrr".into(),
                 forward: "nat".into(),

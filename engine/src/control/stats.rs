@@ -177,6 +177,7 @@ impl Stats {
                 forward: sc.forward.name().to_string(),
                 persistence: sc.persistence_timeout,
                 persistence_netmask: sc.persistence_netmask,
+                persistence_prefix: sc.persistence_prefix,
                 sorry_server: sc.sorry_server.map(|a| a.to_string()),
                 quorum: sc.quorum,
                 ops: sc.ops,

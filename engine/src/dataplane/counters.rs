@@ -207,6 +207,9 @@ pub struct WorkerStats {
     pub conns_evicted: Counter,
     pub arp_replies_sent: Counter,
     pub arp_requests_sent: Counter,
+    /// Neighbour advertisements sent in answer to solicitations for the
+    /// ports' IPv6 addresses and the IPv6 VIPs (IPv6's ARP replies).
+    pub nd_adverts_sent: Counter,
     /// ICMP errors the director generated (time exceeded, frag needed).
     pub icmp_sent: Counter,
     /// ICMP errors relayed for tracked connections.

@@ -14,6 +14,7 @@ mod ha;
 mod nodest;
 mod rescue;
 mod synproxy;
+mod v6;
 
 pub use frag::{FragDirectory, FragHold, FRAG_ENTRIES, FRAG_LIFETIME_MS, HOLD_MS, HOLD_SLOTS};
 
@@ -306,13 +307,18 @@ impl Pipeline {
             {
                 return self.to_kernel();
             }
+            // IPv6 multicast (33:33:..): a solicitation for one of our
+            // addresses is sent to its solicited-node group.
+            if p.l3 == L3Class::Ipv6 && dst_mac.0[..2] == [0x33, 0x33] {
+                return self.ipv6(snap, f, in_port, true);
+            }
             return self.drop(Drop::NotForUs);
         }
         match p.l3 {
             L3Class::Arp => self.arp(snap, f, p, in_port, now_ms),
             L3Class::Ipv4 if !broadcast => self.ipv4(snap, f, p, i.hash, in_port, now_ms, owned),
             L3Class::Ipv4 => self.drop(Drop::NotForUs),
-            L3Class::Ipv6 if port.kernel => self.to_kernel(),
+            L3Class::Ipv6 if !broadcast => self.ipv6(snap, f, in_port, false),
             _ => self.drop(Drop::NotIpv4),
         }
     }

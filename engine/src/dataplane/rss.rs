@@ -220,10 +220,14 @@ pub fn port_roles(cfg: &Config) -> Vec<Role> {
     cfg.ports
         .iter()
         .map(|p| {
-            let vip = cfg.services.iter().any(|s| p.contains(s.vip));
+            let has = |a: std::net::IpAddr| match a {
+                std::net::IpAddr::V4(v4) => p.contains(v4),
+                std::net::IpAddr::V6(_) => false,
+            };
+            let vip = cfg.services.iter().any(|s| has(s.vip));
             let server = cfg.services.iter().any(|s| {
-                s.servers.iter().any(|r| p.contains(r.address))
-                    || s.sorry_server.is_some_and(|a| p.contains(*a.ip()))
+                s.servers.iter().any(|r| has(r.address))
+                    || s.sorry_server.is_some_and(|a| has(a.ip()))
             });
             if server && !vip {
                 Role::Server

@@ -13,7 +13,7 @@
 //! list builds a new one, which restarts the wrr cycle (SPEC §6).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -42,6 +42,9 @@ pub struct PortInfo {
     pub snat_addrs: Vec<Ipv4Addr>,
     /// Their local port range, inclusive.
     pub snat_ports: (u16, u16),
+    /// The port's own IPv6 address (`address = [v4, v6]`), answered for in
+    /// neighbour discovery.
+    pub addr6: Option<Ipv6Addr>,
 }
 
 impl PortInfo {
@@ -56,6 +59,7 @@ impl PortInfo {
             kernel: pc.exception_path,
             snat_addrs: pc.snat_addrs(),
             snat_ports: pc.snat_ports,
+            addr6: pc.ipv6.map(|v6| v6.address),
         }
     }
 
@@ -441,6 +445,9 @@ pub struct Snapshot {
     pub by_port: Vec<PortEntry>,
     /// Sorted VIPs: "is this packet for a service?" per packet.
     pub vips: Vec<u32>,
+    /// The IPv6 services' VIPs (sorted, no duplicates): the `[ha]` master
+    /// answers neighbour solicitations for them.
+    pub vips6: Vec<Ipv6Addr>,
     /// Server id -> (service index, server index) in this snapshot;
     /// `u32::MAX` for a sorry server, `None` for a server that is gone.
     pub dest_index: Vec<Option<(u16, u32)>>,
@@ -513,6 +520,7 @@ impl Snapshot {
             services: Vec::new(),
             by_port: Vec::new(),
             vips: Vec::new(),
+            vips6: Vec::new(),
             dest_index: Vec::new(),
             counters: Vec::new(),
             timeouts: conn::Timeouts::default(),
@@ -537,17 +545,22 @@ impl Snapshot {
     ) -> Result<Snapshot> {
         let mut services = Vec::with_capacity(cfg.services.len());
         let mut dest_index: Vec<Option<(u16, u32)>> = Vec::new();
-        for (si, sc) in cfg.services.iter().enumerate() {
+        for sc in &cfg.services {
+            // The IPv4 tables: IPv6 services are not forwarded yet (the
+            // data plane hands IPv6 frames to the kernel).
+            let Some(vip) = sc.vip_v4() else { continue };
+            let si = services.len();
             let proto = proto_of(sc.protocol);
-            let id = registry.service_id(proto, sc.vip, sc.port);
+            let id = registry.service_id(proto, vip, sc.port);
             let servers: Vec<Server> = sc
                 .servers
                 .iter()
-                .map(|s| {
+                .filter_map(|s| Some((s, s.address_v4()?)))
+                .map(|(s, addr)| {
                     let port = s.effective_port(sc);
                     let h = health.health(sc, s);
                     Server {
-                        addr: s.address,
+                        addr,
                         port,
                         weight: if h == Health::Inhibited {
                             0
@@ -558,7 +571,7 @@ impl Snapshot {
                         usable: h != Health::Down,
                         upper: s.upper_threshold,
                         lower: s.lower_threshold,
-                        shared: registry.dest(id, s.address, port),
+                        shared: registry.dest(id, addr, port),
                     }
                 })
                 .collect();
@@ -580,15 +593,20 @@ impl Snapshot {
             if sc.persistence_timeout > 0 {
                 registry.persist_mask(id, sc.persistence_netmask);
             }
-            let sorry = sc.sorry_server.map(|a| Server {
-                addr: *a.ip(),
-                port: a.port(),
-                weight: 1,
-                method: Method::Nat,
-                usable: true,
-                upper: 0,
-                lower: 0,
-                shared: registry.dest(id, *a.ip(), a.port()),
+            let sorry = sc.sorry_server.and_then(|a| {
+                let std::net::IpAddr::V4(ip) = a.ip() else {
+                    return None;
+                };
+                Some(Server {
+                    addr: ip,
+                    port: a.port(),
+                    weight: 1,
+                    method: Method::Nat,
+                    usable: true,
+                    upper: 0,
+                    lower: 0,
+                    shared: registry.dest(id, ip, a.port()),
+                })
             });
             let sorry_only = sorry.is_some() && health.quorum_lost(sc);
             let synproxy = cfg.timeouts.syn_cookies
@@ -603,7 +621,7 @@ impl Snapshot {
             services.push(Service {
                 id,
                 proto,
-                vip: sc.vip,
+                vip,
                 port: sc.port,
                 ports: sc.ports.clone().into_boxed_slice(),
                 sched,
@@ -620,6 +638,16 @@ impl Snapshot {
         let mut vips: Vec<u32> = services.iter().map(|s| u32::from(s.vip)).collect();
         vips.sort_unstable();
         vips.dedup();
+        let mut vips6: Vec<Ipv6Addr> = cfg
+            .services
+            .iter()
+            .filter_map(|s| match s.vip {
+                std::net::IpAddr::V6(v6) => Some(v6),
+                std::net::IpAddr::V4(_) => None,
+            })
+            .collect();
+        vips6.sort_unstable();
+        vips6.dedup();
         let (virtual_addrs, owned) = owned_addresses(cfg, ports);
         let has_ops = services.iter().any(|s| s.ops);
         let has_fnat = services
@@ -652,6 +680,7 @@ impl Snapshot {
             services,
             by_port,
             vips,
+            vips6,
             dest_index,
             counters: {
                 let mut v: Vec<Option<Arc<DestShared>>> = Vec::new();
@@ -675,6 +704,12 @@ impl Snapshot {
     #[inline]
     pub fn is_virtual(&self, ip: Ipv4Addr) -> bool {
         !self.virtual_addrs.is_empty() && self.virtual_addrs.contains(&u32::from(ip))
+    }
+
+    /// Whether `ip` is the VIP of an IPv6 service.
+    #[inline]
+    pub fn is_vip6(&self, ip: Ipv6Addr) -> bool {
+        self.vips6.binary_search(&ip).is_ok()
     }
 
     #[inline]

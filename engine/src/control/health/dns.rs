@@ -10,7 +10,7 @@
 //! until the deadline.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Instant;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -83,10 +83,14 @@ pub fn query(spec: &CheckSpec, deadline: Instant) -> Result<String, String> {
     let t0 = Instant::now();
     let id = query_id();
     let q = build_query(id, &spec.dns_name, spec.dns_type)?;
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| format!("socket: {e}"))?;
+    let any: IpAddr = match spec.target {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let sock = UdpSocket::bind((any, 0)).map_err(|e| format!("socket: {e}"))?;
     // connected: the kernel drops datagrams from any other address, and a
     // port unreachable shows as ECONNREFUSED
-    sock.connect(SocketAddr::V4(spec.target))
+    sock.connect(spec.target)
         .map_err(|e| format!("socket: {e}"))?;
     sock.send(&q)
         .map_err(|e| io_err("sending the query", &e, spec.timeout))?;

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ pub struct CheckSpec {
     pub kind: HealthCheckKind,
     /// Where tcp, http, https and dns connect (the server's address, its
     /// port or `connect_port`); exec gets its address and port.
-    pub target: SocketAddrV4,
+    pub target: SocketAddr,
     pub path: String,
     pub expect_status: u16,
     /// Lowercase hex MD5 of the body.
@@ -88,13 +88,10 @@ impl CheckSpec {
                 srv.address
             ));
         }
-        Ok(Some(CheckSpec::new(
-            hc,
-            SocketAddrV4::new(srv.address, port),
-        )))
+        Ok(Some(CheckSpec::new(hc, SocketAddr::new(srv.address, port))))
     }
 
-    pub fn new(hc: &HealthCheck, target: SocketAddrV4) -> CheckSpec {
+    pub fn new(hc: &HealthCheck, target: SocketAddr) -> CheckSpec {
         CheckSpec {
             kind: hc.kind,
             target,
@@ -232,12 +229,11 @@ pub(super) fn io_err(what: &str, e: &io::Error, timeout: Duration) -> String {
     }
 }
 
-fn connect(target: SocketAddrV4, timeout: Duration) -> Result<TcpStream, String> {
-    TcpStream::connect_timeout(&SocketAddr::V4(target), timeout)
-        .map_err(|e| io_err("connect", &e, timeout))
+fn connect(target: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+    TcpStream::connect_timeout(&target, timeout).map_err(|e| io_err("connect", &e, timeout))
 }
 
-fn tcp(target: SocketAddrV4, timeout: Duration) -> Result<String, String> {
+fn tcp(target: SocketAddr, timeout: Duration) -> Result<String, String> {
     let t0 = Instant::now();
     let s = connect(target, timeout)?;
     drop(s);
@@ -365,9 +361,9 @@ fn exec(spec: &CheckSpec) -> Outcome {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::net::{Ipv4Addr, TcpListener};
+    use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
-    pub(crate) fn spec(kind: HealthCheckKind, target: SocketAddrV4) -> CheckSpec {
+    pub(crate) fn spec(kind: HealthCheckKind, target: impl Into<SocketAddr>) -> CheckSpec {
         let hc = HealthCheck {
             kind,
             path: "/health".to_string(),
@@ -375,7 +371,7 @@ mod tests {
             timeout_ms: 400,
             ..HealthCheck::default()
         };
-        CheckSpec::new(&hc, target)
+        CheckSpec::new(&hc, target.into())
     }
 
     #[test]

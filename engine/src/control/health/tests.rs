@@ -486,7 +486,7 @@ port = 80
     // the configuration refuses loopback servers; these tests need them
     let mut c = cfg(&text);
     for srv in &mut c.services[0].servers {
-        srv.address = Ipv4Addr::LOCALHOST;
+        srv.address = Ipv4Addr::LOCALHOST.into();
     }
     c
 }
@@ -540,7 +540,7 @@ fn a_hanging_server_times_out_without_delaying_the_other_checks() {
     }
     let key = |p| Key {
         svc: svc_id(&c.services[0]),
-        addr: Ipv4Addr::LOCALHOST,
+        addr: Ipv4Addr::LOCALHOST.into(),
         port: p,
     };
     assert_eq!(hc.entries[&key(good)].health(), Health::Up);
@@ -658,7 +658,7 @@ fn the_controller_republishes_and_notifies_on_changes() {
     let s12 = &conf.services[0].servers[1];
     assert_eq!(
         (s12.address, s12.up),
-        (Ipv4Addr::new(198, 19, 0, 12), false)
+        (Ipv4Addr::new(198, 19, 0, 12).into(), false)
     );
     assert!(notify_listing_names(&evs[0]));
     let _ = std::fs::remove_dir_all(&dir);

@@ -41,9 +41,7 @@ pub fn get(spec: &CheckSpec, tls: bool, deadline: Instant) -> Result<String, Str
         .max_idle_connections(0)
         .no_delay(true)
         .user_agent("rvs-health-check")
-        .resolver(move |_: &str| -> io::Result<Vec<SocketAddr>> {
-            Ok(vec![SocketAddr::V4(target)])
-        });
+        .resolver(move |_: &str| -> io::Result<Vec<SocketAddr>> { Ok(vec![target]) });
     if tls {
         builder = builder.tls_config(tls_config(spec)?);
     }
@@ -87,7 +85,8 @@ fn url_host(spec: &CheckSpec, tls: bool) -> String {
     } else {
         None
     };
-    name.unwrap_or_else(|| spec.target.ip().to_string())
+    // An IPv6 address in brackets, as a URL writes it.
+    name.unwrap_or_else(|| crate::config::host_part(spec.target.ip()))
 }
 
 /// "www.example.org:8443" -> "www.example.org"; "[::1]:443" -> "[::1]".

@@ -95,7 +95,7 @@ fn spec(target: SocketAddrV4, f: impl FnOnce(&mut HealthCheck)) -> CheckSpec {
         ..HealthCheck::default()
     };
     f(&mut hc);
-    CheckSpec::new(&hc, target)
+    CheckSpec::new(&hc, target.into())
 }
 
 #[test]

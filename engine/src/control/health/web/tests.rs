@@ -184,7 +184,7 @@ fn spec(
         ..HealthCheck::default()
     };
     f(&mut hc);
-    CheckSpec::new(&hc, target)
+    CheckSpec::new(&hc, target.into())
 }
 
 fn seen(rx: &Receiver<Seen>) -> Seen {

@@ -1,0 +1,128 @@
+//! IPv6 frames (issue 13, stage 2 in part): neighbour solicitations for the
+//! ports' own IPv6 addresses and (on the `[ha]` master) the IPv6 VIPs are
+//! answered here with a neighbour advertisement written over the frame;
+//! malformed IPv6 is dropped and counted by its parse reason; everything
+//! else for the port's MAC goes to the kernel as before (the exception
+//! path), and other IPv6 multicast is not ours.
+//!
+//! Not here yet: IPv6 forwarding (NAT/DR/TUN), resolving servers with NS,
+//! learning from NA, unsolicited NA on takeover.
+
+use std::net::Ipv6Addr;
+
+use super::{Frame, Pipeline, Verdict};
+use crate::dataplane::counters::Drop;
+use crate::dataplane::snapshot::Snapshot;
+use crate::packet::ethernet::MacAddr;
+use crate::packet::icmpv6::{
+    self, msg_type, Icmpv6Packet, NaFlags, NeighborSolicit, NDP_FRAME_LEN, NDP_HOP_LIMIT,
+};
+use crate::packet::ipv6::{self, next_header};
+use crate::packet::parse_ipv6::{parse_ipv6, Ipv6Parsed};
+use crate::packet::DropReason;
+
+/// All-nodes (RFC 4291): where an answer to duplicate address detection
+/// goes, and its MAC.
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+impl Pipeline {
+    /// An IPv6 frame sent to the port's MAC (`multicast` false) or to an
+    /// IPv6 multicast MAC (33:33:..).
+    pub(super) fn ipv6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        in_port: usize,
+        multicast: bool,
+    ) -> Verdict {
+        let p = match parse_ipv6(f.data()) {
+            Ok(Some(p)) => p,
+            Ok(None) => return self.drop(Drop::NotIpv4),
+            Err(r) => {
+                self.stats.parse_drop(r);
+                return Verdict::Drop;
+            }
+        };
+        if p.protocol == next_header::ICMPV6 && p.icmp_type == msg_type::NEIGHBOR_SOLICIT {
+            if let Some(v) = self.solicitation(snap, f, &p, in_port) {
+                return v;
+            }
+        }
+        if multicast {
+            return self.drop(Drop::NotForUs);
+        }
+        if snap.ports[in_port].kernel {
+            self.to_kernel()
+        } else {
+            self.drop(Drop::NotIpv4)
+        }
+    }
+
+    /// A neighbour solicitation: `Some(verdict)` when it was for one of our
+    /// addresses (answered) or malformed (dropped and counted), `None` when
+    /// it asks for someone else's address.
+    fn solicitation<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Ipv6Parsed,
+        in_port: usize,
+    ) -> Option<Verdict> {
+        let port = &snap.ports[in_port];
+        let start = usize::from(p.l4_off);
+        let end = usize::from(p.l3_off) + ipv6::HEADER_LEN + usize::from(p.payload_len);
+        let (target, sll) = {
+            let icmp = f.data().get(start..end)?;
+            // RFC 4861 7.1.1: hop limit 255 (it crossed no router), a valid
+            // checksum, the message's own checks, and a multicast one sent
+            // to the target's solicited-node group; DAD (source ::) carries
+            // no source link-layer option.
+            let valid = p.hop_limit == NDP_HOP_LIMIT
+                && Icmpv6Packet::new_unchecked(icmp).verify_checksum(p.src, p.dst);
+            let ns = match NeighborSolicit::new_checked(icmp) {
+                Ok(ns) if valid => ns,
+                _ => return Some(self.bad_ndp()),
+            };
+            let target = ns.target();
+            let sll = ns.source_ll_addr();
+            if (p.dst.is_multicast() && p.dst != icmpv6::solicited_node(target))
+                || (p.src.is_unspecified() && sll.is_some())
+            {
+                return Some(self.bad_ndp());
+            }
+            (target, sll)
+        };
+        // The VIPs belong to the [ha] master only, as in ARP.
+        let ours = port.addr6 == Some(target) || (self.master && snap.is_vip6(target));
+        if !ours || p.vlan.is_some() {
+            return None;
+        }
+        let (dst, dst_mac, flags) = if p.src.is_unspecified() {
+            // Someone checks the address is free: tell all nodes it is not.
+            let flags = NaFlags {
+                override_: true,
+                ..NaFlags::default()
+            };
+            (ALL_NODES, icmpv6::multicast_mac(ALL_NODES), flags)
+        } else {
+            let eth_src = MacAddr::from_bytes(&f.data()[6..12]);
+            let flags = NaFlags {
+                solicited: true,
+                override_: true,
+                router: false,
+            };
+            (p.src, sll.unwrap_or(eth_src), flags)
+        };
+        if !f.resize(NDP_FRAME_LEN) {
+            return Some(self.drop(Drop::NotForUs));
+        }
+        icmpv6::build_na(f.data_mut(), port.mac, target, dst_mac, dst, flags)?;
+        self.stats.nd_adverts_sent.inc();
+        Some(Verdict::Tx(in_port))
+    }
+
+    fn bad_ndp(&self) -> Verdict {
+        self.stats.parse_drop(DropReason::BadNdp);
+        Verdict::Drop
+    }
+}
