@@ -251,7 +251,11 @@ fn check_snat(scope: &Scope, out: &mut Out) {
             }
         }
     }
-    let vips: Vec<Ipv4Addr> = scope.services.iter().filter_map(|(_, s)| s.vip_v4()).collect();
+    let vips: Vec<Ipv4Addr> = scope
+        .services
+        .iter()
+        .filter_map(|(_, s)| s.vip_v4())
+        .collect();
     let mut seen: HashMap<Ipv4Addr, String> = HashMap::new();
     for &(i, port) in &scope.ports {
         seen.insert(port.address, format!("the address of port[{i}]"));
