@@ -38,17 +38,23 @@ HTTP = 8080
 
 
 def owner(ip, port, workers):
-    """engine::conn::owner_worker: MurmurHash3's fmix64 of ip << 16 | port."""
+    """engine::conn::owner_worker, computed independently as a NIC's RSS
+    would: the Toeplitz hash (key 0x6d5a repeated, 40 bytes) of the client's
+    address and port, then the default redirection table of 128 entries,
+    entry i -> worker i % workers."""
     if workers <= 1:
         return 0
-    m = (1 << 64) - 1
-    x = int(ipaddress.IPv4Address(ip)) << 16 | port
-    x ^= x >> 33
-    x = (x * 0xFF51AFD7ED558CCD) & m
-    x ^= x >> 33
-    x = (x * 0xC4CEB9FE1A85EC53) & m
-    x ^= x >> 33
-    return x % workers
+    key = bytes([0x6D, 0x5A] * 20)
+    data = ipaddress.IPv4Address(ip).packed + port.to_bytes(2, "big")
+    k = int.from_bytes(key, "big")
+    klen = len(key) * 8
+    h = 0
+    for i, byte in enumerate(data):
+        for bit in range(8):
+            if byte & (0x80 >> bit):
+                n = i * 8 + bit
+                h ^= (k >> (klen - 32 - n)) & 0xFFFFFFFF
+    return (h % 128) % workers
 
 
 def setup(env, port_extra=""):
