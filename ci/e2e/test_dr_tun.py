@@ -148,12 +148,27 @@ def download(env, size, max_time=150):
     return who
 
 
+def director_picks(env):
+    """Connections the director scheduled per server (`list --stats`)."""
+    v = lib.rvs_ctl_json(os.path.join(env.workdir, "rvs.sock"), "list", "--stats")
+    if v is None:
+        return None
+    return {str(s["address"]): s["conns"] for svc in v["services"] for s in svc["servers"]}
+
+
 def balanced(env, n=300, want=None):
+    before = director_picks(env)
     r = env.client("http-many", VIP, "80", str(n), "--timeout", "5", "--deadline", "150", timeout=180)
+    after = director_picks(env)
     say(f"{n} connections in {r['elapsed']:.1f}s: {r['counts']}")
     say("first picks: " + "".join(a[-1] if a else "-" for a in r["answers"][:24]))
+    if before is not None and after is not None:
+        say(f"director scheduled: {({k: after[k] - before.get(k, 0) for k in after})}")
     check(not r["errors"], f"{len(r['errors'])} failed requests, first: {r['errors'][:3]}")
     if want is not None:
+        if r["counts"] != want:
+            seq = "".join(a[-1] if a else "-" for a in r["answers"])
+            say(f"all picks: {seq}")
         check(r["counts"] == want, f"distribution {r['counts']}, want {want}")
     return r
 

@@ -443,7 +443,8 @@ def health_kill_restart_mail(env):
         f"({sum(1 for r in window if r['error'])} failed); after {len(after_down)} "
         f"({len(bad)} failed); rs2 answered {sum(1 for r in back if r['server'] == 'rs2')} "
         f"of {len(back)} after it came back")
-    check(not [r for r in before if r["error"]], "requests failed before the kill")
+    failed_before = [r for r in before if r["error"]]
+    check(not failed_before, f"{len(failed_before)} requests failed before the kill, first {failed_before[:3]}")
     check(len(after_down) > 50, f"too few requests after the bound: {len(after_down)}")
     check(not bad, f"{len(bad)} requests failed after the bound, first {bad[:3]}")
     during = [r for r in after_down if r["t0"] < t_up0]
