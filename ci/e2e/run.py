@@ -61,12 +61,49 @@ def preflight():
     return None
 
 
+def run_one(t, keep, tag):
+    """Runs test `t` once in a fresh environment: "PASS", "FAIL" or "SKIP (...)"."""
+    t0 = time.monotonic()
+    env = lib.Env(t, keep=keep)
+    status = "FAIL"
+    signal.alarm(t.timeout)
+    try:
+        t.fn(env)
+        status = "PASS"
+    except lib.Skip as e:
+        status = f"SKIP ({e})"
+    except (AssertionError, TestTimeout) as e:
+        print(f"    FAILED: {e}", flush=True)
+    except KeyboardInterrupt:
+        print("    interrupted", flush=True)
+        raise
+    except Exception:
+        print("    ERROR:\n" + "".join("      " + l for l in traceback.format_exc().splitlines(True)),
+              flush=True)
+    finally:
+        signal.alarm(0)
+        if status == "FAIL":
+            print(env.diagnostics(), flush=True)
+        try:
+            signal.alarm(60)
+            env.teardown(failed=(status == "FAIL"))
+        except Exception as e:
+            print(f"    teardown failed: {e}", flush=True)
+        finally:
+            signal.alarm(0)
+    print(f"{tag} {t.name} {status} ({time.monotonic() - t0:.1f}s)", flush=True)
+    return status
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("patterns", nargs="*", help="substring or glob of test names")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep each test's temp dir")
     ap.add_argument("--exitfirst", "-x", action="store_true", help="stop after the first failure")
+    ap.add_argument("--retries", type=int, default=int(os.environ.get("RVS_E2E_RETRIES", "0")),
+                    help="run a failed test again up to N times; one that then passes is reported "
+                         "FLAKY in the summary (default: $RVS_E2E_RETRIES or 0)")
     a = ap.parse_args()
 
     for path in sorted(glob.glob(os.path.join(HERE, "test_*.py"))):
@@ -95,6 +132,7 @@ def main():
     t_suite = time.monotonic()
     print(f"e2e: running {len(tests)} test(s)" + (" against the FAKE director" if lib.fake_mode() else ""),
           flush=True)
+    flaky = []
     try:
         for i, t in enumerate(tests, 1):
             print(f"[{i}/{len(tests)}] {t.name} ...", flush=True)
@@ -102,37 +140,21 @@ def main():
                 skipped.append(t.name)
                 print(f"[{i}/{len(tests)}] {t.name} SKIP ({why})", flush=True)
                 continue
-            t0 = time.monotonic()
-            env = lib.Env(t, keep=a.keep)
-            ok, status = False, "FAIL"
-            signal.alarm(t.timeout)
-            try:
-                t.fn(env)
-                ok, status = True, "PASS"
-            except lib.Skip as e:
-                status = f"SKIP ({e})"
-            except (AssertionError, TestTimeout) as e:
-                print(f"    FAILED: {e}", flush=True)
-            except KeyboardInterrupt:
-                print("    interrupted", flush=True)
-                raise
-            except Exception:
-                print("    ERROR:\n" + "".join("      " + l for l in traceback.format_exc().splitlines(True)),
-                      flush=True)
-            finally:
-                signal.alarm(0)
-                if status == "FAIL":
-                    print(env.diagnostics(), flush=True)
-                try:
-                    signal.alarm(60)
-                    env.teardown(failed=(status == "FAIL"))
-                except Exception as e:
-                    print(f"    teardown failed: {e}", flush=True)
-                finally:
-                    signal.alarm(0)
-            dt = time.monotonic() - t0
-            print(f"[{i}/{len(tests)}] {t.name} {status} ({dt:.1f}s)", flush=True)
-            (passed if ok else skipped if status.startswith("SKIP") else failed).append(t.name)
+            for attempt in range(a.retries + 1):
+                status = run_one(t, a.keep, f"[{i}/{len(tests)}]" + (f" retry {attempt}" if attempt else ""))
+                if status != "FAIL":
+                    break
+                if attempt < a.retries:
+                    print(f"[{i}/{len(tests)}] {t.name} failed: running it again "
+                          f"(retry {attempt + 1} of {a.retries})", flush=True)
+            if status == "PASS":
+                passed.append(t.name)
+                if attempt:
+                    flaky.append(t.name)
+            elif status.startswith("SKIP"):
+                skipped.append(t.name)
+            else:
+                failed.append(t.name)
             if failed and a.exitfirst:
                 break
     except KeyboardInterrupt:
@@ -143,9 +165,13 @@ def main():
     print(f"e2e: suite took {time.monotonic() - t_suite:.0f}s", flush=True)
     for n in failed:
         print(f"  failed: {n}")
+    for n in flaky:
+        print(f"  FLAKY (failed, then passed on retry): {n}")
     line = f"e2e: {len(passed)} passed, {len(failed)} failed"
     if skipped:
         line += f", {len(skipped)} skipped"
+    if flaky:
+        line += f", {len(flaky)} flaky"
     print(line, flush=True)
     return 1 if failed else 0
 
