@@ -435,8 +435,10 @@ def health_kill_restart_mail(env):
     reqs = stream_read(sout)
     after_down = [r for r in reqs if r["t0"] >= t_kill + bound]
     bad = [r for r in after_down if r["error"]]
-    before = [r for r in reqs if r["t0"] < t_kill]
-    window = [r for r in reqs if t_kill <= r["t0"] < t_kill + bound]
+    # "before": finished before the kill. One in flight across it may meet
+    # the dying server (refused or reset) and belongs to the window.
+    before = [r for r in reqs if r["t1"] < t_kill]
+    window = [r for r in reqs if r["t1"] >= t_kill and r["t0"] < t_kill + bound]
     back = [r for r in reqs if r["t0"] >= t_up + 0.05]
     say(f"stream: {len(reqs)} requests; before kill {len(before)} "
         f"({sum(1 for r in before if r['error'])} failed); first {bound:.1f}s after kill {len(window)} "
