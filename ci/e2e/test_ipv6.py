@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 
-from lib import VIP, check, e2e, rvs_binary, say
+from lib import VIP, check, e2e, rvs_binary, say, wait_for
 import netns
 from test_ctl import ctl_fails, ctl_json, ctl_ok, no_fake
 
@@ -165,9 +165,24 @@ def ipv6_exception_path(env):
     no_fake()
     env.setup(addr6=ADDR6)
     topo, c, dev = env.topo, env.topo.client, env.topo.client_if
+    rs1 = topo.rs_ns["rs1"]
+    topo.sysctl(rs1, "net.ipv6.conf.eth0.disable_ipv6=0", "net.ipv6.conf.eth0.accept_dad=0")
+    topo.ip(rs1, "addr", "add", f"{RS6[0]}/64", "dev", "eth0", "nodad")
     ctl_ok(env, "add-service", "--service", SVC6)
     ctl_ok(env, "add-server", "--service", SVC6, "--server", f"[{RS6[0]}]:8080")
     neighbour_solicitation(env)
+
+    # The director resolves the IPv6 server itself: its solicitation (from
+    # the port's IPv6 address, with its MAC as source link-layer option) is
+    # what puts the director in the server's neighbour table.
+    ds_mac = topo.mac(topo.director, topo.ds).lower()
+    port6 = ADDR6[1].split("/")[0]
+
+    def server_knows_director():
+        out = topo.ip(rs1, "-6", "neigh", "show", port6, "dev", "eth0", check=False).stdout
+        return f"lladdr {ds_mac}" in out.lower()
+    wait_for(server_knows_director, 5, what=f"rs1 solicited by {port6} at {ds_mac}")
+    say(f"rs1 was solicited by the director ({port6} at {ds_mac})")
 
     own = ADDR6[0].split("/")[0]
     p = topo.nsexec(c, ["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", own], check=False,
