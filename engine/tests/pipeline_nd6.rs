@@ -336,7 +336,7 @@ fn a_solicitation_for_the_taps_link_local_address_goes_to_the_kernel() {
 #[test]
 fn owned_addresses_are_announced_at_start_and_on_takeover() {
     let mut r = Rig::new(true);
-    let one = vec![(0, PORT0_ADDR), (1, PORT1_ADDR), (0, VIP6)];
+    let one = [(0, PORT0_ADDR), (1, PORT1_ADDR), (0, VIP6)];
     let five: Vec<_> = one.iter().cycle().take(15).copied().collect();
     assert_eq!(r.announcements(), five, "five rounds at start");
     assert!(r.announcements().is_empty(), "then quiet");
@@ -369,7 +369,7 @@ fn owned_addresses_are_announced_at_start_and_on_takeover() {
 
     // A backup announces its own addresses only.
     let mut b = Rig::new(false);
-    let own = vec![(0, PORT0_ADDR), (1, PORT1_ADDR)];
+    let own = [(0, PORT0_ADDR), (1, PORT1_ADDR)];
     let five: Vec<_> = own.iter().cycle().take(10).copied().collect();
     assert_eq!(b.announcements(), five);
 }
