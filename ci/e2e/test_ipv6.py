@@ -6,12 +6,15 @@ servers added, refused, listed, saved and deleted through `rvs ctl` with the
 The data plane does not forward IPv6 yet; it answers neighbour solicitations for
 the VIP and its own IPv6 addresses, which the client's kernel proves by resolving
 them (IPv6 is off on the director's veths, so the kernel there cannot answer).
+`ipv6_exception_path` (issue 13 stage 2): the TAP's IPv6 address answers
+`ping -6`, malformed IPv6 is counted and never reaches the kernel.
 """
 
+import json
 import os
 import subprocess
 
-from lib import VIP, check, e2e, rvs_binary, say
+from lib import VIP, check, e2e, rvs_binary, say, wait_for
 import netns
 from test_ctl import ctl_fails, ctl_json, ctl_ok, no_fake
 
@@ -36,8 +39,9 @@ def neighbour_solicitation(env):
     topo.ip(c, "addr", "add", "2001:db8:0:1::10/64", "dev", dev, "nodad")
     dc_mac = topo.mac(topo.director, topo.dc).lower()
     for target in (VIP6, ADDR6[0].split("/")[0]):
-        # one echo request makes the kernel solicit; the reply itself is
-        # not asked for (the exception path has no IPv6 yet)
+        # one echo request makes the kernel solicit; the reply is not asked
+        # for (the VIP is not forwarded yet; ipv6_exception_path pings the
+        # port address)
         topo.nsexec(c, ["ping", "-6", "-c", "1", "-W", "1", target], check=False, timeout=10)
         out = topo.ip(c, "-6", "neigh", "show", target, "dev", dev, check=False).stdout
         check(f"lladdr {dc_mac}" in out.lower(),
@@ -110,3 +114,103 @@ def ipv6_services_through_ctl(env):
     fresh_request(env)
     stats = env.stop_director()
     say(f"IPv6 service added, listed, saved and deleted; IPv4 forwarded; stats {stats}")
+
+
+# Crafted IPv6 frames, sent from the client namespace on a packet socket:
+# argv = iface dst_mac src_mac src dst count; prints the counts sent as JSON.
+MALFORMED = r'''
+import json, socket, sys, time
+iface, dst_mac, src_mac, src, dst, n = sys.argv[1:7]
+n = int(n)
+eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + b"\x86\xdd"
+sa, da = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+def hdr(plen, nh):
+    return b"\x60\x00\x00\x00" + plen.to_bytes(2, "big") + bytes([nh, 64]) + sa + da
+# destination options (60) / hop-by-hop (0), 8 bytes: next header, length 0, PadN of 4
+def opt(nxt):
+    return bytes([nxt, 0, 1, 4, 0, 0, 0, 0])
+udp = b"\x30\x39\x00\x50\x00\x08\x00\x00"
+loop = b"".join(opt(60) for _ in range(8)) + opt(17) + udp      # 9 headers: over the bound
+hbh_late = opt(0) + opt(17) + udp                               # hop-by-hop not first
+frames = {
+    "truncated_ipv6": eth + hdr(8, 17)[:20],
+    "bad_ipv6_payload_length": eth + hdr(1000, 17) + udp,
+    "bad_ipv6_ext_chain": [eth + hdr(len(loop), 60) + loop, eth + hdr(len(hbh_late), 60) + hbh_late],
+}
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+sent, t0 = {}, time.monotonic()
+for i in range(n):
+    if time.monotonic() - t0 > 5:
+        break
+    for k, f in frames.items():
+        f = f[i % 2] if isinstance(f, list) else f
+        s.send(f)
+        sent[k] = sent.get(k, 0) + 1
+    if i % 10 == 9:
+        time.sleep(0.002)
+print(json.dumps(sent))
+'''
+
+
+@e2e(workers=(1, 2), timeout=90)
+def ipv6_exception_path(env):
+    """The TAP carries the port's IPv6 address: `ping -6` of it is answered
+    by the director's kernel through the exception path (rvs answers the
+    client's NS, hands the echo requests to the TAP, sends the kernel's own
+    NS and replies out, and gives it the client's NA). NS for the VIP is
+    answered by rvs. Malformed IPv6 (truncated, a payload length beyond the
+    frame, extension-header chains over the bound or with a late
+    hop-by-hop) is counted exactly by reason and never reaches the kernel."""
+    no_fake()
+    env.setup(addr6=ADDR6)
+    topo, c, dev = env.topo, env.topo.client, env.topo.client_if
+    rs1 = topo.rs_ns["rs1"]
+    topo.sysctl(rs1, "net.ipv6.conf.eth0.disable_ipv6=0", "net.ipv6.conf.eth0.accept_dad=0")
+    topo.ip(rs1, "addr", "add", f"{RS6[0]}/64", "dev", "eth0", "nodad")
+    ctl_ok(env, "add-service", "--service", SVC6)
+    ctl_ok(env, "add-server", "--service", SVC6, "--server", f"[{RS6[0]}]:8080")
+    neighbour_solicitation(env)
+
+    # The director resolves the IPv6 server itself: its solicitation (from
+    # the port's IPv6 address, with its MAC as source link-layer option) is
+    # what puts the director in the server's neighbour table.
+    ds_mac = topo.mac(topo.director, topo.ds).lower()
+    port6 = ADDR6[1].split("/")[0]
+
+    def server_knows_director():
+        out = topo.ip(rs1, "-6", "neigh", "show", port6, "dev", "eth0", check=False).stdout
+        return f"lladdr {ds_mac}" in out.lower()
+    wait_for(server_knows_director, 5, what=f"rs1 solicited by {port6} at {ds_mac}")
+    say(f"rs1 was solicited by the director ({port6} at {ds_mac})")
+
+    own = ADDR6[0].split("/")[0]
+    p = topo.nsexec(c, ["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", own], check=False,
+                    timeout=15)
+    check(p.returncode == 0 and " 3 received" in p.stdout,
+          f"ping -6 {own} through the exception path: rc {p.returncode}\n{p.stdout}{p.stderr}")
+    say(f"ping -6 {own}: {p.stdout.strip().splitlines()[-2]}")
+
+    n = 100
+    dc_mac = topo.mac(topo.director, topo.dc).lower()
+    cli_mac = topo.mac(c, dev).lower()
+    out = topo.nsexec(c, ["python3", "-c", MALFORMED, dev, dc_mac, cli_mac,
+                          "2001:db8:0:1::10", own, str(n)], timeout=20).stdout
+    sent = json.loads(out)
+    check(sent == {"truncated_ipv6": n, "bad_ipv6_payload_length": n,
+                   "bad_ipv6_ext_chain": n}, f"crafted frames sent: {sent}")
+    # A last ping proves the frames before it were all processed.
+    p = topo.nsexec(c, ["ping", "-6", "-c", "1", "-W", "2", own], check=False, timeout=10)
+    check(p.returncode == 0, f"ping -6 after the malformed frames: {p.stdout}{p.stderr}")
+
+    stats = env.stop_director()
+    drops = stats.get("drops") or {}
+    for reason, count in sent.items():
+        check(drops.get(reason) == count,
+              f"drops[{reason}] = {drops.get(reason)}, want exactly {count} (the frames sent)")
+    # The kernel got the 4 echo requests and what NDP it needs, never the
+    # 300 malformed frames.
+    check(stats.get("to_kernel", 0) < 50,
+          f"to_kernel = {stats.get('to_kernel')}: malformed frames reached the kernel?")
+    say(f"malformed IPv6 counted: { {k: drops.get(k) for k in sent} }, "
+        f"to_kernel {stats.get('to_kernel')}")

@@ -617,7 +617,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 25] = [
+    let worker_counters: [Field<WorkerStats>; 27] = [
         (
             "rvs_worker_loop_cycles_total",
             "TSC cycles of the worker's poll loops.",
@@ -719,6 +719,16 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             "rvs_worker_nd_adverts_total",
             "IPv6 neighbour advertisements sent (answers to solicitations).",
             |w| w.nd_adverts_sent.get(),
+        ),
+        (
+            "rvs_worker_nd_solicits_total",
+            "IPv6 neighbour solicitations sent (resolving servers and gateways).",
+            |w| w.nd_solicits_sent.get(),
+        ),
+        (
+            "rvs_worker_nd_unsolicited_total",
+            "Unsolicited IPv6 neighbour advertisements sent for owned addresses.",
+            |w| w.nd_unsolicited_sent.get(),
         ),
         (
             "rvs_worker_fragments_forwarded_total",

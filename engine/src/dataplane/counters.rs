@@ -210,6 +210,12 @@ pub struct WorkerStats {
     /// Neighbour advertisements sent in answer to solicitations for the
     /// ports' IPv6 addresses and the IPv6 VIPs (IPv6's ARP replies).
     pub nd_adverts_sent: Counter,
+    /// Neighbour solicitations sent to resolve IPv6 servers and gateways
+    /// (IPv6's ARP requests).
+    pub nd_solicits_sent: Counter,
+    /// Unsolicited neighbour advertisements for owned IPv6 addresses (at
+    /// start, on a new configuration, on takeover: IPv6's gratuitous ARP).
+    pub nd_unsolicited_sent: Counter,
     /// ICMP errors the director generated (time exceeded, frag needed).
     pub icmp_sent: Counter,
     /// ICMP errors relayed for tracked connections.

@@ -13,6 +13,13 @@
 //! after main's 32766), which keeps a namespace without a default route of
 //! its own working as before.
 //!
+//! A port with an IPv6 address gives it to its TAP too (`nodad`: the data
+//! plane answers neighbour solicitations for it, and DAD through the TAP
+//! would only hear the director itself), so `ping -6`, IPv6 health checks
+//! and other sockets on the director's own IPv6 address work the same way;
+//! the IPv6 gateway goes into the port's table with `ip -6` rules of the
+//! same preferences.
+//!
 //! Everything changed here (sysctls with their old values, rules, routes)
 //! is recorded in [`KernelChanges`] and undone when the director exits.
 
@@ -20,7 +27,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::PortConfig;
+use crate::config::{PortConfig, PortIpv6};
 
 /// The exception path of port `i` routes through table `EXCEPTION_TABLE_BASE + i`.
 pub const EXCEPTION_TABLE_BASE: u32 = 200;
@@ -51,7 +58,8 @@ fn ip(args: &[&str]) -> Result<()> {
 pub struct KernelChanges {
     /// (path under /proc/sys, the value before rvs wrote it).
     sysctls: Vec<(String, String)>,
-    /// Arguments after `ip rule del` that remove a rule rvs added.
+    /// Arguments after `ip rule del` that remove a rule rvs added (an
+    /// IPv6 rule starts with `-6`, which goes before `rule`).
     rules: Vec<Vec<String>>,
     /// Routing tables rvs filled (flushed on exit).
     tables: Vec<u32>,
@@ -90,8 +98,13 @@ impl KernelChanges {
     /// newest first). Failures are logged, not fatal: exit goes on.
     pub fn restore(&mut self) {
         for args in self.rules.drain(..).rev() {
-            let mut a: Vec<&str> = vec!["rule", "del"];
-            a.extend(args.iter().map(String::as_str));
+            let v6 = args.first().is_some_and(|a| a == "-6");
+            let mut a: Vec<&str> = if v6 {
+                vec!["-6", "rule", "del"]
+            } else {
+                vec!["rule", "del"]
+            };
+            a.extend(args.iter().skip(usize::from(v6)).map(String::as_str));
             if let Err(e) = ip(&a) {
                 tracing::warn!("cannot remove a routing rule: {e:#}");
             }
@@ -99,6 +112,7 @@ impl KernelChanges {
         for t in self.tables.drain(..).rev() {
             // The TAP's routes vanish with the TAP; flush what is left.
             let _ = ip(&["route", "flush", "table", &t.to_string()]);
+            let _ = ip(&["-6", "route", "flush", "table", &t.to_string()]);
         }
         for (path, old) in self.sysctls.drain(..).rev() {
             if let Err(e) = std::fs::write(&path, &old) {
@@ -110,14 +124,18 @@ impl KernelChanges {
         }
     }
 
-    /// Gives `iface` (port `index`'s TAP) the port's address and MTU, turns
-    /// IPv6 off on it (rvs does not route IPv6 yet) and, with a gateway,
-    /// fills the port's own routing table and adds its rules.
+    /// Gives `iface` (port `index`'s TAP) the port's address and MTU, its
+    /// IPv6 address if it has one (IPv6 off on the TAP otherwise) and, with
+    /// a gateway, fills the port's own routing table and adds its rules.
     pub fn configure(&mut self, iface: &str, index: usize, pc: &PortConfig) -> Result<()> {
-        let _ = self.set_sysctl(&format!("net/ipv6/conf/{iface}/disable_ipv6"), "1");
+        self.ipv6_sysctls(iface, pc.ipv6.is_some());
         let addr = format!("{}/{}", pc.address, pc.prefix_len);
         ip(&["addr", "flush", "dev", iface])?;
         ip(&["addr", "add", &addr, "dev", iface])?;
+        if let Some(v6) = &pc.ipv6 {
+            let addr6 = format!("{}/{}", v6.address, v6.prefix_len);
+            ip(&["-6", "addr", "add", &addr6, "dev", iface, "nodad"])?;
+        }
         ip(&[
             "link",
             "set",
@@ -130,6 +148,87 @@ impl KernelChanges {
         if let Some(gw) = pc.gateway {
             self.gateway_table(iface, index, pc, &gw.to_string())?;
         }
+        if let Some(v6) = pc.ipv6.filter(|v6| v6.gateway.is_some()) {
+            self.gateway_table6(iface, index, &v6)?;
+        }
+        Ok(())
+    }
+
+    /// IPv6 on the TAP: on with the port's IPv6 address, without duplicate
+    /// address detection (the data plane defends the address), router
+    /// advertisements or autoconfiguration (the configuration is the only
+    /// source of addresses and routes); off without one.
+    fn ipv6_sysctls(&mut self, iface: &str, on: bool) {
+        let keys: &[(&str, &str)] = if on {
+            &[
+                ("disable_ipv6", "0"),
+                ("accept_dad", "0"),
+                ("dad_transmits", "0"),
+                ("accept_ra", "0"),
+                ("autoconf", "0"),
+            ]
+        } else {
+            &[("disable_ipv6", "1")]
+        };
+        for (key, val) in keys {
+            if let Err(e) = self.set_sysctl(&format!("net/ipv6/conf/{iface}/{key}"), val) {
+                tracing::warn!(iface, key, "{e:#}");
+            }
+        }
+    }
+
+    /// The IPv6 half of [`Self::gateway_table`]: the port's IPv6 subnet and
+    /// default route in the same table, and `ip -6` rules with the same
+    /// preferences.
+    fn gateway_table6(&mut self, iface: &str, index: usize, v6: &PortIpv6) -> Result<()> {
+        let Some(gw) = v6.gateway else {
+            return Ok(());
+        };
+        let (gw, src) = (gw.to_string(), v6.address.to_string());
+        let table = (EXCEPTION_TABLE_BASE + index as u32).to_string();
+        let from_pref = (RULE_FROM_PREF + index as u32).to_string();
+        let fallback_pref = (RULE_FALLBACK_PREF + index as u32).to_string();
+        for pref in [&from_pref, &fallback_pref] {
+            while ip(&["-6", "rule", "del", "pref", pref]).is_ok() {}
+        }
+        let _ = ip(&["-6", "route", "flush", "table", &table]);
+        let t: u32 = table.parse().unwrap_or_default();
+        if !self.tables.contains(&t) {
+            self.tables.push(t);
+        }
+        let subnet = v6.subnet();
+        ip(&[
+            "-6", "route", "replace", &subnet, "dev", iface, "src", &src, "table", &table,
+        ])?;
+        ip(&[
+            "-6", "route", "replace", "default", "via", &gw, "dev", iface, "src", &src, "table",
+            &table,
+        ])?;
+        let rules = [
+            vec![
+                "-6",
+                "from",
+                &format!("{src}/128"),
+                "lookup",
+                &table,
+                "pref",
+                &from_pref,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>(),
+            ["-6", "lookup", &table, "pref", &fallback_pref]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        ];
+        for rule in rules {
+            let mut a: Vec<&str> = vec!["-6", "rule", "add"];
+            a.extend(rule.iter().skip(1).map(String::as_str));
+            ip(&a)?;
+            self.rules.push(rule);
+        }
+        tracing::info!(tap = iface, gateway = %gw, table, "IPv6 exception path routes through its own table");
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 pub mod counters;
 pub mod guard;
 pub mod ha_link;
+pub mod nd6;
 pub mod neigh;
 pub mod pages;
 pub mod pipeline;
@@ -41,7 +42,7 @@ use arc_swap::ArcSwap;
 
 use self::counters::WorkerStats;
 use self::ha_link::HaLink;
-use self::neigh::NeighTable;
+use self::neigh::{NeighTable, NeighTable6};
 use self::snapshot::{DestRegistry, Snapshot};
 use crate::control::conns::ConnDump;
 use crate::sched::persist::PersistTable;
@@ -51,6 +52,9 @@ use crate::sched::persist::PersistTable;
 /// the real servers, gateways and a /18 of on-link NAT clients (the client
 /// MAC is learned from a NAT connection's first packet).
 pub const NEIGH_ENTRIES: usize = 65536;
+/// IPv6 neighbour table entries (64 bytes each): the IPv6 servers,
+/// gateways and on-link NAT clients.
+pub const NEIGH6_ENTRIES: usize = 16384;
 
 pub struct Shared {
     /// The configuration workers read; swapped whole (RCU style).
@@ -66,6 +70,8 @@ pub struct Shared {
     /// non-zero.
     pub worker_failed: AtomicBool,
     pub neigh: NeighTable,
+    /// The IPv6 neighbour table (same design, see `neigh`).
+    pub neigh6: NeighTable6,
     pub persist: PersistTable,
     /// Stable server ids and their counters across snapshots.
     pub registry: DestRegistry,
@@ -98,6 +104,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             worker_failed: AtomicBool::new(false),
             neigh: NeighTable::new(NEIGH_ENTRIES),
+            neigh6: NeighTable6::new(NEIGH6_ENTRIES),
             persist: PersistTable::new(65536),
             registry: DestRegistry::new(workers),
             worker_stats: (0..workers)
@@ -148,6 +155,15 @@ impl Shared {
                 next_hops = hops.len(),
                 unreserved = over,
                 "more configured next hops than reserved neighbour entries; the rest are learned like any neighbour"
+            );
+        }
+        let hops6 = snap.nd6.next_hops();
+        let over6 = self.neigh6.reserve(&hops6);
+        if over6 > 0 {
+            tracing::warn!(
+                next_hops = hops6.len(),
+                unreserved = over6,
+                "more configured IPv6 next hops than reserved neighbour entries; the rest are learned like any neighbour"
             );
         }
         let g = snap.generation;

@@ -1,4 +1,9 @@
-//! The neighbour (ARP) table shared by all workers.
+//! The neighbour table shared by all workers: one design for both families,
+//! [`NeighTable`] for IPv4 (ARP) and [`NeighTable6`] for IPv6 (neighbour
+//! discovery), instances of one generic [`Table`] whose address type says
+//! how a key is stored ([`NeighAddr`]). The IPv4 table keeps its one-word
+//! key (the per-packet path reads it as before); an IPv6 key is three words
+//! read under the entry's sequence lock.
 //!
 //! Any worker learns from the ARP it receives, and any worker resolves the
 //! next hop of the frame it forwards, so the table is shared; it is written
@@ -28,11 +33,19 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::packet::ethernet::MacAddr;
+
+mod addr;
+pub use addr::NeighAddr;
+
+/// The IPv4 (ARP) neighbour table.
+pub type NeighTable = Table<Ipv4Addr>;
+/// The IPv6 (neighbour discovery) neighbour table.
+pub type NeighTable6 = Table<Ipv6Addr>;
 
 /// How long a learned MAC is trusted (Linux's reachable time is shorter, but
 /// a director's neighbours are few and stable; IPVS relies on the kernel's
@@ -58,16 +71,13 @@ const CONFIRMED: u64 = 1 << 62;
 const MAC_BITS: u64 = (1 << 48) - 1;
 /// `requested` word: a reply has answered the request.
 const ANSWERED: u64 = 1 << 63;
-/// `key` word: a retired reserved slot (a tombstone: probing goes on past
-/// it, and a later reservation may reuse it).
-const RETIRED: u64 = 1 << 32;
-const IP_MASK: u64 = 0xFFFF_FFFF;
-
-struct Entry {
+struct Entry<A: NeighAddr> {
     /// Sequence lock: odd while a writer holds the entry.
     seq: AtomicU64,
-    /// IPv4 address in host order (0 = free) and flags above bit 32.
-    key: AtomicU64,
+    /// The address ([`NeighAddr::FREE`] = free) and the retired flag (a
+    /// tombstone in the reserved region: probing goes on past it, and a
+    /// later reservation may reuse it).
+    key: A::Cell,
     /// MAC in the low 48 bits, VALID in bit 63.
     mac: AtomicU64,
     /// When the MAC was learned or confirmed (ms).
@@ -81,11 +91,11 @@ struct Entry {
     recheck: AtomicBool,
 }
 
-impl Entry {
-    fn new() -> Entry {
+impl<A: NeighAddr> Entry<A> {
+    fn new() -> Entry<A> {
         Entry {
             seq: AtomicU64::new(0),
-            key: AtomicU64::new(0),
+            key: A::cell(),
             mac: AtomicU64::new(0),
             learned: AtomicU64::new(0),
             requested: AtomicU64::new(0),
@@ -99,14 +109,28 @@ impl Entry {
         self.requested.load(Ordering::Relaxed) & !ANSWERED
     }
 
+    /// The key as a probe sees it: one load for a one-word key; a
+    /// multi-word key is read under the sequence lock (a torn read could
+    /// miss the address and give it a second entry), or loaded as it is if
+    /// a writer holds the entry throughout (the caller re-checks under
+    /// [`Entry::read`] or [`Entry::lock`] before trusting a match).
+    #[inline(always)]
+    fn key_now(&self) -> A::Key {
+        if A::ONE_WORD {
+            A::load(&self.key)
+        } else {
+            self.read().map_or_else(|| A::load(&self.key), |v| v.key)
+        }
+    }
+
     /// A consistent copy of the entry, or `None` if writers held it for
     /// every attempt.
     #[inline]
-    fn read(&self) -> Option<View> {
+    fn read(&self) -> Option<View<A>> {
         for _ in 0..SPINS {
             let s1 = self.seq.load(Ordering::Acquire);
             if s1 & 1 == 0 {
-                let key = self.key.load(Ordering::Relaxed);
+                let key = A::load(&self.key);
                 let mac = self.mac.load(Ordering::Relaxed);
                 let learned = self.learned.load(Ordering::Relaxed);
                 fence(Ordering::Acquire);
@@ -126,7 +150,7 @@ impl Entry {
 
     /// Claims the entry for writing; the returned guard publishes on drop.
     #[inline]
-    fn lock(&self) -> Option<Guard<'_>> {
+    fn lock(&self) -> Option<Guard<'_, A>> {
         for _ in 0..SPINS {
             let s = self.seq.load(Ordering::Relaxed);
             if s & 1 == 0
@@ -146,14 +170,14 @@ impl Entry {
 }
 
 /// A held entry: the fields may be rewritten; dropping it publishes them.
-struct Guard<'a> {
-    e: &'a Entry,
+struct Guard<'a, A: NeighAddr> {
+    e: &'a Entry<A>,
     seq: u64,
 }
 
-impl Guard<'_> {
-    fn key(&self) -> u64 {
-        self.e.key.load(Ordering::Relaxed)
+impl<A: NeighAddr> Guard<'_, A> {
+    fn key(&self) -> A::Key {
+        A::load(&self.e.key)
     }
     fn mac(&self) -> u64 {
         self.e.mac.load(Ordering::Relaxed)
@@ -161,14 +185,14 @@ impl Guard<'_> {
     fn learned(&self) -> u64 {
         self.e.learned.load(Ordering::Relaxed)
     }
-    fn set(&self, key: u64, mac: u64, learned: u64) {
-        self.e.key.store(key, Ordering::Relaxed);
+    fn set(&self, key: A::Key, mac: u64, learned: u64) {
+        A::store(&self.e.key, key);
         self.e.mac.store(mac, Ordering::Relaxed);
         self.e.learned.store(learned, Ordering::Relaxed);
     }
 }
 
-impl Drop for Guard<'_> {
+impl<A: NeighAddr> Drop for Guard<'_, A> {
     fn drop(&mut self) {
         self.e.seq.store(self.seq + 2, Ordering::Release);
     }
@@ -176,17 +200,17 @@ impl Drop for Guard<'_> {
 
 /// One consistent read of an entry.
 #[derive(Clone, Copy)]
-struct View {
-    key: u64,
+struct View<A: NeighAddr> {
+    key: A::Key,
     mac: u64,
     learned: u64,
     seq: u64,
 }
 
-impl View {
+impl<A: NeighAddr> View<A> {
     /// What a reader makes of an entry a writer would not let go of: the
     /// address, no MAC, a version no cache holds.
-    fn busy(key: u64) -> View {
+    fn busy(key: A::Key) -> View<A> {
         View {
             key,
             mac: 0,
@@ -194,8 +218,13 @@ impl View {
             seq: 1,
         }
     }
-    fn ip(&self) -> u32 {
-        (self.key & IP_MASK) as u32
+    /// The address (also of a tombstone).
+    fn ip(&self) -> A {
+        A::addr(self.key)
+    }
+    /// A live entry: an address, not a tombstone.
+    fn live(&self) -> bool {
+        self.key != A::FREE && !A::is_retired(self.key)
     }
     /// The MAC, if set and not older than [`EXPIRE_MS`].
     fn fresh_mac(&self, now_ms: u64) -> Option<MacAddr> {
@@ -236,16 +265,16 @@ enum Source {
 }
 
 /// The control side's record of the reserved region (cold path only).
-struct Reserved {
+struct Reserved<A> {
     /// Addresses reserved now.
-    ips: Vec<u32>,
+    ips: Vec<A>,
     /// Slots holding an address or a tombstone.
     used: usize,
 }
 
-pub struct NeighTable {
+pub struct Table<A: NeighAddr> {
     /// The general region (`0..=mask`), then the reserved one.
-    entries: Box<[Entry]>,
+    entries: Box<[Entry<A>]>,
     mask: usize,
     /// First index of the reserved region, and its size minus one.
     rbase: usize,
@@ -253,17 +282,17 @@ pub struct NeighTable {
     /// Secret hash key (see [`NeighTable::home`]).
     key: [u64; 2],
     /// Serialises [`NeighTable::reserve`] callers.
-    reserved: Mutex<Reserved>,
+    reserved: Mutex<Reserved<A>>,
 }
 
-impl NeighTable {
+impl<A: NeighAddr> Table<A> {
     /// A table with room for about `capacity` neighbours (rounded up to a
     /// power of two, at least 64), plus a reserved region of a sixteenth of
     /// that (at least 64, at most 4096 slots) for configured next hops.
-    pub fn new(capacity: usize) -> NeighTable {
+    pub fn new(capacity: usize) -> Table<A> {
         let n = capacity.max(64).next_power_of_two();
         let r = (n / 16).clamp(64, 4096);
-        NeighTable {
+        Table {
             entries: (0..n + r).map(|_| Entry::new()).collect(),
             mask: n - 1,
             rbase: n,
@@ -282,30 +311,28 @@ impl NeighTable {
         self.rmask.div_ceil(2)
     }
 
-    /// The keyed home slot hash of `ip`: one 64x64->128 multiply of the
-    /// address masked with a secret, folded. Without the key an outsider
-    /// cannot tell which addresses share a probe window.
+    /// The keyed home slot hash of `ip` ([`NeighAddr::home`]). Without the
+    /// key an outsider cannot tell which addresses share a probe window.
     #[inline(always)]
-    fn home(&self, ip: u32) -> usize {
-        let m = (u128::from(u64::from(ip) ^ self.key[0])).wrapping_mul(u128::from(self.key[1]));
-        ((m as u64) ^ ((m >> 64) as u64)) as usize
+    fn home(&self, ip: A) -> usize {
+        ip.home(&self.key)
     }
 
     /// The reserved entry of `ip`, if it has one.
     #[inline]
-    fn find_reserved(&self, ip: u32) -> Option<(usize, View)> {
+    fn find_reserved(&self, ip: A) -> Option<(usize, View<A>)> {
         let h = self.home(ip);
         for i in 0..=self.rmask {
             let j = self.rbase + (h.wrapping_add(i) & self.rmask);
-            let key = self.entries[j].key.load(Ordering::Relaxed);
-            if key == 0 {
+            let key = self.entries[j].key_now();
+            if key == A::FREE {
                 return None;
             }
-            if key == u64::from(ip) {
+            if key == ip.live() {
                 // A writer holding it for long: it is still this address's
                 // entry, just without a usable MAC right now.
                 let v = self.entries[j].read().unwrap_or(View::busy(key));
-                return (v.key == u64::from(ip)).then_some((j, v));
+                return (v.key == ip.live()).then_some((j, v));
             }
         }
         None
@@ -313,17 +340,17 @@ impl NeighTable {
 
     /// The general entry of `ip`, if it has one.
     #[inline]
-    fn find_general(&self, ip: u32) -> Option<(usize, View)> {
+    fn find_general(&self, ip: A) -> Option<(usize, View<A>)> {
         let h = self.home(ip);
         for i in 0..PROBE {
             let j = h.wrapping_add(i) & self.mask;
-            let key = self.entries[j].key.load(Ordering::Relaxed);
-            if key == 0 {
+            let key = self.entries[j].key_now();
+            if key == A::FREE {
                 return None;
             }
-            if key == u64::from(ip) {
+            if key == ip.live() {
                 let v = self.entries[j].read().unwrap_or(View::busy(key));
-                if v.key == u64::from(ip) {
+                if v.key == ip.live() {
                     return Some((j, v));
                 }
             }
@@ -333,37 +360,37 @@ impl NeighTable {
 
     /// The entry of `ip`: reserved first (it shadows any general one).
     #[inline]
-    fn find(&self, ip: u32) -> Option<(usize, View)> {
+    fn find(&self, ip: A) -> Option<(usize, View<A>)> {
         self.find_reserved(ip).or_else(|| self.find_general(ip))
     }
 
     /// Claims a general slot for `ip` (which has none): the first free one,
     /// else an expired one, else (if `evict`) the least recently used one,
     /// preferring entries we never sent a request for. Returns it locked.
-    fn claim_general(&self, ip: u32, now_ms: u64, evict: bool) -> Option<(usize, Guard<'_>)> {
+    fn claim_general(&self, ip: A, now_ms: u64, evict: bool) -> Option<(usize, Guard<'_, A>)> {
         let h = self.home(ip);
         let mut expired = None;
         let mut lru: Option<(usize, (bool, u64))> = None;
         for i in 0..PROBE {
             let j = h.wrapping_add(i) & self.mask;
             let e = &self.entries[j];
-            let key = e.key.load(Ordering::Relaxed);
-            if key == 0 {
+            let key = e.key_now();
+            if key == A::FREE {
                 let g = e.lock()?;
                 return match g.key() {
-                    0 => {
-                        g.set(u64::from(ip), 0, 0);
+                    k if k == A::FREE => {
+                        g.set(ip.live(), 0, 0);
                         e.requested.store(0, Ordering::Relaxed);
                         e.recheck.store(false, Ordering::Relaxed);
                         Some((j, g))
                     }
-                    k if k == u64::from(ip) => Some((j, g)),
+                    k if k == ip.live() => Some((j, g)),
                     _ => None,
                 };
             }
-            if key == u64::from(ip) {
+            if key == ip.live() {
                 let g = e.lock()?;
-                return (g.key() == u64::from(ip)).then_some((j, g));
+                return (g.key() == ip.live()).then_some((j, g));
             }
             let asked = e.asked_at();
             let used = e.learned.load(Ordering::Relaxed).max(asked);
@@ -377,7 +404,7 @@ impl NeighTable {
         }
         let (j, seen) = match (expired, lru) {
             (Some(x), _) => x,
-            (None, Some((j, _))) if evict => (j, self.entries[j].key.load(Ordering::Relaxed)),
+            (None, Some((j, _))) if evict => (j, self.entries[j].key_now()),
             _ => return None,
         };
         let g = self.entries[j].lock()?;
@@ -385,7 +412,7 @@ impl NeighTable {
         if g.key() != seen {
             return None;
         }
-        g.set(u64::from(ip), 0, 0);
+        g.set(ip.live(), 0, 0);
         self.entries[j].requested.store(0, Ordering::Relaxed);
         self.entries[j].recheck.store(false, Ordering::Relaxed);
         Some((j, g))
@@ -396,7 +423,7 @@ impl NeighTable {
     /// it (as Linux does); a reserved entry never does: a MAC other than the
     /// one it holds only makes it ask now (rate-limited), so hearsay cannot
     /// redirect a configured next hop.
-    pub fn learn(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64) {
+    pub fn learn(&self, ip: A, mac: MacAddr, now_ms: u64) {
         self.learn_from(ip, mac, now_ms, Source::Unsolicited);
     }
 
@@ -404,13 +431,13 @@ impl NeighTable {
     /// latest request for the address it is an answer: it sets the MAC of a
     /// reserved entry and marks the MAC confirmed. Any other reply counts as
     /// unsolicited.
-    pub fn learn_reply(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64) {
+    pub fn learn_reply(&self, ip: A, mac: MacAddr, now_ms: u64) {
         self.learn_from(ip, mac, now_ms, Source::Reply);
     }
 
     /// Whether a reply to us now answers our latest request for entry `e`
     /// (the first reply within [`ANSWER_MS`] does; later ones are hearsay).
-    fn take_answer(e: &Entry, src: Source, now_ms: u64) -> bool {
+    fn take_answer(e: &Entry<A>, src: Source, now_ms: u64) -> bool {
         let r = e.requested.load(Ordering::Relaxed);
         src == Source::Reply
             && r != 0
@@ -421,9 +448,8 @@ impl NeighTable {
                 .is_ok()
     }
 
-    fn learn_from(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64, src: Source) {
-        let ip = u32::from(ip);
-        if ip == 0 || mac.is_multicast() {
+    fn learn_from(&self, ip: A, mac: MacAddr, now_ms: u64, src: Source) {
+        if ip.is_unspecified() || mac.is_multicast() {
             return;
         }
         let bits = mac_to_u64(mac);
@@ -436,8 +462,8 @@ impl NeighTable {
                 return;
             }
             if let Some(g) = e.lock() {
-                if g.key() == u64::from(ip) {
-                    g.set(u64::from(ip), VALID | CONFIRMED | bits, now_ms);
+                if g.key() == ip.live() {
+                    g.set(ip.live(), VALID | CONFIRMED | bits, now_ms);
                     e.recheck.store(false, Ordering::Relaxed);
                 }
             }
@@ -445,7 +471,7 @@ impl NeighTable {
         }
         let (j, g) = match self.find_general(ip) {
             Some((j, _)) => match self.entries[j].lock() {
-                Some(g) if g.key() == u64::from(ip) => (j, g),
+                Some(g) if g.key() == ip.live() => (j, g),
                 _ => return,
             },
             None => match self.claim_general(ip, now_ms, false) {
@@ -459,7 +485,7 @@ impl NeighTable {
         let confirmed =
             Self::take_answer(e, src, now_ms) || (old & CONFIRMED != 0 && old & MAC_BITS == bits);
         let word = VALID | bits | if confirmed { CONFIRMED } else { 0 };
-        g.set(u64::from(ip), word, now_ms);
+        g.set(ip.live(), word, now_ms);
         drop(g);
         if src == Source::Reply {
             e.recheck.store(false, Ordering::Relaxed);
@@ -468,8 +494,8 @@ impl NeighTable {
 
     /// A gratuitous ARP (or other hearsay) says `ip` is at `mac`: if we know
     /// `ip` at another MAC, ask it now instead of believing it.
-    pub fn recheck(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64) {
-        if let Some((j, v)) = self.find(u32::from(ip)) {
+    pub fn recheck(&self, ip: A, mac: MacAddr, now_ms: u64) {
+        if let Some((j, v)) = self.find(ip) {
             if v.fresh_mac(now_ms).is_some_and(|m| m != mac) {
                 self.entries[j].recheck.store(true, Ordering::Relaxed);
             }
@@ -486,8 +512,7 @@ impl NeighTable {
     /// Resolves `ip` for forwarding. `Request`/`MacRefresh` mean the caller
     /// must send an ARP request now; the table has noted it, so other callers
     /// get `Pending`/`Mac` until the retry gap has passed.
-    pub fn resolve(&self, ip: Ipv4Addr, now_ms: u64) -> Resolution {
-        let ip = u32::from(ip);
+    pub fn resolve(&self, ip: A, now_ms: u64) -> Resolution {
         let (j, v) = match self.find(ip) {
             Some(x) => x,
             None => match self.claim_general(ip, now_ms, true) {
@@ -531,24 +556,30 @@ impl NeighTable {
     }
 
     /// The MAC of `ip` if known and not expired, without side effects.
-    pub fn peek(&self, ip: Ipv4Addr, now_ms: u64) -> Option<MacAddr> {
-        self.find(u32::from(ip))?.1.fresh_mac(now_ms)
+    pub fn peek(&self, ip: A, now_ms: u64) -> Option<MacAddr> {
+        self.find(ip)?.1.fresh_mac(now_ms)
+    }
+
+    /// Whether `ip` has an entry: we asked for it, learned it, or the
+    /// configuration names it.
+    pub fn is_known(&self, ip: A) -> bool {
+        self.find(ip).is_some()
     }
 
     /// Whether `ip` has a reserved entry.
-    pub fn is_reserved(&self, ip: Ipv4Addr) -> bool {
-        self.find_reserved(u32::from(ip)).is_some()
+    pub fn is_reserved(&self, ip: A) -> bool {
+        self.find_reserved(ip).is_some()
     }
 
     /// Every live entry, for `rvs ctl` and logs: address, MAC, age (ms).
-    pub fn entries(&self, now_ms: u64) -> Vec<(Ipv4Addr, MacAddr, u64)> {
+    pub fn entries(&self, now_ms: u64) -> Vec<(A, MacAddr, u64)> {
         self.entries
             .iter()
             .filter_map(|e| {
                 let v = e.read()?;
                 let m = v.fresh_mac(now_ms)?;
-                (v.ip() != 0 && v.key & RETIRED == 0)
-                    .then(|| (Ipv4Addr::from(v.ip()), m, now_ms.saturating_sub(v.learned)))
+                v.live()
+                    .then(|| (v.ip(), m, now_ms.saturating_sub(v.learned)))
             })
             .collect()
     }
@@ -559,11 +590,11 @@ impl NeighTable {
     /// no longer named are retired (their entries fall back to general
     /// learning). Addresses beyond [`reserved_capacity`](Self::reserved_capacity)
     /// stay general; their number is returned.
-    pub fn reserve(&self, ips: &[Ipv4Addr]) -> usize {
-        let mut want: Vec<u32> = ips
+    pub fn reserve(&self, ips: &[A]) -> usize {
+        let mut want: Vec<A> = ips
             .iter()
-            .map(|&a| u32::from(a))
-            .filter(|&a| a != 0)
+            .copied()
+            .filter(|a| !a.is_unspecified())
             .collect();
         want.sort_unstable();
         want.dedup();
@@ -597,11 +628,11 @@ impl NeighTable {
     }
 
     /// Turns the reserved entry of `ip` into a tombstone.
-    fn retire(&self, ip: u32) {
+    fn retire(&self, ip: A) {
         if let Some((j, _)) = self.find_reserved(ip) {
             if let Some(g) = self.entries[j].lock() {
-                if g.key() == u64::from(ip) {
-                    g.set(u64::from(ip) | RETIRED, g.mac(), g.learned());
+                if g.key() == ip.live() {
+                    g.set(A::retired(ip.live()), g.mac(), g.learned());
                 }
             }
         }
@@ -609,24 +640,24 @@ impl NeighTable {
 
     /// Gives `ip` a reserved entry: its own tombstone, else the first
     /// tombstone or free slot of its chain. True if a free slot was used.
-    fn insert_reserved(&self, ip: u32) -> bool {
+    fn insert_reserved(&self, ip: A) -> bool {
         let h = self.home(ip);
         let mut reuse = None;
         let mut free = None;
         for i in 0..=self.rmask {
             let j = self.rbase + (h.wrapping_add(i) & self.rmask);
-            let key = self.entries[j].key.load(Ordering::Relaxed);
-            if key == u64::from(ip) | RETIRED {
+            let key = self.entries[j].key_now();
+            if key == A::retired(ip.live()) {
                 // Coming back: its old MAC is still the best guess.
                 if let Some(g) = self.entries[j].lock() {
-                    g.set(u64::from(ip), g.mac(), g.learned());
+                    g.set(ip.live(), g.mac(), g.learned());
                 }
                 return false;
             }
-            if key & RETIRED != 0 && reuse.is_none() {
+            if A::is_retired(key) && reuse.is_none() {
                 reuse = Some(j);
             }
-            if key == 0 {
+            if key == A::FREE {
                 free = Some(j);
                 break;
             }
@@ -643,7 +674,7 @@ impl NeighTable {
         };
         let e = &self.entries[j];
         if let Some(g) = e.lock() {
-            g.set(u64::from(ip), mac, learned);
+            g.set(ip.live(), mac, learned);
             e.requested.store(0, Ordering::Relaxed);
             e.recheck.store(false, Ordering::Relaxed);
         }
@@ -652,17 +683,17 @@ impl NeighTable {
 
     /// Empties the reserved region and reserves `want` afresh, keeping the
     /// MACs already known; returns the slots used.
-    fn rebuild(&self, want: &[u32]) -> usize {
+    fn rebuild(&self, want: &[A]) -> usize {
         let region = self.rbase..=self.rbase + self.rmask;
-        let keep: Vec<(u32, u64, u64)> = self.entries[region.clone()]
+        let keep: Vec<(A, u64, u64)> = self.entries[region.clone()]
             .iter()
             .filter_map(|e| e.read())
-            .filter(|v| v.ip() != 0 && want.binary_search(&v.ip()).is_ok())
+            .filter(|v| v.key != A::FREE && want.binary_search(&v.ip()).is_ok())
             .map(|v| (v.ip(), v.mac, v.learned))
             .collect();
         for e in &self.entries[region] {
             if let Some(g) = e.lock() {
-                g.set(0, 0, 0);
+                g.set(A::FREE, 0, 0);
                 e.requested.store(0, Ordering::Relaxed);
                 e.recheck.store(false, Ordering::Relaxed);
             }
@@ -675,7 +706,7 @@ impl NeighTable {
             if let Some(&(_, mac, learned)) = keep.iter().find(|k| k.0 == ip) {
                 if let Some((j, _)) = self.find_reserved(ip) {
                     if let Some(g) = self.entries[j].lock() {
-                        g.set(u64::from(ip), mac, learned);
+                        g.set(ip.live(), mac, learned);
                     }
                 }
             }

@@ -11,6 +11,7 @@ mod admit;
 mod fnat;
 mod frag;
 mod ha;
+mod nd;
 mod nodest;
 mod rescue;
 mod synproxy;
@@ -162,6 +163,8 @@ pub struct Pipeline {
     ha: ha::WorkerHa,
     /// Datagrams whose first fragment this worker forwarded.
     frags: frag::FragTable,
+    /// IPv6 neighbour discovery (solicitations to send, announcements).
+    nd: nd::WorkerNd,
     /// SYN cookie secret and the sequence shifts of synproxied connections.
     synproxy: synproxy::Synproxy,
 }
@@ -205,6 +208,7 @@ impl Pipeline {
             sync: shared.ha.sync.load(std::sync::atomic::Ordering::Acquire),
             ha: ha::WorkerHa::default(),
             frags: frag::FragTable::new(),
+            nd: nd::WorkerNd::default(),
             synproxy: synproxy::Synproxy::new(),
         }
     }
@@ -310,7 +314,7 @@ impl Pipeline {
             // IPv6 multicast (33:33:..): a solicitation for one of our
             // addresses is sent to its solicited-node group.
             if p.l3 == L3Class::Ipv6 && dst_mac.0[..2] == [0x33, 0x33] {
-                return self.ipv6(snap, f, in_port, true);
+                return self.ipv6(snap, f, in_port, true, now_ms);
             }
             return self.drop(Drop::NotForUs);
         }
@@ -318,7 +322,7 @@ impl Pipeline {
             L3Class::Arp => self.arp(snap, f, p, in_port, now_ms),
             L3Class::Ipv4 if !broadcast => self.ipv4(snap, f, p, i.hash, in_port, now_ms, owned),
             L3Class::Ipv4 => self.drop(Drop::NotForUs),
-            L3Class::Ipv6 if !broadcast => self.ipv6(snap, f, in_port, false),
+            L3Class::Ipv6 if !broadcast => self.ipv6(snap, f, in_port, false, now_ms),
             _ => self.drop(Drop::NotIpv4),
         }
     }
@@ -1232,6 +1236,7 @@ impl Pipeline {
             self.last_warm_ms = now_ms;
             self.warm_generation = snap.generation;
             self.warm_neighbours(snap, now_ms);
+            self.warm_neighbours6(snap, now_ms);
         }
     }
 

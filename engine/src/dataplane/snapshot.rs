@@ -466,6 +466,8 @@ pub struct Snapshot {
     /// port) and the virtual addresses. Gratuitous ARP goes out for each on
     /// takeover.
     pub owned: Vec<(usize, Ipv4Addr)>,
+    /// IPv6 neighbour discovery: ports, servers, announced addresses.
+    pub nd6: super::nd6::Nd6Plan,
     /// Some service schedules one packet at a time: a reply that misses
     /// the table may belong to it ([`Snapshot::ops_reply`]).
     pub has_ops: bool,
@@ -527,6 +529,7 @@ impl Snapshot {
             persist_masks: Vec::new(),
             virtual_addrs: Vec::new(),
             owned: Vec::new(),
+            nd6: super::nd6::Nd6Plan::default(),
             has_ops: false,
             expire_nodest_conn: crate::config::Timeouts::default().expire_nodest_conn,
             expire_quiescent_template: false,
@@ -697,6 +700,7 @@ impl Snapshot {
             persist_masks: registry.persist_masks(),
             virtual_addrs,
             owned,
+            nd6: super::nd6::Nd6Plan::build(cfg, ports),
         })
     }
 

@@ -232,6 +232,8 @@ impl Worker {
                 }
             }
 
+            self.send_nd(&snap, &mut tx);
+
             for (pi, buf) in tx.iter_mut().enumerate() {
                 self.flush(pi, buf);
             }
@@ -328,6 +330,33 @@ impl Worker {
             },
             Verdict::Hold => hold.hold(&self.pipeline, m, pi, now_ms),
             Verdict::Drop => {}
+        }
+    }
+
+    /// IPv6 neighbour discovery's own frames: the solicitations the
+    /// pipeline queued and the unsolicited advertisements it is due.
+    fn send_nd(&mut self, snap: &Snapshot, tx: &mut [TxBuf]) {
+        let len = crate::packet::icmpv6::NDP_FRAME_LEN as u16;
+        while let Some((pi, ip)) = self.pipeline.take_ns_request() {
+            let Some(mut m) = Mbuf::alloc(self.pool) else {
+                break;
+            };
+            if m.append(len) && self.pipeline.build_ns_request(snap, pi, ip, m.data_mut()) {
+                self.pipeline.stats.nd_solicits_sent.inc();
+                self.queue_tx(m, pi, tx);
+            }
+        }
+        while let Some((pi, ip)) = self.pipeline.take_unsolicited_na(snap) {
+            let Some(mut m) = Mbuf::alloc(self.pool) else {
+                break;
+            };
+            if m.append(len)
+                && self
+                    .pipeline
+                    .build_unsolicited_na(snap, pi, ip, m.data_mut())
+            {
+                self.queue_tx(m, pi, tx);
+            }
         }
     }
 

@@ -18,6 +18,7 @@ mod fnat;
 mod icmp_nat;
 mod icmp_reply;
 mod nat;
+mod nat6;
 mod routed;
 mod tun;
 
@@ -25,6 +26,7 @@ pub use fnat::fnat_rewrite;
 pub use icmp_nat::{icmp_error_nat_inbound, icmp_error_nat_outbound};
 pub use icmp_reply::{icmp_frag_needed, icmp_time_exceeded, ICMP_ERROR_MAX_LEN};
 pub use nat::{nat_inbound, nat_outbound};
+pub use nat6::{nat6_inbound, nat6_outbound};
 pub use routed::{decrement_ttl, dr, set_macs, ttl_expired};
 pub use tun::{tun_encap_header, tun_encap_in_place, tun_fits_mtu, TUN_OVERHEAD};
 

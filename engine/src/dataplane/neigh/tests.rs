@@ -83,7 +83,7 @@ fn a_stamp_changes_when_the_entry_does() {
 fn the_slot_hash_is_keyed_per_table() {
     let (a, b) = (NeighTable::new(65536), NeighTable::new(65536));
     let same = (0..64u32)
-        .filter(|&i| a.home(0xC612_0000 + i) & a.mask == b.home(0xC612_0000 + i) & b.mask)
+        .filter(|&i| a.home(ip(i)) & a.mask == b.home(ip(i)) & b.mask)
         .count();
     assert!(
         same < 8,
@@ -296,4 +296,106 @@ fn concurrent_learning_never_pairs_an_address_with_another_mac() {
         "MACs read for another address (of {} reads)",
         reads.load(Ordering::Relaxed)
     );
+}
+
+fn ip6(n: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, n)
+}
+
+fn mac_of6(a: Ipv6Addr) -> MacAddr {
+    let o = a.octets();
+    MacAddr([2, 0x66, o[12], o[13], o[14], o[15]])
+}
+
+/// The IPv6 table is the same design: request, answer, refresh, expiry.
+#[test]
+fn ipv6_request_then_learn_then_refresh_then_expire() {
+    let t = NeighTable6::new(64);
+    let a = ip6(0x11);
+    assert_eq!(t.resolve(a, 1000), Resolution::Request);
+    assert_eq!(t.resolve(a, 1500), Resolution::Pending);
+    t.learn_reply(a, M, 1600);
+    assert!(is_mac(t.resolve(a, 1700), M));
+    assert_eq!(t.peek(a, 1700), Some(M));
+    // Same low 64 bits on another prefix: another neighbour.
+    let b = Ipv6Addr::new(0x2001, 0xdb8, 0, 3, 0, 0, 0, 0x11);
+    assert_eq!(t.peek(b, 1700), None);
+    assert_eq!(t.resolve(a, 1600 + REFRESH_MS), Resolution::MacRefresh(M));
+    assert_eq!(t.peek(a, 1600 + EXPIRE_MS + 1), None);
+    assert_eq!(t.entries(1700), vec![(a, M, 100)]);
+    t.learn(Ipv6Addr::UNSPECIFIED, M, 1);
+    assert_eq!(t.peek(Ipv6Addr::UNSPECIFIED, 1), None);
+}
+
+/// Reserved IPv6 entries take a MAC only from an answer to our request,
+/// and survive being retired and reserved again.
+#[test]
+fn ipv6_reserved_entries_ignore_spoofers() {
+    let t = NeighTable6::new(64);
+    let s = ip6(0x11);
+    assert_eq!(t.reserve(&[s, Ipv6Addr::UNSPECIFIED]), 0);
+    assert!(t.is_reserved(s) && t.is_known(s));
+    t.learn(s, SPOOF, 10);
+    t.learn_reply(s, SPOOF, 10);
+    assert_eq!(t.peek(s, 10), None, "no request out: hearsay");
+    assert_eq!(t.resolve(s, 20), Resolution::Request);
+    t.learn_reply(s, REAL, 30);
+    t.learn_reply(s, SPOOF, 31);
+    assert_eq!(t.peek(s, 40), Some(REAL), "only the first answer");
+    t.reserve(&[]);
+    assert!(!t.is_reserved(s));
+    t.reserve(&[s]);
+    assert_eq!(t.peek(s, 50), Some(REAL), "its MAC back with it");
+}
+
+/// As for IPv4: concurrent writers reusing each other's slots never make
+/// a reader pair an IPv6 address with another's MAC (the three-word key
+/// is read under the entry's sequence lock).
+#[test]
+fn ipv6_concurrent_learning_never_pairs_an_address_with_another_mac() {
+    let t = Arc::new(NeighTable6::new(64));
+    let clock = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = Arc::new(AtomicU64::new(0));
+    let reads = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..2u16)
+        .map(|w| {
+            let (t, clock, stop) = (t.clone(), clock.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u16;
+                while !stop.load(Ordering::Relaxed) {
+                    let a = ip6(w * 1000 + i % 300);
+                    let now = clock.fetch_add(EXPIRE_MS + 1, Ordering::Relaxed);
+                    t.learn(a, mac_of6(a), now);
+                    i = i.wrapping_add(1);
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let (t, stop, bad, reads) = (t.clone(), stop.clone(), bad.clone(), reads.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u16;
+            while !stop.load(Ordering::Relaxed) {
+                let a = ip6((i & 1) * 1000 + (i / 2) % 300);
+                if let Some(m) = t.peek(a, 0) {
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    if m != mac_of6(a) {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                i = i.wrapping_add(1);
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for h in writers.into_iter().chain([reader]) {
+        h.join().unwrap();
+    }
+    assert!(
+        reads.load(Ordering::Relaxed) > 100,
+        "the reader saw entries"
+    );
+    assert_eq!(bad.load(Ordering::Relaxed), 0);
 }

@@ -5,8 +5,11 @@
 //! else for the port's MAC goes to the kernel as before (the exception
 //! path), and other IPv6 multicast is not ours.
 //!
-//! Not here yet: IPv6 forwarding (NAT/DR/TUN), resolving servers with NS,
-//! learning from NA, unsolicited NA on takeover.
+//! Neighbour advertisements are learned from in `nd.rs` (with resolving
+//! servers by solicitation and unsolicited advertisements); a solicitation
+//! for the TAP's own link-local address goes to the kernel, which owns it.
+//!
+//! Not here yet: IPv6 forwarding (NAT/DR/TUN).
 
 use std::net::Ipv6Addr;
 
@@ -34,6 +37,7 @@ impl Pipeline {
         f: &mut F,
         in_port: usize,
         multicast: bool,
+        now_ms: u64,
     ) -> Verdict {
         let p = match parse_ipv6(f.data()) {
             Ok(Some(p)) => p,
@@ -44,7 +48,12 @@ impl Pipeline {
             }
         };
         if p.protocol == next_header::ICMPV6 && p.icmp_type == msg_type::NEIGHBOR_SOLICIT {
-            if let Some(v) = self.solicitation(snap, f, &p, in_port) {
+            if let Some(v) = self.solicitation(snap, f, &p, in_port, now_ms) {
+                return v;
+            }
+        }
+        if p.protocol == next_header::ICMPV6 && p.icmp_type == msg_type::NEIGHBOR_ADVERT {
+            if let Some(v) = self.advertisement(snap, f, &p, in_port, now_ms) {
                 return v;
             }
         }
@@ -67,6 +76,7 @@ impl Pipeline {
         f: &mut F,
         p: &Ipv6Parsed,
         in_port: usize,
+        now_ms: u64,
     ) -> Option<Verdict> {
         let port = &snap.ports[in_port];
         let start = usize::from(p.l4_off);
@@ -94,8 +104,16 @@ impl Pipeline {
         };
         // The VIPs belong to the [ha] master only, as in ARP.
         let ours = port.addr6 == Some(target) || (self.master && snap.is_vip6(target));
-        if !ours || p.vlan.is_some() {
+        if p.vlan.is_some() {
             return None;
+        }
+        if !ours {
+            // The TAP's link-local address is the kernel's to defend.
+            let link_local = target.segments()[0] & 0xffc0 == 0xfe80;
+            return (link_local && port.kernel).then(|| self.to_kernel());
+        }
+        if let Some(m) = sll {
+            self.learn_solicitor(snap, in_port, p.src, m, now_ms);
         }
         let (dst, dst_mac, flags) = if p.src.is_unspecified() {
             // Someone checks the address is free: tell all nodes it is not.
@@ -121,7 +139,7 @@ impl Pipeline {
         Some(Verdict::Tx(in_port))
     }
 
-    fn bad_ndp(&self) -> Verdict {
+    pub(super) fn bad_ndp(&self) -> Verdict {
         self.stats.parse_drop(DropReason::BadNdp);
         Verdict::Drop
     }
