@@ -16,7 +16,7 @@ use engine::dataplane::pipeline::{Pipeline, VecFrame, Verdict};
 use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
 use engine::dataplane::Shared;
 use engine::packet::ethernet::MacAddr;
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{icmpv4, Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x02];
@@ -481,4 +481,283 @@ fn fnat_config_errors_name_the_key() {
     );
     let e = bad("snat_addresses = [\"198.18.0.100\"]");
     assert!(e.contains("VIP"), "{e}");
+}
+
+// ------------------------------------------------------------ ICMP errors
+
+const ROUTER: [u8; 4] = [198, 18, 0, 1];
+const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x01];
+
+/// An ICMP error frame (`kind`) from `src` to `dst` quoting the first
+/// `quote_len` bytes of the IP packet in `about` (an Ethernet frame).
+fn icmp_error(
+    mac: ([u8; 6], [u8; 6]),
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    kind: Icmpv4Type,
+    about: &[u8],
+    quote_len: usize,
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(mac.1, mac.0)
+        .ipv4(src, dst, ttl)
+        .icmpv4(kind)
+        .write(&mut v, &about[14..14 + quote_len])
+        .unwrap();
+    v
+}
+
+fn frag_needed(mtu: u16) -> Icmpv4Type {
+    Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::FragmentationNeeded {
+        next_hop_mtu: mtu,
+    })
+}
+
+impl Rig {
+    /// As [`run`](Self::run), for a frame another worker handed over.
+    fn run_owned(&mut self, w: usize, frame: &[u8], now: u64) -> (Verdict, Vec<u8>) {
+        let mut f = VecFrame::new(frame);
+        let v = self.workers[w].process(&self.snap, &mut f, 0, now, true);
+        (v, f.to_vec())
+    }
+
+    fn relayed(&self) -> u64 {
+        self.shared
+            .worker_stats
+            .iter()
+            .map(|s| s.icmp_relayed.get())
+            .sum()
+    }
+}
+
+/// ICMP errors about a full-NAT connection, both ways, on `workers`
+/// workers: from the server side (addressed to the local address, the
+/// port's own) to the client, and from the client side (to the VIP) to the
+/// server; short (28-byte) and long quotes; exact bytes against frames
+/// etherparse builds (its checksums: outer IP, ICMP over the translated
+/// quote, the quoted IP header and, in the long quote, the quoted TCP
+/// checksum). A server-side error delivered to another worker is handed to
+/// the local port's owner.
+fn icmp_both_ways(workers: usize) {
+    let mut r = rig(workers, "");
+    let payload = b"0123456789abcdef";
+    let cport = 40100;
+    let w = owner_worker(Ipv4Addr::from(CLIENT), cport, workers);
+    let syn = from_client(cport, "S", payload);
+    let (v, fwd) = r.run(w, &syn, 10);
+    assert_eq!(v, Verdict::Tx(0));
+    let (_, lport, rs, _) = tuple(&fwd);
+    assert_eq!(rs, RS[0]);
+    let reply = tcp(
+        (PORT_MAC, RS_MAC[0]),
+        RS[0],
+        8080,
+        LADDR,
+        lport,
+        64,
+        "SA",
+        b"hello",
+    );
+    let (v, back) = r.run(w, &reply, 11);
+    assert_eq!(v, Verdict::Tx(0));
+    let full = 20 + 20 + payload.len();
+    for (n, quote) in [28usize, full].into_iter().enumerate() {
+        // A router on the server side: the director's SYN (laddr:lport ->
+        // rs:8080) does not fit its next hop.
+        let err = icmp_error(
+            (PORT_MAC, ROUTER_MAC),
+            ROUTER,
+            LADDR,
+            64,
+            frag_needed(1400),
+            &fwd,
+            quote,
+        );
+        if workers > 1 {
+            let other = 1 - w;
+            let (v, _) = r.run(other, &err, 12);
+            assert_eq!(v, Verdict::Handoff(w), "to the local port's owner");
+        }
+        let (v, out) = if workers > 1 {
+            r.run_owned(w, &err, 12)
+        } else {
+            r.run(w, &err, 12)
+        };
+        assert_eq!(v, Verdict::Tx(0), "quote {quote}");
+        // The client hears it from the VIP, about the SYN it sent (the
+        // quoted TTL is the one the router saw).
+        let sent = tcp(
+            (PORT_MAC, CLIENT_MAC),
+            CLIENT,
+            cport,
+            VIP,
+            80,
+            63,
+            "S",
+            payload,
+        );
+        let want = icmp_error(
+            (CLIENT_MAC, PORT_MAC),
+            VIP,
+            CLIENT,
+            63,
+            frag_needed(1400),
+            &sent,
+            quote,
+        );
+        assert_eq!(out, want, "server side, quote {quote}");
+        assert_eq!(r.relayed(), 2 * n as u64 + 1);
+
+        // A router on the client side: the reply (vip:80 -> client) does
+        // not fit. The server hears it from the local address, about the
+        // segment it sent to the local tuple.
+        let err = icmp_error(
+            (PORT_MAC, ROUTER_MAC),
+            ROUTER,
+            VIP,
+            64,
+            frag_needed(1300),
+            &back,
+            quote.min(back.len() - 14),
+        );
+        let (v, out) = r.run(w, &err, 13);
+        assert_eq!(v, Verdict::Tx(0));
+        let sent = tcp(
+            (PORT_MAC, RS_MAC[0]),
+            RS[0],
+            8080,
+            LADDR,
+            lport,
+            63,
+            "SA",
+            b"hello",
+        );
+        let want = icmp_error(
+            (RS_MAC[0], PORT_MAC),
+            LADDR,
+            RS[0],
+            63,
+            frag_needed(1300),
+            &sent,
+            quote.min(back.len() - 14),
+        );
+        assert_eq!(out, want, "client side, quote {quote}");
+        assert_eq!(r.relayed(), 2 * n as u64 + 2);
+    }
+    assert_eq!(r.drops(Drop::IcmpUnknownFlow), 0);
+
+    // An error quoting the kernel's own traffic from the port address
+    // (a source port outside snat_ports) is still the kernel's; one
+    // quoting a local tuple no connection holds is too.
+    for sport in [40000u16, lport + 1] {
+        let own = tcp(
+            (RS_MAC[1], PORT_MAC),
+            LADDR,
+            sport,
+            RS[1],
+            8080,
+            64,
+            "S",
+            b"",
+        );
+        let err = icmp_error(
+            (PORT_MAC, RS_MAC[1]),
+            RS[1],
+            LADDR,
+            64,
+            Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::Port),
+            &own,
+            28,
+        );
+        let w = owner_worker(Ipv4Addr::from(LADDR), sport, workers);
+        assert_eq!(r.run(w, &err, 14).0, Verdict::Kernel, "sport {sport}");
+    }
+    assert_eq!(r.relayed(), 4);
+}
+
+#[test]
+fn fnat_icmp_errors_translated_both_ways_one_worker() {
+    icmp_both_ways(1);
+}
+
+#[test]
+fn fnat_icmp_errors_translated_both_ways_two_workers() {
+    icmp_both_ways(2);
+}
+
+/// UDP: the server's port-unreachable about the datagram it got from an
+/// extra `snat_addresses` address (not the port's own: the error takes the
+/// VIP path) reaches the client from the VIP, the quoted UDP checksum
+/// updated for both ends; time-exceeded with TTL 1 is not relayed.
+#[test]
+fn fnat_icmp_udp_port_unreachable_via_snat_address() {
+    const SNAT: [u8; 4] = [198, 18, 0, 50];
+    let text = cfg(1, "snat_addresses = [\"198.18.0.50\"]")
+        .replace("protocol = \"tcp\"", "protocol = \"udp\"");
+    let c = config::parse(&text).expect("config");
+    let ports = vec![PortInfo::new(&c.ports[0], MacAddr(PORT_MAC))];
+    let shared = Arc::new(Shared::new(1));
+    let snap = Snapshot::build(&c, &ports, &shared.registry, 1, &AllUp).unwrap();
+    let mut w = Pipeline::new(0, 1, 64, &shared);
+    w.on_snapshot(&snap);
+    shared
+        .neigh
+        .learn(Ipv4Addr::from(RS[0]), MacAddr(RS_MAC[0]), 0);
+    shared
+        .neigh
+        .learn(Ipv4Addr::from(CLIENT), MacAddr(CLIENT_MAC), 0);
+    let udp = |mac: ([u8; 6], [u8; 6]), src, sport, dst, dport, ttl| {
+        let mut b = Vec::new();
+        PacketBuilder::ethernet2(mac.1, mac.0)
+            .ipv4(src, dst, ttl)
+            .udp(sport, dport)
+            .write(&mut b, b"query")
+            .unwrap();
+        b
+    };
+    let mut f = VecFrame::new(&udp((PORT_MAC, CLIENT_MAC), CLIENT, 5555, VIP, 80, 64));
+    assert_eq!(w.process(&snap, &mut f, 0, 1, false), Verdict::Tx(0));
+    let fwd = f.to_vec();
+    let lport = u16::from_be_bytes([fwd[34], fwd[35]]);
+    assert_eq!(&fwd[26..30], &SNAT);
+    assert_eq!(
+        fwd,
+        udp((RS_MAC[0], PORT_MAC), SNAT, lport, RS[0], 8080, 63),
+        "forwarded datagram"
+    );
+    let unreach = Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::Port);
+    let err = icmp_error(
+        (PORT_MAC, RS_MAC[0]),
+        RS[0],
+        SNAT,
+        64,
+        unreach.clone(),
+        &fwd,
+        33,
+    );
+    let mut f = VecFrame::new(&err);
+    assert_eq!(w.process(&snap, &mut f, 0, 2, false), Verdict::Tx(0));
+    let sent = udp((PORT_MAC, CLIENT_MAC), CLIENT, 5555, VIP, 80, 63);
+    assert_eq!(
+        f.to_vec(),
+        icmp_error((CLIENT_MAC, PORT_MAC), VIP, CLIENT, 63, unreach, &sent, 33)
+    );
+    assert_eq!(shared.worker_stats[0].icmp_relayed.get(), 1);
+    // TTL 1: never forwarded.
+    let err = icmp_error(
+        (PORT_MAC, RS_MAC[0]),
+        RS[0],
+        SNAT,
+        1,
+        Icmpv4Type::TimeExceeded(icmpv4::TimeExceededCode::TtlExceededInTransit),
+        &fwd,
+        28,
+    );
+    let mut f = VecFrame::new(&err);
+    assert_eq!(w.process(&snap, &mut f, 0, 3, false), Verdict::Drop);
+    assert_eq!(
+        shared.worker_stats[0].drops[Drop::TtlExceeded as usize].get(),
+        1
+    );
 }
