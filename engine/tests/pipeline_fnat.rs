@@ -12,11 +12,14 @@ use std::sync::Arc;
 use engine::config;
 use engine::conn::owner_worker;
 use engine::dataplane::counters::Drop;
-use engine::dataplane::pipeline::{Pipeline, VecFrame, Verdict};
+use engine::dataplane::pipeline::{FragHold, Pipeline, VecFrame, Verdict};
 use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
 use engine::dataplane::Shared;
 use engine::packet::ethernet::MacAddr;
-use etherparse::{icmpv4, Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{
+    icmpv4, EtherType, Ethernet2Header, Icmpv4Type, IpFragOffset, IpNumber, Ipv4Header, NetSlice,
+    PacketBuilder, SlicedPacket, TransportSlice, UdpHeader,
+};
 
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x02];
@@ -74,7 +77,12 @@ struct Rig {
 }
 
 fn rig(workers: usize, port_extra: &str) -> Rig {
-    let cfg = config::parse(&cfg(workers, port_extra)).expect("config");
+    rig_text(workers, &cfg(workers, port_extra))
+}
+
+/// The rig of configuration `text` (its `workers` must be `workers`).
+fn rig_text(workers: usize, text: &str) -> Rig {
+    let cfg = config::parse(text).expect("config");
     let ports = vec![PortInfo::new(&cfg.ports[0], MacAddr(PORT_MAC))];
     let shared = Arc::new(Shared::new(workers));
     let snap = Snapshot::build(&cfg, &ports, &shared.registry, 1, &AllUp).unwrap();
@@ -759,5 +767,261 @@ fn fnat_icmp_udp_port_unreachable_via_snat_address() {
     assert_eq!(
         shared.worker_stats[0].drops[Drop::TtlExceeded as usize].get(),
         1
+    );
+}
+
+// -------------------------------------------------------------- fragments
+
+/// A UDP datagram with a valid checksum: its IP payload (UDP header +
+/// data).
+fn udp_datagram(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, len: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut v, &data)
+        .unwrap();
+    v.split_off(20)
+}
+
+/// Cuts `payload` (a UDP datagram's IP payload) into framed fragments of
+/// at most `max` bytes (a multiple of 8), IP id `id`, TTL 64; `eth` is
+/// (destination, source).
+fn fragments(
+    eth: ([u8; 6], [u8; 6]),
+    src: [u8; 4],
+    dst: [u8; 4],
+    id: u16,
+    payload: &[u8],
+    max: usize,
+) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let end = (off + max).min(payload.len());
+        let mut h = Ipv4Header::new((end - off) as u16, 64, IpNumber::UDP, src, dst).unwrap();
+        h.identification = id;
+        h.dont_fragment = false;
+        h.more_fragments = end < payload.len();
+        h.fragment_offset = IpFragOffset::try_new((off / 8) as u16).unwrap();
+        h.header_checksum = h.calc_header_checksum();
+        let mut f = Vec::new();
+        Ethernet2Header {
+            destination: eth.0,
+            source: eth.1,
+            ether_type: EtherType::IPV4,
+        }
+        .write(&mut f)
+        .unwrap();
+        h.write(&mut f).unwrap();
+        f.extend_from_slice(&payload[off..end]);
+        out.push(f);
+        off = end;
+    }
+    out
+}
+
+/// The fragment `in_frame` as it must leave: the same IP header (id,
+/// offset, MF, length) with `src -> dst` and TTL - 1 (checksum recomputed
+/// by etherparse), between `eth` MACs; the payload unchanged except for
+/// a first fragment's UDP header (checked by reassembly).
+fn check_fragment(
+    out: &[u8],
+    in_frame: &[u8],
+    eth: ([u8; 6], [u8; 6]),
+    src: [u8; 4],
+    dst: [u8; 4],
+) {
+    let (e, rest) = Ethernet2Header::from_slice(out).expect("ethernet");
+    assert_eq!((e.destination, e.source), eth);
+    let (ip, payload) = Ipv4Header::from_slice(rest).expect("ipv4");
+    let (mut want, in_payload) = Ipv4Header::from_slice(&in_frame[14..]).unwrap();
+    want.source = src;
+    want.destination = dst;
+    want.time_to_live -= 1;
+    want.header_checksum = want.calc_header_checksum();
+    assert_eq!(ip, want, "IP header");
+    if ip.fragment_offset.value() > 0 {
+        assert_eq!(payload, in_payload, "a later fragment's bytes");
+    } else {
+        assert_eq!(payload[8..], in_payload[8..], "a first fragment's data");
+    }
+}
+
+/// Puts forwarded fragments back together by offset and checks the UDP
+/// checksum over the whole datagram for `src -> dst`: (sport, dport, data).
+fn reassemble(outs: &[Vec<u8>], src: [u8; 4], dst: [u8; 4]) -> (u16, u16, Vec<u8>) {
+    let mut parts: Vec<(usize, Vec<u8>)> = outs
+        .iter()
+        .map(|o| {
+            let (ip, payload) = Ipv4Header::from_slice(&o[14..]).unwrap();
+            (
+                usize::from(ip.fragment_offset.value()) * 8,
+                payload.to_vec(),
+            )
+        })
+        .collect();
+    parts.sort_by_key(|p| p.0);
+    let mut dgram = Vec::new();
+    for (off, p) in &parts {
+        assert_eq!(*off, dgram.len(), "contiguous");
+        dgram.extend_from_slice(p);
+    }
+    let (udp, data) = UdpHeader::from_slice(&dgram).expect("udp");
+    assert_eq!(usize::from(udp.length), dgram.len());
+    let want = udp.calc_checksum_ipv4_raw(src, dst, data).unwrap();
+    assert_eq!(udp.checksum, want, "UDP checksum over the datagram");
+    (udp.source_port, udp.destination_port, data.to_vec())
+}
+
+impl Rig {
+    /// One frame through worker `w`, following a hand-off.
+    /// The hand-off, if any, comes back as `Some(owner)`.
+    fn run_follow(
+        &mut self,
+        w: usize,
+        frame: &[u8],
+        now: u64,
+    ) -> (Verdict, Vec<u8>, Option<usize>) {
+        let mut f = VecFrame::new(frame);
+        let mut v = self.workers[w].process(&self.snap, &mut f, 0, now, false);
+        let mut to = None;
+        if let Verdict::Handoff(o) = v {
+            to = Some(o);
+            v = self.workers[o].process(&self.snap, &mut f, 0, now, true);
+        }
+        (v, f.to_vec(), to)
+    }
+
+    fn frags_forwarded(&self) -> u64 {
+        self.shared
+            .worker_stats
+            .iter()
+            .map(|s| s.frags_forwarded.get())
+            .sum()
+    }
+}
+
+/// A fragmented UDP datagram each way through a full-NAT connection on
+/// two workers: the first fragment opens (or finds) the connection on its
+/// owner and is rewritten whole, the later ones arrive at the other worker
+/// (RSS cannot hash their ports), are handed to the owner through the
+/// fragment directory and get both addresses rewritten; the reassembled
+/// datagrams carry the full-NAT ports and a UDP checksum that verifies.
+#[test]
+fn fnat_fragments_both_ways_two_workers() {
+    let text = cfg(2, "").replace("protocol = \"tcp\"", "protocol = \"udp\"");
+    let mut r = rig_text(2, &text);
+    let cport = 40200;
+    let w = owner_worker(Ipv4Addr::from(CLIENT), cport, 2);
+    let other = 1 - w;
+    let dgram = udp_datagram(CLIENT, VIP, cport, 80, 3000);
+    let ins = fragments((PORT_MAC, CLIENT_MAC), CLIENT, VIP, 0x1234, &dgram, 1480);
+    assert_eq!(ins.len(), 3);
+    let mut outs = Vec::new();
+    let (v, first) = r.run(w, &ins[0], 10);
+    assert_eq!(v, Verdict::Tx(0));
+    let lport = u16::from_be_bytes([first[34], first[35]]);
+    check_fragment(&first, &ins[0], (RS_MAC[0], PORT_MAC), LADDR, RS[0]);
+    outs.push(first);
+    for f in &ins[1..] {
+        let (v, out, to) = r.run_follow(other, f, 11);
+        assert_eq!(to, Some(w), "handed to the first fragment's worker");
+        assert_eq!(v, Verdict::Tx(0));
+        check_fragment(&out, f, (RS_MAC[0], PORT_MAC), LADDR, RS[0]);
+        outs.push(out);
+    }
+    let (sport, dport, data) = reassemble(&outs, LADDR, RS[0]);
+    assert_eq!((sport, dport), (lport, 8080));
+    assert_eq!(data, dgram[8..]);
+    assert_eq!(r.frags_forwarded(), 3);
+
+    // The server's answer to the local tuple (the port's own address),
+    // fragmented by its kernel: back to the client from the VIP.
+    let answer = udp_datagram(RS[0], LADDR, 8080, lport, 4000);
+    let ins = fragments((PORT_MAC, RS_MAC[0]), RS[0], LADDR, 0xBEEF, &answer, 1480);
+    assert_eq!(ins.len(), 3);
+    let mut outs = Vec::new();
+    let (v, out) = r.run(w, &ins[0], 12);
+    assert_eq!(v, Verdict::Tx(0));
+    check_fragment(&out, &ins[0], (CLIENT_MAC, PORT_MAC), VIP, CLIENT);
+    outs.push(out);
+    for f in &ins[1..] {
+        let (v, out, to) = r.run_follow(other, f, 13);
+        assert_eq!(to, Some(w), "handed to the first fragment's worker");
+        assert_eq!(v, Verdict::Tx(0));
+        check_fragment(&out, f, (CLIENT_MAC, PORT_MAC), VIP, CLIENT);
+        outs.push(out);
+    }
+    let (sport, dport, data) = reassemble(&outs, VIP, CLIENT);
+    assert_eq!((sport, dport), (80, cport));
+    assert_eq!(data, answer[8..]);
+    assert_eq!(r.frags_forwarded(), 6);
+    assert_eq!(r.drops(Drop::Fragment), 0);
+    let conns: usize = r.workers.iter().map(|w| w.conns.len()).sum();
+    assert_eq!(conns, 1, "one connection for both datagrams");
+    // The server's counters saw 3 + 3 fragments of 3028 + 4028 IP bytes.
+    let d = &r.snap.services[0].servers[0].shared;
+    let (inp, outp, inb, outb) = d.per_worker.iter().fold((0, 0, 0, 0), |a, k| {
+        (
+            a.0 + k.in_packets.get(),
+            a.1 + k.out_packets.get(),
+            a.2 + k.in_bytes.get(),
+            a.3 + k.out_bytes.get(),
+        )
+    });
+    assert_eq!((inp, outp), (3, 3));
+    assert_eq!((inb, outb), (3008 + 3 * 20, 4008 + 3 * 20));
+}
+
+/// Later fragments of a server's answer to the port's own address that
+/// come before their first fragment are held (they are from a full-NAT
+/// server), then forwarded once it has been; a later fragment to the port
+/// address from anyone else, or of a datagram never seen, is the kernel's.
+#[test]
+fn fnat_reply_fragments_held_until_the_first_then_kernel_for_strangers() {
+    let text = cfg(1, "").replace("protocol = \"tcp\"", "protocol = \"udp\"");
+    let mut r = rig_text(1, &text);
+    let mut b = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT_MAC)
+        .ipv4(CLIENT, VIP, 64)
+        .udp(40300, 80)
+        .write(&mut b, b"q")
+        .unwrap();
+    let (v, out) = r.run(0, &b, 1);
+    assert_eq!(v, Verdict::Tx(0));
+    let lport = u16::from_be_bytes([out[34], out[35]]);
+    let answer = udp_datagram(RS[0], LADDR, 8080, lport, 3000);
+    let ins = fragments((PORT_MAC, RS_MAC[0]), RS[0], LADDR, 77, &answer, 1480);
+    let mut hold: FragHold<VecFrame> = FragHold::new();
+    for f in ins.iter().skip(1) {
+        let mut fr = VecFrame::new(f);
+        let v = r.workers[0].process(&r.snap, &mut fr, 0, 20, false);
+        assert_eq!(v, Verdict::Hold);
+        hold.hold(&r.workers[0], fr, 0, 20);
+    }
+    let (v, first) = r.run(0, &ins[0], 30);
+    assert_eq!(v, Verdict::Tx(0));
+    let mut outs = vec![first];
+    assert!(hold.begin_retry(&r.workers[0], 30));
+    while let Some((f, _, v)) = hold.next_ready(&mut r.workers[0], &r.snap, 30) {
+        assert_eq!(v, Verdict::Tx(0));
+        outs.push(f.to_vec());
+    }
+    assert!(hold.is_empty());
+    let (sport, dport, data) = reassemble(&outs, VIP, CLIENT);
+    assert_eq!((sport, dport), (80, 40300));
+    assert_eq!(data, answer[8..]);
+
+    // From a host that is no full-NAT server, or a datagram whose first
+    // fragment this director never forwarded: the kernel's.
+    let stranger = fragments((PORT_MAC, CLIENT_MAC), CLIENT, LADDR, 78, &answer, 1480);
+    assert_eq!(r.run(0, &stranger[1], 40).0, Verdict::Kernel);
+    let unseen = fragments((PORT_MAC, RS_MAC[0]), RS[0], LADDR, 79, &answer, 1480);
+    let mut fr = VecFrame::new(&unseen[1]);
+    assert_eq!(
+        r.workers[0].process(&r.snap, &mut fr, 0, 40, false),
+        Verdict::Hold,
+        "from a full-NAT server: perhaps early"
     );
 }
