@@ -10,11 +10,12 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use engine::config;
-use engine::conn::owner_worker;
+use engine::conn::{owner_worker, TcpState};
 use engine::dataplane::counters::Drop;
 use engine::dataplane::pipeline::{FragHold, Pipeline, VecFrame, Verdict};
 use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
 use engine::dataplane::Shared;
+use engine::ha::sync::{ConnRecord, Record};
 use engine::packet::ethernet::MacAddr;
 use etherparse::{
     icmpv4, EtherType, Ethernet2Header, Icmpv4Type, IpFragOffset, IpNumber, Ipv4Header, NetSlice,
@@ -1025,3 +1026,258 @@ fn fnat_reply_fragments_held_until_the_first_then_kernel_for_strangers() {
         "from a full-NAT server: perhaps early"
     );
 }
+
+// ---------------------------------------------------------- [ha] and sync
+
+/// `[ha]` on the one-arm port (sync is switched on by hand, as the HA
+/// thread would).
+const HA: &str = r#"
+[ha]
+vrid = 51
+priority = 150
+port = "lan"
+peers = ["198.18.0.3"]
+sync = false
+"#;
+
+/// A director of `workers` workers with `snat_ports` 2000-2007 and `[ha]`,
+/// master or backup, syncing.
+fn ha_rig(workers: usize, master: bool, port_extra: &str) -> Rig {
+    let extra = format!("snat_ports = \"2000-2007\"\n{port_extra}");
+    let text = format!("{}{HA}", cfg(workers, &extra));
+    let mut r = rig_text(workers, &text);
+    r.shared.ha.enable(true);
+    r.shared.ha.set_master(master);
+    for w in &mut r.workers {
+        w.ha_poll(&r.snap, 0);
+    }
+    r
+}
+
+impl Rig {
+    /// Everything the workers reported for the peers, per worker.
+    fn reported(&self) -> Vec<Vec<Record>> {
+        (0..self.workers.len())
+            .map(|w| std::iter::from_fn(|| self.shared.ha.out[w].pop()).collect())
+            .collect()
+    }
+
+    fn poll(&mut self, now: u64) {
+        for w in &mut self.workers {
+            w.ha_poll(&self.snap, now);
+        }
+    }
+
+    fn stat(&self, f: impl Fn(&engine::dataplane::counters::WorkerStats) -> u64) -> u64 {
+        self.shared.worker_stats.iter().map(|s| f(s)).sum()
+    }
+}
+
+/// A client port of `CLIENT` owned by worker `w` of `workers`, from `from`.
+fn cport_of(w: usize, workers: usize, from: u16) -> u16 {
+    (from..)
+        .find(|&p| owner_worker(Ipv4Addr::from(CLIENT), p, workers) == w)
+        .unwrap()
+}
+
+/// Full-NAT connections survive a takeover: the master reports each one
+/// with its local tuple; the backup (the same worker count) installs them
+/// on the same workers, holding their local ports; as master it forwards
+/// the next packet of both directions with exact bytes, and its new
+/// connections get only the other local ports (each port once, never a
+/// synced one).
+#[test]
+fn fnat_sync_installs_local_tuple_and_survives_takeover() {
+    let workers = 2;
+    let mut m = ha_rig(workers, true, "");
+    let mut b = ha_rig(workers, false, "");
+    // One connection per worker, established.
+    let mut conns = Vec::new();
+    for w in 0..workers {
+        let cport = cport_of(w, workers, 40500);
+        let (v, out) = m.run(w, &from_client(cport, "S", b""), 10);
+        assert_eq!(v, Verdict::Tx(0));
+        let (_, lport, rs, _) = tuple(&out);
+        let i = RS.iter().position(|a| *a == rs).unwrap();
+        let sa = tcp(
+            (PORT_MAC, RS_MAC[i]),
+            RS[i],
+            8080,
+            LADDR,
+            lport,
+            64,
+            "SA",
+            b"",
+        );
+        assert_eq!(m.run(w, &sa, 11).0, Verdict::Tx(0));
+        assert_eq!(
+            m.run(w, &from_client(cport, "A", b""), 12).0,
+            Verdict::Tx(0)
+        );
+        conns.push((w, cport, lport, i));
+    }
+    // Reported: SYN_RECV then ESTABLISHED, each with its local tuple.
+    let reported = m.reported();
+    for &(w, cport, lport, i) in &conns {
+        let recs: Vec<ConnRecord> = reported[w]
+            .iter()
+            .map(|r| match r {
+                Record::Conn(c) => *c,
+                Record::Template(_) => panic!("no persistence"),
+            })
+            .collect();
+        assert_eq!(recs.len(), 2, "worker {w}");
+        for (c, st) in recs.iter().zip([TcpState::SynRecv, TcpState::Established]) {
+            assert_eq!(c.state, st as u8);
+            assert_eq!(c.method, 3, "fnat");
+            assert_eq!(c.client, Ipv4Addr::from(CLIENT));
+            assert_eq!(c.cport, cport);
+            assert_eq!((c.server, c.sport), (Ipv4Addr::from(RS[i]), 8080));
+            assert_eq!(c.local, Some((Ipv4Addr::from(LADDR), lport)));
+        }
+        // Over the wire and back, as the HA thread carries it.
+        let key = engine::ha::sync::SyncKey::new(b"0123456789abcdef").unwrap();
+        let msg = engine::ha::sync::Message {
+            sender: Ipv4Addr::new(198, 18, 0, 2),
+            boot: 1,
+            seq: 1,
+            body: engine::ha::sync::Body::Records(reported[w].clone()),
+        };
+        let wire = engine::ha::sync::encode(&msg, &key);
+        let Ok(got) = engine::ha::sync::decode(&wire, &key) else {
+            panic!("decode")
+        };
+        let engine::ha::sync::Body::Records(rs) = got.body else {
+            panic!("records")
+        };
+        for r in rs {
+            let Record::Conn(c) = r else { panic!() };
+            // The HA thread's choice of worker: the client's owner.
+            let to = owner_worker(c.client, c.cport, workers);
+            assert_eq!(to, w);
+            b.shared.ha.install[to].push(r).unwrap();
+        }
+    }
+    b.poll(20);
+    assert_eq!(b.stat(|s| s.sync_installed.get()), 4);
+    assert_eq!(b.stat(|s| s.sync_unknown.get()), 0);
+    let held: usize = b
+        .workers
+        .iter()
+        .map(|w| {
+            let (free, owned) = w.conns.snat_usage(0);
+            owned - free
+        })
+        .sum();
+    assert_eq!(held, 2, "the two synced local ports are held");
+    // Still backup: nothing forwarded.
+    assert_eq!(
+        b.run(conns[0].0, &from_client(conns[0].1, "A", b"x"), 21).0,
+        Verdict::Drop
+    );
+
+    // Takeover.
+    b.shared.ha.set_master(true);
+    b.poll(30);
+    for &(w, cport, lport, i) in &conns {
+        let (v, out) = b.run(w, &from_client(cport, "A", b"hello"), 31);
+        assert_eq!(v, Verdict::Tx(0));
+        let want = tcp(
+            (RS_MAC[i], PORT_MAC),
+            LADDR,
+            lport,
+            RS[i],
+            8080,
+            63,
+            "A",
+            b"hello",
+        );
+        assert_eq!(out, want, "client -> server after takeover");
+        let answer = tcp(
+            (PORT_MAC, RS_MAC[i]),
+            RS[i],
+            8080,
+            LADDR,
+            lport,
+            64,
+            "A",
+            b"world",
+        );
+        let (v, out) = b.run(w, &answer, 32);
+        assert_eq!(v, Verdict::Tx(0));
+        let want = tcp(
+            (CLIENT_MAC, PORT_MAC),
+            VIP,
+            80,
+            CLIENT,
+            cport,
+            63,
+            "A",
+            b"world",
+        );
+        assert_eq!(out, want, "server -> client after takeover");
+    }
+    assert_eq!(b.drops(Drop::NoConnection), 0);
+
+    // New connections on the new master: every other local port once,
+    // none of the synced ones, then exhaustion.
+    let mut lports: Vec<u16> = conns.iter().map(|c| c.2).collect();
+    for w in 0..workers {
+        let mut from = 41000;
+        loop {
+            let cport = cport_of(w, workers, from);
+            from = cport + 1;
+            let (v, out) = b.run(w, &from_client(cport, "S", b""), 40);
+            if v == Verdict::Drop {
+                break;
+            }
+            lports.push(tuple(&out).1);
+        }
+    }
+    assert_eq!(b.drops(Drop::SnatExhausted), 2, "one refusal per worker");
+    lports.sort_unstable();
+    assert_eq!(lports, (2000..=2007).collect::<Vec<_>>(), "each port once");
+}
+
+/// Records a backup cannot install are counted `sync_unknown`, never
+/// installed: a full-NAT record without its local tuple (an older peer's),
+/// one whose local port is held here already, and one whose local port
+/// another worker owns (directors with different worker counts).
+#[test]
+fn fnat_sync_refuses_records_it_cannot_hold() {
+    let mut b = ha_rig(2, false, "");
+    let lport = (2000u16..)
+        .find(|&p| owner_worker(Ipv4Addr::from(LADDR), p, 2) == 0)
+        .unwrap();
+    let other = (2000u16..)
+        .find(|&p| owner_worker(Ipv4Addr::from(LADDR), p, 2) == 1)
+        .unwrap();
+    let rec = |cport: u16, local: Option<u16>| ConnRecord {
+        proto: 6,
+        state: TcpState::Established as u8,
+        method: 3,
+        flags: 0,
+        client: Ipv4Addr::from(CLIENT),
+        cport,
+        vip: Ipv4Addr::from(VIP),
+        vport: 80,
+        server: Ipv4Addr::from(RS[0]),
+        sport: 8080,
+        timeout_ms: 900_000,
+        local: local.map(|p| (Ipv4Addr::from(LADDR), p)),
+    };
+    let w0 = cport_of(0, 2, 42000);
+    let w0b = cport_of(0, 2, w0 + 1);
+    b.workers[0].install(&b.snap, &rec(w0, Some(lport)), 1);
+    assert_eq!(b.stat(|s| s.sync_installed.get()), 1);
+    // The same connection again (a refresh): updated, not refused.
+    b.workers[0].install(&b.snap, &rec(w0, Some(lport)), 2);
+    assert_eq!(b.stat(|s| s.sync_installed.get()), 2);
+    for (cport, local) in [(w0b, None), (w0b, Some(lport)), (w0b, Some(other))] {
+        b.workers[0].install(&b.snap, &rec(cport, local), 3);
+    }
+    assert_eq!(b.stat(|s| s.sync_unknown.get()), 3);
+    assert_eq!(b.workers[0].conns.len(), 1);
+    assert_eq!(b.workers[1].conns.len(), 0);
+}
+

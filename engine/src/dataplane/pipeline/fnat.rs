@@ -51,10 +51,34 @@ impl Pipeline {
                 super::release_template(snap, persist, c, now_ms);
                 super::uncount(snap, worker, c);
             })
-            .map_err(|e| match e {
-                FnatError::TableFull => Drop::TableFull,
-                FnatError::SnatExhausted => Drop::SnatExhausted,
+            .map_err(fnat_drop)
+    }
+
+    /// Installs a full-NAT connection the peer director synced, with the
+    /// local tuple it has there: the port is reserved in this worker's
+    /// pool, so it is never handed to another connection while this one
+    /// lives. Refused (`SnatExhausted` standing for "not a free local port
+    /// of this worker": held, or another worker's when the directors'
+    /// worker counts or `snat_*` settings differ) or `TableFull`.
+    pub(super) fn insert_fnat_synced(
+        &mut self,
+        snap: &Snapshot,
+        new: NewConn,
+        laddr: Ipv4Addr,
+        lport: u16,
+        now_ms: u64,
+    ) -> Result<ConnId, Drop> {
+        let (stats, persist, worker) = (&self.stats, &self.shared.persist, self.worker);
+        self.conns
+            .insert_or_evict_fnat_at(new, laddr, lport, now_ms, |c, why| {
+                match why {
+                    conn::Reclaim::Expired => stats.conns_expired.inc(),
+                    conn::Reclaim::Evicted => stats.conns_evicted.inc(),
+                }
+                super::release_template(snap, persist, c, now_ms);
+                super::uncount(snap, worker, c);
             })
+            .map_err(fnat_drop)
     }
 
     /// A packet to one of the director's own port addresses: the reply of
@@ -352,6 +376,14 @@ struct FnatTo {
     dst: Ipv4Addr,
     dport: u16,
     inbound: bool,
+}
+
+/// The drop a refused full-NAT insert counts as.
+fn fnat_drop(e: FnatError) -> Drop {
+    match e {
+        FnatError::TableFull => Drop::TableFull,
+        FnatError::SnatExhausted | FnatError::LocalUnavailable => Drop::SnatExhausted,
+    }
 }
 
 /// `addr` is a real server (or sorry server) reached by full-NAT.

@@ -46,11 +46,14 @@ impl Pipeline {
     #[inline(never)]
     pub(super) fn report_conn(&self, id: ConnId, now_ms: u64) {
         let c = self.conns.get(id);
-        if c.flags() & super::synproxy::SYNPROXY != 0 || c.method() == Method::Fnat {
-            // Nor full-NAT: the backup would also need the local tuple,
-            // and to hold its port (README, fnat).
+        if c.flags() & super::synproxy::SYNPROXY != 0 {
             // Not synced in this cut: the record has no room for the
             // sequence shift a backup would need (README, synproxy).
+            return;
+        }
+        // Full-NAT: the local tuple goes too (the backup holds its port).
+        let local = self.conns.local(id);
+        if c.method() == Method::Fnat && local.is_none() {
             return;
         }
         let rec = ConnRecord {
@@ -65,6 +68,7 @@ impl Pipeline {
             server: c.server(),
             sport: c.sport(),
             timeout_ms: self.conns.time_left_ms(id, now_ms),
+            local,
         };
         self.push_out(Record::Conn(rec));
     }
@@ -150,10 +154,20 @@ impl Pipeline {
             return;
         };
         let state = TcpState::from_u8(r.state).unwrap_or(TcpState::None);
+        let method = Method::from_u8(r.method).unwrap_or(srv.method);
+        if (method == Method::Fnat) != (srv.method == Method::Fnat)
+            || (method == Method::Fnat && r.local.is_none())
+        {
+            // Full-NAT here and not there (or the other way round), or a
+            // full-NAT record without its local tuple (an older peer's):
+            // an entry without one could never match a reply.
+            self.stats.sync_unknown.inc();
+            return;
+        }
         let key = FlowKey::new(r.proto, r.client, r.cport, r.vip, r.vport);
         if let Some((id, Dir::Inbound)) = self.conns.lookup(&key, now_ms) {
             let c = *self.conns.get(id);
-            if c.dest() == srv.shared.id {
+            if c.dest() == srv.shared.id && self.conns.local(id) == r.local {
                 let tr = self.conns.set_state(id, state);
                 self.conns.set_timeout(id, now_ms, r.timeout_ms);
                 if tr.old_active != tr.new_active {
@@ -169,14 +183,9 @@ impl Pipeline {
                 self.stats.sync_installed.inc();
                 return;
             }
-            // The peer moved the client to another server: take its word.
+            // The peer moved the client to another server (or local
+            // tuple): take its word.
             self.release(snap, id, now_ms);
-        }
-        let method = Method::from_u8(r.method).unwrap_or(srv.method);
-        if method == Method::Fnat || srv.method == Method::Fnat {
-            // No local tuple in the record (full-NAT is not synced): an
-            // entry without one could never match a reply.
-            return;
         }
         let new = NewConn {
             proto: r.proto,
@@ -194,9 +203,25 @@ impl Pipeline {
         };
         // A full table makes room as for a new client; a synced record
         // never evicts an established one.
-        let Ok(id) = self.insert_conn(snap, new, now_ms) else {
-            self.stats.count_drop(super::Drop::TableFull);
-            return;
+        let made = match r.local {
+            Some((laddr, lport)) if method == Method::Fnat => {
+                self.insert_fnat_synced(snap, new, laddr, lport, now_ms)
+            }
+            _ => self
+                .insert_conn(snap, new, now_ms)
+                .map_err(|_| super::Drop::TableFull),
+        };
+        let id = match made {
+            Ok(id) => id,
+            Err(super::Drop::TableFull) => {
+                self.stats.count_drop(super::Drop::TableFull);
+                return;
+            }
+            Err(_) => {
+                // Its local port is not a free one of this worker here.
+                self.stats.sync_unknown.inc();
+                return;
+            }
         };
         self.conns.set_timeout(id, now_ms, r.timeout_ms);
         let k = &srv.shared.per_worker[self.worker];
