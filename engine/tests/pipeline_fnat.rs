@@ -1281,3 +1281,46 @@ fn fnat_sync_refuses_records_it_cannot_hold() {
     assert_eq!(b.workers[1].conns.len(), 0);
 }
 
+/// A takeover announces the extra `snat_addresses` (answered for by ARP on
+/// the master only) with gratuitous ARP, as it does the VIPs: five rounds
+/// of the VIP, then 198.18.0.50 and .51 (the port's own address, also a
+/// source address here, is not announced: it never moves).
+#[test]
+fn fnat_takeover_sends_gratuitous_arp_for_extra_snat_addresses() {
+    let mut b = ha_rig(
+        1,
+        false,
+        "snat_addresses = [\"198.18.0.2\", \"198.18.0.50\", \"198.18.0.51\"]",
+    );
+    b.shared.ha.request_garp();
+    b.poll(1);
+    assert_eq!(b.workers[0].take_garp(&b.snap), None, "a backup sends none");
+    b.shared.ha.set_master(true);
+    b.shared.ha.request_garp();
+    b.poll(2);
+    let mut sent = Vec::new();
+    for _ in 0..10 {
+        while let Some((port, ip)) = b.workers[0].take_garp(&b.snap) {
+            let mut buf = [0u8; 60];
+            assert!(b.workers[0].build_garp(&b.snap, port, ip, &mut buf));
+            assert_eq!(&buf[0..6], &[0xff; 6]);
+            assert_eq!(&buf[6..12], &PORT_MAC);
+            assert_eq!(&buf[12..14], &[0x08, 0x06]);
+            assert_eq!(&buf[20..22], &[0, 1], "a request");
+            assert_eq!(&buf[22..28], &PORT_MAC, "sha");
+            assert_eq!(&buf[28..32], &ip.octets(), "spa");
+            assert_eq!(&buf[38..42], &ip.octets(), "tpa = spa");
+            sent.push((port, ip));
+        }
+    }
+    let round = [
+        (0, Ipv4Addr::from(VIP)),
+        (0, Ipv4Addr::new(198, 18, 0, 50)),
+        (0, Ipv4Addr::new(198, 18, 0, 51)),
+    ];
+    assert_eq!(sent.len(), 15);
+    for r in sent.chunks(3) {
+        assert_eq!(r, round);
+    }
+    assert_eq!(b.stat(|s| s.garp_sent.get()), 15);
+}

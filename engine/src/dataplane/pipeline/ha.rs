@@ -1,6 +1,7 @@
 //! The worker's side of failover and connection sync (SPEC §7): report
 //! connections to the HA thread, install what the peer director sent, walk
-//! the table for a bulk copy, and send gratuitous ARP on takeover.
+//! the table for a bulk copy, and send gratuitous ARP on takeover (for the
+//! owned addresses and the extra full-NAT source addresses).
 //!
 //! All of it runs between bursts (`ha_poll`) or on a connection's first
 //! packet and state changes (`report_conn`), never per established packet.
@@ -294,12 +295,18 @@ impl Pipeline {
     }
 
     /// The next gratuitous ARP to send: (port, address). One round (every
-    /// owned address once) per loop, `GARP_ROUNDS` rounds per takeover.
+    /// owned address once, then every extra full-NAT source address) per
+    /// loop, `GARP_ROUNDS` rounds per takeover.
     pub fn take_garp(&mut self, snap: &Snapshot) -> Option<(usize, Ipv4Addr)> {
         if self.ha.garp_rounds == 0 || !self.master {
             return None;
         }
-        if let Some(&o) = snap.owned.get(self.ha.garp_idx) {
+        let i = self.ha.garp_idx;
+        let next = match snap.owned.get(i) {
+            Some(&o) => Some(o),
+            None => snat_extra(snap, i - snap.owned.len()),
+        };
+        if let Some(o) = next {
             self.ha.garp_idx += 1;
             return Some(o);
         }
@@ -320,6 +327,23 @@ impl Pipeline {
         }
         ok
     }
+}
+
+/// The `n`th extra full-NAT source address (a port's `snat_addresses`
+/// entry that is not its own address; the master answers ARP for them, so
+/// a takeover moves them as it moves the VIPs), with its port. Walks the
+/// ports each time: a takeover's few dozen calls, never per packet.
+fn snat_extra(snap: &Snapshot, n: usize) -> Option<(usize, Ipv4Addr)> {
+    if !snap.has_fnat {
+        return None;
+    }
+    snap.ports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.snat_addrs.iter().map(move |&a| (i, p.addr, a)))
+        .filter(|&(_, own, a)| a != own && !snap.owned.iter().any(|&(_, o)| o == a))
+        .map(|(i, _, a)| (i, a))
+        .nth(n)
 }
 
 /// The service and server of a synced connection in this configuration.
