@@ -1324,3 +1324,66 @@ fn fnat_takeover_sends_gratuitous_arp_for_extra_snat_addresses() {
     }
     assert_eq!(b.stat(|s| s.garp_sent.get()), 15);
 }
+
+/// `forward::icmp_error_fnat` refuses what it cannot translate and leaves
+/// the frame as it was: TTL 1, a quote that is not TCP/UDP, a message that
+/// is no error, a fragmented error.
+#[test]
+fn fnat_icmp_rewrite_refusals_leave_the_frame_unchanged() {
+    use engine::forward::{icmp_error_fnat, ForwardError, IcmpFnat};
+    use engine::packet::parse_frame;
+    let t = IcmpFnat {
+        outer_src: Ipv4Addr::from(VIP),
+        outer_dst: Ipv4Addr::from(CLIENT),
+        quoted_src: (Ipv4Addr::from(CLIENT), 40000),
+        quoted_dst: (Ipv4Addr::from(VIP), 80),
+    };
+    let sent = tcp(
+        (RS_MAC[0], PORT_MAC),
+        LADDR,
+        2000,
+        RS[0],
+        8080,
+        63,
+        "S",
+        b"",
+    );
+    let refuse = |frame: &[u8], fix: &dyn Fn(&mut engine::packet::Parsed), want| {
+        let mut p = parse_frame(frame).expect("parse");
+        fix(&mut p);
+        let mut g = frame.to_vec();
+        assert_eq!(icmp_error_fnat(&mut g, &p, &t), Err(want));
+        assert_eq!(g, frame, "unchanged after {want:?}");
+    };
+    let unreach = frag_needed(1400);
+    let ttl1 = icmp_error(
+        (PORT_MAC, RS_MAC[0]),
+        RS[0],
+        LADDR,
+        1,
+        unreach.clone(),
+        &sent,
+        28,
+    );
+    refuse(&ttl1, &|_| {}, ForwardError::TtlExpired);
+    let ok = icmp_error(
+        (PORT_MAC, RS_MAC[0]),
+        RS[0],
+        LADDR,
+        64,
+        unreach.clone(),
+        &sent,
+        28,
+    );
+    refuse(&ok, &|p| p.fragment = true, ForwardError::Fragmented);
+    refuse(&ok, &|p| p.icmp_type = 8, ForwardError::NoQuote);
+    refuse(&ok, &|p| p.icmp_quoted_off = None, ForwardError::NoQuote);
+    let mut echo = Vec::new();
+    PacketBuilder::ethernet2(PORT_MAC, RS_MAC[0])
+        .ipv4(LADDR, RS[0], 63)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut echo, b"12345678")
+        .unwrap();
+    let about_icmp = icmp_error((PORT_MAC, RS_MAC[0]), RS[0], LADDR, 64, unreach, &echo, 28);
+    refuse(&about_icmp, &|_| {}, ForwardError::UnsupportedProtocol);
+}

@@ -11,7 +11,9 @@
 //!
 //! ICMP errors quoting a full-NAT packet are translated for the other
 //! side ([`fnat_icmp`](Pipeline::fnat_icmp)); fragments follow their first
-//! fragment as for NAT (`frag.rs`, [`FragFwd::Fnat`]).
+//! fragment as for NAT (`frag.rs`, [`FragFwd::Fnat`]); `[ha]` sync carries
+//! the local tuple, and the backup installs the connection holding the
+//! same port (`ha.rs`, [`insert_fnat_synced`](Pipeline::insert_fnat_synced)).
 //!
 //! What reaches the port's own address (`laddr` when it is the port's
 //! address, the default) is looked at here first: the replies of full-NAT

@@ -156,8 +156,11 @@ impl Pipeline {
         };
         let state = TcpState::from_u8(r.state).unwrap_or(TcpState::None);
         let method = Method::from_u8(r.method).unwrap_or(srv.method);
+        // Only a full-NAT connection has a local tuple (a later version may
+        // send zeros there for the others).
+        let local = r.local.filter(|_| method == Method::Fnat);
         if (method == Method::Fnat) != (srv.method == Method::Fnat)
-            || (method == Method::Fnat && r.local.is_none())
+            || (method == Method::Fnat && local.is_none())
         {
             // Full-NAT here and not there (or the other way round), or a
             // full-NAT record without its local tuple (an older peer's):
@@ -168,7 +171,7 @@ impl Pipeline {
         let key = FlowKey::new(r.proto, r.client, r.cport, r.vip, r.vport);
         if let Some((id, Dir::Inbound)) = self.conns.lookup(&key, now_ms) {
             let c = *self.conns.get(id);
-            if c.dest() == srv.shared.id && self.conns.local(id) == r.local {
+            if c.dest() == srv.shared.id && self.conns.local(id) == local {
                 let tr = self.conns.set_state(id, state);
                 self.conns.set_timeout(id, now_ms, r.timeout_ms);
                 if tr.old_active != tr.new_active {
@@ -204,10 +207,8 @@ impl Pipeline {
         };
         // A full table makes room as for a new client; a synced record
         // never evicts an established one.
-        let made = match r.local {
-            Some((laddr, lport)) if method == Method::Fnat => {
-                self.insert_fnat_synced(snap, new, laddr, lport, now_ms)
-            }
+        let made = match local {
+            Some((laddr, lport)) => self.insert_fnat_synced(snap, new, laddr, lport, now_ms),
             _ => self
                 .insert_conn(snap, new, now_ms)
                 .map_err(|_| super::Drop::TableFull),
