@@ -16,6 +16,14 @@ address on-link.
                          each): the ones beyond the free ports are refused and
                          `snat_exhausted` counts exactly as many; the held ones
                          keep 8 or fewer distinct local ports of the range
+    fnat_icmp[wN]        UDP full-NAT services: a datagram to a closed server
+                         port gets the server's port-unreachable (sent to the
+                         director's address, quoting the local tuple) back
+                         from the VIP, so the client's connected socket sees
+                         ECONNREFUSED (its kernel matched the translated
+                         quote); the client's own port-unreachable for an
+                         echo to a closed socket is relayed to the server;
+                         `icmp_relayed` exactly 2, no `icmp_unknown_flow`
 
 The e2e tests need the real director (RVS_E2E_FAKE=1 reports SKIP).
 """
@@ -57,7 +65,7 @@ def owner(ip, port, workers):
     return (h % 128) % workers
 
 
-def setup(env, port_extra=""):
+def setup(env, port_extra="", services=""):
     if env.fake:
         raise lib.Skip("full-NAT needs the real director (RVS_E2E_FAKE=1 puts a NAT-only kernel proxy there)")
     topo = onearm.OneArm()
@@ -69,7 +77,7 @@ def setup(env, port_extra=""):
     topo.start_realservers(env.workdir, ports={n: HTTP for n in NAMES})
     servers = [(onearm.SERVERS[n], HTTP, w, None) for n, w in zip(NAMES, (3, 2, 1))]
     with open(env.cfg, "w") as f:
-        f.write(drt.onearm_config(env.workers, sock(env), "fnat", servers, "wrr", port_extra))
+        f.write(drt.onearm_config(env.workers, sock(env), "fnat", servers, "wrr", port_extra) + services)
     env.director = lib.Director(topo, env.workdir, env.cfg).start()
     t = env.director.wait_ready()
     say(f"one-arm topology {topo.id}, forward fnat, {env.workers} worker(s), director forwarding after {t:.1f}s")
@@ -166,3 +174,80 @@ def fnat_exhaustion(env):
     stats = env.stop_director()
     got = (stats.get("drops") or {}).get("snat_exhausted", 0)
     check(got == refused, f"snat_exhausted {got}, want exactly the {refused} refused connections")
+
+
+# Two UDP full-NAT services to rs1: its echo (realserver.py, 5353) and a
+# port nothing listens on.
+ICMP_SERVICES = f"""
+[[service]]
+vip = "{VIP}"
+port = 53
+protocol = "udp"
+scheduler = "rr"
+forward = "fnat"
+  [[service.server]]
+  address = "{onearm.SERVERS['rs1']}"
+  port = 5353
+
+[[service]]
+vip = "{VIP}"
+port = 54
+protocol = "udp"
+scheduler = "rr"
+forward = "fnat"
+  [[service.server]]
+  address = "{onearm.SERVERS['rs1']}"
+  port = 5399
+"""
+
+ICMP_CLIENT = r"""
+import json, socket, sys, time
+vip = sys.argv[1]
+out = {}
+# The server's port unreachable, translated, fails the connected socket.
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3.0)
+s.connect((vip, 54))
+s.send(b"anyone?")
+try:
+    out["closed_server_port"] = repr(s.recv(100))
+except ConnectionRefusedError:
+    out["closed_server_port"] = "refused"
+except OSError as e:
+    out["closed_server_port"] = f"{type(e).__name__}: {e}"
+# The echo works; then one whose socket is gone before the answer comes:
+# this kernel answers the echo with port unreachable to the VIP.
+e = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+e.settimeout(3.0)
+e.sendto(b"ping", (vip, 53))
+try:
+    out["echo"] = e.recv(100).decode()
+except OSError as x:
+    out["echo"] = f"{type(x).__name__}: {x}"
+g = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+g.sendto(b"gone", (vip, 53))
+g.close()
+time.sleep(1.0)
+print(json.dumps(out))
+"""
+
+
+@lib.e2e(workers=(1, 2), timeout=120)
+def fnat_icmp(env):
+    """ICMP errors of full-NAT flows translated both ways: the client's socket sees the server's refusal."""
+    topo = setup(env, services=ICMP_SERVICES)
+    p = subprocess.run(["ip", "netns", "exec", topo.client, lib.PY, "-c", ICMP_CLIENT, VIP],
+                       capture_output=True, text=True, timeout=30)
+    check(p.returncode == 0 and p.stdout.strip(), f"client failed ({p.returncode}): {p.stderr[-1000:]}")
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    say(f"client: {out}")
+    check(out["closed_server_port"] == "refused",
+          f"to a closed server port: {out['closed_server_port']}, want ECONNREFUSED from the relayed ICMP")
+    check(out["echo"] == "rs1:ping", f"echo through full-NAT: {out['echo']}")
+    conns = [c for c in fnat_conns(env) if c["vport"] in (53, 54)]
+    check(len(conns) == 3, f"{len(conns)} UDP full-NAT entries, want 3: {conns}")
+    stats = env.stop_director()
+    drops = stats.get("drops") or {}
+    relayed = stats.get("icmp_relayed")
+    check(relayed == 2, f"icmp_relayed {relayed}, want 2 (the server's error and the client's)")
+    check(drops.get("icmp_unknown_flow", 0) == 0, f"icmp_unknown_flow {drops.get('icmp_unknown_flow')}")

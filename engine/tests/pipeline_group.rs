@@ -223,6 +223,7 @@ fn synced_template_and_connection_resolve_on_the_peer() {
         server: Ipv4Addr::from(RS[1]),
         sport: 443,
         timeout_ms: 900_000,
+        local: None,
     };
     r.p.install(&r.snap, &c, 1);
     let st = &r.shared.worker_stats[0];

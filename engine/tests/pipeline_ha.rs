@@ -364,6 +364,7 @@ fn a_record_for_an_unknown_server_is_counted_not_installed() {
         server: Ipv4Addr::new(198, 19, 0, 99),
         sport: 8080,
         timeout_ms: 900_000,
+        local: None,
     };
     b.shared.ha.install[0].push(Record::Conn(rec)).unwrap();
     b.w.ha_poll(&b.snap, 1);

@@ -7,17 +7,17 @@
 //! Checked on every accepted frame:
 //! * offsets reported by `Parsed` lie inside the frame;
 //! * no rewrite panics (each may refuse);
-//! * NAT and DR keep a valid TCP/UDP checksum valid, and a valid IPv4 header
-//!   checksum valid;
+//! * NAT, full-NAT and DR keep a valid TCP/UDP checksum valid, and a valid
+//!   IPv4 header checksum valid;
 //! * a refused rewrite leaves the frame unchanged.
 #![no_main]
 
 use std::net::Ipv4Addr;
 
 use engine::forward::{
-    decrement_ttl, dr, icmp_error_nat_inbound, icmp_error_nat_outbound, icmp_frag_needed,
-    icmp_time_exceeded, nat_inbound, nat_outbound, tun_encap_in_place, ICMP_ERROR_MAX_LEN,
-    TUN_OVERHEAD,
+    decrement_ttl, dr, fnat_rewrite, icmp_error_fnat, icmp_error_nat_inbound, icmp_error_nat_outbound,
+    icmp_frag_needed, icmp_time_exceeded, nat_inbound, nat_outbound, tun_encap_in_place, IcmpFnat,
+    ICMP_ERROR_MAX_LEN, TUN_OVERHEAD,
 };
 use engine::packet::parse_fast::parse_fast;
 use engine::packet::{
@@ -27,6 +27,14 @@ use engine::packet::{
 use libfuzzer_sys::fuzz_target;
 
 const A: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 11);
+const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// A full-NAT ICMP translation (server side to the client).
+const FNAT_ICMP: IcmpFnat = IcmpFnat {
+    outer_src: A,
+    outer_dst: B,
+    quoted_src: (B, 40000),
+    quoted_dst: (A, 80),
+};
 const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 
 fn fix_ip_checksum(f: &mut [u8]) {
@@ -138,6 +146,8 @@ fuzz_target!(|data: &[u8]| {
     rewrite(&frame, &p, true, |b| decrement_ttl(b, &p));
     rewrite(&frame, &p, false, |b| icmp_error_nat_inbound(b, &p, A, 1));
     rewrite(&frame, &p, false, |b| icmp_error_nat_outbound(b, &p, A, 1));
+    rewrite(&frame, &p, true, |b| fnat_rewrite(b, &p, B, 1024, A, 8080));
+    rewrite(&frame, &p, false, |b| icmp_error_fnat(b, &p, &FNAT_ICMP));
 
     // ICMP errors the director would originate: must parse as such.
     let mut out = [0u8; ICMP_ERROR_MAX_LEN];

@@ -10,8 +10,10 @@
 //!   repaired (where the IP header locates one) before `decode_ip`.
 //!
 //! Checked: no panic; a decoded sync message re-encodes within
-//! `MAX_DATAGRAM` whenever its input did, and decodes to itself; a decoded
-//! advert re-encodes into a packet that decodes to the same advert.
+//! `MAX_DATAGRAM` whenever its input did, and decodes to itself (conn
+//! records of 32 bytes or more included: they carry a full-NAT local
+//! tuple, re-encoded as exactly 32); a decoded advert re-encodes into a
+//! packet that decodes to the same advert.
 #![no_main]
 
 use std::net::Ipv4Addr;

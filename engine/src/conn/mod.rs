@@ -506,6 +506,11 @@ pub enum FnatError {
     /// Every local port this worker owns on the egress port is held.
     #[error("no free full-NAT local port")]
     SnatExhausted,
+    /// [`ConnTable::insert_or_evict_fnat_at`]: the local tuple asked for is
+    /// not a free port of this worker (held, another worker's, or in no
+    /// pool of this configuration).
+    #[error("full-NAT local tuple not available here")]
+    LocalUnavailable,
 }
 
 /// Why [`ConnTable::insert_or_evict`] removed a record to make room.

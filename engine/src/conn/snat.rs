@@ -16,8 +16,9 @@
 //! rests as long as possible before it is reused: the server may still
 //! hold the previous connection of that tuple in TIME_WAIT.
 //!
-//! A port is never handed out twice: a port's state says whether it sits
-//! in the FIFO or is held, and only a held port is given back. Nothing
+//! A port is never handed out twice: a port's state says whether it is
+//! free or held (and whether it sits in the FIFO), only a free port is
+//! taken or reserved, and only a held port is given back. Nothing
 //! allocates after construction (the FIFO's capacity is the number of
 //! ports the worker owns, and a port is in it at most once).
 
@@ -36,12 +37,17 @@ pub struct SnatSpec {
     pub hi: u16,
 }
 
-/// Port state, indexed by `port - lo`.
+/// Port state, indexed by `port - lo`: not this worker's, or one of
+/// `FREE`/`HELD`, plus `QUEUED` while the port sits in the FIFO.
 const NOT_OURS: u8 = 0;
-/// In the FIFO, free.
+/// Free: the next take may hand it out.
 const FREE: u8 = 1;
 /// Held by a connection.
 const HELD: u8 = 2;
+/// In the FIFO. A port reserved while queued stays there, stale, and is
+/// skipped when it comes to the front; a port is queued at most once, so
+/// the FIFO never outgrows the ports the worker owns.
+const QUEUED: u8 = 4;
 
 /// One local address's ports on one worker.
 #[derive(Debug)]
@@ -50,8 +56,9 @@ struct AddrPorts {
     lo: u16,
     free: VecDeque<u16>,
     state: Box<[u8]>,
-    /// Ports this worker owns on this address.
+    /// Ports this worker owns on this address, and how many are free.
     owned: usize,
+    nfree: usize,
 }
 
 impl AddrPorts {
@@ -62,7 +69,7 @@ impl AddrPorts {
             .collect();
         let mut free = VecDeque::with_capacity(ours.len());
         for &p in &ours {
-            state[usize::from(p - lo)] = FREE;
+            state[usize::from(p - lo)] = FREE | QUEUED;
             free.push_back(p);
         }
         AddrPorts {
@@ -71,6 +78,7 @@ impl AddrPorts {
             free,
             state,
             owned: ours.len(),
+            nfree: ours.len(),
         }
     }
 
@@ -80,41 +88,54 @@ impl AddrPorts {
         (i < self.state.len()).then_some(i)
     }
 
+    /// The free port at the front of the FIFO, held now; stale entries
+    /// (ports reserved while queued) are dropped on the way.
     #[inline]
     fn take(&mut self) -> Option<u16> {
-        let p = self.free.pop_front()?;
-        let i = usize::from(p - self.lo);
-        debug_assert_eq!(self.state[i], FREE, "a held port in the free FIFO");
-        self.state[i] = HELD;
-        Some(p)
+        while let Some(p) = self.free.pop_front() {
+            let i = usize::from(p - self.lo);
+            let st = self.state[i] & !QUEUED;
+            self.state[i] = st;
+            if st == FREE {
+                self.state[i] = HELD;
+                self.nfree -= 1;
+                return Some(p);
+            }
+        }
+        None
     }
 
     fn give_back(&mut self, port: u16) -> bool {
         let Some(i) = self.slot(port) else {
             return false;
         };
-        if self.state[i] != HELD {
+        let st = self.state[i];
+        if st & !QUEUED != HELD {
             return false;
         }
-        self.state[i] = FREE;
-        // Never grows: a port is in the FIFO at most once.
-        self.free.push_back(port);
+        self.nfree += 1;
+        self.state[i] = FREE | QUEUED;
+        // A port still queued (reserved while free) keeps its place; the
+        // FIFO never grows, a port is in it at most once.
+        if st & QUEUED == 0 {
+            self.free.push_back(port);
+        }
         true
     }
 
-    /// Marks `port` held (a connection that already uses it: a rebuilt
-    /// pool after a reload). O(ports) for the FIFO removal: cold.
+    /// Marks a free `port` held (a connection that already uses it: a
+    /// rebuilt pool after a reload, a connection synced from the peer
+    /// director). O(1): the FIFO entry, if any, goes stale.
     fn reserve(&mut self, port: u16) -> bool {
         let Some(i) = self.slot(port) else {
             return false;
         };
-        if self.state[i] != FREE {
+        let st = self.state[i];
+        if st & !QUEUED != FREE {
             return false;
         }
-        self.state[i] = HELD;
-        if let Some(at) = self.free.iter().position(|&p| p == port) {
-            self.free.remove(at);
-        }
+        self.state[i] = HELD | (st & QUEUED);
+        self.nfree -= 1;
         true
     }
 }
@@ -192,7 +213,9 @@ impl SnatPools {
         false
     }
 
-    /// Marks `addr:port` held by an existing connection.
+    /// Marks `addr:port` held by an existing connection; false when it is
+    /// not a free port of this worker (held already, another worker's, or
+    /// outside every pool).
     pub fn reserve(&mut self, addr: Ipv4Addr, port: u16) -> bool {
         for (addrs, _) in &mut self.pools {
             for a in addrs.iter_mut() {
@@ -209,7 +232,7 @@ impl SnatPools {
         self.pools.get(port).map_or((0, 0), |(addrs, _)| {
             addrs
                 .iter()
-                .fold((0, 0), |(f, o), a| (f + a.free.len(), o + a.owned))
+                .fold((0, 0), |(f, o), a| (f + a.nfree, o + a.owned))
         })
     }
 }
@@ -267,6 +290,26 @@ mod tests {
         assert_eq!(p.take(0), None);
         assert!(p.free(A, 2001));
         assert_eq!(p.take(0), Some((A, 2001)));
+    }
+
+    #[test]
+    fn reserve_while_queued_then_free_keeps_one_fifo_entry() {
+        let mut p = SnatPools::new(&spec(2000, 2002), 0, 1);
+        assert!(p.reserve(A, 2000));
+        assert_eq!(p.usage(0), (2, 3));
+        // Freed while its stale entry is still queued: not queued twice.
+        assert!(p.free(A, 2000));
+        assert_eq!(p.usage(0), (3, 3));
+        for _ in 0..5 {
+            assert!(p.reserve(A, 2001));
+            assert!(p.free(A, 2001));
+        }
+        let got: Vec<u16> = (0..3).map(|_| p.take(0).unwrap().1).collect();
+        assert_eq!(got, vec![2000, 2001, 2002]);
+        assert_eq!(p.take(0), None);
+        assert_eq!(p.usage(0), (0, 3));
+        assert!(!p.reserve(A, 2002), "held");
+        assert!(!p.reserve(A, 1999), "outside");
     }
 
     #[test]

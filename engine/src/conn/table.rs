@@ -594,6 +594,46 @@ impl ConnTable {
             .map_err(|_| FnatError::TableFull)
     }
 
+    /// [`insert_or_evict_fnat`](Self::insert_or_evict_fnat) with a given
+    /// local tuple (a connection the peer director synced): reserves
+    /// `addr:port` in this worker's pools first, so it is never handed out
+    /// to another connection while this one lives
+    /// ([`FnatError::LocalUnavailable`] when it is not free here, nothing
+    /// changed); gives it back if the table is full.
+    pub fn insert_or_evict_fnat_at(
+        &mut self,
+        c: NewConn,
+        addr: Ipv4Addr,
+        port: u16,
+        now_ms: u64,
+        on_reclaim: impl FnOnce(&Conn, Reclaim),
+    ) -> Result<ConnId, FnatError> {
+        let Some(f) = self.fnat.as_mut() else {
+            return Err(FnatError::LocalUnavailable);
+        };
+        if !f.pools.reserve(addr, port) {
+            return Err(FnatError::LocalUnavailable);
+        }
+        let local = Local {
+            addr: u32::from(addr),
+            port,
+        };
+        if self.free_head == NIL {
+            let Some((slot, why)) = self.find_victim(now_ms) else {
+                if let Some(f) = self.fnat.as_mut() {
+                    f.pools.free(addr, port);
+                }
+                return Err(FnatError::TableFull);
+            };
+            let old = self
+                .remove(ConnId(slot))
+                .expect("eviction victim is in use");
+            on_reclaim(&old, why);
+        }
+        self.insert_with(c, Some(local), now_ms)
+            .map_err(|_| FnatError::TableFull)
+    }
+
     /// The connection in slot `id`.
     ///
     /// # Panics

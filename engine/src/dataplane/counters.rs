@@ -227,7 +227,8 @@ pub struct WorkerStats {
     pub sync_reported: Counter,
     pub sync_lost: Counter,
     /// Connections installed from a peer's sync (new or updated), and
-    /// records that matched no service or server here.
+    /// records that matched no service or server here (or, full-NAT, no
+    /// free local port of the receiving worker).
     pub sync_installed: Counter,
     pub sync_unknown: Counter,
     /// Gratuitous ARP sent on takeover.

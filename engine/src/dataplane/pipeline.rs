@@ -1040,8 +1040,7 @@ impl Pipeline {
             return self.drop(Drop::TtlExceeded);
         }
         if c.method() == Method::Fnat {
-            // Not translated for full-NAT in this cut (fnat.rs).
-            return self.drop(Drop::IcmpUnknownFlow);
+            return self.fnat_icmp(snap, f, p, id, dir, &c, now_ms);
         }
         self.stats.icmp_relayed.inc();
         match (dir, c.method()) {

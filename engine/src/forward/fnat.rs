@@ -10,20 +10,34 @@
 //! One [`Delta`] sums both address changes (IPv4 header and L4 pseudo
 //! header) and, for the L4 checksum, both port changes; TTL - 1 goes into
 //! the IP checksum only, as for NAT (`nat.rs`). A UDP checksum of zero
-//! stays zero. Non-first fragments are not handled here: the data plane
-//! does not forward fragments of full-NAT connections.
+//! stays zero.
+//!
+//! Fragments, as for NAT: the first fragment carries the L4 header and gets
+//! the whole rewrite (the L4 checksum covers the whole datagram, and the
+//! incremental update stays right because only header words change); a
+//! later fragment has no ports, so only its IP header changes (both
+//! addresses, TTL, IP checksum).
+//!
+//! ICMP errors quoting a full-NAT packet ([`icmp_error_fnat`]) get both
+//! outer addresses and both quoted endpoints translated, as
+//! `icmp_nat.rs` does for the one end NAT changes.
 
 use std::net::Ipv4Addr;
 
 use crate::packet::checksum::Delta;
-use crate::packet::ipv4::proto;
-use crate::packet::{tcp, udp, Ipv4Packet, Parsed, TcpPacket, UdpPacket};
+use crate::packet::icmp;
+use crate::packet::ipv4::{self, proto};
+use crate::packet::{
+    get_u16, set_u16, tcp, udp, IcmpPacket, Ipv4Packet, Parsed, TcpPacket, UdpPacket,
+};
 
 use super::routed::ttl_delta;
 use super::{split_l3_l4, ForwardError};
 
 /// Rewrites source to `src:sport` and destination to `dst:dport`, TTL - 1,
-/// checksums updated incrementally. The frame is unchanged on error.
+/// checksums updated incrementally; a later fragment (no L4 header) gets
+/// the addresses only and the ports are not used. The frame is unchanged
+/// on error.
 #[inline]
 pub fn fnat_rewrite(
     frame: &mut [u8],
@@ -33,7 +47,7 @@ pub fn fnat_rewrite(
     dst: Ipv4Addr,
     dport: u16,
 ) -> Result<(), ForwardError> {
-    if p.fragment || !p.has_l4 {
+    if p.first_fragment && !p.has_l4 {
         return Err(ForwardError::UnsupportedProtocol);
     }
     let (ip_bytes, l4) = split_l3_l4(frame, p)?;
@@ -42,6 +56,7 @@ pub fn fnat_rewrite(
     let addrs = Delta::new().addr(ip.src(), src).addr(ip.dst(), dst);
     // L4 first: the only step that can still fail.
     match p.protocol {
+        _ if !p.first_fragment => {}
         proto::TCP => {
             if l4.len() < tcp::MIN_HEADER_LEN {
                 return Err(ForwardError::Mismatch);
@@ -68,5 +83,83 @@ pub fn fnat_rewrite(
     ip.set_dst(dst);
     ip.set_ttl(ip.ttl() - 1);
     ip.set_checksum(addrs.plus(ttl).apply(ip.checksum()));
+    Ok(())
+}
+
+/// What an ICMP error about a full-NAT connection becomes: the outer
+/// source and destination, and the quoted packet's two endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpFnat {
+    pub outer_src: Ipv4Addr,
+    pub outer_dst: Ipv4Addr,
+    pub quoted_src: (Ipv4Addr, u16),
+    pub quoted_dst: (Ipv4Addr, u16),
+}
+
+/// Translates an ICMP error (frag-needed, unreachable, time-exceeded, ...)
+/// quoting a TCP/UDP packet of a full-NAT connection: outer addresses as
+/// `t` says, TTL - 1; the quoted header's addresses and ports as `t` says,
+/// its IP checksum and (when quoted) its TCP/UDP checksum updated
+/// incrementally; the ICMP checksum recomputed over the message (rare
+/// path). The MTU of a frag-needed passes through unchanged: full-NAT adds
+/// no header. Fragmented errors are refused (their ICMP checksum spans
+/// fragments). The frame is unchanged on error.
+pub fn icmp_error_fnat(frame: &mut [u8], p: &Parsed, t: &IcmpFnat) -> Result<(), ForwardError> {
+    let (ip_bytes, msg) = split_l3_l4(frame, p)?;
+    if p.protocol != proto::ICMP || !p.has_l4 || !icmp::is_error(p.icmp_type) {
+        return Err(ForwardError::NoQuote);
+    }
+    if p.fragment {
+        return Err(ForwardError::Fragmented);
+    }
+    let quoted_off = p.icmp_quoted_off.ok_or(ForwardError::NoQuote)?;
+    if usize::from(quoted_off) != usize::from(p.l4_off) + icmp::HEADER_LEN
+        || msg.len() < icmp::HEADER_LEN + ipv4::MIN_HEADER_LEN + 8
+    {
+        return Err(ForwardError::Mismatch);
+    }
+    let mut ip = Ipv4Packet::new_unchecked(ip_bytes);
+    let ttl = ttl_delta(ip.ttl(), ip.protocol())?;
+
+    // The quoted packet: validate everything before the first write.
+    let quote = &mut msg[icmp::HEADER_LEN..];
+    let ihl = usize::from(quote[0] & 0x0F) * 4;
+    if quote[0] >> 4 != 4 || ihl < ipv4::MIN_HEADER_LEN || quote.len() < ihl + 8 {
+        return Err(ForwardError::Mismatch);
+    }
+    let inner_proto = quote[9];
+    if inner_proto != proto::TCP && inner_proto != proto::UDP {
+        return Err(ForwardError::UnsupportedProtocol);
+    }
+    let (qip, ql4) = quote.split_at_mut(ihl);
+    let mut qip = Ipv4Packet::new_unchecked(qip);
+    let (qsrc, qsport) = t.quoted_src;
+    let (qdst, qdport) = t.quoted_dst;
+    let inner = Delta::new().addr(qip.src(), qsrc).addr(qip.dst(), qdst);
+    qip.set_src(qsrc);
+    qip.set_dst(qdst);
+    qip.set_checksum(inner.apply(qip.checksum()));
+    let l4_delta = inner
+        .word(get_u16(ql4, 0), qsport)
+        .word(get_u16(ql4, 2), qdport);
+    set_u16(ql4, 0, qsport);
+    set_u16(ql4, 2, qdport);
+    if inner_proto == proto::UDP {
+        let ck = get_u16(ql4, udp::CHECKSUM_OFFSET);
+        set_u16(ql4, udp::CHECKSUM_OFFSET, l4_delta.apply_udp(ck));
+    } else if ql4.len() >= tcp::CHECKSUM_OFFSET + 2 {
+        let ck = get_u16(ql4, tcp::CHECKSUM_OFFSET);
+        set_u16(ql4, tcp::CHECKSUM_OFFSET, l4_delta.apply(ck));
+    }
+
+    IcmpPacket::new_unchecked(msg).fill_checksum();
+
+    let outer = Delta::new()
+        .addr(ip.src(), t.outer_src)
+        .addr(ip.dst(), t.outer_dst);
+    ip.set_src(t.outer_src);
+    ip.set_dst(t.outer_dst);
+    ip.set_ttl(ip.ttl() - 1);
+    ip.set_checksum(outer.plus(ttl).apply(ip.checksum()));
     Ok(())
 }

@@ -22,7 +22,7 @@ mod nat6;
 mod routed;
 mod tun;
 
-pub use fnat::fnat_rewrite;
+pub use fnat::{fnat_rewrite, icmp_error_fnat, IcmpFnat};
 pub use icmp_nat::{icmp_error_nat_inbound, icmp_error_nat_outbound};
 pub use icmp_reply::{icmp_frag_needed, icmp_time_exceeded, ICMP_ERROR_MAX_LEN};
 pub use nat::{nat_inbound, nat_outbound};

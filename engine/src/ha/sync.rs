@@ -36,13 +36,21 @@
 //! | 1    | conn     | 26 bytes: proto:1 state:1 method:1 flags:1 client:4 cport:2 vip:4 vport:2 server:4 sport:2 timeout_ms:4         |
 //! | 2    | template | 21 bytes: proto:1 vip:4 vport:2 client_net:4 server:4 sport:2 timeout_ms:4                                      |
 //!
+//! A full-NAT connection's record (method 3) appends its local tuple,
+//! `laddr:4 lport:2` (`len` 32, [`CONN_FNAT_LEN`]): the address and port
+//! the director sends to the server from and the server's replies come
+//! back to. A receiver that predates it reads the first 26 bytes and skips
+//! the rest (and ignores full-NAT records); a `len` of 32 or more is read
+//! as carrying it (a later version appending fields to conn records keeps
+//! these 6 bytes, zero for the other methods).
+//!
 //! Body of kind 2 (bulk request): `id:u64`. Body of kind 3 (bulk end):
 //! `id:u64 records:u64`.
 //!
 //! A message never exceeds [`MAX_DATAGRAM`] (1400) bytes, so it is never
 //! fragmented on a 1500-byte link under IPv4 + UDP (28 bytes) and whatever
 //! encapsulation the exception path adds: at most 1336 body bytes, that is
-//! 47 connection records or 58 templates.
+//! 47 connection records (39 full-NAT ones) or 58 templates.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -82,6 +90,9 @@ pub mod record_type {
 
 /// Value length of a connection record in this version.
 pub const CONN_LEN: usize = 26;
+/// Value length of a connection record with the local tuple of a full-NAT
+/// connection appended.
+pub const CONN_FNAT_LEN: usize = CONN_LEN + 6;
 /// Value length of a template record in this version.
 pub const TEMPLATE_LEN: usize = 21;
 
@@ -163,6 +174,19 @@ pub struct ConnRecord {
     pub sport: u16,
     /// Time left before expiry.
     pub timeout_ms: u32,
+    /// Full-NAT: the local (director-side) address and port.
+    pub local: Option<(Ipv4Addr, u16)>,
+}
+
+impl ConnRecord {
+    /// Value length on the wire.
+    fn value_len(&self) -> usize {
+        if self.local.is_some() {
+            CONN_FNAT_LEN
+        } else {
+            CONN_LEN
+        }
+    }
 }
 
 /// One synced persistence template.
@@ -187,7 +211,7 @@ impl Record {
     /// Encoded size, type and length bytes included.
     pub fn wire_len(&self) -> usize {
         2 + match self {
-            Record::Conn(_) => CONN_LEN,
+            Record::Conn(c) => c.value_len(),
             Record::Template(_) => TEMPLATE_LEN,
         }
     }
@@ -195,7 +219,7 @@ impl Record {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Record::Conn(c) => {
-                out.extend_from_slice(&[record_type::CONN, CONN_LEN as u8]);
+                out.extend_from_slice(&[record_type::CONN, c.value_len() as u8]);
                 out.extend_from_slice(&[c.proto, c.state, c.method, c.flags]);
                 out.extend_from_slice(&c.client.octets());
                 out.extend_from_slice(&c.cport.to_be_bytes());
@@ -204,6 +228,10 @@ impl Record {
                 out.extend_from_slice(&c.server.octets());
                 out.extend_from_slice(&c.sport.to_be_bytes());
                 out.extend_from_slice(&c.timeout_ms.to_be_bytes());
+                if let Some((laddr, lport)) = c.local {
+                    out.extend_from_slice(&laddr.octets());
+                    out.extend_from_slice(&lport.to_be_bytes());
+                }
             }
             Record::Template(t) => {
                 out.extend_from_slice(&[record_type::TEMPLATE, TEMPLATE_LEN as u8]);
@@ -416,6 +444,7 @@ fn decode_records(body: &[u8], count: usize) -> Result<Vec<Record>, SyncError> {
                     server: addr(v, 16),
                     sport: be16(v, 20),
                     timeout_ms: be32(v, 22),
+                    local: (len >= CONN_FNAT_LEN).then(|| (addr(v, 26), be16(v, 30))),
                 }));
             }
             record_type::TEMPLATE => {

@@ -8,8 +8,8 @@
 //! it leaves, the worker remembers how it was forwarded under the key
 //! (source, destination, protocol, IP id) in a [`FragTable`]. The later
 //! fragments carry no ports: they are found by that key and forwarded the
-//! same way, with only their IP header (NAT), MACs (DR) or the outer header
-//! (TUN) changed.
+//! same way, with only their IP header (NAT, full-NAT), MACs (DR) or the
+//! outer header (TUN) changed.
 //!
 //! Memory is bounded and preallocated: the table is a fixed set-associative
 //! array (an entry lives [`FRAG_LIFETIME_MS`]; a full set evicts its oldest,
@@ -90,6 +90,14 @@ pub enum FragFwd {
         vip: Ipv4Addr,
         client: Ipv4Addr,
         dest: u32,
+    },
+    /// Full-NAT, either way (`inbound`: client -> server): both addresses
+    /// change, to `src -> dst`.
+    Fnat {
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        dest: u32,
+        inbound: bool,
     },
 }
 
@@ -450,6 +458,17 @@ impl Pipeline {
                     return self.drop(Drop::ServerGone);
                 };
                 self.reply(snap, f, p, vip, 0, client, srv, in_port, now_ms)
+            }
+            FragFwd::Fnat {
+                src,
+                dst,
+                dest,
+                inbound,
+            } => {
+                let Some((_, srv)) = snap.dest(dest) else {
+                    return self.drop(Drop::ServerGone);
+                };
+                self.fnat_later_fragment(snap, f, p, (src, dst), inbound, srv, in_port, now_ms)
             }
         }
     }

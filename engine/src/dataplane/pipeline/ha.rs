@@ -1,6 +1,7 @@
 //! The worker's side of failover and connection sync (SPEC §7): report
 //! connections to the HA thread, install what the peer director sent, walk
-//! the table for a bulk copy, and send gratuitous ARP on takeover.
+//! the table for a bulk copy, and send gratuitous ARP on takeover (for the
+//! owned addresses and the extra full-NAT source addresses).
 //!
 //! All of it runs between bursts (`ha_poll`) or on a connection's first
 //! packet and state changes (`report_conn`), never per established packet.
@@ -46,11 +47,14 @@ impl Pipeline {
     #[inline(never)]
     pub(super) fn report_conn(&self, id: ConnId, now_ms: u64) {
         let c = self.conns.get(id);
-        if c.flags() & super::synproxy::SYNPROXY != 0 || c.method() == Method::Fnat {
-            // Nor full-NAT: the backup would also need the local tuple,
-            // and to hold its port (README, fnat).
+        if c.flags() & super::synproxy::SYNPROXY != 0 {
             // Not synced in this cut: the record has no room for the
             // sequence shift a backup would need (README, synproxy).
+            return;
+        }
+        // Full-NAT: the local tuple goes too (the backup holds its port).
+        let local = self.conns.local(id);
+        if c.method() == Method::Fnat && local.is_none() {
             return;
         }
         let rec = ConnRecord {
@@ -65,6 +69,7 @@ impl Pipeline {
             server: c.server(),
             sport: c.sport(),
             timeout_ms: self.conns.time_left_ms(id, now_ms),
+            local,
         };
         self.push_out(Record::Conn(rec));
     }
@@ -150,10 +155,23 @@ impl Pipeline {
             return;
         };
         let state = TcpState::from_u8(r.state).unwrap_or(TcpState::None);
+        let method = Method::from_u8(r.method).unwrap_or(srv.method);
+        // Only a full-NAT connection has a local tuple (a later version may
+        // send zeros there for the others).
+        let local = r.local.filter(|_| method == Method::Fnat);
+        if (method == Method::Fnat) != (srv.method == Method::Fnat)
+            || (method == Method::Fnat && local.is_none())
+        {
+            // Full-NAT here and not there (or the other way round), or a
+            // full-NAT record without its local tuple (an older peer's):
+            // an entry without one could never match a reply.
+            self.stats.sync_unknown.inc();
+            return;
+        }
         let key = FlowKey::new(r.proto, r.client, r.cport, r.vip, r.vport);
         if let Some((id, Dir::Inbound)) = self.conns.lookup(&key, now_ms) {
             let c = *self.conns.get(id);
-            if c.dest() == srv.shared.id {
+            if c.dest() == srv.shared.id && self.conns.local(id) == local {
                 let tr = self.conns.set_state(id, state);
                 self.conns.set_timeout(id, now_ms, r.timeout_ms);
                 if tr.old_active != tr.new_active {
@@ -169,14 +187,9 @@ impl Pipeline {
                 self.stats.sync_installed.inc();
                 return;
             }
-            // The peer moved the client to another server: take its word.
+            // The peer moved the client to another server (or local
+            // tuple): take its word.
             self.release(snap, id, now_ms);
-        }
-        let method = Method::from_u8(r.method).unwrap_or(srv.method);
-        if method == Method::Fnat || srv.method == Method::Fnat {
-            // No local tuple in the record (full-NAT is not synced): an
-            // entry without one could never match a reply.
-            return;
         }
         let new = NewConn {
             proto: r.proto,
@@ -194,9 +207,23 @@ impl Pipeline {
         };
         // A full table makes room as for a new client; a synced record
         // never evicts an established one.
-        let Ok(id) = self.insert_conn(snap, new, now_ms) else {
-            self.stats.count_drop(super::Drop::TableFull);
-            return;
+        let made = match local {
+            Some((laddr, lport)) => self.insert_fnat_synced(snap, new, laddr, lport, now_ms),
+            _ => self
+                .insert_conn(snap, new, now_ms)
+                .map_err(|_| super::Drop::TableFull),
+        };
+        let id = match made {
+            Ok(id) => id,
+            Err(super::Drop::TableFull) => {
+                self.stats.count_drop(super::Drop::TableFull);
+                return;
+            }
+            Err(_) => {
+                // Its local port is not a free one of this worker here.
+                self.stats.sync_unknown.inc();
+                return;
+            }
         };
         self.conns.set_timeout(id, now_ms, r.timeout_ms);
         let k = &srv.shared.per_worker[self.worker];
@@ -269,12 +296,18 @@ impl Pipeline {
     }
 
     /// The next gratuitous ARP to send: (port, address). One round (every
-    /// owned address once) per loop, `GARP_ROUNDS` rounds per takeover.
+    /// owned address once, then every extra full-NAT source address) per
+    /// loop, `GARP_ROUNDS` rounds per takeover.
     pub fn take_garp(&mut self, snap: &Snapshot) -> Option<(usize, Ipv4Addr)> {
         if self.ha.garp_rounds == 0 || !self.master {
             return None;
         }
-        if let Some(&o) = snap.owned.get(self.ha.garp_idx) {
+        let i = self.ha.garp_idx;
+        let next = match snap.owned.get(i) {
+            Some(&o) => Some(o),
+            None => snat_extra(snap, i - snap.owned.len()),
+        };
+        if let Some(o) = next {
             self.ha.garp_idx += 1;
             return Some(o);
         }
@@ -295,6 +328,23 @@ impl Pipeline {
         }
         ok
     }
+}
+
+/// The `n`th extra full-NAT source address (a port's `snat_addresses`
+/// entry that is not its own address; the master answers ARP for them, so
+/// a takeover moves them as it moves the VIPs), with its port. Walks the
+/// ports each time: a takeover's few dozen calls, never per packet.
+fn snat_extra(snap: &Snapshot, n: usize) -> Option<(usize, Ipv4Addr)> {
+    if !snap.has_fnat {
+        return None;
+    }
+    snap.ports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.snat_addrs.iter().map(move |&a| (i, p.addr, a)))
+        .filter(|&(_, own, a)| a != own && !snap.owned.iter().any(|&(_, o)| o == a))
+        .map(|(i, _, a)| (i, a))
+        .nth(n)
 }
 
 /// The service and server of a synced connection in this configuration.

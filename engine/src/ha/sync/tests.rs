@@ -22,6 +22,19 @@ fn conn(i: u32) -> Record {
         server: Ipv4Addr::new(198, 19, 0, 11),
         sport: 8080,
         timeout_ms: 900_000 - i,
+        local: None,
+    })
+}
+
+/// A full-NAT connection's record: with its local tuple.
+fn fnat_conn(i: u32) -> Record {
+    let Record::Conn(c) = conn(i) else {
+        unreachable!()
+    };
+    Record::Conn(ConnRecord {
+        method: 3,
+        local: Some((Ipv4Addr::new(198, 19, 0, 2), 1024 + i as u16)),
+        ..c
     })
 }
 
@@ -273,6 +286,38 @@ fn unknown_record_types_and_longer_records_are_skipped_forward_compatibly() {
     assert_eq!((m.sender, m.boot, m.seq), (A, 7, 9));
 }
 
+/// A full-NAT record: the conn layout, `len` 32, the local tuple
+/// appended; one without it (an older sender's) decodes with none; one
+/// message holds 39 of them.
+#[test]
+fn fnat_record_appends_the_local_tuple() {
+    let k = key();
+    let v = conn_value(&fnat_conn(1));
+    let mut plain = conn_value(&conn(1));
+    plain[1] = 32;
+    plain[4] = 3; // method fnat
+    assert_eq!(v[..28], plain[..], "the first 26 bytes as for any method");
+    assert_eq!(v[28..], [198, 19, 0, 2, 0x04, 0x01], "laddr:lport 1025");
+    assert_eq!(v.len(), 2 + CONN_FNAT_LEN);
+    let m = decode(&raw(kind::RECORDS, 1, &v), &k).unwrap();
+    assert_eq!(m.body, Body::Records(vec![fnat_conn(1)]));
+    // Without the tuple (len 26): none.
+    let mut old = v[..28].to_vec();
+    old[1] = 26;
+    let m = decode(&raw(kind::RECORDS, 1, &old), &k).unwrap();
+    let Body::Records(rs) = m.body else { panic!() };
+    let Record::Conn(c) = rs[0] else { panic!() };
+    assert_eq!((c.method, c.local), (3, None));
+    let many = msg(Body::Records((0..50).map(fnat_conn).collect()));
+    match decode(&encode(&many, &k), &k).unwrap().body {
+        Body::Records(rs) => {
+            assert_eq!(rs.len(), 39, "(1400 - 64) / 34");
+            assert_eq!(rs[..], (0..39).map(fnat_conn).collect::<Vec<_>>()[..]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn encode_never_exceeds_max_datagram() {
     let k = key();
@@ -420,9 +465,10 @@ fn arb_record() -> impl Strategy<Value = Record> {
         arb_addr(),
         any::<u16>(),
         any::<u32>(),
+        proptest::option::of((arb_addr(), any::<u16>())),
     )
         .prop_map(
-            |(b, client, cport, vip, vport, server, sport, timeout_ms)| {
+            |(b, client, cport, vip, vport, server, sport, timeout_ms, local)| {
                 Record::Conn(ConnRecord {
                     proto: b[0],
                     state: b[1],
@@ -435,6 +481,7 @@ fn arb_record() -> impl Strategy<Value = Record> {
                     server,
                     sport,
                     timeout_ms,
+                    local,
                 })
             },
         );
@@ -465,8 +512,8 @@ fn arb_record() -> impl Strategy<Value = Record> {
 
 fn arb_body() -> impl Strategy<Value = Body> {
     prop_oneof![
-        // 47 records of the larger kind always fit.
-        proptest::collection::vec(arb_record(), 0..=47).prop_map(Body::Records),
+        // 39 records of the largest kind (full-NAT conn) always fit.
+        proptest::collection::vec(arb_record(), 0..=39).prop_map(Body::Records),
         any::<u64>().prop_map(|id| Body::BulkRequest { id }),
         (any::<u64>(), any::<u64>()).prop_map(|(id, records)| Body::BulkEnd { id, records }),
     ]
