@@ -174,6 +174,9 @@ pub struct Pipeline {
     frags: frag::FragTable,
     /// SYN cookie secret and the sequence shifts of synproxied connections.
     synproxy: synproxy::Synproxy,
+    /// Frames the established fast path forwarded (a plain count: only
+    /// this worker writes or reads it).
+    established_hits: u64,
 }
 
 impl Pipeline {
@@ -216,7 +219,14 @@ impl Pipeline {
             ha: ha::WorkerHa::default(),
             frags: frag::FragTable::new(),
             synproxy: synproxy::Synproxy::new(),
+            established_hits: 0,
         }
+    }
+
+    /// Frames the established fast path forwarded so far
+    /// (`pipeline/established.rs`); the others took the full path.
+    pub fn established_hits(&self) -> u64 {
+        self.established_hits
     }
 
     fn neigh(&self) -> &NeighTable {

@@ -148,6 +148,7 @@ impl Pipeline {
             k.out_packets.inc();
             k.out_bytes.add(len);
         }
+        self.established_hits += 1;
         Some(Verdict::Tx(h.port as usize))
     }
 
