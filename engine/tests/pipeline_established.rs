@@ -107,9 +107,7 @@ impl Rig {
         let shared = Arc::new(Shared::new(1));
         let w = Pipeline::new(0, 1, 1024, &shared);
         let snap = Arc::new(Snapshot::build(&c, &ports, &shared.registry, 1, &AllUp).unwrap());
-        shared
-            .neigh
-            .learn(Ipv4Addr::from(RS), MacAddr(RS_MAC), 0);
+        shared.neigh.learn(Ipv4Addr::from(RS), MacAddr(RS_MAC), 0);
         shared
             .neigh
             .learn(Ipv4Addr::from(CLIENT), MacAddr(CLIENT_MAC), 0);
@@ -129,8 +127,14 @@ impl Rig {
         let c = config::parse(&cfg(with_server, weight)).expect("config");
         self.generation += 1;
         self.snap = Arc::new(
-            Snapshot::build(&c, &self.ports, &self.shared.registry, self.generation, &AllUp)
-                .unwrap(),
+            Snapshot::build(
+                &c,
+                &self.ports,
+                &self.shared.registry,
+                self.generation,
+                &AllUp,
+            )
+            .unwrap(),
         );
         self.w.on_snapshot(&self.snap);
     }
@@ -147,7 +151,9 @@ impl Rig {
 
 /// Client -> VIP:`vport`, TCP with `flags` ("S", "A", "PA"...).
 fn to_vip(vport: u16, flags: &str, seq: u32, payload: &[u8]) -> Vec<u8> {
-    tcp(CLIENT_MAC, PORT0_MAC, CLIENT, VIP, 64, 40000, vport, flags, seq, payload)
+    tcp(
+        CLIENT_MAC, PORT0_MAC, CLIENT, VIP, 64, 40000, vport, flags, seq, payload,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -188,18 +194,26 @@ fn tcp(
 fn open_nat(r: &mut Rig) -> u64 {
     let (v, _, fast) = r.run(0, &to_vip(80, "S", 1, b""), 10);
     assert_eq!((v, fast), (Verdict::Tx(1), false));
-    let synack = tcp(RS_MAC, PORT1_MAC, RS, CLIENT, 64, 8080, 40000, "SA", 100, b"");
+    let synack = tcp(
+        RS_MAC, PORT1_MAC, RS, CLIENT, 64, 8080, 40000, "SA", 100, b"",
+    );
     let (v, _, fast) = r.run(1, &synack, 11);
     assert_eq!((v, fast), (Verdict::Tx(0), false));
     let (v, _, fast) = r.run(0, &to_vip(80, "A", 2, b""), 12);
-    assert_eq!((v, fast), (Verdict::Tx(1), false), "SYN_RECV -> ESTABLISHED");
+    assert_eq!(
+        (v, fast),
+        (Verdict::Tx(1), false),
+        "SYN_RECV -> ESTABLISHED"
+    );
     13
 }
 
 /// What the full path makes of client data to VIP:80 (NAT to RS:8080,
 /// TTL - 1, next hop `mac`): built from scratch by etherparse.
 fn nat_in_expected(mac: [u8; 6], seq: u32, payload: &[u8]) -> Vec<u8> {
-    tcp(PORT1_MAC, mac, CLIENT, RS, 63, 40000, 8080, "PA", seq, payload)
+    tcp(
+        PORT1_MAC, mac, CLIENT, RS, 63, 40000, 8080, "PA", seq, payload,
+    )
 }
 
 #[test]
@@ -214,10 +228,14 @@ fn steady_nat_tcp_and_udp_take_the_fast_path_with_exact_bytes() {
         now += 1;
     }
     // Server data: source back to VIP:80, to the client's MAC.
-    let data = tcp(RS_MAC, PORT1_MAC, RS, CLIENT, 64, 8080, 40000, "PA", 101, b"world");
+    let data = tcp(
+        RS_MAC, PORT1_MAC, RS, CLIENT, 64, 8080, 40000, "PA", 101, b"world",
+    );
     let (v, out, fast) = r.run(1, &data, now);
     assert_eq!((v, fast), (Verdict::Tx(0), true));
-    let want = tcp(PORT0_MAC, CLIENT_MAC, VIP, CLIENT, 63, 80, 40000, "PA", 101, b"world");
+    let want = tcp(
+        PORT0_MAC, CLIENT_MAC, VIP, CLIENT, 63, 80, 40000, "PA", 101, b"world",
+    );
     assert_eq!(out, want);
     // A FIN is a transition: the full path, which tracks it.
     let (v, _, fast) = r.run(0, &to_vip(80, "FA", 9, b""), now);
@@ -257,7 +275,11 @@ fn a_neighbour_mac_change_is_honoured_by_the_next_established_packet() {
         .neigh
         .learn(Ipv4Addr::from(RS), MacAddr(RS_MOVED), now);
     let (v, out, fast) = r.run(0, &to_vip(80, "PA", 4, b"b"), now);
-    assert_eq!((v, fast), (Verdict::Tx(1), false), "the stale hop is not used");
+    assert_eq!(
+        (v, fast),
+        (Verdict::Tx(1), false),
+        "the stale hop is not used"
+    );
     assert_eq!(out, nat_in_expected(RS_MOVED, 4, b"b"));
     // ... and the refreshed hop is the fast path's again.
     let (v, out, fast) = r.run(0, &to_vip(80, "PA", 5, b"c"), now);
@@ -285,7 +307,10 @@ fn a_server_removed_or_drained_is_honoured_by_the_next_established_packet() {
     let rst_before = r.shared.worker_stats[0].nodest_rst_sent.get();
     let (v, out, fast) = r.run(0, &to_vip(80, "PA", 6, b"d"), now);
     assert_eq!((v, fast), (Verdict::Tx(0), false));
-    assert_eq!(r.shared.worker_stats[0].nodest_rst_sent.get(), rst_before + 1);
+    assert_eq!(
+        r.shared.worker_stats[0].nodest_rst_sent.get(),
+        rst_before + 1
+    );
     let p = SlicedPacket::from_ethernet(&out).expect("etherparse");
     let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else {
         panic!("not TCP: {out:02x?}")
@@ -301,7 +326,9 @@ fn steady_dr_and_tun_take_the_fast_path_with_exact_bytes() {
     for (flags, fast) in [("S", false), ("A", false), ("PA", true), ("PA", true)] {
         let (v, out, was_fast) = r.run(0, &to_vip(81, flags, 5, b"dr"), 20);
         assert_eq!((v, was_fast), (Verdict::Tx(1), fast), "{flags}");
-        let want = tcp(PORT1_MAC, RS_MAC, CLIENT, VIP, 63, 40000, 81, flags, 5, b"dr");
+        let want = tcp(
+            PORT1_MAC, RS_MAC, CLIENT, VIP, 63, 40000, 81, flags, 5, b"dr",
+        );
         assert_eq!(out, want, "{flags}");
     }
     // TUN: the inner packet TTL - 1, an outer header from the port's
@@ -314,10 +341,16 @@ fn steady_dr_and_tun_take_the_fast_path_with_exact_bytes() {
         assert_eq!(out[..12], [RS_MAC, PORT1_MAC].concat());
         let outer = Ipv4HeaderSlice::from_slice(&out[14..]).expect("outer IPv4");
         let h = outer.to_header();
-        assert_eq!(h.calc_header_checksum(), h.header_checksum, "outer checksum");
+        assert_eq!(
+            h.calc_header_checksum(),
+            h.header_checksum,
+            "outer checksum"
+        );
         assert_eq!((outer.source(), outer.destination()), (PORT1_ADDR, RS));
         assert_eq!((outer.protocol().0, outer.ttl()), (4, 63));
-        let inner = tcp(CLIENT_MAC, PORT0_MAC, CLIENT, VIP, 63, 40000, 82, flags, 5, b"tun");
+        let inner = tcp(
+            CLIENT_MAC, PORT0_MAC, CLIENT, VIP, 63, 40000, 82, flags, 5, b"tun",
+        );
         assert_eq!(out[34..], inner[14..], "{flags}: the inner packet");
         assert_eq!(outer.dont_fragment(), inner[20] & 0x40 != 0, "DF copied");
         assert_eq!(usize::from(outer.total_len()), out.len() - 14);
@@ -325,5 +358,8 @@ fn steady_dr_and_tun_take_the_fast_path_with_exact_bytes() {
     }
     // Outer identifications count up, fast path or not.
     let ids: Vec<u16> = outs.iter().map(|o| o.0).collect();
-    assert_eq!(ids, (0..4).map(|i| ids[0].wrapping_add(i)).collect::<Vec<_>>());
+    assert_eq!(
+        ids,
+        (0..4).map(|i| ids[0].wrapping_add(i)).collect::<Vec<_>>()
+    );
 }

@@ -113,10 +113,7 @@ impl Pipeline {
         if p.ip_total_len.saturating_add(overhead) > h.port_mtu {
             return None;
         }
-        if !self
-            .conns
-            .touch_steady(id, dir, p.tcp_flags.bits(), now_ms)
-        {
+        if !self.conns.touch_steady(id, dir, p.tcp_flags.bits(), now_ms) {
             return None;
         }
         // Committed: from here on the full path would have forwarded too.
