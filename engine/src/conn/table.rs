@@ -383,7 +383,7 @@ impl ConnTable {
     }
 
     /// [`lookup`](Self::lookup) with the hash from [`key_hash`](Self::key_hash).
-    #[inline]
+    #[inline(always)]
     pub fn lookup_hashed(&self, key: &FlowKey, h: KeyHash, now_ms: u64) -> Option<(ConnId, Dir)> {
         let now = now_ms as u32;
         let mut pos = h.0 & self.mask;
@@ -847,6 +847,31 @@ impl ConnTable {
             && tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
             && c.flags & flags::TEMPLATE == 0
             && matches!(c.state(), TcpState::TimeWait | TcpState::Close)
+    }
+
+    /// [`on_packet`](Self::on_packet) for the established fast path, when
+    /// the segment cannot change the connection's state: any datagram of a
+    /// UDP connection, or a TCP segment with ACK and without SYN, FIN or RST
+    /// on an ESTABLISHED connection (every IPVS table keeps it there), other
+    /// than the first reply of a connection that has seen none
+    /// ([`flags::NO_OUTPUT`], which that reply clears). Then it re-arms the
+    /// expiry exactly as `on_packet` would and returns true. Otherwise it
+    /// changes nothing and returns false: the caller takes the full path,
+    /// which calls `on_packet` and accounts the transition.
+    #[inline(always)]
+    pub fn touch_steady(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now_ms: u64) -> bool {
+        const STEADY: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK;
+        let t = &self.timeouts_ms;
+        let c = &mut self.slots[id.index()];
+        if c.proto == PROTO_TCP
+            && (c.state != TcpState::Established as u8
+                || tcp_flags & STEADY != tcp_flags::ACK
+                || (dir == Dir::Reply && c.flags & flags::NO_OUTPUT != 0))
+        {
+            return false;
+        }
+        c.expires = (now_ms as u32).wrapping_add(t.of(c.proto, c.state()));
+        true
     }
 
     /// Set connection `id` to expire `timeout_ms` from `now_ms` (clamped to

@@ -1900,3 +1900,69 @@ fn fnat_reconfigure_keeps_live_ports_held() {
         .unwrap();
     assert_ne!(t.local(id2), Some((LADDR, 7000)));
 }
+
+/// The fast path's `touch_steady` agrees with `on_packet` wherever it says
+/// yes (same record after the segment: state, flags, expiry), and changes
+/// nothing where it says no: every method with and without a reply seen,
+/// every state, every flag byte, both directions.
+#[test]
+fn conn_touch_steady_is_on_packet_without_a_transition() {
+    const ALL_STATES: [S; 11] = [
+        S::None,
+        S::Established,
+        S::SynSent,
+        S::SynRecv,
+        S::FinWait,
+        S::TimeWait,
+        S::Close,
+        S::CloseWait,
+        S::LastAck,
+        S::Listen,
+        S::SynAck,
+    ];
+    let mut steady = 0;
+    let mut fast = ConnTable::with_capacity_and_seed(2, 7);
+    let mut full = ConnTable::with_capacity_and_seed(2, 7);
+    for proto in [PROTO_TCP, PROTO_UDP] {
+        for method in [Method::Nat, Method::Dr, Method::Tun] {
+            for replied in [false, true] {
+                for state in ALL_STATES {
+                    for dir in [IN, OUT] {
+                        for fl in 0..=0x3Fu8 {
+                            let mut ids = [ConnId(0); 2];
+                            for (t, id) in [&mut fast, &mut full].into_iter().zip(&mut ids) {
+                                *id = t.insert(new_conn(proto, method, 1234), T0).unwrap();
+                                t.set_state(*id, state);
+                                if replied {
+                                    // A reply seen: NO_OUTPUT cleared (DR/TUN).
+                                    t.on_packet(*id, OUT, ACK, T0);
+                                    t.set_state(*id, state);
+                                }
+                            }
+                            let before = *fast.get(ids[0]);
+                            let now = T0 + 500;
+                            if fast.touch_steady(ids[0], dir, fl, now) {
+                                steady += 1;
+                                let tr = full.on_packet(ids[1], dir, fl, now);
+                                assert_eq!(tr.state, tr.old_state);
+                                assert_eq!(*fast.get(ids[0]), *full.get(ids[1]));
+                            } else {
+                                assert_eq!(*fast.get(ids[0]), before);
+                                assert!(proto == PROTO_TCP);
+                            }
+                            fast.remove(ids[0]);
+                            full.remove(ids[1]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // UDP: always; TCP: ESTABLISHED, ACK without SYN/FIN/RST (4 of the 64
+    // flag bytes: PSH and URG either way), inbound always, reply unless no reply was seen (DR/TUN
+    // records begin with NO_OUTPUT).
+    let udp = 3 * 2 * 11 * 2 * 64;
+    // inbound: 3 methods x 2; reply: NAT either way, DR/TUN once replied
+    let tcp = 4 * (3 * 2 + (2 + 2));
+    assert_eq!(steady, udp + tcp);
+}

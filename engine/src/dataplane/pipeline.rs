@@ -8,6 +8,7 @@
 //! server counters) and written only in this worker's own counters.
 
 mod admit;
+mod established;
 mod fnat;
 mod frag;
 mod ha;
@@ -31,6 +32,7 @@ use crate::conn::{self, ConnId, ConnTable, Dir, FlowKey, KeyHash, Method, NewCon
 use crate::forward;
 use crate::packet::arp::{self, ArpPacket};
 use crate::packet::ethernet::{EtherType, EthernetFrame, MacAddr};
+use crate::packet::parse_fast::parse_fast;
 use crate::packet::{parse_frame, quoted_flow, DropReason, L3Class, Parsed};
 use crate::sched::persist::PersistTable;
 use crate::sched::SchedInput;
@@ -99,11 +101,16 @@ const HOP_CACHE_MS: u64 = 100;
 
 /// A resolved next hop, valid for one snapshot (routes) while the
 /// neighbour entry it came from is unchanged (same version), until `until_ms`.
+/// With it, what the established fast path needs of its egress port (MAC,
+/// address, MTU), so that path reads nothing else of the snapshot.
 #[derive(Clone, Copy)]
 struct Hop {
     ip: u32,
     port: u32,
     mac: MacAddr,
+    port_mac: MacAddr,
+    port_mtu: u16,
+    port_addr: Ipv4Addr,
     until_ms: u64,
     generation: u64,
     snapshot: usize,
@@ -116,6 +123,9 @@ impl Hop {
         ip: 0,
         port: 0,
         mac: MacAddr([0; 6]),
+        port_mac: MacAddr([0; 6]),
+        port_mtu: 0,
+        port_addr: Ipv4Addr::UNSPECIFIED,
         until_ms: 0,
         generation: 0,
         snapshot: 0,
@@ -167,6 +177,9 @@ pub struct Pipeline {
     nd: nd::WorkerNd,
     /// SYN cookie secret and the sequence shifts of synproxied connections.
     synproxy: synproxy::Synproxy,
+    /// Frames the established fast path forwarded (a plain count: only
+    /// this worker writes or reads it).
+    established_hits: u64,
 }
 
 impl Pipeline {
@@ -210,7 +223,14 @@ impl Pipeline {
             frags: frag::FragTable::new(),
             nd: nd::WorkerNd::default(),
             synproxy: synproxy::Synproxy::new(),
+            established_hits: 0,
         }
+    }
+
+    /// Frames the established fast path forwarded so far
+    /// (`pipeline/established.rs`); the others took the full path.
+    pub fn established_hits(&self) -> u64 {
+        self.established_hits
     }
 
     fn neigh(&self) -> &NeighTable {
@@ -245,6 +265,16 @@ impl Pipeline {
     /// (the lookup reuses the hash).
     #[inline]
     pub fn inspect(&self, frame: &[u8]) -> Inspected {
+        // The common shape: TCP/UDP with ports, nothing more to check.
+        if let Some(p) = parse_fast(frame) {
+            let h = self.conns.key_hash(&FlowKey::new(
+                p.protocol, p.src, p.src_port, p.dst, p.dst_port,
+            ));
+            return Inspected {
+                parsed: Ok(p),
+                hash: Some(h),
+            };
+        }
         match parse_frame(frame) {
             Ok(p) if p.has_l4 && (p.is_tcp() || p.is_udp()) => {
                 let h = self.conns.key_hash(&FlowKey::new(
@@ -320,7 +350,13 @@ impl Pipeline {
         }
         match p.l3 {
             L3Class::Arp => self.arp(snap, f, p, in_port, now_ms),
-            L3Class::Ipv4 if !broadcast => self.ipv4(snap, f, p, i.hash, in_port, now_ms, owned),
+            L3Class::Ipv4 if !broadcast => {
+                // The established fast path first (pipeline/established.rs).
+                if let Some(v) = self.established(snap, f, p, i.hash, now_ms, owned) {
+                    return v;
+                }
+                self.ipv4(snap, f, p, i.hash, in_port, now_ms, owned)
+            }
             L3Class::Ipv4 => self.drop(Drop::NotForUs),
             L3Class::Ipv6 if !broadcast => self.ipv6(snap, f, in_port, false, now_ms),
             _ => self.drop(Drop::NotIpv4),
@@ -847,7 +883,10 @@ impl Pipeline {
                 .and_then(|()| forward::set_macs(f.data_mut(), mac, port_mac))
                 .map_err(rewrite_drop),
             Method::Dr => forward::dr(f.data_mut(), p, mac, port_mac).map_err(rewrite_drop),
-            Method::Tun => self.tun(snap, f, p, out, server, mac),
+            Method::Tun => {
+                let port = &snap.ports[out];
+                self.tun(f, p, (port.addr, port.mac), server, mac)
+            }
             // Full-NAT connections are forwarded by fnat.rs, never here.
             Method::Fnat => Err(Drop::RewriteFailed),
         };
@@ -915,27 +954,33 @@ impl Pipeline {
     /// IPIP: grow the frame at the front by an outer IPv4 header (in the
     /// mbuf's headroom), slide the Ethernet header forward (the only bytes
     /// that move), and write the outer header.
+    /// `port` is the egress port's address and MAC.
     fn tun<F: Frame>(
         &mut self,
-        snap: &Snapshot,
         f: &mut F,
         p: &Parsed,
-        out: usize,
+        port: (Ipv4Addr, MacAddr),
         server: Ipv4Addr,
         mac: MacAddr,
     ) -> Result<(), Drop> {
-        let port = &snap.ports[out];
         forward::decrement_ttl(f.data_mut(), p).map_err(rewrite_drop)?;
         // Drop Ethernet padding so the outer length is the inner one + 20.
         f.truncate(p.l3_end());
         if !f.prepend(forward::TUN_OVERHEAD) {
             return Err(Drop::NoHeadroom);
         }
-        self.tun_ident = self.tun_ident.wrapping_add(1);
-        let ident = self.tun_ident ^ ((self.worker as u16) << 12);
-        forward::tun_encap_in_place(f.data_mut(), port.addr, server, ident)
+        let ident = self.next_tun_ident();
+        forward::tun_encap_in_place(f.data_mut(), port.0, server, ident)
             .map_err(|_| Drop::NoHeadroom)?;
-        forward::set_macs(f.data_mut(), mac, port.mac).map_err(|_| Drop::NoHeadroom)
+        forward::set_macs(f.data_mut(), mac, port.1).map_err(|_| Drop::NoHeadroom)
+    }
+
+    /// The outer IP identification of the next IPIP packet: a per-worker
+    /// counter, the worker in its top bits (RFC 6864).
+    #[inline(always)]
+    fn next_tun_ident(&mut self) -> u16 {
+        self.tun_ident = self.tun_ident.wrapping_add(1);
+        self.tun_ident ^ ((self.worker as u16) << 12)
     }
 
     /// The hand-off to the worker that owns the flow of `client:cport`, when
@@ -1134,25 +1179,23 @@ impl Pipeline {
         ip: Ipv4Addr,
         now_ms: u64,
     ) -> Result<(usize, MacAddr), Drop> {
-        let a = u32::from(ip);
-        let slot = (a.wrapping_mul(0x9E37_79B1) >> 28) as usize % HOP_CACHE;
-        let at = snap as *const Snapshot as usize;
-        let h = &self.hops[slot];
-        if h.ip == a
-            && now_ms < h.until_ms
-            && h.generation == snap.generation
-            && h.snapshot == at
-            && self.neigh().version(h.entry) == h.version
-        {
+        if let Some(h) = self.hop_hit(snap, ip, now_ms) {
             return Ok((h.port as usize, h.mac));
         }
+        let a = u32::from(ip);
+        let slot = hop_slot(a);
+        let at = snap as *const Snapshot as usize;
         let (port, nh) = snap.route(ip).ok_or(Drop::NoRoute)?;
         match self.neigh().resolve(nh, now_ms) {
             Resolution::Mac(m, stamp) => {
+                let pi = &snap.ports[port];
                 self.hops[slot] = Hop {
                     ip: a,
                     port: port as u32,
                     mac: m,
+                    port_mac: pi.mac,
+                    port_mtu: pi.mtu,
+                    port_addr: pi.addr,
                     until_ms: now_ms + HOP_CACHE_MS,
                     generation: snap.generation,
                     snapshot: at,
@@ -1171,6 +1214,23 @@ impl Pipeline {
             }
             Resolution::Pending => Err(Drop::NeighbourUnresolved),
         }
+    }
+
+    /// The remembered next hop of `ip`, while it is valid: the same
+    /// snapshot (routes, ports), the neighbour entry unchanged since (a MAC
+    /// change shows at once), and asked of the neighbour table less than
+    /// [`HOP_CACHE_MS`] ago.
+    #[inline(always)]
+    fn hop_hit(&self, snap: &Snapshot, ip: Ipv4Addr, now_ms: u64) -> Option<&Hop> {
+        let a = u32::from(ip);
+        let h = &self.hops[hop_slot(a)];
+        let at = snap as *const Snapshot as usize;
+        (h.ip == a
+            && now_ms < h.until_ms
+            && h.generation == snap.generation
+            && h.snapshot == at
+            && self.neigh().version(h.entry) == h.version)
+            .then_some(h)
     }
 
     fn queue_arp(&mut self, port: usize, ip: Ipv4Addr) {
@@ -1264,6 +1324,12 @@ impl Pipeline {
             uncount(snap, self.worker, &c);
         }
     }
+}
+
+/// The next-hop cache slot of address `a` (direct-mapped).
+#[inline(always)]
+fn hop_slot(a: u32) -> usize {
+    (a.wrapping_mul(0x9E37_79B1) >> 28) as usize % HOP_CACHE
 }
 
 /// Writes a broadcast ARP request for `tpa` from `mac`/`spa` into `buf`

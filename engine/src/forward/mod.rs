@@ -14,6 +14,7 @@
 //! writing anything: on `Err` the frame is unchanged, and no input (even a
 //! `Parsed` that does not belong to the frame) can make them panic.
 
+mod fast;
 mod fnat;
 mod icmp_nat;
 mod icmp_reply;
@@ -22,6 +23,7 @@ mod nat6;
 mod routed;
 mod tun;
 
+pub use fast::{decrement_ttl_fixed, dr_fixed, nat_fixed, tun_fixed, NatSide};
 pub use fnat::{fnat_rewrite, icmp_error_fnat, IcmpFnat};
 pub use icmp_nat::{icmp_error_nat_inbound, icmp_error_nat_outbound};
 pub use icmp_reply::{icmp_frag_needed, icmp_time_exceeded, ICMP_ERROR_MAX_LEN};

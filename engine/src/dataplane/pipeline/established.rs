@@ -1,0 +1,172 @@
+//! The established fast path: a packet of a tracked flow whose state it does not change, forwarded with what this worker already knows.
+//!
+//! Most packets a director forwards belong to a connection in its steady
+//! state: untagged IPv4 without options, TCP with ACK and no SYN/FIN/RST on
+//! an ESTABLISHED connection, or UDP. For them the full path's decisions
+//! (own address, master, fragment, ICMP error, service, scheduling, state
+//! transition, active/inactive accounting, route, ARP) all come out as they
+//! did for the flow's previous packet. This path checks, in a few word
+//! compares, that nothing they depend on has changed, and forwards:
+//!
+//! * the frame has the shape `parse_fast` accepts (IP at 14, L4 at 34, not a
+//!   fragment) and a TTL to decrement;
+//! * the connection is found, is NAT, DR or TUN (not full-NAT, not a
+//!   persistence template, not opened by the synproxy), and its server is
+//!   still in the snapshot and usable;
+//! * the next hop is in this worker's next-hop cache and still valid: the
+//!   same snapshot (generation and address: a reload, a server removed,
+//!   weight 0, moved), the neighbour entry unchanged (a MAC change shows on
+//!   the very next packet) and checked with the neighbour table less than
+//!   100 ms ago (refresh and expiry stay the table's decisions). The cache
+//!   entry carries the egress port's MAC, address and MTU, so nothing else
+//!   of the snapshot or the neighbour table is read;
+//! * the packet fits the egress MTU;
+//! * the segment leaves the TCP state as it is (`ConnTable::touch_steady`).
+//!
+//! Anything else returns `None` before anything is written, and the full
+//! path decides exactly as before (its next packet refills the cache). The
+//! checksum deltas of NAT and the TUN outer header are computed from the
+//! connection record, already in cache after the lookup, rather than kept
+//! per connection: a side array would cost a second cache line per packet
+//! to save a few additions.
+//!
+//! Off with `[ha] sync` (each packet may report the connection to the peer):
+//! those directors take the full path.
+
+use std::net::Ipv4Addr;
+
+use super::{rewrite_drop, synproxy, Frame, Hop, Pipeline, Verdict};
+use crate::conn::{self, tcp_flags, Dir, FlowKey, KeyHash, Method};
+use crate::dataplane::counters::Drop;
+use crate::dataplane::snapshot::Snapshot;
+use crate::forward;
+use crate::packet::Parsed;
+
+/// The L4 offset of the shape the fast path takes (untagged Ethernet, IPv4
+/// without options).
+const L4_OFF: u16 = 34;
+
+/// The TCP flags whose value decides a transition: a steady segment has
+/// ACK and none of the others.
+const STEADY_MASK: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK;
+
+/// Connection flags that send a packet to the full path: the synproxy's
+/// sequence shifts, persistence templates.
+const SLOW_FLAGS: u8 = synproxy::SYNPROXY | conn::flags::TEMPLATE;
+
+impl Pipeline {
+    /// Forwards `f` when it is a steady packet of an established NAT, DR or
+    /// TUN connection whose next hop is cached (module docs); `None` leaves
+    /// the frame, the connection and every counter untouched for the full
+    /// path.
+    #[inline(always)]
+    pub(super) fn established<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        hash: Option<KeyHash>,
+        now_ms: u64,
+        owned: bool,
+    ) -> Option<Verdict> {
+        let hash = hash?;
+        if p.l4_off != L4_OFF || p.fragment || p.ttl <= 1 || !self.master || self.sync {
+            return None;
+        }
+        // SYN, FIN, RST or no ACK: a transition (`touch_steady` would say
+        // so after the lookup, which the full path then repeats).
+        if p.protocol == conn::PROTO_TCP && p.tcp_flags.bits() & STEADY_MASK != tcp_flags::ACK {
+            return None;
+        }
+        if snap.is_own(p.dst) {
+            return None;
+        }
+        let key = FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port);
+        let (id, dir) = self.conns.lookup_hashed(&key, hash, now_ms)?;
+        let c = *self.conns.get(id);
+        let method = c.method();
+        if c.flags() & SLOW_FLAGS != 0 || method == Method::Fnat {
+            return None;
+        }
+        if !owned && self.workers > 1 {
+            // The full path's ownership check, in its terms.
+            let (cip, cport) = if snap.is_vip(p.dst) {
+                (p.src, p.src_port)
+            } else {
+                (p.dst, p.dst_port)
+            };
+            if self.reta.owner(cip, cport) != self.worker {
+                return None;
+            }
+        }
+        let (_, srv) = snap.dest(c.dest())?;
+        if !srv.usable {
+            return None;
+        }
+        let to = match dir {
+            Dir::Inbound => c.server(),
+            Dir::Reply => c.client(),
+        };
+        let h = *self.hop_hit(snap, to, now_ms)?;
+        let tun = dir == Dir::Inbound && method == Method::Tun;
+        let overhead = if tun { forward::TUN_OVERHEAD as u16 } else { 0 };
+        if p.ip_total_len.saturating_add(overhead) > h.port_mtu {
+            return None;
+        }
+        if !self.conns.touch_steady(id, dir, p.tcp_flags.bits(), now_ms) {
+            return None;
+        }
+        // Committed: from here on the full path would have forwarded too.
+        let len = u64::from(p.ip_total_len);
+        let done = match (dir, method) {
+            (Dir::Inbound, Method::Nat) => {
+                let (side, port) = (forward::NatSide::Dst, c.sport());
+                forward::nat_fixed(f.data_mut(), side, to, port, h.mac, h.port_mac)
+                    .map_err(rewrite_drop)
+            }
+            (Dir::Inbound, Method::Dr) => {
+                forward::dr_fixed(f.data_mut(), h.mac, h.port_mac).map_err(rewrite_drop)
+            }
+            (Dir::Inbound, _) => self.tun_fixed(f, p, &h, to),
+            (Dir::Reply, _) => {
+                let (side, vip, vport) = (forward::NatSide::Src, c.vip(), c.vport());
+                forward::nat_fixed(f.data_mut(), side, vip, vport, h.mac, h.port_mac)
+                    .map_err(rewrite_drop)
+            }
+        };
+        if let Err(d) = done {
+            return Some(self.drop(d));
+        }
+        let k = &srv.shared.per_worker[self.worker];
+        if dir == Dir::Inbound {
+            k.in_packets.inc();
+            k.in_bytes.add(len);
+        } else {
+            k.out_packets.inc();
+            k.out_bytes.add(len);
+        }
+        self.established_hits += 1;
+        Some(Verdict::Tx(h.port as usize))
+    }
+
+    /// IPIP for the fast path, as `Pipeline::tun` does it (the same drops),
+    /// with the egress port's address and MAC from the next-hop cache.
+    #[inline(always)]
+    fn tun_fixed<F: Frame>(
+        &mut self,
+        f: &mut F,
+        p: &Parsed,
+        h: &Hop,
+        server: Ipv4Addr,
+    ) -> Result<(), Drop> {
+        forward::decrement_ttl_fixed(f.data_mut()).map_err(rewrite_drop)?;
+        // Drop Ethernet padding so the outer length is the inner one + 20.
+        f.truncate(p.l3_end());
+        if !f.prepend(forward::TUN_OVERHEAD) {
+            return Err(Drop::NoHeadroom);
+        }
+        let ident = self.next_tun_ident();
+        forward::tun_fixed(f.data_mut(), h.port_addr, server, ident, h.mac, h.port_mac)
+            .map_err(|_| Drop::NoHeadroom)
+    }
+}
