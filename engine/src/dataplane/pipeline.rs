@@ -11,6 +11,7 @@ mod admit;
 mod fnat;
 mod frag;
 mod ha;
+mod nat6;
 mod nd;
 mod nodest;
 mod rescue;
@@ -167,6 +168,8 @@ pub struct Pipeline {
     nd: nd::WorkerNd,
     /// SYN cookie secret and the sequence shifts of synproxied connections.
     synproxy: synproxy::Synproxy,
+    /// IPv6 connections (nat6.rs), made with the first IPv6 service.
+    v6: Option<Box<nat6::Conns6>>,
 }
 
 impl Pipeline {
@@ -210,6 +213,7 @@ impl Pipeline {
             frags: frag::FragTable::new(),
             nd: nd::WorkerNd::default(),
             synproxy: synproxy::Synproxy::new(),
+            v6: None,
         }
     }
 
@@ -314,7 +318,7 @@ impl Pipeline {
             // IPv6 multicast (33:33:..): a solicitation for one of our
             // addresses is sent to its solicited-node group.
             if p.l3 == L3Class::Ipv6 && dst_mac.0[..2] == [0x33, 0x33] {
-                return self.ipv6(snap, f, in_port, true, now_ms);
+                return self.ipv6(snap, f, in_port, true, now_ms, owned);
             }
             return self.drop(Drop::NotForUs);
         }
@@ -322,7 +326,7 @@ impl Pipeline {
             L3Class::Arp => self.arp(snap, f, p, in_port, now_ms),
             L3Class::Ipv4 if !broadcast => self.ipv4(snap, f, p, i.hash, in_port, now_ms, owned),
             L3Class::Ipv4 => self.drop(Drop::NotForUs),
-            L3Class::Ipv6 if !broadcast => self.ipv6(snap, f, in_port, false, now_ms),
+            L3Class::Ipv6 if !broadcast => self.ipv6(snap, f, in_port, false, now_ms, owned),
             _ => self.drop(Drop::NotIpv4),
         }
     }
@@ -1214,6 +1218,7 @@ impl Pipeline {
                 .set_snat(&snap.snat_specs(), self.worker, self.workers);
         }
         self.synproxy.prepare(snap, self.conns.capacity());
+        self.prepare_v6(snap);
     }
 
     /// Bounded background work, once per loop: expire connections, and
@@ -1227,7 +1232,10 @@ impl Pipeline {
             release_template(snap, persist, c, now_ms);
             uncount(snap, worker, c);
         });
-        self.stats.conns.set(self.conns.len() as u64);
+        self.expire_v6(snap, now_ms, budget);
+        self.stats
+            .conns
+            .set((self.conns.len() + self.conns6_len()) as u64);
         // Worker 0 keeps the next hops resolved: every second, and at once
         // when a new configuration may have brought new servers.
         let due = now_ms.saturating_sub(self.last_warm_ms) >= NEIGH_WARM_MS
