@@ -247,7 +247,9 @@ impl Pipeline {
             return self.drop(Drop::TableFull);
         };
         self.stats.conns_created.inc();
-        let tr = v6.conns.on_packet(id, Dir::Inbound, p.tcp_flags.bits(), now_ms);
+        let tr = v6
+            .conns
+            .on_packet(id, Dir::Inbound, p.tcp_flags.bits(), now_ms);
         let k = &srv.shared.per_worker[self.worker];
         k.conns.inc();
         if tr.new_active {
