@@ -82,7 +82,7 @@ def ipv6_services_through_ctl(env):
           if l.startswith(f"TCP  [{VIP6}]:80 wrr persistent 60 mask 64")]
     check(v4 and v6 and v4[0] < v6[0], f"list:\n{plain}")
     rs = [l.split()[1] for l in lines[v6[0] + 1:v6[0] + 3]]
-    check(rs == [f"[{a}]:8080" for a in RS6], f"IPv6 servers listed as {rs}:\n{plain}")
+    check(rs == [f"[{a}]:8080" for a in RS6[:2]], f"IPv6 servers listed as {rs}:\n{plain}")
 
     one = ctl_ok(env, "list", "--service", SVC6)
     check(f"[{VIP6}]:80" in one and f"{VIP}:80" not in one, f"list --service {SVC6}:\n{one}")
