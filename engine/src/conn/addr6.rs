@@ -48,9 +48,16 @@ impl Addr6Table {
         }
     }
 
-    /// Bytes allocated (for `rvs-perf mem`).
+    /// Bytes allocated.
     pub fn memory_bytes(&self) -> usize {
         self.addrs.len() * (16 + 4) + self.free.capacity() * 4 + self.index.len() * 4
+    }
+
+    /// Bytes a table of `capacity` ids allocates (`rvs-perf mem` reports
+    /// the IPv6 figure with it, without building one).
+    pub fn bytes_for(capacity: usize) -> usize {
+        let capacity = capacity.clamp(1, u32::MAX as usize / 2);
+        capacity * (16 + 4 + 4) + (2 * capacity).next_power_of_two() * 4
     }
 
     /// Distinct addresses held.
@@ -171,6 +178,7 @@ mod tests {
     fn ids_are_held_shared_and_freed() {
         let mut t = Addr6Table::with_capacity(4);
         let x = t.acquire(a(1)).unwrap();
+        assert_eq!(t.memory_bytes(), Addr6Table::bytes_for(4));
         assert_eq!(t.acquire(a(1)), Some(x));
         let y = t.acquire(a(2)).unwrap();
         assert_ne!(x, y);
