@@ -380,6 +380,22 @@ fn strays_are_counted_drops() {
     );
     assert_eq!(r.run(0, &other, 2_000).0, Verdict::Drop);
     assert_eq!(r.drops(Drop::NoService), 2);
+    // A server's answer to the director's own address (a health check) is
+    // not a stray: it goes where it went before (no exception path here).
+    let hc = tcp6(
+        RS_MAC[1],
+        PORT1_MAC.0,
+        RS[1],
+        8080,
+        PORT1_ADDR,
+        40005,
+        64,
+        false,
+        b"",
+    );
+    assert_eq!(r.run(1, &hc, 2_000).0, Verdict::Drop);
+    assert_eq!(r.drops(Drop::NotIpv4), 1);
+    assert_eq!(r.drops(Drop::NoService), 2);
     assert_eq!(r.w.conns6_len(), 0);
     assert_eq!(r.counts(RS[1], 8080), [0; 5]);
 }

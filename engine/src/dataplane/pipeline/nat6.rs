@@ -124,7 +124,14 @@ impl Pipeline {
             return None;
         }
         let to_vip = snap.is_fwd_vip6(p.dst);
-        if !to_vip && snap.nd6.servers.binary_search(&p.src).is_err() {
+        if !to_vip
+            && (snap.nd6.servers.binary_search(&p.src).is_err()
+                || snap.ports.iter().any(|pi| pi.addr6 == Some(p.dst))
+                || p.dst.segments()[0] & 0xffc0 == 0xfe80)
+        {
+            // Not a server's reply: the director's own traffic (a health
+            // check's answer, to its own or a link-local address) stays
+            // the kernel's, as does anything else.
             return None;
         }
         if !self.master {
