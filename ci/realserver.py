@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -179,8 +180,23 @@ def main():
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.request_queue_size = 128
-    httpd = ThreadingHTTPServer((a.bind, a.http_port), Handler)
-    us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # An IPv6 --bind (an e2e's IPv6 server beside the IPv4 one) takes
+    # AF_INET6 sockets; IPv4 is as before.
+    family = socket.AF_INET6 if ":" in a.bind else socket.AF_INET
+    server_cls = ThreadingHTTPServer
+    if family == socket.AF_INET6:
+        class Server6(ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+
+            def server_bind(self):
+                # HTTPServer.server_bind asks DNS for the address's name
+                # (getfqdn), which stalls for seconds in a namespace
+                # without DNS.
+                socketserver.TCPServer.server_bind(self)
+                self.server_name, self.server_port = a.bind, a.http_port
+        server_cls = Server6
+    httpd = server_cls((a.bind, a.http_port), Handler)
+    us = socket.socket(family, socket.SOCK_DGRAM)
     us.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     us.bind((a.bind, a.udp_port))
     stop = threading.Event()

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use engine::conn::addr6::Addr6Table;
 use engine::conn::{ConnTable, FlowKey, Method, NewConn, TcpState, PROTO_TCP};
 use engine::dataplane::eal;
 use engine::dataplane::region::TableMemory;
@@ -126,12 +127,18 @@ pub fn measure(n: usize, lookups: usize, pages: &str) -> Result<Value> {
     }
     let lookup_ns = t.elapsed().as_nanos() as f64 / lookups.max(1) as f64;
     let bytes = table.memory_bytes();
+    // An IPv6 connection: a record and keys of the same table design (its
+    // addresses as 32-bit ids) plus the worker's id table, sized as the
+    // data plane sizes it (pipeline/nat6.rs).
+    let bytes6 = bytes + Addr6Table::bytes_for(table.capacity() + 4096);
     let v = json!({
         "conns": n,
         "capacity": table.capacity(),
         "index_buckets": table.index_buckets(),
         "memory_bytes": bytes,
         "bytes_per_conn": bytes as f64 / n as f64,
+        "ipv6_memory_bytes": bytes6,
+        "ipv6_bytes_per_conn": bytes6 as f64 / n as f64,
         "rss_before": rss0,
         "rss_empty_table": rss_empty,
         "rss_full_table": rss_full,
@@ -173,10 +180,11 @@ pub fn run(o: MemOpts) -> Result<()> {
         for pages in &o.pages {
             let v = measure(n, o.lookups, pages)?;
             eprintln!(
-            "rvs-perf mem: {n} conns, {pages} ({}): table {:.1} MiB ({:.1} B/conn), RSS +{:.1} MiB ({:.1} B/conn), insert {:.0} ns, lookup {:.0} ns",
+            "rvs-perf mem: {n} conns, {pages} ({}): table {:.1} MiB ({:.1} B/conn; IPv6 {:.1} B/conn), RSS +{:.1} MiB ({:.1} B/conn), insert {:.0} ns, lookup {:.0} ns",
             v["conn_memory"].as_str().unwrap_or("?"),
             v["memory_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
             v["bytes_per_conn"].as_f64().unwrap_or(0.0),
+            v["ipv6_bytes_per_conn"].as_f64().unwrap_or(0.0),
             v["rss_delta_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
             v["rss_bytes_per_conn"].as_f64().unwrap_or(0.0),
             v["insert_ns"].as_f64().unwrap_or(0.0),

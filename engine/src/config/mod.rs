@@ -154,7 +154,8 @@ impl Config {
     /// back) then lands on another server and breaks.
     ///
     /// An IPv6 service is configured, listed and health-checked, but the
-    /// data plane does not forward IPv6 yet: said for each.
+    /// data plane forwards only NAT ones yet (`forwards_ipv6`): said for
+    /// each other.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         let fnat = self.services.iter().any(|svc| {
@@ -176,9 +177,9 @@ impl Config {
             }
         }
         for (i, svc) in self.services.iter().enumerate() {
-            if svc.is_ipv6() {
+            if svc.is_ipv6() && !svc.forwards_ipv6() {
                 out.push(format!(
-                    "service[{i}].vip: {} is IPv6: configured, listed and health-checked, but the data plane does not forward IPv6 yet (its frames go to the kernel)",
+                    "service[{i}].vip: {} is IPv6: configured, listed and health-checked, but the data plane does not forward IPv6 yet except NAT to IPv6 servers without persistence, ops or sorry server (its frames go to the kernel)",
                     svc.key()
                 ));
             }
@@ -572,6 +573,21 @@ impl ServiceConfig {
     /// Whether the VIP is IPv6.
     pub fn is_ipv6(&self) -> bool {
         self.vip.is_ipv6()
+    }
+
+    /// Whether the data plane forwards this IPv6 service (issue 13, this
+    /// cut): NAT to IPv6 servers only, one connection per flow (no
+    /// persistence, one-packet scheduling or sorry server yet).
+    pub fn forwards_ipv6(&self) -> bool {
+        self.is_ipv6()
+            && self.persistence_timeout == 0
+            && !self.ops
+            && self.sorry_server.is_none()
+            && !self.servers.is_empty()
+            && self
+                .servers
+                .iter()
+                .all(|s| s.address.is_ipv6() && s.effective_forward(self) == Forward::Nat)
     }
 
     /// Every VIP port this service answers on: `ports`, else `port`.

@@ -158,6 +158,7 @@
 //! RST > SYN > FIN > ACK, and every segment re-arms the expiry to the
 //! timeout of the new state. UDP: every datagram re-arms `udp`.
 
+pub mod addr6;
 mod hash;
 pub mod rss;
 pub mod snat;

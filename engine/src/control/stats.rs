@@ -183,10 +183,16 @@ impl Stats {
                 ops: sc.ops,
                 ..ServiceView::default()
             };
-            if let Some(ss) = ss {
+            // A forwarded IPv6 service lives in `services6`.
+            let ss6 = snap
+                .services6
+                .iter()
+                .find(|s| s.proto == proto && sc.vip == s.vip && s.port == sc.port);
+            let live_id = ss.map(|s| s.id).or(ss6.map(|s| s.id));
+            if let Some(live_id) = live_id {
                 let mut total = Counts::default();
                 for (svc, _, _, d) in &entries {
-                    if *svc == ss.id {
+                    if *svc == live_id {
                         total = total.plus(self.shown(d));
                     }
                 }
@@ -195,15 +201,23 @@ impl Stats {
                 sv.out_packets = total.out_packets;
                 sv.in_bytes = total.in_bytes;
                 sv.out_bytes = total.out_bytes;
-                sv.rate = self.svc_rates.get(&ss.id).copied().unwrap_or_default();
+                sv.rate = self.svc_rates.get(&live_id).copied().unwrap_or_default();
             }
             for srv in &sc.servers {
                 let port = srv.effective_port(sc);
-                let live = ss.and_then(|ss| {
-                    ss.servers
-                        .iter()
-                        .find(|s| s.addr == srv.address && s.port == port)
-                });
+                let live = ss
+                    .and_then(|ss| {
+                        ss.servers
+                            .iter()
+                            .find(|s| s.addr == srv.address && s.port == port)
+                            .map(|s| (s.usable, s.weight, &s.shared))
+                    })
+                    .or_else(|| {
+                        ss6?.servers
+                            .iter()
+                            .find(|s| srv.address == s.addr && s.port == port)
+                            .map(|s| (s.usable, s.weight, &s.shared))
+                    });
                 let h = health.status(sc, srv);
                 let mut v = ServerView {
                     address: srv.address,
@@ -217,24 +231,21 @@ impl Stats {
                     lower_threshold: srv.lower_threshold,
                     ..ServerView::default()
                 };
-                if let Some(s) = live {
-                    let c = self.shown(&s.shared);
+                if let Some((usable, weight, shared)) = live {
+                    let c = self.shown(shared);
                     // A server out of the pool (health check, `remove`) takes
                     // no connections: its weight in the pool is 0.
-                    v.effective_weight = if s.usable { s.weight } else { 0 };
-                    v.up = s.usable;
-                    v.overloaded = s
-                        .shared
-                        .overloaded
-                        .load(std::sync::atomic::Ordering::Relaxed);
-                    v.active = u64::from(s.shared.active());
-                    v.inactive = u64::from(s.shared.inactive());
+                    v.effective_weight = if usable { weight } else { 0 };
+                    v.up = usable;
+                    v.overloaded = shared.overloaded.load(std::sync::atomic::Ordering::Relaxed);
+                    v.active = u64::from(shared.active());
+                    v.inactive = u64::from(shared.inactive());
                     v.conns = c.conns;
                     v.in_packets = c.in_packets;
                     v.out_packets = c.out_packets;
                     v.in_bytes = c.in_bytes;
                     v.out_bytes = c.out_bytes;
-                    v.rate = self.rates.get(&s.shared.id).copied().unwrap_or_default();
+                    v.rate = self.rates.get(&shared.id).copied().unwrap_or_default();
                 }
                 sv.active += v.active;
                 sv.inactive += v.inactive;

@@ -12,6 +12,7 @@ mod established;
 mod fnat;
 mod frag;
 mod ha;
+mod nat6;
 mod nd;
 mod nodest;
 mod rescue;
@@ -180,6 +181,8 @@ pub struct Pipeline {
     /// Frames the established fast path forwarded (a plain count: only
     /// this worker writes or reads it).
     established_hits: u64,
+    /// IPv6 connections (nat6.rs), made with the first IPv6 service.
+    v6: Option<Box<nat6::Conns6>>,
 }
 
 impl Pipeline {
@@ -224,6 +227,7 @@ impl Pipeline {
             nd: nd::WorkerNd::default(),
             synproxy: synproxy::Synproxy::new(),
             established_hits: 0,
+            v6: None,
         }
     }
 
@@ -344,7 +348,7 @@ impl Pipeline {
             // IPv6 multicast (33:33:..): a solicitation for one of our
             // addresses is sent to its solicited-node group.
             if p.l3 == L3Class::Ipv6 && dst_mac.0[..2] == [0x33, 0x33] {
-                return self.ipv6(snap, f, in_port, true, now_ms);
+                return self.ipv6(snap, f, in_port, true, now_ms, owned);
             }
             return self.drop(Drop::NotForUs);
         }
@@ -358,7 +362,7 @@ impl Pipeline {
                 self.ipv4(snap, f, p, i.hash, in_port, now_ms, owned)
             }
             L3Class::Ipv4 => self.drop(Drop::NotForUs),
-            L3Class::Ipv6 if !broadcast => self.ipv6(snap, f, in_port, false, now_ms),
+            L3Class::Ipv6 if !broadcast => self.ipv6(snap, f, in_port, false, now_ms, owned),
             _ => self.drop(Drop::NotIpv4),
         }
     }
@@ -1273,6 +1277,7 @@ impl Pipeline {
                 .set_snat(&snap.snat_specs(), self.worker, self.workers);
         }
         self.synproxy.prepare(snap, self.conns.capacity());
+        self.prepare_v6(snap);
     }
 
     /// Bounded background work, once per loop: expire connections, and
@@ -1286,7 +1291,10 @@ impl Pipeline {
             release_template(snap, persist, c, now_ms);
             uncount(snap, worker, c);
         });
-        self.stats.conns.set(self.conns.len() as u64);
+        self.expire_v6(snap, now_ms, budget);
+        self.stats
+            .conns
+            .set((self.conns.len() + self.conns6_len()) as u64);
         // Worker 0 keeps the next hops resolved: every second, and at once
         // when a new configuration may have brought new servers.
         let due = now_ms.saturating_sub(self.last_warm_ms) >= NEIGH_WARM_MS

@@ -13,7 +13,7 @@
 //! list builds a new one, which restarts the wrr cycle (SPEC §6).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -147,6 +147,10 @@ pub struct DestRegistry {
 struct RegistryInner {
     services: HashMap<(u8, Ipv4Addr, u16), u16>,
     dests: HashMap<(u16, Ipv4Addr, u16), Arc<DestShared>>,
+    /// IPv6 services and servers: ids from the same counters, so a
+    /// server id or service id names one thing whatever its family.
+    services6: HashMap<(u8, Ipv6Addr, u16), u16>,
+    dests6: HashMap<(u16, Ipv6Addr, u16), Arc<DestShared>>,
     next_service: u16,
     next_dest: u32,
     /// Service id -> its scheduler in the last snapshot built, with what it
@@ -184,16 +188,30 @@ impl DestRegistry {
         id
     }
 
+    fn service_id6(&self, proto: u8, vip: Ipv6Addr, port: u16) -> u16 {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let next = g.next_service;
+        let id = *g.services6.entry((proto, vip, port)).or_insert(next);
+        if id == next {
+            g.next_service += 1;
+        }
+        id
+    }
+
     /// Every server ever registered, as (service id, address, port, its
     /// shared state): servers since removed included, so that reports can
     /// count a service's past traffic. Read-only; for the control thread.
-    pub fn entries(&self) -> Vec<(u16, Ipv4Addr, u16, Arc<DestShared>)> {
+    pub fn entries(&self) -> Vec<(u16, IpAddr, u16, Arc<DestShared>)> {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<_> = g
+        let v4 = g
             .dests
             .iter()
-            .map(|(&(svc, addr, port), d)| (svc, addr, port, d.clone()))
-            .collect();
+            .map(|(&(svc, addr, port), d)| (svc, IpAddr::V4(addr), port, d.clone()));
+        let v6 = g
+            .dests6
+            .iter()
+            .map(|(&(svc, addr, port), d)| (svc, IpAddr::V6(addr), port, d.clone()));
+        let mut v: Vec<_> = v4.chain(v6).collect();
         v.sort_by_key(|e| e.3.id);
         v
     }
@@ -269,11 +287,24 @@ impl DestRegistry {
         g.dests.insert((svc, addr, port), d.clone());
         d
     }
+
+    fn dest6(&self, svc: u16, addr: Ipv6Addr, port: u16) -> Arc<DestShared> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = g.dests6.get(&(svc, addr, port)) {
+            return d.clone();
+        }
+        let id = g.next_dest;
+        g.next_dest += 1;
+        let d = Arc::new(DestShared::new(id, self.workers));
+        g.dests6.insert((svc, addr, port), d.clone());
+        d
+    }
 }
 
-/// One real server of one service in this snapshot.
-pub struct Server {
-    pub addr: Ipv4Addr,
+/// One real server of one service in this snapshot (`A`: its address
+/// family; the IPv4 path keeps its plain `Server`).
+pub struct Server<A = Ipv4Addr> {
+    pub addr: A,
     /// The port connections go to (the VIP port for DR/TUN).
     pub port: u16,
     pub weight: u32,
@@ -285,7 +316,7 @@ pub struct Server {
     pub shared: Arc<DestShared>,
 }
 
-impl Server {
+impl<A> Server<A> {
     /// Recomputes the overload flag after this worker changed a count.
     /// Without an upper threshold the server is never overloaded: the flag
     /// is cleared (a worker still on an older snapshot may have set it).
@@ -306,7 +337,7 @@ impl Server {
     }
 }
 
-impl Server {
+impl<A> Server<A> {
     /// Applies this snapshot's thresholds to the flag, as IPVS does when a
     /// server is edited (`__ip_vs_update_dest`): a threshold removed or
     /// raised clears it; and a server already at or over its (new)
@@ -356,11 +387,47 @@ pub struct Service {
     pub synproxy: bool,
 }
 
+/// One IPv6 virtual service the data plane forwards (NAT to IPv6 servers,
+/// see `ServiceConfig::forwards_ipv6`). Apart from [`Service`] so the IPv4
+/// path's types and lookups stay as they were.
+pub struct Service6 {
+    pub id: u16,
+    pub proto: u8,
+    pub vip: Ipv6Addr,
+    /// 0 = all ports; the first of `ports` for a service over several.
+    pub port: u16,
+    pub ports: Box<[u16]>,
+    pub sched: Arc<dyn Scheduler>,
+    pub servers: Vec<Server<Ipv6Addr>>,
+}
+
+impl Service6 {
+    /// Whether the service answers on `port`.
+    #[inline]
+    fn has_port(&self, port: u16) -> bool {
+        if self.ports.is_empty() {
+            self.port == port
+        } else {
+            self.ports.contains(&port)
+        }
+    }
+}
+
+/// A 32-bit fold of an IPv6 address (the xor of its four words): what the
+/// hashing schedulers and the worker ownership of an IPv6 flow take where
+/// IPv4 takes the address itself, so IPv4 results stay as they were.
+#[inline]
+pub fn fold6(a: Ipv6Addr) -> Ipv4Addr {
+    let o = a.octets();
+    let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+    Ipv4Addr::from(w(0) ^ w(4) ^ w(8) ^ w(12))
+}
+
 /// The scheduler's view of a service's servers: configuration from the
 /// snapshot, counts summed over workers.
-pub struct LiveDests<'a>(pub &'a [Server]);
+pub struct LiveDests<'a, A = Ipv4Addr>(pub &'a [Server<A>]);
 
-impl Dests for LiveDests<'_> {
+impl<A> Dests for LiveDests<'_, A> {
     #[inline]
     fn len(&self) -> usize {
         self.0.len()
@@ -468,6 +535,10 @@ pub struct Snapshot {
     pub owned: Vec<(usize, Ipv4Addr)>,
     /// IPv6 neighbour discovery: ports, servers, announced addresses.
     pub nd6: super::nd6::Nd6Plan,
+    /// The IPv6 services forwarded (NAT), and server id -> (index into
+    /// `services6`, server index) as `dest_index` for IPv4.
+    pub services6: Vec<Service6>,
+    pub dest_index6: Vec<Option<(u16, u32)>>,
     /// Some service schedules one packet at a time: a reply that misses
     /// the table may belong to it ([`Snapshot::ops_reply`]).
     pub has_ops: bool,
@@ -530,6 +601,8 @@ impl Snapshot {
             virtual_addrs: Vec::new(),
             owned: Vec::new(),
             nd6: super::nd6::Nd6Plan::default(),
+            services6: Vec::new(),
+            dest_index6: Vec::new(),
             has_ops: false,
             expire_nodest_conn: crate::config::Timeouts::default().expire_nodest_conn,
             expire_quiescent_template: false,
@@ -637,7 +710,14 @@ impl Snapshot {
                 synproxy,
             });
         }
-        registry.retain_schedulers(&services.iter().map(|s| s.id).collect::<Vec<_>>());
+        let (services6, dest_index6) = build_services6(cfg, registry, health);
+        registry.retain_schedulers(
+            &services
+                .iter()
+                .map(|s| s.id)
+                .chain(services6.iter().map(|s| s.id))
+                .collect::<Vec<_>>(),
+        );
         let mut vips: Vec<u32> = services.iter().map(|s| u32::from(s.vip)).collect();
         vips.sort_unstable();
         vips.dedup();
@@ -701,7 +781,41 @@ impl Snapshot {
             virtual_addrs,
             owned,
             nd6: super::nd6::Nd6Plan::build(cfg, ports),
+            services6,
+            dest_index6,
         })
+    }
+
+    /// The IPv6 service for a packet to `vip:port` (an exact port first,
+    /// then a port-0 one).
+    #[inline]
+    pub fn service6_for(&self, proto: u8, vip: Ipv6Addr, port: u16) -> Option<&Service6> {
+        let mut any = None;
+        for s in &self.services6 {
+            if s.proto == proto && s.vip == vip {
+                if s.has_port(port) {
+                    return Some(s);
+                }
+                if s.port == 0 {
+                    any = Some(s);
+                }
+            }
+        }
+        any
+    }
+
+    /// Whether `ip` is the VIP of a forwarded IPv6 service.
+    #[inline]
+    pub fn is_fwd_vip6(&self, ip: Ipv6Addr) -> bool {
+        self.services6.iter().any(|s| s.vip == ip)
+    }
+
+    /// The IPv6 service and server a connection's server id points at now.
+    #[inline]
+    pub fn dest6(&self, id: u32) -> Option<(&Service6, &Server<Ipv6Addr>)> {
+        let (si, di) = (*self.dest_index6.get(id as usize)?)?;
+        let svc = self.services6.get(si as usize)?;
+        Some((svc, svc.servers.get(di as usize)?))
     }
 
     /// Whether `ip` is one of the `[ha]` virtual addresses.
@@ -871,6 +985,77 @@ fn owned_addresses(cfg: &Config, ports: &[PortInfo]) -> (Vec<u32>, Vec<(usize, I
     virt.sort_unstable();
     virt.dedup();
     (virt, owned)
+}
+
+/// The IPv6 services the data plane forwards, and their server index.
+fn build_services6(
+    cfg: &Config,
+    registry: &DestRegistry,
+    health: &dyn HealthView,
+) -> (Vec<Service6>, Vec<Option<(u16, u32)>>) {
+    let mut out = Vec::new();
+    let mut index = Vec::new();
+    for sc in cfg.services.iter().filter(|s| s.forwards_ipv6()) {
+        let IpAddr::V6(vip) = sc.vip else { continue };
+        let proto = proto_of(sc.protocol);
+        let id = registry.service_id6(proto, vip, sc.port);
+        let servers: Vec<Server<Ipv6Addr>> = sc
+            .servers
+            .iter()
+            .filter_map(|s| match s.address {
+                IpAddr::V6(a) => Some((s, a)),
+                IpAddr::V4(_) => None,
+            })
+            .map(|(s, addr)| {
+                let port = s.effective_port(sc);
+                let h = health.health(sc, s);
+                Server {
+                    addr,
+                    port,
+                    weight: if h == Health::Inhibited {
+                        0
+                    } else {
+                        health.weight(sc, s)
+                    },
+                    method: Method::Nat,
+                    usable: h != Health::Down,
+                    upper: s.upper_threshold,
+                    lower: s.lower_threshold,
+                    shared: registry.dest6(id, addr, port),
+                }
+            })
+            .collect();
+        // The schedulers see an address only through the hashing ones'
+        // input: the fold keeps each server's identity distinct enough
+        // for the kernel-compatible rr/wrr/wlc/lc sequences, which ignore it.
+        let infos: Vec<DestInfo> = servers
+            .iter()
+            .map(|s| DestInfo::new(fold6(s.addr), s.port, s.weight, s.usable))
+            .collect();
+        let opts = SchedOpts {
+            sh_port: sc.sched_flags.sh_port,
+            sh_fallback: sc.sched_flags.sh_fallback,
+            mh_port: sc.sched_flags.mh_port,
+            mh_fallback: sc.sched_flags.mh_fallback,
+            ..SchedOpts::default()
+        };
+        let sched = registry.scheduler(id, sc.scheduler, &opts, &infos);
+        let si = out.len() as u16;
+        for (i, s) in servers.iter().enumerate() {
+            s.apply_thresholds();
+            set_index(&mut index, s.shared.id, si, i as u32);
+        }
+        out.push(Service6 {
+            id,
+            proto,
+            vip,
+            port: sc.port,
+            ports: sc.ports.clone().into_boxed_slice(),
+            sched,
+            servers,
+        });
+    }
+    (out, index)
 }
 
 fn set_index(v: &mut Vec<Option<(u16, u32)>>, id: u32, si: u16, di: u32) {

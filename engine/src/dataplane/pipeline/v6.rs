@@ -9,7 +9,8 @@
 //! servers by solicitation and unsolicited advertisements); a solicitation
 //! for the TAP's own link-local address goes to the kernel, which owns it.
 //!
-//! Not here yet: IPv6 forwarding (NAT/DR/TUN).
+//! TCP/UDP to a forwarded IPv6 VIP, and its servers' replies, are NAT-ed
+//! by `nat6.rs`; DR/TUN over IPv6 are not here yet.
 
 use std::net::Ipv6Addr;
 
@@ -38,6 +39,7 @@ impl Pipeline {
         in_port: usize,
         multicast: bool,
         now_ms: u64,
+        owned: bool,
     ) -> Verdict {
         let p = match parse_ipv6(f.data()) {
             Ok(Some(p)) => p,
@@ -59,6 +61,9 @@ impl Pipeline {
         }
         if multicast {
             return self.drop(Drop::NotForUs);
+        }
+        if let Some(v) = self.forward6(snap, f, &p, now_ms, owned) {
+            return v;
         }
         if snap.ports[in_port].kernel {
             self.to_kernel()

@@ -1,0 +1,225 @@
+//! IPv6 addresses as 32-bit ids, so an IPv6 connection fits the same
+//! 32-byte record and 16-byte key as an IPv4 one (issue 13): the worker's
+//! IPv6 connection table stores ids where the IPv4 one stores addresses.
+//!
+//! One table per worker (single writer, no atomics), allocated whole by
+//! [`Addr6Table::with_capacity`] and never again. An id is held once per
+//! connection that names the address (client, VIP, server: three holds)
+//! and freed with the last, so the table never holds more distinct
+//! addresses than three times the live connections (in practice about one
+//! per client: VIPs and servers are few and shared).
+//!
+//! Layout: `capacity` entries (16-byte address + 4-byte hold count), a
+//! free-id stack (4 bytes each), and an index of `next_pow2(2 * capacity)`
+//! 4-byte buckets (linear probing, backward-shift deletion, 0 = empty):
+//! 32 bytes per id at power-of-two capacities. Ids are stable while held
+//! (the index moves ids, never the entries), and never 0.
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::Ipv6Addr;
+
+/// The id table of one worker.
+pub struct Addr6Table {
+    addrs: Box<[u128]>,
+    refs: Box<[u32]>,
+    free: Vec<u32>,
+    index: Box<[u32]>,
+    mask: usize,
+    seed: u64,
+}
+
+impl Addr6Table {
+    /// A table for up to `capacity` distinct addresses.
+    pub fn with_capacity(capacity: usize) -> Addr6Table {
+        let capacity = capacity.clamp(1, u32::MAX as usize / 2);
+        let buckets = (2 * capacity).next_power_of_two();
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            | 1;
+        Addr6Table {
+            addrs: vec![0u128; capacity].into_boxed_slice(),
+            refs: vec![0u32; capacity].into_boxed_slice(),
+            // Ids handed out lowest first.
+            free: (1..=capacity as u32).rev().collect(),
+            index: vec![0u32; buckets].into_boxed_slice(),
+            mask: buckets - 1,
+            seed,
+        }
+    }
+
+    /// Bytes allocated.
+    pub fn memory_bytes(&self) -> usize {
+        self.addrs.len() * (16 + 4) + self.free.capacity() * 4 + self.index.len() * 4
+    }
+
+    /// Bytes a table of `capacity` ids allocates (`rvs-perf mem` reports
+    /// the IPv6 figure with it, without building one).
+    pub fn bytes_for(capacity: usize) -> usize {
+        let capacity = capacity.clamp(1, u32::MAX as usize / 2);
+        capacity * (16 + 4 + 4) + (2 * capacity).next_power_of_two() * 4
+    }
+
+    /// Distinct addresses held.
+    pub fn len(&self) -> usize {
+        self.addrs.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    fn home(&self, a: u128) -> usize {
+        // Keyed fold: an attacker choosing client addresses cannot aim
+        // them at one probe run without the seed.
+        let x = (a as u64) ^ ((a >> 64) as u64).rotate_left(29) ^ self.seed;
+        let m = u128::from(x).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+        ((m >> 64) as u64 ^ m as u64) as usize & self.mask
+    }
+
+    #[inline]
+    fn find(&self, a: u128) -> Result<usize, usize> {
+        let mut i = self.home(a);
+        loop {
+            let id = self.index[i];
+            if id == 0 {
+                return Err(i);
+            }
+            if self.addrs[id as usize - 1] == a {
+                return Ok(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The id of `a`, if some connection holds it (per packet: one probe
+    /// run, no write).
+    #[inline]
+    pub fn get(&self, a: Ipv6Addr) -> Option<u32> {
+        self.find(u128::from(a)).ok().map(|i| self.index[i])
+    }
+
+    /// The address of a held id.
+    #[inline]
+    pub fn addr(&self, id: u32) -> Ipv6Addr {
+        Ipv6Addr::from(self.addrs[id as usize - 1])
+    }
+
+    /// Holds `a` once more, giving it an id if it has none; `None` when
+    /// the table is full.
+    pub fn acquire(&mut self, a: Ipv6Addr) -> Option<u32> {
+        let a = u128::from(a);
+        match self.find(a) {
+            Ok(i) => {
+                let id = self.index[i];
+                self.refs[id as usize - 1] += 1;
+                Some(id)
+            }
+            Err(i) => {
+                let id = self.free.pop()?;
+                self.addrs[id as usize - 1] = a;
+                self.refs[id as usize - 1] = 1;
+                self.index[i] = id;
+                Some(id)
+            }
+        }
+    }
+
+    /// Gives back one hold of `id`; the last frees it.
+    pub fn release(&mut self, id: u32) {
+        let Some(r) = self.refs.get_mut((id as usize).wrapping_sub(1)) else {
+            return;
+        };
+        if *r == 0 {
+            return;
+        }
+        *r -= 1;
+        if *r > 0 {
+            return;
+        }
+        let Ok(mut hole) = self.find(self.addrs[id as usize - 1]) else {
+            return;
+        };
+        // Backward-shift deletion: pull later members of the run into the
+        // hole unless their home lies cyclically after the hole.
+        let mut j = hole;
+        loop {
+            j = (j + 1) & self.mask;
+            let moved = self.index[j];
+            if moved == 0 {
+                break;
+            }
+            let k = self.home(self.addrs[moved as usize - 1]);
+            let stays = if hole <= j {
+                hole < k && k <= j
+            } else {
+                hole < k || k <= j
+            };
+            if !stays {
+                self.index[hole] = moved;
+                hole = j;
+            }
+        }
+        self.index[hole] = 0;
+        self.free.push(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(n: u32) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (n >> 16) as u16, n as u16)
+    }
+
+    #[test]
+    fn ids_are_held_shared_and_freed() {
+        let mut t = Addr6Table::with_capacity(4);
+        let x = t.acquire(a(1)).unwrap();
+        assert_eq!(t.memory_bytes(), Addr6Table::bytes_for(4));
+        assert_eq!(t.acquire(a(1)), Some(x));
+        let y = t.acquire(a(2)).unwrap();
+        assert_ne!(x, y);
+        assert_eq!(t.get(a(1)), Some(x));
+        assert_eq!(t.addr(y), a(2));
+        t.release(x);
+        assert_eq!(t.get(a(1)), Some(x), "one hold left");
+        t.release(x);
+        assert_eq!(t.get(a(1)), None);
+        assert_eq!(t.len(), 1);
+        for n in 3..6 {
+            assert!(t.acquire(a(n)).is_some());
+        }
+        assert_eq!(t.acquire(a(9)), None, "full");
+        assert_eq!(t.get(a(2)), Some(y));
+    }
+
+    #[test]
+    fn churn_keeps_every_held_address_findable() {
+        let mut t = Addr6Table::with_capacity(64);
+        let mut held: Vec<(u32, u32)> = Vec::new();
+        let mut x = 12345u32;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let n = (x >> 8) % 200;
+            if held.len() < 60 && x & 1 == 0 {
+                if let Some(id) = t.acquire(a(n)) {
+                    held.push((n, id));
+                }
+            } else if !held.is_empty() {
+                let (_, id) = held.swap_remove((x as usize >> 3) % held.len());
+                t.release(id);
+            }
+            for &(n, id) in &held {
+                assert_eq!(t.get(a(n)), Some(id));
+            }
+        }
+        for (_, id) in held.drain(..) {
+            t.release(id);
+        }
+        assert!(t.is_empty());
+        assert!(t.index.iter().all(|&b| b == 0));
+    }
+}
