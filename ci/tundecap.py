@@ -25,6 +25,14 @@ Bounded by --max-time; SIGTERM/SIGINT stop it. On exit it prints one line
 its file descriptor.
 
     tundecap.py --addr 198.18.0.11 [--tun tunl-rvs] [--max-time 900] [--ready-file F]
+
+IPv6-in-IPv6 (RFC 2473, next header 41; an IPv6 --addr): the same with a raw
+IPv6 socket for next header 41, which receives the payload only (the inner
+packet); the outer source comes with the datagram's address and the outer
+hop limit and traffic class as ancillary data, checked against the inner
+header (RFC 2473 / the director copies them). The kernel has no ip6_tunnel
+module either, and a raw socket that takes the packet stops the parameter
+problem it would otherwise send.
 """
 
 import argparse
@@ -45,6 +53,11 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 IPPROTO_IPIP = 4
+IPPROTO_IPV6 = 41
+IPV6_RECVHOPLIMIT = 51
+IPV6_HOPLIMIT = 52
+IPV6_RECVTCLASS = 66
+IPV6_TCLASS = 67
 
 
 def open_tun(name):
@@ -89,6 +102,8 @@ def main():
     ap.add_argument("--max-time", type=float, default=900.0, help="stop after this many seconds")
     ap.add_argument("--ready-file", help="created once the TUN device is up and the socket open")
     a = ap.parse_args()
+    if ":" in a.addr:
+        return main6(a)
     me = socket.inet_aton(a.addr)
 
     c = {"received": 0, "decapsulated": 0, "bytes_in": 0, "bytes_out": 0, "not_for_us": 0,
@@ -186,6 +201,98 @@ def main():
             c["bytes_out"] += itotal
     icmp1 = snmp_icmp()
     c["icmp_out_dest_unreachs"] = icmp1.get("OutDestUnreachs", 0) - icmp0.get("OutDestUnreachs", 0)
+    c["stopped_by"] = stop["why"]
+    c["seconds"] = round(time.monotonic() - t0, 3)
+    raw.close()
+    os.close(tun)
+    print("tundecap-stats " + json.dumps(c), flush=True)
+    return 0
+
+
+def main6(a):
+    """IPv6-in-IPv6 to `a.addr`: the inner packet into the TUN device."""
+    c = {"received": 0, "decapsulated": 0, "bytes_in": 0, "bytes_out": 0,
+         "bad_inner": 0, "write_errors": 0, "first_error": None,
+         "outer_src": {}, "inner_hop_limit": {}, "hop_mismatch": 0, "tclass_mismatch": 0,
+         "len_mismatch": 0, "first_mismatch": None}
+    stop = {"why": None}
+
+    def on_signal(signum, _frame):
+        stop["why"] = signal.Signals(signum).name
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    tun, dev = open_tun(a.tun)
+    link_up(dev)
+    raw = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_IPV6)
+    raw.bind((a.addr, 0))
+    raw.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+    raw.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVTCLASS, 1)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    raw.setblocking(False)
+    if a.ready_file:
+        with open(a.ready_file + ".tmp", "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.rename(a.ready_file + ".tmp", a.ready_file)
+    print(f"tundecap: IPv6-in-IPv6 to {a.addr} -> {dev} (max {a.max_time:.0f}s)", flush=True)
+
+    def mismatch(key, msg):
+        c[key] += 1
+        if c["first_mismatch"] is None:
+            c["first_mismatch"] = f"{key}: {msg}"
+
+    t0 = time.monotonic()
+    while stop["why"] is None:
+        left = a.max_time - (time.monotonic() - t0)
+        if left <= 0:
+            stop["why"] = "max-time"
+            break
+        try:
+            r, _, _ = select.select([raw], [], [], min(0.5, left))
+        except InterruptedError:
+            continue
+        if not r:
+            continue
+        for _ in range(256):
+            try:
+                inner, anc, _flags, src = raw.recvmsg(65535, 256)
+            except (BlockingIOError, InterruptedError):
+                break
+            c["received"] += 1
+            hop = tclass = None
+            for level, kind, data in anc:
+                if level == socket.IPPROTO_IPV6 and kind == IPV6_HOPLIMIT:
+                    hop = struct.unpack("i", data[:4])[0]
+                elif level == socket.IPPROTO_IPV6 and kind == IPV6_TCLASS:
+                    tclass = struct.unpack("i", data[:4])[0]
+            if len(inner) < 40 or inner[0] >> 4 != 6:
+                c["bad_inner"] += 1
+                if c["first_error"] is None:
+                    c["first_error"] = f"inner {inner[:40].hex()}"
+                continue
+            plen = struct.unpack("!H", inner[4:6])[0]
+            if 40 + plen != len(inner):
+                mismatch("len_mismatch", f"inner payload length {plen}, {len(inner)} bytes")
+            if src[0] in c["outer_src"] or len(c["outer_src"]) < 8:
+                c["outer_src"][src[0]] = c["outer_src"].get(src[0], 0) + 1
+            ih = str(inner[7])
+            if ih in c["inner_hop_limit"] or len(c["inner_hop_limit"]) < 8:
+                c["inner_hop_limit"][ih] = c["inner_hop_limit"].get(ih, 0) + 1
+            if hop is not None and hop != inner[7]:
+                mismatch("hop_mismatch", f"outer {hop} inner {inner[7]}")
+            itc = ((inner[0] & 0xF) << 4) | (inner[1] >> 4)
+            if tclass is not None and tclass != itc:
+                mismatch("tclass_mismatch", f"outer {tclass} inner {itc}")
+            try:
+                os.write(tun, inner[:40 + plen])
+            except OSError as e:
+                c["write_errors"] += 1
+                if c["first_error"] is None:
+                    c["first_error"] = f"write to {dev}: {e}"
+                continue
+            c["decapsulated"] += 1
+            c["bytes_in"] += len(inner) + 40
+            c["bytes_out"] += 40 + plen
     c["stopped_by"] = stop["why"]
     c["seconds"] = round(time.monotonic() - t0, 3)
     raw.close()

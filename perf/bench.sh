@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # rvs benchmarks against the DPDK baseline (SPEC §9).
 #
-#   perf/bench.sh            full: NAT, DR, TUN and testpmd io/macswap for 1k, 100k
-#                            and 1M flows, 1 and 2 workers where the machine has the
-#                            cores, plus connection-table memory (a few minutes)
-#   perf/bench.sh --quick    1M flows only: NAT, DR, TUN, io, macswap, memory (< 3 min)
-#   perf/bench.sh --smoke    ~15 s: generator and director talk, output well formed
+#   perf/bench.sh            full: NAT, NAT over IPv6 (nat6), DR, TUN and testpmd
+#                            io/macswap for 1k, 100k and 1M flows, 1 and 2 workers where
+#                            the machine has the cores, plus connection-table memory
+#   perf/bench.sh --quick    1M flows only: NAT, NAT6, DR, TUN, io, macswap, memory (< 4 min)
+#   perf/bench.sh --smoke    ~20 s: generator and director talk (IPv4 and IPv6 NAT),
+#                            output well formed
+#
+# nat6: IPv6/TCP through rvs NAT (perf/configs/director6.toml.in); its frames
+# are the smallest valid IPv6/TCP frame, 78 bytes on the wire, whatever --size
+# below that (the report's size column says so); compared with the same testpmd
+# io row as the IPv4 modes.
 #
 # Options: --flows 1000,100000  --workers 1,2  --modes io,nat,...  --size 64
 #          --duration S (max-rate phase)  --reps N  --nice N (run the two DPDK
@@ -84,11 +90,11 @@ done
 
 # Per kind: flows, workers, modes, phase durations (max, lat, cps).
 case $KIND in
-  smoke) : "${FLOWS:=1000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat}"; : "${DURATION:=1}"
+  smoke) : "${FLOWS:=1000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat,nat6}"; : "${DURATION:=1}"
          LAT=0.5; CPS=0.5; COST_SECS=1; MEM=0; PLOT=0 ;;
-  quick) : "${FLOWS:=1000000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat,dr,tun,macswap}"; : "${DURATION:=3}"
+  quick) : "${FLOWS:=1000000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat,nat6,dr,tun,macswap}"; : "${DURATION:=3}"
          LAT=2; CPS=2; COST_SECS=4 ;;
-  full)  : "${FLOWS:=1000,100000,1000000}"; : "${WORKERS:=1,2}"; : "${MODES:=io,nat,dr,tun,macswap}"; : "${DURATION:=3}"
+  full)  : "${FLOWS:=1000,100000,1000000}"; : "${WORKERS:=1,2}"; : "${MODES:=io,nat,nat6,dr,tun,macswap}"; : "${DURATION:=3}"
          LAT=2; CPS=2; COST_SECS=4 ;;
 esac
 
@@ -153,6 +159,15 @@ memif() {  # memif NAME ROLE SOCKFILE MAC
 # Connection-table capacity of the director: the flows plus a few seconds of
 # new connections (their FIN timeout is 2 s in the bench config).
 maxconn_for() { echo $(( $1 + ${RVS_BENCH_EXTRA_CONNS:-8000000} )); }
+
+# dut_config MODE TOML FLOWS WORKERS CORES: the director's configuration of a row.
+dut_config() {
+  local tpl=perf/configs/director.toml.in
+  [[ $1 == nat6 ]] && tpl=perf/configs/director6.toml.in
+  sed -e "s|@CORES@|$5|; s|@WORKERS@|$4|; s|@SOCKDIR@|$SOCK|g; s|@SCHEDULER@|rr|" \
+      -e "s|@FORWARD@|$1|; s|@MAXCONN@|$(maxconn_for "$3")|; s|@HUGE@|$HUGE_TOML|" \
+      "$tpl" > "$2"
+}
 
 # wait_for FILE PATTERN SECONDS
 wait_for() {
@@ -304,10 +319,8 @@ run_one() {
         -- --forward-mode="$mode" --auto-start --stats-period 60 --nb-cores="$w" \
         --rxq="$w" --txq="$w" --burst=32 --total-num-mbufs=32768 > "$dlog" 2>&1 &
       ;;
-    nat|dr|tun)
-      sed -e "s|@CORES@|$dut_cores|; s|@WORKERS@|$w|; s|@SOCKDIR@|$SOCK|g; s|@SCHEDULER@|rr|" \
-          -e "s|@FORWARD@|$mode|; s|@MAXCONN@|$(maxconn_for "$flows")|; s|@HUGE@|$HUGE_TOML|" \
-          perf/configs/director.toml.in > "$RAW/$name.toml"
+    nat|nat6|dr|tun)
+      dut_config "$mode" "$RAW/$name.toml" "$flows" "$w" "$dut_cores"
       "${NICE_CMD[@]}" ip netns exec "$NS" env RVS_LOG=info "$RVS" run -c "$RAW/$name.toml" > "$dlog" 2>&1 &
       ;;
   esac
@@ -334,11 +347,11 @@ run_one() {
   # prints at exit); 0 when the generator steers flows as the director's RSS
   # would (issue 16 item 5). Empty for testpmd.
   local handoffs=""
-  [[ $mode == nat || $mode == dr || $mode == tun ]] \
+  [[ $mode == nat || $mode == nat6 || $mode == dr || $mode == tun ]] \
     && handoffs=$(sed -n 's|^rvs-stats .*"handoffs":\([0-9]*\).*|\1|p' "$dlog" | tail -n1)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$mode" "$flows" "$w" "$SIZE" "$rep" "$status" "$rss" "$handoffs" >> "$INDEX"
   # Which memory the director's connection tables got (its start-up log).
-  if [[ $mode == nat || $mode == dr || $mode == tun ]]; then
+  if [[ $mode == nat || $mode == nat6 || $mode == dr || $mode == tun ]]; then
     sed -n 's|.*connection table allocated.* worker=\([0-9]*\).* conn_memory=\(.*\)|\1\t\2|p' "$dlog" \
       | sed 's/\x1b\[[0-9;]*m//g' | while IFS=$'\t' read -r wk cm; do
           printf '%s\t%s\t%s\n' "$name" "$wk" "$cm" >> "$RAW/conn_memory.tsv"
@@ -385,10 +398,8 @@ run_cost() {
         -- -i --forward-mode="$mode" --auto-start --record-core-cycles --nb-cores="$w" \
         --rxq="$w" --txq="$w" --burst=32 --total-num-mbufs=32768 <&$fd > "$dlog" 2>&1 &
       ;;
-    nat|dr|tun)
-      sed -e "s|@CORES@|$dut_cores|; s|@WORKERS@|$w|; s|@SOCKDIR@|$SOCK|g; s|@SCHEDULER@|rr|" \
-          -e "s|@FORWARD@|$mode|; s|@MAXCONN@|$(maxconn_for "$flows")|; s|@HUGE@|$HUGE_TOML|" \
-          perf/configs/director.toml.in > "$RAW/$name.toml"
+    nat|nat6|dr|tun)
+      dut_config "$mode" "$RAW/$name.toml" "$flows" "$w" "$dut_cores"
       "${NICE_CMD[@]}" ip netns exec "$NS" env RVS_LOG=info "$RVS" run -c "$RAW/$name.toml" > "$dlog" 2>&1 &
       ;;
   esac

@@ -6,11 +6,12 @@ perf/budgets.toml (the regression guard CI runs: `perf/profile.sh --check`).
     cg_report.py WORKDIR --packets N --flows N --conns N [--budgets FILE]
                  [--ceiling NAME=IR ...] [--check] [--full] [--json FILE]
 
-WORKDIR holds cg.NAME.out for NAME in dry, nat, dr, tun, nat-conn (and
-nat-none with --full), written by `valgrind --tool=callgrind rvs-perf
-pipeline`. A figure is the inclusive cost of `rvs_perf::pipe::data_phase`
-(established data) minus that of the `--batch dry` run (the harness building
-the frames), per packet; per connection, the inclusive cost of
+WORKDIR holds cg.NAME.out for NAME in dry, nat, dr, tun, nat-conn, dry6,
+nat6 (and nat-none with --full), written by `valgrind --tool=callgrind
+rvs-perf pipeline`. A figure is the inclusive cost of
+`rvs_perf::pipe::data_phase` (established data) minus that of the `--batch
+dry` run (the harness building the frames; dry6 for the IPv6 frames of
+nat6), per packet; per connection, the inclusive cost of
 `rvs_perf::pipe::conn_phase` per connection.
 
 With --check the exit status is 1 when a figure exceeds its ceiling by more
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tomllib
 
-NAMES = ("nat", "dr", "tun", "conn")
+NAMES = ("nat", "dr", "tun", "conn", "nat6")
 ROW = re.compile(r"\s*([\d,]+)\s+\([^)]*\)\s+(\S+?):(\S.*?)(?: \[.*\])?$")
 
 
@@ -54,11 +55,13 @@ def fn_cost(rows, suffix):
 
 def figures(work, packets, conns, full):
     dry = fn_cost(incl(work, "dry"), "pipe::data_phase")
+    dry6 = fn_cost(incl(work, "dry6"), "pipe::data_phase")
     out = {"detail": {}}
-    modes = ["nat", "dr", "tun"] + (["nat-none"] if full else [])
+    modes = ["nat", "dr", "tun", "nat6"] + (["nat-none"] if full else [])
     for name in modes:
         r = incl(work, name)
-        tot = (fn_cost(r, "pipe::data_phase") - dry) / packets
+        base = dry6 if name == "nat6" else dry
+        tot = (fn_cost(r, "pipe::data_phase") - base) / packets
         pp = fn_cost(r, "Pipeline::process_inspected")
         out["detail"][name] = {
             "total": tot,
@@ -152,6 +155,7 @@ def main():
         P("| path | Ir/packet | inspect + prefetch passes | process_inspected | of which ipv4 (lookup, state, rewrite, next hop) |")
         P("|---|---|---|---|---|")
         labels = {"nat": "NAT data", "dr": "DR data", "tun": "TUN data",
+                  "nat6": "NAT over IPv6 data (ipv4 column: 0)",
                   "nat-none": "NAT data, frame by frame (no burst prefetch)"}
         for name, label in labels.items():
             d = fig["detail"][name]

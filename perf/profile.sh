@@ -3,8 +3,8 @@
 #
 # 1. Instructions per packet (valgrind --tool=callgrind, deterministic) of the
 #    pipeline alone: `rvs-perf pipeline` runs Pipeline::inspect + prefetch_conn +
-#    process_inspected over byte buffers as the worker does, for NAT, DR and TUN
-#    (established data, 1k flows) and for new connections; the harness's own cost
+#    process_inspected over byte buffers as the worker does, for NAT, DR, TUN and
+#    NAT over IPv6 (established data, 1k flows) and for new connections; the harness's own cost
 #    (`--batch dry`) is subtracted. Top functions by inclusive cost. Each figure
 #    is set against its ceiling and issue 16's target (perf/budgets.toml).
 # 2. The live director under load (perf record, cpu-clock sampling): rvs NAT on
@@ -96,6 +96,9 @@ if ((CG)); then
   for m in nat dr tun; do
     cg "$m" --mode "$m" --flows "$FLOWS" --packets "$PACKETS" --conns 0
   done
+  # NAT over IPv6 (issue 13): its own dry run (the IPv6 frames' building)
+  cg dry6 --mode nat6 --flows "$FLOWS" --packets "$PACKETS" --conns 0 --batch dry
+  cg nat6 --mode nat6 --flows "$FLOWS" --packets "$PACKETS" --conns 0
   ((CHECK)) || cg nat-none --mode nat --flows "$FLOWS" --packets "$PACKETS" --conns 0 --batch none
   cg nat-conn --mode nat --flows 1 --packets 0 --conns $((PACKETS / 4))
   CG_ARGS=("$W" --packets "$PACKETS" --flows "$FLOWS" --conns $((PACKETS / 4)) --budgets "$BUDGETS" --json "$W/cg.json" "${CEILINGS[@]}")

@@ -30,8 +30,11 @@ CSV_FIELDS = [
 ]
 BASELINE = "io"
 TARGET_RATIO = {"dr": 0.85, "nat": 0.75, "tun": 0.70}
-DUT = {"io": "testpmd io", "macswap": "testpmd macswap", "nat": "rvs NAT", "dr": "rvs DR", "tun": "rvs TUN"}
-MODE_ORDER = ["io", "macswap", "nat", "dr", "tun"]
+DUT = {"io": "testpmd io", "macswap": "testpmd macswap", "nat": "rvs NAT", "nat6": "rvs NAT IPv6 (78 B)",
+       "dr": "rvs DR", "tun": "rvs TUN"}
+MODE_ORDER = ["io", "macswap", "nat", "nat6", "dr", "tun"]
+# The director rows (rvs processes; testpmd's are the baselines).
+DIRECTORS = ("nat", "nat6", "dr", "tun")
 
 
 def flows_label(n):
@@ -120,6 +123,12 @@ def summarize(runs):
             # their owner's queue, as the director's RSS places them)
             "handoffs": handoffs_of(rs),
         }
+        # The frame actually sent (nat6: an IPv6/TCP frame is 78 bytes at
+        # least, whatever the size asked for; the baseline is the io row
+        # of the asked size).
+        lens = [d.get("frame_len") for d in docs if d.get("frame_len")]
+        if lens:
+            rows[key]["pkt_size"] = max(size, max(lens) + 4)
     for key, row in rows.items():
         mode, flows, workers, size = key
         base = rows.get((BASELINE, flows, workers, size))
@@ -284,13 +293,13 @@ def targets(rows, mem, costs=None):
         out.append((f"{mode.upper()} established, 1 worker, 1M flows: >= {want:.2f} x testpmd io",
                     f"{v:.2f} ({r['mpps']:.3f} vs {r['baseline_mpps']:.3f} Mpps)" if v is not None else "not measured",
                     None if v is None else v >= want))
-    for mode in ("nat", "dr", "tun"):
+    for mode in DIRECTORS:
         r = by.get((mode, 1_000_000, 1)) or next((x for x in rows if x["mode"] == mode and x["workers"] == 1), None)
         if r and r["cps"]:
             out.append((f"{mode.upper()} new connections >= 1 M/s per worker ({flows_label(r['flows'])} flows)",
                         f"{r['cps'] / 1e6:.3f} M/s (testpmd io: {r['cps_baseline'] / 1e6:.3f} M/s of the same 4-packet mix)" if r["cps_baseline"] else f"{r['cps'] / 1e6:.3f} M/s",
                         r["cps"] / r["workers"] >= 1e6))
-    for mode in ("nat", "dr", "tun"):
+    for mode in DIRECTORS:
         r = by.get((mode, 1_000_000, 1)) or next((x for x in rows if x["mode"] == mode and x["workers"] == 1), None)
         if r and r["added_p99_us"] is not None:
             same = "same rate" if r.get("baseline_lat_same_rate") else "io at its own 50%"
@@ -341,7 +350,7 @@ def plot(rows, path):
 
     w1 = [r for r in rows if r["workers"] == 1]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    styles = {"io": ("k", "--"), "macswap": ("0.5", "--"), "nat": ("tab:blue", "-"), "dr": ("tab:green", "-"), "tun": ("tab:red", "-")}
+    styles = {"io": ("k", "--"), "macswap": ("0.5", "--"), "nat": ("tab:blue", "-"), "nat6": ("tab:purple", "-"), "dr": ("tab:green", "-"), "tun": ("tab:red", "-")}
     for mode in MODE_ORDER:
         rs = sorted((r for r in w1 if r["mode"] == mode and r["mpps"] is not None), key=lambda r: r["flows"])
         if not rs:
@@ -378,7 +387,7 @@ def write_md(rows, runs, mem, path, kind, m, png, raw_dir):
              f"load average at the end {m['load']}.")
     L.append("")
     L.append("Generator: `rvs-perf gen` on CPU 0; device under test (rvs or dpdk-testpmd) on CPU 1; two `net_memif` "
-             "links; 64-byte frames unless said; `ratio` = Mpps / testpmd io Mpps of the same flow count and workers, "
+             "links; 64-byte frames unless said (NAT IPv6: 78-byte IPv6/TCP frames, the smallest valid); `ratio` = Mpps / testpmd io Mpps of the same flow count and workers, "
              "same run. Latency min/p50/p99 at 50% of each DUT's own max rate; `+p50`/`+p99` = over testpmd io "
              "measured at the same offered rate; `p99 @max` at the max rate (queueing). conn/s: new connections (SYN, ACK, data, FIN) at the max rate. "
              "checked/bad: frames verified byte by byte (sampled 1/16) / failures. DUT-bound: share of the generator's "
@@ -466,7 +475,7 @@ def check(raw):
     cm = load_conn_memory(raw)
     for r in runs:
         m = r["meta"]
-        if m["mode"] in ("nat", "dr", "tun") and m["status"] == "ok" and not cm.get(m["name"]):
+        if m["mode"] in DIRECTORS and m["status"] == "ok" and not cm.get(m["name"]):
             print(f"report.py --check: {m['name']}: the director did not log its connection table's memory")
             ok = False
     line = conn_memory_line(raw)

@@ -183,27 +183,32 @@ def cmd_udp_many(a):
     t0 = time.monotonic()
     held = []   # keep every socket open until the end: the kernel cannot reuse a source port
     one = None
+    # an IPv6 VIP (no brackets) takes IPv6 sockets
+    family, anyaddr = (socket.AF_INET6, "::") if ":" in a.host else (socket.AF_INET, "0.0.0.0")
     if a.one_socket:
-        one = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        one.bind(("0.0.0.0", 0))
+        one = socket.socket(family, socket.SOCK_DGRAM)
+        one.bind((anyaddr, 0))
         held.append(one)
     for i in range(a.n):
-        s = one or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = one or socket.socket(family, socket.SOCK_DGRAM)
         if not one:
             held.append(s)
         s.settimeout(a.timeout)
         try:
             if not one:
-                s.bind(("0.0.0.0", 0))      # fresh source port each time
+                s.bind((anyaddr, 0))      # fresh source port each time
             payload = f"req-{i}".encode()
+            if a.size > len(payload):
+                # a datagram bigger than the MTU leaves in fragments
+                payload += bytes((i + k) % 251 for k in range(a.size - len(payload)))
             s.sendto(payload, (a.host, a.port))
-            data, peer = s.recvfrom(2048)
+            data, peer = s.recvfrom(max(2048, a.size + 64))
             name, _, rest = data.partition(b":")
             if rest != payload:
                 errors.append(f"request {i + 1}: bad reply {data[:60]!r} from {peer}")
                 answers.append(None)
                 continue
-            if peer != (a.host, a.port):
+            if peer[:2] != (a.host, a.port):
                 errors.append(f"request {i + 1}: reply from {peer}, not the VIP")
             n = name.decode(errors="replace")
             counts[n] = counts.get(n, 0) + 1
@@ -859,6 +864,8 @@ def main():
     p.add_argument("--timeout", type=float, default=2.0)
     p.add_argument("--one-socket", action="store_true",
                    help="every request from one socket (one source port)")
+    p.add_argument("--size", type=int, default=0,
+                   help="pad each request to this many bytes (the echo must match)")
     p = sub.add_parser("download")
     p.add_argument("url")
     p.add_argument("--out", required=True)

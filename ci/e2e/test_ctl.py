@@ -795,6 +795,12 @@ def ctl_stats_and_metrics(env):
     check(sum(c["busy_frames"] for c in cost) >= frames and
           all(0 <= c["busy_pct"] <= 100 for c in cost), f"status cost: {cost}")
     check("cycles/frame" in ctl_ok(env, "status"), "status text shows the cost line")
+    # the established fast path forwarded a part of those frames, never more
+    fast = tot("rvs_worker_established_hits_total")
+    check(0 < fast < rx and sum(w["established_hits"] for w in st["workers"]) >= fast,
+          f"established hits: metrics {fast} of rx {rx}, status "
+          f"{[w['established_hits'] for w in st['workers']]}")
+    say(f"established fast path: {fast} of {rx} frames ({100 * fast / rx:.0f}%)")
     say(f"cost: {frames} frames in {busy} busy cycles ({busy // max(frames, 1)} cycles/frame, "
         f"busy {100 * busy / loops:.2f}% of {loops} loop cycles)")
     say(f"metrics: {len(m1)} samples in {len(fams)} families, parsed by prometheus_client; "

@@ -10,13 +10,21 @@ them (IPv6 is off on the director's veths, so the kernel there cannot answer).
 `ping -6`, malformed IPv6 is counted and never reaches the kernel.
 """
 
+import hashlib
 import json
 import os
 import subprocess
+import sys
+import time
 
+import lib
+import onearm
+import test_dr_tun
 from lib import VIP, check, e2e, expected_sha256, rvs_binary, say, wait_for
 import netns
 from test_ctl import ctl_fails, ctl_json, ctl_ok, no_fake
+
+CI = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ADDR6 = ("2001:db8:0:1::2/64", "2001:db8:0:2::1/64")
 VIP6 = "2001:db8:0:1::100"
@@ -56,7 +64,8 @@ def ipv6_services_through_ctl(env):
     and servers added with `tcp:[VIP6]:80` / `[addr]:port`, another family
     refused naming the rule, `list` writes `[addr]:port` (sorted after IPv4),
     `--json` the bare addresses, `save` writes a file `rvs check` accepts (with
-    its not-forwarded-yet warning); IPv4 forwards before and after."""
+    no warning: a persistent IPv6 NAT service is forwarded); IPv4 forwards
+    before and after."""
     no_fake()
     env.setup(addr6=ADDR6)
     fresh_request(env)
@@ -102,8 +111,10 @@ def ipv6_services_through_ctl(env):
     p = subprocess.run([rvs_binary(), "check", "-c", saved], capture_output=True, text=True,
                        timeout=30)
     check(p.returncode == 0, f"rvs check of the saved file: exit {p.returncode}: {p.stderr}")
-    check(f"tcp:[{VIP6}]:80 is IPv6" in p.stdout + p.stderr,
-          f"rvs check says nothing of the IPv6 service: {p.stdout!r} {p.stderr!r}")
+    # a persistent IPv6 NAT service is forwarded (persistence_prefix): no
+    # "not forwarded" warning for it
+    check(f"tcp:[{VIP6}]:80 is IPv6" not in p.stdout + p.stderr,
+          f"rvs check warns of a forwarded IPv6 service: {p.stdout!r} {p.stderr!r}")
     text = open(saved).read()
     check(f'vip = "{VIP6}"' in text and "persistence_prefix = 64" in text and
           f'address = "{RS6[0]}"' in text, f"saved file:\n{text}")
@@ -235,8 +246,10 @@ def ipv6_nat_forwarding(env):
     """NAT over IPv6: 300 HTTP connections from the client's own IPv6
     address to [VIP6]:80 with wrr 3,2,1 land exactly 150/100/50, each
     server sees the client's IPv6 address (not the director's), the
-    counters of `rvs ctl list --stats` agree, and a 5 MB download through
-    the VIP is byte-exact."""
+    counters of `rvs ctl list --stats` agree, a 50 MB download through
+    the VIP is byte-exact, and 30 UDP datagrams to [VIP6]:53 from fresh
+    sockets are each answered from the VIP by the server rr picked, exactly
+    10/10/10, with the UDP service's counters agreeing."""
     no_fake()
     env.setup(addr6=ADDR6)
     topo, c, dev = env.topo, env.topo.client, env.topo.client_if
@@ -275,6 +288,168 @@ def ipv6_nat_forwarding(env):
     check(all(d["in_packets"] > 0 and d["out_packets"] > 0 for d in s6["servers"]),
           f"list --stats packets: {s6['servers']}")
 
+    size = 50 * 1000 * 1000
+    out = os.path.join(env.workdir, "blob6")
+    d = env.client("download", f"http://[{VIP6}]/blob?size={size}", "--out", out,
+                   "--max-time", "25", timeout=45)
+    check(d["ok"], f"download failed: {d['error']}")
+    check(d["bytes"] == size and d["sha256"] == expected_sha256(size),
+          f"download: {d['bytes']} bytes sha256 {d['sha256']}, want {size} bytes intact")
+    say(f"{size} bytes from [{VIP6}] in {d['seconds']}s, intact ({d['tool']})")
+    os.unlink(out)
+
+    udp_over_ipv6(env)
+    stats = env.stop_director()
+    check(stats.get("conns_created", 0) >= n + 1 + UDP6_N,
+          f"conns_created {stats.get('conns_created')}")
+    drops = stats.get("drops") or {}
+    check(not drops.get("fragment") and not drops.get("frag_no_first"),
+          f"IPv6 fragments dropped: {drops}")
+
+
+UDP6 = f"udp:[{VIP6}]:53"
+UDP6_N = 30
+
+
+def udp_over_ipv6(env):
+    """UDP over IPv6 NAT: datagrams to [VIP6]:53 from fresh source ports
+    reach the servers' UDP echo on 5354, rr spreads them 10/10/10, every
+    answer comes back from the VIP, and `list --json` counts one
+    connection per datagram on each server."""
+    ctl_ok(env, "add-service", "--service", UDP6, "--scheduler", "rr")
+    for addr in RS6:
+        ctl_ok(env, "add-server", "--service", UDP6, "--server", f"[{addr}]:5354")
+    r = env.client("udp-many", VIP6, "53", str(UDP6_N), "--timeout", "2", timeout=60)
+    check(not r["errors"], f"{len(r['errors'])} UDP requests failed, first: {r['errors'][:3]}")
+    want = {"rs1": UDP6_N // 3, "rs2": UDP6_N // 3, "rs3": UDP6_N // 3}
+    check(r["counts"] == want, f"UDP over IPv6 rr: {r['counts']}, want {want}")
+    s6 = [s for s in ctl_json(env, "list")["services"]
+          if s["vip"] == VIP6 and s["port"] == 53][0]
+    conns = {d["address"]: d["conns"] for d in s6["servers"]}
+    check(conns == {a: UDP6_N // 3 for a in RS6}, f"list --stats conns per UDP server: {conns}")
+    check(all(d["in_packets"] == UDP6_N // 3 and d["out_packets"] == UDP6_N // 3
+              for d in s6["servers"]),
+          f"list --stats UDP packets (one each way per datagram): {s6['servers']}")
+    say(f"{UDP6_N} datagrams to [{VIP6}]:53 in {r['elapsed']}s: {r['counts']}, answered from the VIP")
+
+    # Datagrams bigger than the MTU: the client's kernel fragments them, rvs
+    # forwards the first fragment as its flow and the later ones after it,
+    # the server's kernel reassembles and echoes 3,000 bytes back, again in
+    # fragments: every echo matching byte for byte proves both ways intact.
+    big = 3000
+    r = env.client("udp-many", VIP6, "53", "3", "--size", str(big), "--timeout", "2", timeout=30)
+    check(not r["errors"], f"{big}-byte datagrams over IPv6: {r['errors'][:3]}")
+    check(r["counts"] == {"rs1": 1, "rs2": 1, "rs3": 1},
+          f"{big}-byte datagrams: {r['counts']}, want one per server (rr)")
+    say(f"3 datagrams of {big} bytes (fragmented both ways) echoed intact: {r['counts']}")
+
+
+# ---------------------------------------------------------------- DR/TUN over IPv6
+# One-arm (ci/e2e/onearm.py): client, director and servers on one bridge and
+# one IPv6 subnet; the servers hold VIP6 on lo (nodad: Linux answers NS only
+# for addresses of the interface asked, so they never claim it on eth0).
+ONEARM6_DIR = "2001:db8:0:1::2"
+ONEARM6_RS = {"rs1": "2001:db8:0:1::11", "rs2": "2001:db8:0:1::12", "rs3": "2001:db8:0:1::13"}
+
+
+def onearm6_config(env, forward):
+    servers = "".join(f"""
+  [[service.server]]
+  address = "{a}"
+  weight = {w}
+""" for a, w in zip(ONEARM6_RS.values(), (3, 2, 1)))
+    return f"""# written by ci/e2e/test_ipv6.py (one-arm IPv6 {forward}, {env.workers} worker(s))
+[dpdk]
+cores = "{test_dr_tun.cores(env.workers)}"
+workers = {env.workers}
+hugepages = false
+memory_mb = 256
+
+[[port]]
+name = "lan"
+device = "net_af_packet0,iface=dc,qpairs=1"
+address = ["{onearm.DIRECTOR_ADDR}/{onearm.SUBNET_LEN}", "{ONEARM6_DIR}/64"]
+
+[[service]]
+vip = "{VIP6}"
+port = 80
+scheduler = "wrr"
+forward = "{forward}"
+{servers}
+[control]
+socket = "{os.path.join(env.workdir, 'rvs.sock')}"
+"""
+
+
+def onearm6_setup(env, forward):
+    """The one-arm topology with IPv6 on the client and the servers (each
+    with VIP6 on lo and realserver.py bound to it on port 80), the TUN
+    helpers for `tun`, and the director; waits until every server has been
+    solicited by the director (so no first SYN waits for ND)."""
+    no_fake()
+    topo = onearm.OneArm()
+    env.topo = topo
+    topo.up()
+    six = ["net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0",
+           "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]
+    topo.sysctl(topo.client, *six)
+    topo.ip(topo.client, "addr", "add", f"{CLIENT6}/64", "dev", topo.client_if, "nodad")
+    for name, addr in ONEARM6_RS.items():
+        ns = topo.rs_ns[name]
+        topo.sysctl(ns, *six)
+        topo.batch(ns, [f"addr add {addr}/64 dev eth0 nodad",
+                        f"addr add {VIP6}/128 dev lo nodad"])
+        topo.start_realserver(name, env.workdir, "--bind", VIP6, "--http-port", "80",
+                              "--udp-port", "5354")
+    if forward == "tun":
+        ready = {}
+        for name, addr in ONEARM6_RS.items():
+            rf = os.path.join(env.workdir, f"{name}.tundecap6.ready")
+            outp = os.path.join(env.workdir, f"{name}.tundecap6.log")
+            with open(outp, "w") as logf:
+                p = topo.popen(topo.rs_ns[name], [sys.executable, os.path.join(CI, "tundecap.py"),
+                                                  "--addr", addr, "--tun", "tun6-rvs",
+                                                  "--max-time", "120", "--ready-file", rf],
+                               stdout=logf, stderr=subprocess.STDOUT)
+            topo.tundecap[name] = (p, outp)
+            ready[name] = rf
+        onearm._wait_files(ready, 30.0, "IPv6 tundecap helpers")
+    with open(env.cfg, "w") as f:
+        f.write(onearm6_config(env, forward))
+    t0 = time.monotonic()
+    env.director = lib.Director(topo, env.workdir, env.cfg).start()
+    # Ready when its worker has solicited every server (no probe
+    # connection: it would shift the wrr sequence the test counts).
+    dmac = topo.mac(topo.director, topo.dc).lower()
+    for ns in topo.rs_ns.values():
+        wait_for(lambda: f"lladdr {dmac}" in topo.ip(
+            ns, "-6", "neigh", "show", ONEARM6_DIR, "dev", "eth0", check=False).stdout.lower(),
+            30, what=f"{ns} solicited by {ONEARM6_DIR}")
+    say(f"one-arm IPv6 {forward}, {env.workers} worker(s), servers resolved after "
+        f"{time.monotonic() - t0:.1f}s")
+    return topo
+
+
+def balanced6(env, n):
+    r = env.client("http-many", VIP6, "80", str(n), "--path", "/peer", "--deadline", "25",
+                   timeout=40)
+    check(not r["errors"], f"{len(r['errors'])} errors, first: {r['errors'][:3]}")
+    want = {"rs1": n // 2, "rs2": n // 3, "rs3": n // 6}
+    check(r["counts"] == want, f"wrr 3,2,1 over {n}: {r['counts']}, want {want}")
+    check(set(r["peers"]) == {f"{k} {CLIENT6}" for k in want},
+          f"the servers saw as their client: {r['peers']}, want {CLIENT6}")
+    say(f"{n} connections to [{VIP6}]:80 in {r['elapsed']}s: {r['counts']}")
+
+
+@e2e(workers=(1, 2), timeout=90)
+def ipv6_dr_onearm(env):
+    """DR over IPv6, one-arm: 300 connections from the client's IPv6 address
+    to [VIP6]:80 with wrr 3,2,1 land exactly 150/100/50 on servers holding
+    the VIP on lo, which see the client's address and answer it directly; a
+    5 MB download is byte-exact and its reply packets never cross the
+    director (its rx stays far below them)."""
+    onearm6_setup(env, "dr")
+    balanced6(env, 300)
     size = 5 * 1000 * 1000
     out = os.path.join(env.workdir, "blob6")
     d = env.client("download", f"http://[{VIP6}]/blob?size={size}", "--out", out,
@@ -282,7 +457,227 @@ def ipv6_nat_forwarding(env):
     check(d["ok"], f"download failed: {d['error']}")
     check(d["bytes"] == size and d["sha256"] == expected_sha256(size),
           f"download: {d['bytes']} bytes sha256 {d['sha256']}, want {size} bytes intact")
-    say(f"{size} bytes from [{VIP6}] in {d['seconds']}s, intact ({d['tool']})")
+    say(f"{size} bytes from [{VIP6}] (DR) in {d['seconds']}s, intact ({d['tool']})")
     os.unlink(out)
     stats = env.stop_director()
-    check(stats.get("conns_created", 0) >= n + 1, f"conns_created {stats.get('conns_created')}")
+    replies = size // 1440
+    cl = env.topo.link_stats(env.topo.client, env.topo.client_if)
+    rx = stats.get("rx_packets", 0)
+    check(stats.get("conns_created", 0) >= 300, f"conns_created {stats.get('conns_created')}")
+    # Only the client's packets crossed the director (plus a few ND ones):
+    # the download's replies (the client received them) did not.
+    check(cl["rx_packets"] >= replies, f"client received {cl['rx_packets']} < {replies}")
+    check(rx <= cl["tx_packets"] + 100,
+          f"director rx_packets {rx} > client tx {cl['tx_packets']} + 100: it saw replies")
+    say(f"director rx {rx} tx {stats.get('tx_packets')} packets; client tx "
+        f"{cl['tx_packets']} rx {cl['rx_packets']} (the replies bypassed the director)")
+
+
+UPLOAD6 = 2 * 1000 * 1000
+
+
+@e2e(workers=(1, 2), timeout=90)
+def ipv6_tun_upload_pmtu(env):
+    """TUN over IPv6 (IPv6-in-IPv6, decapsulated by ci/tundecap.py's IPv6
+    mode): 60 connections with wrr 3,2,1 land 30/20/10; a 2 MB upload in
+    full-size (1500-byte) packets, 1540 once encapsulated, gets ICMPv6
+    packet-too-big (MTU 1460) from the director, the client's kernel lowers
+    its path MTU to the VIP to 1460 and the upload arrives intact. Every
+    tunnelled packet came from the director's IPv6 address with the outer
+    hop limit and traffic class the inner packet's (63)."""
+    topo = onearm6_setup(env, "tun")
+    balanced6(env, 60)
+    path = os.path.join(env.workdir, "upload6.bin")
+    data = os.urandom(UPLOAD6)
+    with open(path, "wb") as f:
+        f.write(data)
+    sha = hashlib.sha256(data).hexdigest()
+    p = topo.nsexec(topo.client, ["curl", "-sS", "--fail", "--max-time", "20", "--connect-timeout",
+                                  "5", "-H", "Expect:", "-H",
+                                  "Content-Type: application/octet-stream",
+                                  "--data-binary", "@" + path, f"http://[{VIP6}]/upload"],
+                    timeout=40, check=False)
+    route = topo.ip(topo.client, "-6", "route", "get", VIP6).stdout.strip().replace("\n", " ")
+    say(f"client: ip -6 route get {VIP6}: {route}")
+    check(p.returncode == 0, f"upload failed: curl exit {p.returncode}: {p.stderr.strip()}")
+    r = json.loads(p.stdout)
+    check(r["bytes"] == UPLOAD6 and r["sha256"] == sha,
+          f"upload arrived as {r}, want {UPLOAD6} bytes sha256 {sha}")
+    check("mtu 1460" in route, f"the client's path MTU to the VIP is not 1460: {route}")
+    stats = env.stop_director()
+    dec = topo.stop_tundecap()
+    say(f"director icmp_sent {stats.get('icmp_sent')}; tundecap: "
+        + str({n: (d or {}).get("decapsulated") for n, d in dec.items()}))
+    check(stats.get("icmp_sent", 0) >= 1, "the director sent no packet-too-big")
+    for n, d in dec.items():
+        check(d is not None, f"tundecap on {n} printed no counters")
+        check(d["bad_inner"] == 0 and d["write_errors"] == 0 and d["len_mismatch"] == 0,
+              f"tundecap on {n}: {d['first_error']} {d['first_mismatch']}")
+        check(d["hop_mismatch"] == 0 and d["tclass_mismatch"] == 0,
+              f"tundecap on {n}: outer header does not follow the inner: {d['first_mismatch']}")
+        check(set(d["outer_src"]) == {ONEARM6_DIR}, f"{n}: outer sources {d['outer_src']}")
+        check(set(d["inner_hop_limit"]) == {"63"}, f"{n}: inner hop limits {d['inner_hop_limit']}")
+    check(dec["rs1"]["decapsulated"] >= 30 * 3, f"rs1 decapsulated {dec['rs1']['decapsulated']}")
+
+
+# ------------------------------------------------------------------ NAT64
+NAT64_CLIENT6 = "2001:db8:0:1::10"
+
+
+def nat64_config(env):
+    """One port with both families; an IPv4 full-NAT service (the readiness
+    probe's) and the NAT64 service: [VIP6]:80 rr to the three IPv4 servers'
+    8080 by fnat; a UDP NAT64 service to rs1's echo."""
+    import onearm
+    import test_dr_tun as drt
+    servers = "".join(f"""
+  [[service.server]]
+  address = "{onearm.SERVERS[n]}"
+  port = 8080
+""" for n in ("rs1", "rs2", "rs3"))
+    return f"""# written by ci/e2e/test_ipv6.py nat64_forwarding ({env.workers} worker(s))
+[dpdk]
+cores = "{drt.cores(env.workers)}"
+workers = {env.workers}
+hugepages = false
+memory_mb = 256
+
+[[port]]
+name = "lan"
+device = "net_af_packet0,iface=dc,qpairs=1"
+address = ["{onearm.DIRECTOR_ADDR}/{onearm.SUBNET_LEN}", "{ADDR6[0]}"]
+
+[[service]]
+vip = "{VIP}"
+port = 80
+scheduler = "rr"
+forward = "fnat"
+{servers}
+[[service]]
+vip = "{VIP6}"
+port = 80
+scheduler = "rr"
+forward = "fnat"
+{servers}
+[[service]]
+vip = "{VIP6}"
+port = 53
+protocol = "udp"
+forward = "fnat"
+  [[service.server]]
+  address = "{onearm.SERVERS['rs1']}"
+  port = 5353
+
+[timeouts]
+max_connections = 65536
+
+[control]
+socket = "{os.path.join(env.workdir, 'rvs.sock')}"
+"""
+
+
+NAT64_UDP = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(3.0)
+s.sendto(b"ping", (sys.argv[1], 53))
+try:
+    print(json.dumps({"echo": s.recv(100).decode()}))
+except OSError as e:
+    print(json.dumps({"echo": f"{type(e).__name__}: {e}"}))
+"""
+
+
+@e2e(workers=(1, 2), timeout=120)
+def nat64_forwarding(env):
+    """NAT64 one-arm: an IPv6 client, three IPv4-only servers with no route
+    back (no default route, IPv6 disabled): 30 connections to [VIP6]:80
+    with rr land exactly 10/10/10 and each server sees the director's IPv4
+    address as its client; a UDP datagram echoes; a 50 MB download through
+    [VIP6] is byte-exact; no snat_exhausted, too_big or rewrite drop."""
+    import lib
+    import onearm
+    import test_dr_tun as drt
+    if env.fake:
+        raise lib.Skip("NAT64 needs the real director")
+    topo = onearm.OneArm()
+    env.topo = topo
+    topo.up()
+    c, dev = topo.client, topo.client_if
+    topo.sysctl(c, "net.ipv6.conf.all.disable_ipv6=0", f"net.ipv6.conf.{dev}.disable_ipv6=0",
+                f"net.ipv6.conf.{dev}.accept_dad=0")
+    topo.ip(c, "addr", "add", f"{NAT64_CLIENT6}/64", "dev", dev, "nodad")
+    for n, ns in topo.rs_ns.items():
+        routes = topo.ip(ns, "route", "show", "default").stdout.strip()
+        check(routes == "", f"{n} has a default route ({routes}); NAT64 must work without one")
+        v6 = topo.ip(ns, "-6", "addr", "show", check=False).stdout.strip()
+        check("inet6" not in v6, f"{n} has IPv6 ({v6}); the servers must be IPv4-only")
+    topo.start_realservers(env.workdir, ports={n: 8080 for n in onearm.SERVERS})
+    with open(env.cfg, "w") as f:
+        f.write(nat64_config(env))
+    chk = subprocess.run([rvs_binary(), "check", "-c", env.cfg], capture_output=True, text=True, timeout=30)
+    check(chk.returncode == 0 and "IPv6" not in chk.stdout + chk.stderr,
+          f"rvs check: {chk.returncode} {chk.stdout}{chk.stderr}")
+    env.director = lib.Director(topo, env.workdir, env.cfg).start()
+    t = env.director.wait_ready()
+    say(f"one-arm NAT64 topology {topo.id}, {env.workers} worker(s), forwarding after {t:.1f}s")
+
+    n = 30
+    r = env.client("http-many", VIP6, "80", str(n), "--path", "/peer", "--deadline", "20",
+                   timeout=40)
+    check(not r["errors"], f"{len(r['errors'])} errors, first: {r['errors'][:3]}")
+    check(r["counts"] == {"rs1": 10, "rs2": 10, "rs3": 10},
+          f"rr over {n}: {r['counts']}, want 10/10/10")
+    director = onearm.DIRECTOR_ADDR
+    check(r["peers"] == {f"rs{i} {director}": 10 for i in (1, 2, 3)},
+          f"the servers saw as their client: {r['peers']}, want the director's {director}")
+    say(f"{n} connections to [{VIP6}]:80 in {r['elapsed']}s: {r['counts']}, each server saw {director}")
+
+    sock = os.path.join(env.workdir, "rvs.sock")
+    ls = subprocess.run([rvs_binary(), "ctl", "-s", sock, "list", "--json"], capture_output=True,
+                        text=True, timeout=60)
+    check(ls.returncode == 0, f"rvs ctl list --json: {ls.stderr}")
+    s64 = [s for s in json.loads(ls.stdout)["services"] if s["vip"] == VIP6 and s["port"] == 80]
+    check(len(s64) == 1, f"the NAT64 service in list --json: {s64}")
+    conns = {d["address"]: d["conns"] for d in s64[0]["servers"]}
+    check(conns == {onearm.SERVERS[n]: 10 for n in ("rs1", "rs2", "rs3")},
+          f"list --json conns per NAT64 server: {conns}, want 10 each")
+    check(all(d["in_packets"] > 0 and d["out_packets"] > 0 for d in s64[0]["servers"]),
+          f"list --json packets: {s64[0]['servers']}")
+    say(f"list --json: NAT64 servers {conns}")
+    # list --conns shows the IPv6 side and the IPv4 local tuple of each
+    lc = subprocess.run([rvs_binary(), "ctl", "-s", sock, "list", "--conns", "--json"],
+                        capture_output=True, text=True, timeout=60)
+    check(lc.returncode == 0, f"rvs ctl list --conns --json: {lc.stderr}")
+    mine = [c for c in json.loads(lc.stdout)["conns"]
+            if c["client"] == NAT64_CLIENT6 and c["vip"] == VIP6 and c["vport"] == 80]
+    rs4 = set(onearm.SERVERS.values())
+    check(len(mine) >= 1 and all(c["server"] in rs4 and c["sport"] == 8080 and
+                                 (c.get("local") or "").startswith(director + ":") for c in mine),
+          f"list --conns: NAT64 entries {mine[:3]}")
+    text = subprocess.run([rvs_binary(), "ctl", "-s", sock, "list", "--conns"],
+                          capture_output=True, text=True, timeout=60).stdout
+    check(f"[{NAT64_CLIENT6}]:" in text and f"[{VIP6}]:80" in text,
+          f"list --conns text has no [addr]:port for the NAT64 entries:\n{text[:600]}")
+    say(f"list --conns: {len(mine)} NAT64 entries, e.g. {mine[0]['client']} -> [{mine[0]['vip']}]:80 "
+        f"-> {mine[0]['local']} -> {mine[0]['server']}:8080")
+
+    p = subprocess.run(["ip", "netns", "exec", c, lib.PY, "-c", NAT64_UDP, VIP6],
+                       capture_output=True, text=True, timeout=30)
+    out = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {}
+    check(out.get("echo") == "rs1:ping", f"UDP over NAT64: {out} {p.stderr[-500:]}")
+
+    size = drt.BLOB
+    path = os.path.join(env.workdir, "blob64")
+    d = env.client("download", f"http://[{VIP6}]/blob?size={size}", "--out", path,
+                   "--max-time", "30", timeout=60)
+    check(d["ok"], f"download failed: {d['error']}")
+    check(d["bytes"] == size and d["sha256"] == expected_sha256(size),
+          f"download: {d['bytes']} bytes sha256 {d['sha256']}, want {size} bytes intact")
+    say(f"{size} bytes from [{VIP6}] in {d['seconds']}s, intact ({d['tool']})")
+    os.unlink(path)
+    stats = env.stop_director()
+    drops = stats.get("drops") or {}
+    for k in ("snat_exhausted", "too_big", "rewrite_failed", "neighbour_unresolved"):
+        check(drops.get(k, 0) == 0, f"drops[{k}] = {drops.get(k)}")
+    check(stats.get("conns_created", 0) >= n + 2, f"conns_created {stats.get('conns_created')}")

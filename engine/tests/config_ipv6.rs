@@ -638,3 +638,50 @@ fn health_checks_connect_to_bracketed_ipv6_servers() {
         "{req}"
     );
 }
+
+/// NAT64: an IPv6 VIP whose servers are IPv4 and reached by full-NAT is
+/// accepted and forwarded (no "not forwarded" warning); an IPv4 server of
+/// an IPv6 VIP by nat/dr/tun is refused naming the key and saying what
+/// would be accepted; a NAT64 service does not mix in IPv6 servers.
+#[test]
+fn an_ipv6_vip_takes_ipv4_servers_by_fnat_only_nat64() {
+    let svc = "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 80\nforward = \"fnat\"\n  [[service.server]]\n  address = \"198.19.0.11\"\n  port = 8080\n  [[service.server]]\n  address = \"198.19.0.12\"\n";
+    let cfg = ok(&format!("{HEAD}{svc}"));
+    assert!(cfg.services[0].forwards_nat64());
+    assert!(!cfg.services[0].forwards_ipv6());
+    assert!(
+        cfg.warnings()
+            .iter()
+            .all(|w| !w.contains("does not forward")),
+        "{:?}",
+        cfg.warnings()
+    );
+    // Per server: `forward = "fnat"` on the server alone is NAT64 too.
+    let per_server = "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 80\n  [[service.server]]\n  address = \"198.19.0.11\"\n  forward = \"fnat\"\n";
+    assert!(ok(&format!("{HEAD}{per_server}")).services[0].forwards_nat64());
+    expect_exactly(
+        "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 80\nforward = \"dr\"\n  [[service.server]]\n  address = \"198.19.0.11\"\n",
+        &[(
+            "service[0].server[0].address",
+            6,
+            "an IPv4 server of an IPv6 VIP is NAT64: forward = \"fnat\"",
+        )],
+    );
+    expect_exactly(
+        "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 80\n  [[service.server]]\n  address = \"2001:db8:0:2::11\"\n  [[service.server]]\n  address = \"198.19.0.11\"\n  forward = \"fnat\"\n",
+        &[(
+            "service[0].server[1].address",
+            7,
+            "a NAT64 service's servers are all IPv4",
+        )],
+    );
+    // IPv4 VIP, IPv6 server: no such thing as NAT46, whatever forward.
+    expect_exactly(
+        "[[service]]\nvip = \"198.18.0.100\"\nport = 80\nforward = \"fnat\"\n  [[service.server]]\n  address = \"2001:db8:0:2::11\"\n",
+        &[(
+            "service[0].server[0].address",
+            6,
+            "2001:db8:0:2::11 is IPv6 but the VIP 198.18.0.100 is IPv4: a service's servers are in its VIP's family",
+        )],
+    );
+}

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::net::Ipv4Addr;
 
 use engine::conn::{self, ConnTable, Method, NewConn, TcpState};
-use engine::control::conns::{ConnDump, SLOTS_PER_POLL};
+use engine::dataplane::conn_dump::{ConnDump, Tables, SLOTS_PER_POLL};
 
 /// Counts the allocations, reallocations and frees of each thread.
 struct Counting;
@@ -92,12 +92,12 @@ fn workers_answer_in_slices_without_touching_the_heap() {
                 let mut calls = 0;
                 // as a worker loop does: poll until it has answered
                 while s != req {
-                    d.poll(w, &mut s, &t, 1);
+                    d.poll(w, &mut s, Tables::v4(&t), 1);
                     calls += 1;
                 }
                 // and afterwards polls cost nothing
                 for _ in 0..1000 {
-                    d.poll(w, &mut s, &t, 1);
+                    d.poll(w, &mut s, Tables::v4(&t), 1);
                 }
                 (heap_calls() - before, calls)
             })
@@ -110,7 +110,7 @@ fn workers_answer_in_slices_without_touching_the_heap() {
         assert_eq!(calls, (cap as usize).div_ceil(SLOTS_PER_POLL), "worker {w}");
     }
     assert!(d.complete(req));
-    let v = d.collect(req, 1_000_000);
+    let v = engine::control::conns::collect(&d, req, 1_000_000);
     assert_eq!(v.total, 50_000);
     assert_eq!(v.conns.len(), 50_000);
     assert!(!v.truncated && v.missing_workers.is_empty());

@@ -183,3 +183,58 @@ fn check_refuses_a_metrics_bind_reachable_through_the_exception_path() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].path, "control.metrics");
 }
+
+/// An IPv6 service and its servers are exported with their endpoints in
+/// brackets: `service="tcp:[2001:db8:0:1::100]:80"`,
+/// `server="[2001:db8:0:2::11]:8080"`, with their counts.
+#[test]
+fn ipv6_services_and_servers_are_labelled_in_brackets() {
+    use engine::dataplane::snapshot::{AllUp, Snapshot};
+    let cfg = parse(
+        r#"
+[dpdk]
+cores = "0-1"
+workers = 1
+[[port]]
+name = "servers"
+device = "net_null0"
+address = ["198.19.0.1/24", "2001:db8:0:2::1/64"]
+[[service]]
+vip = "2001:db8:0:1::100"
+port = 80
+  [[service.server]]
+  address = "2001:db8:0:2::11"
+  port = 8080
+  weight = 3
+  [[service.server]]
+  address = "2001:db8:0:2::12"
+  port = 8080
+"#,
+    )
+    .unwrap();
+    let shared = Shared::new(1);
+    let snap = Snapshot::build(&cfg, &[], &shared.registry, 3, &AllUp).unwrap();
+    let d = snap.services6[0].servers[0].shared.clone();
+    d.per_worker[0].conns.add(4);
+    d.per_worker[0].active.add(2);
+    d.per_worker[0].in_bytes.add(640);
+    shared.publish(snap);
+    let text = metrics::render(&shared, &ControlInfo::new(1024));
+    let has = |line: &str| {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in:\n{text}"
+        )
+    };
+    let svc = r#"service="tcp:[2001:db8:0:1::100]:80""#;
+    let s11 = r#"server="[2001:db8:0:2::11]:8080""#;
+    let s12 = r#"server="[2001:db8:0:2::12]:8080""#;
+    has(&format!("rvs_service_connections_total{{{svc}}} 4"));
+    has(&format!("rvs_service_active_connections{{{svc}}} 2"));
+    has(&format!("rvs_server_connections_total{{{svc},{s11}}} 4"));
+    has(&format!("rvs_server_in_bytes_total{{{svc},{s11}}} 640"));
+    has(&format!("rvs_server_active_connections{{{svc},{s11}}} 2"));
+    has(&format!("rvs_server_weight{{{svc},{s11}}} 3"));
+    has(&format!("rvs_server_weight{{{svc},{s12}}} 1"));
+    has(&format!("rvs_server_up{{{svc},{s12}}} 1"));
+}

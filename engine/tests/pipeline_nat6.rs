@@ -6,7 +6,7 @@
 //! checksum computed over the whole segment, ours incrementally). wrr
 //! 3,2,1 over six new flows gives IPVS's sequence; per-server counters
 //! count the packets and IP bytes; a server's packet of no connection, a
-//! non-SYN opening and a hop limit of 1 are counted drops; the connection
+//! non-SYN opening are counted drops, a hop limit of 1 gets time-exceeded; the connection
 //! expires as an IPv4 one does and gives back its address ids.
 #![cfg(feature = "dpdk")]
 
@@ -363,9 +363,10 @@ fn strays_are_counted_drops() {
     );
     assert_eq!(r.run(0, &ack, 2_000).0, Verdict::Drop);
     assert_eq!(r.drops(Drop::NoConnection), 1);
-    // Hop limit 1: not forwarded.
-    assert_eq!(r.run(0, &syn(40003, 1), 2_000).0, Verdict::Drop);
-    assert_eq!(r.drops(Drop::TtlExceeded), 1);
+    // Hop limit 1: not forwarded, answered with ICMPv6 time exceeded
+    // (pipeline_v6routed.rs checks its bytes).
+    assert_eq!(r.run(0, &syn(40003, 1), 2_000).0, Verdict::Tx(0));
+    assert_eq!(r.shared.worker_stats[0].icmp_sent.get(), 1);
     // A port no service has.
     let other = tcp6(
         CLIENT_MAC,
@@ -436,4 +437,185 @@ fn udp_flows_expire_and_a_new_one_is_scheduled_afresh() {
     // And the client's next query opens a new connection.
     assert_eq!(r.run(0, &q, 7_002).0, Verdict::Tx(1));
     assert_eq!(r.counts(RS[0], 5353)[0], 2);
+}
+
+/// An IPv6 fragment of a UDP datagram: Ethernet, IPv6 (next header 44),
+/// a Fragment header (next header 17, `offset` bytes, M flag, `ident`),
+/// then `data` (the datagram's bytes from `offset`).
+#[allow(clippy::too_many_arguments)]
+fn frag6(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    offset: u16,
+    more: bool,
+    ident: u32,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&dmac);
+    v.extend_from_slice(&smac);
+    v.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    v.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    v.extend_from_slice(&[44, 64]);
+    v.extend_from_slice(&src.octets());
+    v.extend_from_slice(&dst.octets());
+    v.extend_from_slice(&[17, 0]);
+    v.extend_from_slice(&(offset | u16::from(more)).to_be_bytes());
+    v.extend_from_slice(&ident.to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+/// A UDP datagram (header + payload) with its checksum, computed by
+/// etherparse over the whole datagram.
+fn udp_datagram(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let h = etherparse::UdpHeader {
+        source_port: sport,
+        destination_port: dport,
+        length: (8 + payload.len()) as u16,
+        checksum: 0,
+    };
+    let c = h
+        .calc_checksum_ipv6_raw(src.octets(), dst.octets(), payload)
+        .unwrap();
+    let mut v = h.to_bytes().to_vec();
+    v[6..8].copy_from_slice(&c.to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// What the director must make of a fragment: new MACs, hop limit - 1, the
+/// rewritten address at `addr_off` (22 source, 38 destination), and the
+/// fragment's data replaced by `data` (the rewritten datagram's bytes).
+fn expect_frag(
+    input: &[u8],
+    dmac: [u8; 6],
+    smac: [u8; 6],
+    addr_off: usize,
+    addr: Ipv6Addr,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut e = input.to_vec();
+    e[0..6].copy_from_slice(&dmac);
+    e[6..12].copy_from_slice(&smac);
+    e[21] -= 1;
+    e[addr_off..addr_off + 16].copy_from_slice(&addr.octets());
+    e.truncate(62);
+    e.extend_from_slice(data);
+    e
+}
+
+/// IPv6 fragments of a UDP flow (issue 13): the first fragment (UDP
+/// header) is NAT-ed as its flow, the checksum updated for the whole
+/// datagram; the later fragment (no ports) follows it by (source,
+/// destination, identification) with only its address, hop limit and MACs
+/// changed; the server's fragmented answer goes back from the VIP the same
+/// way. Each output is checked byte for byte against a frame built from
+/// the datagram etherparse checksums after the rewrite. A later fragment
+/// of a datagram whose first was never seen is held (the worker's hold
+/// waits for its first); another identification is another datagram.
+#[test]
+fn ipv6_fragments_follow_their_first_fragment_both_ways() {
+    let mut r = Rig::new();
+    let payload: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37)).collect();
+    let ident = 0x1234_5678;
+    // Client -> [VIP]:53, 48 bytes of datagram in fragments of 24 + 24.
+    let dg = udp_datagram(CLIENT, 40000, VIP6, 53, &payload);
+    let want = udp_datagram(CLIENT, 40000, RS[0], 5353, &payload);
+    let first = frag6(
+        CLIENT_MAC,
+        PORT0_MAC.0,
+        CLIENT,
+        VIP6,
+        0,
+        true,
+        ident,
+        &dg[..24],
+    );
+    let second = frag6(
+        CLIENT_MAC,
+        PORT0_MAC.0,
+        CLIENT,
+        VIP6,
+        24,
+        false,
+        ident,
+        &dg[24..],
+    );
+
+    // The second before the first: nothing known yet, held.
+    let (v, _) = r.run(0, &second, 2_000);
+    assert_eq!(v, Verdict::Hold);
+    // Another datagram's later fragment (same addresses) is not this one.
+    let other = frag6(
+        CLIENT_MAC,
+        PORT0_MAC.0,
+        CLIENT,
+        VIP6,
+        24,
+        false,
+        ident + 1,
+        &dg[24..],
+    );
+
+    let (v, out) = r.run(0, &first, 2_000);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(
+        out,
+        expect_frag(&first, RS_MAC[0], PORT1_MAC.0, 38, RS[0], &want[..24])
+    );
+    let (v, out) = r.run(0, &second, 2_001);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(
+        out,
+        expect_frag(&second, RS_MAC[0], PORT1_MAC.0, 38, RS[0], &want[24..])
+    );
+    assert_eq!(r.run(0, &other, 2_001).0, Verdict::Hold);
+    // Both fragments counted on the server: one connection, 2 packets.
+    let c = r.counts(RS[0], 5353);
+    assert_eq!((c[0], c[1]), (1, 2));
+
+    // The server's answer, fragmented (its own identification).
+    let answer = udp_datagram(RS[0], 5353, CLIENT, 40000, &payload);
+    let back = udp_datagram(VIP6, 53, CLIENT, 40000, &payload);
+    let rs_mac = RS_MAC[0];
+    let a1 = frag6(
+        rs_mac,
+        PORT1_MAC.0,
+        RS[0],
+        CLIENT,
+        0,
+        true,
+        7,
+        &answer[..16],
+    );
+    let a2 = frag6(
+        rs_mac,
+        PORT1_MAC.0,
+        RS[0],
+        CLIENT,
+        16,
+        false,
+        7,
+        &answer[16..],
+    );
+    let (v, out) = r.run(1, &a1, 2_002);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(
+        out,
+        expect_frag(&a1, CLIENT_MAC, PORT0_MAC.0, 22, VIP6, &back[..16])
+    );
+    let (v, out) = r.run(1, &a2, 2_002);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(
+        out,
+        expect_frag(&a2, CLIENT_MAC, PORT0_MAC.0, 22, VIP6, &back[16..])
+    );
+    assert_eq!(r.counts(RS[0], 5353)[2], 2);
+
+    // Past the fragment lifetime the datagram is forgotten: held again.
+    assert_eq!(r.run(0, &second, 2_000 + 2_001).0, Verdict::Hold);
+    assert_eq!(r.drops(Drop::Fragment), 0);
 }

@@ -8,14 +8,14 @@
 //! worker of that queue forwards the frame itself: no hand-off.
 #![cfg(feature = "dpdk")]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use engine::config;
-use engine::conn::rss::{self, client_hash, owner_worker, toeplitz, Reta, KEY};
+use engine::conn::rss::{self, client_hash, client_hash6, owner_worker, toeplitz, Reta, KEY};
 use engine::dataplane::pipeline::{Pipeline, VecFrame, Verdict};
 use engine::dataplane::rss::reta_conf;
-use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
+use engine::dataplane::snapshot::{fold6, AllUp, PortInfo, Snapshot};
 use engine::dataplane::Shared;
 use engine::packet::ethernet::MacAddr;
 use etherparse::PacketBuilder;
@@ -306,5 +306,202 @@ fn rss_nat_flows_land_on_their_owner_both_ways() {
         for (w, p) in pl.iter().enumerate() {
             assert_eq!(p.conns.len(), per_queue[w] as usize, "worker {w}");
         }
+    }
+}
+
+/// IPv6: DPDK's Toeplitz over the IPv6 RSS input (source address,
+/// destination address, source port, destination port; `rte_softrss`
+/// takes the addresses as four host-order words each) of the client's
+/// address and port, wherever a NIC puts them, is the engine's IPv6 client
+/// hash, which is the IPv4 owner function over the address's 32-bit fold.
+#[test]
+fn rss_ipv6_client_hash_is_toeplitz_of_the_ipv6_tuple() {
+    let mut rng = Rng(0x5eed_0006);
+    for _ in 0..20_000 {
+        let (r, s) = (rng.next(), rng.next());
+        let addr = Ipv6Addr::from(u128::from(r) << 64 | u128::from(s));
+        let port = (rng.next() >> 48) as u16;
+        let o = addr.octets();
+        let a: Vec<u32> = o
+            .chunks(4)
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            .collect();
+        let p = u32::from(port);
+        let h = client_hash6(addr, port);
+        let mut bytes = o.to_vec();
+        bytes.extend_from_slice(&[0; 16]);
+        bytes.extend_from_slice(&port.to_be_bytes());
+        bytes.extend_from_slice(&[0, 0]);
+        assert_eq!(h, toeplitz(&KEY, &bytes), "{addr} {port}");
+        let src = [a[0], a[1], a[2], a[3], 0, 0, 0, 0, p << 16];
+        let dst = [0, 0, 0, 0, a[0], a[1], a[2], a[3], p];
+        assert_eq!(h, softrss(&src, &KEY), "source, zeroed in place");
+        assert_eq!(h, softrss(&dst, &KEY), "destination, zeroed in place");
+        assert_eq!(
+            h,
+            softrss(&[a[0], a[1], a[2], a[3], p << 16], &KEY),
+            "source fields only"
+        );
+        assert_eq!(h, client_hash(fold6(addr), port), "the fold's owner hash");
+    }
+}
+
+const CLIENT6_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x16];
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x100);
+const RS6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 0x11);
+
+const CFG6: &str = r#"
+[dpdk]
+cores = "0@0,1@1,2@1,3@1,4@1"
+workers = 4
+
+[[port]]
+name = "client"
+device = "net_af_packet0,iface=dc"
+address = ["198.18.0.2/16", "2001:db8:0:1::2/64"]
+
+[[port]]
+name = "servers"
+device = "net_af_packet1,iface=ds"
+address = ["198.19.0.1/24", "2001:db8:0:2::1/64"]
+
+[[service]]
+vip = "2001:db8:0:1::100"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+forward = "nat"
+  [[service.server]]
+  address = "2001:db8:0:2::11"
+  port = 8080
+"#;
+
+/// The queue a NIC with this director's RSS set-up (IPv6 TCP hashed by
+/// the source fields on the client port, the destination fields on the
+/// server port) picks for an IPv6 `frame`: DPDK's Toeplitz over the
+/// frame's bytes, then the director's RETA.
+fn nic_queue6(
+    frame: &[u8],
+    client_side: bool,
+    reta: &[dpdk_ffi::rte_eth_rss_reta_entry64],
+) -> usize {
+    let word = |o: usize| u32::from_be_bytes(frame[o..o + 4].try_into().unwrap());
+    let port = |o: usize| u32::from(u16::from_be_bytes([frame[o], frame[o + 1]]));
+    let (src, dst) = (22, 38);
+    let words = if client_side {
+        [
+            word(src),
+            word(src + 4),
+            word(src + 8),
+            word(src + 12),
+            0,
+            0,
+            0,
+            0,
+            port(54) << 16,
+        ]
+    } else {
+        [
+            0,
+            0,
+            0,
+            0,
+            word(dst),
+            word(dst + 4),
+            word(dst + 8),
+            word(dst + 12),
+            port(56),
+        ]
+    };
+    let h = softrss(&words, &KEY) as usize % (reta.len() * 64);
+    usize::from(reta[h / 64].reta[h % 64])
+}
+
+/// IPv6 NAT flows: the queue a NIC picks for the client's SYN (source
+/// fields) and for the server's SYN-ACK (destination fields) is the same,
+/// and its worker forwards both itself; any other worker hands them over.
+#[test]
+fn rss_nat6_flows_land_on_their_owner_both_ways() {
+    let cfg = config::parse(CFG6).expect("config");
+    let infos = vec![
+        PortInfo::new(&cfg.ports[0], MacAddr(PORT0_MAC)),
+        PortInfo::new(&cfg.ports[1], MacAddr(PORT1_MAC)),
+    ];
+    let mut rng = Rng(0x5eed_0007);
+    for workers in [2usize, 3, 4] {
+        let shared = Arc::new(Shared::new(workers));
+        let snap = Snapshot::build(&cfg, &infos, &shared.registry, 1, &AllUp).unwrap();
+        assert_eq!(snap.services6.len(), 1);
+        shared.neigh6.learn(RS6, MacAddr(RS_MAC), 0);
+        let mut pl: Vec<Pipeline> = (0..workers)
+            .map(|w| {
+                let mut p = Pipeline::new(w, workers, 4096, &shared);
+                p.on_snapshot(&snap);
+                p
+            })
+            .collect();
+        let (reta_c, reta_s) = (reta_conf(128, workers), reta_conf(512, workers));
+        let mut per_queue = vec![0u32; workers];
+        for i in 0..1500u32 {
+            let r = rng.next();
+            let client = Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0,
+                1,
+                (r >> 48) as u16,
+                (r >> 32) as u16,
+                i as u16,
+                r as u16 | 1,
+            );
+            let cport = 1024 + (rng.next() >> 40) as u16 % 60000;
+            shared.neigh6.learn(client, MacAddr(CLIENT6_MAC), 0);
+            let mut syn = Vec::new();
+            PacketBuilder::ethernet2(CLIENT6_MAC, PORT0_MAC)
+                .ipv6(client.octets(), VIP6.octets(), 64)
+                .tcp(cport, 80, 1000, 65535)
+                .syn()
+                .write(&mut syn, &[])
+                .unwrap();
+            let q = nic_queue6(&syn, true, &reta_c);
+            per_queue[q] += 1;
+            assert_eq!(q, rss::owner_of_hash(client_hash6(client, cport), workers));
+            let mut f = VecFrame::new(&syn);
+            assert_eq!(
+                pl[q].process(&snap, &mut f, 0, 10, false),
+                Verdict::Tx(1),
+                "inbound on queue {q}"
+            );
+
+            let mut synack = Vec::new();
+            PacketBuilder::ethernet2(RS_MAC, PORT1_MAC)
+                .ipv6(RS6.octets(), client.octets(), 64)
+                .tcp(8080, cport, 5000, 65535)
+                .syn()
+                .ack(1001)
+                .write(&mut synack, &[])
+                .unwrap();
+            let q2 = nic_queue6(&synack, false, &reta_s);
+            assert_eq!(q2, q, "the reply reaches the inbound frame's queue");
+            let mut f = VecFrame::new(&synack);
+            assert_eq!(
+                pl[q2].process(&snap, &mut f, 1, 10, false),
+                Verdict::Tx(0),
+                "reply on queue {q2}"
+            );
+            let other = (q + 1) % workers;
+            for (frame, port) in [(&syn, 0), (&synack, 1)] {
+                let mut f = VecFrame::new(frame);
+                assert_eq!(
+                    pl[other].process(&snap, &mut f, port, 10, false),
+                    Verdict::Handoff(q),
+                    "worker {other}, port {port}"
+                );
+            }
+        }
+        assert!(
+            per_queue.iter().all(|&n| n > 1500 / workers as u32 / 2),
+            "{per_queue:?}"
+        );
     }
 }

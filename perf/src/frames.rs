@@ -19,11 +19,13 @@
 //! `pkt_size` is the Ethernet frame *with* its 4-byte FCS (RFC 2544 frame
 //! sizes: 64 ... 1518), so a 64-byte packet is a 60-byte buffer.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use engine::packet::checksum;
 use engine::packet::ethernet::MacAddr;
 use engine::packet::{parse_frame, Ipv4Packet, TcpPacket};
+
+use crate::frames6;
 
 pub const ETH_LEN: usize = 14;
 pub const IP_OFF: usize = 14;
@@ -67,13 +69,13 @@ impl Kind {
 
 /// Sum of the big-endian 16-bit words of a u32.
 #[inline(always)]
-fn words32(v: u32) -> u64 {
+pub(crate) fn words32(v: u32) -> u64 {
     u64::from(v >> 16) + u64::from(v & 0xffff)
 }
 
 /// Folds a ones'-complement accumulator and complements it.
 #[inline(always)]
-fn finish(mut acc: u64) -> u16 {
+pub(crate) fn finish(mut acc: u64) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
     }
@@ -87,6 +89,8 @@ pub struct Templates {
     frames: [Vec<u8>; 4],
     ip_base: u64,
     tcp_base: [u64; 4],
+    /// IPv6 frames (`frames6`'s layout).
+    v6: bool,
 }
 
 impl Templates {
@@ -131,6 +135,27 @@ impl Templates {
             frames,
             ip_base,
             tcp_base,
+            v6: false,
+        }
+    }
+
+    /// IPv6 twin of [`Templates::new`]: frames of `pkt_size` bytes (at
+    /// least [`frames6::MIN_FRAME6`] + FCS) to `[dst]:dport`, in the layout
+    /// of [`frames6`].
+    pub fn new6(
+        pkt_size: usize,
+        src_mac: MacAddr,
+        dst_mac: MacAddr,
+        dst: Ipv6Addr,
+        dport: u16,
+    ) -> Templates {
+        let (len, frames, tcp_base) = frames6::templates(pkt_size, src_mac, dst_mac, dst, dport);
+        Templates {
+            len,
+            frames,
+            ip_base: 0,
+            tcp_base,
+            v6: true,
         }
     }
 
@@ -151,6 +176,9 @@ impl Templates {
         let k = kind as usize;
         let buf = &mut buf[..self.len];
         buf.copy_from_slice(&self.frames[k]);
+        if self.v6 {
+            return frames6::write(buf, self.tcp_base[k], src, sport, seq, ack, tsc);
+        }
         buf[26..30].copy_from_slice(&src.to_be_bytes());
         let ipc = finish(self.ip_base + words32(src));
         buf[24..26].copy_from_slice(&ipc.to_be_bytes());
@@ -193,12 +221,20 @@ pub enum Expect {
     Dr,
     /// Director TUN: wrapped in IPv4 (protocol 4) to a real server.
     Tun,
+    /// Director NAT over IPv6: destination = a real server's IPv6 address
+    /// and port (the generator speaks IPv6, `frames6`).
+    Nat6,
 }
 
 impl Expect {
     /// Is this a router hop (TTL decremented)?
     pub fn routed(self) -> bool {
-        matches!(self, Expect::Nat | Expect::Dr | Expect::Tun)
+        matches!(self, Expect::Nat | Expect::Dr | Expect::Tun | Expect::Nat6)
+    }
+
+    /// Does the generator send IPv6?
+    pub fn ipv6(self) -> bool {
+        self == Expect::Nat6
     }
 }
 
@@ -208,6 +244,10 @@ impl Expect {
 pub struct Stamp {
     /// Offset of the (inner) IPv4 header.
     pub ip_off: usize,
+    /// Offset of the TCP header.
+    pub tcp_off: usize,
+    /// The bits of the TSC the frame carries (48 over IPv4, 32 over IPv6).
+    pub tsc_mask: u64,
     pub seq: u32,
     pub phase: u8,
     pub kind: Kind,
@@ -218,6 +258,9 @@ pub struct Stamp {
 /// of ours (ARP, garbage, a foreign protocol).
 #[inline(always)]
 pub fn read_stamp(f: &[u8]) -> Option<Stamp> {
+    if f.len() >= frames6::MIN_FRAME6 && f[12] == 0x86 && f[13] == 0xdd {
+        return frames6::read_stamp(f);
+    }
     if f.len() < MIN_FRAME || f[12] != 0x08 || f[13] != 0x00 {
         return None;
     }
@@ -241,6 +284,8 @@ pub fn read_stamp(f: &[u8]) -> Option<Stamp> {
     t[2..8].copy_from_slice(&f[pay..pay + TSC_LEN]);
     Some(Stamp {
         ip_off: ip,
+        tcp_off: tcp,
+        tsc_mask: TSC_MASK,
         seq,
         phase: (ack >> 8) as u8,
         kind: Kind::from_u8(ack as u8)?,
@@ -312,12 +357,17 @@ pub struct CheckCtx {
     pub dut_server_mac: Option<MacAddr>,
     /// The director's address on the server side (TUN outer source).
     pub director_addr: Ipv4Addr,
+    /// IPv6 real servers (address, port) in configuration order (NAT6).
+    pub servers6: Vec<(Ipv6Addr, u16)>,
 }
 
 /// Full check of one forwarded frame against the expected rewrite. On
 /// success, the index of the real server it went to (for the stickiness
 /// check; `None` for the testpmd modes).
 pub fn check(c: &CheckCtx, f: &[u8], src: Ipv4Addr, sport: u16) -> Result<Option<usize>, Bad> {
+    if c.expect.ipv6() {
+        return frames6::check(c, f, u32::from(src), sport);
+    }
     let p = parse_frame(f).map_err(|_| Bad::Parse)?;
     let dst_mac = MacAddr::from_bytes(&f[0..6]);
     let src_mac = MacAddr::from_bytes(&f[6..12]);
@@ -396,6 +446,7 @@ pub fn check(c: &CheckCtx, f: &[u8], src: Ipv4Addr, sport: u16) -> Result<Option
                 return Err(Bad::Destination);
             }
         }
+        Expect::Nat6 => return Err(Bad::Parse),
     }
     if c.expect.routed() {
         if let Some(m) = c.dut_server_mac {
@@ -432,6 +483,7 @@ mod tests {
             dut_client_mac: MacAddr([2, 0, 0, 0, 1, 2]),
             dut_server_mac: None,
             director_addr: Ipv4Addr::new(198, 19, 0, 1),
+            servers6: Vec::new(),
         }
     }
 

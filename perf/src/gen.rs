@@ -27,7 +27,7 @@
 //! DUT took but never delivered.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -39,10 +39,12 @@ use engine::dataplane::mbuf::Pool;
 use engine::dataplane::port::{self, Port};
 use engine::packet::arp::{self, ArpPacket};
 use engine::packet::ethernet::{EtherType, EthernetFrame, MacAddr};
+use engine::packet::icmpv6::{self, msg_type, NaFlags, NDP_FRAME_LEN};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::frames::{self, ack_word, read_stamp, Bad, CheckCtx, Expect, Kind, Templates};
+use crate::frames6;
 
 const BURST: usize = 32;
 const MAX_QUEUES: usize = 8;
@@ -62,6 +64,8 @@ const MAX_STALL_SAMPLES: usize = 1 << 20;
 const PORTS: u32 = 64000;
 /// The generator's own address on the client side (source of its ARP).
 const GEN_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Its IPv6 twin (source of its neighbour solicitations for the VIP).
+const GEN_CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenOpts {
@@ -112,6 +116,19 @@ pub struct GenOpts {
     /// The director's server-side address (source of TUN's outer header).
     #[arg(long, default_value = "198.19.0.1")]
     pub director_addr: Ipv4Addr,
+    /// The IPv6 VIP (`--expect nat6`; `perf/configs/director6.toml.in`).
+    #[arg(long, default_value = "2001:db8:1::100")]
+    pub vip6: Ipv6Addr,
+    /// IPv6 real servers ([address]:port) in configuration order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "[2001:db8:2::11]:8080,[2001:db8:2::12]:8080,[2001:db8:2::13]:8080,[2001:db8:2::14]:8080"
+    )]
+    pub servers6: Vec<SocketAddrV6>,
+    /// The director's server-side IPv6 address (source of its solicitations).
+    #[arg(long, default_value = "2001:db8:2::1")]
+    pub director_addr6: Ipv6Addr,
     /// Established flows (1 .. 10 million).
     #[arg(long, default_value_t = 1000)]
     pub flows: u32,
@@ -422,6 +439,9 @@ pub fn run(o: GenOpts) -> Result<()> {
     if o.servers.is_empty() || o.servers.len() > 250 {
         bail!("--servers: 1 .. 250 real servers");
     }
+    if o.servers6.is_empty() || o.servers6.len() > 250 {
+        bail!("--servers6: 1 .. 250 real servers");
+    }
     let prefix = format!("rvsperf{}", std::process::id());
     let mut args = vec![
         "rvs-perf".to_string(),
@@ -458,6 +478,12 @@ fn run_inner(o: GenOpts) -> Result<()> {
     let server = port::setup(&o.server_dev, o.queues, 1500, pool).context("server-side port")?;
     let hz = eal::tsc_hz();
     let servers: Vec<(Ipv4Addr, u16)> = o.servers.iter().map(|s| (*s.ip(), s.port())).collect();
+    let servers6: Vec<(Ipv6Addr, u16)> = o.servers6.iter().map(|s| (*s.ip(), s.port())).collect();
+    let n_servers = if o.expect.ipv6() {
+        servers6.len()
+    } else {
+        servers.len()
+    };
     let dut_mac = match &o.dut_mac {
         Some(s) => parse_mac(s)?,
         None => MacAddr::BROADCAST,
@@ -466,13 +492,15 @@ fn run_inner(o: GenOpts) -> Result<()> {
         expect: o.expect,
         vip: o.vip,
         vport: o.vport,
-        server_macs: (0..servers.len()).map(server_mac).collect(),
+        server_macs: (0..n_servers).map(server_mac).collect(),
         servers,
+        servers6,
         gen_client_mac: client.mac,
         dut_client_mac: dut_mac,
         dut_server_mac: None,
         director_addr: o.director_addr,
     };
+    let tpl = templates(&o, client.mac, dut_mac);
     eprintln!(
         "rvs-perf[{}]: memif ports ready (client {}, server {}), waiting for the DUT",
         o.label, client.mac, server.mac
@@ -483,7 +511,7 @@ fn run_inner(o: GenOpts) -> Result<()> {
         ns_per_cycle: 1e9 / hz as f64,
         pool,
         queues: o.queues as usize,
-        tpl: Templates::new(o.size as usize, client.mac, dut_mac, o.vip, o.vport),
+        tpl,
         ck,
         flows,
         sticky: vec![0; flows as usize],
@@ -676,7 +704,7 @@ impl Gen {
             "pkt_size": self.o.size,
             "frame_len": self.tpl.len,
             "queues": self.queues,
-            "servers": self.ck.servers.len(),
+            "servers": self.ck.server_macs.len(),
             "tsc_hz": self.hz,
             "dut_client_mac": self.ck.dut_client_mac.to_string(),
             "dut_server_mac": self.ck.dut_server_mac.map(|m| m.to_string()),
@@ -719,21 +747,25 @@ impl Gen {
         let deadline = Instant::now() + Duration::from_secs_f64(self.o.ready_timeout);
         while self.ck.dut_client_mac == MacAddr::BROADCAST {
             if Instant::now() > deadline {
+                if self.o.expect.ipv6() {
+                    bail!(
+                        "no neighbour advertisement for the VIP {} from the DUT",
+                        self.o.vip6
+                    );
+                }
                 bail!("no ARP reply for the VIP {} from the DUT", self.o.vip);
             }
-            self.send_arp_request(self.o.vip);
+            if self.o.expect.ipv6() {
+                self.send_solicitation(self.o.vip6);
+            } else {
+                self.send_arp_request(self.o.vip);
+            }
             let until = rdtsc() + self.hz / 10;
             while rdtsc() < until && self.ck.dut_client_mac == MacAddr::BROADCAST {
                 self.poll_rx();
             }
         }
-        self.tpl = Templates::new(
-            self.o.size as usize,
-            self.client.mac,
-            self.ck.dut_client_mac,
-            self.o.vip,
-            self.o.vport,
-        );
+        self.tpl = templates(&self.o, self.client.mac, self.ck.dut_client_mac);
         self.log(&format!("DUT client-side MAC {}", self.ck.dut_client_mac));
         Ok(())
     }
@@ -756,6 +788,21 @@ impl Gen {
         a.set_spa(GEN_CLIENT_ADDR);
         a.set_tha(MacAddr::ZERO);
         a.set_tpa(ip);
+        self.tx_one(self.client.id, m);
+    }
+
+    /// A neighbour solicitation for `target` on the client side.
+    fn send_solicitation(&mut self, target: Ipv6Addr) {
+        let Some(m) = self.alloc_frame(NDP_FRAME_LEN) else {
+            return;
+        };
+        // SAFETY: m is a fresh mbuf with NDP_FRAME_LEN bytes of data.
+        let buf = unsafe { frame_mut(m) };
+        if icmpv6::build_ns(buf, self.client.mac, GEN_CLIENT_ADDR6, target).is_none() {
+            // SAFETY: not sent, still ours.
+            unsafe { dpdk_ffi::rvs_pktmbuf_free(m) };
+            return;
+        }
         self.tx_one(self.client.id, m);
     }
 
@@ -786,7 +833,7 @@ impl Gen {
     /// server side (every real server's MAC is resolved by then).
     fn probe(&mut self, phase: u8) -> Result<Value> {
         let deadline = Instant::now() + Duration::from_secs_f64(self.o.ready_timeout);
-        let n = (8 * self.ck.servers.len()).min(256) as u32;
+        let n = (8 * self.ck.server_macs.len()).min(256) as u32;
         let t0 = Instant::now();
         for round in 0.. {
             let src = Source::Probe { round, n, i: 0 };
@@ -1006,10 +1053,12 @@ impl Gen {
                 ack_word(self.phase, p.kind),
                 tsc,
             );
-            let q = if self.queues > 1 {
-                rss_queue(p.src, p.sport, self.queues)
-            } else {
+            let q = if self.queues <= 1 {
                 0
+            } else if self.ck.expect.ipv6() {
+                rss_queue6(p.src, p.sport, self.queues)
+            } else {
+                rss_queue(p.src, p.sport, self.queues)
             };
             self.pending[q].push(m);
             built += 1;
@@ -1078,6 +1127,11 @@ impl Gen {
                 if self.on_arp(m, port, server_side) {
                     return;
                 }
+            } else if is_ndp(f) {
+                self.st.arp += 1;
+                if self.on_ndp(m, port, server_side) {
+                    return;
+                }
             } else {
                 self.st.foreign += 1;
             }
@@ -1101,7 +1155,7 @@ impl Gen {
         self.lat_ctr += 1;
         if self.lat_ctr >= self.lat_every {
             self.lat_ctr = 0;
-            let cyc = now.wrapping_sub(s.tsc) & frames::TSC_MASK;
+            let cyc = now.wrapping_sub(s.tsc) & s.tsc_mask;
             let ns = (cyc as f64 * self.ns_per_cycle) as u64;
             self.hist.saturating_record(ns);
             if ns >= self.stall_ns && self.stalls.len() < MAX_STALL_SAMPLES {
@@ -1215,6 +1269,53 @@ impl Gen {
         true
     }
 
+    /// Neighbour discovery, the IPv6 twin of [`Gen::on_arp`]: answers the
+    /// director's solicitations for the real servers (each at its own MAC)
+    /// and learns the director's MACs (the advertisement for the VIP on the
+    /// client side, the solicitations' source on the server side). True
+    /// when the mbuf was reused for the answer.
+    fn on_ndp(&mut self, m: *mut rte_mbuf, port: u16, server_side: bool) -> bool {
+        // SAFETY: an owned received mbuf.
+        let f = unsafe { frame_mut(m) };
+        let Some((ty, src, target)) = ndp_fields(f) else {
+            return false;
+        };
+        let eth_src = MacAddr::from_bytes(&f[6..12]);
+        if ty == msg_type::NEIGHBOR_ADVERT {
+            if !server_side && target == self.o.vip6 {
+                self.ck.dut_client_mac = eth_src;
+            }
+            return false;
+        }
+        if !server_side {
+            return false;
+        }
+        if self.ck.dut_server_mac.is_none() && src == self.o.director_addr6 {
+            self.ck.dut_server_mac = Some(eth_src);
+        }
+        let Some(k) = self.ck.servers6.iter().position(|s| s.0 == target) else {
+            return false;
+        };
+        if src.is_unspecified() || f.len() < NDP_FRAME_LEN {
+            return false;
+        }
+        let flags = NaFlags {
+            solicited: true,
+            override_: true,
+            router: false,
+        };
+        if icmpv6::build_na(f, server_mac(k), target, eth_src, src, flags).is_none() {
+            return false;
+        }
+        // SAFETY: an owned mbuf of at least NDP_FRAME_LEN bytes.
+        unsafe {
+            (*m).data_len = NDP_FRAME_LEN as u16;
+            (*m).pkt_len = NDP_FRAME_LEN as u32;
+        }
+        self.tx_one(port, m);
+        true
+    }
+
     fn bad_json(&self, st: &PhaseStats) -> Value {
         let mut m = serde_json::Map::new();
         for b in Bad::ALL {
@@ -1322,10 +1423,53 @@ fn rss_queue(src: u32, sport: u16, queues: usize) -> usize {
     usize::from(rss::reta_entry(h as usize % rss::RETA_SIZE, queues))
 }
 
+/// [`rss_queue`] of an IPv6 client (`frames6::client6(src)`): the IPv6
+/// RSS input (source address as four words, destination zeroed, source
+/// port) under the same key and RETA; the director configures NICs with
+/// IPv6 RSS to hash it so (`engine::dataplane::rss`).
+fn rss_queue6(src: u32, sport: u16, queues: usize) -> usize {
+    let p = &frames6::CLIENT6_PREFIX;
+    let w = |i: usize| u32::from_be_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+    let mut tuple = [w(0), w(4), w(8), src, 0, 0, 0, 0, u32::from(sport) << 16];
+    // SAFETY: a pure function over 9 words and a 40-byte key (>= 4 * (9 + 1)).
+    let h = unsafe { dpdk_ffi::rvs_softrss(tuple.as_mut_ptr(), 9, rss::KEY.as_ptr()) };
+    usize::from(rss::reta_entry(h as usize % rss::RETA_SIZE, queues))
+}
+
+/// The generator's frame templates for the mode: IPv6 for `nat6`.
+fn templates(o: &GenOpts, src_mac: MacAddr, dut_mac: MacAddr) -> Templates {
+    if o.expect.ipv6() {
+        Templates::new6(o.size as usize, src_mac, dut_mac, o.vip6, o.vport)
+    } else {
+        Templates::new(o.size as usize, src_mac, dut_mac, o.vip, o.vport)
+    }
+}
+
+/// An untagged IPv6 neighbour solicitation or advertisement?
+fn is_ndp(f: &[u8]) -> bool {
+    f.len() >= 14 + 40 + 24
+        && f[12] == 0x86
+        && f[13] == 0xdd
+        && f[20] == 58
+        && matches!(
+            f[54],
+            msg_type::NEIGHBOR_SOLICIT | msg_type::NEIGHBOR_ADVERT
+        )
+}
+
+/// (type, IPv6 source, target) of a frame [`is_ndp`] accepted.
+fn ndp_fields(f: &[u8]) -> Option<(u8, Ipv6Addr, Ipv6Addr)> {
+    let a = |o: usize| -> Option<Ipv6Addr> {
+        Some(Ipv6Addr::from(
+            <[u8; 16]>::try_from(f.get(o..o + 16)?).ok()?,
+        ))
+    };
+    Some((*f.get(54)?, a(22)?, a(62)?))
+}
+
 fn read_sport(f: &[u8]) -> Option<u16> {
     let s = read_stamp(f)?;
-    let ihl = usize::from(*f.get(s.ip_off)? & 0x0f) * 4;
-    let t = s.ip_off + ihl;
+    let t = s.tcp_off;
     Some(u16::from_be_bytes([*f.get(t)?, *f.get(t + 1)?]))
 }
 

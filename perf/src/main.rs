@@ -10,6 +10,7 @@
 //! `perf/bench.sh` runs them all and writes `perf/results/`.
 
 mod frames;
+mod frames6;
 mod gen;
 mod mem;
 mod pipe;

@@ -14,7 +14,7 @@
 //!   record it points at (`Pipeline::prefetch_conn`);
 //! * `dry`: build the frames and do nothing else (the harness's own cost).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,7 +38,8 @@ const HEADROOM: usize = 128;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PipeOpts {
-    /// Forwarding method of the service.
+    /// Forwarding method of the service: nat | dr | tun, or nat6 (NAT of
+    /// an IPv6 VIP to IPv6 servers, IPv6 frames).
     #[arg(long, default_value = "nat")]
     pub mode: String,
     /// Established flows.
@@ -104,6 +105,48 @@ impl Frame for BufFrame {
         self.end = self.start + len;
         true
     }
+}
+
+/// The configuration of `--mode nat6`: the IPv4 one's ports with an IPv6
+/// address each, and one IPv6 NAT service (the bench's `director6.toml.in`).
+pub fn config_text6(scheduler: &str, max_conns: usize) -> String {
+    let mut s = format!(
+        r#"
+[dpdk]
+cores = "0-1"
+
+[[port]]
+name = "client"
+device = "net_memif0"
+address = ["198.18.0.2/16", "2001:db8:1::2/64"]
+
+[[port]]
+name = "servers"
+device = "net_memif1"
+address = ["198.19.0.1/24", "2001:db8:2::1/64"]
+mtu = 1600
+
+[[service]]
+vip = "2001:db8:1::100"
+port = 80
+protocol = "tcp"
+scheduler = "{scheduler}"
+forward = "nat"
+"#
+    );
+    for k in 0..4 {
+        s.push_str(&format!(
+            "  [[service.server]]\n  address = \"{}\"\n  port = 8080\n",
+            server6(k)
+        ));
+    }
+    s.push_str(&format!("\n[timeouts]\nmax_connections = {max_conns}\n"));
+    s
+}
+
+/// IPv6 real server `k` of `--mode nat6`.
+fn server6(k: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x11 + u16::from(k))
 }
 
 pub fn config_text(mode: &str, scheduler: &str, max_conns: usize) -> String {
@@ -277,14 +320,19 @@ fn conn(k: u64) -> (u32, u16) {
 }
 
 pub fn run(o: PipeOpts) -> Result<()> {
-    if !matches!(o.mode.as_str(), "nat" | "dr" | "tun") {
-        bail!("--mode nat | dr | tun");
+    if !matches!(o.mode.as_str(), "nat" | "dr" | "tun" | "nat6") {
+        bail!("--mode nat | dr | tun | nat6");
     }
+    let v6 = o.mode == "nat6";
     let cap = o
         .capacity
         .unwrap_or(o.flows as usize * 2 + o.conns as usize + 1024);
-    let cfg = config::parse(&config_text(&o.mode, &o.scheduler, cap))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = if v6 {
+        config_text6(&o.scheduler, cap)
+    } else {
+        config_text(&o.mode, &o.scheduler, cap)
+    };
+    let cfg = config::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ports = vec![
         PortInfo::new(&cfg.ports[0], PORT0_MAC),
         PortInfo::new(&cfg.ports[1], PORT1_MAC),
@@ -298,18 +346,37 @@ pub fn run(o: PipeOpts) -> Result<()> {
             crate::gen::server_mac(k as usize),
             now_ms,
         );
+        shared
+            .neigh6
+            .learn(server6(k), crate::gen::server_mac(k as usize), now_ms);
     }
     // A fixed hash seed: the same probe runs every time, so callgrind
     // counts the same instructions run after run (`perf/profile.sh --check`).
     let mut p = Pipeline::new(0, 1, 1, &shared);
     p.conns = ConnTable::with_capacity_in(cap, TableMemory::Thp, Some(0x5eed));
-    let tpl = Templates::new(
-        o.size as usize,
-        CLIENT_MAC,
-        PORT0_MAC,
-        Ipv4Addr::new(198, 18, 0, 100),
-        80,
-    );
+    // nat6: the IPv6 tables (allocated with the IPv4 table's capacity;
+    // their hash seed is random, so the nat6 figure may move by a few
+    // instructions run to run). The IPv4 modes run as before.
+    if v6 {
+        p.on_snapshot(&snap);
+    }
+    let tpl = if v6 {
+        Templates::new6(
+            o.size as usize,
+            CLIENT_MAC,
+            PORT0_MAC,
+            Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100),
+            80,
+        )
+    } else {
+        Templates::new(
+            o.size as usize,
+            CLIENT_MAC,
+            PORT0_MAC,
+            Ipv4Addr::new(198, 18, 0, 100),
+            80,
+        )
+    };
     let frames = (0..BURST)
         .map(|_| BufFrame {
             buf: vec![0u8; HEADROOM + 2048].into_boxed_slice(),

@@ -12,8 +12,9 @@
 //! Checked: no panic; a decoded sync message re-encodes within
 //! `MAX_DATAGRAM` whenever its input did, and decodes to itself (conn
 //! records of 32 bytes or more included: they carry a full-NAT local
-//! tuple, re-encoded as exactly 32); a decoded advert re-encodes into a
-//! packet that decodes to the same advert.
+//! tuple, re-encoded as exactly 32; IPv6 conn records, type 3, of 62
+//! bytes or more, re-encoded as exactly 62); a decoded advert re-encodes
+//! into a packet that decodes to the same advert.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -63,6 +64,13 @@ fn check_sync(buf: &[u8]) {
     let Ok(m) = sync::decode(buf, key()) else {
         return;
     };
+    if let sync::Body::Records(rs) = &m.body {
+        for r in rs {
+            if let sync::Record::Conn6(_) = r {
+                assert_eq!(r.wire_len(), 2 + sync::CONN6_LEN);
+            }
+        }
+    }
     match sync::try_encode(&m, key()) {
         Ok(again) => {
             assert!(again.len() <= MAX_DATAGRAM);

@@ -177,9 +177,9 @@ impl Config {
             }
         }
         for (i, svc) in self.services.iter().enumerate() {
-            if svc.is_ipv6() && !svc.forwards_ipv6() {
+            if svc.is_ipv6() && !svc.forwards_ipv6() && !svc.forwards_nat64() {
                 out.push(format!(
-                    "service[{i}].vip: {} is IPv6: configured, listed and health-checked, but the data plane does not forward IPv6 yet except NAT to IPv6 servers without persistence, ops or sorry server (its frames go to the kernel)",
+                    "service[{i}].vip: {} is IPv6: configured, listed and health-checked, but the data plane does not forward IPv6 yet except NAT, DR and TUN to IPv6 servers and NAT64 (fnat to IPv4 servers) without ops or sorry server (its frames go to the kernel)",
                     svc.key()
                 ));
             }
@@ -576,9 +576,27 @@ impl ServiceConfig {
     }
 
     /// Whether the data plane forwards this IPv6 service (issue 13, this
-    /// cut): NAT to IPv6 servers only, one connection per flow (no
+    /// cut): NAT, DR and TUN to IPv6 servers only, one connection per flow (no
     /// persistence, one-packet scheduling or sorry server yet).
     pub fn forwards_ipv6(&self) -> bool {
+        self.is_ipv6()
+            && !self.ops
+            && self.sorry_server.is_none()
+            && !self.servers.is_empty()
+            && self.servers.iter().all(|s| {
+                s.address.is_ipv6()
+                    && matches!(
+                        s.effective_forward(self),
+                        Forward::Nat | Forward::Dr | Forward::Tun
+                    )
+            })
+    }
+
+    /// Whether the data plane forwards this service as NAT64 (issue 13):
+    /// an IPv6 VIP whose servers are all IPv4 and reached by full-NAT
+    /// (`forward = "fnat"`), one connection per flow (no persistence,
+    /// one-packet scheduling or sorry server).
+    pub fn forwards_nat64(&self) -> bool {
         self.is_ipv6()
             && self.persistence_timeout == 0
             && !self.ops
@@ -587,7 +605,7 @@ impl ServiceConfig {
             && self
                 .servers
                 .iter()
-                .all(|s| s.address.is_ipv6() && s.effective_forward(self) == Forward::Nat)
+                .all(|s| s.address.is_ipv4() && s.effective_forward(self) == Forward::Fnat)
     }
 
     /// Every VIP port this service answers on: `ports`, else `port`.

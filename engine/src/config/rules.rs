@@ -364,7 +364,7 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
         // The data plane reaches a sorry server by NAT, whatever the service's
         // forward: it need not hold the VIP.
         if sorry.is_ipv6() != svc.is_ipv6() {
-            out.push(at("sorry_server"), family_mismatch(svc, sorry.ip()));
+            out.push(at("sorry_server"), family_mismatch(svc, sorry.ip(), false));
         } else if let Err(msg) = reachable_ip(scope, sorry.ip(), Forward::Nat) {
             out.push(at("sorry_server"), msg);
         }
@@ -455,8 +455,17 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
                 ),
             );
         }
-        if srv.address.is_ipv6() != svc.is_ipv6() {
-            out.push(at(".address"), family_mismatch(svc, srv.address));
+        let nat64 = svc.is_ipv6() && srv.address.is_ipv4() && forward == Forward::Fnat;
+        if srv.address.is_ipv6() != svc.is_ipv6() && !nat64 {
+            out.push(at(".address"), family_mismatch(svc, srv.address, true));
+        } else if nat64 && svc.servers.iter().any(|s| s.address.is_ipv6()) {
+            out.push(
+                at(".address"),
+                format!(
+                    "{} is an IPv4 server (NAT64) but the service also has IPv6 servers: a NAT64 service's servers are all IPv4",
+                    srv.address
+                ),
+            );
         } else if srv.address == svc.vip {
             out.push(
                 at(".address"),
@@ -477,11 +486,18 @@ fn check_service(scope: &Scope, i: usize, svc: &ServiceConfig, out: &mut Out) {
 }
 
 /// A server (or sorry server) of another family than the VIP: NAT, DR and
-/// TUN keep the packet's family (NAT64 is a case of full-NAT).
-fn family_mismatch(svc: &ServiceConfig, ip: IpAddr) -> String {
+/// TUN keep the packet's family. NAT64 is a case of full-NAT: an IPv4
+/// server of an IPv6 VIP with `forward = "fnat"` is accepted (the caller
+/// checks), so a server's message says so for that one case.
+fn family_mismatch(svc: &ServiceConfig, ip: IpAddr, server: bool) -> String {
     let fam = |v6: bool| if v6 { "IPv6" } else { "IPv4" };
+    let hint = if server && svc.is_ipv6() && ip.is_ipv4() {
+        " (an IPv4 server of an IPv6 VIP is NAT64: forward = \"fnat\")"
+    } else {
+        ""
+    };
     format!(
-        "{ip} is {} but the VIP {} is {}: a service's servers are in its VIP's family",
+        "{ip} is {} but the VIP {} is {}: a service's servers are in its VIP's family{hint}",
         fam(ip.is_ipv6()),
         svc.vip,
         fam(svc.is_ipv6())

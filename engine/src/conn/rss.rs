@@ -40,7 +40,7 @@
 //! flow lands on, as with any NIC's RSS. That costs balance under attack,
 //! not correctness; the connection table's own hash stays keyed.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Bytes of the Toeplitz key the director programs (the usual 40; devices
 /// with longer keys get [`key`] of their length, same pattern).
@@ -142,6 +142,17 @@ static T_LO: [u32; 256] = byte_table(false);
 pub fn client_hash(addr: Ipv4Addr, port: u16) -> u32 {
     let a = u32::from(addr);
     let w = (a >> 16) as u16 ^ a as u16 ^ port;
+    T_HI[usize::from(w >> 8)] ^ T_LO[usize::from(w & 0xff)]
+}
+
+/// The RSS hash of an IPv6 client's (address, port) under [`KEY`]: every
+/// field of the IPv6 RSS input starts on a 16-bit boundary too, so it is
+/// `T` of the xor of the address's eight 16-bit words and the port. Equals
+/// [`toeplitz`]`(&KEY, addr ++ port)` and [`client_hash`] of the address's
+/// 32-bit fold (`dataplane::snapshot::fold6`, what IPv6 ownership takes).
+#[inline(always)]
+pub fn client_hash6(addr: Ipv6Addr, port: u16) -> u32 {
+    let w = addr.segments().iter().fold(port, |acc, s| acc ^ s);
     T_HI[usize::from(w >> 8)] ^ T_LO[usize::from(w & 0xff)]
 }
 

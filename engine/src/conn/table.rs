@@ -553,6 +553,67 @@ impl ConnTable {
         self.fnat = Some(Box::new(Fnat { locals, pools }));
     }
 
+    /// Swaps the full-NAT local port pools of two tables that both have
+    /// local tuples (`set_snat`); `false`, nothing changed, otherwise.
+    ///
+    /// NAT64 connections live in the IPv6 table (their client side is
+    /// IPv6) but their local tuples are IPv4 full-NAT's: one pool per
+    /// worker must hand out every local tuple, or an IPv4 full-NAT and a
+    /// NAT64 connection could hold the same one. So the IPv6 table keeps
+    /// an empty pool and borrows the IPv4 table's around each insert or
+    /// remove (a swap of two small structs: no allocation, no copy of the
+    /// ports), and a port taken or freed there is taken from or freed to
+    /// the one pool.
+    pub fn swap_snat_pools(&mut self, other: &mut ConnTable) -> bool {
+        match (self.fnat.as_mut(), other.fnat.as_mut()) {
+            (Some(a), Some(b)) => {
+                std::mem::swap(&mut a.pools, &mut b.pools);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs `f` on this table with `owner`'s full-NAT pools lent to it
+    /// ([`swap_snat_pools`](Self::swap_snat_pools)): a local tuple taken
+    /// or freed in `f` (an insert, an eviction, an expiry, a removal) is
+    /// taken from or freed to `owner`'s pool. Without pools on both sides
+    /// `f` runs on the table as it is.
+    #[inline]
+    pub fn with_lent_pools<R>(
+        &mut self,
+        owner: &mut ConnTable,
+        f: impl FnOnce(&mut ConnTable) -> R,
+    ) -> R {
+        let lent = owner.swap_snat_pools(self);
+        let r = f(self);
+        if lent {
+            owner.swap_snat_pools(self);
+        }
+        r
+    }
+
+    /// Whether the table keeps full-NAT local tuples (`set_snat` was
+    /// called).
+    pub fn has_local_tuples(&self) -> bool {
+        self.fnat.is_some()
+    }
+
+    /// Marks held, in this table's pools, every local tuple a live
+    /// full-NAT connection of `other` holds (the NAT64 connections of the
+    /// IPv6 table after `set_snat` rebuilt the pools). Cold.
+    pub fn reserve_locals_of(&mut self, other: &ConnTable) {
+        let (Some(f), Some(o)) = (self.fnat.as_mut(), other.fnat.as_ref()) else {
+            return;
+        };
+        for (i, c) in other.slots.iter().enumerate() {
+            if c.in_use() && c.method == Method::Fnat as u8 && c.flags & flags::REPLY_KEY != 0 {
+                let l = o.locals[i];
+                f.pools.reserve(Ipv4Addr::from(l.addr), l.port);
+            }
+        }
+    }
+
     /// (free, owned) local ports of this worker on egress port `port`.
     pub fn snat_usage(&self, port: usize) -> (usize, usize) {
         self.fnat.as_ref().map_or((0, 0), |f| f.pools.usage(port))

@@ -407,11 +407,13 @@ impl Default for ServerView {
 pub struct ConnInfo {
     /// `tcp` | `udp` | the protocol number.
     pub protocol: String,
-    pub client: Ipv4Addr,
+    /// Addresses of either family (an IPv6 connection's, or a NAT64 one's
+    /// IPv6 client and VIP with its IPv4 server).
+    pub client: IpAddr,
     pub cport: u16,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub vport: u16,
-    pub server: Ipv4Addr,
+    pub server: IpAddr,
     pub sport: u16,
     /// IPVS state name (`ESTABLISHED`, `TIME_WAIT`, ...; `UDP` for UDP).
     pub state: String,
@@ -504,6 +506,10 @@ pub struct WorkerView {
     /// Segments of moved flows forwarded to the `mh` pick (scale-out rescue).
     #[serde(default)]
     pub rescued: u64,
+    /// Frames the established fast path forwarded (the rest took the full
+    /// path): with `rx_packets`, the fast path's share.
+    #[serde(default)]
+    pub established_hits: u64,
     /// Connections in its table now.
     pub conns: u64,
     /// Its table's size.

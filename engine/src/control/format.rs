@@ -288,9 +288,10 @@ pub fn conns(v: &ConnsView) -> String {
     );
     for c in &v.conns {
         let secs = c.expires_ms.div_ceil(1000);
-        let source = format!("{}:{}", c.client, c.cport);
-        let virt = format!("{}:{}", c.vip, c.vport);
-        let dest = format!("{}:{}", c.server, c.sport);
+        // `SocketAddr` writes IPv6 as `[addr]:port`, IPv4 as `addr:port`.
+        let source = std::net::SocketAddr::new(c.client, c.cport).to_string();
+        let virt = std::net::SocketAddr::new(c.vip, c.vport).to_string();
+        let dest = std::net::SocketAddr::new(c.server, c.sport).to_string();
         // Full-NAT: the second tuple, local -> server, is what the server
         // sees.
         let local = c.local.map(|l| format!(" local {l}")).unwrap_or_default();
@@ -467,6 +468,14 @@ pub fn status(v: &StatusView) -> String {
             "         busy {:.1}%, {:.0} frames/s, {:.0} cycles/frame, burst {:.1}",
             c.busy_pct, c.frames_per_sec, c.cycles_per_frame, c.avg_burst
         );
+        if w.established_hits > 0 {
+            let share = 100.0 * w.established_hits as f64 / w.rx_packets.max(1) as f64;
+            let _ = writeln!(
+                out,
+                "         established fast path: {} frames ({share:.1}% of rx)",
+                w.established_hits
+            );
+        }
         if !w.conn_memory.is_empty() {
             let _ = writeln!(out, "         connection table: {}", w.conn_memory);
         }

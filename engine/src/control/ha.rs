@@ -35,6 +35,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, HaConfig};
 use crate::conn::owner_worker;
+use crate::dataplane::snapshot::fold6;
 use crate::dataplane::Shared;
 use crate::ha::advert::{self, MCAST_GROUP};
 use crate::ha::sync::{self, Batcher, Body, Message, Record, ReplayGuard, SyncKey};
@@ -523,6 +524,8 @@ impl HaThread {
                     let w = match &r {
                         Record::Conn(c) => owner_worker(c.client, c.cport, workers),
                         Record::Template(_) => 0,
+                        // The pipeline's owner of an IPv6 flow.
+                        Record::Conn6(c) => owner_worker(fold6(c.client), c.cport, workers),
                     };
                     if self.shared.ha.install[w].push(r).is_ok() {
                         self.stats.conns_synced += 1;

@@ -20,7 +20,9 @@
 //! only go up; use `rate()`).
 //!
 //! Labels: `service="tcp:198.18.0.100:80"`, `server="198.19.0.11:8080"`,
-//! `worker="0"`, `reason="no_server"`.
+//! `worker="0"`, `reason="no_server"`; an IPv6 endpoint in brackets, as
+//! everywhere else: `service="tcp:[2001:db8::100]:80"`,
+//! `server="[2001:db8::11]:8080"`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -254,6 +256,21 @@ fn serve(stream: TcpStream, accepted: Instant, shared: &Shared, info: &ControlIn
 }
 
 /// Escapes a label value.
+/// A service's label: `proto:vip:ports`, an IPv6 VIP in brackets.
+fn service_label(proto: u8, vip: std::net::IpAddr, port: u16, ports: &[u16]) -> String {
+    let proto = match proto {
+        crate::conn::PROTO_TCP => "tcp".to_string(),
+        crate::conn::PROTO_UDP => "udp".to_string(),
+        p => p.to_string(),
+    };
+    let ports = if ports.is_empty() {
+        port.to_string()
+    } else {
+        crate::config::port_list(ports)
+    };
+    format!("{proto}:{}:{ports}", crate::config::host_part(vip))
+}
+
 fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -477,35 +494,31 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
         *e = e.plus(Counts::of(d));
     }
     let svc_name = |s: &crate::dataplane::snapshot::Service| {
-        let proto = match s.proto {
-            crate::conn::PROTO_TCP => "tcp".to_string(),
-            crate::conn::PROTO_UDP => "udp".to_string(),
-            p => p.to_string(),
-        };
-        let ports = if s.ports.is_empty() {
-            s.port.to_string()
-        } else {
-            crate::config::port_list(&s.ports)
-        };
-        format!("{proto}:{}:{ports}", s.vip)
+        service_label(s.proto, s.vip.into(), s.port, &s.ports)
     };
+    let svc_name6 = |s: &crate::dataplane::snapshot::Service6| {
+        service_label(s.proto, s.vip.into(), s.port, &s.ports)
+    };
+    fn load<A>(servers: &[crate::dataplane::snapshot::Server<A>]) -> (u64, u64) {
+        servers.iter().fold((0u64, 0u64), |(a, i), d| {
+            (
+                a + u64::from(d.shared.active()),
+                i + u64::from(d.shared.inactive()),
+            )
+        })
+    }
+    let counts_of = |id: u16| per_service.get(&id).copied().unwrap_or_default();
     let services: Vec<(String, Counts, u64, u64)> = snap
         .services
         .iter()
         .map(|s| {
-            let (a, i) = s.servers.iter().fold((0u64, 0u64), |(a, i), d| {
-                (
-                    a + u64::from(d.shared.active()),
-                    i + u64::from(d.shared.inactive()),
-                )
-            });
-            (
-                svc_name(s),
-                per_service.get(&s.id).copied().unwrap_or_default(),
-                a,
-                i,
-            )
+            let (a, i) = load(&s.servers);
+            (svc_name(s), counts_of(s.id), a, i)
         })
+        .chain(snap.services6.iter().map(|s| {
+            let (a, i) = load(&s.servers);
+            (svc_name6(s), counts_of(s.id), a, i)
+        }))
         .collect();
     let counter_fields: [Field<Counts>; 5] = [
         ("connections_total", "Connections scheduled", |c| c.conns),
@@ -555,21 +568,32 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
         weight: u64,
         up: u64,
     }
+    fn srv<A: Into<std::net::IpAddr> + Copy>(
+        service: &str,
+        d: &crate::dataplane::snapshot::Server<A>,
+    ) -> Srv {
+        Srv {
+            service: service.to_string(),
+            // `[addr]:port` for an IPv6 server.
+            server: std::net::SocketAddr::new(d.addr.into(), d.port).to_string(),
+            c: Counts::of(&d.shared),
+            active: u64::from(d.shared.active()),
+            inactive: u64::from(d.shared.inactive()),
+            weight: u64::from(d.weight),
+            up: u64::from(d.usable),
+        }
+    }
     let servers: Vec<Srv> = snap
         .services
         .iter()
         .flat_map(|s| {
             let name = svc_name(s);
-            s.servers.iter().map(move |d| Srv {
-                service: name.clone(),
-                server: format!("{}:{}", d.addr, d.port),
-                c: Counts::of(&d.shared),
-                active: u64::from(d.shared.active()),
-                inactive: u64::from(d.shared.inactive()),
-                weight: u64::from(d.weight),
-                up: u64::from(d.usable),
-            })
+            s.servers.iter().map(|d| srv(&name, d)).collect::<Vec<_>>()
         })
+        .chain(snap.services6.iter().flat_map(|s| {
+            let name = svc_name6(s);
+            s.servers.iter().map(|d| srv(&name, d)).collect::<Vec<_>>()
+        }))
         .collect();
     for (suffix, help, get) in counter_fields {
         let name = format!("rvs_server_{suffix}");
@@ -617,7 +641,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 27] = [
+    let worker_counters: [Field<WorkerStats>; 28] = [
         (
             "rvs_worker_loop_cycles_total",
             "TSC cycles of the worker's poll loops.",
@@ -678,6 +702,11 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             "rvs_worker_syn_cookies_ok_total",
             "Connections the synproxy opened after a valid cookie ACK.",
             |w| w.syn_cookies_ok.get(),
+        ),
+        (
+            "rvs_worker_established_hits_total",
+            "Frames the established fast path forwarded (the others took the full path).",
+            |w| w.established_hits.get(),
         ),
         (
             "rvs_worker_rescued_total",

@@ -604,7 +604,7 @@ impl Controller {
             return;
         }
         let Some(d) = self.dump.take() else { return };
-        let mut view = self.shared.conn_dump.collect(d.req, d.limit);
+        let mut view = conns::collect(&self.shared.conn_dump, d.req, d.limit);
         if !view.missing_workers.is_empty() {
             tracing::warn!(
                 workers = ?view.missing_workers,
@@ -658,11 +658,11 @@ impl Controller {
                     crate::conn::PROTO_UDP => "udp".to_string(),
                     p => p.to_string(),
                 },
-                client: t.client_net,
+                client: t.client_net.into(),
                 cport: 0,
-                vip: svc.vip,
+                vip: svc.vip.into(),
                 vport: svc.port,
-                server: srv.addr,
+                server: srv.addr.into(),
                 sport: srv.port,
                 state: crate::conn::TcpState::None.name().to_string(),
                 expires_ms: t.left_ms,
@@ -695,6 +695,7 @@ impl Controller {
                     conns_expired: r.conns_expired,
                     conns_evicted: w.conns_evicted.get(),
                     rescued: r.rescued,
+                    established_hits: w.established_hits.get(),
                     conns: r.conns,
                     capacity,
                     drops_total: r.drops_total,

@@ -188,7 +188,15 @@ impl Stats {
                 .services6
                 .iter()
                 .find(|s| s.proto == proto && sc.vip == s.vip && s.port == sc.port);
-            let live_id = ss.map(|s| s.id).or(ss6.map(|s| s.id));
+            // A NAT64 service (IPv6 VIP, IPv4 servers) in `services64`.
+            let ss64 = snap
+                .services64
+                .iter()
+                .find(|s| s.proto == proto && sc.vip == s.vip && s.port == sc.port);
+            let live_id = ss
+                .map(|s| s.id)
+                .or(ss6.map(|s| s.id))
+                .or(ss64.map(|s| s.id));
             if let Some(live_id) = live_id {
                 let mut total = Counts::default();
                 for (svc, _, _, d) in &entries {
@@ -214,6 +222,13 @@ impl Stats {
                     })
                     .or_else(|| {
                         ss6?.servers
+                            .iter()
+                            .find(|s| srv.address == s.addr && s.port == port)
+                            .map(|s| (s.usable, s.weight, &s.shared))
+                    })
+                    .or_else(|| {
+                        ss64?
+                            .servers
                             .iter()
                             .find(|s| srv.address == s.addr && s.port == port)
                             .map(|s| (s.usable, s.weight, &s.shared))

@@ -246,6 +246,10 @@ pub struct WorkerStats {
     /// Segments of moved flows (no entry, not a SYN) forwarded to the `mh`
     /// pick, each opening its entry (pipeline `rescue`).
     pub rescued: Counter,
+    /// Frames the established fast path forwarded (`pipeline/established.rs`;
+    /// the rest took the full path). Published once per loop from the
+    /// worker's plain count, never per packet.
+    pub established_hits: Counter,
     /// Connections expired by their next packet because their real server
     /// was gone (`[timeouts] expire_nodest_conn`, or marked down).
     pub nodest_expired: Counter,

@@ -3,6 +3,7 @@
 //! the neighbour table, the configuration snapshot and the counters are plain
 //! Rust, so they are tested with byte buffers (pcap-in/pcap-out style).
 
+pub mod conn_dump;
 pub mod counters;
 pub mod guard;
 pub mod ha_link;
@@ -44,8 +45,8 @@ use self::counters::WorkerStats;
 use self::ha_link::HaLink;
 use self::neigh::{NeighTable, NeighTable6};
 use self::snapshot::{DestRegistry, Snapshot};
-use crate::control::conns::ConnDump;
 use crate::sched::persist::PersistTable;
+use conn_dump::ConnDump;
 
 /// What the control thread and all workers share.
 /// Neighbour table entries (32 bytes each, shared by all workers): room for
@@ -173,14 +174,15 @@ impl Shared {
 }
 
 /// The next hops a configuration names: each port's gateway, and every
-/// real and sorry server's (itself on an attached subnet, else the gateway
-/// routing to it). HA peers are reached through the kernel, not listed.
+/// real and sorry server's, NAT64's IPv4 servers included (itself on an
+/// attached subnet, else the gateway routing to it). HA peers are reached through the kernel, not listed.
 fn configured_next_hops(snap: &Snapshot) -> Vec<std::net::Ipv4Addr> {
     let gateways = snap.ports.iter().filter_map(|p| p.gateway);
     let servers = snap
         .services
         .iter()
         .flat_map(|s| s.servers.iter().chain(s.sorry.as_ref()))
+        .chain(snap.services64.iter().flat_map(|s| s.servers.iter()))
         .filter_map(|srv| snap.route(srv.addr).map(|(_, nh)| nh));
     gateways.chain(servers).collect()
 }

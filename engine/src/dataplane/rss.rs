@@ -2,6 +2,14 @@
 //! by the client's address and port only, both directions of every flow
 //! reach the owner's queue and the hand-off rings stay idle; elsewhere
 //! the rings are the fallback. The hash, key and RETA are `conn::rss`'s.
+//!
+//! IPv6: where the device also hashes IPv6 TCP/UDP by one side's fields,
+//! those types are switched on with the same field selection. The key's
+//! 16-bit period makes the Toeplitz hash of an IPv6 address and port the
+//! hash of the xor of its eight 16-bit words and the port, which is what
+//! the owner of an IPv6 flow is (`reta.owner(fold6(addr), port)`): both
+//! directions of an IPv6 flow reach their owner's queue too. A device
+//! without IPv6 RSS leaves IPv6 to the hand-off rings (IPv4 unaffected).
 
 use std::ffi::CStr;
 use std::fmt;
@@ -15,6 +23,13 @@ pub mod hf {
     pub const IPV4: u64 = 1 << 2;
     pub const NONFRAG_IPV4_TCP: u64 = 1 << 4;
     pub const NONFRAG_IPV4_UDP: u64 = 1 << 5;
+    pub const IPV6: u64 = 1 << 8;
+    pub const NONFRAG_IPV6_TCP: u64 = 1 << 10;
+    pub const NONFRAG_IPV6_UDP: u64 = 1 << 11;
+    /// The IPv4 types the director hashes by one side's fields.
+    pub const V4: u64 = IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP;
+    /// The IPv6 types, each switched on where the device offers it.
+    pub const V6: u64 = IPV6 | NONFRAG_IPV6_TCP | NONFRAG_IPV6_UDP;
     pub const L3_SRC_ONLY: u64 = 1 << 63;
     pub const L3_DST_ONLY: u64 = 1 << 62;
     pub const L4_SRC_ONLY: u64 = 1 << 61;
@@ -117,7 +132,7 @@ pub fn plan(c: &Caps, role: Role, workers: u16) -> Mode {
         return Mode::Single;
     }
     let spread_hf = if c.rx_queues > 1 {
-        c.rss_offloads & (hf::IPV4 | hf::NONFRAG_IPV4_TCP | hf::NONFRAG_IPV4_UDP)
+        c.rss_offloads & (hf::V4 | hf::V6)
     } else {
         0
     };
@@ -154,11 +169,14 @@ pub fn plan(c: &Caps, role: Role, workers: u16) -> Mode {
     Mode::Rss(role)
 }
 
-/// `rss_hf` for a port in mode `m` (0: no RSS).
+/// `rss_hf` for a port in mode `m` (0: no RSS). IPv6 TCP/UDP are hashed
+/// with the same field selection where the device offers them (see the
+/// module documentation); a type it does not offer lands on queue 0 and
+/// the owner check hands it over.
 pub fn rss_hf(m: &Mode, c: &Caps) -> u64 {
     match m {
         Mode::Rss(role) => {
-            (c.rss_offloads & hf::IPV4)
+            (c.rss_offloads & (hf::IPV4 | hf::V6))
                 | hf::NONFRAG_IPV4_TCP
                 | hf::NONFRAG_IPV4_UDP
                 | role.fields()
@@ -315,6 +333,31 @@ mod tests {
         assert!(m.to_string().contains("1 RX queue(s) for 2 workers"), "{m}");
         let m = plan(&caps("net_memif", 0, 0, 0, 1), Role::Client, 2);
         assert!(matches!(m, Mode::Handoff { .. }), "{m}");
+    }
+
+    #[test]
+    fn rss_hf_adds_the_ipv6_types_the_device_offers() {
+        let nic = caps("net_ice", FULL | hf::V6, 52, 512, 2);
+        assert_eq!(
+            rss_hf(&plan(&nic, Role::Client, 2), &nic),
+            hf::V4 | hf::V6 | hf::L3_SRC_ONLY | hf::L4_SRC_ONLY
+        );
+        assert_eq!(
+            rss_hf(&plan(&nic, Role::Server, 2), &nic),
+            hf::V4 | hf::V6 | hf::L3_DST_ONLY | hf::L4_DST_ONLY
+        );
+        // Only IPv6 TCP offered: UDP over IPv6 is left to the rings.
+        let tcp6 = caps("net_x", FULL | hf::NONFRAG_IPV6_TCP, 40, 128, 2);
+        assert_eq!(
+            rss_hf(&plan(&tcp6, Role::Client, 2), &tcp6),
+            hf::V4 | hf::NONFRAG_IPV6_TCP | hf::L3_SRC_ONLY | hf::L4_SRC_ONLY
+        );
+        // A device without client-only hashing spreads IPv6 too.
+        let spread = caps("net_e1000", hf::V4 | hf::V6, 40, 128, 2);
+        assert_eq!(
+            rss_hf(&plan(&spread, Role::Client, 2), &spread),
+            hf::V4 | hf::V6
+        );
     }
 
     #[test]

@@ -399,18 +399,64 @@ pub struct Service6 {
     pub ports: Box<[u16]>,
     pub sched: Arc<dyn Scheduler>,
     pub servers: Vec<Server<Ipv6Addr>>,
+    /// 0 = no persistence.
+    pub persistence_ms: u64,
+    /// `persistence_prefix`: clients in one such prefix share a template.
+    pub persistence_prefix: u8,
 }
 
-impl Service6 {
-    /// Whether the service answers on `port`.
-    #[inline]
-    fn has_port(&self, port: u16) -> bool {
-        if self.ports.is_empty() {
-            self.port == port
-        } else {
-            self.ports.contains(&port)
+/// What finding an IPv6 VIP's service needs of it: NAT over IPv6
+/// ([`Service6`]) and NAT64 ([`Service64`]) are looked up alike.
+trait Vip6Service {
+    fn proto(&self) -> u8;
+    fn vip(&self) -> Ipv6Addr;
+    /// 0 = all ports; the first of `ports` for a service over several.
+    fn port(&self) -> u16;
+    fn ports(&self) -> &[u16];
+}
+
+macro_rules! vip6_service {
+    ($t:ty) => {
+        impl Vip6Service for $t {
+            fn proto(&self) -> u8 {
+                self.proto
+            }
+            fn vip(&self) -> Ipv6Addr {
+                self.vip
+            }
+            fn port(&self) -> u16 {
+                self.port
+            }
+            fn ports(&self) -> &[u16] {
+                &self.ports
+            }
+        }
+    };
+}
+vip6_service!(Service6);
+vip6_service!(Service64);
+
+/// The service of `list` for a packet to `vip:port`: one answering on that
+/// port first, else a port-0 ("all ports") one.
+#[inline]
+fn find6<S: Vip6Service>(list: &[S], proto: u8, vip: Ipv6Addr, port: u16) -> Option<&S> {
+    let mut any = None;
+    for s in list {
+        if s.proto() == proto && s.vip() == vip {
+            let answers = if s.ports().is_empty() {
+                s.port() == port
+            } else {
+                s.ports().contains(&port)
+            };
+            if answers {
+                return Some(s);
+            }
+            if s.port() == 0 {
+                any = Some(s);
+            }
         }
     }
+    any
 }
 
 /// A 32-bit fold of an IPv6 address (the xor of its four words): what the
@@ -539,6 +585,10 @@ pub struct Snapshot {
     /// `services6`, server index) as `dest_index` for IPv4.
     pub services6: Vec<Service6>,
     pub dest_index6: Vec<Option<(u16, u32)>>,
+    /// The NAT64 services (IPv6 VIP, IPv4 servers by full-NAT), and
+    /// server id -> (index into `services64`, server index).
+    pub services64: Vec<Service64>,
+    pub dest_index64: Vec<Option<(u16, u32)>>,
     /// Some service schedules one packet at a time: a reply that misses
     /// the table may belong to it ([`Snapshot::ops_reply`]).
     pub has_ops: bool,
@@ -602,6 +652,8 @@ impl Snapshot {
             owned: Vec::new(),
             nd6: super::nd6::Nd6Plan::default(),
             services6: Vec::new(),
+            services64: Vec::new(),
+            dest_index64: Vec::new(),
             dest_index6: Vec::new(),
             has_ops: false,
             expire_nodest_conn: crate::config::Timeouts::default().expire_nodest_conn,
@@ -711,11 +763,13 @@ impl Snapshot {
             });
         }
         let (services6, dest_index6) = build_services6(cfg, registry, health);
+        let (services64, dest_index64) = build_services64(cfg, registry, health);
         registry.retain_schedulers(
             &services
                 .iter()
                 .map(|s| s.id)
                 .chain(services6.iter().map(|s| s.id))
+                .chain(services64.iter().map(|s| s.id))
                 .collect::<Vec<_>>(),
         );
         let mut vips: Vec<u32> = services.iter().map(|s| u32::from(s.vip)).collect();
@@ -735,7 +789,8 @@ impl Snapshot {
         let has_ops = services.iter().any(|s| s.ops);
         let has_fnat = services
             .iter()
-            .any(|s| s.servers.iter().any(|d| d.method == Method::Fnat));
+            .any(|s| s.servers.iter().any(|d| d.method == Method::Fnat))
+            || !services64.is_empty();
         let by_port = services
             .iter()
             .enumerate()
@@ -783,6 +838,8 @@ impl Snapshot {
             nd6: super::nd6::Nd6Plan::build(cfg, ports),
             services6,
             dest_index6,
+            services64,
+            dest_index64,
         })
     }
 
@@ -790,18 +847,7 @@ impl Snapshot {
     /// then a port-0 one).
     #[inline]
     pub fn service6_for(&self, proto: u8, vip: Ipv6Addr, port: u16) -> Option<&Service6> {
-        let mut any = None;
-        for s in &self.services6 {
-            if s.proto == proto && s.vip == vip {
-                if s.has_port(port) {
-                    return Some(s);
-                }
-                if s.port == 0 {
-                    any = Some(s);
-                }
-            }
-        }
-        any
+        find6(&self.services6, proto, vip, port)
     }
 
     /// Whether `ip` is the VIP of a forwarded IPv6 service.
@@ -903,7 +949,9 @@ impl Snapshot {
 
     /// The persistence netmasks service `svc` has had, the current one
     /// first (empty for a service never persistent). A connection holding
-    /// a template was made under one of them.
+    /// a template was made under one of them. An IPv6 service's are its
+    /// prefix lengths, as `Ipv4Addr::from(prefix as u32)` (service ids
+    /// name one family).
     #[inline]
     pub fn persist_masks(&self, svc: u16) -> &[Ipv4Addr] {
         self.persist_masks
@@ -1017,7 +1065,7 @@ fn build_services6(
                     } else {
                         health.weight(sc, s)
                     },
-                    method: Method::Nat,
+                    method: method_of(s.effective_forward(sc)),
                     usable: h != Health::Down,
                     upper: s.upper_threshold,
                     lower: s.lower_threshold,
@@ -1040,6 +1088,11 @@ fn build_services6(
             ..SchedOpts::default()
         };
         let sched = registry.scheduler(id, sc.scheduler, &opts, &infos);
+        if sc.persistence_timeout > 0 {
+            // Kept with the IPv4 netmasks, as the prefix length in the
+            // address's low byte (see `Snapshot::persist_masks`).
+            registry.persist_mask(id, Ipv4Addr::from(u32::from(sc.persistence_prefix)));
+        }
         let si = out.len() as u16;
         for (i, s) in servers.iter().enumerate() {
             s.apply_thresholds();
@@ -1053,6 +1106,8 @@ fn build_services6(
             ports: sc.ports.clone().into_boxed_slice(),
             sched,
             servers,
+            persistence_ms: sc.persistence_timeout as u64 * 1000,
+            persistence_prefix: sc.persistence_prefix,
         });
     }
     (out, index)
@@ -1064,4 +1119,107 @@ fn set_index(v: &mut Vec<Option<(u16, u32)>>, id: u32, si: u16, di: u32) {
         v.resize(i + 1, None);
     }
     v[i] = Some((si, di));
+}
+
+/// One NAT64 service: an IPv6 VIP whose IPv4 servers are reached by
+/// full-NAT (`ServiceConfig::forwards_nat64`). Its servers are plain IPv4
+/// [`Server`]s, registered as IPv4 servers of the IPv6 service's id.
+pub struct Service64 {
+    pub id: u16,
+    pub proto: u8,
+    pub vip: Ipv6Addr,
+    /// 0 = all ports; the first of `ports` for a service over several.
+    pub port: u16,
+    pub ports: Box<[u16]>,
+    pub sched: Arc<dyn Scheduler>,
+    pub servers: Vec<Server>,
+}
+
+impl Snapshot {
+    /// The NAT64 service for a packet to `vip:port` (an exact port first,
+    /// then a port-0 one).
+    #[inline]
+    pub fn service64_for(&self, proto: u8, vip: Ipv6Addr, port: u16) -> Option<&Service64> {
+        find6(&self.services64, proto, vip, port)
+    }
+
+    /// Whether `ip` is the VIP of a NAT64 service.
+    #[inline]
+    pub fn is_vip64(&self, ip: Ipv6Addr) -> bool {
+        self.services64.iter().any(|s| s.vip == ip)
+    }
+
+    /// The NAT64 service and (IPv4) server a connection's server id points
+    /// at now.
+    #[inline]
+    pub fn dest64(&self, id: u32) -> Option<(&Service64, &Server)> {
+        let (si, di) = (*self.dest_index64.get(id as usize)?)?;
+        let svc = self.services64.get(si as usize)?;
+        Some((svc, svc.servers.get(di as usize)?))
+    }
+}
+
+/// The NAT64 services the data plane forwards, and their server index.
+fn build_services64(
+    cfg: &Config,
+    registry: &DestRegistry,
+    health: &dyn HealthView,
+) -> (Vec<Service64>, Vec<Option<(u16, u32)>>) {
+    let mut out = Vec::new();
+    let mut index = Vec::new();
+    for sc in cfg.services.iter().filter(|s| s.forwards_nat64()) {
+        let IpAddr::V6(vip) = sc.vip else { continue };
+        let proto = proto_of(sc.protocol);
+        let id = registry.service_id6(proto, vip, sc.port);
+        let servers: Vec<Server> = sc
+            .servers
+            .iter()
+            .filter_map(|s| Some((s, s.address_v4()?)))
+            .map(|(s, addr)| {
+                let port = s.effective_port(sc);
+                let h = health.health(sc, s);
+                Server {
+                    addr,
+                    port,
+                    weight: if h == Health::Inhibited {
+                        0
+                    } else {
+                        health.weight(sc, s)
+                    },
+                    method: Method::Fnat,
+                    usable: h != Health::Down,
+                    upper: s.upper_threshold,
+                    lower: s.lower_threshold,
+                    shared: registry.dest(id, addr, port),
+                }
+            })
+            .collect();
+        let infos: Vec<DestInfo> = servers
+            .iter()
+            .map(|s| DestInfo::new(s.addr, s.port, s.weight, s.usable))
+            .collect();
+        let opts = SchedOpts {
+            sh_port: sc.sched_flags.sh_port,
+            sh_fallback: sc.sched_flags.sh_fallback,
+            mh_port: sc.sched_flags.mh_port,
+            mh_fallback: sc.sched_flags.mh_fallback,
+            ..SchedOpts::default()
+        };
+        let sched = registry.scheduler(id, sc.scheduler, &opts, &infos);
+        let si = out.len() as u16;
+        for (i, s) in servers.iter().enumerate() {
+            s.apply_thresholds();
+            set_index(&mut index, s.shared.id, si, i as u32);
+        }
+        out.push(Service64 {
+            id,
+            proto,
+            vip,
+            port: sc.port,
+            ports: sc.ports.clone().into_boxed_slice(),
+            sched,
+            servers,
+        });
+    }
+    (out, index)
 }

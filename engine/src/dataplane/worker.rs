@@ -242,9 +242,12 @@ impl Worker {
                 self.pipeline.housekeeping(&snap, now_ms, EXPIRE_BUDGET);
             }
             // `rvs ctl list --conns`: one load and compare unless asked.
-            self.shared
-                .conn_dump
-                .poll(self.id, &mut dump_seen, &self.pipeline.conns, now_ms);
+            self.shared.conn_dump.poll(
+                self.id,
+                &mut dump_seen,
+                self.pipeline.dump_tables(),
+                now_ms,
+            );
             self.account(loop_start, moved);
         }
         for (pi, buf) in tx.iter_mut().enumerate() {

@@ -35,6 +35,13 @@
 //! |-----:|----------|----------------------------------------------------------------------------------------------------------------|
 //! | 1    | conn     | 26 bytes: proto:1 state:1 method:1 flags:1 client:4 cport:2 vip:4 vport:2 server:4 sport:2 timeout_ms:4         |
 //! | 2    | template | 21 bytes: proto:1 vip:4 vport:2 client_net:4 server:4 sport:2 timeout_ms:4                                      |
+//! | 3    | conn6    | 62 bytes: proto:1 state:1 method:1 flags:1 client:16 cport:2 vip:16 vport:2 server:16 sport:2 timeout_ms:4      |
+//!
+//! An IPv6 connection (type 3, [`CONN6_LEN`]) is the conn record with
+//! 16-byte addresses: a new type rather than a longer conn record, so a
+//! peer that predates it skips it whole (as it skips any unknown type)
+//! instead of reading the first 26 bytes as an IPv4 connection. Longer
+//! values carry fields of a later version, ignored.
 //!
 //! A full-NAT connection's record (method 3) appends its local tuple,
 //! `laddr:4 lport:2` (`len` 32, [`CONN_FNAT_LEN`]): the address and port
@@ -50,10 +57,10 @@
 //! A message never exceeds [`MAX_DATAGRAM`] (1400) bytes, so it is never
 //! fragmented on a 1500-byte link under IPv4 + UDP (28 bytes) and whatever
 //! encapsulation the exception path adds: at most 1336 body bytes, that is
-//! 47 connection records (39 full-NAT ones) or 58 templates.
+//! 47 connection records (39 full-NAT ones, 20 IPv6 ones) or 58 templates.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -86,6 +93,7 @@ pub mod kind {
 pub mod record_type {
     pub const CONN: u8 = 1;
     pub const TEMPLATE: u8 = 2;
+    pub const CONN6: u8 = 3;
 }
 
 /// Value length of a connection record in this version.
@@ -95,6 +103,8 @@ pub const CONN_LEN: usize = 26;
 pub const CONN_FNAT_LEN: usize = CONN_LEN + 6;
 /// Value length of a template record in this version.
 pub const TEMPLATE_LEN: usize = 21;
+/// Value length of an IPv6 connection record in this version.
+pub const CONN6_LEN: usize = 62;
 
 /// Why a message was refused (or, for `KeyTooShort` and `TooLarge`, not
 /// built).
@@ -201,10 +211,29 @@ pub struct TemplateRecord {
     pub timeout_ms: u32,
 }
 
+/// One synced IPv6 connection (NAT over IPv6: no local tuple).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn6Record {
+    pub proto: u8,
+    /// `TcpState as u8`.
+    pub state: u8,
+    pub method: u8,
+    pub flags: u8,
+    pub client: Ipv6Addr,
+    pub cport: u16,
+    pub vip: Ipv6Addr,
+    pub vport: u16,
+    pub server: Ipv6Addr,
+    pub sport: u16,
+    /// Time left before expiry.
+    pub timeout_ms: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
     Conn(ConnRecord),
     Template(TemplateRecord),
+    Conn6(Conn6Record),
 }
 
 impl Record {
@@ -213,6 +242,7 @@ impl Record {
         2 + match self {
             Record::Conn(c) => c.value_len(),
             Record::Template(_) => TEMPLATE_LEN,
+            Record::Conn6(_) => CONN6_LEN,
         }
     }
 
@@ -242,6 +272,17 @@ impl Record {
                 out.extend_from_slice(&t.server.octets());
                 out.extend_from_slice(&t.sport.to_be_bytes());
                 out.extend_from_slice(&t.timeout_ms.to_be_bytes());
+            }
+            Record::Conn6(c) => {
+                out.extend_from_slice(&[record_type::CONN6, CONN6_LEN as u8]);
+                out.extend_from_slice(&[c.proto, c.state, c.method, c.flags]);
+                out.extend_from_slice(&c.client.octets());
+                out.extend_from_slice(&c.cport.to_be_bytes());
+                out.extend_from_slice(&c.vip.octets());
+                out.extend_from_slice(&c.vport.to_be_bytes());
+                out.extend_from_slice(&c.server.octets());
+                out.extend_from_slice(&c.sport.to_be_bytes());
+                out.extend_from_slice(&c.timeout_ms.to_be_bytes());
             }
         }
     }
@@ -356,6 +397,12 @@ fn addr(b: &[u8], at: usize) -> Ipv4Addr {
     Ipv4Addr::from(be32(b, at))
 }
 
+fn addr6(b: &[u8], at: usize) -> Ipv6Addr {
+    let mut o = [0u8; 16];
+    o.copy_from_slice(&b[at..at + 16]);
+    Ipv6Addr::from(o)
+}
+
 /// Decodes and authenticates one datagram.
 ///
 /// Checks, in this order: length >= header + MAC (`Short`), magic, version,
@@ -459,6 +506,24 @@ fn decode_records(body: &[u8], count: usize) -> Result<Vec<Record>, SyncError> {
                     server: addr(v, 11),
                     sport: be16(v, 15),
                     timeout_ms: be32(v, 17),
+                }));
+            }
+            record_type::CONN6 => {
+                if len < CONN6_LEN {
+                    return Err(SyncError::Malformed("short conn6 record"));
+                }
+                out.push(Record::Conn6(Conn6Record {
+                    proto: v[0],
+                    state: v[1],
+                    method: v[2],
+                    flags: v[3],
+                    client: addr6(v, 4),
+                    cport: be16(v, 20),
+                    vip: addr6(v, 22),
+                    vport: be16(v, 38),
+                    server: addr6(v, 40),
+                    sport: be16(v, 56),
+                    timeout_ms: be32(v, 58),
                 }));
             }
             _ => {} // a later version's record type: skipped

@@ -492,6 +492,61 @@ mod tests {
         assert!(e.starts_with("connect: "), "{e}");
     }
 
+    /// tcp, http and exec checks of an IPv6 server (`[::1]:port`): they
+    /// connect to it, http names it `[::1]:port` in its Host header, exec
+    /// gets the bare address and the port, and the messages write the
+    /// endpoint in brackets.
+    #[test]
+    fn ipv6_checks_reach_a_listener_on_loopback() {
+        let l = TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).expect("[::1] on lo");
+        let target = l.local_addr().unwrap();
+        let port = target.port();
+        let server = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            for i in 0..2 {
+                let (mut s, peer) = l.accept().unwrap();
+                assert!(peer.is_ipv6());
+                if i == 0 {
+                    continue; // the tcp check: connect only
+                }
+                let mut buf = [0u8; 1024];
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let n = s.read(&mut buf).unwrap_or(0);
+                requests.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            }
+            requests
+        });
+        let tcp = spec(HealthCheckKind::Tcp, target);
+        assert_eq!(
+            tcp.to_string().split(',').next().unwrap(),
+            format!("tcp connect to [::1]:{port}")
+        );
+        assert!(tcp.run().unwrap().starts_with("connected"));
+        let http = spec(HealthCheckKind::Http, target);
+        assert!(http.to_string().starts_with(&format!(
+            "http GET http://[::1]:{port}/health expecting 200"
+        )));
+        assert!(http.run().unwrap().starts_with("HTTP 200 in "));
+        let requests = server.join().unwrap();
+        assert!(
+            requests[0].starts_with("GET /health HTTP/1.1\r\n"),
+            "{requests:?}"
+        );
+        assert!(
+            requests[0]
+                .to_ascii_lowercase()
+                .contains(&format!("\r\nhost: [::1]:{port}\r\n")),
+            "{requests:?}"
+        );
+        // Nobody listens any more: refused, the message names the endpoint.
+        let e = spec(HealthCheckKind::Tcp, target).run().unwrap_err();
+        assert!(e.starts_with("connect: "), "{e}");
+        let mut exec = spec(HealthCheckKind::Exec, target);
+        exec.script = Some(format!("/bin/sh -c 'test \"$0 $1\" = \"::1 {port}\"'"));
+        assert!(exec.run().unwrap().starts_with("exit status 0"));
+    }
+
     #[test]
     fn exec_gets_address_and_port() {
         let target = SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 12), 8080);

@@ -36,7 +36,7 @@
 use std::net::Ipv4Addr;
 
 use super::{rewrite_drop, synproxy, Frame, Hop, Pipeline, Verdict};
-use crate::conn::{self, tcp_flags, Dir, FlowKey, KeyHash, Method};
+use crate::conn::{self, tcp_flags, ConnId, Dir, FlowKey, KeyHash, Method};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::Snapshot;
 use crate::forward;
@@ -54,11 +54,23 @@ const STEADY_MASK: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_f
 /// sequence shifts, persistence templates.
 const SLOW_FLAGS: u8 = synproxy::SYNPROXY | conn::flags::TEMPLATE;
 
+/// What the fast path found of the frame's connection before it declined
+/// (the handshake's ACK, a FIN, a cold next hop): the full path uses it
+/// rather than looking the flow up again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Looked {
+    /// Declined before the lookup: the full path looks up itself.
+    NotYet,
+    Hit(ConnId, Dir),
+    Miss,
+}
+
 impl Pipeline {
     /// Forwards `f` when it is a steady packet of an established NAT, DR or
     /// TUN connection whose next hop is cached (module docs); `None` leaves
     /// the frame, the connection and every counter untouched for the full
-    /// path.
+    /// path, with what the lookup found in `looked` if it got that far.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(super) fn established<F: Frame>(
         &mut self,
@@ -68,6 +80,7 @@ impl Pipeline {
         hash: Option<KeyHash>,
         now_ms: u64,
         owned: bool,
+        looked: &mut Looked,
     ) -> Option<Verdict> {
         let hash = hash?;
         if p.l4_off != L4_OFF || p.fragment || p.ttl <= 1 || !self.master || self.sync {
@@ -82,7 +95,12 @@ impl Pipeline {
             return None;
         }
         let key = FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port);
-        let (id, dir) = self.conns.lookup_hashed(&key, hash, now_ms)?;
+        let found = self.conns.lookup_hashed(&key, hash, now_ms);
+        *looked = match found {
+            Some((id, dir)) => Looked::Hit(id, dir),
+            None => Looked::Miss,
+        };
+        let (id, dir) = found?;
         let c = *self.conns.get(id);
         let method = c.method();
         if c.flags() & SLOW_FLAGS != 0 || method == Method::Fnat {

@@ -121,6 +121,8 @@ impl Pipeline {
             Some((id, Dir::Reply)) if self.conns.get(id).method() == Method::Fnat => {
                 Some(self.existing(snap, f, p, id, Dir::Reply, in_port, now_ms))
             }
+            // A NAT64 connection's reply (`nat64.rs`), if any.
+            None if !snap.services64.is_empty() => self.nat64_reply(snap, f, p, &key, now_ms),
             _ => None,
         }
     }
@@ -151,7 +153,10 @@ impl Pipeline {
         }
         // The quote travelled the other way: look it up reversed.
         let key = conn::FlowKey::new(q.protocol, q.dst, q.dst_port, q.src, q.src_port);
-        let (id, dir) = self.conns.lookup(&key, now_ms)?;
+        let Some((id, dir)) = self.conns.lookup(&key, now_ms) else {
+            // A NAT64 connection's packet (`nat64.rs`), if any.
+            return self.nat64_icmp(snap, f, p, &key, now_ms);
+        };
         let c = *self.conns.get(id);
         if dir != Dir::Reply || c.method() != Method::Fnat {
             return None;

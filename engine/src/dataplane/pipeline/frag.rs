@@ -25,13 +25,13 @@
 //! stale or colliding slot costs one hand-off and a counted drop, never a
 //! wrong rewrite: the receiving worker only forwards by its own table.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::{Dest, Frame, Pipeline, Verdict};
 use crate::conn::Method;
 use crate::dataplane::counters::Drop;
-use crate::dataplane::snapshot::Snapshot;
+use crate::dataplane::snapshot::{fold6, Snapshot};
 use crate::forward;
 use crate::packet::Parsed;
 
@@ -61,6 +61,19 @@ pub struct FragKey {
 }
 
 impl FragKey {
+    /// The directory key of an IPv6 datagram (`frag6.rs`): the addresses
+    /// folded to 32 bits and the identification to 16, so IPv6 shares the
+    /// directory and its keyed hash; only hashed, never compared as the
+    /// datagram's identity (the IPv6 table keeps whole addresses).
+    pub fn v6(src: Ipv6Addr, dst: Ipv6Addr, id: u32, proto: u8) -> FragKey {
+        FragKey {
+            src: u32::from(fold6(src)),
+            dst: u32::from(fold6(dst)),
+            id: (id ^ id >> 16) as u16,
+            proto,
+        }
+    }
+
     /// The key of the IPv4 packet `p` describes in `frame`.
     #[inline]
     pub fn of(frame: &[u8], p: &Parsed) -> Option<FragKey> {

@@ -32,10 +32,11 @@ pub const SYNC_PERIOD: u32 = 50;
 #[derive(Default)]
 pub struct WorkerHa {
     /// Packets since the last periodic report.
-    since_report: u32,
+    pub(super) since_report: u32,
     /// The bulk copy being walked (or last walked).
     bulk_seen: u64,
-    bulk_cursor: usize,
+    /// Next slot: the IPv4 table's, then the IPv6 table's (`ha6.rs`).
+    pub(super) bulk_cursor: usize,
     bulk_active: bool,
     garp_seen: u64,
     garp_rounds: u32,
@@ -103,7 +104,7 @@ impl Pipeline {
         self.push_out(Record::Template(rec));
     }
 
-    fn push_out(&self, r: Record) -> bool {
+    pub(super) fn push_out(&self, r: Record) -> bool {
         match self.shared.ha.out[self.worker].push(r) {
             Ok(()) => {
                 self.stats.sync_reported.inc();
@@ -133,6 +134,7 @@ impl Pipeline {
             match rec {
                 Record::Conn(c) => self.install(snap, &c, now_ms),
                 Record::Template(t) => self.install_template(snap, &t, now_ms),
+                Record::Conn6(c) => self.install6(snap, &c, now_ms),
             }
         }
         self.bulk_step(now_ms);
@@ -290,6 +292,9 @@ impl Pipeline {
             self.ha.bulk_cursor += 1;
         }
         if self.ha.bulk_cursor >= cap {
+            if !self.bulk_step6(now_ms, BULK_BUDGET) {
+                return;
+            }
             self.ha.bulk_active = false;
             self.shared.ha.bulk_done[self.worker].store(self.ha.bulk_seen, Release);
         }

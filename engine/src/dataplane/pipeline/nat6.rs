@@ -18,28 +18,38 @@
 //! # Ownership
 //!
 //! The client's address and port own the flow, as for IPv4: the worker is
-//! `reta.owner` of the 32-bit fold of the address ([`fold6`]). No port's
-//! RSS hashes IPv6 that way yet, so a frame on another queue takes the
-//! hand-off ring.
+//! `reta.owner` of the 32-bit fold of the address ([`fold6`]). With the
+//! symmetric RSS key that is the Toeplitz hash of the IPv6 address and
+//! port, which ports whose device hashes IPv6 TCP/UDP by one side's
+//! fields compute too (`dataplane::rss`): both directions arrive on the
+//! owner's queue; elsewhere a frame on another queue takes the hand-off
+//! ring.
 //!
-//! Not in this cut: fragments (counted `fragment`), ICMPv6 errors quoting
-//! a flow (to the kernel as before), ICMPv6 time-exceeded/packet-too-big
-//! (a hop limit of 1 and an oversized packet are counted drops), HA sync
-//! of IPv6 connections, persistence, sorry servers, one-packet scheduling
-//! and DR/TUN over IPv6 (such services stay unforwarded, `rvs check` warns).
+//! DR/TUN servers share this path (the connection's method picks the
+//! rewrite in `inbound6`; `routed6.rs` has TUN, the ICMPv6 errors the
+//! director sends and the ones quoting a tracked flow).
+//!
+//! Fragments: the first is NAT-ed as its flow, the later ones follow it by
+//! (source, destination, identification) (`frag6.rs`).
+//!
+//! Not in this cut: sorry servers and one-packet scheduling (such services
+//! stay unforwarded, `rvs check` warns).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::frag6::{Frag6Fwd, FragTable6};
+use super::persist6::release_template6;
 use super::{rewrite_drop, uncount, Frame, Pipeline, Verdict};
 use crate::conn::addr6::Addr6Table;
-use crate::conn::{self, Conn, ConnId, ConnTable, Dir, FlowKey, NewConn, TcpState};
+use crate::conn::{self, Conn, ConnId, ConnTable, Dir, FlowKey, Method, NewConn, TcpState};
 use crate::dataplane::counters::Drop;
-use crate::dataplane::snapshot::{fold6, LiveDests, Server, Snapshot};
+use crate::dataplane::snapshot::{fold6, Server, Snapshot};
 use crate::forward;
 use crate::packet::ethernet::MacAddr;
+use crate::packet::icmpv6::msg_type;
 use crate::packet::ipv6::{self, next_header};
 use crate::packet::parse_ipv6::Ipv6Parsed;
-use crate::sched::SchedInput;
+use crate::sched::persist::PersistTable;
 
 /// Address ids beyond the connection capacity: the VIPs and servers
 /// every connection shares.
@@ -49,6 +59,11 @@ const SHARED_IDS: usize = 4096;
 pub(in crate::dataplane) struct Conns6 {
     pub(in crate::dataplane) conns: ConnTable,
     pub(in crate::dataplane) addrs: Addr6Table,
+    /// The identification of the next NAT64 UDP datagram sent with DF
+    /// clear (`nat64.rs`).
+    pub(in crate::dataplane) ident: u16,
+    /// Fragmented datagrams in flight (`frag6.rs`).
+    pub(in crate::dataplane) frags: FragTable6,
 }
 
 impl Conns6 {
@@ -58,18 +73,36 @@ impl Conns6 {
     }
 }
 
-/// Gives back the three address ids a connection holds.
+/// A connection ends: its template hold (persistence), then the address
+/// ids it holds, then its count on its server.
+pub(super) fn forget6(
+    snap: &Snapshot,
+    persist: &PersistTable,
+    worker: usize,
+    addrs: &mut Addr6Table,
+    c: &Conn,
+    now_ms: u64,
+) {
+    release_template6(snap, persist, addrs, c, now_ms);
+    release_ids(addrs, c);
+    uncount6(snap, worker, c);
+}
+
+/// Gives back the address ids a connection holds: three, or two for a
+/// NAT64 one (full-NAT), whose server is a plain IPv4 address.
 fn release_ids(addrs: &mut Addr6Table, c: &Conn) {
     addrs.release(u32::from(c.client()));
     addrs.release(u32::from(c.vip()));
-    addrs.release(u32::from(c.server()));
+    if c.method() != conn::Method::Fnat {
+        addrs.release(u32::from(c.server()));
+    }
 }
 
 impl Pipeline {
     /// Cold: allocates the IPv6 tables the first time a configuration
     /// forwards IPv6, and applies `[timeouts]` to them.
     pub(super) fn prepare_v6(&mut self, snap: &Snapshot) {
-        if snap.services6.is_empty() && self.v6.is_none() {
+        if snap.services6.is_empty() && snap.services64.is_empty() && self.v6.is_none() {
             return;
         }
         let cap = self.conns.capacity();
@@ -77,9 +110,12 @@ impl Pipeline {
             Box::new(Conns6 {
                 conns: ConnTable::with_capacity(cap),
                 addrs: Addr6Table::with_capacity(cap + SHARED_IDS),
+                ident: 0,
+                frags: FragTable6::new(),
             })
         });
         v6.conns.set_timeouts(snap.timeouts);
+        self.prepare_nat64(snap);
     }
 
     /// IPv6 connections held by this worker.
@@ -98,13 +134,41 @@ impl Pipeline {
         let Some(v6) = self.v6.as_deref_mut() else {
             return;
         };
-        let (worker, stats) = (self.worker, &self.stats);
-        let Conns6 { conns, addrs } = v6;
-        conns.expire_some(now_ms, budget, |c| {
-            stats.conns_expired.inc();
-            release_ids(addrs, c);
-            uncount6(snap, worker, c);
+        let (worker, stats, persist) = (self.worker, &self.stats, &self.shared.persist);
+        let Conns6 { conns, addrs, .. } = v6;
+        // NAT64 local ports go back to the one pool (`nat64.rs`).
+        conns.with_lent_pools(&mut self.conns, |conns| {
+            conns.expire_some(now_ms, budget, |c| {
+                stats.conns_expired.inc();
+                forget6(snap, persist, worker, addrs, c, now_ms);
+            })
         });
+    }
+
+    /// Inserts `new` into the IPv6 table. A full table reclaims an expired
+    /// record or evicts an embryonic/idle one, as IPv4's does; what goes
+    /// gives back its template hold, address ids and count, and a NAT64
+    /// one its local port (the IPv4 table's pools are lent meanwhile).
+    pub(super) fn insert6(
+        &mut self,
+        snap: &Snapshot,
+        new: NewConn,
+        now_ms: u64,
+    ) -> Result<ConnId, conn::TableFull> {
+        let Some(v6) = self.v6.as_deref_mut() else {
+            return Err(conn::TableFull);
+        };
+        let (stats, worker, persist) = (&self.stats, self.worker, &self.shared.persist);
+        let Conns6 { conns, addrs, .. } = v6;
+        conns.with_lent_pools(&mut self.conns, |conns| {
+            conns.insert_or_evict(new, now_ms, |c, why| {
+                match why {
+                    conn::Reclaim::Expired => stats.conns_expired.inc(),
+                    conn::Reclaim::Evicted => stats.conns_evicted.inc(),
+                }
+                forget6(snap, persist, worker, addrs, c, now_ms);
+            })
+        })
     }
 
     /// A TCP/UDP frame to a forwarded IPv6 VIP, or from an IPv6 server:
@@ -114,16 +178,21 @@ impl Pipeline {
         snap: &Snapshot,
         f: &mut F,
         p: &Ipv6Parsed,
+        in_port: usize,
         now_ms: u64,
         owned: bool,
     ) -> Option<Verdict> {
+        let icmp_err = p.protocol == next_header::ICMPV6
+            && (msg_type::DEST_UNREACHABLE..=msg_type::PARAM_PROBLEM).contains(&p.icmp_type);
+        // A later fragment has no L4 header, only its Fragment header.
+        let later = p.fragment.is_some_and(|fr| fr.offset != 0);
         if self.v6.is_none()
-            || !p.has_l4
-            || !(p.protocol == next_header::TCP || p.protocol == next_header::UDP)
+            || !(p.has_l4 || later)
+            || !(p.protocol == next_header::TCP || p.protocol == next_header::UDP || icmp_err)
         {
             return None;
         }
-        let to_vip = snap.is_fwd_vip6(p.dst);
+        let to_vip = snap.is_fwd_vip6(p.dst) || snap.is_vip64(p.dst);
         if !to_vip
             && (snap.nd6.servers.binary_search(&p.src).is_err()
                 || snap.ports.iter().any(|pi| pi.addr6 == Some(p.dst))
@@ -137,8 +206,12 @@ impl Pipeline {
         if !self.master {
             return Some(self.drop(Drop::NotMaster));
         }
-        if p.fragment.is_some() {
-            return Some(self.drop(Drop::Fragment));
+        if later {
+            return Some(self.later_fragment6(snap, f, p, in_port, now_ms, owned));
+        }
+        if icmp_err {
+            // An error quoting a tracked flow (routed6.rs).
+            return Some(self.icmp_error6(snap, f, p, in_port, now_ms, owned));
         }
         let (cip, cport) = if to_vip {
             (p.src, p.src_port)
@@ -152,16 +225,16 @@ impl Pipeline {
         if let Some((id, dir)) = self.lookup6(p, now_ms) {
             let v6 = self.v6.as_deref()?;
             if !(dir == Dir::Inbound && v6.conns.wants_reschedule(id, flags)) {
-                return Some(self.existing6(snap, f, p, id, dir, now_ms));
+                return Some(self.existing6(snap, f, p, id, dir, in_port, now_ms));
             }
             // A new SYN on a connection in TIME_WAIT/CLOSE: schedule afresh.
-            self.release6(snap, id);
+            self.release6(snap, id, now_ms);
         }
         if !to_vip {
             // A server's packet of no connection (as IPv4 counts it).
             return Some(self.drop(Drop::NoService));
         }
-        Some(self.new_flow6(snap, f, p, now_ms))
+        Some(self.new_flow6(snap, f, p, in_port, now_ms))
     }
 
     #[inline]
@@ -185,10 +258,14 @@ impl Pipeline {
         snap: &Snapshot,
         f: &mut F,
         p: &Ipv6Parsed,
+        in_port: usize,
         now_ms: u64,
     ) -> Verdict {
         let Some(svc) = snap.service6_for(p.protocol, p.dst, p.dst_port) else {
-            return self.drop(Drop::NoService);
+            return match snap.service64_for(p.protocol, p.dst, p.dst_port) {
+                Some(svc) => self.new_flow64(snap, f, p, svc, now_ms),
+                None => self.drop(Drop::NoService),
+            };
         };
         let tcp = p.protocol == next_header::TCP;
         if tcp && (!p.tcp_flags.syn() || p.tcp_flags.ack()) {
@@ -198,22 +275,23 @@ impl Pipeline {
             return self.drop(Drop::Draining);
         }
         if p.hop_limit <= 1 {
-            return self.drop(Drop::TtlExceeded);
+            return self.icmp6_reply(snap, f, p, in_port, now_ms, None);
         }
-        let input = SchedInput {
-            src_ip: fold6(p.src),
-            src_port: p.src_port,
-            dst_ip: fold6(p.dst),
-            dst_port: p.dst_port,
-            now_ms,
-        };
-        let Some(i) = svc.sched.schedule(&LiveDests(&svc.servers), &input) else {
+        let Some((srv, template)) = self.pick6(snap, svc, p, now_ms) else {
             return self.drop(Drop::NoServer);
         };
-        let srv = &svc.servers[i];
         self.learn_client6(snap, f, p, now_ms);
-        let sport = if srv.port != 0 { srv.port } else { p.dst_port };
+        // DR/TUN keep the VIP port, as for IPv4.
+        let sport = if srv.method == conn::Method::Nat && srv.port != 0 {
+            srv.port
+        } else {
+            p.dst_port
+        };
+        // The connection holds the template that sent it to `srv`, marked
+        // so only when the hold succeeded; given back if no record is made.
+        let flags = self.hold6(svc, template, srv.shared.id, now_ms);
         let Some(v6) = self.v6.as_deref_mut() else {
+            self.unhold6(svc, template, flags, srv.shared.id, now_ms);
             return self.drop(Drop::TableFull);
         };
         let ids = [p.src, p.dst, srv.addr].map(|a| v6.addrs.acquire(a));
@@ -221,6 +299,7 @@ impl Pipeline {
             for id in ids.into_iter().flatten() {
                 v6.addrs.release(id);
             }
+            self.unhold6(svc, template, flags, srv.shared.id, now_ms);
             return self.drop(Drop::TableFull);
         };
         let new = NewConn {
@@ -231,32 +310,30 @@ impl Pipeline {
             vport: p.dst_port,
             server: Ipv4Addr::from(server),
             sport,
-            method: conn::Method::Nat,
-            flags: 0,
+            method: srv.method,
+            flags,
             service: svc.id,
             dest: srv.shared.id,
             state: TcpState::None,
         };
-        let (stats, worker) = (&self.stats, self.worker);
-        let Conns6 { conns, addrs } = &mut *v6;
-        let made = conns.insert_or_evict(new, now_ms, |c, why| {
-            match why {
-                conn::Reclaim::Expired => stats.conns_expired.inc(),
-                conn::Reclaim::Evicted => stats.conns_evicted.inc(),
-            }
-            release_ids(addrs, c);
-            uncount6(snap, worker, c);
-        });
+        let made = self.insert6(snap, new, now_ms);
+        let Some(v6) = self.v6.as_deref_mut() else {
+            return self.drop(Drop::TableFull);
+        };
         let Ok(id) = made else {
             for id in [client, vip, server] {
                 v6.addrs.release(id);
             }
+            self.unhold6(svc, template, flags, srv.shared.id, now_ms);
             return self.drop(Drop::TableFull);
         };
         self.stats.conns_created.inc();
         let tr = v6
             .conns
             .on_packet(id, Dir::Inbound, p.tcp_flags.bits(), now_ms);
+        if self.sync {
+            self.report_conn6(id, now_ms);
+        }
         let k = &srv.shared.per_worker[self.worker];
         k.conns.inc();
         if tr.new_active {
@@ -265,13 +342,20 @@ impl Pipeline {
             k.inactive.inc();
         }
         srv.update_overload();
-        self.inbound6(snap, f, p, srv, srv.addr, sport, now_ms)
+        let to = (srv.method, srv.addr, sport);
+        self.inbound6(snap, f, p, srv, to, in_port, now_ms)
     }
 
     /// A new client on an attached IPv6 subnet: its first packet says
     /// where it is, so the reply need not wait for a solicitation (an
     /// entry already known is never overwritten here).
-    fn learn_client6<F: Frame>(&self, snap: &Snapshot, f: &F, p: &Ipv6Parsed, now_ms: u64) {
+    pub(super) fn learn_client6<F: Frame>(
+        &self,
+        snap: &Snapshot,
+        f: &F,
+        p: &Ipv6Parsed,
+        now_ms: u64,
+    ) {
         let Some(port) = snap.nd6.route(p.src).map(|(port, _)| port) else {
             return;
         };
@@ -284,6 +368,7 @@ impl Pipeline {
     }
 
     /// A packet of a tracked IPv6 connection.
+    #[allow(clippy::too_many_arguments)]
     fn existing6<F: Frame>(
         &mut self,
         snap: &Snapshot,
@@ -291,24 +376,34 @@ impl Pipeline {
         p: &Ipv6Parsed,
         id: ConnId,
         dir: Dir,
+        in_port: usize,
         now_ms: u64,
     ) -> Verdict {
         let Some(v6) = self.v6.as_deref_mut() else {
             return self.drop(Drop::ServerGone);
         };
         let c = *v6.conns.get(id);
+        if c.method() == conn::Method::Fnat {
+            return self.existing64(snap, f, p, id, &c, now_ms);
+        }
         let srv = match snap.dest6(c.dest()) {
             Some((_, srv)) if srv.usable => srv,
             _ => {
                 // Deleted or down: the connection ends with it.
-                self.release6(snap, id);
+                self.release6(snap, id, now_ms);
                 return self.drop(Drop::ServerGone);
             }
         };
         if p.hop_limit <= 1 {
-            return self.drop(Drop::TtlExceeded);
+            return self.icmp6_reply(snap, f, p, in_port, now_ms, None);
         }
         let tr = v6.conns.on_packet(id, dir, p.tcp_flags.bits(), now_ms);
+        if self.sync {
+            self.sync_after_packet6(id, tr.state != tr.old_state, now_ms);
+        }
+        let Some(v6) = self.v6.as_deref() else {
+            return self.drop(Drop::ServerGone);
+        };
         let (client, vip, server) = (
             v6.addrs.addr(u32::from(c.client())),
             v6.addrs.addr(u32::from(c.vip())),
@@ -326,32 +421,58 @@ impl Pipeline {
             srv.update_overload();
         }
         match dir {
-            Dir::Inbound => self.inbound6(snap, f, p, srv, server, c.sport(), now_ms),
-            Dir::Reply => self.reply6(snap, f, p, srv, vip, c.vport(), client, now_ms),
+            Dir::Inbound => {
+                let to = (c.method(), server, c.sport());
+                self.inbound6(snap, f, p, srv, to, in_port, now_ms)
+            }
+            Dir::Reply => {
+                let back = (vip, c.vport(), client);
+                self.reply6(snap, f, p, srv, back, in_port, now_ms)
+            }
         }
     }
 
-    /// Client -> real server.
+    /// Client -> real server, by the connection's method: `to` is
+    /// (method, server, server port).
     #[allow(clippy::too_many_arguments)]
-    fn inbound6<F: Frame>(
+    pub(super) fn inbound6<F: Frame>(
         &mut self,
         snap: &Snapshot,
         f: &mut F,
         p: &Ipv6Parsed,
         srv: &Server<Ipv6Addr>,
-        rs: Ipv6Addr,
-        rs_port: u16,
+        to: (Method, Ipv6Addr, u16),
+        in_port: usize,
         now_ms: u64,
     ) -> Verdict {
-        let out = match self.route6(snap, f, p, rs, now_ms) {
-            Ok(x) => x,
-            Err(d) => return self.drop(d),
+        let (method, rs, rs_port) = to;
+        let overhead = if method == Method::Tun {
+            forward::TUN6_OVERHEAD as u64
+        } else {
+            0
         };
-        if let Err(d) = forward::nat6_inbound(f.data_mut(), p, rs, rs_port)
-            .and_then(|()| forward::set_macs(f.data_mut(), out.1, snap.ports[out.0].mac))
-            .map_err(rewrite_drop)
-        {
+        let out = match self.route6(snap, f, p, rs, in_port, overhead, now_ms) {
+            Ok(x) => x,
+            Err(v) => return v,
+        };
+        let port_mac = snap.ports[out.0].mac;
+        let done = match method {
+            Method::Dr => forward::dr6(f.data_mut(), p, out.1, port_mac).map_err(rewrite_drop),
+            Method::Tun => self.tun6(snap, f, p, out, rs),
+            _ => forward::nat6_inbound(f.data_mut(), p, rs, rs_port)
+                .and_then(|()| forward::set_macs(f.data_mut(), out.1, port_mac))
+                .map_err(rewrite_drop),
+        };
+        if let Err(d) = done {
             return self.drop(d);
+        }
+        if first_of_several(p) {
+            let fwd = Frag6Fwd::Inbound {
+                method,
+                server: rs,
+                dest: srv.shared.id,
+            };
+            self.fragment_out6(p, fwd, now_ms);
         }
         let k = &srv.shared.per_worker[self.worker];
         k.in_packets.inc();
@@ -359,28 +480,37 @@ impl Pipeline {
         Verdict::Tx(out.0)
     }
 
-    /// Real server -> client: the source becomes the VIP again.
+    /// Real server -> client: the source becomes the VIP again; `back` is
+    /// (VIP, VIP port, client).
     #[allow(clippy::too_many_arguments)]
-    fn reply6<F: Frame>(
+    pub(super) fn reply6<F: Frame>(
         &mut self,
         snap: &Snapshot,
         f: &mut F,
         p: &Ipv6Parsed,
         srv: &Server<Ipv6Addr>,
-        vip: Ipv6Addr,
-        vport: u16,
-        client: Ipv6Addr,
+        back: (Ipv6Addr, u16, Ipv6Addr),
+        in_port: usize,
         now_ms: u64,
     ) -> Verdict {
-        let out = match self.route6(snap, f, p, client, now_ms) {
+        let (vip, vport, client) = back;
+        let out = match self.route6(snap, f, p, client, in_port, 0, now_ms) {
             Ok(x) => x,
-            Err(d) => return self.drop(d),
+            Err(v) => return v,
         };
         if let Err(d) = forward::nat6_outbound(f.data_mut(), p, vip, vport)
             .and_then(|()| forward::set_macs(f.data_mut(), out.1, snap.ports[out.0].mac))
             .map_err(rewrite_drop)
         {
             return self.drop(d);
+        }
+        if first_of_several(p) {
+            let fwd = Frag6Fwd::Reply {
+                vip,
+                client,
+                dest: srv.shared.id,
+            };
+            self.fragment_out6(p, fwd, now_ms);
         }
         let k = &srv.shared.per_worker[self.worker];
         k.out_packets.inc();
@@ -390,38 +520,59 @@ impl Pipeline {
 
     /// The port and next-hop MAC towards `to`, the frame cut to its IPv6
     /// packet (Ethernet padding off) and checked against the port's MTU
-    /// (no packet-too-big yet: a counted drop).
+    /// with `overhead` bytes of encapsulation: a packet that does not fit
+    /// is answered with packet-too-big (routed6.rs). `Err` is the verdict
+    /// (counted).
+    #[allow(clippy::too_many_arguments)]
     fn route6<F: Frame>(
         &mut self,
         snap: &Snapshot,
         f: &mut F,
         p: &Ipv6Parsed,
         to: Ipv6Addr,
+        in_port: usize,
+        overhead: u64,
         now_ms: u64,
-    ) -> Result<(usize, MacAddr), Drop> {
-        let (out, mac) = self.next_hop6(snap, to, now_ms)?;
-        if ip_len(p) > u64::from(snap.ports[out].mtu) {
-            return Err(Drop::TooBig);
+    ) -> Result<(usize, MacAddr), Verdict> {
+        let (out, mac) = self.next_hop6(snap, to, now_ms).map_err(|d| self.drop(d))?;
+        let mtu = u64::from(snap.ports[out].mtu);
+        if ip_len(p) + overhead > mtu {
+            return Err(self.too_big6(snap, f, p, in_port, mtu - overhead.min(mtu), now_ms));
         }
         f.truncate(p.l3_end());
         Ok((out, mac))
     }
 
-    /// Forgets an IPv6 connection, giving back its ids and count.
-    fn release6(&mut self, snap: &Snapshot, id: ConnId) {
+    /// Forgets an IPv6 connection, giving back its template hold, ids and
+    /// count (and a NAT64 one's local port).
+    pub(super) fn release6(&mut self, snap: &Snapshot, id: ConnId, now_ms: u64) {
         let Some(v6) = self.v6.as_deref_mut() else {
             return;
         };
-        if let Some(c) = v6.conns.remove(id) {
-            release_ids(&mut v6.addrs, &c);
-            uncount6(snap, self.worker, &c);
+        let removed = v6.conns.with_lent_pools(&mut self.conns, |t| t.remove(id));
+        if let Some(c) = removed {
+            forget6(
+                snap,
+                &self.shared.persist,
+                self.worker,
+                &mut v6.addrs,
+                &c,
+                now_ms,
+            );
         }
     }
 }
 
+/// The first fragment of a datagram that has more (its followers are
+/// forwarded by what it leaves in the fragment table).
+#[inline]
+fn first_of_several(p: &Ipv6Parsed) -> bool {
+    p.fragment.is_some_and(|fr| fr.offset == 0 && fr.more)
+}
+
 /// IP bytes of the packet, as IPVS counts (no Ethernet header or padding).
 #[inline]
-fn ip_len(p: &Ipv6Parsed) -> u64 {
+pub(super) fn ip_len(p: &Ipv6Parsed) -> u64 {
     (ipv6::HEADER_LEN + usize::from(p.payload_len)) as u64
 }
 
@@ -429,6 +580,9 @@ fn ip_len(p: &Ipv6Parsed) -> u64 {
 fn uncount6(snap: &Snapshot, worker: usize, c: &Conn) {
     uncount(snap, worker, c);
     if let Some((_, srv)) = snap.dest6(c.dest()) {
+        srv.update_overload();
+    }
+    if let Some((_, srv)) = snap.dest64(c.dest()) {
         srv.update_overload();
     }
 }

@@ -26,7 +26,7 @@
 //! flows pay nothing for it.
 
 use super::synproxy::segment;
-use super::{Frame, Pipeline, Verdict};
+use super::{Frame, Looked, Pipeline, Verdict};
 use crate::conn::{Conn, ConnId, Dir};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::Snapshot;
@@ -67,7 +67,7 @@ impl Pipeline {
         if p.is_udp() || (flags.syn() && !flags.ack()) {
             // Schedule it afresh: the lookup now misses. The frame is this
             // worker's already.
-            return self.ipv4(snap, f, p, None, in_port, now_ms, true);
+            return self.ipv4(snap, f, p, None, Looked::NotYet, in_port, now_ms, true);
         }
         if flags.rst() {
             return self.drop(Drop::ServerGone);

@@ -10,7 +10,7 @@
 //! for the TAP's own link-local address goes to the kernel, which owns it.
 //!
 //! TCP/UDP to a forwarded IPv6 VIP, and its servers' replies, are NAT-ed
-//! by `nat6.rs`; DR/TUN over IPv6 are not here yet.
+//! by `nat6.rs`; DR/TUN and ICMPv6 errors by `routed6.rs`.
 
 use std::net::Ipv6Addr;
 
@@ -62,7 +62,7 @@ impl Pipeline {
         if multicast {
             return self.drop(Drop::NotForUs);
         }
-        if let Some(v) = self.forward6(snap, f, &p, now_ms, owned) {
+        if let Some(v) = self.forward6(snap, f, &p, in_port, now_ms, owned) {
             return v;
         }
         if snap.ports[in_port].kernel {

@@ -1,0 +1,158 @@
+//! Persistence for IPv6 services (issue 13): `persistence_timeout` with
+//! `persistence_prefix` (IPv6's `persistence_netmask`): every client in one
+//! prefix (a /64 by the usual setting) goes to the server the first of
+//! them was scheduled to, for as long as the template lives.
+//!
+//! The templates are IPv4's ([`PersistTable`], shared by the workers, held
+//! by the connections made with them, expired as IPVS does): an IPv6
+//! template is keyed by the service id and the 32-bit [`fold6`] of the
+//! client's prefix. Service ids name one family, so an IPv6 template never
+//! meets an IPv4 one. Two prefixes of one service whose folds collide share
+//! one template (both go to one server, which persistence allows; neither
+//! is ever split from its own server).
+//!
+//! A connection that took a hold is marked `PERSISTENT` as for IPv4, and
+//! gives the hold back when it ends ([`release_template6`]), its prefix
+//! rebuilt from the record (the client's address id) and the prefix
+//! lengths the service has had (`Snapshot::persist_masks`).
+//!
+//! Not here: templates are not synced to an HA backup (connections are not
+//! either yet), no sorry server for IPv6 services.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::{Pipeline, PERSISTENT};
+use crate::conn::addr6::Addr6Table;
+use crate::conn::Conn;
+use crate::dataplane::snapshot::{fold6, LiveDests, Server, Service6, Snapshot};
+use crate::packet::parse_ipv6::Ipv6Parsed;
+use crate::sched::persist::PersistTable;
+use crate::sched::SchedInput;
+
+/// The template key of client `a` under prefix length `prefix`: the fold of
+/// `a` with its host bits cleared.
+#[inline]
+pub fn client_net6(a: Ipv6Addr, prefix: u8) -> Ipv4Addr {
+    let bits = u32::from(prefix.min(128));
+    let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+    fold6(Ipv6Addr::from(u128::from(a) & mask))
+}
+
+impl Pipeline {
+    /// Picks the server of a new IPv6 connection: the live template's for
+    /// the client's prefix, else the scheduler's (stored as the prefix's
+    /// template). With the server comes the template key when a template
+    /// chose it: the connection takes a hold on it.
+    pub(super) fn pick6<'s>(
+        &self,
+        snap: &Snapshot,
+        svc: &'s Service6,
+        p: &Ipv6Parsed,
+        now_ms: u64,
+    ) -> Option<(&'s Server<Ipv6Addr>, Option<Ipv4Addr>)> {
+        let input = SchedInput {
+            src_ip: fold6(p.src),
+            src_port: p.src_port,
+            dst_ip: fold6(p.dst),
+            dst_port: p.dst_port,
+            now_ms,
+        };
+        if svc.persistence_ms == 0 {
+            let i = svc.sched.schedule(&LiveDests(&svc.servers), &input)?;
+            return Some((&svc.servers[i], None));
+        }
+        let net = client_net6(p.src, svc.persistence_prefix);
+        let sid = u32::from(svc.id);
+        // As IPv4: a drained server's (weight 0) template is dropped with
+        // `expire_quiescent_template`, so the client is scheduled afresh.
+        let quiescent = snap.expire_quiescent_template;
+        let usable = |id: u32| {
+            svc.servers
+                .iter()
+                .any(|s| s.shared.id == id && s.usable && !(quiescent && s.weight == 0))
+        };
+        let persist = self.persist();
+        let id = match persist.lookup_valid(sid, net, now_ms, svc.persistence_ms, usable) {
+            Some(id) => id,
+            None => {
+                let i = svc.sched.schedule(&LiveDests(&svc.servers), &input)?;
+                let id = svc.servers[i].shared.id;
+                persist.insert(sid, net, id, now_ms, svc.persistence_ms)
+            }
+        };
+        let srv = svc.servers.iter().find(|s| s.shared.id == id)?;
+        Some((srv, Some(net)))
+    }
+
+    /// Takes the connection's hold on its template: the connection flags
+    /// (`PERSISTENT` when held).
+    pub(super) fn hold6(
+        &self,
+        svc: &Service6,
+        template: Option<Ipv4Addr>,
+        dest: u32,
+        now_ms: u64,
+    ) -> u8 {
+        match template {
+            Some(net) if self.persist().hold(u32::from(svc.id), net, dest, now_ms) => PERSISTENT,
+            _ => 0,
+        }
+    }
+
+    /// Gives back a hold taken for a connection that could not be made.
+    pub(super) fn unhold6(
+        &self,
+        svc: &Service6,
+        template: Option<Ipv4Addr>,
+        flags: u8,
+        dest: u32,
+        now_ms: u64,
+    ) {
+        if let Some(net) = template.filter(|_| flags & PERSISTENT != 0) {
+            self.persist().release(u32::from(svc.id), net, dest, now_ms);
+        }
+    }
+}
+
+/// An IPv6 connection that held a template ended: give back its hold on
+/// exactly that template (service, client prefix, server), from the record
+/// and the address ids, before the ids are released; also when the
+/// service has been deleted or its prefix changed since.
+pub(super) fn release_template6(
+    snap: &Snapshot,
+    persist: &PersistTable,
+    addrs: &Addr6Table,
+    c: &Conn,
+    now_ms: u64,
+) {
+    if c.flags() & PERSISTENT == 0 {
+        return;
+    }
+    let svc = c.service();
+    let client = addrs.addr(u32::from(c.client()));
+    for &m in snap.persist_masks(svc) {
+        let net = client_net6(client, u32::from(m).min(128) as u8);
+        if persist.release(u32::from(svc), net, c.dest(), now_ms) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_keys_every_address_in_it() {
+        let a: Ipv6Addr = "2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse().unwrap();
+        let b: Ipv6Addr = "2001:db8:1:2::1".parse().unwrap();
+        let c: Ipv6Addr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_net6(a, 64), client_net6(b, 64));
+        assert_ne!(client_net6(a, 64), client_net6(c, 64));
+        // (0x2001_0db8 ^ 0x0001_0002)
+        assert_eq!(client_net6(a, 64), Ipv4Addr::from(0x2000_0dba));
+        assert_eq!(client_net6(a, 128), fold6(a));
+        assert_eq!(client_net6(a, 0), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(client_net6(a, 16), Ipv4Addr::from(0x2001_0000));
+    }
+}

@@ -1,0 +1,616 @@
+//! NAT64 through the worker pipeline (issue 13): an IPv6 client's SYN to
+//! `[VIP]:80` leaves as IPv4 from the servers' port address and a local
+//! port of the worker's full-NAT pool, the server's SYN-ACK to that local
+//! tuple comes back as IPv6 from the VIP; both checked byte for byte
+//! against frames etherparse builds from scratch (checksums computed over
+//! the whole segment, ours adjusted incrementally across the pseudo-header
+//! change), MSS clamped to 1440 both ways. UDP: DF clear and the
+//! identification on a small datagram, a server's datagram without a
+//! checksum gets one. rr over three IPv4 servers; the local port pool is
+//! IPv4 full-NAT's (exhaustion shared and counted, a port back after
+//! expiry); an ICMPv4 port unreachable and a fragmentation needed become
+//! an ICMPv6 destination unreachable (port) and a packet too big (MTU +
+//! 20) quoting the client's own packet.
+#![cfg(feature = "dpdk")]
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use engine::config;
+use engine::dataplane::counters::Drop;
+use engine::dataplane::pipeline::{Pipeline, VecFrame, Verdict};
+use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
+use engine::dataplane::Shared;
+use engine::packet::ethernet::MacAddr;
+use etherparse::{
+    icmpv4::DestUnreachableHeader, icmpv6::DestUnreachableCode, IpNumber, Ipv4Header, Ipv6Header,
+    NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice,
+};
+
+const PORT0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x02]);
+const PORT1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 0x01]);
+const CLIENT_MAC: [u8; 6] = [2, 0xc1, 0, 0, 0, 0x10];
+const RS_MAC: [[u8; 6]; 3] = [
+    [2, 0x5e, 0, 0, 0, 0x11],
+    [2, 0x5e, 0, 0, 0, 0x12],
+    [2, 0x5e, 0, 0, 0, 0x13],
+];
+const CLIENT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x10);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x100);
+const LADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+const RS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(198, 19, 0, 11),
+    Ipv4Addr::new(198, 19, 0, 12),
+    Ipv4Addr::new(198, 19, 0, 13),
+];
+const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const CLIENT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+
+fn cfg(snat: &str) -> String {
+    format!(
+        r#"
+[dpdk]
+cores = "0@0,1@1"
+workers = 1
+
+[[port]]
+name = "client"
+device = "net_af_packet0,iface=dc"
+address = ["198.18.0.2/24", "2001:db8:0:1::2/64"]
+
+[[port]]
+name = "servers"
+device = "net_af_packet1,iface=ds"
+address = "198.19.0.1/24"
+exception_path = false
+{snat}
+
+[timeouts]
+udp = 5
+tcp_syn_recv = 5
+
+[[service]]
+vip = "2001:db8:0:1::100"
+port = 80
+scheduler = "rr"
+forward = "fnat"
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 8080
+  [[service.server]]
+  address = "198.19.0.12"
+  port = 8080
+  [[service.server]]
+  address = "198.19.0.13"
+  port = 8080
+
+[[service]]
+vip = "2001:db8:0:1::100"
+port = 53
+protocol = "udp"
+forward = "fnat"
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 5353
+
+[[service]]
+vip = "198.18.0.100"
+port = 80
+forward = "fnat"
+  [[service.server]]
+  address = "198.19.0.12"
+  port = 8080
+"#
+    )
+}
+
+struct Rig {
+    shared: Arc<Shared>,
+    w: Pipeline,
+}
+
+impl Rig {
+    fn new(snat: &str) -> Rig {
+        let shared = Arc::new(Shared::new(1));
+        shared.ha.set_master(true);
+        let w = Pipeline::new(0, 1, 1 << 12, &shared);
+        let c = config::parse(&cfg(snat)).expect("config");
+        assert!(
+            c.warnings().iter().all(|w| !w.contains("IPv6")),
+            "NAT64 services are forwarded: {:?}",
+            c.warnings()
+        );
+        let ports = vec![
+            PortInfo::new(&c.ports[0], PORT0_MAC),
+            PortInfo::new(&c.ports[1], PORT1_MAC),
+        ];
+        let snap = Snapshot::build(&c, &ports, &shared.registry, 1, &AllUp).unwrap();
+        assert_eq!(snap.services64.len(), 2);
+        assert!(snap.services6.is_empty());
+        assert!(snap.has_fnat);
+        shared.publish(snap);
+        // The servers are configured next hops (reserved entries, NAT64's
+        // included): they take an answer to the director's request only.
+        for ip in RS {
+            assert!(shared.neigh.is_reserved(ip), "{ip} reserved");
+            let _ = shared.neigh.resolve(ip, 0);
+        }
+        for (ip, mac) in RS.iter().zip(RS_MAC) {
+            shared.neigh.learn_reply(*ip, MacAddr(mac), 1);
+        }
+        shared.neigh.learn(CLIENT4, MacAddr(CLIENT_MAC), 0);
+        let mut r = Rig { shared, w };
+        let snap = r.shared.snapshot.load_full();
+        r.w.on_snapshot(&snap);
+        r
+    }
+
+    fn run(&mut self, port: usize, frame: &[u8], now_ms: u64) -> (Verdict, Vec<u8>) {
+        let snap = self.shared.snapshot.load_full();
+        let mut f = VecFrame::new(frame);
+        let v = self.w.process(&snap, &mut f, port, now_ms, false);
+        (v, f.to_vec())
+    }
+
+    /// Every non-zero drop counter (for failure messages).
+    fn all_drops(&self) -> Vec<(Drop, u64)> {
+        Drop::ALL
+            .iter()
+            .map(|&d| (d, self.drops(d)))
+            .filter(|&(_, n)| n != 0)
+            .collect()
+    }
+
+    fn drops(&self, d: Drop) -> u64 {
+        self.shared.worker_stats[0].drops[d as usize].get()
+    }
+
+    /// (conns, in packets, out packets) of an IPv4 server of the NAT64
+    /// service `svc_port`.
+    fn counts(&self, rs: Ipv4Addr, port: u16) -> [u64; 3] {
+        let d = self
+            .shared
+            .registry
+            .entries()
+            .into_iter()
+            .find(|e| e.1 == rs && e.2 == port && e.0 != self.v4_service())
+            .expect("server registered")
+            .3;
+        [
+            d.total(|c| &c.conns),
+            d.total(|c| &c.in_packets),
+            d.total(|c| &c.out_packets),
+        ]
+    }
+
+    /// The id of the IPv4 full-NAT service (registered last).
+    fn v4_service(&self) -> u16 {
+        let snap = self.shared.snapshot.load_full();
+        snap.services[0].id
+    }
+}
+
+/// A TCP segment over IPv6 (`syn`: a SYN with MSS 1460, else an ACK).
+#[allow(clippy::too_many_arguments)]
+fn tcp6(
+    macs: ([u8; 6], [u8; 6]),
+    src: (Ipv6Addr, u16),
+    dst: (Ipv6Addr, u16),
+    hop: u8,
+    flags: &str,
+    mss: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let ip = Ipv6Header {
+        traffic_class: 0x28,
+        flow_label: Default::default(),
+        payload_length: 0,
+        next_header: IpNumber::TCP,
+        hop_limit: hop,
+        source: src.0.octets(),
+        destination: dst.0.octets(),
+    };
+    let b = PacketBuilder::ethernet2(macs.0, macs.1)
+        .ip(etherparse::IpHeaders::Ipv6(ip, Default::default()))
+        .tcp(src.1, dst.1, 0x1234_5678, 64240);
+    build_tcp(b, flags, mss, payload)
+}
+
+/// A TCP segment over IPv4, DF set and identification 0 (as NAT64 sends).
+#[allow(clippy::too_many_arguments)]
+fn tcp4(
+    macs: ([u8; 6], [u8; 6]),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    ttl: u8,
+    flags: &str,
+    mss: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut ip = Ipv4Header::new(0, ttl, IpNumber::TCP, src.0.octets(), dst.0.octets()).unwrap();
+    ip.dont_fragment = true;
+    ip.identification = 0;
+    ip.dscp = etherparse::Ipv4Dscp::try_new(0x28 >> 2).unwrap();
+    let b = PacketBuilder::ethernet2(macs.0, macs.1)
+        .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+        .tcp(src.1, dst.1, 0x1234_5678, 64240);
+    build_tcp(b, flags, mss, payload)
+}
+
+fn build_tcp(
+    b: etherparse::PacketBuilderStep<etherparse::TcpHeader>,
+    flags: &str,
+    mss: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = b;
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('A') {
+        b = b.ack(0x0bad_cafe);
+    }
+    if mss != 0 {
+        b = b
+            .options(&[TcpOptionElement::MaximumSegmentSize(mss)])
+            .unwrap();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn syn(cport: u16) -> Vec<u8> {
+    tcp6(
+        (CLIENT_MAC, PORT0_MAC.0),
+        (CLIENT, cport),
+        (VIP6, 80),
+        64,
+        "S",
+        1460,
+        &[],
+    )
+}
+
+/// The IPv4 TCP packet's (src, sport, dst, dport), its checksums checked
+/// by etherparse.
+fn tuple4(out: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+    let s = SlicedPacket::from_ethernet(out).expect("etherparse parses the output");
+    let Some(NetSlice::Ipv4(ip)) = s.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.calc_header_checksum(), h.header_checksum, "IPv4 checksum");
+    let Some(TransportSlice::Tcp(t)) = s.transport else {
+        panic!("not TCP")
+    };
+    assert_eq!(
+        t.to_header()
+            .calc_checksum_ipv4_raw(h.source, h.destination, t.payload())
+            .unwrap(),
+        t.checksum(),
+        "TCP checksum"
+    );
+    (
+        h.source.into(),
+        t.source_port(),
+        h.destination.into(),
+        t.destination_port(),
+    )
+}
+
+#[test]
+fn both_directions_are_translated_byte_for_byte() {
+    let mut r = Rig::new("");
+    let (v, out) = r.run(0, &syn(40000), 2_000);
+    assert_eq!(v, Verdict::Tx(1), "to the servers' port");
+    let (_, lport, _, _) = tuple4(&out);
+    // The first port of the default range this worker owns.
+    assert!((1024..=65535).contains(&lport));
+    // TTL from the hop limit less one, TOS from the traffic class, DF, no
+    // options; source the servers' port address and a local port; MSS
+    // 1460 clamped to the client side's 1500 - 60.
+    let want = tcp4(
+        (PORT1_MAC.0, RS_MAC[0]),
+        (LADDR, lport),
+        (RS[0], 8080),
+        63,
+        "S",
+        1440,
+        &[],
+    );
+    assert_eq!(out, want, "inbound SYN as IPv4, byte for byte");
+
+    // The server's SYN-ACK to the local tuple: IPv6 from the VIP.
+    let synack = tcp4(
+        (RS_MAC[0], PORT1_MAC.0),
+        (RS[0], 8080),
+        (LADDR, lport),
+        64,
+        "SA",
+        1460,
+        &[],
+    );
+    let (v, out) = r.run(1, &synack, 2_001);
+    assert_eq!(v, Verdict::Tx(0), "to the client's port");
+    let want = tcp6(
+        (PORT0_MAC.0, CLIENT_MAC),
+        (VIP6, 80),
+        (CLIENT, 40000),
+        63,
+        "SA",
+        1440,
+        &[],
+    );
+    assert_eq!(out, want, "SYN-ACK as IPv6, byte for byte");
+    let s = SlicedPacket::from_ethernet(&out).unwrap();
+    let (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Tcp(t))) = (s.net, s.transport) else {
+        panic!("IPv6 TCP")
+    };
+    let h = ip.header();
+    assert_eq!(
+        t.to_header()
+            .calc_checksum_ipv6_raw(h.source(), h.destination(), t.payload())
+            .unwrap(),
+        t.checksum()
+    );
+
+    // Data both ways follows the connection.
+    let payload = b"GET / HTTP/1.0\r\n\r\n";
+    let data = tcp6(
+        (CLIENT_MAC, PORT0_MAC.0),
+        (CLIENT, 40000),
+        (VIP6, 80),
+        9,
+        "A",
+        0,
+        payload,
+    );
+    let (v, out) = r.run(0, &data, 2_002);
+    assert_eq!(v, Verdict::Tx(1));
+    let want = tcp4(
+        (PORT1_MAC.0, RS_MAC[0]),
+        (LADDR, lport),
+        (RS[0], 8080),
+        8,
+        "A",
+        0,
+        payload,
+    );
+    assert_eq!(out, want, "established inbound, byte for byte");
+    let answer = tcp4(
+        (RS_MAC[0], PORT1_MAC.0),
+        (RS[0], 8080),
+        (LADDR, lport),
+        64,
+        "A",
+        0,
+        b"HTTP/1.0 200 OK\r\n\r\nhello",
+    );
+    let (v, out) = r.run(1, &answer, 2_003);
+    assert_eq!(v, Verdict::Tx(0));
+    let want = tcp6(
+        (PORT0_MAC.0, CLIENT_MAC),
+        (VIP6, 80),
+        (CLIENT, 40000),
+        63,
+        "A",
+        0,
+        b"HTTP/1.0 200 OK\r\n\r\nhello",
+    );
+    assert_eq!(out, want, "established reply, byte for byte");
+
+    assert_eq!(r.counts(RS[0], 8080), [1, 2, 2]);
+    assert_eq!(r.w.conns6_len(), 1, "the connection is an IPv6 one");
+    assert_eq!(r.w.conns.len(), 0, "not in the IPv4 table");
+    assert_eq!(r.shared.worker_stats[0].conns_created.get(), 1);
+}
+
+#[test]
+fn rr_over_three_ipv4_servers_each_with_its_own_local_port() {
+    let mut r = Rig::new("");
+    let mut got = Vec::new();
+    let mut lports = Vec::new();
+    for i in 0..6u16 {
+        let (v, out) = r.run(0, &syn(41000 + i), 2_000);
+        assert_eq!(v, Verdict::Tx(1), "SYN {i}: {:?}", r.all_drops());
+        let (src, lport, dst, dport) = tuple4(&out);
+        assert_eq!((src, dport), (LADDR, 8080));
+        got.push(RS.iter().position(|&a| a == dst).expect("a real server"));
+        lports.push(lport);
+    }
+    assert_eq!(got, [0, 1, 2, 0, 1, 2], "rr");
+    let mut u = lports.clone();
+    u.sort_unstable();
+    u.dedup();
+    assert_eq!(u.len(), 6, "six local ports: {lports:?}");
+    for s in RS {
+        assert_eq!(r.counts(s, 8080)[0], 2);
+    }
+    assert_eq!(r.w.conns6_len(), 6);
+}
+
+#[test]
+fn the_local_port_pool_is_ipv4_fnats_exhaustion_is_counted_and_expiry_frees() {
+    let mut r = Rig::new("snat_ports = \"2000-2003\"");
+    // Two IPv4 full-NAT connections and two NAT64 ones take the 4 ports.
+    let mut lports = Vec::new();
+    for cport in [50000u16, 50001] {
+        let f = tcp4(
+            (CLIENT_MAC, PORT0_MAC.0),
+            (CLIENT4, cport),
+            (VIP4, 80),
+            64,
+            "S",
+            0,
+            &[],
+        );
+        let (v, out) = r.run(0, &f, 100);
+        assert_eq!(v, Verdict::Tx(1), "{:?}", r.all_drops());
+        lports.push(tuple4(&out).1);
+    }
+    for cport in [40000u16, 40001] {
+        let (v, out) = r.run(0, &syn(cport), 100);
+        assert_eq!(v, Verdict::Tx(1));
+        lports.push(tuple4(&out).1);
+    }
+    lports.sort_unstable();
+    assert_eq!(lports, [2000, 2001, 2002, 2003], "one pool for both");
+    // The fifth of either kind is refused and counted.
+    assert_eq!(r.run(0, &syn(40002), 200).0, Verdict::Drop);
+    assert_eq!(r.drops(Drop::SnatExhausted), 1);
+    assert_eq!(r.w.conns6_len(), 2);
+    // SYN_RECV lasts 5 s: once reaped, the NAT64 ports are back.
+    let snap = r.shared.snapshot.load_full();
+    r.w.housekeeping(&snap, 5_200, 1 << 13);
+    assert_eq!(r.w.conns6_len(), 0);
+    assert_eq!(r.w.conns.len(), 0);
+    let (v, out) = r.run(0, &syn(40003), 5_300);
+    assert_eq!(v, Verdict::Tx(1));
+    assert!((2000..=2003).contains(&tuple4(&out).1));
+    assert_eq!(r.drops(Drop::SnatExhausted), 1);
+}
+
+#[test]
+fn udp_small_datagram_gets_df_clear_and_a_missing_checksum_is_computed() {
+    let mut r = Rig::new("");
+    let mut q = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC.0)
+        .ipv6(CLIENT.octets(), VIP6.octets(), 64)
+        .udp(5000, 53)
+        .write(&mut q, b"query")
+        .unwrap();
+    let (v, out) = r.run(0, &q, 2_000);
+    assert_eq!(v, Verdict::Tx(1));
+    let s = SlicedPacket::from_ethernet(&out).unwrap();
+    let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(u))) = (s.net, s.transport) else {
+        panic!("IPv4 UDP")
+    };
+    let h = ip.header().to_header();
+    let lport = u.source_port();
+    let mut ip4 = Ipv4Header::new(0, 63, IpNumber::UDP, LADDR.octets(), RS[0].octets()).unwrap();
+    ip4.dont_fragment = false;
+    ip4.identification = 1;
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(PORT1_MAC.0, RS_MAC[0])
+        .ip(etherparse::IpHeaders::Ipv4(ip4, Default::default()))
+        .udp(lport, 5353)
+        .write(&mut want, b"query")
+        .unwrap();
+    assert_eq!(out, want, "UDP as IPv4, byte for byte ({h:?})");
+
+    // The server answers without a UDP checksum (legal over IPv4).
+    let mut a = Vec::new();
+    PacketBuilder::ethernet2(RS_MAC[0], PORT1_MAC.0)
+        .ipv4(RS[0].octets(), LADDR.octets(), 64)
+        .udp(5353, lport)
+        .write(&mut a, b"answer")
+        .unwrap();
+    let ck = 14 + 20 + 6;
+    a[ck] = 0;
+    a[ck + 1] = 0;
+    let (v, out) = r.run(1, &a, 2_001);
+    assert_eq!(v, Verdict::Tx(0));
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(PORT0_MAC.0, CLIENT_MAC)
+        .ipv6(VIP6.octets(), CLIENT.octets(), 63)
+        .udp(53, 5000)
+        .write(&mut want, b"answer")
+        .unwrap();
+    assert_eq!(out, want, "UDP as IPv6 with its checksum computed");
+}
+
+#[test]
+fn icmpv4_errors_become_icmpv6_errors_quoting_the_clients_packet() {
+    let mut r = Rig::new("");
+    let mut q = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC.0)
+        .ipv6(CLIENT.octets(), VIP6.octets(), 64)
+        .udp(5000, 53)
+        .write(&mut q, b"query")
+        .unwrap();
+    let (v, sent) = r.run(0, &q, 2_000);
+    assert_eq!(v, Verdict::Tx(1));
+    // The server's port unreachable, quoting the whole datagram it got.
+    let quoted = &sent[14..];
+    let mut e = Vec::new();
+    PacketBuilder::ethernet2(RS_MAC[0], PORT1_MAC.0)
+        .ipv4(RS[0].octets(), LADDR.octets(), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::Port,
+        ))
+        .write(&mut e, quoted)
+        .unwrap();
+    let (v, out) = r.run(1, &e, 2_001);
+    assert_eq!(v, Verdict::Tx(0), "to the client");
+    // What the client sent, as the server received it (hop limit 63).
+    let mut q63 = q[14..].to_vec();
+    q63[7] = 63;
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(PORT0_MAC.0, CLIENT_MAC)
+        .ipv6(VIP6.octets(), CLIENT.octets(), 63)
+        .icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(
+            DestUnreachableCode::Port,
+        ))
+        .write(&mut want, &q63)
+        .unwrap();
+    assert_eq!(out, want, "ICMPv6 port unreachable, byte for byte");
+    assert_eq!(r.shared.worker_stats[0].icmp_relayed.get(), 1);
+
+    // Fragmentation needed (MTU 1400) for a TCP segment: packet too big,
+    // MTU 1420, quoting the first bytes of the client's segment.
+    let (v, sent) = r.run(0, &syn(40000), 2_002);
+    assert_eq!(v, Verdict::Tx(1));
+    let mut e = Vec::new();
+    PacketBuilder::ethernet2(RS_MAC[1], PORT1_MAC.0)
+        .ipv4(RS[1].octets(), LADDR.octets(), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut e, &sent[14..14 + 28])
+        .unwrap();
+    let (v, out) = r.run(1, &e, 2_003);
+    assert_eq!(v, Verdict::Tx(0));
+    // The quote: the client's IPv6 header (hop limit 63) and the first 8
+    // bytes of its TCP header, as the router quoted them.
+    let mut q6 = syn(40000)[14..14 + 48].to_vec();
+    q6[7] = 63;
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(PORT0_MAC.0, CLIENT_MAC)
+        .ipv6(VIP6.octets(), CLIENT.octets(), 63)
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1420 })
+        .write(&mut want, &q6)
+        .unwrap();
+    assert_eq!(out, want, "ICMPv6 packet too big, byte for byte");
+    let s = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(TransportSlice::Icmpv6(i)) = s.transport else {
+        panic!("ICMPv6")
+    };
+    let Some(NetSlice::Ipv6(ip)) = s.net else {
+        panic!("IPv6")
+    };
+    assert_eq!(
+        i.icmp_type(),
+        etherparse::Icmpv6Type::PacketTooBig { mtu: 1420 }
+    );
+    assert_eq!(
+        i.header()
+            .icmp_type
+            .calc_checksum(ip.header().source(), ip.header().destination(), i.payload())
+            .unwrap(),
+        i.checksum(),
+        "ICMPv6 checksum"
+    );
+    assert_eq!(r.shared.worker_stats[0].icmp_relayed.get(), 2);
+    // An error type with no ICMPv6 match: counted, not sent.
+    let mut e = Vec::new();
+    PacketBuilder::ethernet2(RS_MAC[1], PORT1_MAC.0)
+        .ipv4(RS[1].octets(), LADDR.octets(), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::HostPrecedenceViolation,
+        ))
+        .write(&mut e, &sent[14..14 + 28])
+        .unwrap();
+    assert_eq!(r.run(1, &e, 2_004).0, Verdict::Drop);
+    assert_eq!(r.drops(Drop::IcmpUnknownFlow), 1);
+}
