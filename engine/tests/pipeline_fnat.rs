@@ -1123,7 +1123,7 @@ fn fnat_sync_installs_local_tuple_and_survives_takeover() {
             .iter()
             .map(|r| match r {
                 Record::Conn(c) => *c,
-                Record::Template(_) | Record::Conn6(_) => panic!("no persistence, no IPv6"),
+                other => panic!("no persistence, no IPv6: {other:?}"),
             })
             .collect();
         assert_eq!(recs.len(), 2, "worker {w}");

@@ -13,8 +13,9 @@
 //! `MAX_DATAGRAM` whenever its input did, and decodes to itself (conn
 //! records of 32 bytes or more included: they carry a full-NAT local
 //! tuple, re-encoded as exactly 32; IPv6 conn records, type 3, of 62
-//! bytes or more, re-encoded as exactly 62); a decoded advert re-encodes
-//! into a packet that decodes to the same advert.
+//! bytes or more, re-encoded as exactly 62; NAT64 conn records, type 4,
+//! as exactly 56; IPv6 templates, type 5, as exactly 58); a decoded
+//! advert re-encodes into a packet that decodes to the same advert.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -66,9 +67,13 @@ fn check_sync(buf: &[u8]) {
     };
     if let sync::Body::Records(rs) = &m.body {
         for r in rs {
-            if let sync::Record::Conn6(_) = r {
-                assert_eq!(r.wire_len(), 2 + sync::CONN6_LEN);
-            }
+            let len = match r {
+                sync::Record::Conn6(_) => sync::CONN6_LEN,
+                sync::Record::Conn64(_) => sync::CONN64_LEN,
+                sync::Record::Template6(_) => sync::TEMPLATE6_LEN,
+                _ => continue,
+            };
+            assert_eq!(r.wire_len(), 2 + len);
         }
     }
     match sync::try_encode(&m, key()) {

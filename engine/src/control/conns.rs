@@ -64,6 +64,7 @@ fn info(d: &Dumped) -> ConnInfo {
         template: c.is_template(),
         synced: c.is_synced(),
         local: d.local.map(|(a, p)| SocketAddrV4::new(a, p)),
+        prefix6: None,
     }
 }
 

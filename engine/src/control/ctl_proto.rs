@@ -429,6 +429,25 @@ pub struct ConnInfo {
     /// (absent for the other methods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<std::net::SocketAddrV4>,
+    /// An IPv6 service's persistence template: what its key is made of
+    /// (absent for everything else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix6: Option<TemplatePrefix6>,
+}
+
+/// The key of an IPv6 persistence template. The template table stores
+/// the 32-bit fold of the client prefix (`fold6`), not the prefix: the
+/// listing's `client` is the prefix of a listed connection that folds to
+/// it (`known`), else `::` (no such connection listed: the prefix is not
+/// known, only its fold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplatePrefix6 {
+    /// The service's `persistence_prefix`.
+    pub len: u8,
+    /// The template's key: the fold of the client prefix.
+    pub fold: u32,
+    /// `client` is a client prefix the template serves.
+    pub known: bool,
 }
 
 /// `list --conns`.

@@ -294,7 +294,14 @@ pub fn conns(v: &ConnsView) -> String {
         let dest = std::net::SocketAddr::new(c.server, c.sport).to_string();
         // Full-NAT: the second tuple, local -> server, is what the server
         // sees.
-        let local = c.local.map(|l| format!(" local {l}")).unwrap_or_default();
+        let mut local = c.local.map(|l| format!(" local {l}")).unwrap_or_default();
+        // An IPv6 template: keyed by the fold of the client prefix.
+        if let Some(k) = c.prefix6 {
+            let _ = write!(local, " prefix /{} fold {:#010x}", k.len, k.fold);
+            if !k.known {
+                local.push_str(" (prefix not known: no connection of it listed)");
+            }
+        }
         let _ = writeln!(
             out,
             "{:<3} {:02}:{:02}  {:<11} {source:<18} {virt:<18} {dest}{local}",
@@ -685,6 +692,7 @@ UDP  198.18.0.100:53                     0        0        0        0        0
                 template: false,
                 synced: false,
                 local: None,
+                prefix6: None,
             }],
         };
         let want = "\

@@ -526,6 +526,10 @@ impl HaThread {
                         Record::Template(_) => 0,
                         // The pipeline's owner of an IPv6 flow.
                         Record::Conn6(c) => owner_worker(fold6(c.client), c.cport, workers),
+                        // NAT64: the client side's owner, whose pool holds
+                        // the local port.
+                        Record::Conn64(c) => owner_worker(fold6(c.client), c.cport, workers),
+                        Record::Template6(_) => 0,
                     };
                     if self.shared.ha.install[w].push(r).is_ok() {
                         self.stats.conns_synced += 1;

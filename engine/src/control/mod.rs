@@ -32,6 +32,7 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod stats;
+pub mod templates6;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -635,7 +636,8 @@ impl Controller {
             return;
         }
         let snap = self.shared.snapshot.load();
-        for t in self.shared.persist.templates(now) {
+        let all = self.shared.persist.templates(now);
+        for t in &all {
             let Some(svc) = snap.services.iter().find(|s| u32::from(s.id) == t.service) else {
                 continue;
             };
@@ -671,8 +673,11 @@ impl Controller {
                 template: true,
                 synced: false,
                 local: None,
+                prefix6: None,
             });
         }
+        // The IPv6 services' (keyed by a fold of the client prefix).
+        templates6::add(view, &snap, &all, limit);
     }
 
     fn status(&self) -> StatusView {

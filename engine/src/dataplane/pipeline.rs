@@ -34,6 +34,7 @@ mod frag6;
 mod frame;
 mod ha;
 mod ha6;
+mod ha64;
 mod housekeeping;
 mod icmp;
 mod nat6;
@@ -57,6 +58,8 @@ use arp::{write_arp_request, ARP_QUEUE};
 use established::Looked;
 use icmp::{ICMP_BURST, ICMP_PER_MS};
 use nexthop::{Hop, HOP_CACHE};
+/// The template key of an IPv6 client (`list --conns` rebuilds it too).
+pub use persist6::{client_net6, prefix6};
 use rewrite::{rewrite_drop, Dest};
 use schedule::{release_template, uncount, PERSISTENT};
 

@@ -36,12 +36,27 @@
 //! | 1    | conn     | 26 bytes: proto:1 state:1 method:1 flags:1 client:4 cport:2 vip:4 vport:2 server:4 sport:2 timeout_ms:4         |
 //! | 2    | template | 21 bytes: proto:1 vip:4 vport:2 client_net:4 server:4 sport:2 timeout_ms:4                                      |
 //! | 3    | conn6    | 62 bytes: proto:1 state:1 method:1 flags:1 client:16 cport:2 vip:16 vport:2 server:16 sport:2 timeout_ms:4      |
+//! | 4    | conn64   | 56 bytes: proto:1 state:1 method:1 flags:1 client:16 cport:2 vip:16 vport:2 server:4 sport:2 timeout_ms:4 laddr:4 lport:2 |
+//! | 5    | template6| 58 bytes: proto:1 vip:16 vport:2 prefix_len:1 client_net:16 server:16 sport:2 timeout_ms:4                      |
 //!
 //! An IPv6 connection (type 3, [`CONN6_LEN`]) is the conn record with
 //! 16-byte addresses: a new type rather than a longer conn record, so a
 //! peer that predates it skips it whole (as it skips any unknown type)
 //! instead of reading the first 26 bytes as an IPv4 connection. Longer
 //! values carry fields of a later version, ignored.
+//!
+//! A NAT64 connection (type 4, [`CONN64_LEN`]: an IPv6 client and VIP, an
+//! IPv4 server, and the IPv4 local tuple the director sends to the server
+//! from) is a type of its own for the same reason: a peer that predates it
+//! skips it whole, where a longer conn6 record would be read as a NAT over
+//! IPv6 one to a server that does not exist.
+//!
+//! An IPv6 service's persistence template (type 5, [`TEMPLATE6_LEN`])
+//! carries the client prefix itself (`client_net`, host bits clear) and its
+//! length, not only the 32-bit fold the template table keys it by
+//! (`pipeline/persist6.rs`): the receiver derives the fold, and refuses a
+//! record whose prefix length is not its service's (its key would name
+//! other clients there).
 //!
 //! A full-NAT connection's record (method 3) appends its local tuple,
 //! `laddr:4 lport:2` (`len` 32, [`CONN_FNAT_LEN`]): the address and port
@@ -57,7 +72,8 @@
 //! A message never exceeds [`MAX_DATAGRAM`] (1400) bytes, so it is never
 //! fragmented on a 1500-byte link under IPv4 + UDP (28 bytes) and whatever
 //! encapsulation the exception path adds: at most 1336 body bytes, that is
-//! 47 connection records (39 full-NAT ones, 20 IPv6 ones) or 58 templates.
+//! 47 connection records (39 full-NAT ones, 20 IPv6 ones, 23 NAT64 ones)
+//! or 58 templates (22 IPv6 ones).
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -94,6 +110,8 @@ pub mod record_type {
     pub const CONN: u8 = 1;
     pub const TEMPLATE: u8 = 2;
     pub const CONN6: u8 = 3;
+    pub const CONN64: u8 = 4;
+    pub const TEMPLATE6: u8 = 5;
 }
 
 /// Value length of a connection record in this version.
@@ -105,6 +123,10 @@ pub const CONN_FNAT_LEN: usize = CONN_LEN + 6;
 pub const TEMPLATE_LEN: usize = 21;
 /// Value length of an IPv6 connection record in this version.
 pub const CONN6_LEN: usize = 62;
+/// Value length of a NAT64 connection record in this version.
+pub const CONN64_LEN: usize = 56;
+/// Value length of an IPv6 template record in this version.
+pub const TEMPLATE6_LEN: usize = 58;
 
 /// Why a message was refused (or, for `KeyTooShort` and `TooLarge`, not
 /// built).
@@ -229,11 +251,49 @@ pub struct Conn6Record {
     pub timeout_ms: u32,
 }
 
+/// One synced NAT64 connection: IPv6 client and VIP, IPv4 server, and
+/// the IPv4 local tuple (full-NAT's) the server's replies come back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn64Record {
+    pub proto: u8,
+    /// `TcpState as u8`.
+    pub state: u8,
+    pub method: u8,
+    pub flags: u8,
+    pub client: Ipv6Addr,
+    pub cport: u16,
+    pub vip: Ipv6Addr,
+    pub vport: u16,
+    pub server: Ipv4Addr,
+    pub sport: u16,
+    /// Time left before expiry.
+    pub timeout_ms: u32,
+    /// The local (director-side) address and port.
+    pub local: (Ipv4Addr, u16),
+}
+
+/// One synced persistence template of an IPv6 service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Template6Record {
+    pub proto: u8,
+    pub vip: Ipv6Addr,
+    pub vport: u16,
+    /// The service's `persistence_prefix` on the sender.
+    pub prefix_len: u8,
+    /// The client's prefix, host bits clear.
+    pub client_net: Ipv6Addr,
+    pub server: Ipv6Addr,
+    pub sport: u16,
+    pub timeout_ms: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
     Conn(ConnRecord),
     Template(TemplateRecord),
     Conn6(Conn6Record),
+    Conn64(Conn64Record),
+    Template6(Template6Record),
 }
 
 impl Record {
@@ -243,6 +303,8 @@ impl Record {
             Record::Conn(c) => c.value_len(),
             Record::Template(_) => TEMPLATE_LEN,
             Record::Conn6(_) => CONN6_LEN,
+            Record::Conn64(_) => CONN64_LEN,
+            Record::Template6(_) => TEMPLATE6_LEN,
         }
     }
 
@@ -283,6 +345,30 @@ impl Record {
                 out.extend_from_slice(&c.server.octets());
                 out.extend_from_slice(&c.sport.to_be_bytes());
                 out.extend_from_slice(&c.timeout_ms.to_be_bytes());
+            }
+            Record::Conn64(c) => {
+                out.extend_from_slice(&[record_type::CONN64, CONN64_LEN as u8]);
+                out.extend_from_slice(&[c.proto, c.state, c.method, c.flags]);
+                out.extend_from_slice(&c.client.octets());
+                out.extend_from_slice(&c.cport.to_be_bytes());
+                out.extend_from_slice(&c.vip.octets());
+                out.extend_from_slice(&c.vport.to_be_bytes());
+                out.extend_from_slice(&c.server.octets());
+                out.extend_from_slice(&c.sport.to_be_bytes());
+                out.extend_from_slice(&c.timeout_ms.to_be_bytes());
+                out.extend_from_slice(&c.local.0.octets());
+                out.extend_from_slice(&c.local.1.to_be_bytes());
+            }
+            Record::Template6(t) => {
+                out.extend_from_slice(&[record_type::TEMPLATE6, TEMPLATE6_LEN as u8]);
+                out.push(t.proto);
+                out.extend_from_slice(&t.vip.octets());
+                out.extend_from_slice(&t.vport.to_be_bytes());
+                out.push(t.prefix_len);
+                out.extend_from_slice(&t.client_net.octets());
+                out.extend_from_slice(&t.server.octets());
+                out.extend_from_slice(&t.sport.to_be_bytes());
+                out.extend_from_slice(&t.timeout_ms.to_be_bytes());
             }
         }
     }
@@ -524,6 +610,40 @@ fn decode_records(body: &[u8], count: usize) -> Result<Vec<Record>, SyncError> {
                     server: addr6(v, 40),
                     sport: be16(v, 56),
                     timeout_ms: be32(v, 58),
+                }));
+            }
+            record_type::CONN64 => {
+                if len < CONN64_LEN {
+                    return Err(SyncError::Malformed("short conn64 record"));
+                }
+                out.push(Record::Conn64(Conn64Record {
+                    proto: v[0],
+                    state: v[1],
+                    method: v[2],
+                    flags: v[3],
+                    client: addr6(v, 4),
+                    cport: be16(v, 20),
+                    vip: addr6(v, 22),
+                    vport: be16(v, 38),
+                    server: addr(v, 40),
+                    sport: be16(v, 44),
+                    timeout_ms: be32(v, 46),
+                    local: (addr(v, 50), be16(v, 54)),
+                }));
+            }
+            record_type::TEMPLATE6 => {
+                if len < TEMPLATE6_LEN {
+                    return Err(SyncError::Malformed("short template6 record"));
+                }
+                out.push(Record::Template6(Template6Record {
+                    proto: v[0],
+                    vip: addr6(v, 1),
+                    vport: be16(v, 17),
+                    prefix_len: v[19],
+                    client_net: addr6(v, 20),
+                    server: addr6(v, 36),
+                    sport: be16(v, 52),
+                    timeout_ms: be32(v, 54),
                 }));
             }
             _ => {} // a later version's record type: skipped

@@ -135,6 +135,8 @@ impl Pipeline {
                 Record::Conn(c) => self.install(snap, &c, now_ms),
                 Record::Template(t) => self.install_template(snap, &t, now_ms),
                 Record::Conn6(c) => self.install6(snap, &c, now_ms),
+                Record::Conn64(c) => self.install64(snap, &c, now_ms),
+                Record::Template6(t) => self.install_template6(snap, &t, now_ms),
             }
         }
         self.bulk_step(now_ms);

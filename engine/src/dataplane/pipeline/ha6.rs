@@ -9,15 +9,26 @@
 //! (`owner_worker` of the client's `fold6` and port, as the pipeline's
 //! hand-off decides for IPv6). Only NAT is forwarded over IPv6 here; a
 //! record of another method, or for a service or server this director
-//! does not have, is counted `sync_unknown`.
+//! does not have, is counted `sync_unknown`. NAT64 connections (the IPv6
+//! table's full-NAT ones) go as their own records (`ha64.rs`).
+//!
+//! Persistence templates of IPv6 services go as [`Template6Record`]s
+//! (type 5) when the scheduler makes one (`persist6.rs`), as IPv4's do:
+//! the client prefix and its length, from which the backup derives the
+//! template key (the fold of the prefix) and stores it in its shared
+//! template table (worker 0), so a client of that prefix keeps its server
+//! after a takeover.
 
 use std::net::Ipv4Addr;
 
 use super::ha::SYNC_PERIOD;
 use super::Pipeline;
+use std::net::Ipv6Addr;
+
+use super::persist6::{client_net6, prefix6};
 use crate::conn::{flags, ConnId, Dir, FlowKey, Method, NewConn, TcpState};
-use crate::dataplane::snapshot::Snapshot;
-use crate::ha::sync::{Conn6Record, Record};
+use crate::dataplane::snapshot::{Service6, Snapshot};
+use crate::ha::sync::{Conn6Record, Record, Template6Record};
 
 impl Pipeline {
     /// Reports IPv6 connection `id` (new, or its state changed).
@@ -27,6 +38,10 @@ impl Pipeline {
             return;
         };
         let c = v6.conns.get(id);
+        if c.method() == Method::Fnat {
+            // NAT64: an IPv4 server and a local tuple.
+            return self.report_conn64(id, now_ms);
+        }
         let rec = Conn6Record {
             proto: c.proto(),
             state: c.state() as u8,
@@ -155,6 +170,57 @@ impl Pipeline {
             k.inactive.inc();
         }
         srv.update_overload();
+        self.stats.sync_installed.inc();
+    }
+
+    /// Reports a persistence template the scheduler just made for
+    /// `client`'s prefix.
+    #[inline(never)]
+    pub(super) fn report_template6(&self, svc: &Service6, client: Ipv6Addr, server_id: u32) {
+        let Some(srv) = svc.servers.iter().find(|s| s.shared.id == server_id) else {
+            return;
+        };
+        let rec = Template6Record {
+            proto: svc.proto,
+            vip: svc.vip,
+            vport: svc.port,
+            prefix_len: svc.persistence_prefix,
+            client_net: prefix6(client, svc.persistence_prefix),
+            server: srv.addr,
+            sport: srv.port,
+            timeout_ms: svc.persistence_ms.min(u32::MAX as u64) as u32,
+        };
+        self.push_out(Record::Template6(rec));
+    }
+
+    /// Puts a template the peer made for an IPv6 service into the shared
+    /// template table, keyed as `pick6` keys it (the fold of the prefix).
+    /// A record whose prefix length is not this service's (its key would
+    /// name other clients here), or for a service without persistence, is
+    /// counted `sync_unknown`.
+    pub fn install_template6(&mut self, snap: &Snapshot, t: &Template6Record, now_ms: u64) {
+        let found = snap.service6_for(t.proto, t.vip, t.vport).and_then(|svc| {
+            svc.servers
+                .iter()
+                .find(|s| s.addr == t.server && s.port == t.sport)
+                .map(|s| (svc, s))
+        });
+        let Some((svc, srv)) = found else {
+            self.stats.sync_unknown.inc();
+            return;
+        };
+        if svc.persistence_ms == 0 || t.prefix_len != svc.persistence_prefix {
+            self.stats.sync_unknown.inc();
+            return;
+        }
+        let timeout = u64::from(t.timeout_ms).min(svc.persistence_ms);
+        self.persist().insert(
+            u32::from(svc.id),
+            client_net6(t.client_net, t.prefix_len),
+            srv.shared.id,
+            now_ms,
+            timeout,
+        );
         self.stats.sync_installed.inc();
     }
 

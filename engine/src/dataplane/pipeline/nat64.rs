@@ -44,9 +44,16 @@
 //! ICMPv6 errors from the client side about NAT64 flows are not translated
 //! to the server (they go where other ICMPv6 goes: the kernel).
 //!
+//! # HA sync
+//!
+//! Reported as IPv6 connections are (new, state changes, every
+//! `SYNC_PERIOD`th packet either way, bulk copies), as their own record
+//! with the IPv4 server and the local tuple; a backup installs them with
+//! the local port reserved in its pool (`ha64.rs`).
+//!
 //! Not in this cut: fragments (IPv6 fragments are counted `fragment` as
-//! for NAT over IPv6, IPv4 fragments of a reply too), HA sync of NAT64
-//! connections, persistence, sorry servers.
+//! for NAT over IPv6, IPv4 fragments of a reply too), persistence, sorry
+//! servers.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -185,6 +192,9 @@ impl Pipeline {
         self.stats.conns_created.inc();
         let tr = conns.on_packet(id, Dir::Inbound, p.tcp_flags.bits(), now_ms);
         let c = *conns.get(id);
+        if self.sync {
+            self.report_conn6(id, now_ms);
+        }
         let k = &srv.shared.per_worker[self.worker];
         k.conns.inc();
         if tr.new_active {
@@ -241,6 +251,9 @@ impl Pipeline {
             return;
         };
         let tr = v6.conns.on_packet(id, dir, flags, now_ms);
+        if self.sync {
+            self.sync_after_packet6(id, tr.state != tr.old_state, now_ms);
+        }
         if tr.old_active != tr.new_active {
             let k = &srv.shared.per_worker[self.worker];
             if tr.new_active {

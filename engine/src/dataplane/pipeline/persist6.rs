@@ -16,8 +16,11 @@
 //! rebuilt from the record (the client's address id) and the prefix
 //! lengths the service has had (`Snapshot::persist_masks`).
 //!
-//! Not here: templates are not synced to an HA backup (connections are not
-//! either yet), no sorry server for IPv6 services.
+//! A template the scheduler makes is reported to an HA backup (sync
+//! record type 5, `ha6.rs`) with the client prefix itself, from which the
+//! backup derives the same key.
+//!
+//! Not here: no sorry server for IPv6 services.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -33,9 +36,15 @@ use crate::sched::SchedInput;
 /// `a` with its host bits cleared.
 #[inline]
 pub fn client_net6(a: Ipv6Addr, prefix: u8) -> Ipv4Addr {
+    fold6(prefix6(a, prefix))
+}
+
+/// `a` with its host bits under prefix length `prefix` cleared.
+#[inline]
+pub fn prefix6(a: Ipv6Addr, prefix: u8) -> Ipv6Addr {
     let bits = u32::from(prefix.min(128));
     let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-    fold6(Ipv6Addr::from(u128::from(a) & mask))
+    Ipv6Addr::from(u128::from(a) & mask)
 }
 
 impl Pipeline {
@@ -77,7 +86,11 @@ impl Pipeline {
             None => {
                 let i = svc.sched.schedule(&LiveDests(&svc.servers), &input)?;
                 let id = svc.servers[i].shared.id;
-                persist.insert(sid, net, id, now_ms, svc.persistence_ms)
+                let id = persist.insert(sid, net, id, now_ms, svc.persistence_ms);
+                if self.sync {
+                    self.report_template6(svc, p.src, id);
+                }
+                id
             }
         };
         let srv = svc.servers.iter().find(|s| s.shared.id == id)?;

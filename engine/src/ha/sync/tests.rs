@@ -67,6 +67,39 @@ fn conn6(i: u32) -> Record {
     })
 }
 
+/// A NAT64 connection's record: IPv6 client and VIP, IPv4 server, local
+/// tuple.
+fn conn64(i: u32) -> Record {
+    Record::Conn64(Conn64Record {
+        proto: 6,
+        state: 1,
+        method: 3,
+        flags: 0,
+        client: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, (i >> 16) as u16, i as u16),
+        cport: 40000 + (i % 20000) as u16,
+        vip: "2001:db8:1::100".parse().unwrap(),
+        vport: 80,
+        server: Ipv4Addr::new(198, 19, 0, 11),
+        sport: 8080,
+        timeout_ms: 900_000 - i,
+        local: (Ipv4Addr::new(198, 19, 0, 1), 2000 + i as u16),
+    })
+}
+
+/// An IPv6 service's template: the client's /64.
+fn template6(i: u32) -> Record {
+    Record::Template6(Template6Record {
+        proto: 6,
+        vip: "2001:db8:1::100".parse().unwrap(),
+        vport: 443,
+        prefix_len: 64,
+        client_net: Ipv6Addr::new(0x2001, 0xdb8, 7, i as u16, 0, 0, 0, 0),
+        server: "2001:db8:0:2::12".parse().unwrap(),
+        sport: 8443,
+        timeout_ms: 300_000,
+    })
+}
+
 fn msg(body: Body) -> Message {
     Message {
         sender: A,
@@ -426,6 +459,134 @@ fn an_older_peer_skips_conn6_records_and_keeps_the_rest() {
     assert_eq!(m.body, Body::Records(vec![conn(1), template(3)]));
 }
 
+/// A NAT64 connection: type 4, `len` 56, IPv6 client and VIP, the IPv4
+/// server and local tuple; 23 fit one message; shorter is refused, a
+/// longer value's tail ignored.
+#[test]
+fn conn64_record_layout_and_round_trip() {
+    let k = key();
+    let v = conn_value(&conn64(0x0001_0002));
+    assert_eq!(v.len(), 2 + CONN64_LEN);
+    assert_eq!(
+        v[..6],
+        [4, 56, 6, 1, 3, 0],
+        "type len proto state method flags"
+    );
+    assert_eq!(
+        v[6..22],
+        [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2],
+        "client"
+    );
+    assert_eq!(v[22..24], 45538u16.to_be_bytes(), "cport");
+    assert_eq!(
+        v[24..40],
+        "2001:db8:1::100".parse::<Ipv6Addr>().unwrap().octets()
+    );
+    assert_eq!(v[40..42], [0, 80], "vport");
+    assert_eq!(v[42..46], [198, 19, 0, 11], "IPv4 server");
+    assert_eq!(v[46..48], 8080u16.to_be_bytes(), "sport");
+    assert_eq!(v[48..52], (900_000u32 - 0x0001_0002).to_be_bytes());
+    assert_eq!(v[52..56], [198, 19, 0, 1], "laddr");
+    assert_eq!(v[56..58], 2002u16.to_be_bytes(), "lport");
+    let m = decode(&raw(kind::RECORDS, 1, &v), &k).unwrap();
+    assert_eq!(m.body, Body::Records(vec![conn64(0x0001_0002)]));
+    let mut longer = v.clone();
+    longer[1] = 60;
+    longer.extend_from_slice(&[7, 7, 7, 7]);
+    let m = decode(&raw(kind::RECORDS, 1, &longer), &k).unwrap();
+    assert_eq!(m.body, Body::Records(vec![conn64(0x0001_0002)]));
+    let mut short = v[..2 + CONN64_LEN - 1].to_vec();
+    short[1] = (CONN64_LEN - 1) as u8;
+    assert_eq!(
+        decode(&raw(kind::RECORDS, 1, &short), &k),
+        Err(SyncError::Malformed("short conn64 record"))
+    );
+    let many = msg(Body::Records((0..30).map(conn64).collect()));
+    match decode(&encode(&many, &k), &k).unwrap().body {
+        Body::Records(rs) => {
+            assert_eq!(rs.len(), 23, "(1400 - 64) / 58");
+            assert_eq!(rs[..], (0..23).map(conn64).collect::<Vec<_>>()[..]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// An IPv6 template: type 5, `len` 58, the client prefix and its length;
+/// 22 fit one message; shorter is refused, a longer value's tail ignored.
+#[test]
+fn template6_record_layout_and_round_trip() {
+    let k = key();
+    let v = conn_value(&template6(9));
+    assert_eq!(v.len(), 2 + TEMPLATE6_LEN);
+    assert_eq!(v[..3], [5, 58, 6], "type len proto");
+    assert_eq!(
+        v[3..19],
+        "2001:db8:1::100".parse::<Ipv6Addr>().unwrap().octets()
+    );
+    assert_eq!(v[19..21], 443u16.to_be_bytes(), "vport");
+    assert_eq!(v[21], 64, "prefix length");
+    assert_eq!(
+        v[22..38],
+        [0x20, 0x01, 0x0d, 0xb8, 0, 7, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0],
+        "client prefix"
+    );
+    assert_eq!(
+        v[38..54],
+        "2001:db8:0:2::12".parse::<Ipv6Addr>().unwrap().octets()
+    );
+    assert_eq!(v[54..56], 8443u16.to_be_bytes(), "sport");
+    assert_eq!(v[56..60], 300_000u32.to_be_bytes(), "timeout");
+    let m = decode(&raw(kind::RECORDS, 1, &v), &k).unwrap();
+    assert_eq!(m.body, Body::Records(vec![template6(9)]));
+    let mut longer = v.clone();
+    longer[1] = 59;
+    longer.push(1);
+    let m = decode(&raw(kind::RECORDS, 1, &longer), &k).unwrap();
+    assert_eq!(m.body, Body::Records(vec![template6(9)]));
+    let mut short = v[..2 + TEMPLATE6_LEN - 1].to_vec();
+    short[1] = (TEMPLATE6_LEN - 1) as u8;
+    assert_eq!(
+        decode(&raw(kind::RECORDS, 1, &short), &k),
+        Err(SyncError::Malformed("short template6 record"))
+    );
+    let many = msg(Body::Records((0..30).map(template6).collect()));
+    match decode(&encode(&many, &k), &k).unwrap().body {
+        Body::Records(rs) => {
+            assert_eq!(rs.len(), 22, "(1400 - 64) / 60");
+            assert_eq!(rs[..], (0..22).map(template6).collect::<Vec<_>>()[..]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A peer that predates types 4 and 5 skips them whole by their length
+/// and reads every record around them (emulated by renumbering them to
+/// types this decoder does not know either).
+#[test]
+fn an_older_peer_skips_conn64_and_template6_records_and_keeps_the_rest() {
+    let k = key();
+    let mixed = msg(Body::Records(vec![
+        conn(1),
+        conn64(2),
+        template(3),
+        template6(4),
+        conn6(5),
+    ]));
+    let mut b = encode(&mixed, &k);
+    assert_eq!(decode(&b, &k).unwrap(), mixed);
+    let at64 = HEADER_LEN + 2 + CONN_LEN;
+    assert_eq!(b[at64], record_type::CONN64);
+    b[at64] = 250;
+    let at_t6 = at64 + 2 + CONN64_LEN + 2 + TEMPLATE_LEN;
+    assert_eq!(b[at_t6], record_type::TEMPLATE6);
+    b[at_t6] = 251;
+    let n = b.len() - MAC_LEN;
+    let tag = k.mac(&b[..n]);
+    b[n..].copy_from_slice(&tag);
+    let m = decode(&b, &k).unwrap();
+    assert_eq!(m.body, Body::Records(vec![conn(1), template(3), conn6(5)]));
+}
+
 #[test]
 fn encode_never_exceeds_max_datagram() {
     let k = key();
@@ -642,7 +803,57 @@ fn arb_record() -> impl Strategy<Value = Record> {
                 })
             },
         );
-    prop_oneof![c, t, c6]
+    let c64 = (
+        any::<[u8; 4]>(),
+        any::<[u8; 16]>(),
+        any::<u16>(),
+        any::<[u8; 16]>(),
+        any::<u16>(),
+        arb_addr(),
+        any::<u16>(),
+        any::<u32>(),
+        (arb_addr(), any::<u16>()),
+    )
+        .prop_map(
+            |(b, client, cport, vip, vport, server, sport, timeout_ms, local)| {
+                Record::Conn64(Conn64Record {
+                    proto: b[0],
+                    state: b[1],
+                    method: b[2],
+                    flags: b[3],
+                    client: client.into(),
+                    cport,
+                    vip: vip.into(),
+                    vport,
+                    server,
+                    sport,
+                    timeout_ms,
+                    local,
+                })
+            },
+        );
+    let t6 = (
+        any::<[u8; 2]>(),
+        any::<[u8; 16]>(),
+        any::<u16>(),
+        any::<[u8; 16]>(),
+        any::<[u8; 16]>(),
+        any::<u16>(),
+        any::<u32>(),
+    )
+        .prop_map(|(b, vip, vport, client_net, server, sport, timeout_ms)| {
+            Record::Template6(Template6Record {
+                proto: b[0],
+                vip: vip.into(),
+                vport,
+                prefix_len: b[1],
+                client_net: client_net.into(),
+                server: server.into(),
+                sport,
+                timeout_ms,
+            })
+        });
+    prop_oneof![c, t, c6, c64, t6]
 }
 
 fn arb_body() -> impl Strategy<Value = Body> {
