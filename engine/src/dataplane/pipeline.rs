@@ -38,6 +38,8 @@ mod housekeeping;
 mod icmp;
 mod nat6;
 mod nat64;
+mod nat64_err;
+mod nat64_frag;
 mod nd;
 mod nexthop;
 mod nodest;
@@ -55,7 +57,7 @@ pub use frame::{Frame, VecFrame};
 
 use arp::{write_arp_request, ARP_QUEUE};
 use established::Looked;
-use icmp::{ICMP_BURST, ICMP_PER_MS};
+use icmp::ICMP_BURST;
 use nexthop::{Hop, HOP_CACHE};
 use rewrite::{rewrite_drop, Dest};
 use schedule::{release_template, uncount, PERSISTENT};
