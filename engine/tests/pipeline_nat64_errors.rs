@@ -342,3 +342,63 @@ fn an_error_about_an_unknown_flow_is_counted() {
     assert_eq!((v, &out), (Verdict::Drop, &e));
     assert_eq!(r.drops(Drop::IcmpUnknownFlow), 1);
 }
+
+#[test]
+fn a_client_side_error_is_handed_to_the_flows_owner() {
+    let mut r = Rig::with_workers("", 2);
+    // Whichever worker owns the client's flow opens the connection.
+    let (v, out) = r.run_on(0, 0, &syn(40000), 2_000, false);
+    let (owner, out) = match v {
+        Verdict::Handoff(o) => {
+            let (v, out) = r.run_on(o, 0, &syn(40000), 2_000, true);
+            assert_eq!(v, Verdict::Tx(1));
+            (o, out)
+        }
+        v => {
+            assert_eq!(v, Verdict::Tx(1));
+            (0, out)
+        }
+    };
+    let (_, lport, _, _) = tuple4(&out);
+    let synack = tcp4(
+        (RS_MAC[0], PORT1_MAC.0),
+        (RS[0], 8080),
+        (LADDR, lport),
+        64,
+        "SA",
+        1460,
+        &[],
+    );
+    // The local port was chosen so that the reply lands on the owner.
+    let (v, synack6) = r.run_on(owner, 1, &synack, 2_001, false);
+    assert_eq!(v, Verdict::Tx(0));
+    // The error arrives at the other worker: handed to the owner, which
+    // relays it.
+    let e = icmp6_error(
+        ROUTER6,
+        Icmpv6Type::PacketTooBig { mtu: 1400 },
+        &synack6[14..],
+    );
+    let (v, _) = r.run_on(1 - owner, 0, &e, 2_002, false);
+    assert_eq!(v, Verdict::Handoff(owner));
+    let (v, out) = r.run_on(owner, 0, &e, 2_002, true);
+    assert_eq!(v, Verdict::Tx(1));
+    let server_sent = tcp4(
+        (RS_MAC[0], PORT1_MAC.0),
+        (RS[0], 8080),
+        (LADDR, lport),
+        63,
+        "SA",
+        1440,
+        &[],
+    );
+    let frag_needed = icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1380 };
+    let want = icmp4_to_server(
+        0,
+        ident(&out),
+        Icmpv4Type::DestinationUnreachable(frag_needed),
+        &server_sent[14..],
+    );
+    assert_eq!(out, want);
+    assert_eq!(r.shared.worker_stats[owner].icmp_relayed.get(), 1);
+}

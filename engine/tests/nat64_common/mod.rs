@@ -97,14 +97,24 @@ forward = "fnat"
 
 pub struct Rig {
     pub shared: Arc<Shared>,
+    /// Worker 0.
     pub w: Pipeline,
+    /// Workers 1.. (`with_workers`).
+    pub others: Vec<Pipeline>,
 }
 
 impl Rig {
     pub fn new(snat: &str) -> Rig {
-        let shared = Arc::new(Shared::new(1));
+        Rig::with_workers(snat, 1)
+    }
+
+    pub fn with_workers(snat: &str, workers: usize) -> Rig {
+        let shared = Arc::new(Shared::new(workers));
         shared.ha.set_master(true);
-        let w = Pipeline::new(0, 1, 1 << 12, &shared);
+        let w = Pipeline::new(0, workers, 1 << 12, &shared);
+        let others = (1..workers)
+            .map(|i| Pipeline::new(i, workers, 1 << 12, &shared))
+            .collect();
         let c = config::parse(&cfg(snat)).expect("config");
         assert!(
             c.warnings().iter().all(|w| !w.contains("IPv6")),
@@ -130,10 +140,32 @@ impl Rig {
             shared.neigh.learn_reply(*ip, MacAddr(mac), 1);
         }
         shared.neigh.learn(CLIENT4, MacAddr(CLIENT_MAC), 0);
-        let mut r = Rig { shared, w };
+        let mut r = Rig { shared, w, others };
         let snap = r.shared.snapshot.load_full();
         r.w.on_snapshot(&snap);
+        for o in &mut r.others {
+            o.on_snapshot(&snap);
+        }
         r
+    }
+
+    /// One frame through worker `worker` (`owned`: handed over to it).
+    pub fn run_on(
+        &mut self,
+        worker: usize,
+        port: usize,
+        frame: &[u8],
+        now_ms: u64,
+        owned: bool,
+    ) -> (Verdict, Vec<u8>) {
+        let snap = self.shared.snapshot.load_full();
+        let mut f = VecFrame::new(frame);
+        let w = match worker {
+            0 => &mut self.w,
+            i => &mut self.others[i - 1],
+        };
+        let v = w.process(&snap, &mut f, port, now_ms, owned);
+        (v, f.to_vec())
     }
 
     pub fn run(&mut self, port: usize, frame: &[u8], now_ms: u64) -> (Verdict, Vec<u8>) {
