@@ -135,6 +135,8 @@ impl Pipeline {
 
     /// An ICMPv6 error quoting a packet of a tracked IPv6 flow: translated
     /// (NAT) or relayed (DR/TUN) to the side that sent the quoted packet.
+    #[cold]
+    #[inline(never)]
     pub(super) fn icmp_error6<F: Frame>(
         &mut self,
         snap: &Snapshot,
