@@ -12,17 +12,18 @@
 //! * a refused rewrite leaves the frame unchanged.
 #![no_main]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use engine::forward::{
-    decrement_ttl, dr, fnat_rewrite, icmp_error_fnat, icmp_error_nat_inbound, icmp_error_nat_outbound,
-    icmp_frag_needed, icmp_time_exceeded, nat_inbound, nat_outbound, tun_encap_in_place, IcmpFnat,
-    ICMP_ERROR_MAX_LEN, TUN_OVERHEAD,
+    decrement_ttl, dr, fnat_rewrite, icmp4_to_icmp6, icmp6_to_icmp4, icmp_error_fnat, icmp_error_nat_inbound,
+    icmp_error_nat_outbound, icmp_frag_needed, icmp_time_exceeded, nat64_write_v4_frag, nat64_write_v6_frag,
+    nat_inbound, nat_outbound, tun_encap_in_place, FragFields, Icmp46, Icmp64, IcmpFnat, To4, To6,
+    ICMP4_ERROR_MAX, ICMP_ERROR_MAX_LEN, IPV6_MIN_MTU, NAT64_L4_OFF_V4, NAT64_L4_OFF_V6_FRAG, TUN_OVERHEAD,
 };
 use engine::packet::parse_fast::parse_fast;
 use engine::packet::{
-    checksum, parse_frame, parse_frame_full, quoted_flow, IcmpPacket, Ipv4Packet, L3Class, MacAddr, Parsed,
-    TcpPacket, UdpPacket,
+    checksum, parse_frame, parse_frame_full, parse_ipv6, quoted_flow, Icmpv6Packet, IcmpPacket, Ipv4Packet,
+    L3Class, MacAddr, Parsed, TcpPacket, UdpPacket,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -36,6 +37,91 @@ const FNAT_ICMP: IcmpFnat = IcmpFnat {
     quoted_dst: (A, 80),
 };
 const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+const C6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x10);
+const V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x100);
+/// NAT64 translations (server side to the client, and back).
+const NAT64_ICMP4: Icmp64 = Icmp64 {
+    outer_src: V6,
+    outer_dst: C6,
+    quoted_src: (C6, 40000),
+    quoted_dst: (V6, 80),
+    hop_limit: 63,
+    mtu6: 1500,
+};
+const NAT64_ICMP6: Icmp46 = Icmp46 {
+    outer_src: B,
+    outer_dst: A,
+    quoted_src: (A, 8080),
+    quoted_dst: (B, 1024),
+    ttl: 63,
+    ident: 7,
+    mtu4: 1500,
+};
+
+/// NAT64's pure translations on whatever the frame holds: no panic; what
+/// they build parses as the packet it claims to be, with valid checksums;
+/// a refused fragment write leaves its buffer unchanged.
+fn nat64(frame: &[u8]) {
+    let fr = FragFields {
+        ident: 0x1234_5678,
+        offset: u16::from(frame.first().copied().unwrap_or(0) & 0x18),
+        more: frame.get(1).is_some_and(|b| b & 1 == 1),
+    };
+    let payload = frame.get(14..).unwrap_or(&[]);
+    // The fragment writers, on the bytes after the Ethernet header as L4.
+    let t4 = To4 { src: B, sport: 1024, dst: A, dport: 8080, tos: 0, ttl: 63, ident: 1 };
+    let mut b4 = vec![0u8; NAT64_L4_OFF_V4];
+    b4.extend_from_slice(payload);
+    let before = b4.clone();
+    match nat64_write_v4_frag(&mut b4, (C6, V6), frame.get(2).copied().unwrap_or(6), &t4, 1440, fr) {
+        Ok(()) => {
+            let ip = Ipv4Packet::new_checked(&b4[14..]).expect("a translated IPv4 header");
+            assert!(ip.verify_checksum());
+            assert_eq!((ip.ident(), ip.frag_offset()), (fr.ident as u16, fr.offset));
+        }
+        Err(_) => assert_eq!(b4, before),
+    }
+    let t6 = To6 { src: V6, sport: 80, dst: C6, dport: 40000, tc: 0, hop_limit: 63 };
+    let mut b6 = vec![0u8; NAT64_L4_OFF_V6_FRAG];
+    b6.extend_from_slice(payload);
+    let before = b6.clone();
+    match nat64_write_v6_frag(&mut b6, (A, B), frame.get(2).copied().unwrap_or(17), &t6, 1440, fr) {
+        Ok(()) => {
+            // The Fragment header, as RFC 8200 lays it out.
+            let word = u16::from_be_bytes([b6[56], b6[57]]);
+            let ident = u32::from_be_bytes([b6[58], b6[59], b6[60], b6[61]]);
+            assert_eq!((b6[20], word & 0xFFF8, word & 1 == 1, ident), (44, fr.offset, fr.more, fr.ident));
+            if let Ok(Some(q)) = parse_ipv6(&b6) {
+                assert_eq!(q.fragment.map(|f| (f.offset, f.more)), Some((fr.offset, fr.more)));
+            }
+        }
+        Err(_) => assert_eq!(b6, before),
+    }
+    // ICMP errors across families.
+    let mut out = [0u8; 14 + IPV6_MIN_MTU];
+    if let Ok(p) = parse_frame(frame) {
+        if p.l3 == L3Class::Ipv4 && p.l3_end() <= frame.len() {
+            if let Ok(n) = icmp4_to_icmp6(&frame[usize::from(p.l3_off)..p.l3_end()], &NAT64_ICMP4, &mut out[14..]) {
+                out[12..14].copy_from_slice(&[0x86, 0xDD]);
+                let q = parse_ipv6(&out[..14 + n]).expect("our ICMPv6 error parses").expect("IPv6");
+                let msg = &out[usize::from(q.l4_off)..q.l3_end()];
+                assert!(Icmpv6Packet::new_unchecked(msg).verify_checksum(q.src, q.dst));
+            }
+        }
+    }
+    if let Ok(Some(p)) = parse_ipv6(frame) {
+        if let Some(msg) = frame.get(usize::from(p.l4_off)..p.l3_end()) {
+            let mut out = [0u8; 14 + ICMP4_ERROR_MAX];
+            if let Ok(n) = icmp6_to_icmp4(msg, p.traffic_class, &NAT64_ICMP6, &mut out[14..]) {
+                out[12..14].copy_from_slice(&[0x08, 0x00]);
+                let q = parse_frame(&out[..14 + n]).expect("our ICMPv4 error parses");
+                assert!(q.is_icmp_error() && ip_valid(&out[..14 + n], &q));
+                let msg = &out[usize::from(q.l4_off)..q.l3_end()];
+                assert!(IcmpPacket::new_checked(msg).unwrap().verify_checksum());
+            }
+        }
+    }
+}
 
 fn fix_ip_checksum(f: &mut [u8]) {
     if f.len() < 34 || f[12..14] != [0x08, 0x00] {
@@ -128,6 +214,7 @@ fuzz_target!(|data: &[u8]| {
     if mode & 1 == 1 {
         fix_ip_checksum(&mut frame);
     }
+    nat64(&frame);
     // The common-case shortcut inside parse_frame gives what the full
     // parser gives (issue 16's fast path may not change a verdict).
     let full = parse_frame_full(&frame);

@@ -39,6 +39,8 @@ mod housekeeping;
 mod icmp;
 mod nat6;
 mod nat64;
+mod nat64_err;
+mod nat64_frag;
 mod nd;
 mod nexthop;
 mod nodest;
@@ -56,7 +58,7 @@ pub use frame::{Frame, VecFrame};
 
 use arp::{write_arp_request, ARP_QUEUE};
 use established::Looked;
-use icmp::{ICMP_BURST, ICMP_PER_MS};
+use icmp::ICMP_BURST;
 use nexthop::{Hop, HOP_CACHE};
 /// The template key of an IPv6 client (`list --conns` rebuilds it too).
 pub use persist6::{client_net6, prefix6};

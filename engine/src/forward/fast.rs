@@ -146,7 +146,12 @@ pub fn tun_fixed(
     o[16..20].copy_from_slice(&dst.octets());
     let ck = !checksum::sum20(&o);
     o[10..12].copy_from_slice(&ck.to_be_bytes());
-    buf.copy_within(TUN_OVERHEAD..INNER, 0);
+    // The Ethernet header moves to the front: its MACs are written below,
+    // so only the EtherType is carried (two byte moves, where a 14-byte
+    // `copy_within` may become a libc memmove call whenever the inliner
+    // declines it).
+    let ethertype = [buf[INNER - 2], buf[INNER - 1]];
+    buf[IP - 2..IP].copy_from_slice(&ethertype);
     buf[IP..IP + TUN_OVERHEAD].copy_from_slice(&o);
     write_macs(buf, dst_mac, src_mac);
     Ok(())

@@ -16,18 +16,21 @@
 
 mod fast;
 mod fnat;
+mod icmp46;
 mod icmp6;
 mod icmp_nat;
 mod icmp_reply;
 mod nat;
 mod nat6;
 mod nat64;
+mod nat64_frag;
 mod routed;
 mod routed6;
 mod tun;
 
 pub use fast::{decrement_ttl_fixed, dr_fixed, nat_fixed, tun_fixed, NatSide};
 pub use fnat::{fnat_rewrite, icmp_error_fnat, IcmpFnat};
+pub use icmp46::{icmp6_to_icmp4, Icmp46, ICMP4_ERROR_MAX};
 pub use icmp6::{
     icmp6_error_nat_inbound, icmp6_error_nat_outbound, icmp6_packet_too_big, icmp6_time_exceeded,
     quoted_flow6, QuotedFlow6, ICMP6_ERROR_MAX_LEN, IPV6_MIN_MTU,
@@ -39,6 +42,10 @@ pub use nat6::{nat6_inbound, nat6_outbound};
 pub use nat64::{
     icmp4_to_icmp6, write_v4 as nat64_write_v4, write_v6 as nat64_write_v6, Icmp64, To4, To6,
     GROWTH as NAT64_GROWTH, L4_OFF_V4 as NAT64_L4_OFF_V4, L4_OFF_V6 as NAT64_L4_OFF_V6,
+};
+pub use nat64_frag::{
+    write_v4_frag as nat64_write_v4_frag, write_v6_frag as nat64_write_v6_frag, FragFields,
+    L4_OFF_V6_FRAG as NAT64_L4_OFF_V6_FRAG,
 };
 pub use routed::{decrement_ttl, dr, set_macs, ttl_expired};
 pub use routed6::{decrement_hop_limit, dr6, tun6_encap_in_place, IPV6_IN_IPV6, TUN6_OVERHEAD};

@@ -82,7 +82,7 @@ pub struct To6 {
 
 /// The L4 checksum change from an IPv6 address pair to an IPv4 one.
 #[inline]
-fn delta_6to4(old: (Ipv6Addr, Ipv6Addr), new: (Ipv4Addr, Ipv4Addr)) -> Delta {
+pub(super) fn delta_6to4(old: (Ipv6Addr, Ipv6Addr), new: (Ipv4Addr, Ipv4Addr)) -> Delta {
     let mut d = Delta::new();
     for w in old.0.segments().into_iter().chain(old.1.segments()) {
         d = d.word(w, 0);
@@ -92,7 +92,7 @@ fn delta_6to4(old: (Ipv6Addr, Ipv6Addr), new: (Ipv4Addr, Ipv4Addr)) -> Delta {
 
 /// The L4 checksum change from an IPv4 address pair to an IPv6 one.
 #[inline]
-fn delta_4to6(old: (Ipv4Addr, Ipv4Addr), new: (Ipv6Addr, Ipv6Addr)) -> Delta {
+pub(super) fn delta_4to6(old: (Ipv4Addr, Ipv4Addr), new: (Ipv6Addr, Ipv6Addr)) -> Delta {
     let mut d = Delta::new()
         .dword(u32::from(old.0), 0)
         .dword(u32::from(old.1), 0);
@@ -143,7 +143,7 @@ pub fn clamp_mss(seg: &mut [u8], max: u16) -> Delta {
 /// `v6_out`: the segment leaves as IPv6, where UDP must carry a checksum.
 /// `pseudo`: the new addresses and protocol, to compute a UDP checksum
 /// the IPv4 sender left out.
-fn patch_l4(
+pub(super) fn patch_l4(
     seg: &mut [u8],
     protocol: u8,
     ports: (u16, u16),
@@ -221,23 +221,39 @@ pub fn write_v4(
     let (head, seg) = frame.split_at_mut(L4_OFF_V4);
     let addrs = delta_6to4(old, (t.src, t.dst));
     patch_l4(seg, protocol, (t.sport, t.dport), addrs, mss_max, None)?;
+    let df = protocol == proto::TCP || total > DF_THRESHOLD;
+    let ident = if df { 0 } else { t.ident };
+    header_v4(head, total16, protocol, t, (ident, 0, false, df));
+    Ok(())
+}
+
+/// Writes the Ethernet type and the IPv4 header of a translated packet
+/// (`head`: Ethernet and 20 bytes) of `total` bytes; `frag` is
+/// (identification, fragment offset in bytes, MF, DF).
+pub(super) fn header_v4(
+    head: &mut [u8],
+    total: u16,
+    protocol: u8,
+    t: &To4,
+    frag: (u16, u16, bool, bool),
+) {
     head[12..14].copy_from_slice(&ETHERTYPE_IPV4);
-    let mut ip = Ipv4Packet::new_unchecked(&mut head[ETH_LEN..]);
+    // Flags and offset from zero (the reserved bit too).
+    set_u16(head, ETH_LEN + 6, 0);
+    let mut ip = Ipv4Packet::new_unchecked(&mut head[ETH_LEN..L4_OFF_V4]);
     ip.set_version(4);
     ip.set_header_len(ipv4::MIN_HEADER_LEN);
     ip.set_tos(t.tos);
-    ip.set_total_len(total16);
-    let df = protocol == proto::TCP || total > DF_THRESHOLD;
-    ip.set_ident(if df { 0 } else { t.ident });
-    ip.set_frag_offset(0);
-    ip.set_more_frags(false);
-    ip.set_dont_frag(df);
+    ip.set_total_len(total);
+    ip.set_ident(frag.0);
+    ip.set_frag_offset(frag.1);
+    ip.set_more_frags(frag.2);
+    ip.set_dont_frag(frag.3);
     ip.set_ttl(t.ttl);
     ip.set_protocol(protocol);
     ip.set_src(t.src);
     ip.set_dst(t.dst);
     ip.fill_checksum();
-    Ok(())
 }
 
 /// Server (IPv4) -> client (IPv6). `frame` is `[Ethernet][40 bytes][the
@@ -264,17 +280,24 @@ pub fn write_v6(
         mss_max,
         Some((t.src, t.dst)),
     )?;
+    header_v6(head, payload, protocol, t);
+    Ok(())
+}
+
+/// Writes the Ethernet type and the IPv6 header of a translated packet
+/// (`head`: Ethernet and at least 40 bytes) with `payload` bytes after
+/// the fixed header, the first of them `next_header`'s.
+pub(super) fn header_v6(head: &mut [u8], payload: u16, next_header: u8, t: &To6) {
     head[12..14].copy_from_slice(&ETHERTYPE_IPV6);
-    let mut ip = Ipv6Packet::new_unchecked(&mut head[ETH_LEN..]);
+    let mut ip = Ipv6Packet::new_unchecked(&mut head[ETH_LEN..L4_OFF_V6]);
     ip.set_version();
     ip.set_traffic_class(t.tc);
     ip.set_flow_label(0);
     ip.set_payload_len(payload);
-    ip.set_next_header(protocol);
+    ip.set_next_header(next_header);
     ip.set_hop_limit(t.hop_limit);
     ip.set_src(t.src);
     ip.set_dst(t.dst);
-    Ok(())
 }
 
 /// What an ICMPv4 error about a NAT64 flow becomes: the outer addresses

@@ -122,7 +122,9 @@ impl Pipeline {
                 Some(self.existing(snap, f, p, id, Dir::Reply, in_port, now_ms))
             }
             // A NAT64 connection's reply (`nat64.rs`), if any.
-            None if !snap.services64.is_empty() => self.nat64_reply(snap, f, p, &key, now_ms),
+            None if !snap.services64.is_empty() => {
+                self.nat64_reply(snap, f, p, &key, in_port, now_ms)
+            }
             _ => None,
         }
     }
@@ -393,10 +395,15 @@ fn fnat_drop(e: FnatError) -> Drop {
     }
 }
 
-/// `addr` is a real server (or sorry server) reached by full-NAT.
+/// `addr` is a real server (or sorry server) reached by full-NAT, or a
+/// NAT64 server.
 fn is_fnat_server(snap: &Snapshot, addr: Ipv4Addr) -> bool {
     snap.services
         .iter()
         .flat_map(|s| s.servers.iter().chain(s.sorry.as_ref()))
         .any(|s| s.addr == addr && s.method == Method::Fnat)
+        || snap
+            .services64
+            .iter()
+            .any(|s| s.servers.iter().any(|s| s.addr == addr))
 }

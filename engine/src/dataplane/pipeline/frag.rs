@@ -112,6 +112,13 @@ pub enum FragFwd {
         dest: u32,
         inbound: bool,
     },
+    /// NAT64 IPv4 server -> IPv6 client: translated to IPv6 from `vip`
+    /// (`nat64_frag.rs`).
+    Nat64 {
+        vip: Ipv6Addr,
+        client: Ipv6Addr,
+        dest: u32,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -483,6 +490,12 @@ impl Pipeline {
                 };
                 self.fnat_later_fragment(snap, f, p, (src, dst), inbound, srv, in_port, now_ms)
             }
+            FragFwd::Nat64 { vip, client, dest } => {
+                let Some((_, srv)) = snap.dest64(dest) else {
+                    return self.drop(Drop::ServerGone);
+                };
+                self.nat64_later_out(snap, f, p, (vip, client), srv, in_port, now_ms)
+            }
         }
     }
 
@@ -521,6 +534,7 @@ fn is_server(snap: &Snapshot, addr: Ipv4Addr) -> bool {
     snap.services
         .iter()
         .flat_map(|s| s.servers.iter().chain(s.sorry.as_ref()))
+        .chain(snap.services64.iter().flat_map(|s| s.servers.iter()))
         .any(|s| s.addr == addr)
 }
 

@@ -19,7 +19,7 @@
 //! connection table (a full set evicts its oldest, counted
 //! `frags_evicted`).
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::frag::{FragKey, FRAG_LIFETIME_MS};
 use super::{Frame, Pipeline, Verdict};
@@ -71,6 +71,13 @@ pub enum Frag6Fwd {
     Reply {
         vip: Ipv6Addr,
         client: Ipv6Addr,
+        dest: u32,
+    },
+    /// NAT64 client -> IPv4 server: translated to IPv4 from the local
+    /// address `laddr` (`nat64_frag.rs`).
+    Nat64 {
+        laddr: Ipv4Addr,
+        server: Ipv4Addr,
         dest: u32,
     },
 }
@@ -233,6 +240,16 @@ impl Pipeline {
             },
             Frag6Fwd::Reply { vip, client, dest } => match snap.dest6(dest) {
                 Some((_, srv)) => self.reply6(snap, f, p, srv, (vip, 0, client), in_port, now_ms),
+                None => self.drop(Drop::ServerGone),
+            },
+            Frag6Fwd::Nat64 {
+                laddr,
+                server,
+                dest,
+            } => match snap.dest64(dest) {
+                Some((_, srv)) => {
+                    self.nat64_later_in(snap, f, p, (laddr, server), srv, in_port, now_ms)
+                }
                 None => self.drop(Drop::ServerGone),
             },
         }

@@ -48,21 +48,41 @@ impl Pipeline {
         now_ms: u64,
         mtu: Option<u16>,
     ) -> Verdict {
-        let why = if mtu.is_some() {
-            Drop::TooBig
-        } else {
-            Drop::TtlExceeded
-        };
-        // Token bucket: ICMP_PER_MS tokens a millisecond, ICMP_BURST at most.
+        let src = snap.ports[in_port].addr;
+        self.icmp_reply_from(f, p, in_port, now_ms, mtu, src)
+    }
+
+    /// Refills the worker's ICMP token bucket (ICMP_PER_MS tokens a
+    /// millisecond, ICMP_BURST at most): true when one may be sent (the
+    /// caller takes the token once it is built).
+    pub(super) fn icmp_allowed(&mut self, now_ms: u64) -> bool {
         let refill = now_ms
             .saturating_sub(self.icmp_last_ms)
             .saturating_mul(ICMP_PER_MS);
         self.icmp_tokens = (self.icmp_tokens + refill).min(ICMP_BURST);
         self.icmp_last_ms = now_ms;
-        if self.icmp_tokens == 0 {
+        self.icmp_tokens != 0
+    }
+
+    /// [`icmp_reply`](Self::icmp_reply) from `src` (NAT64 answers a
+    /// server from the local address its packet was sent to).
+    pub(super) fn icmp_reply_from<F: Frame>(
+        &mut self,
+        f: &mut F,
+        p: &Parsed,
+        in_port: usize,
+        now_ms: u64,
+        mtu: Option<u16>,
+        src: Ipv4Addr,
+    ) -> Verdict {
+        let why = if mtu.is_some() {
+            Drop::TooBig
+        } else {
+            Drop::TtlExceeded
+        };
+        if !self.icmp_allowed(now_ms) {
             return self.drop(why);
         }
-        let src = snap.ports[in_port].addr;
         let mut out = [0u8; forward::ICMP_ERROR_MAX_LEN];
         let built = match mtu {
             None => forward::icmp_time_exceeded(f.data(), p, src, &mut out),

@@ -263,7 +263,7 @@ impl Pipeline {
     ) -> Verdict {
         let Some(svc) = snap.service6_for(p.protocol, p.dst, p.dst_port) else {
             return match snap.service64_for(p.protocol, p.dst, p.dst_port) {
-                Some(svc) => self.new_flow64(snap, f, p, svc, now_ms),
+                Some(svc) => self.new_flow64(snap, f, p, svc, in_port, now_ms),
                 None => self.drop(Drop::NoService),
             };
         };
@@ -384,7 +384,7 @@ impl Pipeline {
         };
         let c = *v6.conns.get(id);
         if c.method() == conn::Method::Fnat {
-            return self.existing64(snap, f, p, id, &c, now_ms);
+            return self.existing64(snap, f, p, id, &c, in_port, now_ms);
         }
         let srv = match snap.dest6(c.dest()) {
             Some((_, srv)) if srv.usable => srv,

@@ -32,8 +32,10 @@
 //! headers and IPv4 options are not carried over). A SYN's MSS, both ways,
 //! is clamped to the client side's MTU - 60, so the server never sends a
 //! segment that would not fit the IPv6 side once translated. A packet that
-//! would still not fit its egress MTU is a counted `too_big` drop (no ICMP
-//! packet-too-big/frag-needed is generated for it).
+//! would still not fit its egress MTU is answered as a router would
+//! (`nat64_err.rs`: packet-too-big to the client, fragmentation needed to
+//! a server that set DF; a server packet without DF is a counted
+//! `too_big` drop: rvs does not fragment).
 //!
 //! # ICMP
 //!
@@ -41,8 +43,9 @@
 //! (port unreachable, fragmentation needed, time exceeded, ...) becomes
 //! the matching ICMPv6 error to the client from the VIP (RFC 7915 §4.2,
 //! packet-too-big MTU + 20), quoting the packet as the client sent it.
-//! ICMPv6 errors from the client side about NAT64 flows are not translated
-//! to the server (they go where other ICMPv6 goes: the kernel).
+//! An ICMPv6 error from the client side quoting the VIP's packet becomes
+//! the ICMPv4 error to the server from the local address (RFC 7915 §5.2,
+//! `nat64_err.rs`).
 //!
 //! # HA sync
 //!
@@ -51,21 +54,28 @@
 //! with the IPv4 server and the local tuple; a backup installs them with
 //! the local port reserved in its pool (`ha64.rs`).
 //!
-//! Not in this cut: fragments (IPv6 fragments are counted `fragment` as
-//! for NAT over IPv6, IPv4 fragments of a reply too), persistence, sorry
+//! # Fragments
+//!
+//! Forwarded one by one both ways, the Fragment header's fields becoming
+//! the IPv4 ones and back (`nat64_frag.rs`).
+//!
+//! Not in this cut: persistence, sorry
 //! servers.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::frag::FragFwd;
+use super::frag6::Frag6Fwd;
 use super::nat6::{forget6, Conns6};
+use super::nat64_frag::frag_fields;
 use super::{Frame, Pipeline, Verdict};
 use crate::conn::{self, Conn, ConnId, Dir, FlowKey, NewConn, TcpState};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{fold6, LiveDests, Server, Service64, Snapshot};
-use crate::forward::{self, Icmp64, To4, To6};
-use crate::packet::ipv6;
+use crate::forward::{self, FragFields, Icmp64, To4, To6};
 use crate::packet::parse_ipv6::Ipv6Parsed;
 use crate::packet::Parsed;
+use crate::packet::{ipv4, ipv6};
 use crate::sched::SchedInput;
 
 /// IPv6 + TCP header bytes an MSS leaves room for.
@@ -108,6 +118,7 @@ impl Pipeline {
         f: &mut F,
         p: &Ipv6Parsed,
         svc: &Service64,
+        in_port: usize,
         now_ms: u64,
     ) -> Verdict {
         let tcp = p.protocol == conn::PROTO_TCP;
@@ -203,11 +214,14 @@ impl Pipeline {
             k.inactive.inc();
         }
         srv.update_overload();
-        self.inbound64(snap, f, p, srv, id, &c, now_ms)
+        self.inbound64(snap, f, p, srv, id, &c, in_port, now_ms)
     }
 
     /// A client's packet of a tracked NAT64 connection (`nat6.rs` found
-    /// it by the IPv6 inbound key).
+    /// it by the IPv6 inbound key). Out of line: NAT over IPv6's
+    /// `existing6` stays as small as it was.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     pub(super) fn existing64<F: Frame>(
         &mut self,
         snap: &Snapshot,
@@ -215,6 +229,7 @@ impl Pipeline {
         p: &Ipv6Parsed,
         id: ConnId,
         c: &Conn,
+        in_port: usize,
         now_ms: u64,
     ) -> Verdict {
         let Some(srv) = self.usable64(snap, id, c, now_ms) else {
@@ -224,7 +239,7 @@ impl Pipeline {
             return self.drop(Drop::TtlExceeded);
         }
         self.track64(srv, id, Dir::Inbound, p.tcp_flags.bits(), now_ms);
-        self.inbound64(snap, f, p, srv, id, c, now_ms)
+        self.inbound64(snap, f, p, srv, id, c, in_port, now_ms)
     }
 
     /// The connection's server, when it is still configured and up; the
@@ -288,24 +303,45 @@ impl Pipeline {
         srv: &Server,
         id: ConnId,
         c: &Conn,
+        in_port: usize,
+        now_ms: u64,
+    ) -> Verdict {
+        let Some(local) = self.v6.as_deref().and_then(|v6| v6.conns.local(id)) else {
+            return self.drop(Drop::RewriteFailed);
+        };
+        let to = (c.server(), c.sport());
+        self.send64_in(snap, f, p, srv, local, to, in_port, now_ms)
+    }
+
+    /// Sends a client's packet (or fragment: `nat64_frag.rs`) to server
+    /// `srv` as IPv4 from `local` to `to` (ports: 0 for a later fragment,
+    /// which has none). The caller checked the hop limit.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send64_in<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Ipv6Parsed,
+        srv: &Server,
+        (laddr, lport): (Ipv4Addr, u16),
+        (server, sport): (Ipv4Addr, u16),
+        in_port: usize,
         now_ms: u64,
     ) -> Verdict {
         let Some(v6) = self.v6.as_deref_mut() else {
             return self.drop(Drop::RewriteFailed);
         };
-        let Some((laddr, lport)) = v6.conns.local(id) else {
-            return self.drop(Drop::RewriteFailed);
-        };
         v6.ident = v6.ident.wrapping_add(1);
         let ident = v6.ident;
-        let (out, mac) = match self.next_hop(snap, c.server(), now_ms) {
+        let (out, mac) = match self.next_hop(snap, server, now_ms) {
             Ok(x) => x,
             Err(d) => return self.drop(d),
         };
         let l4_len = p.l4_len();
         let in_len = (ipv6::HEADER_LEN + usize::from(p.payload_len)) as u64;
-        if l4_len + 20 > usize::from(snap.ports[out].mtu) {
-            return self.drop(Drop::TooBig);
+        let mtu4 = snap.ports[out].mtu;
+        if l4_len + ipv4::MIN_HEADER_LEN > usize::from(mtu4) {
+            return self.too_big64_in(snap, f, p, in_port, mtu4, now_ms);
         }
         let l4_off = usize::from(p.l4_off);
         if l4_off < forward::NAT64_L4_OFF_V4 || p.l3_end() > f.data().len() {
@@ -314,8 +350,8 @@ impl Pipeline {
         let t = To4 {
             src: laddr,
             sport: lport,
-            dst: c.server(),
-            dport: c.sport(),
+            dst: server,
+            dport: sport,
             tos: p.traffic_class,
             ttl: p.hop_limit - 1,
             ident,
@@ -325,10 +361,34 @@ impl Pipeline {
         if !f.trim_front(l4_off - forward::NAT64_L4_OFF_V4) {
             return self.drop(Drop::RewriteFailed);
         }
-        if let Err(e) = forward::nat64_write_v4(f.data_mut(), (p.src, p.dst), p.protocol, &t, mss)
-            .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac))
+        let frag = p.fragment.filter(|fr| !fr.is_atomic());
+        let old = (p.src, p.dst);
+        let written = match frag {
+            None => forward::nat64_write_v4(f.data_mut(), old, p.protocol, &t, mss),
+            Some(fr) => {
+                let fields = FragFields {
+                    ident: fr.ident,
+                    offset: fr.offset,
+                    more: fr.more,
+                };
+                forward::nat64_write_v4_frag(f.data_mut(), old, p.protocol, &t, mss, fields)
+            }
+        };
+        if let Err(e) =
+            written.and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac))
         {
             return self.drop(super::rewrite_drop(e));
+        }
+        if let Some(fr) = frag {
+            if fr.is_first() {
+                let fwd = Frag6Fwd::Nat64 {
+                    laddr,
+                    server,
+                    dest: srv.shared.id,
+                };
+                self.fragment_out6(p, fwd, now_ms);
+            }
+            self.stats.frags_forwarded.inc();
         }
         let k = &srv.shared.per_worker[self.worker];
         k.in_packets.inc();
@@ -346,6 +406,7 @@ impl Pipeline {
         f: &mut F,
         p: &Parsed,
         key: &FlowKey,
+        in_port: usize,
         now_ms: u64,
     ) -> Option<Verdict> {
         let v6 = self.v6.as_deref()?;
@@ -361,52 +422,107 @@ impl Pipeline {
         let Some(srv) = self.usable64(snap, id, &c, now_ms) else {
             return Some(self.drop(Drop::ServerGone));
         };
-        if p.fragment {
-            return Some(self.drop(Drop::Fragment));
-        }
         if p.ttl <= 1 {
             return Some(self.drop(Drop::TtlExceeded));
         }
         self.track64(srv, id, Dir::Reply, p.tcp_flags.bits(), now_ms);
+        let from = (vip, c.vport());
+        let to = (client, c.cport());
+        Some(self.send64_out(snap, f, p, srv, from, to, in_port, now_ms))
+    }
+
+    /// Sends a server's packet (or fragment: `nat64_frag.rs`) to the
+    /// client as IPv6 from `from` to `to` (ports: 0 for a later fragment).
+    /// The caller checked the TTL.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send64_out<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        srv: &Server,
+        (vip, vport): (Ipv6Addr, u16),
+        (client, cport): (Ipv6Addr, u16),
+        in_port: usize,
+        now_ms: u64,
+    ) -> Verdict {
         let (out, mac) = match self.next_hop6(snap, client, now_ms) {
             Ok(x) => x,
-            Err(d) => return Some(self.drop(d)),
+            Err(d) => return self.drop(d),
         };
         let l4_off = usize::from(p.l4_off);
         let end = p.l3_end();
         if end > f.data().len() || end < l4_off {
-            return Some(self.drop(Drop::RewriteFailed));
+            return self.drop(Drop::RewriteFailed);
         }
-        if end - l4_off + ipv6::HEADER_LEN > usize::from(snap.ports[out].mtu) {
-            return Some(self.drop(Drop::TooBig));
+        // A fragment keeps its place in a Fragment header.
+        let frag = if p.fragment {
+            match frag_fields(f.data(), p) {
+                Some(fr) => Some(fr),
+                None => return self.drop(Drop::RewriteFailed),
+            }
+        } else {
+            None
+        };
+        let l4_at = if frag.is_some() {
+            forward::NAT64_L4_OFF_V6_FRAG
+        } else {
+            forward::NAT64_L4_OFF_V6
+        };
+        let mtu6 = snap.ports[out].mtu;
+        let headers6 = l4_at - forward::NAT64_L4_OFF_V6 + ipv6::HEADER_LEN;
+        if end - l4_off + headers6 > usize::from(mtu6) {
+            return self.too_big64_out(snap, f, p, in_port, mtu6, now_ms);
+        }
+        let first = frag.is_some_and(|fr| fr.offset == 0);
+        if first && p.is_udp() && f.data().get(l4_off + 6..l4_off + 8) == Some(&[0, 0]) {
+            // A UDP datagram without checksum, fragmented: none can be
+            // computed over one fragment (RFC 7915 §4.5).
+            return self.drop(Drop::Fragment);
+        }
+        if first {
+            let fwd = FragFwd::Nat64 {
+                vip,
+                client,
+                dest: srv.shared.id,
+            };
+            self.fragment_out(f.data(), p, fwd, now_ms);
         }
         let t = To6 {
             src: vip,
-            sport: c.vport(),
+            sport: vport,
             dst: client,
-            dport: c.cport(),
+            dport: cport,
             tc: p.tos,
             hop_limit: p.ttl - 1,
         };
         f.truncate(end);
-        let grown = if l4_off <= forward::NAT64_L4_OFF_V6 {
-            f.prepend(forward::NAT64_L4_OFF_V6 - l4_off)
+        let grown = if l4_off <= l4_at {
+            f.prepend(l4_at - l4_off)
         } else {
-            f.trim_front(l4_off - forward::NAT64_L4_OFF_V6)
+            f.trim_front(l4_off - l4_at)
         };
         if !grown {
-            return Some(self.drop(Drop::RewriteFailed));
+            return self.drop(Drop::RewriteFailed);
         }
         let mss = Self::mss64(snap, client);
-        if let Err(e) = forward::nat64_write_v6(f.data_mut(), (p.src, p.dst), p.protocol, &t, mss)
-            .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac))
+        let old = (p.src, p.dst);
+        let written = match frag {
+            None => forward::nat64_write_v6(f.data_mut(), old, p.protocol, &t, mss),
+            Some(fr) => forward::nat64_write_v6_frag(f.data_mut(), old, p.protocol, &t, mss, fr),
+        };
+        if let Err(e) =
+            written.and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac))
         {
-            return Some(self.drop(super::rewrite_drop(e)));
+            return self.drop(super::rewrite_drop(e));
+        }
+        if frag.is_some() {
+            self.stats.frags_forwarded.inc();
         }
         let k = &srv.shared.per_worker[self.worker];
         k.out_packets.inc();
         k.out_bytes.add(u64::from(p.ip_total_len));
-        Some(Verdict::Tx(out))
+        Verdict::Tx(out)
     }
 
     /// An ICMPv4 error to a local tuple whose quote no IPv4 full-NAT

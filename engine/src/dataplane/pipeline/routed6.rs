@@ -21,7 +21,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::{rewrite_drop, Frame, Pipeline, Verdict, ICMP_BURST, ICMP_PER_MS};
+use super::{rewrite_drop, Frame, Pipeline, Verdict};
 use crate::conn::{ConnId, Dir, FlowKey, Method};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{fold6, Snapshot};
@@ -89,20 +89,31 @@ impl Pipeline {
         now_ms: u64,
         mtu: Option<u32>,
     ) -> Verdict {
+        self.icmp6_reply_from(f, p, in_port, now_ms, mtu, snap.nd6.addr(in_port))
+    }
+
+    /// [`icmp6_reply`](Self::icmp6_reply) from `src` (NAT64 answers a
+    /// client from the VIP it sent to); `None`: no address to send from.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn icmp6_reply_from<F: Frame>(
+        &mut self,
+        f: &mut F,
+        p: &Ipv6Parsed,
+        in_port: usize,
+        now_ms: u64,
+        mtu: Option<u32>,
+        src: Option<Ipv6Addr>,
+    ) -> Verdict {
         let why = if mtu.is_some() {
             Drop::TooBig
         } else {
             Drop::TtlExceeded
         };
-        let refill = now_ms
-            .saturating_sub(self.icmp_last_ms)
-            .saturating_mul(ICMP_PER_MS);
-        self.icmp_tokens = (self.icmp_tokens + refill).min(ICMP_BURST);
-        self.icmp_last_ms = now_ms;
-        if self.icmp_tokens == 0 {
+        if !self.icmp_allowed(now_ms) {
             return self.drop(why);
         }
-        let Some(src) = snap.nd6.addr(in_port) else {
+        let Some(src) = src else {
             return self.drop(why);
         };
         let mut out = [0u8; ICMP6_ERROR_MAX_LEN];
@@ -124,6 +135,8 @@ impl Pipeline {
 
     /// An ICMPv6 error quoting a packet of a tracked IPv6 flow: translated
     /// (NAT) or relayed (DR/TUN) to the side that sent the quoted packet.
+    #[cold]
+    #[inline(never)]
     pub(super) fn icmp_error6<F: Frame>(
         &mut self,
         snap: &Snapshot,
@@ -136,7 +149,7 @@ impl Pipeline {
         let Some(q) = forward::quoted_flow6(f.data(), p) else {
             return self.drop(Drop::IcmpUnknownFlow);
         };
-        let (cip, cport) = if snap.is_fwd_vip6(q.src) {
+        let (cip, cport) = if snap.is_fwd_vip6(q.src) || snap.is_vip64(q.src) {
             (q.dst, q.dst_port)
         } else {
             (q.src, q.src_port)
@@ -154,6 +167,10 @@ impl Pipeline {
             return self.drop(Drop::IcmpUnknownFlow);
         };
         let c = *v6.conns.get(id);
+        if c.method() == Method::Fnat {
+            // NAT64: the server is IPv4 (nat64_err.rs).
+            return self.nat64_icmp6(snap, f, p, id, dir, &c, in_port, now_ms);
+        }
         let (client, vip, server) = (
             v6.addrs.addr(u32::from(c.client())),
             v6.addrs.addr(u32::from(c.vip())),
