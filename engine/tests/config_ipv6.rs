@@ -732,11 +732,9 @@ fn ipv6_ops_and_sorry_servers_are_forwarded_but_not_for_nat64() {
     // Anything else unforwarded keeps the general message: fnat to IPv6
     // servers.
     let fnat6 = "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 80\nforward = \"fnat\"\n  [[service.server]]\n  address = \"2001:db8:0:2::11\"\n";
-    if let Ok(cfg) = parse(&format!("{HEAD}{fnat6}")) {
-        let w = cfg.warnings();
-        assert!(
-            w.len() == 1 && w[0].contains("does not forward IPv6 yet except NAT, DR and TUN"),
-            "{w:?}"
-        );
-    }
+    let w = ok(&format!("{HEAD}{fnat6}")).warnings();
+    assert!(
+        w.len() == 1 && w[0].contains("does not forward IPv6 yet except NAT, DR and TUN"),
+        "{w:?}"
+    );
 }
