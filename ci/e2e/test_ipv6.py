@@ -344,7 +344,7 @@ def udp_over_ipv6(env):
     say(f"3 datagrams of {big} bytes (fragmented both ways) echoed intact: {r['counts']}")
 
 
-@e2e(workers=(1,), timeout=90)
+@e2e(workers=(1, 2), timeout=90)
 def ipv6_ops_one_packet(env):
     """One-packet scheduling over IPv6 (as IPv4's ops_one_packet): a UDP rr
     service on [VIP6]:53 with `--ops`; 30 datagrams from ONE source port land
