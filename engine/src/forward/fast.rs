@@ -146,7 +146,13 @@ pub fn tun_fixed(
     o[16..20].copy_from_slice(&dst.octets());
     let ck = !checksum::sum20(&o);
     o[10..12].copy_from_slice(&ck.to_be_bytes());
-    buf.copy_within(TUN_OVERHEAD..INNER, 0);
+    // The Ethernet header moves to the front through a fixed-size copy:
+    // `copy_within` is a generic the compiler may leave out of line (a
+    // call to memmove per packet, +36 instructions under callgrind when
+    // unrelated code grew).
+    let mut eth = [0u8; IP];
+    eth.copy_from_slice(&buf[TUN_OVERHEAD..INNER]);
+    buf[..IP].copy_from_slice(&eth);
     buf[IP..IP + TUN_OVERHEAD].copy_from_slice(&o);
     write_macs(buf, dst_mac, src_mac);
     Ok(())
