@@ -344,6 +344,49 @@ def udp_over_ipv6(env):
     say(f"3 datagrams of {big} bytes (fragmented both ways) echoed intact: {r['counts']}")
 
 
+@e2e(workers=(1, 2), timeout=90)
+def ipv6_ops_one_packet(env):
+    """One-packet scheduling over IPv6 (as IPv4's ops_one_packet): a UDP rr
+    service on [VIP6]:53 with `--ops`; 30 datagrams from ONE source port land
+    10/10/10 in rr order, every answer from the VIP (the servers' replies
+    have no entry: matched by their source), and `list --conns` shows no UDP
+    connection while `list` flags the service `ops`."""
+    no_fake()
+    env.setup(addr6=ADDR6)
+    topo, c, dev = env.topo, env.topo.client, env.topo.client_if
+    ipv6_servers(env)
+    topo.sysctl(c, f"net.ipv6.conf.{dev}.disable_ipv6=0", f"net.ipv6.conf.{dev}.accept_dad=0")
+    topo.ip(c, "addr", "add", f"{CLIENT6}/64", "dev", dev, "nodad")
+    ctl_ok(env, "add-service", "--service", UDP6, "--scheduler", "rr", "--ops")
+    for addr in RS6:
+        ctl_ok(env, "add-server", "--service", UDP6, "--server", f"[{addr}]:5354")
+    ds_mac = topo.mac(topo.director, topo.ds).lower()
+    port6 = ADDR6[1].split("/")[0]
+    for ns in topo.rs_ns.values():
+        wait_for(lambda: f"lladdr {ds_mac}" in topo.ip(
+            ns, "-6", "neigh", "show", port6, "dev", "eth0", check=False).stdout.lower(),
+            10, what=f"{ns} solicited by {port6}")
+    r = env.client("udp-many", VIP6, "53", "30", "--one-socket", "--timeout", "2", timeout=60)
+    check(not r["errors"], f"{len(r['errors'])} failed: {r['errors'][:3]}")
+    check(r["counts"] == {"rs1": 10, "rs2": 10, "rs3": 10},
+          f"30 datagrams from one source port: {r['counts']}, want 10/10/10")
+    a = r["answers"]
+    check(all(a[i] == a[i % 3] for i in range(30)) and len(set(a[:3])) == 3,
+          f"not rr order: {a}")
+    conns = ctl_json(env, "list", "--conns")["conns"]
+    udp = [x for x in conns if x["protocol"] == "udp"]
+    check(not udp, f"one-packet scheduling left {len(udp)} UDP connection entries: {udp[:2]}")
+    s6 = [s for s in ctl_json(env, "list")["services"]
+          if s["vip"] == VIP6 and s["port"] == 53][0]
+    check(s6["ops"], f"list does not flag ops: {s6}")
+    per = {d["address"]: (d["conns"], d["in_packets"], d["out_packets"]) for d in s6["servers"]}
+    check(per == {x: (10, 10, 10) for x in RS6},
+          f"list --stats per server (conns, in, out): {per}, want 10 each")
+    say(f"30 datagrams from one source port to [{VIP6}]:53: {r['counts']} in rr order, "
+        f"no UDP connection entry")
+    env.stop_director()
+
+
 # ---------------------------------------------------------------- DR/TUN over IPv6
 # One-arm (ci/e2e/onearm.py): client, director and servers on one bridge and
 # one IPv6 subnet; the servers hold VIP6 on lo (nodad: Linux answers NS only

@@ -139,14 +139,10 @@ fn a_port_takes_one_address_of_each_family_and_an_ipv6_service_parses() {
         cfg.vrrp_addresses(),
         ["198.18.0.100".parse::<std::net::Ipv4Addr>().unwrap()]
     );
-    // `rvs check` says the IPv6 service is not forwarded yet.
-    let w = cfg.warnings();
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert!(
-        w[0].starts_with("service[0].vip: tcp:[2001:db8:0:1::100]:80 is IPv6")
-            && w[0].contains("does not forward IPv6 yet"),
-        "{w:?}"
-    );
+    // The IPv6 service (persistence and a sorry server) is forwarded:
+    // `rvs check` has nothing to say.
+    assert!(svc.forwards_ipv6());
+    assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
     // A one-string IPv4 port has no IPv6 side.
     let plain = ok(&HEAD.replace(
         r#"address = ["198.19.0.1/24", "2001:db8:0:2::1/64"]"#,
@@ -683,5 +679,62 @@ fn an_ipv6_vip_takes_ipv4_servers_by_fnat_only_nat64() {
             6,
             "2001:db8:0:2::11 is IPv6 but the VIP 198.18.0.100 is IPv4: a service's servers are in its VIP's family",
         )],
+    );
+}
+
+/// `ops` and a sorry server no longer keep an IPv6 service from being
+/// forwarded (NAT, DR and TUN servers alike); TCP `ops` is refused as for
+/// IPv4, so is an IPv4 sorry server of an IPv6 VIP. NAT64 refuses `ops`
+/// (full-NAT needs the connection entry) and is not forwarded with a sorry
+/// server, which `rvs check` says.
+#[test]
+fn ipv6_ops_and_sorry_servers_are_forwarded_but_not_for_nat64() {
+    let ops = "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 53\nprotocol = \"udp\"\nops = true\nsorry_server = \"[2001:db8:0:2::99]:53\"\n  [[service.server]]\n  address = \"2001:db8:0:2::11\"\n  [[service.server]]\n  address = \"2001:db8:0:2::12\"\n  forward = \"dr\"\n  [[service.server]]\n  address = \"2001:db8:0:9::13\"\n  forward = \"tun\"\n";
+    let cfg = ok(&format!("{HEAD}{ops}"));
+    assert!(cfg.services[0].forwards_ipv6());
+    assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
+
+    expect_exactly(
+        "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 80\nops = true\n  [[service.server]]\n  address = \"2001:db8:0:2::11\"\n",
+        &[(
+            "service[0].ops",
+            4,
+            "one-packet scheduling is for UDP services",
+        )],
+    );
+    expect_exactly(
+        "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 80\nsorry_server = \"198.19.0.99:80\"\n  [[service.server]]\n  address = \"2001:db8:0:2::11\"\n",
+        &[(
+            "service[0].sorry_server",
+            4,
+            "198.19.0.99 is IPv4 but the VIP 2001:db8:0:1::100 is IPv6",
+        )],
+    );
+
+    expect_exactly(
+        "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 53\nprotocol = \"udp\"\nops = true\nforward = \"fnat\"\n  [[service.server]]\n  address = \"198.19.0.11\"\n",
+        &[(
+            "service[0].server[0].forward",
+            7,
+            "fnat needs a connection entry for the reply, which one-packet scheduling (ops) does not make",
+        )],
+    );
+    let nat64_sorry = "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 80\nforward = \"fnat\"\nsorry_server = \"[2001:db8:0:2::99]:80\"\n  [[service.server]]\n  address = \"198.19.0.11\"\n";
+    let cfg = ok(&format!("{HEAD}{nat64_sorry}"));
+    assert!(!cfg.services[0].forwards_nat64() && !cfg.services[0].forwards_ipv6());
+    let w = cfg.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("service[0].vip: tcp:[2001:db8:0:1::100]:80 is IPv6")
+            && w[0].contains("does not forward a NAT64 service (fnat to IPv4 servers) with persistence or a sorry server yet"),
+        "{w:?}"
+    );
+    // Anything else unforwarded keeps the general message: fnat to IPv6
+    // servers.
+    let fnat6 = "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 80\nforward = \"fnat\"\n  [[service.server]]\n  address = \"2001:db8:0:2::11\"\n";
+    let w = ok(&format!("{HEAD}{fnat6}")).warnings();
+    assert!(
+        w.len() == 1 && w[0].contains("does not forward IPv6 yet except NAT, DR and TUN"),
+        "{w:?}"
     );
 }

@@ -154,8 +154,8 @@ impl Config {
     /// back) then lands on another server and breaks.
     ///
     /// An IPv6 service is configured, listed and health-checked, but the
-    /// data plane forwards only NAT ones yet (`forwards_ipv6`): said for
-    /// each other.
+    /// data plane forwards only those `forwards_ipv6`/`forwards_nat64`
+    /// take: said for each other.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         let fnat = self.services.iter().any(|svc| {
@@ -178,8 +178,20 @@ impl Config {
         }
         for (i, svc) in self.services.iter().enumerate() {
             if svc.is_ipv6() && !svc.forwards_ipv6() && !svc.forwards_nat64() {
+                // NAT64 keeps no persistence and reaches no sorry server
+                // (its `ops` is refused: full-NAT needs the connection).
+                let nat64 = !svc.servers.is_empty()
+                    && svc
+                        .servers
+                        .iter()
+                        .all(|s| s.address.is_ipv4() && s.effective_forward(svc) == Forward::Fnat);
+                let why = if nat64 {
+                    "the data plane does not forward a NAT64 service (fnat to IPv4 servers) with persistence or a sorry server yet"
+                } else {
+                    "the data plane does not forward IPv6 yet except NAT, DR and TUN to IPv6 servers and NAT64 (fnat to IPv4 servers)"
+                };
                 out.push(format!(
-                    "service[{i}].vip: {} is IPv6: configured, listed and health-checked, but the data plane does not forward IPv6 yet except NAT, DR and TUN to IPv6 servers and NAT64 (fnat to IPv4 servers) without ops or sorry server (its frames go to the kernel)",
+                    "service[{i}].vip: {} is IPv6: configured, listed and health-checked, but {why} (its frames go to the kernel)",
                     svc.key()
                 ));
             }
@@ -575,13 +587,11 @@ impl ServiceConfig {
         self.vip.is_ipv6()
     }
 
-    /// Whether the data plane forwards this IPv6 service (issue 13, this
-    /// cut): NAT, DR and TUN to IPv6 servers only, one connection per flow (no
-    /// persistence, one-packet scheduling or sorry server yet).
+    /// Whether the data plane forwards this IPv6 service (issue 13): NAT,
+    /// DR and TUN to IPv6 servers, with persistence, one-packet scheduling
+    /// and an (IPv6, NAT) sorry server as IPv4's.
     pub fn forwards_ipv6(&self) -> bool {
         self.is_ipv6()
-            && !self.ops
-            && self.sorry_server.is_none()
             && !self.servers.is_empty()
             && self.servers.iter().all(|s| {
                 s.address.is_ipv6()

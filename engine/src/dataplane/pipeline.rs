@@ -24,6 +24,7 @@
 //! | `housekeeping` | expiry, new configurations, next hops kept warm |
 //! | `fnat`, `synproxy`, `rescue`, `nodest`, `frag`, `ha` | full-NAT, SYN proxy, moved flows, lost servers, fragments, HA sync |
 //! | `v6`, `nat6`, `nd` | IPv6 dispatch, NAT over IPv6, neighbour discovery |
+//! | `ops6` | one-packet scheduling of IPv6 services |
 
 mod admit;
 mod arp;
@@ -44,6 +45,7 @@ mod nat64_frag;
 mod nd;
 mod nexthop;
 mod nodest;
+mod ops6;
 mod persist6;
 mod rescue;
 mod rewrite;

@@ -403,6 +403,11 @@ pub struct Service6 {
     pub persistence_ms: u64,
     /// `persistence_prefix`: clients in one such prefix share a template.
     pub persistence_prefix: u8,
+    /// As [`Service`]'s: an IPv6 sorry server, reached by NAT.
+    pub sorry: Option<Server<Ipv6Addr>>,
+    pub sorry_only: bool,
+    /// One-packet scheduling (`pipeline/ops6.rs`).
+    pub ops: bool,
 }
 
 /// What finding an IPv6 VIP's service needs of it: NAT over IPv6
@@ -582,7 +587,8 @@ pub struct Snapshot {
     /// IPv6 neighbour discovery: ports, servers, announced addresses.
     pub nd6: super::nd6::Nd6Plan,
     /// The IPv6 services forwarded (NAT), and server id -> (index into
-    /// `services6`, server index) as `dest_index` for IPv4.
+    /// `services6`, server index) as `dest_index` for IPv4 (`u32::MAX` for
+    /// a sorry server).
     pub services6: Vec<Service6>,
     pub dest_index6: Vec<Option<(u16, u32)>>,
     /// The NAT64 services (IPv6 VIP, IPv4 servers by full-NAT), and
@@ -856,12 +862,18 @@ impl Snapshot {
         self.services6.iter().any(|s| s.vip == ip)
     }
 
-    /// The IPv6 service and server a connection's server id points at now.
+    /// The IPv6 service and server (or sorry server) a connection's server
+    /// id points at now.
     #[inline]
     pub fn dest6(&self, id: u32) -> Option<(&Service6, &Server<Ipv6Addr>)> {
         let (si, di) = (*self.dest_index6.get(id as usize)?)?;
         let svc = self.services6.get(si as usize)?;
-        Some((svc, svc.servers.get(di as usize)?))
+        let srv = if di == u32::MAX {
+            svc.sorry.as_ref()?
+        } else {
+            svc.servers.get(di as usize)?
+        };
+        Some((svc, srv))
     }
 
     /// Whether `ip` is one of the `[ha]` virtual addresses.
@@ -1098,6 +1110,23 @@ fn build_services6(
             s.apply_thresholds();
             set_index(&mut index, s.shared.id, si, i as u32);
         }
+        // The sorry server, as IPv4's: NAT whatever the service's forward.
+        let sorry = match sc.sorry_server.map(|a| (a.ip(), a.port())) {
+            Some((IpAddr::V6(ip), port)) => Some(Server {
+                addr: ip,
+                port,
+                weight: 1,
+                method: Method::Nat,
+                usable: true,
+                upper: 0,
+                lower: 0,
+                shared: registry.dest6(id, ip, port),
+            }),
+            _ => None,
+        };
+        if let Some(s) = &sorry {
+            set_index(&mut index, s.shared.id, si, u32::MAX);
+        }
         out.push(Service6 {
             id,
             proto,
@@ -1108,6 +1137,9 @@ fn build_services6(
             servers,
             persistence_ms: sc.persistence_timeout as u64 * 1000,
             persistence_prefix: sc.persistence_prefix,
+            sorry_only: sorry.is_some() && health.quorum_lost(sc),
+            sorry,
+            ops: sc.ops,
         });
     }
     (out, index)

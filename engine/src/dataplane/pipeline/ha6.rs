@@ -77,6 +77,7 @@ impl Pipeline {
             let srv = svc
                 .servers
                 .iter()
+                .chain(svc.sorry.as_ref())
                 .find(|s| s.addr == r.server && (s.port == r.sport || s.port == 0))?;
             Some((svc, srv))
         });

@@ -32,8 +32,8 @@
 //! Fragments: the first is NAT-ed as its flow, the later ones follow it by
 //! (source, destination, identification) (`frag6.rs`).
 //!
-//! Not in this cut: sorry servers and one-packet scheduling (such services
-//! stay unforwarded, `rvs check` warns).
+//! A sorry server's connections are NAT ones of this table (`pick6` in
+//! `persist6.rs` picks it); one-packet scheduling makes none (`ops6.rs`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -231,6 +231,10 @@ impl Pipeline {
             self.release6(snap, id, now_ms);
         }
         if !to_vip {
+            // Perhaps the reply of a one-packet datagram (ops6.rs).
+            if let Some(v) = self.ops_reply6_forward(snap, f, p, in_port, now_ms) {
+                return Some(v);
+            }
             // A server's packet of no connection (as IPv4 counts it).
             return Some(self.drop(Drop::NoService));
         }
@@ -281,6 +285,9 @@ impl Pipeline {
             return self.drop(Drop::NoServer);
         };
         self.learn_client6(snap, f, p, now_ms);
+        if svc.ops {
+            return self.one_packet6(snap, f, p, srv, in_port, now_ms);
+        }
         // DR/TUN keep the VIP port, as for IPv4.
         let sport = if srv.method == conn::Method::Nat && srv.port != 0 {
             srv.port

@@ -20,7 +20,8 @@
 //! record type 5, `ha6.rs`) with the client prefix itself, from which the
 //! backup derives the same key.
 //!
-//! Not here: no sorry server for IPv6 services.
+//! A sorry server takes a new connection when no real server can, as for
+//! IPv4 (`pick6`), and holds no template.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -50,9 +51,27 @@ pub fn prefix6(a: Ipv6Addr, prefix: u8) -> Ipv6Addr {
 impl Pipeline {
     /// Picks the server of a new IPv6 connection: the live template's for
     /// the client's prefix, else the scheduler's (stored as the prefix's
-    /// template). With the server comes the template key when a template
-    /// chose it: the connection takes a hold on it.
+    /// template), else (none usable, or the quorum lost) the sorry server,
+    /// as IPv4's `pick`. With the server comes the template key when a
+    /// template chose it (never for the sorry server): the connection takes
+    /// a hold on it.
     pub(super) fn pick6<'s>(
+        &self,
+        snap: &Snapshot,
+        svc: &'s Service6,
+        p: &Ipv6Parsed,
+        now_ms: u64,
+    ) -> Option<(&'s Server<Ipv6Addr>, Option<Ipv4Addr>)> {
+        let sorry = || svc.sorry.as_ref().map(|s| (s, None));
+        if svc.sorry_only {
+            // quorum lost: the sorry server takes every new connection
+            return sorry();
+        }
+        self.pick6_real(snap, svc, p, now_ms).or_else(sorry)
+    }
+
+    /// `pick6` among the real servers.
+    fn pick6_real<'s>(
         &self,
         snap: &Snapshot,
         svc: &'s Service6,
