@@ -1,13 +1,11 @@
-"""IPv6 in configuration and control (issue 13, stage 1), against a running
-director: ports with SPEC's address list (one IPv4, one IPv6), IPv6 services and
+"""IPv6 end to end (issue 13), against a running director: IPv6 services and
 servers added, refused, listed, saved and deleted through `rvs ctl` with the
-`[addr]:port` spelling, while IPv4 keeps forwarding.
-
-The data plane does not forward IPv6 yet; it answers neighbour solicitations for
-the VIP and its own IPv6 addresses, which the client's kernel proves by resolving
-them (IPv6 is off on the director's veths, so the kernel there cannot answer).
-`ipv6_exception_path` (issue 13 stage 2): the TAP's IPv6 address answers
-`ping -6`, malformed IPv6 is counted and never reaches the kernel.
+`[addr]:port` spelling while IPv4 keeps forwarding; the exception path
+(`ping -6` of the TAP's IPv6 address, neighbour solicitations for the VIP
+answered, malformed IPv6 counted and never given to the kernel); NAT, DR and
+TUN over IPv6 (exact wrr splits, byte-exact transfers, UDP, fragments,
+packet-too-big), one-packet scheduling over IPv6, and NAT64 (an IPv6 client,
+IPv4-only servers).
 """
 
 import hashlib
@@ -621,13 +619,17 @@ socket = "{os.path.join(env.workdir, 'rvs.sock')}"
 
 NAT64_UDP = r"""
 import json, socket, sys
+size = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+msg = b"ping" if not size else bytes((i * 7 + 3) % 251 for i in range(size))
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.settimeout(3.0)
-s.sendto(b"ping", (sys.argv[1], 53))
+s.sendto(msg, (sys.argv[1], 53))
 try:
-    print(json.dumps({"echo": s.recv(100).decode()}))
+    got = s.recv(65535)
+    print(json.dumps({"echo": got[:8].decode(errors="replace") if not size else len(got),
+                      "intact": got == b"rs1:" + msg}))
 except OSError as e:
-    print(json.dumps({"echo": f"{type(e).__name__}: {e}"}))
+    print(json.dumps({"echo": f"{type(e).__name__}: {e}", "intact": False}))
 """
 
 
@@ -709,6 +711,13 @@ def nat64_forwarding(env):
                        capture_output=True, text=True, timeout=30)
     out = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {}
     check(out.get("echo") == "rs1:ping", f"UDP over NAT64: {out} {p.stderr[-500:]}")
+    # 3,000 bytes: IPv6 fragments in, IPv4 fragments to the server, and back
+    p = subprocess.run(["ip", "netns", "exec", c, lib.PY, "-c", NAT64_UDP, VIP6, "3000"],
+                       capture_output=True, text=True, timeout=30)
+    out = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {}
+    check(out.get("intact") is True and out.get("echo") == 3004,
+          f"a 3000-byte datagram over NAT64 (fragmented both ways): {out} {p.stderr[-500:]}")
+    say("a 3000-byte UDP datagram over NAT64, fragmented both ways, echoed intact")
 
     size = drt.BLOB
     path = os.path.join(env.workdir, "blob64")
