@@ -60,7 +60,7 @@ pub fn nat_fixed(
         proto::UDP => UDP_CK,
         _ => return Err(ForwardError::UnsupportedProtocol),
     };
-    let ttl = ttl_delta(frame[TTL], frame[PROTO])?;
+    let ttl = ttl_delta(frame[TTL])?;
     let (a, p) = match side {
         NatSide::Dst => (DST, L4 + 2),
         NatSide::Src => (SRC, L4),
@@ -105,7 +105,7 @@ pub fn decrement_ttl_fixed(frame: &mut [u8]) -> Result<(), ForwardError> {
     if frame.len() < L4 {
         return Err(ForwardError::Mismatch);
     }
-    let d = ttl_delta(frame[TTL], frame[PROTO])?;
+    let d = ttl_delta(frame[TTL])?;
     frame[TTL] -= 1;
     let ip_ck = u16::from_be_bytes([frame[IP_CK], frame[IP_CK + 1]]);
     frame[IP_CK..IP_CK + 2].copy_from_slice(&d.apply(ip_ck).to_be_bytes());
