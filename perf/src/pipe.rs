@@ -74,11 +74,11 @@ struct BufFrame {
 
 // Inlined, as the worker's `Mbuf` accessors are.
 impl Frame for BufFrame {
-    #[inline]
+    #[inline(always)]
     fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
-    #[inline]
+    #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.end]
     }
