@@ -78,8 +78,8 @@ use super::Shared;
 use crate::conn::{self, ConnId, ConnTable, Dir, FlowKey, KeyHash, Method, NewConn, TcpState};
 use crate::forward;
 use crate::packet::ethernet::{EtherType, EthernetFrame, MacAddr};
-use crate::packet::parse_fast::parse_fast;
-use crate::packet::{parse_frame, quoted_flow, DropReason, L3Class, Parsed};
+use crate::packet::parse_fast::{fast_parsed, is_fast_shape};
+use crate::packet::{parse_frame_full, quoted_flow, DropReason, L3Class, Parsed};
 use crate::sched::persist::PersistTable;
 use crate::sched::SchedInput;
 
@@ -103,15 +103,22 @@ pub enum Verdict {
 /// A frame after the first pass over its burst ([`Pipeline::inspect`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Inspected {
+    /// What the full parser made of the frame; not filled in (left as it
+    /// was) for a frame of the fast shape (`fast`).
     pub parsed: Result<Parsed, DropReason>,
     /// The flow key's hash in this worker's table (TCP/UDP with ports).
     pub hash: Option<KeyHash>,
+    /// The frame has the shape `parse_fast` takes (untagged IPv4 without
+    /// options, TCP/UDP, not a fragment, checked): its fields are read at
+    /// fixed offsets when they are needed, and `parsed` is not used.
+    pub fast: bool,
 }
 
 impl Inspected {
     pub const EMPTY: Inspected = Inspected {
         parsed: Err(DropReason::TruncatedEthernet),
         hash: None,
+        fast: false,
     };
 }
 
@@ -244,17 +251,29 @@ impl Pipeline {
     /// (the lookup reuses the hash).
     #[inline]
     pub fn inspect(&self, frame: &[u8]) -> Inspected {
+        let mut i = Inspected::EMPTY;
+        self.inspect_into(frame, &mut i);
+        i
+    }
+
+    /// [`inspect`](Self::inspect) into the burst's array: a frame of the
+    /// common shape writes its hash and a flag, nothing else (no `Parsed`
+    /// stored and read back per frame).
+    #[inline]
+    pub fn inspect_into(&self, frame: &[u8], out: &mut Inspected) {
         // The common shape: TCP/UDP with ports, nothing more to check.
-        if let Some(p) = parse_fast(frame) {
-            let h = self.conns.key_hash(&FlowKey::new(
-                p.protocol, p.src, p.src_port, p.dst, p.dst_port,
-            ));
-            return Inspected {
-                parsed: Ok(p),
-                hash: Some(h),
-            };
+        if is_fast_shape(frame) {
+            out.hash = Some(self.conns.key_hash(&established::fast_key(frame)));
+            out.fast = true;
+            return;
         }
-        match parse_frame(frame) {
+        *out = self.inspect_full(frame);
+    }
+
+    /// The full parser's `Inspected` (any other shape).
+    #[inline]
+    fn inspect_full(&self, frame: &[u8]) -> Inspected {
+        match parse_frame_full(frame) {
             Ok(p) if p.has_l4 && (p.is_tcp() || p.is_udp()) => {
                 let h = self.conns.key_hash(&FlowKey::new(
                     p.protocol, p.src, p.src_port, p.dst, p.dst_port,
@@ -262,9 +281,14 @@ impl Pipeline {
                 Inspected {
                     parsed: Ok(p),
                     hash: Some(h),
+                    fast: false,
                 }
             }
-            parsed => Inspected { parsed, hash: None },
+            parsed => Inspected {
+                parsed,
+                hash: None,
+                fast: false,
+            },
         }
     }
 
@@ -297,12 +321,29 @@ impl Pipeline {
         now_ms: u64,
         owned: bool,
     ) -> Verdict {
-        let parsed = &i.parsed;
-        let p = match parsed {
-            Ok(p) => p,
-            Err(r) => {
-                self.stats.parse_drop(*r);
-                return Verdict::Drop;
+        // What the established fast path found of the flow, if it looked.
+        let mut looked = Looked::NotYet;
+        let fast_p: Parsed;
+        let p = if i.fast {
+            // The common shape, unicast to the arrival port: the
+            // established fast path first (pipeline/established.rs), from
+            // the frame's bytes; the summary only when it declines.
+            if let (Some(h), Some(port)) = (i.hash, snap.ports.get(in_port)) {
+                if f.data().first_chunk::<6>() == Some(&port.mac.0) {
+                    if let Some(v) = self.established(snap, f, h, now_ms, owned, &mut looked) {
+                        return v;
+                    }
+                }
+            }
+            fast_p = fast_parsed(f.data());
+            &fast_p
+        } else {
+            match &i.parsed {
+                Ok(p) => p,
+                Err(r) => {
+                    self.stats.parse_drop(*r);
+                    return Verdict::Drop;
+                }
             }
         };
         let Some(port) = snap.ports.get(in_port) else {
@@ -330,11 +371,6 @@ impl Pipeline {
         match p.l3 {
             L3Class::Arp => self.arp(snap, f, p, in_port, now_ms),
             L3Class::Ipv4 if !broadcast => {
-                // The established fast path first (pipeline/established.rs).
-                let mut looked = Looked::NotYet;
-                if let Some(v) = self.established(snap, f, p, i.hash, now_ms, owned, &mut looked) {
-                    return v;
-                }
                 self.ipv4(snap, f, p, i.hash, looked, in_port, now_ms, owned)
             }
             L3Class::Ipv4 => self.drop(Drop::NotForUs),

@@ -147,10 +147,10 @@ impl Worker {
                         // SAFETY: burst[i + 1] is a valid mbuf.
                         unsafe { super::mbuf::prefetch_data(burst[i + 1]) };
                     }
-                    insp[i] = match &mbufs[i] {
-                        Some(m) => self.pipeline.inspect(m.data()),
-                        None => Inspected::EMPTY,
-                    };
+                    match &mbufs[i] {
+                        Some(m) => self.pipeline.inspect_into(m.data(), &mut insp[i]),
+                        None => insp[i] = Inspected::EMPTY,
+                    }
                 }
                 for x in insp.iter().take(n) {
                     self.pipeline.prefetch_bucket(x);

@@ -54,35 +54,51 @@ pub fn nat_fixed(
     if frame.len() < UDP_CK + 2 {
         return Err(ForwardError::Mismatch);
     }
-    let ck = match frame[PROTO] {
-        proto::TCP if frame.len() >= TCP_CK + 2 => TCP_CK,
-        proto::TCP => return Err(ForwardError::Mismatch),
-        proto::UDP => UDP_CK,
-        _ => return Err(ForwardError::UnsupportedProtocol),
+    match frame[PROTO] {
+        proto::TCP => nat_at::<{ TCP_CK + 2 }, TCP_CK>(frame, side, addr, port, dst, src),
+        proto::UDP => nat_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, dst, src),
+        _ => Err(ForwardError::UnsupportedProtocol),
+    }
+}
+
+/// [`nat_fixed`] with the L4 checksum at `CK` in a frame of at least
+/// `N = CK + 2` bytes: every offset a constant into one checked array, so
+/// no access needs a bounds check of its own.
+#[inline(always)]
+fn nat_at<const N: usize, const CK: usize>(
+    frame: &mut [u8],
+    side: NatSide,
+    addr: Ipv4Addr,
+    port: u16,
+    dst: MacAddr,
+    src: MacAddr,
+) -> Result<(), ForwardError> {
+    let Some(h) = frame.first_chunk_mut::<N>() else {
+        return Err(ForwardError::Mismatch);
     };
-    let ttl = ttl_delta(frame[TTL], frame[PROTO])?;
+    let ttl = ttl_delta(h[TTL])?;
     let (a, p) = match side {
         NatSide::Dst => (DST, L4 + 2),
         NatSide::Src => (SRC, L4),
     };
-    let old_addr = u32::from_be_bytes([frame[a], frame[a + 1], frame[a + 2], frame[a + 3]]);
-    let old_port = u16::from_be_bytes([frame[p], frame[p + 1]]);
+    let old_addr = u32::from_be_bytes([h[a], h[a + 1], h[a + 2], h[a + 3]]);
+    let old_port = u16::from_be_bytes([h[p], h[p + 1]]);
     let addr_delta = Delta::new().dword(old_addr, u32::from(addr));
     let l4 = addr_delta.word(old_port, port);
-    let old_ck = u16::from_be_bytes([frame[ck], frame[ck + 1]]);
-    let new_ck = if ck == UDP_CK {
+    let old_ck = u16::from_be_bytes([h[CK], h[CK + 1]]);
+    let new_ck = if CK == UDP_CK {
         l4.apply_udp(old_ck)
     } else {
         l4.apply(old_ck)
     };
-    frame[ck..ck + 2].copy_from_slice(&new_ck.to_be_bytes());
-    frame[p..p + 2].copy_from_slice(&port.to_be_bytes());
-    frame[a..a + 4].copy_from_slice(&addr.octets());
-    frame[TTL] -= 1;
-    let ip_ck = u16::from_be_bytes([frame[IP_CK], frame[IP_CK + 1]]);
+    h[CK..CK + 2].copy_from_slice(&new_ck.to_be_bytes());
+    h[p..p + 2].copy_from_slice(&port.to_be_bytes());
+    h[a..a + 4].copy_from_slice(&addr.octets());
+    h[TTL] -= 1;
+    let ip_ck = u16::from_be_bytes([h[IP_CK], h[IP_CK + 1]]);
     let ip_ck = addr_delta.plus(ttl).apply(ip_ck);
-    frame[IP_CK..IP_CK + 2].copy_from_slice(&ip_ck.to_be_bytes());
-    write_macs(frame, dst, src);
+    h[IP_CK..IP_CK + 2].copy_from_slice(&ip_ck.to_be_bytes());
+    write_macs(h, dst, src);
     Ok(())
 }
 
@@ -105,7 +121,7 @@ pub fn decrement_ttl_fixed(frame: &mut [u8]) -> Result<(), ForwardError> {
     if frame.len() < L4 {
         return Err(ForwardError::Mismatch);
     }
-    let d = ttl_delta(frame[TTL], frame[PROTO])?;
+    let d = ttl_delta(frame[TTL])?;
     frame[TTL] -= 1;
     let ip_ck = u16::from_be_bytes([frame[IP_CK], frame[IP_CK + 1]]);
     frame[IP_CK..IP_CK + 2].copy_from_slice(&d.apply(ip_ck).to_be_bytes());

@@ -52,7 +52,7 @@ pub fn fnat_rewrite(
     }
     let (ip_bytes, l4) = split_l3_l4(frame, p)?;
     let mut ip = Ipv4Packet::new_unchecked(ip_bytes);
-    let ttl = ttl_delta(ip.ttl(), ip.protocol())?;
+    let ttl = ttl_delta(ip.ttl())?;
     let addrs = Delta::new().addr(ip.src(), src).addr(ip.dst(), dst);
     // L4 first: the only step that can still fail.
     match p.protocol {
@@ -119,7 +119,7 @@ pub fn icmp_error_fnat(frame: &mut [u8], p: &Parsed, t: &IcmpFnat) -> Result<(),
         return Err(ForwardError::Mismatch);
     }
     let mut ip = Ipv4Packet::new_unchecked(ip_bytes);
-    let ttl = ttl_delta(ip.ttl(), ip.protocol())?;
+    let ttl = ttl_delta(ip.ttl())?;
 
     // The quoted packet: validate everything before the first write.
     let quote = &mut msg[icmp::HEADER_LEN..];

@@ -83,7 +83,7 @@ fn translate(
         return Err(ForwardError::Mismatch);
     }
     let mut ip = Ipv4Packet::new_unchecked(ip_bytes);
-    let ttl = ttl_delta(ip.ttl(), ip.protocol())?;
+    let ttl = ttl_delta(ip.ttl())?;
 
     // The quoted packet: validate everything before the first write.
     let quote = &mut msg[icmp::HEADER_LEN..];

@@ -63,7 +63,7 @@ fn rewrite(
 ) -> Result<(), ForwardError> {
     let (ip_bytes, l4) = split_l3_l4(frame, p)?;
     let mut ip = Ipv4Packet::new_unchecked(ip_bytes);
-    let ttl = ttl_delta(ip.ttl(), ip.protocol())?;
+    let ttl = ttl_delta(ip.ttl())?;
     let old_addr = match side {
         Side::Src => ip.src(),
         Side::Dst => ip.dst(),

@@ -215,7 +215,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn verify_checksum(&self) -> bool {
         let h = self.header();
         match <&[u8; 20]>::try_from(h) {
-            Ok(h20) => checksum::sum20(h20) == 0xFFFF,
+            Ok(h20) => checksum::valid20(h20),
             Err(_) => checksum::sum(h) == 0xFFFF,
         }
     }

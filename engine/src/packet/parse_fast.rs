@@ -29,53 +29,78 @@ const L4_OFF: usize = 34;
 /// everything else (the caller then runs the full parser).
 #[inline(always)]
 pub fn parse_fast(frame: &[u8]) -> Option<Parsed> {
+    is_fast_shape(frame).then(|| fast_parsed(frame))
+}
+
+/// The checks of [`parse_fast`] alone: the first pass over a burst
+/// (`Pipeline::inspect`) makes them and keeps no [`Parsed`] (a struct of
+/// some 30 fields written and read back per frame); the established fast
+/// path reads what it needs from the frame at the fixed offsets, and
+/// [`fast_parsed`] makes the summary when the full path needs it.
+#[inline(always)]
+pub fn is_fast_shape(frame: &[u8]) -> bool {
     // Ethernet + IPv4 + the 8 bytes every TCP/UDP header starts with.
-    let h: &[u8; L4_OFF + 8] = frame.get(..L4_OFF + 8)?.try_into().ok()?;
+    let Some(h) = frame.first_chunk::<{ L4_OFF + 8 }>() else {
+        return false;
+    };
     // EtherType 0x0800, version 4 with IHL 5.
     if h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 {
-        return None;
+        return false;
     }
     let frag = u16::from_be_bytes([h[20], h[21]]);
     if frag & 0x3FFF != 0 {
         // MF or an offset: the fragment paths of the full parser.
-        return None;
+        return false;
     }
     let total = usize::from(u16::from_be_bytes([h[16], h[17]]));
     // The IP packet fits the frame (what follows is Ethernet padding).
     if total > frame.len() - 14 {
-        return None;
+        return false;
     }
-    let ip: &[u8; 20] = h[14..L4_OFF].try_into().ok()?;
-    if checksum::sum20(ip) != 0xFFFF {
-        return None;
+    let Some(ip) = h[14..L4_OFF].first_chunk::<20>() else {
+        return false;
+    };
+    if !checksum::valid20(ip) {
+        return false;
     }
-    let l4_len = total.checked_sub(20)?;
-    let protocol = h[23];
-    let mut tcp_flags = TcpFlags::NONE;
-    match protocol {
+    let Some(l4_len) = total.checked_sub(20) else {
+        return false;
+    };
+    match h[23] {
         6 => {
             // TcpPacket::new_checked: the 20-byte header, a data offset
             // from 20 bytes to what the IP packet holds.
             if l4_len < 20 {
-                return None;
+                return false;
             }
-            let t = frame.get(L4_OFF + 12..L4_OFF + 14)?;
-            let doff = usize::from(t[0] >> 4) * 4;
-            if doff < 20 || doff > l4_len {
-                return None;
-            }
-            tcp_flags = TcpFlags(t[1]);
+            let Some(&t) = frame.get(L4_OFF + 12) else {
+                return false;
+            };
+            let doff = usize::from(t >> 4) * 4;
+            doff >= 20 && doff <= l4_len
         }
         17 => {
             // UdpPacket::new_checked: 8..=l4_len.
             let len = usize::from(u16::from_be_bytes([h[L4_OFF + 4], h[L4_OFF + 5]]));
-            if l4_len < 8 || len < 8 || len > l4_len {
-                return None;
-            }
+            l4_len >= 8 && len >= 8 && len <= l4_len
         }
-        _ => return None,
+        _ => false,
     }
-    Some(Parsed {
+}
+
+/// The [`Parsed`] of a frame [`is_fast_shape`] accepted, read at the fixed
+/// offsets without checking again (any other frame gets a summary of
+/// whatever its bytes hold, or of zeros if it is too short: never a panic).
+#[inline(always)]
+pub fn fast_parsed(frame: &[u8]) -> Parsed {
+    let h: &[u8; L4_OFF + 8] = frame.first_chunk().unwrap_or(&[0; L4_OFF + 8]);
+    let protocol = h[23];
+    let frag = u16::from_be_bytes([h[20], h[21]]);
+    let tcp_flags = match frame.get(L4_OFF + 13) {
+        Some(&f) if protocol == 6 => TcpFlags(f),
+        _ => TcpFlags::NONE,
+    };
+    Parsed {
         l3: L3Class::Ipv4,
         ethertype: EtherType::IPV4,
         l3_off: 14,
@@ -86,7 +111,7 @@ pub fn parse_fast(frame: &[u8]) -> Option<Parsed> {
         ttl: h[22],
         tos: h[15],
         ip_header_len: 20,
-        ip_total_len: total as u16,
+        ip_total_len: u16::from_be_bytes([h[16], h[17]]),
         dont_frag: frag & 0x4000 != 0,
         fragment: false,
         first_fragment: true,
@@ -98,5 +123,5 @@ pub fn parse_fast(frame: &[u8]) -> Option<Parsed> {
         icmp_code: 0,
         icmp_quoted_off: None,
         arp_op: 0,
-    })
+    }
 }

@@ -9,7 +9,8 @@
 //! compares, that nothing they depend on has changed, and forwards:
 //!
 //! * the frame has the shape `parse_fast` accepts (IP at 14, L4 at 34, not a
-//!   fragment) and a TTL to decrement;
+//!   fragment: `Pipeline::inspect` checked it and kept no summary, so the
+//!   fields are read here at those offsets) and a TTL to decrement;
 //! * the connection is found, is NAT, DR or TUN (not full-NAT, not a
 //!   persistence template, not opened by the synproxy), and its server is
 //!   still in the snapshot and usable;
@@ -40,11 +41,64 @@ use crate::conn::{self, tcp_flags, ConnId, Dir, FlowKey, KeyHash, Method};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::Snapshot;
 use crate::forward;
-use crate::packet::Parsed;
 
 /// The L4 offset of the shape the fast path takes (untagged Ethernet, IPv4
 /// without options).
-const L4_OFF: u16 = 34;
+const L4_OFF: usize = 34;
+
+/// What the fast path reads of a frame of that shape.
+#[derive(Clone, Copy)]
+struct Head {
+    protocol: u8,
+    ttl: u8,
+    /// TCP flags (0 for UDP).
+    flags: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    /// IPv4 total length.
+    total: u16,
+}
+
+impl Head {
+    /// The fields at the fixed offsets (`None` for a frame too short to
+    /// hold them, which `inspect` never marks fast).
+    #[inline(always)]
+    fn read(frame: &[u8]) -> Option<Head> {
+        let h = frame.first_chunk::<{ L4_OFF + 8 }>()?;
+        let protocol = h[23];
+        let flags = if protocol == conn::PROTO_TCP {
+            *frame.get(L4_OFF + 13)?
+        } else {
+            0
+        };
+        Some(Head {
+            protocol,
+            ttl: h[22],
+            flags,
+            src: Ipv4Addr::new(h[26], h[27], h[28], h[29]),
+            dst: Ipv4Addr::new(h[30], h[31], h[32], h[33]),
+            sport: u16::from_be_bytes([h[L4_OFF], h[L4_OFF + 1]]),
+            dport: u16::from_be_bytes([h[L4_OFF + 2], h[L4_OFF + 3]]),
+            total: u16::from_be_bytes([h[16], h[17]]),
+        })
+    }
+
+    #[inline(always)]
+    fn key(&self) -> FlowKey {
+        FlowKey::new(self.protocol, self.src, self.sport, self.dst, self.dport)
+    }
+}
+
+/// The flow key of a frame of the fast shape (`inspect` hashes it).
+#[inline(always)]
+pub(super) fn fast_key(frame: &[u8]) -> FlowKey {
+    match Head::read(frame) {
+        Some(h) => h.key(),
+        None => FlowKey::new(0, Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::UNSPECIFIED, 0),
+    }
+}
 
 /// The TCP flags whose value decides a transition: a steady segment has
 /// ACK and none of the others.
@@ -76,26 +130,24 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         f: &mut F,
-        p: &Parsed,
-        hash: Option<KeyHash>,
+        hash: KeyHash,
         now_ms: u64,
         owned: bool,
         looked: &mut Looked,
     ) -> Option<Verdict> {
-        let hash = hash?;
-        if p.l4_off != L4_OFF || p.fragment || p.ttl <= 1 || !self.master || self.sync {
+        let p = Head::read(f.data())?;
+        if p.ttl <= 1 || !self.master || self.sync {
             return None;
         }
         // SYN, FIN, RST or no ACK: a transition (`touch_steady` would say
         // so after the lookup, which the full path then repeats).
-        if p.protocol == conn::PROTO_TCP && p.tcp_flags.bits() & STEADY_MASK != tcp_flags::ACK {
+        if p.protocol == conn::PROTO_TCP && p.flags & STEADY_MASK != tcp_flags::ACK {
             return None;
         }
         if snap.is_own(p.dst) {
             return None;
         }
-        let key = FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port);
-        let found = self.conns.lookup_hashed(&key, hash, now_ms);
+        let found = self.conns.lookup_hashed(&p.key(), hash, now_ms);
         *looked = match found {
             Some((id, dir)) => Looked::Hit(id, dir),
             None => Looked::Miss,
@@ -109,9 +161,9 @@ impl Pipeline {
         if !owned && self.workers > 1 {
             // The full path's ownership check, in its terms.
             let (cip, cport) = if snap.is_vip(p.dst) {
-                (p.src, p.src_port)
+                (p.src, p.sport)
             } else {
-                (p.dst, p.dst_port)
+                (p.dst, p.dport)
             };
             if self.reta.owner(cip, cport) != self.worker {
                 return None;
@@ -128,14 +180,14 @@ impl Pipeline {
         let h = *self.hop_hit(snap, to, now_ms)?;
         let tun = dir == Dir::Inbound && method == Method::Tun;
         let overhead = if tun { forward::TUN_OVERHEAD as u16 } else { 0 };
-        if p.ip_total_len.saturating_add(overhead) > h.port_mtu {
+        if p.total.saturating_add(overhead) > h.port_mtu {
             return None;
         }
-        if !self.conns.touch_steady(id, dir, p.tcp_flags.bits(), now_ms) {
+        if !self.conns.touch_steady(id, dir, p.flags, now_ms) {
             return None;
         }
         // Committed: from here on the full path would have forwarded too.
-        let len = u64::from(p.ip_total_len);
+        let len = u64::from(p.total);
         let done = match (dir, method) {
             (Dir::Inbound, Method::Nat) => {
                 let (side, port) = (forward::NatSide::Dst, c.sport());
@@ -145,7 +197,7 @@ impl Pipeline {
             (Dir::Inbound, Method::Dr) => {
                 forward::dr_fixed(f.data_mut(), h.mac, h.port_mac).map_err(rewrite_drop)
             }
-            (Dir::Inbound, _) => self.tun_fixed(f, p, &h, to),
+            (Dir::Inbound, _) => self.tun_fixed(f, p.total, &h, to),
             (Dir::Reply, _) => {
                 let (side, vip, vport) = (forward::NatSide::Src, c.vip(), c.vport());
                 forward::nat_fixed(f.data_mut(), side, vip, vport, h.mac, h.port_mac)
@@ -173,13 +225,13 @@ impl Pipeline {
     fn tun_fixed<F: Frame>(
         &mut self,
         f: &mut F,
-        p: &Parsed,
+        total: u16,
         h: &Hop,
         server: Ipv4Addr,
     ) -> Result<(), Drop> {
         forward::decrement_ttl_fixed(f.data_mut()).map_err(rewrite_drop)?;
         // Drop Ethernet padding so the outer length is the inner one + 20.
-        f.truncate(p.l3_end());
+        f.truncate(14 + usize::from(total));
         if !f.prepend(forward::TUN_OVERHEAD) {
             return Err(Drop::NoHeadroom);
         }
