@@ -366,11 +366,15 @@ def ha_peer(name):
 
 def make_ha_config(name, socket_path, key_path, run_id, forward="nat", unicast=True, sync=True,
                    advert_ms=HA_ADVERT_MS, preempt=True, preempt_delay_ms=0, priority=None,
-                   weights=(1, 1, 1), ha_extra="", extra="", service_extra=""):
+                   weights=(1, 1, 1), ha_extra="", extra="", service_extra="", addr6=None):
     """rvs config of director `name` (dir1 | dir2) on the HaTopology: ports
     "client"/"servers" on its dc/ds, one TCP service VIP:80 (wrr; NAT to :8080,
-    or DR keeping :80), and [ha] as issue 11's tests use it."""
+    or DR keeping :80), and [ha] as issue 11's tests use it. addr6: the ports'
+    IPv6 addresses ("a/len" for client, servers) beside their IPv4 ones."""
     ca, sa = netns.HA_DIRECTORS[name]
+    ca, sa = f'"{ca}/24"', f'"{sa}/24"'
+    if addr6:
+        ca, sa = f'[{ca}, "{addr6[0]}"]', f'[{sa}, "{addr6[1]}"]'
     port = 80 if forward == "dr" else 8080
     servers = "".join(f"""
   [[service.server]]
@@ -391,12 +395,12 @@ extra_args = ["--file-prefix=rvs-ha-{run_id}-{name}"]
 [[port]]
 name = "client"
 device = "net_af_packet0,iface=dc,qpairs=1"
-address = "{ca}/24"
+address = {ca}
 
 [[port]]
 name = "servers"
 device = "net_af_packet1,iface=ds,qpairs=1"
-address = "{sa}/24"
+address = {sa}
 
 [[service]]
 vip = "{VIP}"

@@ -10,6 +10,8 @@ HaTopology: two directors (dir1 priority 150, dir2 priority 100, VRRPv3 group
     ha_takeover_multicast dir2, the longest gap between two successes < 1 s
                           (multicast: peers = [], NAT)
     ha_persistence        persistence templates survive kill -9 of the master
+    ha_persistence_bulk   the same with dir2 started after the templates were made:
+                          they reach it in its bulk copy
     ha_restart_preempt    dir1 killed, restarted: backup, bulk copy done, preempts
     ha_restart_preempt_dr back; a download across the preemption completes; gap < 1 s
     ha_keepalived_interop keepalived (VRRPv3, unicast) as dir2: BACKUP under rvs;
@@ -22,6 +24,9 @@ HaTopology: two directors (dir1 priority 150, dir2 priority 100, VRRPv3 group
                           wire and replayed: all counted in sync_bad, none installed
     ha_sigterm            SIGTERM of the master (priority 0): dir2 master (its log)
                           within an advert interval + 100 ms, gap < 1 s, download intact
+    ha_takeover_ipv6      an IPv6 NAT service on both directors: kill -9 dir1 mid-download
+                          from [VIP6]: byte-exact through dir2 (synced IPv6 connection,
+                          unsolicited NA for the VIP and the servers' IPv6 gateway)
 
 The directors' exact contract (config, `rvs ctl status --json` fields) is
 ci/e2e/lib.py's make_ha_config / HaDirector and SPEC §4 [ha], §7.
@@ -77,11 +82,11 @@ def pair(env, forward="nat", unicast=True, **kw):
 class Download:
     """A rate-limited download through the VIP running in the background."""
 
-    def __init__(self, env, size=BLOB, rate="5M", max_time=120):
+    def __init__(self, env, size=BLOB, rate="5M", max_time=120, host=VIP):
         self.env, self.size = env, size
         self.path = os.path.join(env.workdir, "blob")
         self.json = os.path.join(env.workdir, "download.json")
-        self.p = lib.client_popen(env.topo, "download", f"http://{VIP}/blob?size={size}", "--out", self.path,
+        self.p = lib.client_popen(env.topo, "download", f"http://{host}/blob?size={size}", "--out", self.path,
                                   "--max-time", str(max_time), "--limit-rate", rate, stdout_path=self.json)
         self.max_time = max_time
 
@@ -354,15 +359,7 @@ def ha_persistence(env):
     sources = [f"198.18.0.{i}" for i in range(11, 23)]
 
     def mapping(order):
-        """Two rounds over `order` (source addresses): source -> server."""
-        r = env.client("http-many", VIP, "80", str(len(order) * 2), "--sources", ",".join(order),
-                       "--timeout", "3", "--deadline", "60", timeout=90)
-        check(not r["errors"], f"requests failed: {r['errors'][:3]}")
-        m = {}
-        for i, a in enumerate(r["answers"]):
-            m.setdefault(order[i % len(order)], set()).add(a)
-        check(all(len(v) == 1 for v in m.values()), f"a source reached two servers: {m}")
-        return {k: next(iter(v)) for k, v in m.items()}
+        return persist_mapping(env, order)
 
     before = mapping(sources)
     say(f"persistence before: {sorted(set(before.values()))} over {len(before)} sources "
@@ -377,6 +374,63 @@ def ha_persistence(env):
     # another order, after a source dir2 has never seen: a fresh wrr pass would
     # not give the same mapping (the templates must)
     after = mapping(["198.18.0.40"] + sources[::-1])
+    moved = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    say(f"after the takeover: {len(before) - len(moved)}/{len(before)} sources on the same server; moved {moved}")
+    check(not moved, f"persistence lost at the takeover for {len(moved)} sources: {moved}")
+
+
+def persist_mapping(env, order):
+    """Two rounds over `order` (source addresses): source -> server."""
+    r = env.client("http-many", VIP, "80", str(len(order) * 2), "--sources", ",".join(order),
+                   "--timeout", "3", "--deadline", "60", timeout=90)
+    check(not r["errors"], f"requests failed: {r['errors'][:3]}")
+    m = {}
+    for i, a in enumerate(r["answers"]):
+        m.setdefault(order[i % len(order)], set()).add(a)
+    check(all(len(v) == 1 for v in m.values()), f"a source reached two servers: {m}")
+    return {k: next(iter(v)) for k, v in m.items()}
+
+
+@lib.e2e(workers=(1,), timeout=150)
+def ha_persistence_bulk(env):
+    """persistence_timeout = 300, dir2 started only after 12 client addresses
+    made their templates on dir1 (none streamed to it): its bulk copy carries
+    them, and after kill -9 of dir1 every address reaches the same server
+    through dir2."""
+    svc = "persistence_timeout = 300\n"
+    topo, dirs = pair(env, "nat", start=("dir1",),
+                      cfg_kw={"dir1": {"service_extra": svc}, "dir2": {"service_extra": svc}})
+    sources = [f"198.18.0.{i}" for i in range(11, 23)]
+    before = persist_mapping(env, sources)
+    say(f"persistence before: { {n: list(before.values()).count(n) for n in sorted(set(before.values()))} }")
+    check(len(set(before.values())) >= 2, f"all sources on one server, the test proves nothing: {before}")
+    # dir1's kernel queues the sync datagrams to the absent dir2 while it
+    # resolves 198.19.0.3 (and would deliver them if dir2 answered in time):
+    # let that resolution fail first, so only the bulk copy can bring them.
+    time.sleep(6)
+    dirs["dir2"].start()
+    dirs["dir2"].wait_role("backup", 30)
+    # (dir2 may become master for a moment at start, before dir1's kernel has
+    # resolved it again, and be preempted: it then asks for the copy as well)
+    lib.wait_for(lambda: (dirs["dir2"].ha().get("bulk") or {}).get("state") == "done", 20,
+                 what="dir2's bulk copy done")
+    say(f"dir2's roles: {[c[1:3] for c in role_changes(dirs['dir2'])]}")
+    say(ha_line(dirs["dir2"]))
+    bulk = dirs["dir2"].ha()["bulk"]
+    check(bulk["records"] >= len(sources), f"the bulk copy carried {bulk['records']} records, "
+          f"fewer than the {len(sources)} templates")
+    conns = (lib.rvs_ctl_json(dirs["dir2"].sock, "list", "--conns") or {}).get("conns") or []
+    names = {a: n for n, a in netns.HA_SERVERS.items()}
+    tpl = {c["client"]: names.get(c["server"]) for c in conns if c.get("template")}
+    say(f"dir2 lists {len(tpl)} templates: {sorted(tpl)}")
+    want = sorted(sources + [netns.CLIENT_ADDR])      # + the probe's, from pair()
+    check(sorted(tpl) == want, f"dir2's templates are for {sorted(tpl)}, want {want}")
+    check(all(tpl[a] == before[a] for a in sources), f"dir2's templates {tpl} != the mapping {before}")
+    dirs["dir1"].kill9()
+    dirs["dir2"].wait_role("master", 5)
+    lib.wait_for(lambda: (lib.client(topo, "probe", VIP, "80", "--total", "1", check=False) or {}).get("ok"),
+                 10, what="VIP forwarding through dir2")
+    after = persist_mapping(env, ["198.18.0.40"] + sources[::-1])
     moved = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
     say(f"after the takeover: {len(before) - len(moved)}/{len(before)} sources on the same server; moved {moved}")
     check(not moved, f"persistence lost at the takeover for {len(moved)} sources: {moved}")
@@ -626,3 +680,79 @@ def ha_sigterm(env):
           "master's priority 0 should make it take over after its skew time, not after the master-down interval")
     check(gap < GAP_BAR, f"gap {gap * 1000:.0f} ms >= {GAP_BAR * 1000:.0f} ms")
     check_failures(r, t_term, "SIGTERM")
+
+
+# ------------------------------------------------------------------ IPv6
+VIP6 = "2001:db8:0:1::100"
+CLIENT6 = "2001:db8:0:1::10"
+# The real servers' IPv6 gateway. [ha] virtual_addresses are IPv4 only, so it
+# is the VIP of a service without servers on the servers' subnet: the master
+# alone answers neighbour solicitations for it and advertises it (unsolicited
+# NA, override) on takeover, as it does the client-side VIP.
+GW6 = "2001:db8:0:2::1"
+HA_ADDR6 = {"dir1": ("2001:db8:0:1::2/64", "2001:db8:0:2::2/64"),
+            "dir2": ("2001:db8:0:1::3/64", "2001:db8:0:2::3/64")}
+RS6 = {"rs1": "2001:db8:0:2::11", "rs2": "2001:db8:0:2::12", "rs3": "2001:db8:0:2::13"}
+
+
+def services6():
+    servers = "".join(f"""
+  [[service.server]]
+  address = "{a}"
+  port = 8080
+""" for a in RS6.values())
+    return f"""
+[[service]]
+vip = "{VIP6}"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+{servers}
+[[service]]
+vip = "{GW6}"
+port = 9
+protocol = "tcp"
+scheduler = "rr"
+"""
+
+
+@lib.e2e(workers=(1,), timeout=180)
+def ha_takeover_ipv6(env):
+    """NAT over IPv6 behind two directors: a rate-limited 50 MB download from
+    [VIP6]:80 (IPv6 client, IPv6 servers); kill -9 of the master mid-download;
+    the download completes byte-exact through dir2, which took the connection
+    over from its sync (record type 3); new IPv6 connections go through dir2."""
+    kw = {n: {"addr6": HA_ADDR6[n], "extra": services6()} for n in ("dir1", "dir2")}
+    topo, dirs = pair(env, "nat", cfg_kw=kw)
+    c, dev = topo.client, topo.client_if
+    topo.sysctl(c, f"net.ipv6.conf.{dev}.disable_ipv6=0", f"net.ipv6.conf.{dev}.accept_dad=0")
+    topo.ip(c, "addr", "add", f"{CLIENT6}/64", "dev", dev, "nodad")
+    for name, ns in topo.rs_ns.items():
+        topo.sysctl(ns, "net.ipv6.conf.eth0.disable_ipv6=0", "net.ipv6.conf.eth0.accept_dad=0")
+        topo.ip(ns, "addr", "add", f"{RS6[name]}/64", "dev", "eth0", "nodad")
+        topo.ip(ns, "-6", "route", "add", "default", "via", GW6, "dev", "eth0")
+        topo.start_realserver(name, env.workdir, "--bind", RS6[name], "--udp-port", "5354")
+    r = env.client("http-many", VIP6, "80", "6", "--deadline", "30", timeout=60)
+    check(not r["errors"], f"requests to [{VIP6}]:80 through dir1 failed: {r['errors'][:3]}")
+    say(f"IPv6 through dir1: {r['counts']}")
+
+    dl = Download(env, rate="5M", host=f"[{VIP6}]")
+    dl.wait_bytes(4 << 20)
+    time.sleep(1.5)
+    before = dirs["dir2"].ha()
+    say(f"before the kill: {ha_line(dirs['dir1'])}")
+    say(f"before the kill: {ha_line(dirs['dir2'])}")
+    check(before.get("conns_synced", 0) >= 1, f"dir2 has no synced connection before the kill: {before}")
+    t_kill = dirs["dir1"].kill9()
+    got = dl.got()
+    dirs["dir2"].wait_role("master", 5)
+    say(f"kill -9 dir1 at {got} downloaded bytes; dir2 master after {time.time() - t_kill:.2f}s")
+    check(dl.running(), "the download ended at the takeover")
+    t_more = time.time()
+    dl.wait_bytes(got + (1 << 20), timeout=30)
+    say(f"the download moved on through dir2 {time.time() - t_more:.2f}s after dir2 was master")
+    dl.finish()
+    say(ha_line(dirs["dir2"]))
+    r = env.client("http-many", VIP6, "80", "6", "--timeout", "3", "--deadline", "30", timeout=60)
+    check(not r["errors"], f"new IPv6 requests through dir2 failed: {r['errors'][:3]}")
+    say(f"new IPv6 requests through dir2: {r['counts']}")

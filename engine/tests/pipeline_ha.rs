@@ -15,7 +15,7 @@ use engine::dataplane::counters::Drop;
 use engine::dataplane::pipeline::{Pipeline, VecFrame, Verdict};
 use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
 use engine::dataplane::Shared;
-use engine::ha::sync::Record;
+use engine::ha::sync::{self, Body, Record, SyncKey, TemplateRecord};
 use engine::packet::ethernet::MacAddr;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
@@ -73,7 +73,11 @@ struct Director {
 }
 
 fn director(master: bool) -> Director {
-    let cfg = config::parse(CFG).expect("config");
+    director_cfg(CFG, master)
+}
+
+fn director_cfg(text: &str, master: bool) -> Director {
+    let cfg = config::parse(text).expect("config");
     let ports = vec![
         PortInfo::new(&cfg.ports[0], MacAddr(PORT0_MAC)),
         PortInfo::new(&cfg.ports[1], MacAddr(PORT1_MAC)),
@@ -386,8 +390,11 @@ fn bulk_walk_reports_every_live_connection_then_says_done() {
     while !m.shared.ha.bulk_walked(n) {
         m.w.ha_poll(&m.snap, 20);
         polls += 1;
-        assert!(polls < 10, "the walk of 1024 slots takes one poll");
+        assert!(polls <= 64, "bounded: 1024 slots per table per poll");
     }
+    // The connection table's 1024 slots with the first 1024 of the
+    // template table's 65536, then 1024 template slots per poll.
+    assert_eq!(polls, m.shared.persist.capacity() / 1024);
     let mut ports: Vec<u16> = m
         .reported()
         .into_iter()
@@ -426,4 +433,290 @@ fn takeover_sends_five_rounds_of_gratuitous_arp() {
     for round in sent.chunks(2) {
         assert_eq!(round, one);
     }
+}
+
+// ---------------------------------------------------------------------
+// Persistence templates in bulk copies.
+// ---------------------------------------------------------------------
+
+/// Another client, and one that never came through the master.
+const C0: [u8; 4] = [198, 18, 0, 20];
+const C3: [u8; 4] = [198, 18, 0, 30];
+
+/// `CFG` with a persistent rr service on port 443 (300 s, per client).
+fn persist_cfg() -> String {
+    CFG.replace(
+        "[ha]",
+        r#"[[service]]
+vip = "198.18.0.100"
+port = 443
+protocol = "tcp"
+scheduler = "rr"
+forward = "nat"
+persistence_timeout = 300
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 8443
+  [[service.server]]
+  address = "198.19.0.12"
+  port = 8443
+
+[ha]"#,
+    )
+}
+
+/// A client's segment to VIP:443 (seq 1000, ack 1 with 'A').
+fn to443(client: [u8; 4], cport: u16, flags: &str) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv4(client, VIP, 64)
+        .tcp(cport, 443, 1000, 64240);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('A') {
+        b = b.ack(1);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, b"").unwrap();
+    v
+}
+
+/// Runs a bulk copy on `m`'s worker at `now` to its end; its records.
+fn bulk_copy(m: &mut Director, now: u64) -> Vec<Record> {
+    let n = m.shared.ha.request_bulk();
+    while !m.shared.ha.bulk_walked(n) {
+        m.w.ha_poll(&m.snap, now);
+    }
+    m.reported()
+}
+
+/// Carries records to `b` as the HA threads do: packed into authenticated
+/// datagrams by the sender's batcher, decoded on the receiving side, queued
+/// to worker 0.
+fn carry(recs: Vec<Record>, b: &Director) {
+    let key = SyncKey::new(b"0123456789abcdef-ha-test").unwrap();
+    let mut batcher = sync::Batcher::new(Ipv4Addr::new(198, 19, 0, 2), 1);
+    let mut wire: Vec<Vec<u8>> = recs
+        .into_iter()
+        .filter_map(|r| batcher.push(r, &key))
+        .collect();
+    wire.extend(batcher.flush(&key));
+    for d in wire {
+        let Body::Records(recs) = sync::decode(&d, &key).expect("decodes").body else {
+            panic!("records")
+        };
+        for r in recs {
+            b.shared.ha.install[0].push(r).unwrap();
+        }
+    }
+}
+
+/// The template records among `recs`, sorted.
+fn templates(recs: &[Record]) -> Vec<(Ipv4Addr, Ipv4Addr, u16, u32)> {
+    let mut v: Vec<_> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Template(t) => {
+                assert_eq!((t.proto, t.vip, t.vport), (6, Ipv4Addr::from(VIP), 443));
+                Some((t.client_net, t.server, t.sport, t.timeout_ms))
+            }
+            _ => None,
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// A backup that joins after the master made its templates learns them
+/// from the bulk copy (with the connections), through the real codec,
+/// each with its remaining time; after a takeover a new connection of a
+/// known client goes to its template's server, where the backup's own rr
+/// sends a new client first. A later copy sends a template that outlived
+/// its timeout because a connection still holds it with the 60 s the
+/// master would keep it after that connection, and a released one with
+/// the time to its next 60-s re-check.
+#[test]
+fn a_bulk_copy_carries_the_templates_made_before_the_backup_joined() {
+    let mut m = director_cfg(&persist_cfg(), true);
+    m.shared
+        .ha
+        .sync
+        .store(true, std::sync::atomic::Ordering::Release);
+    m.w.ha_poll(&m.snap, 0);
+    // rr: C0 to rs1 (a SYN only), then CLIENT to rs2 (established).
+    let (v, out) = m.run(0, &to443(C0, 40001, "S"), 10);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!((decode(&out).1, decode(&out).3), (RS[0], 8443));
+    let (v, out) = m.run(0, &to443(CLIENT, 40002, "S"), 10);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!((decode(&out).1, decode(&out).3), (RS[1], 8443));
+    let mut sa = Vec::new();
+    PacketBuilder::ethernet2(RS_MAC[1], PORT1_MAC)
+        .ipv4(RS[1], CLIENT, 64)
+        .tcp(8443, 40002, 5000, 64240)
+        .syn()
+        .ack(1001)
+        .write(&mut sa, b"")
+        .unwrap();
+    assert_eq!(m.run(1, &sa, 11).0, Verdict::Tx(0));
+    assert_eq!(m.run(0, &to443(CLIENT, 40002, "A"), 12).0, Verdict::Tx(1));
+    // Streamed as they were made, to no one: the backup starts now.
+    let streamed = m.reported();
+    assert_eq!(templates(&streamed).len(), 2);
+    let mut b = director_cfg(&persist_cfg(), false);
+
+    let reported0 = m.shared.worker_stats[0].sync_reported.get();
+    let recs = bulk_copy(&mut m, 20);
+    let left = 300_000 - 10;
+    assert_eq!(
+        templates(&recs),
+        [
+            (Ipv4Addr::from(CLIENT), Ipv4Addr::from(RS[1]), 8443, left),
+            (Ipv4Addr::from(C0), Ipv4Addr::from(RS[0]), 8443, left),
+        ]
+    );
+    let mut conns: Vec<(u16, u8)> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Conn(c) => Some((c.cport, c.state)),
+            _ => None,
+        })
+        .collect();
+    conns.sort_unstable();
+    assert_eq!(
+        conns,
+        [
+            (40001, TcpState::SynRecv as u8),
+            (40002, TcpState::Established as u8)
+        ]
+    );
+    assert_eq!(recs.len(), 4);
+    assert_eq!(m.shared.worker_stats[0].sync_reported.get() - reported0, 4);
+
+    carry(recs, &b);
+    b.w.ha_poll(&b.snap, 21);
+    assert_eq!(b.shared.worker_stats[0].sync_installed.get(), 4);
+    assert_eq!(b.shared.worker_stats[0].sync_unknown.get(), 0);
+    assert_eq!(b.w.conns.len(), 2);
+    let svc = &b.snap.services[1];
+    let mut got: Vec<_> = b
+        .shared
+        .persist
+        .templates(21)
+        .into_iter()
+        .map(|t| (t.service, t.client_net, t.server_id, t.left_ms))
+        .collect();
+    got.sort_unstable();
+    let id = |i: usize| svc.servers[i].shared.id;
+    let sid = u32::from(svc.id);
+    let mut want = vec![
+        (sid, Ipv4Addr::from(CLIENT), id(1), u64::from(left)),
+        (sid, Ipv4Addr::from(C0), id(0), u64::from(left)),
+    ];
+    want.sort_unstable();
+    assert_eq!(got, want, "installed with the time the master had left");
+
+    // Takeover: CLIENT's new connection goes to rs2 by its template; C3,
+    // new, to rs1 (the backup's rr's first pick).
+    b.shared.ha.set_master(true);
+    b.w.ha_poll(&b.snap, 30);
+    let (v, out) = b.run(0, &to443(CLIENT, 40100, "S"), 31);
+    assert_eq!(v, Verdict::Tx(1));
+    let (src, dst, sport, dport, eth_dst, _) = decode(&out);
+    assert_eq!(
+        (src, dst, sport, dport, eth_dst),
+        (CLIENT, RS[1], 40100, 8443, RS_MAC[1])
+    );
+    let (v, out) = b.run(0, &to443(C3, 40101, "S"), 32);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!((decode(&out).1, decode(&out).3), (RS[0], 8443));
+    assert_eq!(b.drops(Drop::NoServer), 0);
+
+    // Later, past both templates' 300 s: C0's SYN_RECV entry expires and
+    // gives its hold back (its template then lives to the next 60-s
+    // re-check: 300_010 + 2 * 60_000); CLIENT's established one still holds
+    // its template.
+    let now = 400_000;
+    m.w.housekeeping(&m.snap, now, 1024);
+    assert_eq!(m.w.conns.len(), 1);
+    let recs = bulk_copy(&mut m, now);
+    assert_eq!(
+        templates(&recs),
+        [
+            (Ipv4Addr::from(CLIENT), Ipv4Addr::from(RS[1]), 8443, 60_000),
+            (
+                Ipv4Addr::from(C0),
+                Ipv4Addr::from(RS[0]),
+                8443,
+                420_010 - now as u32
+            ),
+        ]
+    );
+    assert_eq!(recs.len(), 3);
+}
+
+/// The template part of a copy is bounded and paced as the connection
+/// walk: 1024 slots per poll, and a full out queue pauses it without
+/// losing a template.
+#[test]
+fn a_bulk_copy_of_many_templates_pauses_on_a_full_queue() {
+    let mut m = director_cfg(&persist_cfg(), true);
+    let svc = &m.snap.services[1];
+    let (sid, srv) = (u32::from(svc.id), svc.servers[0].shared.id);
+    let n_tpl = 1000u32;
+    for i in 0..n_tpl {
+        let net = Ipv4Addr::from(0x0a00_0000 + i);
+        assert_eq!(m.shared.persist.insert(sid, net, srv, 5, 300_000), srv);
+    }
+    // Fill the out queue to all but 100 places.
+    let filler = Record::Template(TemplateRecord {
+        proto: 6,
+        vip: Ipv4Addr::from(VIP),
+        vport: 1,
+        client_net: Ipv4Addr::UNSPECIFIED,
+        server: Ipv4Addr::from(RS[0]),
+        sport: 8443,
+        timeout_ms: 1,
+    });
+    let q = &m.shared.ha.out[0];
+    while q.len() < q.capacity() - 100 {
+        q.push(filler).unwrap();
+    }
+    let n = m.shared.ha.request_bulk();
+    let mut got = Vec::new();
+    // About 16 templates per 1024 slots: the queue fills within the walk.
+    let mut polls = 0;
+    while !q.is_full() {
+        m.w.ha_poll(&m.snap, 10);
+        polls += 1;
+        assert!(polls < 64 && !m.shared.ha.bulk_walked(n));
+    }
+    for _ in 0..3 {
+        m.w.ha_poll(&m.snap, 10);
+        assert!(!m.shared.ha.bulk_walked(n), "paused on the full queue");
+    }
+    assert_eq!(m.shared.worker_stats[0].sync_lost.get(), 0);
+    while let Some(r) = q.pop() {
+        if let Record::Template(t) = r {
+            if t.vport == 443 {
+                got.push(t.client_net);
+            }
+        }
+    }
+    while !m.shared.ha.bulk_walked(n) {
+        m.w.ha_poll(&m.snap, 10);
+        polls += 1;
+        got.extend(m.reported().into_iter().filter_map(|r| match r {
+            Record::Template(t) => Some(t.client_net),
+            _ => None,
+        }));
+    }
+    // 1024 slots per poll: 64 slices, one of them cut in two by the pause.
+    assert_eq!(polls, 65);
+    got.sort_unstable();
+    let want: Vec<Ipv4Addr> = (0..n_tpl)
+        .map(|i| Ipv4Addr::from(0x0a00_0000 + i))
+        .collect();
+    assert_eq!(got, want, "every template exactly once");
+    assert_eq!(m.shared.worker_stats[0].sync_lost.get(), 0);
 }

@@ -371,8 +371,11 @@ fn a_bulk_walk_reports_the_ipv6_connections_too() {
     while !m.shared.ha.bulk_walked(n) {
         m.w.ha_poll(&m.snap, 20);
         polls += 1;
-        assert!(polls < 10, "two tables of 1024 slots take two polls");
+        assert!(polls <= 64, "bounded: 1024 slots per table per poll");
     }
+    // Both connection tables' 1024 slots with the first 1024 of the
+    // template table's 65536, then 1024 template slots per poll.
+    assert_eq!(polls, m.shared.persist.capacity() / 1024);
     let mut ports: Vec<u16> = m
         .reported()
         .into_iter()
@@ -882,6 +885,118 @@ fn a_synced_ipv6_template_keeps_a_prefix_on_its_server_after_takeover() {
 
     // Takeover: C1B (C1's /64) goes to rs2 by the template; C3 (a /64 of
     // its own) to rs1, the backup's rr's first choice.
+    b.shared.ha.set_master(true);
+    b.w.ha_poll(&b.snap, 30);
+    let (v, out) = b.run(0, &to443(C1B, 40020), 31);
+    assert_eq!(v, Verdict::Tx(1));
+    let (src, sport, dst, dport, hop, mac, _) = decode(&out);
+    assert_eq!(
+        (src, sport, dst, dport, hop, mac),
+        (C1B, 40020, RS[1], 8443, 63, RS_MAC[1])
+    );
+    let (v, out) = b.run(0, &to443(C3, 40021), 32);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(decode(&out).2, RS[0]);
+    assert_eq!(b.drops(Drop::NoServer), 0);
+}
+
+/// A backup that joins after the master made its IPv6 templates learns
+/// them from the bulk copy (type 5, through the codec): the table keeps
+/// only the fold of a prefix, so the record carries the prefix's key form
+/// (the fold in the first 32 bits), from which the backup derives the same
+/// key. After a takeover another client of C1's /64 goes to C1's server,
+/// where the backup's own rr sends a new /64 first.
+#[test]
+fn a_bulk_copy_carries_ipv6_templates_made_before_the_backup_joined() {
+    let mut m = director64(true, true);
+    let to443 = |client: Ipv6Addr, cport: u16| {
+        seg6(
+            (CLIENT_MAC, PORT0_MAC),
+            (client, cport),
+            (VIP64, 443),
+            64,
+            "S",
+            b"",
+        )
+    };
+    // rr: C2's /64 to rs1, then C1's /64 to rs2.
+    for (i, c) in [C2, C1].into_iter().enumerate() {
+        let (v, out) = m.run(0, &to443(c, 40010 + i as u16), 10);
+        assert_eq!(v, Verdict::Tx(1));
+        assert_eq!(decode(&out).2, RS[i]);
+    }
+    // Streamed as they were made, to no one: the backup starts now.
+    assert_eq!(m.reported().len(), 4);
+    let mut b = director64(false, false);
+
+    let n = m.shared.ha.request_bulk();
+    while !m.shared.ha.bulk_walked(n) {
+        m.w.ha_poll(&m.snap, 20);
+    }
+    let recs = m.reported();
+    let mut tpls: Vec<Template6Record> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Template6(t) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    tpls.sort_unstable_by_key(|t| t.client_net);
+    let tpl = |net: &str, rs: usize| Template6Record {
+        proto: 6,
+        vip: VIP64,
+        vport: 443,
+        prefix_len: 64,
+        client_net: net.parse().unwrap(),
+        server: RS[rs],
+        sport: 8443,
+        timeout_ms: 300_000 - 10,
+    };
+    // The folds of 2001:db8:100:1::/64 and 2001:db8:100:2::/64:
+    // 0x2001_0db8 ^ 0x0100_0001 and ^ 0x0100_0002.
+    assert_eq!(tpls, [tpl("2101:db9::", 1), tpl("2101:dba::", 0)]);
+    for (t, c) in tpls.iter().zip([C1, C2]) {
+        assert_eq!(client_net6(t.client_net, 64), client_net6(c, 64));
+    }
+    let mut conns: Vec<(Ipv6Addr, u16, u8)> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Conn6(c) => Some((c.client, c.cport, c.state)),
+            _ => None,
+        })
+        .collect();
+    conns.sort_unstable();
+    let syn = TcpState::SynRecv as u8;
+    assert_eq!(conns, [(C1, 40011, syn), (C2, 40010, syn)]);
+    assert_eq!(recs.len(), 4);
+
+    carry(recs, &b);
+    b.w.ha_poll(&b.snap, 21);
+    assert_eq!(b.shared.worker_stats[0].sync_installed.get(), 4);
+    assert_eq!(b.shared.worker_stats[0].sync_unknown.get(), 0);
+    assert_eq!(b.w.conns6_len(), 2);
+    let svc = u32::from(b.snap.services6[0].id);
+    let id = |i: usize| b.snap.services6[0].servers[i].shared.id;
+    let mut keys: Vec<(u32, Ipv4Addr, u32, u64)> = b
+        .shared
+        .persist
+        .templates(21)
+        .into_iter()
+        .map(|t| (t.service, t.client_net, t.server_id, t.left_ms))
+        .collect();
+    keys.sort_unstable();
+    let mut want = vec![
+        (svc, client_net6(C1, 64), id(1), 300_000 - 10),
+        (svc, client_net6(C2, 64), id(0), 300_000 - 10),
+    ];
+    want.sort_unstable();
+    assert_eq!(
+        keys, want,
+        "keyed as pick6 keys, with the master's time left"
+    );
+
+    // Takeover: C1B (C1's /64) to rs2 by the template; C3 (a /64 of its
+    // own) to rs1, the backup's rr's first choice.
     b.shared.ha.set_master(true);
     b.w.ha_poll(&b.snap, 30);
     let (v, out) = b.run(0, &to443(C1B, 40020), 31);

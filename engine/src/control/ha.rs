@@ -430,6 +430,17 @@ impl HaThread {
             State::Backup | State::Init => {
                 self.shared.ha.set_master(false);
                 self.garp_again = None;
+                if from == State::Master && to == State::Backup {
+                    // Preempted: the new master has connections and templates
+                    // this one never saw (it may have become master on its
+                    // own at start, before it heard the other): ask it for
+                    // its copy, as a starting backup does.
+                    self.bulk = BulkAsk {
+                        records: self.bulk.records,
+                        ..BulkAsk::default()
+                    };
+                    self.vrrp.set_preempt_ready(self.key.is_none());
+                }
             }
         }
         let master = self.vrrp.master();

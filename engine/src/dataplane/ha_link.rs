@@ -19,7 +19,7 @@
 //!
 //! Bulk copy: the HA thread bumps `bulk_request`; every worker then walks
 //! its whole table a slice per loop, pushing each live connection to its
-//! `out` queue (pausing while the queue is full, so the walk is paced by
+//! `out` queue (worker 0 then the shared persistence templates) (pausing while the queue is full, so the walk is paced by
 //! how fast the HA thread sends), and stores the request number in
 //! `bulk_done[w]` when its walk is over.
 

@@ -36,6 +36,7 @@ mod frame;
 mod ha;
 mod ha6;
 mod ha64;
+mod ha_templates;
 mod housekeeping;
 mod icmp;
 mod nat6;

@@ -56,7 +56,11 @@
 //! length, not only the 32-bit fold the template table keys it by
 //! (`pipeline/persist6.rs`): the receiver derives the fold, and refuses a
 //! record whose prefix length is not its service's (its key would name
-//! other clients there).
+//! other clients there). A bulk copy's type 5 records come from the
+//! template table, which keeps only the fold: their `client_net` is the
+//! prefix's key form (the fold in the first 32 bits, zeros after; the
+//! prefix itself for lengths up to 32), from which the receiver derives
+//! the same key (`pipeline/ha_templates.rs`).
 //!
 //! A full-NAT connection's record (method 3) appends its local tuple,
 //! `laddr:4 lport:2` (`len` 32, [`CONN_FNAT_LEN`]): the address and port

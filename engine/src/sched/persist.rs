@@ -642,16 +642,26 @@ impl PersistTable {
     /// thread's `list --conns`, as `ipvsadm -Lnc` lists templates).
     pub fn templates(&self, now_ms: u64) -> Vec<TemplateInfo> {
         (0..self.slots.len())
-            .filter_map(|i| self.read(i))
-            .filter(|e| e.live(now_ms))
-            .map(|e| TemplateInfo {
-                service: (e.key >> 32) as u32,
-                client_net: Ipv4Addr::from(e.key as u32),
-                server_id: e.server,
-                left_ms: e.expires.saturating_sub(now_ms),
-                holds: e.holds,
-            })
+            .filter_map(|i| self.template_at(i, now_ms))
             .collect()
+    }
+
+    /// The live template in slot `i` at `now_ms` (`None` for an empty,
+    /// dead, retired or busy slot, or one past [`capacity`](Self::capacity)):
+    /// a bulk copy walks the table a slice per loop with it, allocating
+    /// nothing.
+    pub fn template_at(&self, i: usize, now_ms: u64) -> Option<TemplateInfo> {
+        if i >= self.slots.len() {
+            return None;
+        }
+        let e = self.read(i).filter(|e| e.live(now_ms))?;
+        Some(TemplateInfo {
+            service: (e.key >> 32) as u32,
+            client_net: Ipv4Addr::from(e.key as u32),
+            server_id: e.server,
+            left_ms: e.expires.saturating_sub(now_ms),
+            holds: e.holds,
+        })
     }
 
     /// Live templates at `now_ms` (scans the table: for statistics).

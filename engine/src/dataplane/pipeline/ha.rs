@@ -37,6 +37,8 @@ pub struct WorkerHa {
     bulk_seen: u64,
     /// Next slot: the IPv4 table's, then the IPv6 table's (`ha6.rs`).
     pub(super) bulk_cursor: usize,
+    /// Next slot of the template table (worker 0, `ha_templates.rs`).
+    pub(super) bulk_tpl: usize,
     bulk_active: bool,
     garp_seen: u64,
     garp_rounds: u32,
@@ -139,7 +141,7 @@ impl Pipeline {
                 Record::Template6(t) => self.install_template6(snap, &t, now_ms),
             }
         }
-        self.bulk_step(now_ms);
+        self.bulk_step(snap, now_ms);
         if self.worker == 0 {
             let g = self.shared.ha.garp_request.load(Acquire);
             if g != self.ha.garp_seen {
@@ -265,13 +267,15 @@ impl Pipeline {
     }
 
     /// One slice of a bulk copy: report the live connections of the next
-    /// `BULK_BUDGET` slots; pause while the out queue is full.
-    fn bulk_step(&mut self, now_ms: u64) {
+    /// `BULK_BUDGET` slots, then (worker 0) the persistence templates
+    /// (`ha_templates.rs`); pause while the out queue is full.
+    fn bulk_step(&mut self, snap: &Snapshot, now_ms: u64) {
         let link = &self.shared.ha;
         let req = link.bulk_request.load(Acquire);
         if req != self.ha.bulk_seen {
             self.ha.bulk_seen = req;
             self.ha.bulk_cursor = 0;
+            self.ha.bulk_tpl = 0;
             self.ha.bulk_active = true;
         }
         if !self.ha.bulk_active {
@@ -295,6 +299,9 @@ impl Pipeline {
         }
         if self.ha.bulk_cursor >= cap {
             if !self.bulk_step6(now_ms, BULK_BUDGET) {
+                return;
+            }
+            if !self.bulk_templates(snap, now_ms, BULK_BUDGET) {
                 return;
             }
             self.ha.bulk_active = false;
