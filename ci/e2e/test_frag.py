@@ -24,7 +24,8 @@ import lib
 from lib import PY, VIP, check, e2e, say
 
 TAPS = {"client": "rvsfc", "servers": "rvsfs"}
-KERNEL_END_MAC = {"rvsfc": "02:00:00:00:fa:01", "rvsfs": "02:00:00:00:fa:02"}
+KERNEL_END_MAC = {"rvsfc": "02:00:00:00:fa:01", "rvsfs": "02:00:00:00:fa:02",
+                  "rvsf64": "02:00:00:00:fa:03"}
 
 N = 6
 SIZE = 4000
@@ -81,21 +82,27 @@ def setup_tap_ports(env):
     with open(env.cfg, "w") as f:
         f.write(cfg)
     env.director = lib.Director(topo, env.workdir, env.cfg).start()
-    # Once rvs has started its ports (starting one writes rvs's MAC to the
-    # TAP's kernel end), join the TAPs to the bridges, each kernel end with
-    # a MAC of its own: with rvs's, the bridge would take frames for rvs as
-    # its own.
+    join_taps(env, [("brc", TAPS["client"]), ("brs", TAPS["servers"])])
+    t = env.director.wait_ready()
+    say(f"topology {topo.id}, {env.workers} worker(s), net_tap ports, forwarding after {t:.1f}s")
+
+
+def join_taps(env, bridges):
+    """Once rvs has started its ports (starting one writes rvs's MAC to the
+    TAP's kernel end), joins each TAP of `bridges` ((bridge, tap) pairs, in
+    the director's namespace) to its bridge, each kernel end with a MAC of
+    its own (KERNEL_END_MAC): with rvs's, the bridge would take frames for
+    rvs as its own. Also used by test_ipv6.py nat64_fragments."""
+    topo, d = env.topo, env.topo.director
     t0 = time.monotonic()
     while "rvs ready" not in lib.tail(env.director.err, 200):
         check(env.director.alive(), "director exited before forwarding")
         check(time.monotonic() - t0 < 20, "director not ready after 20 s")
         time.sleep(0.1)
-    for br, tap in (("brc", TAPS["client"]), ("brs", TAPS["servers"])):
+    for br, tap in bridges:
         topo.nsexec(d, ["ethtool", "-K", tap, "tx", "off"], check=False)
         topo.ip(d, "link", "set", tap, "address", KERNEL_END_MAC[tap])
         topo.ip(d, "link", "set", tap, "master", br, "up")
-    t = env.director.wait_ready()
-    say(f"topology {topo.id}, {env.workers} worker(s), net_tap ports, forwarding after {t:.1f}s")
 
 
 @e2e(timeout=60)

@@ -232,3 +232,63 @@ fn a_fragment_too_big_once_translated_is_dropped_counted() {
         "no DF: no ICMP"
     );
 }
+
+/// The e2e's 3000-byte echo (`test_ipv6.py` `nat64_forwarding`): rs1
+/// answers "rs1:" + 3000 bytes, a UDP datagram of 3012 bytes whose first
+/// fragment's UDP length (3012) is far beyond the fragment. With a route
+/// MTU of 1472 to the director its fragments (1468/1468/136 bytes of IP)
+/// leave as IPv6 fragments of 1496/1496/164 bytes, byte for byte; with
+/// 1500 (1500/1500/72) the first is 1528 once translated, a counted
+/// `too_big` drop, never a parse drop.
+#[test]
+fn the_e2e_3000_byte_answer_in_three_fragments() {
+    let mut r = Rig::new("");
+    let mut q = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC.0)
+        .ipv6(CLIENT.octets(), VIP6.octets(), 64)
+        .udp(5000, 53)
+        .write(&mut q, b"query")
+        .unwrap();
+    let (v, sent) = r.run(0, &q, 2_000);
+    assert_eq!(v, Verdict::Tx(1));
+    let lport = u16::from_be_bytes([sent[34], sent[35]]);
+    let mut answer = b"rs1:".to_vec();
+    answer.extend((0..3000u32).map(|i| ((i * 7 + 3) % 251) as u8));
+    let udp4b = udp4_bytes(RS[0], LADDR, (5353, lport), &answer);
+    assert_eq!(udp4b.len(), 3012);
+    assert_eq!(u16::from_be_bytes([udp4b[4], udp4b[5]]), 3012);
+    let udp6b = udp6_bytes(VIP6, CLIENT, (53, 5000), &answer);
+    let s = (RS_MAC[0], PORT1_MAC.0);
+    let c = (PORT0_MAC.0, CLIENT_MAC);
+    let stats = r.shared.clone();
+    let stats = &stats.worker_stats[0];
+
+    // Route MTU 1472: 1448 bytes of data per fragment.
+    let cuts = [(0, 1448, true), (1448, 2896, true), (2896, 3012, false)];
+    for (i, &(from, to, more)) in cuts.iter().enumerate() {
+        let f4 = frag4(s, RS[0], LADDR, 64, IDENT4, from, more, &udp4b[from..to]);
+        let (v, out) = r.run(1, &f4, 2_001 + i as u64);
+        assert_eq!(v, Verdict::Tx(0), "fragment {i}: {:?}", r.all_drops());
+        let want = frag6(
+            c,
+            VIP6,
+            CLIENT,
+            63,
+            u32::from(IDENT4),
+            from,
+            more,
+            &udp6b[from..to],
+        );
+        assert_eq!(out, want, "IPv6 fragment {i}, byte for byte");
+    }
+    assert_eq!(stats.frags_forwarded.get(), 3);
+    assert!(r.all_drops().is_empty(), "{:?}", r.all_drops());
+
+    // MTU 1500: the first fragment is too big once translated.
+    let first = frag4(s, RS[0], LADDR, 64, IDENT4 + 1, 0, true, &udp4b[..1480]);
+    let (v, out) = r.run(1, &first, 2_010);
+    assert_eq!((v, &out), (Verdict::Drop, &first));
+    assert_eq!(r.drops(Drop::TooBig), 1);
+    let parse: u64 = stats.parse_drops.iter().map(|c| c.get()).sum();
+    assert_eq!(parse, 0, "no parse drop");
+}
