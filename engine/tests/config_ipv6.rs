@@ -686,7 +686,7 @@ fn an_ipv6_vip_takes_ipv4_servers_by_fnat_only_nat64() {
 /// forwarded (NAT, DR and TUN servers alike); TCP `ops` is refused as for
 /// IPv4, so is an IPv4 sorry server of an IPv6 VIP. NAT64 refuses `ops`
 /// (full-NAT needs the connection entry) and is not forwarded with a sorry
-/// server, which `rvs check` says.
+/// server, which `rvs check` says (with persistence it is forwarded).
 #[test]
 fn ipv6_ops_and_sorry_servers_are_forwarded_but_not_for_nat64() {
     let ops = "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 53\nprotocol = \"udp\"\nops = true\nsorry_server = \"[2001:db8:0:2::99]:53\"\n  [[service.server]]\n  address = \"2001:db8:0:2::11\"\n  [[service.server]]\n  address = \"2001:db8:0:2::12\"\n  forward = \"dr\"\n  [[service.server]]\n  address = \"2001:db8:0:9::13\"\n  forward = \"tun\"\n";
@@ -726,7 +726,29 @@ fn ipv6_ops_and_sorry_servers_are_forwarded_but_not_for_nat64() {
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
         w[0].starts_with("service[0].vip: tcp:[2001:db8:0:1::100]:80 is IPv6")
-            && w[0].contains("does not forward a NAT64 service (fnat to IPv4 servers) with persistence or a sorry server yet"),
+            && w[0].contains(
+                "does not forward a NAT64 service (fnat to IPv4 servers) with a sorry server yet"
+            ),
+        "{w:?}"
+    );
+    // Persistence alone no longer keeps a NAT64 service from the data
+    // plane (no warning); with a sorry server too, the warning stays.
+    let nat64_persist = "[[service]]\nvip = \"2001:db8:0:1::100\"\nport = 80\nforward = \"fnat\"\npersistence_timeout = 300\npersistence_prefix = 64\n  [[service.server]]\n  address = \"198.19.0.11\"\n";
+    let cfg = ok(&format!("{HEAD}{nat64_persist}"));
+    assert!(cfg.services[0].forwards_nat64());
+    assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
+    let both = nat64_persist.replace(
+        "persistence_prefix = 64\n",
+        "persistence_prefix = 64\nsorry_server = \"[2001:db8:0:2::99]:80\"\n",
+    );
+    let cfg = ok(&format!("{HEAD}{both}"));
+    assert!(!cfg.services[0].forwards_nat64());
+    let w = cfg.warnings();
+    assert!(
+        w.len() == 1
+            && w[0].contains(
+                "does not forward a NAT64 service (fnat to IPv4 servers) with a sorry server yet"
+            ),
         "{w:?}"
     );
     // Anything else unforwarded keeps the general message: fnat to IPv6

@@ -463,7 +463,12 @@ sync = false
 "#;
 
 fn director64(master: bool, sync_on: bool) -> Director {
-    let cfg = config::parse(CFG64).expect("config");
+    director64_on(CFG64, master, sync_on)
+}
+
+/// `director64` over `text`, a variant of [`CFG64`].
+fn director64_on(text: &str, master: bool, sync_on: bool) -> Director {
+    let cfg = config::parse(text).expect("config");
     let ports = vec![
         PortInfo::new(&cfg.ports[0], MacAddr(PORT0_MAC)),
         PortInfo::new(&cfg.ports[1], MacAddr(PORT1_MAC)),
@@ -1010,4 +1015,103 @@ fn a_bulk_copy_carries_ipv6_templates_made_before_the_backup_joined() {
     assert_eq!(v, Verdict::Tx(1));
     assert_eq!(decode(&out).2, RS[0]);
     assert_eq!(b.drops(Drop::NoServer), 0);
+}
+
+/// NAT64 persistence (`persist64.rs`): a template the master's scheduler
+/// makes goes as a type 5 record with the IPv4 server IPv4-mapped (also in
+/// a bulk copy); the backup installs it under the same key for the NAT64
+/// service, and after a takeover another client of that /64 goes to that
+/// IPv4 server while a new /64 gets the backup's own rr pick.
+#[test]
+fn a_synced_nat64_template_keeps_a_prefix_on_its_ipv4_server_after_takeover() {
+    let text = CFG64.replacen(
+        "scheduler = \"rr\"\nforward = \"fnat\"\n",
+        "scheduler = \"rr\"\nforward = \"fnat\"\npersistence_timeout = 300\npersistence_prefix = 64\n",
+        1,
+    );
+    let mut m = director64_on(&text, true, true);
+    let mut b = director64_on(&text, false, false);
+    // rr: C2's /64 to rs1, then C1's /64 to rs2.
+    for (i, c) in [C2, C1].into_iter().enumerate() {
+        let (v, out) = m.run(0, &to64(c, 40010 + i as u16, "S", b""), 10);
+        assert_eq!(v, Verdict::Tx(1));
+        assert_eq!(out4(&out).1, RS4[i]);
+    }
+    let tpl = |net: Ipv6Addr, rs: usize| Template6Record {
+        proto: 6,
+        vip: VIP64,
+        vport: 80,
+        prefix_len: 64,
+        client_net: net,
+        server: RS4[rs].to_ipv6_mapped(),
+        sport: 8080,
+        timeout_ms: 300_000,
+    };
+    let net1: Ipv6Addr = "2001:db8:100:1::".parse().unwrap();
+    let net2: Ipv6Addr = "2001:db8:100:2::".parse().unwrap();
+    let only: Vec<Record> = m
+        .reported()
+        .into_iter()
+        .filter(|r| matches!(r, Record::Template6(_)))
+        .collect();
+    assert_eq!(
+        only,
+        [
+            Record::Template6(tpl(net2, 0)),
+            Record::Template6(tpl(net1, 1))
+        ]
+    );
+    carry(only, &b);
+    b.w.ha_poll(&b.snap, 20);
+    assert_eq!(b.shared.worker_stats[0].sync_installed.get(), 2);
+    assert_eq!(b.shared.worker_stats[0].sync_unknown.get(), 0);
+    let svc = u32::from(b.snap.services64[0].id);
+    let id = |i: usize| b.snap.services64[0].servers[i].shared.id;
+    let mut keys: Vec<(u32, Ipv4Addr, u32)> = b
+        .shared
+        .persist
+        .templates(20)
+        .into_iter()
+        .map(|t| (t.service, t.client_net, t.server_id))
+        .collect();
+    keys.sort_unstable();
+    let mut want = vec![
+        (svc, client_net6(C1, 64), id(1)),
+        (svc, client_net6(C2, 64), id(0)),
+    ];
+    want.sort_unstable();
+    assert_eq!(keys, want, "keyed as pick64 keys");
+
+    // A bulk copy of the master's table names them alike.
+    let n = m.shared.ha.request_bulk();
+    while !m.shared.ha.bulk_walked(n) {
+        m.w.ha_poll(&m.snap, 20);
+    }
+    let mut bulk: Vec<Template6Record> = m
+        .reported()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Template6(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    bulk.sort_unstable_by_key(|t| t.server);
+    let key_form =
+        |net: Ipv6Addr| Ipv6Addr::from(u128::from(u32::from(client_net6(net, 64))) << 96);
+    let bulk_tpl = |net: Ipv6Addr, rs: usize| Template6Record {
+        client_net: key_form(net),
+        timeout_ms: 300_000 - 10,
+        ..tpl(net, rs)
+    };
+    assert_eq!(bulk, [bulk_tpl(net2, 0), bulk_tpl(net1, 1)]);
+
+    // Takeover: C1B (C1's /64) goes to rs2 by the template; C3 to rs1.
+    b.shared.ha.set_master(true);
+    b.w.ha_poll(&b.snap, 30);
+    let (v, out) = b.run(0, &to64(C1B, 40020, "S", b""), 31);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(out4(&out).1, RS4[1]);
+    let (v, out) = b.run(0, &to64(C3, 40021, "S", b""), 32);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(out4(&out).1, RS4[0]);
 }

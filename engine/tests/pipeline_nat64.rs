@@ -338,3 +338,90 @@ fn icmpv4_errors_become_icmpv6_errors_quoting_the_clients_packet() {
     assert_eq!(r.run(1, &e, 2_004).0, Verdict::Drop);
     assert_eq!(r.drops(Drop::IcmpUnknownFlow), 1);
 }
+
+/// Persistence (`persistence_prefix = 64`, 2 s) on the rr service over
+/// three IPv4 servers: two clients of one /64 land on one server (the
+/// translated SYNs checked byte for byte), a client of another /64 gets
+/// rr's next pick; the template is held by its connections and goes once
+/// they have ended and its timeout has passed, when rr goes on.
+#[test]
+fn persistence_sends_one_prefix_to_one_ipv4_server_until_the_template_goes() {
+    use engine::dataplane::snapshot::fold6;
+    use engine::packet::ethernet::MacAddr;
+    use std::net::Ipv6Addr;
+    let text = cfg("").replacen(
+        "scheduler = \"rr\"\n",
+        "scheduler = \"rr\"\npersistence_timeout = 2\npersistence_prefix = 64\n",
+        1,
+    );
+    let mut r = Rig::with_config(&text, 1);
+    let snap = r.shared.snapshot.load_full();
+    let svc = &snap.services64[0];
+    assert_eq!(
+        (svc.port, svc.persistence_ms, svc.persistence_prefix),
+        (80, 2_000, 64)
+    );
+    let sid = u32::from(svc.id);
+    drop(snap);
+    let a2 = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0xaaaa, 0, 0, 0x20);
+    let b = Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 0x10);
+    let syn_from = |client: Ipv6Addr, cport: u16| {
+        tcp6(
+            (CLIENT_MAC, PORT0_MAC.0),
+            (client, cport),
+            (VIP6, 80),
+            64,
+            "S",
+            1460,
+            &[],
+        )
+    };
+    // The translated SYN to server `rs`, byte for byte.
+    let expect = |r: &mut Rig, frame: &[u8], rs: usize, now: u64| {
+        let (v, out) = r.run(0, frame, now);
+        assert_eq!(v, Verdict::Tx(1), "{:?}", r.all_drops());
+        let (_, lport, _, _) = tuple4(&out);
+        let want = tcp4(
+            (PORT1_MAC.0, RS_MAC[rs]),
+            (LADDR, lport),
+            (RS[rs], 8080),
+            63,
+            "S",
+            1440,
+            &[],
+        );
+        assert_eq!(out, want, "SYN to server {rs}, byte for byte");
+    };
+    expect(&mut r, &syn(40000), 0, 2_000);
+    expect(&mut r, &syn_from(a2, 40001), 0, 2_001);
+    expect(&mut r, &syn_from(b, 40002), 1, 2_002);
+    expect(&mut r, &syn_from(a2, 40003), 0, 2_003);
+    let net_a = fold6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0));
+    let net_b = fold6(Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 0));
+    assert_eq!(r.shared.persist.holds(sid, net_a, 2_004), 3);
+    assert_eq!(r.shared.persist.holds(sid, net_b, 2_004), 1);
+    assert_eq!(r.shared.persist.templates(2_004).len(), 2);
+    assert_eq!(r.counts(RS[0], 8080)[0], 3);
+    assert_eq!(r.counts(RS[1], 8080)[0], 1);
+    assert_eq!(r.counts(RS[2], 8080)[0], 0);
+    // Held, the templates outlive their 2 s while the connections live
+    // (5 s SYN_RECV).
+    expect(&mut r, &syn_from(a2, 40004), 0, 4_500);
+    // Every connection gone (SYN_RECV reaped), every hold is given back.
+    let snap = r.shared.snapshot.load_full();
+    for _ in 0..64 {
+        r.w.housekeeping(&snap, 100_000, 1 << 12);
+    }
+    assert_eq!(r.w.conns6_len(), 0);
+    assert_eq!(r.shared.persist.held_entries(), 0, "holds given back");
+    // ...and the templates run out: rr goes on to the third server.
+    assert!(r.shared.persist.templates(300_000).is_empty());
+    for (ip, mac) in RS.iter().zip(RS_MAC) {
+        // the servers' ARP entries, as the rig made them, renewed
+        let _ = r.shared.neigh.resolve(*ip, 299_000);
+        r.shared.neigh.learn_reply(*ip, MacAddr(mac), 299_000);
+    }
+    expect(&mut r, &syn(40005), 2, 300_000);
+    expect(&mut r, &syn_from(a2, 40006), 2, 300_001);
+    expect(&mut r, &syn_from(b, 40007), 0, 300_002);
+}

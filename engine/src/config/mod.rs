@@ -178,15 +178,15 @@ impl Config {
         }
         for (i, svc) in self.services.iter().enumerate() {
             if svc.is_ipv6() && !svc.forwards_ipv6() && !svc.forwards_nat64() {
-                // NAT64 keeps no persistence and reaches no sorry server
-                // (its `ops` is refused: full-NAT needs the connection).
+                // NAT64 reaches no sorry server (its `ops` is refused:
+                // full-NAT needs the connection).
                 let nat64 = !svc.servers.is_empty()
                     && svc
                         .servers
                         .iter()
                         .all(|s| s.address.is_ipv4() && s.effective_forward(svc) == Forward::Fnat);
                 let why = if nat64 {
-                    "the data plane does not forward a NAT64 service (fnat to IPv4 servers) with persistence or a sorry server yet"
+                    "the data plane does not forward a NAT64 service (fnat to IPv4 servers) with a sorry server yet"
                 } else {
                     "the data plane does not forward IPv6 yet except NAT, DR and TUN to IPv6 servers and NAT64 (fnat to IPv4 servers)"
                 };
@@ -608,7 +608,6 @@ impl ServiceConfig {
     /// one-packet scheduling or sorry server).
     pub fn forwards_nat64(&self) -> bool {
         self.is_ipv6()
-            && self.persistence_timeout == 0
             && !self.ops
             && self.sorry_server.is_none()
             && !self.servers.is_empty()

@@ -48,6 +48,7 @@ mod nexthop;
 mod nodest;
 mod ops6;
 mod persist6;
+mod persist64;
 mod rescue;
 mod rewrite;
 mod routed6;

@@ -1165,6 +1165,10 @@ pub struct Service64 {
     pub ports: Box<[u16]>,
     pub sched: Arc<dyn Scheduler>,
     pub servers: Vec<Server>,
+    /// 0 = no persistence (`pipeline/persist64.rs`).
+    pub persistence_ms: u64,
+    /// As [`Service6`]'s: clients in one such prefix share a template.
+    pub persistence_prefix: u8,
 }
 
 impl Snapshot {
@@ -1238,6 +1242,10 @@ fn build_services64(
             ..SchedOpts::default()
         };
         let sched = registry.scheduler(id, sc.scheduler, &opts, &infos);
+        if sc.persistence_timeout > 0 {
+            // As `build_services6`: the prefix length kept as a netmask.
+            registry.persist_mask(id, Ipv4Addr::from(u32::from(sc.persistence_prefix)));
+        }
         let si = out.len() as u16;
         for (i, s) in servers.iter().enumerate() {
             s.apply_thresholds();
@@ -1251,6 +1259,8 @@ fn build_services64(
             ports: sc.ports.clone().into_boxed_slice(),
             sched,
             servers,
+            persistence_ms: sc.persistence_timeout as u64 * 1000,
+            persistence_prefix: sc.persistence_prefix,
         });
     }
     (out, index)

@@ -109,13 +109,18 @@ impl Rig {
     }
 
     pub fn with_workers(snat: &str, workers: usize) -> Rig {
+        Rig::with_config(&cfg(snat), workers)
+    }
+
+    /// The rig over `text`, a variant of [`cfg`]'s (the same services).
+    pub fn with_config(text: &str, workers: usize) -> Rig {
         let shared = Arc::new(Shared::new(workers));
         shared.ha.set_master(true);
         let w = Pipeline::new(0, workers, 1 << 12, &shared);
         let others = (1..workers)
             .map(|i| Pipeline::new(i, workers, 1 << 12, &shared))
             .collect();
-        let c = config::parse(&cfg(snat)).expect("config");
+        let c = config::parse(text).expect("config");
         assert!(
             c.warnings().iter().all(|w| !w.contains("IPv6")),
             "NAT64 services are forwarded: {:?}",

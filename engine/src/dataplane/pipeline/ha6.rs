@@ -207,6 +207,10 @@ impl Pipeline {
                 .map(|s| (svc, s))
         });
         let Some((svc, srv)) = found else {
+            if snap.service6_for(t.proto, t.vip, t.vport).is_none() {
+                // a NAT64 service's (`persist64.rs`)
+                return self.install_template64(snap, t, now_ms);
+            }
             self.stats.sync_unknown.inc();
             return;
         };

@@ -82,6 +82,24 @@ fn template_record(snap: &Snapshot, t: &TemplateInfo) -> Option<Record> {
             timeout_ms,
         }));
     }
+    if let Some(svc) = snap
+        .services64
+        .iter()
+        .find(|s| u32::from(s.id) == t.service)
+    {
+        // NAT64 (`persist64.rs`): the IPv4 server IPv4-mapped.
+        let srv = svc.servers.iter().find(|s| s.shared.id == t.server_id)?;
+        return Some(Record::Template6(Template6Record {
+            proto: svc.proto,
+            vip: svc.vip,
+            vport: svc.port,
+            prefix_len: svc.persistence_prefix,
+            client_net: key_form6(t.client_net),
+            server: srv.addr.to_ipv6_mapped(),
+            sport: srv.port,
+            timeout_ms,
+        }));
+    }
     let svc = snap
         .services6
         .iter()

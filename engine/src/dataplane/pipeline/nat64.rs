@@ -59,8 +59,13 @@
 //! Forwarded one by one both ways, the Fragment header's fields becoming
 //! the IPv4 ones and back (`nat64_frag.rs`).
 //!
-//! Not in this cut: persistence, sorry
-//! servers.
+//! # Persistence
+//!
+//! `persistence_timeout`/`persistence_prefix` as IPv6 services have them:
+//! templates of the client's prefix, held by the connections
+//! (`persist64.rs`).
+//!
+//! Not in this cut: sorry servers.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -68,15 +73,14 @@ use super::frag::FragFwd;
 use super::frag6::Frag6Fwd;
 use super::nat6::{forget6, Conns6};
 use super::nat64_frag::frag_fields;
-use super::{Frame, Pipeline, Verdict};
+use super::{Frame, Pipeline, Verdict, PERSISTENT};
 use crate::conn::{self, Conn, ConnId, Dir, FlowKey, NewConn, TcpState};
 use crate::dataplane::counters::Drop;
-use crate::dataplane::snapshot::{fold6, LiveDests, Server, Service64, Snapshot};
+use crate::dataplane::snapshot::{Server, Service64, Snapshot};
 use crate::forward::{self, FragFields, Icmp64, To4, To6};
 use crate::packet::parse_ipv6::Ipv6Parsed;
 use crate::packet::Parsed;
 use crate::packet::{ipv4, ipv6};
-use crate::sched::SchedInput;
 
 /// IPv6 + TCP header bytes an MSS leaves room for.
 const V6_TCP_OVERHEAD: u16 = 60;
@@ -131,23 +135,25 @@ impl Pipeline {
         if p.hop_limit <= 1 {
             return self.drop(Drop::TtlExceeded);
         }
-        let input = SchedInput {
-            src_ip: fold6(p.src),
-            src_port: p.src_port,
-            dst_ip: fold6(p.dst),
-            dst_port: p.dst_port,
-            now_ms,
-        };
-        let Some(i) = svc.sched.schedule(&LiveDests(&svc.servers), &input) else {
+        let Some((srv, template)) = self.pick64(snap, svc, p, now_ms) else {
             return self.drop(Drop::NoServer);
         };
-        let srv = &svc.servers[i];
         let Some((port, _)) = snap.route(srv.addr) else {
             return self.drop(Drop::NoRoute);
         };
         self.learn_client6(snap, f, p, now_ms);
         let sport = if srv.port != 0 { srv.port } else { p.dst_port };
+        // The connection holds the template that sent it to `srv` (as
+        // `new_flow6`), given back if no record is made.
+        let flags = self.hold64(svc, template, srv.shared.id, now_ms);
+        let (sid, dest, persist) = (u32::from(svc.id), srv.shared.id, &self.shared.persist);
+        let unhold = || {
+            if let Some(net) = template.filter(|_| flags & PERSISTENT != 0) {
+                persist.release(sid, net, dest, now_ms);
+            }
+        };
         let Some(v6) = self.v6.as_deref_mut() else {
+            unhold();
             return self.drop(Drop::TableFull);
         };
         let ids = [p.src, p.dst].map(|a| v6.addrs.acquire(a));
@@ -155,6 +161,7 @@ impl Pipeline {
             for id in ids.into_iter().flatten() {
                 v6.addrs.release(id);
             }
+            unhold();
             return self.drop(Drop::TableFull);
         };
         let new = NewConn {
@@ -166,7 +173,7 @@ impl Pipeline {
             server: srv.addr,
             sport,
             method: conn::Method::Fnat,
-            flags: 0,
+            flags,
             service: svc.id,
             dest: srv.shared.id,
             state: TcpState::None,
@@ -176,6 +183,7 @@ impl Pipeline {
         if !(self.conns.has_local_tuples() && conns.has_local_tuples()) {
             addrs.release(client);
             addrs.release(vip);
+            unhold();
             return self.drop(Drop::SnatExhausted);
         }
         // Whatever is evicted gives back all it holds (an IPv6 NAT one its
@@ -194,6 +202,7 @@ impl Pipeline {
             Err(e) => {
                 addrs.release(client);
                 addrs.release(vip);
+                unhold();
                 return self.drop(match e {
                     conn::FnatError::TableFull => Drop::TableFull,
                     _ => Drop::SnatExhausted,
