@@ -39,7 +39,7 @@ def drain_on_sigterm(env):
     out = os.path.join(env.workdir, "blob")
     dl_json = os.path.join(env.workdir, "download.json")
     dl = client_popen(env.topo, "download", f"http://{VIP}/blob?size={DL_SIZE}", "--out", out,
-                      "--max-time", "40", "--limit-rate", "2M", stdout_path=dl_json)
+                      "--max-time", "40", "--limit-rate", "2M", "--python", stdout_path=dl_json)
     _, waited = wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 1 << 20, 15,
                          what="download under way")
     say(f"SIGTERM {waited:.1f}s into the download, {os.path.getsize(out)} bytes in")
