@@ -296,7 +296,7 @@ impl Pipeline {
         };
         // The connection holds the template that sent it to `srv`, marked
         // so only when the hold succeeded; given back if no record is made.
-        let flags = self.hold6(svc, template, srv.shared.id, now_ms);
+        let flags = self.hold6(svc.id, template, srv.shared.id, now_ms);
         let Some(v6) = self.v6.as_deref_mut() else {
             self.unhold6(svc, template, flags, srv.shared.id, now_ms);
             return self.drop(Drop::TableFull);

@@ -145,7 +145,7 @@ impl Pipeline {
         let sport = if srv.port != 0 { srv.port } else { p.dst_port };
         // The connection holds the template that sent it to `srv` (as
         // `new_flow6`), given back if no record is made.
-        let flags = self.hold64(svc, template, srv.shared.id, now_ms);
+        let flags = self.hold6(svc.id, template, srv.shared.id, now_ms);
         let (sid, dest, persist) = (u32::from(svc.id), srv.shared.id, &self.shared.persist);
         let unhold = || {
             if let Some(net) = template.filter(|_| flags & PERSISTENT != 0) {

@@ -31,7 +31,7 @@ use crate::conn::Conn;
 use crate::dataplane::snapshot::{fold6, LiveDests, Server, Service6, Snapshot};
 use crate::packet::parse_ipv6::Ipv6Parsed;
 use crate::sched::persist::PersistTable;
-use crate::sched::SchedInput;
+use crate::sched::{SchedInput, Scheduler};
 
 /// The template key of client `a` under prefix length `prefix`: the fold of
 /// `a` with its host bits cleared.
@@ -46,6 +46,16 @@ pub fn prefix6(a: Ipv6Addr, prefix: u8) -> Ipv6Addr {
     let bits = u32::from(prefix.min(128));
     let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
     Ipv6Addr::from(u128::from(a) & mask)
+}
+
+/// A service's persistence settings and scheduler, as the pick needs them.
+#[derive(Clone, Copy)]
+pub(super) struct Persistence<'a> {
+    pub service: u16,
+    pub sched: &'a dyn Scheduler,
+    /// 0 = no persistence.
+    pub ms: u64,
+    pub prefix: u8,
 }
 
 impl Pipeline {
@@ -78,6 +88,33 @@ impl Pipeline {
         p: &Ipv6Parsed,
         now_ms: u64,
     ) -> Option<(&'s Server<Ipv6Addr>, Option<Ipv4Addr>)> {
+        let on = Persistence {
+            service: svc.id,
+            sched: &*svc.sched,
+            ms: svc.persistence_ms,
+            prefix: svc.persistence_prefix,
+        };
+        self.pick_persistent6(snap, on, &svc.servers, p, now_ms, |id| {
+            if self.sync {
+                self.report_template6(svc, p.src, id);
+            }
+        })
+    }
+
+    /// The pick of a new IPv6 client's connection among `servers` (IPv6
+    /// services' and NAT64's alike): the live template's server for the
+    /// client's prefix, else the scheduler's, stored as the prefix's
+    /// template (`made` hears of each new template). With the server comes
+    /// the template key when persistence is on.
+    pub(super) fn pick_persistent6<'s, A>(
+        &self,
+        snap: &Snapshot,
+        on: Persistence<'_>,
+        servers: &'s [Server<A>],
+        p: &Ipv6Parsed,
+        now_ms: u64,
+        made: impl FnOnce(u32),
+    ) -> Option<(&'s Server<A>, Option<Ipv4Addr>)> {
         let input = SchedInput {
             src_ip: fold6(p.src),
             src_port: p.src_port,
@@ -85,34 +122,31 @@ impl Pipeline {
             dst_port: p.dst_port,
             now_ms,
         };
-        if svc.persistence_ms == 0 {
-            let i = svc.sched.schedule(&LiveDests(&svc.servers), &input)?;
-            return Some((&svc.servers[i], None));
+        if on.ms == 0 {
+            let i = on.sched.schedule(&LiveDests(servers), &input)?;
+            return Some((&servers[i], None));
         }
-        let net = client_net6(p.src, svc.persistence_prefix);
-        let sid = u32::from(svc.id);
+        let net = client_net6(p.src, on.prefix);
+        let sid = u32::from(on.service);
         // As IPv4: a drained server's (weight 0) template is dropped with
         // `expire_quiescent_template`, so the client is scheduled afresh.
         let quiescent = snap.expire_quiescent_template;
         let usable = |id: u32| {
-            svc.servers
+            servers
                 .iter()
                 .any(|s| s.shared.id == id && s.usable && !(quiescent && s.weight == 0))
         };
         let persist = self.persist();
-        let id = match persist.lookup_valid(sid, net, now_ms, svc.persistence_ms, usable) {
+        let id = match persist.lookup_valid(sid, net, now_ms, on.ms, usable) {
             Some(id) => id,
             None => {
-                let i = svc.sched.schedule(&LiveDests(&svc.servers), &input)?;
-                let id = svc.servers[i].shared.id;
-                let id = persist.insert(sid, net, id, now_ms, svc.persistence_ms);
-                if self.sync {
-                    self.report_template6(svc, p.src, id);
-                }
+                let i = on.sched.schedule(&LiveDests(servers), &input)?;
+                let id = persist.insert(sid, net, servers[i].shared.id, now_ms, on.ms);
+                made(id);
                 id
             }
         };
-        let srv = svc.servers.iter().find(|s| s.shared.id == id)?;
+        let srv = servers.iter().find(|s| s.shared.id == id)?;
         Some((srv, Some(net)))
     }
 
@@ -120,13 +154,13 @@ impl Pipeline {
     /// (`PERSISTENT` when held).
     pub(super) fn hold6(
         &self,
-        svc: &Service6,
+        service: u16,
         template: Option<Ipv4Addr>,
         dest: u32,
         now_ms: u64,
     ) -> u8 {
         match template {
-            Some(net) if self.persist().hold(u32::from(svc.id), net, dest, now_ms) => PERSISTENT,
+            Some(net) if self.persist().hold(u32::from(service), net, dest, now_ms) => PERSISTENT,
             _ => 0,
         }
     }

@@ -18,19 +18,18 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::persist6::{client_net6, prefix6};
-use super::{Pipeline, PERSISTENT};
-use crate::dataplane::snapshot::{fold6, LiveDests, Server, Service64, Snapshot};
+use super::persist6::{client_net6, prefix6, Persistence};
+use super::Pipeline;
+use crate::dataplane::snapshot::{Server, Service64, Snapshot};
 use crate::ha::sync::{Record, Template6Record};
 use crate::packet::parse_ipv6::Ipv6Parsed;
-use crate::sched::SchedInput;
 
 impl Pipeline {
     /// Picks the IPv4 server of a new NAT64 connection: the live template's
     /// for the client's prefix, else the scheduler's (stored as the
     /// prefix's template), as `pick6` among real servers. With the server
     /// comes the template key when persistence chose it: the connection
-    /// takes a hold on it ([`hold64`](Pipeline::hold64)).
+    /// takes a hold on it (`hold6`).
     pub(super) fn pick64<'s>(
         &self,
         snap: &Snapshot,
@@ -38,55 +37,17 @@ impl Pipeline {
         p: &Ipv6Parsed,
         now_ms: u64,
     ) -> Option<(&'s Server, Option<Ipv4Addr>)> {
-        let input = SchedInput {
-            src_ip: fold6(p.src),
-            src_port: p.src_port,
-            dst_ip: fold6(p.dst),
-            dst_port: p.dst_port,
-            now_ms,
+        let on = Persistence {
+            service: svc.id,
+            sched: &*svc.sched,
+            ms: svc.persistence_ms,
+            prefix: svc.persistence_prefix,
         };
-        if svc.persistence_ms == 0 {
-            let i = svc.sched.schedule(&LiveDests(&svc.servers), &input)?;
-            return Some((&svc.servers[i], None));
-        }
-        let net = client_net6(p.src, svc.persistence_prefix);
-        let sid = u32::from(svc.id);
-        let quiescent = snap.expire_quiescent_template;
-        let usable = |id: u32| {
-            svc.servers
-                .iter()
-                .any(|s| s.shared.id == id && s.usable && !(quiescent && s.weight == 0))
-        };
-        let persist = self.persist();
-        let id = match persist.lookup_valid(sid, net, now_ms, svc.persistence_ms, usable) {
-            Some(id) => id,
-            None => {
-                let i = svc.sched.schedule(&LiveDests(&svc.servers), &input)?;
-                let id = svc.servers[i].shared.id;
-                let id = persist.insert(sid, net, id, now_ms, svc.persistence_ms);
-                if self.sync {
-                    self.report_template64(svc, p.src, id);
-                }
-                id
+        self.pick_persistent6(snap, on, &svc.servers, p, now_ms, |id| {
+            if self.sync {
+                self.report_template64(svc, p.src, id);
             }
-        };
-        let srv = svc.servers.iter().find(|s| s.shared.id == id)?;
-        Some((srv, Some(net)))
-    }
-
-    /// Takes the connection's hold on its template: the connection flags
-    /// (`PERSISTENT` when held).
-    pub(super) fn hold64(
-        &self,
-        svc: &Service64,
-        template: Option<Ipv4Addr>,
-        dest: u32,
-        now_ms: u64,
-    ) -> u8 {
-        match template {
-            Some(net) if self.persist().hold(u32::from(svc.id), net, dest, now_ms) => PERSISTENT,
-            _ => 0,
-        }
+        })
     }
 
     /// Reports a template the scheduler just made for `client`'s prefix.
