@@ -2,7 +2,7 @@
 # rvs benchmarks against the DPDK baseline (SPEC §9).
 #
 #   perf/bench.sh            full: NAT, NAT over IPv6 (nat6), DR, TUN and testpmd
-#                            io/macswap for 1k, 100k and 1M flows, 1 and 2 workers where
+#                            io/macswap for 1k, 100k, 1M and 10M flows, 1 and 2 workers where
 #                            the machine has the cores, plus connection-table memory
 #   perf/bench.sh --quick    1M flows only: NAT, NAT6, DR, TUN, io, macswap, memory (< 4 min)
 #   perf/bench.sh --smoke    ~20 s: generator and director talk (IPv4 and IPv6 NAT),
@@ -94,7 +94,7 @@ case $KIND in
          LAT=0.5; CPS=0.5; COST_SECS=1; MEM=0; PLOT=0 ;;
   quick) : "${FLOWS:=1000000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat,nat6,dr,tun,macswap}"; : "${DURATION:=3}"
          LAT=2; CPS=2; COST_SECS=4 ;;
-  full)  : "${FLOWS:=1000,100000,1000000}"; : "${WORKERS:=1,2}"; : "${MODES:=io,nat,nat6,dr,tun,macswap}"; : "${DURATION:=3}"
+  full)  : "${FLOWS:=1000,100000,1000000,10000000}"; : "${WORKERS:=1,2}"; : "${MODES:=io,nat,nat6,dr,tun,macswap}"; : "${DURATION:=3}"
          LAT=2; CPS=2; COST_SECS=4 ;;
 esac
 
