@@ -18,9 +18,12 @@ use super::Shared;
 
 pub const BURST: usize = 32;
 const TX_BUF: usize = 64;
-/// The exception path's TAPs are polled once every this many loops (a
-/// loop is a few microseconds busy, well under a microsecond idle).
-const KERNEL_POLL_EVERY: u32 = 16;
+/// The exception path's TAPs are polled at most once per this many
+/// microseconds. A TAP's rx burst is a readv syscall (a few microseconds,
+/// thousands of cycles): polled every 16 loops, as before, one in 16 of a
+/// busy worker's loops carried one, whatever the packet rate. Kernel traffic (ARP, ping, BGP, health checks) waits at most this
+/// long, and one poll takes up to a burst of it.
+const KERNEL_POLL_US: u64 = 100;
 /// Connection-table slots examined for expiry once per millisecond (a full
 /// sweep of 1M slots takes 4 s; an expired entry is a miss for lookups
 /// anyway, the sweep only reclaims it and gives back its count).
@@ -82,7 +85,8 @@ impl Worker {
         // the loop borrows them while `handle` borrows `self` mutably.
         let work_in = std::mem::take(&mut self.work_in);
         let tx_in = std::mem::take(&mut self.tx_in);
-        let mut loops: u32 = 0;
+        let kernel_poll_cycles = hz / 1_000_000 * KERNEL_POLL_US;
+        let mut last_kernel_poll = 0u64;
         let mut last_expire_ms = 0u64;
         while !self.shared.stop.load(Relaxed) {
             // A new configuration is picked up between bursts.
@@ -99,14 +103,17 @@ impl Worker {
             // [ha]: role, synced connections to install, bulk walk.
             self.pipeline.ha_poll(&snap, now_ms);
 
-            loops = loops.wrapping_add(1);
+            let poll_kernel = loop_start.wrapping_sub(last_kernel_poll) >= kernel_poll_cycles;
+            if poll_kernel {
+                last_kernel_poll = loop_start;
+            }
             for pi in 0..self.ports.len() {
                 if self.id >= self.ports[pi].rx_queues as usize {
                     continue;
                 }
                 // A TAP's rx burst is a readv syscall: poll the exception
-                // path only every KERNEL_POLL_EVERY loops.
-                if self.port_of_tap[pi].is_some() && !loops.is_multiple_of(KERNEL_POLL_EVERY) {
+                // path only every KERNEL_POLL_US.
+                if self.port_of_tap[pi].is_some() && !poll_kernel {
                     continue;
                 }
                 // SAFETY: port/queue were set up for this worker; burst has
