@@ -159,7 +159,9 @@ impl Rig {
         self.w.prefetch_conn(&i);
         let before = self.w.established_hits();
         let mut f = VecFrame::new(frame);
-        let v = self.w.process_inspected(&snap, &mut f, &i, 0, now_ms, false);
+        let v = self
+            .w
+            .process_inspected(&snap, &mut f, &i, 0, now_ms, false);
         (v, f.to_vec(), self.w.established_hits() > before)
     }
 
@@ -254,20 +256,15 @@ fn open_nat(r: &mut Rig, cport: u16, now: u64) {
     let (v, out, fast) = r.run(0, &from_client(cport, 80, 64, "S", b""), now);
     assert_eq!((v, fast), (Verdict::Tx(1), false));
     assert_eq!(out, nat_in(RS_MAC, cport, 64, "S", b""));
-    let synack = tcp6(
-        (RS_MAC, PORT1_MAC),
-        RS,
-        8080,
-        CLIENT,
-        cport,
-        64,
-        "SA",
-        b"",
-    );
+    let synack = tcp6((RS_MAC, PORT1_MAC), RS, 8080, CLIENT, cport, 64, "SA", b"");
     let (v, _, fast) = r.run(1, &synack, now + 1);
     assert_eq!((v, fast), (Verdict::Tx(0), false));
     let (v, _, fast) = r.run(0, &from_client(cport, 80, 64, "A", b""), now + 2);
-    assert_eq!((v, fast), (Verdict::Tx(1), false), "SYN_RECV -> ESTABLISHED");
+    assert_eq!(
+        (v, fast),
+        (Verdict::Tx(1), false),
+        "SYN_RECV -> ESTABLISHED"
+    );
 }
 
 /// Asserts `out` is a correct IPv6/TCP frame by etherparse's own checksum.
@@ -458,7 +455,11 @@ fn a_stale_next_hop_is_refused_and_a_new_mac_used_at_once() {
     ));
     r.shared.neigh6.learn_reply(RS, MacAddr(RS_MOVED), 2_011);
     let (v, out, fast) = r.run(0, &data, 2_012);
-    assert_eq!((v, fast), (Verdict::Tx(1), false), "the cached hop is stale");
+    assert_eq!(
+        (v, fast),
+        (Verdict::Tx(1), false),
+        "the cached hop is stale"
+    );
     assert_eq!(out, nat_in(RS_MOVED, 40000, 64, "PA", b"data"));
     let (v, out, fast) = r.run(0, &data, 2_013);
     assert_eq!((v, fast), (Verdict::Tx(1), true), "cached again");

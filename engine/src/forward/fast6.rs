@@ -180,7 +180,8 @@ mod tests {
         f[NEXT] = protocol;
         f[HOP] = hop;
         f[SRC..SRC + 16].copy_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 10).octets());
-        f[DST..DST + 16].copy_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 100).octets());
+        f[DST..DST + 16]
+            .copy_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 100).octets());
         f[L4..L4 + 2].copy_from_slice(&40000u16.to_be_bytes());
         f[L4 + 2..L4 + 4].copy_from_slice(&80u16.to_be_bytes());
         if protocol == next_header::TCP {
@@ -240,8 +241,16 @@ mod tests {
         let edge = [0u128, 1, u128::MAX, u128::MAX - 1, 0xffff, 0xffff << 112];
         for k in 0..200_000 {
             let r = |v: u64, w: u64| (u128::from(v) << 64) | u128::from(w);
-            let old = if k % 7 == 0 { edge[k % edge.len()] } else { r(next(), next()) };
-            let new = if k % 11 == 0 { edge[k % edge.len()] } else { r(next(), next()) };
+            let old = if k % 7 == 0 {
+                edge[k % edge.len()]
+            } else {
+                r(next(), next())
+            };
+            let new = if k % 11 == 0 {
+                edge[k % edge.len()]
+            } else {
+                r(next(), next())
+            };
             let w = next();
             let hc = [0, 0xffff, w as u16][k % 3];
             let (op, np) = ([0, 0xffff, (w >> 16) as u16][k % 3], (w >> 32) as u16);
@@ -249,7 +258,11 @@ mod tests {
                 .addr6(Ipv6Addr::from(old), Ipv6Addr::from(new))
                 .word(op, np)
                 .apply(hc);
-            assert_eq!(l4_checksum(hc, old, new, op, np), want, "{hc:x} {old:x} {new:x}");
+            assert_eq!(
+                l4_checksum(hc, old, new, op, np),
+                want,
+                "{hc:x} {old:x} {new:x}"
+            );
             // The same in the other byte order: the swapped result.
             let swapped = l4_checksum(
                 hc.swap_bytes(),

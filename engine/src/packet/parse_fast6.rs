@@ -115,7 +115,9 @@ mod tests {
                 check(&f[..n]);
             }
             for i in 0..f.len().min(L4_OFF6 + 20) {
-                for v in [0u8, 1, 4, 5, 6, 0x11, 0x2c, 0x3a, 0x40, 0x60, 0x81, 0xf0, 0xff] {
+                for v in [
+                    0u8, 1, 4, 5, 6, 0x11, 0x2c, 0x3a, 0x40, 0x60, 0x81, 0xf0, 0xff,
+                ] {
                     let mut g = f.clone();
                     g[i] = v;
                     fast += usize::from(check(&g));
