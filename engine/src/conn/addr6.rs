@@ -26,6 +26,9 @@ pub struct Addr6Table {
     index: Box<[u32]>,
     mask: usize,
     seed: u64,
+    /// Ids freed so far (wrapping): while it is unchanged, every id handed
+    /// out names the address it named (`epoch`).
+    freed: u32,
 }
 
 impl Addr6Table {
@@ -45,6 +48,7 @@ impl Addr6Table {
             index: vec![0u32; buckets].into_boxed_slice(),
             mask: buckets - 1,
             seed,
+            freed: 0,
         }
     }
 
@@ -98,6 +102,17 @@ impl Addr6Table {
     #[inline]
     pub fn get(&self, a: Ipv6Addr) -> Option<u32> {
         self.find(u128::from(a)).ok().map(|i| self.index[i])
+    }
+
+    /// Changes whenever an id is freed (and may then name another
+    /// address): ids read with [`get`](Self::get) while the epoch stays
+    /// the same still name the same addresses. The first pass over a
+    /// burst resolves a frame's ids; the fast path checks they still hold
+    /// when the frames before it in the burst have opened and closed
+    /// connections.
+    #[inline(always)]
+    pub fn epoch(&self) -> u32 {
+        self.freed
     }
 
     /// The address of a held id.
@@ -163,6 +178,7 @@ impl Addr6Table {
         }
         self.index[hole] = 0;
         self.free.push(id);
+        self.freed = self.freed.wrapping_add(1);
     }
 }
 
@@ -184,10 +200,13 @@ mod tests {
         assert_ne!(x, y);
         assert_eq!(t.get(a(1)), Some(x));
         assert_eq!(t.addr(y), a(2));
+        let epoch = t.epoch();
         t.release(x);
         assert_eq!(t.get(a(1)), Some(x), "one hold left");
+        assert_eq!(t.epoch(), epoch, "no id freed");
         t.release(x);
         assert_eq!(t.get(a(1)), None);
+        assert_ne!(t.epoch(), epoch, "an id freed");
         assert_eq!(t.len(), 1);
         for n in 3..6 {
             assert!(t.acquire(a(n)).is_some());

@@ -15,6 +15,7 @@
 //! |---|---|
 //! | `frame` | the buffer a frame is rewritten in (mbuf or test bytes) |
 //! | `established` | the fast path for a steady packet of a tracked flow |
+//! | `established6` | the same for IPv6 NAT/DR, and the first pass's IPv6 flow |
 //! | `admit` | checks a packet must pass before it creates state |
 //! | `schedule` | pick a server, open and count a connection; release it |
 //! | `rewrite` | NAT/DR/TUN rewrite of a packet with a destination, MTU check |
@@ -29,6 +30,7 @@
 mod admit;
 mod arp;
 mod established;
+mod established6;
 mod fnat;
 mod frag;
 mod frag6;
@@ -57,6 +59,7 @@ mod synproxy;
 mod v6;
 
 pub use arp::ARP_FRAME_LEN;
+pub use established6::Flow6;
 pub use frag::{FragDirectory, FragHold, FRAG_ENTRIES, FRAG_LIFETIME_MS, HOLD_MS, HOLD_SLOTS};
 pub use frame::{Frame, VecFrame};
 
@@ -114,6 +117,11 @@ pub struct Inspected {
     /// options, TCP/UDP, not a fragment, checked): its fields are read at
     /// fixed offsets when they are needed, and `parsed` is not used.
     pub fast: bool,
+    /// The frame has the common IPv6 shape (`packet::parse_fast6`) and
+    /// this worker an IPv6 table: `flow6` is its flow there, `hash` is
+    /// `None` and `parsed` is not filled in (pipeline/established6.rs).
+    pub fast6: bool,
+    pub flow6: Flow6,
 }
 
 impl Inspected {
@@ -121,6 +129,8 @@ impl Inspected {
         parsed: Err(DropReason::TruncatedEthernet),
         hash: None,
         fast: false,
+        fast6: false,
+        flow6: Flow6::NONE,
     };
 }
 
@@ -269,6 +279,9 @@ impl Pipeline {
             out.fast = true;
             return;
         }
+        if self.inspect6(frame, out) {
+            return;
+        }
         *out = self.inspect_full(frame);
     }
 
@@ -283,13 +296,12 @@ impl Pipeline {
                 Inspected {
                     parsed: Ok(p),
                     hash: Some(h),
-                    fast: false,
+                    ..Inspected::EMPTY
                 }
             }
             parsed => Inspected {
                 parsed,
-                hash: None,
-                fast: false,
+                ..Inspected::EMPTY
             },
         }
     }
@@ -301,6 +313,8 @@ impl Pipeline {
     pub fn prefetch_bucket(&self, i: &Inspected) {
         if let Some(h) = i.hash {
             self.conns.prefetch_hashed(h);
+        } else if i.fast6 {
+            self.prefetch_bucket6(i);
         }
     }
 
@@ -310,6 +324,8 @@ impl Pipeline {
     pub fn prefetch_conn(&self, i: &Inspected) {
         if let Some(h) = i.hash {
             self.conns.prefetch_conn_hashed(h);
+        } else if i.fast6 {
+            self.prefetch_conn6(i);
         }
     }
 
@@ -326,6 +342,7 @@ impl Pipeline {
         // What the established fast path found of the flow, if it looked.
         let mut looked = Looked::NotYet;
         let fast_p: Parsed;
+        let full6: Result<Parsed, DropReason>;
         let p = if i.fast {
             // The common shape, unicast to the arrival port: the
             // established fast path first (pipeline/established.rs), from
@@ -340,7 +357,18 @@ impl Pipeline {
             fast_p = fast_parsed(f.data());
             &fast_p
         } else {
-            match &i.parsed {
+            let parsed = if i.fast6 {
+                // Common-shape IPv6: its established fast path first
+                // (pipeline/established6.rs), the parse when it declines.
+                if let Some(v) = self.established6(snap, f, i, in_port, now_ms, owned) {
+                    return v;
+                }
+                full6 = parse_frame_full(f.data());
+                &full6
+            } else {
+                &i.parsed
+            };
+            match parsed {
                 Ok(p) => p,
                 Err(r) => {
                     self.stats.parse_drop(*r);

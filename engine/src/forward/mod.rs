@@ -15,6 +15,7 @@
 //! `Parsed` that does not belong to the frame) can make them panic.
 
 mod fast;
+mod fast6;
 mod fnat;
 mod icmp46;
 mod icmp6;
@@ -29,6 +30,7 @@ mod routed6;
 mod tun;
 
 pub use fast::{decrement_ttl_fixed, dr_fixed, nat_fixed, tun_fixed, NatSide};
+pub use fast6::{dr6_fixed, nat6_fixed};
 pub use fnat::{fnat_rewrite, icmp_error_fnat, IcmpFnat};
 pub use icmp46::{icmp6_to_icmp4, Icmp46, ICMP4_ERROR_MAX};
 pub use icmp6::{

@@ -28,6 +28,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod parse;
 pub mod parse_fast;
+pub mod parse_fast6;
 pub mod parse_ipv6;
 pub mod tcp;
 pub mod udp;

@@ -37,6 +37,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::established6::{Hop6, HOP6_CACHE};
 use super::frag6::{Frag6Fwd, FragTable6};
 use super::persist6::release_template6;
 use super::{rewrite_drop, uncount, Frame, Pipeline, Verdict};
@@ -64,6 +65,8 @@ pub(in crate::dataplane) struct Conns6 {
     pub(in crate::dataplane) ident: u16,
     /// Fragmented datagrams in flight (`frag6.rs`).
     pub(in crate::dataplane) frags: FragTable6,
+    /// Resolved next hops, for the established fast path (`established6.rs`).
+    pub(super) hops: [Hop6; HOP6_CACHE],
 }
 
 impl Conns6 {
@@ -112,6 +115,7 @@ impl Pipeline {
                 addrs: Addr6Table::with_capacity(cap + SHARED_IDS),
                 ident: 0,
                 frags: FragTable6::new(),
+                hops: [Hop6::EMPTY; HOP6_CACHE],
             })
         });
         v6.conns.set_timeouts(snap.timeouts);

@@ -77,7 +77,11 @@ impl Pipeline {
     ) -> Result<(usize, MacAddr), Drop> {
         let (port, nh) = snap.nd6.route(ip).ok_or(Drop::NoRoute)?;
         match self.neigh6().resolve(nh, now_ms) {
-            Resolution::Mac(m, _) => Ok((port, m)),
+            Resolution::Mac(m, stamp) => {
+                // For the established fast path (established6.rs).
+                self.remember_hop6(snap, ip, port, m, stamp, now_ms);
+                Ok((port, m))
+            }
             Resolution::MacRefresh(m) => {
                 self.queue_ns(port, nh);
                 Ok((port, m))
