@@ -115,7 +115,8 @@ if ((BUILD)); then
   echo "bench.sh: cargo build --release -p rvs-perf -p rvs-cli"
   cargo build --release -q -p rvs-perf -p rvs-cli || exit 1
 fi
-[[ -x $ROOT/target/release/rvs-perf && -x $ROOT/target/release/rvs ]] \
+REL=${CARGO_TARGET_DIR:-$ROOT/target}/release
+[[ -x $REL/rvs-perf && -x $REL/rvs ]] \
   || { echo "bench.sh: build first (cargo build --release)" >&2; exit 1; }
 
 TAG=$$
@@ -125,7 +126,7 @@ RAW=$(mktemp -d /tmp/rvs-bench.XXXXXX)
 # A private copy of the binaries: every row runs the same build even if the
 # tree is rebuilt meanwhile.
 mkdir -p "$RAW/bin"
-cp "$ROOT/target/release/rvs-perf" "$ROOT/target/release/rvs" "$RAW/bin/"
+cp "$REL/rvs-perf" "$REL/rvs" "$RAW/bin/"
 GEN=$RAW/bin/rvs-perf
 RVS=$RAW/bin/rvs
 mkdir -p "$SOCK" "$OUT"

@@ -63,7 +63,8 @@ if ((BUILD)); then
   echo "soak.sh: cargo build --release -p rvs-perf -p rvs-cli"
   cargo build --release -q -p rvs-perf -p rvs-cli || exit 1
 fi
-[[ -x $ROOT/target/release/rvs-perf && -x $ROOT/target/release/rvs ]] \
+REL=${CARGO_TARGET_DIR:-$ROOT/target}/release
+[[ -x $REL/rvs-perf && -x $REL/rvs ]] \
   || { echo "soak.sh: build first (cargo build --release -p rvs-perf -p rvs-cli)" >&2; exit 1; }
 
 TAG=$$
@@ -71,7 +72,7 @@ NS=rvssoak$TAG
 SOCK=/run/rvs-perf/soak$TAG
 RAW=$(mktemp -d /tmp/rvs-soak.XXXXXX)
 mkdir -p "$RAW/bin" "$SOCK" "$OUT"
-cp "$ROOT/target/release/rvs-perf" "$ROOT/target/release/rvs" "$RAW/bin/"
+cp "$REL/rvs-perf" "$REL/rvs" "$RAW/bin/"
 GEN=$RAW/bin/rvs-perf
 RVS=$RAW/bin/rvs
 GPID=""
