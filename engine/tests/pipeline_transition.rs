@@ -141,13 +141,7 @@ impl Director {
 
     /// The TCP state of the connection of client port `cport` to `vport`.
     fn state(&self, cport: u16, vport: u16, now: u64) -> Option<TcpState> {
-        let key = FlowKey::new(
-            6,
-            Ipv4Addr::from(CLIENT),
-            cport,
-            Ipv4Addr::from(VIP),
-            vport,
-        );
+        let key = FlowKey::new(6, Ipv4Addr::from(CLIENT), cport, Ipv4Addr::from(VIP), vport);
         let (id, _) = self.w.conns.lookup(&key, now)?;
         Some(self.w.conns.get(id).state())
     }
@@ -191,8 +185,11 @@ fn tcp(
     v
 }
 
+/// A frame and the port it arrives on.
+type Segment = (usize, Vec<u8>);
+
 /// Client port `cport` -> VIP:`vport`.
-fn from_client(cport: u16, vport: u16, flags: &str, payload: &[u8]) -> (usize, Vec<u8>) {
+fn from_client(cport: u16, vport: u16, flags: &str, payload: &[u8]) -> Segment {
     let f = tcp(
         CLIENT_MAC, PORT0_MAC, CLIENT, VIP, cport, vport, flags, payload,
     );
@@ -200,7 +197,7 @@ fn from_client(cport: u16, vport: u16, flags: &str, payload: &[u8]) -> (usize, V
 }
 
 /// The NAT server's segment to client port `cport`.
-fn from_server(cport: u16, flags: &str, payload: &[u8]) -> (usize, Vec<u8>) {
+fn from_server(cport: u16, flags: &str, payload: &[u8]) -> Segment {
     let f = tcp(RS_MAC, PORT1_MAC, RS, CLIENT, 8080, cport, flags, payload);
     (1, f)
 }
@@ -210,7 +207,7 @@ fn from_server(cport: u16, flags: &str, payload: &[u8]) -> (usize, Vec<u8>) {
 fn both(
     fast: &mut Director,
     full: &mut Director,
-    seg: &(usize, Vec<u8>),
+    seg: &Segment,
     cport: u16,
     vport: u16,
     now: u64,
@@ -238,11 +235,15 @@ fn state_changing_segments_take_the_transition_path_exactly_as_the_full_path() {
     // yet, its full-path resolution caches it), data (established path),
     // then both FINs and the last ACK. States checked where the IPVS table
     // is plain; every state is checked against the full path's.
-    let steps: [((usize, Vec<u8>), Option<TcpState>, (u64, u64)); 7] = [
+    let steps: [(Segment, Option<TcpState>, (u64, u64)); 7] = [
         (from_client(40000, 80, "S", b""), Some(SynRecv), (0, 0)),
         (from_server(40000, "SA", b""), None, (0, 0)),
         (from_client(40000, 80, "A", b""), Some(Established), (1, 0)),
-        (from_client(40000, 80, "PA", b"hello"), Some(Established), (1, 1)),
+        (
+            from_client(40000, 80, "PA", b"hello"),
+            Some(Established),
+            (1, 1),
+        ),
         (from_client(40000, 80, "FA", b""), None, (2, 1)),
         (from_server(40000, "FA", b""), None, (3, 1)),
         (from_client(40000, 80, "A", b""), None, (4, 1)),
@@ -262,17 +263,48 @@ fn state_changing_segments_take_the_transition_path_exactly_as_the_full_path() {
     assert_eq!(a.server(0)[..3], [0, 1, 1]);
 
     // NAT: an RST ends an established connection (active -> inactive).
-    both(&mut a, &mut b, &from_client(40001, 80, "S", b""), 40001, 80, t);
-    let (_, st) = both(&mut a, &mut b, &from_client(40001, 80, "A", b""), 40001, 80, t);
-    assert_eq!((st, a.server(0)[..2].to_vec()), (Some(Established), vec![1, 1]));
-    let (v, st) = both(&mut a, &mut b, &from_client(40001, 80, "R", b""), 40001, 80, t);
+    both(
+        &mut a,
+        &mut b,
+        &from_client(40001, 80, "S", b""),
+        40001,
+        80,
+        t,
+    );
+    let (_, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(40001, 80, "A", b""),
+        40001,
+        80,
+        t,
+    );
+    assert_eq!(
+        (st, a.server(0)[..2].to_vec()),
+        (Some(Established), vec![1, 1])
+    );
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(40001, 80, "R", b""),
+        40001,
+        80,
+        t,
+    );
     assert_eq!((v, st), (Verdict::Tx(1), Some(Close)));
     assert_eq!(a.server(0)[..3], [0, 2, 2]);
     assert_eq!(hits(&a), (6, 1));
 
     // DR: the client's ACK and FIN take the transition path too.
     for (flags, state) in [("S", SynRecv), ("A", Established), ("FA", FinWait)] {
-        let (v, st) = both(&mut a, &mut b, &from_client(40002, 81, flags, b""), 40002, 81, t);
+        let (v, st) = both(
+            &mut a,
+            &mut b,
+            &from_client(40002, 81, flags, b""),
+            40002,
+            81,
+            t,
+        );
         assert_eq!((v, st), (Verdict::Tx(1), Some(state)), "DR {flags}");
     }
     assert_eq!(hits(&a), (8, 1));
@@ -280,7 +312,14 @@ fn state_changing_segments_take_the_transition_path_exactly_as_the_full_path() {
 
     // TUN: the full path (the encapsulation is not this path's).
     for (flags, state) in [("S", SynRecv), ("A", Established), ("FA", FinWait)] {
-        let (v, st) = both(&mut a, &mut b, &from_client(40003, 82, flags, b""), 40003, 82, t);
+        let (v, st) = both(
+            &mut a,
+            &mut b,
+            &from_client(40003, 82, flags, b""),
+            40003,
+            82,
+            t,
+        );
         assert_eq!((v, st), (Verdict::Tx(1), Some(state)), "TUN {flags}");
     }
     assert_eq!(hits(&a), (8, 1));
@@ -288,7 +327,14 @@ fn state_changing_segments_take_the_transition_path_exactly_as_the_full_path() {
     // A SYN on the NAT connection in TIME_WAIT schedules afresh (the full
     // path's release): the same on both.
     t += 1;
-    let (v, st) = both(&mut a, &mut b, &from_client(40000, 80, "S", b""), 40000, 80, t);
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(40000, 80, "S", b""),
+        40000,
+        80,
+        t,
+    );
     assert_eq!((v, st), (Verdict::Tx(1), Some(SynRecv)));
     assert_eq!(hits(&a), (8, 1));
 }
@@ -296,18 +342,46 @@ fn state_changing_segments_take_the_transition_path_exactly_as_the_full_path() {
 #[test]
 fn a_cold_next_hop_or_a_segment_too_big_is_left_to_the_full_path() {
     let (mut a, mut b) = (Director::new(), Director::new());
-    both(&mut a, &mut b, &from_client(41000, 80, "S", b""), 41000, 80, 10);
+    both(
+        &mut a,
+        &mut b,
+        &from_client(41000, 80, "S", b""),
+        41000,
+        80,
+        10,
+    );
     // 1 s later the next-hop cache entry (100 ms) is stale: the full path.
-    let (v, st) = both(&mut a, &mut b, &from_client(41000, 80, "A", b""), 41000, 80, 1010);
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(41000, 80, "A", b""),
+        41000,
+        80,
+        1010,
+    );
     assert_eq!((v, st), (Verdict::Tx(1), Some(TcpState::Established)));
     assert_eq!(a.w.transition_hits(), 0);
     // Its next-hop lookup refilled the cache: a FIN now takes the path.
-    let (v, st) = both(&mut a, &mut b, &from_client(41000, 80, "FA", b""), 41000, 80, 1011);
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(41000, 80, "FA", b""),
+        41000,
+        80,
+        1011,
+    );
     assert_eq!(v, Verdict::Tx(1));
     assert_ne!(st, Some(TcpState::Established));
     assert_eq!(a.w.transition_hits(), 1);
     // A segment larger than the egress MTU (1500): the full path's ICMP.
     let big = vec![0u8; 1480];
-    both(&mut a, &mut b, &from_client(41000, 80, "A", &big), 41000, 80, 1012);
+    both(
+        &mut a,
+        &mut b,
+        &from_client(41000, 80, "A", &big),
+        41000,
+        80,
+        1012,
+    );
     assert_eq!(a.w.transition_hits(), 1);
 }
