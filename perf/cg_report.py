@@ -6,13 +6,14 @@ perf/budgets.toml (the regression guard CI runs: `perf/profile.sh --check`).
     cg_report.py WORKDIR --packets N --flows N --conns N [--budgets FILE]
                  [--ceiling NAME=IR ...] [--check] [--full] [--json FILE]
 
-WORKDIR holds cg.NAME.out for NAME in dry, nat, dr, tun, nat-conn, dry6,
-nat6 (and nat-none with --full), written by `valgrind --tool=callgrind
-rvs-perf pipeline`. A figure is the inclusive cost of
+WORKDIR holds cg.NAME.out for NAME in dry, nat, dr, tun, nat-conn,
+dry-conn, dry6, nat6 (and nat-none with --full), written by `valgrind
+--tool=callgrind rvs-perf pipeline`. A figure is the inclusive cost of
 `rvs_perf::pipe::data_phase` (established data) minus that of the `--batch
 dry` run (the harness building the frames; dry6 for the IPv6 frames of
 nat6), per packet; per connection, the inclusive cost of
-`rvs_perf::pipe::conn_phase` per connection.
+`rvs_perf::pipe::conn_phase` minus that of its own `--batch dry` run
+(dry-conn: the SYN, ACK, data and FIN frames built), per connection.
 
 With --check the exit status is 1 when a figure exceeds its ceiling by more
 than the tolerance of the budgets file; --ceiling nat=400 overrides a
@@ -71,7 +72,9 @@ def figures(work, packets, conns, full):
         if name in NAMES:
             out[name] = round(tot)
     r = incl(work, "nat-conn")
-    out["conn"] = round(fn_cost(r, "pipe::conn_phase") / conns)
+    dry_conn = fn_cost(incl(work, "dry-conn"), "pipe::conn_phase")
+    out["conn"] = round((fn_cost(r, "pipe::conn_phase") - dry_conn) / conns)
+    out["detail"]["conn_harness"] = dry_conn / conns
     return out
 
 
@@ -164,7 +167,8 @@ def main():
             else:
                 P(f"| {label} | {d['total']:.0f} | {d['total'] - d['process_inspected']:.0f} | "
                   f"{d['process_inspected']:.0f} | {d['ipv4']:.0f} |")
-        P(f"| NAT new connection (SYN, ACK, data, FIN) | {fig['conn']} per connection | | | |")
+        P(f"| NAT new connection (SYN, ACK, data, FIN) | {fig['conn']} per connection "
+          f"(frame building, {fig['detail']['conn_harness']:.0f}, subtracted) | | | |")
         P()
         P("Top functions by self cost (NAT data), Ir per packet:")
         P()

@@ -5,7 +5,7 @@
 #    pipeline alone: `rvs-perf pipeline` runs Pipeline::inspect + prefetch_conn +
 #    process_inspected over byte buffers as the worker does, for NAT, DR, TUN and
 #    NAT over IPv6 (established data, 1k flows) and for new connections; the harness's own cost
-#    (`--batch dry`) is subtracted. Top functions by inclusive cost. Each figure
+#    (`--batch dry`: the same frames built, nothing else) is subtracted from each. Top functions by inclusive cost. Each figure
 #    is set against its ceiling and issue 16's target (perf/budgets.toml).
 # 2. The live director under load (perf record, cpu-clock sampling): rvs NAT on
 #    two memif links driven by `rvs-perf gen` at its max rate; the worker thread's
@@ -101,6 +101,8 @@ if ((CG)); then
   cg nat6 --mode nat6 --flows "$FLOWS" --packets "$PACKETS" --conns 0
   ((CHECK)) || cg nat-none --mode nat --flows "$FLOWS" --packets "$PACKETS" --conns 0 --batch none
   cg nat-conn --mode nat --flows 1 --packets 0 --conns $((PACKETS / 4))
+  # the connections' own dry run (their SYN, ACK, data and FIN frames built)
+  cg dry-conn --mode nat --flows 1 --packets 0 --conns $((PACKETS / 4)) --batch dry
   CG_ARGS=("$W" --packets "$PACKETS" --flows "$FLOWS" --conns $((PACKETS / 4)) --budgets "$BUDGETS" --json "$W/cg.json" "${CEILINGS[@]}")
   ((CHECK)) && CG_ARGS+=(--check) || CG_ARGS+=(--full)
   $PY "$ROOT/perf/cg_report.py" "${CG_ARGS[@]}" >> "$W/profile.md"

@@ -424,7 +424,14 @@ impl<A: NeighAddr> Table<A> {
     /// one it holds only makes it ask now (rate-limited), so hearsay cannot
     /// redirect a configured next hop.
     pub fn learn(&self, ip: A, mac: MacAddr, now_ms: u64) {
-        self.learn_from(ip, mac, now_ms, Source::Unsolicited);
+        self.learn_from(ip, mac, now_ms, Source::Unsolicited, false);
+    }
+
+    /// [`learn`](Self::learn) unless `ip` has a fresh MAC already (what
+    /// [`peek`](Self::peek) would return): the check and the learning in
+    /// one probe of the table, for a NAT client's first packet.
+    pub fn learn_unless_fresh(&self, ip: A, mac: MacAddr, now_ms: u64) {
+        self.learn_from(ip, mac, now_ms, Source::Unsolicited, true);
     }
 
     /// Records an ARP reply addressed to us. Within [`ANSWER_MS`] of our
@@ -432,7 +439,7 @@ impl<A: NeighAddr> Table<A> {
     /// reserved entry and marks the MAC confirmed. Any other reply counts as
     /// unsolicited.
     pub fn learn_reply(&self, ip: A, mac: MacAddr, now_ms: u64) {
-        self.learn_from(ip, mac, now_ms, Source::Reply);
+        self.learn_from(ip, mac, now_ms, Source::Reply, false);
     }
 
     /// Whether a reply to us now answers our latest request for entry `e`
@@ -448,12 +455,18 @@ impl<A: NeighAddr> Table<A> {
                 .is_ok()
     }
 
-    fn learn_from(&self, ip: A, mac: MacAddr, now_ms: u64, src: Source) {
+    /// Learns `mac` for `ip`; with `unless_fresh`, nothing when the entry
+    /// found (reserved first, as [`find`](Self::find)) has a fresh MAC.
+    fn learn_from(&self, ip: A, mac: MacAddr, now_ms: u64, src: Source, unless_fresh: bool) {
         if ip.is_unspecified() || mac.is_multicast() {
             return;
         }
         let bits = mac_to_u64(mac);
+        let fresh = |v: &View<A>| unless_fresh && v.fresh_mac(now_ms).is_some();
         if let Some((j, v)) = self.find_reserved(ip) {
+            if fresh(&v) {
+                return;
+            }
             let e = &self.entries[j];
             if !Self::take_answer(e, src, now_ms) {
                 if v.mac & MAC_BITS != bits || v.mac & VALID == 0 {
@@ -470,6 +483,7 @@ impl<A: NeighAddr> Table<A> {
             return;
         }
         let (j, g) = match self.find_general(ip) {
+            Some((_, v)) if fresh(&v) => return,
             Some((j, _)) => match self.entries[j].lock() {
                 Some(g) if g.key() == ip.live() => (j, g),
                 _ => return,

@@ -16,6 +16,7 @@
 //! | `frame` | the buffer a frame is rewritten in (mbuf or test bytes) |
 //! | `established` | the fast path for a steady packet of a tracked flow |
 //! | `established6` | the same for IPv6 NAT/DR, and the first pass's IPv6 flow |
+//! | `transition` | a tracked flow's segment that only moves its TCP state |
 //! | `admit` | checks a packet must pass before it creates state |
 //! | `schedule` | pick a server, open and count a connection; release it |
 //! | `rewrite` | NAT/DR/TUN rewrite of a packet with a destination, MTU check |
@@ -56,6 +57,7 @@ mod rewrite;
 mod routed6;
 mod schedule;
 mod synproxy;
+mod transition;
 mod v6;
 
 pub use arp::ARP_FRAME_LEN;
@@ -166,6 +168,8 @@ pub struct Pipeline {
     /// Frames the established fast path forwarded (a plain count: only
     /// this worker writes or reads it).
     established_hits: u64,
+    /// Frames the transition path forwarded (`pipeline/transition.rs`).
+    transition_hits: u64,
     /// IPv6 connections (nat6.rs), made with the first IPv6 service.
     v6: Option<Box<nat6::Conns6>>,
 }
@@ -212,6 +216,7 @@ impl Pipeline {
             nd: nd::WorkerNd::default(),
             synproxy: synproxy::Synproxy::new(),
             established_hits: 0,
+            transition_hits: 0,
             v6: None,
         }
     }
@@ -220,6 +225,12 @@ impl Pipeline {
     /// (`pipeline/established.rs`); the others took the full path.
     pub fn established_hits(&self) -> u64 {
         self.established_hits
+    }
+
+    /// Frames the transition path forwarded so far
+    /// (`pipeline/transition.rs`): tracked flows' state-changing segments.
+    pub fn transition_hits(&self) -> u64 {
+        self.transition_hits
     }
 
     /// The tables `rvs ctl list --conns` walks (`conn_dump`): IPv4, and
@@ -350,6 +361,10 @@ impl Pipeline {
             if let (Some(h), Some(port)) = (i.hash, snap.ports.get(in_port)) {
                 if f.data().first_chunk::<6>() == Some(&port.mac.0) {
                     if let Some(v) = self.established(snap, f, h, now_ms, owned, &mut looked) {
+                        return v;
+                    }
+                    // A segment that only moves the TCP state (transition.rs).
+                    if let Some(v) = self.transition(snap, f, h, now_ms, owned, &mut looked) {
                         return v;
                     }
                 }

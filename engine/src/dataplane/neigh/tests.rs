@@ -399,3 +399,31 @@ fn ipv6_concurrent_learning_never_pairs_an_address_with_another_mac() {
     );
     assert_eq!(bad.load(Ordering::Relaxed), 0);
 }
+
+/// `learn_unless_fresh` is `peek(..).is_none()` then `learn`, in one probe:
+/// a fresh MAC stays (whoever claims another), a missing or expired one is
+/// learned, a reserved entry is never written by it; and the entry's
+/// version moves only when it learns.
+#[test]
+fn learn_unless_fresh_learns_only_what_peek_does_not_know() {
+    let t = NeighTable::new(64);
+    let a = ip(1);
+    t.learn_unless_fresh(a, M, 1000);
+    assert_eq!(t.peek(a, 1000), Some(M), "missing: learned");
+    let (j, _) = t.find(a).unwrap();
+    let v = t.version(j);
+    t.learn_unless_fresh(a, MOVED, 2000);
+    assert_eq!(t.peek(a, 2000), Some(M), "fresh: kept");
+    assert_eq!(t.version(j), v, "fresh: not written");
+    // What `learn` does once the MAC has expired.
+    let late = 1000 + EXPIRE_MS + 1;
+    assert_eq!(t.peek(a, late), None);
+    t.learn_unless_fresh(a, MOVED, late);
+    assert_eq!(t.peek(a, late), Some(MOVED), "expired: learned");
+    // A reserved address without a MAC: hearsay only asks (as `learn`).
+    let r = ip(2);
+    t.reserve(&[r]);
+    t.learn_unless_fresh(r, SPOOF, late);
+    assert_eq!(t.peek(r, late), None, "reserved: never taken");
+    assert!(t.is_reserved(r));
+}

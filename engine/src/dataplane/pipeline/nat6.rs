@@ -358,8 +358,8 @@ impl Pipeline {
     }
 
     /// A new client on an attached IPv6 subnet: its first packet says
-    /// where it is, so the reply need not wait for a solicitation (an
-    /// entry already known is never overwritten here).
+    /// where it is, so the reply need not wait for a solicitation (a
+    /// fresh entry is never overwritten here: one probe of the table).
     pub(super) fn learn_client6<F: Frame>(
         &self,
         snap: &Snapshot,
@@ -370,10 +370,10 @@ impl Pipeline {
         let Some(port) = snap.nd6.route(p.src).map(|(port, _)| port) else {
             return;
         };
-        if snap.nd6.on_link(port, p.src) && self.neigh6().peek(p.src, now_ms).is_none() {
+        if snap.nd6.on_link(port, p.src) {
             let mac = MacAddr::from_bytes(&f.data()[6..12]);
             if !mac.is_multicast() && !snap.ports.iter().any(|pi| pi.mac == mac) {
-                self.neigh6().learn(p.src, mac, now_ms);
+                self.neigh6().learn_unless_fresh(p.src, mac, now_ms);
             }
         }
     }

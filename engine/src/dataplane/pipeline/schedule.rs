@@ -10,7 +10,8 @@ pub(super) const PERSISTENT: u8 = conn::flags::USER1;
 impl Pipeline {
     /// A new NAT client on an attached subnet (DR/TUN replies bypass us):
     /// its first packet says where it is, so the reply need not wait for
-    /// ARP (an ARP-learned entry is never overwritten here).
+    /// ARP (a fresh entry, ARP-learned or not, is never overwritten here:
+    /// the check and the learning are one probe of the table).
     #[inline]
     pub(super) fn learn_client<F: Frame>(
         &self,
@@ -22,13 +23,10 @@ impl Pipeline {
         now_ms: u64,
     ) {
         let port = &snap.ports[in_port];
-        if matches!(srv.method, Method::Nat | Method::Fnat)
-            && port.on_link(p.src)
-            && self.neigh().peek(p.src, now_ms).is_none()
-        {
+        if matches!(srv.method, Method::Nat | Method::Fnat) && port.on_link(p.src) {
             let mac = MacAddr::from_bytes(&f.data()[6..12]);
             if !mac.is_multicast() && !snap.ports.iter().any(|pi| pi.mac == mac) {
-                self.neigh().learn(p.src, mac, now_ms);
+                self.neigh().learn_unless_fresh(p.src, mac, now_ms);
             }
         }
     }

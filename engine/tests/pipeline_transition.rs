@@ -1,0 +1,387 @@
+//! The transition path (`pipeline/transition.rs`) checked against the full
+//! path: two directors with the same configuration get the same segments;
+//! one runs the worker's path (`Pipeline::process`: established fast path,
+//! then the transition path), the other is forced onto the full path (an
+//! `Inspected` of the full parser, as for a frame of another shape). After
+//! every segment both must agree exactly: verdict, bytes out, the
+//! connection's TCP state, every per-server counter (active, inactive,
+//! connections, packets and bytes each way) and every worker counter. And
+//! the state-changing segments (the handshake's ACK, the server's SYN-ACK,
+//! FINs, an RST) must have taken the transition path, TUN's the full path.
+#![cfg(feature = "dpdk")]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use engine::config;
+use engine::conn::{FlowKey, TcpState};
+use engine::dataplane::counters::StatsReport;
+use engine::dataplane::pipeline::{Inspected, Pipeline, VecFrame, Verdict};
+use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
+use engine::dataplane::Shared;
+use engine::packet::ethernet::MacAddr;
+use engine::packet::parse_frame_full;
+use etherparse::PacketBuilder;
+
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+const PORT0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x02];
+const PORT1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x01];
+const RS_MAC: [u8; 6] = [2, 0, 0, 1, 0, 11];
+const VIP: [u8; 4] = [198, 18, 0, 100];
+const CLIENT: [u8; 4] = [198, 18, 0, 10];
+const RS: [u8; 4] = [198, 19, 0, 11];
+
+/// NAT on 80, DR on 81, TUN on 82, all TCP to one server.
+const CFG: &str = r#"
+[dpdk]
+cores = "0@0,1@1"
+workers = 1
+
+[[port]]
+name = "client"
+device = "net_af_packet0,iface=dc"
+address = "198.18.0.2/24"
+
+[[port]]
+name = "servers"
+device = "net_af_packet1,iface=ds"
+address = "198.19.0.1/24"
+
+[[service]]
+vip = "198.18.0.100"
+port = 80
+protocol = "tcp"
+scheduler = "wlc"
+forward = "nat"
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 8080
+
+[[service]]
+vip = "198.18.0.100"
+port = 81
+protocol = "tcp"
+scheduler = "rr"
+forward = "dr"
+  [[service.server]]
+  address = "198.19.0.11"
+
+[[service]]
+vip = "198.18.0.100"
+port = 82
+protocol = "tcp"
+scheduler = "rr"
+forward = "tun"
+  [[service.server]]
+  address = "198.19.0.11"
+"#;
+
+/// One director.
+struct Director {
+    shared: Arc<Shared>,
+    snap: Snapshot,
+    w: Pipeline,
+}
+
+impl Director {
+    fn new() -> Director {
+        let c = config::parse(CFG).expect("config");
+        let ports = vec![
+            PortInfo::new(&c.ports[0], MacAddr(PORT0_MAC)),
+            PortInfo::new(&c.ports[1], MacAddr(PORT1_MAC)),
+        ];
+        let shared = Arc::new(Shared::new(1));
+        let mut w = Pipeline::new(0, 1, 1024, &shared);
+        let snap = Snapshot::build(&c, &ports, &shared.registry, 1, &AllUp).unwrap();
+        shared.neigh.learn(Ipv4Addr::from(RS), MacAddr(RS_MAC), 0);
+        shared
+            .neigh
+            .learn(Ipv4Addr::from(CLIENT), MacAddr(CLIENT_MAC), 0);
+        w.on_snapshot(&snap);
+        Director { shared, snap, w }
+    }
+
+    /// The worker's path: first pass, established, transition, full.
+    fn run(&mut self, port: usize, frame: &[u8], now: u64) -> (Verdict, Vec<u8>) {
+        let mut f = VecFrame::new(frame);
+        let v = self.w.process(&self.snap, &mut f, port, now, false);
+        (v, f.to_vec())
+    }
+
+    /// The full path only: the full parser's summary, not the fast shape.
+    fn run_full(&mut self, port: usize, frame: &[u8], now: u64) -> (Verdict, Vec<u8>) {
+        let p = parse_frame_full(frame).expect("parses");
+        let key = FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port);
+        let i = Inspected {
+            parsed: Ok(p),
+            hash: Some(self.w.conns.key_hash(&key)),
+            fast: false,
+        };
+        let mut f = VecFrame::new(frame);
+        let v = self
+            .w
+            .process_inspected(&self.snap, &mut f, &i, port, now, false);
+        (v, f.to_vec())
+    }
+
+    /// Every counter of the one server of service `svc`: active, inactive,
+    /// connections, packets and bytes in and out.
+    fn server(&self, svc: usize) -> [u64; 7] {
+        let k = &self.snap.services[svc].servers[0].shared.per_worker[0];
+        [
+            k.active.get(),
+            k.inactive.get(),
+            k.conns.get(),
+            k.in_packets.get(),
+            k.in_bytes.get(),
+            k.out_packets.get(),
+            k.out_bytes.get(),
+        ]
+    }
+
+    /// The TCP state of the connection of client port `cport` to `vport`.
+    fn state(&self, cport: u16, vport: u16, now: u64) -> Option<TcpState> {
+        let key = FlowKey::new(6, Ipv4Addr::from(CLIENT), cport, Ipv4Addr::from(VIP), vport);
+        let (id, _) = self.w.conns.lookup(&key, now)?;
+        Some(self.w.conns.get(id).state())
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        serde_json::to_value(StatsReport::sum([&*self.shared.worker_stats[0]])).unwrap()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1000, 64240);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('A') {
+        b = b.ack(7);
+    }
+    if flags.contains('P') {
+        b = b.psh();
+    }
+    if flags.contains('F') {
+        b = b.fin();
+    }
+    if flags.contains('R') {
+        b = b.rst();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+/// A frame and the port it arrives on.
+type Segment = (usize, Vec<u8>);
+
+/// Client port `cport` -> VIP:`vport`.
+fn from_client(cport: u16, vport: u16, flags: &str, payload: &[u8]) -> Segment {
+    let f = tcp(
+        CLIENT_MAC, PORT0_MAC, CLIENT, VIP, cport, vport, flags, payload,
+    );
+    (0, f)
+}
+
+/// The NAT server's segment to client port `cport`.
+fn from_server(cport: u16, flags: &str, payload: &[u8]) -> Segment {
+    let f = tcp(RS_MAC, PORT1_MAC, RS, CLIENT, 8080, cport, flags, payload);
+    (1, f)
+}
+
+/// Runs one segment through both directors and checks they agree on
+/// everything; returns the verdict and the state after it.
+fn both(
+    fast: &mut Director,
+    full: &mut Director,
+    seg: &Segment,
+    cport: u16,
+    vport: u16,
+    now: u64,
+) -> (Verdict, Option<TcpState>) {
+    let (port, frame) = seg;
+    let a = fast.run(*port, frame, now);
+    let b = full.run_full(*port, frame, now);
+    assert_eq!(a, b, "verdict and bytes out");
+    let svc = usize::from(vport - 80);
+    assert_eq!(fast.server(svc), full.server(svc), "server counters");
+    let st = fast.state(cport, vport, now);
+    assert_eq!(st, full.state(cport, vport, now), "TCP state");
+    assert_eq!(fast.stats(), full.stats(), "worker counters");
+    (a.0, st)
+}
+
+#[test]
+fn state_changing_segments_take_the_transition_path_exactly_as_the_full_path() {
+    let (mut a, mut b) = (Director::new(), Director::new());
+    let hits = |d: &Director| (d.w.transition_hits(), d.w.established_hits());
+    use TcpState::{Close, Established, FinWait, SynRecv};
+
+    // NAT: the handshake (the client's ACK moves the state; the server's
+    // SYN-ACK goes to the full path: the client's next hop is not cached
+    // yet, its full-path resolution caches it), data (established path),
+    // then both FINs and the last ACK. States checked where the IPVS table
+    // is plain; every state is checked against the full path's.
+    let steps: [(Segment, Option<TcpState>, (u64, u64)); 7] = [
+        (from_client(40000, 80, "S", b""), Some(SynRecv), (0, 0)),
+        (from_server(40000, "SA", b""), None, (0, 0)),
+        (from_client(40000, 80, "A", b""), Some(Established), (1, 0)),
+        (
+            from_client(40000, 80, "PA", b"hello"),
+            Some(Established),
+            (1, 1),
+        ),
+        (from_client(40000, 80, "FA", b""), None, (2, 1)),
+        (from_server(40000, "FA", b""), None, (3, 1)),
+        (from_client(40000, 80, "A", b""), None, (4, 1)),
+    ];
+    let mut t = 10;
+    for (i, (seg, state, h)) in steps.into_iter().enumerate() {
+        let (v, st) = both(&mut a, &mut b, &seg, 40000, 80, t);
+        assert!(matches!(v, Verdict::Tx(_)), "step {i}: {v:?}");
+        assert!(st.is_some(), "step {i}");
+        if state.is_some() {
+            assert_eq!(st, state, "step {i}");
+        }
+        assert_eq!(hits(&a), h, "step {i}: (transition, established) hits");
+        t += 1;
+    }
+    // Active while established, inactive after the FIN, one connection.
+    assert_eq!(a.server(0)[..3], [0, 1, 1]);
+
+    // NAT: an RST ends an established connection (active -> inactive).
+    both(
+        &mut a,
+        &mut b,
+        &from_client(40001, 80, "S", b""),
+        40001,
+        80,
+        t,
+    );
+    let (_, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(40001, 80, "A", b""),
+        40001,
+        80,
+        t,
+    );
+    assert_eq!(
+        (st, a.server(0)[..2].to_vec()),
+        (Some(Established), vec![1, 1])
+    );
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(40001, 80, "R", b""),
+        40001,
+        80,
+        t,
+    );
+    assert_eq!((v, st), (Verdict::Tx(1), Some(Close)));
+    assert_eq!(a.server(0)[..3], [0, 2, 2]);
+    assert_eq!(hits(&a), (6, 1));
+
+    // DR: the client's ACK and FIN take the transition path too.
+    for (flags, state) in [("S", SynRecv), ("A", Established), ("FA", FinWait)] {
+        let (v, st) = both(
+            &mut a,
+            &mut b,
+            &from_client(40002, 81, flags, b""),
+            40002,
+            81,
+            t,
+        );
+        assert_eq!((v, st), (Verdict::Tx(1), Some(state)), "DR {flags}");
+    }
+    assert_eq!(hits(&a), (8, 1));
+    assert_eq!(a.server(1)[..3], [0, 1, 1]);
+
+    // TUN: the full path (the encapsulation is not this path's).
+    for (flags, state) in [("S", SynRecv), ("A", Established), ("FA", FinWait)] {
+        let (v, st) = both(
+            &mut a,
+            &mut b,
+            &from_client(40003, 82, flags, b""),
+            40003,
+            82,
+            t,
+        );
+        assert_eq!((v, st), (Verdict::Tx(1), Some(state)), "TUN {flags}");
+    }
+    assert_eq!(hits(&a), (8, 1));
+
+    // A SYN on the NAT connection in TIME_WAIT schedules afresh (the full
+    // path's release): the same on both.
+    t += 1;
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(40000, 80, "S", b""),
+        40000,
+        80,
+        t,
+    );
+    assert_eq!((v, st), (Verdict::Tx(1), Some(SynRecv)));
+    assert_eq!(hits(&a), (8, 1));
+}
+
+#[test]
+fn a_cold_next_hop_or_a_segment_too_big_is_left_to_the_full_path() {
+    let (mut a, mut b) = (Director::new(), Director::new());
+    both(
+        &mut a,
+        &mut b,
+        &from_client(41000, 80, "S", b""),
+        41000,
+        80,
+        10,
+    );
+    // 1 s later the next-hop cache entry (100 ms) is stale: the full path.
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(41000, 80, "A", b""),
+        41000,
+        80,
+        1010,
+    );
+    assert_eq!((v, st), (Verdict::Tx(1), Some(TcpState::Established)));
+    assert_eq!(a.w.transition_hits(), 0);
+    // Its next-hop lookup refilled the cache: a FIN now takes the path.
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(41000, 80, "FA", b""),
+        41000,
+        80,
+        1011,
+    );
+    assert_eq!(v, Verdict::Tx(1));
+    assert_ne!(st, Some(TcpState::Established));
+    assert_eq!(a.w.transition_hits(), 1);
+    // A segment larger than the egress MTU (1500): the full path's ICMP.
+    let big = vec![0u8; 1480];
+    both(
+        &mut a,
+        &mut b,
+        &from_client(41000, 80, "A", &big),
+        41000,
+        80,
+        1012,
+    );
+    assert_eq!(a.w.transition_hits(), 1);
+}
