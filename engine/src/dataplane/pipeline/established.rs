@@ -198,7 +198,9 @@ impl Pipeline {
         if p.total.saturating_add(overhead) > h.port_mtu {
             return None;
         }
-        if !ConnTable::is_steady(&c, dir, p.flags) {
+        // The segment's flags are ACK alone of the four that matter
+        // (checked above), so the constant.
+        if !ConnTable::is_steady(&c, dir, tcp_flags::ACK) {
             return None;
         }
         self.conns.rearm_steady(id, &c, now_ms);
