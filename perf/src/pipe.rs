@@ -261,6 +261,7 @@ impl Rig {
                 ok += 1;
             }
         }
+        self.p.end_burst(&self.snap);
         ok
     }
 }

@@ -385,6 +385,20 @@ impl ConnTable {
     /// [`lookup`](Self::lookup) with the hash from [`key_hash`](Self::key_hash).
     #[inline(always)]
     pub fn lookup_hashed(&self, key: &FlowKey, h: KeyHash, now_ms: u64) -> Option<(ConnId, Dir)> {
+        self.lookup_record(key, h, now_ms)
+            .map(|(id, dir, _)| (id, dir))
+    }
+
+    /// [`lookup_hashed`](Self::lookup_hashed) with the record it found
+    /// (the established fast path reads it without indexing the slab
+    /// again).
+    #[inline(always)]
+    pub fn lookup_record(
+        &self,
+        key: &FlowKey,
+        h: KeyHash,
+        now_ms: u64,
+    ) -> Option<(ConnId, Dir, &Conn)> {
         let now = now_ms as u32;
         let mut pos = h.0 & self.mask;
         loop {
@@ -402,7 +416,7 @@ impl ConnTable {
                     c.matches(key, dir)
                 };
                 if hit && !expired(c.expires, now) {
-                    return Some((ConnId(slot as u32), dir));
+                    return Some((ConnId(slot as u32), dir, c));
                 }
             }
             pos = (pos + 1) & self.mask;
@@ -921,18 +935,39 @@ impl ConnTable {
     /// which calls `on_packet` and accounts the transition.
     #[inline(always)]
     pub fn touch_steady(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now_ms: u64) -> bool {
-        const STEADY: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK;
-        let t = &self.timeouts_ms;
-        let c = &mut self.slots[id.index()];
-        if c.proto == PROTO_TCP
-            && (c.state != TcpState::Established as u8
-                || tcp_flags & STEADY != tcp_flags::ACK
-                || (dir == Dir::Reply && c.flags & flags::NO_OUTPUT != 0))
-        {
+        let c = self.slots[id.index()];
+        if !Self::is_steady(&c, dir, tcp_flags) {
             return false;
         }
-        c.expires = (now_ms as u32).wrapping_add(t.of(c.proto, c.state()));
+        self.rearm_steady(id, &c, now_ms);
         true
+    }
+
+    /// The test of [`touch_steady`](Self::touch_steady) alone, on a record
+    /// the caller holds (the one [`lookup_record`](Self::lookup_record)
+    /// returned): would this segment leave the connection as it is?
+    #[inline(always)]
+    pub fn is_steady(c: &Conn, dir: Dir, tcp_flags: u8) -> bool {
+        const STEADY: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK;
+        c.proto != PROTO_TCP
+            || (c.state == TcpState::Established as u8
+                && tcp_flags & STEADY == tcp_flags::ACK
+                && !(dir == Dir::Reply && c.flags & flags::NO_OUTPUT != 0))
+    }
+
+    /// The write of [`touch_steady`](Self::touch_steady) alone, for a
+    /// segment [`is_steady`](Self::is_steady) accepted on `c`, the record
+    /// of `id`: its expiry re-armed as `on_packet` would (a steady TCP
+    /// connection is ESTABLISHED).
+    #[inline(always)]
+    pub fn rearm_steady(&mut self, id: ConnId, c: &Conn, now_ms: u64) {
+        let state = if c.proto == PROTO_TCP {
+            TcpState::Established
+        } else {
+            TcpState::None
+        };
+        let t = self.timeouts_ms.of(c.proto, state);
+        self.slots[id.index()].expires = (now_ms as u32).wrapping_add(t);
     }
 
     /// Set connection `id` to expire `timeout_ms` from `now_ms` (clamped to

@@ -240,6 +240,8 @@ impl Worker {
             }
 
             self.send_nd(&snap, &mut tx);
+            // The fast path's per-server counts of this loop's frames.
+            self.pipeline.end_burst(&snap);
 
             for (pi, buf) in tx.iter_mut().enumerate() {
                 self.flush(pi, buf);

@@ -13,19 +13,27 @@
 //!   fields are read here at those offsets) and a TTL to decrement;
 //! * the connection is found, is NAT, DR or TUN (not full-NAT, not a
 //!   persistence template, not opened by the synproxy), and its server is
-//!   still in the snapshot and usable;
-//! * the next hop is in this worker's next-hop cache and still valid: the
-//!   same snapshot (generation and address: a reload, a server removed,
-//!   weight 0, moved), the neighbour entry unchanged (a MAC change shows on
-//!   the very next packet) and checked with the neighbour table less than
-//!   100 ms ago (refresh and expiry stay the table's decisions). The cache
-//!   entry carries the egress port's MAC, address and MTU, so nothing else
-//!   of the snapshot or the neighbour table is read;
+//!   still in the snapshot and usable: one load of this worker's entry for
+//!   the server (`dest_fast.rs`, indexed by the record's server id and
+//!   rebuilt whenever the snapshot changes: a reload, a server removed,
+//!   weight 0), not the snapshot's id -> service -> server walk;
+//! * the destination is none of the director's own addresses (inbound:
+//!   the VIP, which the server's entry knows is not one);
+//! * the next hop is valid: inbound, the one remembered with the server,
+//!   else this worker's next-hop cache (same snapshot, generation and
+//!   address); either way the neighbour entry unchanged (a MAC change
+//!   shows on the very next packet) and checked with the neighbour table
+//!   less than 100 ms ago (refresh and expiry stay the table's decisions).
+//!   The hop carries the egress port's MAC, address and MTU, so nothing
+//!   else of the snapshot or the neighbour table is read;
 //! * the packet fits the egress MTU;
-//! * the segment leaves the TCP state as it is (`ConnTable::touch_steady`).
+//! * the segment leaves the TCP state as it is (`ConnTable::is_steady`, on
+//!   the record the lookup returned; then `rearm_steady`).
 //!
 //! Anything else returns `None` before anything is written, and the full
 //! path decides exactly as before (its next packet refills the cache). The
+//! per-server packet and byte counts add up in the server's entry and
+//! reach its counters once per burst (`Pipeline::end_burst`). The
 //! checksum deltas of NAT and the TUN outer header are computed from the
 //! connection record, already in cache after the lookup, rather than kept
 //! per connection: a side array would cost a second cache line per packet
@@ -37,7 +45,7 @@
 use std::net::Ipv4Addr;
 
 use super::{rewrite_drop, synproxy, Frame, Hop, Pipeline, Verdict};
-use crate::conn::{self, tcp_flags, ConnId, Dir, FlowKey, KeyHash, Method};
+use crate::conn::{self, tcp_flags, ConnId, ConnTable, Dir, FlowKey, KeyHash, Method};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::Snapshot;
 use crate::forward;
@@ -144,16 +152,17 @@ impl Pipeline {
         if p.protocol == conn::PROTO_TCP && p.flags & STEADY_MASK != tcp_flags::ACK {
             return None;
         }
-        if snap.is_own(p.dst) {
-            return None;
-        }
-        let found = self.conns.lookup_hashed(&p.key(), hash, now_ms);
-        *looked = match found {
-            Some((id, dir)) => Looked::Hit(id, dir),
-            None => Looked::Miss,
+        let found = self.conns.lookup_record(&p.key(), hash, now_ms);
+        let (id, dir, c) = match found {
+            Some((id, dir, c)) => {
+                *looked = Looked::Hit(id, dir);
+                (id, dir, *c)
+            }
+            None => {
+                *looked = Looked::Miss;
+                return None;
+            }
         };
-        let (id, dir) = found?;
-        let c = *self.conns.get(id);
         let method = c.method();
         if c.flags() & SLOW_FLAGS != 0 || method == Method::Fnat {
             return None;
@@ -169,23 +178,32 @@ impl Pipeline {
                 return None;
             }
         }
-        let (_, srv) = snap.dest(c.dest())?;
-        if !srv.usable {
+        // The server still in this snapshot and usable, its next hop
+        // (inbound) remembered with it: pipeline/dest_fast.rs.
+        let di = self.dests.usable(snap, c.dest())?;
+        // The full path's first test: a packet to one of our own addresses
+        // (inbound: to the VIP, known not to be one when it is the
+        // server's service's).
+        let dst_known = dir == Dir::Inbound && self.dests.vip_not_own(di, u32::from(c.vip()));
+        if !dst_known && snap.is_own(p.dst) {
             return None;
         }
-        let to = match dir {
-            Dir::Inbound => c.server(),
-            Dir::Reply => c.client(),
+        let h = match dir {
+            Dir::Inbound => self.server_hop(snap, di, c.server(), now_ms)?,
+            Dir::Reply => *self.hop_hit(snap, c.client(), now_ms)?,
         };
-        let h = *self.hop_hit(snap, to, now_ms)?;
+        let to = Ipv4Addr::from(h.ip);
         let tun = dir == Dir::Inbound && method == Method::Tun;
         let overhead = if tun { forward::TUN_OVERHEAD as u16 } else { 0 };
         if p.total.saturating_add(overhead) > h.port_mtu {
             return None;
         }
-        if !self.conns.touch_steady(id, dir, p.flags, now_ms) {
+        // The segment's flags are ACK alone of the four that matter
+        // (checked above), so the constant.
+        if !ConnTable::is_steady(&c, dir, tcp_flags::ACK) {
             return None;
         }
+        self.conns.rearm_steady(id, &c, now_ms);
         // Committed: from here on the full path would have forwarded too.
         let len = u64::from(p.total);
         let done = match (dir, method) {
@@ -207,16 +225,25 @@ impl Pipeline {
         if let Err(d) = done {
             return Some(self.drop(d));
         }
-        let k = &srv.shared.per_worker[self.worker];
-        if dir == Dir::Inbound {
-            k.in_packets.inc();
-            k.in_bytes.add(len);
-        } else {
-            k.out_packets.inc();
-            k.out_bytes.add(len);
-        }
+        self.dests.count(snap, di, dir == Dir::Reply, len);
         self.established_hits += 1;
         Some(Verdict::Tx(h.port as usize))
+    }
+
+    /// The next hop to server address `to` of server `di`: the one
+    /// remembered with the server, else the next-hop cache's (then
+    /// remembered); `None` when neither is valid.
+    #[inline(always)]
+    fn server_hop(&mut self, snap: &Snapshot, di: usize, to: Ipv4Addr, now_ms: u64) -> Option<Hop> {
+        if let Some(h) = self
+            .dests
+            .hop(di, u32::from(to), now_ms, &self.shared.neigh)
+        {
+            return Some(*h);
+        }
+        let h = *self.hop_hit(snap, to, now_ms)?;
+        self.dests.set_hop(di, h);
+        Some(h)
     }
 
     /// IPIP for the fast path, as `Pipeline::tun` does it (the same drops),

@@ -18,6 +18,7 @@ impl Pipeline {
         }
         self.synproxy.prepare(snap, self.conns.capacity());
         self.prepare_v6(snap);
+        self.dests.refresh(snap);
     }
 
     /// Bounded background work, once per loop: expire connections, and

@@ -1,0 +1,194 @@
+//! What the established fast path keeps of each real server, per worker:
+//! whether the snapshot still has it usable, its next hop, and the packets
+//! and bytes forwarded to and from it that its counters have not seen yet.
+//!
+//! Indexed by the connection record's server id (`Conn::dest`, the
+//! registry's stable id), so one bounds-checked load replaces, per packet,
+//! the snapshot's id -> service -> server walk (`Snapshot::dest`), the
+//! next-hop cache's address hash and snapshot compares, and the two
+//! counter updates through the server's shared block.
+//!
+//! * **Validity.** The table is stamped with the snapshot (generation and
+//!   address) it was built from. A packet seen with another snapshot
+//!   (a reload, a server removed, weight 0, moved) rebuilds it first
+//!   ([`DestTable::refresh`], once per new snapshot; `on_snapshot` does it
+//!   ahead of the first packet), which forgets every remembered next hop:
+//!   the first packet of each server after a reload takes the full path,
+//!   as it did with the next-hop cache alone.
+//! * **Next hop.** A copy of the next-hop cache's entry for the server's
+//!   address, used while the neighbour entry is unchanged (its version: a
+//!   MAC change shows on the very next packet) and for at most
+//!   `HOP_CACHE_MS` (refresh and expiry stay the neighbour table's
+//!   decisions). A miss asks the next-hop cache (`Pipeline::hop_hit`), and
+//!   when that misses too, the full path resolves and refills it.
+//! * **Counters.** In and out packets and bytes add up here and reach the
+//!   server's per-worker counters at [`DestTable::flush`]: at the end of
+//!   every worker loop (`Pipeline::end_burst`), of every `Pipeline::process`
+//!   and before a rebuild. The totals `rvs ctl` reads are exact once the
+//!   burst in flight is done, as they were with an add per packet.
+//!   Counters outlive snapshots (`Snapshot::counters` has every id the
+//!   registry has known), so what a server forwarded before a reload that
+//!   removed it is still counted.
+
+use super::nexthop::Hop;
+use crate::dataplane::neigh::NeighTable;
+use crate::dataplane::snapshot::Snapshot;
+
+/// Servers with pending counts at most before a flush is forced (a burst
+/// touches at most one per frame).
+const DIRTY: usize = 64;
+
+/// One server, as this worker's fast path sees it.
+#[derive(Clone, Copy)]
+struct DestFast {
+    /// In the stamped snapshot and up (`Server::usable`).
+    usable: bool,
+    /// Its service's VIP (host order) when that is none of the director's
+    /// own addresses, else `u64::MAX`: a packet to it needs no
+    /// `Snapshot::is_own` walk.
+    vip_not_own: u64,
+    /// Listed in `DestTable::dirty`.
+    dirty: bool,
+    /// The next hop to the server's address (valid while `hop.ip` is that
+    /// address: empty after a rebuild).
+    hop: Hop,
+    /// Not yet flushed: in packets, in bytes, out packets, out bytes.
+    pending: [u64; 4],
+}
+
+impl DestFast {
+    const EMPTY: DestFast = DestFast {
+        usable: false,
+        vip_not_own: u64::MAX,
+        dirty: false,
+        hop: Hop::EMPTY,
+        pending: [0; 4],
+    };
+}
+
+/// A worker's [`DestFast`] entries, by server id (module docs).
+pub(super) struct DestTable {
+    worker: usize,
+    generation: u64,
+    snapshot: usize,
+    dests: Vec<DestFast>,
+    dirty: [u32; DIRTY],
+    dirty_len: usize,
+}
+
+impl DestTable {
+    pub(super) fn new(worker: usize) -> DestTable {
+        DestTable {
+            worker,
+            generation: u64::MAX,
+            snapshot: 0,
+            dests: Vec::new(),
+            dirty: [0; DIRTY],
+            dirty_len: 0,
+        }
+    }
+
+    /// The index of server `id` when it is usable in `snap` (rebuilding
+    /// the table first if it was built from another snapshot).
+    #[inline(always)]
+    pub(super) fn usable(&mut self, snap: &Snapshot, id: u32) -> Option<usize> {
+        if self.generation != snap.generation || self.snapshot != snap as *const Snapshot as usize {
+            self.refresh(snap);
+        }
+        let i = id as usize;
+        self.dests.get(i)?.usable.then_some(i)
+    }
+
+    /// Is `vip` server `i`'s service VIP, known not to be an own address
+    /// of the stamped snapshot?
+    #[inline(always)]
+    pub(super) fn vip_not_own(&self, i: usize, vip: u32) -> bool {
+        self.dests[i].vip_not_own == u64::from(vip)
+    }
+
+    /// The remembered next hop of server `i` (from [`usable`](Self::usable)),
+    /// if it is for `ip`, younger than its deadline and its neighbour entry
+    /// unchanged.
+    #[inline(always)]
+    pub(super) fn hop(&self, i: usize, ip: u32, now_ms: u64, neigh: &NeighTable) -> Option<&Hop> {
+        let h = &self.dests[i].hop;
+        (h.ip == ip && now_ms < h.until_ms && neigh.version(h.entry) == h.version).then_some(h)
+    }
+
+    /// Remembers `h` (a valid entry of the next-hop cache) for server `i`.
+    #[cold]
+    pub(super) fn set_hop(&mut self, i: usize, h: Hop) {
+        self.dests[i].hop = h;
+    }
+
+    /// Adds one packet of `len` IP bytes to server `i`'s pending counts
+    /// (`out`: from the server).
+    #[inline(always)]
+    pub(super) fn count(&mut self, snap: &Snapshot, i: usize, out: bool, len: u64) {
+        let d = &mut self.dests[i];
+        let k = usize::from(out) * 2;
+        d.pending[k] += 1;
+        d.pending[k + 1] += len;
+        if !d.dirty {
+            d.dirty = true;
+            if self.dirty_len == DIRTY {
+                self.flush(snap);
+            }
+            self.dirty[self.dirty_len] = i as u32;
+            self.dirty_len += 1;
+        }
+    }
+
+    /// Adds the pending counts to the servers' per-worker counters.
+    #[inline]
+    pub(super) fn flush(&mut self, snap: &Snapshot) {
+        if self.dirty_len != 0 {
+            self.flush_all(snap);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn flush_all(&mut self, snap: &Snapshot) {
+        for &id in &self.dirty[..self.dirty_len] {
+            let Some(d) = self.dests.get_mut(id as usize) else {
+                continue;
+            };
+            let [in_p, in_b, out_p, out_b] = std::mem::take(&mut d.pending);
+            // Still dirty until here: an entry left pending by a flush
+            // cut short is in the list once.
+            d.dirty = false;
+            let Some(k) = snap
+                .counters(id)
+                .and_then(|s| s.per_worker.get(self.worker))
+            else {
+                continue;
+            };
+            k.in_packets.add(in_p);
+            k.in_bytes.add(in_b);
+            k.out_packets.add(out_p);
+            k.out_bytes.add(out_b);
+        }
+        self.dirty_len = 0;
+    }
+
+    /// Rebuilds the table for `snap`: pending counts flushed, every server
+    /// of the registry marked usable or not, next hops forgotten.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn refresh(&mut self, snap: &Snapshot) {
+        self.flush(snap);
+        self.generation = snap.generation;
+        self.snapshot = snap as *const Snapshot as usize;
+        self.dests.clear();
+        self.dests.resize(snap.counters.len(), DestFast::EMPTY);
+        for (id, d) in self.dests.iter_mut().enumerate() {
+            if let Some((svc, srv)) = snap.dest(id as u32) {
+                d.usable = srv.usable;
+                if !snap.is_own(svc.vip) {
+                    d.vip_not_own = u64::from(u32::from(svc.vip));
+                }
+            }
+        }
+    }
+}
