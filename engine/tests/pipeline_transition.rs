@@ -116,6 +116,7 @@ impl Director {
             parsed: Ok(p),
             hash: Some(self.w.conns.key_hash(&key)),
             fast: false,
+            ..Inspected::EMPTY
         };
         let mut f = VecFrame::new(frame);
         let v = self
