@@ -181,7 +181,7 @@ wait_for() {
 }
 
 stop_pid() {  # stop_pid PID: SIGINT, then SIGKILL after 15 s
-  local p=$1 i
+  local p=${1:-} i
   [[ -n $p ]] || return 0
   kill -INT "$p" 2>/dev/null
   for ((i = 0; i < 150; i++)); do
