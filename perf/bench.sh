@@ -23,11 +23,15 @@
 # Cost rows (issue 16): after the rows of a flow count, every DUT runs again at
 # one offered rate, half the slowest max rate of those rows, and its busy
 # cycles per packet are read around the generator's `cost` phase: rvs from
-# `rvs ctl status --json` (the workers' busy_cycles), testpmd from
-# `--record-core-cycles` (interactive: `clear fwd stats all`, then `stop`
-# prints its busy cycles); both count only poll iterations that received
-# frames, and both are divided by the frames that came back through the DUT
-# in the phase. The ratio testpmd-io cycles / DUT cycles is in the report.
+# `rvs ctl status --json` (the workers' busy_cycles less their
+# empty_poll_cycles), testpmd from `--record-core-cycles` (interactive:
+# `clear fwd stats all`, then `stop` prints its busy cycles). Both count
+# the same work: testpmd counts a stream's rx and tx burst only when the rx
+# returned frames; rvs counts its loops that moved frames less the rx polls
+# in them that returned nothing (its whole busy loops, empty polls included,
+# are reported too). Both are divided by the frames that came back through
+# the DUT in the phase. The ratio testpmd-io cycles / DUT cycles is in the
+# report.
 #
 # Topology: the generator (rvs-perf gen, CPU 0) is the memif server of two links,
 # c.sock (client side) and s.sock (server side); the device under test (rvs or
@@ -253,7 +257,7 @@ print(",".join(rates))' "$RAW" "$1" "$2" "$3"
 }
 printf 'name\tmode\tflows\tworkers\tsize\trep\tstatus\tdut_rss_kb\tdut_handoffs\n' > "$INDEX"
 COSTS=$RAW/cost.tsv
-printf 'mode\tflows\tworkers\trep\trate_pps\tcycles_per_packet\tpackets\tstatus\n' > "$COSTS"
+printf 'mode\tflows\tworkers\trep\trate_pps\tcycles_per_packet\tpackets\tstatus\tloop_cycles_per_packet\n' > "$COSTS"
 
 # Half the slowest max rate (packets/s) of the rows of one flow count/workers/rep.
 cost_rate_of() {
@@ -269,12 +273,16 @@ for p in glob.glob(f"{raw}/*-f{f}-w{w}-r{rep}.json"):
 print(int(min(rates) / 2) if rates else 0)' "$RAW" "$1" "$2" "$3"
 }
 
-# Sum of the rvs workers' busy cycles and busy frames: "CYCLES FRAMES".
+# Sum of the rvs workers' busy cycles less their empty rx polls (counted as
+# testpmd counts), busy frames, and busy cycles of whole loops:
+# "CYCLES FRAMES LOOP_CYCLES".
 rvs_busy() {
   "$RVS" ctl -s "$SOCK/rvs.sock" status --json 2>/dev/null | $PY -c '
 import json, sys
 ws = json.load(sys.stdin)["workers"]
-print(sum(w["cost"]["busy_cycles"] for w in ws), sum(w["cost"]["busy_frames"] for w in ws))'
+busy = sum(w["cost"]["busy_cycles"] for w in ws)
+empty = sum(w["cost"].get("empty_poll_cycles", 0) for w in ws)
+print(busy - empty, sum(w["cost"]["busy_frames"] for w in ws), busy)'
 }
 
 # run_one MODE FLOWS WORKERS REP
@@ -405,7 +413,7 @@ run_cost() {
       ;;
   esac
   DPID=$!
-  local status=ok cpp="" pkts="" a b
+  local status=ok cpp="" lcpp="" pkts="" a b
   if wait_for "$glog" "cost-start" $(( 30 + flows / 20000 )); then
     if [[ -n $fd ]]; then echo "clear fwd stats all" >&$fd; else a=$(rvs_busy); fi
     if wait_for "$glog" "cost-done" $(( COST_SECS + 20 )); then
@@ -413,7 +421,7 @@ run_cost() {
       # rx), for both DUTs (testpmd's port counters after a clear are wrong
       # on memif); cycles: the DUT's busy cycles over the phase.
       sleep 0.2
-      local rx cyc
+      local rx cyc lcyc=""
       rx=$(sed -n 's|.*cost-done: .*"rx":\([0-9]*\),.*|\1|p' "$glog" | tail -n1)
       if [[ -n $fd ]]; then
         echo "stop" >&$fd
@@ -424,10 +432,12 @@ run_cost() {
       else
         b=$(rvs_busy)
         cyc=$($PY -c 'import sys; print(int(sys.argv[2].split()[0]) - int(sys.argv[1].split()[0]))' "$a" "$b" 2>/dev/null)
+        lcyc=$($PY -c 'import sys; print(int(sys.argv[2].split()[2]) - int(sys.argv[1].split()[2]))' "$a" "$b" 2>/dev/null)
       fi
       if [[ -n $rx && -n $cyc ]] && ((rx > 0)); then
         pkts=$rx
         cpp=$($PY -c 'import sys; print(f"{int(sys.argv[1]) / int(sys.argv[2]):.2f}")' "$cyc" "$rx")
+        [[ -n ${lcyc:-} ]] && lcpp=$($PY -c 'import sys; print(f"{int(sys.argv[1]) / int(sys.argv[2]):.2f}")' "$lcyc" "$rx")
       fi
     else
       status=no-cost-done
@@ -443,7 +453,7 @@ run_cost() {
   rm -f "$fifo"
   rm -rf /var/run/dpdk/rvsperf-tp$TAG-$name
   echo "bench.sh: [$name] ${cpp:-?} busy cycles/packet over ${pkts:-?} packets ($status)"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$flows" "$w" "$rep" "$rate" "$cpp" "$pkts" "$status" >> "$COSTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$flows" "$w" "$rep" "$rate" "$cpp" "$pkts" "$status" "$lcpp" >> "$COSTS"
   [[ $status == ok ]]
 }
 

@@ -790,6 +790,10 @@ def ctl_stats_and_metrics(env):
                            tot("rvs_worker_busy_frames_total"))
     check(frames >= rx and 0 < busy < loops and tot("rvs_worker_rx_bursts_total") > 0,
           f"cost counters: busy {busy} loop {loops} frames {frames} rx {rx}")
+    # the busy loops' empty rx polls (left out of cycles/frame, as testpmd
+    # leaves them out) are a part of the busy cycles
+    empty = tot("rvs_worker_empty_poll_cycles_total")
+    check(0 <= empty < busy, f"empty-poll cycles {empty} not a part of busy cycles {busy}")
     st = ctl_json(env, "status")
     cost = [w["cost"] for w in st["workers"]]
     check(sum(c["busy_frames"] for c in cost) >= frames and

@@ -641,7 +641,7 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
 
     // Workers.
     let ws = &shared.worker_stats;
-    let worker_counters: [Field<WorkerStats>; 28] = [
+    let worker_counters: [Field<WorkerStats>; 29] = [
         (
             "rvs_worker_loop_cycles_total",
             "TSC cycles of the worker's poll loops.",
@@ -656,6 +656,11 @@ pub fn render(shared: &Shared, info: &ControlInfo) -> String {
             "rvs_worker_busy_frames_total",
             "Frames the busy loops took in (cycles per frame: rate of busy cycles / rate of this).",
             |w| w.busy_frames.get(),
+        ),
+        (
+            "rvs_worker_empty_poll_cycles_total",
+            "Of the busy cycles, those of rx polls that returned nothing (testpmd's --record-core-cycles leaves them out).",
+            |w| w.empty_poll_cycles.get(),
         ),
         (
             "rvs_worker_rx_bursts_total",

@@ -267,6 +267,11 @@ pub struct WorkerStats {
     /// ...the frames those loops moved (received from a port, its TAP or
     /// another worker's ring)...
     pub busy_frames: Counter,
+    /// ...the cycles those loops spent in port rx polls that returned
+    /// nothing (testpmd's `--record-core-cycles` leaves such polls out: it
+    /// counts a stream's rx and tx only when the rx returned frames; busy
+    /// cycles less these are the figure comparable with testpmd's)...
+    pub empty_poll_cycles: Counter,
     /// ...and the port rx bursts that returned frames (average burst size
     /// = `rx_packets / rx_bursts`).
     pub rx_bursts: Counter,

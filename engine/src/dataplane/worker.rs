@@ -100,6 +100,8 @@ impl Worker {
             let now_ms = loop_start / per_ms;
             // Frames this loop takes in (cost accounting, below).
             let mut moved = 0usize;
+            // Cycles of this loop's rx polls that returned nothing.
+            let mut empty_polls = 0u64;
             // [ha]: role, synced connections to install, bulk walk.
             self.pipeline.ha_poll(&snap, now_ms);
 
@@ -116,6 +118,8 @@ impl Worker {
                 if self.port_of_tap[pi].is_some() && !poll_kernel {
                     continue;
                 }
+                // SAFETY: rdtsc has no preconditions.
+                let poll_start = unsafe { dpdk_ffi::rvs_rdtsc() };
                 // SAFETY: port/queue were set up for this worker; burst has
                 // room for BURST pointers.
                 let n = unsafe {
@@ -127,6 +131,8 @@ impl Worker {
                     )
                 } as usize;
                 if n == 0 {
+                    // SAFETY: rdtsc has no preconditions.
+                    empty_polls += unsafe { dpdk_ffi::rvs_rdtsc() }.wrapping_sub(poll_start);
                     continue;
                 }
                 moved += n;
@@ -257,7 +263,7 @@ impl Worker {
                 self.pipeline.dump_tables(),
                 now_ms,
             );
-            self.account(loop_start, moved);
+            self.account(loop_start, moved, empty_polls);
         }
         for (pi, buf) in tx.iter_mut().enumerate() {
             self.flush(pi, buf);
@@ -268,10 +274,11 @@ impl Worker {
     }
 
     /// Cost accounting (issue 16; `rvs ctl status` shows busy %, frames/s,
-    /// cycles per frame and burst size from these): one rdtsc and a few
-    /// single-writer stores per loop.
+    /// cycles per frame and burst size from these): an rdtsc per loop and
+    /// per port poll (two for an empty one), and a few single-writer stores
+    /// per loop.
     #[inline]
-    fn account(&self, loop_start: u64, moved: usize) {
+    fn account(&self, loop_start: u64, moved: usize, empty_polls: u64) {
         // SAFETY: rdtsc has no preconditions.
         let cycles = unsafe { dpdk_ffi::rvs_rdtsc() }.wrapping_sub(loop_start);
         let s = &self.pipeline.stats;
@@ -279,6 +286,7 @@ impl Worker {
         if moved > 0 {
             s.busy_cycles.add(cycles);
             s.busy_frames.add(moved as u64);
+            s.empty_poll_cycles.add(empty_polls.min(cycles));
         }
     }
 
