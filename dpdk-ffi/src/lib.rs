@@ -13,3 +13,21 @@
 #![allow(improper_ctypes)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+/// The TSC, as `rte_rdtsc` reads it (a plain `rdtsc` on x86-64), inlined
+/// where it is read: through the `rvs_rdtsc` shim each read was a call,
+/// and the worker loop reads it once per port poll for its cost
+/// accounting. Other architectures call the shim.
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `rdtsc` has no preconditions and touches no memory.
+    unsafe {
+        core::arch::x86_64::_rdtsc()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: the shim calls rte_rdtsc, which has no preconditions.
+    unsafe {
+        rvs_rdtsc()
+    }
+}

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dpdk_ffi::rte_mbuf;
+use dpdk_ffi::{rdtsc, rte_mbuf};
 use engine::conn::rss;
 use engine::dataplane::eal;
 use engine::dataplane::mbuf::Pool;
@@ -217,21 +217,6 @@ fn parse_mac(s: &str) -> Result<MacAddr> {
 /// The MAC the generator gives real server `k` in its ARP replies.
 pub fn server_mac(k: usize) -> MacAddr {
     MacAddr([0x02, 0, 0, 0, 0x03, k as u8])
-}
-
-#[inline(always)]
-fn rdtsc() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: RDTSC has no preconditions (the same counter rte_rdtsc reads,
-    // without a call through the shim).
-    unsafe {
-        core::arch::x86_64::_rdtsc()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    // SAFETY: reads the time-stamp counter; no preconditions.
-    unsafe {
-        dpdk_ffi::rvs_rdtsc()
-    }
 }
 
 /// Which packets a phase sends.

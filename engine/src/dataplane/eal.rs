@@ -154,8 +154,7 @@ pub fn clock_ms() -> Option<u64> {
     if per_ms == 0 {
         return None;
     }
-    // SAFETY: rdtsc has no preconditions.
-    Some(unsafe { dpdk_ffi::rvs_rdtsc() } / per_ms)
+    Some(dpdk_ffi::rdtsc() / per_ms)
 }
 
 #[cfg(test)]

@@ -95,8 +95,7 @@ impl Worker {
                 gen = snap.generation;
                 self.pipeline.on_snapshot(&snap);
             }
-            // SAFETY: rdtsc has no preconditions.
-            let loop_start = unsafe { dpdk_ffi::rvs_rdtsc() };
+            let loop_start = dpdk_ffi::rdtsc();
             let now_ms = loop_start / per_ms;
             // Frames this loop takes in (cost accounting, below).
             let mut moved = 0usize;
@@ -118,8 +117,7 @@ impl Worker {
                 if self.port_of_tap[pi].is_some() && !poll_kernel {
                     continue;
                 }
-                // SAFETY: rdtsc has no preconditions.
-                let poll_start = unsafe { dpdk_ffi::rvs_rdtsc() };
+                let poll_start = dpdk_ffi::rdtsc();
                 // SAFETY: port/queue were set up for this worker; burst has
                 // room for BURST pointers.
                 let n = unsafe {
@@ -131,8 +129,7 @@ impl Worker {
                     )
                 } as usize;
                 if n == 0 {
-                    // SAFETY: rdtsc has no preconditions.
-                    empty_polls += unsafe { dpdk_ffi::rvs_rdtsc() }.wrapping_sub(poll_start);
+                    empty_polls += dpdk_ffi::rdtsc().wrapping_sub(poll_start);
                     continue;
                 }
                 moved += n;
@@ -279,8 +276,7 @@ impl Worker {
     /// per loop.
     #[inline]
     fn account(&self, loop_start: u64, moved: usize, empty_polls: u64) {
-        // SAFETY: rdtsc has no preconditions.
-        let cycles = unsafe { dpdk_ffi::rvs_rdtsc() }.wrapping_sub(loop_start);
+        let cycles = dpdk_ffi::rdtsc().wrapping_sub(loop_start);
         let s = &self.pipeline.stats;
         s.loop_cycles.add(cycles);
         if moved > 0 {
