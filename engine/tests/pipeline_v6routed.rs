@@ -16,26 +16,17 @@
 //!   to the flow's server unchanged but for the MACs and hop limit.
 #![cfg(feature = "dpdk")]
 
+mod v6_common;
+
 use std::net::Ipv6Addr;
-use std::sync::Arc;
 
-use engine::config;
 use engine::dataplane::counters::Drop;
-use engine::dataplane::pipeline::{Pipeline, VecFrame, Verdict};
-use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
-use engine::dataplane::Shared;
-use engine::packet::ethernet::MacAddr;
-use engine::packet::icmpv6::{self, NaFlags, NDP_FRAME_LEN};
+use engine::dataplane::pipeline::Verdict;
 use etherparse::{IpNumber, Ipv6HeaderSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use v6_common::{Rig, CLIENT, CLIENT_MAC, PORT0_ADDR, PORT0_MAC, PORT1_ADDR, PORT1_MAC};
 
-const PORT0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x02]);
-const PORT1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 0x01]);
-const CLIENT_MAC: [u8; 6] = [2, 0xc1, 0, 0, 0, 0x10];
 const RS_MAC: [[u8; 6]; 2] = [[2, 0x5e, 0, 0, 0, 0x11], [2, 0x5e, 0, 0, 0, 0x12]];
-const CLIENT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x10);
 const ROUTER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x1);
-const PORT0_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 2);
-const PORT1_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x100);
 const RS: [Ipv6Addr; 2] = [
     Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 0x11),
@@ -84,66 +75,17 @@ port = 8000
   port = 8080
 "#;
 
-struct Rig {
-    shared: Arc<Shared>,
-    w: Pipeline,
-}
-
 impl Rig {
     fn new() -> Rig {
-        let shared = Arc::new(Shared::new(1));
-        shared.ha.set_master(true);
-        let w = Pipeline::new(0, 1, 1 << 12, &shared);
-        let c = config::parse(CFG).expect("config");
-        assert!(
-            c.warnings().iter().all(|w| !w.contains("IPv6")),
-            "DR/TUN IPv6 services are forwarded: {:?}",
-            c.warnings()
-        );
-        let ports = vec![
-            PortInfo::new(&c.ports[0], PORT0_MAC),
-            PortInfo::new(&c.ports[1], PORT1_MAC),
-        ];
-        let snap = Snapshot::build(&c, &ports, &shared.registry, 1, &AllUp).unwrap();
-        assert_eq!(snap.services6.len(), 3);
-        shared.publish(snap);
-        let mut r = Rig { shared, w };
-        let snap = r.shared.snapshot.load_full();
-        r.w.on_snapshot(&snap);
-        r.w.housekeeping(&snap, 1_000, 16);
-        while r.w.take_ns_request().is_some() {}
-        for (ip, mac) in RS.iter().zip(RS_MAC) {
-            let (v, _) = r.run(1, &na(*ip, MacAddr(mac)), 1_000);
-            assert_eq!(v, Verdict::Drop);
-        }
+        let neighbours: Vec<_> = RS.into_iter().zip(RS_MAC).collect();
+        let r = Rig::with(CFG, &neighbours);
+        assert_eq!(r.snap().services6.len(), 3);
         r
-    }
-
-    fn run(&mut self, port: usize, frame: &[u8], now_ms: u64) -> (Verdict, Vec<u8>) {
-        let snap = self.shared.snapshot.load_full();
-        let mut f = VecFrame::new(frame);
-        let v = self.w.process(&snap, &mut f, port, now_ms, false);
-        (v, f.to_vec())
-    }
-
-    fn drops(&self, d: Drop) -> u64 {
-        self.shared.worker_stats[0].drops[d as usize].get()
     }
 
     fn icmp_sent(&self) -> u64 {
         self.shared.worker_stats[0].icmp_sent.get()
     }
-}
-
-fn na(target: Ipv6Addr, mac: MacAddr) -> Vec<u8> {
-    let mut buf = vec![0u8; NDP_FRAME_LEN];
-    let flags = NaFlags {
-        solicited: true,
-        override_: true,
-        router: false,
-    };
-    icmpv6::build_na(&mut buf, mac, target, PORT1_MAC, PORT1_ADDR, flags).unwrap();
-    buf
 }
 
 /// A TCP segment over IPv6 built by etherparse (SYN or ACK).
