@@ -424,8 +424,9 @@ def write_md(rows, runs, mem, path, kind, m, png, raw_dir):
               "that received frames) per packet, read around the generator's `cost` phase: rvs from `rvs ctl status "
               "--json`, testpmd from `--record-core-cycles`. Both count alike: testpmd counts a stream's rx and tx "
               "only when its rx returned frames, rvs its loops that moved frames less the rx polls in them that "
-              "returned nothing (the last column: rvs's whole busy loops). The ratio column is the one issue 16's "
-              "targets apply to.",
+              "returned nothing (the last column: rvs's whole busy loops). testpmd io runs first and again last "
+              "(the machine's speed drifts over minutes); its figure is the mean of the two. The ratio column is "
+              "the one issue 16's targets apply to.",
               ""]
         L += md_table(cost_lines(costs))
     if mem:
