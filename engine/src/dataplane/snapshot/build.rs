@@ -13,7 +13,7 @@ use super::{
 };
 use crate::config::{Config, ServerConfig, ServiceConfig};
 use crate::conn::{self, Method};
-use crate::sched::{DestInfo, SchedOpts};
+use crate::sched::{DestInfo, SchedOpts, Scheduler};
 
 impl Snapshot {
     /// Builds the snapshot of `cfg`, with each server's state as `health`
@@ -45,11 +45,7 @@ impl Snapshot {
                     })
                 })
                 .collect();
-            let infos: Vec<DestInfo> = servers
-                .iter()
-                .map(|s| DestInfo::new(s.addr, s.port, s.weight, s.usable))
-                .collect();
-            let sched = registry.scheduler(id, sc.scheduler, &sched_opts(sc), &infos);
+            let sched = scheduler(registry, id, sc, &servers, |&a| a);
             for s in &servers {
                 s.apply_thresholds();
             }
@@ -200,8 +196,25 @@ fn owned_addresses(cfg: &Config, ports: &[PortInfo]) -> (Vec<u32>, Vec<(usize, I
     (virt, owned)
 }
 
+/// The scheduler of service `id` (`sc`) over `servers` (the registry's
+/// kept one while they are unchanged); `v4` is the address the schedulers
+/// see of a server (hashing schedulers take it as input).
+pub(super) fn scheduler<A>(
+    registry: &DestRegistry,
+    id: u16,
+    sc: &ServiceConfig,
+    servers: &[Server<A>],
+    v4: impl Fn(&A) -> Ipv4Addr,
+) -> Arc<dyn Scheduler> {
+    let infos: Vec<DestInfo> = servers
+        .iter()
+        .map(|s| DestInfo::new(v4(&s.addr), s.port, s.weight, s.usable))
+        .collect();
+    registry.scheduler(id, sc.scheduler, &sched_opts(sc), &infos)
+}
+
 /// A service's scheduler options, from its `sched_flags`.
-pub(super) fn sched_opts(sc: &ServiceConfig) -> SchedOpts {
+fn sched_opts(sc: &ServiceConfig) -> SchedOpts {
     SchedOpts {
         sh_port: sc.sched_flags.sh_port,
         sh_fallback: sc.sched_flags.sh_fallback,

@@ -5,11 +5,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use super::build::{sched_opts, server, set_index, sorry_server};
+use super::build::{scheduler, server, set_index, sorry_server};
 use super::{method_of, proto_of, DestRegistry, HealthView, Server, Snapshot};
 use crate::config::Config;
 use crate::conn::Method;
-use crate::sched::{DestInfo, Scheduler};
+use crate::sched::Scheduler;
 
 /// One IPv6 virtual service the data plane forwards (NAT to IPv6 servers,
 /// see `ServiceConfig::forwards_ipv6`). Apart from [`Service`] so the IPv4
@@ -143,9 +143,7 @@ impl Snapshot {
         };
         Some((svc, srv))
     }
-}
 
-impl Snapshot {
     /// The NAT64 service for a packet to `vip:port` (an exact port first,
     /// then a port-0 one).
     #[inline]
@@ -198,11 +196,7 @@ pub(super) fn build_services6(
         // The schedulers see an address only through the hashing ones'
         // input: the fold keeps each server's identity distinct enough
         // for the kernel-compatible rr/wrr/wlc/lc sequences, which ignore it.
-        let infos: Vec<DestInfo> = servers
-            .iter()
-            .map(|s| DestInfo::new(fold6(s.addr), s.port, s.weight, s.usable))
-            .collect();
-        let sched = registry.scheduler(id, sc.scheduler, &sched_opts(sc), &infos);
+        let sched = scheduler(registry, id, sc, &servers, |&a| fold6(a));
         if sc.persistence_timeout > 0 {
             // Kept with the IPv4 netmasks, as the prefix length in the
             // address's low byte (see `Snapshot::persist_masks`).
@@ -263,11 +257,7 @@ pub(super) fn build_services64(
                 })
             })
             .collect();
-        let infos: Vec<DestInfo> = servers
-            .iter()
-            .map(|s| DestInfo::new(s.addr, s.port, s.weight, s.usable))
-            .collect();
-        let sched = registry.scheduler(id, sc.scheduler, &sched_opts(sc), &infos);
+        let sched = scheduler(registry, id, sc, &servers, |&a| a);
         if sc.persistence_timeout > 0 {
             // As `build_services6`: the prefix length kept as a netmask.
             registry.persist_mask(id, Ipv4Addr::from(u32::from(sc.persistence_prefix)));
