@@ -711,8 +711,10 @@ fn a_bulk_copy_of_many_templates_pauses_on_a_full_queue() {
             _ => None,
         }));
     }
-    // 1024 slots per poll: 64 slices, one of them cut in two by the pause.
-    assert_eq!(polls, 65);
+    // 1024 slots per poll: 64 slices, one of them cut in two by the pause
+    // (or none, when the queue filled just as a slice ended: the
+    // templates' places follow the table's random seed, 64 in ~7% of runs).
+    assert!(polls == 64 || polls == 65, "{polls} polls");
     got.sort_unstable();
     let want: Vec<Ipv4Addr> = (0..n_tpl)
         .map(|i| Ipv4Addr::from(0x0a00_0000 + i))

@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
 use super::Pipeline;
-use crate::conn::{flags, ConnId, Dir, FlowKey, Method, NewConn, TcpState};
-use crate::dataplane::snapshot::{Server, Service, Snapshot};
+use crate::conn::{flags, ConnId, ConnTable, Dir, FlowKey, Method, NewConn, TcpState};
+use crate::dataplane::snapshot::{DestCounters, Server, Service, Snapshot};
 use crate::ha::sync::{ConnRecord, Record, TemplateRecord};
 
 /// Synced records a worker installs per loop at most.
@@ -178,18 +178,14 @@ impl Pipeline {
         if let Some((id, Dir::Inbound)) = self.conns.lookup(&key, now_ms) {
             let c = *self.conns.get(id);
             if c.dest() == srv.shared.id && self.conns.local(id) == local {
-                let tr = self.conns.set_state(id, state);
-                self.conns.set_timeout(id, now_ms, r.timeout_ms);
-                if tr.old_active != tr.new_active {
-                    let k = &srv.shared.per_worker[self.worker];
-                    if tr.new_active {
-                        k.inactive.dec();
-                        k.active.inc();
-                    } else {
-                        k.active.dec();
-                        k.inactive.inc();
-                    }
-                }
+                refresh_synced(
+                    &mut self.conns,
+                    id,
+                    state,
+                    r.timeout_ms,
+                    now_ms,
+                    &srv.shared.per_worker[self.worker],
+                );
                 self.stats.sync_installed.inc();
                 return;
             }
@@ -370,4 +366,28 @@ fn synced_dest<'s>(snap: &'s Snapshot, r: &ConnRecord) -> Option<(&'s Service, &
         .chain(svc.sorry.as_ref())
         .find(|s| s.addr == r.server && (s.port == r.sport || s.port == 0))?;
     Some((svc, srv))
+}
+
+/// A synced record of a connection this director already has, to the same
+/// server: the connection takes the peer's state and timeout, and the
+/// server's active/inactive counts (`k`, this worker's) follow the state.
+pub(super) fn refresh_synced(
+    conns: &mut ConnTable,
+    id: ConnId,
+    state: TcpState,
+    timeout_ms: u32,
+    now_ms: u64,
+    k: &DestCounters,
+) {
+    let tr = conns.set_state(id, state);
+    conns.set_timeout(id, now_ms, timeout_ms);
+    if tr.old_active != tr.new_active {
+        if tr.new_active {
+            k.inactive.dec();
+            k.active.inc();
+        } else {
+            k.active.dec();
+            k.inactive.inc();
+        }
+    }
 }

@@ -18,9 +18,10 @@
 
 use std::net::Ipv4Addr;
 
+use super::ha::refresh_synced;
 use super::nat6::{forget6, Conns6};
 use super::Pipeline;
-use crate::conn::{self, flags, ConnId, Dir, FlowKey, Method, NewConn, TcpState};
+use crate::conn::{self, flags, ConnId, Dir, Method, NewConn, TcpState};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::Snapshot;
 use crate::ha::sync::{Conn64Record, Record};
@@ -79,33 +80,17 @@ impl Pipeline {
             return;
         }
         let state = TcpState::from_u8(r.state).unwrap_or(TcpState::None);
-        let existing = match (v6.addrs.get(r.client), v6.addrs.get(r.vip)) {
-            (Some(c), Some(v)) => {
-                let key = FlowKey::new(
-                    r.proto,
-                    Ipv4Addr::from(c),
-                    r.cport,
-                    Ipv4Addr::from(v),
-                    r.vport,
-                );
-                v6.conns.lookup(&key, now_ms)
-            }
-            _ => None,
-        };
+        let existing = v6.lookup_tuple(r.proto, (r.client, r.cport), (r.vip, r.vport), now_ms);
         if let Some((id, Dir::Inbound)) = existing {
             if v6.conns.get(id).dest() == srv.shared.id && v6.conns.local(id) == Some(r.local) {
-                let tr = v6.conns.set_state(id, state);
-                v6.conns.set_timeout(id, now_ms, r.timeout_ms);
-                if tr.old_active != tr.new_active {
-                    let k = &srv.shared.per_worker[self.worker];
-                    if tr.new_active {
-                        k.inactive.dec();
-                        k.active.inc();
-                    } else {
-                        k.active.dec();
-                        k.inactive.inc();
-                    }
-                }
+                refresh_synced(
+                    &mut v6.conns,
+                    id,
+                    state,
+                    r.timeout_ms,
+                    now_ms,
+                    &srv.shared.per_worker[self.worker],
+                );
                 self.stats.sync_installed.inc();
                 return;
             }

@@ -74,6 +74,22 @@ impl Conns6 {
     pub fn memory_bytes(&self) -> usize {
         self.conns.memory_bytes() + self.addrs.memory_bytes()
     }
+
+    /// The connection and direction of the tuple `src -> dst` (none when
+    /// an address has no id: no connection can have it).
+    #[inline]
+    pub(super) fn lookup_tuple(
+        &self,
+        proto: u8,
+        src: (Ipv6Addr, u16),
+        dst: (Ipv6Addr, u16),
+        now_ms: u64,
+    ) -> Option<(ConnId, Dir)> {
+        let s = self.addrs.get(src.0)?;
+        let d = self.addrs.get(dst.0)?;
+        let key = FlowKey::new(proto, Ipv4Addr::from(s), src.1, Ipv4Addr::from(d), dst.1);
+        self.conns.lookup(&key, now_ms)
+    }
 }
 
 /// A connection ends: its template hold (persistence), then the address
@@ -247,17 +263,12 @@ impl Pipeline {
 
     #[inline]
     fn lookup6(&self, p: &Ipv6Parsed, now_ms: u64) -> Option<(ConnId, Dir)> {
-        let v6 = self.v6.as_deref()?;
-        let src = v6.addrs.get(p.src)?;
-        let dst = v6.addrs.get(p.dst)?;
-        let key = FlowKey::new(
+        self.v6.as_deref()?.lookup_tuple(
             p.protocol,
-            Ipv4Addr::from(src),
-            p.src_port,
-            Ipv4Addr::from(dst),
-            p.dst_port,
-        );
-        v6.conns.lookup(&key, now_ms)
+            (p.src, p.src_port),
+            (p.dst, p.dst_port),
+            now_ms,
+        )
     }
 
     /// The first packet of a flow to an IPv6 VIP.

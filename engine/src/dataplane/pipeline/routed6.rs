@@ -19,10 +19,10 @@
 //!   server (as IPv4's `icmp_error`). Counted in `icmp_relayed`; an error
 //!   of no known flow is an `icmp_unknown_flow` drop.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use super::{rewrite_drop, Frame, Pipeline, Verdict};
-use crate::conn::{ConnId, Dir, FlowKey, Method};
+use crate::conn::{ConnId, Dir, Method};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{fold6, Snapshot};
 use crate::forward::{self, ICMP6_ERROR_MAX_LEN};
@@ -239,10 +239,6 @@ impl Pipeline {
         dst: (Ipv6Addr, u16),
         now_ms: u64,
     ) -> Option<(ConnId, Dir)> {
-        let v6 = self.v6.as_deref()?;
-        let s = v6.addrs.get(src.0)?;
-        let d = v6.addrs.get(dst.0)?;
-        let key = FlowKey::new(proto, Ipv4Addr::from(s), src.1, Ipv4Addr::from(d), dst.1);
-        v6.conns.lookup(&key, now_ms)
+        self.v6.as_deref()?.lookup_tuple(proto, src, dst, now_ms)
     }
 }
