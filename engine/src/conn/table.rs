@@ -7,8 +7,8 @@ use super::snat::{SnatPools, SnatSpec};
 use super::state::{next_state, Table, TimeoutsMs};
 use super::{
     flags, is_active, tcp_flags, Conn, ConnId, Dir, FlowKey, FnatError, Method, NewConn, Reclaim,
-    TableFull, TcpState, Timeouts, Transition, EVICT_WINDOW, MAX_TIMEOUT_S, PRESSURE_OFF_PERCENT,
-    PRESSURE_ON_PERCENT, PRESSURE_SYN_RECV_S, PROTO_TCP,
+    TableFull, TcpState, Timeouts, Transition, WireKey, EVICT_WINDOW, MAX_TIMEOUT_S,
+    PRESSURE_OFF_PERCENT, PRESSURE_ON_PERCENT, PRESSURE_SYN_RECV_S, PROTO_TCP,
 };
 use crate::dataplane::region::{Region, TableMemory, TableSpans};
 
@@ -327,6 +327,12 @@ impl ConnTable {
     /// The hash of `key` in this table.
     #[inline(always)]
     pub fn key_hash(&self, key: &FlowKey) -> KeyHash {
+        self.key_hash_wire(&key.wire())
+    }
+
+    /// [`key_hash`](Self::key_hash) of a key in words.
+    #[inline(always)]
+    pub fn key_hash_wire(&self, key: &WireKey) -> KeyHash {
         let h = (self.seed.hash(key) >> 32) as u32;
         #[cfg(test)]
         let h = if self.hash_bits >= 32 {
@@ -399,6 +405,19 @@ impl ConnTable {
         h: KeyHash,
         now_ms: u64,
     ) -> Option<(ConnId, Dir, &Conn)> {
+        self.lookup_wire(&key.wire(), h, now_ms)
+    }
+
+    /// [`lookup_record`](Self::lookup_record) of a key in words (the
+    /// established fast path reads them off the frame): each candidate
+    /// record is compared in two word compares and a byte compare.
+    #[inline(always)]
+    pub fn lookup_wire(
+        &self,
+        key: &WireKey,
+        h: KeyHash,
+        now_ms: u64,
+    ) -> Option<(ConnId, Dir, &Conn)> {
         let now = now_ms as u32;
         let mut pos = h.0 & self.mask;
         loop {
@@ -413,7 +432,7 @@ impl ConnTable {
                 let hit = if dir == Dir::Reply && c.method == Method::Fnat as u8 {
                     self.matches_local(c, slot, key)
                 } else {
-                    c.matches(key, dir)
+                    c.matches_wire(key, dir)
                 };
                 if hit && !expired(c.expires, now) {
                     return Some((ConnId(slot as u32), dir, c));
@@ -462,12 +481,6 @@ impl ConnTable {
         }
         let timeout = self.timeouts_ms.of(c.proto, state);
         let rec = Conn {
-            client: u32::from(c.client),
-            vip: u32::from(c.vip),
-            server: u32::from(c.server),
-            cport: c.cport,
-            vport: c.vport,
-            sport: c.sport,
             service: c.service,
             dest: c.dest,
             expires: (now_ms as u32).wrapping_add(timeout),
@@ -475,6 +488,7 @@ impl ConnTable {
             state: state as u8,
             method: c.method as u8,
             flags: fl,
+            ..Conn::with_tuple(&c)
         };
         let s = &mut self.slots[slot as usize];
         self.free_head = s.dest;
@@ -503,7 +517,13 @@ impl ConnTable {
         match (&self.fnat, c.method == Method::Fnat as u8) {
             (Some(f), true) => {
                 let l = f.locals[slot];
-                FlowKey::new(c.proto, c.server(), c.sport, Ipv4Addr::from(l.addr), l.port)
+                FlowKey::new(
+                    c.proto,
+                    c.server(),
+                    c.sport(),
+                    Ipv4Addr::from(l.addr),
+                    l.port,
+                )
             }
             _ => c.reply_key_raw(),
         }
@@ -511,15 +531,13 @@ impl ConnTable {
 
     /// Does `k` equal the reply key of the full-NAT record `c` in `slot`?
     #[inline]
-    fn matches_local(&self, c: &Conn, slot: usize, k: &FlowKey) -> bool {
+    fn matches_local(&self, c: &Conn, slot: usize, k: &WireKey) -> bool {
         let Some(f) = &self.fnat else {
             return false;
         };
         let l = f.locals[slot];
-        u32::from(k.src) == c.server
-            && k.sport == c.sport
-            && u32::from(k.dst) == l.addr
-            && k.dport == l.port
+        k.addrs == u64::from(u32::from(c.server())) << 32 | u64::from(l.addr)
+            && k.ports == u32::from(c.sport()) << 16 | u32::from(l.port)
             && k.proto == c.proto
     }
 
@@ -961,12 +979,15 @@ impl ConnTable {
     /// connection is ESTABLISHED).
     #[inline(always)]
     pub fn rearm_steady(&mut self, id: ConnId, c: &Conn, now_ms: u64) {
-        let state = if c.proto == PROTO_TCP {
-            TcpState::Established
-        } else {
-            TcpState::None
-        };
-        let t = self.timeouts_ms.of(c.proto, state);
+        self.rearm_steady_proto(id, c.proto, now_ms);
+    }
+
+    /// [`rearm_steady`](Self::rearm_steady) for a caller that kept only
+    /// the record's protocol (a steady TCP connection is ESTABLISHED; any
+    /// other protocol has the one timeout).
+    #[inline(always)]
+    pub fn rearm_steady_proto(&mut self, id: ConnId, proto: u8, now_ms: u64) {
+        let t = self.timeouts_ms.of(proto, TcpState::Established);
         self.slots[id.index()].expires = (now_ms as u32).wrapping_add(t);
     }
 

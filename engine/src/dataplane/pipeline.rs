@@ -158,6 +158,9 @@ pub struct Pipeline {
     master: bool,
     /// `[ha] sync`: report connections to the HA thread.
     sync: bool,
+    /// `master && !sync`: the established fast paths may run (one test
+    /// per packet; set with the two, between bursts).
+    fast_on: bool,
     /// Worker-side sync and failover state (bulk walk, gratuitous ARP).
     ha: ha::WorkerHa,
     /// Datagrams whose first fragment this worker forwarded.
@@ -215,6 +218,8 @@ impl Pipeline {
             hops: [Hop::EMPTY; HOP_CACHE],
             master: shared.ha.is_master(),
             sync: shared.ha.sync.load(std::sync::atomic::Ordering::Acquire),
+            fast_on: shared.ha.is_master()
+                && !shared.ha.sync.load(std::sync::atomic::Ordering::Acquire),
             ha: ha::WorkerHa::default(),
             frags: frag::FragTable::new(),
             nd: nd::WorkerNd::default(),
@@ -302,7 +307,7 @@ impl Pipeline {
     pub fn inspect_into(&self, frame: &[u8], out: &mut Inspected) {
         // The common shape: TCP/UDP with ports, nothing more to check.
         if is_fast_shape(frame) {
-            out.hash = Some(self.conns.key_hash(&established::fast_key(frame)));
+            out.hash = Some(self.conns.key_hash_wire(&established::fast_key(frame)));
             out.fast = true;
             return;
         }
@@ -381,8 +386,13 @@ impl Pipeline {
             // established fast path first (pipeline/established.rs), from
             // the frame's bytes.
             if let (Some(h), Some(port)) = (i.hash, snap.ports.get(in_port)) {
-                if f.data().first_chunk::<6>() == Some(&port.mac.0) {
-                    if let Some(v) = self.established(snap, f, h, now_ms, owned, &mut looked) {
+                if f.data()
+                    .first_chunk::<6>()
+                    .is_some_and(|m| mac_eq(m, &port.mac.0))
+                {
+                    if let Some(v) = established::Head::read(f.data())
+                        .and_then(|p| self.established(snap, f, p, h, now_ms, owned, &mut looked))
+                    {
                         return v;
                     }
                     // A segment that only moves the TCP state (transition.rs).
@@ -619,4 +629,13 @@ impl Pipeline {
         self.stats.to_kernel.inc();
         Verdict::Kernel
     }
+}
+
+/// Two MACs equal, as a 4-byte and a 2-byte compare (a `[u8; 6]` compare
+/// assembles each side into one word first).
+#[inline(always)]
+fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
+    let w = |m: &[u8; 6]| u32::from_ne_bytes([m[0], m[1], m[2], m[3]]);
+    let h = |m: &[u8; 6]| u16::from_ne_bytes([m[4], m[5]]);
+    w(a) == w(b) && h(a) == h(b)
 }
