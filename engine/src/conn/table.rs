@@ -100,6 +100,17 @@ impl std::fmt::Debug for ConnTable {
     }
 }
 
+/// An index entry a burst's prefetch pass found for a key's hash
+/// ([`ConnTable::prefetch_conn_entry`]), for its lookup to try first
+/// ([`ConnTable::lookup_hinted`]). `Hint::NONE`: nothing found or not
+/// looked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hint(u64);
+
+impl Hint {
+    pub const NONE: Hint = Hint(0);
+}
+
 /// Is an expiry stamp (low 32 bits of ms) reached at `now` (same)?
 #[inline(always)]
 fn expired(expires: u32, now: u32) -> bool {
@@ -365,15 +376,23 @@ impl ConnTable {
     /// `lookup_hashed`.
     #[inline(always)]
     pub fn prefetch_conn_hashed(&self, h: KeyHash) {
+        self.prefetch_conn_entry(h);
+    }
+
+    /// [`prefetch_conn_hashed`](Self::prefetch_conn_hashed), returning the
+    /// index entry whose record it prefetched (0: none): a [`Hint`] for
+    /// [`lookup_hinted`](Self::lookup_hinted) later in the burst.
+    #[inline(always)]
+    pub fn prefetch_conn_entry(&self, h: KeyHash) -> Hint {
         let mut pos = h.0 & self.mask;
         loop {
             let e = self.index[pos as usize];
             if e == 0 {
-                return;
+                return Hint(0);
             }
             if entry_hash(e) == h.0 {
                 prefetch_ptr(&self.slots[entry_slot(e)] as *const Conn as *const u8);
-                return;
+                return Hint(e);
             }
             pos = (pos + 1) & self.mask;
         }
@@ -440,6 +459,39 @@ impl ConnTable {
             }
             pos = (pos + 1) & self.mask;
         }
+    }
+
+    /// [`lookup_wire`](Self::lookup_wire) that first tries the record
+    /// `hint` names (what the burst's prefetch pass found in the key's
+    /// bucket: the first entry with the key's hash, where the walk would
+    /// look first): if that record is live, matches `key` in the entry's
+    /// direction and has not expired, it is the answer, without reading
+    /// the index again. Anything else (no hint, another key with the same
+    /// hash, a record the burst's earlier packets removed or replaced)
+    /// walks the index as `lookup_wire` does.
+    #[inline(always)]
+    pub fn lookup_hinted(
+        &self,
+        key: &WireKey,
+        h: KeyHash,
+        hint: Hint,
+        now_ms: u64,
+    ) -> Option<(ConnId, Dir, &Conn)> {
+        let e = hint.0;
+        if e != 0 {
+            let (slot, dir) = (entry_slot(e), entry_dir(e));
+            if let Some(c) = self.slots.get(slot) {
+                let fnat_reply = dir == Dir::Reply && c.method == Method::Fnat as u8;
+                if c.in_use()
+                    && !fnat_reply
+                    && c.matches_wire(key, dir)
+                    && !expired(c.expires, now_ms as u32)
+                {
+                    return Some((ConnId(slot as u32), dir, c));
+                }
+            }
+        }
+        self.lookup_wire(key, h, now_ms)
     }
 
     /// Create a connection in a free slot; [`TableFull`] when there is

@@ -83,7 +83,9 @@ use super::neigh::{NeighTable, Resolution};
 use super::region::TableMemory;
 use super::snapshot::{LiveDests, Server, Service, Snapshot};
 use super::Shared;
-use crate::conn::{self, ConnId, ConnTable, Dir, FlowKey, KeyHash, Method, NewConn, TcpState};
+use crate::conn::{
+    self, ConnId, ConnTable, Dir, FlowKey, Hint, KeyHash, Method, NewConn, TcpState,
+};
 use crate::forward;
 use crate::packet::ethernet::{EtherType, EthernetFrame, MacAddr};
 use crate::packet::parse_fast::{fast_parsed, is_fast_shape};
@@ -125,6 +127,10 @@ pub struct Inspected {
     /// `None` and `parsed` is not filled in (pipeline/established6.rs).
     pub fast6: bool,
     pub flow6: Flow6,
+    /// What the third pass found in the flow's bucket
+    /// ([`prefetch_conn`](Pipeline::prefetch_conn)), for the established
+    /// path's lookup to try first (`ConnTable::lookup_hinted`).
+    pub hint: Hint,
 }
 
 impl Inspected {
@@ -134,6 +140,7 @@ impl Inspected {
         fast: false,
         fast6: false,
         flow6: Flow6::NONE,
+        hint: Hint::NONE,
     };
 }
 
@@ -309,6 +316,7 @@ impl Pipeline {
         if is_fast_shape(frame) {
             out.hash = Some(self.conns.key_hash_wire(&established::fast_key(frame)));
             out.fast = true;
+            out.hint = Hint::NONE;
             return;
         }
         if self.inspect6(frame, out) {
@@ -351,11 +359,11 @@ impl Pipeline {
     }
 
     /// The third pass: read the (prefetched) bucket and prefetch the
-    /// connection record it points at.
+    /// connection record it points at, keeping which (`Inspected::hint`).
     #[inline]
-    pub fn prefetch_conn(&self, i: &Inspected) {
+    pub fn prefetch_conn(&self, i: &mut Inspected) {
         if let Some(h) = i.hash {
-            self.conns.prefetch_conn_hashed(h);
+            i.hint = self.conns.prefetch_conn_entry(h);
         } else if i.fast6 {
             self.prefetch_conn6(i);
         }
@@ -390,9 +398,10 @@ impl Pipeline {
                     .first_chunk::<6>()
                     .is_some_and(|m| mac_eq(m, &port.mac.0))
                 {
-                    if let Some(v) = established::Head::read(f.data())
-                        .and_then(|p| self.established(snap, f, p, h, now_ms, owned, &mut looked))
-                    {
+                    let hint = i.hint;
+                    if let Some(v) = established::Head::read(f.data()).and_then(|p| {
+                        self.established(snap, f, p, h, hint, now_ms, owned, &mut looked)
+                    }) {
                         return v;
                     }
                     // A segment that only moves the TCP state (transition.rs).

@@ -45,7 +45,7 @@
 use std::net::Ipv4Addr;
 
 use super::{rewrite_drop, synproxy, Frame, Hop, Pipeline, Verdict};
-use crate::conn::{self, tcp_flags, ConnId, ConnTable, Dir, KeyHash, Method, WireKey};
+use crate::conn::{self, tcp_flags, ConnId, ConnTable, Dir, Hint, KeyHash, Method, WireKey};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::Snapshot;
 use crate::forward;
@@ -172,6 +172,7 @@ impl Pipeline {
         f: &mut F,
         p: Head,
         hash: KeyHash,
+        hint: Hint,
         now_ms: u64,
         owned: bool,
         looked: &mut Looked,
@@ -184,7 +185,7 @@ impl Pipeline {
         if p.key.proto == conn::PROTO_TCP && p.flags & STEADY_MASK != tcp_flags::ACK {
             return None;
         }
-        let Some((id, dir, c)) = self.conns.lookup_wire(&p.key, hash, now_ms) else {
+        let Some((id, dir, c)) = self.conns.lookup_hinted(&p.key, hash, hint, now_ms) else {
             *looked = Looked::Miss;
             return None;
         };
