@@ -51,14 +51,37 @@ pub fn nat_fixed(
     dst: MacAddr,
     src: MacAddr,
 ) -> Result<(), ForwardError> {
+    nat_fixed_pair(frame, side, addr, port, &mac_pair(dst, src))
+}
+
+/// [`nat_fixed`] with the MACs as the 12 bytes the frame starts with
+/// (destination, source): the next hop keeps them so, written in two
+/// stores.
+#[inline(always)]
+pub fn nat_fixed_pair(
+    frame: &mut [u8],
+    side: NatSide,
+    addr: Ipv4Addr,
+    port: u16,
+    macs: &[u8; 12],
+) -> Result<(), ForwardError> {
     if frame.len() < UDP_CK + 2 {
         return Err(ForwardError::Mismatch);
     }
     match frame[PROTO] {
-        proto::TCP => nat_at::<{ TCP_CK + 2 }, TCP_CK>(frame, side, addr, port, dst, src),
-        proto::UDP => nat_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, dst, src),
+        proto::TCP => nat_at::<{ TCP_CK + 2 }, TCP_CK>(frame, side, addr, port, macs),
+        proto::UDP => nat_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, macs),
         _ => Err(ForwardError::UnsupportedProtocol),
     }
+}
+
+/// The 12 bytes of a frame's destination and source MACs.
+#[inline(always)]
+pub fn mac_pair(dst: MacAddr, src: MacAddr) -> [u8; 12] {
+    let mut m = [0u8; 12];
+    m[..6].copy_from_slice(&dst.0);
+    m[6..].copy_from_slice(&src.0);
+    m
 }
 
 /// [`nat_fixed`] with the L4 checksum at `CK` in a frame of at least
@@ -77,8 +100,7 @@ fn nat_at<const N: usize, const CK: usize>(
     side: NatSide,
     addr: Ipv4Addr,
     port: u16,
-    dst: MacAddr,
-    src: MacAddr,
+    macs: &[u8; 12],
 ) -> Result<(), ForwardError> {
     let Some(h) = frame.first_chunk_mut::<N>() else {
         return Err(ForwardError::Mismatch);
@@ -113,7 +135,7 @@ fn nat_at<const N: usize, const CK: usize>(
     let ip_ck = u16::from_ne_bytes([h[IP_CK], h[IP_CK + 1]]);
     let ip_ck = checksum::apply32(ip_ck, checksum::add32(addr_delta, TTL_DELTA_NE));
     h[IP_CK..IP_CK + 2].copy_from_slice(&ip_ck.to_ne_bytes());
-    write_macs(h, dst, src);
+    h[..12].copy_from_slice(macs);
     Ok(())
 }
 
@@ -128,11 +150,17 @@ const TTL_DELTA_NE: u32 = if cfg!(target_endian = "little") {
 /// DR: TTL - 1 and the MACs.
 #[inline(always)]
 pub fn dr_fixed(frame: &mut [u8], dst: MacAddr, src: MacAddr) -> Result<(), ForwardError> {
-    if frame.len() < L4 {
+    dr_fixed_pair(frame, &mac_pair(dst, src))
+}
+
+/// [`dr_fixed`] with the MACs as the frame's first 12 bytes.
+#[inline(always)]
+pub fn dr_fixed_pair(frame: &mut [u8], macs: &[u8; 12]) -> Result<(), ForwardError> {
+    let Some(h) = frame.first_chunk_mut::<L4>() else {
         return Err(ForwardError::Mismatch);
-    }
-    decrement_ttl_fixed(frame)?;
-    write_macs(frame, dst, src);
+    };
+    decrement_ttl_fixed(h)?;
+    h[..12].copy_from_slice(macs);
     Ok(())
 }
 
@@ -195,8 +223,7 @@ pub fn tun_fixed(
     buf: &mut [u8],
     tpl: &TunTemplate,
     ident: u16,
-    dst_mac: MacAddr,
-    src_mac: MacAddr,
+    macs: &[u8; 12],
 ) -> Result<(), ForwardError> {
     const INNER: usize = TUN_OVERHEAD + IP;
     let Some(b) = buf.first_chunk_mut::<{ INNER + TUN_OVERHEAD }>() else {
@@ -232,15 +259,8 @@ pub fn tun_fixed(
     b[IP + 4..IP + 8].copy_from_slice(&w1);
     b[IP + 8] = ttl;
     b[IP + 10..IP + 12].copy_from_slice(&ck.to_ne_bytes());
-    write_macs(b, dst_mac, src_mac);
+    b[..12].copy_from_slice(macs);
     Ok(())
-}
-
-/// The next hop's and our port's MAC (the caller checked the length).
-#[inline(always)]
-fn write_macs(frame: &mut [u8], dst: MacAddr, src: MacAddr) {
-    frame[..6].copy_from_slice(&dst.0);
-    frame[6..12].copy_from_slice(&src.0);
 }
 
 #[cfg(test)]
@@ -351,7 +371,7 @@ mod tests {
                     let mut fast = [vec![0u8; TUN_OVERHEAD], fast].concat();
                     tun_encap_in_place(&mut full, src, dst, ident).unwrap();
                     set_macs(&mut full, A, B).unwrap();
-                    tun_fixed(&mut fast, &tpl, ident, A, B).unwrap();
+                    tun_fixed(&mut fast, &tpl, ident, &mac_pair(A, B)).unwrap();
                     assert_eq!(fast, full, "{src} -> {dst} ident {ident:#x}");
                 }
             }
@@ -366,7 +386,7 @@ mod tests {
             assert!(nat_fixed(&mut g, NatSide::Dst, Ipv4Addr::LOCALHOST, 1, A, B).is_err());
             assert!(dr_fixed(&mut g, A, B).is_err());
             let tpl = TunTemplate::new(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST);
-            assert!(tun_fixed(&mut g, &tpl, 1, A, B).is_err());
+            assert!(tun_fixed(&mut g, &tpl, 1, &mac_pair(A, B)).is_err());
             assert_eq!(g, f[..n]);
         }
     }

@@ -49,7 +49,6 @@ use crate::conn::{self, tcp_flags, ConnId, ConnTable, Dir, Hint, KeyHash, Method
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::Snapshot;
 use crate::forward;
-use crate::packet::ethernet::MacAddr;
 
 /// The L4 offset of the shape the fast path takes (untagged Ethernet, IPv4
 /// without options).
@@ -117,14 +116,13 @@ pub(super) fn fast_key(frame: &[u8]) -> WireKey {
 }
 
 /// What the rewrite needs of the next hop: the egress port, its MTU, the
-/// two MACs (a few words, where the cache's [`Hop`] carries
+/// frame's two MACs (a few words, where the cache's [`Hop`] carries
 /// its validity stamps too).
 #[derive(Clone, Copy)]
 struct Out {
     port: u32,
     mtu: u16,
-    mac: MacAddr,
-    port_mac: MacAddr,
+    macs: [u8; 12],
 }
 
 impl Out {
@@ -133,8 +131,7 @@ impl Out {
         Out {
             port: h.port,
             mtu: h.port_mtu,
-            mac: h.mac,
-            port_mac: h.port_mac,
+            macs: h.macs,
         }
     }
 }
@@ -241,7 +238,7 @@ impl Pipeline {
         let len = u64::from(p.total);
         let done = match (dir, method) {
             (Dir::Inbound, Method::Dr) => {
-                forward::dr_fixed(f.data_mut(), h.mac, h.port_mac).map_err(rewrite_drop)
+                forward::dr_fixed_pair(f.data_mut(), &h.macs).map_err(rewrite_drop)
             }
             (Dir::Inbound, Method::Tun) => {
                 let ident = self.next_tun_ident();
@@ -255,7 +252,7 @@ impl Pipeline {
                     Dir::Reply => forward::NatSide::Src,
                 };
                 let a = Ipv4Addr::from(nat_addr);
-                forward::nat_fixed(f.data_mut(), side, a, nat_port, h.mac, h.port_mac)
+                forward::nat_fixed_pair(f.data_mut(), side, a, nat_port, &h.macs)
                     .map_err(rewrite_drop)
             }
         };
@@ -301,5 +298,5 @@ fn tun_fixed<F: Frame>(
     if !f.prepend(forward::TUN_OVERHEAD) {
         return Err(Drop::NoHeadroom);
     }
-    forward::tun_fixed(f.data_mut(), tpl, ident, h.mac, h.port_mac).map_err(|_| Drop::NoHeadroom)
+    forward::tun_fixed(f.data_mut(), tpl, ident, &h.macs).map_err(|_| Drop::NoHeadroom)
 }
