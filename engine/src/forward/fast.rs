@@ -164,9 +164,8 @@ pub fn dr_fixed_pair(frame: &mut [u8], macs: &[u8; 12]) -> Result<(), ForwardErr
     Ok(())
 }
 
-/// TUN, before the encapsulation: TTL - 1 of the (inner) packet. Then the
-/// caller trims the Ethernet padding, prepends [`TUN_OVERHEAD`] bytes and
-/// calls [`tun_fixed`].
+/// TTL - 1 and the header checksum of the frame's IPv4 packet (DR; TUN
+/// does the same to the inner packet in [`tun_fixed`]).
 #[inline(always)]
 pub fn decrement_ttl_fixed(frame: &mut [u8]) -> Result<(), ForwardError> {
     if frame.len() < L4 {
@@ -213,11 +212,13 @@ impl TunTemplate {
 }
 
 /// TUN: `buf` is `[20 bytes headroom][Ethernet][inner IPv4 without
-/// options ...]`. Moves the Ethernet header to the front, writes the outer
-/// header (`tpl`'s addresses, IPIP, `ident`; TOS, DF and TTL of the inner
+/// options ...]`. Decrements the inner TTL (its checksum updated), moves
+/// the Ethernet header to the front, writes the outer header (`tpl`'s
+/// addresses, IPIP, `ident`; TOS, DF and the decremented TTL of the inner
 /// header; total length inner + 20) and the MACs. The header is the
 /// template with its first 8 bytes and the TTL written, its checksum the
-/// template's sum plus those words.
+/// template's sum plus those words. Checks before it writes: on `Err`
+/// (`Mismatch`, `TooBig`, `TtlExpired`) `buf` is unchanged.
 #[inline(always)]
 pub fn tun_fixed(
     buf: &mut [u8],
@@ -236,18 +237,23 @@ pub fn tun_fixed(
     let total = inner_total
         .checked_add(TUN_OVERHEAD as u16)
         .ok_or(ForwardError::TooBig)?;
+    ttl_delta(b[INNER + 8])?;
+    let ttl = b[INNER + 8] - 1;
+    let inner_ck = u16::from_ne_bytes([b[INNER + 10], b[INNER + 11]]);
+    let inner_ck = checksum::apply32(inner_ck, TTL_DELTA_NE);
     let [t0, t1] = total.to_be_bytes();
     let [i0, i1] = ident.to_be_bytes();
     // Version/IHL and TOS as the inner's, the total length; the
     // identification, DF alone of the inner's flags; the inner's TTL.
     let w0 = [0x45, b[INNER + 1], t0, t1];
     let w1 = [i0, i1, b[INNER + 6] & 0x40, 0];
-    let ttl = b[INNER + 8];
     let sum = checksum::add32(
         checksum::add32(tpl.sum, u32::from_ne_bytes(w0)),
         checksum::add32(u32::from_ne_bytes(w1), u32::from_ne_bytes([ttl, 0, 0, 0])),
     );
     let ck = !checksum::fold32(sum);
+    b[INNER + 8] = ttl;
+    b[INNER + 10..INNER + 12].copy_from_slice(&inner_ck.to_ne_bytes());
     // The Ethernet header moves to the front: its MACs are written below,
     // so only the EtherType is carried (two byte moves, where a 14-byte
     // `copy_within` may become a libc memmove call whenever the inliner
@@ -366,7 +372,6 @@ mod tests {
                     full.truncate(p.l3_end());
                     let mut full = [vec![0u8; TUN_OVERHEAD], full].concat();
                     let mut fast = f.clone();
-                    decrement_ttl_fixed(&mut fast).unwrap();
                     fast.truncate(p.l3_end());
                     let mut fast = [vec![0u8; TUN_OVERHEAD], fast].concat();
                     tun_encap_in_place(&mut full, src, dst, ident).unwrap();

@@ -292,11 +292,15 @@ fn tun_fixed<F: Frame>(
     tpl: &forward::TunTemplate,
     ident: u16,
 ) -> Result<(), Drop> {
-    forward::decrement_ttl_fixed(f.data_mut()).map_err(rewrite_drop)?;
     // Drop Ethernet padding so the outer length is the inner one + 20.
     f.truncate(14 + usize::from(total));
     if !f.prepend(forward::TUN_OVERHEAD) {
         return Err(Drop::NoHeadroom);
     }
-    forward::tun_fixed(f.data_mut(), tpl, ident, &h.macs).map_err(|_| Drop::NoHeadroom)
+    // The inner TTL (checked before the commit) and the encapsulation in
+    // one pass over the frame.
+    forward::tun_fixed(f.data_mut(), tpl, ident, &h.macs).map_err(|e| match e {
+        forward::ForwardError::TtlExpired => Drop::TtlExceeded,
+        _ => Drop::NoHeadroom,
+    })
 }
