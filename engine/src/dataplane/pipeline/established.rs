@@ -33,11 +33,18 @@
 //! Anything else returns `None` before anything is written, and the full
 //! path decides exactly as before (its next packet refills the cache). The
 //! per-server packet and byte counts add up in the server's entry and
-//! reach its counters once per burst (`Pipeline::end_burst`). The
-//! checksum deltas of NAT and the TUN outer header are computed from the
-//! connection record, already in cache after the lookup, rather than kept
-//! per connection: a side array would cost a second cache line per packet
-//! to save a few additions.
+//! reach its counters once per burst (`Pipeline::end_burst`). The NAT
+//! checksum deltas are computed from the record, already in cache after
+//! the lookup, in the frame's byte order (an address is one 32-bit addend:
+//! a handful of adds), rather than kept per connection: a side array would
+//! cost a second cache line per packet to save them. The TUN outer header
+//! is the server's (`TunTemplate`, made with its next hop in
+//! `dest_fast.rs`): a copy and the packet's fields.
+//!
+//! The lookup is two word compares against the record's key words
+//! (`conn::WireKey`), starting from the entry the burst's prefetch pass
+//! found (`Inspected::hint`, verified: `ConnTable::lookup_hinted`); the
+//! record and the next hop are read field by field, never copied whole.
 //!
 //! Off with `[ha] sync` (each packet may report the connection to the peer):
 //! those directors take the full path.
