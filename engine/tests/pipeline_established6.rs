@@ -156,7 +156,7 @@ impl Rig {
         assert!(i.fast6, "the common IPv6 shape");
         between(self);
         self.w.prefetch_bucket(&i);
-        self.w.prefetch_conn(&i);
+        self.w.prefetch_conn(&mut i);
         let before = self.w.established_hits();
         let mut f = VecFrame::new(frame);
         let v = self

@@ -249,7 +249,7 @@ impl Rig {
             self.p.prefetch_bucket(x);
         }
         if self.batch == Batch::Conn {
-            for x in insp.iter().take(n) {
+            for x in insp.iter_mut().take(n) {
                 self.p.prefetch_conn(x);
             }
         }

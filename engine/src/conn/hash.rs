@@ -1,7 +1,7 @@
 //! The keyed flow hash of the table index (the flow ownership hash of
 //! SPEC §2 is the NIC's RSS hash: see `rss`).
 
-use super::FlowKey;
+use super::WireKey;
 use std::hash::{BuildHasher, Hasher};
 
 /// Multiply two 64-bit words to 128 bits and fold the halves together.
@@ -43,13 +43,14 @@ impl Seed {
     }
 
     /// The keyed hash of a flow key: two folded multiplies. The 5-tuple is
-    /// packed into two words, each masked with a secret word, multiplied
+    /// two words ([`WireKey`]), each masked with a secret word, multiplied
     /// together (every output bit depends on every input bit and the
     /// secret), then folded once more with the third secret word.
     #[inline(always)]
-    pub(crate) fn hash(&self, k: &FlowKey) -> u64 {
-        let a = (u32::from(k.src) as u64) << 32 | u32::from(k.dst) as u64;
-        let b = (k.sport as u64) << 48 | (k.dport as u64) << 32 | (k.proto as u64) << 8;
+    pub(crate) fn hash(&self, k: &WireKey) -> u64 {
+        // source << 32 | destination; ports << 32 | protocol << 8
+        let a = k.addrs;
+        let b = u64::from(k.ports) << 32 | u64::from(k.proto) << 8;
         let x = fold_mul(a ^ self.0[0], b ^ self.0[1]);
         fold_mul(x ^ self.0[2], 0xa076_1d64_78bd_642f)
     }

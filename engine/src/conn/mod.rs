@@ -173,7 +173,7 @@ use std::net::Ipv4Addr;
 pub use rss::owner_worker;
 pub use snat::SnatSpec;
 pub use state::{is_active, tcp_flags, TcpState, Timeouts, MAX_TIMEOUT_S, NONE_TIMEOUT_S};
-pub use table::{ConnTable, Iter, KeyHash, MAX_CAPACITY};
+pub use table::{ConnTable, Hint, Iter, KeyHash, MAX_CAPACITY};
 
 /// IP protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
@@ -202,6 +202,57 @@ impl FlowKey {
             dport,
             proto,
         }
+    }
+
+    /// The same key as the table compares and hashes it.
+    #[inline(always)]
+    pub fn wire(&self) -> WireKey {
+        WireKey {
+            addrs: u64::from(u32::from(self.src)) << 32 | u64::from(u32::from(self.dst)),
+            ports: u32::from(self.sport) << 16 | u32::from(self.dport),
+            proto: self.proto,
+        }
+    }
+}
+
+/// A [`FlowKey`] as two machine words and the protocol: what the table's
+/// hash and compare work on. Read straight off a frame, it is the
+/// big-endian load of the 8 address bytes and of the 4 port bytes
+/// (`WireKey::from_headers`); a [`Conn`] holds each of its two keys as
+/// the same two words at fixed offsets, so a record matches a key in two
+/// word compares and a byte compare ([`Conn::matches_wire`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireKey {
+    /// Source address << 32 | destination address (host order).
+    pub addrs: u64,
+    /// Source port << 16 | destination port.
+    pub ports: u32,
+    pub proto: u8,
+}
+
+impl WireKey {
+    /// The key of an IPv4 packet from its header bytes: `addrs` the 8
+    /// bytes at IP offset 12 (source, destination), `ports` the 4 bytes at
+    /// the start of the TCP/UDP header.
+    #[inline(always)]
+    pub fn from_headers(proto: u8, addrs: [u8; 8], ports: [u8; 4]) -> WireKey {
+        WireKey {
+            addrs: u64::from_be_bytes(addrs),
+            ports: u32::from_be_bytes(ports),
+            proto,
+        }
+    }
+
+    /// The [`FlowKey`] of the same flow.
+    #[inline]
+    pub fn flow(&self) -> FlowKey {
+        FlowKey::new(
+            self.proto,
+            Ipv4Addr::from((self.addrs >> 32) as u32),
+            (self.ports >> 16) as u16,
+            Ipv4Addr::from(self.addrs as u32),
+            self.ports as u16,
+        )
     }
 }
 
@@ -321,12 +372,8 @@ pub struct NewConn {
 ///
 /// | off | field   | bytes | |
 /// |----:|---------|------:|---|
-/// |  0  | client  | 4 | client IPv4, host order |
-/// |  4  | vip     | 4 | |
-/// |  8  | server  | 4 | real server IPv4 |
-/// | 12  | cport   | 2 | |
-/// | 14  | vport   | 2 | |
-/// | 16  | sport   | 2 | real server port |
+/// |  0  | addrs   | 12 | VIP, client, real server: IPv4, host order |
+/// | 12  | ports   | 6 | VIP port, client port, real server port |
 /// | 18  | service | 2 | opaque service id |
 /// | 20  | dest    | 4 | opaque server id; next free slot while free |
 /// | 24  | expires | 4 | low 32 bits of the expiry time, ms |
@@ -335,17 +382,22 @@ pub struct NewConn {
 /// | 30  | method  | 1 | [`Method`] |
 /// | 31  | flags   | 1 | [`flags`] |
 ///
+/// The order of the addresses and ports makes each of the record's keys
+/// two adjacent words: the inbound key (client -> VIP) is `addrs[1] << 32
+/// | addrs[0]` and `ports[1] << 16 | ports[0]`, the reply key (server ->
+/// client) the same one element on ([`Conn::key_words`]): a lookup
+/// compares a [`WireKey`] with two word loads at an offset of the
+/// direction, no field-by-field select.
+///
 /// The index needs nothing stored here: a record's keys are recomputed from
 /// its addresses when it is removed.
 #[repr(C, align(32))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conn {
-    client: u32,
-    vip: u32,
-    server: u32,
-    cport: u16,
-    vport: u16,
-    sport: u16,
+    /// VIP, client, server.
+    addrs: [u32; 3],
+    /// VIP port, client port, server port.
+    ports: [u16; 3],
     service: u16,
     dest: u32,
     expires: u32,
@@ -358,14 +410,15 @@ pub struct Conn {
 const _: () = assert!(std::mem::size_of::<Conn>() == 32);
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 16);
 
+/// Indexes of [`Conn::addrs`] and [`Conn::ports`].
+const VIP: usize = 0;
+const CLIENT: usize = 1;
+const SERVER: usize = 2;
+
 impl Conn {
     pub(crate) const EMPTY: Conn = Conn {
-        client: 0,
-        vip: 0,
-        server: 0,
-        cport: 0,
-        vport: 0,
-        sport: 0,
+        addrs: [0; 3],
+        ports: [0; 3],
         service: 0,
         dest: 0,
         expires: 0,
@@ -377,27 +430,27 @@ impl Conn {
 
     #[inline]
     pub fn client(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.client)
+        Ipv4Addr::from(self.addrs[CLIENT])
     }
     #[inline]
     pub fn cport(&self) -> u16 {
-        self.cport
+        self.ports[CLIENT]
     }
     #[inline]
     pub fn vip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.vip)
+        Ipv4Addr::from(self.addrs[VIP])
     }
     #[inline]
     pub fn vport(&self) -> u16 {
-        self.vport
+        self.ports[VIP]
     }
     #[inline]
     pub fn server(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.server)
+        Ipv4Addr::from(self.addrs[SERVER])
     }
     #[inline]
     pub fn sport(&self) -> u16 {
-        self.sport
+        self.ports[SERVER]
     }
     #[inline]
     pub fn proto(&self) -> u8 {
@@ -444,9 +497,9 @@ impl Conn {
         FlowKey::new(
             self.proto,
             self.client(),
-            self.cport,
+            self.cport(),
             self.vip(),
-            self.vport,
+            self.vport(),
         )
     }
     /// The key of server -> client packets, if the connection is indexed by
@@ -466,9 +519,9 @@ impl Conn {
         FlowKey::new(
             self.proto,
             self.server(),
-            self.sport,
+            self.sport(),
             self.client(),
-            self.cport,
+            self.cport(),
         )
     }
 
@@ -477,18 +530,48 @@ impl Conn {
         self.flags & flags::IN_USE != 0
     }
 
-    /// Does `k` equal this record's key for `dir`?
+    /// Does `k` equal this record's key for `dir`? Two word compares and
+    /// a byte compare, folded into one test.
     #[inline(always)]
-    pub(crate) fn matches(&self, k: &FlowKey, dir: Dir) -> bool {
-        let (src, sport, dst, dport) = match dir {
-            Dir::Inbound => (self.client, self.cport, self.vip, self.vport),
-            Dir::Reply => (self.server, self.sport, self.client, self.cport),
-        };
-        u32::from(k.src) == src
-            && u32::from(k.dst) == dst
-            && k.sport == sport
-            && k.dport == dport
-            && k.proto == self.proto
+    pub(crate) fn matches_wire(&self, k: &WireKey, dir: Dir) -> bool {
+        let (addrs, ports) = self.key_words(dir);
+        (addrs ^ k.addrs) | u64::from(ports ^ k.ports) | u64::from(self.proto ^ k.proto) == 0
+    }
+
+    /// The addresses and ports of this record's key for `dir`, as in a
+    /// [`WireKey`]: source << 32 | destination. Inbound, client -> VIP
+    /// (elements 1 and 0); reply, server -> client (2 and 1).
+    #[inline(always)]
+    pub fn key_words(&self, dir: Dir) -> (u64, u32) {
+        let d = dir as usize & 1;
+        let addrs = u64::from(self.addrs[d + 1]) << 32 | u64::from(self.addrs[d]);
+        let ports = u32::from(self.ports[d + 1]) << 16 | u32::from(self.ports[d]);
+        (addrs, ports)
+    }
+
+    /// What NAT writes into a packet of direction `dir`: inbound, the
+    /// server's address and port (as destination); reply, the VIP's (as
+    /// source). Host order.
+    #[inline(always)]
+    pub fn nat_target(&self, dir: Dir) -> (u32, u16) {
+        let i = (1 - (dir as usize & 1)) * SERVER;
+        (self.addrs[i], self.ports[i])
+    }
+
+    /// The address a packet of direction `dir` is going to: inbound, the
+    /// server (NAT, DR, TUN); reply, the client. Host order.
+    #[inline(always)]
+    pub fn next_hop_addr(&self, dir: Dir) -> u32 {
+        self.addrs[SERVER - (dir as usize & 1)]
+    }
+
+    /// Builds the record of `c` (the table fills in the rest).
+    #[inline]
+    pub(crate) fn with_tuple(c: &NewConn) -> Conn {
+        let mut r = Conn::EMPTY;
+        r.addrs = [u32::from(c.vip), u32::from(c.client), u32::from(c.server)];
+        r.ports = [c.vport, c.cport, c.sport];
+        r
     }
 }
 

@@ -7,8 +7,8 @@ use super::snat::{SnatPools, SnatSpec};
 use super::state::{next_state, Table, TimeoutsMs};
 use super::{
     flags, is_active, tcp_flags, Conn, ConnId, Dir, FlowKey, FnatError, Method, NewConn, Reclaim,
-    TableFull, TcpState, Timeouts, Transition, EVICT_WINDOW, MAX_TIMEOUT_S, PRESSURE_OFF_PERCENT,
-    PRESSURE_ON_PERCENT, PRESSURE_SYN_RECV_S, PROTO_TCP,
+    TableFull, TcpState, Timeouts, Transition, WireKey, EVICT_WINDOW, MAX_TIMEOUT_S,
+    PRESSURE_OFF_PERCENT, PRESSURE_ON_PERCENT, PRESSURE_SYN_RECV_S, PROTO_TCP,
 };
 use crate::dataplane::region::{Region, TableMemory, TableSpans};
 
@@ -98,6 +98,17 @@ impl std::fmt::Debug for ConnTable {
             .field("pressure", &self.pressure)
             .finish()
     }
+}
+
+/// An index entry a burst's prefetch pass found for a key's hash
+/// ([`ConnTable::prefetch_conn_entry`]), for its lookup to try first
+/// ([`ConnTable::lookup_hinted`]). `Hint::NONE`: nothing found or not
+/// looked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hint(u64);
+
+impl Hint {
+    pub const NONE: Hint = Hint(0);
 }
 
 /// Is an expiry stamp (low 32 bits of ms) reached at `now` (same)?
@@ -327,6 +338,12 @@ impl ConnTable {
     /// The hash of `key` in this table.
     #[inline(always)]
     pub fn key_hash(&self, key: &FlowKey) -> KeyHash {
+        self.key_hash_wire(&key.wire())
+    }
+
+    /// [`key_hash`](Self::key_hash) of a key in words.
+    #[inline(always)]
+    pub fn key_hash_wire(&self, key: &WireKey) -> KeyHash {
         let h = (self.seed.hash(key) >> 32) as u32;
         #[cfg(test)]
         let h = if self.hash_bits >= 32 {
@@ -359,15 +376,23 @@ impl ConnTable {
     /// `lookup_hashed`.
     #[inline(always)]
     pub fn prefetch_conn_hashed(&self, h: KeyHash) {
+        self.prefetch_conn_entry(h);
+    }
+
+    /// [`prefetch_conn_hashed`](Self::prefetch_conn_hashed), returning the
+    /// index entry whose record it prefetched (0: none): a [`Hint`] for
+    /// [`lookup_hinted`](Self::lookup_hinted) later in the burst.
+    #[inline(always)]
+    pub fn prefetch_conn_entry(&self, h: KeyHash) -> Hint {
         let mut pos = h.0 & self.mask;
         loop {
             let e = self.index[pos as usize];
             if e == 0 {
-                return;
+                return Hint(0);
             }
             if entry_hash(e) == h.0 {
                 prefetch_ptr(&self.slots[entry_slot(e)] as *const Conn as *const u8);
-                return;
+                return Hint(e);
             }
             pos = (pos + 1) & self.mask;
         }
@@ -399,6 +424,19 @@ impl ConnTable {
         h: KeyHash,
         now_ms: u64,
     ) -> Option<(ConnId, Dir, &Conn)> {
+        self.lookup_wire(&key.wire(), h, now_ms)
+    }
+
+    /// [`lookup_record`](Self::lookup_record) of a key in words (the
+    /// established fast path reads them off the frame): each candidate
+    /// record is compared in two word compares and a byte compare.
+    #[inline(always)]
+    pub fn lookup_wire(
+        &self,
+        key: &WireKey,
+        h: KeyHash,
+        now_ms: u64,
+    ) -> Option<(ConnId, Dir, &Conn)> {
         let now = now_ms as u32;
         let mut pos = h.0 & self.mask;
         loop {
@@ -413,7 +451,7 @@ impl ConnTable {
                 let hit = if dir == Dir::Reply && c.method == Method::Fnat as u8 {
                     self.matches_local(c, slot, key)
                 } else {
-                    c.matches(key, dir)
+                    c.matches_wire(key, dir)
                 };
                 if hit && !expired(c.expires, now) {
                     return Some((ConnId(slot as u32), dir, c));
@@ -421,6 +459,39 @@ impl ConnTable {
             }
             pos = (pos + 1) & self.mask;
         }
+    }
+
+    /// [`lookup_wire`](Self::lookup_wire) that first tries the record
+    /// `hint` names (what the burst's prefetch pass found in the key's
+    /// bucket: the first entry with the key's hash, where the walk would
+    /// look first): if that record is live, matches `key` in the entry's
+    /// direction and has not expired, it is the answer, without reading
+    /// the index again. Anything else (no hint, another key with the same
+    /// hash, a record the burst's earlier packets removed or replaced)
+    /// walks the index as `lookup_wire` does.
+    #[inline(always)]
+    pub fn lookup_hinted(
+        &self,
+        key: &WireKey,
+        h: KeyHash,
+        hint: Hint,
+        now_ms: u64,
+    ) -> Option<(ConnId, Dir, &Conn)> {
+        let e = hint.0;
+        if e != 0 {
+            let (slot, dir) = (entry_slot(e), entry_dir(e));
+            if let Some(c) = self.slots.get(slot) {
+                let fnat_reply = dir == Dir::Reply && c.method == Method::Fnat as u8;
+                if c.in_use()
+                    && !fnat_reply
+                    && c.matches_wire(key, dir)
+                    && !expired(c.expires, now_ms as u32)
+                {
+                    return Some((ConnId(slot as u32), dir, c));
+                }
+            }
+        }
+        self.lookup_wire(key, h, now_ms)
     }
 
     /// Create a connection in a free slot; [`TableFull`] when there is
@@ -462,12 +533,6 @@ impl ConnTable {
         }
         let timeout = self.timeouts_ms.of(c.proto, state);
         let rec = Conn {
-            client: u32::from(c.client),
-            vip: u32::from(c.vip),
-            server: u32::from(c.server),
-            cport: c.cport,
-            vport: c.vport,
-            sport: c.sport,
             service: c.service,
             dest: c.dest,
             expires: (now_ms as u32).wrapping_add(timeout),
@@ -475,6 +540,7 @@ impl ConnTable {
             state: state as u8,
             method: c.method as u8,
             flags: fl,
+            ..Conn::with_tuple(&c)
         };
         let s = &mut self.slots[slot as usize];
         self.free_head = s.dest;
@@ -503,7 +569,13 @@ impl ConnTable {
         match (&self.fnat, c.method == Method::Fnat as u8) {
             (Some(f), true) => {
                 let l = f.locals[slot];
-                FlowKey::new(c.proto, c.server(), c.sport, Ipv4Addr::from(l.addr), l.port)
+                FlowKey::new(
+                    c.proto,
+                    c.server(),
+                    c.sport(),
+                    Ipv4Addr::from(l.addr),
+                    l.port,
+                )
             }
             _ => c.reply_key_raw(),
         }
@@ -511,15 +583,13 @@ impl ConnTable {
 
     /// Does `k` equal the reply key of the full-NAT record `c` in `slot`?
     #[inline]
-    fn matches_local(&self, c: &Conn, slot: usize, k: &FlowKey) -> bool {
+    fn matches_local(&self, c: &Conn, slot: usize, k: &WireKey) -> bool {
         let Some(f) = &self.fnat else {
             return false;
         };
         let l = f.locals[slot];
-        u32::from(k.src) == c.server
-            && k.sport == c.sport
-            && u32::from(k.dst) == l.addr
-            && k.dport == l.port
+        k.addrs == u64::from(u32::from(c.server())) << 32 | u64::from(l.addr)
+            && k.ports == u32::from(c.sport()) << 16 | u32::from(l.port)
             && k.proto == c.proto
     }
 
@@ -961,12 +1031,15 @@ impl ConnTable {
     /// connection is ESTABLISHED).
     #[inline(always)]
     pub fn rearm_steady(&mut self, id: ConnId, c: &Conn, now_ms: u64) {
-        let state = if c.proto == PROTO_TCP {
-            TcpState::Established
-        } else {
-            TcpState::None
-        };
-        let t = self.timeouts_ms.of(c.proto, state);
+        self.rearm_steady_proto(id, c.proto, now_ms);
+    }
+
+    /// [`rearm_steady`](Self::rearm_steady) for a caller that kept only
+    /// the record's protocol (a steady TCP connection is ESTABLISHED; any
+    /// other protocol has the one timeout).
+    #[inline(always)]
+    pub fn rearm_steady_proto(&mut self, id: ConnId, proto: u8, now_ms: u64) {
+        let t = self.timeouts_ms.of(proto, TcpState::Established);
         self.slots[id.index()].expires = (now_ms as u32).wrapping_add(t);
     }
 

@@ -55,6 +55,87 @@ fn conn_layout() {
     );
 }
 
+/// The key words of a record are its keys, in both directions, and the
+/// frame's big-endian loads give the same words as a `FlowKey`.
+#[test]
+fn key_words_are_the_keys() {
+    let nc = new_conn(PROTO_TCP, Method::Nat, 40000);
+    let mut t = ConnTable::with_capacity_and_seed(8, 1);
+    let id = t.insert(nc, T0).unwrap();
+    let c = *t.get(id);
+    for (dir, k) in [(Dir::Inbound, inbound(&nc)), (Dir::Reply, reply(&nc))] {
+        let w = k.wire();
+        assert_eq!(c.key_words(dir), (w.addrs, w.ports));
+        assert!(c.matches_wire(&w, dir));
+        assert_eq!(w.flow(), k);
+        let mut addrs = [0u8; 8];
+        addrs[..4].copy_from_slice(&k.src.octets());
+        addrs[4..].copy_from_slice(&k.dst.octets());
+        let mut ports = [0u8; 4];
+        ports[..2].copy_from_slice(&k.sport.to_be_bytes());
+        ports[2..].copy_from_slice(&k.dport.to_be_bytes());
+        assert_eq!(WireKey::from_headers(k.proto, addrs, ports), w);
+        assert_eq!(t.key_hash_wire(&w), t.key_hash(&k));
+    }
+    assert!(!c.matches_wire(&inbound(&nc).wire(), Dir::Reply));
+    assert_eq!(c.nat_target(Dir::Inbound), (u32::from(SERVER), 8080));
+    assert_eq!(c.nat_target(Dir::Reply), (u32::from(VIP), 80));
+    assert_eq!(c.next_hop_addr(Dir::Inbound), u32::from(SERVER));
+    assert_eq!(c.next_hop_addr(Dir::Reply), u32::from(CLIENT));
+}
+
+/// `lookup_hinted` answers as `lookup` does whatever the hint: the one
+/// the prefetch pass found, none, a stale one (its record removed, its
+/// slot given to another connection) or one of another key with the same
+/// hash (a 2-bit hash: every key collides).
+#[test]
+fn lookup_hinted_is_lookup() {
+    for bits in [2, 32] {
+        let mut t = if bits == 32 {
+            ConnTable::with_capacity_and_seed(16, 3)
+        } else {
+            ConnTable::with_weak_hash(16, bits)
+        };
+        let a = new_conn(PROTO_TCP, Method::Nat, 1000);
+        let b = new_conn(PROTO_TCP, Method::Nat, 2000);
+        let ida = t.insert(a, T0).unwrap();
+        t.insert(b, T0).unwrap();
+        let keys = [inbound(&a), reply(&a), inbound(&b), reply(&b)];
+        let hints: Vec<Hint> = keys
+            .iter()
+            .map(|k| t.prefetch_conn_entry(t.key_hash(k)))
+            .collect();
+        let check = |t: &ConnTable, when: &str| {
+            for k in &keys {
+                let want = t.lookup(k, T0);
+                for hint in hints.iter().copied().chain([Hint::NONE]) {
+                    let got = t
+                        .lookup_hinted(&k.wire(), t.key_hash(k), hint, T0)
+                        .map(|(id, dir, _)| (id, dir));
+                    assert_eq!(got, want, "{when}, {bits} bits, {k:?} {hint:?}");
+                }
+            }
+        };
+        check(&t, "fresh");
+        // a's record removed, its slot taken by c: a's hints are stale.
+        t.remove(ida);
+        let c = new_conn(PROTO_TCP, Method::Nat, 3000);
+        let idc = t.insert(c, T0).unwrap();
+        assert_eq!(idc, ida, "the freed slot is reused");
+        check(&t, "after reuse");
+        // Expired: a hint never revives a record past its expiry.
+        let later = T0 + 10_000_000;
+        for k in &keys {
+            for hint in &hints {
+                assert_eq!(
+                    t.lookup_hinted(&k.wire(), t.key_hash(k), *hint, later),
+                    None
+                );
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------- insert / lookup
 
 #[test]

@@ -83,7 +83,9 @@ use super::neigh::{NeighTable, Resolution};
 use super::region::TableMemory;
 use super::snapshot::{LiveDests, Server, Service, Snapshot};
 use super::Shared;
-use crate::conn::{self, ConnId, ConnTable, Dir, FlowKey, KeyHash, Method, NewConn, TcpState};
+use crate::conn::{
+    self, ConnId, ConnTable, Dir, FlowKey, Hint, KeyHash, Method, NewConn, TcpState,
+};
 use crate::forward;
 use crate::packet::ethernet::{EtherType, EthernetFrame, MacAddr};
 use crate::packet::parse_fast::{fast_parsed, is_fast_shape};
@@ -125,6 +127,10 @@ pub struct Inspected {
     /// `None` and `parsed` is not filled in (pipeline/established6.rs).
     pub fast6: bool,
     pub flow6: Flow6,
+    /// What the third pass found in the flow's bucket
+    /// ([`prefetch_conn`](Pipeline::prefetch_conn)), for the established
+    /// path's lookup to try first (`ConnTable::lookup_hinted`).
+    pub hint: Hint,
 }
 
 impl Inspected {
@@ -134,6 +140,7 @@ impl Inspected {
         fast: false,
         fast6: false,
         flow6: Flow6::NONE,
+        hint: Hint::NONE,
     };
 }
 
@@ -158,6 +165,9 @@ pub struct Pipeline {
     master: bool,
     /// `[ha] sync`: report connections to the HA thread.
     sync: bool,
+    /// `master && !sync`: the established fast paths may run (one test
+    /// per packet; set with the two, between bursts).
+    fast_on: bool,
     /// Worker-side sync and failover state (bulk walk, gratuitous ARP).
     ha: ha::WorkerHa,
     /// Datagrams whose first fragment this worker forwarded.
@@ -215,6 +225,8 @@ impl Pipeline {
             hops: [Hop::EMPTY; HOP_CACHE],
             master: shared.ha.is_master(),
             sync: shared.ha.sync.load(std::sync::atomic::Ordering::Acquire),
+            fast_on: shared.ha.is_master()
+                && !shared.ha.sync.load(std::sync::atomic::Ordering::Acquire),
             ha: ha::WorkerHa::default(),
             frags: frag::FragTable::new(),
             nd: nd::WorkerNd::default(),
@@ -302,8 +314,9 @@ impl Pipeline {
     pub fn inspect_into(&self, frame: &[u8], out: &mut Inspected) {
         // The common shape: TCP/UDP with ports, nothing more to check.
         if is_fast_shape(frame) {
-            out.hash = Some(self.conns.key_hash(&established::fast_key(frame)));
+            out.hash = Some(self.conns.key_hash_wire(&established::fast_key(frame)));
             out.fast = true;
+            out.hint = Hint::NONE;
             return;
         }
         if self.inspect6(frame, out) {
@@ -346,11 +359,11 @@ impl Pipeline {
     }
 
     /// The third pass: read the (prefetched) bucket and prefetch the
-    /// connection record it points at.
+    /// connection record it points at, keeping which (`Inspected::hint`).
     #[inline]
-    pub fn prefetch_conn(&self, i: &Inspected) {
+    pub fn prefetch_conn(&self, i: &mut Inspected) {
         if let Some(h) = i.hash {
-            self.conns.prefetch_conn_hashed(h);
+            i.hint = self.conns.prefetch_conn_entry(h);
         } else if i.fast6 {
             self.prefetch_conn6(i);
         }
@@ -381,8 +394,14 @@ impl Pipeline {
             // established fast path first (pipeline/established.rs), from
             // the frame's bytes.
             if let (Some(h), Some(port)) = (i.hash, snap.ports.get(in_port)) {
-                if f.data().first_chunk::<6>() == Some(&port.mac.0) {
-                    if let Some(v) = self.established(snap, f, h, now_ms, owned, &mut looked) {
+                if f.data()
+                    .first_chunk::<6>()
+                    .is_some_and(|m| mac_eq(m, &port.mac.0))
+                {
+                    let hint = i.hint;
+                    if let Some(v) = established::Head::read(f.data()).and_then(|p| {
+                        self.established(snap, f, p, h, hint, now_ms, owned, &mut looked)
+                    }) {
                         return v;
                     }
                     // A segment that only moves the TCP state (transition.rs).
@@ -619,4 +638,13 @@ impl Pipeline {
         self.stats.to_kernel.inc();
         Verdict::Kernel
     }
+}
+
+/// Two MACs equal, as a 4-byte and a 2-byte compare (a `[u8; 6]` compare
+/// assembles each side into one word first).
+#[inline(always)]
+fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
+    let w = |m: &[u8; 6]| u32::from_ne_bytes([m[0], m[1], m[2], m[3]]);
+    let h = |m: &[u8; 6]| u16::from_ne_bytes([m[4], m[5]]);
+    w(a) == w(b) && h(a) == h(b)
 }

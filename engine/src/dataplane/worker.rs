@@ -165,7 +165,7 @@ impl Worker {
                 for x in insp.iter().take(n) {
                     self.pipeline.prefetch_bucket(x);
                 }
-                for x in insp.iter().take(n) {
+                for x in insp.iter_mut().take(n) {
                     self.pipeline.prefetch_conn(x);
                 }
                 for i in 0..n {

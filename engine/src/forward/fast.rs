@@ -12,7 +12,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::packet::checksum::{self, Delta};
+use crate::packet::checksum;
 use crate::packet::ethernet::MacAddr;
 use crate::packet::ipv4::proto;
 
@@ -51,133 +51,222 @@ pub fn nat_fixed(
     dst: MacAddr,
     src: MacAddr,
 ) -> Result<(), ForwardError> {
+    nat_fixed_pair(frame, side, addr, port, &mac_pair(dst, src))
+}
+
+/// [`nat_fixed`] with the MACs as the 12 bytes the frame starts with
+/// (destination, source): the next hop keeps them so, written in two
+/// stores.
+#[inline(always)]
+pub fn nat_fixed_pair(
+    frame: &mut [u8],
+    side: NatSide,
+    addr: Ipv4Addr,
+    port: u16,
+    macs: &[u8; 12],
+) -> Result<(), ForwardError> {
     if frame.len() < UDP_CK + 2 {
         return Err(ForwardError::Mismatch);
     }
     match frame[PROTO] {
-        proto::TCP => nat_at::<{ TCP_CK + 2 }, TCP_CK>(frame, side, addr, port, dst, src),
-        proto::UDP => nat_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, dst, src),
+        proto::TCP => nat_at::<{ TCP_CK + 2 }, TCP_CK>(frame, side, addr, port, macs),
+        proto::UDP => nat_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, macs),
         _ => Err(ForwardError::UnsupportedProtocol),
     }
+}
+
+/// The 12 bytes of a frame's destination and source MACs.
+#[inline(always)]
+pub fn mac_pair(dst: MacAddr, src: MacAddr) -> [u8; 12] {
+    let mut m = [0u8; 12];
+    m[..6].copy_from_slice(&dst.0);
+    m[6..].copy_from_slice(&src.0);
+    m
 }
 
 /// [`nat_fixed`] with the L4 checksum at `CK` in a frame of at least
 /// `N = CK + 2` bytes: every offset a constant into one checked array, so
 /// no access needs a bounds check of its own.
+///
+/// The checksums are updated in the frame's byte order (RFC 1071 §2(B)):
+/// the old address, port and checksums are loaded as native integers and
+/// the new values byte-swapped once, so nothing read is swapped and
+/// nothing written swapped back; the address is one 32-bit addend
+/// ([`checksum::add32`]) and the TTL decrement the constant `0xFFFE` (the
+/// TTL/protocol word read little-endian loses one).
 #[inline(always)]
 fn nat_at<const N: usize, const CK: usize>(
     frame: &mut [u8],
     side: NatSide,
     addr: Ipv4Addr,
     port: u16,
-    dst: MacAddr,
-    src: MacAddr,
+    macs: &[u8; 12],
 ) -> Result<(), ForwardError> {
     let Some(h) = frame.first_chunk_mut::<N>() else {
         return Err(ForwardError::Mismatch);
     };
-    let ttl = ttl_delta(h[TTL])?;
+    ttl_delta(h[TTL])?;
     let (a, p) = match side {
         NatSide::Dst => (DST, L4 + 2),
         NatSide::Src => (SRC, L4),
     };
-    let old_addr = u32::from_be_bytes([h[a], h[a + 1], h[a + 2], h[a + 3]]);
-    let old_port = u16::from_be_bytes([h[p], h[p + 1]]);
-    let addr_delta = Delta::new().dword(old_addr, u32::from(addr));
-    let l4 = addr_delta.word(old_port, port);
-    let old_ck = u16::from_be_bytes([h[CK], h[CK + 1]]);
-    let new_ck = if CK == UDP_CK {
-        l4.apply_udp(old_ck)
+    let new_addr = u32::from_ne_bytes(addr.octets());
+    let new_port = u16::from_ne_bytes(port.to_be_bytes());
+    let old_addr = u32::from_ne_bytes([h[a], h[a + 1], h[a + 2], h[a + 3]]);
+    let old_port = u16::from_ne_bytes([h[p], h[p + 1]]);
+    let addr_delta = checksum::add32(!old_addr, new_addr);
+    let l4 = checksum::add32(addr_delta, u32::from(!old_port) + u32::from(new_port));
+    let old_ck = u16::from_ne_bytes([h[CK], h[CK + 1]]);
+    let new_ck = if CK == UDP_CK && old_ck == 0 {
+        // UDP without a checksum stays without.
+        0
     } else {
-        l4.apply(old_ck)
+        let ck = checksum::apply32(old_ck, l4);
+        if CK == UDP_CK {
+            checksum::udp_final(ck)
+        } else {
+            ck
+        }
     };
-    h[CK..CK + 2].copy_from_slice(&new_ck.to_be_bytes());
-    h[p..p + 2].copy_from_slice(&port.to_be_bytes());
-    h[a..a + 4].copy_from_slice(&addr.octets());
+    h[CK..CK + 2].copy_from_slice(&new_ck.to_ne_bytes());
+    h[p..p + 2].copy_from_slice(&new_port.to_ne_bytes());
+    h[a..a + 4].copy_from_slice(&new_addr.to_ne_bytes());
     h[TTL] -= 1;
-    let ip_ck = u16::from_be_bytes([h[IP_CK], h[IP_CK + 1]]);
-    let ip_ck = addr_delta.plus(ttl).apply(ip_ck);
-    h[IP_CK..IP_CK + 2].copy_from_slice(&ip_ck.to_be_bytes());
-    write_macs(h, dst, src);
+    let ip_ck = u16::from_ne_bytes([h[IP_CK], h[IP_CK + 1]]);
+    let ip_ck = checksum::apply32(ip_ck, checksum::add32(addr_delta, TTL_DELTA_NE));
+    h[IP_CK..IP_CK + 2].copy_from_slice(&ip_ck.to_ne_bytes());
+    h[..12].copy_from_slice(macs);
     Ok(())
 }
+
+/// The TTL decrement's delta in the frame's byte order read natively:
+/// the TTL/protocol word, loaded little-endian, loses one (`~m + m - 1`).
+const TTL_DELTA_NE: u32 = if cfg!(target_endian = "little") {
+    0xFFFE
+} else {
+    0xFEFF
+};
 
 /// DR: TTL - 1 and the MACs.
 #[inline(always)]
 pub fn dr_fixed(frame: &mut [u8], dst: MacAddr, src: MacAddr) -> Result<(), ForwardError> {
-    if frame.len() < L4 {
+    dr_fixed_pair(frame, &mac_pair(dst, src))
+}
+
+/// [`dr_fixed`] with the MACs as the frame's first 12 bytes.
+#[inline(always)]
+pub fn dr_fixed_pair(frame: &mut [u8], macs: &[u8; 12]) -> Result<(), ForwardError> {
+    let Some(h) = frame.first_chunk_mut::<L4>() else {
         return Err(ForwardError::Mismatch);
-    }
-    decrement_ttl_fixed(frame)?;
-    write_macs(frame, dst, src);
+    };
+    decrement_ttl_fixed(h)?;
+    h[..12].copy_from_slice(macs);
     Ok(())
 }
 
-/// TUN, before the encapsulation: TTL - 1 of the (inner) packet. Then the
-/// caller trims the Ethernet padding, prepends [`TUN_OVERHEAD`] bytes and
-/// calls [`tun_fixed`].
+/// TTL - 1 and the header checksum of the frame's IPv4 packet (DR; TUN
+/// does the same to the inner packet in [`tun_fixed`]).
 #[inline(always)]
 pub fn decrement_ttl_fixed(frame: &mut [u8]) -> Result<(), ForwardError> {
     if frame.len() < L4 {
         return Err(ForwardError::Mismatch);
     }
-    let d = ttl_delta(frame[TTL])?;
+    ttl_delta(frame[TTL])?;
     frame[TTL] -= 1;
-    let ip_ck = u16::from_be_bytes([frame[IP_CK], frame[IP_CK + 1]]);
-    frame[IP_CK..IP_CK + 2].copy_from_slice(&d.apply(ip_ck).to_be_bytes());
+    let ip_ck = u16::from_ne_bytes([frame[IP_CK], frame[IP_CK + 1]]);
+    let ip_ck = checksum::apply32(ip_ck, TTL_DELTA_NE);
+    frame[IP_CK..IP_CK + 2].copy_from_slice(&ip_ck.to_ne_bytes());
     Ok(())
 }
 
+/// The outer IPv4 header of IPIP from `src` to `dst` as far as it is the
+/// same for every packet (version and length, protocol, addresses; the
+/// rest zero), and the one's-complement sum of those words in the frame's
+/// byte order read natively: per server, made once with its next hop
+/// (`pipeline/dest_fast.rs`), so that [`tun_fixed`] copies it and writes
+/// the packet's fields.
+#[derive(Clone, Copy, Debug)]
+pub struct TunTemplate {
+    hdr: [u8; TUN_OVERHEAD],
+    sum: u32,
+}
+
+impl TunTemplate {
+    pub const EMPTY: TunTemplate = TunTemplate {
+        hdr: [0; TUN_OVERHEAD],
+        sum: 0,
+    };
+
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr) -> TunTemplate {
+        let mut hdr = [0u8; TUN_OVERHEAD];
+        hdr[0] = 0x45;
+        hdr[9] = proto::IPIP;
+        hdr[12..16].copy_from_slice(&src.octets());
+        hdr[16..20].copy_from_slice(&dst.octets());
+        let w = |i: usize| u32::from_ne_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
+        // Words 8..20: the protocol and the addresses (word 0 comes from
+        // the inner header whole, its version byte included).
+        let sum = checksum::add32(checksum::add32(w(8), w(12)), w(16));
+        TunTemplate { hdr, sum }
+    }
+}
+
 /// TUN: `buf` is `[20 bytes headroom][Ethernet][inner IPv4 without
-/// options ...]`. Moves the Ethernet header to the front, writes the outer
-/// header (`src` -> `dst`, IPIP, `ident`; TOS, DF and TTL of the inner
-/// header; total length inner + 20) and the MACs.
+/// options ...]`. Decrements the inner TTL (its checksum updated), moves
+/// the Ethernet header to the front, writes the outer header (`tpl`'s
+/// addresses, IPIP, `ident`; TOS, DF and the decremented TTL of the inner
+/// header; total length inner + 20) and the MACs. The header is the
+/// template with its first 8 bytes and the TTL written, its checksum the
+/// template's sum plus those words. Checks before it writes: on `Err`
+/// (`Mismatch`, `TooBig`, `TtlExpired`) `buf` is unchanged.
 #[inline(always)]
 pub fn tun_fixed(
     buf: &mut [u8],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    tpl: &TunTemplate,
     ident: u16,
-    dst_mac: MacAddr,
-    src_mac: MacAddr,
+    macs: &[u8; 12],
 ) -> Result<(), ForwardError> {
     const INNER: usize = TUN_OVERHEAD + IP;
-    if buf.len() < INNER + TUN_OVERHEAD || buf[INNER] != 0x45 {
+    let Some(b) = buf.first_chunk_mut::<{ INNER + TUN_OVERHEAD }>() else {
+        return Err(ForwardError::Mismatch);
+    };
+    if b[INNER] != 0x45 {
         return Err(ForwardError::Mismatch);
     }
-    let inner_total = u16::from_be_bytes([buf[INNER + 2], buf[INNER + 3]]);
+    let inner_total = u16::from_be_bytes([b[INNER + 2], b[INNER + 3]]);
     let total = inner_total
         .checked_add(TUN_OVERHEAD as u16)
         .ok_or(ForwardError::TooBig)?;
-    let (tos, df, ttl) = (buf[INNER + 1], buf[INNER + 6] & 0x40, buf[INNER + 8]);
-    let mut o = [0u8; TUN_OVERHEAD];
-    o[0] = 0x45;
-    o[1] = tos;
-    o[2..4].copy_from_slice(&total.to_be_bytes());
-    o[4..6].copy_from_slice(&ident.to_be_bytes());
-    o[6] = df;
-    o[8] = ttl;
-    o[9] = proto::IPIP;
-    o[12..16].copy_from_slice(&src.octets());
-    o[16..20].copy_from_slice(&dst.octets());
-    let ck = !checksum::sum20(&o);
-    o[10..12].copy_from_slice(&ck.to_be_bytes());
+    ttl_delta(b[INNER + 8])?;
+    let ttl = b[INNER + 8] - 1;
+    let inner_ck = u16::from_ne_bytes([b[INNER + 10], b[INNER + 11]]);
+    let inner_ck = checksum::apply32(inner_ck, TTL_DELTA_NE);
+    let [t0, t1] = total.to_be_bytes();
+    let [i0, i1] = ident.to_be_bytes();
+    // Version/IHL and TOS as the inner's, the total length; the
+    // identification, DF alone of the inner's flags; the inner's TTL.
+    let w0 = [0x45, b[INNER + 1], t0, t1];
+    let w1 = [i0, i1, b[INNER + 6] & 0x40, 0];
+    let sum = checksum::add32(
+        checksum::add32(tpl.sum, u32::from_ne_bytes(w0)),
+        checksum::add32(u32::from_ne_bytes(w1), u32::from_ne_bytes([ttl, 0, 0, 0])),
+    );
+    let ck = !checksum::fold32(sum);
+    b[INNER + 8] = ttl;
+    b[INNER + 10..INNER + 12].copy_from_slice(&inner_ck.to_ne_bytes());
     // The Ethernet header moves to the front: its MACs are written below,
     // so only the EtherType is carried (two byte moves, where a 14-byte
     // `copy_within` may become a libc memmove call whenever the inliner
     // declines it).
-    let ethertype = [buf[INNER - 2], buf[INNER - 1]];
-    buf[IP - 2..IP].copy_from_slice(&ethertype);
-    buf[IP..IP + TUN_OVERHEAD].copy_from_slice(&o);
-    write_macs(buf, dst_mac, src_mac);
+    let ethertype = [b[INNER - 2], b[INNER - 1]];
+    b[IP - 2..IP].copy_from_slice(&ethertype);
+    b[IP..IP + TUN_OVERHEAD].copy_from_slice(&tpl.hdr);
+    b[IP..IP + 4].copy_from_slice(&w0);
+    b[IP + 4..IP + 8].copy_from_slice(&w1);
+    b[IP + 8] = ttl;
+    b[IP + 10..IP + 12].copy_from_slice(&ck.to_ne_bytes());
+    b[..12].copy_from_slice(macs);
     Ok(())
-}
-
-/// The next hop's and our port's MAC (the caller checked the length).
-#[inline(always)]
-fn write_macs(frame: &mut [u8], dst: MacAddr, src: MacAddr) {
-    frame[..6].copy_from_slice(&dst.0);
-    frame[6..12].copy_from_slice(&src.0);
 }
 
 #[cfg(test)]
@@ -266,21 +355,31 @@ mod tests {
 
     #[test]
     fn tun_fixed_is_tun_encap() {
-        let (src, dst) = (Ipv4Addr::new(198, 19, 0, 1), Ipv4Addr::new(198, 19, 0, 11));
-        for f in frames() {
-            let p = parse_frame(&f).unwrap();
-            let mut full = f.clone();
-            crate::forward::decrement_ttl(&mut full, &p).unwrap();
-            full.truncate(p.l3_end());
-            let mut full = [vec![0u8; TUN_OVERHEAD], full].concat();
-            let mut fast = f.clone();
-            decrement_ttl_fixed(&mut fast).unwrap();
-            fast.truncate(p.l3_end());
-            let mut fast = [vec![0u8; TUN_OVERHEAD], fast].concat();
-            tun_encap_in_place(&mut full, src, dst, 0x4242).unwrap();
-            set_macs(&mut full, A, B).unwrap();
-            tun_fixed(&mut fast, src, dst, 0x4242, A, B).unwrap();
-            assert_eq!(fast, full);
+        // Addresses whose sums carry, and none at all; idents likewise.
+        let pairs = [
+            (Ipv4Addr::new(198, 19, 0, 1), Ipv4Addr::new(198, 19, 0, 11)),
+            (Ipv4Addr::BROADCAST, Ipv4Addr::BROADCAST),
+            (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED),
+            (Ipv4Addr::new(255, 254, 0, 1), Ipv4Addr::new(0, 1, 255, 255)),
+        ];
+        for (src, dst) in pairs {
+            let tpl = TunTemplate::new(src, dst);
+            for ident in [0, 1, 0x4242, 0xffff] {
+                for f in frames() {
+                    let p = parse_frame(&f).unwrap();
+                    let mut full = f.clone();
+                    crate::forward::decrement_ttl(&mut full, &p).unwrap();
+                    full.truncate(p.l3_end());
+                    let mut full = [vec![0u8; TUN_OVERHEAD], full].concat();
+                    let mut fast = f.clone();
+                    fast.truncate(p.l3_end());
+                    let mut fast = [vec![0u8; TUN_OVERHEAD], fast].concat();
+                    tun_encap_in_place(&mut full, src, dst, ident).unwrap();
+                    set_macs(&mut full, A, B).unwrap();
+                    tun_fixed(&mut fast, &tpl, ident, &mac_pair(A, B)).unwrap();
+                    assert_eq!(fast, full, "{src} -> {dst} ident {ident:#x}");
+                }
+            }
         }
     }
 
@@ -291,7 +390,8 @@ mod tests {
             let mut g = f[..n].to_vec();
             assert!(nat_fixed(&mut g, NatSide::Dst, Ipv4Addr::LOCALHOST, 1, A, B).is_err());
             assert!(dr_fixed(&mut g, A, B).is_err());
-            assert!(tun_fixed(&mut g, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 1, A, B).is_err());
+            let tpl = TunTemplate::new(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST);
+            assert!(tun_fixed(&mut g, &tpl, 1, &mac_pair(A, B)).is_err());
             assert_eq!(g, f[..n]);
         }
     }

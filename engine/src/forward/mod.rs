@@ -29,7 +29,10 @@ mod routed;
 mod routed6;
 mod tun;
 
-pub use fast::{decrement_ttl_fixed, dr_fixed, nat_fixed, tun_fixed, NatSide};
+pub use fast::{
+    decrement_ttl_fixed, dr_fixed, dr_fixed_pair, mac_pair, nat_fixed, nat_fixed_pair, tun_fixed,
+    NatSide, TunTemplate,
+};
 pub use fast6::{dr6_fixed, nat6_fixed};
 pub use fnat::{fnat_rewrite, icmp_error_fnat, IcmpFnat};
 pub use icmp46::{icmp6_to_icmp4, Icmp46, ICMP4_ERROR_MAX};

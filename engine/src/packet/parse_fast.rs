@@ -43,8 +43,9 @@ pub fn is_fast_shape(frame: &[u8]) -> bool {
     let Some(h) = frame.first_chunk::<{ L4_OFF + 8 }>() else {
         return false;
     };
-    // EtherType 0x0800, version 4 with IHL 5.
-    if h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 {
+    // EtherType 0x0800, version 4 with IHL 5: three bytes (and the TOS,
+    // masked off), one compare.
+    if u32::from_le_bytes([h[12], h[13], h[14], h[15]]) & 0x00FF_FFFF != 0x0045_0008 {
         return false;
     }
     let frag = u16::from_be_bytes([h[20], h[21]]);

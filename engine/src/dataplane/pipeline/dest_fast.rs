@@ -21,7 +21,12 @@
 //!   `HOP_CACHE_MS` (refresh and expiry stay the neighbour table's
 //!   decisions). A miss asks the next-hop cache (`Pipeline::hop_hit`), and
 //!   when that misses too, the full path resolves and refills it.
-//! * **Counters.** In and out packets and bytes add up here and reach the
+//! * **TUN.** With the next hop, the outer IPv4 header to the server
+//!   from the egress port's address, its constant words summed
+//!   ([`TunTemplate`]): an encapsulation copies it and writes the fields
+//!   of the packet (length, TOS, DF, TTL, identification).
+//! * **Counters.** In and out packets and bytes add up here (one add per
+//!   packet: packets and bytes in one word) and reach the
 //!   server's per-worker counters at [`DestTable::flush`]: at the end of
 //!   every worker loop (`Pipeline::end_burst`), of every `Pipeline::process`
 //!   and before a rebuild. The totals `rvs ctl` reads are exact once the
@@ -30,9 +35,12 @@
 //!   registry has known), so what a server forwarded before a reload that
 //!   removed it is still counted.
 
+use std::net::Ipv4Addr;
+
 use super::nexthop::Hop;
 use crate::dataplane::neigh::NeighTable;
 use crate::dataplane::snapshot::Snapshot;
+use crate::forward::TunTemplate;
 
 /// Servers with pending counts at most before a flush is forced (a burst
 /// touches at most one per frame).
@@ -52,9 +60,18 @@ struct DestFast {
     /// The next hop to the server's address (valid while `hop.ip` is that
     /// address: empty after a rebuild).
     hop: Hop,
-    /// Not yet flushed: in packets, in bytes, out packets, out bytes.
-    pending: [u64; 4],
+    /// Not yet flushed, in and out: packets << [`PACKETS_SHIFT`] | bytes,
+    /// so that a packet is one add.
+    pending: [u64; 2],
+    /// The outer header of TUN to the server from the egress port of
+    /// `hop`, made when the hop is remembered.
+    tun: TunTemplate,
 }
+
+/// Where a pending count keeps its packets: above 40 bits of bytes. Exact
+/// while fewer than 2^24 packets (and 2^40 bytes) add up between flushes;
+/// a flush comes after every burst of at most a few hundred frames.
+const PACKETS_SHIFT: u32 = 40;
 
 impl DestFast {
     const EMPTY: DestFast = DestFast {
@@ -62,7 +79,8 @@ impl DestFast {
         vip_not_own: u64::MAX,
         dirty: false,
         hop: Hop::EMPTY,
-        pending: [0; 4],
+        pending: [0; 2],
+        tun: TunTemplate::EMPTY,
     };
 }
 
@@ -115,10 +133,20 @@ impl DestTable {
         (h.ip == ip && now_ms < h.until_ms && neigh.version(h.entry) == h.version).then_some(h)
     }
 
-    /// Remembers `h` (a valid entry of the next-hop cache) for server `i`.
+    /// Remembers `h` (a valid entry of the next-hop cache) for server `i`,
+    /// and the TUN outer header from its egress port to the server.
     #[cold]
     pub(super) fn set_hop(&mut self, i: usize, h: Hop) {
-        self.dests[i].hop = h;
+        let d = &mut self.dests[i];
+        d.hop = h;
+        d.tun = TunTemplate::new(h.port_addr, Ipv4Addr::from(h.ip));
+    }
+
+    /// The TUN outer header of server `i`, valid while its remembered hop
+    /// is ([`hop`](Self::hop)).
+    #[inline(always)]
+    pub(super) fn tun_template(&self, i: usize) -> &TunTemplate {
+        &self.dests[i].tun
     }
 
     /// Adds one packet of `len` IP bytes to server `i`'s pending counts
@@ -126,9 +154,7 @@ impl DestTable {
     #[inline(always)]
     pub(super) fn count(&mut self, snap: &Snapshot, i: usize, out: bool, len: u64) {
         let d = &mut self.dests[i];
-        let k = usize::from(out) * 2;
-        d.pending[k] += 1;
-        d.pending[k + 1] += len;
+        d.pending[usize::from(out)] += 1 << PACKETS_SHIFT | len;
         if !d.dirty {
             d.dirty = true;
             if self.dirty_len == DIRTY {
@@ -154,7 +180,10 @@ impl DestTable {
             let Some(d) = self.dests.get_mut(id as usize) else {
                 continue;
             };
-            let [in_p, in_b, out_p, out_b] = std::mem::take(&mut d.pending);
+            let [inb, out] = std::mem::take(&mut d.pending);
+            let mask = (1 << PACKETS_SHIFT) - 1;
+            let (in_p, in_b) = (inb >> PACKETS_SHIFT, inb & mask);
+            let (out_p, out_b) = (out >> PACKETS_SHIFT, out & mask);
             // Still dirty until here: an entry left pending by a flush
             // cut short is in the list once.
             d.dirty = false;

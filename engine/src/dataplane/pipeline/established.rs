@@ -33,11 +33,18 @@
 //! Anything else returns `None` before anything is written, and the full
 //! path decides exactly as before (its next packet refills the cache). The
 //! per-server packet and byte counts add up in the server's entry and
-//! reach its counters once per burst (`Pipeline::end_burst`). The
-//! checksum deltas of NAT and the TUN outer header are computed from the
-//! connection record, already in cache after the lookup, rather than kept
-//! per connection: a side array would cost a second cache line per packet
-//! to save a few additions.
+//! reach its counters once per burst (`Pipeline::end_burst`). The NAT
+//! checksum deltas are computed from the record, already in cache after
+//! the lookup, in the frame's byte order (an address is one 32-bit addend:
+//! a handful of adds), rather than kept per connection: a side array would
+//! cost a second cache line per packet to save them. The TUN outer header
+//! is the server's (`TunTemplate`, made with its next hop in
+//! `dest_fast.rs`): a copy and the packet's fields.
+//!
+//! The lookup is two word compares against the record's key words
+//! (`conn::WireKey`), starting from the entry the burst's prefetch pass
+//! found (`Inspected::hint`, verified: `ConnTable::lookup_hinted`); the
+//! record and the next hop are read field by field, never copied whole.
 //!
 //! Off with `[ha] sync` (each packet may report the connection to the peer):
 //! those directors take the full path.
@@ -45,7 +52,7 @@
 use std::net::Ipv4Addr;
 
 use super::{rewrite_drop, synproxy, Frame, Hop, Pipeline, Verdict};
-use crate::conn::{self, tcp_flags, ConnId, ConnTable, Dir, FlowKey, KeyHash, Method};
+use crate::conn::{self, tcp_flags, ConnId, ConnTable, Dir, Hint, KeyHash, Method, WireKey};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::Snapshot;
 use crate::forward;
@@ -56,15 +63,12 @@ const L4_OFF: usize = 34;
 
 /// What the fast path reads of a frame of that shape.
 #[derive(Clone, Copy)]
-struct Head {
-    protocol: u8,
+pub(super) struct Head {
+    /// The flow key as the table compares it: two big-endian loads.
+    key: WireKey,
     ttl: u8,
     /// TCP flags (0 for UDP).
     flags: u8,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    dport: u16,
     /// IPv4 total length.
     total: u16,
 }
@@ -73,7 +77,7 @@ impl Head {
     /// The fields at the fixed offsets (`None` for a frame too short to
     /// hold them, which `inspect` never marks fast).
     #[inline(always)]
-    fn read(frame: &[u8]) -> Option<Head> {
+    pub(super) fn read(frame: &[u8]) -> Option<Head> {
         let h = frame.first_chunk::<{ L4_OFF + 8 }>()?;
         let protocol = h[23];
         let flags = if protocol == conn::PROTO_TCP {
@@ -82,29 +86,60 @@ impl Head {
             0
         };
         Some(Head {
-            protocol,
+            key: key_at(h),
             ttl: h[22],
             flags,
-            src: Ipv4Addr::new(h[26], h[27], h[28], h[29]),
-            dst: Ipv4Addr::new(h[30], h[31], h[32], h[33]),
-            sport: u16::from_be_bytes([h[L4_OFF], h[L4_OFF + 1]]),
-            dport: u16::from_be_bytes([h[L4_OFF + 2], h[L4_OFF + 3]]),
             total: u16::from_be_bytes([h[16], h[17]]),
         })
     }
 
+    /// The destination address.
     #[inline(always)]
-    fn key(&self) -> FlowKey {
-        FlowKey::new(self.protocol, self.src, self.sport, self.dst, self.dport)
+    fn dst(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.key.addrs as u32)
     }
+}
+
+/// The flow key at the fixed offsets: addresses at 26..34, ports at 34..38.
+#[inline(always)]
+fn key_at(h: &[u8; L4_OFF + 8]) -> WireKey {
+    let (mut addrs, mut ports) = ([0u8; 8], [0u8; 4]);
+    addrs.copy_from_slice(&h[26..34]);
+    ports.copy_from_slice(&h[L4_OFF..L4_OFF + 4]);
+    WireKey::from_headers(h[23], addrs, ports)
 }
 
 /// The flow key of a frame of the fast shape (`inspect` hashes it).
 #[inline(always)]
-pub(super) fn fast_key(frame: &[u8]) -> FlowKey {
-    match Head::read(frame) {
-        Some(h) => h.key(),
-        None => FlowKey::new(0, Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::UNSPECIFIED, 0),
+pub(super) fn fast_key(frame: &[u8]) -> WireKey {
+    match frame.first_chunk::<{ L4_OFF + 8 }>() {
+        Some(h) => key_at(h),
+        None => WireKey {
+            addrs: 0,
+            ports: 0,
+            proto: 0,
+        },
+    }
+}
+
+/// What the rewrite needs of the next hop: the egress port, its MTU, the
+/// frame's two MACs (a few words, where the cache's [`Hop`] carries
+/// its validity stamps too).
+#[derive(Clone, Copy)]
+struct Out {
+    port: u32,
+    mtu: u16,
+    macs: [u8; 12],
+}
+
+impl Out {
+    #[inline(always)]
+    fn of(h: &Hop) -> Out {
+        Out {
+            port: h.port,
+            mtu: h.port_mtu,
+            macs: h.macs,
+        }
     }
 }
 
@@ -128,7 +163,8 @@ pub(super) enum Looked {
 }
 
 impl Pipeline {
-    /// Forwards `f` when it is a steady packet of an established NAT, DR or
+    /// Forwards `f` (whose fixed-offset fields are `p`) when it is a steady
+    /// packet of an established NAT, DR or
     /// TUN connection whose next hop is cached (module docs); `None` leaves
     /// the frame, the connection and every counter untouched for the full
     /// path, with what the lookup found in `looked` if it got that far.
@@ -138,87 +174,92 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         f: &mut F,
+        p: Head,
         hash: KeyHash,
+        hint: Hint,
         now_ms: u64,
         owned: bool,
         looked: &mut Looked,
     ) -> Option<Verdict> {
-        let p = Head::read(f.data())?;
-        if p.ttl <= 1 || !self.master || self.sync {
+        if p.ttl <= 1 || !self.fast_on {
             return None;
         }
         // SYN, FIN, RST or no ACK: a transition (`touch_steady` would say
         // so after the lookup, which the full path then repeats).
-        if p.protocol == conn::PROTO_TCP && p.flags & STEADY_MASK != tcp_flags::ACK {
+        if p.key.proto == conn::PROTO_TCP && p.flags & STEADY_MASK != tcp_flags::ACK {
             return None;
         }
-        let found = self.conns.lookup_record(&p.key(), hash, now_ms);
-        let (id, dir, c) = match found {
-            Some((id, dir, c)) => {
-                *looked = Looked::Hit(id, dir);
-                (id, dir, *c)
-            }
-            None => {
-                *looked = Looked::Miss;
-                return None;
-            }
+        let Some((id, dir, c)) = self.conns.lookup_hinted(&p.key, hash, hint, now_ms) else {
+            *looked = Looked::Miss;
+            return None;
         };
+        *looked = Looked::Hit(id, dir);
+        // What the rest needs of the record, read once here (no copy of
+        // it kept across the next-hop and rewrite steps). The segment's
+        // flags are ACK alone of the four that matter (checked above),
+        // so the constant.
         let method = c.method();
-        if c.flags() & SLOW_FLAGS != 0 || method == Method::Fnat {
+        if c.flags() & SLOW_FLAGS != 0
+            || method == Method::Fnat
+            || !ConnTable::is_steady(c, dir, tcp_flags::ACK)
+        {
             return None;
         }
+        let (dest, proto) = (c.dest(), c.proto());
+        let to = c.next_hop_addr(dir);
+        let (nat_addr, nat_port) = c.nat_target(dir);
         if !owned && self.workers > 1 {
             // The full path's ownership check, in its terms.
-            let (cip, cport) = if snap.is_vip(p.dst) {
-                (p.src, p.sport)
+            let (src, dst) = ((p.key.addrs >> 32) as u32, p.key.addrs as u32);
+            let (sport, dport) = ((p.key.ports >> 16) as u16, p.key.ports as u16);
+            let (cip, cport) = if snap.is_vip(Ipv4Addr::from(dst)) {
+                (src, sport)
             } else {
-                (p.dst, p.dport)
+                (dst, dport)
             };
-            if self.reta.owner(cip, cport) != self.worker {
+            if self.reta.owner(Ipv4Addr::from(cip), cport) != self.worker {
                 return None;
             }
         }
         // The server still in this snapshot and usable, its next hop
         // (inbound) remembered with it: pipeline/dest_fast.rs.
-        let di = self.dests.usable(snap, c.dest())?;
+        let di = self.dests.usable(snap, dest)?;
         // The full path's first test: a packet to one of our own addresses
-        // (inbound: to the VIP, known not to be one when it is the
-        // server's service's).
-        let dst_known = dir == Dir::Inbound && self.dests.vip_not_own(di, u32::from(c.vip()));
-        if !dst_known && snap.is_own(p.dst) {
+        // (inbound: to the VIP, the key's destination, known not to be one
+        // when it is the server's service's).
+        let dst_known = dir == Dir::Inbound && self.dests.vip_not_own(di, p.key.addrs as u32);
+        if !dst_known && snap.is_own(p.dst()) {
             return None;
         }
         let h = match dir {
-            Dir::Inbound => self.server_hop(snap, di, c.server(), now_ms)?,
-            Dir::Reply => *self.hop_hit(snap, c.client(), now_ms)?,
+            Dir::Inbound => self.server_hop(snap, di, Ipv4Addr::from(to), now_ms)?,
+            Dir::Reply => Out::of(self.hop_hit(snap, Ipv4Addr::from(to), now_ms)?),
         };
-        let to = Ipv4Addr::from(h.ip);
         let tun = dir == Dir::Inbound && method == Method::Tun;
         let overhead = if tun { forward::TUN_OVERHEAD as u16 } else { 0 };
-        if p.total.saturating_add(overhead) > h.port_mtu {
+        if p.total.saturating_add(overhead) > h.mtu {
             return None;
         }
-        // The segment's flags are ACK alone of the four that matter
-        // (checked above), so the constant.
-        if !ConnTable::is_steady(&c, dir, tcp_flags::ACK) {
-            return None;
-        }
-        self.conns.rearm_steady(id, &c, now_ms);
+        self.conns.rearm_steady_proto(id, proto, now_ms);
         // Committed: from here on the full path would have forwarded too.
         let len = u64::from(p.total);
         let done = match (dir, method) {
-            (Dir::Inbound, Method::Nat) => {
-                let (side, port) = (forward::NatSide::Dst, c.sport());
-                forward::nat_fixed(f.data_mut(), side, to, port, h.mac, h.port_mac)
-                    .map_err(rewrite_drop)
-            }
             (Dir::Inbound, Method::Dr) => {
-                forward::dr_fixed(f.data_mut(), h.mac, h.port_mac).map_err(rewrite_drop)
+                forward::dr_fixed_pair(f.data_mut(), &h.macs).map_err(rewrite_drop)
             }
-            (Dir::Inbound, _) => self.tun_fixed(f, p.total, &h, to),
-            (Dir::Reply, _) => {
-                let (side, vip, vport) = (forward::NatSide::Src, c.vip(), c.vport());
-                forward::nat_fixed(f.data_mut(), side, vip, vport, h.mac, h.port_mac)
+            (Dir::Inbound, Method::Tun) => {
+                let ident = self.next_tun_ident();
+                tun_fixed(f, p.total, &h, self.dests.tun_template(di), ident)
+            }
+            // NAT, inbound (the server's address and port as destination)
+            // or reply (the VIP's as source).
+            _ => {
+                let side = match dir {
+                    Dir::Inbound => forward::NatSide::Dst,
+                    Dir::Reply => forward::NatSide::Src,
+                };
+                let a = Ipv4Addr::from(nat_addr);
+                forward::nat_fixed_pair(f.data_mut(), side, a, nat_port, &h.macs)
                     .map_err(rewrite_drop)
             }
         };
@@ -234,36 +275,39 @@ impl Pipeline {
     /// remembered with the server, else the next-hop cache's (then
     /// remembered); `None` when neither is valid.
     #[inline(always)]
-    fn server_hop(&mut self, snap: &Snapshot, di: usize, to: Ipv4Addr, now_ms: u64) -> Option<Hop> {
+    fn server_hop(&mut self, snap: &Snapshot, di: usize, to: Ipv4Addr, now_ms: u64) -> Option<Out> {
         if let Some(h) = self
             .dests
             .hop(di, u32::from(to), now_ms, &self.shared.neigh)
         {
-            return Some(*h);
+            return Some(Out::of(h));
         }
         let h = *self.hop_hit(snap, to, now_ms)?;
         self.dests.set_hop(di, h);
-        Some(h)
+        Some(Out::of(&h))
     }
+}
 
-    /// IPIP for the fast path, as `Pipeline::tun` does it (the same drops),
-    /// with the egress port's address and MAC from the next-hop cache.
-    #[inline(always)]
-    fn tun_fixed<F: Frame>(
-        &mut self,
-        f: &mut F,
-        total: u16,
-        h: &Hop,
-        server: Ipv4Addr,
-    ) -> Result<(), Drop> {
-        forward::decrement_ttl_fixed(f.data_mut()).map_err(rewrite_drop)?;
-        // Drop Ethernet padding so the outer length is the inner one + 20.
-        f.truncate(14 + usize::from(total));
-        if !f.prepend(forward::TUN_OVERHEAD) {
-            return Err(Drop::NoHeadroom);
-        }
-        let ident = self.next_tun_ident();
-        forward::tun_fixed(f.data_mut(), h.port_addr, server, ident, h.mac, h.port_mac)
-            .map_err(|_| Drop::NoHeadroom)
+/// IPIP for the fast path, as `Pipeline::tun` does it (the same drops),
+/// with the MACs from the next hop and the outer header from the server's
+/// entry (made with that hop: the egress port's address to the server's).
+#[inline(always)]
+fn tun_fixed<F: Frame>(
+    f: &mut F,
+    total: u16,
+    h: &Out,
+    tpl: &forward::TunTemplate,
+    ident: u16,
+) -> Result<(), Drop> {
+    // Drop Ethernet padding so the outer length is the inner one + 20.
+    f.truncate(14 + usize::from(total));
+    if !f.prepend(forward::TUN_OVERHEAD) {
+        return Err(Drop::NoHeadroom);
     }
+    // The inner TTL (checked before the commit) and the encapsulation in
+    // one pass over the frame.
+    forward::tun_fixed(f.data_mut(), tpl, ident, &h.macs).map_err(|e| match e {
+        forward::ForwardError::TtlExpired => Drop::TtlExceeded,
+        _ => Drop::NoHeadroom,
+    })
 }

@@ -266,7 +266,7 @@ impl Pipeline {
     ) -> Option<Verdict> {
         let fl = i.flow6;
         let hash = fl.hash?;
-        if !self.master || self.sync {
+        if !self.fast_on {
             return None;
         }
         let port = snap.ports.get(in_port)?;

@@ -126,6 +126,7 @@ impl Pipeline {
         let link = &self.shared.ha;
         self.master = link.master.load(Acquire);
         self.sync = link.sync.load(Acquire);
+        self.fast_on = self.master && !self.sync;
         if !link.enabled.load(Acquire) {
             return;
         }

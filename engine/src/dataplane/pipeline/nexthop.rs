@@ -22,6 +22,9 @@ pub(super) struct Hop {
     pub(super) port: u32,
     pub(super) mac: MacAddr,
     pub(super) port_mac: MacAddr,
+    /// `mac` and `port_mac` as the 12 bytes a frame to this hop starts
+    /// with.
+    pub(super) macs: [u8; 12],
     pub(super) port_mtu: u16,
     pub(super) port_addr: Ipv4Addr,
     pub(super) until_ms: u64,
@@ -37,6 +40,7 @@ impl Hop {
         port: 0,
         mac: MacAddr([0; 6]),
         port_mac: MacAddr([0; 6]),
+        macs: [0; 12],
         port_mtu: 0,
         port_addr: Ipv4Addr::UNSPECIFIED,
         until_ms: 0,
@@ -72,6 +76,7 @@ impl Pipeline {
                     port: port as u32,
                     mac: m,
                     port_mac: pi.mac,
+                    macs: forward::mac_pair(m, pi.mac),
                     port_mtu: pi.mtu,
                     port_addr: pi.addr,
                     until_ms: now_ms + HOP_CACHE_MS,
