@@ -167,6 +167,13 @@ impl Pipeline {
         if c.flags() & SLOW_FLAGS != 0 || method == Method::Fnat {
             return None;
         }
+        // The segment's flags are ACK alone of the four that matter
+        // (checked above), so the constant. Tested on the record just
+        // read, before anything else is looked at: the handshake's ACK
+        // (SYN_RECV) declines here, in a few compares, to transition.rs.
+        if !ConnTable::is_steady(&c, dir, tcp_flags::ACK) {
+            return None;
+        }
         if !owned && self.workers > 1 {
             // The full path's ownership check, in its terms.
             let (cip, cport) = if snap.is_vip(p.dst) {
@@ -196,11 +203,6 @@ impl Pipeline {
         let tun = dir == Dir::Inbound && method == Method::Tun;
         let overhead = if tun { forward::TUN_OVERHEAD as u16 } else { 0 };
         if p.total.saturating_add(overhead) > h.port_mtu {
-            return None;
-        }
-        // The segment's flags are ACK alone of the four that matter
-        // (checked above), so the constant.
-        if !ConnTable::is_steady(&c, dir, tcp_flags::ACK) {
             return None;
         }
         self.conns.rearm_steady(id, &c, now_ms);
