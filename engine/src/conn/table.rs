@@ -437,7 +437,10 @@ impl ConnTable {
     /// [`insert`](Self::insert) with the local tuple of a full-NAT
     /// connection (`None` for the other methods: a `Method::Fnat` record
     /// without one gets no reply key), and the hash of the inbound key
-    /// when the caller has it (`None`: hashed here).
+    /// when the caller has it (`None`: hashed here). Inlined: the caller's
+    /// [`NewConn`] is written into the slot's record, not copied through
+    /// the stack on the way.
+    #[inline(always)]
     fn insert_with(
         &mut self,
         c: NewConn,
@@ -799,7 +802,7 @@ impl ConnTable {
     /// the caller has it: the data plane's first pass hashed the SYN's
     /// flow key, which is that key, for the lookup that missed; it is not
     /// hashed a second time for the insert.
-    #[inline]
+    #[inline(always)]
     pub fn insert_or_evict_hashed(
         &mut self,
         c: NewConn,

@@ -36,16 +36,17 @@ use crate::conn::{tcp_flags, ConnId, Dir, KeyHash, Method};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{Server, Snapshot};
 use crate::forward;
+use crate::packet::parse_fast::fast_parsed;
 use crate::packet::Parsed;
 
 /// The TCP flags a plain SYN has of the four that decide.
 const OPEN_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN | tcp_flags::RST;
 
 impl Pipeline {
-    /// Opens and forwards the connection of `p`, a fast-shape TCP segment
-    /// of `f` whose lookup (with `hash`) just missed, when it is a plain SYN
-    /// to a service (module docs); `None` leaves everything untouched for
-    /// the full path.
+    /// Opens and forwards the connection of `f`, a fast-shape TCP segment
+    /// whose lookup (with `hash`) just missed, when it is a plain SYN to a
+    /// service (module docs); `None` leaves everything untouched for the
+    /// full path.
     ///
     /// Out of line: inlined into the transition path it would cost that
     /// path's segments (the handshake's ACK, the FIN) in register spills.
@@ -55,11 +56,13 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         f: &mut F,
-        p: &Parsed,
         hash: KeyHash,
         in_port: usize,
         now_ms: u64,
     ) -> Option<Verdict> {
+        // Its own summary: the transition path's is partial (only the
+        // fields it reads are computed), and stays so.
+        let p = &fast_parsed(f.data());
         let v = self.open_new(snap, f, p, hash, in_port, now_ms)?;
         self.new_flow_hits += 1;
         Some(v)

@@ -12,7 +12,7 @@ impl Pipeline {
     /// its first packet says where it is, so the reply need not wait for
     /// ARP (a fresh entry, ARP-learned or not, is never overwritten here:
     /// the check and the learning are one probe of the table).
-    #[inline]
+    #[inline(always)]
     pub(super) fn learn_client<F: Frame>(
         &self,
         snap: &Snapshot,
@@ -38,7 +38,7 @@ impl Pipeline {
     /// worker's table when the caller has it (the first pass's), reused
     /// for the insert. Counts it; the caller forwards.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub(super) fn open_conn(
         &mut self,
         snap: &Snapshot,
@@ -187,6 +187,7 @@ impl Pipeline {
     /// scheduler's, or the sorry server. With the server comes the client
     /// net of the persistence template that chose it, if one did (never for
     /// the sorry server): the new connection holds that template.
+    #[inline(always)]
     pub(super) fn pick<'s>(
         &self,
         snap: &'s Snapshot,

@@ -93,7 +93,7 @@ impl Pipeline {
                 match found {
                     Some(x) => x,
                     // No connection: perhaps the SYN that opens one (new_flow.rs).
-                    None => return self.new_flow(snap, f, &p, hash, in_port, now_ms),
+                    None => return self.new_flow(snap, f, hash, in_port, now_ms),
                 }
             }
         };
