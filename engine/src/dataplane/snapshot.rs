@@ -514,6 +514,12 @@ impl<A> Dests for LiveDests<'_, A> {
     fn inactive(&self, i: usize) -> u32 {
         self.0[i].shared.inactive()
     }
+    #[inline]
+    fn candidate(&self, i: usize) -> bool {
+        self.0.get(i).is_some_and(|s| {
+            s.usable && s.weight > 0 && !(s.upper != 0 && s.shared.overloaded.load(Relaxed))
+        })
+    }
 }
 
 /// What health checks say of one server when a snapshot is built.
