@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use engine::config;
 use engine::conn::{FlowKey, TcpState};
-use engine::dataplane::counters::StatsReport;
+use engine::dataplane::counters::{Drop, StatsReport};
 use engine::dataplane::pipeline::{Inspected, Pipeline, VecFrame, Verdict};
 use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
 use engine::dataplane::Shared;
@@ -31,7 +31,8 @@ const VIP: [u8; 4] = [198, 18, 0, 100];
 const CLIENT: [u8; 4] = [198, 18, 0, 10];
 const RS: [u8; 4] = [198, 19, 0, 11];
 
-/// NAT on 80, DR on 81, TUN on 82, all TCP to one server.
+/// NAT on 80, DR on 81, TUN on 82, persistent NAT on 84, all TCP to one
+/// server.
 const CFG: &str = r#"
 [dpdk]
 cores = "0@0,1@1"
@@ -74,6 +75,17 @@ scheduler = "rr"
 forward = "tun"
   [[service.server]]
   address = "198.19.0.11"
+
+[[service]]
+vip = "198.18.0.100"
+port = 84
+protocol = "tcp"
+scheduler = "rr"
+forward = "nat"
+persistence_timeout = 60
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 8084
 "#;
 
 /// One director.
@@ -217,7 +229,7 @@ fn both(
     let a = fast.run(*port, frame, now);
     let b = full.run_full(*port, frame, now);
     assert_eq!(a, b, "verdict and bytes out");
-    let svc = usize::from(vport - 80);
+    let svc = usize::from(vport - 80).min(3);
     assert_eq!(fast.server(svc), full.server(svc), "server counters");
     let st = fast.state(cport, vport, now);
     assert_eq!(st, full.state(cport, vport, now), "TCP state");
@@ -385,4 +397,139 @@ fn a_cold_next_hop_or_a_segment_too_big_is_left_to_the_full_path() {
         1012,
     );
     assert_eq!(a.w.transition_hits(), 1);
+}
+
+/// The new-flow path (`pipeline/new_flow.rs`): a SYN whose lookup misses
+/// opens its connection there, exactly as the full path would (verdict,
+/// bytes, state, server and worker counters after every segment), and
+/// what it does not take (or refuses) comes out the same too.
+#[test]
+fn a_syn_opens_its_connection_on_the_new_flow_path_exactly_as_the_full_path() {
+    let (mut a, mut b) = (Director::new(), Director::new());
+    let drops = |d: &Director, r: Drop| d.shared.worker_stats[0].drops[r as usize].get();
+    use TcpState::{Established, SynRecv};
+    let mut t = 10;
+    // The first SYN warms the next-hop cache (its hop is resolved by the
+    // full path's forwarding, `inbound`); the path took it all the same.
+    for (cport, vport) in [
+        (42000, 80),
+        (42001, 80),
+        (42002, 81),
+        (42003, 82),
+        (42004, 84),
+    ] {
+        let (v, st) = both(
+            &mut a,
+            &mut b,
+            &from_client(cport, vport, "S", b""),
+            cport,
+            vport,
+            t,
+        );
+        assert_eq!((v, st), (Verdict::Tx(1), Some(SynRecv)), "{vport}");
+        let (v, st) = both(
+            &mut a,
+            &mut b,
+            &from_client(cport, vport, "A", b""),
+            cport,
+            vport,
+            t,
+        );
+        assert_eq!((v, st), (Verdict::Tx(1), Some(Established)), "{vport}");
+        t += 1;
+    }
+    assert_eq!(a.w.new_flow_hits(), 5);
+    // NAT: one connection each, active; DR and TUN too.
+    assert_eq!(a.server(0)[..3], [2, 0, 2]);
+    assert_eq!(a.server(1)[..3], [1, 0, 1]);
+    assert_eq!(a.server(2)[..3], [1, 0, 1]);
+    // Persistence: the connection holds its template, a second one from the
+    // same client is sent by it, with the same counts on both.
+    both(
+        &mut a,
+        &mut b,
+        &from_client(42005, 84, "S", b""),
+        42005,
+        84,
+        t,
+    );
+    assert_eq!(a.server(3)[..4], [2, 0, 2, 3], "SYN_RECV counts active");
+    assert_eq!(a.w.new_flow_hits(), 6);
+
+    // Refused as the full path refuses, counted the same: a bad TCP
+    // checksum, a SYN from the service's own server.
+    let (port, mut bad) = from_client(42010, 80, "S", b"");
+    bad[14 + 20 + 16] ^= 0x55;
+    let (v, st) = both(&mut a, &mut b, &(port, bad), 42010, 80, t);
+    assert_eq!((v, st), (Verdict::Drop, None));
+    assert_eq!(drops(&a, Drop::BadChecksum), 1);
+    let from_rs = tcp(RS_MAC, PORT1_MAC, RS, VIP, 8080, 80, "S", b"");
+    let (v, _) = both(&mut a, &mut b, &(1, from_rs), 8080, 80, t);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(drops(&a, Drop::FromRealServer), 1);
+    assert_eq!(a.w.new_flow_hits(), 8);
+
+    // Left to the full path: SYN+FIN (bad flags), no service on the port,
+    // an ACK without connection, a TTL of 1 (ICMP time exceeded).
+    let (v, _) = both(
+        &mut a,
+        &mut b,
+        &from_client(42011, 80, "SF", b""),
+        42011,
+        80,
+        t,
+    );
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(drops(&a, Drop::BadTcpFlags), 1);
+    let (v, _) = both(
+        &mut a,
+        &mut b,
+        &from_client(42012, 83, "S", b""),
+        42012,
+        83,
+        t,
+    );
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(drops(&a, Drop::NoService), 1);
+    let (v, _) = both(
+        &mut a,
+        &mut b,
+        &from_client(42013, 80, "A", b""),
+        42013,
+        80,
+        t,
+    );
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(drops(&a, Drop::NoConnection), 1);
+    let (port, mut low) = from_client(42014, 80, "S", b"");
+    low[14 + 8] = 1;
+    let ck = engine::packet::checksum::checksum(&{
+        let mut h = low[14..34].to_vec();
+        h[10] = 0;
+        h[11] = 0;
+        h
+    });
+    low[24..26].copy_from_slice(&ck.to_be_bytes());
+    let (v, st) = both(&mut a, &mut b, &(port, low), 42014, 80, t);
+    assert_eq!((v, st), (Verdict::Tx(0), None));
+    assert_eq!(a.w.new_flow_hits(), 8);
+
+    // Draining: refused, counted `draining`, on both.
+    a.shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    b.shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(42015, 80, "S", b""),
+        42015,
+        80,
+        t,
+    );
+    assert_eq!((v, st), (Verdict::Drop, None));
+    assert_eq!(drops(&a, Drop::Draining), 1);
+    assert_eq!(a.w.new_flow_hits(), 9);
 }

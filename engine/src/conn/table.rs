@@ -502,16 +502,21 @@ impl ConnTable {
     /// which also makes room in a full table; this one never touches
     /// another connection.
     pub fn insert(&mut self, c: NewConn, now_ms: u64) -> Result<ConnId, TableFull> {
-        self.insert_with(c, None, now_ms)
+        self.insert_with(c, None, None, now_ms)
     }
 
     /// [`insert`](Self::insert) with the local tuple of a full-NAT
     /// connection (`None` for the other methods: a `Method::Fnat` record
-    /// without one gets no reply key).
+    /// without one gets no reply key), and the hash of the inbound key
+    /// when the caller has it (`None`: hashed here). Inlined: the caller's
+    /// [`NewConn`] is written into the slot's record, not copied through
+    /// the stack on the way.
+    #[inline(always)]
     fn insert_with(
         &mut self,
         c: NewConn,
         local: Option<Local>,
+        inbound: Option<KeyHash>,
         now_ms: u64,
     ) -> Result<ConnId, TableFull> {
         let slot = self.free_head;
@@ -553,7 +558,17 @@ impl ConnTable {
         if let (Some(f), Some(l)) = (self.fnat.as_mut(), local) {
             f.locals[slot as usize] = l;
         }
-        let h = self.key_hash(&rec.inbound_key());
+        let h = match inbound {
+            Some(h) => {
+                debug_assert_eq!(
+                    h,
+                    self.key_hash(&rec.inbound_key()),
+                    "inbound hash of another key"
+                );
+                h
+            }
+            None => self.key_hash(&rec.inbound_key()),
+        };
         self.index_insert(h, entry(h.0, slot, Dir::Inbound));
         if fl & flags::REPLY_KEY != 0 {
             let h = self.key_hash(&self.reply_key_of(&rec, slot as usize));
@@ -735,7 +750,7 @@ impl ConnTable {
                 .expect("eviction victim is in use");
             on_reclaim(&old, why);
         }
-        self.insert_with(c, Some(local), now_ms)
+        self.insert_with(c, Some(local), None, now_ms)
             .map_err(|_| FnatError::TableFull)
     }
 
@@ -775,7 +790,7 @@ impl ConnTable {
                 .expect("eviction victim is in use");
             on_reclaim(&old, why);
         }
-        self.insert_with(c, Some(local), now_ms)
+        self.insert_with(c, Some(local), None, now_ms)
             .map_err(|_| FnatError::TableFull)
     }
 
@@ -849,6 +864,22 @@ impl ConnTable {
         now_ms: u64,
         on_reclaim: impl FnOnce(&Conn, Reclaim),
     ) -> Result<ConnId, TableFull> {
+        self.insert_or_evict_hashed(c, None, now_ms, on_reclaim)
+    }
+
+    /// [`insert_or_evict`](Self::insert_or_evict) given the hash of the
+    /// new connection's inbound key, `key_hash(&c`'s inbound key`)`, when
+    /// the caller has it: the data plane's first pass hashed the SYN's
+    /// flow key, which is that key, for the lookup that missed; it is not
+    /// hashed a second time for the insert.
+    #[inline(always)]
+    pub fn insert_or_evict_hashed(
+        &mut self,
+        c: NewConn,
+        inbound: Option<KeyHash>,
+        now_ms: u64,
+        on_reclaim: impl FnOnce(&Conn, Reclaim),
+    ) -> Result<ConnId, TableFull> {
         if self.free_head == NIL {
             let (slot, why) = self.find_victim(now_ms).ok_or(TableFull)?;
             let old = self
@@ -856,7 +887,7 @@ impl ConnTable {
                 .expect("eviction victim is in use");
             on_reclaim(&old, why);
         }
-        self.insert(c, now_ms)
+        self.insert_with(c, None, inbound, now_ms)
     }
 
     /// Pick the record `insert_or_evict` reclaims, and move the eviction

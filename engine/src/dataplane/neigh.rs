@@ -319,7 +319,7 @@ impl<A: NeighAddr> Table<A> {
     }
 
     /// The reserved entry of `ip`, if it has one.
-    #[inline]
+    #[inline(always)]
     fn find_reserved(&self, ip: A) -> Option<(usize, View<A>)> {
         let h = self.home(ip);
         for i in 0..=self.rmask {
@@ -339,7 +339,7 @@ impl<A: NeighAddr> Table<A> {
     }
 
     /// The general entry of `ip`, if it has one.
-    #[inline]
+    #[inline(always)]
     fn find_general(&self, ip: A) -> Option<(usize, View<A>)> {
         let h = self.home(ip);
         for i in 0..PROBE {
@@ -367,6 +367,7 @@ impl<A: NeighAddr> Table<A> {
     /// Claims a general slot for `ip` (which has none): the first free one,
     /// else an expired one, else (if `evict`) the least recently used one,
     /// preferring entries we never sent a request for. Returns it locked.
+    #[inline(always)]
     fn claim_general(&self, ip: A, now_ms: u64, evict: bool) -> Option<(usize, Guard<'_, A>)> {
         let h = self.home(ip);
         let mut expired = None;

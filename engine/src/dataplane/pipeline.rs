@@ -17,6 +17,7 @@
 //! | `established` | the fast path for a steady packet of a tracked flow |
 //! | `established6` | the same for IPv6 NAT/DR, and the first pass's IPv6 flow |
 //! | `transition` | a tracked flow's segment that only moves its TCP state |
+//! | `new_flow` | the SYN that opens a NAT/DR connection, on the lookup's miss |
 //! | `admit` | checks a packet must pass before it creates state |
 //! | `schedule` | pick a server, open and count a connection; release it |
 //! | `rewrite` | NAT/DR/TUN rewrite of a packet with a destination, MTU check |
@@ -48,6 +49,7 @@ mod nat64;
 mod nat64_err;
 mod nat64_frag;
 mod nd;
+mod new_flow;
 mod nexthop;
 mod nodest;
 mod ops6;
@@ -181,6 +183,8 @@ pub struct Pipeline {
     established_hits: u64,
     /// Frames the transition path forwarded (`pipeline/transition.rs`).
     transition_hits: u64,
+    /// SYNs the new-flow path decided (`pipeline/new_flow.rs`).
+    new_flow_hits: u64,
     /// The fast path's per-server state: usable, next hop, pending counts
     /// (pipeline/dest_fast.rs).
     dests: dest_fast::DestTable,
@@ -233,6 +237,7 @@ impl Pipeline {
             synproxy: synproxy::Synproxy::new(),
             established_hits: 0,
             transition_hits: 0,
+            new_flow_hits: 0,
             dests: dest_fast::DestTable::new(worker),
             v6: None,
         }
@@ -248,6 +253,12 @@ impl Pipeline {
     /// (`pipeline/transition.rs`): tracked flows' state-changing segments.
     pub fn transition_hits(&self) -> u64 {
         self.transition_hits
+    }
+
+    /// SYNs the new-flow path decided so far (`pipeline/new_flow.rs`):
+    /// opened and forwarded, or refused as the full path would.
+    pub fn new_flow_hits(&self) -> u64 {
+        self.new_flow_hits
     }
 
     /// The tables `rvs ctl list --conns` walks (`conn_dump`): IPv4, and
@@ -405,7 +416,9 @@ impl Pipeline {
                         return v;
                     }
                     // A segment that only moves the TCP state (transition.rs).
-                    if let Some(v) = self.transition(snap, f, h, now_ms, owned, &mut looked) {
+                    if let Some(v) =
+                        self.transition(snap, f, h, in_port, now_ms, owned, &mut looked)
+                    {
                         return v;
                     }
                 }
@@ -608,7 +621,7 @@ impl Pipeline {
         if svc.ops {
             return self.one_packet(snap, f, p, srv, in_port, now_ms);
         }
-        let (to, id) = match self.open_conn(snap, svc, p, srv, template, flags, 0, now_ms) {
+        let (to, id) = match self.open_conn(snap, svc, p, srv, template, flags, 0, hash, now_ms) {
             Ok(x) => x,
             Err(d) => return self.drop(d),
         };

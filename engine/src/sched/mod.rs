@@ -319,6 +319,14 @@ pub trait Dests {
     fn active(&self, i: usize) -> u32;
     /// Inactive connections (other TCP states, all UDP).
     fn inactive(&self, i: usize) -> u32;
+    /// May server `i` take a new connection: present, usable, weight > 0,
+    /// not overloaded? One call for the four tests (a scan asks it of
+    /// every server it passes; the data plane's view answers it from one
+    /// record).
+    #[inline]
+    fn candidate(&self, i: usize) -> bool {
+        i < self.len() && self.usable(i) && self.weight(i) > 0 && !self.overloaded(i)
+    }
 }
 
 /// A scheduler for one service, shared by every worker.
@@ -396,7 +404,7 @@ fn overhead_of(d: &dyn Dests, i: usize) -> u64 {
 /// Usable, weight > 0, not overloaded.
 #[inline]
 pub(crate) fn is_candidate(d: &dyn Dests, i: usize) -> bool {
-    i < d.len() && d.usable(i) && d.weight(i) > 0 && !d.overloaded(i)
+    d.candidate(i)
 }
 
 /// `a_load / a_weight > b_load / b_weight`, cross-multiplied.

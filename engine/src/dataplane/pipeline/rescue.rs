@@ -92,6 +92,7 @@ impl Pipeline {
             template,
             flags,
             conn::flags::RESCUED,
+            None,
             now_ms,
         ) {
             Ok(x) => x,

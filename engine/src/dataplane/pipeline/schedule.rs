@@ -12,7 +12,7 @@ impl Pipeline {
     /// its first packet says where it is, so the reply need not wait for
     /// ARP (a fresh entry, ARP-learned or not, is never overwritten here:
     /// the check and the learning are one probe of the table).
-    #[inline]
+    #[inline(always)]
     pub(super) fn learn_client<F: Frame>(
         &self,
         snap: &Snapshot,
@@ -34,9 +34,11 @@ impl Pipeline {
     /// Creates the connection of `p` to `srv` (picked, with the client net
     /// of the persistence template that chose it), as if its first segment
     /// had TCP flags `tcp_flags`, with connection flags `extra` (besides the
-    /// persistence hold). Counts it; the caller forwards.
+    /// persistence hold). `hash`: the hash of `p`'s flow key in this
+    /// worker's table when the caller has it (the first pass's), reused
+    /// for the insert. Counts it; the caller forwards.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub(super) fn open_conn(
         &mut self,
         snap: &Snapshot,
@@ -46,6 +48,7 @@ impl Pipeline {
         template: Option<Ipv4Addr>,
         tcp_flags: u8,
         extra: u8,
+        hash: Option<KeyHash>,
         now_ms: u64,
     ) -> Result<(Dest, ConnId), Drop> {
         let new = NewConn {
@@ -83,7 +86,7 @@ impl Pipeline {
         let made = if srv.method == Method::Fnat {
             self.insert_fnat(snap, new, now_ms)
         } else {
-            self.insert_conn(snap, new, now_ms)
+            self.insert_conn_hashed(snap, new, hash, now_ms)
                 .map_err(|_| Drop::TableFull)
         };
         let id = match made {
@@ -155,21 +158,36 @@ impl Pipeline {
         new: NewConn,
         now_ms: u64,
     ) -> Result<ConnId, conn::TableFull> {
+        self.insert_conn_hashed(snap, new, None, now_ms)
+    }
+
+    /// [`insert_conn`](Self::insert_conn) with the hash of the new
+    /// connection's inbound key, if the caller has it.
+    #[inline]
+    pub(super) fn insert_conn_hashed(
+        &mut self,
+        snap: &Snapshot,
+        new: NewConn,
+        hash: Option<KeyHash>,
+        now_ms: u64,
+    ) -> Result<ConnId, conn::TableFull> {
         let (stats, persist, worker) = (&self.stats, &self.shared.persist, self.worker);
-        self.conns.insert_or_evict(new, now_ms, |c, why| {
-            match why {
-                conn::Reclaim::Expired => stats.conns_expired.inc(),
-                conn::Reclaim::Evicted => stats.conns_evicted.inc(),
-            }
-            release_template(snap, persist, c, now_ms);
-            uncount(snap, worker, c);
-        })
+        self.conns
+            .insert_or_evict_hashed(new, hash, now_ms, |c, why| {
+                match why {
+                    conn::Reclaim::Expired => stats.conns_expired.inc(),
+                    conn::Reclaim::Evicted => stats.conns_evicted.inc(),
+                }
+                release_template(snap, persist, c, now_ms);
+                uncount(snap, worker, c);
+            })
     }
 
     /// Picks a server for a new connection: the persistence template's, the
     /// scheduler's, or the sorry server. With the server comes the client
     /// net of the persistence template that chose it, if one did (never for
     /// the sorry server): the new connection holds that template.
+    #[inline(always)]
     pub(super) fn pick<'s>(
         &self,
         snap: &'s Snapshot,

@@ -211,6 +211,7 @@ impl Pipeline {
             template,
             tcp_flags::SYN,
             SYNPROXY,
+            None,
             now_ms,
         ) {
             Ok((_, id)) => id,

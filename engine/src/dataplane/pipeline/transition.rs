@@ -44,19 +44,22 @@ const SLOW_FLAGS: u8 = synproxy::SYNPROXY | conn::flags::TEMPLATE;
 
 impl Pipeline {
     /// Forwards `f` when it is a state-changing TCP segment of a tracked NAT
-    /// or DR connection (module docs), as the full path would; `None`
-    /// leaves the frame, the connection and every counter untouched, with
-    /// what a lookup found in `looked`.
+    /// or DR connection (module docs), as the full path would; when its
+    /// lookup misses, the new-flow path may open the connection
+    /// (`new_flow.rs`). `None` leaves the frame, the connection and every
+    /// counter untouched, with what a lookup found in `looked`.
     ///
     /// Not inlined: inlined into `process_inspected` it saves nothing per
     /// connection (4,158 against 4,160 Ir) and costs the established path
     /// 13-28 Ir per packet (register allocation of the bigger function).
     #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn transition<F: Frame>(
         &mut self,
         snap: &Snapshot,
         f: &mut F,
         hash: KeyHash,
+        in_port: usize,
         now_ms: u64,
         owned: bool,
         looked: &mut Looked,
@@ -87,7 +90,11 @@ impl Pipeline {
                 let key = FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port);
                 let found = self.conns.lookup_hashed(&key, hash, now_ms);
                 *looked = found.map_or(Looked::Miss, |(id, dir)| Looked::Hit(id, dir));
-                found?
+                match found {
+                    Some(x) => x,
+                    // No connection: perhaps the SYN that opens one (new_flow.rs).
+                    None => return self.new_flow(snap, f, hash, in_port, now_ms),
+                }
             }
         };
         let c = *self.conns.get(id);

@@ -29,8 +29,18 @@ impl<A> Server<A> {
     /// Recomputes the overload flag after this worker changed a count.
     /// Without an upper threshold the server is never overloaded: the flag
     /// is cleared (a worker still on an older snapshot may have set it).
-    #[inline]
+    /// The common case (no threshold, flag clear: nothing to do) inlined
+    /// into every new and ending connection's path, the rest out of line.
+    #[inline(always)]
     pub fn update_overload(&self) {
+        if self.upper == 0 && !self.shared.overloaded.load(Relaxed) {
+            return;
+        }
+        self.update_overload_slow();
+    }
+
+    #[inline(never)]
+    fn update_overload_slow(&self) {
         if self.upper == 0 {
             if self.shared.overloaded.load(Relaxed) {
                 self.shared.overloaded.store(false, Relaxed);
@@ -125,6 +135,12 @@ impl<A> Dests for LiveDests<'_, A> {
     #[inline]
     fn inactive(&self, i: usize) -> u32 {
         self.0[i].shared.inactive()
+    }
+    #[inline]
+    fn candidate(&self, i: usize) -> bool {
+        self.0.get(i).is_some_and(|s| {
+            s.usable && s.weight > 0 && !(s.upper != 0 && s.shared.overloaded.load(Relaxed))
+        })
     }
 }
 

@@ -1,0 +1,153 @@
+//! The new-flow path: the SYN that opens a NAT or DR connection, for a
+//! frame of the fast shape, without the full path's re-parse and
+//! re-decisions and with the first pass's hash reused for the insert.
+//!
+//! The transition path (`transition.rs`) looks every fast-shape TCP
+//! segment up after the checks `ipv4` makes before its lookup (TTL to
+//! decrement, master, not to one of the director's own addresses, this
+//! worker owns the flow). When that lookup misses, the full path would
+//! build the summary again, repeat those checks and the miss, and then
+//! schedule. This path takes the miss from there and makes exactly
+//! `ipv4`'s moves for a plain SYN to a service:
+//!
+//! * the segment is a SYN without ACK, FIN or RST (anything else that
+//!   misses is the full path's: cookie ACKs, rescued flows, SYN+FIN);
+//! * the destination is a VIP with a service of this protocol and port,
+//!   neither synproxied nor one-packet (`ops`);
+//! * admission as `ipv4` makes it (`admit::refuse_source`: martian source,
+//!   one of the service's own servers, the TCP checksum), then draining;
+//! * the pick (persistence, scheduler, sorry server), the client's MAC
+//!   learned, the connection opened and counted (`open_conn`, given the
+//!   first pass's hash of the flow key, which is the new record's inbound
+//!   key: the insert does not hash it again);
+//! * forwarded: full-NAT by `fnat_forward`, TUN and anything whose next
+//!   hop is not in the next-hop cache or that does not fit the egress MTU
+//!   by `inbound` (the full path's forwarding, which resolves, queues ARP
+//!   and answers too-big), NAT and DR with the fixed-offset rewrite of
+//!   `forward::fast` (the same bytes as `inbound`'s) and `inbound`'s
+//!   per-server counts.
+//!
+//! Everything before the pick returns `None` (or the same counted drop
+//! `ipv4` makes) before anything is written, so the full path decides as
+//! before.
+
+use super::{admit, rewrite_drop, Dest, Frame, Pipeline, Verdict};
+use crate::conn::{tcp_flags, ConnId, Dir, KeyHash, Method};
+use crate::dataplane::counters::Drop;
+use crate::dataplane::snapshot::{Server, Snapshot};
+use crate::forward;
+use crate::packet::parse_fast::fast_parsed;
+use crate::packet::Parsed;
+
+/// The TCP flags a plain SYN has of the four that decide.
+const OPEN_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN | tcp_flags::RST;
+
+impl Pipeline {
+    /// Opens and forwards the connection of `f`, a fast-shape TCP segment
+    /// whose lookup (with `hash`) just missed, when it is a plain SYN to a
+    /// service (module docs); `None` leaves everything untouched for the
+    /// full path.
+    ///
+    /// Out of line: inlined into the transition path it would cost that
+    /// path's segments (the handshake's ACK, the FIN) in register spills.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new_flow<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        hash: KeyHash,
+        in_port: usize,
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        // Its own summary: the transition path's is partial (only the
+        // fields it reads are computed), and stays so.
+        let p = &fast_parsed(f.data());
+        let v = self.open_new(snap, f, p, hash, in_port, now_ms)?;
+        self.new_flow_hits += 1;
+        Some(v)
+    }
+
+    /// [`new_flow`](Self::new_flow) but for its count.
+    #[inline(always)]
+    fn open_new<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        hash: KeyHash,
+        in_port: usize,
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        let flags = p.tcp_flags.bits();
+        if flags & OPEN_MASK != tcp_flags::SYN || !snap.is_vip(p.dst) {
+            return None;
+        }
+        let svc = snap.service_for(p.protocol, p.dst, p.dst_port)?;
+        if svc.synproxy || svc.ops {
+            return None;
+        }
+        // `ipv4`'s order from here: admission, draining, the pick.
+        if let Some(d) = admit::refuse_source(snap, f.data(), p, svc) {
+            return Some(self.drop(d));
+        }
+        if self.shared.is_draining() {
+            return Some(self.drop(Drop::Draining));
+        }
+        let Some((srv, template)) = self.pick(snap, svc, p, now_ms) else {
+            return Some(self.drop(Drop::NoServer));
+        };
+        self.learn_client(snap, f, p, srv, in_port, now_ms);
+        let opened = self.open_conn(snap, svc, p, srv, template, flags, 0, Some(hash), now_ms);
+        let (to, id) = match opened {
+            Ok(x) => x,
+            Err(d) => return Some(self.drop(d)),
+        };
+        Some(self.open_forward(snap, f, p, to, id, srv, in_port, now_ms))
+    }
+
+    /// Forwards the first segment of connection `id` to `to`, as `ipv4`
+    /// does after `open_conn`, with the fixed-offset rewrite when the next
+    /// hop is cached (module docs).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn open_forward<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Parsed,
+        to: Dest,
+        id: ConnId,
+        srv: &Server,
+        in_port: usize,
+        now_ms: u64,
+    ) -> Verdict {
+        match to.method {
+            Method::Fnat => {
+                let c = *self.conns.get(id);
+                return self.fnat_forward(snap, f, p, id, Dir::Inbound, &c, srv, in_port, now_ms);
+            }
+            Method::Nat | Method::Dr => {}
+            Method::Tun => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
+        }
+        let h = match self.hop_hit(snap, to.addr, now_ms) {
+            Some(h) if p.ip_total_len <= h.port_mtu => *h,
+            _ => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
+        };
+        let frame = f.data_mut();
+        let done = if to.method == Method::Dr {
+            forward::dr_fixed(frame, h.mac, h.port_mac)
+        } else {
+            let side = forward::NatSide::Dst;
+            forward::nat_fixed(frame, side, to.addr, to.port, h.mac, h.port_mac)
+        };
+        if let Err(e) = done {
+            return self.drop(rewrite_drop(e));
+        }
+        // IP bytes, as IPVS counts (no Ethernet header or padding).
+        let k = &srv.shared.per_worker[self.worker];
+        k.in_packets.inc();
+        k.in_bytes.add(u64::from(p.ip_total_len));
+        Verdict::Tx(h.port as usize)
+    }
+}
