@@ -382,13 +382,5 @@ pub(super) fn refresh_synced(
 ) {
     let tr = conns.set_state(id, state);
     conns.set_timeout(id, now_ms, timeout_ms);
-    if tr.old_active != tr.new_active {
-        if tr.new_active {
-            k.inactive.dec();
-            k.active.inc();
-        } else {
-            k.active.dec();
-            k.inactive.inc();
-        }
-    }
+    k.shift(tr.old_active, tr.new_active);
 }

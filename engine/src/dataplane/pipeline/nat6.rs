@@ -431,17 +431,7 @@ impl Pipeline {
             v6.addrs.addr(u32::from(c.vip())),
             v6.addrs.addr(u32::from(c.server())),
         );
-        if tr.old_active != tr.new_active {
-            let k = &srv.shared.per_worker[self.worker];
-            if tr.new_active {
-                k.inactive.dec();
-                k.active.inc();
-            } else {
-                k.active.dec();
-                k.inactive.inc();
-            }
-            srv.update_overload();
-        }
+        srv.count_activity(self.worker, tr.old_active, tr.new_active);
         match dir {
             Dir::Inbound => {
                 let to = (c.method(), server, c.sport());

@@ -278,17 +278,7 @@ impl Pipeline {
         if self.sync {
             self.sync_after_packet6(id, tr.state != tr.old_state, now_ms);
         }
-        if tr.old_active != tr.new_active {
-            let k = &srv.shared.per_worker[self.worker];
-            if tr.new_active {
-                k.inactive.dec();
-                k.active.inc();
-            } else {
-                k.active.dec();
-                k.inactive.inc();
-            }
-            srv.update_overload();
-        }
+        srv.count_activity(self.worker, tr.old_active, tr.new_active);
     }
 
     /// The largest MSS the client side takes: its port's MTU less the

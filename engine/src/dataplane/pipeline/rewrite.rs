@@ -47,17 +47,7 @@ impl Pipeline {
         if self.sync {
             self.sync_after_packet(id, tr.state != tr.old_state, now_ms);
         }
-        if tr.old_active != tr.new_active {
-            let k = &srv.shared.per_worker[self.worker];
-            if tr.new_active {
-                k.inactive.dec();
-                k.active.inc();
-            } else {
-                k.active.dec();
-                k.inactive.inc();
-            }
-            srv.update_overload();
-        }
+        srv.count_activity(self.worker, tr.old_active, tr.new_active);
         if c.method() == Method::Fnat {
             return self.fnat_forward(snap, f, p, id, dir, &c, srv, in_port, now_ms);
         }

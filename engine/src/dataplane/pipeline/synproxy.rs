@@ -488,17 +488,6 @@ impl Pipeline {
     /// Moves one connection between the server's active and inactive counts
     /// when its activity changed.
     fn count_activity(&self, srv: &Server, was: bool, is: bool) {
-        if was == is {
-            return;
-        }
-        let k = &srv.shared.per_worker[self.worker];
-        if is {
-            k.inactive.dec();
-            k.active.inc();
-        } else {
-            k.active.dec();
-            k.inactive.inc();
-        }
-        srv.update_overload();
+        srv.count_activity(self.worker, was, is);
     }
 }

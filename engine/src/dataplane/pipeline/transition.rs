@@ -122,17 +122,8 @@ impl Pipeline {
         if self.sync {
             self.sync_after_packet(id, tr.state != tr.old_state, now_ms);
         }
+        srv.count_activity(self.worker, tr.old_active, tr.new_active);
         let k = &srv.shared.per_worker[self.worker];
-        if tr.old_active != tr.new_active {
-            if tr.new_active {
-                k.inactive.dec();
-                k.active.inc();
-            } else {
-                k.active.dec();
-                k.inactive.inc();
-            }
-            srv.update_overload();
-        }
         let frame = f.data_mut();
         let done = match (dir, method) {
             (Dir::Inbound, Method::Dr) => forward::dr_fixed(frame, h.mac, h.port_mac),

@@ -24,6 +24,25 @@ pub struct DestCounters {
     pub out_bytes: Counter,
 }
 
+impl DestCounters {
+    /// One connection moved between active and inactive (`was` -> `is`, a
+    /// TCP state change): its count follows. False when nothing moved.
+    #[inline]
+    pub fn shift(&self, was: bool, is: bool) -> bool {
+        if was == is {
+            return false;
+        }
+        if is {
+            self.inactive.dec();
+            self.active.inc();
+        } else {
+            self.active.dec();
+            self.inactive.inc();
+        }
+        true
+    }
+}
+
 /// A real server's identity and live state, shared by all snapshots that
 /// contain it.
 pub struct DestShared {

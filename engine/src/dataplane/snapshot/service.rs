@@ -39,6 +39,16 @@ impl<A> Server<A> {
         self.update_overload_slow();
     }
 
+    /// One of worker `worker`'s connections to this server moved between
+    /// active and inactive (`was` -> `is`): the counts follow, and the
+    /// overload flag with them.
+    #[inline]
+    pub fn count_activity(&self, worker: usize, was: bool, is: bool) {
+        if self.shared.per_worker[worker].shift(was, is) {
+            self.update_overload();
+        }
+    }
+
     #[inline(never)]
     fn update_overload_slow(&self) {
         if self.upper == 0 {
