@@ -256,6 +256,7 @@ for p in sorted(glob.glob(f"{raw}/*-f{f}-w{w}-r{rep}.json")):
 print(",".join(rates))' "$RAW" "$1" "$2" "$3"
 }
 printf 'name\tmode\tflows\tworkers\tsize\trep\tstatus\tdut_rss_kb\tdut_handoffs\n' > "$INDEX"
+printf 'name\tfwd_cpu_ms\tfwd_wait_ms\tfwd_preemptions\tsteal_ms\n' > "$RAW/sched.tsv"
 COSTS=$RAW/cost.tsv
 printf 'mode\tflows\tworkers\trep\trate_pps\tcycles_per_packet\tpackets\tstatus\tloop_cycles_per_packet\n' > "$COSTS"
 
@@ -334,13 +335,21 @@ run_one() {
       ;;
   esac
   DPID=$!
-  local rss=0
-  # Wait for the generator; sample the DUT's resident memory meanwhile.
+  local rss=0 s_first="" s_last="" ticks=0
+  # Wait for the generator; sample the DUT's resident memory meanwhile, and
+  # what else ran on the CPUs around the max phase (perf/sched_sample.py).
   while kill -0 $GPID 2>/dev/null; do
     local r
-    r=$(awk '/^VmRSS/ {print $2}' /proc/$DPID/status 2>/dev/null)
-    [[ -n $r ]] && ((r > rss)) && rss=$r
-    sleep 0.5
+    if ((ticks++ % 5 == 0)); then
+      r=$(awk '/^VmRSS/ {print $2}' /proc/$DPID/status 2>/dev/null)
+      [[ -n $r ]] && ((r > rss)) && rss=$r
+    fi
+    if [[ -z $s_first ]] && grep -q "opened .* flows" "$glog" 2>/dev/null; then
+      s_first=$($PY "$ROOT/perf/sched_sample.py" sample "$DPID")
+    elif [[ -n $s_first && -z $s_last ]] && grep -q "max: {" "$glog" 2>/dev/null; then
+      s_last=$($PY "$ROOT/perf/sched_sample.py" sample "$DPID")
+    fi
+    sleep 0.1
   done
   wait $GPID; local grc=$?
   GPID=""
@@ -359,6 +368,12 @@ run_one() {
   [[ $mode == nat || $mode == nat6 || $mode == dr || $mode == tun ]] \
     && handoffs=$(sed -n 's|^rvs-stats .*"handoffs":\([0-9]*\).*|\1|p' "$dlog" | tail -n1)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$mode" "$flows" "$w" "$SIZE" "$rep" "$status" "$rss" "$handoffs" >> "$INDEX"
+  # The forwarding lcores over the max phase: CPU ms, ms waiting for their
+  # CPU, involuntary switches; the machine's steal ms (sched.tsv).
+  local sched
+  sched=$($PY "$ROOT/perf/sched_sample.py" diff "${s_first:-x}" "${s_last:-x}" "$w")
+  printf '%s\t%s\n' "$name" "$sched" >> "$RAW/sched.tsv"
+  echo "bench.sh: [$name] max phase: forwarding lcores $(cut -f1 <<< "$sched") ms on CPU, waited $(cut -f2 <<< "$sched") ms for it ($(cut -f3 <<< "$sched") preemptions), steal $(cut -f4 <<< "$sched") ms"
   # Which memory the director's connection tables got (its start-up log).
   if [[ $mode == nat || $mode == nat6 || $mode == dr || $mode == tun ]]; then
     sed -n 's|.*connection table allocated.* worker=\([0-9]*\).* conn_memory=\(.*\)|\1\t\2|p' "$dlog" \
@@ -413,10 +428,12 @@ run_cost() {
       ;;
   esac
   DPID=$!
-  local status=ok cpp="" lcpp="" pkts="" a b
+  local status=ok cpp="" lcpp="" pkts="" a b s_first="" s_last=""
   if wait_for "$glog" "cost-start" $(( 30 + flows / 20000 )); then
     if [[ -n $fd ]]; then echo "clear fwd stats all" >&$fd; else a=$(rvs_busy); fi
+    s_first=$($PY "$ROOT/perf/sched_sample.py" sample "$DPID")
     if wait_for "$glog" "cost-done" $(( COST_SECS + 20 )); then
+      s_last=$($PY "$ROOT/perf/sched_sample.py" sample "$DPID")
       # Packets: what came back through the DUT in the phase (the generator's
       # rx), for both DUTs (testpmd's port counters after a clear are wrong
       # on memif); cycles: the DUT's busy cycles over the phase.
@@ -452,7 +469,10 @@ run_cost() {
   [[ -n $fd ]] && exec {fd}>&-
   rm -f "$fifo"
   rm -rf /var/run/dpdk/rvsperf-tp$TAG-$name
-  echo "bench.sh: [$name] ${cpp:-?} busy cycles/packet over ${pkts:-?} packets ($status)"
+  local sched
+  sched=$($PY "$ROOT/perf/sched_sample.py" diff "${s_first:-x}" "${s_last:-x}" "$w")
+  printf '%s\t%s\n' "$name" "$sched" >> "$RAW/sched.tsv"
+  echo "bench.sh: [$name] ${cpp:-?} busy cycles/packet over ${pkts:-?} packets ($status); forwarding lcores waited $(cut -f2 <<< "$sched") ms for their CPU, steal $(cut -f4 <<< "$sched") ms"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$flows" "$w" "$rep" "$rate" "$cpp" "$pkts" "$status" "$lcpp" >> "$COSTS"
   [[ $status == ok ]]
 }
@@ -512,7 +532,7 @@ if [[ $KIND == smoke ]]; then
   mkdir -p "$OUT/smoke"
 fi
 $PY "$ROOT/perf/report.py" "${REPORT_ARGS[@]}" || failed=1
-cp "$RAW"/*.json "$RAW"/index.tsv "$COSTS" "$RAW"/conn_memory.tsv "$OUT/raw/" 2>/dev/null
+cp "$RAW"/*.json "$RAW"/index.tsv "$COSTS" "$RAW"/conn_memory.tsv "$RAW"/sched.tsv "$OUT/raw/" 2>/dev/null
 if [[ $KIND == smoke ]]; then
   # Well formed: every row ran, forwarded, and passed the frame checks.
   $PY "$ROOT/perf/report.py" "$RAW" --check || failed=1

@@ -26,7 +26,7 @@ CSV_FIELDS = [
     # beyond the required columns
     "gbps", "loss", "lat_rate_mpps", "baseline_p99_us", "added_p99_us", "p50_max_us",
     "p99_max_us", "lat_min_us", "baseline_p50_us", "added_p50_us", "dut_bound", "cps_baseline", "cps_ratio", "checked", "bad",
-    "dut_rss_mb", "reps", "handoffs",
+    "dut_rss_mb", "reps", "handoffs", "lcore_wait_pct", "steal_ms",
 ]
 BASELINE = "io"
 TARGET_RATIO = {"dr": 0.85, "nat": 0.75, "tun": 0.70}
@@ -46,10 +46,30 @@ def flows_label(n):
     return str(n)
 
 
+def load_sched(raw):
+    """sched.tsv (bench.sh, perf/sched_sample.py): per run name, what else
+    ran on the CPUs during its max phase; {} for raw results without it."""
+    out = {}
+    try:
+        with open(os.path.join(raw, "sched.tsv")) as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                try:
+                    cpu, wait = float(row["fwd_cpu_ms"]), float(row["fwd_wait_ms"])
+                    out[row["name"]] = {"wait_pct": 100 * wait / (cpu + wait) if cpu + wait > 0 else None,
+                                        "steal_ms": float(row["steal_ms"])}
+                except (KeyError, ValueError):
+                    pass
+    except OSError:
+        pass
+    return out
+
+
 def load_runs(raw):
     runs = []
+    sched = load_sched(raw)
     with open(os.path.join(raw, "index.tsv")) as f:
         for row in csv.DictReader(f, delimiter="\t"):
+            row["sched"] = sched.get(row["name"], {})
             if row["status"] != "ok":
                 runs.append({"meta": row, "doc": None})
                 continue
@@ -122,6 +142,11 @@ def summarize(runs):
             # rvs: frames handed between workers (0 when flows arrive on
             # their owner's queue, as the director's RSS places them)
             "handoffs": handoffs_of(rs),
+            # The share of the max phase its forwarding lcores spent waiting
+            # for their CPU (taken by the host or another thread): a row
+            # with more than a few % measured the machine, not the DUT.
+            "lcore_wait_pct": med([r["meta"]["sched"].get("wait_pct") for r in rs]),
+            "steal_ms": med([r["meta"]["sched"].get("steal_ms") for r in rs]),
         }
         # The frame actually sent (nat6: an IPv6/TCP frame is 78 bytes at
         # least, whatever the size asked for; the baseline is the io row
@@ -175,7 +200,7 @@ def write_csv(rows, path):
 
 
 def table_lines(rows):
-    head = ["scenario", "DUT", "Mpps", "ratio", "Gbit/s", "loss %", "DUT-bound", "min us", "p50 us", "p99 us", "+p50 us", "+p99 us", "p99 us @max", "conn/s", "cps ratio", "checked/bad", "hand-offs"]
+    head = ["scenario", "DUT", "Mpps", "ratio", "Gbit/s", "loss %", "DUT-bound", "min us", "p50 us", "p99 us", "+p50 us", "+p99 us", "p99 us @max", "conn/s", "cps ratio", "checked/bad", "hand-offs", "lcore wait %"]
     lines = [head]
     for r in rows:
         lines.append([
@@ -183,7 +208,7 @@ def table_lines(rows):
             fmt((r["loss"] or 0) * 100, 2), fmt(r["dut_bound"], 2), fmt(r["lat_min_us"], 1),
             fmt(r["p50_us"], 1), fmt(r["p99_us"], 1), fmt(r["added_p50_us"], 1), fmt(r["added_p99_us"], 1),
             fmt(r["p99_max_us"], 0), f"{r['cps'] / 1e6:.3f}M" if r["cps"] else "-", fmt(r["cps_ratio"], 2),
-            f"{r['checked']}/{r['bad']}", fmt(r.get("handoffs")),
+            f"{r['checked']}/{r['bad']}", fmt(r.get("handoffs")), fmt(r.get("lcore_wait_pct"), 1),
         ])
     return lines
 
@@ -207,6 +232,7 @@ def load_costs(raw):
     """cost.tsv (bench.sh's cost rows): {(mode, flows, workers): {"rate", "cpp"}},
     the median over repetitions of busy cycles per packet."""
     groups = {}
+    sched = load_sched(raw)
     try:
         with open(os.path.join(raw, "cost.tsv")) as f:
             for row in csv.DictReader(f, delimiter="\t"):
@@ -214,15 +240,17 @@ def load_costs(raw):
                     continue
                 k = (row["mode"], int(row["flows"]), int(row["workers"]))
                 loop = row.get("loop_cycles_per_packet") or ""
+                name = f"cost-{row['mode']}-f{row['flows']}-w{row['workers']}-r{row['rep']}"
                 groups.setdefault(k, []).append((float(row["rate_pps"]), float(row["cycles_per_packet"]),
-                                                 float(loop) if loop else None))
+                                                 float(loop) if loop else None,
+                                                 sched.get(name, {}).get("wait_pct")))
     except (OSError, ValueError, KeyError):
         return {}
     out = {}
     for k, v in groups.items():
-        loops = [l for _, _, l in v if l is not None]
-        out[k] = {"rate": med([r for r, _, _ in v]), "cpp": med([c for _, c, _ in v]),
-                  "loop": med(loops) if loops else None}
+        loops = [l for _, _, l, _ in v if l is not None]
+        out[k] = {"rate": med([r for r, _, _, _ in v]), "cpp": med([c for _, c, _, _ in v]),
+                  "loop": med(loops) if loops else None, "wait": med([w for _, _, _, w in v])}
     return out
 
 
@@ -232,13 +260,14 @@ def cost_lines(costs):
     if not costs:
         return []
     lines = [["scenario", "DUT", "offered Mpps", "busy cycles/packet", "io cycles / these",
-              "rvs: whole busy loops, empty polls included"]]
+              "rvs: whole busy loops, empty polls included", "lcore wait %"]]
     for (mode, flows, w) in sorted(costs, key=lambda k: (k[2], k[1], MODE_ORDER.index(k[0]) if k[0] in MODE_ORDER else 9)):
         c = costs[(mode, flows, w)]
         base = costs.get((BASELINE, flows, w))
         ratio = base["cpp"] / c["cpp"] if base and c["cpp"] else None
         lines.append([f"{flows_label(flows)} flows, {w}w", DUT.get(mode, mode), fmt(c["rate"] / 1e6, 3),
-                      fmt(c["cpp"], 1), fmt(ratio, 2), fmt(c["loop"], 1) if c.get("loop") else "-"])
+                      fmt(c["cpp"], 1), fmt(ratio, 2), fmt(c["loop"], 1) if c.get("loop") else "-",
+                      fmt(c.get("wait"), 1)])
     return lines
 
 
