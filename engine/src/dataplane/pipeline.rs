@@ -421,21 +421,19 @@ impl Pipeline {
             // established fast path first (pipeline/established.rs), from
             // the frame's bytes.
             if let (Some(h), Some(port)) = (i.hash, snap.ports.get(in_port)) {
-                if f.data()
-                    .first_chunk::<6>()
-                    .is_some_and(|m| mac_eq(m, &port.mac.0))
-                {
-                    let hint = i.hint;
-                    if let Some(v) = established::Head::read(f.data()).and_then(|p| {
-                        self.established(snap, f, p, h, hint, now_ms, owned, &mut looked)
-                    }) {
-                        return v;
-                    }
-                    // A segment that only moves the TCP state (transition.rs).
-                    if let Some(v) =
-                        self.transition(snap, f, h, in_port, now_ms, owned, &mut looked)
-                    {
-                        return v;
+                // The MAC filter and the fields on one length check.
+                if let Some((p, dst_mac)) = established::Head::read(f.data()) {
+                    if mac_eq(&dst_mac, &port.mac.0) {
+                        match self.established(snap, f, p, h, i.hint, now_ms, owned) {
+                            Ok(v) => return v,
+                            Err(l) => looked = l,
+                        }
+                        // A segment that only moves the TCP state (transition.rs).
+                        if let Some(v) =
+                            self.transition(snap, f, h, in_port, now_ms, owned, &mut looked)
+                        {
+                            return v;
+                        }
                     }
                 }
             }
