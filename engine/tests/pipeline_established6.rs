@@ -155,8 +155,7 @@ impl Rig {
         self.w.inspect_into(frame, &mut i);
         assert!(i.fast6, "the common IPv6 shape");
         between(self);
-        self.w.prefetch_bucket(&i);
-        self.w.prefetch_conn(&mut i);
+        self.w.prefetch_conns(std::slice::from_mut(&mut i));
         let before = self.w.established_hits();
         let mut f = VecFrame::new(frame);
         let v = self

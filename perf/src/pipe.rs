@@ -7,11 +7,11 @@
 //! `--batch` chooses how a burst of 32 goes through, so that the gain of a
 //! change to the worker loop is measured before it is made:
 //! * `none`: `Pipeline::process` frame by frame (the loop before a3f624a);
-//! * `bucket`: `Pipeline::inspect` for the whole burst (parse, hash), then
-//!   `prefetch_bucket` for the whole burst, then `process_inspected` for each;
+//! * `bucket`: `Pipeline::inspect_into` for the whole burst (parse, hash,
+//!   prefetch the bucket), then `process_inspected` for each;
 //! * `conn` (default, what `worker.rs` does): as `bucket`, plus a second
 //!   pass that reads each (now cached) bucket and prefetches the connection
-//!   record it points at (`Pipeline::prefetch_conn`);
+//!   record it points at (`Pipeline::prefetch_conns`);
 //! * `dry`: build the frames and do nothing else (the harness's own cost).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -245,13 +245,8 @@ impl Rig {
         for (i, f) in self.frames.iter().take(n).enumerate() {
             self.p.inspect_into(f.data(), &mut insp[i]);
         }
-        for x in insp.iter().take(n) {
-            self.p.prefetch_bucket(x);
-        }
         if self.batch == Batch::Conn {
-            for x in insp.iter_mut().take(n) {
-                self.p.prefetch_conn(x);
-            }
+            self.p.prefetch_conns(&mut insp[..n]);
         }
         for (f, x) in self.frames.iter_mut().take(n).zip(insp.iter()) {
             if let Verdict::Tx(_) =

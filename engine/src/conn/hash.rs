@@ -46,6 +46,17 @@ impl Seed {
     /// two words ([`WireKey`]), each masked with a secret word, multiplied
     /// together (every output bit depends on every input bit and the
     /// secret), then folded once more with the third secret word.
+    ///
+    /// The second round is what spreads structured keys (sequential ports
+    /// or addresses) over the table's low bits: with the first alone (one
+    /// multiply fewer, 6 instructions a packet), the bucket of such keys
+    /// is a multiplicative hash whose multiplier is a seed word, a lattice
+    /// that some seeds align with. Measured over 60 random seeds, 2^14
+    /// keys, 256 buckets: for 1 seed in 60, one client's sequential ports
+    /// put 101 keys in the fullest bucket (mean 64, chi-square 9,266 for
+    /// 255 degrees of freedom) and sequential clients 161. Two rounds
+    /// spread them as random keys would (chi-square near its degrees of
+    /// freedom for the seeds `tests::structured_keys_spread` tries).
     #[inline(always)]
     pub(crate) fn hash(&self, k: &WireKey) -> u64 {
         // source << 32 | destination; ports << 32 | protocol << 8
@@ -66,4 +77,130 @@ fn fmix64(mut x: u64) -> u64 {
     x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     x ^= x >> 33;
     x
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hash as the table uses it: the low bits of its upper 32
+    //! (`ConnTable::key_hash_wire`).
+    use super::*;
+
+    const BITS: u32 = 10;
+    const VIP: u32 = 0xc633_6401;
+
+    fn bucket(s: &Seed, src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> usize {
+        let k = WireKey {
+            addrs: u64::from(src) << 32 | u64::from(dst),
+            ports: u32::from(sport) << 16 | u32::from(dport),
+            proto,
+        };
+        ((s.hash(&k) >> 32) as usize) & ((1 << BITS) - 1)
+    }
+
+    /// Chi-square of `n` keys over `1 << BITS` buckets.
+    fn chi2(counts: &[u64]) -> f64 {
+        let n: u64 = counts.iter().sum();
+        let e = n as f64 / counts.len() as f64;
+        counts.iter().map(|&c| (c as f64 - e).powi(2) / e).sum()
+    }
+
+    /// The key sets a flooder or a load generator makes: one client and
+    /// sequential ports, sequential clients and one port, a /16 of clients
+    /// times 4 ports, and replies (server -> client).
+    fn structured(s: &Seed) -> Vec<(&'static str, Vec<usize>)> {
+        let n = 1u32 << 16;
+        let one_client = (0..n)
+            .map(|i| bucket(s, 0x0a00_0001, i as u16, VIP, 80, 6))
+            .collect();
+        let seq_clients = (0..n)
+            .map(|i| bucket(s, 0x0a00_0000 + i, 40000, VIP, 443, 6))
+            .collect();
+        let grid = (0..n)
+            .map(|i| {
+                bucket(
+                    s,
+                    0xc612_0000 + (i >> 2),
+                    1024 + (i & 3) as u16,
+                    VIP,
+                    53,
+                    17,
+                )
+            })
+            .collect();
+        let replies = (0..n)
+            .map(|i| {
+                bucket(
+                    s,
+                    0xc613_000b,
+                    8080,
+                    0x0a00_0000 + (i >> 4),
+                    1024 + (i & 15) as u16,
+                    6,
+                )
+            })
+            .collect();
+        vec![
+            ("one client", one_client),
+            ("sequential clients", seq_clients),
+            ("grid", grid),
+            ("replies", replies),
+        ]
+    }
+
+    #[test]
+    fn structured_keys_spread() {
+        // df 1023: mean 1023, sd 45; the 99.99th percentile is ~1200. A
+        // bound of 1300 catches a bad mix, not bad luck.
+        for seed in [1, 2, 3, 0xdead_beef] {
+            let s = Seed::from_u64(seed);
+            for (name, b) in structured(&s) {
+                let mut counts = vec![0u64; 1 << BITS];
+                for &x in &b {
+                    counts[x] += 1;
+                }
+                let c = chi2(&counts);
+                assert!(c < 1300.0, "seed {seed} {name}: chi2 {c:.0}");
+            }
+        }
+    }
+
+    #[test]
+    fn seeds_move_keys() {
+        // Two seeds put a key in the same bucket about once in 1 << BITS.
+        let (a, b) = (Seed::from_u64(7), Seed::from_u64(8));
+        for ((name, x), (_, y)) in structured(&a).into_iter().zip(structured(&b)) {
+            let same = x.iter().zip(&y).filter(|(p, q)| p == q).count();
+            // 64 expected of 65,536; 200 is far out.
+            assert!(same < 200, "{name}: {same} keys kept their bucket");
+        }
+        let r = Seed::random();
+        let k = WireKey {
+            addrs: 0x0a00_0001_c633_6401,
+            ports: 0x9c40_0050,
+            proto: 6,
+        };
+        assert_ne!(r.hash(&k), Seed::random().hash(&k), "random seeds differ");
+    }
+
+    #[test]
+    fn collisions_of_one_seed_spread_under_another() {
+        // A flooder who found, for one seed, the keys that share a bucket
+        // gains nothing against another: under it they spread as any keys.
+        let (known, secret) = (Seed::from_u64(11), Seed::from_u64(12));
+        let mut aimed = Vec::new();
+        for i in 0..(1u32 << 22) {
+            let (src, sport) = (0x0a00_0000 + (i >> 6), 1024 + (i & 63) as u16);
+            if bucket(&known, src, sport, VIP, 80, 6) == 0 {
+                aimed.push((src, sport));
+            }
+        }
+        assert!(aimed.len() > 3000, "{} aimed keys", aimed.len());
+        let mut counts = vec![0u64; 1 << BITS];
+        for &(src, sport) in &aimed {
+            counts[bucket(&secret, src, sport, VIP, 80, 6)] += 1;
+        }
+        let max = *counts.iter().max().unwrap();
+        // ~4 per bucket expected; the largest of 1024 Poisson(4) is ~13.
+        assert!(max < 20, "{max} of {} in one bucket", aimed.len());
+    }
 }

@@ -173,7 +173,7 @@ use std::net::Ipv4Addr;
 pub use rss::owner_worker;
 pub use snat::SnatSpec;
 pub use state::{is_active, tcp_flags, TcpState, Timeouts, MAX_TIMEOUT_S, NONE_TIMEOUT_S};
-pub use table::{ConnTable, Hint, Iter, KeyHash, MAX_CAPACITY};
+pub use table::{ConnTable, EntryPrefetch, Hint, Iter, KeyHash, MAX_CAPACITY};
 
 /// IP protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;

@@ -100,15 +100,68 @@ impl std::fmt::Debug for ConnTable {
     }
 }
 
-/// An index entry a burst's prefetch pass found for a key's hash
+/// The index entry a burst's prefetch pass found for a key's hash
 /// ([`ConnTable::prefetch_conn_entry`]), for its lookup to try first
-/// ([`ConnTable::lookup_hinted`]). `Hint::NONE`: nothing found or not
-/// looked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Hint(u64);
+/// ([`ConnTable::lookup_hinted`]), decoded: the slot and the key's
+/// direction, so that the lookup indexes the slab at once. `Hint::NONE`
+/// (nothing found or not looked) names no slot: its bounds check fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hint {
+    slot: u32,
+    dir: Dir,
+}
 
 impl Hint {
-    pub const NONE: Hint = Hint(0);
+    pub const NONE: Hint = Hint {
+        slot: u32::MAX,
+        dir: Dir::Inbound,
+    };
+}
+
+impl Default for Hint {
+    fn default() -> Hint {
+        Hint::NONE
+    }
+}
+
+/// The index and the slab as a burst's record-prefetch pass reads them
+/// ([`ConnTable::entry_prefetch`]): taken once per burst, its slices and
+/// mask stay in registers across the burst's frames, where a call per
+/// frame reloads them from the table (the pass's stores of hints could
+/// alias them, as far as the compiler knows).
+#[derive(Clone, Copy)]
+pub struct EntryPrefetch<'a> {
+    index: &'a [u64],
+    slots: &'a [Conn],
+    mask: u32,
+}
+
+impl EntryPrefetch<'_> {
+    /// Read the (prefetched) bucket run of `h` and prefetch the record of
+    /// the first entry whose hash matches; that entry as a [`Hint`].
+    #[inline(always)]
+    pub fn entry(&self, h: KeyHash) -> Hint {
+        let mut pos = h.0 & self.mask;
+        loop {
+            let Some(&e) = self.index.get(pos as usize) else {
+                return Hint::NONE;
+            };
+            if e == 0 {
+                return Hint::NONE;
+            }
+            if entry_hash(e) == h.0 {
+                let slot = entry_slot(e);
+                if let Some(c) = self.slots.get(slot) {
+                    prefetch_ptr(c as *const Conn as *const u8);
+                }
+                return Hint {
+                    slot: slot as u32,
+                    dir: entry_dir(e),
+                };
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
 }
 
 /// Is an expiry stamp (low 32 bits of ms) reached at `now` (same)?
@@ -380,21 +433,22 @@ impl ConnTable {
     }
 
     /// [`prefetch_conn_hashed`](Self::prefetch_conn_hashed), returning the
-    /// index entry whose record it prefetched (0: none): a [`Hint`] for
-    /// [`lookup_hinted`](Self::lookup_hinted) later in the burst.
+    /// index entry whose record it prefetched ([`Hint::NONE`]: none): a
+    /// [`Hint`] for [`lookup_hinted`](Self::lookup_hinted) later in the
+    /// burst.
     #[inline(always)]
     pub fn prefetch_conn_entry(&self, h: KeyHash) -> Hint {
-        let mut pos = h.0 & self.mask;
-        loop {
-            let e = self.index[pos as usize];
-            if e == 0 {
-                return Hint(0);
-            }
-            if entry_hash(e) == h.0 {
-                prefetch_ptr(&self.slots[entry_slot(e)] as *const Conn as *const u8);
-                return Hint(e);
-            }
-            pos = (pos + 1) & self.mask;
+        self.entry_prefetch().entry(h)
+    }
+
+    /// The view a burst's record-prefetch pass reads the table through
+    /// ([`EntryPrefetch::entry`] per frame).
+    #[inline(always)]
+    pub fn entry_prefetch(&self) -> EntryPrefetch<'_> {
+        EntryPrefetch {
+            index: &self.index,
+            slots: &self.slots,
+            mask: self.mask,
         }
     }
 
@@ -477,18 +531,15 @@ impl ConnTable {
         hint: Hint,
         now_ms: u64,
     ) -> Option<(ConnId, Dir, &Conn)> {
-        let e = hint.0;
-        if e != 0 {
-            let (slot, dir) = (entry_slot(e), entry_dir(e));
-            if let Some(c) = self.slots.get(slot) {
-                let fnat_reply = dir == Dir::Reply && c.method == Method::Fnat as u8;
-                if c.in_use()
-                    && !fnat_reply
-                    && c.matches_wire(key, dir)
-                    && !expired(c.expires, now_ms as u32)
-                {
-                    return Some((ConnId(slot as u32), dir, c));
-                }
+        let (slot, dir) = (hint.slot, hint.dir);
+        if let Some(c) = self.slots.get(slot as usize) {
+            let fnat_reply = dir == Dir::Reply && c.method == Method::Fnat as u8;
+            if c.in_use()
+                && !fnat_reply
+                && c.matches_wire(key, dir)
+                && !expired(c.expires, now_ms as u32)
+            {
+                return Some((ConnId(slot), dir, c));
             }
         }
         self.lookup_wire(key, h, now_ms)

@@ -146,10 +146,10 @@ impl Worker {
                 }
                 self.pipeline.stats.rx_packets.add(n as u64);
                 self.pipeline.stats.rx_bursts.inc();
-                // Four passes, so that the burst's memory accesses overlap:
-                // parse every frame and hash its flow; prefetch the table
-                // buckets; read them and prefetch the connection records;
-                // process the frames.
+                // Three passes, so that the burst's memory accesses overlap:
+                // parse every frame, hash its flow and prefetch its table
+                // bucket; read the buckets and prefetch the connection
+                // records; process the frames.
                 for i in 0..n {
                     // SAFETY: rx burst returned n valid mbufs that we now own.
                     mbufs[i] = unsafe { Mbuf::from_raw(burst[i]) };
@@ -162,12 +162,7 @@ impl Worker {
                         None => insp[i] = Inspected::EMPTY,
                     }
                 }
-                for x in insp.iter().take(n) {
-                    self.pipeline.prefetch_bucket(x);
-                }
-                for x in insp.iter_mut().take(n) {
-                    self.pipeline.prefetch_conn(x);
-                }
+                self.pipeline.prefetch_conns(&mut insp[..n]);
                 for i in 0..n {
                     if let Some(m) = mbufs[i].take() {
                         self.handle(

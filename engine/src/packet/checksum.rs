@@ -71,17 +71,45 @@ pub fn sum20(h: &[u8; 20]) -> u16 {
 ///
 /// The words are added in native byte order: a one's-complement sum is
 /// independent of byte order (RFC 1071 §2(B): swapping the bytes of every
-/// word swaps those of the sum), and `0xFFFF` is its own swap. As 32-bit
-/// one's-complement adds ([`add32`]) folded once ([`fold32`]): fewer
-/// instructions than a 64-bit accumulator and its remainder by `0xFFFF`.
+/// word swaps those of the sum), and `0xFFFF` is its own swap.
+///
+/// As two 64-bit loads and a 32-bit one, added with their carries (each
+/// carry out of bit 63 is worth 1, as `2^64 ≡ 1 (mod 0xFFFF)`), and no
+/// fold at all: the folded sum of 16-bit words is `0xFFFF` exactly when
+/// the total is a non-zero multiple of `0xFFFF` (a fold keeps the value
+/// modulo `0xFFFF`, and gives 0 only for 0), and for an odd divisor that
+/// test is a multiply by its inverse and a compare, not a division.
 #[inline(always)]
 pub fn valid20(h: &[u8; 20]) -> bool {
-    let w = |i: usize| u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    // One's-complement 32-bit adds, then one fold: an all-zero header
-    // folds to 0, not 0xFFFF.
-    let acc = add32(add32(add32(w(0), w(4)), add32(w(8), w(12))), w(16));
-    fold32(acc) == 0xFFFF
+    let q = |i: usize| {
+        u64::from_ne_bytes([
+            h[i],
+            h[i + 1],
+            h[i + 2],
+            h[i + 3],
+            h[i + 4],
+            h[i + 5],
+            h[i + 6],
+            h[i + 7],
+        ])
+    };
+    let w16 = u64::from(u32::from_ne_bytes([h[16], h[17], h[18], h[19]]));
+    let (s, c1) = q(0).overflowing_add(q(8));
+    // w16 + c1 < 2^33; after a carry out of this add, s < 2^33: adding
+    // the carry back cannot carry again.
+    let (s, c2) = s.overflowing_add(w16 + u64::from(c1));
+    let s = s + u64::from(c2);
+    // `s = k * 0xFFFF` exactly when `s * INV_FFFF = k <= u64::MAX / 0xFFFF`
+    // (multiplying by the inverse permutes u64, and maps the multiples to
+    // their quotients); k = 0 (an all-zero header, which sums to 0, not
+    // 0xFFFF) wraps to the top with the `- 1`: one compare for both.
+    s.wrapping_mul(INV_FFFF).wrapping_sub(1) < u64::MAX / 0xFFFF
 }
+
+/// The inverse of `0xFFFF` modulo 2^64 (`0xFFFF * INV_FFFF == 1`): `0xFFFF`
+/// is odd, so it has one.
+const INV_FFFF: u64 = 0xFFFE_FFFE_FFFE_FFFF;
+const _: () = assert!(0xFFFFu64.wrapping_mul(INV_FFFF) == 1);
 
 /// One's-complement sum of `data` (folded, not complemented).
 #[inline]
@@ -472,6 +500,33 @@ mod tests {
         h[0] = 0xFF;
         h[1] = 0xFF;
         assert!(valid20(&h));
+    }
+
+    #[test]
+    fn valid20_carries_and_multiples() {
+        // Bytes near 0xFF make both 64-bit adds carry; the checksum set
+        // right, one off, and to each of its other 16-bit values in turn
+        // (every multiple of 0xFFFF the total can reach).
+        let mut h = [0u8; 20];
+        for seed in 0..2000u32 {
+            for (i, b) in h.iter_mut().enumerate() {
+                *b = 0xF0 | (seed.wrapping_mul(2_654_435_761).rotate_left(i as u32) >> 7) as u8;
+            }
+            h[10..12].fill(0);
+            let ck = !sum20(&h);
+            for d in [0u16, 1, 0xFFFF, 0x8000] {
+                h[10..12].copy_from_slice(&ck.wrapping_add(d).to_be_bytes());
+                assert_eq!(valid20(&h), sum20(&h) == 0xFFFF, "{h:02x?}");
+            }
+        }
+        for v in 0..=0xFFFFu16 {
+            let mut h = [0xFFu8; 20];
+            h[10..12].copy_from_slice(&v.to_be_bytes());
+            assert_eq!(valid20(&h), sum20(&h) == 0xFFFF, "{v:#x}");
+            let mut h = [0u8; 20];
+            h[4..6].copy_from_slice(&v.to_be_bytes());
+            assert_eq!(valid20(&h), sum20(&h) == 0xFFFF, "{v:#x}");
+        }
     }
 
     #[test]

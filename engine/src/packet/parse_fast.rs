@@ -43,9 +43,9 @@ pub fn is_fast_shape(frame: &[u8]) -> bool {
     let Some(h) = frame.first_chunk::<{ L4_OFF + 8 }>() else {
         return false;
     };
-    // EtherType 0x0800, version 4 with IHL 5: three bytes (and the TOS,
-    // masked off), one compare.
-    if u32::from_le_bytes([h[12], h[13], h[14], h[15]]) & 0x00FF_FFFF != 0x0045_0008 {
+    // EtherType 0x0800, version 4 with IHL 5: two compares with memory
+    // (a 3-byte masked word is assembled from a byte and a half-word).
+    if u16::from_ne_bytes([h[12], h[13]]) != u16::from_ne_bytes([0x08, 0x00]) || h[14] != 0x45 {
         return false;
     }
     let frag = u16::from_be_bytes([h[20], h[21]]);
@@ -64,26 +64,22 @@ pub fn is_fast_shape(frame: &[u8]) -> bool {
     if !checksum::valid20(ip) {
         return false;
     }
-    let Some(l4_len) = total.checked_sub(20) else {
-        return false;
-    };
+    // The L4 header's own length check, within the IP packet (which makes
+    // the packet hold its 20-byte header too).
     match h[23] {
         6 => {
-            // TcpPacket::new_checked: the 20-byte header, a data offset
-            // from 20 bytes to what the IP packet holds.
-            if l4_len < 20 {
-                return false;
-            }
+            // TcpPacket::new_checked: a data offset from 20 bytes to what
+            // the IP packet holds after its header.
             let Some(&t) = frame.get(L4_OFF + 12) else {
                 return false;
             };
             let doff = usize::from(t >> 4) * 4;
-            doff >= 20 && doff <= l4_len
+            doff >= 20 && doff + 20 <= total
         }
         17 => {
-            // UdpPacket::new_checked: 8..=l4_len.
+            // UdpPacket::new_checked: 8 bytes to what the IP packet holds.
             let len = usize::from(u16::from_be_bytes([h[L4_OFF + 4], h[L4_OFF + 5]]));
-            l4_len >= 8 && len >= 8 && len <= l4_len
+            len >= 8 && len + 20 <= total
         }
         _ => false,
     }

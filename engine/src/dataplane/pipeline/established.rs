@@ -74,10 +74,11 @@ pub(super) struct Head {
 }
 
 impl Head {
-    /// The fields at the fixed offsets (`None` for a frame too short to
-    /// hold them, which `inspect` never marks fast).
+    /// The fields at the fixed offsets, and the destination MAC (`None`
+    /// for a frame too short to hold them, which `inspect` never marks
+    /// fast).
     #[inline(always)]
-    pub(super) fn read(frame: &[u8]) -> Option<Head> {
+    pub(super) fn read(frame: &[u8]) -> Option<(Head, [u8; 6])> {
         let h = frame.first_chunk::<{ L4_OFF + 8 }>()?;
         let protocol = h[23];
         let flags = if protocol == conn::PROTO_TCP {
@@ -85,12 +86,13 @@ impl Head {
         } else {
             0
         };
-        Some(Head {
+        let head = Head {
             key: key_at(h),
             ttl: h[22],
             flags,
             total: u16::from_be_bytes([h[16], h[17]]),
-        })
+        };
+        Some((head, [h[0], h[1], h[2], h[3], h[4], h[5]]))
     }
 
     /// The destination address.
@@ -164,10 +166,11 @@ pub(super) enum Looked {
 
 impl Pipeline {
     /// Forwards `f` (whose fixed-offset fields are `p`) when it is a steady
-    /// packet of an established NAT, DR or
-    /// TUN connection whose next hop is cached (module docs); `None` leaves
-    /// the frame, the connection and every counter untouched for the full
-    /// path, with what the lookup found in `looked` if it got that far.
+    /// packet of an established NAT, DR or TUN connection whose next hop
+    /// is cached (module docs). `Err` leaves the frame, the connection and
+    /// every counter untouched for the full path, and says what the lookup
+    /// found if it got that far (nothing of it is written on the way to
+    /// `Ok`).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(super) fn established<F: Frame>(
@@ -179,21 +182,19 @@ impl Pipeline {
         hint: Hint,
         now_ms: u64,
         owned: bool,
-        looked: &mut Looked,
-    ) -> Option<Verdict> {
+    ) -> Result<Verdict, Looked> {
         if p.ttl <= 1 || !self.fast_on {
-            return None;
+            return Err(Looked::NotYet);
         }
         // SYN, FIN, RST or no ACK: a transition (`touch_steady` would say
         // so after the lookup, which the full path then repeats).
         if p.key.proto == conn::PROTO_TCP && p.flags & STEADY_MASK != tcp_flags::ACK {
-            return None;
+            return Err(Looked::NotYet);
         }
         let Some((id, dir, c)) = self.conns.lookup_hinted(&p.key, hash, hint, now_ms) else {
-            *looked = Looked::Miss;
-            return None;
+            return Err(Looked::Miss);
         };
-        *looked = Looked::Hit(id, dir);
+        let hit = Looked::Hit(id, dir);
         // What the rest needs of the record, read once here (no copy of
         // it kept across the next-hop and rewrite steps). The segment's
         // flags are ACK alone of the four that matter (checked above),
@@ -203,7 +204,7 @@ impl Pipeline {
             || method == Method::Fnat
             || !ConnTable::is_steady(c, dir, tcp_flags::ACK)
         {
-            return None;
+            return Err(hit);
         }
         let (dest, proto) = (c.dest(), c.proto());
         let to = c.next_hop_addr(dir);
@@ -218,27 +219,35 @@ impl Pipeline {
                 (dst, dport)
             };
             if self.reta.owner(Ipv4Addr::from(cip), cport) != self.worker {
-                return None;
+                return Err(hit);
             }
         }
         // The server still in this snapshot and usable, its next hop
         // (inbound) remembered with it: pipeline/dest_fast.rs.
-        let di = self.dests.usable(snap, dest)?;
+        let di = self.dests.usable(snap, dest).ok_or(hit)?;
         // The full path's first test: a packet to one of our own addresses
         // (inbound: to the VIP, the key's destination, known not to be one
         // when it is the server's service's).
         let dst_known = dir == Dir::Inbound && self.dests.vip_not_own(di, p.key.addrs as u32);
         if !dst_known && snap.is_own(p.dst()) {
-            return None;
+            return Err(hit);
         }
         let h = match dir {
-            Dir::Inbound => self.server_hop(snap, di, Ipv4Addr::from(to), now_ms)?,
-            Dir::Reply => Out::of(self.hop_hit(snap, Ipv4Addr::from(to), now_ms)?),
+            Dir::Inbound => self
+                .server_hop(snap, di, Ipv4Addr::from(to), now_ms)
+                .ok_or(hit)?,
+            Dir::Reply => Out::of(self.hop_hit(snap, Ipv4Addr::from(to), now_ms).ok_or(hit)?),
         };
-        let tun = dir == Dir::Inbound && method == Method::Tun;
-        let overhead = if tun { forward::TUN_OVERHEAD as u16 } else { 0 };
-        if p.total.saturating_add(overhead) > h.mtu {
-            return None;
+        // The packet fits the egress MTU (TUN: with the outer header), in
+        // u32 where nothing overflows.
+        let fits = match (dir, method) {
+            (Dir::Inbound, Method::Tun) => {
+                u32::from(p.total) + forward::TUN_OVERHEAD as u32 <= u32::from(h.mtu)
+            }
+            _ => p.total <= h.mtu,
+        };
+        if !fits {
+            return Err(hit);
         }
         self.conns.rearm_steady_proto(id, proto, now_ms);
         // Committed: from here on the full path would have forwarded too.
@@ -249,7 +258,7 @@ impl Pipeline {
             }
             (Dir::Inbound, Method::Tun) => {
                 let ident = self.next_tun_ident();
-                tun_fixed(f, p.total, &h, self.dests.tun_template(di), ident)
+                tun_fixed(f, p.total, &h.macs, self.dests.tun_template(di), ident)
             }
             // NAT, inbound (the server's address and port as destination)
             // or reply (the VIP's as source).
@@ -264,11 +273,11 @@ impl Pipeline {
             }
         };
         if let Err(d) = done {
-            return Some(self.drop(d));
+            return Ok(self.drop(d));
         }
         self.dests.count(snap, di, dir == Dir::Reply, len);
         self.established_hits += 1;
-        Some(Verdict::Tx(h.port as usize))
+        Ok(Verdict::Tx(h.port as usize))
     }
 
     /// The next hop to server address `to` of server `di`: the one
@@ -295,7 +304,7 @@ impl Pipeline {
 fn tun_fixed<F: Frame>(
     f: &mut F,
     total: u16,
-    h: &Out,
+    macs: &[u8; 12],
     tpl: &forward::TunTemplate,
     ident: u16,
 ) -> Result<(), Drop> {
@@ -306,7 +315,7 @@ fn tun_fixed<F: Frame>(
     }
     // The inner TTL (checked before the commit) and the encapsulation in
     // one pass over the frame.
-    forward::tun_fixed(f.data_mut(), tpl, ident, &h.macs).map_err(|e| match e {
+    forward::tun_fixed(f.data_mut(), tpl, ident, macs).map_err(|e| match e {
         forward::ForwardError::TtlExpired => Drop::TtlExceeded,
         _ => Drop::NoHeadroom,
     })

@@ -227,20 +227,14 @@ impl Pipeline {
             },
             _ => Flow6::NONE,
         };
+        // Its bucket, as the IPv4 first pass does (`Pipeline::inspect_into`).
+        if let Some(h) = out.flow6.hash {
+            v6.conns.prefetch_hashed(h);
+        }
         true
     }
 
-    /// The second pass for such a frame: prefetch its bucket.
-    #[inline(never)]
-    pub(super) fn prefetch_bucket6(&self, i: &Inspected) {
-        if let Some(v6) = self.v6.as_deref() {
-            if let Some(h) = i.flow6.hash {
-                v6.conns.prefetch_hashed(h);
-            }
-        }
-    }
-
-    /// The third pass: read the bucket, prefetch the record.
+    /// The second pass: read the bucket, prefetch the record.
     #[inline(never)]
     pub(super) fn prefetch_conn6(&self, i: &Inspected) {
         if let Some(v6) = self.v6.as_deref() {
