@@ -77,7 +77,7 @@ impl FragKey {
     /// The key of the IPv4 packet `p` describes in `frame`.
     #[inline]
     pub fn of(frame: &[u8], p: &Parsed) -> Option<FragKey> {
-        let at = usize::from(p.l3_off) + 4;
+        let at = usize::from(p.l3_off()) + 4;
         let id = frame.get(at..at + 2)?;
         Some(FragKey {
             src: u32::from(p.src),

@@ -44,7 +44,7 @@ use crate::packet::Parsed;
 /// The identification, offset and MF of the IPv4 fragment `p` describes
 /// in `frame`.
 pub(super) fn frag_fields(frame: &[u8], p: &Parsed) -> Option<FragFields> {
-    let at = usize::from(p.l3_off);
+    let at = usize::from(p.l3_off());
     let h = frame.get(at..at + 8)?;
     let flags_offset = get_u16(h, 6);
     Some(FragFields {
