@@ -29,6 +29,13 @@
 //! the TCP flags, the ICMP type, the TTL): decoded once per frame. Fields
 //! read once (TOS, DF, header and total length, offsets) are read from the
 //! frame or derived from the layout.
+//!
+//! What remains on the old pattern: IPv6 (`Ipv6Parsed`'s public offsets,
+//! re-checked by `forward::{nat6, routed6, icmp6, nat64}` and their
+//! callers), a few IPv4 readers in the pipeline that slice at `Parsed`
+//! offsets with checked `get` (`admit::l4_checksum_ok`, the NAT64 ICMP
+//! translation's input), and the TUN encapsulation, which works on the
+//! grown buffer after `decrement_ttl` (a new frame, not the parsed one).
 
 use super::icmp::{self, IcmpPacket};
 use super::ipv4::{self, Ipv4Packet};

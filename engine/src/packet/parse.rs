@@ -136,14 +136,11 @@ impl Parsed {
         (self.l4_off().saturating_sub(self.l3_off())) as u8
     }
 
-    /// IPv4 total length (the frame may be longer: Ethernet padding).
+    /// IPv4 total length (the frame may be longer: Ethernet padding); 0
+    /// for other classes (their layout has none).
     #[inline(always)]
     pub fn ip_total_len(&self) -> u16 {
-        if self.l3 == L3Class::Ipv4 {
-            self.layout.total_len()
-        } else {
-            0
-        }
+        self.layout.total_len()
     }
 
     /// Offset one past the IPv4 packet (`l3_off + ip_total_len`); anything

@@ -91,25 +91,27 @@ pub fn is_fast_shape(frame: &[u8]) -> bool {
 }
 
 /// The [`Parsed`] of a frame [`is_fast_shape`] accepted, read at the fixed
-/// offsets without checking again (any other frame gets a summary of
-/// whatever its bytes hold, or of zeros if it is too short: never a panic).
+/// offsets without checking again. Its callers (the first pass's `fast`
+/// flag) guarantee the shape: any other frame gets a summary of whatever
+/// its bytes hold (of zeros if it is too short; never a panic here), whose
+/// [`Layout`] need not hold, so `Parsed::ipv4` views of it may panic. The
+/// total length is not clamped to keep the layout valid for such frames:
+/// that would cost every new connection's SYN and FIN instructions.
 #[inline(always)]
 pub fn fast_parsed(frame: &[u8]) -> Parsed {
+    debug_assert!(is_fast_shape(frame), "fast_parsed of another shape");
     let h: &[u8; L4_OFF + 8] = frame.first_chunk().unwrap_or(&[0; L4_OFF + 8]);
     let protocol = h[23];
     let tcp_flags = match frame.get(L4_OFF + 13) {
         Some(&f) if protocol == 6 => TcpFlags(f),
         _ => TcpFlags::NONE,
     };
-    // For a frame of the fast shape the total length is what it says; for
-    // any other it is held to what the layout's invariants need (an L4
-    // header's room), so no view of it can index out of bounds.
-    let (l4, min) = if protocol == 6 {
-        (L4Kind::Tcp, 40)
+    let l4 = if protocol == 6 {
+        L4Kind::Tcp
     } else {
-        (L4Kind::Udp, 28)
+        L4Kind::Udp
     };
-    let total = u16::from_be_bytes([h[16], h[17]]).max(min);
+    let total = u16::from_be_bytes([h[16], h[17]]);
     Parsed {
         l3: L3Class::Ipv4,
         ethertype: EtherType::IPV4,
