@@ -1348,12 +1348,18 @@ fn fnat_icmp_rewrite_refusals_leave_the_frame_unchanged() {
         "S",
         b"",
     );
-    let refuse = |frame: &[u8], fix: &dyn Fn(&mut engine::packet::Parsed), want| {
-        let mut p = parse_frame(frame).expect("parse");
-        fix(&mut p);
-        let mut g = frame.to_vec();
-        assert_eq!(icmp_error_fnat(&mut g, &p, &t), Err(want));
-        assert_eq!(g, frame, "unchanged after {want:?}");
+    // `fix` changes the frame's bytes (the IP header checksum is fixed
+    // after it), which is then parsed and offered to the rewrite.
+    let refuse = |frame: &[u8], fix: &dyn Fn(&mut [u8]), want| {
+        let mut f = frame.to_vec();
+        fix(&mut f);
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = engine::packet::checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        let p = parse_frame(&f).expect("parse");
+        let mut g = f.clone();
+        assert_eq!(icmp_error_fnat(&mut p.ipv4(&mut g).unwrap(), &t), Err(want));
+        assert_eq!(g, f, "unchanged after {want:?}");
     };
     let unreach = frag_needed(1400);
     let ttl1 = icmp_error(
@@ -1375,9 +1381,10 @@ fn fnat_icmp_rewrite_refusals_leave_the_frame_unchanged() {
         &sent,
         28,
     );
-    refuse(&ok, &|p| p.fragment = true, ForwardError::Fragmented);
-    refuse(&ok, &|p| p.icmp_type = 8, ForwardError::NoQuote);
-    refuse(&ok, &|p| p.icmp_quoted_off = None, ForwardError::NoQuote);
+    // MF set; an echo request; a quote that is not an IPv4 header.
+    refuse(&ok, &|f| f[20] |= 0x20, ForwardError::Fragmented);
+    refuse(&ok, &|f| f[34] = 8, ForwardError::NoQuote);
+    refuse(&ok, &|f| f[42] = 0x65, ForwardError::NoQuote);
     let mut echo = Vec::new();
     PacketBuilder::ethernet2(PORT_MAC, RS_MAC[0])
         .ipv4(LADDR, RS[0], 63)

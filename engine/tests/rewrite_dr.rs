@@ -10,7 +10,12 @@ use rewrite_common::*;
 fn run(f: &Frame) -> Vec<u8> {
     let mut b = f.build();
     let p = parsed(&b);
-    dr(&mut b, &p, MacAddr(RS_MAC), MacAddr(PORT_MAC)).unwrap();
+    dr(
+        &mut p.ipv4(&mut b).unwrap(),
+        MacAddr(RS_MAC),
+        MacAddr(PORT_MAC),
+    )
+    .unwrap();
     b
 }
 
@@ -70,7 +75,11 @@ fn dr_refuses_expired_ttl() {
     let mut b = f.build();
     let p = parsed(&b);
     assert_eq!(
-        dr(&mut b, &p, MacAddr(RS_MAC), MacAddr(PORT_MAC)),
+        dr(
+            &mut p.ipv4(&mut b).unwrap(),
+            MacAddr(RS_MAC),
+            MacAddr(PORT_MAC)
+        ),
         Err(ForwardError::TtlExpired)
     );
     assert_eq!(b, f.build());

@@ -67,7 +67,7 @@ fn time_exceeded_for_tcp_with_ttl_1() {
     let b = f.build();
     let p = parsed(&b);
     let mut out = [0u8; ICMP_ERROR_MAX_LEN];
-    let n = icmp_time_exceeded(&b, &p, ip4(DIR_C), &mut out).unwrap();
+    let n = icmp_time_exceeded(&p.ipv4(&b[..]).unwrap(), ip4(DIR_C), &mut out).unwrap();
     let out = &out[..n];
 
     let c = parse_and_verify(out);
@@ -97,7 +97,7 @@ fn frag_needed_quotes_ip_options() {
     let b = f.build();
     let p = parsed(&b);
     let mut out = [0u8; ICMP_ERROR_MAX_LEN];
-    let n = icmp_frag_needed(&b, &p, ip4(DIR_C), 1280, &mut out).unwrap();
+    let n = icmp_frag_needed(&p.ipv4(&b[..]).unwrap(), ip4(DIR_C), 1280, &mut out).unwrap();
     let c = parse_and_verify(&out[..n]);
     assert_eq!(c.payload.len(), 28 + 8);
     let want = icmp_frame(
@@ -125,7 +125,7 @@ fn no_error_about_an_error() {
     let p = parsed(&err);
     let mut out = [0u8; ICMP_ERROR_MAX_LEN];
     assert_eq!(
-        icmp_time_exceeded(&err, &p, ip4(DIR_C), &mut out),
+        icmp_time_exceeded(&p.ipv4(&err[..]).unwrap(), ip4(DIR_C), &mut out),
         Err(ForwardError::IcmpSuppressed)
     );
 }
@@ -142,7 +142,7 @@ fn inbound_frag_needed_about_tcp_reply() {
     // What left the director towards the client.
     let mut sent = rs_reply.build();
     let p = parsed(&sent);
-    nat_outbound(&mut sent, &p, ip4(VIP), 80).unwrap();
+    nat_outbound(&mut p.ipv4(&mut sent).unwrap(), ip4(VIP), 80).unwrap();
     let quote = &sent[14..14 + 28];
     let frag = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
         next_hop_mtu: 1400,
@@ -166,7 +166,7 @@ fn inbound_frag_needed_about_tcp_reply() {
             dst_port: 40000
         })
     );
-    icmp_error_nat_inbound(&mut err, &p, ip4(RS), 8080).unwrap();
+    icmp_error_nat_inbound(&mut p.ipv4(&mut err).unwrap(), ip4(RS), 8080).unwrap();
 
     let c = parse_and_verify(&err);
     assert_eq!((c.ip.source, c.ip.destination), (ROUTER, RS));
@@ -206,7 +206,7 @@ fn outbound_port_unreachable_about_udp_full_quote() {
     let client_dgram = Frame::udp();
     let mut to_rs = client_dgram.build();
     let p = parsed(&to_rs);
-    nat_inbound(&mut to_rs, &p, ip4(RS), 5300).unwrap();
+    nat_inbound(&mut p.ipv4(&mut to_rs).unwrap(), ip4(RS), 5300).unwrap();
     let quote = to_rs[14..].to_vec();
     let unreach = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
     let mut err = icmp_frame(
@@ -218,7 +218,7 @@ fn outbound_port_unreachable_about_udp_full_quote() {
     );
 
     let p = parsed(&err);
-    icmp_error_nat_outbound(&mut err, &p, ip4(VIP), 53).unwrap();
+    icmp_error_nat_outbound(&mut p.ipv4(&mut err).unwrap(), ip4(VIP), 53).unwrap();
 
     let c = parse_and_verify(&err);
     assert_eq!((c.ip.source, c.ip.destination), (VIP, CLIENT));
@@ -247,7 +247,7 @@ fn outbound_unreachable_about_tcp_syn_full_header() {
     let syn = Frame::tcp_syn();
     let mut to_rs = syn.build();
     let p = parsed(&to_rs);
-    nat_inbound(&mut to_rs, &p, ip4(RS), 8080).unwrap();
+    nat_inbound(&mut p.ipv4(&mut to_rs).unwrap(), ip4(RS), 8080).unwrap();
     let quote = to_rs[14..].to_vec(); // 20 + 24 bytes
     let t = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Host);
     let mut err = icmp_frame(
@@ -258,7 +258,7 @@ fn outbound_unreachable_about_tcp_syn_full_header() {
         &quote,
     );
     let p = parsed(&err);
-    icmp_error_nat_outbound(&mut err, &p, ip4(VIP), 80).unwrap();
+    icmp_error_nat_outbound(&mut p.ipv4(&mut err).unwrap(), ip4(VIP), 80).unwrap();
 
     let c = parse_and_verify(&err);
     let mut inner_frame = err[..14].to_vec();
@@ -286,7 +286,7 @@ fn translation_refuses_non_errors_and_expired_ttl() {
         .unwrap();
     let p = parsed(&echo);
     assert_eq!(
-        icmp_error_nat_inbound(&mut echo.clone(), &p, ip4(RS), 1),
+        icmp_error_nat_inbound(&mut p.ipv4(&mut echo.clone()).unwrap(), ip4(RS), 1),
         Err(ForwardError::NoQuote)
     );
     let quoted = Frame::udp().ip_bytes();
@@ -300,7 +300,7 @@ fn translation_refuses_non_errors_and_expired_ttl() {
     let p = parsed(&err);
     let mut copy = err.clone();
     assert_eq!(
-        icmp_error_nat_inbound(&mut copy, &p, ip4(RS), 1),
+        icmp_error_nat_inbound(&mut p.ipv4(&mut copy).unwrap(), ip4(RS), 1),
         Err(ForwardError::TtlExpired)
     );
     assert_eq!(copy, err);

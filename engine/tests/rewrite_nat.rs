@@ -11,14 +11,14 @@ use rewrite_common::*;
 fn inbound(f: &Frame, rs: [u8; 4], port: u16) -> Vec<u8> {
     let mut b = f.build();
     let p = parsed(&b);
-    nat_inbound(&mut b, &p, ip4(rs), port).unwrap();
+    nat_inbound(&mut p.ipv4(&mut b).unwrap(), ip4(rs), port).unwrap();
     b
 }
 
 fn outbound(f: &Frame, vip: [u8; 4], port: u16) -> Vec<u8> {
     let mut b = f.build();
     let p = parsed(&b);
-    nat_outbound(&mut b, &p, ip4(vip), port).unwrap();
+    nat_outbound(&mut p.ipv4(&mut b).unwrap(), ip4(vip), port).unwrap();
     b
 }
 
@@ -110,7 +110,7 @@ fn tcp_with_ethernet_padding_keeps_padding_out_of_checksums() {
     b[n - 6..].copy_from_slice(&[0xA5; 6]);
     let p = parsed(&b);
     assert_eq!(p.l3_end(), n - 6);
-    nat_inbound(&mut b, &p, ip4(RS), 8080).unwrap();
+    nat_inbound(&mut p.ipv4(&mut b).unwrap(), ip4(RS), 8080).unwrap();
     assert_eq!(&b[n - 6..], &[0xA5; 6]);
     parse_and_verify(&b);
     let mut want = f.with_dst(RS, 8080).with_ttl(63).build();
@@ -217,11 +217,11 @@ fn ttl_expired_is_never_forwarded() {
         let p = parsed(&b);
         assert!(ttl_expired(&p));
         assert_eq!(
-            nat_inbound(&mut b, &p, ip4(RS), 8080),
+            nat_inbound(&mut p.ipv4(&mut b).unwrap(), ip4(RS), 8080),
             Err(ForwardError::TtlExpired)
         );
         assert_eq!(
-            nat_outbound(&mut b, &p, ip4(VIP), 80),
+            nat_outbound(&mut p.ipv4(&mut b).unwrap(), ip4(VIP), 80),
             Err(ForwardError::TtlExpired)
         );
         assert_eq!(b, f.build(), "frame untouched");

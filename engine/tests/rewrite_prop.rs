@@ -6,13 +6,13 @@
 mod rewrite_common;
 
 use engine::forward::{
-    decrement_ttl, dr, icmp_error_nat_inbound, icmp_error_nat_outbound, icmp_frag_needed,
-    icmp_time_exceeded, nat_inbound, nat_outbound, set_macs, tun_encap_in_place,
+    decrement_ttl, dr, fnat_rewrite, icmp_error_nat_inbound, icmp_error_nat_outbound,
+    icmp_frag_needed, icmp_time_exceeded, nat_inbound, nat_outbound, set_macs, tun_encap_in_place,
     ICMP_ERROR_MAX_LEN, TUN_OVERHEAD,
 };
 use engine::packet::parse_fast::parse_fast;
 use engine::packet::{
-    checksum, parse_frame, parse_frame_full, quoted_flow, L3Class, MacAddr, Parsed,
+    checksum, parse_frame, parse_frame_full, quoted_flow, L3Class, L4Kind, MacAddr, Parsed,
 };
 use proptest::prelude::*;
 use rewrite_common::*;
@@ -20,33 +20,42 @@ use rewrite_common::*;
 /// Offsets a successful parse reports must lie inside the frame.
 fn assert_offsets_inside(frame: &[u8], p: &Parsed) {
     let len = frame.len();
-    assert!(usize::from(p.l3_off) <= len);
+    assert!(usize::from(p.l3_off()) <= len);
     match p.l3 {
         L3Class::Ipv4 => {
-            assert!(usize::from(p.l3_off) + 20 <= usize::from(p.l4_off));
+            assert!(usize::from(p.l3_off()) + 20 <= usize::from(p.l4_off()));
             assert_eq!(
-                usize::from(p.l4_off) - usize::from(p.l3_off),
-                usize::from(p.ip_header_len)
+                usize::from(p.l4_off()) - usize::from(p.l3_off()),
+                usize::from(p.ip_header_len())
             );
-            assert!(usize::from(p.l4_off) <= p.l3_end());
+            assert!(usize::from(p.l4_off()) <= p.l3_end());
             assert!(p.l3_end() <= len);
+            assert!(p.ipv4(frame).is_some());
             if p.has_l4 {
-                let need = match p.protocol {
-                    6 => 20,
-                    17 | 1 => 8,
+                let (need, kind) = match p.protocol {
+                    6 => (20, L4Kind::Tcp),
+                    17 => (8, L4Kind::Udp),
+                    1 => (8, L4Kind::Icmp),
                     other => panic!("has_l4 for protocol {other}"),
                 };
-                assert!(usize::from(p.l4_off) + need <= p.l3_end());
+                assert_eq!(p.layout().l4(), kind);
+                assert!(usize::from(p.l4_off()) + need <= p.l3_end());
             } else {
                 assert_eq!((p.src_port, p.dst_port), (0, 0));
+                let kind = if p.first_fragment {
+                    L4Kind::Other
+                } else {
+                    L4Kind::Later
+                };
+                assert_eq!(p.layout().l4(), kind);
             }
-            if let Some(q) = p.icmp_quoted_off {
-                assert_eq!(usize::from(q), usize::from(p.l4_off) + 8);
+            if let Some(q) = p.icmp_quoted_off() {
+                assert_eq!(usize::from(q), usize::from(p.l4_off()) + 8);
                 assert!(usize::from(q) + 28 <= p.l3_end());
                 assert!(quoted_flow(frame, p).is_some());
             }
         }
-        L3Class::Arp => assert!(usize::from(p.l3_off) + 28 <= len),
+        L3Class::Arp => assert!(usize::from(p.l3_off()) + 28 <= len),
         _ => {}
     }
 }
@@ -66,16 +75,21 @@ fn assert_parsers_agree(frame: &[u8]) {
 fn run_all_rewrites(frame: &[u8], p: &Parsed) {
     let a = std::net::Ipv4Addr::new(10, 0, 0, 1);
     let mac = MacAddr([2, 0, 0, 0, 0, 1]);
-    let _ = nat_inbound(&mut frame.to_vec(), p, a, 8080);
-    let _ = nat_outbound(&mut frame.to_vec(), p, a, 80);
-    let _ = dr(&mut frame.to_vec(), p, mac, mac);
-    let _ = decrement_ttl(&mut frame.to_vec(), p);
     let _ = set_macs(&mut frame.to_vec(), mac, mac);
-    let _ = icmp_error_nat_inbound(&mut frame.to_vec(), p, a, 1);
-    let _ = icmp_error_nat_outbound(&mut frame.to_vec(), p, a, 1);
-    let mut out = [0u8; ICMP_ERROR_MAX_LEN];
-    let _ = icmp_time_exceeded(frame, p, a, &mut out);
-    let _ = icmp_frag_needed(frame, p, a, 1480, &mut out);
+    if let Some(fr) = p.ipv4(frame) {
+        let mut out = [0u8; ICMP_ERROR_MAX_LEN];
+        let _ = icmp_time_exceeded(&fr, a, &mut out);
+        let _ = icmp_frag_needed(&fr, a, 1480, &mut out);
+        let mut g = frame.to_vec();
+        let mut fr = p.ipv4(&mut g).expect("binds as before");
+        let _ = nat_inbound(&mut fr, a, 8080);
+        let _ = nat_outbound(&mut fr, a, 80);
+        let _ = dr(&mut fr, mac, mac);
+        let _ = decrement_ttl(&mut fr);
+        let _ = icmp_error_nat_inbound(&mut fr, a, 1);
+        let _ = icmp_error_nat_outbound(&mut fr, a, 1);
+        let _ = fnat_rewrite(&mut fr, a, 1024, a, 8080);
+    }
     let mut m = vec![0u8; TUN_OVERHEAD];
     m.extend_from_slice(frame);
     let _ = tun_encap_in_place(&mut m, a, a, 1);
@@ -244,10 +258,10 @@ proptest! {
         let p = parse_frame(&b).unwrap();
         assert_offsets_inside(&b, &p);
         let want = if outbound {
-            nat_outbound(&mut b, &p, ip4(addr), port).unwrap();
+            nat_outbound(&mut p.ipv4(&mut b).unwrap(), ip4(addr), port).unwrap();
             f.clone().with_src(addr, port)
         } else {
-            nat_inbound(&mut b, &p, ip4(addr), port).unwrap();
+            nat_inbound(&mut p.ipv4(&mut b).unwrap(), ip4(addr), port).unwrap();
             f.clone().with_dst(addr, port)
         };
         parse_and_verify(&b);
@@ -258,7 +272,7 @@ proptest! {
     fn dr_keeps_checksums_valid(f in arb_frame(), mac in any::<[u8; 6]>()) {
         let mut b = f.build();
         let p = parse_frame(&b).unwrap();
-        dr(&mut b, &p, MacAddr(mac), MacAddr(PORT_MAC)).unwrap();
+        dr(&mut p.ipv4(&mut b).unwrap(), MacAddr(mac), MacAddr(PORT_MAC)).unwrap();
         parse_and_verify(&b);
         prop_assert_eq!(b, f.clone().with_macs(mac, PORT_MAC).with_ttl(f.ttl - 1).build());
     }

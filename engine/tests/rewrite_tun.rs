@@ -20,7 +20,7 @@ const IDENT: u16 = 0xBEEF;
 fn encapsulate(f: &Frame) -> Vec<u8> {
     let mut b = f.build();
     let p = parsed(&b);
-    decrement_ttl(&mut b, &p).unwrap();
+    decrement_ttl(&mut p.ipv4(&mut b).unwrap()).unwrap();
     // rte_pktmbuf_prepend(m, 20)
     let mut m = vec![0xEE; TUN_OVERHEAD];
     m.extend_from_slice(&b);
@@ -131,19 +131,25 @@ fn tun_mtu_check_and_frag_needed() {
     };
     let b = big.build();
     let p = parsed(&b);
-    assert_eq!(p.ip_total_len, 1480);
-    assert!(tun_fits_mtu(p.ip_total_len, 1500));
+    assert_eq!(p.ip_total_len(), 1480);
+    assert!(tun_fits_mtu(p.ip_total_len(), 1500));
     let bigger = Frame {
         payload: vec![0x42; 1481 - 20 - 8],
         ..big
     };
     let b = bigger.build();
     let p = parsed(&b);
-    assert!(!tun_fits_mtu(p.ip_total_len, 1500));
-    assert!(p.dont_frag);
+    assert!(!tun_fits_mtu(p.ip_total_len(), 1500));
+    assert!(p.ipv4(&b[..]).unwrap().dont_frag());
     // Answer with frag-needed advertising the MTU minus the tunnel overhead.
     let mut out = [0u8; ICMP_ERROR_MAX_LEN];
-    let n = icmp_frag_needed(&b, &p, ip4(VIP), 1500 - TUN_OVERHEAD as u16, &mut out).unwrap();
+    let n = icmp_frag_needed(
+        &p.ipv4(&b[..]).unwrap(),
+        ip4(VIP),
+        1500 - TUN_OVERHEAD as u16,
+        &mut out,
+    )
+    .unwrap();
     let c = parse_and_verify(&out[..n]);
     assert_eq!(c.ip.destination, CLIENT);
     match &c.transport {
@@ -164,7 +170,10 @@ fn tun_refuses_bad_input_without_writing() {
     let f = Frame::tcp_syn().with_ttl(1);
     let mut b = f.build();
     let p = parsed(&b);
-    assert_eq!(decrement_ttl(&mut b, &p), Err(ForwardError::TtlExpired));
+    assert_eq!(
+        decrement_ttl(&mut p.ipv4(&mut b).unwrap()),
+        Err(ForwardError::TtlExpired)
+    );
     // No headroom: the "inner" header would start inside the Ethernet one.
     let before = b.clone();
     assert_eq!(

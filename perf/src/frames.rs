@@ -388,9 +388,9 @@ pub fn check(c: &CheckCtx, f: &[u8], src: Ipv4Addr, sport: u16) -> Result<Option
                 return Err(Bad::Mac);
             }
             server = Some(k);
-            usize::from(p.l4_off)
+            usize::from(p.l4_off())
         }
-        _ => usize::from(p.l3_off),
+        _ => usize::from(p.l3_off()),
     };
     let ip = Ipv4Packet::new_checked(&f[inner_off..]).map_err(|_| Bad::Parse)?;
     if !ip.verify_checksum() {

@@ -5,7 +5,8 @@
 //! paths (a random 16-bit checksum is otherwise almost never right).
 //!
 //! Checked on every accepted frame:
-//! * offsets reported by `Parsed` lie inside the frame;
+//! * offsets reported by `Parsed` lie inside the frame, and it binds to the
+//!   frame as the `Ipv4Frame` the rewrites take;
 //! * no rewrite panics (each may refuse);
 //! * NAT, full-NAT and DR keep a valid TCP/UDP checksum valid, and a valid
 //!   IPv4 header checksum valid;
@@ -16,7 +17,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use engine::forward::{
     decrement_ttl, dr, fnat_rewrite, icmp4_to_icmp6, icmp6_to_icmp4, icmp_error_fnat, icmp_error_nat_inbound,
-    icmp_error_nat_outbound, icmp_frag_needed, icmp_time_exceeded, nat64_write_v4_frag, nat64_write_v6_frag,
+    icmp_error_nat_outbound, icmp_frag_needed, icmp_time_exceeded, ipv4_frame, nat64_write_v4_frag, nat64_write_v6_frag,
     nat_inbound, nat_outbound, tun_encap_in_place, FragFields, Icmp46, Icmp64, IcmpFnat, To4, To6,
     ICMP4_ERROR_MAX, ICMP_ERROR_MAX_LEN, IPV6_MIN_MTU, NAT64_L4_OFF_V4, NAT64_L4_OFF_V6_FRAG, TUN_OVERHEAD,
 };
@@ -101,7 +102,7 @@ fn nat64(frame: &[u8]) {
     let mut out = [0u8; 14 + IPV6_MIN_MTU];
     if let Ok(p) = parse_frame(frame) {
         if p.l3 == L3Class::Ipv4 && p.l3_end() <= frame.len() {
-            if let Ok(n) = icmp4_to_icmp6(&frame[usize::from(p.l3_off)..p.l3_end()], &NAT64_ICMP4, &mut out[14..]) {
+            if let Ok(n) = icmp4_to_icmp6(&frame[usize::from(p.l3_off())..p.l3_end()], &NAT64_ICMP4, &mut out[14..]) {
                 out[12..14].copy_from_slice(&[0x86, 0xDD]);
                 let q = parse_ipv6(&out[..14 + n]).expect("our ICMPv6 error parses").expect("IPv6");
                 let msg = &out[usize::from(q.l4_off)..q.l3_end()];
@@ -116,7 +117,7 @@ fn nat64(frame: &[u8]) {
                 out[12..14].copy_from_slice(&[0x08, 0x00]);
                 let q = parse_frame(&out[..14 + n]).expect("our ICMPv4 error parses");
                 assert!(q.is_icmp_error() && ip_valid(&out[..14 + n], &q));
-                let msg = &out[usize::from(q.l4_off)..q.l3_end()];
+                let msg = &out[usize::from(q.l4_off())..q.l3_end()];
                 assert!(IcmpPacket::new_checked(msg).unwrap().verify_checksum());
             }
         }
@@ -138,21 +139,24 @@ fn fix_ip_checksum(f: &mut [u8]) {
 }
 
 fn check_offsets(frame: &[u8], p: &Parsed) {
-    assert!(usize::from(p.l3_off) <= frame.len());
+    assert!(usize::from(p.l3_off()) <= frame.len());
     if p.l3 == L3Class::Ipv4 {
         assert_eq!(
-            usize::from(p.l4_off),
-            usize::from(p.l3_off) + usize::from(p.ip_header_len)
+            usize::from(p.l4_off()),
+            usize::from(p.l3_off()) + usize::from(p.ip_header_len())
         );
-        assert!(p.ip_header_len >= 20);
-        assert!(usize::from(p.l4_off) <= p.l3_end() && p.l3_end() <= frame.len());
-        if let Some(q) = p.icmp_quoted_off {
+        assert!(p.ip_header_len() >= 20);
+        assert!(usize::from(p.l4_off()) <= p.l3_end() && p.l3_end() <= frame.len());
+        if let Some(q) = p.icmp_quoted_off() {
             assert!(usize::from(q) + 28 <= p.l3_end());
             assert!(quoted_flow(frame, p).is_some());
         }
         if !p.has_l4 {
             assert_eq!((p.src_port, p.dst_port), (0, 0));
         }
+        // The frame binds to its layout, whose L4 part is what it says.
+        let fr = p.ipv4(frame).expect("an IPv4 frame binds to its layout");
+        assert_eq!(fr.l4_bytes().len(), p.l4_len());
     }
 }
 
@@ -161,7 +165,7 @@ fn l4_valid(frame: &[u8], p: &Parsed) -> Option<bool> {
     if p.l3 != L3Class::Ipv4 || p.fragment || !p.has_l4 {
         return None;
     }
-    let ip = Ipv4Packet::new_checked(&frame[usize::from(p.l3_off)..]).ok()?;
+    let ip = Ipv4Packet::new_checked(&frame[usize::from(p.l3_off())..]).ok()?;
     let l4 = ip.payload();
     match p.protocol {
         6 => Some(
@@ -178,7 +182,7 @@ fn l4_valid(frame: &[u8], p: &Parsed) -> Option<bool> {
 }
 
 fn ip_valid(frame: &[u8], p: &Parsed) -> bool {
-    Ipv4Packet::new_checked(&frame[usize::from(p.l3_off)..])
+    Ipv4Packet::new_checked(&frame[usize::from(p.l3_off())..])
         .map(|ip| ip.verify_checksum())
         .unwrap_or(false)
 }
@@ -227,27 +231,27 @@ fuzz_target!(|data: &[u8]| {
     };
     check_offsets(&frame, &p);
 
-    rewrite(&frame, &p, true, |b| nat_inbound(b, &p, A, 8080));
-    rewrite(&frame, &p, true, |b| nat_outbound(b, &p, A, 80));
-    rewrite(&frame, &p, true, |b| dr(b, &p, MAC, MAC));
-    rewrite(&frame, &p, true, |b| decrement_ttl(b, &p));
-    rewrite(&frame, &p, false, |b| icmp_error_nat_inbound(b, &p, A, 1));
-    rewrite(&frame, &p, false, |b| icmp_error_nat_outbound(b, &p, A, 1));
-    rewrite(&frame, &p, true, |b| fnat_rewrite(b, &p, B, 1024, A, 8080));
-    rewrite(&frame, &p, false, |b| icmp_error_fnat(b, &p, &FNAT_ICMP));
+    rewrite(&frame, &p, true, |b| ipv4_frame(&p, b).and_then(|mut fr| nat_inbound(&mut fr, A, 8080)));
+    rewrite(&frame, &p, true, |b| ipv4_frame(&p, b).and_then(|mut fr| nat_outbound(&mut fr, A, 80)));
+    rewrite(&frame, &p, true, |b| ipv4_frame(&p, b).and_then(|mut fr| dr(&mut fr, MAC, MAC)));
+    rewrite(&frame, &p, true, |b| ipv4_frame(&p, b).and_then(|mut fr| decrement_ttl(&mut fr)));
+    rewrite(&frame, &p, false, |b| ipv4_frame(&p, b).and_then(|mut fr| icmp_error_nat_inbound(&mut fr, A, 1)));
+    rewrite(&frame, &p, false, |b| ipv4_frame(&p, b).and_then(|mut fr| icmp_error_nat_outbound(&mut fr, A, 1)));
+    rewrite(&frame, &p, true, |b| ipv4_frame(&p, b).and_then(|mut fr| fnat_rewrite(&mut fr, B, 1024, A, 8080)));
+    rewrite(&frame, &p, false, |b| ipv4_frame(&p, b).and_then(|mut fr| icmp_error_fnat(&mut fr, &FNAT_ICMP)));
 
     // ICMP errors the director would originate: must parse as such.
     let mut out = [0u8; ICMP_ERROR_MAX_LEN];
     for n in [
-        icmp_time_exceeded(&frame, &p, A, &mut out),
-        icmp_frag_needed(&frame, &p, A, 1480, &mut out),
+        ipv4_frame(&p, &frame[..]).and_then(|fr| icmp_time_exceeded(&fr, A, &mut out)),
+        ipv4_frame(&p, &frame[..]).and_then(|fr| icmp_frag_needed(&fr, A, 1480, &mut out)),
     ]
     .into_iter()
     .flatten()
     {
         let q = parse_frame(&out[..n]).expect("our ICMP error parses");
         assert!(q.is_icmp_error());
-        let msg = &out[usize::from(q.l4_off)..q.l3_end()];
+        let msg = &out[usize::from(q.l4_off())..q.l3_end()];
         assert!(IcmpPacket::new_checked(msg).unwrap().verify_checksum());
     }
 
@@ -260,6 +264,6 @@ fuzz_target!(|data: &[u8]| {
     if tun_encap_in_place(&mut m, A, A, 7).is_ok() {
         let q = parse_frame(&m).expect("encapsulated frame parses");
         assert_eq!(q.protocol, 4);
-        assert_eq!(&m[usize::from(q.l4_off)..], &frame[14..]);
+        assert_eq!(&m[usize::from(q.l4_off())..], &frame[14..]);
     }
 });

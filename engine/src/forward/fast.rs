@@ -333,9 +333,10 @@ mod tests {
                 let (mut fast, mut full) = (f.clone(), f.clone());
                 nat_fixed(&mut fast, side, rs, 8080, A, B).unwrap();
                 match side {
-                    NatSide::Dst => nat_inbound(&mut full, &p, rs, 8080).unwrap(),
-                    NatSide::Src => nat_outbound(&mut full, &p, rs, 8080).unwrap(),
+                    NatSide::Dst => nat_inbound(&mut p.ipv4(&mut full).unwrap(), rs, 8080),
+                    NatSide::Src => nat_outbound(&mut p.ipv4(&mut full).unwrap(), rs, 8080),
                 }
+                .unwrap();
                 set_macs(&mut full, A, B).unwrap();
                 assert_eq!(fast, full, "{side:?} {f:02x?}");
             }
@@ -348,7 +349,7 @@ mod tests {
             let p = parse_frame(&f).unwrap();
             let (mut fast, mut full) = (f.clone(), f.clone());
             dr_fixed(&mut fast, A, B).unwrap();
-            dr(&mut full, &p, A, B).unwrap();
+            dr(&mut p.ipv4(&mut full).unwrap(), A, B).unwrap();
             assert_eq!(fast, full);
         }
     }
@@ -368,7 +369,7 @@ mod tests {
                 for f in frames() {
                     let p = parse_frame(&f).unwrap();
                     let mut full = f.clone();
-                    crate::forward::decrement_ttl(&mut full, &p).unwrap();
+                    crate::forward::decrement_ttl(&mut p.ipv4(&mut full).unwrap()).unwrap();
                     full.truncate(p.l3_end());
                     let mut full = [vec![0u8; TUN_OVERHEAD], full].concat();
                     let mut fast = f.clone();

@@ -27,57 +27,46 @@ use std::net::Ipv4Addr;
 use crate::packet::checksum::Delta;
 use crate::packet::icmp;
 use crate::packet::ipv4::{self, proto};
-use crate::packet::{
-    get_u16, set_u16, tcp, udp, IcmpPacket, Ipv4Packet, Parsed, TcpPacket, UdpPacket,
-};
+use crate::packet::{get_u16, set_u16, tcp, udp, IcmpPacket, Ipv4Frame, Ipv4Packet, L4View};
 
 use super::routed::ttl_delta;
-use super::{split_l3_l4, ForwardError};
+use super::{icmp_error_parts, ForwardError};
 
 /// Rewrites source to `src:sport` and destination to `dst:dport`, TTL - 1,
 /// checksums updated incrementally; a later fragment (no L4 header) gets
 /// the addresses only and the ports are not used. The frame is unchanged
 /// on error.
 #[inline]
-pub fn fnat_rewrite(
-    frame: &mut [u8],
-    p: &Parsed,
+pub fn fnat_rewrite<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv4Frame<T>,
     src: Ipv4Addr,
     sport: u16,
     dst: Ipv4Addr,
     dport: u16,
 ) -> Result<(), ForwardError> {
-    if p.first_fragment && !p.has_l4 {
+    let (mut ip, l4) = frame.split_mut();
+    if matches!(l4, L4View::Other) {
         return Err(ForwardError::UnsupportedProtocol);
     }
-    let (ip_bytes, l4) = split_l3_l4(frame, p)?;
-    let mut ip = Ipv4Packet::new_unchecked(ip_bytes);
     let ttl = ttl_delta(ip.ttl())?;
     let addrs = Delta::new().addr(ip.src(), src).addr(ip.dst(), dst);
     // L4 first: the only step that can still fail.
-    match p.protocol {
-        _ if !p.first_fragment => {}
-        proto::TCP => {
-            if l4.len() < tcp::MIN_HEADER_LEN {
-                return Err(ForwardError::Mismatch);
-            }
-            let mut t = TcpPacket::new_unchecked(l4);
+    match l4 {
+        L4View::Tcp(mut t) => {
             let d = addrs.word(t.src_port(), sport).word(t.dst_port(), dport);
             t.set_src_port(sport);
             t.set_dst_port(dport);
             t.set_checksum(d.apply(t.checksum()));
         }
-        proto::UDP => {
-            if l4.len() < udp::HEADER_LEN {
-                return Err(ForwardError::Mismatch);
-            }
-            let mut u = UdpPacket::new_unchecked(l4);
+        L4View::Udp(mut u) => {
             let d = addrs.word(u.src_port(), sport).word(u.dst_port(), dport);
             u.set_src_port(sport);
             u.set_dst_port(dport);
             u.set_checksum(d.apply_udp(u.checksum()));
         }
-        _ => return Err(ForwardError::UnsupportedProtocol),
+        // A later fragment: the addresses only.
+        L4View::Later => {}
+        L4View::Icmp(_) | L4View::Other => return Err(ForwardError::UnsupportedProtocol),
     }
     ip.set_src(src);
     ip.set_dst(dst);
@@ -104,21 +93,11 @@ pub struct IcmpFnat {
 /// path). The MTU of a frag-needed passes through unchanged: full-NAT adds
 /// no header. Fragmented errors are refused (their ICMP checksum spans
 /// fragments). The frame is unchanged on error.
-pub fn icmp_error_fnat(frame: &mut [u8], p: &Parsed, t: &IcmpFnat) -> Result<(), ForwardError> {
-    let (ip_bytes, msg) = split_l3_l4(frame, p)?;
-    if p.protocol != proto::ICMP || !p.has_l4 || !icmp::is_error(p.icmp_type) {
-        return Err(ForwardError::NoQuote);
-    }
-    if p.fragment {
-        return Err(ForwardError::Fragmented);
-    }
-    let quoted_off = p.icmp_quoted_off.ok_or(ForwardError::NoQuote)?;
-    if usize::from(quoted_off) != usize::from(p.l4_off) + icmp::HEADER_LEN
-        || msg.len() < icmp::HEADER_LEN + ipv4::MIN_HEADER_LEN + 8
-    {
-        return Err(ForwardError::Mismatch);
-    }
-    let mut ip = Ipv4Packet::new_unchecked(ip_bytes);
+pub fn icmp_error_fnat<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv4Frame<T>,
+    t: &IcmpFnat,
+) -> Result<(), ForwardError> {
+    let (mut ip, msg) = icmp_error_parts(frame)?;
     let ttl = ttl_delta(ip.ttl())?;
 
     // The quoted packet: validate everything before the first write.

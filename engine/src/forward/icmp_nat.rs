@@ -29,31 +29,29 @@ use std::net::Ipv4Addr;
 use crate::packet::checksum::Delta;
 use crate::packet::icmp;
 use crate::packet::ipv4::{self, proto};
-use crate::packet::{get_u16, set_u16, tcp, udp, IcmpPacket, Ipv4Packet, Parsed};
+use crate::packet::{get_u16, set_u16, tcp, udp, IcmpPacket, Ipv4Frame, Ipv4Packet};
 
 use super::routed::ttl_delta;
-use super::{split_l3_l4, ForwardError};
+use super::{icmp_error_parts, ForwardError};
 
 /// Error from the client side toward the real server: outer destination ->
 /// `rs_ip`; quoted source -> `rs_ip:rs_port`.
-pub fn icmp_error_nat_inbound(
-    frame: &mut [u8],
-    p: &Parsed,
+pub fn icmp_error_nat_inbound<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv4Frame<T>,
     rs_ip: Ipv4Addr,
     rs_port: u16,
 ) -> Result<(), ForwardError> {
-    translate(frame, p, Dir::Inbound, rs_ip, rs_port)
+    translate(frame, Dir::Inbound, rs_ip, rs_port)
 }
 
 /// Error from the real-server side toward the client: outer source -> `vip`;
 /// quoted destination -> `vip:vport`.
-pub fn icmp_error_nat_outbound(
-    frame: &mut [u8],
-    p: &Parsed,
+pub fn icmp_error_nat_outbound<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv4Frame<T>,
     vip: Ipv4Addr,
     vport: u16,
 ) -> Result<(), ForwardError> {
-    translate(frame, p, Dir::Outbound, vip, vport)
+    translate(frame, Dir::Outbound, vip, vport)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,27 +60,13 @@ enum Dir {
     Outbound,
 }
 
-fn translate(
-    frame: &mut [u8],
-    p: &Parsed,
+fn translate<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv4Frame<T>,
     dir: Dir,
     addr: Ipv4Addr,
     port: u16,
 ) -> Result<(), ForwardError> {
-    let (ip_bytes, msg) = split_l3_l4(frame, p)?;
-    if p.protocol != proto::ICMP || !p.has_l4 || !icmp::is_error(p.icmp_type) {
-        return Err(ForwardError::NoQuote);
-    }
-    if p.fragment {
-        return Err(ForwardError::Fragmented);
-    }
-    let quoted_off = p.icmp_quoted_off.ok_or(ForwardError::NoQuote)?;
-    if usize::from(quoted_off) != usize::from(p.l4_off) + icmp::HEADER_LEN
-        || msg.len() < icmp::HEADER_LEN + ipv4::MIN_HEADER_LEN + 8
-    {
-        return Err(ForwardError::Mismatch);
-    }
-    let mut ip = Ipv4Packet::new_unchecked(ip_bytes);
+    let (mut ip, msg) = icmp_error_parts(frame)?;
     let ttl = ttl_delta(ip.ttl())?;
 
     // The quoted packet: validate everything before the first write.
@@ -213,7 +197,7 @@ mod tests {
         let reply = ip(VIP, CLIENT, 63, 17, &udp(VIP, CLIENT, 53, 5000, true));
         let mut f = err_frame(ROUTER, VIP, 64, 3, 4, &reply, 28);
         let p = parse_frame(&f).unwrap();
-        icmp_error_nat_inbound(&mut f, &p, RS, 5353).unwrap();
+        icmp_error_nat_inbound(&mut p.ipv4(&mut f).unwrap(), RS, 5353).unwrap();
         let sent = ip(RS, CLIENT, 63, 17, &udp(RS, CLIENT, 5353, 5000, true));
         assert_eq!(f, err_frame(ROUTER, RS, 63, 3, 4, &sent, 28));
         let q = parse_frame(&f).unwrap();
@@ -226,7 +210,7 @@ mod tests {
         let fwd = ip(CLIENT, RS, 63, 17, &udp(CLIENT, RS, 5000, 5353, false));
         let mut f = err_frame(RS, CLIENT, 64, 3, 3, &fwd, 32);
         let p = parse_frame(&f).unwrap();
-        icmp_error_nat_outbound(&mut f, &p, VIP, 53).unwrap();
+        icmp_error_nat_outbound(&mut p.ipv4(&mut f).unwrap(), VIP, 53).unwrap();
         let orig = ip(CLIENT, VIP, 63, 17, &udp(CLIENT, VIP, 5000, 53, false));
         assert_eq!(f, err_frame(VIP, CLIENT, 63, 3, 3, &orig, 32));
     }
@@ -238,7 +222,7 @@ mod tests {
         for quote in [28usize, 40] {
             let mut f = err_frame(RS, CLIENT, 9, 11, 0, &fwd, quote);
             let p = parse_frame(&f).unwrap();
-            icmp_error_nat_outbound(&mut f, &p, VIP, 80).unwrap();
+            icmp_error_nat_outbound(&mut p.ipv4(&mut f).unwrap(), VIP, 80).unwrap();
             assert_eq!(
                 f,
                 err_frame(VIP, CLIENT, 8, 11, 0, &orig, quote),
@@ -250,49 +234,36 @@ mod tests {
     #[test]
     fn refusals() {
         let fwd = ip(CLIENT, RS, 63, 17, &udp(CLIENT, RS, 5000, 5353, true));
-        let f = err_frame(RS, CLIENT, 64, 3, 3, &fwd, 28);
-        let p = parse_frame(&f).unwrap();
-        let check = |frame: &[u8], p: &Parsed, want: ForwardError| {
+        let check = |frame: &[u8], want: ForwardError| {
+            let p = parse_frame(frame).unwrap();
             let mut g = frame.to_vec();
-            assert_eq!(icmp_error_nat_outbound(&mut g, p, VIP, 53), Err(want));
+            let mut fr = p.ipv4(&mut g).unwrap();
+            assert_eq!(icmp_error_nat_outbound(&mut fr, VIP, 53), Err(want));
             assert_eq!(g, frame);
         };
+        // A quote too short to hold the ports; an echo request.
         check(
-            &f,
-            &Parsed {
-                icmp_quoted_off: None,
-                ..p
-            },
+            &err_frame(RS, CLIENT, 64, 3, 3, &fwd, 27),
             ForwardError::NoQuote,
         );
-        check(&f, &Parsed { icmp_type: 8, ..p }, ForwardError::NoQuote);
         check(
-            &f,
-            &Parsed {
-                fragment: true,
-                ..p
-            },
-            ForwardError::Fragmented,
+            &err_frame(RS, CLIENT, 64, 8, 0, &fwd, 28),
+            ForwardError::NoQuote,
         );
+        // A fragment (MF set).
+        let mut frag = err_frame(RS, CLIENT, 64, 3, 3, &fwd, 28);
+        frag[20] |= 0x20;
+        frag[24..26].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&frag[14..34]);
+        frag[24..26].copy_from_slice(&c.to_be_bytes());
+        check(&frag, ForwardError::Fragmented);
         check(
-            &f,
-            &Parsed {
-                icmp_quoted_off: Some(44),
-                ..p
-            },
-            ForwardError::Mismatch,
-        );
-        let ttl1 = err_frame(RS, CLIENT, 1, 3, 3, &fwd, 28);
-        check(
-            &ttl1,
-            &parse_frame(&ttl1).unwrap(),
+            &err_frame(RS, CLIENT, 1, 3, 3, &fwd, 28),
             ForwardError::TtlExpired,
         );
         let gre = ip(CLIENT, RS, 63, 47, &[0u8; 8]);
-        let g = err_frame(RS, CLIENT, 64, 3, 3, &gre, 28);
         check(
-            &g,
-            &parse_frame(&g).unwrap(),
+            &err_frame(RS, CLIENT, 64, 3, 3, &gre, 28),
             ForwardError::UnsupportedProtocol,
         );
     }

@@ -24,7 +24,7 @@ use std::net::Ipv4Addr;
 use crate::packet::ethernet::{self, EtherType, EthernetFrame, MacAddr};
 use crate::packet::icmp::{self, msg_type, unreach, IcmpPacket};
 use crate::packet::ipv4::{self, proto};
-use crate::packet::{Ipv4Packet, L3Class, Parsed};
+use crate::packet::{Ipv4Frame, Ipv4Packet};
 
 use super::ForwardError;
 
@@ -37,15 +37,13 @@ const TOS_INTERNETWORK_CONTROL: u8 = 0xC0;
 const REPLY_TTL: u8 = 64;
 
 /// ICMP time exceeded in transit (type 11, code 0) in reply to `orig`.
-pub fn icmp_time_exceeded(
-    orig: &[u8],
-    p: &Parsed,
+pub fn icmp_time_exceeded<T: AsRef<[u8]>>(
+    orig: &Ipv4Frame<T>,
     src: Ipv4Addr,
     out: &mut [u8],
 ) -> Result<usize, ForwardError> {
     build(
         orig,
-        p,
         src,
         msg_type::TIME_EXCEEDED,
         icmp::time_exceeded::TTL,
@@ -56,16 +54,14 @@ pub fn icmp_time_exceeded(
 
 /// ICMP destination unreachable, fragmentation needed and DF set (type 3,
 /// code 4) with the next-hop `mtu` (RFC 1191), in reply to `orig`.
-pub fn icmp_frag_needed(
-    orig: &[u8],
-    p: &Parsed,
+pub fn icmp_frag_needed<T: AsRef<[u8]>>(
+    orig: &Ipv4Frame<T>,
     src: Ipv4Addr,
     mtu: u16,
     out: &mut [u8],
 ) -> Result<usize, ForwardError> {
     build(
         orig,
-        p,
         src,
         msg_type::DEST_UNREACHABLE,
         unreach::FRAG_NEEDED,
@@ -87,38 +83,31 @@ fn is_host_source(a: Ipv4Addr) -> bool {
         && a.octets()[0] < 240
 }
 
-fn build(
-    orig: &[u8],
-    p: &Parsed,
+fn build<T: AsRef<[u8]>>(
+    orig: &Ipv4Frame<T>,
     src: Ipv4Addr,
     icmp_type: u8,
     code: u8,
     rest: u32,
     out: &mut [u8],
 ) -> Result<usize, ForwardError> {
-    if p.l3 != L3Class::Ipv4 {
-        return Err(ForwardError::NotIpv4);
-    }
-    let l3 = usize::from(p.l3_off);
-    let hl = usize::from(p.ip_header_len);
-    let quote_len = hl + p.l4_len().min(8);
-    let eth = orig
-        .get(..ethernet::HEADER_LEN)
-        .ok_or(ForwardError::Mismatch)?;
-    let quote = orig.get(l3..l3 + quote_len).ok_or(ForwardError::Mismatch)?;
-    if hl < ipv4::MIN_HEADER_LEN || p.l3_end() > orig.len() {
-        return Err(ForwardError::Mismatch);
-    }
-    let eth = EthernetFrame::new_unchecked(eth);
-    if !p.first_fragment
-        || (p.protocol == proto::ICMP && !is_query(p.icmp_type))
-        || !is_host_source(p.src)
-        || p.dst.is_broadcast()
-        || p.dst.is_multicast()
+    let at = orig.layout();
+    let l3 = at.l3_off();
+    let quote_len = at.header_len() + at.l4_len().min(8);
+    let quote = &orig.bytes()[l3..l3 + quote_len];
+    let eth = EthernetFrame::new_unchecked(&orig.bytes()[..ethernet::HEADER_LEN]);
+    let ip = orig.ip();
+    let about_icmp_error = orig.icmp().is_some_and(|m| !is_query(m.msg_type()));
+    if !at.is_first_fragment()
+        || about_icmp_error
+        || !is_host_source(ip.src())
+        || ip.dst().is_broadcast()
+        || ip.dst().is_multicast()
         || eth.dst().is_multicast()
     {
         return Err(ForwardError::IcmpSuppressed);
     }
+    let to = ip.src();
 
     const IP_OFF: usize = ethernet::HEADER_LEN;
     const ICMP_OFF: usize = IP_OFF + ipv4::MIN_HEADER_LEN;
@@ -142,7 +131,7 @@ fn build(
     ip.set_ttl(REPLY_TTL);
     ip.set_protocol(proto::ICMP);
     ip.set_src(src);
-    ip.set_dst(p.src);
+    ip.set_dst(to);
     ip.fill_checksum();
 
     out[QUOTE_OFF..].copy_from_slice(quote);
@@ -158,6 +147,30 @@ fn build(
 mod tests {
     use super::*;
     use crate::packet::{checksum, parse_frame};
+
+    /// The frame as the builders take it.
+    fn fr(f: &[u8]) -> Ipv4Frame<&[u8]> {
+        parse_frame(f).unwrap().ipv4(f).unwrap()
+    }
+
+    /// `f` with its source and destination set and the IP checksum fixed.
+    fn with_addrs(f: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+        let mut g = f.to_vec();
+        g[26..30].copy_from_slice(&src.octets());
+        g[30..34].copy_from_slice(&dst.octets());
+        g[24..26].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&g[14..34]);
+        g[24..26].copy_from_slice(&c.to_be_bytes());
+        g
+    }
+
+    /// An ICMP message of type `t` (TTL 1, from the client).
+    fn icmp_frame(t: u8) -> Vec<u8> {
+        let mut f = udp_frame(1, b"");
+        f[23] = 1;
+        f[34..42].copy_from_slice(&[t, 0, 0, 0, 0, 0, 0, 0]);
+        with_addrs(&f, CLIENT, VIP)
+    }
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
     const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
@@ -207,9 +220,8 @@ mod tests {
     #[test]
     fn time_exceeded_exact() {
         let f = udp_frame(1, b"payload beyond eight bytes");
-        let p = parse_frame(&f).unwrap();
         let mut out = [0u8; ICMP_ERROR_MAX_LEN];
-        let n = icmp_time_exceeded(&f, &p, DIR, &mut out).unwrap();
+        let n = icmp_time_exceeded(&fr(&f), DIR, &mut out).unwrap();
         assert_eq!(&out[..n], &expected(11, 0, [0; 4], &f[14..42])[..]);
         assert_eq!(n, 14 + 20 + 8 + 28);
     }
@@ -219,16 +231,15 @@ mod tests {
         // A UDP header without payload: the quote is the IP header + all 8
         // L4 bytes.
         let f = udp_frame(64, b"");
-        let p = parse_frame(&f).unwrap();
         let mut out = [0u8; 200];
-        let n = icmp_frag_needed(&f, &p, DIR, 1480, &mut out).unwrap();
+        let n = icmp_frag_needed(&fr(&f), DIR, 1480, &mut out).unwrap();
         assert_eq!(
             &out[..n],
             &expected(3, 4, [0, 0, 0x05, 0xC8], &f[14..42])[..]
         );
         let back = parse_frame(&out[..n]).unwrap();
         assert!(back.is_icmp_error());
-        assert_eq!(back.icmp_quoted_off, Some(42));
+        assert_eq!(back.icmp_quoted_off(), Some(42));
         // Non-first fragment with 4 bytes of payload: suppressed.
         let mut g = udp_frame(64, b"");
         g[20] = 0x00;
@@ -237,9 +248,8 @@ mod tests {
         g[25] = 0;
         let c = checksum::checksum(&g[14..34]);
         g[24..26].copy_from_slice(&c.to_be_bytes());
-        let pg = parse_frame(&g).unwrap();
         assert_eq!(
-            icmp_frag_needed(&g, &pg, DIR, 1480, &mut out),
+            icmp_frag_needed(&fr(&g), DIR, 1480, &mut out),
             Err(ForwardError::IcmpSuppressed)
         );
     }
@@ -256,9 +266,8 @@ mod tests {
         f[25] = 0;
         let c = checksum::checksum(&f[14..38]);
         f[24..26].copy_from_slice(&c.to_be_bytes());
-        let p = parse_frame(&f).unwrap();
         let mut out = [0u8; ICMP_ERROR_MAX_LEN];
-        let n = icmp_time_exceeded(&f, &p, DIR, &mut out).unwrap();
+        let n = icmp_time_exceeded(&fr(&f), DIR, &mut out).unwrap();
         assert_eq!(&out[..n], &expected(11, 0, [0; 4], &f[14..46])[..]);
     }
 
@@ -266,111 +275,54 @@ mod tests {
     fn suppressed_cases() {
         let mut out = [0u8; ICMP_ERROR_MAX_LEN];
         let f = udp_frame(1, b"x");
-        let p = parse_frame(&f).unwrap();
-        for (i, q) in [
-            Parsed {
-                src: Ipv4Addr::BROADCAST,
-                ..p
-            },
-            Parsed {
-                src: Ipv4Addr::UNSPECIFIED,
-                ..p
-            },
-            Parsed {
-                src: Ipv4Addr::new(224, 0, 0, 5),
-                ..p
-            },
-            Parsed {
-                src: Ipv4Addr::new(127, 0, 0, 1),
-                ..p
-            },
-            Parsed {
-                src: Ipv4Addr::new(240, 0, 0, 1),
-                ..p
-            },
-            Parsed {
-                dst: Ipv4Addr::new(239, 1, 1, 1),
-                ..p
-            },
-            Parsed {
-                dst: Ipv4Addr::BROADCAST,
-                ..p
-            },
-            Parsed {
-                first_fragment: false,
-                ..p
-            },
-            Parsed {
-                protocol: proto::ICMP,
-                icmp_type: 3,
-                ..p
-            },
-            Parsed {
-                protocol: proto::ICMP,
-                icmp_type: 5,
-                ..p
-            },
-            Parsed {
-                protocol: proto::ICMP,
-                icmp_type: 200,
-                ..p
-            },
+        let mut frames: Vec<Vec<u8>> = [
+            Ipv4Addr::BROADCAST,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::new(224, 0, 0, 5),
+            Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(240, 0, 0, 1),
         ]
         .iter()
-        .enumerate()
-        {
+        .map(|&src| with_addrs(&f, src, VIP))
+        .collect();
+        for dst in [Ipv4Addr::new(239, 1, 1, 1), Ipv4Addr::BROADCAST] {
+            frames.push(with_addrs(&f, CLIENT, dst));
+        }
+        // A non-first fragment.
+        let mut later = f.clone();
+        later[21] = 1;
+        frames.push(with_addrs(&later, CLIENT, VIP));
+        // About ICMP errors and non-query types.
+        for t in [3u8, 5, 200] {
+            frames.push(icmp_frame(t));
+        }
+        for (i, g) in frames.iter().enumerate() {
             assert_eq!(
-                icmp_time_exceeded(&f, q, DIR, &mut out),
+                icmp_time_exceeded(&fr(g), DIR, &mut out),
                 Err(ForwardError::IcmpSuppressed),
                 "case {i}"
             );
         }
         // Echo request with TTL 1 gets an answer.
-        let ok = Parsed {
-            protocol: proto::ICMP,
-            icmp_type: 8,
-            ..p
-        };
-        assert!(icmp_time_exceeded(&f, &ok, DIR, &mut out).is_ok());
+        assert!(icmp_time_exceeded(&fr(&icmp_frame(8)), DIR, &mut out).is_ok());
         // Link-layer broadcast.
         let mut g = f.clone();
         g[..6].copy_from_slice(&[0xFF; 6]);
         assert_eq!(
-            icmp_time_exceeded(&g, &p, DIR, &mut out),
+            icmp_time_exceeded(&fr(&g), DIR, &mut out),
             Err(ForwardError::IcmpSuppressed)
         );
     }
 
     #[test]
-    fn buffer_and_mismatch_errors() {
+    fn buffer_too_small() {
         let f = udp_frame(1, b"xyz");
-        let p = parse_frame(&f).unwrap();
         let mut small = [0u8; 69];
         assert_eq!(
-            icmp_time_exceeded(&f, &p, DIR, &mut small),
+            icmp_time_exceeded(&fr(&f), DIR, &mut small),
             Err(ForwardError::BufferTooSmall)
         );
         let mut out = [0u8; 70];
-        assert_eq!(icmp_time_exceeded(&f, &p, DIR, &mut out), Ok(70));
-        assert_eq!(
-            icmp_time_exceeded(&f[..40], &p, DIR, &mut out),
-            Err(ForwardError::Mismatch)
-        );
-        let q = Parsed {
-            l3: L3Class::Arp,
-            ..p
-        };
-        assert_eq!(
-            icmp_time_exceeded(&f, &q, DIR, &mut out),
-            Err(ForwardError::NotIpv4)
-        );
-        let q = Parsed {
-            ip_header_len: 4,
-            ..p
-        };
-        assert_eq!(
-            icmp_time_exceeded(&f, &q, DIR, &mut out),
-            Err(ForwardError::Mismatch)
-        );
+        assert_eq!(icmp_time_exceeded(&fr(&f), DIR, &mut out), Ok(70));
     }
 }

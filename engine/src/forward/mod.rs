@@ -1,18 +1,24 @@
 //! The rewrites of one frame for each forwarding method, in place.
 //!
-//! Every function takes the frame (`&mut [u8]`, the mbuf data) and the
-//! [`Parsed`] summary `parse_frame` produced for it, and touches only the
-//! bytes that change. Checksums are updated incrementally (RFC 1624); only
-//! the rare ICMP paths recompute an ICMP checksum over its message.
+//! The full path's rewrites take the frame as one value, an
+//! [`Ipv4Frame`](crate::packet::Ipv4Frame): the mbuf data with the layout
+//! the parser validated (made from the frame's [`Parsed`] by
+//! [`ipv4_frame`]), and touch only the bytes that change, through the
+//! frame's typed views. Checksums are updated incrementally (RFC 1624);
+//! only the rare ICMP paths recompute an ICMP checksum over its message.
+//! The fixed-offset rewrites of the common shape (`fast`, `fast6`) and the
+//! IPv6 ones (which take `Ipv6Parsed` offsets, the pattern this replaced
+//! for IPv4) are separate.
 //!
 //! Every method is a routed hop, as in IPVS: the caller first asks
 //! [`ttl_expired`] (a packet with TTL <= 1 is answered with
 //! [`icmp_time_exceeded`] or dropped, never forwarded) and every rewrite
 //! below also refuses such a packet with [`ForwardError::TtlExpired`].
 //!
-//! All functions validate the offsets in `Parsed` against the frame before
-//! writing anything: on `Err` the frame is unchanged, and no input (even a
-//! `Parsed` that does not belong to the frame) can make them panic.
+//! The offsets need no checking here: an `Ipv4Frame` is made only from what
+//! the parser validated, over a buffer that holds the whole IP packet. What
+//! the rewrites still check is what the bytes say (a TTL, a quoted header):
+//! on `Err` the frame is unchanged, and no bytes can make them panic.
 
 mod fast;
 mod fast6;
@@ -58,15 +64,17 @@ pub use tun::{tun_encap_header, tun_encap_in_place, tun_fits_mtu, TUN_OVERHEAD};
 
 use std::fmt;
 
-use crate::packet::ipv4;
-use crate::packet::{L3Class, Parsed};
+use crate::packet::icmp;
+use crate::packet::{Ipv4Frame, Ipv4Packet, L3Class, L4View, Parsed};
 
 /// Why a rewrite was refused. The frame is unchanged when one is returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ForwardError {
     /// The frame is not IPv4 (`Parsed::l3`).
     NotIpv4,
-    /// `Parsed` offsets/lengths do not fit the frame (a caller bug).
+    /// The frame is shorter than the IP packet `Parsed` describes (not the
+    /// frame it was parsed from: a caller bug), or too short for the
+    /// Ethernet header.
     Mismatch,
     /// TTL <= 1: must not be forwarded.
     TtlExpired,
@@ -110,40 +118,38 @@ impl fmt::Display for ForwardError {
 
 impl std::error::Error for ForwardError {}
 
-/// The IPv4 header and the L4 bytes (to `l3_end`, padding excluded) of an
-/// IPv4 frame, checked against the frame so fixed-offset header fields are
-/// in bounds.
-pub(crate) fn split_l3_l4<'a>(
-    frame: &'a mut [u8],
-    p: &Parsed,
-) -> Result<(&'a mut [u8], &'a mut [u8]), ForwardError> {
-    let (l3, l4, end) = l3_bounds(frame, p)?;
-    let (ip, rest) = frame[l3..end].split_at_mut(l4 - l3);
-    Ok((ip, rest))
-}
-
-/// The IPv4 header only.
-pub(crate) fn ip_header<'a>(frame: &'a mut [u8], p: &Parsed) -> Result<&'a mut [u8], ForwardError> {
-    let (l3, l4, _) = l3_bounds(frame, p)?;
-    Ok(&mut frame[l3..l4])
-}
-
-/// `(l3_off, l4_off, l3_end)` after checking `l3_off + 20 <= l4_off <=
-/// l3_end <= frame.len()` and that `l4_off - l3_off` is a legal IHL.
-fn l3_bounds(frame: &[u8], p: &Parsed) -> Result<(usize, usize, usize), ForwardError> {
+/// The IPv4 frame `p` was parsed from, as the rewrites take it: `NotIpv4`
+/// for another class, `Mismatch` when `frame` is shorter than the IP
+/// packet (not the frame `p` belongs to).
+#[inline(always)]
+pub fn ipv4_frame<T: AsRef<[u8]>>(p: &Parsed, frame: T) -> Result<Ipv4Frame<T>, ForwardError> {
     if p.l3 != L3Class::Ipv4 {
         return Err(ForwardError::NotIpv4);
     }
-    let l3 = usize::from(p.l3_off);
-    let l4 = usize::from(p.l4_off);
-    let end = p.l3_end();
-    let hl = l4.wrapping_sub(l3);
-    if l4 < l3
-        || !(ipv4::MIN_HEADER_LEN..=ipv4::MAX_HEADER_LEN).contains(&hl)
-        || end < l4
-        || end > frame.len()
-    {
-        return Err(ForwardError::Mismatch);
+    p.ipv4(frame).ok_or(ForwardError::Mismatch)
+}
+
+/// The outer IPv4 header and the ICMP message of an ICMP error with a
+/// usable quote (at [`icmp::HEADER_LEN`] in the message, at least an IPv4
+/// header and 8 bytes: the parser checked), writable. `NoQuote` when the
+/// frame is not such an error, `Fragmented` when it is a fragment (its ICMP
+/// checksum spans fragments we do not see).
+pub(crate) fn icmp_error_parts<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv4Frame<T>,
+) -> Result<(Ipv4Packet<&mut [u8]>, &mut [u8]), ForwardError> {
+    let at = *frame.layout();
+    let (ip, l4) = frame.split_mut();
+    let L4View::Icmp(msg) = l4 else {
+        return Err(ForwardError::NoQuote);
+    };
+    if !icmp::is_error(msg.msg_type()) {
+        return Err(ForwardError::NoQuote);
     }
-    Ok((l3, l4, end))
+    if at.is_fragment() {
+        return Err(ForwardError::Fragmented);
+    }
+    if !at.has_quote() {
+        return Err(ForwardError::NoQuote);
+    }
+    Ok((ip, msg.into_inner()))
 }

@@ -19,11 +19,10 @@
 use std::net::Ipv4Addr;
 
 use crate::packet::checksum::Delta;
-use crate::packet::ipv4::proto;
-use crate::packet::{tcp, udp, Ipv4Packet, Parsed, TcpPacket, UdpPacket};
+use crate::packet::{Ipv4Frame, L4View};
 
 use super::routed::ttl_delta;
-use super::{split_l3_l4, ForwardError};
+use super::ForwardError;
 
 #[derive(Clone, Copy)]
 enum Side {
@@ -33,36 +32,32 @@ enum Side {
 
 /// Client -> real server: destination becomes `rs_ip:rs_port`, TTL - 1.
 #[inline]
-pub fn nat_inbound(
-    frame: &mut [u8],
-    p: &Parsed,
+pub fn nat_inbound<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv4Frame<T>,
     rs_ip: Ipv4Addr,
     rs_port: u16,
 ) -> Result<(), ForwardError> {
-    rewrite(frame, p, Side::Dst, rs_ip, rs_port)
+    rewrite(frame, Side::Dst, rs_ip, rs_port)
 }
 
 /// Real server -> client: source becomes `vip:vport`, TTL - 1.
 #[inline]
-pub fn nat_outbound(
-    frame: &mut [u8],
-    p: &Parsed,
+pub fn nat_outbound<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv4Frame<T>,
     vip: Ipv4Addr,
     vport: u16,
 ) -> Result<(), ForwardError> {
-    rewrite(frame, p, Side::Src, vip, vport)
+    rewrite(frame, Side::Src, vip, vport)
 }
 
 #[inline(always)]
-fn rewrite(
-    frame: &mut [u8],
-    p: &Parsed,
+fn rewrite<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv4Frame<T>,
     side: Side,
     addr: Ipv4Addr,
     port: u16,
 ) -> Result<(), ForwardError> {
-    let (ip_bytes, l4) = split_l3_l4(frame, p)?;
-    let mut ip = Ipv4Packet::new_unchecked(ip_bytes);
+    let (mut ip, l4) = frame.split_mut();
     let ttl = ttl_delta(ip.ttl())?;
     let old_addr = match side {
         Side::Src => ip.src(),
@@ -72,40 +67,32 @@ fn rewrite(
 
     // L4 first: it is the only step that can still fail, and nothing has
     // been written yet.
-    if p.first_fragment {
-        match (p.has_l4, p.protocol) {
-            (true, proto::TCP) => {
-                if l4.len() < tcp::MIN_HEADER_LEN {
-                    return Err(ForwardError::Mismatch);
-                }
-                let mut t = TcpPacket::new_unchecked(l4);
-                let old_port = match side {
-                    Side::Src => t.src_port(),
-                    Side::Dst => t.dst_port(),
-                };
-                match side {
-                    Side::Src => t.set_src_port(port),
-                    Side::Dst => t.set_dst_port(port),
-                }
-                t.set_checksum(addr_delta.word(old_port, port).apply(t.checksum()));
+    match l4 {
+        // A non-first fragment: no ports.
+        L4View::Later => {}
+        L4View::Tcp(mut t) => {
+            let old_port = match side {
+                Side::Src => t.src_port(),
+                Side::Dst => t.dst_port(),
+            };
+            match side {
+                Side::Src => t.set_src_port(port),
+                Side::Dst => t.set_dst_port(port),
             }
-            (true, proto::UDP) => {
-                if l4.len() < udp::HEADER_LEN {
-                    return Err(ForwardError::Mismatch);
-                }
-                let mut u = UdpPacket::new_unchecked(l4);
-                let old_port = match side {
-                    Side::Src => u.src_port(),
-                    Side::Dst => u.dst_port(),
-                };
-                match side {
-                    Side::Src => u.set_src_port(port),
-                    Side::Dst => u.set_dst_port(port),
-                }
-                u.set_checksum(addr_delta.word(old_port, port).apply_udp(u.checksum()));
-            }
-            _ => return Err(ForwardError::UnsupportedProtocol),
+            t.set_checksum(addr_delta.word(old_port, port).apply(t.checksum()));
         }
+        L4View::Udp(mut u) => {
+            let old_port = match side {
+                Side::Src => u.src_port(),
+                Side::Dst => u.dst_port(),
+            };
+            match side {
+                Side::Src => u.set_src_port(port),
+                Side::Dst => u.set_dst_port(port),
+            }
+            u.set_checksum(addr_delta.word(old_port, port).apply_udp(u.checksum()));
+        }
+        L4View::Icmp(_) | L4View::Other => return Err(ForwardError::UnsupportedProtocol),
     }
 
     match side {
@@ -122,6 +109,7 @@ mod tests {
     //! Byte-exact cases with hand-built frames; the etherparse-based
     //! end-to-end checks live in `tests/rewrite_nat.rs`.
     use super::*;
+    use crate::packet::ipv4::proto;
     use crate::packet::{checksum, parse_frame};
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
@@ -189,7 +177,7 @@ mod tests {
     fn tcp_inbound_and_outbound_exact() {
         let mut f = frame(CLIENT, VIP, 64, proto::TCP, 0x4000, &tcp(40000, 80), true);
         let p = parse_frame(&f).unwrap();
-        nat_inbound(&mut f, &p, RS, 8080).unwrap();
+        nat_inbound(&mut p.ipv4(&mut f).unwrap(), RS, 8080).unwrap();
         assert_eq!(
             f,
             frame(CLIENT, RS, 63, proto::TCP, 0x4000, &tcp(40000, 8080), true)
@@ -197,7 +185,7 @@ mod tests {
 
         let mut r = frame(RS, CLIENT, 64, proto::TCP, 0, &tcp(8080, 40000), true);
         let p = parse_frame(&r).unwrap();
-        nat_outbound(&mut r, &p, VIP, 80).unwrap();
+        nat_outbound(&mut p.ipv4(&mut r).unwrap(), VIP, 80).unwrap();
         assert_eq!(
             r,
             frame(VIP, CLIENT, 63, proto::TCP, 0, &tcp(80, 40000), true)
@@ -208,7 +196,7 @@ mod tests {
     fn udp_with_and_without_checksum() {
         let mut f = frame(CLIENT, VIP, 5, proto::UDP, 0, &udp(5353, 53, 0), true);
         let p = parse_frame(&f).unwrap();
-        nat_inbound(&mut f, &p, RS, 5300).unwrap();
+        nat_inbound(&mut p.ipv4(&mut f).unwrap(), RS, 5300).unwrap();
         assert_eq!(
             f,
             frame(CLIENT, RS, 4, proto::UDP, 0, &udp(5353, 5300, 0), true)
@@ -217,7 +205,7 @@ mod tests {
         // Zero checksum ("none") stays zero.
         let mut f = frame(CLIENT, VIP, 5, proto::UDP, 0, &udp(5353, 53, 0), false);
         let p = parse_frame(&f).unwrap();
-        nat_inbound(&mut f, &p, RS, 5300).unwrap();
+        nat_inbound(&mut p.ipv4(&mut f).unwrap(), RS, 5300).unwrap();
         assert_eq!(
             f,
             frame(CLIENT, RS, 4, proto::UDP, 0, &udp(5353, 5300, 0), false)
@@ -231,12 +219,12 @@ mod tests {
         let mut f = frame(CLIENT, VIP, 9, proto::UDP, 0x0003, &payload, false);
         let p = parse_frame(&f).unwrap();
         assert!(!p.has_l4);
-        nat_inbound(&mut f, &p, RS, 5300).unwrap();
+        nat_inbound(&mut p.ipv4(&mut f).unwrap(), RS, 5300).unwrap();
         assert_eq!(f, frame(CLIENT, RS, 8, proto::UDP, 0x0003, &payload, false));
         // Also fine for protocols NAT does not otherwise handle.
         let mut g = frame(RS, CLIENT, 9, proto::ICMP, 0x0003, &payload, false);
         let p = parse_frame(&g).unwrap();
-        nat_outbound(&mut g, &p, VIP, 1).unwrap();
+        nat_outbound(&mut p.ipv4(&mut g).unwrap(), VIP, 1).unwrap();
         assert_eq!(
             g,
             frame(VIP, CLIENT, 8, proto::ICMP, 0x0003, &payload, false)
@@ -247,7 +235,7 @@ mod tests {
     fn first_fragment_gets_ports() {
         let mut f = frame(CLIENT, VIP, 9, proto::UDP, 0x2000, &udp(1, 53, 0), true);
         let p = parse_frame(&f).unwrap();
-        nat_inbound(&mut f, &p, RS, 99).unwrap();
+        nat_inbound(&mut p.ipv4(&mut f).unwrap(), RS, 99).unwrap();
         assert_eq!(
             f,
             frame(CLIENT, RS, 8, proto::UDP, 0x2000, &udp(1, 99, 0), true)
@@ -261,27 +249,31 @@ mod tests {
         let p = parse_frame(&f).unwrap();
         let before = f.clone();
         assert_eq!(
-            nat_inbound(&mut f, &p, RS, 1),
+            nat_inbound(&mut p.ipv4(&mut f).unwrap(), RS, 1),
             Err(ForwardError::UnsupportedProtocol)
         );
         let mut g = frame(CLIENT, VIP, 64, 47, 0, &[0; 8], false);
         let pg = parse_frame(&g).unwrap();
         assert_eq!(
-            nat_inbound(&mut g, &pg, RS, 1),
+            nat_inbound(&mut pg.ipv4(&mut g).unwrap(), RS, 1),
             Err(ForwardError::UnsupportedProtocol)
         );
         let mut h = frame(CLIENT, VIP, 1, proto::TCP, 0, &tcp(1, 80), true);
         let ph = parse_frame(&h).unwrap();
         let hb = h.clone();
         assert_eq!(
-            nat_inbound(&mut h, &ph, RS, 1),
+            nat_inbound(&mut ph.ipv4(&mut h).unwrap(), RS, 1),
             Err(ForwardError::TtlExpired)
         );
         assert_eq!(h, hb);
-        // A Parsed claiming TCP over a frame whose L4 is too short.
+        // A Parsed whose protocol was changed after parsing: the rewrite
+        // goes by the layout the parser validated (ICMP), not by the copy.
         let mut q = p;
         q.protocol = proto::TCP;
-        assert_eq!(nat_inbound(&mut f, &q, RS, 1), Err(ForwardError::Mismatch));
+        assert_eq!(
+            nat_inbound(&mut q.ipv4(&mut f).unwrap(), RS, 1),
+            Err(ForwardError::UnsupportedProtocol)
+        );
         assert_eq!(f, before);
     }
 }

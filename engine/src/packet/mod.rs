@@ -13,15 +13,23 @@
 //! indexed, so even a header whose length fields were changed afterwards
 //! cannot make them panic.
 //!
-//! [`parse::parse_frame`] is the one function the data plane calls per packet;
-//! it produces a small `Copy` [`Parsed`] summary that `forward` uses to
-//! rewrite the frame in place. [`parse_ipv6::parse_ipv6`] is its IPv6 twin
-//! (views and parser only: the data plane does not call it yet).
+//! [`parse::parse_frame`] is the one function the data plane calls per
+//! packet off the fixed-offset fast paths; it produces a small `Copy`
+//! [`Parsed`]: where the headers are (a [`Layout`], which only the parsers
+//! can make) and the fields the full path decides with, decoded once. The
+//! rewrites in `forward` take the frame and its layout as one value,
+//! [`Ipv4Frame`] (`Parsed::ipv4(buf)`, [`frame`]): a buffer whose headers the
+//! parser validated, with typed sub-views (`ip()`, `tcp()`, `udp()`,
+//! `icmp()`, `split_mut()`) that need no checks. [`parse_ipv6::parse_ipv6`]
+//! is its IPv6 twin; its [`Ipv6Parsed`] still carries public offsets that
+//! the IPv6 rewrites check against the frame (the pattern `Ipv4Frame`
+//! replaced for IPv4; not converted yet).
 
 pub mod arp;
 pub mod checksum;
 pub mod drop_reason;
 pub mod ethernet;
+pub mod frame;
 pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;
@@ -36,6 +44,7 @@ pub mod udp;
 pub use arp::ArpPacket;
 pub use drop_reason::DropReason;
 pub use ethernet::{EtherType, EthernetFrame, MacAddr};
+pub use frame::{Ipv4Frame, L4Kind, L4View, Layout};
 pub use icmp::IcmpPacket;
 pub use icmpv6::{Icmpv6Packet, NeighborAdvert, NeighborSolicit};
 pub use ipv4::Ipv4Packet;

@@ -1,5 +1,10 @@
 //! The per-packet parser: one pass over the headers, producing a small
-//! `Copy` summary ([`Parsed`]) of every offset and value the data path needs.
+//! `Copy` summary ([`Parsed`]): the frame's [`Layout`] (offsets and the L4
+//! header found, private, so it cannot disagree with the bytes it was
+//! parsed from) and the values the full path decides with (flow key,
+//! protocol, fragment and TCP flags, ICMP type, TTL). The rewrites do not
+//! take `Parsed`: they take [`Parsed::ipv4`]'s [`Ipv4Frame`], the frame
+//! bound to its layout (see `packet/frame.rs`).
 //!
 //! It validates exactly what forwarding relies on (lengths, IHL, version, the
 //! IPv4 header checksum, L4 header lengths) and nothing more. TCP/UDP/ICMP
@@ -19,6 +24,7 @@ use std::net::Ipv4Addr;
 
 use super::arp::ArpPacket;
 use super::ethernet::{self, EtherType, EthernetFrame};
+use super::frame::{Ipv4Frame, L4Kind, Layout};
 use super::icmp::{self, IcmpPacket};
 use super::ipv4::{self, proto, Ipv4Packet};
 use super::tcp::{TcpFlags, TcpPacket};
@@ -34,7 +40,10 @@ pub enum L3Class {
     Other,
 }
 
-/// Summary of one frame. All offsets are from the start of the frame.
+/// Summary of one frame: where its headers are ([`Layout`], private: only
+/// the parsers make one) and the fields the full path decides with,
+/// decoded once. The rewrites take the frame with its layout
+/// ([`Parsed::ipv4`] -> [`Ipv4Frame`]), not this summary.
 ///
 /// Fields that do not apply are zero (`Ipv4Addr::UNSPECIFIED`, `false`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,24 +52,16 @@ pub struct Parsed {
     pub l3: L3Class,
     /// The raw EtherType (for counters on `Other`).
     pub ethertype: EtherType,
-    /// Offset of the L3 header (14: untagged Ethernet).
-    pub l3_off: u16,
-    /// IPv4: offset of the L4 header (`l3_off + ip_header_len`); else 0.
-    pub l4_off: u16,
+    /// Where the headers are; IPv4 only, except `l3_off`.
+    pub(super) layout: Layout,
     /// IPv4 source; ARP sender protocol address.
     pub src: Ipv4Addr,
     /// IPv4 destination; ARP target protocol address.
     pub dst: Ipv4Addr,
     /// IPv4 protocol number.
     pub protocol: u8,
+    /// IPv4 TTL: every decision point asks `forward::ttl_expired`.
     pub ttl: u8,
-    pub tos: u8,
-    /// IPv4 header length in bytes, options included (20..=60).
-    pub ip_header_len: u8,
-    /// IPv4 total length (the frame may be longer: Ethernet padding).
-    pub ip_total_len: u16,
-    /// DF flag.
-    pub dont_frag: bool,
     /// MF set or non-zero fragment offset.
     pub fragment: bool,
     /// Fragment offset zero (true for unfragmented packets too).
@@ -73,13 +74,8 @@ pub struct Parsed {
     pub dst_port: u16,
     /// TCP flags; empty otherwise.
     pub tcp_flags: TcpFlags,
-    /// ICMP type and code.
+    /// ICMP type.
     pub icmp_type: u8,
-    pub icmp_code: u8,
-    /// For ICMP errors (types 3, 4, 11, 12) whose data holds an IPv4 header
-    /// (version 4, IHL >= 5) plus at least 8 bytes: offset of that quoted
-    /// header.
-    pub icmp_quoted_off: Option<u16>,
     /// ARP operation; 0 for non-ARP.
     pub arp_op: u16,
 }
@@ -89,16 +85,11 @@ impl Parsed {
     pub const EMPTY: Parsed = Parsed {
         l3: L3Class::Other,
         ethertype: EtherType(0),
-        l3_off: 0,
-        l4_off: 0,
+        layout: Layout::not_ipv4(0),
         src: Ipv4Addr::UNSPECIFIED,
         dst: Ipv4Addr::UNSPECIFIED,
         protocol: 0,
         ttl: 0,
-        tos: 0,
-        ip_header_len: 0,
-        ip_total_len: 0,
-        dont_frag: false,
         fragment: false,
         first_fragment: false,
         has_l4: false,
@@ -106,22 +97,73 @@ impl Parsed {
         dst_port: 0,
         tcp_flags: TcpFlags::NONE,
         icmp_type: 0,
-        icmp_code: 0,
-        icmp_quoted_off: None,
         arp_op: 0,
     };
+
+    /// The frame this summary was parsed from, as the rewrites take it:
+    /// `None` when it is not IPv4 or `frame` is shorter than the IP packet
+    /// (not the frame it was parsed from). Nothing else is checked: the
+    /// layout's offsets were validated by the parser.
+    #[inline(always)]
+    pub fn ipv4<T: AsRef<[u8]>>(&self, frame: T) -> Option<Ipv4Frame<T>> {
+        if self.l3 != L3Class::Ipv4 {
+            return None;
+        }
+        Ipv4Frame::bind(frame, self.layout)
+    }
+
+    /// Where the headers are.
+    #[inline(always)]
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Offset of the L3 header (14: untagged Ethernet).
+    #[inline(always)]
+    pub fn l3_off(&self) -> u16 {
+        self.layout.l3_off() as u16
+    }
+
+    /// IPv4: offset of the L4 header (`l3_off + ip_header_len`); else 0.
+    #[inline(always)]
+    pub fn l4_off(&self) -> u16 {
+        self.layout.l4_off() as u16
+    }
+
+    /// IPv4 header length in bytes, options included (20..=60); else 0.
+    #[inline(always)]
+    pub fn ip_header_len(&self) -> u8 {
+        (self.l4_off().saturating_sub(self.l3_off())) as u8
+    }
+
+    /// IPv4 total length (the frame may be longer: Ethernet padding); 0
+    /// for other classes (their layout has none).
+    #[inline(always)]
+    pub fn ip_total_len(&self) -> u16 {
+        self.layout.total_len()
+    }
 
     /// Offset one past the IPv4 packet (`l3_off + ip_total_len`); anything
     /// after it in the frame is Ethernet padding.
     #[inline]
     pub fn l3_end(&self) -> usize {
-        usize::from(self.l3_off) + usize::from(self.ip_total_len)
+        self.layout.l3_end()
     }
 
     /// Length of the L4 part (`ip_total_len - ip_header_len`).
     #[inline]
     pub fn l4_len(&self) -> usize {
-        usize::from(self.ip_total_len).saturating_sub(usize::from(self.ip_header_len))
+        self.layout.l4_len()
+    }
+
+    /// For ICMP errors (types 3, 4, 11, 12) whose data holds an IPv4 header
+    /// (version 4, IHL >= 5) plus at least 8 bytes: offset of that quoted
+    /// header.
+    #[inline]
+    pub fn icmp_quoted_off(&self) -> Option<u16> {
+        self.layout
+            .has_quote()
+            .then(|| self.l4_off() + icmp::HEADER_LEN as u16)
     }
 
     #[inline]
@@ -164,7 +206,7 @@ pub fn parse_frame_full(frame: &[u8]) -> Result<Parsed, DropReason> {
     let eth = EthernetFrame::new_checked(frame)?;
     let mut p = Parsed::EMPTY;
     p.ethertype = eth.ethertype();
-    p.l3_off = ethernet::HEADER_LEN as u16;
+    p.layout = Layout::not_ipv4(ethernet::HEADER_LEN as u16);
     match p.ethertype {
         EtherType::IPV4 => {
             p.l3 = L3Class::Ipv4;
@@ -192,29 +234,33 @@ fn parse_ipv4(l3: &[u8], mut p: Parsed) -> Result<Parsed, DropReason> {
     if !ip.verify_checksum() {
         return Err(DropReason::BadIpChecksum);
     }
-    let hl = ip.header_len();
-    p.l4_off = p.l3_off + hl as u16;
+    let l3_off = p.l3_off();
+    let l4_off = l3_off + ip.header_len() as u16;
+    let total = ip.total_len();
     p.src = ip.src();
     p.dst = ip.dst();
     p.protocol = ip.protocol();
     p.ttl = ip.ttl();
-    p.tos = ip.tos();
-    p.ip_header_len = hl as u8;
-    p.ip_total_len = ip.total_len();
-    p.dont_frag = ip.dont_frag();
     p.fragment = ip.is_fragment();
     p.first_fragment = ip.is_first_fragment();
+    // What Layout's invariants rest on: new_checked above (20 <= header
+    // length <= total length <= what the frame holds), and the L4 header
+    // checks below.
+    let fragment = p.fragment;
+    let at = move |l4, quote| Layout::ipv4(l3_off, l4_off, total, l4, fragment, quote);
     if !p.first_fragment {
+        p.layout = at(L4Kind::Later, false);
         return Ok(p);
     }
     let l4 = ip.payload();
-    match p.protocol {
+    let (kind, quote) = match p.protocol {
         proto::TCP => {
             let tcp = TcpPacket::new_checked(l4)?;
             p.src_port = tcp.src_port();
             p.dst_port = tcp.dst_port();
             p.tcp_flags = tcp.flags();
             p.has_l4 = true;
+            (L4Kind::Tcp, false)
         }
         proto::UDP if p.fragment => {
             // The UDP length is the whole datagram's, longer than this
@@ -226,24 +272,27 @@ fn parse_ipv4(l3: &[u8], mut p: Parsed) -> Result<Parsed, DropReason> {
             p.src_port = udp.src_port();
             p.dst_port = udp.dst_port();
             p.has_l4 = true;
+            (L4Kind::Udp, false)
         }
         proto::UDP => {
             let udp = UdpPacket::new_checked(l4)?;
             p.src_port = udp.src_port();
             p.dst_port = udp.dst_port();
             p.has_l4 = true;
+            (L4Kind::Udp, false)
         }
         proto::ICMP => {
             let msg = IcmpPacket::new_checked(l4)?;
             p.icmp_type = msg.msg_type();
-            p.icmp_code = msg.code();
             p.has_l4 = true;
-            if icmp::is_error(p.icmp_type) && quote_usable(msg.data()) {
-                p.icmp_quoted_off = Some(p.l4_off + icmp::HEADER_LEN as u16);
-            }
+            (
+                L4Kind::Icmp,
+                icmp::is_error(p.icmp_type) && quote_usable(msg.data()),
+            )
         }
-        _ => {}
-    }
+        _ => (L4Kind::Other, false),
+    };
+    p.layout = at(kind, quote);
     Ok(p)
 }
 
@@ -279,7 +328,7 @@ pub struct QuotedFlow {
 /// with it: the quote is a packet travelling the *opposite* way to the error.
 #[inline]
 pub fn quoted_flow(frame: &[u8], p: &Parsed) -> Option<QuotedFlow> {
-    let off = usize::from(p.icmp_quoted_off?);
+    let off = usize::from(p.icmp_quoted_off()?);
     let q = frame.get(off..p.l3_end())?;
     if !quote_usable(q) {
         return None;
@@ -363,19 +412,24 @@ mod tests {
         let p = parse_frame(&f).unwrap();
         assert_eq!(p.l3, L3Class::Ipv4);
         assert_eq!(p.ethertype, EtherType::IPV4);
-        assert_eq!(p.l3_off, 14);
-        assert_eq!(p.l4_off, 14 + 28);
-        assert_eq!(p.ip_header_len, 28);
-        assert_eq!(p.ip_total_len, 48);
+        assert_eq!(p.l3_off(), 14);
+        assert_eq!(p.l4_off(), 14 + 28);
+        assert_eq!(p.ip_header_len(), 28);
+        assert_eq!(p.ip_total_len(), 48);
         assert_eq!(p.l3_end(), 62);
         assert_eq!(p.l4_len(), 20);
         assert_eq!((p.src, p.dst), (SRC, DST));
-        assert_eq!((p.protocol, p.ttl, p.tos), (proto::TCP, 64, 0x10));
-        assert!(p.dont_frag && !p.fragment && p.first_fragment && p.has_l4);
+        assert_eq!((p.protocol, p.ttl), (proto::TCP, 64));
+        assert!(!p.fragment && p.first_fragment && p.has_l4);
+        let fr = p.ipv4(&f[..]).unwrap();
+        assert_eq!((fr.tos(), fr.dont_frag()), (0x10, true));
+        assert_eq!(fr.layout().l4(), L4Kind::Tcp);
+        assert_eq!(fr.tcp().unwrap().dst_port(), 80);
+        assert!(p.ipv4(&f[..61]).is_none());
         assert_eq!((p.src_port, p.dst_port), (40000, 80));
         assert_eq!(p.tcp_flags, TcpFlags::SYN);
         assert!(p.is_tcp() && !p.is_udp() && !p.is_icmp() && !p.is_icmp_error());
-        assert_eq!(p.icmp_quoted_off, None);
+        assert_eq!(p.icmp_quoted_off(), None);
     }
 
     #[test]
@@ -385,7 +439,7 @@ mod tests {
         assert!(p.is_udp() && p.has_l4);
         assert_eq!((p.src_port, p.dst_port), (5000, 53));
         assert_eq!(p.tcp_flags, TcpFlags::NONE);
-        assert_eq!(p.l4_off, 34);
+        assert_eq!(p.l4_off(), 34);
     }
 
     #[test]
@@ -428,7 +482,8 @@ mod tests {
         g[21] = 0x03;
         fix_ip(&mut g);
         let p = parse_frame(&g).unwrap();
-        assert!(!p.has_l4 && !p.dont_frag);
+        assert!(!p.has_l4 && !p.ipv4(&g[..]).unwrap().dont_frag());
+        assert_eq!(p.layout().l4(), L4Kind::Later);
         assert_eq!(p.l4_len(), 3);
     }
 
@@ -443,8 +498,9 @@ mod tests {
         let f = frame(proto::ICMP, &[], &icmp, 0);
         let p = parse_frame(&f).unwrap();
         assert!(p.is_icmp_error());
-        assert_eq!((p.icmp_type, p.icmp_code), (3, 3));
-        assert_eq!(p.icmp_quoted_off, Some(34 + 8));
+        assert_eq!(p.icmp_type, 3);
+        assert_eq!(p.ipv4(&f[..]).unwrap().icmp().unwrap().code(), 3);
+        assert_eq!(p.icmp_quoted_off(), Some(34 + 8));
         assert_eq!(
             quoted_flow(&f, &p),
             Some(QuotedFlow {
@@ -459,14 +515,14 @@ mod tests {
         let f = frame(proto::ICMP, &[], &icmp[..8 + 27], 0);
         let p = parse_frame(&f).unwrap();
         assert!(p.is_icmp_error());
-        assert_eq!(p.icmp_quoted_off, None);
+        assert_eq!(p.icmp_quoted_off(), None);
         assert_eq!(quoted_flow(&f, &p), None);
         // Bad quoted version / IHL.
         for (i, v) in [(8usize, 0x65u8), (8, 0x44)] {
             let mut m = icmp.clone();
             m[i] = v;
             let f = frame(proto::ICMP, &[], &m, 0);
-            assert_eq!(parse_frame(&f).unwrap().icmp_quoted_off, None);
+            assert_eq!(parse_frame(&f).unwrap().icmp_quoted_off(), None);
         }
         // Echo requests never have a quote.
         let mut echo = icmp.clone();
@@ -474,13 +530,13 @@ mod tests {
         echo[1] = 0;
         let p = parse_frame(&frame(proto::ICMP, &[], &echo, 0)).unwrap();
         assert!(p.is_icmp() && !p.is_icmp_error());
-        assert_eq!((p.icmp_type, p.icmp_quoted_off), (8, None));
+        assert_eq!((p.icmp_type, p.icmp_quoted_off()), (8, None));
         // Every error type quotes.
         for t in [3u8, 4, 11, 12] {
             let mut m = icmp.clone();
             m[0] = t;
             let p = parse_frame(&frame(proto::ICMP, &[], &m, 0)).unwrap();
-            assert_eq!(p.icmp_quoted_off, Some(42), "type {t}");
+            assert_eq!(p.icmp_quoted_off(), Some(42), "type {t}");
         }
     }
 
@@ -640,6 +696,6 @@ mod tests {
         let p = parse_frame(&f).unwrap();
         assert!(!p.has_l4);
         assert_eq!(p.protocol, 47);
-        assert_eq!(p.l4_off, 34);
+        assert_eq!(p.l4_off(), 34);
     }
 }

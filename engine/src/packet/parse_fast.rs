@@ -18,6 +18,7 @@ use std::net::Ipv4Addr;
 
 use super::checksum;
 use super::ethernet::EtherType;
+use super::frame::{L4Kind, Layout};
 use super::parse::{L3Class, Parsed};
 use super::tcp::TcpFlags;
 
@@ -86,30 +87,35 @@ pub fn is_fast_shape(frame: &[u8]) -> bool {
 }
 
 /// The [`Parsed`] of a frame [`is_fast_shape`] accepted, read at the fixed
-/// offsets without checking again (any other frame gets a summary of
-/// whatever its bytes hold, or of zeros if it is too short: never a panic).
+/// offsets without checking again. Its callers (the first pass's `fast`
+/// flag) guarantee the shape: any other frame gets a summary of whatever
+/// its bytes hold (of zeros if it is too short; never a panic here), whose
+/// [`Layout`] need not hold, so `Parsed::ipv4` views of it may panic. The
+/// total length is not clamped to keep the layout valid for such frames:
+/// that would cost every new connection's SYN and FIN instructions.
 #[inline(always)]
 pub fn fast_parsed(frame: &[u8]) -> Parsed {
+    debug_assert!(is_fast_shape(frame), "fast_parsed of another shape");
     let h: &[u8; L4_OFF + 8] = frame.first_chunk().unwrap_or(&[0; L4_OFF + 8]);
     let protocol = h[23];
-    let frag = u16::from_be_bytes([h[20], h[21]]);
     let tcp_flags = match frame.get(L4_OFF + 13) {
         Some(&f) if protocol == 6 => TcpFlags(f),
         _ => TcpFlags::NONE,
     };
+    let l4 = if protocol == 6 {
+        L4Kind::Tcp
+    } else {
+        L4Kind::Udp
+    };
+    let total = u16::from_be_bytes([h[16], h[17]]);
     Parsed {
         l3: L3Class::Ipv4,
         ethertype: EtherType::IPV4,
-        l3_off: 14,
-        l4_off: L4_OFF as u16,
+        layout: Layout::ipv4(14, L4_OFF as u16, total, l4, false, false),
         src: Ipv4Addr::new(h[26], h[27], h[28], h[29]),
         dst: Ipv4Addr::new(h[30], h[31], h[32], h[33]),
         protocol,
         ttl: h[22],
-        tos: h[15],
-        ip_header_len: 20,
-        ip_total_len: u16::from_be_bytes([h[16], h[17]]),
-        dont_frag: frag & 0x4000 != 0,
         fragment: false,
         first_fragment: true,
         has_l4: true,
@@ -117,8 +123,6 @@ pub fn fast_parsed(frame: &[u8]) -> Parsed {
         dst_port: u16::from_be_bytes([h[L4_OFF + 2], h[L4_OFF + 3]]),
         tcp_flags,
         icmp_type: 0,
-        icmp_code: 0,
-        icmp_quoted_off: None,
         arp_op: 0,
     }
 }

@@ -72,8 +72,8 @@ pub fn is_martian_source(snap: &Snapshot, src: Ipv4Addr) -> bool {
 /// The TCP or UDP checksum of the packet verifies (UDP without a checksum,
 /// 0, passes).
 fn l4_checksum_ok(frame: &[u8], p: &Parsed) -> bool {
-    let start = p.l4_off as usize;
-    let end = p.l3_off as usize + p.ip_total_len as usize;
+    let start = p.l4_off() as usize;
+    let end = p.l3_off() as usize + p.ip_total_len() as usize;
     let Some(seg) = frame.get(start..end) else {
         return false;
     };

@@ -226,7 +226,8 @@ impl Pipeline {
             Ok(x) => x,
             Err(d) => return self.drop(d),
         };
-        let done = forward::icmp_error_fnat(f.data_mut(), p, &t)
+        let done = forward::ipv4_frame(p, f.data_mut())
+            .and_then(|mut fr| forward::icmp_error_fnat(&mut fr, &t))
             .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac));
         if done.is_err() {
             return self.drop(Drop::IcmpUnknownFlow);
@@ -301,8 +302,9 @@ impl Pipeline {
             self.fragment_out(f.data(), p, fwd, now_ms);
         }
         // IP bytes, as IPVS counts.
-        let len = u64::from(p.ip_total_len);
-        if let Err(e) = forward::fnat_rewrite(f.data_mut(), p, to.src, to.sport, to.dst, to.dport)
+        let len = u64::from(p.ip_total_len());
+        if let Err(e) = forward::ipv4_frame(p, f.data_mut())
+            .and_then(|mut fr| forward::fnat_rewrite(&mut fr, to.src, to.sport, to.dst, to.dport))
             .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac))
         {
             return self.drop(rewrite_drop(e));

@@ -77,12 +77,11 @@ impl FragKey {
     /// The key of the IPv4 packet `p` describes in `frame`.
     #[inline]
     pub fn of(frame: &[u8], p: &Parsed) -> Option<FragKey> {
-        let at = usize::from(p.l3_off) + 4;
-        let id = frame.get(at..at + 2)?;
+        let id = p.ipv4(frame)?.ip().ident();
         Some(FragKey {
             src: u32::from(p.src),
             dst: u32::from(p.dst),
-            id: u16::from_be_bytes([id[0], id[1]]),
+            id,
             proto: p.protocol,
         })
     }

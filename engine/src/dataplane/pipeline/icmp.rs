@@ -25,12 +25,12 @@ impl Pipeline {
         now_ms: u64,
     ) -> Verdict {
         let mtu = snap.ports[out].mtu;
-        let len = p.ip_total_len;
+        let len = p.ip_total_len();
         if len > snap.ports[in_port].mtu {
             // Bigger than its own link allows: nobody should have sent it.
             return self.drop(Drop::TooBig);
         }
-        if p.dont_frag {
+        if forward::ipv4_frame(p, f.data()).is_ok_and(|fr| fr.dont_frag()) {
             return self.icmp_reply(snap, f, p, in_port, now_ms, Some(mtu - overhead));
         }
         self.drop(Drop::TooBig)
@@ -85,8 +85,10 @@ impl Pipeline {
         }
         let mut out = [0u8; forward::ICMP_ERROR_MAX_LEN];
         let built = match mtu {
-            None => forward::icmp_time_exceeded(f.data(), p, src, &mut out),
-            Some(m) => forward::icmp_frag_needed(f.data(), p, src, m, &mut out),
+            None => forward::ipv4_frame(p, f.data())
+                .and_then(|fr| forward::icmp_time_exceeded(&fr, src, &mut out)),
+            Some(m) => forward::ipv4_frame(p, f.data())
+                .and_then(|fr| forward::icmp_frag_needed(&fr, src, m, &mut out)),
         };
         let Ok(n) = built else {
             return self.drop(why);
@@ -155,7 +157,10 @@ impl Pipeline {
                     Ok(x) => x,
                     Err(d) => return self.drop(d),
                 };
-                let done = forward::icmp_error_nat_inbound(f.data_mut(), p, c.server(), c.sport())
+                let done = forward::ipv4_frame(p, f.data_mut())
+                    .and_then(|mut fr| {
+                        forward::icmp_error_nat_inbound(&mut fr, c.server(), c.sport())
+                    })
                     .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac));
                 if done.is_err() {
                     return self.drop(Drop::IcmpUnknownFlow);
@@ -167,7 +172,10 @@ impl Pipeline {
                     Ok(x) => x,
                     Err(d) => return self.drop(d),
                 };
-                let done = forward::icmp_error_nat_outbound(f.data_mut(), p, c.vip(), c.vport())
+                let done = forward::ipv4_frame(p, f.data_mut())
+                    .and_then(|mut fr| {
+                        forward::icmp_error_nat_outbound(&mut fr, c.vip(), c.vport())
+                    })
                     .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac));
                 if done.is_err() {
                     return self.drop(Drop::IcmpUnknownFlow);

@@ -449,11 +449,11 @@ impl Pipeline {
             Ok(x) => x,
             Err(d) => return self.drop(d),
         };
-        let l4_off = usize::from(p.l4_off);
+        let l4_off = usize::from(p.l4_off());
         let end = p.l3_end();
-        if end > f.data().len() || end < l4_off {
+        let Ok(tos) = forward::ipv4_frame(p, f.data()).map(|fr| fr.tos()) else {
             return self.drop(Drop::RewriteFailed);
-        }
+        };
         // A fragment keeps its place in a Fragment header.
         let frag = if p.fragment {
             match frag_fields(f.data(), p) {
@@ -492,7 +492,7 @@ impl Pipeline {
             sport: vport,
             dst: client,
             dport: cport,
-            tc: p.tos,
+            tc: tos,
             hop_limit: p.ttl - 1,
         };
         f.truncate(end);
@@ -520,7 +520,7 @@ impl Pipeline {
         }
         let k = &srv.shared.per_worker[self.worker];
         k.out_packets.inc();
-        k.out_bytes.add(u64::from(p.ip_total_len));
+        k.out_bytes.add(u64::from(p.ip_total_len()));
         Verdict::Tx(out)
     }
 
@@ -571,7 +571,7 @@ impl Pipeline {
             mtu6: snap.ports[out].mtu,
         };
         let mut buf = [0u8; forward::IPV6_MIN_MTU];
-        let (l3, end) = (usize::from(p.l3_off), p.l3_end());
+        let (l3, end) = (usize::from(p.l3_off()), p.l3_end());
         let n = match f
             .data()
             .get(l3..end)

@@ -154,10 +154,11 @@ impl Pipeline {
         mtu6: u16,
         now_ms: u64,
     ) -> Verdict {
-        if p.ip_total_len > snap.ports[in_port].mtu || !p.dont_frag {
+        let dont_frag = forward::ipv4_frame(p, f.data()).is_ok_and(|fr| fr.dont_frag());
+        if p.ip_total_len() > snap.ports[in_port].mtu || !dont_frag {
             return self.drop(Drop::TooBig);
         }
-        let added = ipv6::HEADER_LEN as u16 - u16::from(p.ip_header_len);
+        let added = ipv6::HEADER_LEN as u16 - u16::from(p.ip_header_len());
         let mtu = mtu6.saturating_sub(added);
         let laddr: Ipv4Addr = p.dst;
         self.icmp_reply_from(f, p, in_port, now_ms, Some(mtu), laddr)

@@ -37,20 +37,18 @@ use super::{Frame, Pipeline, Verdict};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{Server, Snapshot};
 use crate::forward::FragFields;
-use crate::packet::get_u16;
 use crate::packet::parse_ipv6::Ipv6Parsed;
 use crate::packet::Parsed;
 
 /// The identification, offset and MF of the IPv4 fragment `p` describes
 /// in `frame`.
 pub(super) fn frag_fields(frame: &[u8], p: &Parsed) -> Option<FragFields> {
-    let at = usize::from(p.l3_off);
-    let h = frame.get(at..at + 8)?;
-    let flags_offset = get_u16(h, 6);
+    let fr = p.ipv4(frame)?;
+    let ip = fr.ip();
     Some(FragFields {
-        ident: u32::from(get_u16(h, 4)),
-        offset: (flags_offset & 0x1FFF) << 3,
-        more: flags_offset & 0x2000 != 0,
+        ident: u32::from(ip.ident()),
+        offset: ip.frag_offset(),
+        more: ip.more_frags(),
     })
 }
 

@@ -131,7 +131,7 @@ impl Pipeline {
             Method::Tun => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
         }
         let h = match self.hop_hit(snap, to.addr, now_ms) {
-            Some(h) if p.ip_total_len <= h.port_mtu => *h,
+            Some(h) if p.ip_total_len() <= h.port_mtu => *h,
             _ => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
         };
         let frame = f.data_mut();
@@ -147,7 +147,7 @@ impl Pipeline {
         // IP bytes, as IPVS counts (no Ethernet header or padding).
         let k = &srv.shared.per_worker[self.worker];
         k.in_packets.inc();
-        k.in_bytes.add(u64::from(p.ip_total_len));
+        k.in_bytes.add(u64::from(p.ip_total_len()));
         Verdict::Tx(h.port as usize)
     }
 }

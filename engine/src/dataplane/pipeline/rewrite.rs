@@ -114,12 +114,15 @@ impl Pipeline {
             self.fragment_out(f.data(), p, fwd, now_ms);
         }
         // IP bytes, as IPVS counts (no Ethernet header or padding).
-        let len = u64::from(p.ip_total_len);
+        let len = u64::from(p.ip_total_len());
         let done = match method {
-            Method::Nat => forward::nat_inbound(f.data_mut(), p, server, sport)
+            Method::Nat => forward::ipv4_frame(p, f.data_mut())
+                .and_then(|mut fr| forward::nat_inbound(&mut fr, server, sport))
                 .and_then(|()| forward::set_macs(f.data_mut(), mac, port_mac))
                 .map_err(rewrite_drop),
-            Method::Dr => forward::dr(f.data_mut(), p, mac, port_mac).map_err(rewrite_drop),
+            Method::Dr => forward::ipv4_frame(p, f.data_mut())
+                .and_then(|mut fr| forward::dr(&mut fr, mac, port_mac))
+                .map_err(rewrite_drop),
             Method::Tun => {
                 let port = &snap.ports[out];
                 self.tun(f, p, (port.addr, port.mac), server, mac)
@@ -170,8 +173,9 @@ impl Pipeline {
             self.fragment_out(f.data(), p, fwd, now_ms);
         }
         // IP bytes, as IPVS counts (no Ethernet header or padding).
-        let len = u64::from(p.ip_total_len);
-        if let Err(e) = forward::nat_outbound(f.data_mut(), p, vip, vport)
+        let len = u64::from(p.ip_total_len());
+        if let Err(e) = forward::ipv4_frame(p, f.data_mut())
+            .and_then(|mut fr| forward::nat_outbound(&mut fr, vip, vport))
             .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac))
         {
             return self.drop(rewrite_drop(e));
@@ -201,7 +205,7 @@ impl Pipeline {
         overhead: u16,
         now_ms: u64,
     ) -> Option<Verdict> {
-        if p.ip_total_len.saturating_add(overhead) <= snap.ports[out].mtu {
+        if p.ip_total_len().saturating_add(overhead) <= snap.ports[out].mtu {
             return None;
         }
         Some(self.too_big(snap, f, p, in_port, out, overhead, now_ms))
@@ -219,7 +223,9 @@ impl Pipeline {
         server: Ipv4Addr,
         mac: MacAddr,
     ) -> Result<(), Drop> {
-        forward::decrement_ttl(f.data_mut(), p).map_err(rewrite_drop)?;
+        forward::ipv4_frame(p, f.data_mut())
+            .and_then(|mut fr| forward::decrement_ttl(&mut fr))
+            .map_err(rewrite_drop)?;
         // Drop Ethernet padding so the outer length is the inner one + 20.
         f.truncate(p.l3_end());
         if !f.prepend(forward::TUN_OVERHEAD) {

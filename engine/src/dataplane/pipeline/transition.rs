@@ -114,7 +114,7 @@ impl Pipeline {
             Dir::Reply => c.client(),
         };
         let h = *self.hop_hit(snap, to, now_ms)?;
-        if p.ip_total_len > h.port_mtu {
+        if p.ip_total_len() > h.port_mtu {
             return None;
         }
         // Committed: `existing`'s moves, in its order.
@@ -140,7 +140,7 @@ impl Pipeline {
             return Some(self.drop(rewrite_drop(e)));
         }
         // IP bytes, as IPVS counts (no Ethernet header or padding).
-        let len = u64::from(p.ip_total_len);
+        let len = u64::from(p.ip_total_len());
         if dir == Dir::Inbound {
             k.in_packets.inc();
             k.in_bytes.add(len);

@@ -76,23 +76,22 @@ pub fn write(frame: &mut [u8], s: &Segment) -> bool {
 
 /// The segment's TCP header fields the synproxy reads: (seq, ack, window).
 pub fn numbers(frame: &[u8], p: &Parsed) -> Option<(u32, u32, u16)> {
-    let tcp = frame.get(usize::from(p.l4_off)..p.l3_end())?;
-    let t = TcpPacket::new_checked(tcp).ok()?;
+    let fr = p.ipv4(frame)?;
+    let t = fr.tcp()?;
     Some((t.seq_number(), t.ack_number(), t.window()))
 }
 
 /// Bytes of TCP payload in the segment.
 pub fn payload_len(frame: &[u8], p: &Parsed) -> usize {
-    frame
-        .get(usize::from(p.l4_off)..p.l3_end())
-        .and_then(|s| TcpPacket::new_checked(s).ok())
-        .map_or(0, |t| t.payload().len())
+    p.ipv4(frame)
+        .and_then(|fr| fr.tcp().map(|t| t.payload().len()))
+        .unwrap_or(0)
 }
 
 /// The MSS option of a SYN, if it carries a well-formed one.
 pub fn mss_option(frame: &[u8], p: &Parsed) -> Option<u16> {
-    let tcp = frame.get(usize::from(p.l4_off)..p.l3_end())?;
-    let t = TcpPacket::new_checked(tcp).ok()?;
+    let fr = p.ipv4(frame)?;
+    let t = fr.tcp()?;
     let mut o = t.options();
     while let [kind, rest @ ..] = o {
         match *kind {
@@ -119,14 +118,12 @@ pub fn mss_option(frame: &[u8], p: &Parsed) -> Option<u16> {
 /// when the segment has ACK set (otherwise the field is not in use).
 #[inline]
 pub fn shift(frame: &mut [u8], p: &Parsed, seq_add: u32, ack_add: u32) -> bool {
-    let end = p.l3_end();
-    let Some(tcp) = frame.get_mut(usize::from(p.l4_off)..end) else {
+    let Some(mut fr) = p.ipv4(frame) else {
         return false;
     };
-    if tcp.len() < 20 {
+    let Some(mut t) = fr.tcp_mut() else {
         return false;
-    }
-    let mut t = TcpPacket::new_unchecked(tcp);
+    };
     let (seq, ack) = (t.seq_number(), t.ack_number());
     let ack_add = if t.flags().ack() { ack_add } else { 0 };
     let (nseq, nack) = (seq.wrapping_add(seq_add), ack.wrapping_add(ack_add));
@@ -140,9 +137,8 @@ pub fn shift(frame: &mut [u8], p: &Parsed, seq_add: u32, ack_add: u32) -> bool {
 /// The full TCP checksum of a segment in `frame` verifies (tests, debug).
 #[allow(dead_code)]
 pub fn tcp_ok(frame: &[u8], p: &Parsed) -> bool {
-    frame
-        .get(usize::from(p.l4_off)..p.l3_end())
-        .is_some_and(|s| checksum::ipv4_l4_verify(p.src, p.dst, proto::TCP, s))
+    p.ipv4(frame)
+        .is_some_and(|fr| checksum::ipv4_l4_verify(p.src, p.dst, proto::TCP, fr.l4_bytes()))
 }
 
 #[cfg(test)]
@@ -177,7 +173,7 @@ mod tests {
             let f = seg(mss);
             let p = parse_frame(&f).unwrap();
             assert!(p.is_tcp() && p.tcp_flags.syn() && p.tcp_flags.ack());
-            assert_eq!(p.ip_total_len, if mss.is_some() { 44 } else { 40 });
+            assert_eq!(p.ip_total_len(), if mss.is_some() { 44 } else { 40 });
             assert!(tcp_ok(&f, &p));
             assert_eq!(mss_option(&f, &p), mss);
             assert_eq!(numbers(&f, &p), Some((0xFFFF_FFF0, 1001, 65535)));
