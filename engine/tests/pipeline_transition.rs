@@ -533,3 +533,95 @@ fn a_syn_opens_its_connection_on_the_new_flow_path_exactly_as_the_full_path() {
     assert_eq!(drops(&a, Drop::Draining), 1);
     assert_eq!(a.w.new_flow_hits(), 9);
 }
+
+/// The worker's three passes over one burst (`inspect_into`,
+/// `prefetch_bucket`, `prefetch_conn`, then `process_inspected` for each
+/// frame) and `end_burst`, as `worker.rs` and `rvs-perf pipeline` run them.
+fn burst(d: &mut Director, segs: &[Segment], now: u64) -> Vec<(Verdict, Vec<u8>)> {
+    let mut insp = vec![Inspected::EMPTY; segs.len()];
+    for ((_, frame), x) in segs.iter().zip(insp.iter_mut()) {
+        d.w.inspect_into(frame, x);
+    }
+    for x in &insp {
+        d.w.prefetch_bucket(x);
+    }
+    for x in insp.iter_mut() {
+        d.w.prefetch_conn(x);
+    }
+    let mut out = Vec::new();
+    for ((port, frame), x) in segs.iter().zip(&insp) {
+        let mut f = VecFrame::new(frame);
+        let v = d.w.process_inspected(&d.snap, &mut f, x, *port, now, false);
+        out.push((v, f.to_vec()));
+    }
+    d.w.end_burst(&d.snap);
+    out
+}
+
+#[test]
+fn whole_connections_in_one_burst_match_the_full_path_frame_by_frame() {
+    // The benchmark's shape (`rvs-perf pipeline --conns`): each
+    // connection's SYN, ACK, data and FIN in the same burst, so the
+    // prefetch pass finds none of them (the SYN is processed after it) and
+    // the transition path looks the FIN up itself; the per-server counts
+    // of the new-flow and transition paths add up per burst (dest_fast.rs)
+    // and must be exact once the burst is done.
+    let (mut a, mut b) = (Director::new(), Director::new());
+    // The first SYN warms the next-hop cache on both.
+    both(
+        &mut a,
+        &mut b,
+        &from_client(43000, 80, "S", b""),
+        43000,
+        80,
+        5,
+    );
+    let t = 10;
+    let mut segs = Vec::new();
+    for (cport, vport) in [(43001, 80), (43002, 81), (43003, 80), (43004, 81)] {
+        for (flags, payload) in [("S", &b""[..]), ("A", b""), ("PA", b"data"), ("FA", b"")] {
+            segs.push(from_client(cport, vport, flags, payload));
+        }
+    }
+    // A reply in the same burst, and its connection's next segment.
+    segs.push(from_server(43003, "A", b"reply"));
+    segs.push(from_client(43003, 80, "A", b""));
+    let (tr0, nf0) = (a.w.transition_hits(), a.w.new_flow_hits());
+    let got = burst(&mut a, &segs, t);
+    let want: Vec<_> = segs
+        .iter()
+        .map(|(port, frame)| b.run_full(*port, frame, t))
+        .collect();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "segment {i}: verdict and bytes out");
+        assert!(matches!(g.0, Verdict::Tx(_)), "segment {i}: {:?}", g.0);
+    }
+    for svc in 0..2 {
+        assert_eq!(
+            a.server(svc),
+            b.server(svc),
+            "service {svc}: server counters"
+        );
+    }
+    assert_eq!(a.stats(), b.stats(), "worker counters");
+    for (cport, vport) in [(43001, 80), (43002, 81), (43003, 80), (43004, 81)] {
+        assert_eq!(
+            a.state(cport, vport, t),
+            b.state(cport, vport, t),
+            "{cport}"
+        );
+    }
+    // Four SYNs opened on the new-flow path; the four ACKs and FINs
+    // forwarded by the transition path (the client's ACK after the FIN
+    // too: it moves the NAT connection on).
+    assert_eq!(a.w.new_flow_hits() - nf0, 4);
+    assert!(
+        a.w.transition_hits() - tr0 >= 8,
+        "{}",
+        a.w.transition_hits() - tr0
+    );
+    // NAT: 2 connections + the warm-up's, DR 2; every packet and byte
+    // counted.
+    assert_eq!(a.server(0)[2], 3);
+    assert_eq!(a.server(1)[2], 2);
+}

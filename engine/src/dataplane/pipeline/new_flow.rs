@@ -25,7 +25,9 @@
 //!   by `inbound` (the full path's forwarding, which resolves, queues ARP
 //!   and answers too-big), NAT and DR with the fixed-offset rewrite of
 //!   `forward::fast` (the same bytes as `inbound`'s) and `inbound`'s
-//!   per-server counts.
+//!   per-server counts, added up in the server's entry of the established
+//!   path (`dest_fast.rs`, flushed once per burst), whose remembered next
+//!   hop is tried before the next-hop cache.
 //!
 //! Everything before the pick returns `None` (or the same counted drop
 //! `ipv4` makes) before anything is written, so the full path decides as
@@ -130,24 +132,40 @@ impl Pipeline {
             Method::Nat | Method::Dr => {}
             Method::Tun => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
         }
-        let h = match self.hop_hit(snap, to.addr, now_ms) {
-            Some(h) if p.ip_total_len <= h.port_mtu => *h,
-            _ => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
+        // The server's entry of the established path (`dest_fast.rs`): its
+        // remembered next hop, the per-burst counts. A server just picked
+        // is usable in this snapshot.
+        let Some(di) = self.dests.usable(snap, srv.shared.id) else {
+            return self.inbound(snap, f, p, to, srv, in_port, now_ms);
         };
+        let a = u32::from(to.addr);
+        let (port, mtu, macs) = match self.dests.hop(di, a, now_ms, &self.shared.neigh) {
+            Some(h) => (h.port, h.port_mtu, h.macs),
+            None => match self.hop_hit(snap, to.addr, now_ms) {
+                Some(h) => {
+                    let h = *h;
+                    self.dests.set_hop(di, h);
+                    (h.port, h.port_mtu, h.macs)
+                }
+                None => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
+            },
+        };
+        if p.ip_total_len > mtu {
+            return self.inbound(snap, f, p, to, srv, in_port, now_ms);
+        }
         let frame = f.data_mut();
         let done = if to.method == Method::Dr {
-            forward::dr_fixed(frame, h.mac, h.port_mac)
+            forward::dr_fixed_pair(frame, &macs)
         } else {
             let side = forward::NatSide::Dst;
-            forward::nat_fixed(frame, side, to.addr, to.port, h.mac, h.port_mac)
+            forward::nat_fixed_pair(frame, side, to.addr, to.port, &macs)
         };
         if let Err(e) = done {
             return self.drop(rewrite_drop(e));
         }
-        // IP bytes, as IPVS counts (no Ethernet header or padding).
-        let k = &srv.shared.per_worker[self.worker];
-        k.in_packets.inc();
-        k.in_bytes.add(u64::from(p.ip_total_len));
-        Verdict::Tx(h.port as usize)
+        // IP bytes, as IPVS counts (no Ethernet header or padding), added
+        // up per burst.
+        self.dests.count(snap, di, false, u64::from(p.ip_total_len));
+        Verdict::Tx(port as usize)
     }
 }
