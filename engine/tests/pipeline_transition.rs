@@ -31,8 +31,8 @@ const VIP: [u8; 4] = [198, 18, 0, 100];
 const CLIENT: [u8; 4] = [198, 18, 0, 10];
 const RS: [u8; 4] = [198, 19, 0, 11];
 
-/// NAT on 80, DR on 81, TUN on 82, persistent NAT on 84, all TCP to one
-/// server.
+/// NAT on 80, DR on 81, TUN on 82, persistent NAT on 84, all TCP; UDP NAT
+/// on 85 and DR on 86; all to one server.
 const CFG: &str = r#"
 [dpdk]
 cores = "0@0,1@1"
@@ -86,6 +86,25 @@ persistence_timeout = 60
   [[service.server]]
   address = "198.19.0.11"
   port = 8084
+
+[[service]]
+vip = "198.18.0.100"
+port = 85
+protocol = "udp"
+scheduler = "rr"
+forward = "nat"
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 8085
+
+[[service]]
+vip = "198.18.0.100"
+port = 86
+protocol = "udp"
+scheduler = "rr"
+forward = "dr"
+  [[service.server]]
+  address = "198.19.0.11"
 "#;
 
 /// One director.
@@ -229,7 +248,11 @@ fn both(
     let a = fast.run(*port, frame, now);
     let b = full.run_full(*port, frame, now);
     assert_eq!(a, b, "verdict and bytes out");
-    let svc = usize::from(vport - 80).min(3);
+    let svc = match vport {
+        85 => 4,
+        86 => 5,
+        v => usize::from(v - 80).min(3),
+    };
     assert_eq!(fast.server(svc), full.server(svc), "server counters");
     let st = fast.state(cport, vport, now);
     assert_eq!(st, full.state(cport, vport, now), "TCP state");
@@ -624,4 +647,127 @@ fn whole_connections_in_one_burst_match_the_full_path_frame_by_frame() {
     // counted.
     assert_eq!(a.server(0)[2], 3);
     assert_eq!(a.server(1)[2], 2);
+}
+
+/// A UDP datagram from `src`:`sport` to `dst`:`dport`, arriving on `port`.
+fn udp(port: usize, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, data: &[u8]) -> Segment {
+    let (smac, dmac) = if port == 0 {
+        (CLIENT_MAC, PORT0_MAC)
+    } else {
+        (RS_MAC, PORT1_MAC)
+    };
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut v, data)
+        .unwrap();
+    (port, v)
+}
+
+#[test]
+fn a_udp_flows_first_datagram_opens_it_on_the_new_flow_path_exactly_as_the_full_path() {
+    let (mut a, mut b) = (Director::new(), Director::new());
+    let drops = |d: &Director, r: Drop| d.shared.worker_stats[0].drops[r as usize].get();
+    let t = 10;
+    // NAT: the first datagram opens the flow (the first of all also warms
+    // the next-hop cache), the next is the established path's, the
+    // server's reply too once its next hop is known.
+    for (sport, n) in [(44000, 1), (44001, 2)] {
+        let (v, _) = both(
+            &mut a,
+            &mut b,
+            &udp(0, CLIENT, VIP, sport, 85, b"datagram"),
+            sport,
+            85,
+            t,
+        );
+        assert_eq!(v, Verdict::Tx(1));
+        assert_eq!(a.w.new_flow_hits(), n);
+        let (v, _) = both(
+            &mut a,
+            &mut b,
+            &udp(0, CLIENT, VIP, sport, 85, b"second"),
+            sport,
+            85,
+            t,
+        );
+        assert_eq!(v, Verdict::Tx(1));
+        let (v, _) = both(
+            &mut a,
+            &mut b,
+            &udp(1, RS, CLIENT, 8085, sport, b"reply!"),
+            sport,
+            85,
+            t,
+        );
+        assert_eq!(v, Verdict::Tx(0));
+    }
+    assert_eq!(a.w.new_flow_hits(), 2);
+    // Two connections, inactive (UDP), every packet counted.
+    assert_eq!(a.server(4)[..4], [0, 2, 2, 4]);
+    assert_eq!(a.server(4)[5], 2);
+    // DR, and a datagram without a checksum (0: none, accepted).
+    let (port, mut nock) = udp(0, CLIENT, VIP, 44002, 86, b"datagram");
+    nock[14 + 20 + 6] = 0;
+    nock[14 + 20 + 7] = 0;
+    let (v, _) = both(&mut a, &mut b, &(port, nock), 44002, 86, t);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(a.w.new_flow_hits(), 3);
+    assert_eq!(a.server(5)[..3], [0, 1, 1]);
+    // Refused as the full path refuses, counted the same: a bad checksum,
+    // a datagram from the service's own server; left to it: no service on
+    // the port (counted there), a TTL of 1.
+    let (port, mut bad) = udp(0, CLIENT, VIP, 44003, 85, b"datagram");
+    bad[14 + 20 + 6] ^= 0x55;
+    let (v, _) = both(&mut a, &mut b, &(port, bad), 44003, 85, t);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(drops(&a, Drop::BadChecksum), 1);
+    let (v, _) = both(
+        &mut a,
+        &mut b,
+        &udp(1, RS, VIP, 8085, 85, b"datagram"),
+        8085,
+        85,
+        t,
+    );
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(drops(&a, Drop::FromRealServer), 1);
+    assert_eq!(a.w.new_flow_hits(), 5);
+    let (v, _) = both(
+        &mut a,
+        &mut b,
+        &udp(0, CLIENT, VIP, 44004, 87, b"datagram"),
+        44004,
+        87,
+        t,
+    );
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(drops(&a, Drop::NoService), 1);
+    let (port, mut low) = udp(0, CLIENT, VIP, 44005, 85, b"datagram");
+    low[14 + 8] = 1;
+    let ck = engine::packet::checksum::checksum(&{
+        let mut h = low[14..34].to_vec();
+        h[10] = 0;
+        h[11] = 0;
+        h
+    });
+    low[24..26].copy_from_slice(&ck.to_be_bytes());
+    let (v, _) = both(&mut a, &mut b, &(port, low), 44005, 85, t);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(a.w.new_flow_hits(), 5);
+
+    // A flow's first two datagrams in one burst: the first opens it, the
+    // second finds it (the prefetch pass did not).
+    let segs = [
+        udp(0, CLIENT, VIP, 44010, 85, b"datagram"),
+        udp(0, CLIENT, VIP, 44010, 85, b"second"),
+    ];
+    let got = burst(&mut a, &segs, t);
+    for (i, ((port, frame), g)) in segs.iter().zip(&got).enumerate() {
+        assert_eq!(g, &b.run_full(*port, frame, t), "datagram {i}");
+    }
+    assert_eq!(a.server(4), b.server(4));
+    assert_eq!(a.stats(), b.stats());
+    assert_eq!(a.w.new_flow_hits(), 6);
 }

@@ -1,9 +1,10 @@
-//! The new-flow path: the SYN that opens a NAT or DR connection, for a
-//! frame of the fast shape, without the full path's re-parse and
-//! re-decisions and with the first pass's hash reused for the insert.
+//! The new-flow path: the SYN that opens a NAT or DR connection (or the
+//! first datagram of a UDP flow), for a frame of the fast shape, without
+//! the full path's re-parse and re-decisions and with the first pass's
+//! hash reused for the insert.
 //!
 //! The transition path (`transition.rs`) looks every fast-shape TCP
-//! segment up after the checks `ipv4` makes before its lookup (TTL to
+//! segment (and UDP datagram the established path did not find) up after the checks `ipv4` makes before its lookup (TTL to
 //! decrement, master, not to one of the director's own addresses, this
 //! worker owns the flow). When that lookup misses, the full path would
 //! build the summary again, repeat those checks and the miss, and then
@@ -11,7 +12,9 @@
 //! `ipv4`'s moves for a plain SYN to a service:
 //!
 //! * the segment is a SYN without ACK, FIN or RST (anything else that
-//!   misses is the full path's: cookie ACKs, rescued flows, SYN+FIN);
+//!   misses is the full path's: cookie ACKs, rescued flows, SYN+FIN), or
+//!   a UDP datagram (the first of its flow: `ipv4` makes the same moves
+//!   for it as for a SYN, but the flag tests);
 //! * the destination is a VIP with a service of this protocol and port,
 //!   neither synproxied nor one-packet (`ops`);
 //! * admission as `ipv4` makes it (`admit::refuse_source`: martian source,
@@ -34,7 +37,7 @@
 //! before.
 
 use super::{admit, rewrite_drop, Dest, Frame, Pipeline, Verdict};
-use crate::conn::{tcp_flags, ConnId, Dir, KeyHash, Method};
+use crate::conn::{tcp_flags, ConnId, Dir, KeyHash, Method, PROTO_TCP};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{Server, Snapshot};
 use crate::forward;
@@ -46,8 +49,8 @@ const OPEN_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN | tcp_fla
 
 impl Pipeline {
     /// Opens and forwards the connection of `f`, a fast-shape TCP segment
-    /// whose lookup (with `hash`) just missed, when it is a plain SYN to a
-    /// service (module docs); `None` leaves everything untouched for the
+    /// or UDP datagram whose lookup (with `hash`) just missed, when it is a
+    /// plain SYN or a datagram to a service (module docs); `None` leaves everything untouched for the
     /// full path.
     ///
     /// Out of line: inlined into the transition path it would cost that
@@ -82,7 +85,7 @@ impl Pipeline {
         now_ms: u64,
     ) -> Option<Verdict> {
         let flags = p.tcp_flags.bits();
-        if flags & OPEN_MASK != tcp_flags::SYN || !snap.is_vip(p.dst) {
+        if (p.protocol == PROTO_TCP && flags & OPEN_MASK != tcp_flags::SYN) || !snap.is_vip(p.dst) {
             return None;
         }
         let svc = snap.service_for(p.protocol, p.dst, p.dst_port)?;

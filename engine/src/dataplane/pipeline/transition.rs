@@ -34,12 +34,17 @@
 //! the established path's (exact once the burst is done). Anything else returns `None` before anything is written, and the
 //! full path decides as before. TUN connections take the full path (the
 //! encapsulation is the established path's and the full path's).
+//!
+//! UDP moves no state: a datagram of a tracked flow is the established
+//! path's (or the full path's); one no connection holds goes to the
+//! new-flow path, as a TCP segment's miss does, which opens the flow when
+//! it is to a UDP service (`first_datagram`).
 
 use std::net::Ipv4Addr;
 
 use super::established::fast_key;
 use super::{rewrite_drop, synproxy, Frame, Inspected, Looked, Pipeline, Verdict};
-use crate::conn::{self, tcp_flags, Dir, Method};
+use crate::conn::{self, tcp_flags, Dir, Method, WireKey};
 use crate::dataplane::snapshot::Snapshot;
 use crate::forward;
 
@@ -88,25 +93,15 @@ impl Pipeline {
         let h = frame.first_chunk::<HEAD>()?;
         let (proto, ttl, flags) = (h[23], h[22], h[47]);
         let total = u16::from_be_bytes([h[16], h[17]]);
-        if proto != conn::PROTO_TCP || ttl <= 1 || !self.master {
+        if proto != conn::PROTO_TCP {
+            return self.first_datagram(snap, f, i, in_port, now_ms, owned, *looked);
+        }
+        if ttl <= 1 || !self.master {
             return None;
         }
         let key = fast_key(frame);
-        let dst = Ipv4Addr::from(key.addrs as u32);
-        if *looked == Looked::Miss || snap.is_own(dst) {
+        if *looked == Looked::Miss || !self.decides(snap, &key, owned) {
             return None;
-        }
-        if !owned && self.workers > 1 {
-            // `ipv4`'s hand-off check, in its terms.
-            let (src, sport) = ((key.addrs >> 32) as u32, (key.ports >> 16) as u16);
-            let (cip, cport) = if snap.is_vip(dst) {
-                (src, sport)
-            } else {
-                (key.addrs as u32, key.ports as u16)
-            };
-            if self.handoff(owned, Ipv4Addr::from(cip), cport).is_some() {
-                return None;
-            }
         }
         let hash = i.hash?;
         let (id, dir) = match *looked {
@@ -193,5 +188,71 @@ impl Pipeline {
             .count(snap, di, dir == Dir::Reply, u64::from(total));
         self.transition_hits += 1;
         Some(Verdict::Tx(port as usize))
+    }
+
+    /// `ipv4`'s checks before its lookup that the fixed offsets leave to
+    /// make, for a TTL to decrement on the master: not to one of the
+    /// director's own addresses, and this worker owns the flow (or it was
+    /// handed over).
+    #[inline(always)]
+    fn decides(&self, snap: &Snapshot, key: &WireKey, owned: bool) -> bool {
+        let dst = Ipv4Addr::from(key.addrs as u32);
+        if snap.is_own(dst) {
+            return false;
+        }
+        if !owned && self.workers > 1 {
+            // `ipv4`'s hand-off check, in its terms.
+            let (src, sport) = ((key.addrs >> 32) as u32, (key.ports >> 16) as u16);
+            let (cip, cport) = if snap.is_vip(dst) {
+                (src, sport)
+            } else {
+                (key.addrs as u32, key.ports as u16)
+            };
+            if self.handoff(owned, Ipv4Addr::from(cip), cport).is_some() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A UDP datagram of the fast shape that no connection holds (the
+    /// established path's lookup missed, or it made none): the first of its
+    /// flow, opened by the new-flow path when it is to a UDP service
+    /// (`new_flow.rs`). A datagram of a tracked flow moves no state: the
+    /// established path's, or the full path's when that one declined it.
+    /// Out of line: the TCP segments' path stays as it was.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn first_datagram<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        i: &Inspected,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+        looked: Looked,
+    ) -> Option<Verdict> {
+        let h = f.data().first_chunk::<HEAD>()?;
+        if h[23] != conn::PROTO_UDP || h[22] <= 1 || !self.master {
+            return None;
+        }
+        let key = fast_key(f.data());
+        if !self.decides(snap, &key, owned) {
+            return None;
+        }
+        let hash = i.hash?;
+        let missed = match looked {
+            Looked::Miss => true,
+            Looked::Hit(..) => false,
+            Looked::NotYet => self
+                .conns
+                .lookup_hinted(&key, hash, i.hint, now_ms)
+                .is_none(),
+        };
+        if !missed {
+            return None;
+        }
+        self.new_flow(snap, f, hash, in_port, now_ms)
     }
 }
