@@ -100,9 +100,12 @@ impl Pipeline {
             return None;
         }
         let key = fast_key(frame);
-        if *looked == Looked::Miss || !self.decides(snap, &key, owned) {
+        if *looked == Looked::Miss || !self.owns(snap, &key, owned) {
             return None;
         }
+        // To one of the director's own addresses: asked after the lookup,
+        // where an inbound segment's server entry knows its VIP is none.
+        let dst = key.addrs as u32;
         let hash = i.hash?;
         let (id, dir) = match *looked {
             Looked::Hit(id, dir) => (id, dir),
@@ -113,6 +116,9 @@ impl Pipeline {
                 }
                 None => {
                     *looked = Looked::Miss;
+                    if snap.is_own(Ipv4Addr::from(dst)) {
+                        return None;
+                    }
                     // No connection: perhaps the SYN that opens one (new_flow.rs).
                     return self.new_flow(snap, f, hash, in_port, now_ms);
                 }
@@ -136,6 +142,10 @@ impl Pipeline {
         }
         // The server in this snapshot and usable (pipeline/dest_fast.rs).
         let di = self.dests.usable(snap, dest)?;
+        let dst_known = dir == Dir::Inbound && self.dests.vip_not_own(di, dst);
+        if !dst_known && snap.is_own(Ipv4Addr::from(dst)) {
+            return None;
+        }
         // The next hop: inbound, the one remembered with the server (else
         // the next-hop cache's, then remembered), as the established path
         // takes it; replies, the next-hop cache's.
@@ -192,14 +202,17 @@ impl Pipeline {
 
     /// `ipv4`'s checks before its lookup that the fixed offsets leave to
     /// make, for a TTL to decrement on the master: not to one of the
-    /// director's own addresses, and this worker owns the flow (or it was
-    /// handed over).
+    /// director's own addresses, and this worker owns the flow.
     #[inline(always)]
     fn decides(&self, snap: &Snapshot, key: &WireKey, owned: bool) -> bool {
+        !snap.is_own(Ipv4Addr::from(key.addrs as u32)) && self.owns(snap, key, owned)
+    }
+
+    /// This worker owns the flow of `key` (or it was handed over): `ipv4`'s
+    /// hand-off check.
+    #[inline(always)]
+    fn owns(&self, snap: &Snapshot, key: &WireKey, owned: bool) -> bool {
         let dst = Ipv4Addr::from(key.addrs as u32);
-        if snap.is_own(dst) {
-            return false;
-        }
         if !owned && self.workers > 1 {
             // `ipv4`'s hand-off check, in its terms.
             let (src, sport) = ((key.addrs >> 32) as u32, (key.ports >> 16) as u16);
