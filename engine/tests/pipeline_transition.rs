@@ -31,8 +31,8 @@ const VIP: [u8; 4] = [198, 18, 0, 100];
 const CLIENT: [u8; 4] = [198, 18, 0, 10];
 const RS: [u8; 4] = [198, 19, 0, 11];
 
-/// NAT on 80, DR on 81, TUN on 82, persistent NAT on 84, all TCP to one
-/// server.
+/// NAT on 80, DR on 81, TUN on 82, persistent NAT on 84, all TCP; UDP NAT
+/// on 85 and DR on 86; all to one server.
 const CFG: &str = r#"
 [dpdk]
 cores = "0@0,1@1"
@@ -86,6 +86,25 @@ persistence_timeout = 60
   [[service.server]]
   address = "198.19.0.11"
   port = 8084
+
+[[service]]
+vip = "198.18.0.100"
+port = 85
+protocol = "udp"
+scheduler = "rr"
+forward = "nat"
+  [[service.server]]
+  address = "198.19.0.11"
+  port = 8085
+
+[[service]]
+vip = "198.18.0.100"
+port = 86
+protocol = "udp"
+scheduler = "rr"
+forward = "dr"
+  [[service.server]]
+  address = "198.19.0.11"
 "#;
 
 /// One director.
@@ -229,7 +248,11 @@ fn both(
     let a = fast.run(*port, frame, now);
     let b = full.run_full(*port, frame, now);
     assert_eq!(a, b, "verdict and bytes out");
-    let svc = usize::from(vport - 80).min(3);
+    let svc = match vport {
+        85 => 4,
+        86 => 5,
+        v => usize::from(v - 80).min(3),
+    };
     assert_eq!(fast.server(svc), full.server(svc), "server counters");
     let st = fast.state(cport, vport, now);
     assert_eq!(st, full.state(cport, vport, now), "TCP state");
@@ -532,4 +555,219 @@ fn a_syn_opens_its_connection_on_the_new_flow_path_exactly_as_the_full_path() {
     assert_eq!((v, st), (Verdict::Drop, None));
     assert_eq!(drops(&a, Drop::Draining), 1);
     assert_eq!(a.w.new_flow_hits(), 9);
+}
+
+/// The worker's three passes over one burst (`inspect_into`,
+/// `prefetch_bucket`, `prefetch_conn`, then `process_inspected` for each
+/// frame) and `end_burst`, as `worker.rs` and `rvs-perf pipeline` run them.
+fn burst(d: &mut Director, segs: &[Segment], now: u64) -> Vec<(Verdict, Vec<u8>)> {
+    let mut insp = vec![Inspected::EMPTY; segs.len()];
+    for ((_, frame), x) in segs.iter().zip(insp.iter_mut()) {
+        d.w.inspect_into(frame, x);
+    }
+    for x in &insp {
+        d.w.prefetch_bucket(x);
+    }
+    for x in insp.iter_mut() {
+        d.w.prefetch_conn(x);
+    }
+    let mut out = Vec::new();
+    for ((port, frame), x) in segs.iter().zip(&insp) {
+        let mut f = VecFrame::new(frame);
+        let v = d.w.process_inspected(&d.snap, &mut f, x, *port, now, false);
+        out.push((v, f.to_vec()));
+    }
+    d.w.end_burst(&d.snap);
+    out
+}
+
+#[test]
+fn whole_connections_in_one_burst_match_the_full_path_frame_by_frame() {
+    // The benchmark's shape (`rvs-perf pipeline --conns`): each
+    // connection's SYN, ACK, data and FIN in the same burst, so the
+    // prefetch pass finds none of them (the SYN is processed after it) and
+    // the transition path looks the FIN up itself; the per-server counts
+    // of the new-flow and transition paths add up per burst (dest_fast.rs)
+    // and must be exact once the burst is done.
+    let (mut a, mut b) = (Director::new(), Director::new());
+    // The first SYN warms the next-hop cache on both.
+    both(
+        &mut a,
+        &mut b,
+        &from_client(43000, 80, "S", b""),
+        43000,
+        80,
+        5,
+    );
+    let t = 10;
+    let mut segs = Vec::new();
+    for (cport, vport) in [(43001, 80), (43002, 81), (43003, 80), (43004, 81)] {
+        for (flags, payload) in [("S", &b""[..]), ("A", b""), ("PA", b"data"), ("FA", b"")] {
+            segs.push(from_client(cport, vport, flags, payload));
+        }
+    }
+    // A reply in the same burst, and its connection's next segment.
+    segs.push(from_server(43003, "A", b"reply"));
+    segs.push(from_client(43003, 80, "A", b""));
+    let (tr0, nf0) = (a.w.transition_hits(), a.w.new_flow_hits());
+    let got = burst(&mut a, &segs, t);
+    let want: Vec<_> = segs
+        .iter()
+        .map(|(port, frame)| b.run_full(*port, frame, t))
+        .collect();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "segment {i}: verdict and bytes out");
+        assert!(matches!(g.0, Verdict::Tx(_)), "segment {i}: {:?}", g.0);
+    }
+    for svc in 0..2 {
+        assert_eq!(
+            a.server(svc),
+            b.server(svc),
+            "service {svc}: server counters"
+        );
+    }
+    assert_eq!(a.stats(), b.stats(), "worker counters");
+    for (cport, vport) in [(43001, 80), (43002, 81), (43003, 80), (43004, 81)] {
+        assert_eq!(
+            a.state(cport, vport, t),
+            b.state(cport, vport, t),
+            "{cport}"
+        );
+    }
+    // Four SYNs opened on the new-flow path; the four ACKs and FINs
+    // forwarded by the transition path (the client's ACK after the FIN
+    // too: it moves the NAT connection on).
+    assert_eq!(a.w.new_flow_hits() - nf0, 4);
+    assert!(
+        a.w.transition_hits() - tr0 >= 8,
+        "{}",
+        a.w.transition_hits() - tr0
+    );
+    // NAT: 2 connections + the warm-up's, DR 2; every packet and byte
+    // counted.
+    assert_eq!(a.server(0)[2], 3);
+    assert_eq!(a.server(1)[2], 2);
+}
+
+/// A UDP datagram from `src`:`sport` to `dst`:`dport`, arriving on `port`.
+fn udp(port: usize, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, data: &[u8]) -> Segment {
+    let (smac, dmac) = if port == 0 {
+        (CLIENT_MAC, PORT0_MAC)
+    } else {
+        (RS_MAC, PORT1_MAC)
+    };
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut v, data)
+        .unwrap();
+    (port, v)
+}
+
+#[test]
+fn a_udp_flows_first_datagram_opens_it_on_the_new_flow_path_exactly_as_the_full_path() {
+    let (mut a, mut b) = (Director::new(), Director::new());
+    let drops = |d: &Director, r: Drop| d.shared.worker_stats[0].drops[r as usize].get();
+    let t = 10;
+    // NAT: the first datagram opens the flow (the first of all also warms
+    // the next-hop cache), the next is the established path's, the
+    // server's reply too once its next hop is known.
+    for (sport, n) in [(44000, 1), (44001, 2)] {
+        let (v, _) = both(
+            &mut a,
+            &mut b,
+            &udp(0, CLIENT, VIP, sport, 85, b"datagram"),
+            sport,
+            85,
+            t,
+        );
+        assert_eq!(v, Verdict::Tx(1));
+        assert_eq!(a.w.new_flow_hits(), n);
+        let (v, _) = both(
+            &mut a,
+            &mut b,
+            &udp(0, CLIENT, VIP, sport, 85, b"second"),
+            sport,
+            85,
+            t,
+        );
+        assert_eq!(v, Verdict::Tx(1));
+        let (v, _) = both(
+            &mut a,
+            &mut b,
+            &udp(1, RS, CLIENT, 8085, sport, b"reply!"),
+            sport,
+            85,
+            t,
+        );
+        assert_eq!(v, Verdict::Tx(0));
+    }
+    assert_eq!(a.w.new_flow_hits(), 2);
+    // Two connections, inactive (UDP), every packet counted.
+    assert_eq!(a.server(4)[..4], [0, 2, 2, 4]);
+    assert_eq!(a.server(4)[5], 2);
+    // DR, and a datagram without a checksum (0: none, accepted).
+    let (port, mut nock) = udp(0, CLIENT, VIP, 44002, 86, b"datagram");
+    nock[14 + 20 + 6] = 0;
+    nock[14 + 20 + 7] = 0;
+    let (v, _) = both(&mut a, &mut b, &(port, nock), 44002, 86, t);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(a.w.new_flow_hits(), 3);
+    assert_eq!(a.server(5)[..3], [0, 1, 1]);
+    // Refused as the full path refuses, counted the same: a bad checksum,
+    // a datagram from the service's own server; left to it: no service on
+    // the port (counted there), a TTL of 1.
+    let (port, mut bad) = udp(0, CLIENT, VIP, 44003, 85, b"datagram");
+    bad[14 + 20 + 6] ^= 0x55;
+    let (v, _) = both(&mut a, &mut b, &(port, bad), 44003, 85, t);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(drops(&a, Drop::BadChecksum), 1);
+    let (v, _) = both(
+        &mut a,
+        &mut b,
+        &udp(1, RS, VIP, 8085, 85, b"datagram"),
+        8085,
+        85,
+        t,
+    );
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(drops(&a, Drop::FromRealServer), 1);
+    assert_eq!(a.w.new_flow_hits(), 5);
+    let (v, _) = both(
+        &mut a,
+        &mut b,
+        &udp(0, CLIENT, VIP, 44004, 87, b"datagram"),
+        44004,
+        87,
+        t,
+    );
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(drops(&a, Drop::NoService), 1);
+    let (port, mut low) = udp(0, CLIENT, VIP, 44005, 85, b"datagram");
+    low[14 + 8] = 1;
+    let ck = engine::packet::checksum::checksum(&{
+        let mut h = low[14..34].to_vec();
+        h[10] = 0;
+        h[11] = 0;
+        h
+    });
+    low[24..26].copy_from_slice(&ck.to_be_bytes());
+    let (v, _) = both(&mut a, &mut b, &(port, low), 44005, 85, t);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(a.w.new_flow_hits(), 5);
+
+    // A flow's first two datagrams in one burst: the first opens it, the
+    // second finds it (the prefetch pass did not).
+    let segs = [
+        udp(0, CLIENT, VIP, 44010, 85, b"datagram"),
+        udp(0, CLIENT, VIP, 44010, 85, b"second"),
+    ];
+    let got = burst(&mut a, &segs, t);
+    for (i, ((port, frame), g)) in segs.iter().zip(&got).enumerate() {
+        assert_eq!(g, &b.run_full(*port, frame, t), "datagram {i}");
+    }
+    assert_eq!(a.server(4), b.server(4));
+    assert_eq!(a.stats(), b.stats());
+    assert_eq!(a.w.new_flow_hits(), 6);
 }

@@ -430,7 +430,7 @@ impl Pipeline {
                         }
                         // A segment that only moves the TCP state (transition.rs).
                         if let Some(v) =
-                            self.transition(snap, f, h, in_port, now_ms, owned, &mut looked)
+                            self.transition(snap, f, i, in_port, now_ms, owned, &mut looked)
                         {
                             return v;
                         }

@@ -8,7 +8,7 @@ use super::fnat::Local;
 use super::index::entry;
 use super::{expired, ConnTable, KeyHash, NIL};
 use crate::conn::{
-    flags, Conn, ConnId, Dir, Method, NewConn, Reclaim, TableFull, TcpState, EVICT_WINDOW,
+    flags, Conn, ConnId, Dir, Method, NewConn, Reclaim, TableFull, TcpState, WireKey, EVICT_WINDOW,
     PRESSURE_SYN_RECV_S, PROTO_TCP,
 };
 
@@ -103,7 +103,19 @@ impl ConnTable {
         };
         self.index_insert(h, entry(h.0, slot, Dir::Inbound));
         if fl & flags::REPLY_KEY != 0 {
-            let h = self.key_hash(&self.reply_key_of(&rec, slot as usize));
+            // NAT: the record's reply key words as they are (no FlowKey
+            // built); full-NAT's ends at the local tuple.
+            let h = if fnat {
+                self.key_hash(&self.reply_key_of(&rec, slot as usize))
+            } else {
+                let (addrs, ports) = rec.key_words(Dir::Reply);
+                let proto = rec.proto;
+                self.key_hash_wire(&WireKey {
+                    addrs,
+                    ports,
+                    proto,
+                })
+            };
             self.index_insert(h, entry(h.0, slot, Dir::Reply));
         }
         Ok(ConnId(slot))

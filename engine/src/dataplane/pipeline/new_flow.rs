@@ -1,9 +1,10 @@
-//! The new-flow path: the SYN that opens a NAT or DR connection, for a
-//! frame of the fast shape, without the full path's re-parse and
-//! re-decisions and with the first pass's hash reused for the insert.
+//! The new-flow path: the SYN that opens a NAT or DR connection (or the
+//! first datagram of a UDP flow), for a frame of the fast shape, without
+//! the full path's re-parse and re-decisions and with the first pass's
+//! hash reused for the insert.
 //!
 //! The transition path (`transition.rs`) looks every fast-shape TCP
-//! segment up after the checks `ipv4` makes before its lookup (TTL to
+//! segment (and UDP datagram the established path did not find) up after the checks `ipv4` makes before its lookup (TTL to
 //! decrement, master, not to one of the director's own addresses, this
 //! worker owns the flow). When that lookup misses, the full path would
 //! build the summary again, repeat those checks and the miss, and then
@@ -11,7 +12,9 @@
 //! `ipv4`'s moves for a plain SYN to a service:
 //!
 //! * the segment is a SYN without ACK, FIN or RST (anything else that
-//!   misses is the full path's: cookie ACKs, rescued flows, SYN+FIN);
+//!   misses is the full path's: cookie ACKs, rescued flows, SYN+FIN), or
+//!   a UDP datagram (the first of its flow: `ipv4` makes the same moves
+//!   for it as for a SYN, but the flag tests);
 //! * the destination is a VIP with a service of this protocol and port,
 //!   neither synproxied nor one-packet (`ops`);
 //! * admission as `ipv4` makes it (`admit::refuse_source`: martian source,
@@ -25,14 +28,16 @@
 //!   by `inbound` (the full path's forwarding, which resolves, queues ARP
 //!   and answers too-big), NAT and DR with the fixed-offset rewrite of
 //!   `forward::fast` (the same bytes as `inbound`'s) and `inbound`'s
-//!   per-server counts.
+//!   per-server counts, added up in the server's entry of the established
+//!   path (`dest_fast.rs`, flushed once per burst), whose remembered next
+//!   hop is tried before the next-hop cache.
 //!
 //! Everything before the pick returns `None` (or the same counted drop
 //! `ipv4` makes) before anything is written, so the full path decides as
 //! before.
 
 use super::{admit, rewrite_drop, Dest, Frame, Pipeline, Verdict};
-use crate::conn::{tcp_flags, ConnId, Dir, KeyHash, Method};
+use crate::conn::{tcp_flags, ConnId, Dir, KeyHash, Method, PROTO_TCP};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{Server, Snapshot};
 use crate::forward;
@@ -44,8 +49,8 @@ const OPEN_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN | tcp_fla
 
 impl Pipeline {
     /// Opens and forwards the connection of `f`, a fast-shape TCP segment
-    /// whose lookup (with `hash`) just missed, when it is a plain SYN to a
-    /// service (module docs); `None` leaves everything untouched for the
+    /// or UDP datagram whose lookup (with `hash`) just missed, when it is a
+    /// plain SYN or a datagram to a service (module docs); `None` leaves everything untouched for the
     /// full path.
     ///
     /// Out of line: inlined into the transition path it would cost that
@@ -80,7 +85,7 @@ impl Pipeline {
         now_ms: u64,
     ) -> Option<Verdict> {
         let flags = p.tcp_flags.bits();
-        if flags & OPEN_MASK != tcp_flags::SYN || !snap.is_vip(p.dst) {
+        if (p.protocol == PROTO_TCP && flags & OPEN_MASK != tcp_flags::SYN) || !snap.is_vip(p.dst) {
             return None;
         }
         let svc = snap.service_for(p.protocol, p.dst, p.dst_port)?;
@@ -130,24 +135,41 @@ impl Pipeline {
             Method::Nat | Method::Dr => {}
             Method::Tun => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
         }
-        let h = match self.hop_hit(snap, to.addr, now_ms) {
-            Some(h) if p.ip_total_len() <= h.port_mtu => *h,
-            _ => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
+        // The server's entry of the established path (`dest_fast.rs`): its
+        // remembered next hop, the per-burst counts. A server just picked
+        // is usable in this snapshot.
+        let Some(di) = self.dests.usable(snap, srv.shared.id) else {
+            return self.inbound(snap, f, p, to, srv, in_port, now_ms);
         };
+        let a = u32::from(to.addr);
+        let (port, mtu, macs) = match self.dests.hop(di, a, now_ms, &self.shared.neigh) {
+            Some(h) => (h.port, h.port_mtu, h.macs),
+            None => match self.hop_hit(snap, to.addr, now_ms) {
+                Some(h) => {
+                    let h = *h;
+                    self.dests.set_hop(di, h);
+                    (h.port, h.port_mtu, h.macs)
+                }
+                None => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
+            },
+        };
+        if p.ip_total_len() > mtu {
+            return self.inbound(snap, f, p, to, srv, in_port, now_ms);
+        }
         let frame = f.data_mut();
         let done = if to.method == Method::Dr {
-            forward::dr_fixed(frame, h.mac, h.port_mac)
+            forward::dr_fixed_pair(frame, &macs)
         } else {
             let side = forward::NatSide::Dst;
-            forward::nat_fixed(frame, side, to.addr, to.port, h.mac, h.port_mac)
+            forward::nat_fixed_pair(frame, side, to.addr, to.port, &macs)
         };
         if let Err(e) = done {
             return self.drop(rewrite_drop(e));
         }
-        // IP bytes, as IPVS counts (no Ethernet header or padding).
-        let k = &srv.shared.per_worker[self.worker];
-        k.in_packets.inc();
-        k.in_bytes.add(u64::from(p.ip_total_len()));
-        Verdict::Tx(h.port as usize)
+        // IP bytes, as IPVS counts (no Ethernet header or padding), added
+        // up per burst.
+        self.dests
+            .count(snap, di, false, u64::from(p.ip_total_len()));
+        Verdict::Tx(port as usize)
     }
 }

@@ -21,9 +21,8 @@ pub(super) struct Hop {
     pub(super) ip: u32,
     pub(super) port: u32,
     pub(super) mac: MacAddr,
-    pub(super) port_mac: MacAddr,
-    /// `mac` and `port_mac` as the 12 bytes a frame to this hop starts
-    /// with.
+    /// `mac` and the egress port's MAC as the 12 bytes a frame to this
+    /// hop starts with.
     pub(super) macs: [u8; 12],
     pub(super) port_mtu: u16,
     pub(super) port_addr: Ipv4Addr,
@@ -39,7 +38,6 @@ impl Hop {
         ip: 0,
         port: 0,
         mac: MacAddr([0; 6]),
-        port_mac: MacAddr([0; 6]),
         macs: [0; 12],
         port_mtu: 0,
         port_addr: Ipv4Addr::UNSPECIFIED,
@@ -75,7 +73,6 @@ impl Pipeline {
                     ip: a,
                     port: port as u32,
                     mac: m,
-                    port_mac: pi.mac,
                     macs: forward::mac_pair(m, pi.mac),
                     port_mtu: pi.mtu,
                     port_addr: pi.addr,

@@ -16,31 +16,48 @@
 //!   one of the director's own addresses; this director is the master;
 //! * this worker owns the flow (or it was handed over);
 //! * the connection is found (the established path's `Looked::Hit`, else
-//!   one lookup with the first pass's hash, kept in `looked` for the full
-//!   path), is NAT (both directions) or DR, not full-NAT, not opened by the
+//!   one lookup with the first pass's hash and the prefetch pass's hint,
+//!   kept in `looked` for the full path), is NAT (both directions) or DR, not full-NAT, not opened by the
 //!   synproxy, not a persistence template, and is not a SYN that
 //!   reschedules a connection in TIME_WAIT/CLOSE;
-//! * its server is in the snapshot and usable;
-//! * the next hop is in the next-hop cache and still valid, and the packet
-//!   fits the egress MTU.
+//! * its server is in the snapshot and usable (the established path's
+//!   per-server entry, `dest_fast.rs`);
+//! * the next hop is valid (inbound: the one remembered with the server,
+//!   else the next-hop cache's; replies: the cache's), and the packet fits
+//!   the egress MTU.
 //!
 //! Then, as `existing` does: `on_packet` (state, expiry, NO_OUTPUT), the
 //! `[ha] sync` report, the active/inactive move and the overload flag; and
 //! as `inbound`/`reply` do: the rewrite (the fixed-offset NAT/DR of
 //! `forward::fast`, the same bytes) and the per-server packet and byte
-//! counts. Anything else returns `None` before anything is written, and the
+//! counts, added up in the server's entry and flushed once per burst as
+//! the established path's (exact once the burst is done). Anything else returns `None` before anything is written, and the
 //! full path decides as before. TUN connections take the full path (the
 //! encapsulation is the established path's and the full path's).
+//!
+//! UDP moves no state: a datagram of a tracked flow is the established
+//! path's (or the full path's); one no connection holds goes to the
+//! new-flow path, as a TCP segment's miss does, which opens the flow when
+//! it is to a UDP service (`first_datagram`).
 
-use super::{rewrite_drop, synproxy, Frame, Looked, Pipeline, Verdict};
-use crate::conn::{self, Dir, FlowKey, KeyHash, Method};
+use std::net::Ipv4Addr;
+
+use super::established::fast_key;
+use super::{rewrite_drop, synproxy, Frame, Inspected, Looked, Pipeline, Verdict};
+use crate::conn::{self, tcp_flags, Dir, Method, WireKey};
 use crate::dataplane::snapshot::Snapshot;
 use crate::forward;
-use crate::packet::parse_fast::fast_parsed;
 
 /// Connection flags that send a segment to the full path: the synproxy's
 /// sequence shifts, persistence templates.
 const SLOW_FLAGS: u8 = synproxy::SYNPROXY | conn::flags::TEMPLATE;
+
+/// The flags `ConnTable::wants_reschedule` asks for: SYN without ACK.
+const RESCHEDULE_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK;
+
+/// What this path reads of a TCP frame of the fast shape: Ethernet, IPv4
+/// without options and the TCP header up to its flags byte (47).
+const HEAD: usize = 48;
 
 impl Pipeline {
     /// Forwards `f` when it is a state-changing TCP segment of a tracked NAT
@@ -48,6 +65,14 @@ impl Pipeline {
     /// lookup misses, the new-flow path may open the connection
     /// (`new_flow.rs`). `None` leaves the frame, the connection and every
     /// counter untouched, with what a lookup found in `looked`.
+    ///
+    /// The fields are read at the fixed offsets of the fast shape (no
+    /// packet summary); the server's entry of the established path
+    /// (`dest_fast.rs`: usable in this snapshot, its remembered next hop,
+    /// the per-burst packet and byte counts) stands for the snapshot's
+    /// id -> service -> server walk and the per-packet counter updates; the
+    /// server itself is looked up only when the segment moves the
+    /// connection between active and inactive.
     ///
     /// Not inlined: inlined into `process_inspected` it saves nothing per
     /// connection (4,158 against 4,160 Ir) and costs the established path
@@ -58,63 +83,87 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         f: &mut F,
-        hash: KeyHash,
+        i: &Inspected,
         in_port: usize,
         now_ms: u64,
         owned: bool,
         looked: &mut Looked,
     ) -> Option<Verdict> {
-        // Only the fields read below are computed (the summary is a local).
-        let p = fast_parsed(f.data());
-        if p.protocol != conn::PROTO_TCP || p.ttl <= 1 || !self.master {
+        let frame = f.data();
+        let h = frame.first_chunk::<HEAD>()?;
+        let (proto, ttl, flags) = (h[23], h[22], h[47]);
+        let total = u16::from_be_bytes([h[16], h[17]]);
+        if proto != conn::PROTO_TCP {
+            return self.first_datagram(snap, f, i, in_port, now_ms, owned, *looked);
+        }
+        if ttl <= 1 || !self.master {
             return None;
         }
-        if *looked == Looked::Miss || snap.is_own(p.dst) {
+        let key = fast_key(frame);
+        if *looked == Looked::Miss || !self.owns(snap, &key, owned) {
             return None;
         }
-        if !owned && self.workers > 1 {
-            // `ipv4`'s hand-off check, in its terms.
-            let (cip, cport) = if snap.is_vip(p.dst) {
-                (p.src, p.src_port)
-            } else {
-                (p.dst, p.dst_port)
-            };
-            if self.handoff(owned, cip, cport).is_some() {
-                return None;
-            }
-        }
-        let flags = p.tcp_flags.bits();
+        // To one of the director's own addresses: asked after the lookup,
+        // where an inbound segment's server entry knows its VIP is none.
+        let dst = key.addrs as u32;
+        let hash = i.hash?;
         let (id, dir) = match *looked {
             Looked::Hit(id, dir) => (id, dir),
-            _ => {
-                let key = FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port);
-                let found = self.conns.lookup_hashed(&key, hash, now_ms);
-                *looked = found.map_or(Looked::Miss, |(id, dir)| Looked::Hit(id, dir));
-                match found {
-                    Some(x) => x,
-                    // No connection: perhaps the SYN that opens one (new_flow.rs).
-                    None => return self.new_flow(snap, f, hash, in_port, now_ms),
+            _ => match self.conns.lookup_hinted(&key, hash, i.hint, now_ms) {
+                Some((id, dir, _)) => {
+                    *looked = Looked::Hit(id, dir);
+                    (id, dir)
                 }
-            }
+                None => {
+                    *looked = Looked::Miss;
+                    if snap.is_own(Ipv4Addr::from(dst)) {
+                        return None;
+                    }
+                    // No connection: perhaps the SYN that opens one (new_flow.rs).
+                    return self.new_flow(snap, f, hash, in_port, now_ms);
+                }
+            },
         };
-        let c = *self.conns.get(id);
+        let c = self.conns.get(id);
         let method = c.method();
         if c.flags() & SLOW_FLAGS != 0 || !matches!(method, Method::Nat | Method::Dr) {
             return None;
         }
-        if dir == Dir::Inbound && self.conns.wants_reschedule(id, flags) {
+        let dest = c.dest();
+        let to = c.next_hop_addr(dir);
+        let (nat_addr, nat_port) = c.nat_target(dir);
+        // Only a SYN without ACK may reschedule: the table is asked for
+        // that one alone.
+        if dir == Dir::Inbound
+            && flags & RESCHEDULE_MASK == tcp_flags::SYN
+            && self.conns.wants_reschedule(id, flags)
+        {
             return None;
         }
-        let (_, srv) = snap.dest(c.dest())?;
-        if !srv.usable {
+        // The server in this snapshot and usable (pipeline/dest_fast.rs).
+        let di = self.dests.usable(snap, dest)?;
+        let dst_known = dir == Dir::Inbound && self.dests.vip_not_own(di, dst);
+        if !dst_known && snap.is_own(Ipv4Addr::from(dst)) {
             return None;
         }
-        let to = match dir {
-            Dir::Inbound => c.server(),
-            Dir::Reply => c.client(),
+        // The next hop: inbound, the one remembered with the server (else
+        // the next-hop cache's, then remembered), as the established path
+        // takes it; replies, the next-hop cache's.
+        let remembered = match dir {
+            Dir::Inbound => self.dests.hop(di, to, now_ms, &self.shared.neigh),
+            Dir::Reply => None,
         };
-        let h = *self.hop_hit(snap, to, now_ms)?;
-        if p.ip_total_len() > h.port_mtu {
+        let (port, mtu, macs) = match remembered {
+            Some(h) => (h.port, h.port_mtu, h.macs),
+            None => {
+                let h = *self.hop_hit(snap, Ipv4Addr::from(to), now_ms)?;
+                if dir == Dir::Inbound {
+                    self.dests.set_hop(di, h);
+                }
+                (h.port, h.port_mtu, h.macs)
+            }
+        };
+        if total > mtu {
             return None;
         }
         // Committed: `existing`'s moves, in its order.
@@ -122,33 +171,101 @@ impl Pipeline {
         if self.sync {
             self.sync_after_packet(id, tr.state != tr.old_state, now_ms);
         }
-        srv.count_activity(self.worker, tr.old_active, tr.new_active);
-        let k = &srv.shared.per_worker[self.worker];
-        let frame = f.data_mut();
-        let done = match (dir, method) {
-            (Dir::Inbound, Method::Dr) => forward::dr_fixed(frame, h.mac, h.port_mac),
-            (Dir::Inbound, _) => {
-                let side = forward::NatSide::Dst;
-                forward::nat_fixed(frame, side, to, c.sport(), h.mac, h.port_mac)
+        if tr.old_active != tr.new_active {
+            // Usable in this snapshot (above), so there.
+            if let Some((_, srv)) = snap.dest(dest) {
+                srv.count_activity(self.worker, tr.old_active, tr.new_active);
             }
-            (Dir::Reply, _) => {
-                let (side, vip, vport) = (forward::NatSide::Src, c.vip(), c.vport());
-                forward::nat_fixed(frame, side, vip, vport, h.mac, h.port_mac)
+        }
+        let side = match (dir, method) {
+            (Dir::Inbound, Method::Dr) => None,
+            (Dir::Inbound, _) => Some(forward::NatSide::Dst),
+            (Dir::Reply, _) => Some(forward::NatSide::Src),
+        };
+        let frame = f.data_mut();
+        let done = match side {
+            None => forward::dr_fixed_pair(frame, &macs),
+            Some(side) => {
+                forward::nat_fixed_pair(frame, side, Ipv4Addr::from(nat_addr), nat_port, &macs)
             }
         };
         if let Err(e) = done {
             return Some(self.drop(rewrite_drop(e)));
         }
-        // IP bytes, as IPVS counts (no Ethernet header or padding).
-        let len = u64::from(p.ip_total_len());
-        if dir == Dir::Inbound {
-            k.in_packets.inc();
-            k.in_bytes.add(len);
-        } else {
-            k.out_packets.inc();
-            k.out_bytes.add(len);
-        }
+        // IP bytes, as IPVS counts (no Ethernet header or padding), added
+        // up per burst as the established path's.
+        self.dests
+            .count(snap, di, dir == Dir::Reply, u64::from(total));
         self.transition_hits += 1;
-        Some(Verdict::Tx(h.port as usize))
+        Some(Verdict::Tx(port as usize))
+    }
+
+    /// `ipv4`'s checks before its lookup that the fixed offsets leave to
+    /// make, for a TTL to decrement on the master: not to one of the
+    /// director's own addresses, and this worker owns the flow.
+    #[inline(always)]
+    fn decides(&self, snap: &Snapshot, key: &WireKey, owned: bool) -> bool {
+        !snap.is_own(Ipv4Addr::from(key.addrs as u32)) && self.owns(snap, key, owned)
+    }
+
+    /// This worker owns the flow of `key` (or it was handed over): `ipv4`'s
+    /// hand-off check.
+    #[inline(always)]
+    fn owns(&self, snap: &Snapshot, key: &WireKey, owned: bool) -> bool {
+        let dst = Ipv4Addr::from(key.addrs as u32);
+        if !owned && self.workers > 1 {
+            // `ipv4`'s hand-off check, in its terms.
+            let (src, sport) = ((key.addrs >> 32) as u32, (key.ports >> 16) as u16);
+            let (cip, cport) = if snap.is_vip(dst) {
+                (src, sport)
+            } else {
+                (key.addrs as u32, key.ports as u16)
+            };
+            if self.handoff(owned, Ipv4Addr::from(cip), cport).is_some() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A UDP datagram of the fast shape that no connection holds (the
+    /// established path's lookup missed, or it made none): the first of its
+    /// flow, opened by the new-flow path when it is to a UDP service
+    /// (`new_flow.rs`). A datagram of a tracked flow moves no state: the
+    /// established path's, or the full path's when that one declined it.
+    /// Out of line: the TCP segments' path stays as it was.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn first_datagram<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        i: &Inspected,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+        looked: Looked,
+    ) -> Option<Verdict> {
+        let h = f.data().first_chunk::<HEAD>()?;
+        if h[23] != conn::PROTO_UDP || h[22] <= 1 || !self.master {
+            return None;
+        }
+        let key = fast_key(f.data());
+        if !self.decides(snap, &key, owned) {
+            return None;
+        }
+        let hash = i.hash?;
+        let missed = match looked {
+            Looked::Miss => true,
+            Looked::Hit(..) => false,
+            Looked::NotYet => self
+                .conns
+                .lookup_hinted(&key, hash, i.hint, now_ms)
+                .is_none(),
+        };
+        if !missed {
+            return None;
+        }
+        self.new_flow(snap, f, hash, in_port, now_ms)
     }
 }
