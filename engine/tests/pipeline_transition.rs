@@ -557,20 +557,15 @@ fn a_syn_opens_its_connection_on_the_new_flow_path_exactly_as_the_full_path() {
     assert_eq!(a.w.new_flow_hits(), 9);
 }
 
-/// The worker's three passes over one burst (`inspect_into`,
-/// `prefetch_bucket`, `prefetch_conn`, then `process_inspected` for each
+/// The worker's passes over one burst (`inspect_into`, which prefetches
+/// the bucket, then `prefetch_conns`, then `process_inspected` for each
 /// frame) and `end_burst`, as `worker.rs` and `rvs-perf pipeline` run them.
 fn burst(d: &mut Director, segs: &[Segment], now: u64) -> Vec<(Verdict, Vec<u8>)> {
     let mut insp = vec![Inspected::EMPTY; segs.len()];
     for ((_, frame), x) in segs.iter().zip(insp.iter_mut()) {
         d.w.inspect_into(frame, x);
     }
-    for x in &insp {
-        d.w.prefetch_bucket(x);
-    }
-    for x in insp.iter_mut() {
-        d.w.prefetch_conn(x);
-    }
+    d.w.prefetch_conns(&mut insp);
     let mut out = Vec::new();
     for ((port, frame), x) in segs.iter().zip(&insp) {
         let mut f = VecFrame::new(frame);
