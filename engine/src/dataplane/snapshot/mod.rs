@@ -283,14 +283,9 @@ impl Snapshot {
     /// The service and server a connection's server id points at now.
     #[inline(always)]
     pub fn dest(&self, id: u32) -> Option<(&Service, &Server)> {
-        let (si, di) = (*self.dest_index.get(id as usize)?)?;
-        let svc = self.services.get(si as usize)?;
-        let srv = if di == u32::MAX {
-            svc.sorry.as_ref()?
-        } else {
-            svc.servers.get(di as usize)?
-        };
-        Some((svc, srv))
+        indexed(&self.dest_index, &self.services, id, |s| {
+            (&s.servers, s.sorry.as_ref())
+        })
     }
 
     /// The persistence netmasks service `svc` has had, the current one
@@ -349,4 +344,26 @@ impl Snapshot {
     pub fn is_own(&self, ip: Ipv4Addr) -> bool {
         self.ports.iter().any(|p| p.addr == ip)
     }
+}
+
+/// What a server id's entry in a `dest_index*` names: its service, and
+/// the server at the entry's index or, for `u32::MAX`, the sorry server
+/// (`parts` gives a service's servers and sorry server). One lookup for
+/// the IPv4, IPv6 and NAT64 services.
+#[inline(always)]
+pub(super) fn indexed<'a, S, A>(
+    index: &[Option<(u16, u32)>],
+    services: &'a [S],
+    id: u32,
+    parts: impl FnOnce(&'a S) -> (&'a [Server<A>], Option<&'a Server<A>>),
+) -> Option<(&'a S, &'a Server<A>)> {
+    let (si, di) = (*index.get(id as usize)?)?;
+    let svc = services.get(si as usize)?;
+    let (servers, sorry) = parts(svc);
+    let srv = if di == u32::MAX {
+        sorry?
+    } else {
+        servers.get(di as usize)?
+    };
+    Some((svc, srv))
 }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::build::{scheduler, server, set_index, sorry_server};
-use super::{method_of, proto_of, DestRegistry, HealthView, Server, Snapshot};
+use super::{indexed, method_of, proto_of, DestRegistry, HealthView, Server, Snapshot};
 use crate::config::Config;
 use crate::conn::Method;
 use crate::sched::Scheduler;
@@ -134,14 +134,9 @@ impl Snapshot {
     /// id points at now.
     #[inline]
     pub fn dest6(&self, id: u32) -> Option<(&Service6, &Server<Ipv6Addr>)> {
-        let (si, di) = (*self.dest_index6.get(id as usize)?)?;
-        let svc = self.services6.get(si as usize)?;
-        let srv = if di == u32::MAX {
-            svc.sorry.as_ref()?
-        } else {
-            svc.servers.get(di as usize)?
-        };
-        Some((svc, srv))
+        indexed(&self.dest_index6, &self.services6, id, |s| {
+            (&s.servers, s.sorry.as_ref())
+        })
     }
 
     /// The NAT64 service for a packet to `vip:port` (an exact port first,
@@ -161,9 +156,10 @@ impl Snapshot {
     /// at now.
     #[inline]
     pub fn dest64(&self, id: u32) -> Option<(&Service64, &Server)> {
-        let (si, di) = (*self.dest_index64.get(id as usize)?)?;
-        let svc = self.services64.get(si as usize)?;
-        Some((svc, svc.servers.get(di as usize)?))
+        // NAT64 services have no sorry server.
+        indexed(&self.dest_index64, &self.services64, id, |s| {
+            (&s.servers, None)
+        })
     }
 }
 
