@@ -228,8 +228,28 @@ def format_stats(stats):
 
 
 # ------------------------------------------------------------------ client calls
+# First source port `http-many` uses on a topology: below the kernel's
+# ephemeral range (32768-60999), so explicit and kernel-picked ports never meet.
+SPORT_FIRST, SPORT_LAST = 10000, 32767
+
+
 def client(topo, *args, timeout=180, check=True):
-    """Run nsclient.py in the client namespace; return its JSON (None on failure if not check)."""
+    """Run nsclient.py in the client namespace; return its JSON (None on failure if not check).
+
+    `http-many` gets `--sport-base` (unless given): each of its connections
+    from a port no earlier connection of this topology used. A kernel-picked
+    port can come back within a run once its connection closed, and the
+    director then finds the old connection's entry, as IPVS does: a DR entry
+    in FIN_WAIT is not rescheduled, a NAT one in TIME_WAIT is replaced. Tests
+    that count exact scheduler sequences or listed entries need one
+    connection per entry."""
+    if args and args[0] == "http-many" and "--sport-base" not in args:
+        n = int(args[3])
+        base = getattr(topo, "_next_sport", SPORT_FIRST)
+        if base + n > SPORT_LAST:
+            base = SPORT_FIRST
+        topo._next_sport = base + n
+        args = (*args, "--sport-base", str(base))
     cmd = ["ip", "netns", "exec", topo.client, PY, NSCLIENT, *args]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

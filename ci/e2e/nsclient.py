@@ -68,8 +68,12 @@ def cmd_http_many(a):
             errors.append(f"deadline {a.deadline}s reached after {i} requests")
             break
         src = sources[i % len(sources)]
+        # --sport-base: every connection from its own port (a port the
+        # kernel picked may come back within a run once its connection is
+        # closed, and a director, like IPVS, then finds the old entry).
+        sport = a.sport_base + i if a.sport_base else 0
         conn = http.client.HTTPConnection(a.host, a.port, timeout=a.timeout,
-                                          source_address=(src, 0) if src else None)
+                                          source_address=(src or "", sport) if src or sport else None)
         try:
             conn.request("GET", a.path, headers={"Connection": "close"})
             r = conn.getresponse()
@@ -860,6 +864,8 @@ def main():
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--deadline", type=float, default=120.0)
     p.add_argument("--sources", help="comma-separated source addresses to rotate through")
+    p.add_argument("--sport-base", type=int, default=0,
+                   help="source port of the first connection, then one more per connection (0: the kernel's)")
     p = sub.add_parser("http-hold")
     p.add_argument("host")
     p.add_argument("port", type=int)
