@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::control::ctl_proto::{ConnInfo, ServerHealthView, ServiceHealthView, WorkerView};
 

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::control::ctl_proto::{ServerView, ServiceView};
 use std::io::{BufRead, BufReader, Write};
