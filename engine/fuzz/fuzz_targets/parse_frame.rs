@@ -101,8 +101,8 @@ fn nat64(frame: &[u8]) {
     // ICMP errors across families.
     let mut out = [0u8; 14 + IPV6_MIN_MTU];
     if let Ok(p) = parse_frame(frame) {
-        if p.l3 == L3Class::Ipv4 && p.l3_end() <= frame.len() {
-            if let Ok(n) = icmp4_to_icmp6(&frame[usize::from(p.l3_off())..p.l3_end()], &NAT64_ICMP4, &mut out[14..]) {
+        if let (L3Class::Ipv4, Some(fr)) = (p.l3, p.ipv4(frame)) {
+            if let Ok(n) = icmp4_to_icmp6(&fr, &NAT64_ICMP4, &mut out[14..]) {
                 out[12..14].copy_from_slice(&[0x86, 0xDD]);
                 let q = parse_ipv6(&out[..14 + n]).expect("our ICMPv6 error parses").expect("IPv6");
                 let msg = &out[q.l4_off()..q.l3_end()];

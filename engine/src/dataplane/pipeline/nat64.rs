@@ -573,12 +573,8 @@ impl Pipeline {
             mtu6: snap.ports[out].mtu,
         };
         let mut buf = [0u8; forward::IPV6_MIN_MTU];
-        let (l3, end) = (usize::from(p.l3_off()), p.l3_end());
-        let n = match f
-            .data()
-            .get(l3..end)
-            .ok_or(forward::ForwardError::Mismatch)
-            .and_then(|ip| forward::icmp4_to_icmp6(ip, &t, &mut buf))
+        let n = match forward::ipv4_frame(p, f.data())
+            .and_then(|fr| forward::icmp4_to_icmp6(&fr, &t, &mut buf))
         {
             Ok(n) => n,
             Err(_) => return Some(self.drop(Drop::IcmpUnknownFlow)),
