@@ -15,8 +15,9 @@
 //! [`icmp_time_exceeded`] or dropped, never forwarded) and every rewrite
 //! below also refuses such a packet with [`ForwardError::TtlExpired`].
 //!
-//! The offsets need no checking here: an `Ipv4Frame` (`Ipv6Frame`) is made only from what
-//! the parser validated, over a buffer that holds the whole IP packet. What
+//! The offsets need no checking here: an `Ipv4Frame` (`Ipv6Frame`) is
+//! made only from what the parser validated, over a buffer that holds the
+//! whole IP packet. What
 //! the rewrites still check is what the bytes say (a TTL, a quoted header):
 //! on `Err` the frame is unchanged, and no bytes can make them panic.
 
