@@ -10,7 +10,7 @@ use engine::packet::icmpv6::{
 };
 use engine::packet::ipv6::{self, next_header, Ipv6Packet, MAX_EXT_HEADERS};
 use engine::packet::{
-    parse_frame, parse_ipv6, DropReason, Icmpv6Packet, L3Class, MacAddr, NeighborAdvert,
+    parse_frame, parse_ipv6, DropReason, Icmpv6Packet, L3Class, L4Kind, MacAddr, NeighborAdvert,
     NeighborSolicit, TcpFlags,
 };
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
@@ -111,10 +111,20 @@ fn literal_tcp_with_hop_by_hop_and_destination_options() {
     let f = hex(TCP_HBH_DOPT);
     let p = parse_ipv6(&f).unwrap().unwrap();
     assert_eq!(p.vlan, None);
-    assert_eq!((p.l3_off, p.l4_off), (14, 14 + 40 + 8 + 16));
+    assert_eq!((p.l3_off(), p.l4_off()), (14, 14 + 40 + 8 + 16));
     assert_eq!((p.src, p.dst), (SRC, DST));
-    assert_eq!((p.protocol, p.hop_limit, p.traffic_class), (6, 64, 0));
-    assert_eq!((p.flow_label, p.payload_len, p.ext_count), (0x12345, 46, 2));
+    let fr = p.ipv6(&f[..]).unwrap();
+    let lay = fr.layout();
+    assert_eq!((p.protocol, p.hop_limit, fr.traffic_class()), (6, 64, 0));
+    assert_eq!(
+        (fr.ip().flow_label(), lay.payload_len(), p.ext_count),
+        (0x12345, 46, 2)
+    );
+    assert_eq!(
+        (lay.protocol(), lay.l4(), lay.has_quote()),
+        (6, L4Kind::Tcp, false)
+    );
+    assert!(p.ipv6(&f[..f.len() - 1]).is_none());
     assert_eq!((p.fragment, p.routing_segments_left), (None, None));
     assert!(p.has_l4 && !p.is_fragment());
     assert_eq!(
@@ -132,24 +142,21 @@ fn literal_tcp_with_hop_by_hop_and_destination_options() {
     };
     let h = ip.header();
     assert_eq!((h.source_addr(), h.destination_addr()), (SRC, DST));
-    assert_eq!(h.flow_label().value(), p.flow_label);
+    assert_eq!(h.flow_label().value(), fr.ip().flow_label());
     assert_eq!(h.hop_limit(), p.hop_limit);
-    assert_eq!(h.payload_length(), p.payload_len);
+    assert_eq!(h.payload_length(), lay.payload_len());
     assert_eq!(h.next_header().0, next_header::HOP_BY_HOP);
     let exts = ip.extensions().slice();
-    assert_eq!(exts.len(), usize::from(p.l4_off) - 14 - 40);
+    assert_eq!(exts.len(), p.l4_off() - 14 - 40);
     let Some(TransportSlice::Tcp(t)) = &e.transport else {
         panic!("{:?}", e.transport)
     };
     assert_eq!((t.source_port(), t.destination_port()), (40000, 80));
     assert!(t.syn() && !t.ack());
-    assert_eq!(
-        etherparse_walk(&f[14..]),
-        (6, usize::from(p.l4_off) - 14, false)
-    );
+    assert_eq!(etherparse_walk(&f[14..]), (6, p.l4_off() - 14, false));
 
     // Our pseudo-header checksum verifies the literal TCP segment.
-    let l4 = &f[usize::from(p.l4_off)..];
+    let l4 = &f[p.l4_off()..];
     assert!(checksum::ipv6_l4_verify(SRC, DST, 6, l4));
     // The view's getters match the literal bytes.
     let v = Ipv6Packet::new_checked(&f[14..]).unwrap();
@@ -167,8 +174,8 @@ fn tagged_and_untagged_parse_the_same() {
     let a = parse_ipv6(&plain).unwrap().unwrap();
     let b = parse_ipv6(&tagged).unwrap().unwrap();
     assert_eq!((a.vlan, b.vlan), (None, Some(100)));
-    assert_eq!((a.l3_off, b.l3_off), (14, 18));
-    assert_eq!((a.l4_off + 4, a.l3_end() + 4), (b.l4_off, b.l3_end()));
+    assert_eq!((a.l3_off(), b.l3_off()), (14, 18));
+    assert_eq!((a.l4_off() + 4, a.l3_end() + 4), (b.l4_off(), b.l3_end()));
     assert_eq!(
         (b.src_port, b.dst_port, b.tcp_flags),
         (40001, 443, TcpFlags(0x12))
@@ -206,7 +213,7 @@ fn fragments_first_and_later() {
         (0, true, 0xdeadbeef, 0)
     );
     assert!(p.is_fragment() && p.has_l4);
-    assert_eq!((p.protocol, p.l4_off), (17, 14 + 48));
+    assert_eq!((p.protocol, p.l4_off()), (17, 14 + 48));
     assert_eq!((p.src_port, p.dst_port), (5000, 53));
     assert_eq!(etherparse_walk(&f[14..]), (17, 48, true));
     let (exts, nh, _) =
@@ -230,7 +237,7 @@ fn fragments_first_and_later() {
         assert_eq!((fr.offset, fr.more, fr.ident), (1232, false, 7));
         assert!(p.is_fragment() && !p.has_l4 && !fr.is_first());
         assert_eq!((p.protocol, p.src_port, p.dst_port), (6, 0, 0));
-        assert_eq!((p.l4_off, p.l4_len()), (14 + 48, data.len()));
+        assert_eq!((p.l4_off(), p.l4_len()), (14 + 48, data.len()));
         let e = SlicedPacket::from_ethernet(&f).unwrap();
         assert!(e.transport.is_none(), "etherparse: no L4 either");
         assert_eq!(etherparse_walk(&f[14..]), (6, 48, true));
@@ -254,9 +261,10 @@ fn routing_header_and_walk_enders() {
     let f = frame(None, next_header::ROUTING, &pl);
     let p = parse_ipv6(&f).unwrap().unwrap();
     assert_eq!(p.routing_segments_left, Some(2));
-    assert_eq!((p.protocol, p.l4_off, p.ext_count), (58, 14 + 64, 1));
+    assert_eq!((p.protocol, p.l4_off(), p.ext_count), (58, 14 + 64, 1));
     assert!(p.has_l4);
-    assert_eq!((p.icmp_type, p.icmp_code), (msg_type::ECHO_REQUEST, 0));
+    assert_eq!(p.icmp_type, msg_type::ECHO_REQUEST);
+    assert_eq!(p.ipv6(&f[..]).unwrap().icmpv6().unwrap().code(), 0);
     assert_eq!(etherparse_walk(&f[14..]), (58, 64, false));
     let e = SlicedPacket::from_ethernet(&f).unwrap();
     let Some(TransportSlice::Icmpv6(m)) = &e.transport else {
@@ -269,13 +277,13 @@ fn routing_header_and_walk_enders() {
         let mut pl = opts_hdr(nh, 0);
         pl.extend_from_slice(&[0xAB; 12]);
         let p = parse_ipv6(&frame(None, 0, &pl)).unwrap().unwrap();
-        assert_eq!((p.protocol, p.l4_off, p.has_l4), (nh, 14 + 48, false));
+        assert_eq!((p.protocol, p.l4_off(), p.has_l4), (nh, 14 + 48, false));
     }
     // AH ends the walk too (etherparse would walk through it).
     let p = parse_ipv6(&frame(None, next_header::AH, &[6, 1, 0, 0, 0, 0, 0, 0]))
         .unwrap()
         .unwrap();
-    assert_eq!((p.protocol, p.l4_off, p.ext_count), (51, 54, 0));
+    assert_eq!((p.protocol, p.l4_off(), p.ext_count), (51, 54, 0));
 }
 
 #[test]
@@ -314,10 +322,7 @@ fn extension_chain_bound() {
     }
     let f = frame(None, 60, &pl);
     let p = parse_ipv6(&f).unwrap().unwrap();
-    assert_eq!(
-        (usize::from(p.l4_off), p.protocol),
-        (14 + 40 + 8 * 2048, 59)
-    );
+    assert_eq!((p.l4_off(), p.protocol), (14 + 40 + 8 * 2048, 59));
     assert_eq!(p.l4_len(), 0);
 }
 
@@ -356,7 +361,7 @@ fn truncated_at_every_offset() {
                 let mut c = cut.to_vec();
                 c[l3 + 4..l3 + 6].copy_from_slice(&((n - l3 - 40) as u16).to_be_bytes());
                 let r = parse_ipv6(&c);
-                let l4 = usize::from(full.l4_off);
+                let l4 = full.l4_off();
                 let want = match full.protocol {
                     _ if n < l4 => Some(DropReason::TruncatedIpv6Ext),
                     6 if n < l4 + 20 => Some(DropReason::TruncatedTcp),
@@ -452,13 +457,13 @@ fn incremental_checksum_after_rewriting_destination_and_port() {
     ] {
         let f = frame(None, proto, &seg);
         let p = parse_ipv6(&f).unwrap().unwrap();
-        let ck_off = usize::from(p.l4_off) + if proto == 6 { 16 } else { 6 };
+        let ck_off = p.l4_off() + if proto == 6 { 16 } else { 6 };
         let old = u16::from_be_bytes([f[ck_off], f[ck_off + 1]]);
         // Rewrite DST and the destination port in place (a NAT inbound).
         let mut g = f.clone();
         let mut ip = Ipv6Packet::new_checked(&mut g[14..]).unwrap();
         ip.set_dst(new_dst);
-        let dp = usize::from(p.l4_off) + 2;
+        let dp = p.l4_off() + 2;
         g[dp..dp + 2].copy_from_slice(&8080u16.to_be_bytes());
         let d = Delta::new().addr6(DST, new_dst).word(p.dst_port, 8080);
         let inc = if proto == 6 {
@@ -468,8 +473,8 @@ fn incremental_checksum_after_rewriting_destination_and_port() {
         };
         g[ck_off..ck_off + 2].copy_from_slice(&inc.to_be_bytes());
         // Equal to a full recomputation...
-        let mut z = g[usize::from(p.l4_off)..].to_vec();
-        let rel = ck_off - usize::from(p.l4_off);
+        let mut z = g[p.l4_off()..].to_vec();
+        let rel = ck_off - p.l4_off();
         z[rel] = 0;
         z[rel + 1] = 0;
         let mut full = checksum::ipv6_l4_checksum(SRC, new_dst, proto, &z);
@@ -481,7 +486,7 @@ fn incremental_checksum_after_rewriting_destination_and_port() {
             SRC,
             new_dst,
             proto,
-            &g[usize::from(p.l4_off)..]
+            &g[p.l4_off()..]
         ));
         // ... and to etherparse's.
         let e = SlicedPacket::from_ethernet(&g).unwrap();
@@ -526,8 +531,9 @@ fn neighbour_solicitation_built_then_parsed() {
         (p.dst, p.hop_limit, p.protocol),
         (group, icmpv6::NDP_HOP_LIMIT, 58)
     );
-    assert_eq!((p.icmp_type, p.icmp_code), (135, 0));
-    let msg = &f[usize::from(p.l4_off)..p.l3_end()];
+    assert_eq!(p.icmp_type, 135);
+    assert_eq!(p.ipv6(f).unwrap().icmpv6().unwrap().code(), 0);
+    let msg = &f[p.l4_off()..p.l3_end()];
     assert!(Icmpv6Packet::new_checked(msg)
         .unwrap()
         .verify_checksum(SRC, group));
@@ -658,8 +664,8 @@ fn mutated_frames_keep_the_invariants() {
             continue;
         };
         accepted += 1;
-        let l3 = usize::from(p.l3_off);
-        assert!(l3 + 40 <= usize::from(p.l4_off) && usize::from(p.l4_off) <= p.l3_end());
+        let l3 = p.l3_off();
+        assert!(l3 + 40 <= p.l4_off() && p.l4_off() <= p.l3_end());
         assert!(p.l3_end() <= f.len());
         if !p.has_l4 {
             assert_eq!((p.src_port, p.dst_port), (0, 0));
@@ -672,7 +678,7 @@ fn mutated_frames_keep_the_invariants() {
         if !p.has_l4 || p.is_fragment() {
             continue;
         }
-        let (l4, end) = (usize::from(p.l4_off), p.l3_end());
+        let (l4, end) = (p.l4_off(), p.l3_end());
         let at = l4 + ck;
         f[at..at + 2].copy_from_slice(&[0, 0]);
         let c = checksum::udp_final(checksum::ipv6_l4_checksum(

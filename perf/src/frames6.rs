@@ -237,7 +237,7 @@ mod tests {
                 assert_eq!((p.src, p.dst, p.protocol), (client6(src), VIP6, 6));
                 assert_eq!((p.src_port, p.dst_port), (1024 + i as u16, 80));
                 assert_eq!(p.tcp_flags.bits(), kind.tcp_flags());
-                assert_eq!(usize::from(p.payload_len), t.len - TCP6_OFF);
+                assert_eq!(usize::from(p.layout().payload_len()), t.len - TCP6_OFF);
                 assert!(checksum::ipv6_l4_verify(p.src, p.dst, 6, &f[TCP6_OFF..]));
                 let s = read_stamp(f).unwrap();
                 assert_eq!((s.seq, s.phase, s.kind), (42 + i as u32, 3, kind));

@@ -101,19 +101,19 @@ fn nat64(frame: &[u8]) {
     // ICMP errors across families.
     let mut out = [0u8; 14 + IPV6_MIN_MTU];
     if let Ok(p) = parse_frame(frame) {
-        if p.l3 == L3Class::Ipv4 && p.l3_end() <= frame.len() {
-            if let Ok(n) = icmp4_to_icmp6(&frame[usize::from(p.l3_off())..p.l3_end()], &NAT64_ICMP4, &mut out[14..]) {
+        if let (L3Class::Ipv4, Some(fr)) = (p.l3, p.ipv4(frame)) {
+            if let Ok(n) = icmp4_to_icmp6(&fr, &NAT64_ICMP4, &mut out[14..]) {
                 out[12..14].copy_from_slice(&[0x86, 0xDD]);
                 let q = parse_ipv6(&out[..14 + n]).expect("our ICMPv6 error parses").expect("IPv6");
-                let msg = &out[usize::from(q.l4_off)..q.l3_end()];
+                let msg = &out[q.l4_off()..q.l3_end()];
                 assert!(Icmpv6Packet::new_unchecked(msg).verify_checksum(q.src, q.dst));
             }
         }
     }
     if let Ok(Some(p)) = parse_ipv6(frame) {
-        if let Some(msg) = frame.get(usize::from(p.l4_off)..p.l3_end()) {
+        if let Some(fr) = p.ipv6(frame) {
             let mut out = [0u8; 14 + ICMP4_ERROR_MAX];
-            if let Ok(n) = icmp6_to_icmp4(msg, p.traffic_class, &NAT64_ICMP6, &mut out[14..]) {
+            if let Ok(n) = icmp6_to_icmp4(&fr, &NAT64_ICMP6, &mut out[14..]) {
                 out[12..14].copy_from_slice(&[0x08, 0x00]);
                 let q = parse_frame(&out[..14 + n]).expect("our ICMPv4 error parses");
                 assert!(q.is_icmp_error() && ip_valid(&out[..14 + n], &q));

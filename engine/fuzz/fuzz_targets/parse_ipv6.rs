@@ -23,16 +23,24 @@ use libfuzzer_sys::fuzz_target;
 const NEW_DST: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 1, 0, 0, 0, 0xbeef);
 
 fn check_offsets(frame: &[u8], p: &Ipv6Parsed) {
-    let l3 = usize::from(p.l3_off);
+    let l3 = p.l3_off();
     assert!(l3 == 14 || l3 == 18);
     assert_eq!(p.vlan.is_some(), l3 == 18);
-    assert!(l3 + ipv6::HEADER_LEN <= usize::from(p.l4_off));
-    assert!(usize::from(p.l4_off) <= p.l3_end() && p.l3_end() <= frame.len());
+    assert!(l3 + ipv6::HEADER_LEN <= p.l4_off());
+    assert!(p.l4_off() <= p.l3_end() && p.l3_end() <= frame.len());
     assert!(usize::from(p.ext_count) <= ipv6::MAX_EXT_HEADERS);
+    // The frame binds to its layout, and its views agree with the summary.
+    let fr = p.ipv6(frame).expect("the parsed frame binds");
+    assert_eq!((fr.src(), fr.dst(), fr.hop_limit()), (p.src, p.dst, p.hop_limit));
+    assert_eq!(fr.layout().protocol(), p.protocol);
+    assert_eq!(fr.l4_bytes().len(), p.l4_len());
+    if let Some(q) = fr.quote() {
+        assert!(q.len() >= 48 && q[0] >> 4 == 6 && p.fragment.is_none());
+    }
     let ip = Ipv6Packet::new_checked(&frame[l3..]).expect("accepted header re-checks");
     assert_eq!((ip.src(), ip.dst()), (p.src, p.dst));
     if let Some(f) = p.fragment {
-        assert!(l3 + 40 + usize::from(f.header_off) + 8 <= usize::from(p.l4_off));
+        assert!(l3 + 40 + usize::from(f.header_off) + 8 <= p.l4_off());
         if !f.is_first() {
             assert!(!p.has_l4);
         }
@@ -59,7 +67,7 @@ fn rewrite_check(frame: &mut [u8], p: &Ipv6Parsed, repair: bool) {
     let Some(ck) = checksum_off(p) else {
         return;
     };
-    let (l4, end) = (usize::from(p.l4_off), p.l3_end());
+    let (l4, end) = (p.l4_off(), p.l3_end());
     let ck = l4 + ck;
     if repair {
         frame[ck] = 0;
@@ -75,7 +83,7 @@ fn rewrite_check(frame: &mut [u8], p: &Ipv6Parsed, repair: bool) {
     // Rewrite the destination address and (TCP/UDP) the destination port.
     let mut d = Delta::new().addr6(p.dst, NEW_DST);
     let mut g = frame.to_vec();
-    Ipv6Packet::new_unchecked(&mut g[usize::from(p.l3_off)..]).set_dst(NEW_DST);
+    Ipv6Packet::new_unchecked(&mut g[p.l3_off()..]).set_dst(NEW_DST);
     if p.protocol != 58 {
         g[l4 + 2..l4 + 4].copy_from_slice(&8080u16.to_be_bytes());
         d = d.word(p.dst_port, 8080);
@@ -109,8 +117,8 @@ fn rewrite_check(frame: &mut [u8], p: &Ipv6Parsed, repair: bool) {
         .expect("rewritten parses")
         .expect("still IPv6");
     assert_eq!(
-        (q.l4_off, q.protocol, q.dst),
-        (p.l4_off, p.protocol, NEW_DST)
+        (q.l4_off(), q.protocol, q.dst),
+        (p.l4_off(), p.protocol, NEW_DST)
     );
 }
 
@@ -124,7 +132,7 @@ fuzz_target!(|data: &[u8]| {
     };
     check_offsets(&frame, &p);
     if p.has_l4 && p.protocol == 58 {
-        let msg = &frame[usize::from(p.l4_off)..p.l3_end()];
+        let msg = &frame[p.l4_off()..p.l3_end()];
         let m = Icmpv6Packet::new_checked(msg).expect("parsed ICMPv6");
         let _ = m.verify_checksum(p.src, p.dst);
         if let Ok(ns) = NeighborSolicit::new_checked(msg) {

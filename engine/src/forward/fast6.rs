@@ -218,11 +218,12 @@ mod tests {
             for side in [NatSide::Dst, NatSide::Src] {
                 let (mut fast, mut full) = (f.clone(), f.clone());
                 let got = nat6_fixed(&mut fast, side, rs, 8080, A, B);
+                let mut fr = p.ipv6(&mut full[..]).unwrap();
                 let want = match side {
-                    NatSide::Dst => nat6_inbound(&mut full, &p, rs, 8080),
-                    NatSide::Src => nat6_outbound(&mut full, &p, rs, 8080),
+                    NatSide::Dst => nat6_inbound(&mut fr, rs, 8080),
+                    NatSide::Src => nat6_outbound(&mut fr, rs, 8080),
                 }
-                .and_then(|()| set_macs(&mut full, A, B));
+                .and_then(|()| set_macs(fr.bytes_mut(), A, B));
                 assert_eq!(got, want, "{side:?} {f:02x?}");
                 assert_eq!(fast, full, "{side:?} {f:02x?}");
             }
@@ -280,7 +281,8 @@ mod tests {
         for f in frames() {
             let p = parse_ipv6(&f).unwrap().unwrap();
             let (mut fast, mut full) = (f.clone(), f.clone());
-            assert_eq!(dr6_fixed(&mut fast, A, B), dr6(&mut full, &p, A, B));
+            let want = dr6(&mut p.ipv6(&mut full[..]).unwrap(), A, B);
+            assert_eq!(dr6_fixed(&mut fast, A, B), want);
             assert_eq!(fast, full);
         }
     }

@@ -28,7 +28,7 @@ use crate::packet::icmp::{self, msg_type as icmp4, unreach};
 use crate::packet::icmpv6::msg_type;
 use crate::packet::ipv4::{self, proto};
 use crate::packet::ipv6::{self, Ipv6Packet};
-use crate::packet::{get_u16, set_u16, tcp, udp, Ipv4Packet};
+use crate::packet::{get_u16, set_u16, tcp, udp, Ipv4Packet, Ipv6Frame};
 
 use super::ForwardError;
 
@@ -96,28 +96,25 @@ pub fn map_icmp6(ty: u8, code: u8, field: u32, mtu4: u16) -> Option<(u8, u8, u32
     }
 }
 
-/// Translates an ICMPv6 error (`msg`: its ICMPv6 message, type to end;
-/// `tc`: the outer traffic class) quoting a NAT64 flow's IPv6 packet into
-/// an ICMPv4 error, written (IPv4 header first) to `out`; returns its
-/// length. The quote must be an IPv6 header straight followed by TCP or
-/// UDP (what the VIP sends) and hold its ports. Cold (one per error).
-pub fn icmp6_to_icmp4(
-    msg: &[u8],
-    tc: u8,
+/// Translates an ICMPv6 error (`orig`: the frame, whose layout found a
+/// usable quote: `NoQuote` otherwise) quoting a NAT64 flow's IPv6 packet
+/// into an ICMPv4 error, written (IPv4 header first) to `out`; returns its
+/// length. The outer traffic class becomes the TOS. The quote must be an
+/// IPv6 header straight followed by TCP or UDP (what the VIP sends) and
+/// hold its ports. Cold (one per error).
+pub fn icmp6_to_icmp4<T: AsRef<[u8]>>(
+    orig: &Ipv6Frame<T>,
     t: &Icmp46,
     out: &mut [u8],
 ) -> Result<usize, ForwardError> {
-    if msg.len() < icmp::HEADER_LEN + ipv6::HEADER_LEN + 8 {
-        return Err(ForwardError::NoQuote);
-    }
+    // The layout checked the quote: an IPv6 header (version 6) and 8 bytes.
+    let quote = orig.quote().ok_or(ForwardError::NoQuote)?;
+    let msg = orig.l4_bytes();
+    let tc = orig.traffic_class();
     let (ty, code) = (msg[0], msg[1]);
     let field = u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]);
     let (ty4, code4, field4) =
         map_icmp6(ty, code, field, t.mtu4).ok_or(ForwardError::UnsupportedProtocol)?;
-    let quote = &msg[icmp::HEADER_LEN..];
-    if quote[0] >> 4 != 6 {
-        return Err(ForwardError::Mismatch);
-    }
     let q6 = Ipv6Packet::new_unchecked(quote);
     let qproto = q6.next_header();
     if qproto != proto::TCP && qproto != proto::UDP {

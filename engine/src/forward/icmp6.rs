@@ -32,8 +32,7 @@ use crate::packet::checksum::Delta;
 use crate::packet::ethernet::{self, EtherType, EthernetFrame};
 use crate::packet::icmpv6::{self, msg_type, Icmpv6Packet};
 use crate::packet::ipv6::{self, next_header, Ipv6Packet};
-use crate::packet::parse_ipv6::Ipv6Parsed;
-use crate::packet::{get_u16, set_u16, tcp, udp};
+use crate::packet::{get_u16, set_u16, tcp, udp, Ipv6Frame, L4View6};
 
 use super::ForwardError;
 
@@ -46,24 +45,22 @@ pub const ICMP6_ERROR_MAX_LEN: usize = ethernet::HEADER_LEN + IPV6_MIN_MTU;
 const REPLY_HOP_LIMIT: u8 = 64;
 
 /// ICMPv6 time exceeded, hop limit exceeded in transit (type 3, code 0).
-pub fn icmp6_time_exceeded(
-    orig: &[u8],
-    p: &Ipv6Parsed,
+pub fn icmp6_time_exceeded<T: AsRef<[u8]>>(
+    orig: &Ipv6Frame<T>,
     src: Ipv6Addr,
     out: &mut [u8],
 ) -> Result<usize, ForwardError> {
-    build(orig, p, src, msg_type::TIME_EXCEEDED, 0, 0, out)
+    build(orig, src, msg_type::TIME_EXCEEDED, 0, 0, out)
 }
 
 /// ICMPv6 packet too big (type 2, code 0) with the next-hop `mtu`.
-pub fn icmp6_packet_too_big(
-    orig: &[u8],
-    p: &Ipv6Parsed,
+pub fn icmp6_packet_too_big<T: AsRef<[u8]>>(
+    orig: &Ipv6Frame<T>,
     src: Ipv6Addr,
     mtu: u32,
     out: &mut [u8],
 ) -> Result<usize, ForwardError> {
-    build(orig, p, src, msg_type::PACKET_TOO_BIG, 0, mtu, out)
+    build(orig, src, msg_type::PACKET_TOO_BIG, 0, mtu, out)
 }
 
 /// An address that names one node (RFC 4443 2.4 (e.6)).
@@ -72,34 +69,34 @@ fn is_node(a: Ipv6Addr) -> bool {
     !(a.is_unspecified() || a.is_multicast() || a.is_loopback())
 }
 
-fn build(
-    orig: &[u8],
-    p: &Ipv6Parsed,
+fn build<T: AsRef<[u8]>>(
+    orig: &Ipv6Frame<T>,
     src: Ipv6Addr,
     icmp_type: u8,
     code: u8,
     rest: u32,
     out: &mut [u8],
 ) -> Result<usize, ForwardError> {
-    let l3 = usize::from(p.l3_off);
-    let end = p.l3_end();
-    if l3 < ethernet::HEADER_LEN || l3 + ipv6::HEADER_LEN > end || end > orig.len() {
-        return Err(ForwardError::Mismatch);
-    }
-    let eth = EthernetFrame::new_unchecked(&orig[..ethernet::HEADER_LEN]);
+    let at = orig.layout();
+    let eth = EthernetFrame::new_unchecked(&orig.bytes()[..ethernet::HEADER_LEN]);
+    let (p_src, p_dst) = (orig.src(), orig.dst());
     let too_big = icmp_type == msg_type::PACKET_TOO_BIG;
-    let about_error = p.protocol == next_header::ICMPV6
-        && (!p.has_l4 || icmpv6::is_error(p.icmp_type) || p.icmp_type == msg_type::REDIRECT);
+    // A later fragment of ICMPv6 may be one of an error: not answered.
+    let about_error = at.protocol() == next_header::ICMPV6
+        && orig
+            .icmpv6()
+            .is_none_or(|m| icmpv6::is_error(m.msg_type()) || m.msg_type() == msg_type::REDIRECT);
     if about_error
-        || !is_node(p.src)
-        || (!too_big && (p.dst.is_multicast() || eth.dst().is_multicast()))
+        || !is_node(p_src)
+        || (!too_big && (p_dst.is_multicast() || eth.dst().is_multicast()))
     {
         return Err(ForwardError::IcmpSuppressed);
     }
     const IP_OFF: usize = ethernet::HEADER_LEN;
     const ICMP_OFF: usize = IP_OFF + ipv6::HEADER_LEN;
     const QUOTE_OFF: usize = ICMP_OFF + icmpv6::HEADER_LEN;
-    let quote_len = (end - l3).min(ICMP6_ERROR_MAX_LEN - QUOTE_OFF);
+    let packet = orig.packet();
+    let quote_len = packet.len().min(ICMP6_ERROR_MAX_LEN - QUOTE_OFF);
     let len = QUOTE_OFF + quote_len;
     let out = out.get_mut(..len).ok_or(ForwardError::BufferTooSmall)?;
 
@@ -116,16 +113,16 @@ fn build(
     ip.set_next_header(next_header::ICMPV6);
     ip.set_hop_limit(REPLY_HOP_LIMIT);
     ip.set_src(src);
-    ip.set_dst(p.src);
+    ip.set_dst(p_src);
 
-    out[QUOTE_OFF..].copy_from_slice(&orig[l3..l3 + quote_len]);
+    out[QUOTE_OFF..].copy_from_slice(&packet[..quote_len]);
     let msg = &mut out[ICMP_OFF..];
     msg[..4].fill(0);
     msg[4..8].copy_from_slice(&rest.to_be_bytes());
     let mut m = Icmpv6Packet::new_unchecked(msg);
     m.set_msg_type(icmp_type);
     m.set_code(code);
-    m.fill_checksum(src, p.src);
+    m.fill_checksum(src, p_src);
     Ok(len)
 }
 
@@ -142,8 +139,8 @@ pub struct QuotedFlow6 {
 /// The quoted packet of an ICMPv6 error (types 1-4), when it is TCP or UDP
 /// right after the quoted fixed header and its ports are in the quote.
 /// Quotes with extension headers are not followed (`None`).
-pub fn quoted_flow6(frame: &[u8], p: &Ipv6Parsed) -> Option<QuotedFlow6> {
-    let (_, quote) = error_parts(frame, p)?;
+pub fn quoted_flow6<T: AsRef<[u8]>>(frame: &Ipv6Frame<T>) -> Option<QuotedFlow6> {
+    let quote = frame.quote()?;
     let q = Ipv6Packet::new_unchecked(quote);
     let protocol = q.next_header();
     if protocol != next_header::TCP && protocol != next_header::UDP {
@@ -159,64 +156,44 @@ pub fn quoted_flow6(frame: &[u8], p: &Ipv6Parsed) -> Option<QuotedFlow6> {
     })
 }
 
-/// `(ICMPv6 message offset, quoted packet)` of an ICMPv6 error types 1-4
-/// whose quote holds an IPv6 header and 8 bytes, unfragmented.
-fn error_parts<'a>(frame: &'a [u8], p: &Ipv6Parsed) -> Option<(usize, &'a [u8])> {
-    if p.protocol != next_header::ICMPV6
-        || !p.has_l4
-        || !(msg_type::DEST_UNREACHABLE..=msg_type::PARAM_PROBLEM).contains(&p.icmp_type)
-        || p.fragment.is_some()
-    {
-        return None;
-    }
-    let l4 = usize::from(p.l4_off);
-    let quote = frame.get(l4 + icmpv6::HEADER_LEN..p.l3_end())?;
-    (quote.len() >= ipv6::HEADER_LEN + 8 && quote[0] >> 4 == 6).then_some((l4, quote))
-}
-
 /// Error from the client side toward the real server: outer destination ->
 /// `rs`; quoted source -> `rs:rs_port`.
-pub fn icmp6_error_nat_inbound(
-    frame: &mut [u8],
-    p: &Ipv6Parsed,
+pub fn icmp6_error_nat_inbound<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv6Frame<T>,
     rs: Ipv6Addr,
     rs_port: u16,
 ) -> Result<(), ForwardError> {
-    translate(frame, p, true, rs, rs_port)
+    translate(frame, true, rs, rs_port)
 }
 
 /// Error from the real-server side toward the client: outer source ->
 /// `vip`; quoted destination -> `vip:vport`.
-pub fn icmp6_error_nat_outbound(
-    frame: &mut [u8],
-    p: &Ipv6Parsed,
+pub fn icmp6_error_nat_outbound<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv6Frame<T>,
     vip: Ipv6Addr,
     vport: u16,
 ) -> Result<(), ForwardError> {
-    translate(frame, p, false, vip, vport)
+    translate(frame, false, vip, vport)
 }
 
-fn translate(
-    frame: &mut [u8],
-    p: &Ipv6Parsed,
+fn translate<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv6Frame<T>,
     inbound: bool,
     addr: Ipv6Addr,
     port: u16,
 ) -> Result<(), ForwardError> {
-    let l3 = usize::from(p.l3_off);
-    if l3 + ipv6::HEADER_LEN > usize::from(p.l4_off) {
-        return Err(ForwardError::Mismatch);
-    }
-    let (l4, proto) = match error_parts(frame, p) {
-        Some((l4, q)) => (l4, q[6]),
+    let proto = match frame.quote() {
+        Some(q) => Ipv6Packet::new_unchecked(q).next_header(),
         None => return Err(ForwardError::NoQuote),
     };
     if proto != next_header::TCP && proto != next_header::UDP {
         return Err(ForwardError::UnsupportedProtocol);
     }
-    let end = p.l3_end();
-    let (head, msg) = frame[..end].split_at_mut(l4);
-    let mut ip = Ipv6Packet::new_unchecked(&mut head[l3..l3 + ipv6::HEADER_LEN]);
+    let (mut ip, l4) = frame.split_mut();
+    let L4View6::Icmpv6(m) = l4 else {
+        return Err(ForwardError::NoQuote);
+    };
+    let msg = m.into_inner();
     let hop = ip.hop_limit();
     if hop <= 1 {
         return Err(ForwardError::TtlExpired);

@@ -6,17 +6,18 @@
 //! [`ipv4_frame`]), and touch only the bytes that change, through the
 //! frame's typed views. Checksums are updated incrementally (RFC 1624);
 //! only the rare ICMP paths recompute an ICMP checksum over its message.
-//! The fixed-offset rewrites of the common shape (`fast`, `fast6`) and the
-//! IPv6 ones (which take `Ipv6Parsed` offsets, the pattern this replaced
-//! for IPv4) are separate.
+//! The IPv6 rewrites take an [`Ipv6Frame`](crate::packet::Ipv6Frame) the
+//! same way ([`ipv6_frame`]). The fixed-offset rewrites of the common
+//! shape (`fast`, `fast6`) are separate.
 //!
 //! Every method is a routed hop, as in IPVS: the caller first asks
 //! [`ttl_expired`] (a packet with TTL <= 1 is answered with
 //! [`icmp_time_exceeded`] or dropped, never forwarded) and every rewrite
 //! below also refuses such a packet with [`ForwardError::TtlExpired`].
 //!
-//! The offsets need no checking here: an `Ipv4Frame` is made only from what
-//! the parser validated, over a buffer that holds the whole IP packet. What
+//! The offsets need no checking here: an `Ipv4Frame` (`Ipv6Frame`) is
+//! made only from what the parser validated, over a buffer that holds the
+//! whole IP packet. What
 //! the rewrites still check is what the bytes say (a TTL, a quoted header):
 //! on `Err` the frame is unchanged, and no bytes can make them panic.
 
@@ -65,7 +66,7 @@ pub use tun::{tun_encap_header, tun_encap_in_place, tun_fits_mtu, TUN_OVERHEAD};
 use std::fmt;
 
 use crate::packet::icmp;
-use crate::packet::{Ipv4Frame, Ipv4Packet, L3Class, L4View, Parsed};
+use crate::packet::{Ipv4Frame, Ipv4Packet, Ipv6Frame, Ipv6Parsed, L3Class, L4View, Parsed};
 
 /// Why a rewrite was refused. The frame is unchanged when one is returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -127,6 +128,14 @@ pub fn ipv4_frame<T: AsRef<[u8]>>(p: &Parsed, frame: T) -> Result<Ipv4Frame<T>, 
         return Err(ForwardError::NotIpv4);
     }
     p.ipv4(frame).ok_or(ForwardError::Mismatch)
+}
+
+/// The IPv6 frame `p` was parsed from, as the IPv6 rewrites take it:
+/// `Mismatch` when `frame` is shorter than the IPv6 packet (not the frame
+/// `p` belongs to).
+#[inline(always)]
+pub fn ipv6_frame<T: AsRef<[u8]>>(p: &Ipv6Parsed, frame: T) -> Result<Ipv6Frame<T>, ForwardError> {
+    p.ipv6(frame).ok_or(ForwardError::Mismatch)
 }
 
 /// The outer IPv4 header and the ICMP message of an ICMP error with a

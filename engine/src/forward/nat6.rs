@@ -17,15 +17,13 @@
 //! header words change); a later one has no ports, only its address and
 //! hop limit change.
 //!
-//! Offsets in [`Ipv6Parsed`] are checked against the frame before anything
-//! is written: on `Err` the frame is unchanged, and no input panics.
+//! The frame comes with the layout the parser validated ([`Ipv6Frame`]):
+//! no offsets are checked here. On `Err` the frame is unchanged.
 
 use std::net::Ipv6Addr;
 
 use crate::packet::checksum::Delta;
-use crate::packet::ipv6::{self, next_header, Ipv6Packet};
-use crate::packet::parse_ipv6::Ipv6Parsed;
-use crate::packet::{tcp, udp, TcpPacket, UdpPacket};
+use crate::packet::{Ipv6Frame, L4View6};
 
 use super::ForwardError;
 
@@ -37,42 +35,32 @@ enum Side {
 
 /// Client -> real server: destination becomes `rs:rs_port`, hop limit - 1.
 #[inline]
-pub fn nat6_inbound(
-    frame: &mut [u8],
-    p: &Ipv6Parsed,
+pub fn nat6_inbound<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv6Frame<T>,
     rs: Ipv6Addr,
     rs_port: u16,
 ) -> Result<(), ForwardError> {
-    rewrite(frame, p, Side::Dst, rs, rs_port)
+    rewrite(frame, Side::Dst, rs, rs_port)
 }
 
 /// Real server -> client: source becomes `vip:vport`, hop limit - 1.
 #[inline]
-pub fn nat6_outbound(
-    frame: &mut [u8],
-    p: &Ipv6Parsed,
+pub fn nat6_outbound<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv6Frame<T>,
     vip: Ipv6Addr,
     vport: u16,
 ) -> Result<(), ForwardError> {
-    rewrite(frame, p, Side::Src, vip, vport)
+    rewrite(frame, Side::Src, vip, vport)
 }
 
 #[inline(always)]
-fn rewrite(
-    frame: &mut [u8],
-    p: &Ipv6Parsed,
+fn rewrite<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv6Frame<T>,
     side: Side,
     addr: Ipv6Addr,
     port: u16,
 ) -> Result<(), ForwardError> {
-    let l3 = usize::from(p.l3_off);
-    let l4 = usize::from(p.l4_off);
-    let end = p.l3_end();
-    if l3 + ipv6::HEADER_LEN > l4 || l4 > end || end > frame.len() {
-        return Err(ForwardError::Mismatch);
-    }
-    let (ip_bytes, rest) = frame[l3..end].split_at_mut(l4 - l3);
-    let mut ip = Ipv6Packet::new_unchecked(ip_bytes);
+    let (mut ip, l4) = frame.split_mut();
     if ip.hop_limit() <= 1 {
         return Err(ForwardError::TtlExpired);
     }
@@ -81,46 +69,37 @@ fn rewrite(
         Side::Dst => ip.dst(),
     };
     let delta = Delta::new().addr6(old, addr);
-    let first = p.fragment.is_none_or(|f| f.offset == 0);
 
     // L4 first: the only step that can still fail, nothing written yet.
-    if first {
-        match p.protocol {
-            next_header::TCP => {
-                if rest.len() < tcp::MIN_HEADER_LEN {
-                    return Err(ForwardError::Mismatch);
-                }
-                let mut t = TcpPacket::new_unchecked(rest);
-                let old_port = match side {
-                    Side::Src => t.src_port(),
-                    Side::Dst => t.dst_port(),
-                };
-                match side {
-                    Side::Src => t.set_src_port(port),
-                    Side::Dst => t.set_dst_port(port),
-                }
-                t.set_checksum(delta.word(old_port, port).apply(t.checksum()));
+    // A later fragment has no ports: only its address changes.
+    match l4 {
+        L4View6::Later => {}
+        L4View6::Tcp(mut t) => {
+            let old_port = match side {
+                Side::Src => t.src_port(),
+                Side::Dst => t.dst_port(),
+            };
+            match side {
+                Side::Src => t.set_src_port(port),
+                Side::Dst => t.set_dst_port(port),
             }
-            next_header::UDP => {
-                if rest.len() < udp::HEADER_LEN {
-                    return Err(ForwardError::Mismatch);
-                }
-                let mut u = UdpPacket::new_unchecked(rest);
-                if u.checksum() == 0 {
-                    return Err(ForwardError::UnsupportedProtocol);
-                }
-                let old_port = match side {
-                    Side::Src => u.src_port(),
-                    Side::Dst => u.dst_port(),
-                };
-                match side {
-                    Side::Src => u.set_src_port(port),
-                    Side::Dst => u.set_dst_port(port),
-                }
-                u.set_checksum(delta.word(old_port, port).apply_udp6(u.checksum()));
-            }
-            _ => return Err(ForwardError::UnsupportedProtocol),
+            t.set_checksum(delta.word(old_port, port).apply(t.checksum()));
         }
+        L4View6::Udp(mut u) => {
+            if u.checksum() == 0 {
+                return Err(ForwardError::UnsupportedProtocol);
+            }
+            let old_port = match side {
+                Side::Src => u.src_port(),
+                Side::Dst => u.dst_port(),
+            };
+            match side {
+                Side::Src => u.set_src_port(port),
+                Side::Dst => u.set_dst_port(port),
+            }
+            u.set_checksum(delta.word(old_port, port).apply_udp6(u.checksum()));
+        }
+        L4View6::Icmpv6(_) | L4View6::Other => return Err(ForwardError::UnsupportedProtocol),
     }
 
     match side {

@@ -29,7 +29,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::packet::checksum::{self, Delta};
 use crate::packet::ipv4::{self, proto};
 use crate::packet::ipv6::{self, Ipv6Packet};
-use crate::packet::{get_u16, icmp, set_u16, tcp, udp, Ipv4Packet};
+use crate::packet::{get_u16, icmp, set_u16, tcp, udp, Ipv4Frame, Ipv4Packet};
 
 use super::ForwardError;
 
@@ -348,27 +348,29 @@ fn map_icmp(ty: u8, code: u8, mtu4: u16, mtu6: u16) -> Option<(u8, u8, u32)> {
     }
 }
 
-/// Translates an ICMPv4 error (`ip`: its whole IPv4 packet, header to
-/// end) quoting a NAT64 flow's IPv4 packet into an ICMPv6 error, written
-/// (IPv6 header first) to `out`; returns its length. The quoted packet is
-/// translated too (an IPv6 header for its IPv4 one, ports and checksum of
-/// the quoted TCP/UDP header as `t` says), and the message cut to the
-/// IPv6 minimum MTU. Cold (one per error).
-pub fn icmp4_to_icmp6(ip: &[u8], t: &Icmp64, out: &mut [u8]) -> Result<usize, ForwardError> {
-    let ihl = usize::from(ip.first().ok_or(ForwardError::Mismatch)? & 0x0F) * 4;
-    if ip.len() < ihl + icmp::HEADER_LEN + ipv4::MIN_HEADER_LEN + 8 {
+/// Translates an ICMPv4 error (`orig`: the frame, whose layout found a
+/// usable quote: `NoQuote` otherwise) quoting a NAT64 flow's IPv4 packet
+/// into an ICMPv6 error, written (IPv6 header first) to `out`; returns its
+/// length. The quoted packet is translated too (an IPv6 header for its
+/// IPv4 one, ports and checksum of the quoted TCP/UDP header as `t`
+/// says), and the message cut to the IPv6 minimum MTU. Cold (one per
+/// error).
+pub fn icmp4_to_icmp6<T: AsRef<[u8]>>(
+    orig: &Ipv4Frame<T>,
+    t: &Icmp64,
+    out: &mut [u8],
+) -> Result<usize, ForwardError> {
+    if !orig.layout().has_quote() {
         return Err(ForwardError::NoQuote);
     }
-    let msg = &ip[ihl..];
+    let msg = orig.l4_bytes();
     let (ty, code) = (msg[0], msg[1]);
     let mtu4 = get_u16(msg, 6);
     let (ty6, code6, field) =
         map_icmp(ty, code, mtu4, t.mtu6).ok_or(ForwardError::UnsupportedProtocol)?;
+    // The layout checked the quote: version 4, IHL >= 5, 8 bytes after.
     let quote = &msg[icmp::HEADER_LEN..];
     let qihl = usize::from(quote[0] & 0x0F) * 4;
-    if quote[0] >> 4 != 4 || qihl < ipv4::MIN_HEADER_LEN || quote.len() < qihl + 8 {
-        return Err(ForwardError::Mismatch);
-    }
     let qproto = quote[9];
     if qproto != proto::TCP && qproto != proto::UDP {
         return Err(ForwardError::UnsupportedProtocol);
@@ -430,7 +432,7 @@ pub fn icmp4_to_icmp6(ip: &[u8], t: &Icmp64, out: &mut [u8]) -> Result<usize, Fo
     set_u16(rest, 2, ck);
     let mut ip6 = Ipv6Packet::new_unchecked(hdr);
     ip6.set_version();
-    ip6.set_traffic_class(ip[1]);
+    ip6.set_traffic_class(orig.tos());
     ip6.set_flow_label(0);
     ip6.set_payload_len(mlen as u16);
     ip6.set_next_header(ipv6::next_header::ICMPV6);

@@ -11,14 +11,16 @@
 //!   are copied from the inner header, as IPIP copies TOS and TTL, so the
 //!   tunnel is invisible to the path's QoS and ECMP.
 //!
-//! Offsets in [`Ipv6Parsed`] are checked before anything is written: on
-//! `Err` the frame is unchanged, and no input panics.
+//! DR takes the frame with the layout the parser validated
+//! ([`Ipv6Frame`]): no offsets are checked. TUN works on the grown buffer
+//! (a new frame, not the parsed one) and checks it. On `Err` the frame is
+//! unchanged, and no input panics.
 
 use std::net::Ipv6Addr;
 
 use crate::packet::ethernet::{self, MacAddr};
 use crate::packet::ipv6::{self, Ipv6Packet};
-use crate::packet::parse_ipv6::Ipv6Parsed;
+use crate::packet::Ipv6Frame;
 
 use super::{set_macs, ForwardError};
 
@@ -28,15 +30,13 @@ pub const TUN6_OVERHEAD: usize = ipv6::HEADER_LEN;
 /// IPv6 next header of an encapsulated IPv6 packet (RFC 2473).
 pub const IPV6_IN_IPV6: u8 = 41;
 
-/// Decrements the hop limit of the IPv6 header at `p.l3_off`; refuses a
-/// hop limit <= 1 ([`ForwardError::TtlExpired`]) and a frame too short.
+/// Decrements the hop limit; refuses a hop limit <= 1
+/// ([`ForwardError::TtlExpired`]).
 #[inline]
-pub fn decrement_hop_limit(frame: &mut [u8], p: &Ipv6Parsed) -> Result<(), ForwardError> {
-    let l3 = usize::from(p.l3_off);
-    if l3 + ipv6::HEADER_LEN > p.l3_end() || p.l3_end() > frame.len() {
-        return Err(ForwardError::Mismatch);
-    }
-    let mut ip = Ipv6Packet::new_unchecked(&mut frame[l3..l3 + ipv6::HEADER_LEN]);
+pub fn decrement_hop_limit<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv6Frame<T>,
+) -> Result<(), ForwardError> {
+    let mut ip = frame.ip_mut();
     let hop = ip.hop_limit();
     if hop <= 1 {
         return Err(ForwardError::TtlExpired);
@@ -48,17 +48,13 @@ pub fn decrement_hop_limit(frame: &mut [u8], p: &Ipv6Parsed) -> Result<(), Forwa
 /// Direct routing over IPv6: destination `rs_mac`, source `port_mac`, hop
 /// limit - 1. The server holds the VIP on a loopback.
 #[inline]
-pub fn dr6(
-    frame: &mut [u8],
-    p: &Ipv6Parsed,
+pub fn dr6<T: AsRef<[u8]> + AsMut<[u8]>>(
+    frame: &mut Ipv6Frame<T>,
     rs_mac: MacAddr,
     port_mac: MacAddr,
 ) -> Result<(), ForwardError> {
-    if p.l3_end() > frame.len() || frame.len() < ethernet::HEADER_LEN {
-        return Err(ForwardError::Mismatch);
-    }
-    decrement_hop_limit(frame, p)?;
-    set_macs(frame, rs_mac, port_mac)
+    decrement_hop_limit(frame)?;
+    set_macs(frame.bytes_mut(), rs_mac, port_mac)
 }
 
 /// `buf` is the frame after prepending [`TUN6_OVERHEAD`] bytes in front of
@@ -112,7 +108,12 @@ mod tests {
     fn dr6_exact_and_refusals() {
         let mut f = udp6(64);
         let p = parse_ipv6(&f).unwrap().unwrap();
-        dr6(&mut f, &p, MacAddr([0xAA; 6]), MacAddr([0xBB; 6])).unwrap();
+        dr6(
+            &mut p.ipv6(&mut f[..]).unwrap(),
+            MacAddr([0xAA; 6]),
+            MacAddr([0xBB; 6]),
+        )
+        .unwrap();
         let mut want = udp6(63);
         want[..6].fill(0xAA);
         want[6..12].fill(0xBB);
@@ -121,17 +122,18 @@ mod tests {
             let mut f = udp6(hop);
             let p = parse_ipv6(&f).unwrap().unwrap();
             assert_eq!(
-                dr6(&mut f, &p, MacAddr([1; 6]), MacAddr([2; 6])),
+                dr6(
+                    &mut p.ipv6(&mut f[..]).unwrap(),
+                    MacAddr([1; 6]),
+                    MacAddr([2; 6])
+                ),
                 Err(ForwardError::TtlExpired)
             );
             assert_eq!(f, udp6(hop));
         }
-        let mut short = udp6(64);
-        short.truncate(60);
-        assert_eq!(
-            dr6(&mut short, &p, MacAddr([1; 6]), MacAddr([2; 6])),
-            Err(ForwardError::Mismatch)
-        );
+        // A buffer shorter than the packet is not its frame: no view.
+        let short = udp6(64);
+        assert!(p.ipv6(&short[..60]).is_none());
     }
 
     #[test]

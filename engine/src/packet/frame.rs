@@ -30,12 +30,21 @@
 //! read once (TOS, DF, header and total length, offsets) are read from the
 //! frame or derived from the layout.
 //!
-//! What remains on the old pattern: IPv6 (`Ipv6Parsed`'s public offsets,
-//! re-checked by `forward::{nat6, routed6, icmp6, nat64}` and their
-//! callers), a few IPv4 readers in the pipeline that slice at `Parsed`
-//! offsets with checked `get` (`admit::l4_checksum_ok`, the NAT64 ICMP
-//! translation's input), and the TUN encapsulation, which works on the
-//! grown buffer after `decrement_ttl` (a new frame, not the parsed one).
+//! IPv6 has the same shape: [`Layout6`](super::Layout6) and
+//! [`Ipv6Frame`](super::Ipv6Frame) in `frame6.rs`, taken by
+//! `forward::{nat6, routed6, icmp6, icmp46}` and their callers.
+//!
+//! The admission checksum (`admit::l4_checksum_ok`) and the NAT64 ICMP
+//! translations (`forward::icmp4_to_icmp6`, `icmp6_to_icmp4`) read through
+//! the frame too.
+//!
+//! What remains on the old pattern: the TUN encapsulations (IPv4 and
+//! IPv6), which check the inner header again with `new_checked` because
+//! they work on the grown buffer after the hop is counted down and the
+//! mbuf prepended (a new frame, not the parsed one: the `Ipv4Frame` was
+//! given up to `prepend`); and the NAT64 rewrites (`nat64_write_v4/v6`),
+//! which write a frame the caller rebuilt (the L4 bytes moved, a new IP
+//! header's room), at fixed offsets.
 
 use super::icmp::{self, IcmpPacket};
 use super::ipv4::{self, Ipv4Packet};

@@ -21,15 +21,16 @@
 //! [`Ipv4Frame`] (`Parsed::ipv4(buf)`, [`frame`]): a buffer whose headers the
 //! parser validated, with typed sub-views (`ip()`, `tcp()`, `udp()`,
 //! `icmp()`, `split_mut()`) that need no checks. [`parse_ipv6::parse_ipv6`]
-//! is its IPv6 twin; its [`Ipv6Parsed`] still carries public offsets that
-//! the IPv6 rewrites check against the frame (the pattern `Ipv4Frame`
-//! replaced for IPv4; not converted yet).
+//! is its IPv6 twin: its [`Ipv6Parsed`] holds a [`Layout6`] and binds the
+//! frame as an [`Ipv6Frame`] (`Ipv6Parsed::ipv6(buf)`, [`frame6`]), which
+//! the IPv6 rewrites take.
 
 pub mod arp;
 pub mod checksum;
 pub mod drop_reason;
 pub mod ethernet;
 pub mod frame;
+pub mod frame6;
 pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;
@@ -45,6 +46,7 @@ pub use arp::ArpPacket;
 pub use drop_reason::DropReason;
 pub use ethernet::{EtherType, EthernetFrame, MacAddr};
 pub use frame::{Ipv4Frame, L4Kind, L4View, Layout};
+pub use frame6::{Ipv6Frame, L4View6, Layout6};
 pub use icmp::IcmpPacket;
 pub use icmpv6::{Icmpv6Packet, NeighborAdvert, NeighborSolicit};
 pub use ipv4::Ipv4Packet;

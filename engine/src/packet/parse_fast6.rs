@@ -10,8 +10,8 @@
 //! decides, as before.
 //!
 //! Contract, checked by the tests below: whenever [`is_fast_shape6`] is
-//! true, `parse_ipv6` returns `Ok(Some(p))` with `p.l3_off == 14`,
-//! `p.l4_off == 54`, no extension header, `has_l4` and TCP/UDP, so the
+//! true, `parse_ipv6` returns `Ok(Some(p))` with `p.l3_off() == 14`,
+//! `p.l4_off() == 54`, no extension header, `has_l4` and TCP/UDP, so the
 //! fast path's fixed-offset reads are the full parser's fields.
 
 /// Ethernet (14) + the IPv6 fixed header (40).
@@ -87,7 +87,11 @@ mod tests {
         let fast = is_fast_shape6(f);
         if fast {
             let p = parse_ipv6(f).expect("parses").expect("IPv6");
-            assert_eq!((p.l3_off, p.l4_off, p.ext_count), (14, 54, 0), "{f:02x?}");
+            assert_eq!(
+                (p.l3_off(), p.l4_off(), p.ext_count),
+                (14, 54, 0),
+                "{f:02x?}"
+            );
             assert!(p.has_l4 && p.fragment.is_none() && p.vlan.is_none());
             assert!(p.protocol == next_header::TCP || p.protocol == next_header::UDP);
         }

@@ -72,13 +72,12 @@ pub fn is_martian_source(snap: &Snapshot, src: Ipv4Addr) -> bool {
 /// The TCP or UDP checksum of the packet verifies (UDP without a checksum,
 /// 0, passes).
 fn l4_checksum_ok(frame: &[u8], p: &Parsed) -> bool {
-    let start = p.l4_off() as usize;
-    let end = p.l3_off() as usize + p.ip_total_len() as usize;
-    let Some(seg) = frame.get(start..end) else {
+    // The segment the parser validated (`l4_off..l3_end`, its header there).
+    let Some(fr) = p.ipv4(frame) else {
         return false;
     };
-    if p.is_udp() && seg.len() >= 8 && seg[6] == 0 && seg[7] == 0 {
+    if fr.udp().is_some_and(|u| u.checksum() == 0) {
         return true;
     }
-    ipv4_l4_verify(p.src, p.dst, p.protocol, seg)
+    ipv4_l4_verify(p.src, p.dst, p.protocol, fr.l4_bytes())
 }

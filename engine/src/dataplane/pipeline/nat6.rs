@@ -48,7 +48,7 @@ use crate::dataplane::snapshot::{fold6, Server, Snapshot};
 use crate::forward;
 use crate::packet::ethernet::MacAddr;
 use crate::packet::icmpv6::msg_type;
-use crate::packet::ipv6::{self, next_header};
+use crate::packet::ipv6::next_header;
 use crate::packet::parse_ipv6::Ipv6Parsed;
 use crate::sched::persist::PersistTable;
 
@@ -469,10 +469,15 @@ impl Pipeline {
         };
         let port_mac = snap.ports[out.0].mac;
         let done = match method {
-            Method::Dr => forward::dr6(f.data_mut(), p, out.1, port_mac).map_err(rewrite_drop),
+            Method::Dr => forward::ipv6_frame(p, f.data_mut())
+                .and_then(|mut fr| forward::dr6(&mut fr, out.1, port_mac))
+                .map_err(rewrite_drop),
             Method::Tun => self.tun6(snap, f, p, out, rs),
-            _ => forward::nat6_inbound(f.data_mut(), p, rs, rs_port)
-                .and_then(|()| forward::set_macs(f.data_mut(), out.1, port_mac))
+            _ => forward::ipv6_frame(p, f.data_mut())
+                .and_then(|mut fr| {
+                    forward::nat6_inbound(&mut fr, rs, rs_port)?;
+                    forward::set_macs(fr.bytes_mut(), out.1, port_mac)
+                })
                 .map_err(rewrite_drop),
         };
         if let Err(d) = done {
@@ -510,8 +515,12 @@ impl Pipeline {
             Ok(x) => x,
             Err(v) => return v,
         };
-        if let Err(d) = forward::nat6_outbound(f.data_mut(), p, vip, vport)
-            .and_then(|()| forward::set_macs(f.data_mut(), out.1, snap.ports[out.0].mac))
+        let port_mac = snap.ports[out.0].mac;
+        if let Err(d) = forward::ipv6_frame(p, f.data_mut())
+            .and_then(|mut fr| {
+                forward::nat6_outbound(&mut fr, vip, vport)?;
+                forward::set_macs(fr.bytes_mut(), out.1, port_mac)
+            })
             .map_err(rewrite_drop)
         {
             return self.drop(d);
@@ -585,7 +594,7 @@ fn first_of_several(p: &Ipv6Parsed) -> bool {
 /// IP bytes of the packet, as IPVS counts (no Ethernet header or padding).
 #[inline]
 pub(super) fn ip_len(p: &Ipv6Parsed) -> u64 {
-    (ipv6::HEADER_LEN + usize::from(p.payload_len)) as u64
+    p.ip_len() as u64
 }
 
 /// Gives back a finished IPv6 connection's count on its server.

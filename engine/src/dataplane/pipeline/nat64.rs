@@ -337,21 +337,23 @@ impl Pipeline {
             Err(d) => return self.drop(d),
         };
         let l4_len = p.l4_len();
-        let in_len = (ipv6::HEADER_LEN + usize::from(p.payload_len)) as u64;
+        let in_len = p.ip_len() as u64;
         let mtu4 = snap.ports[out].mtu;
         if l4_len + ipv4::MIN_HEADER_LEN > usize::from(mtu4) {
             return self.too_big64_in(snap, f, p, in_port, mtu4, now_ms);
         }
-        let l4_off = usize::from(p.l4_off);
-        if l4_off < forward::NAT64_L4_OFF_V4 || p.l3_end() > f.data().len() {
+        // The layout puts l4_off at least 40 bytes past l3_off (>= 14):
+        // beyond NAT64_L4_OFF_V4, so the front can be trimmed to it.
+        let l4_off = p.l4_off();
+        let Ok(tos) = forward::ipv6_frame(p, f.data()).map(|fr| fr.traffic_class()) else {
             return self.drop(Drop::RewriteFailed);
-        }
+        };
         let t = To4 {
             src: laddr,
             sport: lport,
             dst: server,
             dport: sport,
-            tos: p.traffic_class,
+            tos,
             ttl: p.hop_limit - 1,
             ident,
         };
@@ -571,12 +573,8 @@ impl Pipeline {
             mtu6: snap.ports[out].mtu,
         };
         let mut buf = [0u8; forward::IPV6_MIN_MTU];
-        let (l3, end) = (usize::from(p.l3_off()), p.l3_end());
-        let n = match f
-            .data()
-            .get(l3..end)
-            .ok_or(forward::ForwardError::Mismatch)
-            .and_then(|ip| forward::icmp4_to_icmp6(ip, &t, &mut buf))
+        let n = match forward::ipv4_frame(p, f.data())
+            .and_then(|fr| forward::icmp4_to_icmp6(&fr, &t, &mut buf))
         {
             Ok(n) => n,
             Err(_) => return Some(self.drop(Drop::IcmpUnknownFlow)),

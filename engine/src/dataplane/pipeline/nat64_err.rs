@@ -93,12 +93,11 @@ impl Pipeline {
             ),
         };
         let mut buf = [0u8; forward::ICMP4_ERROR_MAX];
-        let built = f
-            .data()
-            .get(usize::from(p.l4_off)..p.l3_end())
-            .filter(|msg| Icmpv6Packet::new_unchecked(*msg).verify_checksum(p.src, p.dst))
+        let built = forward::ipv6_frame(p, f.data())
+            .ok()
+            .filter(|fr| Icmpv6Packet::new_unchecked(fr.l4_bytes()).verify_checksum(p.src, p.dst))
             .ok_or(forward::ForwardError::Mismatch)
-            .and_then(|msg| forward::icmp6_to_icmp4(msg, p.traffic_class, &t, &mut buf));
+            .and_then(|fr| forward::icmp6_to_icmp4(&fr, &t, &mut buf));
         let Ok(n) = built else {
             return self.drop(Drop::IcmpUnknownFlow);
         };
@@ -134,7 +133,7 @@ impl Pipeline {
             // Bigger than its own link allows: nobody should have sent it.
             return self.drop(Drop::TooBig);
         }
-        let saved = (p.l4_off - p.l3_off).saturating_sub(ipv4::MIN_HEADER_LEN as u16);
+        let saved = p.layout().header_len().saturating_sub(ipv4::MIN_HEADER_LEN) as u16;
         let mtu = u32::from(mtu4) + u32::from(saved);
         self.icmp6_reply_from(f, p, in_port, now_ms, Some(mtu), Some(p.dst))
     }

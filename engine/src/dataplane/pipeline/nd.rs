@@ -27,7 +27,6 @@ use crate::dataplane::neigh::{NeighTable6, Resolution};
 use crate::dataplane::snapshot::Snapshot;
 use crate::packet::ethernet::MacAddr;
 use crate::packet::icmpv6::{self, Icmpv6Packet, NaFlags, NeighborAdvert, NDP_HOP_LIMIT};
-use crate::packet::ipv6;
 use crate::packet::parse_ipv6::Ipv6Parsed;
 
 /// Solicitations one worker may queue between two bursts.
@@ -222,9 +221,8 @@ impl Pipeline {
         in_port: usize,
         now_ms: u64,
     ) -> Option<Verdict> {
-        let start = usize::from(p.l4_off);
-        let end = usize::from(p.l3_off) + ipv6::HEADER_LEN + usize::from(p.payload_len);
-        let icmp = f.data().get(start..end)?;
+        let fr = p.ipv6(f.data())?;
+        let icmp = fr.l4_bytes();
         // RFC 4861 7.1.2: hop limit 255, a valid checksum, the message's
         // own checks, and no S flag on one sent to a multicast group.
         let valid = p.hop_limit == NDP_HOP_LIMIT

@@ -47,7 +47,9 @@ impl Pipeline {
             return Err(Drop::RewriteFailed);
         }
         let src = snap.nd6.addr(out.0).ok_or(Drop::NoRoute)?;
-        forward::decrement_hop_limit(f.data_mut(), p).map_err(rewrite_drop)?;
+        forward::ipv6_frame(p, f.data_mut())
+            .and_then(|mut fr| forward::decrement_hop_limit(&mut fr))
+            .map_err(rewrite_drop)?;
         if !f.prepend(forward::TUN6_OVERHEAD) {
             return Err(Drop::NoHeadroom);
         }
@@ -117,10 +119,10 @@ impl Pipeline {
             return self.drop(why);
         };
         let mut out = [0u8; ICMP6_ERROR_MAX_LEN];
-        let built = match mtu {
-            None => forward::icmp6_time_exceeded(f.data(), p, src, &mut out),
-            Some(m) => forward::icmp6_packet_too_big(f.data(), p, src, m, &mut out),
-        };
+        let built = forward::ipv6_frame(p, f.data()).and_then(|fr| match mtu {
+            None => forward::icmp6_time_exceeded(&fr, src, &mut out),
+            Some(m) => forward::icmp6_packet_too_big(&fr, src, m, &mut out),
+        });
         let Ok(n) = built else {
             return self.drop(why);
         };
@@ -146,7 +148,7 @@ impl Pipeline {
         now_ms: u64,
         owned: bool,
     ) -> Verdict {
-        let Some(q) = forward::quoted_flow6(f.data(), p) else {
+        let Some(q) = p.ipv6(f.data()).and_then(|fr| forward::quoted_flow6(&fr)) else {
             return self.drop(Drop::IcmpUnknownFlow);
         };
         let (cip, cport) = if snap.is_fwd_vip6(q.src) || snap.is_vip64(q.src) {
@@ -217,15 +219,16 @@ impl Pipeline {
             Err(d) => return self.drop(d),
         };
         f.truncate(p.l3_end());
-        let done = if inbound {
-            forward::icmp6_error_nat_inbound(f.data_mut(), p, addr.0, addr.1)
-        } else {
-            forward::icmp6_error_nat_outbound(f.data_mut(), p, addr.0, addr.1)
-        };
-        if done
-            .and_then(|()| forward::set_macs(f.data_mut(), mac, snap.ports[out].mac))
-            .is_err()
-        {
+        let port_mac = snap.ports[out].mac;
+        let done = forward::ipv6_frame(p, f.data_mut()).and_then(|mut fr| {
+            if inbound {
+                forward::icmp6_error_nat_inbound(&mut fr, addr.0, addr.1)?;
+            } else {
+                forward::icmp6_error_nat_outbound(&mut fr, addr.0, addr.1)?;
+            }
+            forward::set_macs(fr.bytes_mut(), mac, port_mac)
+        });
+        if done.is_err() {
             return self.drop(Drop::IcmpUnknownFlow);
         }
         Verdict::Tx(out)

@@ -21,7 +21,7 @@ use crate::packet::ethernet::MacAddr;
 use crate::packet::icmpv6::{
     self, msg_type, Icmpv6Packet, NaFlags, NeighborSolicit, NDP_FRAME_LEN, NDP_HOP_LIMIT,
 };
-use crate::packet::ipv6::{self, next_header};
+use crate::packet::ipv6::next_header;
 use crate::packet::parse_ipv6::{parse_ipv6, Ipv6Parsed};
 use crate::packet::DropReason;
 
@@ -84,10 +84,9 @@ impl Pipeline {
         now_ms: u64,
     ) -> Option<Verdict> {
         let port = &snap.ports[in_port];
-        let start = usize::from(p.l4_off);
-        let end = usize::from(p.l3_off) + ipv6::HEADER_LEN + usize::from(p.payload_len);
         let (target, sll) = {
-            let icmp = f.data().get(start..end)?;
+            let fr = p.ipv6(f.data())?;
+            let icmp = fr.l4_bytes();
             // RFC 4861 7.1.1: hop limit 255 (it crossed no router), a valid
             // checksum, the message's own checks, and a multicast one sent
             // to the target's solicited-node group; DAD (source ::) carries
