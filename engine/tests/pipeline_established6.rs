@@ -142,8 +142,9 @@ impl Rig {
         (v, f.to_vec(), self.w.established_hits() > before)
     }
 
-    /// As `run`, in the worker's passes, with `between` run after the first
-    /// pass (`inspect_into`) and before the others.
+    /// As `run`, in the worker's passes, with `between` run after the passes
+    /// that read the frame's address ids (`inspect_into`, `prefetch_conns`)
+    /// and before the packet.
     fn run_passes(
         &mut self,
         frame: &[u8],
@@ -154,8 +155,8 @@ impl Rig {
         let mut i = Inspected::EMPTY;
         self.w.inspect_into(frame, &mut i);
         assert!(i.fast6, "the common IPv6 shape");
-        between(self);
         self.w.prefetch_conns(std::slice::from_mut(&mut i));
+        between(self);
         let before = self.w.established_hits();
         let mut f = VecFrame::new(frame);
         let v = self
@@ -493,8 +494,8 @@ fn ids_freed_after_the_first_pass_send_the_packet_to_the_full_path() {
     });
     assert_eq!((v, fast), (Verdict::Tx(1), true));
     assert_eq!(out, want);
-    // Now the UDP connection expires between the first pass and the
-    // packet: the ids the first pass read may name other addresses.
+    // Now the UDP connection expires between the passes and the packet:
+    // the ids the second pass read may name other addresses.
     let conns = r.w.conns6_len();
     let (v, out, fast) = r.run_passes(&data, now, |r| {
         let snap = r.shared.snapshot.load_full();

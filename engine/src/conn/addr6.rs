@@ -14,16 +14,35 @@
 //! 4-byte buckets (linear probing, backward-shift deletion, 0 = empty):
 //! 32 bytes per id at power-of-two capacities. Ids are stable while held
 //! (the index moves ids, never the entries), and never 0.
+//!
+//! Per packet the table is read in two steps a burst can pipeline
+//! ([`home`](Addr6Table::home) and [`prefetch`](Addr6Table::prefetch) in
+//! the first pass, [`get_at`](Addr6Table::get_at) in the second), so the
+//! miss on a client's bucket runs under the rest of the first pass instead
+//! of stalling it (pipeline/established6.rs). The address entries and the
+//! index are in the connection table's kind of memory (`TableMemory`:
+//! transparent huge pages by default): the index is sparse (a bucket per
+//! client, scattered over `8 * capacity` bytes), and on 4 KiB pages every
+//! client's lookup was also a TLB miss and a page walk.
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv6Addr;
 
+use crate::dataplane::region::{Region, TableMemory};
+
+/// An address as the table holds and hashes it: its 16 bytes as a native
+/// integer, the frame's byte order (no byte swap to read one off a frame).
+#[inline(always)]
+pub fn raw(a: Ipv6Addr) -> u128 {
+    u128::from_ne_bytes(a.octets())
+}
+
 /// The id table of one worker.
 pub struct Addr6Table {
-    addrs: Box<[u128]>,
+    addrs: Region<u128>,
     refs: Box<[u32]>,
     free: Vec<u32>,
-    index: Box<[u32]>,
+    index: Region<u32>,
     mask: usize,
     seed: u64,
     /// Ids freed so far (wrapping): while it is unchanged, every id handed
@@ -34,6 +53,12 @@ pub struct Addr6Table {
 impl Addr6Table {
     /// A table for up to `capacity` distinct addresses.
     pub fn with_capacity(capacity: usize) -> Addr6Table {
+        Self::with_capacity_in(capacity, TableMemory::default())
+    }
+
+    /// As [`with_capacity`](Self::with_capacity), with the address entries
+    /// and the index in memory of the kind `mem` asks for.
+    pub fn with_capacity_in(capacity: usize, mem: TableMemory) -> Addr6Table {
         let capacity = capacity.clamp(1, u32::MAX as usize / 2);
         let buckets = (2 * capacity).next_power_of_two();
         let seed = std::collections::hash_map::RandomState::new()
@@ -41,11 +66,11 @@ impl Addr6Table {
             .finish()
             | 1;
         Addr6Table {
-            addrs: vec![0u128; capacity].into_boxed_slice(),
+            addrs: Region::new(capacity, mem, |_| 0u128),
             refs: vec![0u32; capacity].into_boxed_slice(),
             // Ids handed out lowest first.
             free: (1..=capacity as u32).rev().collect(),
-            index: vec![0u32; buckets].into_boxed_slice(),
+            index: Region::new(buckets, mem, |_| 0u32),
             mask: buckets - 1,
             seed,
             freed: 0,
@@ -73,8 +98,12 @@ impl Addr6Table {
         self.len() == 0
     }
 
-    #[inline]
-    fn home(&self, a: u128) -> usize {
+    /// The bucket where the probe run of `a` ([`raw`]) starts: computed
+    /// from the address alone (no memory read), so a burst's first pass can
+    /// [`prefetch`](Self::prefetch) it and a later pass look it up
+    /// ([`get_at`](Self::get_at)).
+    #[inline(always)]
+    pub fn home(&self, a: u128) -> usize {
         // Keyed fold: an attacker choosing client addresses cannot aim
         // them at one probe run without the seed.
         let x = (a as u64) ^ ((a >> 64) as u64).rotate_left(29) ^ self.seed;
@@ -82,9 +111,33 @@ impl Addr6Table {
         ((m >> 64) as u64 ^ m as u64) as usize & self.mask
     }
 
+    /// Prefetch the bucket `home` returned (the first of its probe run:
+    /// runs are short, the index at most half full).
+    #[inline(always)]
+    pub fn prefetch(&self, home: usize) {
+        if let Some(b) = self.index.get(home) {
+            crate::conn::prefetch_ptr(b as *const u32 as *const u8);
+        }
+    }
+
+    /// [`get`](Self::get) of [`raw`] address `a` from its [`home`](Self::home), computed
+    /// earlier on this table (a stale or foreign one finds nothing wrong:
+    /// the probe compares the address itself).
+    #[inline(always)]
+    pub fn get_at(&self, home: usize, a: u128) -> Option<u32> {
+        self.find_from(home & self.mask, a)
+            .ok()
+            .map(|i| self.index[i])
+    }
+
     #[inline]
     fn find(&self, a: u128) -> Result<usize, usize> {
-        let mut i = self.home(a);
+        self.find_from(self.home(a), a)
+    }
+
+    #[inline(always)]
+    fn find_from(&self, home: usize, a: u128) -> Result<usize, usize> {
+        let mut i = home;
         loop {
             let id = self.index[i];
             if id == 0 {
@@ -101,7 +154,7 @@ impl Addr6Table {
     /// run, no write).
     #[inline]
     pub fn get(&self, a: Ipv6Addr) -> Option<u32> {
-        self.find(u128::from(a)).ok().map(|i| self.index[i])
+        self.find(raw(a)).ok().map(|i| self.index[i])
     }
 
     /// Changes whenever an id is freed (and may then name another
@@ -118,13 +171,13 @@ impl Addr6Table {
     /// The address of a held id.
     #[inline]
     pub fn addr(&self, id: u32) -> Ipv6Addr {
-        Ipv6Addr::from(self.addrs[id as usize - 1])
+        Ipv6Addr::from(self.addrs[id as usize - 1].to_ne_bytes())
     }
 
     /// Holds `a` once more, giving it an id if it has none; `None` when
     /// the table is full.
     pub fn acquire(&mut self, a: Ipv6Addr) -> Option<u32> {
-        let a = u128::from(a);
+        let a = raw(a);
         match self.find(a) {
             Ok(i) => {
                 let id = self.index[i];

@@ -173,6 +173,7 @@ use std::net::Ipv4Addr;
 pub use rss::owner_worker;
 pub use snat::SnatSpec;
 pub use state::{is_active, tcp_flags, TcpState, Timeouts, MAX_TIMEOUT_S, NONE_TIMEOUT_S};
+pub(crate) use table::prefetch_ptr;
 pub use table::{ConnTable, EntryPrefetch, Hint, Iter, KeyHash, MAX_CAPACITY};
 
 /// IP protocol number of TCP.

@@ -315,6 +315,10 @@ impl Pipeline {
     pub fn inspect(&self, frame: &[u8]) -> Inspected {
         let mut i = Inspected::EMPTY;
         self.inspect_into(frame, &mut i);
+        if i.fast6 {
+            // IPv6 resolves its ids in the second pass (established6.rs).
+            self.prefetch_conn(&mut i);
+        }
         i
     }
 
@@ -381,12 +385,18 @@ impl Pipeline {
     #[inline]
     pub fn prefetch_conns(&self, insp: &mut [Inspected]) {
         let t = self.conns.entry_prefetch();
-        for i in insp {
+        let mut v6 = false;
+        for i in insp.iter_mut() {
             if let Some(h) = i.hash {
                 i.hint = t.entry(h);
             } else if i.fast6 {
-                self.prefetch_conn6(i);
+                // IPv6: ids, hash, bucket prefetch (established6.rs).
+                v6 |= self.resolve6(i);
             }
+        }
+        if v6 {
+            // Then the IPv6 buckets (prefetched above) and their records.
+            self.prefetch_conns6(insp);
         }
     }
 

@@ -72,7 +72,7 @@ impl EntryPrefetch<'_> {
 /// Prefetch the cache line at `p` into all cache levels (a no-op off
 /// x86_64).
 #[inline(always)]
-pub(super) fn prefetch_ptr(p: *const u8) {
+pub(crate) fn prefetch_ptr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

@@ -13,6 +13,7 @@ mod index;
 mod lifecycle;
 mod slots;
 
+pub(crate) use index::prefetch_ptr;
 pub use index::{EntryPrefetch, Hint};
 
 use crate::conn::hash::Seed;

@@ -33,11 +33,11 @@
 //! path decides exactly as before. The rewrite is `forward::nat6_fixed` or
 //! `forward::dr6_fixed`: fixed offsets, the same incremental checksum.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use super::nexthop::HOP_CACHE_MS;
 use super::{rewrite_drop, synproxy, Frame, Inspected, Pipeline, Verdict};
-use crate::conn::{self, tcp_flags, Dir, FlowKey, KeyHash, Method};
+use crate::conn::{self, addr6, tcp_flags, Dir, Hint, KeyHash, Method, WireKey};
 use crate::dataplane::neigh::{NeighTable6, Stamp};
 use crate::dataplane::snapshot::{fold6, Snapshot};
 use crate::forward::{self, NatSide};
@@ -45,79 +45,90 @@ use crate::packet::ethernet::MacAddr;
 use crate::packet::ipv6;
 use crate::packet::parse_fast6::{is_fast_shape6, L4_OFF6};
 
-/// What the first pass keeps of a frame of the common IPv6 shape: its
-/// addresses' ids and its flow key's hash in the IPv6 table, and the id
-/// table's epoch they were read in. No hash: an address has no id, so no
-/// connection can match.
-#[derive(Clone, Copy, Debug, Default)]
+/// What the burst's passes keep of a frame of the common IPv6 shape.
+///
+/// The first pass ([`Pipeline::inspect6`]) reads the frame's addresses,
+/// ports and protocol, and prefetches the id table's buckets of the two
+/// addresses (`home_src`, `home_dst`); the second
+/// ([`Pipeline::resolve6`]) reads those buckets for the addresses' ids,
+/// hashes the flow key and prefetches its bucket in the connection table,
+/// then reads that bucket and prefetches the record (`Inspected::hint`).
+/// Each of the three dependent reads (id bucket, table bucket, record) so
+/// has a pass's work to arrive: the first pass used to resolve the ids
+/// itself and stalled on a client's bucket before it could even prefetch
+/// the table's. No hash after the second pass: an address has no id, so
+/// no connection can match.
+#[derive(Clone, Copy, Debug)]
 pub struct Flow6 {
     hash: Option<KeyHash>,
-    src: u32,
-    dst: u32,
+    /// The flow key in the IPv6 table: ports and protocol from the first
+    /// pass, the addresses' ids (`addrs`) from the second; the established
+    /// path looks it up as it is.
+    key: WireKey,
+    /// The id table's epoch the ids were read in.
     epoch: u32,
+    home_src: u32,
+    home_dst: u32,
+    /// The addresses, in the frame's byte order (`u128::from_ne_bytes`).
+    src_addr: u128,
+    dst_addr: u128,
 }
 
 impl Flow6 {
     pub const NONE: Flow6 = Flow6 {
         hash: None,
-        src: 0,
-        dst: 0,
+        key: WireKey {
+            addrs: 0,
+            ports: 0,
+            proto: 0,
+        },
         epoch: 0,
+        home_src: 0,
+        home_dst: 0,
+        src_addr: 0,
+        dst_addr: 0,
     };
 }
 
-/// What the fast path reads of a frame of that shape.
+/// Offsets of the addresses in a frame of that shape.
+const SRC6: usize = 22;
+const DST6: usize = 38;
+
+/// The address at `at` as the id table holds it ([`addr6::raw`]).
+#[inline(always)]
+fn addr_ne(h: &[u8; L4_OFF6 + 8], at: usize) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&h[at..at + 16]);
+    u128::from_ne_bytes(a)
+}
+
+/// What the established path reads of the frame besides its flow (which
+/// the first pass kept in [`Flow6`]).
 #[derive(Clone, Copy)]
-struct Head6 {
-    protocol: u8,
+struct Tail6 {
+    dst_mac: [u8; 6],
     hop: u8,
     /// TCP flags (0 for UDP).
     flags: u8,
-    src: u128,
-    dst: u128,
-    sport: u16,
-    dport: u16,
     /// The IPv6 payload length.
     payload: u16,
 }
 
-impl Head6 {
+impl Tail6 {
     #[inline(always)]
-    fn read(frame: &[u8]) -> Option<Head6> {
+    fn read(frame: &[u8], protocol: u8) -> Option<Tail6> {
         let h = frame.first_chunk::<{ L4_OFF6 + 8 }>()?;
-        let protocol = h[20];
         let flags = if protocol == conn::PROTO_TCP {
             *frame.get(L4_OFF6 + 13)?
         } else {
             0
         };
-        let addr = |at: usize| {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&h[at..at + 16]);
-            u128::from_be_bytes(a)
-        };
-        Some(Head6 {
-            protocol,
+        Some(Tail6 {
+            dst_mac: [h[0], h[1], h[2], h[3], h[4], h[5]],
             hop: h[21],
             flags,
-            src: addr(22),
-            dst: addr(38),
-            sport: u16::from_be_bytes([h[L4_OFF6], h[L4_OFF6 + 1]]),
-            dport: u16::from_be_bytes([h[L4_OFF6 + 2], h[L4_OFF6 + 3]]),
             payload: u16::from_be_bytes([h[18], h[19]]),
         })
-    }
-
-    /// The flow key in the IPv6 table, of the ids of the addresses.
-    #[inline(always)]
-    fn key(&self, src: u32, dst: u32) -> FlowKey {
-        FlowKey::new(
-            self.protocol,
-            Ipv4Addr::from(src),
-            self.sport,
-            Ipv4Addr::from(dst),
-            self.dport,
-        )
     }
 }
 
@@ -193,7 +204,9 @@ fn hop_hit6<'a>(
 impl Pipeline {
     /// The first pass for a frame of the common IPv6 shape: true when it is
     /// one and this worker has an IPv6 table (then `out` says so, with the
-    /// flow's ids and hash); false leaves `out` to the full parser.
+    /// flow's fields and the id table's buckets of its addresses, which
+    /// this prefetches); false leaves `out` to the full parser. No memory
+    /// but the frame is read here ([`Flow6`]).
     ///
     /// This and the other entry points here are not inlined into the
     /// worker's passes and `process_inspected`: inlined, they moved the
@@ -208,38 +221,72 @@ impl Pipeline {
         if !is_fast_shape6(frame) {
             return false;
         }
-        let Some(p) = Head6::read(frame) else {
+        let Some(h) = frame.first_chunk::<{ L4_OFF6 + 8 }>() else {
             return false;
         };
+        let (src, dst) = (addr_ne(h, SRC6), addr_ne(h, DST6));
+        let (home_src, home_dst) = (v6.addrs.home(src), v6.addrs.home(dst));
+        v6.addrs.prefetch(home_src);
+        v6.addrs.prefetch(home_dst);
         out.hash = None;
         out.fast = false;
         out.fast6 = true;
-        let ids = (
-            v6.addrs.get(Ipv6Addr::from(p.src)),
-            v6.addrs.get(Ipv6Addr::from(p.dst)),
-        );
-        out.flow6 = match ids {
-            (Some(src), Some(dst)) => Flow6 {
-                hash: Some(v6.conns.key_hash(&p.key(src, dst))),
-                src,
-                dst,
-                epoch: v6.addrs.epoch(),
+        out.hint = Hint::NONE;
+        let ports = [h[L4_OFF6], h[L4_OFF6 + 1], h[L4_OFF6 + 2], h[L4_OFF6 + 3]];
+        out.flow6 = Flow6 {
+            hash: None,
+            key: WireKey {
+                addrs: 0,
+                ports: u32::from_be_bytes(ports),
+                proto: h[20],
             },
-            _ => Flow6::NONE,
+            epoch: 0,
+            home_src: home_src as u32,
+            home_dst: home_dst as u32,
+            src_addr: src,
+            dst_addr: dst,
         };
-        // Its bucket, as the IPv4 first pass does (`Pipeline::inspect_into`).
-        if let Some(h) = out.flow6.hash {
-            v6.conns.prefetch_hashed(h);
-        }
         true
     }
 
-    /// The second pass: read the bucket, prefetch the record.
+    /// The second pass's first step for a first-pass IPv6 frame: the ids
+    /// of its addresses (their buckets prefetched by the first pass), its
+    /// flow key's hash, and the prefetch of that bucket. True when there is
+    /// a hash (both addresses have ids).
     #[inline(never)]
-    pub(super) fn prefetch_conn6(&self, i: &Inspected) {
-        if let Some(v6) = self.v6.as_deref() {
-            if let Some(h) = i.flow6.hash {
-                v6.conns.prefetch_conn_hashed(h);
+    pub(super) fn resolve6(&self, i: &mut Inspected) -> bool {
+        let Some(v6) = self.v6.as_deref() else {
+            return false;
+        };
+        let fl = &mut i.flow6;
+        let ids = (
+            v6.addrs.get_at(fl.home_src as usize, fl.src_addr),
+            v6.addrs.get_at(fl.home_dst as usize, fl.dst_addr),
+        );
+        let (Some(src), Some(dst)) = ids else {
+            return false;
+        };
+        fl.key.addrs = u64::from(src) << 32 | u64::from(dst);
+        let h = v6.conns.key_hash_wire(&fl.key);
+        v6.conns.prefetch_hashed(h);
+        fl.hash = Some(h);
+        fl.epoch = v6.addrs.epoch();
+        true
+    }
+
+    /// The second pass's last step, once every frame of the burst was
+    /// [`resolve6`](Self::resolve6)d: read each (prefetched) bucket and
+    /// prefetch the record it points at, keeping which (`Inspected::hint`,
+    /// for the established path's `lookup_hinted`).
+    #[inline(never)]
+    pub(super) fn prefetch_conns6(&self, insp: &mut [Inspected]) {
+        let Some(v6) = self.v6.as_deref() else {
+            return;
+        };
+        let t = v6.conns.entry_prefetch();
+        for i in insp {
+            if let (true, Some(h)) = (i.fast6, i.flow6.hash) {
+                i.hint = t.entry(h);
             }
         }
     }
@@ -265,24 +312,19 @@ impl Pipeline {
         }
         let port = snap.ports.get(in_port)?;
         let frame = f.data();
-        if frame.first_chunk::<6>() != Some(&port.mac.0) {
+        let p = Tail6::read(frame, fl.key.proto)?;
+        if p.dst_mac != port.mac.0 || p.hop <= 1 {
             return None;
         }
-        let p = Head6::read(frame)?;
-        if p.hop <= 1 {
-            return None;
-        }
-        if p.protocol == conn::PROTO_TCP && p.flags & STEADY_MASK != tcp_flags::ACK {
+        if fl.key.proto == conn::PROTO_TCP && p.flags & STEADY_MASK != tcp_flags::ACK {
             return None;
         }
         let v6 = self.v6.as_deref_mut()?;
         if v6.addrs.epoch() != fl.epoch {
             return None;
         }
-        let (id, dir) = v6
-            .conns
-            .lookup_hashed(&p.key(fl.src, fl.dst), hash, now_ms)?;
-        let c = *v6.conns.get(id);
+        let (id, dir, c) = v6.conns.lookup_hinted(&fl.key, hash, i.hint, now_ms)?;
+        let c = *c;
         let method = c.method();
         if c.flags() & SLOW_FLAGS != 0 || !matches!(method, Method::Nat | Method::Dr) {
             return None;
@@ -295,14 +337,15 @@ impl Pipeline {
         // a server's reply to a client that is not the director's.
         let (to, cip, cport) = match dir {
             Dir::Inbound => {
-                if u128::from(svc.vip) != p.dst {
+                if addr6::raw(svc.vip) != fl.dst_addr {
                     return None;
                 }
-                (v6.addrs.addr(u32::from(c.server())), p.src, p.sport)
+                let to = v6.addrs.addr(u32::from(c.server()));
+                (to, fl.src_addr, (fl.key.ports >> 16) as u16)
             }
             Dir::Reply => {
-                let client = Ipv6Addr::from(p.dst);
-                if u128::from(srv.addr) != p.src
+                let client = Ipv6Addr::from(fl.dst_addr.to_ne_bytes());
+                if addr6::raw(srv.addr) != fl.src_addr
                     || client.segments()[0] & 0xffc0 == 0xfe80
                     || snap.is_fwd_vip6(client)
                     || snap.is_vip64(client)
@@ -310,12 +353,15 @@ impl Pipeline {
                 {
                     return None;
                 }
-                (client, p.dst, p.dport)
+                (client, fl.dst_addr, fl.key.ports as u16)
             }
         };
         if !owned
             && self.workers > 1
-            && self.reta.owner(fold6(Ipv6Addr::from(cip)), cport) != self.worker
+            && self
+                .reta
+                .owner(fold6(Ipv6Addr::from(cip.to_ne_bytes())), cport)
+                != self.worker
         {
             return None;
         }
