@@ -180,7 +180,10 @@ pub fn ipv4_l4_verify(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, segment: &[u8]
     };
     let mut chunks = segment.chunks_exact(8);
     for c in &mut chunks {
-        acc = add(acc, u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        acc = add(
+            acc,
+            u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+        );
     }
     let mut rest = chunks.remainder();
     if let Some((w, r)) = rest.split_first_chunk::<4>() {
@@ -504,7 +507,10 @@ mod tests {
     fn l4_verify_is_the_folded_sum_is_ffff() {
         // Every length up to 80 (odd tails, 4- and 2-byte rests), random
         // bytes, and segments made to verify by their checksum field.
-        let (src, dst) = (Ipv4Addr::new(198, 18, 0, 10), Ipv4Addr::new(198, 18, 0, 100));
+        let (src, dst) = (
+            Ipv4Addr::new(198, 18, 0, 10),
+            Ipv4Addr::new(198, 18, 0, 100),
+        );
         let slow = |p: u8, seg: &[u8]| {
             fold(accumulate(
                 u64::from(pseudo_header_sum(src, dst, p, seg.len() as u16)),
