@@ -507,3 +507,40 @@ fn ids_freed_after_the_first_pass_send_the_packet_to_the_full_path() {
     let (v, _, fast) = r.run_passes(&data, now, |_| {});
     assert_eq!((v, fast), (Verdict::Tx(1), true));
 }
+
+#[test]
+fn fast_path_counts_reach_the_server_at_the_end_of_the_burst() {
+    let mut r = Rig::new();
+    open_nat(&mut r, 40000, 2_000);
+    let data = from_client(40000, 80, 64, "PA", b"data");
+    // Warm the server's entry and next hop.
+    let (_, _, fast) = r.run(0, &data, 2_001);
+    assert!(fast);
+    let before = r.counts(8080);
+    // Three fast-path packets in one burst: pending in the worker's
+    // per-server entry (pipeline/dest_fast6.rs) until `end_burst`.
+    for _ in 0..3 {
+        let (v, out, fast) = r.run_passes(&data, 2_002, |_| {});
+        assert_eq!((v, fast), (Verdict::Tx(1), true));
+        assert_eq!(out, nat_in(RS_MAC, 40000, 64, "PA", b"data"));
+    }
+    assert_eq!(r.counts(8080), before, "not flushed mid-burst");
+    let snap = r.shared.snapshot.load_full();
+    r.w.end_burst(&snap);
+    let after = r.counts(8080);
+    let d: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    // 3 packets of 40 + 20 + 4 IP bytes in, none out.
+    assert_eq!(d, [3, 0, 3 * 64, 0]);
+    // A new snapshot without the server: its pending counts were flushed
+    // and the next packet takes the full path.
+    let (_, _, fast) = r.run_passes(&data, 2_003, |_| {});
+    assert!(fast);
+    r.publish(false);
+    let (v, _, fast) = r.run(0, &data, 2_004);
+    assert_eq!((v, fast), (Verdict::Drop, false));
+    assert_eq!(
+        r.counts(8080)[0],
+        after[0] + 1,
+        "counted before the rebuild"
+    );
+}

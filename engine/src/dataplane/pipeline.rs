@@ -32,6 +32,7 @@
 mod admit;
 mod arp;
 mod dest_fast;
+mod dest_fast6;
 mod established;
 mod established6;
 mod fnat;
@@ -307,6 +308,9 @@ impl Pipeline {
     #[inline]
     pub fn end_burst(&mut self, snap: &Snapshot) {
         self.dests.flush(snap);
+        if let Some(v6) = self.v6.as_deref_mut() {
+            v6.dests.flush(snap);
+        }
     }
 
     /// The first pass over a burst: parse the frame, hash its flow key

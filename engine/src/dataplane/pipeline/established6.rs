@@ -35,9 +35,10 @@
 
 use std::net::Ipv6Addr;
 
+use super::dest_fast6::from_raw;
 use super::nexthop::HOP_CACHE_MS;
 use super::{rewrite_drop, synproxy, Frame, Inspected, Pipeline, Verdict};
-use crate::conn::{self, addr6, tcp_flags, Dir, Hint, KeyHash, Method, WireKey};
+use crate::conn::{self, tcp_flags, Dir, Hint, KeyHash, Method, WireKey};
 use crate::dataplane::neigh::{NeighTable6, Stamp};
 use crate::dataplane::snapshot::{fold6, Snapshot};
 use crate::forward::{self, NatSide};
@@ -147,16 +148,16 @@ pub(super) const HOP6_CACHE: usize = 16;
 /// rules), with what the fast path needs of its egress port.
 #[derive(Clone, Copy)]
 pub(super) struct Hop6 {
-    ip: u128,
-    port: u32,
-    mac: MacAddr,
-    port_mac: MacAddr,
-    port_mtu: u16,
-    until_ms: u64,
-    generation: u64,
-    snapshot: usize,
-    entry: usize,
-    version: u64,
+    pub(super) ip: u128,
+    pub(super) port: u32,
+    pub(super) mac: MacAddr,
+    pub(super) port_mac: MacAddr,
+    pub(super) port_mtu: u16,
+    pub(super) until_ms: u64,
+    pub(super) generation: u64,
+    pub(super) snapshot: usize,
+    pub(super) entry: usize,
+    pub(super) version: u64,
 }
 
 impl Hop6 {
@@ -329,23 +330,22 @@ impl Pipeline {
         if c.flags() & SLOW_FLAGS != 0 || !matches!(method, Method::Nat | Method::Dr) {
             return None;
         }
-        let (svc, srv) = snap.dest6(c.dest())?;
-        if !srv.usable {
-            return None;
-        }
+        // The server's entry (dest_fast6.rs): usable in this snapshot, its
+        // address and VIP, its remembered next hop.
+        let di = v6.dests.usable(snap, c.dest())?;
+        let (vip, srv_addr) = v6.dests.addrs(di);
         // What `forward6` makes of the addresses: a packet to the VIP, or
         // a server's reply to a client that is not the director's.
         let (to, cip, cport) = match dir {
             Dir::Inbound => {
-                if addr6::raw(svc.vip) != fl.dst_addr {
+                if vip != fl.dst_addr {
                     return None;
                 }
-                let to = v6.addrs.addr(u32::from(c.server()));
-                (to, fl.src_addr, (fl.key.ports >> 16) as u16)
+                (srv_addr, fl.src_addr, (fl.key.ports >> 16) as u16)
             }
             Dir::Reply => {
-                let client = Ipv6Addr::from(fl.dst_addr.to_ne_bytes());
-                if addr6::raw(srv.addr) != fl.src_addr
+                let client = from_raw(fl.dst_addr);
+                if srv_addr != fl.src_addr
                     || client.segments()[0] & 0xffc0 == 0xfe80
                     || snap.is_fwd_vip6(client)
                     || snap.is_vip64(client)
@@ -353,19 +353,28 @@ impl Pipeline {
                 {
                     return None;
                 }
-                (client, fl.dst_addr, fl.key.ports as u16)
+                (fl.dst_addr, fl.dst_addr, fl.key.ports as u16)
             }
         };
-        if !owned
-            && self.workers > 1
-            && self
-                .reta
-                .owner(fold6(Ipv6Addr::from(cip.to_ne_bytes())), cport)
-                != self.worker
+        if !owned && self.workers > 1 && self.reta.owner(fold6(from_raw(cip)), cport) != self.worker
         {
             return None;
         }
-        let h = *hop_hit6(&v6.hops, &self.shared.neigh6, snap, u128::from(to), now_ms)?;
+        // The next hop: a server's remembered with its entry, a client's
+        // from the next-hop cache.
+        let to = from_raw(to);
+        let ip = u128::from(to);
+        let neigh = &self.shared.neigh6;
+        let h = match (dir, v6.dests.hop(di, now_ms, neigh)) {
+            (Dir::Inbound, Some(h)) => *h,
+            _ => {
+                let h = *hop_hit6(&v6.hops, neigh, snap, ip, now_ms)?;
+                if dir == Dir::Inbound {
+                    v6.dests.set_hop(di, h);
+                }
+                h
+            }
+        };
         let len = ipv6::HEADER_LEN as u16 + p.payload;
         if u32::from(p.payload) + ipv6::HEADER_LEN as u32 > u32::from(h.port_mtu) {
             return None;
@@ -382,21 +391,14 @@ impl Pipeline {
                 forward::nat6_fixed(f.data_mut(), NatSide::Dst, to, port, h.mac, h.port_mac)
             }
             (Dir::Reply, _) => {
-                let (vip, vport) = (v6.addrs.addr(u32::from(c.vip())), c.vport());
+                let (vip, vport) = (from_raw(vip), c.vport());
                 forward::nat6_fixed(f.data_mut(), NatSide::Src, vip, vport, h.mac, h.port_mac)
             }
         };
         if let Err(e) = done {
             return Some(self.drop(rewrite_drop(e)));
         }
-        let k = &srv.shared.per_worker[self.worker];
-        if dir == Dir::Inbound {
-            k.in_packets.inc();
-            k.in_bytes.add(u64::from(len));
-        } else {
-            k.out_packets.inc();
-            k.out_bytes.add(u64::from(len));
-        }
+        v6.dests.count(snap, di, dir == Dir::Reply, u64::from(len));
         self.established_hits += 1;
         Some(Verdict::Tx(h.port as usize))
     }

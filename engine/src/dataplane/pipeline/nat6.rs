@@ -37,6 +37,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::dest_fast6::DestTable6;
 use super::established6::{Hop6, HOP6_CACHE};
 use super::frag6::{Frag6Fwd, FragTable6};
 use super::persist6::release_template6;
@@ -67,6 +68,8 @@ pub(in crate::dataplane) struct Conns6 {
     pub(in crate::dataplane) frags: FragTable6,
     /// Resolved next hops, for the established fast path (`established6.rs`).
     pub(super) hops: [Hop6; HOP6_CACHE],
+    /// The established path's per-server entries (`dest_fast6.rs`).
+    pub(super) dests: DestTable6,
 }
 
 impl Conns6 {
@@ -124,7 +127,7 @@ impl Pipeline {
         if snap.services6.is_empty() && snap.services64.is_empty() && self.v6.is_none() {
             return;
         }
-        let cap = self.conns.capacity();
+        let (cap, worker) = (self.conns.capacity(), self.worker);
         let v6 = self.v6.get_or_insert_with(|| {
             Box::new(Conns6 {
                 conns: ConnTable::with_capacity(cap),
@@ -132,6 +135,7 @@ impl Pipeline {
                 ident: 0,
                 frags: FragTable6::new(),
                 hops: [Hop6::EMPTY; HOP6_CACHE],
+                dests: DestTable6::new(worker),
             })
         });
         v6.conns.set_timeouts(snap.timeouts);

@@ -1,0 +1,197 @@
+//! What the IPv6 established fast path (`established6.rs`) keeps of each
+//! real server, per worker: the twin of `dest_fast.rs` for IPv6 servers.
+//!
+//! Indexed by the connection record's server id (`Conn::dest`), so one
+//! bounds-checked load replaces, per packet, the snapshot's
+//! id -> service -> server walk (`Snapshot::dest6`), the next-hop cache's
+//! address hash and snapshot compares (`hop_hit6`), and the two atomic
+//! counter updates through the server's shared block.
+//!
+//! * **Validity.** The table is stamped with the snapshot (generation and
+//!   address) it was built from; a packet seen with another snapshot (a
+//!   reload, a server removed, weight 0, down) rebuilds it first
+//!   ([`DestTable6::refresh`]), which flushes the pending counts and
+//!   forgets every remembered next hop.
+//! * **Addresses.** The server's address and its service's VIP, in the
+//!   frame's byte order (`addr6::raw`), so the direction checks are two
+//!   compares with no id-table read.
+//! * **Next hop.** A copy of the next-hop cache's entry for the server's
+//!   address ([`Hop6`]), used while its neighbour entry is unchanged and
+//!   younger than its deadline (the cache's own rules; the snapshot is the
+//!   table's stamp). A miss asks the cache and remembers what it finds.
+//! * **Counters.** In and out packets and bytes add up here (one add per
+//!   packet) and reach the server's per-worker counters at
+//!   [`DestTable6::flush`]: at `Pipeline::end_burst` (the end of every
+//!   worker loop and of every `Pipeline::process`) and before a rebuild,
+//!   so the totals `rvs ctl` reads are exact once the burst is done.
+
+use std::net::Ipv6Addr;
+
+use super::established6::Hop6;
+use crate::conn::addr6;
+use crate::dataplane::neigh::NeighTable6;
+use crate::dataplane::snapshot::Snapshot;
+
+/// Servers with pending counts at most before a flush is forced.
+const DIRTY: usize = 64;
+
+/// Where a pending count keeps its packets: above 40 bits of bytes (exact
+/// while fewer than 2^24 packets and 2^40 bytes add up between flushes).
+const PACKETS_SHIFT: u32 = 40;
+
+/// One IPv6 server, as this worker's fast path sees it.
+#[derive(Clone, Copy)]
+struct DestFast6 {
+    /// An IPv6 server in the stamped snapshot and up (`Server::usable`).
+    usable: bool,
+    /// Listed in `DestTable6::dirty`.
+    dirty: bool,
+    /// Its service's VIP and its own address (`addr6::raw`).
+    vip: u128,
+    addr: u128,
+    /// The remembered next hop to `addr` (empty after a rebuild:
+    /// `until_ms` 0).
+    hop: Hop6,
+    /// Not yet flushed, in and out: packets << [`PACKETS_SHIFT`] | bytes.
+    pending: [u64; 2],
+}
+
+impl DestFast6 {
+    const EMPTY: DestFast6 = DestFast6 {
+        usable: false,
+        dirty: false,
+        vip: 0,
+        addr: 0,
+        hop: Hop6::EMPTY,
+        pending: [0; 2],
+    };
+}
+
+/// A worker's [`DestFast6`] entries, by server id (module docs).
+pub(super) struct DestTable6 {
+    worker: usize,
+    generation: u64,
+    snapshot: usize,
+    dests: Vec<DestFast6>,
+    dirty: [u32; DIRTY],
+    dirty_len: usize,
+}
+
+impl DestTable6 {
+    pub(super) fn new(worker: usize) -> DestTable6 {
+        DestTable6 {
+            worker,
+            generation: u64::MAX,
+            snapshot: 0,
+            dests: Vec::new(),
+            dirty: [0; DIRTY],
+            dirty_len: 0,
+        }
+    }
+
+    /// The index of IPv6 server `id` when it is usable in `snap`
+    /// (rebuilding the table first if it was built from another snapshot).
+    #[inline(always)]
+    pub(super) fn usable(&mut self, snap: &Snapshot, id: u32) -> Option<usize> {
+        if self.generation != snap.generation || self.snapshot != snap as *const Snapshot as usize {
+            self.refresh(snap);
+        }
+        let i = id as usize;
+        self.dests.get(i)?.usable.then_some(i)
+    }
+
+    /// Server `i`'s service VIP and address, as `addr6::raw`.
+    #[inline(always)]
+    pub(super) fn addrs(&self, i: usize) -> (u128, u128) {
+        let d = &self.dests[i];
+        (d.vip, d.addr)
+    }
+
+    /// The remembered next hop of server `i`, if younger than its deadline
+    /// and its neighbour entry unchanged.
+    #[inline(always)]
+    pub(super) fn hop(&self, i: usize, now_ms: u64, neigh: &NeighTable6) -> Option<&Hop6> {
+        let h = &self.dests[i].hop;
+        (now_ms < h.until_ms && neigh.version(h.entry) == h.version).then_some(h)
+    }
+
+    /// Remembers `h` (a valid entry of the next-hop cache for server `i`'s
+    /// address).
+    #[cold]
+    pub(super) fn set_hop(&mut self, i: usize, h: Hop6) {
+        self.dests[i].hop = h;
+    }
+
+    /// Adds one packet of `len` IP bytes to server `i`'s pending counts
+    /// (`out`: from the server).
+    #[inline(always)]
+    pub(super) fn count(&mut self, snap: &Snapshot, i: usize, out: bool, len: u64) {
+        let d = &mut self.dests[i];
+        d.pending[usize::from(out)] += 1 << PACKETS_SHIFT | len;
+        if !d.dirty {
+            d.dirty = true;
+            if self.dirty_len == DIRTY {
+                self.flush(snap);
+            }
+            self.dirty[self.dirty_len] = i as u32;
+            self.dirty_len += 1;
+        }
+    }
+
+    /// Adds the pending counts to the servers' per-worker counters.
+    #[inline]
+    pub(super) fn flush(&mut self, snap: &Snapshot) {
+        if self.dirty_len != 0 {
+            self.flush_all(snap);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn flush_all(&mut self, snap: &Snapshot) {
+        let mask = (1 << PACKETS_SHIFT) - 1;
+        for &id in &self.dirty[..self.dirty_len] {
+            let Some(d) = self.dests.get_mut(id as usize) else {
+                continue;
+            };
+            let [inb, out] = std::mem::take(&mut d.pending);
+            d.dirty = false;
+            let Some(k) = snap
+                .counters(id)
+                .and_then(|s| s.per_worker.get(self.worker))
+            else {
+                continue;
+            };
+            k.in_packets.add(inb >> PACKETS_SHIFT);
+            k.in_bytes.add(inb & mask);
+            k.out_packets.add(out >> PACKETS_SHIFT);
+            k.out_bytes.add(out & mask);
+        }
+        self.dirty_len = 0;
+    }
+
+    /// Rebuilds the table for `snap`: pending counts flushed, every IPv6
+    /// server of the registry marked usable or not, next hops forgotten.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn refresh(&mut self, snap: &Snapshot) {
+        self.flush(snap);
+        self.generation = snap.generation;
+        self.snapshot = snap as *const Snapshot as usize;
+        self.dests.clear();
+        self.dests.resize(snap.counters.len(), DestFast6::EMPTY);
+        for (id, d) in self.dests.iter_mut().enumerate() {
+            if let Some((svc, srv)) = snap.dest6(id as u32) {
+                d.usable = srv.usable;
+                d.vip = addr6::raw(svc.vip);
+                d.addr = addr6::raw(srv.addr);
+            }
+        }
+    }
+}
+
+/// The address `raw` as an `Ipv6Addr` (the inverse of `addr6::raw`).
+#[inline(always)]
+pub(super) fn from_raw(raw: u128) -> Ipv6Addr {
+    Ipv6Addr::from(raw.to_ne_bytes())
+}
