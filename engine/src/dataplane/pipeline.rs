@@ -54,6 +54,7 @@ mod new_flow;
 mod nexthop;
 mod nodest;
 mod ops6;
+mod pending;
 mod persist6;
 mod persist64;
 mod rescue;

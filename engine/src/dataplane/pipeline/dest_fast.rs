@@ -25,7 +25,7 @@
 //!   from the egress port's address, its constant words summed
 //!   ([`TunTemplate`]): an encapsulation copies it and writes the fields
 //!   of the packet (length, TOS, DF, TTL, identification).
-//! * **Counters.** In and out packets and bytes add up here (one add per
+//! * **Counters.** In and out packets and bytes add up here (`pending.rs`; one add per
 //!   packet: packets and bytes in one word) and reach the
 //!   server's per-worker counters at [`DestTable::flush`]: at the end of
 //!   every worker loop (`Pipeline::end_burst`), of every `Pipeline::process`
@@ -38,13 +38,10 @@
 use std::net::Ipv4Addr;
 
 use super::nexthop::Hop;
+use super::pending::{HasPending, Pending, PendingList};
 use crate::dataplane::neigh::NeighTable;
 use crate::dataplane::snapshot::Snapshot;
 use crate::forward::TunTemplate;
-
-/// Servers with pending counts at most before a flush is forced (a burst
-/// touches at most one per frame).
-const DIRTY: usize = 64;
 
 /// One server, as this worker's fast path sees it.
 #[derive(Clone, Copy)]
@@ -55,54 +52,41 @@ struct DestFast {
     /// own addresses, else `u64::MAX`: a packet to it needs no
     /// `Snapshot::is_own` walk.
     vip_not_own: u64,
-    /// Listed in `DestTable::dirty`.
-    dirty: bool,
     /// The next hop to the server's address (valid while `hop.ip` is that
     /// address: empty after a rebuild).
     hop: Hop,
-    /// Not yet flushed, in and out: packets << [`PACKETS_SHIFT`] | bytes,
-    /// so that a packet is one add.
-    pending: [u64; 2],
+    /// Packets and bytes not yet flushed.
+    pending: Pending,
     /// The outer header of TUN to the server from the egress port of
     /// `hop`, made when the hop is remembered.
     tun: TunTemplate,
 }
 
-/// Where a pending count keeps its packets: above 40 bits of bytes. Exact
-/// while fewer than 2^24 packets (and 2^40 bytes) add up between flushes;
-/// a flush comes after every burst of at most a few hundred frames.
-const PACKETS_SHIFT: u32 = 40;
-
 impl DestFast {
     const EMPTY: DestFast = DestFast {
         usable: false,
         vip_not_own: u64::MAX,
-        dirty: false,
         hop: Hop::EMPTY,
-        pending: [0; 2],
+        pending: Pending::EMPTY,
         tun: TunTemplate::EMPTY,
     };
 }
 
 /// A worker's [`DestFast`] entries, by server id (module docs).
 pub(super) struct DestTable {
-    worker: usize,
     generation: u64,
     snapshot: usize,
     dests: Vec<DestFast>,
-    dirty: [u32; DIRTY],
-    dirty_len: usize,
+    pending: PendingList,
 }
 
 impl DestTable {
     pub(super) fn new(worker: usize) -> DestTable {
         DestTable {
-            worker,
             generation: u64::MAX,
             snapshot: 0,
             dests: Vec::new(),
-            dirty: [0; DIRTY],
-            dirty_len: 0,
+            pending: PendingList::new(worker),
         }
     }
 
@@ -153,52 +137,13 @@ impl DestTable {
     /// (`out`: from the server).
     #[inline(always)]
     pub(super) fn count(&mut self, snap: &Snapshot, i: usize, out: bool, len: u64) {
-        let d = &mut self.dests[i];
-        d.pending[usize::from(out)] += 1 << PACKETS_SHIFT | len;
-        if !d.dirty {
-            d.dirty = true;
-            if self.dirty_len == DIRTY {
-                self.flush(snap);
-            }
-            self.dirty[self.dirty_len] = i as u32;
-            self.dirty_len += 1;
-        }
+        self.pending.count(&mut self.dests, snap, i, out, len);
     }
 
     /// Adds the pending counts to the servers' per-worker counters.
     #[inline]
     pub(super) fn flush(&mut self, snap: &Snapshot) {
-        if self.dirty_len != 0 {
-            self.flush_all(snap);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn flush_all(&mut self, snap: &Snapshot) {
-        for &id in &self.dirty[..self.dirty_len] {
-            let Some(d) = self.dests.get_mut(id as usize) else {
-                continue;
-            };
-            let [inb, out] = std::mem::take(&mut d.pending);
-            let mask = (1 << PACKETS_SHIFT) - 1;
-            let (in_p, in_b) = (inb >> PACKETS_SHIFT, inb & mask);
-            let (out_p, out_b) = (out >> PACKETS_SHIFT, out & mask);
-            // Still dirty until here: an entry left pending by a flush
-            // cut short is in the list once.
-            d.dirty = false;
-            let Some(k) = snap
-                .counters(id)
-                .and_then(|s| s.per_worker.get(self.worker))
-            else {
-                continue;
-            };
-            k.in_packets.add(in_p);
-            k.in_bytes.add(in_b);
-            k.out_packets.add(out_p);
-            k.out_bytes.add(out_b);
-        }
-        self.dirty_len = 0;
+        self.pending.flush(&mut self.dests, snap);
     }
 
     /// Rebuilds the table for `snap`: pending counts flushed, every server
@@ -219,5 +164,12 @@ impl DestTable {
                 }
             }
         }
+    }
+}
+
+impl HasPending for DestFast {
+    #[inline(always)]
+    fn pending(&mut self) -> &mut Pending {
+        &mut self.pending
     }
 }

@@ -19,7 +19,7 @@
 //!   address ([`Hop6`]), used while its neighbour entry is unchanged and
 //!   younger than its deadline (the cache's own rules; the snapshot is the
 //!   table's stamp). A miss asks the cache and remembers what it finds.
-//! * **Counters.** In and out packets and bytes add up here (one add per
+//! * **Counters.** In and out packets and bytes add up here (`pending.rs`; one add per
 //!   packet) and reach the server's per-worker counters at
 //!   [`DestTable6::flush`]: at `Pipeline::end_burst` (the end of every
 //!   worker loop and of every `Pipeline::process`) and before a rebuild,
@@ -28,64 +28,51 @@
 use std::net::Ipv6Addr;
 
 use super::established6::Hop6;
+use super::pending::{HasPending, Pending, PendingList};
 use crate::conn::addr6;
 use crate::dataplane::neigh::NeighTable6;
 use crate::dataplane::snapshot::Snapshot;
-
-/// Servers with pending counts at most before a flush is forced.
-const DIRTY: usize = 64;
-
-/// Where a pending count keeps its packets: above 40 bits of bytes (exact
-/// while fewer than 2^24 packets and 2^40 bytes add up between flushes).
-const PACKETS_SHIFT: u32 = 40;
 
 /// One IPv6 server, as this worker's fast path sees it.
 #[derive(Clone, Copy)]
 struct DestFast6 {
     /// An IPv6 server in the stamped snapshot and up (`Server::usable`).
     usable: bool,
-    /// Listed in `DestTable6::dirty`.
-    dirty: bool,
     /// Its service's VIP and its own address (`addr6::raw`).
     vip: u128,
     addr: u128,
     /// The remembered next hop to `addr` (empty after a rebuild:
     /// `until_ms` 0).
     hop: Hop6,
-    /// Not yet flushed, in and out: packets << [`PACKETS_SHIFT`] | bytes.
-    pending: [u64; 2],
+    /// Packets and bytes not yet flushed.
+    pending: Pending,
 }
 
 impl DestFast6 {
     const EMPTY: DestFast6 = DestFast6 {
         usable: false,
-        dirty: false,
         vip: 0,
         addr: 0,
         hop: Hop6::EMPTY,
-        pending: [0; 2],
+        pending: Pending::EMPTY,
     };
 }
 
 /// A worker's [`DestFast6`] entries, by server id (module docs).
 pub(super) struct DestTable6 {
-    worker: usize,
     generation: u64,
     snapshot: usize,
     dests: Vec<DestFast6>,
-    dirty: [u32; DIRTY],
-    dirty_len: usize,
+    pending: PendingList,
 }
 
 impl DestTable6 {
     pub(super) fn new(worker: usize) -> DestTable6 {
         DestTable6 {
-            worker,
             generation: u64::MAX,
             snapshot: 0,
             dests: Vec::new(),
-            dirty: [0; DIRTY],
-            dirty_len: 0,
+            pending: PendingList::new(worker),
         }
     }
 
@@ -126,48 +113,13 @@ impl DestTable6 {
     /// (`out`: from the server).
     #[inline(always)]
     pub(super) fn count(&mut self, snap: &Snapshot, i: usize, out: bool, len: u64) {
-        let d = &mut self.dests[i];
-        d.pending[usize::from(out)] += 1 << PACKETS_SHIFT | len;
-        if !d.dirty {
-            d.dirty = true;
-            if self.dirty_len == DIRTY {
-                self.flush(snap);
-            }
-            self.dirty[self.dirty_len] = i as u32;
-            self.dirty_len += 1;
-        }
+        self.pending.count(&mut self.dests, snap, i, out, len);
     }
 
     /// Adds the pending counts to the servers' per-worker counters.
     #[inline]
     pub(super) fn flush(&mut self, snap: &Snapshot) {
-        if self.dirty_len != 0 {
-            self.flush_all(snap);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn flush_all(&mut self, snap: &Snapshot) {
-        let mask = (1 << PACKETS_SHIFT) - 1;
-        for &id in &self.dirty[..self.dirty_len] {
-            let Some(d) = self.dests.get_mut(id as usize) else {
-                continue;
-            };
-            let [inb, out] = std::mem::take(&mut d.pending);
-            d.dirty = false;
-            let Some(k) = snap
-                .counters(id)
-                .and_then(|s| s.per_worker.get(self.worker))
-            else {
-                continue;
-            };
-            k.in_packets.add(inb >> PACKETS_SHIFT);
-            k.in_bytes.add(inb & mask);
-            k.out_packets.add(out >> PACKETS_SHIFT);
-            k.out_bytes.add(out & mask);
-        }
-        self.dirty_len = 0;
+        self.pending.flush(&mut self.dests, snap);
     }
 
     /// Rebuilds the table for `snap`: pending counts flushed, every IPv6
@@ -194,4 +146,11 @@ impl DestTable6 {
 #[inline(always)]
 pub(super) fn from_raw(raw: u128) -> Ipv6Addr {
     Ipv6Addr::from(raw.to_ne_bytes())
+}
+
+impl HasPending for DestFast6 {
+    #[inline(always)]
+    fn pending(&mut self) -> &mut Pending {
+        &mut self.pending
+    }
 }
