@@ -312,7 +312,7 @@ run_one() {
     --server-dev "$(memif net_memif1 server s.sock $GEN_SMAC)" \
     --lcores "$gen_core" --queues "$w" --expect "$expect" --flows "$flows" --size "$SIZE" \
     --duration "$DURATION" --lat-duration "$LAT" --cps-duration "$CPS" \
-    --label "$name" --json "$json" "${extra[@]}" > "$glog" 2>&1 &
+    --linger 30 --label "$name" --json "$json" "${extra[@]}" > "$glog" 2>&1 &
   GPID=$!
   if ! wait_for "$glog" "waiting for the DUT" 20; then
     echo "bench.sh: [$name] generator did not start:"; tail -5 "$glog"
@@ -338,7 +338,9 @@ run_one() {
   local rss=0 s_first="" s_last="" ticks=0
   # Wait for the generator; sample the DUT's resident memory meanwhile, and
   # what else ran on the CPUs around the max phase (perf/sched_sample.py).
-  while kill -0 $GPID 2>/dev/null; do
+  # (until the generator is done: it then holds its memif ports until the
+  # DUT has closed its side, see `rvs-perf gen --linger`)
+  while kill -0 $GPID 2>/dev/null && ! grep -q "holding the ports" "$glog" 2>/dev/null; do
     local r
     if ((ticks++ % 5 == 0)); then
       r=$(awk '/^VmRSS/ {print $2}' /proc/$DPID/status 2>/dev/null)
@@ -351,9 +353,11 @@ run_one() {
     fi
     sleep 0.1
   done
+  # The DUT first: a memif client whose server leaves under its poll can
+  # fault in DPDK 22.11's PMD (rvs-perf gen --linger).
+  stop_pid $DPID; DPID=""
   wait $GPID; local grc=$?
   GPID=""
-  stop_pid $DPID; DPID=""
   local status=ok
   if ((grc != 0)) || [[ ! -s $json ]]; then
     status="gen-exit-$grc"
@@ -403,7 +407,7 @@ run_cost() {
     --server-dev "$(memif net_memif1 server s.sock $GEN_SMAC)" \
     --lcores "$gen_core" --queues "$w" --expect "$mode" --flows "$flows" --size "$SIZE" \
     --phases probe,open,cost --cost-rate "$rate" --cost-duration "$COST_SECS" \
-    --label "$name" --json "$RAW/$name.json" "${extra[@]}" > "$glog" 2>&1 &
+    --linger 30 --label "$name" --json "$RAW/$name.json" "${extra[@]}" > "$glog" 2>&1 &
   GPID=$!
   if ! wait_for "$glog" "waiting for the DUT" 20; then
     stop_pid $GPID; GPID=""
@@ -464,8 +468,9 @@ run_cost() {
   fi
   [[ -n $cpp ]] || { [[ $status == ok ]] && status=no-figure; }
   [[ -n $fd ]] && echo "quit" >&$fd
-  wait $GPID 2>/dev/null; GPID=""
+  # The DUT before the generator closes its ports (see run_one).
   stop_pid $DPID; DPID=""
+  wait $GPID 2>/dev/null; GPID=""
   [[ -n $fd ]] && exec {fd}>&-
   rm -f "$fifo"
   rm -rf /var/run/dpdk/rvsperf-tp$TAG-$name

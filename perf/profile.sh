@@ -149,7 +149,7 @@ os.execv(sys.argv[1], sys.argv[1:])') ;;
       perf/configs/director.toml.in > "$L.toml"
     "$GEN" gen --client-dev "net_memif0,role=server,socket=$S/c.sock,socket-abstract=no,id=0,mac=02:00:00:00:01:01" \
       --server-dev "net_memif1,role=server,socket=$S/s.sock,socket-abstract=no,id=0,mac=02:00:00:00:02:01" \
-      --expect nat --flows "$LIVE_FLOWS" --phases probe,open,max --duration 14 --label profile > "$L.gen.log" 2>&1 &
+      --expect nat --flows "$LIVE_FLOWS" --phases probe,open,max --duration 14 --linger 30 --label profile > "$L.gen.log" 2>&1 &
     G=$!
     sleep 1
     ip netns exec "$NS" "${wrap[@]}" "$RVS" run -c "$L.toml" > "$L.dut.log" 2>&1 &
@@ -165,8 +165,10 @@ os.execv(sys.argv[1], sys.argv[1:])') ;;
     # slice is a stall of the busy-polling worker and shows in p99 latency.
     perf record -q -e sched:sched_switch -C 1 -o "$L.sched.data" -- sleep 3 > /dev/null 2>&1
     "$RVS" ctl -s "$S/rvs.sock" status --json > "$L.status.json" 2>/dev/null
-    wait $G
+    # the director before the generator closes its memif ports (rvs-perf gen --linger)
+    for ((i = 0; i < 300; i++)); do grep -q "holding the ports" "$L.gen.log" && break; kill -0 $G 2>/dev/null || break; sleep 0.1; done
     kill -INT $D 2>/dev/null; wait $D 2>/dev/null
+    wait $G
     ip netns del "$NS" 2>/dev/null; rm -rf "$S"
     perf report -i "$L.perf.data" --no-children --sort sym -g none --percent-limit 0.3 2>/dev/null \
       | grep -v '^#' | grep -v '^$' > "$L.syms"

@@ -121,7 +121,7 @@ timeout $((SECS + 120)) "$GEN" gen \
   --server-dev "$(memif net_memif1 server s.sock 02:00:00:00:02:01)" \
   --lcores 0@0 --queues 1 --expect nat --flows 1000 --phases probe,cps,soak \
   --cps-duration 3 --soak-duration "$SECS" --soak-fraction "$FRACTION" \
-  --label soak --json "$JSON" > "$GLOG" 2>&1 &
+  --linger 30 --label soak --json "$JSON" > "$GLOG" 2>&1 &
 GPID=$!
 if ! wait_for "$GLOG" "waiting for the DUT" 20; then
   echo "soak.sh: generator did not start:"; tail -5 "$GLOG"; exit 1
@@ -132,7 +132,9 @@ DPID=$!
 echo "t_s,phase,rss_kb,mbufs_in_use,mbufs_size,conns,created,evicted,drops" > "$CSV"
 T0=$(date +%s.%N)
 phase=start
-while kill -0 $GPID 2>/dev/null; do
+# (until the generator is done: it then holds its memif ports until the
+# director has closed its side, see `rvs-perf gen --linger`)
+while kill -0 $GPID 2>/dev/null && ! grep -q "holding the ports" "$GLOG"; do
   if ! kill -0 $DPID 2>/dev/null; then echo "soak.sh: the director died"; tail -20 "$DLOG"; break; fi
   grep -q "soak: " "$GLOG" && phase=soak
   grep -q "soak-done" "$GLOG" && phase=end
@@ -151,14 +153,16 @@ print(",".join(str(v) for v in [sys.argv[1], sys.argv[2], sys.argv[3], m.get("in
   fi
   sleep "$INTERVAL"
 done
-wait $GPID; grc=$?
-GPID=""
-# The director's own last word: its counters at exit.
+# The director's own last word: its counters at exit. It stops before the
+# generator closes its memif ports (a memif client whose server leaves under
+# its poll can fault in DPDK 22.11's PMD).
 kill -INT $DPID 2>/dev/null
 for ((i = 0; i < 150; i++)); do kill -0 $DPID 2>/dev/null || break; sleep 0.1; done
 kill -KILL $DPID 2>/dev/null
 wait $DPID 2>/dev/null
 DPID=""
+wait $GPID; grc=$?
+GPID=""
 if ((grc != 0)) || [[ ! -s $JSON ]]; then
   echo "soak.sh: generator failed (exit $grc):"; grep -v '^EAL\|^TELEMETRY' "$GLOG" | tail -5
   echo "director log: $DLOG"; tail -5 "$DLOG"

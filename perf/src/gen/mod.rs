@@ -206,6 +206,9 @@ fn run_inner(o: GenOpts) -> Result<()> {
         o,
     };
     let res = g.run_all();
+    if res.is_ok() && g.o.linger > 0.0 {
+        g.linger();
+    }
     port::shutdown(&g.client);
     port::shutdown(&g.server);
     res
@@ -391,16 +394,20 @@ impl Gen {
         Ok(())
     }
 
+    /// Link status of the client-side and server-side ports.
+    fn links_up(&self) -> [bool; 2] {
+        [self.client.id, self.server.id].map(|id| {
+            let mut l = dpdk_ffi::rte_eth_link::default();
+            // SAFETY: id is a started port; l is a valid out-pointer.
+            unsafe { dpdk_ffi::rte_eth_link_get_nowait(id, &mut l) };
+            l.link_status() == 1
+        })
+    }
+
     fn wait_links(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs_f64(self.o.ready_timeout);
         loop {
-            let up = [self.client.id, self.server.id].iter().all(|&id| {
-                let mut l = dpdk_ffi::rte_eth_link::default();
-                // SAFETY: id is a started port; l is a valid out-pointer.
-                unsafe { dpdk_ffi::rte_eth_link_get_nowait(id, &mut l) };
-                l.link_status() == 1
-            });
-            if up {
+            if self.links_up() == [true, true] {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -411,6 +418,20 @@ impl Gen {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Wait (at most `--linger` s) for the DUT to close both memif links,
+    /// polling nothing meanwhile: see [`GenOpts::linger`].
+    fn linger(&self) {
+        self.log("done; holding the ports until the DUT has closed them");
+        let deadline = Instant::now() + Duration::from_secs_f64(self.o.linger);
+        while Instant::now() < deadline {
+            if self.links_up() == [false, false] {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.log("the DUT kept its links up; closing the ports anyway");
     }
 
     fn alloc_frame(&self, len: usize) -> Option<*mut rte_mbuf> {

@@ -132,6 +132,14 @@ pub struct GenOpts {
     /// Give up on the DUT after this many seconds of link/ARP/probe.
     #[arg(long, default_value_t = 30.0)]
     pub ready_timeout: f64,
+    /// After the last phase, keep the ports open until the DUT has closed
+    /// its side (both links down), at most this many seconds, and say so
+    /// (`holding the ports`). A memif client whose server goes away while
+    /// its lcore is inside `rte_eth_rx_burst` can fault in DPDK 22.11 (the
+    /// control thread unmaps the rings under the poll), so the scripts stop
+    /// the DUT first. 0: exit at once.
+    #[arg(long, default_value_t = 0.0)]
+    pub linger: f64,
     /// Extra EAL arguments (e.g. `--log-level=pmd.net.memif:debug`).
     #[arg(long, allow_hyphen_values = true)]
     pub eal: Vec<String>,
