@@ -47,6 +47,8 @@
 //! `engine::control::health`), a failure that counts towards `fall` at
 //! info.
 
+mod check_loop;
+mod controller;
 pub mod dns;
 pub mod fsm;
 pub mod hooks;
@@ -54,18 +56,19 @@ pub mod probe;
 pub mod proc;
 pub mod web;
 
+use self::check_loop::check_loop;
+pub use self::controller::ServerHealthStatus;
+
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::time::{Duration, Instant, SystemTime};
-
-use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
 
 use self::fsm::Fsm;
 use self::hooks::HookRun;
 use self::probe::{CheckSpec, Weight};
 use super::notify::{rfc3339, Event, EventKind};
-use super::{Controller, HealthSource, HealthStatus};
+use super::{HealthSource, HealthStatus};
 use crate::config::{Config, OnFailure, ServerConfig, ServiceConfig};
 use crate::dataplane::snapshot::{proto_of, Health, HealthView};
 
@@ -680,150 +683,6 @@ impl HealthSource for HealthChecker {
 fn ago(t: SystemTime) -> String {
     let d = SystemTime::now().duration_since(t).unwrap_or_default();
     format!("{:.1} s", d.as_secs_f64())
-}
-
-/// One server's check thread: a probe every interval (at once when the
-/// last one took longer), each result sent to the controller, until told
-/// to stop (or the controller is gone).
-fn check_loop(
-    spec: CheckSpec,
-    key: Key,
-    epoch: u64,
-    label: String,
-    tx: SyncSender<CheckResult>,
-    stop: Receiver<()>,
-) {
-    loop {
-        let start = Instant::now();
-        let mut outcome = spec.probe();
-        // keepalived's retry: a failed probe is tried again, the round
-        // fails (one towards `fall`) only when every try failed
-        let mut tries = 0;
-        while tries < spec.retry {
-            let Err(why) = &outcome.result else { break };
-            tries += 1;
-            tracing::debug!(
-                "health check of {label} failed, retry {tries}/{} in {} ms: {why}",
-                spec.retry,
-                spec.delay_before_retry.as_millis()
-            );
-            match stop.recv_timeout(spec.delay_before_retry) {
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                _ => return,
-            }
-            outcome = spec.probe();
-        }
-        if tries > 0 {
-            let note = format!(" (try {} of {})", tries + 1, spec.retry + 1);
-            match &mut outcome.result {
-                Ok(t) | Err(t) => t.push_str(&note),
-            }
-        }
-        let weight = outcome.weight;
-        let (ok, text) = match outcome.result {
-            Ok(t) => (true, t),
-            Err(t) => (false, t),
-        };
-        // "health check of 198.19.0.11:8080 (tcp:198.18.0.100:80) passed: ..."
-        tracing::debug!(
-            "health check of {label} {}: {text}",
-            if ok { "passed" } else { "failed" }
-        );
-        let msg = CheckResult {
-            key,
-            epoch,
-            ok,
-            text,
-            weight,
-            at: SystemTime::now(),
-        };
-        if tx.send(msg).is_err() {
-            return;
-        }
-        let next = start + spec.interval;
-        let wait = next.saturating_duration_since(Instant::now());
-        match stop.recv_timeout(wait.max(Duration::from_millis(1))) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            _ => return,
-        }
-    }
-}
-
-/// One server's health, for `rvs ctl status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerHealthStatus {
-    /// `tcp:198.18.0.100:80`.
-    pub service: String,
-    /// `198.19.0.12:8080`.
-    pub server: String,
-    /// `tcp`, `http`, `exec` or `none`.
-    pub check: String,
-    /// `no-check`, `unknown`, `up`, `down`, `inhibited`.
-    pub state: String,
-    /// What the state rests on (last result, counts, quorum).
-    pub detail: String,
-    /// The last check's result text.
-    pub last_result: Option<String>,
-    pub last_ok: Option<bool>,
-    /// RFC 3339 time of the last check.
-    pub last_check: Option<String>,
-}
-
-impl Controller {
-    /// Starts health checking: installs a [`HealthChecker`] (its threads
-    /// start as the next publish syncs it with the configuration).
-    pub(super) fn start_health(&mut self) -> anyhow::Result<()> {
-        self.set_health(Box::new(HealthChecker::new()));
-        self.publish()
-    }
-
-    /// From `tick`: takes the check results that arrived (never blocks);
-    /// on a change of state republishes the snapshot and notifies.
-    pub(super) fn poll_health(&mut self) {
-        let mut events = self.health.poll();
-        let reweighted = self.health.take_republish();
-        if events.is_empty() && !reweighted {
-            return;
-        }
-        if let Err(e) = self.publish() {
-            tracing::error!("health: cannot publish the new pool: {e:#}");
-        }
-        let snap = self.shared.snapshot.load();
-        let view = self
-            .stats
-            .list_view(&self.cfg, &snap, &self.shared.registry, &*self.health);
-        for ev in &mut events {
-            ev.configuration = Some(view.clone());
-            self.notifier.send(ev, &self.cfg.notify);
-        }
-    }
-
-    /// Every configured server's health, in configuration order.
-    pub fn health_status(&self) -> Vec<ServerHealthStatus> {
-        let mut out = Vec::new();
-        for sc in &self.cfg.services {
-            let check = sc
-                .health_check
-                .as_ref()
-                .map_or("none", |h| h.kind.name())
-                .to_string();
-            for srv in &sc.servers {
-                let st = self.health.status(sc, srv);
-                let last = self.health.last_check(sc, srv);
-                out.push(ServerHealthStatus {
-                    service: sc.key(),
-                    server: srv.ident(sc),
-                    check: check.clone(),
-                    state: st.state.to_string(),
-                    detail: st.detail,
-                    last_result: last.as_ref().map(|l| l.text.clone()),
-                    last_ok: last.as_ref().map(|l| l.ok),
-                    last_check: last.as_ref().map(|l| rfc3339(l.at)),
-                });
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]

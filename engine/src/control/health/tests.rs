@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::*;
 use crate::config::{self, Config};
 use crate::control::notify::EventKind;
+use crate::control::Controller;
 use crate::dataplane::pipeline::{Frame, Pipeline, VecFrame, Verdict};
 use crate::dataplane::snapshot::{PortInfo, Snapshot};
 use crate::dataplane::Shared;
