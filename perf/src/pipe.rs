@@ -13,6 +13,13 @@
 //!   pass that reads each (now cached) bucket and prefetches the connection
 //!   record it points at (`Pipeline::prefetch_conns`);
 //! * `dry`: build the frames and do nothing else (the harness's own cost).
+//!
+//! `--burst` (frames per burst of the data phase) and `--order` (`seq`:
+//! the flows in the order they were opened, as the generator sends them,
+//! so consecutive packets read consecutive records of the slab; `scatter`:
+//! a fixed permutation, each packet's record anywhere) show what a change
+//! does at the short bursts of a worker at a modest rate and without the
+//! slab locality the benchmark's order gives.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -63,6 +70,17 @@ pub struct PipeOpts {
     /// Connection-table capacity (default: 2 x flows + conns).
     #[arg(long)]
     pub capacity: Option<usize>,
+    /// Frames per burst of the data phase, 1 to 32: a worker at a modest
+    /// offered rate sees bursts of 1-4 frames, where the burst's passes
+    /// have no other frames to hide a miss under.
+    #[arg(long, default_value_t = BURST)]
+    pub burst: usize,
+    /// Order of the data phase's packets over the flows: `seq` (flow 0, 1,
+    /// 2, ..., the order they were opened in, as the generator sends) or
+    /// `scatter` (a fixed permutation of the flows: consecutive packets
+    /// belong to flows opened far apart, as real traffic does).
+    #[arg(long, default_value = "seq")]
+    pub order: String,
 }
 
 /// A frame in a fixed buffer with mbuf-like headroom.
@@ -266,16 +284,17 @@ impl Rig {
 /// callgrind cost, so set-up and the opening of the flows stay out of the
 /// per-packet figure whatever the packet count.
 #[inline(never)]
-fn data_phase(rig: &mut Rig, flows: u32, packets: u64) -> u64 {
+fn data_phase(rig: &mut Rig, flows: u32, packets: u64, burst: usize, scatter: bool) -> u64 {
     let mut segs = Vec::with_capacity(BURST);
     let mut fwd = 0u64;
     let mut f = 0u32;
     let mut left = packets;
     while left > 0 {
-        let n = (left as usize).min(BURST);
+        let n = (left as usize).min(burst);
         segs.clear();
         for _ in 0..n {
-            let (src, sport) = flow(f);
+            let g = if scatter { scatter_flow(f, flows) } else { f };
+            let (src, sport) = flow(g);
             segs.push((Kind::Data, src, sport, f));
             f += 1;
             if f == flows {
@@ -308,6 +327,15 @@ fn conn_phase(rig: &mut Rig, conns: u64) -> u64 {
     }
     cfwd
 }
+
+/// Flow `f` of a fixed permutation of `0..flows` (`--order scatter`):
+/// multiplication by a prime that does not divide `flows`.
+fn scatter_flow(f: u32, flows: u32) -> u32 {
+    ((u64::from(f) * SCATTER_MUL) % u64::from(flows)) as u32
+}
+
+/// The prime of [`scatter_flow`] (a permutation unless it divides `flows`).
+const SCATTER_MUL: u64 = 2_654_435_761;
 
 fn flow(f: u32) -> (u32, u16) {
     (0xc612_0100 + f % 16384, (1024 + f / 16384) as u16)
@@ -385,6 +413,19 @@ pub fn run(o: PipeOpts) -> Result<()> {
             end: HEADROOM,
         })
         .collect();
+    if !(1..=BURST).contains(&o.burst) {
+        bail!("--burst 1 to {BURST}");
+    }
+    let scatter = match o.order.as_str() {
+        "seq" => false,
+        "scatter" => {
+            if o.flows == 0 || u64::from(o.flows).is_multiple_of(SCATTER_MUL) {
+                bail!("--order scatter: --flows 0 or a multiple of {SCATTER_MUL}");
+            }
+            true
+        }
+        b => bail!("--order seq | scatter, not `{b}`"),
+    };
     let batch = match o.batch.as_str() {
         "none" => Batch::None,
         "bucket" => Batch::Bucket,
@@ -419,7 +460,7 @@ pub fn run(o: PipeOpts) -> Result<()> {
 
     // Established data, round robin.
     let t = Instant::now();
-    let fwd = data_phase(&mut rig, o.flows, o.packets);
+    let fwd = data_phase(&mut rig, o.flows, o.packets, o.burst, scatter);
     let data_s = t.elapsed().as_secs_f64();
 
     // The cost of building the frames alone (subtracted below).
@@ -453,6 +494,8 @@ pub fn run(o: PipeOpts) -> Result<()> {
         "flows": o.flows,
         "size": o.size,
         "batch": o.batch,
+        "burst": o.burst,
+        "order": o.order,
         "capacity": cap,
         "open_s": open_s,
         "opened_segments_forwarded": opened,
