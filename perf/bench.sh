@@ -19,6 +19,9 @@
 #          wait up to S seconds for the CPUs to be >= 85% idle: other work on the
 #          machine time-slices the busy-polling processes and ruins latency)
 #          --no-build  --no-plot  --no-mem  --no-cost  --out DIR (default perf/results)
+#          --order seq|scatter (the data phases' order over the flows: `seq`, the
+#          order they were opened in, or `scatter`, a fixed permutation: each
+#          packet's connection record a random access, as in real traffic)
 #
 # Cost rows (issue 16): after the rows of a flow count, every DUT runs again at
 # one offered rate, half the slowest max rate of those rows, and its busy
@@ -55,6 +58,7 @@ FLOWS=""
 WORKERS=""
 MODES=""
 SIZE=64
+ORDER=seq
 DURATION=""
 REPS=1
 NICE=""
@@ -76,6 +80,7 @@ while (($#)); do
     --force-workers) FORCE_WORKERS=1 ;;
     --modes) MODES=$2; shift ;;
     --size) SIZE=$2; shift ;;
+    --order) ORDER=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --reps) REPS=$2; shift ;;
     --nice) NICE=$2; shift ;;
@@ -310,7 +315,7 @@ run_one() {
   "${NICE_CMD[@]}" timeout $timeout "$GEN" gen \
     --client-dev "$(memif net_memif0 server c.sock $GEN_CMAC)" \
     --server-dev "$(memif net_memif1 server s.sock $GEN_SMAC)" \
-    --lcores "$gen_core" --queues "$w" --expect "$expect" --flows "$flows" --size "$SIZE" \
+    --lcores "$gen_core" --queues "$w" --expect "$expect" --flows "$flows" --size "$SIZE" --order "$ORDER" \
     --duration "$DURATION" --lat-duration "$LAT" --cps-duration "$CPS" \
     --linger 30 --label "$name" --json "$json" "${extra[@]}" > "$glog" 2>&1 &
   GPID=$!
@@ -405,7 +410,7 @@ run_cost() {
   "${NICE_CMD[@]}" timeout $(( 60 + flows / 20000 )) "$GEN" gen \
     --client-dev "$(memif net_memif0 server c.sock $GEN_CMAC)" \
     --server-dev "$(memif net_memif1 server s.sock $GEN_SMAC)" \
-    --lcores "$gen_core" --queues "$w" --expect "$mode" --flows "$flows" --size "$SIZE" \
+    --lcores "$gen_core" --queues "$w" --expect "$mode" --flows "$flows" --size "$SIZE" --order "$ORDER" \
     --phases probe,open,cost --cost-rate "$rate" --cost-duration "$COST_SECS" \
     --linger 30 --label "$name" --json "$RAW/$name.json" "${extra[@]}" > "$glog" 2>&1 &
   GPID=$!
@@ -483,7 +488,7 @@ run_cost() {
 }
 
 T0=$SECONDS
-echo "bench.sh: $KIND run, flows $FLOWS, workers $WORKERS, modes $MODES, $SIZE-byte packets, $NCPU CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench.sh: $KIND run, flows $FLOWS, workers $WORKERS, modes $MODES, $SIZE-byte packets, order $ORDER, $NCPU CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 failed=0
 IFS=, read -r -a FL <<< "$FLOWS"
 IFS=, read -r -a WL <<< "$WORKERS"

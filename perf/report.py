@@ -431,6 +431,12 @@ def write_md(rows, runs, mem, path, kind, m, png, raw_dir):
              "send attempts at the max rate that found the DUT's memif ring full (near 1: the DUT sets the pace; near 0: "
              "the generator does, and the figure is a lower bound for the DUT). hand-offs: frames rvs's workers passed "
              "to the worker owning their flow (the generator places flows on queues as the director's RSS would, so 0).")
+    orders = sorted({r["doc"].get("order", "seq") for r in runs if r["doc"]})
+    if orders == ["scatter"]:
+        L.append("")
+        L.append("Order of the data over the flows: `scatter` (`--order scatter`: a fixed permutation, so each packet's "
+                 "connection record is a random memory access, as in real traffic; the default `seq` sends the flows in "
+                 "the order they were opened, and the records' order in the slab lets the CPU's prefetcher fetch them ahead).")
     L.append("")
     cml = conn_memory_line(raw_dir)
     if cml:

@@ -13,6 +13,7 @@ mod frames;
 mod frames6;
 mod gen;
 mod mem;
+mod order;
 mod pipe;
 
 use clap::{Parser, Subcommand};

@@ -32,6 +32,8 @@ use engine::dataplane::pipeline::{Frame, Inspected, Pipeline, Verdict};
 use engine::dataplane::region::TableMemory;
 use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
 use engine::dataplane::Shared;
+
+use crate::order::Order;
 use engine::packet::ethernet::MacAddr;
 use serde_json::json;
 
@@ -79,8 +81,8 @@ pub struct PipeOpts {
     /// 2, ..., the order they were opened in, as the generator sends) or
     /// `scatter` (a fixed permutation of the flows: consecutive packets
     /// belong to flows opened far apart, as real traffic does).
-    #[arg(long, default_value = "seq")]
-    pub order: String,
+    #[arg(long, value_enum, default_value_t = Order::Seq)]
+    pub order: Order,
 }
 
 /// A frame in a fixed buffer with mbuf-like headroom.
@@ -284,7 +286,7 @@ impl Rig {
 /// callgrind cost, so set-up and the opening of the flows stay out of the
 /// per-packet figure whatever the packet count.
 #[inline(never)]
-fn data_phase(rig: &mut Rig, flows: u32, packets: u64, burst: usize, scatter: bool) -> u64 {
+fn data_phase(rig: &mut Rig, flows: u32, packets: u64, burst: usize, order: Order) -> u64 {
     let mut segs = Vec::with_capacity(BURST);
     let mut fwd = 0u64;
     let mut f = 0u32;
@@ -293,7 +295,7 @@ fn data_phase(rig: &mut Rig, flows: u32, packets: u64, burst: usize, scatter: bo
         let n = (left as usize).min(burst);
         segs.clear();
         for _ in 0..n {
-            let g = if scatter { scatter_flow(f, flows) } else { f };
+            let g = order.flow(f, flows);
             let (src, sport) = flow(g);
             segs.push((Kind::Data, src, sport, f));
             f += 1;
@@ -327,15 +329,6 @@ fn conn_phase(rig: &mut Rig, conns: u64) -> u64 {
     }
     cfwd
 }
-
-/// Flow `f` of a fixed permutation of `0..flows` (`--order scatter`):
-/// multiplication by a prime that does not divide `flows`.
-fn scatter_flow(f: u32, flows: u32) -> u32 {
-    ((u64::from(f) * SCATTER_MUL) % u64::from(flows)) as u32
-}
-
-/// The prime of [`scatter_flow`] (a permutation unless it divides `flows`).
-const SCATTER_MUL: u64 = 2_654_435_761;
 
 fn flow(f: u32) -> (u32, u16) {
     (0xc612_0100 + f % 16384, (1024 + f / 16384) as u16)
@@ -416,16 +409,7 @@ pub fn run(o: PipeOpts) -> Result<()> {
     if !(1..=BURST).contains(&o.burst) {
         bail!("--burst 1 to {BURST}");
     }
-    let scatter = match o.order.as_str() {
-        "seq" => false,
-        "scatter" => {
-            if o.flows == 0 || u64::from(o.flows).is_multiple_of(SCATTER_MUL) {
-                bail!("--order scatter: --flows 0 or a multiple of {SCATTER_MUL}");
-            }
-            true
-        }
-        b => bail!("--order seq | scatter, not `{b}`"),
-    };
+    o.order.check(o.flows)?;
     let batch = match o.batch.as_str() {
         "none" => Batch::None,
         "bucket" => Batch::Bucket,
@@ -460,7 +444,7 @@ pub fn run(o: PipeOpts) -> Result<()> {
 
     // Established data, round robin.
     let t = Instant::now();
-    let fwd = data_phase(&mut rig, o.flows, o.packets, o.burst, scatter);
+    let fwd = data_phase(&mut rig, o.flows, o.packets, o.burst, o.order);
     let data_s = t.elapsed().as_secs_f64();
 
     // The cost of building the frames alone (subtracted below).

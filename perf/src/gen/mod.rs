@@ -104,6 +104,7 @@ pub fn run(o: GenOpts) -> Result<()> {
     if o.flows == 0 || o.flows > 16_000_000 {
         bail!("--flows must be 1 .. 16 million");
     }
+    o.order.check(o.flows)?;
     if o.queues == 0 || o.queues as usize > MAX_QUEUES {
         bail!("--queues must be 1 .. {MAX_QUEUES}");
     }
@@ -245,6 +246,7 @@ impl Gen {
                     let src = Source::Data {
                         flows: self.flows,
                         i: 0,
+                        order: self.o.order,
                     };
                     let st = self.run_phase(phase, Space::Flows, src, self.o.rate, secs, 0.1);
                     max_rate = st.rx as f64 / st.secs;
@@ -261,6 +263,7 @@ impl Gen {
                     let src = Source::Data {
                         flows: self.flows,
                         i: 0,
+                        order: self.o.order,
                     };
                     let st = self.run_phase(
                         phase,
@@ -282,6 +285,7 @@ impl Gen {
                         let src = Source::Data {
                             flows: self.flows,
                             i: 0,
+                            order: self.o.order,
                         };
                         let st = self.run_phase(
                             100 + j as u8,
@@ -350,6 +354,7 @@ impl Gen {
                     let src = Source::Data {
                         flows: self.flows,
                         i: 0,
+                        order: self.o.order,
                     };
                     // bench.sh reads the DUT's counters when it sees this
                     // line: give it half a second before the first frame.
@@ -375,6 +380,7 @@ impl Gen {
             "label": self.o.label,
             "expect": self.o.expect,
             "flows": self.flows,
+            "order": self.o.order,
             "pkt_size": self.o.size,
             "frame_len": self.tpl.len,
             "queues": self.queues,

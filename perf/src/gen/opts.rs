@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use engine::packet::ethernet::MacAddr;
 
 use crate::frames::Expect;
+use crate::order::Order;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenOpts {
@@ -102,6 +103,11 @@ pub struct GenOpts {
     /// `perf/bench.sh` reads the DUT's cycle counters around it.
     #[arg(long)]
     pub cost_rate: Option<f64>,
+    /// Order of the data phases over the flows: `seq` (the order they
+    /// were opened in) or `scatter` (a fixed permutation: each packet's
+    /// record is a random miss, as in real traffic); see `order.rs`.
+    #[arg(long, value_enum, default_value_t = Order::Seq)]
+    pub order: Order,
     /// Seconds of the cost phase.
     #[arg(long, default_value_t = 4.0)]
     pub cost_duration: f64,

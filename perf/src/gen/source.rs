@@ -5,6 +5,7 @@ use engine::conn::rss;
 
 use crate::frames::Kind;
 use crate::frames6;
+use crate::order::Order;
 
 /// Client addresses of established flows: 198.18.1.0 + (flow % CLIENT_IPS).
 pub(super) const CLIENT_BASE: u32 = 0xc612_0100;
@@ -45,8 +46,8 @@ pub(super) enum Source {
         i: u32,
         second: bool,
     },
-    /// Data over all flows, round robin.
-    Data { flows: u32, i: u32 },
+    /// Data over all flows, round robin in `order`.
+    Data { flows: u32, i: u32, order: Order },
     /// New connections: SYN, ACK, data, FIN each.
     NewConns { k: u64, step: u8 },
 }
@@ -100,8 +101,8 @@ impl Source {
                     seq: f,
                 })
             }
-            Source::Data { flows, i } => {
-                let f = *i;
+            Source::Data { flows, i, order } => {
+                let f = order.flow(*i, *flows);
                 *i += 1;
                 if *i == *flows {
                     *i = 0;
