@@ -7,13 +7,14 @@ perf/budgets.toml (the regression guard CI runs: `perf/profile.sh --check`).
                  [--ceiling NAME=IR ...] [--check] [--full] [--json FILE]
 
 WORKDIR holds cg.NAME.out for NAME in dry, nat, dr, tun, nat-conn,
-dry-conn, dry6, nat6 (and nat-none with --full), written by `valgrind
+dry-conn, dry6, nat6, nat6-conn, dry6-conn (and nat-none with --full), written by `valgrind
 --tool=callgrind rvs-perf pipeline`. A figure is the inclusive cost of
 `rvs_perf::pipe::data_phase` (established data) minus that of the `--batch
 dry` run (the harness building the frames; dry6 for the IPv6 frames of
 nat6), per packet; per connection, the inclusive cost of
 `rvs_perf::pipe::conn_phase` minus that of its own `--batch dry` run
-(dry-conn: the SYN, ACK, data and FIN frames built), per connection.
+(dry-conn: the SYN, ACK, data and FIN frames built), per connection; the
+same for NAT over IPv6 (nat6-conn less dry6-conn).
 
 With --check the exit status is 1 when a figure exceeds its ceiling by more
 than the tolerance of the budgets file; --ceiling nat=400 overrides a
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tomllib
 
-NAMES = ("nat", "dr", "tun", "conn", "nat6")
+NAMES = ("nat", "dr", "tun", "conn", "nat6", "nat6-conn")
 ROW = re.compile(r"\s*([\d,]+)\s+\([^)]*\)\s+(\S+?):(\S.*?)(?: \[.*\])?$")
 
 
@@ -75,6 +76,10 @@ def figures(work, packets, conns, full):
     dry_conn = fn_cost(incl(work, "dry-conn"), "pipe::conn_phase")
     out["conn"] = round((fn_cost(r, "pipe::conn_phase") - dry_conn) / conns)
     out["detail"]["conn_harness"] = dry_conn / conns
+    r = incl(work, "nat6-conn")
+    dry6_conn = fn_cost(incl(work, "dry6-conn"), "pipe::conn_phase")
+    out["nat6-conn"] = round((fn_cost(r, "pipe::conn_phase") - dry6_conn) / conns)
+    out["detail"]["conn6_harness"] = dry6_conn / conns
     return out
 
 
@@ -169,6 +174,8 @@ def main():
                   f"{d['process_inspected']:.0f} | {d['ipv4']:.0f} |")
         P(f"| NAT new connection (SYN, ACK, data, FIN) | {fig['conn']} per connection "
           f"(frame building, {fig['detail']['conn_harness']:.0f}, subtracted) | | | |")
+        P(f"| NAT over IPv6 new connection (SYN, ACK, data, FIN) | {fig['nat6-conn']} per connection "
+          f"(frame building, {fig['detail']['conn6_harness']:.0f}, subtracted) | | | |")
         P()
         P("Top functions by self cost (NAT data), Ir per packet:")
         P()

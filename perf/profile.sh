@@ -4,7 +4,7 @@
 # 1. Instructions per packet (valgrind --tool=callgrind, deterministic) of the
 #    pipeline alone: `rvs-perf pipeline` runs Pipeline::inspect + prefetch_conn +
 #    process_inspected over byte buffers as the worker does, for NAT, DR, TUN and
-#    NAT over IPv6 (established data, 1k flows) and for new connections; the harness's own cost
+#    NAT over IPv6 (established data, 1k flows) and for new connections (IPv4 and IPv6 NAT); the harness's own cost
 #    (`--batch dry`: the same frames built, nothing else) is subtracted from each. Top functions by inclusive cost. Each figure
 #    is set against its ceiling and issue 16's target (perf/budgets.toml).
 # 2. The live director under load (perf record, cpu-clock sampling): rvs NAT on
@@ -103,6 +103,9 @@ if ((CG)); then
   cg nat-conn --mode nat --flows 1 --packets 0 --conns $((PACKETS / 4))
   # the connections' own dry run (their SYN, ACK, data and FIN frames built)
   cg dry-conn --mode nat --flows 1 --packets 0 --conns $((PACKETS / 4)) --batch dry
+  # the same for NAT over IPv6 (its new-flow and transition paths)
+  cg nat6-conn --mode nat6 --flows 1 --packets 0 --conns $((PACKETS / 4))
+  cg dry6-conn --mode nat6 --flows 1 --packets 0 --conns $((PACKETS / 4)) --batch dry
   CG_ARGS=("$W" --packets "$PACKETS" --flows "$FLOWS" --conns $((PACKETS / 4)) --budgets "$BUDGETS" --json "$W/cg.json" "${CEILINGS[@]}")
   ((CHECK)) && CG_ARGS+=(--check) || CG_ARGS+=(--full)
   $PY "$ROOT/perf/cg_report.py" "${CG_ARGS[@]}" >> "$W/profile.md"

@@ -21,6 +21,9 @@ use engine::dataplane::Shared;
 use engine::packet::ethernet::MacAddr;
 use etherparse::{Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
+mod v6_common;
+use v6_common::tcp6;
+
 const PORT0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x02];
 const PORT1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x01];
 const CLIENT_MAC: [u8; 6] = [2, 0xc1, 0, 0, 0, 0x10];
@@ -186,39 +189,6 @@ impl Rig {
             d.total(|c| &c.out_bytes),
         ]
     }
-}
-
-/// Ethernet + IPv6 + TCP with `flags` ("S", "A", "PA", "FA"...), built by
-/// etherparse.
-#[allow(clippy::too_many_arguments)]
-fn tcp6(
-    macs: ([u8; 6], [u8; 6]),
-    src: Ipv6Addr,
-    sport: u16,
-    dst: Ipv6Addr,
-    dport: u16,
-    hop: u8,
-    flags: &str,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(macs.0, macs.1)
-        .ipv6(src.octets(), dst.octets(), hop)
-        .tcp(sport, dport, 0x1234_5678, 64240);
-    if flags.contains('S') {
-        b = b.syn();
-    }
-    if flags.contains('A') {
-        b = b.ack(0x0bad_cafe);
-    }
-    if flags.contains('P') {
-        b = b.psh();
-    }
-    if flags.contains('F') {
-        b = b.fin();
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
-    v
 }
 
 /// Client -> VIP:`vport`.
@@ -502,8 +472,11 @@ fn ids_freed_after_the_first_pass_send_the_packet_to_the_full_path() {
         r.w.housekeeping(&snap, now, 1 << 12);
     });
     assert_eq!(r.w.conns6_len(), conns - 1, "the UDP connection expired");
-    assert_eq!((v, fast), (Verdict::Tx(1), false));
-    assert_eq!(out, want, "the full path forwards it, the same bytes");
+    // Not forwarded on the stale ids: the transition path resolves them
+    // again (pipeline/transition6.rs) and offers the packet to the
+    // established path with the fresh ones.
+    assert_eq!((v, fast), (Verdict::Tx(1), true));
+    assert_eq!(out, want, "forwarded on the fresh ids, the same bytes");
     let (v, _, fast) = r.run_passes(&data, now, |_| {});
     assert_eq!((v, fast), (Verdict::Tx(1), true));
 }

@@ -18,6 +18,7 @@
 //! | `established6` | the same for IPv6 NAT/DR, and the first pass's IPv6 flow |
 //! | `transition` | a tracked flow's segment that only moves its TCP state |
 //! | `new_flow` | the SYN that opens a NAT/DR connection, on the lookup's miss |
+//! | `transition6` | the same two for IPv6 NAT/DR |
 //! | `admit` | checks a packet must pass before it creates state |
 //! | `schedule` | pick a server, open and count a connection; release it |
 //! | `rewrite` | NAT/DR/TUN rewrite of a packet with a destination, MTU check |
@@ -63,6 +64,7 @@ mod routed6;
 mod schedule;
 mod synproxy;
 mod transition;
+mod transition6;
 mod v6;
 
 pub use arp::ARP_FRAME_LEN;
@@ -455,7 +457,15 @@ impl Pipeline {
         } else if i.fast6 {
             // Common-shape IPv6: its established fast path
             // (pipeline/established6.rs, out of line).
-            if let Some(v) = self.established6(snap, f, i, in_port, now_ms, owned) {
+            // (No hash: an address had no id in the first pass, so no
+            // connection could be found there; `transition6` resolves again.)
+            if i.flow6.hash.is_some() {
+                if let Some(v) = self.established6(snap, f, i, in_port, now_ms, owned) {
+                    return v;
+                }
+            }
+            // Its transition and new-flow paths (pipeline/transition6.rs).
+            if let Some(v) = self.transition6(snap, f, i, in_port, now_ms, owned) {
                 return v;
             }
         }

@@ -16,6 +16,7 @@ use engine::dataplane::snapshot::{AllUp, HealthView, PortInfo, Snapshot};
 use engine::dataplane::Shared;
 use engine::packet::ethernet::MacAddr;
 use engine::packet::icmpv6::{self, NaFlags, NDP_FRAME_LEN};
+use etherparse::PacketBuilder;
 
 pub const PORT0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x02]);
 pub const PORT1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 0x01]);
@@ -114,4 +115,40 @@ pub fn na(target: Ipv6Addr, mac: MacAddr) -> Vec<u8> {
     };
     icmpv6::build_na(&mut buf, mac, target, PORT1_MAC, PORT1_ADDR, flags).unwrap();
     buf
+}
+
+/// Ethernet + IPv6 + TCP with `flags` ("S", "A", "PA", "FA"...), built by
+/// etherparse.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp6(
+    macs: ([u8; 6], [u8; 6]),
+    src: Ipv6Addr,
+    sport: u16,
+    dst: Ipv6Addr,
+    dport: u16,
+    hop: u8,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(macs.0, macs.1)
+        .ipv6(src.octets(), dst.octets(), hop)
+        .tcp(sport, dport, 0x1234_5678, 64240);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('A') {
+        b = b.ack(0x0bad_cafe);
+    }
+    if flags.contains('P') {
+        b = b.psh();
+    }
+    if flags.contains('F') {
+        b = b.fin();
+    }
+    if flags.contains('R') {
+        b = b.rst();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
 }

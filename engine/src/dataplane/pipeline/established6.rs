@@ -61,18 +61,18 @@ use crate::packet::parse_fast6::{is_fast_shape6, L4_OFF6};
 /// no connection can match.
 #[derive(Clone, Copy, Debug)]
 pub struct Flow6 {
-    hash: Option<KeyHash>,
+    pub(super) hash: Option<KeyHash>,
     /// The flow key in the IPv6 table: ports and protocol from the first
     /// pass, the addresses' ids (`addrs`) from the second; the established
     /// path looks it up as it is.
-    key: WireKey,
+    pub(super) key: WireKey,
     /// The id table's epoch the ids were read in.
-    epoch: u32,
+    pub(super) epoch: u32,
     home_src: u32,
     home_dst: u32,
     /// The addresses, in the frame's byte order (`u128::from_ne_bytes`).
-    src_addr: u128,
-    dst_addr: u128,
+    pub(super) src_addr: u128,
+    pub(super) dst_addr: u128,
 }
 
 impl Flow6 {
@@ -106,18 +106,18 @@ fn addr_ne(h: &[u8; L4_OFF6 + 8], at: usize) -> u128 {
 /// What the established path reads of the frame besides its flow (which
 /// the first pass kept in [`Flow6`]).
 #[derive(Clone, Copy)]
-struct Tail6 {
-    dst_mac: [u8; 6],
-    hop: u8,
+pub(super) struct Tail6 {
+    pub(super) dst_mac: [u8; 6],
+    pub(super) hop: u8,
     /// TCP flags (0 for UDP).
-    flags: u8,
+    pub(super) flags: u8,
     /// The IPv6 payload length.
-    payload: u16,
+    pub(super) payload: u16,
 }
 
 impl Tail6 {
     #[inline(always)]
-    fn read(frame: &[u8], protocol: u8) -> Option<Tail6> {
+    pub(super) fn read(frame: &[u8], protocol: u8) -> Option<Tail6> {
         let h = frame.first_chunk::<{ L4_OFF6 + 8 }>()?;
         let flags = if protocol == conn::PROTO_TCP {
             *frame.get(L4_OFF6 + 13)?
@@ -135,10 +135,11 @@ impl Tail6 {
 
 /// The TCP flags whose value decides a transition: a steady segment has
 /// ACK and none of the others.
-const STEADY_MASK: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK;
+pub(super) const STEADY_MASK: u8 =
+    tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK;
 
 /// Connection flags that send a packet to the full path.
-const SLOW_FLAGS: u8 = synproxy::SYNPROXY | conn::flags::TEMPLATE;
+pub(super) const SLOW_FLAGS: u8 = synproxy::SYNPROXY | conn::flags::TEMPLATE;
 
 /// IPv6 next hops one worker remembers (direct-mapped by address).
 pub(super) const HOP6_CACHE: usize = 16;
@@ -173,6 +174,17 @@ impl Hop6 {
         entry: 0,
         version: 0,
     };
+}
+
+/// Where the fast paths send a packet of a tracked IPv6 flow
+/// ([`Pipeline::route6_fast`]): the server's entry (`dest_fast6.rs`), the
+/// address the packet goes to (the server inbound, the client in
+/// replies), the service's VIP (`addr6::raw`) and the next hop.
+pub(super) struct Route6 {
+    di: usize,
+    to: Ipv6Addr,
+    vip: u128,
+    h: Hop6,
 }
 
 /// The cache slot of address `a`.
@@ -330,9 +342,46 @@ impl Pipeline {
         if c.flags() & SLOW_FLAGS != 0 || !matches!(method, Method::Nat | Method::Dr) {
             return None;
         }
+        // Where it goes (usable server, addresses, owner, next hop, MTU).
+        let r = self.route6_fast(snap, &fl, c.dest(), dir, owned, p.payload, now_ms)?;
+        let v6 = self.v6.as_deref_mut()?;
+        if !v6.conns.touch_steady(id, dir, p.flags, now_ms) {
+            return None;
+        }
+        // Committed: from here on the full path would have forwarded too.
+        let port = if dir == Dir::Inbound {
+            c.sport()
+        } else {
+            c.vport()
+        };
+        let v = self.forward6_fast(snap, f, &r, dir, method, port, p.payload);
+        self.established_hits += u64::from(matches!(v, Verdict::Tx(_)));
+        Some(v)
+    }
+
+    /// Where a packet of a tracked IPv6 NAT or DR connection (server `dest`,
+    /// direction `dir`, flow `fl`, `payload` bytes after the IPv6 header)
+    /// goes, when the fast paths may forward it (the established path's
+    /// and the transition path's common checks, module docs): its server
+    /// usable in this snapshot, what `forward6` makes of the addresses,
+    /// this worker the owner, a valid next hop and a packet that fits its
+    /// MTU. `None` writes nothing but a remembered next hop.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn route6_fast(
+        &mut self,
+        snap: &Snapshot,
+        fl: &Flow6,
+        dest: u32,
+        dir: Dir,
+        owned: bool,
+        payload: u16,
+        now_ms: u64,
+    ) -> Option<Route6> {
+        let v6 = self.v6.as_deref_mut()?;
         // The server's entry (dest_fast6.rs): usable in this snapshot, its
         // address and VIP, its remembered next hop.
-        let di = v6.dests.usable(snap, c.dest())?;
+        let di = v6.dests.usable(snap, dest)?;
         let (vip, srv_addr) = v6.dests.addrs(di);
         // What `forward6` makes of the addresses: a packet to the VIP, or
         // a server's reply to a client that is not the director's.
@@ -375,32 +424,51 @@ impl Pipeline {
                 h
             }
         };
-        let len = ipv6::HEADER_LEN as u16 + p.payload;
-        if u32::from(p.payload) + ipv6::HEADER_LEN as u32 > u32::from(h.port_mtu) {
+        if u32::from(payload) + ipv6::HEADER_LEN as u32 > u32::from(h.port_mtu) {
             return None;
         }
-        if !v6.conns.touch_steady(id, dir, p.flags, now_ms) {
-            return None;
-        }
-        // Committed: from here on the full path would have forwarded too.
-        f.truncate(L4_OFF6 + usize::from(p.payload));
+        Some(Route6 { di, to, vip, h })
+    }
+
+    /// Forwards `f` (of the fast shape, `payload` bytes after the IPv6
+    /// header) on the way [`route6_fast`](Self::route6_fast) found: the
+    /// frame cut to its IPv6 packet, the fixed-offset NAT (the server's
+    /// `port` inbound, the VIP's port in replies) or DR rewrite, and the
+    /// packet and its IP bytes added to the server's pending counts. The
+    /// caller has committed (the connection's state moved).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward6_fast<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        r: &Route6,
+        dir: Dir,
+        method: Method,
+        port: u16,
+        payload: u16,
+    ) -> Verdict {
+        let h = &r.h;
+        f.truncate(L4_OFF6 + usize::from(payload));
         let done = match (dir, method) {
             (Dir::Inbound, Method::Dr) => forward::dr6_fixed(f.data_mut(), h.mac, h.port_mac),
             (Dir::Inbound, _) => {
-                let port = c.sport();
-                forward::nat6_fixed(f.data_mut(), NatSide::Dst, to, port, h.mac, h.port_mac)
+                forward::nat6_fixed(f.data_mut(), NatSide::Dst, r.to, port, h.mac, h.port_mac)
             }
             (Dir::Reply, _) => {
-                let (vip, vport) = (from_raw(vip), c.vport());
-                forward::nat6_fixed(f.data_mut(), NatSide::Src, vip, vport, h.mac, h.port_mac)
+                let vip = from_raw(r.vip);
+                forward::nat6_fixed(f.data_mut(), NatSide::Src, vip, port, h.mac, h.port_mac)
             }
         };
         if let Err(e) = done {
-            return Some(self.drop(rewrite_drop(e)));
+            return self.drop(rewrite_drop(e));
         }
-        v6.dests.count(snap, di, dir == Dir::Reply, u64::from(len));
-        self.established_hits += 1;
-        Some(Verdict::Tx(h.port as usize))
+        let len = ipv6::HEADER_LEN as u16 + payload;
+        if let Some(v6) = self.v6.as_deref_mut() {
+            v6.dests
+                .count(snap, r.di, dir == Dir::Reply, u64::from(len));
+        }
+        Verdict::Tx(h.port as usize)
     }
 
     /// Remembers the next hop `next_hop6` resolved for `ip` (port `port`,

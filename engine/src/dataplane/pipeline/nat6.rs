@@ -38,14 +38,14 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::dest_fast6::DestTable6;
-use super::established6::{Hop6, HOP6_CACHE};
+use super::established6::{Flow6, Hop6, HOP6_CACHE};
 use super::frag6::{Frag6Fwd, FragTable6};
 use super::persist6::release_template6;
 use super::{rewrite_drop, uncount, Frame, Pipeline, Verdict};
 use crate::conn::addr6::Addr6Table;
 use crate::conn::{self, Conn, ConnId, ConnTable, Dir, FlowKey, Method, NewConn, TcpState};
 use crate::dataplane::counters::Drop;
-use crate::dataplane::snapshot::{fold6, Server, Snapshot};
+use crate::dataplane::snapshot::{fold6, Server, Service6, Snapshot};
 use crate::forward;
 use crate::packet::ethernet::MacAddr;
 use crate::packet::icmpv6::msg_type;
@@ -294,6 +294,28 @@ impl Pipeline {
         if tcp && (!p.tcp_flags.syn() || p.tcp_flags.ack()) {
             return self.drop(Drop::NoConnection);
         }
+        self.open6(snap, f, p, svc, in_port, now_ms, None)
+    }
+
+    /// [`new_flow6`](Self::new_flow6) from its service on (a packet that may
+    /// open a connection of `svc`): draining, the hop limit, the pick, the
+    /// connection opened and counted, the packet forwarded. `fast` is the
+    /// frame's flow when it has the common shape (the new-flow path,
+    /// `transition6.rs`): then a NAT or DR connection's first packet takes
+    /// the fast paths' fixed-offset rewrite when its server's next hop is
+    /// known (`route6_fast`), else `inbound6` as any other.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn open6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        p: &Ipv6Parsed,
+        svc: &Service6,
+        in_port: usize,
+        now_ms: u64,
+        fast: Option<&Flow6>,
+    ) -> Verdict {
         if self.shared.is_draining() {
             return self.drop(Drop::Draining);
         }
@@ -368,6 +390,12 @@ impl Pipeline {
             k.inactive.inc();
         }
         srv.update_overload();
+        if let Some(fl) = fast.filter(|_| matches!(srv.method, Method::Nat | Method::Dr)) {
+            let (dest, len) = (srv.shared.id, p.layout().payload_len());
+            if let Some(r) = self.route6_fast(snap, fl, dest, Dir::Inbound, true, len, now_ms) {
+                return self.forward6_fast(snap, f, &r, Dir::Inbound, srv.method, sport, len);
+            }
+        }
         let to = (srv.method, srv.addr, sport);
         self.inbound6(snap, f, p, srv, to, in_port, now_ms)
     }

@@ -1,0 +1,172 @@
+//! The IPv6 transition and new-flow paths: the twin of `transition.rs` and
+//! `new_flow.rs` for a frame of the common IPv6 shape the established
+//! path (`established6.rs`) declined.
+//!
+//! The full path would parse the frame twice (`parse_frame_full`, then
+//! `parse_ipv6` in `ipv6`), make `forward6`'s decisions again, look the
+//! flow up by its addresses (two id-table probes and a hash) and forward
+//! through `existing6` -> `inbound6`/`reply6` (`next_hop6`: route, the
+//! neighbour table, `remember_hop6`; the Parsed-based rewrite). For the
+//! common shape those decisions are the established path's few compares,
+//! so this path makes exactly `forward6`'s moves:
+//!
+//! * the frame is unicast to the arrival port, with a hop limit to
+//!   decrement, and this director is the master;
+//! * the flow's address ids as they are now: the first pass resolved them
+//!   before this burst's earlier frames ran, so a flow opened in the same
+//!   burst (the SYN before its ACK, data and FIN, as `rvs-perf pipeline
+//!   --conns` sends them) had none then. They are resolved again (and a
+//!   steady segment then offered to the established path);
+//! * the connection is found: a TCP segment of a NAT or DR connection
+//!   (not NAT64's full-NAT, not opened by the synproxy, not a template),
+//!   not a SYN that reschedules one in TIME_WAIT/CLOSE, whose server,
+//!   addresses, owner, next hop and MTU pass the established path's
+//!   checks (`route6_fast`). Then `existing6`'s moves: `on_packet`, the
+//!   `[ha] sync` report, the active/inactive move; and the established
+//!   path's rewrite and per-burst counts (`forward6_fast`);
+//! * no connection (the lookup missed, or an address has no id): a TCP
+//!   SYN without ACK or a UDP datagram to a service of that protocol and
+//!   port, not one-packet, that this worker owns, is opened by
+//!   `new_flow6`'s own code from its service on (`open6`: draining, the
+//!   pick, the record, the counts) and forwarded by the fixed-offset
+//!   rewrite when its server's next hop is known (else `inbound6`).
+//!
+//! Anything else returns `None` before anything is written, and the full
+//! path decides as before: TUN, NAT64, extension headers and fragments
+//! (not the common shape), ICMPv6, persistence templates, the synproxy,
+//! a UDP datagram of a tracked flow the established path declined.
+
+use super::established6::{Tail6, SLOW_FLAGS, STEADY_MASK};
+use super::{Frame, Inspected, Pipeline, Verdict};
+use crate::conn::{self, tcp_flags, Dir, Method};
+use crate::dataplane::snapshot::{fold6, Snapshot};
+use crate::packet::parse_ipv6::parse_ipv6;
+
+/// The flags `ConnTable::wants_reschedule` asks for: SYN without ACK.
+const RESCHEDULE_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK;
+
+impl Pipeline {
+    /// Forwards `f`, a common-shape IPv6 frame the established path
+    /// declined, when it is a state-changing TCP segment of a tracked NAT
+    /// or DR connection, or opens its connection when it is the first
+    /// packet of a flow to a service (module docs). `None` leaves the
+    /// frame, the tables and every counter untouched for the full path.
+    ///
+    /// Out of line, as the other IPv6 entry points (`established6.rs`).
+    #[inline(never)]
+    pub(super) fn transition6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        i: &Inspected,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+    ) -> Option<Verdict> {
+        if !self.master {
+            return None;
+        }
+        let t = Tail6::read(f.data(), i.flow6.key.proto)?;
+        if t.dst_mac != snap.ports.get(in_port)?.mac.0 || t.hop <= 1 {
+            return None;
+        }
+        let epoch = self.v6.as_deref()?.addrs.epoch();
+        let mut again: Inspected;
+        let mut i = i;
+        if i.flow6.hash.is_none() || i.flow6.epoch != epoch {
+            // Ids resolved before this burst's earlier frames made them
+            // (only the flow: no copy of the rest).
+            again = Inspected {
+                fast6: true,
+                flow6: i.flow6,
+                ..Inspected::EMPTY
+            };
+            let steady = t.flags & STEADY_MASK == tcp_flags::ACK;
+            if self.resolve6(&mut again) && (steady || i.flow6.key.proto != conn::PROTO_TCP) {
+                // A steady segment (or datagram) of a flow opened in this
+                // burst: the established path's.
+                if let Some(v) = self.established6(snap, f, &again, in_port, now_ms, owned) {
+                    return Some(v);
+                }
+            }
+            i = &again;
+        }
+        let fl = &i.flow6;
+        let v6 = self.v6.as_deref_mut()?;
+        let found = match fl.hash {
+            Some(h) => v6.conns.lookup_hinted(&fl.key, h, i.hint, now_ms),
+            None => None,
+        };
+        let Some((id, dir, c)) = found else {
+            let v = self.first_packet6(snap, f, i, t.flags, in_port, now_ms, owned)?;
+            self.new_flow_hits += 1;
+            return Some(v);
+        };
+        let c = *c;
+        let method = c.method();
+        if fl.key.proto != conn::PROTO_TCP
+            || c.flags() & SLOW_FLAGS != 0
+            || !matches!(method, Method::Nat | Method::Dr)
+        {
+            return None;
+        }
+        // Only a SYN without ACK may reschedule: the table is asked for
+        // that one alone.
+        if dir == Dir::Inbound
+            && t.flags & RESCHEDULE_MASK == tcp_flags::SYN
+            && v6.conns.wants_reschedule(id, t.flags)
+        {
+            return None;
+        }
+        let r = self.route6_fast(snap, fl, c.dest(), dir, owned, t.payload, now_ms)?;
+        // Committed: `existing6`'s moves, in its order.
+        let v6 = self.v6.as_deref_mut()?;
+        let tr = v6.conns.on_packet(id, dir, t.flags, now_ms);
+        if self.sync {
+            self.sync_after_packet6(id, tr.state != tr.old_state, now_ms);
+        }
+        if tr.old_active != tr.new_active {
+            // Usable in this snapshot (`route6_fast`), so there.
+            if let Some((_, srv)) = snap.dest6(c.dest()) {
+                srv.count_activity(self.worker, tr.old_active, tr.new_active);
+            }
+        }
+        let port = if dir == Dir::Inbound {
+            c.sport()
+        } else {
+            c.vport()
+        };
+        let v = self.forward6_fast(snap, f, &r, dir, method, port, t.payload);
+        self.transition_hits += u64::from(matches!(v, Verdict::Tx(_)));
+        Some(v)
+    }
+
+    /// The first packet of a flow no connection holds: opened by `open6`
+    /// when it is a TCP SYN without ACK (`flags`) or a UDP datagram to a
+    /// service of this table that is not one-packet, and this worker owns
+    /// the flow (`forward6`'s hand-off, by the client); `None` otherwise.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn first_packet6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        i: &Inspected,
+        flags: u8,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+    ) -> Option<Verdict> {
+        let tcp = i.flow6.key.proto == conn::PROTO_TCP;
+        if tcp && flags & RESCHEDULE_MASK != tcp_flags::SYN {
+            return None;
+        }
+        // The common shape parses (parse_fast6.rs's contract).
+        let p = parse_ipv6(f.data()).ok()??;
+        let svc = snap.service6_for(p.protocol, p.dst, p.dst_port)?;
+        if svc.ops || self.handoff(owned, fold6(p.src), p.src_port).is_some() {
+            return None;
+        }
+        Some(self.open6(snap, f, &p, svc, in_port, now_ms, Some(&i.flow6)))
+    }
+}
