@@ -19,6 +19,7 @@
 //! the snapshot and its IPv4 lookups.
 
 mod build;
+mod own6;
 mod registry;
 mod service;
 mod v6;
@@ -30,6 +31,7 @@ use crate::config::{Forward, PortConfig, Protocol};
 use crate::conn::{self, Method};
 use crate::packet::ethernet::MacAddr;
 
+pub use own6::Own6;
 pub use registry::{DestCounters, DestRegistry, DestShared};
 pub use service::{AllUp, Health, HealthView, LiveDests, Server, Service};
 pub use v6::{fold6, Service6, Service64};
@@ -149,6 +151,9 @@ pub struct Snapshot {
     /// addresses may be a connection's (pipeline/fnat.rs), and the workers
     /// keep local port pools.
     pub has_fnat: bool,
+    /// The director's own IPv6 addresses (forwarded and NAT64 VIPs, the
+    /// ports' addresses): a reply to one is not forwarded (own6.rs).
+    pub own6: Own6,
 }
 
 pub fn method_of(f: Forward) -> Method {
@@ -207,6 +212,7 @@ impl Snapshot {
             expire_nodest_conn: crate::config::Timeouts::default().expire_nodest_conn,
             expire_quiescent_template: false,
             has_fnat: false,
+            own6: Own6::default(),
         }
     }
 
