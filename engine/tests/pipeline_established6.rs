@@ -556,7 +556,7 @@ fn fast_path_counts_reach_the_server_at_the_end_of_the_burst() {
 }
 
 /// A server's reply to a client that has become one of the director's own
-/// addresses (`Snapshot::own6`: a port's IPv6 address, a forwarded or
+/// addresses (`snapshot::Own6`: a port's IPv6 address, a forwarded or
 /// NAT64 VIP) is not the fast path's: it declines, and the full path
 /// decides as it always did. A reply to any other client passes, byte
 /// for byte.

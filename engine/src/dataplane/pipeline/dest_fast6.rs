@@ -24,6 +24,9 @@
 //!   address ([`Hop6`]), used while its neighbour entry is unchanged and
 //!   younger than its deadline (the cache's own rules; the snapshot is the
 //!   table's stamp). A miss asks the cache and remembers what it finds.
+//! * **Own addresses.** The snapshot's VIPs, NAT64 VIPs and ports'
+//!   addresses as one set (`snapshot::Own6`): a reply's client is checked
+//!   against it in one lookup.
 //! * **Counters.** In and out packets and bytes add up here (`pending.rs`; one add per
 //!   packet) and reach the server's per-worker counters at
 //!   [`DestTable6::flush`]: at `Pipeline::end_burst` (the end of every
@@ -36,7 +39,7 @@ use super::established6::Hop6;
 use super::pending::{HasPending, Pending, PendingList};
 use crate::conn::{addr6, Dir};
 use crate::dataplane::neigh::NeighTable6;
-use crate::dataplane::snapshot::Snapshot;
+use crate::dataplane::snapshot::{Own6, Snapshot};
 use crate::forward::addr6_sum;
 
 /// One IPv6 server, as this worker's fast path sees it.
@@ -97,6 +100,9 @@ pub(super) struct DestTable6 {
     snapshot: usize,
     dests: Vec<DestFast6>,
     pending: PendingList,
+    /// The director's own IPv6 addresses in the stamped snapshot: a
+    /// reply to one is not the fast path's (`snapshot/own6.rs`).
+    own6: Own6,
 }
 
 impl DestTable6 {
@@ -106,6 +112,7 @@ impl DestTable6 {
             snapshot: 0,
             dests: Vec::new(),
             pending: PendingList::new(worker),
+            own6: Own6::default(),
         }
     }
 
@@ -118,6 +125,14 @@ impl DestTable6 {
         }
         let i = id as usize;
         self.dests.get(i)?.usable.then_some(i)
+    }
+
+    /// Whether `a` (as `addr6::raw`) is one of the director's own IPv6
+    /// addresses in the snapshot the table was last built from (the
+    /// caller's, after [`usable`](Self::usable)).
+    #[inline(always)]
+    pub(super) fn is_own(&self, a: u128) -> bool {
+        self.own6.contains_raw(a)
     }
 
     /// Server `i`'s NAT edge for a packet in direction `dir`.
@@ -162,6 +177,7 @@ impl DestTable6 {
         self.flush(snap);
         self.generation = snap.generation;
         self.snapshot = snap as *const Snapshot as usize;
+        self.own6 = Own6::of(snap);
         self.dests.clear();
         self.dests.resize(snap.counters.len(), DestFast6::EMPTY);
         for (id, d) in self.dests.iter_mut().enumerate() {

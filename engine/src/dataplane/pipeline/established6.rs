@@ -21,7 +21,8 @@
 //! * it is what the full path forwards: a client's packet to its service's
 //!   VIP, or a reply from the connection's server to a client that is none
 //!   of the director's addresses (a VIP, a NAT64 VIP, a port's address:
-//!   one lookup in the snapshot's set, `Snapshot::own6`) and not
+//!   one lookup in the snapshot's set, `snapshot::Own6`, kept by
+//!   `dest_fast6.rs`) and not
 //!   link-local (those stay the kernel's, as `forward6` decides);
 //! * this worker owns the flow (or it was handed over);
 //! * the next hop is in this worker's IPv6 next-hop cache and still valid
@@ -426,13 +427,13 @@ impl Pipeline {
         let e = v6.dests.edge(di, dir);
         // What `forward6` makes of the addresses: a packet to the VIP, or
         // a server's reply to a client that is none of the director's
-        // addresses (`Snapshot::own6`) and not link-local.
+        // addresses (`snapshot::Own6`) and not link-local.
         let fits = match dir {
             Dir::Inbound => e.from == fl.dst_addr,
             Dir::Reply => {
                 e.from == fl.src_addr
                     && !is_link_local(fl.dst_addr)
-                    && !snap.own6.contains_raw(fl.dst_addr)
+                    && !v6.dests.is_own(fl.dst_addr)
             }
         };
         if !fits {

@@ -130,15 +130,7 @@ impl Snapshot {
                 })
             })
             .collect();
-        let own6 = super::Own6::new(
-            services6
-                .iter()
-                .map(|s| s.vip)
-                .chain(services64.iter().map(|s| s.vip))
-                .chain(ports.iter().filter_map(|p| p.addr6)),
-        );
         Ok(Snapshot {
-            own6,
             has_ops,
             has_fnat,
             expire_nodest_conn: cfg.timeouts.expire_nodest_conn,

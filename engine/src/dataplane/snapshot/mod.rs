@@ -151,9 +151,6 @@ pub struct Snapshot {
     /// addresses may be a connection's (pipeline/fnat.rs), and the workers
     /// keep local port pools.
     pub has_fnat: bool,
-    /// The director's own IPv6 addresses (forwarded and NAT64 VIPs, the
-    /// ports' addresses): a reply to one is not forwarded (own6.rs).
-    pub own6: Own6,
 }
 
 pub fn method_of(f: Forward) -> Method {
@@ -212,7 +209,6 @@ impl Snapshot {
             expire_nodest_conn: crate::config::Timeouts::default().expire_nodest_conn,
             expire_quiescent_template: false,
             has_fnat: false,
-            own6: Own6::default(),
         }
     }
 
