@@ -37,6 +37,11 @@ const RS: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 0x11);
 
 /// NAT on 80/tcp (the server only `with_server`) and 53/udp, DR on 81.
 fn cfg(with_server: bool) -> String {
+    cfg_with(with_server, "")
+}
+
+/// [`cfg`] with `extra` appended (more services).
+fn cfg_with(with_server: bool, extra: &str) -> String {
     let nat = if with_server {
         "  [[service.server]]\n  address = \"2001:db8:0:2::11\"\n  port = 8080\n"
     } else {
@@ -81,7 +86,7 @@ port = 81
 forward = "dr"
   [[service.server]]
   address = "2001:db8:0:2::11"
-"#
+{extra}"#
     )
 }
 
@@ -120,7 +125,12 @@ impl Rig {
 
     /// A new configuration, as a reload or `rvs ctl` edit publishes it.
     fn publish(&mut self, with_server: bool) {
-        let c = config::parse(&cfg(with_server)).expect("config");
+        self.publish_text(&cfg(with_server));
+    }
+
+    /// [`publish`](Self::publish) of the configuration `text`.
+    fn publish_text(&mut self, text: &str) {
+        let c = config::parse(text).expect("config");
         self.generation += 1;
         let snap = Snapshot::build(
             &c,
@@ -516,4 +526,90 @@ fn fast_path_counts_reach_the_server_at_the_end_of_the_burst() {
         after[0] + 1,
         "counted before the rebuild"
     );
+}
+
+/// A server's reply to a client that has become one of the director's own
+/// addresses (`snapshot::Own6`: a port's IPv6 address, a forwarded or
+/// NAT64 VIP) is not the fast path's: it declines, and the full path
+/// decides as it always did. A reply to any other client passes, byte
+/// for byte.
+#[test]
+fn replies_to_the_directors_own_addresses_take_the_full_path() {
+    let reply = |cport: u16, client: Ipv6Addr| {
+        tcp6(
+            (RS_MAC, PORT1_MAC),
+            RS,
+            8080,
+            client,
+            cport,
+            64,
+            "PA",
+            b"world",
+        )
+    };
+    let to_client = |cport: u16| {
+        tcp6(
+            (PORT0_MAC, CLIENT_MAC),
+            VIP6,
+            80,
+            CLIENT,
+            cport,
+            63,
+            "PA",
+            b"world",
+        )
+    };
+    let mut r = Rig::new();
+    open_nat(&mut r, 40000, 2_000);
+    let (v, out, fast) = r.run(1, &reply(40000, CLIENT), 2_010);
+    assert_eq!((v, fast), (Verdict::Tx(0), true), "not an own address");
+    assert_eq!(out, to_client(40000));
+    checksum_ok(&out);
+
+    // The client's address becomes the VIP of a NAT64 service: `forward6`
+    // takes a packet to it as a client's to a VIP, so the fast path
+    // declines. The full path finds the connection and forwards the reply
+    // as before.
+    let nat64 = format!(
+        "{}\n[[service]]\nvip = \"{CLIENT}\"\nport = 80\nforward = \"fnat\"\n  \
+         [[service.server]]\n  address = \"198.19.0.40\"\n  port = 8080\n",
+        cfg(true)
+    );
+    // (Each time twice: the first reply after a new snapshot takes the
+    // full path anyway, which remembers the client's next hop for it.)
+    r.publish_text(&nat64);
+    for now in [2_020, 2_021] {
+        let (v, out, fast) = r.run(1, &reply(40000, CLIENT), now);
+        assert_eq!((v, fast), (Verdict::Tx(0), false), "a NAT64 VIP");
+        assert_eq!(out, to_client(40000));
+    }
+    // The same for an IPv6 service's VIP.
+    let vip6 = format!(
+        "{}\n[[service]]\nvip = \"{CLIENT}\"\nport = 443\n  \
+         [[service.server]]\n  address = \"2001:db8:0:2::12\"\n",
+        cfg(true)
+    );
+    r.publish_text(&vip6);
+    for now in [2_030, 2_031] {
+        let (v, out, fast) = r.run(1, &reply(40000, CLIENT), now);
+        assert_eq!((v, fast), (Verdict::Tx(0), false), "a forwarded VIP");
+        assert_eq!(out, to_client(40000));
+    }
+    // Back to a plain client: fast again once the next hop is known.
+    r.publish(true);
+    for (now, want_fast) in [(2_040, false), (2_041, true)] {
+        let (v, out, fast) = r.run(1, &reply(40000, CLIENT), now);
+        assert_eq!((v, fast), (Verdict::Tx(0), want_fast));
+        assert_eq!(out, to_client(40000));
+    }
+
+    // The client's address becomes the client port's own: the full path
+    // leaves such a packet to the kernel (none on the servers' port:
+    // dropped as not the data plane's), and so must the fast path.
+    r.ports[0].addr6 = Some(CLIENT);
+    r.publish(true);
+    let not_ours = r.drops(Drop::NotIpv4);
+    let (v, _, fast) = r.run(1, &reply(40000, CLIENT), 2_050);
+    assert_eq!((v, fast), (Verdict::Drop, false), "a port's address");
+    assert_eq!(r.drops(Drop::NotIpv4), not_ours + 1);
 }

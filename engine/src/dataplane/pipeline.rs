@@ -396,13 +396,13 @@ impl Pipeline {
         for i in insp.iter_mut() {
             if let Some(h) = i.hash {
                 i.hint = t.entry(h);
-            } else if i.fast6 {
-                // IPv6: ids, hash, bucket prefetch (established6.rs).
-                v6 |= self.resolve6(i);
+            } else {
+                v6 |= i.fast6;
             }
         }
         if v6 {
-            // Then the IPv6 buckets (prefetched above) and their records.
+            // IPv6: ids, hash, bucket prefetch, then the buckets and their
+            // records, for the whole burst in one call (established6.rs).
             self.prefetch_conns6(insp);
         }
     }

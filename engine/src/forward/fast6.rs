@@ -43,28 +43,65 @@ pub fn nat6_fixed(
     dst: MacAddr,
     src: MacAddr,
 ) -> Result<(), ForwardError> {
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(&dst.0);
+    macs[6..].copy_from_slice(&src.0);
+    let new = u128::from_ne_bytes(addr.octets());
+    nat6_shape(frame, side, new, None, port, &macs)
+}
+
+/// [`nat6_fixed`] with the address part of the checksum update given
+/// (`sum`: [`addr6_sum`] of the frame's address at `side` and `addr`,
+/// both in the frame's byte order, as `conn::addr6::raw`) and the MACs as
+/// the frame's first 12 bytes: what the established path passes from the
+/// server's entry (`dest_fast6.rs`), where an address's sum is computed
+/// once per snapshot, not twice per packet. Byte for byte `nat6_fixed`
+/// when the frame's address at `side` is the one `sum` was made from (the
+/// caller compared it).
+#[inline(always)]
+pub fn nat6_sum(
+    frame: &mut [u8],
+    side: NatSide,
+    addr: u128,
+    sum: u64,
+    port: u16,
+    macs: &[u8; 12],
+) -> Result<(), ForwardError> {
+    nat6_shape(frame, side, addr, Some(sum), port, macs)
+}
+
+/// The length and protocol checks of [`nat6_fixed`] and [`nat6_sum`].
+#[inline(always)]
+fn nat6_shape(
+    frame: &mut [u8],
+    side: NatSide,
+    addr: u128,
+    sum: Option<u64>,
+    port: u16,
+    macs: &[u8; 12],
+) -> Result<(), ForwardError> {
     if frame.len() < UDP_CK + 2 {
         return Err(ForwardError::Mismatch);
     }
     match frame[NEXT] {
-        next_header::TCP => nat6_at::<{ L4 + 20 }, TCP_CK>(frame, side, addr, port, dst, src),
-        next_header::UDP => nat6_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, dst, src),
+        next_header::TCP => nat6_at::<{ L4 + 20 }, TCP_CK>(frame, side, addr, sum, port, macs),
+        next_header::UDP => nat6_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, sum, port, macs),
         _ => Err(ForwardError::UnsupportedProtocol),
     }
 }
 
-/// [`nat6_fixed`] with the L4 checksum at `CK` in a frame of at least `N`
+/// [`nat6_shape`] with the L4 checksum at `CK` in a frame of at least `N`
 /// bytes (the L4 header's end): every offset a constant into one checked
 /// array. The IPv6 payload length is the caller's to have checked
-/// (`is_fast_shape6`).
+/// (`is_fast_shape6`). `sum` `None`: computed from the frame's address.
 #[inline(always)]
 fn nat6_at<const N: usize, const CK: usize>(
     frame: &mut [u8],
     side: NatSide,
-    addr: Ipv6Addr,
+    addr: u128,
+    sum: Option<u64>,
     port: u16,
-    dst: MacAddr,
-    src: MacAddr,
+    macs: &[u8; 12],
 ) -> Result<(), ForwardError> {
     let Some(h) = frame.first_chunk_mut::<N>() else {
         return Err(ForwardError::Mismatch);
@@ -82,12 +119,16 @@ fn nat6_at<const N: usize, const CK: usize>(
         NatSide::Src => (SRC, L4),
     };
     // The checksum arithmetic in native byte order (`l4_checksum`).
-    let mut old = [0u8; 16];
-    old.copy_from_slice(&h[a..a + 16]);
     let old_port = u16::from_ne_bytes([h[p], h[p + 1]]);
     let new_port = u16::from_ne_bytes(port.to_be_bytes());
-    let (old, new) = (u128::from_ne_bytes(old), u128::from_ne_bytes(addr.octets()));
-    let new_ck = l4_checksum(old_ck, old, new, old_port, new_port);
+    let new_ck = match sum {
+        Some(sum) => l4_checksum_sum(old_ck, sum, old_port, new_port),
+        None => {
+            let mut old = [0u8; 16];
+            old.copy_from_slice(&h[a..a + 16]);
+            l4_checksum(old_ck, u128::from_ne_bytes(old), addr, old_port, new_port)
+        }
+    };
     let new_ck = if CK == UDP_CK {
         checksum::udp_final(new_ck)
     } else {
@@ -95,9 +136,9 @@ fn nat6_at<const N: usize, const CK: usize>(
     };
     h[CK..CK + 2].copy_from_slice(&new_ck.to_ne_bytes());
     h[p..p + 2].copy_from_slice(&port.to_be_bytes());
-    h[a..a + 16].copy_from_slice(&addr.octets());
+    h[a..a + 16].copy_from_slice(&addr.to_ne_bytes());
     h[HOP] -= 1;
-    write_macs(h, dst, src);
+    write_macs(h, macs);
     Ok(())
 }
 
@@ -124,6 +165,23 @@ fn l4_checksum(hc: u16, old: u128, new: u128, old_port: u16, port: u16) -> u16 {
         let delta = Delta::new().addr6(Ipv6Addr::from(old), Ipv6Addr::UNSPECIFIED);
         return delta.word(old_port, port).apply(hc);
     }
+    l4_checksum_sum(hc, addr6_sum(old, new), old_port, port)
+}
+
+/// [`l4_checksum`] with its address part, [`addr6_sum`], given.
+#[inline(always)]
+fn l4_checksum_sum(hc: u16, sum: u64, old_port: u16, port: u16) -> u16 {
+    let acc = u64::from(!hc) + sum + u64::from(!old_port) + u64::from(port);
+    !checksum::fold(acc)
+}
+
+/// The address part of [`l4_checksum`]'s accumulator for an address `old`
+/// replaced by `new` (any byte order, the same for both and the frame):
+/// `BIAS - sum(old) + sum(new)`, below 2^36. Exact for a `new` that is
+/// not `::` (the general rewrite's `Delta` differs there: the caller
+/// keeps that one case off [`nat6_sum`]).
+#[inline(always)]
+pub fn addr6_sum(old: u128, new: u128) -> u64 {
     const HALF: u64 = 0xFFFF_FFFF;
     /// `0x40005 * 0xFFFF`, above `4 * HALF`.
     const BIAS: u64 = 0x4_0000_FFFB;
@@ -131,13 +189,21 @@ fn l4_checksum(hc: u16, old: u128, new: u128, old_port: u16, port: u16) -> u16 {
         let (hi, lo) = ((x >> 64) as u64, x as u64);
         (hi >> 32) + (hi & HALF) + (lo >> 32) + (lo & HALF)
     };
-    let acc = u64::from(!hc) + BIAS - sum(old) + sum(new) + u64::from(!old_port) + u64::from(port);
-    !checksum::fold(acc)
+    BIAS - sum(old) + sum(new)
 }
 
 /// DR over IPv6: hop limit - 1 and the MACs.
 #[inline(always)]
 pub fn dr6_fixed(frame: &mut [u8], dst: MacAddr, src: MacAddr) -> Result<(), ForwardError> {
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(&dst.0);
+    macs[6..].copy_from_slice(&src.0);
+    dr6_pair(frame, &macs)
+}
+
+/// [`dr6_fixed`] with the MACs as the frame's first 12 bytes.
+#[inline(always)]
+pub fn dr6_pair(frame: &mut [u8], macs: &[u8; 12]) -> Result<(), ForwardError> {
     let Some(h) = frame.first_chunk_mut::<L4>() else {
         return Err(ForwardError::Mismatch);
     };
@@ -145,15 +211,15 @@ pub fn dr6_fixed(frame: &mut [u8], dst: MacAddr, src: MacAddr) -> Result<(), For
         return Err(ForwardError::TtlExpired);
     }
     h[HOP] -= 1;
-    write_macs(h, dst, src);
+    write_macs(h, macs);
     Ok(())
 }
 
-/// The next hop's and our port's MAC (the caller checked the length).
+/// The next hop's and our port's MAC, in one copy (the caller checked the
+/// length).
 #[inline(always)]
-fn write_macs(frame: &mut [u8], dst: MacAddr, src: MacAddr) {
-    frame[..6].copy_from_slice(&dst.0);
-    frame[6..12].copy_from_slice(&src.0);
+fn write_macs(frame: &mut [u8], macs: &[u8; 12]) {
+    frame[..12].copy_from_slice(macs);
 }
 
 #[cfg(test)]
@@ -227,6 +293,32 @@ mod tests {
                 assert_eq!(got, want, "{side:?} {f:02x?}");
                 assert_eq!(fast, full, "{side:?} {f:02x?}");
             }
+        }
+    }
+
+    #[test]
+    fn nat6_sum_is_nat6_fixed() {
+        let rs = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0xffff, 0x11);
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(&A.0);
+        macs[6..].copy_from_slice(&B.0);
+        let new = u128::from_ne_bytes(rs.octets());
+        for f in frames() {
+            for (side, at) in [(NatSide::Dst, DST), (NatSide::Src, SRC)] {
+                // The sum from the address the frame has at `side`, as the
+                // server's entry makes it from the VIP or server address.
+                let mut old = [0u8; 16];
+                old.copy_from_slice(&f[at..at + 16]);
+                let sum = addr6_sum(u128::from_ne_bytes(old), new);
+                let (mut fast, mut full) = (f.clone(), f.clone());
+                let got = nat6_sum(&mut fast, side, new, sum, 8080, &macs);
+                let want = nat6_fixed(&mut full, side, rs, 8080, A, B);
+                assert_eq!(got, want, "{side:?} {f:02x?}");
+                assert_eq!(fast, full, "{side:?} {f:02x?}");
+            }
+            let (mut fast, mut full) = (f.clone(), f.clone());
+            assert_eq!(dr6_pair(&mut fast, &macs), dr6_fixed(&mut full, A, B));
+            assert_eq!(fast, full);
         }
     }
 

@@ -40,7 +40,7 @@ pub use fast::{
     decrement_ttl_fixed, dr_fixed, dr_fixed_pair, mac_pair, nat_fixed, nat_fixed_pair, tun_fixed,
     NatSide, TunTemplate,
 };
-pub use fast6::{dr6_fixed, nat6_fixed};
+pub use fast6::{addr6_sum, dr6_fixed, dr6_pair, nat6_fixed, nat6_sum};
 pub use fnat::{fnat_rewrite, icmp_error_fnat, IcmpFnat};
 pub use icmp46::{icmp6_to_icmp4, Icmp46, ICMP4_ERROR_MAX};
 pub use icmp6::{

@@ -12,13 +12,21 @@
 //!   reload, a server removed, weight 0, down) rebuilds it first
 //!   ([`DestTable6::refresh`]), which flushes the pending counts and
 //!   forgets every remembered next hop.
-//! * **Addresses.** The server's address and its service's VIP, in the
-//!   frame's byte order (`addr6::raw`), so the direction checks are two
-//!   compares with no id-table read.
+//! * **Addresses (NAT edges).** Per direction ([`Edge6`]), in the
+//!   frame's byte order (`addr6::raw`): the address a packet of the
+//!   server's connections has there (inbound its service's VIP as
+//!   destination, a reply the server's as source: the direction check is
+//!   one compare with no id-table read), the one the rewrite puts in its
+//!   place, and the checksum's address part for that exchange
+//!   (`forward::addr6_sum`), computed here once per snapshot rather than
+//!   twice per packet.
 //! * **Next hop.** A copy of the next-hop cache's entry for the server's
 //!   address ([`Hop6`]), used while its neighbour entry is unchanged and
 //!   younger than its deadline (the cache's own rules; the snapshot is the
 //!   table's stamp). A miss asks the cache and remembers what it finds.
+//! * **Own addresses.** The snapshot's VIPs, NAT64 VIPs and ports'
+//!   addresses as one set (`snapshot::Own6`): a reply's client is checked
+//!   against it in one lookup.
 //! * **Counters.** In and out packets and bytes add up here (`pending.rs`; one add per
 //!   packet) and reach the server's per-worker counters at
 //!   [`DestTable6::flush`]: at `Pipeline::end_burst` (the end of every
@@ -29,33 +37,61 @@ use std::net::Ipv6Addr;
 
 use super::established6::Hop6;
 use super::pending::{HasPending, Pending, PendingList};
-use crate::conn::addr6;
+use crate::conn::{addr6, Dir};
 use crate::dataplane::neigh::NeighTable6;
-use crate::dataplane::snapshot::Snapshot;
+use crate::dataplane::snapshot::{Own6, Snapshot};
+use crate::forward::addr6_sum;
 
 /// One IPv6 server, as this worker's fast path sees it.
 #[derive(Clone, Copy)]
 struct DestFast6 {
     /// An IPv6 server in the stamped snapshot and up (`Server::usable`).
     usable: bool,
-    /// Its service's VIP and its own address (`addr6::raw`).
-    vip: u128,
-    addr: u128,
-    /// The remembered next hop to `addr` (empty after a rebuild:
+    /// The remembered next hop to its address (empty after a rebuild:
     /// `until_ms` 0).
     hop: Hop6,
     /// Packets and bytes not yet flushed.
     pending: Pending,
+    /// By `Dir` (inbound, reply): the module docs' NAT edges.
+    edges: [Edge6; 2],
 }
 
 impl DestFast6 {
     const EMPTY: DestFast6 = DestFast6 {
         usable: false,
-        vip: 0,
-        addr: 0,
         hop: Hop6::EMPTY,
         pending: Pending::EMPTY,
+        edges: [Edge6::EMPTY; 2],
     };
+}
+
+/// One direction of a server's NAT (module docs), addresses as
+/// `addr6::raw`.
+#[derive(Clone, Copy)]
+pub(super) struct Edge6 {
+    /// The address the packet has at the rewritten side: inbound the
+    /// VIP (destination), a reply the server's (source).
+    pub(super) from: u128,
+    /// The address written there (the server's; the VIP).
+    pub(super) to: u128,
+    /// `forward::addr6_sum(from, to)`.
+    pub(super) sum: u64,
+}
+
+impl Edge6 {
+    const EMPTY: Edge6 = Edge6 {
+        from: 0,
+        to: 0,
+        sum: 0,
+    };
+
+    fn new(from: u128, to: u128) -> Edge6 {
+        Edge6 {
+            from,
+            to,
+            sum: addr6_sum(from, to),
+        }
+    }
 }
 
 /// A worker's [`DestFast6`] entries, by server id (module docs).
@@ -64,6 +100,9 @@ pub(super) struct DestTable6 {
     snapshot: usize,
     dests: Vec<DestFast6>,
     pending: PendingList,
+    /// The director's own IPv6 addresses in the stamped snapshot: a
+    /// reply to one is not the fast path's (`snapshot/own6.rs`).
+    own6: Own6,
 }
 
 impl DestTable6 {
@@ -73,6 +112,7 @@ impl DestTable6 {
             snapshot: 0,
             dests: Vec::new(),
             pending: PendingList::new(worker),
+            own6: Own6::default(),
         }
     }
 
@@ -87,11 +127,18 @@ impl DestTable6 {
         self.dests.get(i)?.usable.then_some(i)
     }
 
-    /// Server `i`'s service VIP and address, as `addr6::raw`.
+    /// Whether `a` (as `addr6::raw`) is one of the director's own IPv6
+    /// addresses in the snapshot the table was last built from (the
+    /// caller's, after [`usable`](Self::usable)).
     #[inline(always)]
-    pub(super) fn addrs(&self, i: usize) -> (u128, u128) {
-        let d = &self.dests[i];
-        (d.vip, d.addr)
+    pub(super) fn is_own(&self, a: u128) -> bool {
+        self.own6.contains_raw(a)
+    }
+
+    /// Server `i`'s NAT edge for a packet in direction `dir`.
+    #[inline(always)]
+    pub(super) fn edge(&self, i: usize, dir: Dir) -> &Edge6 {
+        &self.dests[i].edges[dir as usize]
     }
 
     /// The remembered next hop of server `i`, if younger than its deadline
@@ -130,13 +177,16 @@ impl DestTable6 {
         self.flush(snap);
         self.generation = snap.generation;
         self.snapshot = snap as *const Snapshot as usize;
+        self.own6 = Own6::of(snap);
         self.dests.clear();
         self.dests.resize(snap.counters.len(), DestFast6::EMPTY);
         for (id, d) in self.dests.iter_mut().enumerate() {
             if let Some((svc, srv)) = snap.dest6(id as u32) {
-                d.usable = srv.usable;
-                d.vip = addr6::raw(svc.vip);
-                d.addr = addr6::raw(srv.addr);
+                let (vip, addr) = (addr6::raw(svc.vip), addr6::raw(srv.addr));
+                // `::` as either address (never a valid one) would make
+                // the edges' sums differ from the general rewrite's.
+                d.usable = srv.usable && vip != 0 && addr != 0;
+                d.edges = [Edge6::new(vip, addr), Edge6::new(addr, vip)];
             }
         }
     }

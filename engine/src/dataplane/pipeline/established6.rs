@@ -20,8 +20,10 @@
 //!   the snapshot and usable;
 //! * it is what the full path forwards: a client's packet to its service's
 //!   VIP, or a reply from the connection's server to a client that is none
-//!   of the director's addresses (a VIP, a port's address, link-local:
-//!   those stay the kernel's, as `forward6` decides);
+//!   of the director's addresses (a VIP, a NAT64 VIP, a port's address:
+//!   one lookup in the snapshot's set, `snapshot::Own6`, kept by
+//!   `dest_fast6.rs`) and not
+//!   link-local (those stay the kernel's, as `forward6` decides);
 //! * this worker owns the flow (or it was handed over);
 //! * the next hop is in this worker's IPv6 next-hop cache and still valid
 //!   (the same snapshot, the neighbour entry unchanged, checked with the
@@ -30,15 +32,18 @@
 //! * the segment leaves the TCP state as it is (`ConnTable::touch_steady`).
 //!
 //! Anything else returns `None` before anything is written, and the full
-//! path decides exactly as before. The rewrite is `forward::nat6_fixed` or
-//! `forward::dr6_fixed`: fixed offsets, the same incremental checksum.
+//! path decides exactly as before. The rewrite is `forward::nat6_sum` or
+//! `forward::dr6_pair`: fixed offsets, the same incremental checksum with
+//! its address part precomputed per server and direction
+//! (`dest_fast6::Edge6`), the MACs one 12-byte copy.
 
 use std::net::Ipv6Addr;
 
 use super::dest_fast6::from_raw;
+use super::nat6::Conns6;
 use super::nexthop::HOP_CACHE_MS;
 use super::{rewrite_drop, synproxy, Frame, Inspected, Pipeline, Verdict};
-use crate::conn::{self, tcp_flags, Dir, Hint, KeyHash, Method, WireKey};
+use crate::conn::{self, addr6, tcp_flags, ConnTable, Dir, Hint, KeyHash, Method, WireKey};
 use crate::dataplane::neigh::{NeighTable6, Stamp};
 use crate::dataplane::snapshot::{fold6, Snapshot};
 use crate::forward::{self, NatSide};
@@ -51,7 +56,7 @@ use crate::packet::parse_fast6::{is_fast_shape6, L4_OFF6};
 /// The first pass ([`Pipeline::inspect6`]) reads the frame's addresses,
 /// ports and protocol, and prefetches the id table's buckets of the two
 /// addresses (`home_src`, `home_dst`); the second
-/// ([`Pipeline::resolve6`]) reads those buckets for the addresses' ids,
+/// ([`resolve6`]) reads those buckets for the addresses' ids,
 /// hashes the flow key and prefetches its bucket in the connection table,
 /// then reads that bucket and prefetches the record (`Inspected::hint`).
 /// Each of the three dependent reads (id bucket, table bucket, record) so
@@ -149,10 +154,12 @@ pub(super) const HOP6_CACHE: usize = 16;
 /// rules), with what the fast path needs of its egress port.
 #[derive(Clone, Copy)]
 pub(super) struct Hop6 {
+    /// The address, as `addr6::raw` (the frame's byte order).
     pub(super) ip: u128,
     pub(super) port: u32,
-    pub(super) mac: MacAddr,
-    pub(super) port_mac: MacAddr,
+    /// The next hop's MAC then the egress port's: the frame's first 12
+    /// bytes, one copy.
+    pub(super) macs: [u8; 12],
     pub(super) port_mtu: u16,
     pub(super) until_ms: u64,
     pub(super) generation: u64,
@@ -165,8 +172,7 @@ impl Hop6 {
     pub(super) const EMPTY: Hop6 = Hop6 {
         ip: 0,
         port: 0,
-        mac: MacAddr([0; 6]),
-        port_mac: MacAddr([0; 6]),
+        macs: [0; 12],
         port_mtu: 0,
         until_ms: 0,
         generation: 0,
@@ -176,15 +182,61 @@ impl Hop6 {
     };
 }
 
+/// What the rewrite needs of a next hop ([`Hop6`] without its validity
+/// stamps): the egress port, its MTU, the frame's two MACs.
+#[derive(Clone, Copy)]
+struct Out6 {
+    port: u32,
+    mtu: u16,
+    macs: [u8; 12],
+}
+
+impl Out6 {
+    #[inline(always)]
+    fn of(h: &Hop6) -> Out6 {
+        Out6 {
+            port: h.port,
+            mtu: h.port_mtu,
+            macs: h.macs,
+        }
+    }
+}
+
 /// Where the fast paths send a packet of a tracked IPv6 flow
-/// ([`Pipeline::route6_fast`]): the server's entry (`dest_fast6.rs`), the
-/// address the packet goes to (the server inbound, the client in
-/// replies), the service's VIP (`addr6::raw`) and the next hop.
+/// ([`Pipeline::route6_fast`]): the server's entry (`dest_fast6.rs`,
+/// whose NAT edge has the address the rewrite writes) and the next hop.
+/// A few words: the NAT edge is read again where it is written, not
+/// carried (a 16-byte address in it cost a copy through the stack).
 pub(super) struct Route6 {
     di: usize,
-    to: Ipv6Addr,
-    vip: u128,
-    h: Hop6,
+    h: Out6,
+}
+
+/// Whether `a` (as `addr6::raw`) is link-local (`fe80::/10`).
+#[inline(always)]
+fn is_link_local(a: u128) -> bool {
+    let b = a.to_ne_bytes();
+    b[0] == 0xfe && b[1] & 0xc0 == 0x80
+}
+
+/// [`Pipeline::prefetch_conns6`]'s first step for one frame: true when
+/// both addresses have ids (then `fl` has its key and hash, and the
+/// hash's bucket is prefetched).
+#[inline(always)]
+pub(super) fn resolve6(v6: &Conns6, fl: &mut Flow6) -> bool {
+    let ids = (
+        v6.addrs.get_at(fl.home_src as usize, fl.src_addr),
+        v6.addrs.get_at(fl.home_dst as usize, fl.dst_addr),
+    );
+    let (Some(src), Some(dst)) = ids else {
+        return false;
+    };
+    fl.key.addrs = u64::from(src) << 32 | u64::from(dst);
+    let h = v6.conns.key_hash_wire(&fl.key);
+    v6.conns.prefetch_hashed(h);
+    fl.hash = Some(h);
+    fl.epoch = v6.addrs.epoch();
+    true
 }
 
 /// The cache slot of address `a`.
@@ -194,7 +246,7 @@ fn hop6_slot(a: u128) -> usize {
     (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % HOP6_CACHE
 }
 
-/// The remembered next hop of `ip` while it is valid (`Pipeline::hop_hit`'s
+/// The remembered next hop of `ip` (as `addr6::raw`) while it is valid (`Pipeline::hop_hit`'s
 /// rules).
 #[inline(always)]
 fn hop_hit6<'a>(
@@ -262,40 +314,29 @@ impl Pipeline {
         true
     }
 
-    /// The second pass's first step for a first-pass IPv6 frame: the ids
-    /// of its addresses (their buckets prefetched by the first pass), its
-    /// flow key's hash, and the prefetch of that bucket. True when there is
-    /// a hash (both addresses have ids).
-    #[inline(never)]
-    pub(super) fn resolve6(&self, i: &mut Inspected) -> bool {
-        let Some(v6) = self.v6.as_deref() else {
-            return false;
-        };
-        let fl = &mut i.flow6;
-        let ids = (
-            v6.addrs.get_at(fl.home_src as usize, fl.src_addr),
-            v6.addrs.get_at(fl.home_dst as usize, fl.dst_addr),
-        );
-        let (Some(src), Some(dst)) = ids else {
-            return false;
-        };
-        fl.key.addrs = u64::from(src) << 32 | u64::from(dst);
-        let h = v6.conns.key_hash_wire(&fl.key);
-        v6.conns.prefetch_hashed(h);
-        fl.hash = Some(h);
-        fl.epoch = v6.addrs.epoch();
-        true
-    }
-
-    /// The second pass's last step, once every frame of the burst was
-    /// [`resolve6`](Self::resolve6)d: read each (prefetched) bucket and
-    /// prefetch the record it points at, keeping which (`Inspected::hint`,
-    /// for the established path's `lookup_hinted`).
+    /// The second pass for a burst's first-pass IPv6 frames (the caller
+    /// saw at least one), in two loops over the burst, one call: first,
+    /// per frame, the ids of its addresses (their buckets prefetched by
+    /// the first pass), its flow key's hash, and the prefetch of that
+    /// bucket; then each (prefetched) bucket read and the record it points
+    /// at prefetched, keeping which (`Inspected::hint`, for the established
+    /// path's `lookup_hinted`). A frame one of whose addresses has no id
+    /// keeps no hash: no connection can match. (One call per burst: a call
+    /// per frame cost a dozen instructions of it.)
     #[inline(never)]
     pub(super) fn prefetch_conns6(&self, insp: &mut [Inspected]) {
         let Some(v6) = self.v6.as_deref() else {
             return;
         };
+        let mut any = false;
+        for i in insp.iter_mut() {
+            if i.fast6 {
+                any |= resolve6(v6, &mut i.flow6);
+            }
+        }
+        if !any {
+            return;
+        }
         let t = v6.conns.entry_prefetch();
         for i in insp {
             if let (true, Some(h)) = (i.fast6, i.flow6.hash) {
@@ -318,7 +359,7 @@ impl Pipeline {
         now_ms: u64,
         owned: bool,
     ) -> Option<Verdict> {
-        let fl = i.flow6;
+        let fl = &i.flow6;
         let hash = fl.hash?;
         if !self.fast_on {
             return None;
@@ -337,23 +378,26 @@ impl Pipeline {
             return None;
         }
         let (id, dir, c) = v6.conns.lookup_hinted(&fl.key, hash, i.hint, now_ms)?;
-        let c = *c;
+        // What the rest needs of the record, read once here (no copy of
+        // it). The segment's flags are ACK alone of the four that matter
+        // (checked above), so the constant.
         let method = c.method();
-        if c.flags() & SLOW_FLAGS != 0 || !matches!(method, Method::Nat | Method::Dr) {
+        if c.flags() & SLOW_FLAGS != 0
+            || !matches!(method, Method::Nat | Method::Dr)
+            || !ConnTable::is_steady(c, dir, tcp_flags::ACK)
+        {
             return None;
         }
-        // Where it goes (usable server, addresses, owner, next hop, MTU).
-        let r = self.route6_fast(snap, &fl, c.dest(), dir, owned, p.payload, now_ms)?;
-        let v6 = self.v6.as_deref_mut()?;
-        if !v6.conns.touch_steady(id, dir, p.flags, now_ms) {
-            return None;
-        }
-        // Committed: from here on the full path would have forwarded too.
-        let port = if dir == Dir::Inbound {
-            c.sport()
-        } else {
-            c.vport()
+        let (dest, proto) = (c.dest(), c.proto());
+        let port = match dir {
+            Dir::Inbound => c.sport(),
+            Dir::Reply => c.vport(),
         };
+        // Where it goes (usable server, addresses, owner, next hop, MTU).
+        let r = self.route6_fast(snap, fl, dest, dir, owned, p.payload, now_ms)?;
+        let v6 = self.v6.as_deref_mut()?;
+        v6.conns.rearm_steady_proto(id, proto, now_ms);
+        // Committed: from here on the full path would have forwarded too.
         let v = self.forward6_fast(snap, f, &r, dir, method, port, p.payload);
         self.established_hits += u64::from(matches!(v, Verdict::Tx(_)));
         Some(v)
@@ -361,8 +405,7 @@ impl Pipeline {
 
     /// Where a packet of a tracked IPv6 NAT or DR connection (server `dest`,
     /// direction `dir`, flow `fl`, `payload` bytes after the IPv6 header)
-    /// goes, when the fast paths may forward it (the established path's
-    /// and the transition path's common checks, module docs): its server
+    /// goes, when the fast paths may forward it (module docs): its server
     /// usable in this snapshot, what `forward6` makes of the addresses,
     /// this worker the owner, a valid next hop and a packet that fits its
     /// MTU. `None` writes nothing but a remembered next hop.
@@ -379,55 +422,58 @@ impl Pipeline {
         now_ms: u64,
     ) -> Option<Route6> {
         let v6 = self.v6.as_deref_mut()?;
-        // The server's entry (dest_fast6.rs): usable in this snapshot, its
-        // address and VIP, its remembered next hop.
+        // The server's entry (dest_fast6.rs): usable in this snapshot, the
+        // addresses of its NAT in this direction, its remembered next hop.
         let di = v6.dests.usable(snap, dest)?;
-        let (vip, srv_addr) = v6.dests.addrs(di);
+        let e = v6.dests.edge(di, dir);
         // What `forward6` makes of the addresses: a packet to the VIP, or
-        // a server's reply to a client that is not the director's.
-        let (to, cip, cport) = match dir {
-            Dir::Inbound => {
-                if vip != fl.dst_addr {
-                    return None;
-                }
-                (srv_addr, fl.src_addr, (fl.key.ports >> 16) as u16)
-            }
+        // a server's reply to a client that is none of the director's
+        // addresses (`snapshot::Own6`) and not link-local.
+        let fits = match dir {
+            Dir::Inbound => e.from == fl.dst_addr,
             Dir::Reply => {
-                let client = from_raw(fl.dst_addr);
-                if srv_addr != fl.src_addr
-                    || client.segments()[0] & 0xffc0 == 0xfe80
-                    || snap.is_fwd_vip6(client)
-                    || snap.is_vip64(client)
-                    || snap.ports.iter().any(|pi| pi.addr6 == Some(client))
-                {
-                    return None;
-                }
-                (fl.dst_addr, fl.dst_addr, fl.key.ports as u16)
+                e.from == fl.src_addr
+                    && !is_link_local(fl.dst_addr)
+                    && !v6.dests.is_own(fl.dst_addr)
             }
         };
-        if !owned && self.workers > 1 && self.reta.owner(fold6(from_raw(cip)), cport) != self.worker
-        {
+        if !fits {
             return None;
+        }
+        if !owned && self.workers > 1 {
+            // The client's side (computed only here: a single worker, or a
+            // flow RSS gave this one, needs none of it).
+            let (cip, cport) = match dir {
+                Dir::Inbound => (fl.src_addr, (fl.key.ports >> 16) as u16),
+                Dir::Reply => (fl.dst_addr, fl.key.ports as u16),
+            };
+            if self.reta.owner(fold6(from_raw(cip)), cport) != self.worker {
+                return None;
+            }
         }
         // The next hop: a server's remembered with its entry, a client's
         // from the next-hop cache.
-        let to = from_raw(to);
-        let ip = u128::from(to);
         let neigh = &self.shared.neigh6;
         let h = match (dir, v6.dests.hop(di, now_ms, neigh)) {
-            (Dir::Inbound, Some(h)) => *h,
+            (Dir::Inbound, Some(h)) => Out6::of(h),
             _ => {
-                let h = *hop_hit6(&v6.hops, neigh, snap, ip, now_ms)?;
+                let to = match dir {
+                    Dir::Inbound => v6.dests.edge(di, dir).to,
+                    Dir::Reply => fl.dst_addr,
+                };
+                let h = hop_hit6(&v6.hops, neigh, snap, to, now_ms)?;
+                let out = Out6::of(h);
                 if dir == Dir::Inbound {
+                    let h = *h;
                     v6.dests.set_hop(di, h);
                 }
-                h
+                out
             }
         };
-        if u32::from(payload) + ipv6::HEADER_LEN as u32 > u32::from(h.port_mtu) {
+        if u32::from(payload) + ipv6::HEADER_LEN as u32 > u32::from(h.mtu) {
             return None;
         }
-        Some(Route6 { di, to, vip, h })
+        Some(Route6 { di, h })
     }
 
     /// Forwards `f` (of the fast shape, `payload` bytes after the IPv6
@@ -448,26 +494,26 @@ impl Pipeline {
         port: u16,
         payload: u16,
     ) -> Verdict {
-        let h = &r.h;
+        let Some(v6) = self.v6.as_deref_mut() else {
+            return Verdict::Drop;
+        };
+        let (h, e) = (&r.h, v6.dests.edge(r.di, dir));
         f.truncate(L4_OFF6 + usize::from(payload));
         let done = match (dir, method) {
-            (Dir::Inbound, Method::Dr) => forward::dr6_fixed(f.data_mut(), h.mac, h.port_mac),
+            (Dir::Inbound, Method::Dr) => forward::dr6_pair(f.data_mut(), &h.macs),
             (Dir::Inbound, _) => {
-                forward::nat6_fixed(f.data_mut(), NatSide::Dst, r.to, port, h.mac, h.port_mac)
+                forward::nat6_sum(f.data_mut(), NatSide::Dst, e.to, e.sum, port, &h.macs)
             }
             (Dir::Reply, _) => {
-                let vip = from_raw(r.vip);
-                forward::nat6_fixed(f.data_mut(), NatSide::Src, vip, port, h.mac, h.port_mac)
+                forward::nat6_sum(f.data_mut(), NatSide::Src, e.to, e.sum, port, &h.macs)
             }
         };
         if let Err(e) = done {
             return self.drop(rewrite_drop(e));
         }
         let len = ipv6::HEADER_LEN as u16 + payload;
-        if let Some(v6) = self.v6.as_deref_mut() {
-            v6.dests
-                .count(snap, r.di, dir == Dir::Reply, u64::from(len));
-        }
+        v6.dests
+            .count(snap, r.di, dir == Dir::Reply, u64::from(len));
         Verdict::Tx(h.port as usize)
     }
 
@@ -485,12 +531,14 @@ impl Pipeline {
         let (Some(v6), Some(pi)) = (self.v6.as_deref_mut(), snap.ports.get(port)) else {
             return;
         };
-        let a = u128::from(ip);
+        let a = addr6::raw(ip);
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(&mac.0);
+        macs[6..].copy_from_slice(&pi.mac.0);
         v6.hops[hop6_slot(a)] = Hop6 {
             ip: a,
             port: port as u32,
-            mac,
-            port_mac: pi.mac,
+            macs,
             port_mtu: pi.mtu,
             until_ms: now_ms + HOP_CACHE_MS,
             generation: snap.generation,

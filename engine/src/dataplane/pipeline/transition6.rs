@@ -36,7 +36,7 @@
 //! (not the common shape), ICMPv6, persistence templates, the synproxy,
 //! a UDP datagram of a tracked flow the established path declined.
 
-use super::established6::{Tail6, SLOW_FLAGS, STEADY_MASK};
+use super::established6::{resolve6, Tail6, SLOW_FLAGS, STEADY_MASK};
 use super::{Frame, Inspected, Pipeline, Verdict};
 use crate::conn::{self, tcp_flags, Dir, Method};
 use crate::dataplane::snapshot::{fold6, Snapshot};
@@ -82,7 +82,11 @@ impl Pipeline {
                 ..Inspected::EMPTY
             };
             let steady = t.flags & STEADY_MASK == tcp_flags::ACK;
-            if self.resolve6(&mut again) && (steady || i.flow6.key.proto != conn::PROTO_TCP) {
+            let resolved = self
+                .v6
+                .as_deref()
+                .is_some_and(|v6| resolve6(v6, &mut again.flow6));
+            if resolved && (steady || i.flow6.key.proto != conn::PROTO_TCP) {
                 // A steady segment (or datagram) of a flow opened in this
                 // burst: the established path's.
                 if let Some(v) = self.established6(snap, f, &again, in_port, now_ms, owned) {

@@ -19,6 +19,7 @@
 //! the snapshot and its IPv4 lookups.
 
 mod build;
+mod own6;
 mod registry;
 mod service;
 mod v6;
@@ -30,6 +31,7 @@ use crate::config::{Forward, PortConfig, Protocol};
 use crate::conn::{self, Method};
 use crate::packet::ethernet::MacAddr;
 
+pub use own6::Own6;
 pub use registry::{DestCounters, DestRegistry, DestShared};
 pub use service::{AllUp, Health, HealthView, LiveDests, Server, Service};
 pub use v6::{fold6, Service6, Service64};
