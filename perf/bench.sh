@@ -263,7 +263,7 @@ print(",".join(rates))' "$RAW" "$1" "$2" "$3"
 printf 'name\tmode\tflows\tworkers\tsize\trep\tstatus\tdut_rss_kb\tdut_handoffs\n' > "$INDEX"
 printf 'name\tfwd_cpu_ms\tfwd_wait_ms\tfwd_preemptions\tsteal_ms\n' > "$RAW/sched.tsv"
 COSTS=$RAW/cost.tsv
-printf 'mode\tflows\tworkers\trep\trate_pps\tcycles_per_packet\tpackets\tstatus\tloop_cycles_per_packet\n' > "$COSTS"
+printf 'mode\tflows\tworkers\trep\trate_pps\tcycles_per_packet\tpackets\tstatus\tloop_cycles_per_packet\tframes_per_burst\n' > "$COSTS"
 
 # Half the slowest max rate (packets/s) of the rows of one flow count/workers/rep.
 cost_rate_of() {
@@ -280,15 +280,16 @@ print(int(min(rates) / 2) if rates else 0)' "$RAW" "$1" "$2" "$3"
 }
 
 # Sum of the rvs workers' busy cycles less their empty rx polls (counted as
-# testpmd counts), busy frames, and busy cycles of whole loops:
-# "CYCLES FRAMES LOOP_CYCLES".
+# testpmd counts), busy frames, busy cycles of whole loops, and the rx
+# bursts that returned frames: "CYCLES FRAMES LOOP_CYCLES BURSTS".
 rvs_busy() {
   "$RVS" ctl -s "$SOCK/rvs.sock" status --json 2>/dev/null | $PY -c '
 import json, sys
 ws = json.load(sys.stdin)["workers"]
 busy = sum(w["cost"]["busy_cycles"] for w in ws)
 empty = sum(w["cost"].get("empty_poll_cycles", 0) for w in ws)
-print(busy - empty, sum(w["cost"]["busy_frames"] for w in ws), busy)'
+print(busy - empty, sum(w["cost"]["busy_frames"] for w in ws), busy,
+      sum(w["cost"]["rx_bursts"] for w in ws))'
 }
 
 # run_one MODE FLOWS WORKERS REP
@@ -437,7 +438,7 @@ run_cost() {
       ;;
   esac
   DPID=$!
-  local status=ok cpp="" lcpp="" pkts="" a b s_first="" s_last=""
+  local status=ok cpp="" lcpp="" fpb="" pkts="" a b s_first="" s_last=""
   if wait_for "$glog" "cost-start" $(( 30 + flows / 20000 )); then
     if [[ -n $fd ]]; then echo "clear fwd stats all" >&$fd; else a=$(rvs_busy); fi
     s_first=$($PY "$ROOT/perf/sched_sample.py" sample "$DPID")
@@ -459,6 +460,9 @@ run_cost() {
         b=$(rvs_busy)
         cyc=$($PY -c 'import sys; print(int(sys.argv[2].split()[0]) - int(sys.argv[1].split()[0]))' "$a" "$b" 2>/dev/null)
         lcyc=$($PY -c 'import sys; print(int(sys.argv[2].split()[2]) - int(sys.argv[1].split()[2]))' "$a" "$b" 2>/dev/null)
+        # Frames per rx burst over the phase: how many frames' memory
+        # reads can overlap (report.py's floor).
+        fpb=$($PY -c 'import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); n = int(b[3]) - int(a[3]); print(f"{(int(b[1]) - int(a[1])) / n:.2f}" if n > 0 else "")' "$a" "$b" 2>/dev/null)
       fi
       if [[ -n $rx && -n $cyc ]] && ((rx > 0)); then
         pkts=$rx
@@ -483,7 +487,7 @@ run_cost() {
   sched=$($PY "$ROOT/perf/sched_sample.py" diff "${s_first:-x}" "${s_last:-x}" "$w")
   printf '%s\t%s\n' "$name" "$sched" >> "$RAW/sched.tsv"
   echo "bench.sh: [$name] ${cpp:-?} busy cycles/packet over ${pkts:-?} packets ($status); forwarding lcores waited $(cut -f2 <<< "$sched") ms for their CPU, steal $(cut -f4 <<< "$sched") ms"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$flows" "$w" "$rep" "$rate" "$cpp" "$pkts" "$status" "$lcpp" >> "$COSTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$flows" "$w" "$rep" "$rate" "$cpp" "$pkts" "$status" "$lcpp" "$fpb" >> "$COSTS"
   [[ $status == ok ]]
 }
 
@@ -531,7 +535,8 @@ done
 
 if ((MEM)); then
   echo "bench.sh: connection-table memory (1M and 10M connections)"
-  "$GEN" mem --conns 1000000,10000000 --json "$RAW/mem.json" 2>&1 | grep -v '^rvs-perf-mem' || failed=1
+  # on the DUT's CPU: its random-read latency is report.py's floor
+  taskset -c $((NCPU > 1 ? 1 : 0)) "$GEN" mem --conns 1000000,10000000 --json "$RAW/mem.json" 2>&1 | grep -v '^rvs-perf-mem' || failed=1
 fi
 
 mkdir -p "$OUT/raw"

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use engine::conn::addr6::Addr6Table;
 use engine::conn::{ConnTable, FlowKey, Method, NewConn, TcpState, PROTO_TCP};
 use engine::dataplane::eal;
-use engine::dataplane::region::TableMemory;
+use engine::dataplane::region::{Region, TableMemory};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -126,6 +126,8 @@ pub fn measure(n: usize, lookups: usize, pages: &str) -> Result<Value> {
         hits += table.lookup(&k, 1).is_some() as usize;
     }
     let lookup_ns = t.elapsed().as_nanos() as f64 / lookups.max(1) as f64;
+    let (dep_ns, dep_cycles) = dependent_lookups(&table, n, lookups / 4);
+    let (read_ns, read_cycles) = random_reads(table.memory_bytes(), lookups / 4);
     let bytes = table.memory_bytes();
     // An IPv6 connection: a record and keys of the same table design (its
     // addresses as 32-bit ids) plus the worker's id table, sized as the
@@ -148,12 +150,77 @@ pub fn measure(n: usize, lookups: usize, pages: &str) -> Result<Value> {
         "insert_ns": insert_ns,
         "lookup_ns": lookup_ns,
         "lookup_hits": hits,
+        "lookup_dependent_ns": dep_ns,
+        "lookup_dependent_cycles": dep_cycles,
+        "random_read_ns": read_ns,
+        "random_read_cycles": read_cycles,
         "max_probe_len": table.max_probe_len(),
         "pages": pages,
         "conn_memory": conn_memory,
     });
     drop(table);
     Ok(v)
+}
+
+/// Lookups of random keys, each key chosen by the one before's result (its
+/// slot), so that no two overlap: the latency of one lookup that nothing
+/// can hide, in ns and TSC cycles. `lookup_ns` above is throughput (the
+/// CPU runs independent lookups ahead of each other); this is what a
+/// worker pays for a frame that arrives alone (a burst of one), the floor
+/// `perf/report.py` sets beside the busy cycles per packet.
+fn dependent_lookups(table: &ConnTable, n: usize, lookups: usize) -> (f64, f64) {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut prev = 0u64;
+    let lookups = lookups.max(1);
+    let t = Instant::now();
+    let c0 = dpdk_ffi::rdtsc();
+    for _ in 0..lookups {
+        let i = ((xorshift(&mut x) ^ prev) % n.max(1) as u64) as usize;
+        let (c, p) = client(i);
+        let k = FlowKey::new(PROTO_TCP, c, p, Ipv4Addr::new(198, 18, 0, 100), 80);
+        // The record's server port is read: the next key waits for the
+        // record, not only for the index entry.
+        prev = table.lookup(&k, 1).map_or(0, |(id, _)| {
+            u64::from(table.get(id).sport()) ^ u64::from(id.0)
+        });
+    }
+    let cycles = dpdk_ffi::rdtsc().wrapping_sub(c0) as f64 / lookups as f64;
+    (t.elapsed().as_nanos() as f64 / lookups as f64, cycles)
+}
+
+/// One cache line at a time, at random, of `bytes` of memory hinted for
+/// transparent huge pages as the table is, each read's address the one
+/// before's value (a random cycle through every line): the latency of a
+/// single uncached read of memory the table's size on this machine, in ns
+/// and TSC cycles. A packet whose flow is not cached pays at least one
+/// (the bucket; the record too unless the hardware prefetcher saw it
+/// coming); `perf/report.py` sets it beside the busy cycles per packet.
+fn random_reads(bytes: usize, reads: usize) -> (f64, f64) {
+    const LINE: usize = 8; // u64s per 64-byte line
+    let lines = (bytes / 64).max(2);
+    // The table's own kind of memory (transparent huge pages).
+    let mut mem: Region<u64> = Region::new(lines * LINE, TableMemory::Thp, |_| 0);
+    // Sattolo's shuffle: one cycle through all lines.
+    let mut order: Vec<u32> = (0..lines as u32).collect();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in (1..lines).rev() {
+        let j = (xorshift(&mut x) % i as u64) as usize;
+        order.swap(i, j);
+    }
+    for (i, &l) in order.iter().enumerate() {
+        mem[l as usize * LINE] = u64::from(order[(i + 1) % lines]) * LINE as u64;
+    }
+    drop(order);
+    let reads = reads.max(1);
+    let mut at = 0u64;
+    let t = Instant::now();
+    let c0 = dpdk_ffi::rdtsc();
+    for _ in 0..reads {
+        at = mem[at as usize];
+    }
+    let cycles = dpdk_ffi::rdtsc().wrapping_sub(c0) as f64 / reads as f64;
+    std::hint::black_box(at);
+    (t.elapsed().as_nanos() as f64 / reads as f64, cycles)
 }
 
 pub fn run(o: MemOpts) -> Result<()> {
@@ -180,7 +247,7 @@ pub fn run(o: MemOpts) -> Result<()> {
         for pages in &o.pages {
             let v = measure(n, o.lookups, pages)?;
             eprintln!(
-            "rvs-perf mem: {n} conns, {pages} ({}): table {:.1} MiB ({:.1} B/conn; IPv6 {:.1} B/conn), RSS +{:.1} MiB ({:.1} B/conn), insert {:.0} ns, lookup {:.0} ns",
+            "rvs-perf mem: {n} conns, {pages} ({}): table {:.1} MiB ({:.1} B/conn; IPv6 {:.1} B/conn), RSS +{:.1} MiB ({:.1} B/conn), insert {:.0} ns, lookup {:.0} ns ({:.0} ns = {:.0} TSC cycles when each waits for the one before; one random read of that much memory {:.0} ns = {:.0} cycles)",
             v["conn_memory"].as_str().unwrap_or("?"),
             v["memory_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
             v["bytes_per_conn"].as_f64().unwrap_or(0.0),
@@ -189,6 +256,10 @@ pub fn run(o: MemOpts) -> Result<()> {
             v["rss_bytes_per_conn"].as_f64().unwrap_or(0.0),
             v["insert_ns"].as_f64().unwrap_or(0.0),
             v["lookup_ns"].as_f64().unwrap_or(0.0),
+            v["lookup_dependent_ns"].as_f64().unwrap_or(0.0),
+            v["lookup_dependent_cycles"].as_f64().unwrap_or(0.0),
+            v["random_read_ns"].as_f64().unwrap_or(0.0),
+            v["random_read_cycles"].as_f64().unwrap_or(0.0),
         );
             rows.push(v);
         }
