@@ -325,7 +325,7 @@ impl Pipeline {
         let Some((srv, template)) = self.pick6(snap, svc, p, now_ms) else {
             return self.drop(Drop::NoServer);
         };
-        self.learn_client6(snap, f, p, now_ms);
+        self.learn_client6(snap, f, p, in_port, now_ms);
         if svc.ops {
             return self.one_packet6(snap, f, p, srv, in_port, now_ms);
         }
@@ -400,23 +400,22 @@ impl Pipeline {
         self.inbound6(snap, f, p, srv, to, in_port, now_ms)
     }
 
-    /// A new client on an attached IPv6 subnet: its first packet says
-    /// where it is, so the reply need not wait for a solicitation (a
-    /// fresh entry is never overwritten here: one probe of the table).
+    /// A new client on an attached IPv6 subnet (of any port, the arrival
+    /// port's tested first): its first packet says where it is, so the
+    /// reply need not wait for a solicitation (a fresh entry is never
+    /// overwritten here: one walk of the table, `NeighTable6::learn_client`).
     pub(super) fn learn_client6<F: Frame>(
         &self,
         snap: &Snapshot,
         f: &F,
         p: &Ipv6Parsed,
+        in_port: usize,
         now_ms: u64,
     ) {
-        let Some(port) = snap.nd6.route(p.src).map(|(port, _)| port) else {
-            return;
-        };
-        if snap.nd6.on_link(port, p.src) {
+        if snap.nd6.is_attached(in_port, p.src) {
             let mac = MacAddr::from_bytes(&f.data()[6..12]);
             if !mac.is_multicast() && !snap.ports.iter().any(|pi| pi.mac == mac) {
-                self.neigh6().learn_unless_fresh(p.src, mac, now_ms);
+                self.neigh6().learn_client(p.src, mac, now_ms);
             }
         }
     }
