@@ -178,7 +178,15 @@ impl Addr6Table {
     /// the table is full.
     pub fn acquire(&mut self, a: Ipv6Addr) -> Option<u32> {
         let a = raw(a);
-        match self.find(a) {
+        self.acquire_at(self.home(a), a)
+    }
+
+    /// [`acquire`](Self::acquire) of [`raw`] address `a` from its
+    /// [`home`](Self::home), computed earlier on this table (the first
+    /// pass's, for a new flow's client and VIP: not hashed again).
+    #[inline]
+    pub fn acquire_at(&mut self, home: usize, a: u128) -> Option<u32> {
+        match self.find_from(home & self.mask, a) {
             Ok(i) => {
                 let id = self.index[i];
                 self.refs[id as usize - 1] += 1;
