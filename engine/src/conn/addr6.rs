@@ -184,7 +184,7 @@ impl Addr6Table {
     /// [`acquire`](Self::acquire) of [`raw`] address `a` from its
     /// [`home`](Self::home), computed earlier on this table (the first
     /// pass's, for a new flow's client and VIP: not hashed again).
-    #[inline]
+    #[inline(always)]
     pub fn acquire_at(&mut self, home: usize, a: u128) -> Option<u32> {
         match self.find_from(home & self.mask, a) {
             Ok(i) => {

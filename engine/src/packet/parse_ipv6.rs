@@ -248,14 +248,6 @@ pub fn parse_fast_ipv6(frame: &[u8]) -> Option<Ipv6Parsed> {
         tcp_flags,
         icmp_type: 0,
         // The shape: IPv6 at 14, the L4 header (which fits) at 54.
-        layout: Layout6::new(
-            14,
-            L4_OFF6 as u16,
-            payload_len,
-            protocol,
-            kind,
-            true,
-            frame,
-        ),
+        layout: Layout6::new(14, L4_OFF6 as u16, payload_len, protocol, kind, true, frame),
     })
 }

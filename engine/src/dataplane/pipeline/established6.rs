@@ -257,12 +257,12 @@ fn is_link_local(a: u128) -> bool {
 /// both addresses have ids (then `fl` has its key and hash, and the
 /// hash's bucket is prefetched).
 #[inline(always)]
-pub(super) fn resolve6(v6: &Conns6, fl: &mut Flow6) -> bool {
-    let ids = (
-        v6.addrs.get_at(fl.home_src as usize, fl.src_addr),
-        v6.addrs.get_at(fl.home_dst as usize, fl.dst_addr),
-    );
-    let (Some(src), Some(dst)) = ids else {
+fn resolve6(v6: &Conns6, fl: &mut Flow6) -> bool {
+    // The source first: a new client's frames (no id yet) stop there.
+    let Some(src) = v6.addrs.get_at(fl.home_src as usize, fl.src_addr) else {
+        return false;
+    };
+    let Some(dst) = v6.addrs.get_at(fl.home_dst as usize, fl.dst_addr) else {
         return false;
     };
     fl.key.addrs = u64::from(src) << 32 | u64::from(dst);
