@@ -277,6 +277,21 @@ mod tests {
     }
 
     #[test]
+    fn acquire_at_its_home_is_acquire() {
+        let mut t = Addr6Table::with_capacity(8);
+        let x = t.acquire(a(1)).unwrap();
+        let r = raw(a(1));
+        assert_eq!(t.acquire_at(t.home(r), r), Some(x), "held again");
+        let r = raw(a(2));
+        let y = t.acquire_at(t.home(r), r).unwrap();
+        assert_eq!((t.get(a(2)), t.addr(y)), (Some(y), a(2)), "a new id");
+        t.release(x);
+        assert_eq!(t.get(a(1)), Some(x), "one hold left");
+        t.release(x);
+        assert_eq!(t.get(a(1)), None);
+    }
+
+    #[test]
     fn churn_keeps_every_held_address_findable() {
         let mut t = Addr6Table::with_capacity(64);
         let mut held: Vec<(u32, u32)> = Vec::new();
