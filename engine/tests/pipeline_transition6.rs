@@ -199,7 +199,7 @@ fn udp6(cport: u16, payload: &[u8]) -> (usize, Vec<u8>) {
 
 /// Runs `segs` as one burst on `a` and one by one on the full path of `b`;
 /// asserts every frame leaves both the same way, and the counters agree.
-fn same(a: &mut Rig, b: &mut Rig, segs: &[(usize, Vec<u8>)], now: u64) {
+fn same(a: &mut Rig, b: &mut Rig, segs: &[(usize, Vec<u8>)], now: u64) -> Vec<(Verdict, Vec<u8>)> {
     let got = a.burst(segs, now);
     let want: Vec<_> = segs
         .iter()
@@ -211,6 +211,7 @@ fn same(a: &mut Rig, b: &mut Rig, segs: &[(usize, Vec<u8>)], now: u64) {
     assert_eq!(a.servers(), b.servers(), "server counters");
     assert_eq!(a.stats(), b.stats(), "worker counters");
     assert_eq!(a.w.conns6_len(), b.w.conns6_len(), "IPv6 connections");
+    got
 }
 
 #[test]
@@ -305,4 +306,85 @@ fn what_the_new_paths_leave_the_full_path_decides_as_before() {
     syn.1[21] = 1;
     same(&mut a, &mut b, &[syn], 2_020);
     assert_eq!(a.w.new_flow_hits() - nf0, 1);
+}
+
+/// New clients' connections interleaved in one burst (each SYN before the
+/// other's ACK, so the flow the new-flow path opened last is not the
+/// frame's for half of them: its ids come from the id table) and a new
+/// client's UDP flows (a datagram after its flow's first takes the
+/// established path on the one lookup): the same verdicts, bytes and
+/// counters as the full path. Each new client's MAC is learned from its
+/// first packet; an existing client's fresh entry is kept whatever MAC a
+/// new connection of it comes from.
+#[test]
+fn interleaved_new_clients_in_one_burst_match_the_full_path() {
+    let (mut a, mut b) = (director(), director());
+    same(&mut a, &mut b, &[from_client(43000, 80, "S", b"")], 2_005);
+    let hits = |r: &Rig| {
+        (
+            r.w.established_hits(),
+            r.w.transition_hits(),
+            r.w.new_flow_hits(),
+        )
+    };
+    let (es0, tr0, nf0) = hits(&a);
+    let client = |n: u16| Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, n);
+    let (c3, c4, c5) = (client(0x30), client(0x40), client(0x50));
+    let (m3, m4, m5) = (
+        [2, 0x33, 0, 0, 0, 3],
+        [2, 0x44, 0, 0, 0, 4],
+        [2, 0x55, 0, 0, 0, 5],
+    );
+    let tcp = |c: Ipv6Addr, m: [u8; 6], cport: u16, flags: &str, payload: &[u8]| {
+        (
+            0,
+            tcp6((m, PORT0_MAC), c, cport, VIP6, 80, 64, flags, payload),
+        )
+    };
+    let udp = |cport: u16, payload: &[u8]| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(m5, PORT0_MAC)
+            .ipv6(c5.octets(), VIP6.octets(), 64)
+            .udp(cport, 53)
+            .write(&mut v, payload)
+            .unwrap();
+        (0, v)
+    };
+    let segs = [
+        tcp(c3, m3, 43001, "S", b""),
+        tcp(c4, m4, 43002, "S", b""),
+        tcp(c3, m3, 43001, "A", b""),
+        tcp(c4, m4, 43002, "A", b""),
+        tcp(c3, m3, 43001, "PA", b"data"),
+        tcp(c4, m4, 43002, "PA", b"more"),
+        tcp(c3, m3, 43001, "FA", b""),
+        tcp(c4, m4, 43002, "FA", b""),
+        udp(5001, b"q1"),
+        udp(5001, b"q2"),
+        udp(5002, b"x"),
+        udp(5001, b"q3"),
+        // The known client from another MAC: its fresh entry stays.
+        tcp(CLIENT, m4, 43003, "S", b""),
+    ];
+    let got = same(&mut a, &mut b, &segs, 2_010);
+    let (es, tr, nf) = hits(&a);
+    // Two SYNs, two UDP flows, the known client's SYN opened; the ACKs
+    // and FINs transitions; the data and the later datagrams established.
+    assert_eq!((es - es0, tr - tr0, nf - nf0), (4, 4, 5));
+    // The bytes as etherparse builds them: NAT to the server's port, hop
+    // limit 63, the server's MAC.
+    let want = tcp6((PORT1_MAC, RS_MAC), c3, 43001, RS, 8080, 63, "PA", b"data");
+    assert_eq!(got[4], (Verdict::Tx(1), want));
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(PORT1_MAC, RS_MAC)
+        .ipv6(c5.octets(), RS.octets(), 63)
+        .udp(5001, 5353)
+        .write(&mut want, b"q3")
+        .unwrap();
+    assert_eq!(got[11], (Verdict::Tx(1), want));
+    for (ip, mac) in [(c3, m3), (c4, m4), (c5, m5), (CLIENT, CLIENT_MAC)] {
+        for r in [&a, &b] {
+            assert_eq!(r.shared.neigh6.peek(ip, 2_010), Some(MacAddr(mac)), "{ip}");
+        }
+    }
 }

@@ -178,7 +178,15 @@ impl Addr6Table {
     /// the table is full.
     pub fn acquire(&mut self, a: Ipv6Addr) -> Option<u32> {
         let a = raw(a);
-        match self.find(a) {
+        self.acquire_at(self.home(a), a)
+    }
+
+    /// [`acquire`](Self::acquire) of [`raw`] address `a` from its
+    /// [`home`](Self::home), computed earlier on this table (the first
+    /// pass's, for a new flow's client and VIP: not hashed again).
+    #[inline(always)]
+    pub fn acquire_at(&mut self, home: usize, a: u128) -> Option<u32> {
+        match self.find_from(home & self.mask, a) {
             Ok(i) => {
                 let id = self.index[i];
                 self.refs[id as usize - 1] += 1;
@@ -266,6 +274,21 @@ mod tests {
         }
         assert_eq!(t.acquire(a(9)), None, "full");
         assert_eq!(t.get(a(2)), Some(y));
+    }
+
+    #[test]
+    fn acquire_at_its_home_is_acquire() {
+        let mut t = Addr6Table::with_capacity(8);
+        let x = t.acquire(a(1)).unwrap();
+        let r = raw(a(1));
+        assert_eq!(t.acquire_at(t.home(r), r), Some(x), "held again");
+        let r = raw(a(2));
+        let y = t.acquire_at(t.home(r), r).unwrap();
+        assert_eq!((t.get(a(2)), t.addr(y)), (Some(y), a(2)), "a new id");
+        t.release(x);
+        assert_eq!(t.get(a(1)), Some(x), "one hold left");
+        t.release(x);
+        assert_eq!(t.get(a(1)), None);
     }
 
     #[test]

@@ -96,6 +96,19 @@ impl Nd6Plan {
             .is_some_and(|p| p.as_ref().is_some_and(|p| p.contains(ip)))
     }
 
+    /// Whether `ip` is on an attached IPv6 subnet of some port, port
+    /// `first` tested first (the arrival port of a client's frame: one
+    /// prefix compare in the common case). The same as `route(ip)` giving
+    /// `ip` itself as the next hop.
+    #[inline]
+    pub fn is_attached(&self, first: usize, ip: Ipv6Addr) -> bool {
+        self.on_link(first, ip)
+            || self
+                .ports
+                .iter()
+                .any(|p| p.as_ref().is_some_and(|p| p.contains(ip)))
+    }
+
     /// The port and next hop for `ip`: itself on an attached IPv6 subnet,
     /// else the first port's IPv6 gateway.
     pub fn route(&self, ip: Ipv6Addr) -> Option<(usize, Ipv6Addr)> {

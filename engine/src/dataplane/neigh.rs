@@ -321,7 +321,12 @@ impl<A: NeighAddr> Table<A> {
     /// The reserved entry of `ip`, if it has one.
     #[inline(always)]
     fn find_reserved(&self, ip: A) -> Option<(usize, View<A>)> {
-        let h = self.home(ip);
+        self.find_reserved_at(self.home(ip), ip)
+    }
+
+    /// [`find_reserved`](Self::find_reserved) from `ip`'s home `h`.
+    #[inline(always)]
+    fn find_reserved_at(&self, h: usize, ip: A) -> Option<(usize, View<A>)> {
         for i in 0..=self.rmask {
             let j = self.rbase + (h.wrapping_add(i) & self.rmask);
             let key = self.entries[j].key_now();
@@ -433,6 +438,103 @@ impl<A: NeighAddr> Table<A> {
     /// one probe of the table, for a NAT client's first packet.
     pub fn learn_unless_fresh(&self, ip: A, mac: MacAddr, now_ms: u64) {
         self.learn_from(ip, mac, now_ms, Source::Unsolicited, true);
+    }
+
+    /// [`learn_unless_fresh`](Self::learn_unless_fresh) in one walk of the
+    /// general probe window, for a new client (IPv6's new connections):
+    /// the home hashed once; the walk stops at the address's entry (kept
+    /// when its MAC is fresh, else written) or at the first free slot,
+    /// which takes the address, MAC and time in one write under its lock
+    /// (`learn_from` finds no entry, then walks again to claim a slot,
+    /// writes it empty and writes it again); with no free slot, the first
+    /// expired one is taken, as `claim_general` without eviction. A
+    /// multi-word key's probe read is the entry's view (no second read on
+    /// a match). The entry, its version, MAC, time and flags end as
+    /// `learn_unless_fresh` leaves them (tests/neigh: the same operations
+    /// on two tables with one hash key leave the same entries).
+    #[inline(always)]
+    pub fn learn_client(&self, ip: A, mac: MacAddr, now_ms: u64) {
+        if ip.is_unspecified() || mac.is_multicast() {
+            return;
+        }
+        let bits = mac_to_u64(mac);
+        let h = self.home(ip);
+        if let Some((j, v)) = self.find_reserved_at(h, ip) {
+            // `learn_from`'s reserved arm for unsolicited evidence: a
+            // fresh MAC stays, another only makes it ask.
+            if v.fresh_mac(now_ms).is_none() && (v.mac & MAC_BITS != bits || v.mac & VALID == 0) {
+                self.entries[j].recheck.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
+        let live = ip.live();
+        let mut expired = None;
+        for i in 0..PROBE {
+            let j = h.wrapping_add(i) & self.mask;
+            let e = &self.entries[j];
+            let (key, view) = if A::ONE_WORD {
+                (A::load(&e.key), None)
+            } else {
+                match e.read() {
+                    Some(v) => (v.key, Some(v)),
+                    None => (A::load(&e.key), None),
+                }
+            };
+            if key == A::FREE {
+                let Some(g) = e.lock() else { return };
+                let k = g.key();
+                if k == A::FREE {
+                    g.set(live, VALID | bits, now_ms);
+                    e.requested.store(0, Ordering::Relaxed);
+                    e.recheck.store(false, Ordering::Relaxed);
+                } else if k == live {
+                    Self::learn_locked(&g, live, bits, now_ms);
+                }
+                return;
+            }
+            if key == live {
+                let v = view.unwrap_or_else(|| e.read().unwrap_or(View::busy(key)));
+                if v.key == live {
+                    if v.fresh_mac(now_ms).is_some() {
+                        return;
+                    }
+                    if let Some(g) = e.lock() {
+                        if g.key() == live {
+                            Self::learn_locked(&g, live, bits, now_ms);
+                        }
+                    }
+                    return;
+                }
+            }
+            if expired.is_none() {
+                let used = e.learned.load(Ordering::Relaxed).max(e.asked_at());
+                if now_ms.saturating_sub(used) > EXPIRE_MS {
+                    expired = Some((j, key));
+                }
+            }
+        }
+        let Some((j, seen)) = expired else { return };
+        let e = &self.entries[j];
+        let Some(g) = e.lock() else { return };
+        // Someone else reused it meanwhile: leave it to them.
+        if g.key() == seen {
+            g.set(live, VALID | bits, now_ms);
+            e.requested.store(0, Ordering::Relaxed);
+            e.recheck.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Unsolicited `bits` written into a held entry of `live`: confirmed
+    /// still when an answer confirmed this same MAC (`learn_from`'s rule).
+    #[inline(always)]
+    fn learn_locked(g: &Guard<'_, A>, live: A::Key, bits: u64, now_ms: u64) {
+        let old = g.mac();
+        let confirmed = old & CONFIRMED != 0 && old & MAC_BITS == bits;
+        g.set(
+            live,
+            VALID | bits | if confirmed { CONFIRMED } else { 0 },
+            now_ms,
+        );
     }
 
     /// Records an ARP reply addressed to us. Within [`ANSWER_MS`] of our

@@ -61,7 +61,7 @@ pub fn is_fast_shape6(frame: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::packet::ipv6::next_header;
-    use crate::packet::parse_ipv6::parse_ipv6;
+    use crate::packet::parse_ipv6::{parse_fast_ipv6, parse_ipv6};
 
     /// Ethernet + IPv6 + TCP (20-byte header) or UDP, `data` payload bytes.
     fn frame(protocol: u8, data: usize) -> Vec<u8> {
@@ -82,11 +82,15 @@ mod tests {
         f
     }
 
-    /// The contract, on `f`: fast implies the full parser's fixed shape.
+    /// The contract, on `f`: fast implies the full parser's fixed shape,
+    /// and `parse_fast_ipv6` is the full parser's summary exactly when fast.
     fn check(f: &[u8]) -> bool {
         let fast = is_fast_shape6(f);
+        let summary = parse_fast_ipv6(f);
+        assert_eq!(summary.is_some(), fast, "{f:02x?}");
         if fast {
             let p = parse_ipv6(f).expect("parses").expect("IPv6");
+            assert_eq!(summary, Some(p), "{f:02x?}");
             assert_eq!(
                 (p.l3_off(), p.l4_off(), p.ext_count),
                 (14, 54, 0),

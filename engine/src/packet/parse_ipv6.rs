@@ -24,6 +24,7 @@ use super::frame::L4Kind;
 use super::frame6::{Ipv6Frame, Layout6};
 use super::icmpv6::Icmpv6Packet;
 use super::ipv6::{self, next_header, Ipv6Fragment, Ipv6Packet};
+use super::parse_fast6::{is_fast_shape6, L4_OFF6};
 use super::tcp::{TcpFlags, TcpPacket};
 use super::udp::{self, UdpPacket};
 use super::DropReason;
@@ -205,4 +206,48 @@ pub fn parse_ipv6(frame: &[u8]) -> Result<Option<Ipv6Parsed>, DropReason> {
     p.has_l4 = true;
     p.layout = at(kind, walk.fragment.is_none());
     Ok(Some(p))
+}
+
+/// [`parse_ipv6`]'s summary of a frame of the common IPv6 shape
+/// ([`is_fast_shape6`]: untagged, TCP/UDP right after the fixed header),
+/// read at fixed offsets without the walk: the first packet of a flow on
+/// the new-flow path (`pipeline/transition6.rs`), whose frame the first
+/// pass found of that shape. `None` for any other frame. Equal to
+/// `parse_ipv6(frame)` whenever it is `Some` (parse_fast6.rs's tests check
+/// it on every frame they make).
+#[inline(always)]
+pub fn parse_fast_ipv6(frame: &[u8]) -> Option<Ipv6Parsed> {
+    if !is_fast_shape6(frame) {
+        return None;
+    }
+    let h = frame.first_chunk::<{ L4_OFF6 + 8 }>()?;
+    let addr = |at: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&h[at..at + 16]);
+        Ipv6Addr::from(a)
+    };
+    let protocol = h[20];
+    let (kind, tcp_flags) = if protocol == next_header::TCP {
+        (L4Kind::Tcp, TcpFlags(*frame.get(L4_OFF6 + 13)?))
+    } else {
+        (L4Kind::Udp, TcpFlags::NONE)
+    };
+    let payload_len = u16::from_be_bytes([h[18], h[19]]);
+    Some(Ipv6Parsed {
+        vlan: None,
+        src: addr(22),
+        dst: addr(38),
+        protocol,
+        hop_limit: h[21],
+        ext_count: 0,
+        fragment: None,
+        routing_segments_left: None,
+        has_l4: true,
+        src_port: u16::from_be_bytes([h[L4_OFF6], h[L4_OFF6 + 1]]),
+        dst_port: u16::from_be_bytes([h[L4_OFF6 + 2], h[L4_OFF6 + 3]]),
+        tcp_flags,
+        icmp_type: 0,
+        // The shape: IPv6 at 14, the L4 header (which fits) at 54.
+        layout: Layout6::new(14, L4_OFF6 as u16, payload_len, protocol, kind, true, frame),
+    })
 }

@@ -427,3 +427,93 @@ fn learn_unless_fresh_learns_only_what_peek_does_not_know() {
     assert_eq!(t.peek(r, late), None, "reserved: never taken");
     assert!(t.is_reserved(r));
 }
+
+/// Every entry's words: version, key, MAC word, learned, requested, recheck.
+fn words<A: NeighAddr>(t: &Table<A>) -> Vec<(u64, A::Key, u64, u64, u64, bool)> {
+    t.entries
+        .iter()
+        .map(|e| {
+            (
+                e.seq.load(Ordering::Relaxed),
+                A::load(&e.key),
+                e.mac.load(Ordering::Relaxed),
+                e.learned.load(Ordering::Relaxed),
+                e.requested.load(Ordering::Relaxed),
+                e.recheck.load(Ordering::Relaxed),
+            )
+        })
+        .collect()
+}
+
+/// `learn_client` leaves every entry as `learn_unless_fresh` does: two
+/// tables with one hash key, the same random operations on both (learns,
+/// answers, resolutions, reservations, time past expiry; a pool of
+/// addresses several times the table, so full windows, expired slots and
+/// reserved entries come up), one learning a client with each; after
+/// every step the tables' words are equal.
+fn learn_client_is_learn_unless_fresh<A: NeighAddr>(addr: impl Fn(u32) -> A) {
+    let mut a = Table::<A>::new(64);
+    let b = {
+        let mut b = Table::<A>::new(64);
+        b.key = a.key;
+        b
+    };
+    a.key = b.key;
+    let macs = [M, REAL, MOVED, SPOOF];
+    let (mut x, mut now) = (0x2545_f491u32, 1u64);
+    let (mut new, mut known, mut fresh, mut confirmed) = (0, 0, 0, 0);
+    let mut asked = addr(1);
+    for step in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let ip = addr(x % 300 + 1);
+        let mac = macs[(x >> 9) as usize % 4];
+        match (x >> 12) % 16 {
+            0..=7 => {
+                let before = a.find(ip);
+                a.learn_unless_fresh(ip, mac, now);
+                b.learn_client(ip, mac, now);
+                match before {
+                    None if a.find(ip).is_some() => new += 1,
+                    Some((_, v)) if v.fresh_mac(now).is_some() => fresh += 1,
+                    Some((_, v)) => {
+                        known += 1;
+                        confirmed += usize::from(v.mac & CONFIRMED != 0);
+                    }
+                    None => {}
+                }
+            }
+            8 | 9 => {
+                a.learn(ip, mac, now);
+                b.learn(ip, mac, now);
+            }
+            10 => {
+                // Mostly the answer to the latest request.
+                let ip = if x & 0x10 != 0 { asked } else { ip };
+                a.learn_reply(ip, mac, now);
+                b.learn_reply(ip, mac, now);
+            }
+            11 | 12 => {
+                assert_eq!(a.resolve(ip, now), b.resolve(ip, now));
+                asked = ip;
+            }
+            13 => {
+                let set: Vec<A> = (0..(x >> 20) % 6).map(|k| addr(x % 7 + k * 41)).collect();
+                assert_eq!(a.reserve(&set), b.reserve(&set));
+            }
+            _ => now += if x & 0x8000 != 0 { EXPIRE_MS / 3 } else { 700 },
+        }
+        assert!(words(&a) == words(&b), "step {step}");
+    }
+    assert!(
+        new > 100 && known > 100 && fresh > 100 && confirmed > 10,
+        "{new} {known} {fresh} {confirmed}"
+    );
+}
+
+#[test]
+fn learn_client_leaves_the_entries_learn_unless_fresh_does() {
+    learn_client_is_learn_unless_fresh(ip);
+    learn_client_is_learn_unless_fresh(|n| ip6(n as u16));
+}

@@ -43,7 +43,9 @@ use super::dest_fast6::from_raw;
 use super::nat6::Conns6;
 use super::nexthop::HOP_CACHE_MS;
 use super::{rewrite_drop, synproxy, Frame, Inspected, Pipeline, Verdict};
-use crate::conn::{self, addr6, tcp_flags, ConnTable, Dir, Hint, KeyHash, Method, WireKey};
+use crate::conn::{
+    self, addr6, tcp_flags, Conn, ConnId, ConnTable, Dir, Hint, KeyHash, Method, WireKey,
+};
 use crate::dataplane::neigh::{NeighTable6, Stamp};
 use crate::dataplane::snapshot::{fold6, Snapshot};
 use crate::forward::{self, NatSide};
@@ -94,6 +96,38 @@ impl Flow6 {
         src_addr: 0,
         dst_addr: 0,
     };
+}
+
+impl Flow6 {
+    /// The id table's homes of the source and destination addresses (the
+    /// first pass's: `Addr6Table::acquire_at` does not hash them again).
+    #[inline(always)]
+    pub(super) fn homes(&self) -> (usize, usize) {
+        (self.home_src as usize, self.home_dst as usize)
+    }
+
+    /// The flow's key in the IPv6 table once its source and destination
+    /// have ids `src` and `dst`.
+    #[inline(always)]
+    pub(super) fn key_with(&self, src: u32, dst: u32) -> WireKey {
+        WireKey {
+            addrs: u64::from(src) << 32 | u64::from(dst),
+            ..self.key
+        }
+    }
+
+    /// This flow as the new-flow path opened it (`open6`): its key `key`
+    /// ([`key_with`](Self::key_with) the ids the connection holds) hashes
+    /// to `hash`, in the id table's epoch `epoch`.
+    #[inline(always)]
+    pub(super) fn opened(&self, key: WireKey, hash: KeyHash, epoch: u32) -> Flow6 {
+        Flow6 {
+            hash: Some(hash),
+            key,
+            epoch,
+            ..*self
+        }
+    }
 }
 
 /// Offsets of the addresses in a frame of that shape.
@@ -223,12 +257,12 @@ fn is_link_local(a: u128) -> bool {
 /// both addresses have ids (then `fl` has its key and hash, and the
 /// hash's bucket is prefetched).
 #[inline(always)]
-pub(super) fn resolve6(v6: &Conns6, fl: &mut Flow6) -> bool {
-    let ids = (
-        v6.addrs.get_at(fl.home_src as usize, fl.src_addr),
-        v6.addrs.get_at(fl.home_dst as usize, fl.dst_addr),
-    );
-    let (Some(src), Some(dst)) = ids else {
+fn resolve6(v6: &Conns6, fl: &mut Flow6) -> bool {
+    // The source first: a new client's frames (no id yet) stop there.
+    let Some(src) = v6.addrs.get_at(fl.home_src as usize, fl.src_addr) else {
+        return false;
+    };
+    let Some(dst) = v6.addrs.get_at(fl.home_dst as usize, fl.dst_addr) else {
         return false;
     };
     fl.key.addrs = u64::from(src) << 32 | u64::from(dst);
@@ -237,6 +271,76 @@ pub(super) fn resolve6(v6: &Conns6, fl: &mut Flow6) -> bool {
     fl.hash = Some(h);
     fl.epoch = v6.addrs.epoch();
     true
+}
+
+/// [`resolve6`] for a frame whose first pass ran before its flow had ids
+/// (the SYN before its ACK, data and FIN in one burst; a UDP flow's first
+/// datagrams): the key and hash of `fl` with its ids as they are now, from
+/// the flow the new-flow path opened last (`Conns6::opened`) when it is
+/// this one, in the same epoch (its ids still name its addresses, and its
+/// hash is the insert's), else from the id table. `None`: an address has
+/// no id, so no connection. Nothing is written (the caller looks the key
+/// up at once: no prefetch).
+#[inline(always)]
+pub(super) fn resolve_again6(v6: &Conns6, fl: &Flow6) -> Option<(WireKey, KeyHash)> {
+    let o = &v6.opened;
+    if let Some(h) = o.hash {
+        if o.epoch == v6.addrs.epoch()
+            && o.src_addr == fl.src_addr
+            && o.dst_addr == fl.dst_addr
+            && o.key.ports == fl.key.ports
+            && o.key.proto == fl.key.proto
+        {
+            return Some((o.key, h));
+        }
+    }
+    let src = v6.addrs.get_at(fl.home_src as usize, fl.src_addr)?;
+    let dst = v6.addrs.get_at(fl.home_dst as usize, fl.dst_addr)?;
+    let key = fl.key_with(src, dst);
+    Some((key, v6.conns.key_hash_wire(&key)))
+}
+
+/// What the established path reads of the record its lookup found, when
+/// the record is one it forwards: NAT or DR, not the synproxy's or a
+/// template, and a steady segment (`flags` ACK alone of the four that
+/// matter, or UDP) leaves it as it is.
+#[derive(Clone, Copy)]
+pub(super) struct Steady6 {
+    id: ConnId,
+    dir: Dir,
+    method: Method,
+    dest: u32,
+    proto: u8,
+    /// The port the rewrite writes: the server's inbound, the VIP's in
+    /// replies.
+    port: u16,
+}
+
+impl Steady6 {
+    #[inline(always)]
+    pub(super) fn of(id: ConnId, dir: Dir, c: &Conn) -> Option<Steady6> {
+        // The segment's flags are ACK alone of the four that matter
+        // (checked by the caller), so the constant.
+        let method = c.method();
+        if c.flags() & SLOW_FLAGS != 0
+            || !matches!(method, Method::Nat | Method::Dr)
+            || !ConnTable::is_steady(c, dir, tcp_flags::ACK)
+        {
+            return None;
+        }
+        let port = match dir {
+            Dir::Inbound => c.sport(),
+            Dir::Reply => c.vport(),
+        };
+        Some(Steady6 {
+            id,
+            dir,
+            method,
+            dest: c.dest(),
+            proto: c.proto(),
+            port,
+        })
+    }
 }
 
 /// The cache slot of address `a`.
@@ -379,26 +483,33 @@ impl Pipeline {
         }
         let (id, dir, c) = v6.conns.lookup_hinted(&fl.key, hash, i.hint, now_ms)?;
         // What the rest needs of the record, read once here (no copy of
-        // it). The segment's flags are ACK alone of the four that matter
-        // (checked above), so the constant.
-        let method = c.method();
-        if c.flags() & SLOW_FLAGS != 0
-            || !matches!(method, Method::Nat | Method::Dr)
-            || !ConnTable::is_steady(c, dir, tcp_flags::ACK)
-        {
-            return None;
-        }
-        let (dest, proto) = (c.dest(), c.proto());
-        let port = match dir {
-            Dir::Inbound => c.sport(),
-            Dir::Reply => c.vport(),
-        };
-        // Where it goes (usable server, addresses, owner, next hop, MTU).
-        let r = self.route6_fast(snap, fl, dest, dir, owned, p.payload, now_ms)?;
+        // it).
+        let s = Steady6::of(id, dir, c)?;
+        self.forward_steady6(snap, f, fl, &s, p.payload, now_ms, owned)
+    }
+
+    /// The established path from its record on (`s`, of flow `fl`,
+    /// `payload` bytes after the IPv6 header): where it goes (usable
+    /// server, addresses, owner, next hop, MTU), the expiry re-armed, the
+    /// rewrite. `None` writes nothing but a remembered next hop. Shared
+    /// with the transition path's frames whose ids it resolved again.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward_steady6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        fl: &Flow6,
+        s: &Steady6,
+        payload: u16,
+        now_ms: u64,
+        owned: bool,
+    ) -> Option<Verdict> {
+        let r = self.route6_fast(snap, fl, s.dest, s.dir, owned, payload, now_ms)?;
         let v6 = self.v6.as_deref_mut()?;
-        v6.conns.rearm_steady_proto(id, proto, now_ms);
+        v6.conns.rearm_steady_proto(s.id, s.proto, now_ms);
         // Committed: from here on the full path would have forwarded too.
-        let v = self.forward6_fast(snap, f, &r, dir, method, port, p.payload);
+        let v = self.forward6_fast(snap, f, &r, s.dir, s.method, s.port, payload);
         self.established_hits += u64::from(matches!(v, Verdict::Tx(_)));
         Some(v)
     }

@@ -136,7 +136,7 @@ impl Pipeline {
             dest: srv.shared.id,
             state,
         };
-        let made = self.insert6(snap, new, now_ms);
+        let made = self.insert6(snap, new, None, now_ms);
         let Some(v6) = self.v6.as_deref_mut() else {
             return;
         };

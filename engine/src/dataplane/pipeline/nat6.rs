@@ -43,7 +43,9 @@ use super::frag6::{Frag6Fwd, FragTable6};
 use super::persist6::release_template6;
 use super::{rewrite_drop, uncount, Frame, Pipeline, Verdict};
 use crate::conn::addr6::Addr6Table;
-use crate::conn::{self, Conn, ConnId, ConnTable, Dir, FlowKey, Method, NewConn, TcpState};
+use crate::conn::{
+    self, Conn, ConnId, ConnTable, Dir, FlowKey, KeyHash, Method, NewConn, TcpState,
+};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{fold6, Server, Service6, Snapshot};
 use crate::forward;
@@ -70,6 +72,11 @@ pub(in crate::dataplane) struct Conns6 {
     pub(super) hops: [Hop6; HOP6_CACHE],
     /// The established path's per-server entries (`dest_fast6.rs`).
     pub(super) dests: DestTable6,
+    /// The flow the new-flow path opened last, with its ids and hash
+    /// (`Flow6::opened`): the same burst's later frames of that flow,
+    /// whose first pass found no ids, take them from here
+    /// (`established6::resolve_again6`).
+    pub(super) opened: Flow6,
 }
 
 impl Conns6 {
@@ -136,6 +143,7 @@ impl Pipeline {
                 frags: FragTable6::new(),
                 hops: [Hop6::EMPTY; HOP6_CACHE],
                 dests: DestTable6::new(worker),
+                opened: Flow6::NONE,
             })
         });
         v6.conns.set_timeouts(snap.timeouts);
@@ -173,10 +181,13 @@ impl Pipeline {
     /// record or evicts an embryonic/idle one, as IPv4's does; what goes
     /// gives back its template hold, address ids and count, and a NAT64
     /// one its local port (the IPv4 table's pools are lent meanwhile).
+    /// `hash`: the new connection's inbound key's hash when the caller
+    /// has it (`ConnTable::insert_or_evict_hashed`).
     pub(super) fn insert6(
         &mut self,
         snap: &Snapshot,
         new: NewConn,
+        hash: Option<KeyHash>,
         now_ms: u64,
     ) -> Result<ConnId, conn::TableFull> {
         let Some(v6) = self.v6.as_deref_mut() else {
@@ -185,7 +196,7 @@ impl Pipeline {
         let (stats, worker, persist) = (&self.stats, self.worker, &self.shared.persist);
         let Conns6 { conns, addrs, .. } = v6;
         conns.with_lent_pools(&mut self.conns, |conns| {
-            conns.insert_or_evict(new, now_ms, |c, why| {
+            conns.insert_or_evict_hashed(new, hash, now_ms, |c, why| {
                 match why {
                     conn::Reclaim::Expired => stats.conns_expired.inc(),
                     conn::Reclaim::Evicted => stats.conns_evicted.inc(),
@@ -325,7 +336,7 @@ impl Pipeline {
         let Some((srv, template)) = self.pick6(snap, svc, p, now_ms) else {
             return self.drop(Drop::NoServer);
         };
-        self.learn_client6(snap, f, p, now_ms);
+        self.learn_client6(snap, f, p, in_port, now_ms);
         if svc.ops {
             return self.one_packet6(snap, f, p, srv, in_port, now_ms);
         }
@@ -342,14 +353,32 @@ impl Pipeline {
             self.unhold6(svc, template, flags, srv.shared.id, now_ms);
             return self.drop(Drop::TableFull);
         };
-        let ids = [p.src, p.dst, srv.addr].map(|a| v6.addrs.acquire(a));
-        let [Some(client), Some(vip), Some(server)] = ids else {
-            for id in ids.into_iter().flatten() {
+        // Client, VIP, server, in that order (the ids handed out): the
+        // first two from the first pass's homes on the new-flow path.
+        let (client, vip) = match fast {
+            Some(fl) => {
+                let (home_src, home_dst) = fl.homes();
+                (
+                    v6.addrs.acquire_at(home_src, fl.src_addr),
+                    v6.addrs.acquire_at(home_dst, fl.dst_addr),
+                )
+            }
+            None => (v6.addrs.acquire(p.src), v6.addrs.acquire(p.dst)),
+        };
+        let server = v6.addrs.acquire(srv.addr);
+        let (Some(client), Some(vip), Some(server)) = (client, vip, server) else {
+            for id in [client, vip, server].into_iter().flatten() {
                 v6.addrs.release(id);
             }
             self.unhold6(svc, template, flags, srv.shared.id, now_ms);
             return self.drop(Drop::TableFull);
         };
+        // The new-flow path's flow with its ids: its key hashed once, for
+        // the insert and the burst's later frames of the flow.
+        let opened = fast.map(|fl| {
+            let key = fl.key_with(client, vip);
+            (fl, key, v6.conns.key_hash_wire(&key))
+        });
         let new = NewConn {
             proto: p.protocol,
             client: Ipv4Addr::from(client),
@@ -364,7 +393,7 @@ impl Pipeline {
             dest: srv.shared.id,
             state: TcpState::None,
         };
-        let made = self.insert6(snap, new, now_ms);
+        let made = self.insert6(snap, new, opened.map(|(_, _, h)| h), now_ms);
         let Some(v6) = self.v6.as_deref_mut() else {
             return self.drop(Drop::TableFull);
         };
@@ -375,6 +404,11 @@ impl Pipeline {
             self.unhold6(svc, template, flags, srv.shared.id, now_ms);
             return self.drop(Drop::TableFull);
         };
+        if let Some((fl, key, hash)) = opened {
+            // Its ids are held by the connection: valid while the epoch
+            // (read after the insert's reclaims) holds.
+            v6.opened = fl.opened(key, hash, v6.addrs.epoch());
+        }
         self.stats.conns_created.inc();
         let tr = v6
             .conns
@@ -400,23 +434,22 @@ impl Pipeline {
         self.inbound6(snap, f, p, srv, to, in_port, now_ms)
     }
 
-    /// A new client on an attached IPv6 subnet: its first packet says
-    /// where it is, so the reply need not wait for a solicitation (a
-    /// fresh entry is never overwritten here: one probe of the table).
+    /// A new client on an attached IPv6 subnet (of any port, the arrival
+    /// port's tested first): its first packet says where it is, so the
+    /// reply need not wait for a solicitation (a fresh entry is never
+    /// overwritten here: one walk of the table, `NeighTable6::learn_client`).
     pub(super) fn learn_client6<F: Frame>(
         &self,
         snap: &Snapshot,
         f: &F,
         p: &Ipv6Parsed,
+        in_port: usize,
         now_ms: u64,
     ) {
-        let Some(port) = snap.nd6.route(p.src).map(|(port, _)| port) else {
-            return;
-        };
-        if snap.nd6.on_link(port, p.src) {
+        if snap.nd6.is_attached(in_port, p.src) {
             let mac = MacAddr::from_bytes(&f.data()[6..12]);
             if !mac.is_multicast() && !snap.ports.iter().any(|pi| pi.mac == mac) {
-                self.neigh6().learn_unless_fresh(p.src, mac, now_ms);
+                self.neigh6().learn_client(p.src, mac, now_ms);
             }
         }
     }

@@ -141,7 +141,7 @@ impl Pipeline {
         let Some((port, _)) = snap.route(srv.addr) else {
             return self.drop(Drop::NoRoute);
         };
-        self.learn_client6(snap, f, p, now_ms);
+        self.learn_client6(snap, f, p, in_port, now_ms);
         let sport = if srv.port != 0 { srv.port } else { p.dst_port };
         // The connection holds the template that sent it to `srv` (as
         // `new_flow6`), given back if no record is made.

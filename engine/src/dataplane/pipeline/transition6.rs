@@ -15,8 +15,12 @@
 //! * the flow's address ids as they are now: the first pass resolved them
 //!   before this burst's earlier frames ran, so a flow opened in the same
 //!   burst (the SYN before its ACK, data and FIN, as `rvs-perf pipeline
-//!   --conns` sends them) had none then. They are resolved again (and a
-//!   steady segment then offered to the established path);
+//!   --conns` sends them; a UDP flow's first datagrams) had none then.
+//!   They are resolved again: from the flow the new-flow path opened last
+//!   when it is this one (`Conns6::opened`: its ids and its insert's
+//!   hash), else from the id table; the connection is looked up once, and
+//!   a steady segment on its record takes the established path's way
+//!   (`forward_steady6`);
 //! * the connection is found: a TCP segment of a NAT or DR connection
 //!   (not NAT64's full-NAT, not opened by the synproxy, not a template),
 //!   not a SYN that reschedules one in TIME_WAIT/CLOSE, whose server,
@@ -36,11 +40,11 @@
 //! (not the common shape), ICMPv6, persistence templates, the synproxy,
 //! a UDP datagram of a tracked flow the established path declined.
 
-use super::established6::{resolve6, Tail6, SLOW_FLAGS, STEADY_MASK};
+use super::established6::{resolve_again6, Flow6, Steady6, Tail6, SLOW_FLAGS, STEADY_MASK};
 use super::{Frame, Inspected, Pipeline, Verdict};
-use crate::conn::{self, tcp_flags, Dir, Method};
+use crate::conn::{self, tcp_flags, Dir, Hint, Method};
 use crate::dataplane::snapshot::{fold6, Snapshot};
-use crate::packet::parse_ipv6::parse_ipv6;
+use crate::packet::parse_ipv6::parse_fast_ipv6;
 
 /// The flags `ConnTable::wants_reschedule` asks for: SYN without ACK.
 const RESCHEDULE_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK;
@@ -70,43 +74,42 @@ impl Pipeline {
         if t.dst_mac != snap.ports.get(in_port)?.mac.0 || t.hop <= 1 {
             return None;
         }
-        let epoch = self.v6.as_deref()?.addrs.epoch();
-        let mut again: Inspected;
-        let mut i = i;
-        if i.flow6.hash.is_none() || i.flow6.epoch != epoch {
-            // Ids resolved before this burst's earlier frames made them
-            // (only the flow: no copy of the rest).
-            again = Inspected {
-                fast6: true,
-                flow6: i.flow6,
-                ..Inspected::EMPTY
-            };
-            let steady = t.flags & STEADY_MASK == tcp_flags::ACK;
-            let resolved = self
-                .v6
-                .as_deref()
-                .is_some_and(|v6| resolve6(v6, &mut again.flow6));
-            if resolved && (steady || i.flow6.key.proto != conn::PROTO_TCP) {
-                // A steady segment (or datagram) of a flow opened in this
-                // burst: the established path's.
-                if let Some(v) = self.established6(snap, f, &again, in_port, now_ms, owned) {
-                    return Some(v);
-                }
-            }
-            i = &again;
-        }
+        let v6 = self.v6.as_deref()?;
         let fl = &i.flow6;
+        let (key, hash, hint, again) = if fl.hash.is_none() || fl.epoch != v6.addrs.epoch() {
+            // Ids resolved before this burst's earlier frames made them:
+            // again (the key and hash alone). No ids, no connection.
+            match resolve_again6(v6, fl) {
+                Some((key, h)) => (key, Some(h), Hint::NONE, true),
+                None => (fl.key, None, Hint::NONE, true),
+            }
+        } else {
+            (fl.key, fl.hash, i.hint, false)
+        };
         let v6 = self.v6.as_deref_mut()?;
-        let found = match fl.hash {
-            Some(h) => v6.conns.lookup_hinted(&fl.key, h, i.hint, now_ms),
+        let found = match hash {
+            Some(h) => v6.conns.lookup_hinted(&key, h, hint, now_ms),
             None => None,
         };
         let Some((id, dir, c)) = found else {
-            let v = self.first_packet6(snap, f, i, t.flags, in_port, now_ms, owned)?;
+            let v = self.first_packet6(snap, f, fl, t.flags, in_port, now_ms, owned)?;
             self.new_flow_hits += 1;
             return Some(v);
         };
         let c = *c;
+        if again
+            && self.fast_on
+            && (t.flags & STEADY_MASK == tcp_flags::ACK || fl.key.proto != conn::PROTO_TCP)
+        {
+            // A steady segment (or datagram) of a flow opened in this
+            // burst: the established path's, on this lookup's record (the
+            // first pass could not look it up).
+            if let Some(s) = Steady6::of(id, dir, &c) {
+                if let Some(v) = self.forward_steady6(snap, f, fl, &s, t.payload, now_ms, owned) {
+                    return Some(v);
+                }
+            }
+        }
         let method = c.method();
         if fl.key.proto != conn::PROTO_TCP
             || c.flags() & SLOW_FLAGS != 0
@@ -116,6 +119,7 @@ impl Pipeline {
         }
         // Only a SYN without ACK may reschedule: the table is asked for
         // that one alone.
+        let v6 = self.v6.as_deref_mut()?;
         if dir == Dir::Inbound
             && t.flags & RESCHEDULE_MASK == tcp_flags::SYN
             && v6.conns.wants_reschedule(id, t.flags)
@@ -155,22 +159,22 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         f: &mut F,
-        i: &Inspected,
+        fl: &Flow6,
         flags: u8,
         in_port: usize,
         now_ms: u64,
         owned: bool,
     ) -> Option<Verdict> {
-        let tcp = i.flow6.key.proto == conn::PROTO_TCP;
+        let tcp = fl.key.proto == conn::PROTO_TCP;
         if tcp && flags & RESCHEDULE_MASK != tcp_flags::SYN {
             return None;
         }
-        // The common shape parses (parse_fast6.rs's contract).
-        let p = parse_ipv6(f.data()).ok()??;
+        // The common shape (the first pass's): its summary at fixed offsets.
+        let p = parse_fast_ipv6(f.data())?;
         let svc = snap.service6_for(p.protocol, p.dst, p.dst_port)?;
         if svc.ops || self.handoff(owned, fold6(p.src), p.src_port).is_some() {
             return None;
         }
-        Some(self.open6(snap, f, &p, svc, in_port, now_ms, Some(&i.flow6)))
+        Some(self.open6(snap, f, &p, svc, in_port, now_ms, Some(fl)))
     }
 }
