@@ -87,9 +87,11 @@ impl Pipeline {
         now_ms: u64,
     ) -> Option<Verdict> {
         let flags = p.tcp_flags.bits();
-        if (p.protocol == PROTO_TCP && flags & OPEN_MASK != tcp_flags::SYN) || !snap.is_vip(p.dst) {
+        if p.protocol == PROTO_TCP && flags & OPEN_MASK != tcp_flags::SYN {
             return None;
         }
+        // (Not to a VIP: no service either, so `ipv4`'s `is_vip` test
+        // need not be asked first.)
         let svc = snap.service_for(p.protocol, p.dst, p.dst_port)?;
         if svc.synproxy || svc.ops {
             return None;
