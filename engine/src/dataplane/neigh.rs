@@ -548,7 +548,7 @@ impl<A: NeighAddr> Table<A> {
             }
             return;
         }
-        let Some((j, g)) = self.find_or_claim_general(ip, now_ms, &fresh) else {
+        let Some((j, g)) = self.find_or_claim_general(ip, now_ms, fresh) else {
             return;
         };
         let e = &self.entries[j];
