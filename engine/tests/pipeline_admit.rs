@@ -363,3 +363,105 @@ fn a_port_zero_service_keeps_the_clients_destination_port() {
     assert_eq!(&out[26..30], &VIP, "from the VIP");
     assert_eq!(u16::from_be_bytes([out[34], out[35]]), 443);
 }
+
+/// The new-flow path asks the source tests only of a source the
+/// snapshot's filter holds (`admit_sources.rs`): every source the full
+/// path refuses is still refused there, counted as before, and the SYN
+/// goes that path (`new_flow_hits`); a client (and one that is a
+/// server's neighbour on the server subnet) still gets in.
+#[test]
+fn every_refused_source_is_refused_on_the_new_flow_path() {
+    let udp = "protocol = \"udp\"\nscheduler = \"rr\"\n";
+    let text = format!(
+        "{}[ha]\nvrid = 1\npeers = [\"198.19.0.3\"]\n\
+         virtual_addresses = [\"198.19.0.254/24@servers\"]\nsync = false\n",
+        CFG.replace(udp, &format!("{udp}sorry_server = \"198.19.0.99:5353\"\n"))
+    );
+    // The sorry server belongs to the UDP service (the last one in CFG).
+    let cfg = config::parse(&text).expect("config");
+    assert!(cfg.services[1].sorry_server.is_some());
+    let ports = vec![
+        PortInfo::new(&cfg.ports[0], MacAddr(PORT0_MAC)),
+        PortInfo::new(&cfg.ports[1], MacAddr(PORT1_MAC)),
+    ];
+    let shared = Arc::new(Shared::new(1));
+    shared.ha.set_master(true);
+    for last in [11u8, 12, 99] {
+        shared.neigh.learn(
+            Ipv4Addr::new(198, 19, 0, last),
+            MacAddr([2, 0, 0, 1, 0, last]),
+            0,
+        );
+    }
+    let snap = Snapshot::build(&cfg, &ports, &shared.registry, 1, &AllUp).unwrap();
+    let mut r = Rig {
+        w: Pipeline::new(0, 1, 1024, &shared),
+        shared,
+        snap,
+    };
+    let udp_from = |src: [u8; 4], sport: u16| {
+        let mut u = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+            .ipv4(src, VIP, 64)
+            .udp(sport, 53)
+            // (48 bytes at least: what the transition path reads)
+            .write(&mut u, b"a query of 14B")
+            .unwrap();
+        u
+    };
+    let martians: [[u8; 4]; 8] = [
+        VIP,               // a VIP
+        [198, 18, 0, 2],   // the director's own address, client port
+        [198, 19, 0, 1],   // and server port
+        [198, 19, 0, 254], // an [ha] virtual address
+        [198, 18, 0, 0],   // the client subnet's network address
+        [198, 18, 0, 255], // and broadcast
+        [198, 19, 0, 0],   // the server subnet's network address
+        [198, 19, 0, 255], // and broadcast
+    ];
+    let mut hits = 0;
+    for (i, src) in martians.iter().enumerate() {
+        assert_eq!(
+            r.run(0, &syn_from(CLIENT_MAC, *src, "")),
+            Verdict::Drop,
+            "{src:?}"
+        );
+        assert_eq!(r.drops(Drop::Martian), 2 * i as u64 + 1, "TCP {src:?}");
+        assert_eq!(r.run(0, &udp_from(*src, 5000)), Verdict::Drop, "{src:?}");
+        assert_eq!(r.drops(Drop::Martian), 2 * i as u64 + 2, "UDP {src:?}");
+        hits += 2;
+        assert_eq!(r.w.new_flow_hits(), hits, "{src:?}: on the new-flow path");
+    }
+    // The service's own servers, the sorry server included (UDP), and a
+    // TCP service's server.
+    for (n, src) in [[198, 19, 0, 11], [198, 19, 0, 12], [198, 19, 0, 99]]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(r.run(0, &udp_from(*src, 5353)), Verdict::Drop, "{src:?}");
+        assert_eq!(r.drops(Drop::FromRealServer), n as u64 + 1, "{src:?}");
+    }
+    assert_eq!(
+        r.run(0, &syn_from(CLIENT_MAC, [198, 19, 0, 11], "")),
+        Verdict::Drop
+    );
+    assert_eq!(r.drops(Drop::FromRealServer), 4);
+    hits += 4;
+    assert_eq!(r.w.new_flow_hits(), hits);
+    assert_eq!(r.drops(Drop::Martian), 16);
+    assert_eq!(r.drops(Drop::BadChecksum), 0);
+    assert_eq!(r.w.conns.len(), 0);
+    // A server of the UDP service only is a client of the TCP one; an
+    // ordinary client of both gets in.
+    assert_eq!(
+        r.run(0, &syn_from(CLIENT_MAC, [198, 19, 0, 12], "")),
+        Verdict::Tx(1)
+    );
+    assert_eq!(
+        r.run(0, &syn_from(CLIENT_MAC, [198, 18, 0, 10], "")),
+        Verdict::Tx(1)
+    );
+    assert_eq!(r.run(0, &udp_from([198, 18, 0, 10], 5000)), Verdict::Tx(1));
+    assert_eq!(r.w.new_flow_hits(), hits + 3);
+    assert_eq!(r.w.conns.len(), 3);
+}

@@ -424,6 +424,69 @@ impl<A: NeighAddr> Table<A> {
         Some((j, g))
     }
 
+    /// [`find_general`](Self::find_general), then, when `ip` has no
+    /// general entry, [`claim_general`](Self::claim_general) without
+    /// eviction, in one walk of the probe window: both stop at the
+    /// window's first free slot or at `ip`'s entry, so the one walk visits
+    /// the slots the two did (a new neighbour, a NAT client's first
+    /// packet, is one probe of the table and one claim, not two probes).
+    /// `None` when `ip`'s entry is one to `keep` as it is (left untouched)
+    /// or no slot could be taken. Returns the entry locked.
+    #[inline(always)]
+    fn find_or_claim_general(
+        &self,
+        ip: A,
+        now_ms: u64,
+        keep: impl Fn(&View<A>) -> bool,
+    ) -> Option<(usize, Guard<'_, A>)> {
+        let h = self.home(ip);
+        let mut expired = None;
+        for i in 0..PROBE {
+            let j = h.wrapping_add(i) & self.mask;
+            let e = &self.entries[j];
+            let key = e.key_now();
+            if key == A::FREE {
+                // `find_general` ends here with nothing; `claim_general`
+                // takes this slot.
+                let g = e.lock()?;
+                return match g.key() {
+                    k if k == A::FREE => {
+                        g.set(ip.live(), 0, 0);
+                        e.requested.store(0, Ordering::Relaxed);
+                        e.recheck.store(false, Ordering::Relaxed);
+                        Some((j, g))
+                    }
+                    k if k == ip.live() => Some((j, g)),
+                    _ => None,
+                };
+            }
+            if key == ip.live() {
+                let v = e.read().unwrap_or(View::busy(key));
+                if v.key == ip.live() {
+                    if keep(&v) {
+                        return None;
+                    }
+                    let g = e.lock()?;
+                    return (g.key() == ip.live()).then_some((j, g));
+                }
+            }
+            let used = e.learned.load(Ordering::Relaxed).max(e.asked_at());
+            if expired.is_none() && now_ms.saturating_sub(used) > EXPIRE_MS {
+                expired = Some((j, key));
+            }
+        }
+        let (j, seen) = expired?;
+        let g = self.entries[j].lock()?;
+        // Someone else reused it meanwhile: leave it to them.
+        if g.key() != seen {
+            return None;
+        }
+        g.set(ip.live(), 0, 0);
+        self.entries[j].requested.store(0, Ordering::Relaxed);
+        self.entries[j].recheck.store(false, Ordering::Relaxed);
+        Some((j, g))
+    }
+
     /// Records that `ip` is at `mac`, from unsolicited evidence: an ARP
     /// request to us, or a NAT client's first packet. A general entry takes
     /// it (as Linux does); a reserved entry never does: a MAC other than the
@@ -436,6 +499,7 @@ impl<A: NeighAddr> Table<A> {
     /// [`learn`](Self::learn) unless `ip` has a fresh MAC already (what
     /// [`peek`](Self::peek) would return): the check and the learning in
     /// one probe of the table, for a NAT client's first packet.
+    #[inline]
     pub fn learn_unless_fresh(&self, ip: A, mac: MacAddr, now_ms: u64) {
         self.learn_from(ip, mac, now_ms, Source::Unsolicited, true);
     }
@@ -560,6 +624,7 @@ impl<A: NeighAddr> Table<A> {
 
     /// Learns `mac` for `ip`; with `unless_fresh`, nothing when the entry
     /// found (reserved first, as [`find`](Self::find)) has a fresh MAC.
+    #[inline(always)]
     fn learn_from(&self, ip: A, mac: MacAddr, now_ms: u64, src: Source, unless_fresh: bool) {
         if ip.is_unspecified() || mac.is_multicast() {
             return;
@@ -585,16 +650,8 @@ impl<A: NeighAddr> Table<A> {
             }
             return;
         }
-        let (j, g) = match self.find_general(ip) {
-            Some((_, v)) if fresh(&v) => return,
-            Some((j, _)) => match self.entries[j].lock() {
-                Some(g) if g.key() == ip.live() => (j, g),
-                _ => return,
-            },
-            None => match self.claim_general(ip, now_ms, false) {
-                Some(x) => x,
-                None => return,
-            },
+        let Some((j, g)) = self.find_or_claim_general(ip, now_ms, fresh) else {
+            return;
         };
         let e = &self.entries[j];
         // Confirmed by an answer, or still the MAC an answer confirmed.

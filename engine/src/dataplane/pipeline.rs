@@ -31,6 +31,7 @@
 //! | `ops6` | one-packet scheduling of IPv6 services |
 
 mod admit;
+mod admit_sources;
 mod arp;
 mod dest_fast;
 mod dest_fast6;

@@ -37,6 +37,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::admit_sources::Sources;
 use super::nexthop::Hop;
 use super::pending::{HasPending, Pending, PendingList};
 use crate::dataplane::neigh::NeighTable;
@@ -78,6 +79,9 @@ pub(super) struct DestTable {
     snapshot: usize,
     dests: Vec<DestFast>,
     pending: PendingList,
+    /// The sources admission may refuse in the stamped snapshot
+    /// (`admit_sources.rs`), rebuilt with the entries.
+    sources: Sources,
 }
 
 impl DestTable {
@@ -87,6 +91,7 @@ impl DestTable {
             snapshot: 0,
             dests: Vec::new(),
             pending: PendingList::new(worker),
+            sources: Sources::empty(),
         }
     }
 
@@ -99,6 +104,16 @@ impl DestTable {
         }
         let i = id as usize;
         self.dests.get(i)?.usable.then_some(i)
+    }
+
+    /// The sources admission may refuse in `snap` (rebuilding the table
+    /// first if it was built from another snapshot).
+    #[inline(always)]
+    pub(super) fn sources(&mut self, snap: &Snapshot) -> &Sources {
+        if self.generation != snap.generation || self.snapshot != snap as *const Snapshot as usize {
+            self.refresh(snap);
+        }
+        &self.sources
     }
 
     /// Is `vip` server `i`'s service VIP, known not to be an own address
@@ -147,7 +162,8 @@ impl DestTable {
     }
 
     /// Rebuilds the table for `snap`: pending counts flushed, every server
-    /// of the registry marked usable or not, next hops forgotten.
+    /// of the registry marked usable or not, next hops forgotten, the
+    /// admission's source filter made.
     #[cold]
     #[inline(never)]
     pub(super) fn refresh(&mut self, snap: &Snapshot) {
@@ -156,6 +172,7 @@ impl DestTable {
         self.snapshot = snap as *const Snapshot as usize;
         self.dests.clear();
         self.dests.resize(snap.counters.len(), DestFast::EMPTY);
+        self.sources.build(snap);
         for (id, d) in self.dests.iter_mut().enumerate() {
             if let Some((svc, srv)) = snap.dest(id as u32) {
                 d.usable = srv.usable;

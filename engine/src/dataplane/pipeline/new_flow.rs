@@ -18,7 +18,9 @@
 //! * the destination is a VIP with a service of this protocol and port,
 //!   neither synproxied nor one-packet (`ops`);
 //! * admission as `ipv4` makes it (`admit::refuse_source`: martian source,
-//!   one of the service's own servers, the TCP checksum), then draining;
+//!   one of the service's own servers, the TCP checksum; the first two
+//!   asked only of a source the snapshot's filter holds,
+//!   `admit_sources.rs`), then draining;
 //! * the pick (persistence, scheduler, sorry server), the client's MAC
 //!   learned, the connection opened and counted (`open_conn`, given the
 //!   first pass's hash of the flow key, which is the new record's inbound
@@ -85,15 +87,18 @@ impl Pipeline {
         now_ms: u64,
     ) -> Option<Verdict> {
         let flags = p.tcp_flags.bits();
-        if (p.protocol == PROTO_TCP && flags & OPEN_MASK != tcp_flags::SYN) || !snap.is_vip(p.dst) {
+        if p.protocol == PROTO_TCP && flags & OPEN_MASK != tcp_flags::SYN {
             return None;
         }
+        // (Not to a VIP: no service either, so `ipv4`'s `is_vip` test
+        // need not be asked first.)
         let svc = snap.service_for(p.protocol, p.dst, p.dst_port)?;
         if svc.synproxy || svc.ops {
             return None;
         }
         // `ipv4`'s order from here: admission, draining, the pick.
-        if let Some(d) = admit::refuse_source(snap, f.data(), p, svc) {
+        let sources = self.dests.sources(snap);
+        if let Some(d) = admit::refuse_source_fast(sources, snap, f.data(), p, svc) {
             return Some(self.drop(d));
         }
         if self.shared.is_draining() {

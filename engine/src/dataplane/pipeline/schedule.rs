@@ -25,7 +25,7 @@ impl Pipeline {
         let port = &snap.ports[in_port];
         if matches!(srv.method, Method::Nat | Method::Fnat) && port.on_link(p.src) {
             let mac = MacAddr::from_bytes(&f.data()[6..12]);
-            if !mac.is_multicast() && !snap.ports.iter().any(|pi| pi.mac == mac) {
+            if !mac.is_multicast() && !snap.ports.iter().any(|pi| mac_eq(&pi.mac.0, &mac.0)) {
                 self.neigh().learn_unless_fresh(p.src, mac, now_ms);
             }
         }
