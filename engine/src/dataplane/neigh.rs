@@ -430,15 +430,9 @@ impl<A: NeighAddr> Table<A> {
     /// window's first free slot or at `ip`'s entry, so the one walk visits
     /// the slots the two did (a new neighbour, a NAT client's first
     /// packet, is one probe of the table and one claim, not two probes).
-    /// `None` when `ip`'s entry is one to `keep` as it is (left untouched)
-    /// or no slot could be taken. Returns the entry locked.
+    /// `None` when no slot could be taken. Returns the entry locked.
     #[inline(always)]
-    fn find_or_claim_general(
-        &self,
-        ip: A,
-        now_ms: u64,
-        keep: impl Fn(&View<A>) -> bool,
-    ) -> Option<(usize, Guard<'_, A>)> {
+    fn find_or_claim_general(&self, ip: A, now_ms: u64) -> Option<(usize, Guard<'_, A>)> {
         let h = self.home(ip);
         let mut expired = None;
         for i in 0..PROBE {
@@ -460,15 +454,9 @@ impl<A: NeighAddr> Table<A> {
                     _ => None,
                 };
             }
-            if key == ip.live() {
-                let v = e.read().unwrap_or(View::busy(key));
-                if v.key == ip.live() {
-                    if keep(&v) {
-                        return None;
-                    }
-                    let g = e.lock()?;
-                    return (g.key() == ip.live()).then_some((j, g));
-                }
+            if key == ip.live() && e.read().unwrap_or(View::busy(key)).key == ip.live() {
+                let g = e.lock()?;
+                return (g.key() == ip.live()).then_some((j, g));
             }
             let used = e.learned.load(Ordering::Relaxed).max(e.asked_at());
             if expired.is_none() && now_ms.saturating_sub(used) > EXPIRE_MS {
@@ -493,31 +481,22 @@ impl<A: NeighAddr> Table<A> {
     /// one it holds only makes it ask now (rate-limited), so hearsay cannot
     /// redirect a configured next hop.
     pub fn learn(&self, ip: A, mac: MacAddr, now_ms: u64) {
-        self.learn_from(ip, mac, now_ms, Source::Unsolicited, false);
+        self.learn_from(ip, mac, now_ms, Source::Unsolicited);
     }
 
     /// [`learn`](Self::learn) unless `ip` has a fresh MAC already (what
-    /// [`peek`](Self::peek) would return): the check and the learning in
-    /// one probe of the table, for a NAT client's first packet.
-    #[inline]
-    pub fn learn_unless_fresh(&self, ip: A, mac: MacAddr, now_ms: u64) {
-        self.learn_from(ip, mac, now_ms, Source::Unsolicited, true);
-    }
-
-    /// [`learn_unless_fresh`](Self::learn_unless_fresh) in one walk of the
-    /// general probe window, for a new client (IPv6's new connections):
-    /// the home hashed once; the walk stops at the address's entry (kept
-    /// when its MAC is fresh, else written) or at the first free slot,
-    /// which takes the address, MAC and time in one write under its lock
-    /// (`learn_from` finds no entry, then walks again to claim a slot,
-    /// writes it empty and writes it again); with no free slot, the first
-    /// expired one is taken, as `claim_general` without eviction. A
-    /// multi-word key's probe read is the entry's view (no second read on
-    /// a match). The entry, its version, MAC, time and flags end as
-    /// `learn_unless_fresh` leaves them (tests/neigh: the same operations
-    /// on two tables with one hash key leave the same entries).
+    /// [`peek`](Self::peek) would return), for a NAT client's first packet
+    /// (both families' new connections), in one walk of the general probe
+    /// window: the home hashed once; the walk stops at the address's entry
+    /// (kept when its MAC is fresh, else written) or at the first free
+    /// slot, which takes the address, MAC and time in one write under its
+    /// lock; with no free slot, the first expired one is taken, as
+    /// `claim_general` without eviction. A multi-word key's probe read is
+    /// the entry's view (no second read on a match). The entries end as
+    /// `peek` then `learn` leave them (neigh/tests: the same operations on
+    /// two tables with one hash key leave the same entries).
     #[inline(always)]
-    pub fn learn_client(&self, ip: A, mac: MacAddr, now_ms: u64) {
+    pub fn learn_unless_fresh(&self, ip: A, mac: MacAddr, now_ms: u64) {
         if ip.is_unspecified() || mac.is_multicast() {
             return;
         }
@@ -606,7 +585,7 @@ impl<A: NeighAddr> Table<A> {
     /// reserved entry and marks the MAC confirmed. Any other reply counts as
     /// unsolicited.
     pub fn learn_reply(&self, ip: A, mac: MacAddr, now_ms: u64) {
-        self.learn_from(ip, mac, now_ms, Source::Reply, false);
+        self.learn_from(ip, mac, now_ms, Source::Reply);
     }
 
     /// Whether a reply to us now answers our latest request for entry `e`
@@ -622,19 +601,14 @@ impl<A: NeighAddr> Table<A> {
                 .is_ok()
     }
 
-    /// Learns `mac` for `ip`; with `unless_fresh`, nothing when the entry
-    /// found (reserved first, as [`find`](Self::find)) has a fresh MAC.
+    /// Learns `mac` for `ip` (reserved entry first, as [`find`](Self::find)).
     #[inline(always)]
-    fn learn_from(&self, ip: A, mac: MacAddr, now_ms: u64, src: Source, unless_fresh: bool) {
+    fn learn_from(&self, ip: A, mac: MacAddr, now_ms: u64, src: Source) {
         if ip.is_unspecified() || mac.is_multicast() {
             return;
         }
         let bits = mac_to_u64(mac);
-        let fresh = |v: &View<A>| unless_fresh && v.fresh_mac(now_ms).is_some();
         if let Some((j, v)) = self.find_reserved(ip) {
-            if fresh(&v) {
-                return;
-            }
             let e = &self.entries[j];
             if !Self::take_answer(e, src, now_ms) {
                 if v.mac & MAC_BITS != bits || v.mac & VALID == 0 {
@@ -650,7 +624,7 @@ impl<A: NeighAddr> Table<A> {
             }
             return;
         }
-        let Some((j, g)) = self.find_or_claim_general(ip, now_ms, fresh) else {
+        let Some((j, g)) = self.find_or_claim_general(ip, now_ms) else {
             return;
         };
         let e = &self.entries[j];

@@ -445,13 +445,13 @@ fn words<A: NeighAddr>(t: &Table<A>) -> Vec<(u64, A::Key, u64, u64, u64, bool)> 
         .collect()
 }
 
-/// `learn_client` leaves every entry as `learn_unless_fresh` does: two
-/// tables with one hash key, the same random operations on both (learns,
-/// answers, resolutions, reservations, time past expiry; a pool of
-/// addresses several times the table, so full windows, expired slots and
-/// reserved entries come up), one learning a client with each; after
-/// every step the tables' words are equal.
-fn learn_client_is_learn_unless_fresh<A: NeighAddr>(addr: impl Fn(u32) -> A) {
+/// `learn_unless_fresh` (one walk) leaves every entry as `peek` then
+/// `learn` do: two tables with one hash key, the same random operations on
+/// both (learns, answers, resolutions, reservations, time past expiry; a
+/// pool of addresses several times the table, so full windows, expired
+/// slots and reserved entries come up), one learning a client with each;
+/// after every step the tables' words are equal.
+fn learn_unless_fresh_is_peek_then_learn<A: NeighAddr>(addr: impl Fn(u32) -> A) {
     let mut a = Table::<A>::new(64);
     let b = {
         let mut b = Table::<A>::new(64);
@@ -473,7 +473,9 @@ fn learn_client_is_learn_unless_fresh<A: NeighAddr>(addr: impl Fn(u32) -> A) {
             0..=7 => {
                 let before = a.find(ip);
                 a.learn_unless_fresh(ip, mac, now);
-                b.learn_client(ip, mac, now);
+                if b.peek(ip, now).is_none() {
+                    b.learn(ip, mac, now);
+                }
                 match before {
                     None if a.find(ip).is_some() => new += 1,
                     Some((_, v)) if v.fresh_mac(now).is_some() => fresh += 1,
@@ -513,7 +515,7 @@ fn learn_client_is_learn_unless_fresh<A: NeighAddr>(addr: impl Fn(u32) -> A) {
 }
 
 #[test]
-fn learn_client_leaves_the_entries_learn_unless_fresh_does() {
-    learn_client_is_learn_unless_fresh(ip);
-    learn_client_is_learn_unless_fresh(|n| ip6(n as u16));
+fn learn_unless_fresh_leaves_the_entries_peek_then_learn_do() {
+    learn_unless_fresh_is_peek_then_learn(ip);
+    learn_unless_fresh_is_peek_then_learn(|n| ip6(n as u16));
 }

@@ -449,7 +449,7 @@ impl Pipeline {
         if snap.nd6.is_attached(in_port, p.src) {
             let mac = MacAddr::from_bytes(&f.data()[6..12]);
             if !mac.is_multicast() && !snap.ports.iter().any(|pi| pi.mac == mac) {
-                self.neigh6().learn_client(p.src, mac, now_ms);
+                self.neigh6().learn_unless_fresh(p.src, mac, now_ms);
             }
         }
     }
