@@ -16,6 +16,12 @@ nat6), per packet; per connection, the inclusive cost of
 (dry-conn: the SYN, ACK, data and FIN frames built), per connection; the
 same for NAT over IPv6 (nat6-conn less dry6-conn).
 
+With --full also the detail of profile.md: each path's figure, a new
+connection's instructions split between the out-of-line transition and
+new-flow paths and the rest, and self cost by source file (inlined code
+counted in the file it was written in) less the dry run's, for NAT data
+and for a new connection.
+
 With --check the exit status is 1 when a figure exceeds its ceiling by more
 than the tolerance of the budgets file; --ceiling nat=400 overrides a
 ceiling (to see the guard fail).
@@ -64,23 +70,41 @@ def figures(work, packets, conns, full):
         r = incl(work, name)
         base = dry6 if name == "nat6" else dry
         tot = (fn_cost(r, "pipe::data_phase") - base) / packets
-        pp = fn_cost(r, "Pipeline::process_inspected")
-        out["detail"][name] = {
-            "total": tot,
-            "process_inspected": pp / packets if pp else None,
-            "ipv4": fn_cost(r, "Pipeline::ipv4") / packets,
-        }
+        out["detail"][name] = {"total": tot}
         if name in NAMES:
             out[name] = round(tot)
-    r = incl(work, "nat-conn")
-    dry_conn = fn_cost(incl(work, "dry-conn"), "pipe::conn_phase")
-    out["conn"] = round((fn_cost(r, "pipe::conn_phase") - dry_conn) / conns)
-    out["detail"]["conn_harness"] = dry_conn / conns
-    r = incl(work, "nat6-conn")
-    dry6_conn = fn_cost(incl(work, "dry6-conn"), "pipe::conn_phase")
-    out["nat6-conn"] = round((fn_cost(r, "pipe::conn_phase") - dry6_conn) / conns)
-    out["detail"]["conn6_harness"] = dry6_conn / conns
+    for name, dry_name, key, harness in (("nat-conn", "dry-conn", "conn", "conn_harness"),
+                                         ("nat6-conn", "dry6-conn", "nat6-conn", "conn6_harness")):
+        r = incl(work, name)
+        dry_conn = fn_cost(incl(work, dry_name), "pipe::conn_phase")
+        out[key] = round((fn_cost(r, "pipe::conn_phase") - dry_conn) / conns)
+        out["detail"][harness] = dry_conn / conns
+        # the out-of-line paths a new connection's frames take (inclusive)
+        out["detail"][name] = {
+            f: fn_cost(r, f"::{f}") / conns
+            for f in ("transition", "new_flow", "transition6", "new_flow6")
+        }
     return out
+
+
+def by_file(work, name, base, per):
+    """Self cost by source file of run `name` less that of its dry run
+    `base` (the harness's frame building), per packet or connection
+    (`per`), largest first: where the pipeline's instructions go, inlined
+    code counted in the file it was written in."""
+    def sums(n):
+        acc = {}
+        for v, file, _ in annotate(work, n, False):
+            if file.startswith("???"):
+                continue
+            short = file.split("/src/")[-1] if "/src/" in file else file.split("/")[-1]
+            if "/rustc/" in file:
+                short = "std: " + short
+            acc[short] = acc.get(short, 0) + v
+        return acc
+    a, b = sums(name), sums(base)
+    rows = [((a.get(k, 0) - b.get(k, 0)) / per, k) for k in set(a) | set(b)]
+    return sorted((r for r in rows if r[0] >= 0.5), reverse=True)
 
 
 def load_budgets(path, overrides):
@@ -156,35 +180,42 @@ def main():
         P(f"| {label} | {v:,} | {ceil:,}{mark} | {target:,} | {verdict} | {met} |")
     if a.full:
         P()
-        P("Pipeline = what the worker runs per frame (inspect: parse, hash, prefetch; the")
-        P("record prefetch pass; process_inspected), the generator-side frame building of")
-        P("the harness subtracted.")
-        P()
-        P("| path | Ir/packet | inspect + prefetch passes | process_inspected | of which ipv4 (lookup, state, rewrite, next hop) |")
-        P("|---|---|---|---|---|")
+        P("| path | Ir/packet |")
+        P("|---|---|")
         labels = {"nat": "NAT data", "dr": "DR data", "tun": "TUN data",
-                  "nat6": "NAT over IPv6 data (ipv4 column: 0)",
+                  "nat6": "NAT over IPv6 data",
                   "nat-none": "NAT data, frame by frame (no burst prefetch)"}
         for name, label in labels.items():
+            P(f"| {label} | {fig['detail'][name]['total']:.0f} |")
+        P()
+        P("A new connection (SYN, ACK, data, FIN; its frames' building subtracted), per connection:")
+        P("the out-of-line paths its frames take (inclusive; the transition path calls")
+        P("the new-flow path for the SYN, whose lookup misses there) and the rest (the")
+        P("first pass of each frame, the established path of the data segment, dispatch).")
+        P()
+        P("| figure | per connection | transition (without new-flow) | new-flow (SYN) | rest: first pass, established, dispatch |")
+        P("|---|---|---|---|---|")
+        for name, key, harness, tr, nf in (("nat-conn", "conn", "conn_harness", "transition", "new_flow"),
+                                           ("nat6-conn", "nat6-conn", "conn6_harness", "transition6", "new_flow6")):
             d = fig["detail"][name]
-            if name == "nat-none" or d["process_inspected"] is None:
-                P(f"| {label} | {d['total']:.0f} | - | - | {d['ipv4']:.0f} |")
+            label = "IPv4 NAT" if name == "nat-conn" else "NAT over IPv6"
+            if d[nf]:
+                tr_text, nf_text = f"{d[tr] - d[nf]:.0f}", f"{d[nf]:.0f}"
             else:
-                P(f"| {label} | {d['total']:.0f} | {d['total'] - d['process_inspected']:.0f} | "
-                  f"{d['process_inspected']:.0f} | {d['ipv4']:.0f} |")
-        P(f"| NAT new connection (SYN, ACK, data, FIN) | {fig['conn']} per connection "
-          f"(frame building, {fig['detail']['conn_harness']:.0f}, subtracted) | | | |")
-        P(f"| NAT over IPv6 new connection (SYN, ACK, data, FIN) | {fig['nat6-conn']} per connection "
-          f"(frame building, {fig['detail']['conn6_harness']:.0f}, subtracted) | | | |")
-        P()
-        P("Top functions by self cost (NAT data), Ir per packet:")
-        P()
-        P("| Ir/pkt | where |")
-        P("|---|---|")
-        for v, file, fn in annotate(a.work, "nat", False)[:22]:
-            if "rvs_perf" in fn and "engine" not in file:
-                continue
-            P(f"| {v / a.packets:.1f} | `{file.split('/src/')[-1]}`: `{fn[:90]}` |")
+                tr_text, nf_text = f"{d[tr]:.0f}, new-flow inlined in it", "(in transition)"
+            P(f"| {label} | {fig[key]:,} (building {fig['detail'][harness]:.0f} subtracted) | "
+              f"{tr_text} | {nf_text} | {fig[key] - d[tr]:.0f} |")
+        for title, name, base, per in (
+                ("Where the instructions go, NAT data, Ir per packet", "nat", "dry", a.packets),
+                ("Where the instructions go, a new IPv4 NAT connection, Ir per connection",
+                 "nat-conn", "dry-conn", a.conns)):
+            P()
+            P(f"{title}: self cost by source file (code inlined elsewhere counted where it is written), the dry run's subtracted:")
+            P()
+            P("| Ir | file |")
+            P("|---|---|")
+            for v, file in by_file(a.work, name, base, per)[:14]:
+                P(f"| {v:.1f} | `{file}` |")
     if a.check:
         print("profile.sh --check: " + ("FAILED: a figure is over its ceiling" if failed else "ok"),
               file=sys.stderr)

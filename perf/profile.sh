@@ -5,7 +5,7 @@
 #    pipeline alone: `rvs-perf pipeline` runs Pipeline::inspect + prefetch_conn +
 #    process_inspected over byte buffers as the worker does, for NAT, DR, TUN and
 #    NAT over IPv6 (established data, 1k flows) and for new connections (IPv4 and IPv6 NAT); the harness's own cost
-#    (`--batch dry`: the same frames built, nothing else) is subtracted from each. Top functions by inclusive cost. Each figure
+#    (`--batch dry`: the same frames built, nothing else) is subtracted from each. Where the instructions go: the out-of-line paths of a new connection, self cost by source file (dry runs subtracted). Each figure
 #    is set against its ceiling and issue 16's target (perf/budgets.toml).
 # 2. The live director under load (perf record, cpu-clock sampling): rvs NAT on
 #    two memif links driven by `rvs-perf gen` at its max rate; the worker thread's
