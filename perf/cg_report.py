@@ -84,6 +84,14 @@ def figures(work, packets, conns, full):
             f: fn_cost(r, f"::{f}") / conns
             for f in ("transition", "new_flow", "transition6", "new_flow6")
         }
+        # the same connections with each one's segments in one burst (the
+        # full run only)
+        try:
+            r = incl(work, f"{name}-together")
+            d = fn_cost(incl(work, f"{dry_name}-together"), "pipe::conn_phase")
+            out["detail"][f"{key}-together"] = round((fn_cost(r, "pipe::conn_phase") - d) / conns)
+        except subprocess.CalledProcessError:
+            pass
     return out
 
 
@@ -188,7 +196,15 @@ def main():
         for name, label in labels.items():
             P(f"| {label} | {fig['detail'][name]['total']:.0f} |")
         P()
-        P("A new connection (SYN, ACK, data, FIN; its frames' building subtracted), per connection:")
+        tg = [fig["detail"].get(k) for k in ("conn-together", "nat6-conn-together")]
+        if all(tg):
+            P()
+            P("A new connection's segments in one burst (each connection's SYN, ACK, data and FIN")
+            P("together, 8 connections a burst; the guarded figures have them apart, 32")
+            P("connections' SYNs in one burst, then their ACKs, data, FINs, as real traffic):")
+            P(f"IPv4 {tg[0]:,} (apart {fig['conn']:,}), IPv6 {tg[1]:,} (apart {fig['nat6-conn']:,}).")
+        P()
+        P("A new connection (SYN, ACK, data, FIN, apart; its frames' building subtracted), per connection:")
         P("the out-of-line paths its frames take (inclusive; the transition path calls")
         P("the new-flow path for the SYN, whose lookup misses there) and the rest (the")
         P("first pass of each frame, the established path of the data segment, dispatch).")

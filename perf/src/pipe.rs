@@ -83,6 +83,22 @@ pub struct PipeOpts {
     /// belong to flows opened far apart, as real traffic does).
     #[arg(long, value_enum, default_value_t = Order::Seq)]
     pub order: Order,
+    /// How the connection phase's segments meet in bursts: `together`
+    /// (each connection's SYN, ACK, data and FIN in one burst, 8
+    /// connections a burst) or `apart` (32 connections' SYNs in one burst,
+    /// then their ACKs, their data, their FINs: as real traffic has them,
+    /// an RTT apart, so that no path can profit from the segment before
+    /// it being in the same burst).
+    #[arg(long, value_enum, default_value_t = Segments::Together)]
+    pub segments: Segments,
+}
+
+/// See [`PipeOpts::segments`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Segments {
+    Together,
+    Apart,
 }
 
 /// A frame in a fixed buffer with mbuf-like headroom.
@@ -312,20 +328,36 @@ fn data_phase(rig: &mut Rig, flows: u32, packets: u64, burst: usize, order: Orde
 /// New connections, SYN, ACK, data, FIN each; returns the segments
 /// forwarded. Not inlined, for the same reason as [`data_phase`].
 #[inline(never)]
-fn conn_phase(rig: &mut Rig, conns: u64) -> u64 {
+fn conn_phase(rig: &mut Rig, conns: u64, segments: Segments) -> u64 {
     let mut segs = Vec::with_capacity(BURST);
     let mut cfwd = 0u64;
     let mut k = 0u64;
     while k < conns {
-        segs.clear();
-        while segs.len() < BURST && k < conns {
-            let (src, sport) = conn(k);
-            for kind in Kind::ALL {
-                segs.push((kind, src, sport, k as u32));
+        match segments {
+            Segments::Together => {
+                segs.clear();
+                while segs.len() < BURST && k < conns {
+                    let (src, sport) = conn(k);
+                    for kind in Kind::ALL {
+                        segs.push((kind, src, sport, k as u32));
+                    }
+                    k += 1;
+                }
+                cfwd += rig.burst(&segs) as u64;
             }
-            k += 1;
+            Segments::Apart => {
+                let end = (k + BURST as u64).min(conns);
+                for kind in Kind::ALL {
+                    segs.clear();
+                    for j in k..end {
+                        let (src, sport) = conn(j);
+                        segs.push((kind, src, sport, j as u32));
+                    }
+                    cfwd += rig.burst(&segs) as u64;
+                }
+                k = end;
+            }
         }
-        cfwd += rig.burst(&segs) as u64;
     }
     cfwd
 }
@@ -469,7 +501,7 @@ pub fn run(o: PipeOpts) -> Result<()> {
 
     // New connections: SYN, ACK, data, FIN.
     let t = Instant::now();
-    let cfwd = conn_phase(&mut rig, o.conns);
+    let cfwd = conn_phase(&mut rig, o.conns, o.segments);
     let conn_s = t.elapsed().as_secs_f64();
 
     let data_ns = data_s * 1e9 / o.packets.max(1) as f64;
@@ -480,6 +512,7 @@ pub fn run(o: PipeOpts) -> Result<()> {
         "batch": o.batch,
         "burst": o.burst,
         "order": o.order,
+        "segments": o.segments,
         "capacity": cap,
         "open_s": open_s,
         "opened_segments_forwarded": opened,
