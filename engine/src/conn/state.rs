@@ -76,7 +76,22 @@ impl TcpState {
     /// The state with IPVS number `v`, if any.
     #[inline]
     pub fn from_u8(v: u8) -> Option<TcpState> {
-        Self::ALL.get(v as usize).copied()
+        // A match rather than `ALL.get(v)`: a compare and no load on the
+        // state-changing paths (every arm is its own number).
+        Some(match v {
+            0 => TcpState::None,
+            1 => TcpState::Established,
+            2 => TcpState::SynSent,
+            3 => TcpState::SynRecv,
+            4 => TcpState::FinWait,
+            5 => TcpState::TimeWait,
+            6 => TcpState::Close,
+            7 => TcpState::CloseWait,
+            8 => TcpState::LastAck,
+            9 => TcpState::Listen,
+            10 => TcpState::SynAck,
+            _ => return None,
+        })
     }
 
     /// The name `ipvsadm -L -c` prints.
@@ -109,19 +124,21 @@ impl std::fmt::Display for TcpState {
 /// other TCP state is inactive, and every non-TCP connection is inactive.
 #[inline]
 pub fn is_active(proto: u8, state: TcpState) -> bool {
-    // One bit per state (a shift and a test, where a `matches!` of four
-    // states compiled to a jump table on the state-changing paths).
-    const ACTIVE: u16 = 1 << TcpState::Established as u16
-        | 1 << TcpState::SynSent as u16
-        | 1 << TcpState::SynRecv as u16
-        | 1 << TcpState::SynAck as u16;
-    proto == PROTO_TCP && ACTIVE >> (state as u16) & 1 != 0
+    proto == PROTO_TCP && tcp_active(state)
 }
+
+/// The active TCP states, one bit each (a shift and a test, where a
+/// `matches!` of four states compiled to a jump table on the
+/// state-changing paths).
+const ACTIVE: u16 = 1 << TcpState::Established as u16
+    | 1 << TcpState::SynSent as u16
+    | 1 << TcpState::SynRecv as u16
+    | 1 << TcpState::SynAck as u16;
 
 /// Which row of a table a segment selects: IPVS's `tcp_state_idx` order,
 /// RST before SYN before FIN before ACK. `None` when no such flag is set.
 #[inline]
-pub(crate) fn flag_row(flags: u8) -> Option<usize> {
+pub(crate) const fn flag_row(flags: u8) -> Option<usize> {
     if flags & tcp_flags::RST != 0 {
         Some(ROW_RST)
     } else if flags & tcp_flags::SYN != 0 {
@@ -168,7 +185,7 @@ use TcpState as S;
 /// SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK,
 /// LISTEN, SYNACK).
 #[rustfmt::skip]
-static NEXT: [[[TcpState; TCP_STATES]; 4]; 3] = [
+const NEXT: [[[TcpState; TCP_STATES]; 4]; 3] = [
     // input: client -> server, replies seen too
     [
         // SYN
@@ -216,14 +233,41 @@ static NEXT: [[[TcpState; TCP_STATES]; 4]; 3] = [
     ],
 ];
 
-/// The state after a segment with `flags` in `table` from `from`.
-#[inline]
-pub(crate) fn next_state(table: Table, from: TcpState, flags: u8) -> TcpState {
-    match flag_row(flags) {
-        Some(row) => NEXT[table as usize][row][from as usize],
-        // IPVS: a segment without RST/SYN/FIN/ACK sends the connection to CLOSE.
-        None => TcpState::Close,
+/// `NEXT` by the flag byte's low five bits rather than by row:
+/// `BY_FLAGS[table][flags & 0x1f][state]`, the rows' priority order (and a
+/// segment with none of the four flags moving to CLOSE) folded in when the
+/// table is built, so that a transition is one load and no branch on the
+/// flags. (URG and above pick no row; PSH, bit 3, picks none either and
+/// is in the index only so that it needs no masking out.)
+static BY_FLAGS: [[[TcpState; TCP_STATES]; 32]; 3] = {
+    let mut t = [[[TcpState::Close; TCP_STATES]; 32]; 3];
+    let mut table = 0;
+    while table < 3 {
+        let mut low = 0;
+        while low < 32 {
+            // IPVS: a segment without RST/SYN/FIN/ACK sends the connection
+            // to CLOSE (the initial value).
+            if let Some(row) = flag_row(low as u8) {
+                t[table][low] = NEXT[table][row];
+            }
+            low += 1;
+        }
+        table += 1;
     }
+    t
+};
+
+/// The state after a segment with `flags` in `table` from `from`: one
+/// load (`BY_FLAGS`), where the row's choice was four tests and branches.
+#[inline(always)]
+pub(crate) fn next_state(table: Table, from: TcpState, flags: u8) -> TcpState {
+    BY_FLAGS[table as usize][usize::from(flags & 0x1f)][from as usize]
+}
+
+/// [`is_active`] for a TCP connection (the caller knows the protocol).
+#[inline(always)]
+pub(crate) fn tcp_active(state: TcpState) -> bool {
+    ACTIVE >> (state as u16) & 1 != 0
 }
 
 /// Timeouts in seconds, one per TCP state plus one for UDP (and any other
@@ -327,6 +371,49 @@ impl TimeoutsMs {
             self.tcp[state as usize]
         } else {
             self.udp
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-load table (`BY_FLAGS`) against the rule it folds in, for
+    /// every flag byte, table and state: the row of the highest-priority
+    /// flag (RST, SYN, FIN, ACK), CLOSE when none of the four is set.
+    #[test]
+    fn next_state_by_flags_matches_rows_for_every_flag_byte() {
+        for (ti, table) in [Table::Input, Table::Output, Table::InputOnly]
+            .into_iter()
+            .enumerate()
+        {
+            for from in TcpState::ALL {
+                for flags in 0..=255u8 {
+                    let want = match flag_row(flags) {
+                        Some(row) => NEXT[ti][row][from as usize],
+                        None => TcpState::Close,
+                    };
+                    assert_eq!(
+                        next_state(table, from, flags),
+                        want,
+                        "{table:?} {from} {flags:#x}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `from_u8` as a match: every IPVS number to its state, nothing else.
+    #[test]
+    fn from_u8_every_byte() {
+        for v in 0..=255u8 {
+            let want = TcpState::ALL.get(usize::from(v)).copied();
+            assert_eq!(TcpState::from_u8(v), want, "{v}");
+        }
+        for s in TcpState::ALL {
+            assert_eq!(tcp_active(s), is_active(PROTO_TCP, s));
+            assert!(!is_active(17, s));
         }
     }
 }

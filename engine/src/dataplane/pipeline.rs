@@ -446,11 +446,16 @@ impl Pipeline {
                             Ok(v) => return v,
                             Err(l) => looked = l,
                         }
-                        // A segment that only moves the TCP state (transition.rs).
-                        if let Some(v) =
-                            self.transition(snap, f, i, in_port, now_ms, owned, &mut looked)
-                        {
-                            return v;
+                        // A segment that only moves the TCP state (transition.rs),
+                        // or the first of a flow (new_flow.rs).
+                        match self.transition(snap, f, i, now_ms, owned, &mut looked) {
+                            transition::Next::Done(v) => return v,
+                            transition::Next::NewFlow => {
+                                if let Some(v) = self.new_flow(snap, f, h, in_port, now_ms) {
+                                    return v;
+                                }
+                            }
+                            transition::Next::Full => {}
                         }
                     }
                 }

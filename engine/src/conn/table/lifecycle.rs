@@ -2,7 +2,7 @@
 //! (IPVS's state table, SPEC §5) or set by the peer director (sync).
 
 use super::{expired, ConnTable};
-use crate::conn::state::{next_state, Table};
+use crate::conn::state::{next_state, tcp_active, Table};
 use crate::conn::{
     flags, is_active, tcp_flags, Conn, ConnId, Dir, TcpState, Transition, MAX_TIMEOUT_S, PROTO_TCP,
 };
@@ -18,22 +18,29 @@ impl ConnTable {
         let c = &mut self.slots[id.index()];
         debug_assert!(c.in_use(), "on_packet of a free slot {id:?}");
         let old = c.state();
-        let new = if c.proto == PROTO_TCP {
-            let no_output = c.flags & flags::NO_OUTPUT != 0;
-            if dir == Dir::Reply && no_output {
-                // A reply through us after all: use input/output from now on.
-                c.flags &= !flags::NO_OUTPUT;
-            }
-            let st = next_state(Table::pick(dir, no_output), old, tcp_flags);
-            c.state = st as u8;
-            st
-        } else {
-            old
-        };
-        c.expires = (now_ms as u32).wrapping_add(t.of(c.proto, new));
+        if c.proto != PROTO_TCP {
+            // No state: the one timeout, never active.
+            c.expires = (now_ms as u32).wrapping_add(t.udp);
+            return Transition {
+                old_active: false,
+                new_active: false,
+                old_state: old,
+                state: old,
+            };
+        }
+        // TCP from here: the protocol is not asked again (the timeout and
+        // the two activity bits are TCP's).
+        let no_output = c.flags & flags::NO_OUTPUT != 0;
+        if dir == Dir::Reply && no_output {
+            // A reply through us after all: use input/output from now on.
+            c.flags &= !flags::NO_OUTPUT;
+        }
+        let new = next_state(Table::pick(dir, no_output), old, tcp_flags);
+        c.state = new as u8;
+        c.expires = (now_ms as u32).wrapping_add(t.tcp[new as usize]);
         Transition {
-            old_active: is_active(c.proto, old),
-            new_active: is_active(c.proto, new),
+            old_active: tcp_active(old),
+            new_active: tcp_active(new),
             old_state: old,
             state: new,
         }

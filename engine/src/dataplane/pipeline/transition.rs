@@ -59,12 +59,28 @@ const RESCHEDULE_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK;
 /// without options and the TCP header up to its flags byte (47).
 const HEAD: usize = 48;
 
+/// What the transition path made of a frame.
+pub(super) enum Next {
+    /// Forwarded (or dropped, counted) as the full path would.
+    Done(Verdict),
+    /// Declined, nothing written: the full path decides.
+    Full,
+    /// No connection holds the flow and the frame is not to one of the
+    /// director's own addresses: the new-flow path's (`new_flow.rs`),
+    /// called by the dispatch, so that this path neither takes nor keeps
+    /// the arrival port for it.
+    NewFlow,
+}
+
 impl Pipeline {
     /// Forwards `f` when it is a state-changing TCP segment of a tracked NAT
     /// or DR connection (module docs), as the full path would; when its
-    /// lookup misses, the new-flow path may open the connection
-    /// (`new_flow.rs`). `None` leaves the frame, the connection and every
-    /// counter untouched, with what a lookup found in `looked`.
+    /// lookup misses, `Next::NewFlow` sends it to the new-flow path, which
+    /// may open the connection (`new_flow.rs`; the dispatch calls it, so
+    /// that this function takes six arguments, not the arrival port too:
+    /// 12 Ir per connection of spills and argument passing). `Next::Full`
+    /// leaves the frame, the connection and every counter untouched, with
+    /// what a lookup found in `looked`.
     ///
     /// The fields are read at the fixed offsets of the fast shape (no
     /// packet summary); the server's entry of the established path
@@ -78,35 +94,37 @@ impl Pipeline {
     /// connection (4,158 against 4,160 Ir) and costs the established path
     /// 13-28 Ir per packet (register allocation of the bigger function).
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn transition<F: Frame>(
         &mut self,
         snap: &Snapshot,
         f: &mut F,
         i: &Inspected,
-        in_port: usize,
         now_ms: u64,
         owned: bool,
         looked: &mut Looked,
-    ) -> Option<Verdict> {
+    ) -> Next {
         let frame = f.data();
-        let h = frame.first_chunk::<HEAD>()?;
+        let Some(h) = frame.first_chunk::<HEAD>() else {
+            return Next::Full;
+        };
         let (proto, ttl, flags) = (h[23], h[22], h[47]);
         let total = u16::from_be_bytes([h[16], h[17]]);
         if proto != conn::PROTO_TCP {
-            return self.first_datagram(snap, f, i, in_port, now_ms, owned, *looked);
+            return self.first_datagram(snap, f, i, now_ms, owned, *looked);
         }
         if ttl <= 1 || !self.master {
-            return None;
+            return Next::Full;
         }
         let key = fast_key(frame);
         if *looked == Looked::Miss || !self.owns(snap, &key, owned) {
-            return None;
+            return Next::Full;
         }
         // To one of the director's own addresses: asked after the lookup,
         // where an inbound segment's server entry knows its VIP is none.
         let dst = key.addrs as u32;
-        let hash = i.hash?;
+        let Some(hash) = i.hash else {
+            return Next::Full;
+        };
         let (id, dir) = match *looked {
             Looked::Hit(id, dir) => (id, dir),
             _ => match self.conns.lookup_hinted(&key, hash, i.hint, now_ms) {
@@ -117,17 +135,17 @@ impl Pipeline {
                 None => {
                     *looked = Looked::Miss;
                     if snap.is_own(Ipv4Addr::from(dst)) {
-                        return None;
+                        return Next::Full;
                     }
                     // No connection: perhaps the SYN that opens one (new_flow.rs).
-                    return self.new_flow(snap, f, hash, in_port, now_ms);
+                    return Next::NewFlow;
                 }
             },
         };
         let c = self.conns.get(id);
         let method = c.method();
         if c.flags() & SLOW_FLAGS != 0 || !matches!(method, Method::Nat | Method::Dr) {
-            return None;
+            return Next::Full;
         }
         let dest = c.dest();
         let to = c.next_hop_addr(dir);
@@ -138,13 +156,15 @@ impl Pipeline {
             && flags & RESCHEDULE_MASK == tcp_flags::SYN
             && self.conns.wants_reschedule(id, flags)
         {
-            return None;
+            return Next::Full;
         }
         // The server in this snapshot and usable (pipeline/dest_fast.rs).
-        let di = self.dests.usable(snap, dest)?;
+        let Some(di) = self.dests.usable(snap, dest) else {
+            return Next::Full;
+        };
         let dst_known = dir == Dir::Inbound && self.dests.vip_not_own(di, dst);
         if !dst_known && snap.is_own(Ipv4Addr::from(dst)) {
-            return None;
+            return Next::Full;
         }
         // The next hop: inbound, the one remembered with the server (else
         // the next-hop cache's, then remembered), as the established path
@@ -156,7 +176,9 @@ impl Pipeline {
         let (port, mtu, macs) = match remembered {
             Some(h) => (h.port, h.port_mtu, h.macs),
             None => {
-                let h = *self.hop_hit(snap, Ipv4Addr::from(to), now_ms)?;
+                let Some(&h) = self.hop_hit(snap, Ipv4Addr::from(to), now_ms) else {
+                    return Next::Full;
+                };
                 if dir == Dir::Inbound {
                     self.dests.set_hop(di, h);
                 }
@@ -164,7 +186,7 @@ impl Pipeline {
             }
         };
         if total > mtu {
-            return None;
+            return Next::Full;
         }
         // Committed: `existing`'s moves, in its order.
         let tr = self.conns.on_packet(id, dir, flags, now_ms);
@@ -190,14 +212,14 @@ impl Pipeline {
             }
         };
         if let Err(e) = done {
-            return Some(self.drop(rewrite_drop(e)));
+            return Next::Done(self.drop(rewrite_drop(e)));
         }
         // IP bytes, as IPVS counts (no Ethernet header or padding), added
         // up per burst as the established path's.
         self.dests
             .count(snap, di, dir == Dir::Reply, u64::from(total));
         self.transition_hits += 1;
-        Some(Verdict::Tx(port as usize))
+        Next::Done(Verdict::Tx(port as usize))
     }
 
     /// `ipv4`'s checks before its lookup that the fixed offsets leave to
@@ -235,26 +257,28 @@ impl Pipeline {
     /// established path's, or the full path's when that one declined it.
     /// Out of line: the TCP segments' path stays as it was.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn first_datagram<F: Frame>(
         &mut self,
         snap: &Snapshot,
         f: &mut F,
         i: &Inspected,
-        in_port: usize,
         now_ms: u64,
         owned: bool,
         looked: Looked,
-    ) -> Option<Verdict> {
-        let h = f.data().first_chunk::<HEAD>()?;
+    ) -> Next {
+        let Some(h) = f.data().first_chunk::<HEAD>() else {
+            return Next::Full;
+        };
         if h[23] != conn::PROTO_UDP || h[22] <= 1 || !self.master {
-            return None;
+            return Next::Full;
         }
         let key = fast_key(f.data());
         if !self.decides(snap, &key, owned) {
-            return None;
+            return Next::Full;
         }
-        let hash = i.hash?;
+        let Some(hash) = i.hash else {
+            return Next::Full;
+        };
         let missed = match looked {
             Looked::Miss => true,
             Looked::Hit(..) => false,
@@ -264,8 +288,8 @@ impl Pipeline {
                 .is_none(),
         };
         if !missed {
-            return None;
+            return Next::Full;
         }
-        self.new_flow(snap, f, hash, in_port, now_ms)
+        Next::NewFlow
     }
 }
