@@ -108,7 +108,12 @@ impl Pipeline {
             return Some(self.drop(Drop::NoServer));
         };
         self.learn_client(snap, f, p, srv, in_port, now_ms);
-        let opened = self.open_conn(snap, svc, p, srv, template, flags, 0, Some(hash), now_ms);
+        // The segment's flags as the state table reads them: a plain SYN
+        // selects its SYN row whatever else it carries (ECE, CWR, PSH...),
+        // and a datagram's are not read; the constant lets the record's
+        // first state be a table read at a known row.
+        let syn = tcp_flags::SYN;
+        let opened = self.open_conn(snap, svc, p, srv, template, syn, 0, Some(hash), now_ms);
         let (to, id) = match opened {
             Ok(x) => x,
             Err(d) => return Some(self.drop(d)),
