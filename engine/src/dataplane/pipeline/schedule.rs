@@ -7,6 +7,34 @@ use super::*;
 /// Connection flag: holds a persistence template (released when it ends).
 pub(super) const PERSISTENT: u8 = conn::flags::USER1;
 
+/// The flow a new connection is opened for: all the pick, the client's
+/// MAC learning and the new record read of the segment. The full path
+/// takes it from its summary ([`Opening::of`]); the new-flow path reads
+/// these five fields at the fast shape's offsets and makes no whole
+/// [`Parsed`] unless it hands the frame to the full path's forwarding.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Opening {
+    pub protocol: u8,
+    pub src: Ipv4Addr,
+    pub src_port: u16,
+    pub dst: Ipv4Addr,
+    pub dst_port: u16,
+}
+
+impl Opening {
+    /// The flow of summary `p`.
+    #[inline(always)]
+    pub(super) fn of(p: &Parsed) -> Opening {
+        Opening {
+            protocol: p.protocol,
+            src: p.src,
+            src_port: p.src_port,
+            dst: p.dst,
+            dst_port: p.dst_port,
+        }
+    }
+}
+
 impl Pipeline {
     /// A new NAT client on an attached subnet (DR/TUN replies bypass us):
     /// its first packet says where it is, so the reply need not wait for
@@ -17,7 +45,7 @@ impl Pipeline {
         &self,
         snap: &Snapshot,
         f: &F,
-        p: &Parsed,
+        p: &Opening,
         srv: &Server,
         in_port: usize,
         now_ms: u64,
@@ -43,7 +71,7 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         svc: &Service,
-        p: &Parsed,
+        p: &Opening,
         srv: &Server,
         template: Option<Ipv4Addr>,
         tcp_flags: u8,
@@ -207,7 +235,7 @@ impl Pipeline {
         &self,
         snap: &'s Snapshot,
         svc: &'s Service,
-        p: &Parsed,
+        p: &Opening,
         now_ms: u64,
     ) -> Option<(&'s Server, Option<Ipv4Addr>)> {
         let sorry = || svc.sorry.as_ref().map(|s| (s, None));
