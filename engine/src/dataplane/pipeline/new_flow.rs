@@ -154,8 +154,9 @@ impl Pipeline {
         }
         // The server's entry of the established path (`dest_fast.rs`): its
         // remembered next hop, the per-burst counts. A server just picked
-        // is usable in this snapshot.
-        let Some(di) = self.dests.usable(snap, srv.shared.id) else {
+        // is usable in this snapshot; the table was stamped with it by
+        // `open_new`'s `sources`, and nothing since rebuilds it.
+        let Some(di) = self.dests.usable_stamped(snap, srv.shared.id) else {
             return self.full_forward(snap, f, to, srv, in_port, now_ms);
         };
         let a = u32::from(to.addr);
