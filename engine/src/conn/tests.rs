@@ -2058,7 +2058,7 @@ fn conn_insert_opened_is_insert_then_on_packet() {
     let mut cases = 0;
     for full_table in [false, true] {
         for proto in [PROTO_TCP, PROTO_UDP] {
-            for method in [Method::Nat, Method::Dr, Method::Tun] {
+            for method in [Method::Nat, Method::Dr, Method::Tun, Method::Fnat] {
                 for extra in [0, flags::USER1] {
                     for fl in 0..=0xFFu8 {
                         let mut one = ConnTable::with_capacity_and_seed(2, 7);
@@ -2103,5 +2103,5 @@ fn conn_insert_opened_is_insert_then_on_packet() {
             }
         }
     }
-    assert_eq!(cases, 2 * 2 * 3 * 2 * 256);
+    assert_eq!(cases, 2 * 2 * 4 * 2 * 256);
 }

@@ -205,8 +205,7 @@ impl ConnTable {
                 .expect("eviction victim is in use");
             on_reclaim(&old, why);
         }
-        self.insert_with(c, Some(local), None, None, now_ms)
-            .map(|(id, _)| id)
+        self.insert_with(c, Some(local), None, false, now_ms)
             .map_err(|_| FnatError::TableFull)
     }
 
@@ -246,8 +245,7 @@ impl ConnTable {
                 .expect("eviction victim is in use");
             on_reclaim(&old, why);
         }
-        self.insert_with(c, Some(local), None, None, now_ms)
-            .map(|(id, _)| id)
+        self.insert_with(c, Some(local), None, false, now_ms)
             .map_err(|_| FnatError::TableFull)
     }
 }
