@@ -31,25 +31,13 @@ impl Rr {
 }
 
 /// The first candidate after `last` (wrapping once), or none.
-///
-/// One index stepped and wrapped by hand: at the head (`last >= n`) the
-/// pass starts at 0, else after `last`; either way it looks at each of
-/// the `n` servers once (a chained pair of ranges cost a new connection
-/// twice the instructions).
-#[inline]
 fn scan(d: &dyn Dests, last: usize) -> Option<usize> {
     let n = d.len();
-    let mut i = if last >= n { 0 } else { last + 1 };
-    for _ in 0..n {
-        if i == n {
-            i = 0;
-        }
-        if is_candidate(d, i) {
-            return Some(i);
-        }
-        i += 1;
+    if last >= n {
+        // At the head: one pass over the whole list.
+        return (0..n).find(|&i| is_candidate(d, i));
     }
-    None
+    (last + 1..n).chain(0..=last).find(|&i| is_candidate(d, i))
 }
 
 impl Scheduler for Rr {
