@@ -35,7 +35,8 @@ impl ConnTable {
     /// which also makes room in a full table; this one never touches
     /// another connection.
     pub fn insert(&mut self, c: NewConn, now_ms: u64) -> Result<ConnId, TableFull> {
-        self.insert_with(c, None, None, false, now_ms)
+        self.insert_with(c, None, None, None, now_ms)
+            .map(|(id, _)| id)
     }
 
     /// [`insert`](Self::insert) with the local tuple of a full-NAT
@@ -45,20 +46,22 @@ impl ConnTable {
     /// [`NewConn`] is written into the slot's record, not copied through
     /// the stack on the way.
     ///
-    /// `opened`: `c.state` is the one the first inbound segment gave the
-    /// connection, accounted at once ([`insert_or_evict_opened`](
-    /// Self::insert_or_evict_opened)): its timer is the one `on_packet`
-    /// after the insert would set, with the pressure this insert may turn
-    /// on.
+    /// `first`: the TCP flags of the inbound segment that opens the
+    /// connection, when the caller accounts it at once: the record is
+    /// written with the state and expiry [`on_packet`](Self::on_packet)
+    /// would give it (one write of the record instead of a write, a read
+    /// back and a second write), and the transition is what `on_packet`
+    /// would return. `None`: the record as `c` says, and the transition
+    /// from and to that state.
     #[inline(always)]
     pub(super) fn insert_with(
         &mut self,
         c: NewConn,
         local: Option<Local>,
         inbound: Option<KeyHash>,
-        opened: bool,
+        first: Option<u8>,
         now_ms: u64,
-    ) -> Result<ConnId, TableFull> {
+    ) -> Result<(ConnId, Transition), TableFull> {
         let slot = self.free_head;
         if slot == NIL {
             return Err(TableFull);
@@ -76,7 +79,30 @@ impl ConnTable {
         } else if !template {
             fl |= flags::REPLY_KEY;
         }
-        let timeout = self.timeouts_ms.of(c.proto, state);
+        // `on_packet`'s move for the first segment (inbound, so the flags
+        // stay as they are; non-TCP keeps NONE).
+        let old = state;
+        let state = match first {
+            Some(tcp) if c.proto == PROTO_TCP => {
+                let no_output = fl & flags::NO_OUTPUT != 0;
+                next_state(Table::pick(Dir::Inbound, no_output), old, tcp)
+            }
+            _ => old,
+        };
+        // The table's count, and with it the pressure that shortens the
+        // SYN_RECV timeout, move before the record's timer is set: a
+        // record inserted as it is keeps the timeout of before the insert;
+        // the first segment's, as `on_packet` after the insert, that of
+        // after it.
+        let before = self.timeouts_ms.of(c.proto, state);
+        self.len += 1;
+        if !self.pressure && self.len >= self.pressure_on {
+            self.apply_pressure(true);
+        }
+        let timeout = match first {
+            Some(_) => self.timeouts_ms.of(c.proto, state),
+            None => before,
+        };
         let rec = Conn {
             service: c.service,
             dest: c.dest,
@@ -90,17 +116,6 @@ impl ConnTable {
         let s = &mut self.slots[slot as usize];
         self.free_head = s.dest;
         *s = rec;
-        self.len += 1;
-        if !self.pressure && self.len >= self.pressure_on {
-            self.apply_pressure(true);
-            if opened {
-                // The first segment's timer is `on_packet`'s after the
-                // insert: that of the pressure this insert just turned on
-                // (a shorter SYN_RECV timeout).
-                let t = self.timeouts_ms.of(c.proto, state);
-                self.slots[slot as usize].expires = (now_ms as u32).wrapping_add(t);
-            }
-        }
 
         if let (Some(f), Some(l)) = (self.fnat.as_mut(), local) {
             f.locals[slot as usize] = l;
@@ -133,7 +148,13 @@ impl ConnTable {
             };
             self.index_insert(h, entry(h.0, slot, Dir::Reply));
         }
-        Ok(ConnId(slot))
+        let tr = Transition {
+            old_active: is_active(c.proto, old),
+            new_active: is_active(c.proto, state),
+            old_state: old,
+            state,
+        };
+        Ok((ConnId(slot), tr))
     }
 
     /// Remove a connection; returns its last record, or `None` if the slot
@@ -205,25 +226,7 @@ impl ConnTable {
         on_reclaim: impl FnOnce(&Conn, Reclaim),
     ) -> Result<(ConnId, Transition), TableFull> {
         self.make_room(now_ms, on_reclaim)?;
-        // `on_packet`'s move, inbound, for the record `insert_with` makes:
-        // the input-only table without a reply key (anything but NAT,
-        // which has no local tuple here), flags unchanged; non-TCP keeps
-        // NONE.
-        let (old, state) = if c.proto == PROTO_TCP {
-            let no_output = c.method != Method::Nat;
-            let st = next_state(Table::pick(Dir::Inbound, no_output), c.state, tcp_flags);
-            (c.state, st)
-        } else {
-            (TcpState::None, TcpState::None)
-        };
-        let id = self.insert_with(NewConn { state, ..c }, None, inbound, true, now_ms)?;
-        let tr = Transition {
-            old_active: is_active(c.proto, old),
-            new_active: is_active(c.proto, state),
-            old_state: old,
-            state,
-        };
-        Ok((id, tr))
+        self.insert_with(c, None, inbound, Some(tcp_flags), now_ms)
     }
 
     /// A full table: one record removed (expired, else evicted) to make
@@ -258,7 +261,8 @@ impl ConnTable {
         on_reclaim: impl FnOnce(&Conn, Reclaim),
     ) -> Result<ConnId, TableFull> {
         self.make_room(now_ms, on_reclaim)?;
-        self.insert_with(c, None, inbound, false, now_ms)
+        self.insert_with(c, None, inbound, None, now_ms)
+            .map(|(id, _)| id)
     }
 
     /// Pick the record `insert_or_evict` reclaims, and move the eviction
