@@ -212,6 +212,12 @@ fn tcp(
     if flags.contains('R') {
         b = b.rst();
     }
+    if flags.contains('E') {
+        b = b.ece();
+    }
+    if flags.contains('C') {
+        b = b.cwr();
+    }
     let mut v = Vec::new();
     b.write(&mut v, payload).unwrap();
     v
@@ -555,6 +561,39 @@ fn a_syn_opens_its_connection_on_the_new_flow_path_exactly_as_the_full_path() {
     assert_eq!((v, st), (Verdict::Drop, None));
     assert_eq!(drops(&a, Drop::Draining), 1);
     assert_eq!(a.w.new_flow_hits(), 9);
+}
+
+/// A SYN carrying other flags than the four the state table reads (PSH,
+/// ECN's ECE and CWR, URG-less payload) opens its connection on the
+/// new-flow path, which hands the state table the SYN row alone, in the
+/// same state with the same timer as the full path, which reads the whole
+/// flag byte: NAT, DR and TUN, then the handshake's ACK.
+#[test]
+fn a_syn_with_more_flags_opens_on_the_new_flow_path_as_the_full_path() {
+    let (mut a, mut b) = (Director::new(), Director::new());
+    let mut t = 10;
+    let mut cport = 43000;
+    for flags in ["S", "SP", "SEC", "SPEC", "SE", "SC"] {
+        for vport in [80, 81, 82] {
+            let syn = from_client(cport, vport, flags, b"hi");
+            let (v, st) = both(&mut a, &mut b, &syn, cport, vport, t);
+            assert_eq!((v, st), (Verdict::Tx(1), Some(TcpState::SynRecv)));
+            // The same timer: both expire the record at the same moment.
+            let key = FlowKey::new(6, Ipv4Addr::from(CLIENT), cport, Ipv4Addr::from(VIP), vport);
+            let left = |d: &Director| {
+                let (id, _) = d.w.conns.lookup(&key, t).unwrap();
+                d.w.conns.time_left_ms(id, t)
+            };
+            assert_eq!(left(&a), left(&b), "{flags} {vport}");
+            let ack = from_client(cport, vport, "A", b"");
+            let (_, st) = both(&mut a, &mut b, &ack, cport, vport, t);
+            assert_eq!(st, Some(TcpState::Established));
+            cport += 1;
+            t += 1;
+        }
+    }
+    assert_eq!(a.w.new_flow_hits(), 18);
+    assert_eq!(b.w.new_flow_hits(), 0);
 }
 
 /// The worker's passes over one burst (`inspect_into`, which prefetches

@@ -2047,3 +2047,61 @@ fn conn_touch_steady_is_on_packet_without_a_transition() {
     let tcp = 4 * (3 * 2 + (2 + 2));
     assert_eq!(steady, udp + tcp);
 }
+
+/// The new-flow insert (`insert_or_evict_opened`: the record written once
+/// with the first segment's state and timer) leaves the same record and
+/// returns the same transition as an insert followed by that segment's
+/// `on_packet`: every protocol, method, connection flag and TCP flag byte,
+/// a free slot and a full table (the same victim reclaimed).
+#[test]
+fn conn_insert_opened_is_insert_then_on_packet() {
+    let mut cases = 0;
+    for full_table in [false, true] {
+        for proto in [PROTO_TCP, PROTO_UDP] {
+            for method in [Method::Nat, Method::Dr, Method::Tun, Method::Fnat] {
+                for extra in [0, flags::USER1] {
+                    for fl in 0..=0xFFu8 {
+                        let mut one = ConnTable::with_capacity_and_seed(2, 7);
+                        let mut two = ConnTable::with_capacity_and_seed(2, 7);
+                        if full_table {
+                            // Two embryonic records fill the table: the
+                            // insert evicts one, the same one in both.
+                            for t in [&mut one, &mut two] {
+                                for port in [1, 2] {
+                                    t.insert(new_conn(PROTO_TCP, Method::Nat, port), T0)
+                                        .unwrap();
+                                }
+                            }
+                        }
+                        let mut c = new_conn(proto, method, 1234);
+                        c.flags = extra;
+                        let now = T0 + 500;
+                        let h = one.key_hash(&inbound(&c));
+                        let mut gone = [None, None];
+                        let (id, tr) = one
+                            .insert_or_evict_opened(c, Some(h), fl, now, |old, why| {
+                                gone[0] = Some((*old, why))
+                            })
+                            .unwrap();
+                        let id2 = two
+                            .insert_or_evict_hashed(c, None, now, |old, why| {
+                                gone[1] = Some((*old, why))
+                            })
+                            .unwrap();
+                        let tr2 = two.on_packet(id2, IN, fl, now);
+                        assert_eq!((id, tr), (id2, tr2), "{proto} {method:?} {fl:#x}");
+                        assert_eq!(*one.get(id), *two.get(id2));
+                        assert_eq!(gone[0], gone[1]);
+                        assert_eq!(gone[0].is_some(), full_table);
+                        assert_eq!(one.lookup(&inbound(&c), now), Some((id, IN)));
+                        if method == Method::Nat {
+                            assert_eq!(one.lookup(&reply(&c), now), Some((id, OUT)));
+                        }
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 2 * 2 * 4 * 2 * 256);
+}

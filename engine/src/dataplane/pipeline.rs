@@ -80,7 +80,7 @@ use nexthop::{Hop, HOP_CACHE};
 /// The template key of an IPv6 client (`list --conns` rebuilds it too).
 pub use persist6::{client_net6, prefix6};
 use rewrite::{rewrite_drop, Dest};
-use schedule::{release_template, uncount, PERSISTENT};
+use schedule::{release_template, uncount, Opening, PERSISTENT};
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -659,14 +659,15 @@ impl Pipeline {
         if svc.synproxy {
             return self.syn_cookie(snap, f, p, in_port, now_ms);
         }
-        let Some((srv, template)) = self.pick(snap, svc, p, now_ms) else {
+        let o = &Opening::of(p);
+        let Some((srv, template)) = self.pick(snap, svc, o, now_ms) else {
             return self.drop(Drop::NoServer);
         };
-        self.learn_client(snap, f, p, srv, in_port, now_ms);
+        self.learn_client(snap, f, o, srv, in_port, now_ms);
         if svc.ops {
             return self.one_packet(snap, f, p, srv, in_port, now_ms);
         }
-        let (to, id) = match self.open_conn(snap, svc, p, srv, template, flags, 0, hash, now_ms) {
+        let (to, id) = match self.open_conn(snap, svc, o, srv, template, flags, 0, hash, now_ms) {
             Ok(x) => x,
             Err(d) => return self.drop(d),
         };

@@ -142,6 +142,47 @@ fn rr_skips_and_continues_from_last_pick() {
     assert_eq!(picks(&*s, &d, 3), "EAC");
 }
 
+/// rr against IPVS's walk written out (the first candidate after the last
+/// pick, wrapping once; from the head, the whole list in order; no pick
+/// leaves the cursor): every candidate set of up to 6 servers, changed
+/// between picks, from every cursor position rr reaches.
+#[test]
+fn rr_matches_the_ipvs_walk() {
+    const HEAD: usize = usize::MAX;
+    for n in 0..=6usize {
+        let sets = 1u32 << n;
+        let s = sched(SchedKind::Rr, &vec![1; n]);
+        let mut last = HEAD;
+        // A walk through the candidate sets that visits each from many
+        // cursors: set k, then k * 5 + 3 (mod sets), three picks each.
+        let mut k = 0u32;
+        for _ in 0..4 * sets {
+            let mut d = up(&vec![1; n]);
+            for (i, x) in d.iter_mut().enumerate() {
+                match (k >> i) & 1 {
+                    1 => {}
+                    _ if i % 2 == 0 => x.usable = false,
+                    _ => x.overloaded = true,
+                }
+            }
+            for _ in 0..3 {
+                let cand = |i: usize| k >> i & 1 == 1;
+                let want = if last >= n {
+                    (0..n).find(|&i| cand(i))
+                } else {
+                    (last + 1..n).chain(0..=last).find(|&i| cand(i))
+                };
+                let got = s.schedule(&d, &any_input());
+                assert_eq!(got, want, "n {n} set {k:#b} last {last}");
+                if let Some(i) = got {
+                    last = i;
+                }
+            }
+            k = (k * 5 + 3) % sets;
+        }
+    }
+}
+
 // ---------------------------------------------------------------- lc family
 
 fn loaded(spec: &[(u32, u32, u32)]) -> Vec<StaticDest> {

@@ -205,7 +205,8 @@ impl ConnTable {
                 .expect("eviction victim is in use");
             on_reclaim(&old, why);
         }
-        self.insert_with(c, Some(local), None, now_ms)
+        self.insert_with(c, Some(local), None, None, now_ms)
+            .map(|(id, _)| id)
             .map_err(|_| FnatError::TableFull)
     }
 
@@ -245,7 +246,8 @@ impl ConnTable {
                 .expect("eviction victim is in use");
             on_reclaim(&old, why);
         }
-        self.insert_with(c, Some(local), None, now_ms)
+        self.insert_with(c, Some(local), None, None, now_ms)
+            .map(|(id, _)| id)
             .map_err(|_| FnatError::TableFull)
     }
 }

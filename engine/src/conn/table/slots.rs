@@ -7,9 +7,10 @@ use std::net::Ipv4Addr;
 use super::fnat::Local;
 use super::index::entry;
 use super::{expired, ConnTable, KeyHash, NIL};
+use crate::conn::state::{next_state, Table};
 use crate::conn::{
-    flags, Conn, ConnId, Dir, Method, NewConn, Reclaim, TableFull, TcpState, WireKey, EVICT_WINDOW,
-    PRESSURE_SYN_RECV_S, PROTO_TCP,
+    flags, is_active, Conn, ConnId, Dir, Method, NewConn, Reclaim, TableFull, TcpState, Transition,
+    WireKey, EVICT_WINDOW, PRESSURE_SYN_RECV_S, PROTO_TCP,
 };
 
 /// May a live record be evicted to make room under pressure? TCP only in
@@ -34,7 +35,8 @@ impl ConnTable {
     /// which also makes room in a full table; this one never touches
     /// another connection.
     pub fn insert(&mut self, c: NewConn, now_ms: u64) -> Result<ConnId, TableFull> {
-        self.insert_with(c, None, None, now_ms)
+        self.insert_with(c, None, None, None, now_ms)
+            .map(|(id, _)| id)
     }
 
     /// [`insert`](Self::insert) with the local tuple of a full-NAT
@@ -43,14 +45,23 @@ impl ConnTable {
     /// when the caller has it (`None`: hashed here). Inlined: the caller's
     /// [`NewConn`] is written into the slot's record, not copied through
     /// the stack on the way.
+    ///
+    /// `first`: the TCP flags of the inbound segment that opens the
+    /// connection, when the caller accounts it at once: the record is
+    /// written with the state and expiry [`on_packet`](Self::on_packet)
+    /// would give it (one write of the record instead of a write, a read
+    /// back and a second write), and the transition is what `on_packet`
+    /// would return. `None`: the record as `c` says, and the transition
+    /// from and to that state.
     #[inline(always)]
     pub(super) fn insert_with(
         &mut self,
         c: NewConn,
         local: Option<Local>,
         inbound: Option<KeyHash>,
+        first: Option<u8>,
         now_ms: u64,
-    ) -> Result<ConnId, TableFull> {
+    ) -> Result<(ConnId, Transition), TableFull> {
         let slot = self.free_head;
         if slot == NIL {
             return Err(TableFull);
@@ -68,7 +79,30 @@ impl ConnTable {
         } else if !template {
             fl |= flags::REPLY_KEY;
         }
-        let timeout = self.timeouts_ms.of(c.proto, state);
+        // `on_packet`'s move for the first segment (inbound, so the flags
+        // stay as they are; non-TCP keeps NONE).
+        let old = state;
+        let state = match first {
+            Some(tcp) if c.proto == PROTO_TCP => {
+                let no_output = fl & flags::NO_OUTPUT != 0;
+                next_state(Table::pick(Dir::Inbound, no_output), old, tcp)
+            }
+            _ => old,
+        };
+        // The table's count, and with it the pressure that shortens the
+        // SYN_RECV timeout, move before the record's timer is set: a
+        // record inserted as it is keeps the timeout of before the insert;
+        // the first segment's, as `on_packet` after the insert, that of
+        // after it.
+        let before = self.timeouts_ms.of(c.proto, state);
+        self.len += 1;
+        if !self.pressure && self.len >= self.pressure_on {
+            self.apply_pressure(true);
+        }
+        let timeout = match first {
+            Some(_) => self.timeouts_ms.of(c.proto, state),
+            None => before,
+        };
         let rec = Conn {
             service: c.service,
             dest: c.dest,
@@ -82,10 +116,6 @@ impl ConnTable {
         let s = &mut self.slots[slot as usize];
         self.free_head = s.dest;
         *s = rec;
-        self.len += 1;
-        if !self.pressure && self.len >= self.pressure_on {
-            self.apply_pressure(true);
-        }
 
         if let (Some(f), Some(l)) = (self.fnat.as_mut(), local) {
             f.locals[slot as usize] = l;
@@ -118,7 +148,13 @@ impl ConnTable {
             };
             self.index_insert(h, entry(h.0, slot, Dir::Reply));
         }
-        Ok(ConnId(slot))
+        let tr = Transition {
+            old_active: is_active(c.proto, old),
+            new_active: is_active(c.proto, state),
+            old_state: old,
+            state,
+        };
+        Ok((ConnId(slot), tr))
     }
 
     /// Remove a connection; returns its last record, or `None` if the slot
@@ -176,6 +212,41 @@ impl ConnTable {
         self.insert_or_evict_hashed(c, None, now_ms, on_reclaim)
     }
 
+    /// [`insert_or_evict_hashed`](Self::insert_or_evict_hashed) and the
+    /// first inbound segment's [`on_packet`](Self::on_packet) (TCP flags
+    /// `tcp_flags`) in one write of the new record: the same record, the
+    /// same transition, as the two calls one after the other.
+    #[inline(always)]
+    pub fn insert_or_evict_opened(
+        &mut self,
+        c: NewConn,
+        inbound: Option<KeyHash>,
+        tcp_flags: u8,
+        now_ms: u64,
+        on_reclaim: impl FnOnce(&Conn, Reclaim),
+    ) -> Result<(ConnId, Transition), TableFull> {
+        self.make_room(now_ms, on_reclaim)?;
+        self.insert_with(c, None, inbound, Some(tcp_flags), now_ms)
+    }
+
+    /// A full table: one record removed (expired, else evicted) to make
+    /// room for an insert, or [`TableFull`] (module docs, "Pressure").
+    #[inline(always)]
+    fn make_room(
+        &mut self,
+        now_ms: u64,
+        on_reclaim: impl FnOnce(&Conn, Reclaim),
+    ) -> Result<(), TableFull> {
+        if self.free_head == NIL {
+            let (slot, why) = self.find_victim(now_ms).ok_or(TableFull)?;
+            let old = self
+                .remove(ConnId(slot))
+                .expect("eviction victim is in use");
+            on_reclaim(&old, why);
+        }
+        Ok(())
+    }
+
     /// [`insert_or_evict`](Self::insert_or_evict) given the hash of the
     /// new connection's inbound key, `key_hash(&c`'s inbound key`)`, when
     /// the caller has it: the data plane's first pass hashed the SYN's
@@ -189,14 +260,9 @@ impl ConnTable {
         now_ms: u64,
         on_reclaim: impl FnOnce(&Conn, Reclaim),
     ) -> Result<ConnId, TableFull> {
-        if self.free_head == NIL {
-            let (slot, why) = self.find_victim(now_ms).ok_or(TableFull)?;
-            let old = self
-                .remove(ConnId(slot))
-                .expect("eviction victim is in use");
-            on_reclaim(&old, why);
-        }
-        self.insert_with(c, None, inbound, now_ms)
+        self.make_room(now_ms, on_reclaim)?;
+        self.insert_with(c, None, inbound, None, now_ms)
+            .map(|(id, _)| id)
     }
 
     /// Pick the record `insert_or_evict` reclaims, and move the eviction

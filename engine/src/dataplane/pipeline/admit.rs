@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 
 use super::super::counters::Drop;
 use super::admit_sources::Sources;
+use super::schedule::Opening;
 use crate::conn::{Method, PROTO_UDP};
 use crate::dataplane::snapshot::{Service, Snapshot};
 use crate::packet::checksum::ipv4_l4_verify;
@@ -30,35 +31,36 @@ pub(super) fn refuse_source(
     p: &Parsed,
     svc: &Service,
 ) -> Option<Drop> {
-    if let Some(d) = refuse_origin(snap, p, svc) {
+    if let Some(d) = refuse_origin(snap, p.src, svc) {
         return Some(d);
     }
     refuse_damaged(frame, p)
 }
 
 /// [`refuse_source`] for a frame of the fast shape (`parse_fast`: IPv4
-/// at 14 without options, TCP/UDP at 34, not a fragment; `p` its
-/// summary), with the snapshot's filter of the sources it may refuse
-/// (`admit_sources.rs`): a source outside it skips the walks over the
-/// snapshot's addresses and the service's servers, which would all come
-/// out "no"; one in it takes them, so every drop is the same. The
-/// checksum over the segment at its fixed offset.
+/// at 14 without options, TCP/UDP at 34, not a fragment; `p` its flow,
+/// `total` its IP total length), with the snapshot's filter of the
+/// sources it may refuse (`admit_sources.rs`): a source outside it skips
+/// the walks over the snapshot's addresses and the service's servers,
+/// which would all come out "no"; one in it takes them, so every drop is
+/// the same. The checksum over the segment at its fixed offset.
 #[inline(always)]
 pub(super) fn refuse_source_fast(
     sources: &Sources,
     snap: &Snapshot,
     frame: &[u8],
-    p: &Parsed,
+    p: &Opening,
+    total: u16,
     svc: &Service,
 ) -> Option<Drop> {
     if is_reserved(p.src) || sources.may_refuse(p.src) {
-        if let Some(d) = refuse_origin(snap, p, svc) {
+        if let Some(d) = refuse_origin(snap, p.src, svc) {
             return Some(d);
         }
     }
     // The segment: from 34 to the IP packet's end (the shape test
     // checked that the frame holds it).
-    let seg = frame.get(34..14 + usize::from(p.ip_total_len()));
+    let seg = frame.get(34..14 + usize::from(total));
     let ok = seg.is_some_and(|seg| {
         (p.protocol == PROTO_UDP && seg.get(6..8) == Some(&[0, 0]))
             || ipv4_l4_verify(p.src, p.dst, p.protocol, seg)
@@ -67,12 +69,12 @@ pub(super) fn refuse_source_fast(
 }
 
 /// A martian source, or one of the service's own servers.
-fn refuse_origin(snap: &Snapshot, p: &Parsed, svc: &Service) -> Option<Drop> {
-    if is_martian_source(snap, p.src) {
+fn refuse_origin(snap: &Snapshot, src: Ipv4Addr, svc: &Service) -> Option<Drop> {
+    if is_martian_source(snap, src) {
         return Some(Drop::Martian);
     }
     let mut servers = svc.servers.iter().chain(svc.sorry.as_ref());
-    if servers.clone().any(|s| s.addr == p.src) && !servers.all(|s| s.method == Method::Fnat) {
+    if servers.clone().any(|s| s.addr == src) && !servers.all(|s| s.method == Method::Fnat) {
         // One of the service's own servers: scheduling it to another
         // server would loop on the server segment. Not with full-NAT
         // only: every server then sees the director as its client and

@@ -106,6 +106,21 @@ impl DestTable {
         self.dests.get(i)?.usable.then_some(i)
     }
 
+    /// [`usable`](Self::usable) for a caller that stamped the table with
+    /// `snap` itself a moment before ([`sources`](Self::sources) or
+    /// `usable`, with the same snapshot and no rebuild between): the new
+    /// flow asks for the sources before its pick, and the server's entry
+    /// after it, without the second test of the stamp.
+    #[inline(always)]
+    pub(super) fn usable_stamped(&self, snap: &Snapshot, id: u32) -> Option<usize> {
+        debug_assert!(
+            self.generation == snap.generation && self.snapshot == snap as *const Snapshot as usize,
+            "usable_stamped of an unstamped table"
+        );
+        let i = id as usize;
+        self.dests.get(i)?.usable.then_some(i)
+    }
+
     /// The sources admission may refuse in `snap` (rebuilding the table
     /// first if it was built from another snapshot).
     #[inline(always)]

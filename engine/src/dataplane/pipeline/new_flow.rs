@@ -38,13 +38,15 @@
 //! `ipv4` makes) before anything is written, so the full path decides as
 //! before.
 
+use std::net::Ipv4Addr;
+
+use super::schedule::Opening;
 use super::{admit, rewrite_drop, Dest, Frame, Pipeline, Verdict};
 use crate::conn::{tcp_flags, ConnId, Dir, KeyHash, Method, PROTO_TCP};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{Server, Snapshot};
 use crate::forward;
 use crate::packet::parse_fast::fast_parsed;
-use crate::packet::Parsed;
 
 /// The TCP flags a plain SYN has of the four that decide.
 const OPEN_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN | tcp_flags::RST;
@@ -67,26 +69,30 @@ impl Pipeline {
         in_port: usize,
         now_ms: u64,
     ) -> Option<Verdict> {
-        // Its own summary: the transition path's is partial (only the
-        // fields it reads are computed), and stays so.
-        let p = &fast_parsed(f.data());
-        let v = self.open_new(snap, f, p, hash, in_port, now_ms)?;
+        // Its own reading of the segment: the flow, the flags and the
+        // length at the fast shape's offsets (the first pass checked the
+        // shape), no whole summary (`Parsed`); one is made only for the
+        // full path's forwarding (`open_forward`).
+        let (o, flags, total) = opening(f.data())?;
+        let v = self.open_new(snap, f, &o, flags, total, hash, in_port, now_ms)?;
         self.new_flow_hits += 1;
         Some(v)
     }
 
     /// [`new_flow`](Self::new_flow) but for its count.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn open_new<F: Frame>(
         &mut self,
         snap: &Snapshot,
         f: &mut F,
-        p: &Parsed,
+        p: &Opening,
+        flags: u8,
+        total: u16,
         hash: KeyHash,
         in_port: usize,
         now_ms: u64,
     ) -> Option<Verdict> {
-        let flags = p.tcp_flags.bits();
         if p.protocol == PROTO_TCP && flags & OPEN_MASK != tcp_flags::SYN {
             return None;
         }
@@ -98,7 +104,7 @@ impl Pipeline {
         }
         // `ipv4`'s order from here: admission, draining, the pick.
         let sources = self.dests.sources(snap);
-        if let Some(d) = admit::refuse_source_fast(sources, snap, f.data(), p, svc) {
+        if let Some(d) = admit::refuse_source_fast(sources, snap, f.data(), p, total, svc) {
             return Some(self.drop(d));
         }
         if self.shared.is_draining() {
@@ -108,12 +114,17 @@ impl Pipeline {
             return Some(self.drop(Drop::NoServer));
         };
         self.learn_client(snap, f, p, srv, in_port, now_ms);
-        let opened = self.open_conn(snap, svc, p, srv, template, flags, 0, Some(hash), now_ms);
+        // The segment's flags as the state table reads them: a plain SYN
+        // selects its SYN row whatever else it carries (ECE, CWR, PSH...),
+        // and a datagram's are not read; the constant lets the record's
+        // first state be a table read at a known row.
+        let syn = tcp_flags::SYN;
+        let opened = self.open_conn(snap, svc, p, srv, template, syn, 0, Some(hash), now_ms);
         let (to, id) = match opened {
             Ok(x) => x,
             Err(d) => return Some(self.drop(d)),
         };
-        Some(self.open_forward(snap, f, p, to, id, srv, in_port, now_ms))
+        Some(self.open_forward(snap, f, total, to, id, srv, in_port, now_ms))
     }
 
     /// Forwards the first segment of connection `id` to `to`, as `ipv4`
@@ -125,7 +136,7 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         f: &mut F,
-        p: &Parsed,
+        total: u16,
         to: Dest,
         id: ConnId,
         srv: &Server,
@@ -135,16 +146,18 @@ impl Pipeline {
         match to.method {
             Method::Fnat => {
                 let c = *self.conns.get(id);
+                let p = &fast_parsed(f.data());
                 return self.fnat_forward(snap, f, p, id, Dir::Inbound, &c, srv, in_port, now_ms);
             }
             Method::Nat | Method::Dr => {}
-            Method::Tun => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
+            Method::Tun => return self.full_forward(snap, f, to, srv, in_port, now_ms),
         }
         // The server's entry of the established path (`dest_fast.rs`): its
         // remembered next hop, the per-burst counts. A server just picked
-        // is usable in this snapshot.
-        let Some(di) = self.dests.usable(snap, srv.shared.id) else {
-            return self.inbound(snap, f, p, to, srv, in_port, now_ms);
+        // is usable in this snapshot; the table was stamped with it by
+        // `open_new`'s `sources`, and nothing since rebuilds it.
+        let Some(di) = self.dests.usable_stamped(snap, srv.shared.id) else {
+            return self.full_forward(snap, f, to, srv, in_port, now_ms);
         };
         let a = u32::from(to.addr);
         let (port, mtu, macs) = match self.dests.hop(di, a, now_ms, &self.shared.neigh) {
@@ -155,11 +168,11 @@ impl Pipeline {
                     self.dests.set_hop(di, h);
                     (h.port, h.port_mtu, h.macs)
                 }
-                None => return self.inbound(snap, f, p, to, srv, in_port, now_ms),
+                None => return self.full_forward(snap, f, to, srv, in_port, now_ms),
             },
         };
-        if p.ip_total_len() > mtu {
-            return self.inbound(snap, f, p, to, srv, in_port, now_ms);
+        if total > mtu {
+            return self.full_forward(snap, f, to, srv, in_port, now_ms);
         }
         let frame = f.data_mut();
         let done = if to.method == Method::Dr {
@@ -173,8 +186,46 @@ impl Pipeline {
         }
         // IP bytes, as IPVS counts (no Ethernet header or padding), added
         // up per burst.
-        self.dests
-            .count(snap, di, false, u64::from(p.ip_total_len()));
+        self.dests.count(snap, di, false, u64::from(total));
         Verdict::Tx(port as usize)
     }
+
+    /// The full path's forwarding (`inbound`) of the frame, not yet
+    /// rewritten, with the summary it reads, made here.
+    #[inline(never)]
+    fn full_forward<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        to: Dest,
+        srv: &Server,
+        in_port: usize,
+        now_ms: u64,
+    ) -> Verdict {
+        let p = &fast_parsed(f.data());
+        self.inbound(snap, f, p, to, srv, in_port, now_ms)
+    }
+}
+
+/// The flow, the TCP flag byte (0 for UDP) and the IP total length of a
+/// frame of the fast shape (IPv4 at 14 without options, TCP or UDP at 34),
+/// read at their offsets: what the new-flow path reads of its segment.
+/// `None` for a frame too short to hold the headers (none of the fast
+/// shape is).
+#[inline(always)]
+fn opening(frame: &[u8]) -> Option<(Opening, u8, u16)> {
+    let h = frame.first_chunk::<42>()?;
+    let protocol = h[23];
+    let flags = match frame.get(47) {
+        Some(&f) if protocol == PROTO_TCP => f,
+        _ => 0,
+    };
+    let o = Opening {
+        protocol,
+        src: Ipv4Addr::new(h[26], h[27], h[28], h[29]),
+        src_port: u16::from_be_bytes([h[34], h[35]]),
+        dst: Ipv4Addr::new(h[30], h[31], h[32], h[33]),
+        dst_port: u16::from_be_bytes([h[36], h[37]]),
+    };
+    Some((o, flags, u16::from_be_bytes([h[16], h[17]])))
 }

@@ -33,7 +33,7 @@
 //! free slots but cannot hold them against new connections, and a real
 //! moved flow that keeps sending stays young.
 
-use super::{admit, Frame, Pipeline, Verdict};
+use super::{admit, Frame, Opening, Pipeline, Verdict};
 use crate::conn::{self, Method};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{Service, Snapshot};
@@ -80,14 +80,15 @@ impl Pipeline {
         if forward::ttl_expired(p) {
             return self.icmp_reply(snap, f, p, in_port, now_ms, None);
         }
-        let Some((srv, template)) = self.pick(snap, svc, p, now_ms) else {
+        let o = &Opening::of(p);
+        let Some((srv, template)) = self.pick(snap, svc, o, now_ms) else {
             return self.drop(Drop::NoServer);
         };
         let flags = p.tcp_flags.bits();
         let (to, _) = match self.open_conn(
             snap,
             svc,
-            p,
+            o,
             srv,
             template,
             flags,

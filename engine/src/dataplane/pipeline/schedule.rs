@@ -7,6 +7,34 @@ use super::*;
 /// Connection flag: holds a persistence template (released when it ends).
 pub(super) const PERSISTENT: u8 = conn::flags::USER1;
 
+/// The flow a new connection is opened for: all the pick, the client's
+/// MAC learning and the new record read of the segment. The full path
+/// takes it from its summary ([`Opening::of`]); the new-flow path reads
+/// these five fields at the fast shape's offsets and makes no whole
+/// [`Parsed`] unless it hands the frame to the full path's forwarding.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Opening {
+    pub protocol: u8,
+    pub src: Ipv4Addr,
+    pub src_port: u16,
+    pub dst: Ipv4Addr,
+    pub dst_port: u16,
+}
+
+impl Opening {
+    /// The flow of summary `p`.
+    #[inline(always)]
+    pub(super) fn of(p: &Parsed) -> Opening {
+        Opening {
+            protocol: p.protocol,
+            src: p.src,
+            src_port: p.src_port,
+            dst: p.dst,
+            dst_port: p.dst_port,
+        }
+    }
+}
+
 impl Pipeline {
     /// A new NAT client on an attached subnet (DR/TUN replies bypass us):
     /// its first packet says where it is, so the reply need not wait for
@@ -17,7 +45,7 @@ impl Pipeline {
         &self,
         snap: &Snapshot,
         f: &F,
-        p: &Parsed,
+        p: &Opening,
         srv: &Server,
         in_port: usize,
         now_ms: u64,
@@ -43,7 +71,7 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         svc: &Service,
-        p: &Parsed,
+        p: &Opening,
         srv: &Server,
         template: Option<Ipv4Addr>,
         tcp_flags: u8,
@@ -83,14 +111,20 @@ impl Pipeline {
             dest: srv.shared.id,
             state: TcpState::None,
         };
+        // Full-NAT inserts, then accounts the segment; the others write
+        // the record once with the state and timer the segment gives it
+        // (`ConnTable::insert_or_evict_opened`).
         let made = if srv.method == Method::Fnat {
-            self.insert_fnat(snap, new, now_ms)
+            self.insert_fnat(snap, new, now_ms).map(|id| {
+                let tr = self.conns.on_packet(id, Dir::Inbound, tcp_flags, now_ms);
+                (id, tr)
+            })
         } else {
-            self.insert_conn_hashed(snap, new, hash, now_ms)
+            self.insert_conn_opened(snap, new, hash, tcp_flags, now_ms)
                 .map_err(|_| Drop::TableFull)
         };
-        let id = match made {
-            Ok(id) => id,
+        let (id, tr) = match made {
+            Ok(x) => x,
             Err(d) => {
                 // No connection: give its hold back.
                 if let Some(net) = template.filter(|_| new.flags & PERSISTENT != 0) {
@@ -101,7 +135,6 @@ impl Pipeline {
             }
         };
         self.stats.conns_created.inc();
-        let tr = self.conns.on_packet(id, Dir::Inbound, tcp_flags, now_ms);
         if self.sync {
             self.report_conn(id, now_ms);
         }
@@ -171,16 +204,26 @@ impl Pipeline {
         hash: Option<KeyHash>,
         now_ms: u64,
     ) -> Result<ConnId, conn::TableFull> {
-        let (stats, persist, worker) = (&self.stats, &self.shared.persist, self.worker);
+        let reclaim = reclaimer(snap, &self.stats, &self.shared.persist, self.worker, now_ms);
         self.conns
-            .insert_or_evict_hashed(new, hash, now_ms, |c, why| {
-                match why {
-                    conn::Reclaim::Expired => stats.conns_expired.inc(),
-                    conn::Reclaim::Evicted => stats.conns_evicted.inc(),
-                }
-                release_template(snap, persist, c, now_ms);
-                uncount(snap, worker, c);
-            })
+            .insert_or_evict_hashed(new, hash, now_ms, reclaim)
+    }
+
+    /// [`insert_conn_hashed`](Self::insert_conn_hashed) and the first
+    /// inbound segment's `on_packet` (TCP flags `tcp_flags`) in one write
+    /// of the record; its transition with it.
+    #[inline(always)]
+    fn insert_conn_opened(
+        &mut self,
+        snap: &Snapshot,
+        new: NewConn,
+        hash: Option<KeyHash>,
+        tcp_flags: u8,
+        now_ms: u64,
+    ) -> Result<(ConnId, conn::Transition), conn::TableFull> {
+        let reclaim = reclaimer(snap, &self.stats, &self.shared.persist, self.worker, now_ms);
+        self.conns
+            .insert_or_evict_opened(new, hash, tcp_flags, now_ms, reclaim)
     }
 
     /// Picks a server for a new connection: the persistence template's, the
@@ -192,7 +235,7 @@ impl Pipeline {
         &self,
         snap: &'s Snapshot,
         svc: &'s Service,
-        p: &Parsed,
+        p: &Opening,
         now_ms: u64,
     ) -> Option<(&'s Server, Option<Ipv4Addr>)> {
         let sorry = || svc.sorry.as_ref().map(|s| (s, None));
@@ -256,6 +299,27 @@ impl Pipeline {
             release_template(snap, &self.shared.persist, &c, now_ms);
             uncount(snap, self.worker, &c);
         }
+    }
+}
+
+/// What an insert into a full table does with the record it reclaims:
+/// counts the expiry or eviction, gives back its template hold and its
+/// count on its server.
+#[inline(always)]
+fn reclaimer<'a>(
+    snap: &'a Snapshot,
+    stats: &'a WorkerStats,
+    persist: &'a PersistTable,
+    worker: usize,
+    now_ms: u64,
+) -> impl FnOnce(&conn::Conn, conn::Reclaim) + 'a {
+    move |c, why| {
+        match why {
+            conn::Reclaim::Expired => stats.conns_expired.inc(),
+            conn::Reclaim::Evicted => stats.conns_evicted.inc(),
+        }
+        release_template(snap, persist, c, now_ms);
+        uncount(snap, worker, c);
     }
 }
 

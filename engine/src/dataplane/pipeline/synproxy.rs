@@ -51,7 +51,7 @@ mod cookie;
 mod held;
 pub(super) mod segment;
 
-use super::{admit, Dest, Frame, Pipeline, Verdict};
+use super::{admit, Dest, Frame, Opening, Pipeline, Verdict};
 use crate::conn::{self, tcp_flags, Conn, ConnId, Dir};
 use crate::dataplane::counters::Drop;
 use crate::dataplane::snapshot::{Server, Service, Snapshot};
@@ -199,14 +199,15 @@ impl Pipeline {
             // on_snapshot has not run for this snapshot's synproxy yet.
             return self.drop(Drop::TableFull);
         }
-        let Some((srv, template)) = self.pick(snap, svc, p, now_ms) else {
+        let o = &Opening::of(p);
+        let Some((srv, template)) = self.pick(snap, svc, o, now_ms) else {
             return self.drop(Drop::NoServer);
         };
-        self.learn_client(snap, f, p, srv, in_port, now_ms);
+        self.learn_client(snap, f, o, srv, in_port, now_ms);
         let id = match self.open_conn(
             snap,
             svc,
-            p,
+            o,
             srv,
             template,
             tcp_flags::SYN,
