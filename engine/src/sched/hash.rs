@@ -24,8 +24,7 @@
 //! `2 * ihash mod 256` and visits every bucket once.
 
 use super::{
-    is_candidate, DestInfo, Dests, SchedInput, SchedKind, Scheduler, DH_TAB_SIZE, HASH_MUL,
-    SH_TAB_SIZE,
+    is_candidate, DestInfo, Dests, Pick, SchedInput, SchedKind, DH_TAB_SIZE, HASH_MUL, SH_TAB_SIZE,
 };
 
 const NONE: u32 = u32::MAX;
@@ -98,12 +97,12 @@ impl Dh {
     }
 }
 
-impl Scheduler for Dh {
+impl Pick for Dh {
     fn kind(&self) -> SchedKind {
         SchedKind::Dh
     }
 
-    fn schedule(&self, d: &dyn Dests, input: &SchedInput) -> Option<usize> {
+    fn pick<D: Dests + ?Sized>(&self, d: &D, input: &SchedInput) -> Option<usize> {
         let s = self.table[dh_bucket(input.dst_ip)];
         (s != NONE && is_candidate(d, s as usize)).then_some(s as usize)
     }
@@ -125,12 +124,12 @@ impl Sh {
     }
 }
 
-impl Scheduler for Sh {
+impl Pick for Sh {
     fn kind(&self) -> SchedKind {
         SchedKind::Sh
     }
 
-    fn schedule(&self, d: &dyn Dests, input: &SchedInput) -> Option<usize> {
+    fn pick<D: Dests + ?Sized>(&self, d: &D, input: &SchedInput) -> Option<usize> {
         let addr = u32::from(input.src_ip);
         let port = if self.port { input.src_port } else { 0 };
         let ihash = sh_hash(addr, port, 0);

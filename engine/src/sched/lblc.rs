@@ -33,14 +33,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::lc::wlc_pick;
-use super::{is_candidate, Dests, SchedInput, SchedKind, Scheduler};
+use super::{is_candidate, Dests, Pick, SchedInput, SchedKind};
 
 pub(super) const WAYS: usize = 4;
 
 /// lblc's (and lblcr's) own overload rule (`is_overloaded` in both files):
 /// the server has more active connections than its weight while some server
 /// of the service has fewer than half its weight.
-pub(super) fn lblc_overloaded(d: &dyn Dests, s: usize) -> bool {
+pub(super) fn lblc_overloaded<D: Dests + ?Sized>(d: &D, s: usize) -> bool {
     if d.active(s) as u64 <= d.weight(s) as u64 {
         return false;
     }
@@ -114,12 +114,12 @@ impl Lblc {
     }
 }
 
-impl Scheduler for Lblc {
+impl Pick for Lblc {
     fn kind(&self) -> SchedKind {
         SchedKind::Lblc
     }
 
-    fn schedule(&self, d: &dyn Dests, input: &SchedInput) -> Option<usize> {
+    fn pick<D: Dests + ?Sized>(&self, d: &D, input: &SchedInput) -> Option<usize> {
         let key = u32::from(input.dst_ip);
         let now = input.now_ms;
         let set = &self.slots[hash_32(key, self.set_bits) * WAYS..][..WAYS];

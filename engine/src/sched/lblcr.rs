@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::lblc::{geometry, hash_32, lblc_overloaded, victim, WAYS};
 use super::lc::wlc_pick;
-use super::{heavier, is_candidate, overhead_of, Dests, SchedInput, SchedKind, Scheduler};
+use super::{heavier, is_candidate, overhead_of, Dests, Pick, SchedInput, SchedKind};
 
 /// Set in `key` for a used entry (the address is the low 32 bits).
 const VALID: u64 = 1 << 32;
@@ -110,7 +110,7 @@ impl Lblcr {
     }
 
     /// `ip_vs_dest_set_min`: the least loaded candidate member.
-    fn set_min(&self, d: &dyn Dests, slot: usize) -> Option<usize> {
+    fn set_min<D: Dests + ?Sized>(&self, d: &D, slot: usize) -> Option<usize> {
         let mut least: Option<(usize, u64, u32)> = None;
         for i in self.members(slot, d.len()) {
             if !is_candidate(d, i) {
@@ -126,7 +126,7 @@ impl Lblcr {
     }
 
     /// `ip_vs_dest_set_max`: the most loaded member with weight > 0.
-    fn set_max(&self, d: &dyn Dests, slot: usize) -> Option<usize> {
+    fn set_max<D: Dests + ?Sized>(&self, d: &D, slot: usize) -> Option<usize> {
         let mut most: Option<(usize, u64, u32)> = None;
         for i in self.members(slot, d.len()) {
             let dw = d.weight(i);
@@ -161,7 +161,7 @@ impl Lblcr {
 
     /// Step 3: drop the most loaded member of a set that has not changed for
     /// the expiration.
-    fn maybe_shrink(&self, d: &dyn Dests, slot: usize, now: u64) {
+    fn maybe_shrink<D: Dests + ?Sized>(&self, d: &D, slot: usize, now: u64) {
         if self.set_size(slot) <= 1 {
             return;
         }
@@ -190,12 +190,12 @@ impl Lblcr {
     }
 }
 
-impl Scheduler for Lblcr {
+impl Pick for Lblcr {
     fn kind(&self) -> SchedKind {
         SchedKind::Lblcr
     }
 
-    fn schedule(&self, d: &dyn Dests, input: &SchedInput) -> Option<usize> {
+    fn pick<D: Dests + ?Sized>(&self, d: &D, input: &SchedInput) -> Option<usize> {
         let key = VALID | u32::from(input.dst_ip) as u64;
         let now = input.now_ms;
         let base = hash_32(u32::from(input.dst_ip), self.set_bits) * WAYS;

@@ -4,7 +4,7 @@
 //! All of them scan the servers in order and keep the first strictly better
 //! one, so ties go to the earlier server.
 
-use super::{heavier, is_candidate, overhead_of, Dests, SchedInput, SchedKind, Scheduler};
+use super::{heavier, is_candidate, overhead_of, Dests, Pick, SchedInput, SchedKind};
 
 /// lc: lowest `active * 256 + inactive` among candidates.
 pub(super) struct Lc;
@@ -17,14 +17,14 @@ pub(super) struct Nq;
 
 /// wlc's pick, shared with lblc and lblcr (`__ip_vs_lblc_schedule` is the
 /// same loop).
-pub(super) fn wlc_pick(d: &dyn Dests) -> Option<usize> {
+pub(super) fn wlc_pick<D: Dests + ?Sized>(d: &D) -> Option<usize> {
     weighted_least(d, overhead_of)
 }
 
 /// The first candidate, then every later candidate whose
 /// `cost / weight` is strictly lower.
 #[inline]
-fn weighted_least(d: &dyn Dests, cost: impl Fn(&dyn Dests, usize) -> u64) -> Option<usize> {
+fn weighted_least<D: Dests + ?Sized>(d: &D, cost: impl Fn(&D, usize) -> u64) -> Option<usize> {
     let n = d.len();
     let mut least: Option<(usize, u64, u32)> = None;
     for i in 0..n {
@@ -41,16 +41,16 @@ fn weighted_least(d: &dyn Dests, cost: impl Fn(&dyn Dests, usize) -> u64) -> Opt
 }
 
 #[inline]
-fn sed_cost(d: &dyn Dests, i: usize) -> u64 {
+fn sed_cost<D: Dests + ?Sized>(d: &D, i: usize) -> u64 {
     d.active(i) as u64 + 1
 }
 
-impl Scheduler for Lc {
+impl Pick for Lc {
     fn kind(&self) -> SchedKind {
         SchedKind::Lc
     }
 
-    fn schedule(&self, d: &dyn Dests, _input: &SchedInput) -> Option<usize> {
+    fn pick<D: Dests + ?Sized>(&self, d: &D, _input: &SchedInput) -> Option<usize> {
         let mut least: Option<(usize, u64)> = None;
         for i in 0..d.len() {
             if !is_candidate(d, i) {
@@ -66,32 +66,32 @@ impl Scheduler for Lc {
     }
 }
 
-impl Scheduler for Wlc {
+impl Pick for Wlc {
     fn kind(&self) -> SchedKind {
         SchedKind::Wlc
     }
 
-    fn schedule(&self, d: &dyn Dests, _input: &SchedInput) -> Option<usize> {
+    fn pick<D: Dests + ?Sized>(&self, d: &D, _input: &SchedInput) -> Option<usize> {
         wlc_pick(d)
     }
 }
 
-impl Scheduler for Sed {
+impl Pick for Sed {
     fn kind(&self) -> SchedKind {
         SchedKind::Sed
     }
 
-    fn schedule(&self, d: &dyn Dests, _input: &SchedInput) -> Option<usize> {
+    fn pick<D: Dests + ?Sized>(&self, d: &D, _input: &SchedInput) -> Option<usize> {
         weighted_least(d, sed_cost)
     }
 }
 
-impl Scheduler for Nq {
+impl Pick for Nq {
     fn kind(&self) -> SchedKind {
         SchedKind::Nq
     }
 
-    fn schedule(&self, d: &dyn Dests, _input: &SchedInput) -> Option<usize> {
+    fn pick<D: Dests + ?Sized>(&self, d: &D, _input: &SchedInput) -> Option<usize> {
         let mut least: Option<(usize, u64, u32)> = None;
         for i in 0..d.len() {
             if !is_candidate(d, i) {

@@ -26,8 +26,7 @@
 //! keeps the slots the same way, until the next snapshot.)
 
 use super::{
-    gcd_positive, is_candidate, is_prime, next_prime, DestInfo, Dests, SchedInput, SchedKind,
-    Scheduler,
+    gcd_positive, is_candidate, is_prime, next_prime, DestInfo, Dests, Pick, SchedInput, SchedKind,
 };
 
 const NONE: u32 = u32::MAX;
@@ -211,12 +210,12 @@ impl Mh {
     }
 }
 
-impl Scheduler for Mh {
+impl Pick for Mh {
     fn kind(&self) -> SchedKind {
         SchedKind::Mh
     }
 
-    fn schedule(&self, d: &dyn Dests, input: &SchedInput) -> Option<usize> {
+    fn pick<D: Dests + ?Sized>(&self, d: &D, input: &SchedInput) -> Option<usize> {
         let addr = u32::from(input.src_ip);
         let port = if self.port { input.src_port } else { 0 };
         let m = self.size;

@@ -337,31 +337,124 @@ pub trait Scheduler: Send + Sync {
     fn schedule(&self, dests: &dyn Dests, input: &SchedInput) -> Option<usize>;
 }
 
-/// Build the scheduler of one service for one configuration snapshot.
-/// Allocates here (tables, caches) and never while scheduling.
-pub fn build(kind: SchedKind, opts: &SchedOpts, dests: &[DestInfo]) -> Box<dyn Scheduler> {
-    match kind {
-        SchedKind::Rr => Box::new(rr::Rr::new()),
-        SchedKind::Wrr => Box::new(wrr::Wrr::new(dests)),
-        SchedKind::Lc => Box::new(lc::Lc),
-        SchedKind::Wlc => Box::new(lc::Wlc),
-        SchedKind::Sed => Box::new(lc::Sed),
-        SchedKind::Nq => Box::new(lc::Nq),
-        SchedKind::Lblc => Box::new(lblc::Lblc::new(opts.cache_entries, opts.lblc_expiration_ms)),
-        SchedKind::Lblcr => Box::new(lblcr::Lblcr::new(
-            opts.cache_entries,
-            opts.lblcr_expiration_ms,
-            dests.len(),
-        )),
-        SchedKind::Dh => Box::new(hash::Dh::new(dests)),
-        SchedKind::Sh => Box::new(hash::Sh::new(dests, opts.sh_port, opts.sh_fallback)),
-        SchedKind::Mh => Box::new(mh::Mh::new(
-            dests,
-            opts.mh_table_size,
-            opts.mh_port,
-            opts.mh_fallback,
-        )),
+/// One scheduler's pick, generic over the view of the servers: called
+/// through [`Sched`], the data plane's view (`LiveDests`) is read with
+/// direct, inlined calls, not one virtual call per server and question.
+pub(super) trait Pick {
+    fn kind(&self) -> SchedKind;
+    /// [`Scheduler::schedule`].
+    fn pick<D: Dests + ?Sized>(&self, d: &D, input: &SchedInput) -> Option<usize>;
+}
+
+/// The scheduler of a service: one of the IPVS schedulers, by value.
+///
+/// The data plane holds this and calls [`Sched::schedule`], a `match` and a
+/// direct call of the scheduler's code monomorphized for its view of the
+/// servers: on a new connection's path, a `dyn Scheduler` cost one virtual
+/// call for the pick and one more for every `Dests` question the pick asked
+/// (rr: the length and a candidate test; lc/wlc: four per server). The
+/// picks are the same code, so the same sequence. [`Scheduler`] (through
+/// `dyn Dests`) stays for callers that have no concrete view.
+pub struct Sched(Any);
+
+/// [`Sched`]'s scheduler.
+enum Any {
+    Rr(rr::Rr),
+    Wrr(wrr::Wrr),
+    Lc(lc::Lc),
+    Wlc(lc::Wlc),
+    Sed(lc::Sed),
+    Nq(lc::Nq),
+    Lblc(lblc::Lblc),
+    Lblcr(lblcr::Lblcr),
+    Dh(hash::Dh),
+    Sh(hash::Sh),
+    Mh(mh::Mh),
+}
+
+impl Sched {
+    /// Build the scheduler of one service for one configuration snapshot.
+    /// Allocates here (tables, caches) and never while scheduling.
+    pub fn new(kind: SchedKind, opts: &SchedOpts, dests: &[DestInfo]) -> Sched {
+        Sched(match kind {
+            SchedKind::Rr => Any::Rr(rr::Rr::new()),
+            SchedKind::Wrr => Any::Wrr(wrr::Wrr::new(dests)),
+            SchedKind::Lc => Any::Lc(lc::Lc),
+            SchedKind::Wlc => Any::Wlc(lc::Wlc),
+            SchedKind::Sed => Any::Sed(lc::Sed),
+            SchedKind::Nq => Any::Nq(lc::Nq),
+            SchedKind::Lblc => {
+                Any::Lblc(lblc::Lblc::new(opts.cache_entries, opts.lblc_expiration_ms))
+            }
+            SchedKind::Lblcr => Any::Lblcr(lblcr::Lblcr::new(
+                opts.cache_entries,
+                opts.lblcr_expiration_ms,
+                dests.len(),
+            )),
+            SchedKind::Dh => Any::Dh(hash::Dh::new(dests)),
+            SchedKind::Sh => Any::Sh(hash::Sh::new(dests, opts.sh_port, opts.sh_fallback)),
+            SchedKind::Mh => Any::Mh(mh::Mh::new(
+                dests,
+                opts.mh_table_size,
+                opts.mh_port,
+                opts.mh_fallback,
+            )),
+        })
     }
+
+    /// Which of the IPVS schedulers it is.
+    pub fn kind(&self) -> SchedKind {
+        match &self.0 {
+            Any::Rr(s) => s.kind(),
+            Any::Wrr(s) => s.kind(),
+            Any::Lc(s) => s.kind(),
+            Any::Wlc(s) => s.kind(),
+            Any::Sed(s) => s.kind(),
+            Any::Nq(s) => s.kind(),
+            Any::Lblc(s) => s.kind(),
+            Any::Lblcr(s) => s.kind(),
+            Any::Dh(s) => s.kind(),
+            Any::Sh(s) => s.kind(),
+            Any::Mh(s) => s.kind(),
+        }
+    }
+
+    /// [`Scheduler::schedule`] over a view of the servers known here, so
+    /// its questions are direct calls (type docs). Named as the trait's
+    /// method, which it answers for, so callers read the same.
+    #[inline(always)]
+    pub fn schedule<D: Dests + ?Sized>(&self, d: &D, input: &SchedInput) -> Option<usize> {
+        match &self.0 {
+            Any::Rr(s) => s.pick(d, input),
+            Any::Wrr(s) => s.pick(d, input),
+            Any::Lc(s) => s.pick(d, input),
+            Any::Wlc(s) => s.pick(d, input),
+            Any::Sed(s) => s.pick(d, input),
+            Any::Nq(s) => s.pick(d, input),
+            Any::Lblc(s) => s.pick(d, input),
+            Any::Lblcr(s) => s.pick(d, input),
+            Any::Dh(s) => s.pick(d, input),
+            Any::Sh(s) => s.pick(d, input),
+            Any::Mh(s) => s.pick(d, input),
+        }
+    }
+}
+
+impl Scheduler for Sched {
+    fn kind(&self) -> SchedKind {
+        Sched::kind(self)
+    }
+
+    fn schedule(&self, dests: &dyn Dests, input: &SchedInput) -> Option<usize> {
+        // The inherent method (it comes first): the same code.
+        Sched::schedule(self, dests, input)
+    }
+}
+
+/// Build the scheduler of one service for one configuration snapshot
+/// ([`Sched::new`]), behind the trait.
+pub fn build(kind: SchedKind, opts: &SchedOpts, dests: &[DestInfo]) -> Box<dyn Scheduler> {
+    Box::new(Sched::new(kind, opts, dests))
 }
 
 /// IPVS's upper/lower threshold rule, applied whenever a server's
@@ -397,13 +490,13 @@ pub fn conn_overhead(active: u32, inactive: u32) -> u64 {
 }
 
 #[inline]
-fn overhead_of(d: &dyn Dests, i: usize) -> u64 {
+fn overhead_of<D: Dests + ?Sized>(d: &D, i: usize) -> u64 {
     conn_overhead(d.active(i), d.inactive(i))
 }
 
 /// Usable, weight > 0, not overloaded.
 #[inline]
-pub(crate) fn is_candidate(d: &dyn Dests, i: usize) -> bool {
+pub(crate) fn is_candidate<D: Dests + ?Sized>(d: &D, i: usize) -> bool {
     d.candidate(i)
 }
 

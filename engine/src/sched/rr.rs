@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{is_candidate, Dests, SchedInput, SchedKind, Scheduler};
+use super::{is_candidate, Dests, Pick, SchedInput, SchedKind};
 
 const HEAD: usize = usize::MAX;
 
@@ -31,7 +31,7 @@ impl Rr {
 }
 
 /// The first candidate after `last` (wrapping once), or none.
-fn scan(d: &dyn Dests, last: usize) -> Option<usize> {
+fn scan<D: Dests + ?Sized>(d: &D, last: usize) -> Option<usize> {
     let n = d.len();
     if last >= n {
         // At the head: one pass over the whole list.
@@ -40,12 +40,12 @@ fn scan(d: &dyn Dests, last: usize) -> Option<usize> {
     (last + 1..n).chain(0..=last).find(|&i| is_candidate(d, i))
 }
 
-impl Scheduler for Rr {
+impl Pick for Rr {
     fn kind(&self) -> SchedKind {
         SchedKind::Rr
     }
 
-    fn schedule(&self, d: &dyn Dests, _input: &SchedInput) -> Option<usize> {
+    fn pick<D: Dests + ?Sized>(&self, d: &D, _input: &SchedInput) -> Option<usize> {
         let mut cur = self.cursor.load(Ordering::Relaxed);
         loop {
             let pick = scan(d, cur)?;

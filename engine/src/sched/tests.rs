@@ -966,3 +966,45 @@ fn persist_templates_lists_the_live_ones() {
     );
     assert_eq!(t.templates(1000).len(), 1);
 }
+
+// ------------------------------------------------- static dispatch (Sched)
+
+/// `Sched::schedule` (the data plane's call: the view's type known, no
+/// virtual call) makes the same picks as the same scheduler behind
+/// `dyn Scheduler` and `dyn Dests`, for every kind, as loads, overload
+/// flags, weights and clients change between picks.
+#[test]
+fn static_dispatch_picks_as_dyn() {
+    let weights = [3, 0, 2, 5, 1];
+    for k in SchedKind::ALL {
+        let opts = SchedOpts::default();
+        let direct = Sched::new(k, &opts, &infos(&weights));
+        let boxed = build(k, &opts, &infos(&weights));
+        assert_eq!(direct.kind(), k);
+        let mut d = up(&weights);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let (mut a, mut b) = (String::new(), String::new());
+        for n in 0..600u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % weights.len() as u64) as usize;
+            match n % 5 {
+                0 => d[i].active += 1,
+                1 => d[i].inactive += 1,
+                2 => d[i].overloaded = !d[i].overloaded,
+                3 => d[i].usable = x & 0x100 != 0,
+                _ => d[i].weight = (x >> 9) as u32 % 4,
+            }
+            let src = [198, 18, (x >> 20) as u8, (x >> 28) as u8];
+            let dst = [198, 18, 0, 100 + (x >> 36) as u8 % 3];
+            let inp = input(src, (x >> 40) as u16, dst, n * 1000);
+            a.push(letter(direct.schedule(&d, &inp)));
+            let dy: &dyn Dests = &d;
+            b.push(letter(boxed.schedule(dy, &inp)));
+        }
+        assert_eq!(a, b, "{k}");
+        // Not a constant: the picks moved over the servers.
+        assert!(a.chars().filter(|&c| c != '-').count() > 100, "{k}: {a}");
+    }
+}

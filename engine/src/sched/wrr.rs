@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{gcd_positive, DestInfo, Dests, SchedInput, SchedKind, Scheduler};
+use super::{gcd_positive, DestInfo, Dests, Pick, SchedInput, SchedKind};
 
 const HEAD: u32 = u32::MAX;
 
@@ -63,7 +63,7 @@ impl Wrr {
 
     /// One kernel `ip_vs_wrr_schedule` call: from state `(cl, cw)` to the
     /// new state and the pick.
-    fn step(&self, d: &dyn Dests, cl: u32, cw: u32) -> (u32, u32, Option<usize>) {
+    fn step<D: Dests + ?Sized>(&self, d: &D, cl: u32, cw: u32) -> (u32, u32, Option<usize>) {
         if self.mw == 0 {
             return (cl, cw, None);
         }
@@ -106,12 +106,12 @@ impl Wrr {
     }
 }
 
-impl Scheduler for Wrr {
+impl Pick for Wrr {
     fn kind(&self) -> SchedKind {
         SchedKind::Wrr
     }
 
-    fn schedule(&self, d: &dyn Dests, _input: &SchedInput) -> Option<usize> {
+    fn pick<D: Dests + ?Sized>(&self, d: &D, _input: &SchedInput) -> Option<usize> {
         let mut cur = self.state.load(Ordering::Relaxed);
         loop {
             let (cl, cw) = unpack(cur);

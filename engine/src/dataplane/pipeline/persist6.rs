@@ -31,7 +31,7 @@ use crate::conn::Conn;
 use crate::dataplane::snapshot::{fold6, LiveDests, Server, Service6, Snapshot};
 use crate::packet::parse_ipv6::Ipv6Parsed;
 use crate::sched::persist::PersistTable;
-use crate::sched::{SchedInput, Scheduler};
+use crate::sched::{Sched, SchedInput};
 
 /// The template key of client `a` under prefix length `prefix`: the fold of
 /// `a` with its host bits cleared.
@@ -52,7 +52,7 @@ pub fn prefix6(a: Ipv6Addr, prefix: u8) -> Ipv6Addr {
 #[derive(Clone, Copy)]
 pub(super) struct Persistence<'a> {
     pub service: u16,
-    pub sched: &'a dyn Scheduler,
+    pub sched: &'a Sched,
     /// 0 = no persistence.
     pub ms: u64,
     pub prefix: u8,
@@ -90,7 +90,7 @@ impl Pipeline {
     ) -> Option<(&'s Server<Ipv6Addr>, Option<Ipv4Addr>)> {
         let on = Persistence {
             service: svc.id,
-            sched: &*svc.sched,
+            sched: &svc.sched,
             ms: svc.persistence_ms,
             prefix: svc.persistence_prefix,
         };

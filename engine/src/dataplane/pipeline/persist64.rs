@@ -39,7 +39,7 @@ impl Pipeline {
     ) -> Option<(&'s Server, Option<Ipv4Addr>)> {
         let on = Persistence {
             service: svc.id,
-            sched: &*svc.sched,
+            sched: &svc.sched,
             ms: svc.persistence_ms,
             prefix: svc.persistence_prefix,
         };

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::config::{Config, ServerConfig, ServiceConfig};
 use crate::conn::{self, Method};
-use crate::sched::{DestInfo, SchedOpts, Scheduler};
+use crate::sched::{DestInfo, Sched, SchedOpts};
 
 impl Snapshot {
     /// Builds the snapshot of `cfg`, with each server's state as `health`
@@ -205,7 +205,7 @@ pub(super) fn scheduler<A>(
     sc: &ServiceConfig,
     servers: &[Server<A>],
     v4: impl Fn(&A) -> Ipv4Addr,
-) -> Arc<dyn Scheduler> {
+) -> Arc<Sched> {
     let infos: Vec<DestInfo> = servers
         .iter()
         .map(|s| DestInfo::new(v4(&s.addr), s.port, s.weight, s.usable))

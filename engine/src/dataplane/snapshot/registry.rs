@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_utils::CachePadded;
 
 use crate::dataplane::counters::Counter;
-use crate::sched::{self, DestInfo, SchedKind, SchedOpts, Scheduler};
+use crate::sched::{DestInfo, Sched, SchedKind, SchedOpts};
 
 /// One worker's counters of one server: written only by that worker.
 #[derive(Default)]
@@ -122,7 +122,7 @@ struct KeptSched {
     kind: SchedKind,
     opts: SchedOpts,
     dests: Vec<DestInfo>,
-    sched: Arc<dyn Scheduler>,
+    sched: Arc<Sched>,
 }
 
 impl DestRegistry {
@@ -180,14 +180,14 @@ impl DestRegistry {
         kind: SchedKind,
         opts: &SchedOpts,
         dests: &[DestInfo],
-    ) -> Arc<dyn Scheduler> {
+    ) -> Arc<Sched> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = g.scheds.get(&svc) {
             if k.kind == kind && k.opts == *opts && k.dests == dests {
                 return k.sched.clone();
             }
         }
-        let sched: Arc<dyn Scheduler> = Arc::from(sched::build(kind, opts, dests));
+        let sched: Arc<Sched> = Arc::new(Sched::new(kind, opts, dests));
         g.scheds.insert(
             svc,
             KeptSched {

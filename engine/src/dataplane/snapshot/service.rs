@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::DestShared;
 use crate::config::{ServerConfig, ServiceConfig};
 use crate::conn::Method;
-use crate::sched::{self, Dests, Scheduler};
+use crate::sched::{self, Dests, Sched};
 
 /// One real server of one service in this snapshot (`A`: its address
 /// family; the IPv4 path keeps its plain `Server`).
@@ -96,7 +96,7 @@ pub struct Service {
     /// for one port. The lookup finds it through `Snapshot::by_port`.
     pub ports: Box<[u16]>,
     /// Shared with the previous snapshot while the server list is unchanged.
-    pub sched: Arc<dyn Scheduler>,
+    pub sched: Arc<Sched>,
     pub servers: Vec<Server>,
     /// 0 = no persistence.
     pub persistence_ms: u64,

@@ -9,7 +9,7 @@ use super::build::{scheduler, server, set_index, sorry_server};
 use super::{indexed, method_of, proto_of, DestRegistry, HealthView, Server, Snapshot};
 use crate::config::Config;
 use crate::conn::Method;
-use crate::sched::Scheduler;
+use crate::sched::Sched;
 
 /// One IPv6 virtual service the data plane forwards (NAT to IPv6 servers,
 /// see `ServiceConfig::forwards_ipv6`). Apart from [`Service`] so the IPv4
@@ -21,7 +21,7 @@ pub struct Service6 {
     /// 0 = all ports; the first of `ports` for a service over several.
     pub port: u16,
     pub ports: Box<[u16]>,
-    pub sched: Arc<dyn Scheduler>,
+    pub sched: Arc<Sched>,
     pub servers: Vec<Server<Ipv6Addr>>,
     /// 0 = no persistence.
     pub persistence_ms: u64,
@@ -44,7 +44,7 @@ pub struct Service64 {
     /// 0 = all ports; the first of `ports` for a service over several.
     pub port: u16,
     pub ports: Box<[u16]>,
-    pub sched: Arc<dyn Scheduler>,
+    pub sched: Arc<Sched>,
     pub servers: Vec<Server>,
     /// 0 = no persistence (`pipeline/persist64.rs`).
     pub persistence_ms: u64,
