@@ -215,10 +215,9 @@ impl Pipeline {
             self.sync_after_packet(id, tr.state != tr.old_state, now_ms);
         }
         if tr.old_active != tr.new_active {
-            // Usable in this snapshot (above), so there.
-            if let Some((_, srv)) = snap.dest(dest) {
-                srv.count_activity(self.worker, tr.old_active, tr.new_active);
-            }
+            // Usable in this snapshot (above): its entry (dest_fast.rs).
+            self.dests
+                .count_activity(snap, di, tr.old_active, tr.new_active);
         }
         let side = match (dir, method) {
             (Dir::Inbound, Method::Dr) => None,
