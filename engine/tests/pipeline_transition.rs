@@ -116,7 +116,11 @@ struct Director {
 
 impl Director {
     fn new() -> Director {
-        let c = config::parse(CFG).expect("config");
+        Director::with(CFG)
+    }
+
+    fn with(cfg: &str) -> Director {
+        let c = config::parse(cfg).expect("config");
         let ports = vec![
             PortInfo::new(&c.ports[0], MacAddr(PORT0_MAC)),
             PortInfo::new(&c.ports[1], MacAddr(PORT1_MAC)),
@@ -804,4 +808,198 @@ fn a_udp_flows_first_datagram_opens_it_on_the_new_flow_path_exactly_as_the_full_
     assert_eq!(a.server(4), b.server(4));
     assert_eq!(a.stats(), b.stats());
     assert_eq!(a.w.new_flow_hits(), 6);
+}
+
+/// The established path looks up every fast-shape segment, whatever its
+/// flags: a miss goes from the dispatch to the new-flow path (after
+/// `ipv4`'s checks), which takes only a plain SYN. A FIN, an RST or an ACK
+/// no connection holds is the full path's, as before: the same verdict,
+/// bytes and counters, and neither fast path counts it.
+#[test]
+fn a_segment_no_connection_holds_other_than_a_syn_is_left_to_the_full_path() {
+    let (mut a, mut b) = (Director::new(), Director::new());
+    let hits = |d: &Director| {
+        (
+            d.w.transition_hits(),
+            d.w.established_hits(),
+            d.w.new_flow_hits(),
+        )
+    };
+    let mut t = 10;
+    let drops = |d: &Director, r: Drop| d.shared.worker_stats[0].drops[r as usize].get();
+    for (i, flags) in ["A", "FA", "R", "PA", "SA"].into_iter().enumerate() {
+        let cport = 43000 + i as u16;
+        let (v, st) = both(
+            &mut a,
+            &mut b,
+            &from_client(cport, 80, flags, b"x"),
+            cport,
+            80,
+            t,
+        );
+        assert_eq!((v, st), (Verdict::Drop, None), "{flags}");
+        assert_eq!(hits(&a), (0, 0, 0), "{flags}");
+        t += 1;
+    }
+    assert_eq!(drops(&a, Drop::NoConnection), 5);
+    // A plain SYN after them opens on the new-flow path.
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(43100, 80, "S", b""),
+        43100,
+        80,
+        t,
+    );
+    assert_eq!((v, st), (Verdict::Tx(1), Some(TcpState::SynRecv)));
+    assert_eq!(hits(&a), (0, 0, 1));
+}
+
+/// With `[ha] sync` the established path makes no lookup (each packet may
+/// report the connection): the transition path looks the segment up
+/// itself, forwards the handshake's ACK, the data and the FIN, and hands
+/// the SYN's miss to the new-flow path, exactly as the full path (bytes,
+/// states, server and worker counters, the sync reports among them).
+#[test]
+fn with_sync_the_transition_path_looks_up_itself_exactly_as_the_full_path() {
+    let (mut a, mut b) = (Director::new(), Director::new());
+    for d in [&mut a, &mut b] {
+        d.shared
+            .ha
+            .sync
+            .store(true, std::sync::atomic::Ordering::Release);
+        d.w.ha_poll(&d.snap, 0);
+    }
+    let hits = |d: &Director| {
+        (
+            d.w.transition_hits(),
+            d.w.established_hits(),
+            d.w.new_flow_hits(),
+        )
+    };
+    use TcpState::{Established, FinWait, SynRecv};
+    let steps = [
+        ("S", SynRecv, (0, 0, 1)),
+        ("A", Established, (1, 0, 1)),
+        ("PA", Established, (2, 0, 1)),
+        ("FA", FinWait, (3, 0, 1)),
+    ];
+    for (t, (flags, state, h)) in (10..).zip(steps) {
+        let payload: &[u8] = if flags == "PA" { b"hello" } else { b"" };
+        let seg = from_client(44000, 81, flags, payload);
+        let (v, st) = both(&mut a, &mut b, &seg, 44000, 81, t);
+        assert_eq!((v, st), (Verdict::Tx(1), Some(state)), "{flags}");
+        assert_eq!(
+            hits(&a),
+            h,
+            "{flags}: (transition, established, new-flow) hits"
+        );
+    }
+    // Active after the ACK, inactive after the FIN: one connection (DR).
+    assert_eq!(a.server(1)[..3], [0, 1, 1]);
+}
+
+/// The active/inactive move of the transition path goes through the
+/// server's entry of the fast path (`dest_fast.rs`): for a server without
+/// an upper threshold straight to its counters, clearing an overload flag
+/// a worker on an older snapshot left set; for one with a threshold
+/// through the snapshot's server, which recomputes the flag. Either way
+/// the counts and the flag are the full path's.
+#[test]
+fn the_active_inactive_move_keeps_counts_and_overload_flag_as_the_full_path() {
+    let overloaded = |d: &Director, svc: usize| {
+        d.snap.services[svc].servers[0]
+            .shared
+            .overloaded
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // No threshold (DR on 81), the flag found set: the FIN's move clears it.
+    let (mut a, mut b) = (Director::new(), Director::new());
+    let mut t = 10;
+    for (flags, state) in [("S", TcpState::SynRecv), ("A", TcpState::Established)] {
+        let (v, st) = both(
+            &mut a,
+            &mut b,
+            &from_client(45000, 81, flags, b""),
+            45000,
+            81,
+            t,
+        );
+        assert_eq!((v, st), (Verdict::Tx(1), Some(state)), "{flags}");
+        t += 1;
+    }
+    for d in [&a, &b] {
+        d.snap.services[1].servers[0]
+            .shared
+            .overloaded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(45000, 81, "FA", b""),
+        45000,
+        81,
+        t,
+    );
+    assert_eq!((v, st), (Verdict::Tx(1), Some(TcpState::FinWait)));
+    assert_eq!(a.w.transition_hits(), 2);
+    assert_eq!(a.server(1)[..3], [0, 1, 1]);
+    assert!(!overloaded(&a, 1) && !overloaded(&b, 1));
+
+    // An upper threshold of 2 (NAT on 80): two connections set the flag,
+    // their FINs move them to inactive and leave it set (still 2), on the
+    // transition path as on the full path.
+    let cfg = CFG.replacen(
+        "  port = 8080\n",
+        "  port = 8080\n  upper_threshold = 2\n  lower_threshold = 1\n",
+        1,
+    );
+    assert_ne!(cfg, CFG);
+    let (mut a, mut b) = (Director::with(&cfg), Director::with(&cfg));
+    for cport in [45100, 45101] {
+        both(
+            &mut a,
+            &mut b,
+            &from_client(cport, 80, "S", b""),
+            cport,
+            80,
+            t,
+        );
+        both(
+            &mut a,
+            &mut b,
+            &from_client(cport, 80, "A", b""),
+            cport,
+            80,
+            t,
+        );
+    }
+    assert_eq!(a.server(0)[..3], [2, 0, 2]);
+    assert!(overloaded(&a, 0) && overloaded(&b, 0));
+    for cport in [45100, 45101] {
+        let (v, st) = both(
+            &mut a,
+            &mut b,
+            &from_client(cport, 80, "FA", b""),
+            cport,
+            80,
+            t,
+        );
+        // (NAT without a reply seen: the input-only table's state.)
+        assert_eq!((v, st), (Verdict::Tx(1), Some(TcpState::CloseWait)));
+    }
+    assert_eq!(a.w.transition_hits(), 4);
+    assert_eq!(a.server(0)[..3], [0, 2, 2]);
+    assert!(overloaded(&a, 0) && overloaded(&b, 0));
+    // A third SYN finds the server overloaded: refused on both.
+    let (v, st) = both(
+        &mut a,
+        &mut b,
+        &from_client(45102, 80, "S", b""),
+        45102,
+        80,
+        t,
+    );
+    assert_eq!((v, st), (Verdict::Drop, None));
 }

@@ -444,18 +444,41 @@ impl Pipeline {
                     if mac_eq(&dst_mac, &port.mac.0) {
                         match self.established(snap, f, p, h, i.hint, now_ms, owned) {
                             Ok(v) => return v,
-                            Err(l) => looked = l,
-                        }
-                        // A segment that only moves the TCP state (transition.rs),
-                        // or the first of a flow (new_flow.rs).
-                        match self.transition(snap, f, i, now_ms, owned, &mut looked) {
-                            transition::Next::Done(v) => return v,
-                            transition::Next::NewFlow => {
-                                if let Some(v) = self.new_flow(snap, f, h, in_port, now_ms) {
-                                    return v;
+                            // A segment that only moves the TCP state
+                            // (transition.rs), with the record found.
+                            Err(Looked::Hit(id, dir)) => {
+                                if self.owns(snap, &p.key, owned) {
+                                    if let Some(v) = self.moves(snap, f, id, dir, now_ms) {
+                                        return v;
+                                    }
+                                }
+                                looked = Looked::Hit(id, dir);
+                            }
+                            // The first of a flow (new_flow.rs): `ipv4`'s
+                            // checks before its lookup (the TTL and the
+                            // master were the established path's).
+                            Err(Looked::Miss) => {
+                                looked = Looked::Miss;
+                                if self.decides(snap, &p.key, owned) {
+                                    if let Some(v) = self.new_flow(snap, f, h, in_port, now_ms) {
+                                        return v;
+                                    }
                                 }
                             }
-                            transition::Next::Full => {}
+                            // No lookup made (`[ha] sync`, TTL): the
+                            // transition path's own (transition.rs).
+                            Err(Looked::NotYet) => {
+                                match self.transition(snap, f, i, now_ms, owned, &mut looked) {
+                                    transition::Next::Done(v) => return v,
+                                    transition::Next::NewFlow => {
+                                        if let Some(v) = self.new_flow(snap, f, h, in_port, now_ms)
+                                        {
+                                            return v;
+                                        }
+                                    }
+                                    transition::Next::Full => {}
+                                }
+                            }
                         }
                     }
                 }

@@ -36,6 +36,7 @@
 //!   removed it is still counted.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::admit_sources::Sources;
 use super::nexthop::Hop;
@@ -61,6 +62,11 @@ struct DestFast {
     /// The outer header of TUN to the server from the egress port of
     /// `hop`, made when the hop is remembered.
     tun: TunTemplate,
+    /// The server has no upper threshold in the stamped snapshot and its
+    /// counters are the snapshot's block for its id
+    /// (`Snapshot::counters`): an active/inactive move goes there
+    /// directly ([`DestTable::count_activity`]).
+    plain: bool,
 }
 
 impl DestFast {
@@ -70,11 +76,14 @@ impl DestFast {
         hop: Hop::EMPTY,
         pending: Pending::EMPTY,
         tun: TunTemplate::EMPTY,
+        plain: false,
     };
 }
 
 /// A worker's [`DestFast`] entries, by server id (module docs).
 pub(super) struct DestTable {
+    /// This worker (its block of each server's counters).
+    worker: usize,
     generation: u64,
     snapshot: usize,
     dests: Vec<DestFast>,
@@ -87,6 +96,7 @@ pub(super) struct DestTable {
 impl DestTable {
     pub(super) fn new(worker: usize) -> DestTable {
         DestTable {
+            worker,
             generation: u64::MAX,
             snapshot: 0,
             dests: Vec::new(),
@@ -170,6 +180,29 @@ impl DestTable {
         self.pending.count(&mut self.dests, snap, i, out, len);
     }
 
+    /// One of this worker's connections to server `i` (from
+    /// [`usable`](Self::usable) with `snap`) moved between active and
+    /// inactive (`was` -> `is`): `Server::count_activity`'s moves. For a
+    /// server without an upper threshold (the entry's `plain`) through
+    /// its counters by id (`Snapshot::counters`: one indexed load) rather
+    /// than the snapshot's id -> service -> server walk; the overload flag
+    /// is read as `Server::update_overload` reads it (set: a worker on an
+    /// older snapshot set it, the server clears it). The shared atomic
+    /// counts stay: lc/wlc and the overload flag read them within the
+    /// burst.
+    #[inline(always)]
+    pub(super) fn count_activity(&self, snap: &Snapshot, i: usize, was: bool, is: bool) {
+        if !self.dests[i].plain {
+            return activity_walk(snap, i, self.worker, was, is);
+        }
+        let Some(k) = snap.counters(i as u32) else {
+            return;
+        };
+        if k.per_worker[self.worker].shift(was, is) && k.overloaded.load(Relaxed) {
+            overload_walk(snap, i);
+        }
+    }
+
     /// Adds the pending counts to the servers' per-worker counters.
     #[inline]
     pub(super) fn flush(&mut self, snap: &Snapshot) {
@@ -191,11 +224,34 @@ impl DestTable {
         for (id, d) in self.dests.iter_mut().enumerate() {
             if let Some((svc, srv)) = snap.dest(id as u32) {
                 d.usable = srv.usable;
+                d.plain = srv.upper == 0
+                    && snap
+                        .counters(id as u32)
+                        .is_some_and(|k| std::ptr::eq(k, &*srv.shared));
                 if !snap.is_own(svc.vip) {
                     d.vip_not_own = u64::from(u32::from(svc.vip));
                 }
             }
         }
+    }
+}
+
+/// `Server::count_activity` through the snapshot's walk: a server with an
+/// upper threshold (or counters not its id's block).
+#[cold]
+#[inline(never)]
+fn activity_walk(snap: &Snapshot, i: usize, worker: usize, was: bool, is: bool) {
+    if let Some((_, srv)) = snap.dest(i as u32) {
+        srv.count_activity(worker, was, is);
+    }
+}
+
+/// `Server::update_overload` for a plain server whose flag is set.
+#[cold]
+#[inline(never)]
+fn overload_walk(snap: &Snapshot, i: usize) {
+    if let Some((_, srv)) = snap.dest(i as u32) {
+        srv.update_overload();
     }
 }
 

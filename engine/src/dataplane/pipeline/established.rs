@@ -27,8 +27,11 @@
 //!   The hop carries the egress port's MAC, address and MTU, so nothing
 //!   else of the snapshot or the neighbour table is read;
 //! * the packet fits the egress MTU;
-//! * the segment leaves the TCP state as it is (`ConnTable::is_steady`, on
-//!   the record the lookup returned; then `rearm_steady`).
+//! * the segment leaves the TCP state as it is (its flags, tested before
+//!   the lookup, and `ConnTable::is_steady` on the record the lookup
+//!   returned; then `rearm_steady`). A segment that moves it is looked up
+//!   all the same: the transition path (`transition.rs`) takes the hit,
+//!   the new-flow path the miss, without a lookup of their own.
 //!
 //! Anything else returns `None` before anything is written, and the full
 //! path decides exactly as before (its next packet refills the cache). The
@@ -65,12 +68,14 @@ const L4_OFF: usize = 34;
 #[derive(Clone, Copy)]
 pub(super) struct Head {
     /// The flow key as the table compares it: two big-endian loads.
-    key: WireKey,
-    ttl: u8,
-    /// TCP flags (0 for UDP).
-    flags: u8,
+    pub(super) key: WireKey,
+    pub(super) ttl: u8,
+    /// TCP flags; for UDP, ACK alone (`STEADY_FLAGS`: a datagram moves
+    /// no state), so that the established path's flag test needs no
+    /// protocol test.
+    pub(super) flags: u8,
     /// IPv4 total length.
-    total: u16,
+    pub(super) total: u16,
 }
 
 impl Head {
@@ -84,7 +89,7 @@ impl Head {
         let flags = if protocol == conn::PROTO_TCP {
             *frame.get(L4_OFF + 13)?
         } else {
-            0
+            STEADY_FLAGS
         };
         let head = Head {
             key: key_at(h),
@@ -97,7 +102,7 @@ impl Head {
 
     /// The destination address.
     #[inline(always)]
-    fn dst(&self) -> Ipv4Addr {
+    pub(super) fn dst(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.key.addrs as u32)
     }
 }
@@ -145,13 +150,16 @@ impl Out {
     }
 }
 
+/// Connection flags that send a packet to the full path: the synproxy's
+/// sequence shifts, persistence templates.
+const SLOW_FLAGS: u8 = synproxy::SYNPROXY | conn::flags::TEMPLATE;
+
 /// The TCP flags whose value decides a transition: a steady segment has
 /// ACK and none of the others.
 const STEADY_MASK: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::ACK;
 
-/// Connection flags that send a packet to the full path: the synproxy's
-/// sequence shifts, persistence templates.
-const SLOW_FLAGS: u8 = synproxy::SYNPROXY | conn::flags::TEMPLATE;
+/// The flags of a steady segment, of the four in `STEADY_MASK`.
+const STEADY_FLAGS: u8 = tcp_flags::ACK;
 
 /// What the fast path found of the frame's connection before it declined
 /// (the handshake's ACK, a FIN, a cold next hop): the full path uses it
@@ -186,26 +194,31 @@ impl Pipeline {
         if p.ttl <= 1 || !self.fast_on {
             return Err(Looked::NotYet);
         }
-        // SYN, FIN, RST or no ACK: a transition (`touch_steady` would say
-        // so after the lookup, which the full path then repeats).
-        if p.key.proto == conn::PROTO_TCP && p.flags & STEADY_MASK != tcp_flags::ACK {
-            return Err(Looked::NotYet);
-        }
+        // Every segment is looked up, whatever its flags: the state-moving
+        // ones (SYN, FIN, RST or no ACK: the handshake's ACK is one by its
+        // record's state) go on to the transition path with what was
+        // found, and a miss to the new-flow path, each without a lookup
+        // of its own. The flags are tested before the lookup, in
+        // registers, and the record's side with the constant ACK (a
+        // steady segment's flags), as when a moving segment was declined
+        // before its lookup.
+        let moving = p.flags & STEADY_MASK != STEADY_FLAGS;
         let Some((id, dir, c)) = self.conns.lookup_hinted(&p.key, hash, hint, now_ms) else {
             return Err(Looked::Miss);
         };
-        let hit = Looked::Hit(id, dir);
         // What the rest needs of the record, read once here (no copy of
-        // it kept across the next-hop and rewrite steps). The segment's
-        // flags are ACK alone of the four that matter (checked above),
-        // so the constant.
+        // it kept across the next-hop and rewrite steps).
         let method = c.method();
         if c.flags() & SLOW_FLAGS != 0
             || method == Method::Fnat
+            || moving
             || !ConnTable::is_steady(c, dir, tcp_flags::ACK)
         {
-            return Err(hit);
+            // The transition path asks the record's flags and method again
+            // (one test here for the steady packets).
+            return Err(Looked::Hit(id, dir));
         }
+        let hit = Looked::Hit(id, dir);
         let (dest, proto) = (c.dest(), c.proto());
         let to = c.next_hop_addr(dir);
         let (nat_addr, nat_port) = c.nat_target(dir);

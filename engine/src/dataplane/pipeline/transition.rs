@@ -15,9 +15,12 @@
 //! * the frame has the fast shape, a TTL to decrement, is TCP and not to
 //!   one of the director's own addresses; this director is the master;
 //! * this worker owns the flow (or it was handed over);
-//! * the connection is found (the established path's `Looked::Hit`, else
-//!   one lookup with the first pass's hash and the prefetch pass's hint,
-//!   kept in `looked` for the full path), is NAT (both directions) or DR, not full-NAT, not opened by the
+//! * the connection is found (the established path's `Looked::Hit`: it
+//!   looks up every segment of the fast shape, whatever its flags, so the
+//!   dispatch hands its hit straight to `Pipeline::moves` and its miss,
+//!   after `ipv4`'s checks, to the new-flow path; else, when it made no
+//!   lookup (`[ha] sync`), one lookup here with the first pass's hash and
+//!   the prefetch pass's hint, kept in `looked` for the full path), is NAT (both directions) or DR, not full-NAT, not opened by the
 //!   synproxy, not a persistence template, and is not a SYN that
 //!   reschedules a connection in TIME_WAIT/CLOSE;
 //! * its server is in the snapshot and usable (the established path's
@@ -42,9 +45,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::established::fast_key;
+use super::established::Head;
 use super::{rewrite_drop, synproxy, Frame, Inspected, Looked, Pipeline, Verdict};
-use crate::conn::{self, tcp_flags, Dir, Method, WireKey};
+use crate::conn::{self, tcp_flags, ConnId, Dir, Method, WireKey};
 use crate::dataplane::snapshot::Snapshot;
 use crate::forward;
 
@@ -55,8 +58,9 @@ const SLOW_FLAGS: u8 = synproxy::SYNPROXY | conn::flags::TEMPLATE;
 /// The flags `ConnTable::wants_reschedule` asks for: SYN without ACK.
 const RESCHEDULE_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK;
 
-/// What this path reads of a TCP frame of the fast shape: Ethernet, IPv4
-/// without options and the TCP header up to its flags byte (47).
+/// What [`Pipeline::moves`] reads of a TCP frame of the fast shape:
+/// Ethernet, IPv4 without options and the TCP header up to its flags byte
+/// (47).
 const HEAD: usize = 48;
 
 /// What the transition path made of a frame.
@@ -73,26 +77,20 @@ pub(super) enum Next {
 }
 
 impl Pipeline {
-    /// Forwards `f` when it is a state-changing TCP segment of a tracked NAT
-    /// or DR connection (module docs), as the full path would; when its
-    /// lookup misses, `Next::NewFlow` sends it to the new-flow path, which
-    /// may open the connection (`new_flow.rs`; the dispatch calls it, so
-    /// that this function takes six arguments, not the arrival port too:
-    /// 12 Ir per connection of spills and argument passing). `Next::Full`
-    /// leaves the frame, the connection and every counter untouched, with
-    /// what a lookup found in `looked`.
+    /// The transition path for a segment the established path made no
+    /// lookup for (`[ha] sync` on, or a TTL at its end): the checks that
+    /// path made before its lookup, the lookup (kept in `looked` for the
+    /// full path), then [`moves`](Self::moves). When the lookup misses,
+    /// `Next::NewFlow` sends the frame to the new-flow path, which may
+    /// open the connection (`new_flow.rs`; the dispatch calls it).
+    /// `Next::Full` leaves the frame, the connection and every counter
+    /// untouched.
     ///
-    /// The fields are read at the fixed offsets of the fast shape (no
-    /// packet summary); the server's entry of the established path
-    /// (`dest_fast.rs`: usable in this snapshot, its remembered next hop,
-    /// the per-burst packet and byte counts) stands for the snapshot's
-    /// id -> service -> server walk and the per-packet counter updates; the
-    /// server itself is looked up only when the segment moves the
-    /// connection between active and inactive.
-    ///
-    /// Not inlined: inlined into `process_inspected` it saves nothing per
-    /// connection (4,158 against 4,160 Ir) and costs the established path
-    /// 13-28 Ir per packet (register allocation of the bigger function).
+    /// The established path's own lookups (`Looked::Hit`, `Looked::Miss`)
+    /// do not come here: the dispatch hands them to `moves` and (after
+    /// [`decides`](Self::decides)) `new_flow` directly, without this call,
+    /// its second reading of the header and, for a SYN, a call only to
+    /// miss.
     #[inline(never)]
     pub(super) fn transition<F: Frame>(
         &mut self,
@@ -103,49 +101,76 @@ impl Pipeline {
         owned: bool,
         looked: &mut Looked,
     ) -> Next {
-        let frame = f.data();
-        let Some(h) = frame.first_chunk::<HEAD>() else {
+        let Some((p, _)) = Head::read(f.data()) else {
             return Next::Full;
         };
-        let (proto, ttl, flags) = (h[23], h[22], h[47]);
-        let total = u16::from_be_bytes([h[16], h[17]]);
-        if proto != conn::PROTO_TCP {
-            return self.first_datagram(snap, f, i, now_ms, owned, *looked);
+        if p.key.proto != conn::PROTO_TCP {
+            return self.first_datagram(snap, &p, i, now_ms, owned);
         }
-        if ttl <= 1 || !self.master {
+        if p.ttl <= 1 || !self.master || !self.owns(snap, &p.key, owned) {
             return Next::Full;
         }
-        let key = fast_key(frame);
-        if *looked == Looked::Miss || !self.owns(snap, &key, owned) {
-            return Next::Full;
-        }
-        // To one of the director's own addresses: asked after the lookup,
-        // where an inbound segment's server entry knows its VIP is none.
-        let dst = key.addrs as u32;
         let Some(hash) = i.hash else {
             return Next::Full;
         };
-        let (id, dir) = match *looked {
-            Looked::Hit(id, dir) => (id, dir),
-            _ => match self.conns.lookup_hinted(&key, hash, i.hint, now_ms) {
-                Some((id, dir, _)) => {
-                    *looked = Looked::Hit(id, dir);
-                    (id, dir)
-                }
-                None => {
-                    *looked = Looked::Miss;
-                    if snap.is_own(Ipv4Addr::from(dst)) {
-                        return Next::Full;
-                    }
-                    // No connection: perhaps the SYN that opens one (new_flow.rs).
-                    return Next::NewFlow;
-                }
-            },
+        let Some((id, dir, _)) = self.conns.lookup_hinted(&p.key, hash, i.hint, now_ms) else {
+            *looked = Looked::Miss;
+            // To one of the director's own addresses: asked after the
+            // lookup, where an inbound segment's server entry knows its
+            // VIP is none.
+            if snap.is_own(p.dst()) {
+                return Next::Full;
+            }
+            // No connection: perhaps the SYN that opens one (new_flow.rs).
+            return Next::NewFlow;
         };
+        *looked = Looked::Hit(id, dir);
+        match self.moves(snap, f, id, dir, now_ms) {
+            Some(v) => Next::Done(v),
+            None => Next::Full,
+        }
+    }
+
+    /// Forwards `f`, a fast-shape state-changing TCP segment of connection
+    /// `id`, found in direction `dir`, when that is a NAT or DR connection
+    /// (module docs), as the full path would. The caller found it with a
+    /// TTL to decrement on the master and owns the flow (the established
+    /// path's decline, `Looked::Hit`, or
+    /// [`transition`](Self::transition)'s own lookup). `None` leaves the
+    /// frame, the connection and every counter untouched: a synproxied
+    /// connection, a template, full-NAT or TUN, a SYN that reschedules, a
+    /// server gone, a cold next hop, too big (a steady segment the
+    /// established path declined ends here, for the same reasons).
+    ///
+    /// The three fields it needs (flags, length, destination) are read
+    /// again at their fixed offsets, one bounds check for the three:
+    /// handed over from the caller's `Head`, they would keep that in
+    /// memory on the established path (measured: +8 Ir per steady packet).
+    ///
+    /// The server's entry of the established path (`dest_fast.rs`: usable
+    /// in this snapshot, its remembered next hop, the per-burst packet and
+    /// byte counts, its counters' block) stands for the snapshot's
+    /// id -> service -> server walk and the per-packet counter updates.
+    ///
+    /// Not inlined: inlined into `process_inspected` it costs the
+    /// established path's steady packets in register allocation (session
+    /// 23: 13-28 Ir per packet for the whole transition path).
+    #[inline(never)]
+    pub(super) fn moves<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        id: ConnId,
+        dir: Dir,
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        let h = f.data().first_chunk::<HEAD>()?;
+        let (flags, total) = (h[47], u16::from_be_bytes([h[16], h[17]]));
+        let dst = u32::from_be_bytes([h[30], h[31], h[32], h[33]]);
         let c = self.conns.get(id);
         let method = c.method();
         if c.flags() & SLOW_FLAGS != 0 || !matches!(method, Method::Nat | Method::Dr) {
-            return Next::Full;
+            return None;
         }
         let dest = c.dest();
         let to = c.next_hop_addr(dir);
@@ -156,15 +181,13 @@ impl Pipeline {
             && flags & RESCHEDULE_MASK == tcp_flags::SYN
             && self.conns.wants_reschedule(id, flags)
         {
-            return Next::Full;
+            return None;
         }
         // The server in this snapshot and usable (pipeline/dest_fast.rs).
-        let Some(di) = self.dests.usable(snap, dest) else {
-            return Next::Full;
-        };
+        let di = self.dests.usable(snap, dest)?;
         let dst_known = dir == Dir::Inbound && self.dests.vip_not_own(di, dst);
         if !dst_known && snap.is_own(Ipv4Addr::from(dst)) {
-            return Next::Full;
+            return None;
         }
         // The next hop: inbound, the one remembered with the server (else
         // the next-hop cache's, then remembered), as the established path
@@ -176,9 +199,7 @@ impl Pipeline {
         let (port, mtu, macs) = match remembered {
             Some(h) => (h.port, h.port_mtu, h.macs),
             None => {
-                let Some(&h) = self.hop_hit(snap, Ipv4Addr::from(to), now_ms) else {
-                    return Next::Full;
-                };
+                let &h = self.hop_hit(snap, Ipv4Addr::from(to), now_ms)?;
                 if dir == Dir::Inbound {
                     self.dests.set_hop(di, h);
                 }
@@ -186,7 +207,7 @@ impl Pipeline {
             }
         };
         if total > mtu {
-            return Next::Full;
+            return None;
         }
         // Committed: `existing`'s moves, in its order.
         let tr = self.conns.on_packet(id, dir, flags, now_ms);
@@ -194,10 +215,9 @@ impl Pipeline {
             self.sync_after_packet(id, tr.state != tr.old_state, now_ms);
         }
         if tr.old_active != tr.new_active {
-            // Usable in this snapshot (above), so there.
-            if let Some((_, srv)) = snap.dest(dest) {
-                srv.count_activity(self.worker, tr.old_active, tr.new_active);
-            }
+            // Usable in this snapshot (above): its entry (dest_fast.rs).
+            self.dests
+                .count_activity(snap, di, tr.old_active, tr.new_active);
         }
         let side = match (dir, method) {
             (Dir::Inbound, Method::Dr) => None,
@@ -212,28 +232,28 @@ impl Pipeline {
             }
         };
         if let Err(e) = done {
-            return Next::Done(self.drop(rewrite_drop(e)));
+            return Some(self.drop(rewrite_drop(e)));
         }
         // IP bytes, as IPVS counts (no Ethernet header or padding), added
         // up per burst as the established path's.
         self.dests
             .count(snap, di, dir == Dir::Reply, u64::from(total));
         self.transition_hits += 1;
-        Next::Done(Verdict::Tx(port as usize))
+        Some(Verdict::Tx(port as usize))
     }
 
     /// `ipv4`'s checks before its lookup that the fixed offsets leave to
     /// make, for a TTL to decrement on the master: not to one of the
     /// director's own addresses, and this worker owns the flow.
     #[inline(always)]
-    fn decides(&self, snap: &Snapshot, key: &WireKey, owned: bool) -> bool {
+    pub(super) fn decides(&self, snap: &Snapshot, key: &WireKey, owned: bool) -> bool {
         !snap.is_own(Ipv4Addr::from(key.addrs as u32)) && self.owns(snap, key, owned)
     }
 
     /// This worker owns the flow of `key` (or it was handed over): `ipv4`'s
     /// hand-off check.
     #[inline(always)]
-    fn owns(&self, snap: &Snapshot, key: &WireKey, owned: bool) -> bool {
+    pub(super) fn owns(&self, snap: &Snapshot, key: &WireKey, owned: bool) -> bool {
         let dst = Ipv4Addr::from(key.addrs as u32);
         if !owned && self.workers > 1 {
             // `ipv4`'s hand-off check, in its terms.
@@ -250,44 +270,35 @@ impl Pipeline {
         true
     }
 
-    /// A UDP datagram of the fast shape that no connection holds (the
-    /// established path's lookup missed, or it made none): the first of its
-    /// flow, opened by the new-flow path when it is to a UDP service
-    /// (`new_flow.rs`). A datagram of a tracked flow moves no state: the
-    /// established path's, or the full path's when that one declined it.
-    /// Out of line: the TCP segments' path stays as it was.
+    /// A UDP datagram of the fast shape the established path made no
+    /// lookup for (`[ha] sync` on, or a TTL at its end): when no
+    /// connection holds it, the first of its flow, opened by the new-flow
+    /// path when it is to a UDP service (`new_flow.rs`). A datagram of a
+    /// tracked flow moves no state: the full path's. Out of line: the TCP
+    /// segments' path stays as it was.
     #[inline(never)]
-    fn first_datagram<F: Frame>(
+    fn first_datagram(
         &mut self,
         snap: &Snapshot,
-        f: &mut F,
+        p: &Head,
         i: &Inspected,
         now_ms: u64,
         owned: bool,
-        looked: Looked,
     ) -> Next {
-        let Some(h) = f.data().first_chunk::<HEAD>() else {
-            return Next::Full;
-        };
-        if h[23] != conn::PROTO_UDP || h[22] <= 1 || !self.master {
+        if p.key.proto != conn::PROTO_UDP || p.ttl <= 1 || !self.master {
             return Next::Full;
         }
-        let key = fast_key(f.data());
-        if !self.decides(snap, &key, owned) {
+        if !self.decides(snap, &p.key, owned) {
             return Next::Full;
         }
         let Some(hash) = i.hash else {
             return Next::Full;
         };
-        let missed = match looked {
-            Looked::Miss => true,
-            Looked::Hit(..) => false,
-            Looked::NotYet => self
-                .conns
-                .lookup_hinted(&key, hash, i.hint, now_ms)
-                .is_none(),
-        };
-        if !missed {
+        if self
+            .conns
+            .lookup_hinted(&p.key, hash, i.hint, now_ms)
+            .is_some()
+        {
             return Next::Full;
         }
         Next::NewFlow
