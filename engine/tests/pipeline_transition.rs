@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use engine::config;
-use engine::conn::{FlowKey, TcpState};
+use engine::conn::{FlowKey, Hint, TcpState};
 use engine::dataplane::counters::{Drop, StatsReport};
 use engine::dataplane::pipeline::{Inspected, Pipeline, VecFrame, Verdict};
 use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
@@ -1004,6 +1004,12 @@ fn the_active_inactive_move_keeps_counts_and_overload_flag_as_the_full_path() {
     assert_eq!((v, st), (Verdict::Drop, None));
 }
 
+/// The flow key of `frame`, as the full parser reads it.
+fn parse_key(frame: &[u8]) -> FlowKey {
+    let p = parse_frame_full(frame).expect("parses");
+    FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port)
+}
+
 /// `burst` with the caller's `Inspected` array, reused from one burst to
 /// the next as `worker.rs` reuses its own: `inspect_into` leaves a fast
 /// frame's `hint` as the last burst left it, and `prefetch_conns` must
@@ -1026,6 +1032,16 @@ fn burst_reusing(
         d.w.prefetch_conns(&mut fresh);
         assert_eq!(x.hint, fresh[0].hint, "the second pass's hint");
         assert_eq!(x.hash, fresh[0].hash);
+        // A tracked flow's frame names its record, an untracked one's
+        // none (whatever the array held before).
+        let tracked = d.w.conns.lookup(&parse_key(frame), now).is_some();
+        assert_eq!(x.hint != Hint::NONE, tracked, "hint of a tracked flow");
+    }
+    // The burst's frames are of different connections: different hints.
+    for (i, x) in insp.iter().enumerate() {
+        for y in &insp[i + 1..] {
+            assert!(x.hint == Hint::NONE || x.hint != y.hint);
+        }
     }
     let mut out = Vec::new();
     for ((port, frame), x) in segs.iter().zip(insp.iter()) {
