@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use engine::config;
-use engine::conn::{FlowKey, TcpState};
+use engine::conn::{FlowKey, Hint, TcpState};
 use engine::dataplane::counters::{Drop, StatsReport};
 use engine::dataplane::pipeline::{Inspected, Pipeline, VecFrame, Verdict};
 use engine::dataplane::snapshot::{AllUp, PortInfo, Snapshot};
@@ -1002,4 +1002,127 @@ fn the_active_inactive_move_keeps_counts_and_overload_flag_as_the_full_path() {
         t,
     );
     assert_eq!((v, st), (Verdict::Drop, None));
+}
+
+/// The flow key of `frame`, as the full parser reads it.
+fn parse_key(frame: &[u8]) -> FlowKey {
+    let p = parse_frame_full(frame).expect("parses");
+    FlowKey::new(p.protocol, p.src, p.src_port, p.dst, p.dst_port)
+}
+
+/// `burst` with the caller's `Inspected` array, reused from one burst to
+/// the next as `worker.rs` reuses its own: `inspect_into` leaves a fast
+/// frame's `hint` as the last burst left it, and `prefetch_conns` must
+/// write it for every frame with a hash. Each frame's hint is checked
+/// against the one a fresh `Inspected` gets.
+fn burst_reusing(
+    d: &mut Director,
+    insp: &mut [Inspected],
+    segs: &[Segment],
+    now: u64,
+) -> Vec<(Verdict, Vec<u8>)> {
+    let insp = &mut insp[..segs.len()];
+    for ((_, frame), x) in segs.iter().zip(insp.iter_mut()) {
+        d.w.inspect_into(frame, x);
+    }
+    d.w.prefetch_conns(insp);
+    for ((_, frame), x) in segs.iter().zip(insp.iter()) {
+        let mut fresh = [Inspected::EMPTY];
+        d.w.inspect_into(frame, &mut fresh[0]);
+        d.w.prefetch_conns(&mut fresh);
+        assert_eq!(x.hint, fresh[0].hint, "the second pass's hint");
+        assert_eq!(x.hash, fresh[0].hash);
+        // A tracked flow's frame names its record, an untracked one's
+        // none (whatever the array held before).
+        let tracked = d.w.conns.lookup(&parse_key(frame), now).is_some();
+        assert_eq!(x.hint != Hint::NONE, tracked, "hint of a tracked flow");
+    }
+    // The burst's frames are of different connections: different hints.
+    for (i, x) in insp.iter().enumerate() {
+        for y in &insp[i + 1..] {
+            assert!(x.hint == Hint::NONE || x.hint != y.hint);
+        }
+    }
+    let mut out = Vec::new();
+    for ((port, frame), x) in segs.iter().zip(insp.iter()) {
+        let mut f = VecFrame::new(frame);
+        let v = d.w.process_inspected(&d.snap, &mut f, x, *port, now, false);
+        out.push((v, f.to_vec()));
+    }
+    d.w.end_burst(&d.snap);
+    out
+}
+
+#[test]
+fn segments_in_separate_bursts_with_a_reused_first_pass_array_match_the_full_path() {
+    // Each connection's segments an RTT apart (one burst per kind), in an
+    // order that changes from burst to burst, so that every slot of the
+    // reused array holds another connection's hint (or none) from the
+    // burst before: the second pass replaces it, and each path forwards
+    // exactly as the full path.
+    let (mut a, mut b) = (Director::new(), Director::new());
+    both(
+        &mut a,
+        &mut b,
+        &from_client(44000, 80, "S", b""),
+        44000,
+        80,
+        5,
+    );
+    let t = 10;
+    let conns = [(44001, 80), (44002, 81), (44003, 80)];
+    let mut insp = vec![Inspected::EMPTY; 8];
+    let (es0, tr0, nf0) = (
+        a.w.established_hits(),
+        a.w.transition_hits(),
+        a.w.new_flow_hits(),
+    );
+    let rounds: [(&str, &[u8], [usize; 3]); 4] = [
+        ("S", b"", [0, 1, 2]),
+        ("A", b"", [2, 0, 1]),
+        ("PA", b"data", [1, 2, 0]),
+        ("FA", b"", [0, 2, 1]),
+    ];
+    for (n, (flags, payload, order)) in rounds.iter().enumerate() {
+        let segs: Vec<_> = order
+            .iter()
+            .map(|&c| from_client(conns[c].0, conns[c].1, flags, payload))
+            .collect();
+        let now = t + n as u64;
+        let got = burst_reusing(&mut a, &mut insp, &segs, now);
+        for (i, (g, (port, frame))) in got.iter().zip(&segs).enumerate() {
+            let w = b.run_full(*port, frame, now);
+            assert_eq!(*g, w, "round {flags}, segment {i}: verdict and bytes out");
+            assert!(matches!(g.0, Verdict::Tx(_)), "{flags} {i}: {:?}", g.0);
+        }
+        for &(cport, vport) in &conns {
+            assert_eq!(
+                a.state(cport, vport, now),
+                b.state(cport, vport, now),
+                "{flags} {cport}: TCP state"
+            );
+        }
+        for svc in 0..2 {
+            assert_eq!(a.server(svc), b.server(svc), "{flags}: service {svc}");
+        }
+        assert_eq!(a.stats(), b.stats(), "{flags}: worker counters");
+    }
+    // The client's FIN: NAT's input table, DR's input-only one.
+    for &(cport, vport) in &conns {
+        let want = if vport == 80 {
+            TcpState::CloseWait
+        } else {
+            TcpState::FinWait
+        };
+        assert_eq!(a.state(cport, vport, t + 3), Some(want), "{cport}");
+    }
+    // Which path took each frame: the SYNs the new-flow path, the data
+    // the established path, the ACKs and FINs the transition path.
+    assert_eq!(a.w.new_flow_hits() - nf0, 3);
+    assert_eq!(a.w.established_hits() - es0, 3);
+    assert_eq!(a.w.transition_hits() - tr0, 6);
+    // Active/inactive: the three closing connections are inactive, the
+    // warm-up's SYN_RECV active.
+    assert_eq!(a.server(0)[..2], [1, 2]);
+    assert_eq!(a.server(1)[..2], [0, 1]);
 }

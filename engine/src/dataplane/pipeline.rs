@@ -136,7 +136,10 @@ pub struct Inspected {
     pub flow6: Flow6,
     /// What the second pass found in the flow's bucket
     /// ([`prefetch_conns`](Pipeline::prefetch_conns)), for the established
-    /// path's lookup to try first (`ConnTable::lookup_hinted`).
+    /// path's lookup to try first (`ConnTable::lookup_hinted`). Written by
+    /// that pass, not by `inspect_into`'s fast shape: a caller reusing an
+    /// `Inspected` runs both passes (a stale hint would only cost the
+    /// lookup its first guess: it is checked against the key).
     pub hint: Hint,
 }
 
@@ -352,7 +355,10 @@ impl Pipeline {
             self.conns.prefetch_hashed(h);
             out.hash = Some(h);
             out.fast = true;
-            out.hint = Hint::NONE;
+            // `hint` is not reset: the second pass (`prefetch_conns`)
+            // writes it for every frame with a hash, and a hint is only
+            // ever a first guess that `lookup_hinted` checks against the
+            // key, its use and its expiry (two stores per frame saved).
             return;
         }
         if self.inspect6(frame, out) {

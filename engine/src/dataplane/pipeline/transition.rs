@@ -174,7 +174,6 @@ impl Pipeline {
         }
         let dest = c.dest();
         let to = c.next_hop_addr(dir);
-        let (nat_addr, nat_port) = c.nat_target(dir);
         // Only a SYN without ACK may reschedule: the table is asked for
         // that one alone.
         if dir == Dir::Inbound
@@ -224,6 +223,9 @@ impl Pipeline {
             (Dir::Inbound, _) => Some(forward::NatSide::Dst),
             (Dir::Reply, _) => Some(forward::NatSide::Src),
         };
+        // The rewrite's target read here, from the record the state move
+        // just wrote (in cache), not kept across the checks above.
+        let (nat_addr, nat_port) = self.conns.get(id).nat_target(dir);
         let frame = f.data_mut();
         let done = match side {
             None => forward::dr_fixed_pair(frame, &macs),
