@@ -3,10 +3,14 @@
 //! the full path's re-parse and re-decisions and with the first pass's
 //! hash reused for the insert.
 //!
-//! The transition path (`transition.rs`) looks every fast-shape TCP
-//! segment (and UDP datagram the established path did not find) up after the checks `ipv4` makes before its lookup (TTL to
-//! decrement, master, not to one of the director's own addresses, this
-//! worker owns the flow). When that lookup misses, the full path would
+//! The established path (`established.rs`) looks every fast-shape
+//! segment up, whatever its flags; when it misses, the dispatch
+//! (`process_inspected`) makes the checks `ipv4` makes before its lookup
+//! that the established path did not (not to one of the director's own
+//! addresses, this worker owns the flow; the TTL to decrement and the
+//! master were the established path's) and calls this path. (With `[ha]
+//! sync` the established path is off and the transition path,
+//! `transition.rs`, looks up and misses instead.) The full path would
 //! build the summary again, repeat those checks and the miss, and then
 //! schedule. This path takes the miss from there and makes exactly
 //! `ipv4`'s moves for a plain SYN to a service:
