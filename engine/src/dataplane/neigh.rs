@@ -195,6 +195,14 @@ impl<A: NeighAddr> Guard<'_, A> {
         self.e.mac.store(mac, Ordering::Relaxed);
         self.e.learned.store(learned, Ordering::Relaxed);
     }
+    /// [`set`](Self::set) for a new occupant of the slot (or one freed):
+    /// no request of ours outstanding, nothing to recheck.
+    #[inline(always)]
+    fn take(&self, key: A::Key, mac: u64, learned: u64) {
+        self.set(key, mac, learned);
+        self.e.requested.store(0, Ordering::Relaxed);
+        self.e.recheck.store(false, Ordering::Relaxed);
+    }
 }
 
 impl<A: NeighAddr> Drop for Guard<'_, A> {

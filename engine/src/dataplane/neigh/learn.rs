@@ -25,17 +25,7 @@ impl<A: NeighAddr> Table<A> {
             let e = &self.entries[j];
             let key = e.key_now();
             if key == A::FREE {
-                let g = e.lock()?;
-                return match g.key() {
-                    k if k == A::FREE => {
-                        g.set(ip.live(), 0, 0);
-                        e.requested.store(0, Ordering::Relaxed);
-                        e.recheck.store(false, Ordering::Relaxed);
-                        Some((j, g))
-                    }
-                    k if k == ip.live() => Some((j, g)),
-                    _ => None,
-                };
+                return Self::lock_free_for(e, ip.live()).map(|g| (j, g));
             }
             if key == ip.live() {
                 let g = e.lock()?;
@@ -56,14 +46,35 @@ impl<A: NeighAddr> Table<A> {
             (None, Some((j, _))) if evict => (j, self.entries[j].key_now()),
             _ => return None,
         };
+        self.take_seen(j, seen, ip.live())
+    }
+
+    /// Locks `e`, a free slot of the probe window when the walk read it,
+    /// for `live`: taken (no MAC yet) while still free, kept when another
+    /// walk gave it `live` meanwhile; `None` when it went to another
+    /// address (or stayed busy).
+    #[inline(always)]
+    fn lock_free_for(e: &Entry<A>, live: A::Key) -> Option<Guard<'_, A>> {
+        let g = e.lock()?;
+        let k = g.key();
+        if k == A::FREE {
+            g.take(live, 0, 0);
+        } else if k != live {
+            return None;
+        }
+        Some(g)
+    }
+
+    /// Takes slot `j`, expired or chosen for eviction when the walk read
+    /// `seen` there, for `live` (no MAC yet); `None` when someone else
+    /// reused it meanwhile (it is theirs).
+    #[inline(always)]
+    fn take_seen(&self, j: usize, seen: A::Key, live: A::Key) -> Option<(usize, Guard<'_, A>)> {
         let g = self.entries[j].lock()?;
-        // Someone else reused it meanwhile: leave it to them.
         if g.key() != seen {
             return None;
         }
-        g.set(ip.live(), 0, 0);
-        self.entries[j].requested.store(0, Ordering::Relaxed);
-        self.entries[j].recheck.store(false, Ordering::Relaxed);
+        g.take(live, 0, 0);
         Some((j, g))
     }
 
@@ -85,17 +96,7 @@ impl<A: NeighAddr> Table<A> {
             if key == A::FREE {
                 // `find_general` ends here with nothing; `claim_general`
                 // takes this slot.
-                let g = e.lock()?;
-                return match g.key() {
-                    k if k == A::FREE => {
-                        g.set(ip.live(), 0, 0);
-                        e.requested.store(0, Ordering::Relaxed);
-                        e.recheck.store(false, Ordering::Relaxed);
-                        Some((j, g))
-                    }
-                    k if k == ip.live() => Some((j, g)),
-                    _ => None,
-                };
+                return Self::lock_free_for(e, ip.live()).map(|g| (j, g));
             }
             if key == ip.live() && e.read().unwrap_or(View::busy(key)).key == ip.live() {
                 let g = e.lock()?;
@@ -107,15 +108,7 @@ impl<A: NeighAddr> Table<A> {
             }
         }
         let (j, seen) = expired?;
-        let g = self.entries[j].lock()?;
-        // Someone else reused it meanwhile: leave it to them.
-        if g.key() != seen {
-            return None;
-        }
-        g.set(ip.live(), 0, 0);
-        self.entries[j].requested.store(0, Ordering::Relaxed);
-        self.entries[j].recheck.store(false, Ordering::Relaxed);
-        Some((j, g))
+        self.take_seen(j, seen, ip.live())
     }
 
     /// Records that `ip` is at `mac`, from unsolicited evidence: an ARP
@@ -170,9 +163,7 @@ impl<A: NeighAddr> Table<A> {
                 let Some(g) = e.lock() else { return };
                 let k = g.key();
                 if k == A::FREE {
-                    g.set(live, VALID | bits, now_ms);
-                    e.requested.store(0, Ordering::Relaxed);
-                    e.recheck.store(false, Ordering::Relaxed);
+                    g.take(live, VALID | bits, now_ms);
                 } else if k == live {
                     Self::learn_locked(&g, live, bits, now_ms);
                 }
@@ -204,9 +195,7 @@ impl<A: NeighAddr> Table<A> {
         let Some(g) = e.lock() else { return };
         // Someone else reused it meanwhile: leave it to them.
         if g.key() == seen {
-            g.set(live, VALID | bits, now_ms);
-            e.requested.store(0, Ordering::Relaxed);
-            e.recheck.store(false, Ordering::Relaxed);
+            g.take(live, VALID | bits, now_ms);
         }
     }
 

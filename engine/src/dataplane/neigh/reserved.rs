@@ -95,9 +95,7 @@ impl<A: NeighAddr> Table<A> {
         };
         let e = &self.entries[j];
         if let Some(g) = e.lock() {
-            g.set(ip.live(), mac, learned);
-            e.requested.store(0, Ordering::Relaxed);
-            e.recheck.store(false, Ordering::Relaxed);
+            g.take(ip.live(), mac, learned);
         }
         reuse.is_none()
     }
@@ -114,9 +112,7 @@ impl<A: NeighAddr> Table<A> {
             .collect();
         for e in &self.entries[region] {
             if let Some(g) = e.lock() {
-                g.set(A::FREE, 0, 0);
-                e.requested.store(0, Ordering::Relaxed);
-                e.recheck.store(false, Ordering::Relaxed);
+                g.take(A::FREE, 0, 0);
             }
         }
         let mut used = 0;
