@@ -292,6 +292,15 @@ pub struct Table<A: NeighAddr> {
     /// First index of the reserved region, and its size minus one.
     rbase: usize,
     rmask: usize,
+    /// Which homes (`home & 63`) a reserved address may have: bit
+    /// `home & 63` is set for every address the reserved region holds
+    /// (set before its entry is written, cleared only for addresses no
+    /// longer reserved, after their entries were retired), so a clear bit
+    /// means no reserved entry: a new client's first packet
+    /// ([`learn_unless_fresh`](Self::learn_unless_fresh)) skips the
+    /// region's probe. Written by the control side only
+    /// ([`reserve`](Self::reserve)).
+    rfilter: AtomicU64,
     /// Secret hash key (see [`NeighTable::home`]).
     key: [u64; 2],
     /// Serialises [`NeighTable::reserve`] callers.
@@ -310,6 +319,7 @@ impl<A: NeighAddr> Table<A> {
             mask: n - 1,
             rbase: n,
             rmask: r - 1,
+            rfilter: AtomicU64::new(0),
             key: random_key(),
             reserved: Mutex::new(Reserved {
                 ips: Vec::new(),
@@ -354,6 +364,15 @@ impl<A: NeighAddr> Table<A> {
             }
         }
         None
+    }
+
+    /// Whether an address with home `h` may have a reserved entry (the
+    /// filter's bit, [`rfilter`](Self::rfilter)): false skips the
+    /// region's probe. A reservation racing with this read is seen or
+    /// not, as when the probe read the region before the entry's write.
+    #[inline(always)]
+    fn may_be_reserved(&self, h: usize) -> bool {
+        self.rfilter.load(Ordering::Relaxed) & filter_bit(h) != 0
     }
 
     /// The general entry of `ip`, if it has one.
@@ -478,6 +497,12 @@ fn random_key() -> [u64; 2] {
     }
     w[1] |= 1;
     w
+}
+
+/// The reserved filter's bit of home `h` ([`Table::rfilter`]).
+#[inline(always)]
+fn filter_bit(h: usize) -> u64 {
+    1 << (h & 63)
 }
 
 fn mac_to_u64(m: MacAddr) -> u64 {

@@ -138,7 +138,12 @@ impl<A: NeighAddr> Table<A> {
         }
         let bits = mac_to_u64(mac);
         let h = self.home(ip);
-        if let Some((j, v)) = self.find_reserved_at(h, ip) {
+        // A new client is never a configured next hop: the filter skips
+        // the reserved region's probe for (nearly) every one.
+        let reserved = self
+            .may_be_reserved(h)
+            .then(|| self.find_reserved_at(h, ip));
+        if let Some((j, v)) = reserved.flatten() {
             // `learn_from`'s reserved arm for unsolicited evidence: a
             // fresh MAC stays, another only makes it ask.
             if v.fresh_mac(now_ms).is_none() && (v.mac & MAC_BITS != bits || v.mac & VALID == 0) {

@@ -44,6 +44,10 @@ impl<A: NeighAddr> Table<A> {
                 }
             }
         }
+        // Exactly the addresses reserved now: the retired ones' bits
+        // go (their entries are tombstones already).
+        let bits = want.iter().fold(0, |b, &ip| b | filter_bit(self.home(ip)));
+        self.rfilter.store(bits, Ordering::Relaxed);
         st.ips = want;
         over
     }
@@ -63,6 +67,8 @@ impl<A: NeighAddr> Table<A> {
     /// tombstone or free slot of its chain. True if a free slot was used.
     fn insert_reserved(&self, ip: A) -> bool {
         let h = self.home(ip);
+        // Before the entry: a reader that sees it may probe for it.
+        self.rfilter.fetch_or(filter_bit(h), Ordering::Relaxed);
         let mut reuse = None;
         let mut free = None;
         for i in 0..=self.rmask {

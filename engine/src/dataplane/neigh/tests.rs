@@ -428,6 +428,41 @@ fn learn_unless_fresh_learns_only_what_peek_does_not_know() {
     assert!(t.is_reserved(r));
 }
 
+/// The reserved filter holds exactly the reserved addresses' bits after
+/// each reload (an empty reload clears it, a retired address's bit goes),
+/// and `learn_unless_fresh` still finds every reserved address behind it:
+/// hearsay about one only asks, and never makes it a general entry (a
+/// filter missing the address would send it to the general region).
+#[test]
+fn the_reserved_filter_follows_reloads_and_keeps_hearsay_out() {
+    let t = NeighTable::new(1024);
+    let bits = |set: &[Ipv4Addr]| set.iter().fold(0, |b, &a| b | filter_bit(t.home(a)));
+    let srvs: Vec<Ipv4Addr> = (1..=20).map(ip).collect();
+    t.reserve(&srvs);
+    assert_eq!(t.rfilter.load(Ordering::Relaxed), bits(&srvs));
+    t.reserve(&[]);
+    assert_eq!(t.rfilter.load(Ordering::Relaxed), 0, "nothing reserved");
+    t.reserve(&srvs[..1]);
+    assert_eq!(t.rfilter.load(Ordering::Relaxed), bits(&srvs[..1]));
+    // Back from their tombstones.
+    t.reserve(&srvs);
+    assert_eq!(t.rfilter.load(Ordering::Relaxed), bits(&srvs));
+    for &s in &srvs {
+        t.learn_unless_fresh(s, SPOOF, 1_000);
+        let (j, _) = t.find_reserved(s).expect("reserved");
+        assert!(t.entries[j].recheck.load(Ordering::Relaxed), "{s}: asks");
+        assert!(t.find_general(s).is_none(), "{s}: no general entry");
+    }
+    // A client whose bit no reserved address has skips the region: learned.
+    let client = (1000..)
+        .map(ip)
+        .find(|&c| bits(&srvs) & filter_bit(t.home(c)) == 0)
+        .unwrap();
+    assert!(!t.may_be_reserved(t.home(client)));
+    t.learn_unless_fresh(client, M, 1_000);
+    assert_eq!(t.peek(client, 1_000), Some(M));
+}
+
 /// Every entry's words: version, key, MAC word, learned, requested, recheck.
 fn words<A: NeighAddr>(t: &Table<A>) -> Vec<(u64, A::Key, u64, u64, u64, bool)> {
     t.entries
