@@ -493,7 +493,14 @@ impl Pipeline {
             // Common-shape IPv6: its established fast path, which hands
             // what it found to the transition and new-flow paths
             // (pipeline/established6.rs, transition6.rs; out of line).
-            if let Some(v) = self.established6(snap, f, i, in_port, now_ms, owned) {
+            // (No hash: an address had no id in the first pass, so no
+            // connection could be found there; `transition6` resolves again.)
+            let v = if i.flow6.hash.is_some() {
+                self.established6(snap, f, i, in_port, now_ms, owned)
+            } else {
+                self.unresolved6(snap, f, i, in_port, now_ms, owned)
+            };
+            if let Some(v) = v {
                 return v;
             }
         }

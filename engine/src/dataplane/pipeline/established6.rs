@@ -29,7 +29,14 @@
 //!   (the same snapshot, the neighbour entry unchanged, checked with the
 //!   neighbour table less than 100 ms ago, as IPv4's `nexthop.rs`), and
 //!   the packet fits its port's MTU;
-//! * the segment leaves the TCP state as it is (`ConnTable::touch_steady`).
+//! * the segment leaves the TCP state as it is (its flags, tested before
+//!   the lookup, and `ConnTable::is_steady` on the record it returned). A
+//!   segment that moves it is looked up all the same: the transition
+//!   path's commit (`transition6.rs`, `moves6`) takes the hit, the
+//!   new-flow path the miss, without a lookup of their own (as IPv4's
+//!   `established.rs`). A frame whose ids the first pass did not find,
+//!   or found in an older epoch, and every frame under `[ha] sync` go to
+//!   `transition6`, which resolves and looks up itself.
 //!
 //! Anything else returns `None` before anything is written, and the full
 //! path decides exactly as before. The rewrite is `forward::nat6_sum` or

@@ -12,6 +12,11 @@
 //!
 //! * the frame is unicast to the arrival port, with a hop limit to
 //!   decrement, and this director is the master;
+//! * the connection is looked up once per segment: by the established
+//!   path when the first pass resolved the flow's ids in the current
+//!   epoch and `[ha] sync` is off (a hit that is not steady comes to
+//!   `moves6`, a miss to the new-flow path, with nothing read again),
+//!   else by `transition6` here;
 //! * the flow's address ids as they are now: the first pass resolved them
 //!   before this burst's earlier frames ran, so a flow opened in the same
 //!   burst (the SYN before its ACK, data and FIN, as `rvs-perf pipeline
@@ -112,6 +117,28 @@ impl Pipeline {
             }
         }
         self.moves6(snap, f, fl, id, dir, t, now_ms, owned)
+    }
+
+    /// [`transition6`](Self::transition6) for a frame the first pass
+    /// found no ids for (the dispatch's call: the established path has
+    /// nothing to look up), after the established path's checks of the
+    /// frame: unicast to the arrival port, a hop limit to decrement.
+    #[inline(never)]
+    pub(super) fn unresolved6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        i: &Inspected,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+    ) -> Option<Verdict> {
+        let port = snap.ports.get(in_port)?;
+        let t = Tail6::read(f.data(), i.flow6.key.proto)?;
+        if t.dst_mac != port.mac.0 || t.hop <= 1 {
+            return None;
+        }
+        self.transition6(snap, f, i, t, in_port, now_ms, owned)
     }
 
     /// Forwards `f`, a common-shape segment of flow `fl` (what the
