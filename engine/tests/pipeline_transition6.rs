@@ -388,3 +388,278 @@ fn interleaved_new_clients_in_one_burst_match_the_full_path() {
         }
     }
 }
+
+/// The hits of the three fast paths: (established, transition, new-flow).
+fn hits(r: &Rig) -> (u64, u64, u64) {
+    (
+        r.w.established_hits(),
+        r.w.transition_hits(),
+        r.w.new_flow_hits(),
+    )
+}
+
+/// Connections with their segments apart, as `rvs-perf pipeline
+/// --segments apart` sends them (the SYNs in one burst, then their ACKs,
+/// their data, their FINs; the server's replies in between): the first
+/// pass resolves the ids of every segment after the SYN, so the
+/// established path looks each one up, forwards the data and hands the
+/// ACKs and FINs (and the server's) it found to the transition path's
+/// commit (`moves6`), with no lookup of its own. The same verdicts, bytes
+/// and counters as the full path, and the bytes as etherparse builds them.
+#[test]
+fn segments_apart_are_looked_up_once_and_match_the_full_path() {
+    let (mut a, mut b) = (director(), director());
+    let conns = [
+        (CLIENT, 46001, 80),
+        (CLIENT, 46002, 81),
+        (CLIENT2, 46003, 80),
+    ];
+    let burst = |flags: &str, payload: &[u8]| -> Vec<(usize, Vec<u8>)> {
+        conns
+            .iter()
+            .map(|&(c, cport, vport)| from(c, cport, vport, flags, payload))
+            .collect()
+    };
+    let h0 = hits(&a);
+    same(&mut a, &mut b, &burst("S", b""), 3_000);
+    assert_eq!(hits(&a), (h0.0, h0.1, h0.2 + 3), "SYNs: new-flow path");
+    let acks = same(&mut a, &mut b, &burst("A", b""), 3_001);
+    assert_eq!(hits(&a), (h0.0, h0.1 + 3, h0.2 + 3), "ACKs: transition");
+    // The server's first segment: the full path's (the client's next hop
+    // is not cached yet: it resolves and remembers it).
+    let reply = same(
+        &mut a,
+        &mut b,
+        &[from_server(8080, 46001, "PA", b"hi")],
+        3_002,
+    );
+    assert_eq!(
+        hits(&a),
+        (h0.0, h0.1 + 3, h0.2 + 3),
+        "first reply: full path"
+    );
+    let data = same(&mut a, &mut b, &burst("PA", b"data"), 3_003);
+    assert_eq!(
+        hits(&a),
+        (h0.0 + 3, h0.1 + 3, h0.2 + 3),
+        "data: established"
+    );
+    let fins = same(&mut a, &mut b, &burst("FA", b""), 3_004);
+    let sfin = same(
+        &mut a,
+        &mut b,
+        &[from_server(8080, 46001, "FA", b"")],
+        3_005,
+    );
+    // The server's FIN too, on the hop its first segment cached.
+    assert_eq!(hits(&a), (h0.0 + 3, h0.1 + 7, h0.2 + 3), "FINs: transition");
+    // NAT to the server's port, DR to the VIP unchanged, hop limit 63.
+    let nat = |flags: &str, payload: &[u8]| {
+        tcp6(
+            (PORT1_MAC, RS_MAC),
+            CLIENT,
+            46001,
+            RS,
+            8080,
+            63,
+            flags,
+            payload,
+        )
+    };
+    let dr = tcp6((PORT1_MAC, RS_MAC), CLIENT, 46002, VIP6, 81, 63, "FA", b"");
+    assert_eq!(acks[0], (Verdict::Tx(1), nat("A", b"")));
+    assert_eq!(data[0], (Verdict::Tx(1), nat("PA", b"data")));
+    assert_eq!(fins[0], (Verdict::Tx(1), nat("FA", b"")));
+    assert_eq!(fins[1], (Verdict::Tx(1), dr));
+    let back = |flags: &str, payload: &[u8]| {
+        let f = tcp6(
+            (PORT0_MAC, CLIENT_MAC),
+            VIP6,
+            80,
+            CLIENT,
+            46001,
+            63,
+            flags,
+            payload,
+        );
+        vec![(Verdict::Tx(0), f)]
+    };
+    assert_eq!(reply, back("PA", b"hi"));
+    assert_eq!(sfin, back("FA", b""));
+    // Active after the ACKs, inactive after the FINs (three connections).
+    let s = a.servers();
+    assert_eq!(s.iter().map(|c| c[0]).sum::<u64>(), 3);
+    assert_eq!(s.iter().map(|c| c[1]).sum::<u64>(), 0);
+}
+
+/// The established path looks up every segment whose ids the first pass
+/// resolved, whatever its flags: a miss goes to the new-flow path, which
+/// takes only a plain SYN (or a UDP datagram). An ACK, a FIN, an RST, data
+/// or a SYN+ACK no connection holds is the full path's, as before: the
+/// same verdict, bytes and counters, and no path counts it.
+#[test]
+fn a_segment_no_connection_holds_other_than_a_syn_is_left_to_the_full_path() {
+    let (mut a, mut b) = (director(), director());
+    // A connection of the client: its address and the VIP have ids, so
+    // the first pass hashes the other segments' flows.
+    same(&mut a, &mut b, &[from_client(47000, 80, "S", b"")], 3_000);
+    let h0 = hits(&a);
+    let drops0 = a.drops(engine::dataplane::counters::Drop::NoConnection);
+    for (i, flags) in ["A", "FA", "R", "PA", "SA"].into_iter().enumerate() {
+        let cport = 47001 + i as u16;
+        let payload: &[u8] = if flags == "PA" { b"x" } else { b"" };
+        let got = same(
+            &mut a,
+            &mut b,
+            &[from_client(cport, 80, flags, payload)],
+            3_001,
+        );
+        assert_eq!(got[0].0, Verdict::Drop, "{flags}");
+        assert_eq!(hits(&a), h0, "{flags}: no path counts it");
+    }
+    let drops = a.drops(engine::dataplane::counters::Drop::NoConnection);
+    assert_eq!(drops - drops0, 5);
+    // A plain SYN after them opens on the new-flow path.
+    let got = same(&mut a, &mut b, &[from_client(47100, 80, "S", b"")], 3_002);
+    assert_eq!(got[0].0, Verdict::Tx(1));
+    assert_eq!(hits(&a), (h0.0, h0.1, h0.2 + 1));
+}
+
+/// With `[ha] sync` the established path makes no lookup (each packet may
+/// report the connection): the transition path looks every segment up
+/// itself, opens the SYN on the new-flow path and forwards the ACK, the
+/// data and the FIN, exactly as the full path (bytes, states, server and
+/// worker counters, and the connections reported to the HA thread).
+#[test]
+fn with_sync_the_transition_path_looks_up_itself_exactly_as_the_full_path() {
+    let (mut a, mut b) = (director(), director());
+    for r in [&mut a, &mut b] {
+        r.shared
+            .ha
+            .sync
+            .store(true, std::sync::atomic::Ordering::Release);
+        let snap = r.snap();
+        r.w.ha_poll(&snap, 0);
+    }
+    let reported = |r: &Rig| {
+        let mut v = Vec::new();
+        while let Some(x) = r.shared.ha.out[0].pop() {
+            v.push(x);
+        }
+        v
+    };
+    let h0 = hits(&a);
+    let steps = [
+        ("S", &b""[..], (0, 0, 1)),
+        ("A", b"", (0, 1, 1)),
+        ("PA", b"hello", (0, 2, 1)),
+        ("FA", b"", (0, 3, 1)),
+    ];
+    let mut sent = 0;
+    for (t, (flags, payload, h)) in (3_000..).zip(steps) {
+        for vport in [80, 81] {
+            let got = same(
+                &mut a,
+                &mut b,
+                &[from_client(48000, vport, flags, payload)],
+                t,
+            );
+            assert_eq!(got[0].0, Verdict::Tx(1), "{flags} to {vport}");
+        }
+        let h = (h0.0 + 2 * h.0, h0.1 + 2 * h.1, h0.2 + 2 * h.2);
+        assert_eq!(hits(&a), h, "{flags}: (established, transition, new-flow)");
+        let (ra, rb) = (reported(&a), reported(&b));
+        assert_eq!(ra, rb, "{flags}: the sync reports");
+        sent += ra.len();
+    }
+    // Each opening and each state change at least (SYN, ACK, FIN).
+    assert!(sent >= 6, "reported: {sent}");
+}
+
+/// The active/inactive move of the transition path goes through the
+/// server's entry (`dest_fast6.rs`): for a server without an upper
+/// threshold straight to its counters, clearing an overload flag a worker
+/// on an older snapshot left set; for one with a threshold through the
+/// snapshot's server, which recomputes the flag. Either way the counts and
+/// the flag are the full path's.
+#[test]
+fn the_active_inactive_move_keeps_counts_and_overload_flag_as_the_full_path() {
+    let flag = |r: &Rig, svc: usize| {
+        r.snap().services6[svc].servers[0]
+            .shared
+            .overloaded
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let load = |r: &Rig, svc: usize| {
+        let d = r.snap().services6[svc].servers[0].shared.clone();
+        [
+            d.total(|c| &c.conns),
+            d.total(|c| &c.active),
+            d.total(|c| &c.inactive),
+        ]
+    };
+    let svc_of = |r: &Rig, vport: u16| {
+        r.snap()
+            .services6
+            .iter()
+            .position(|s| s.port == vport)
+            .expect("service")
+    };
+    // No threshold (DR on 81), the flag found set: the FIN's move clears it.
+    let (mut a, mut b) = (director(), director());
+    let dr = svc_of(&a, 81);
+    for (t, flags) in [(3_000, "S"), (3_001, "A")] {
+        let got = same(&mut a, &mut b, &[from_client(49000, 81, flags, b"")], t);
+        assert_eq!(got[0].0, Verdict::Tx(1), "{flags}");
+    }
+    for r in [&a, &b] {
+        r.snap().services6[dr].servers[0]
+            .shared
+            .overloaded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let h0 = hits(&a);
+    same(&mut a, &mut b, &[from_client(49000, 81, "FA", b"")], 3_002);
+    assert_eq!(hits(&a), (h0.0, h0.1 + 1, h0.2));
+    assert_eq!(load(&a, dr), [1, 0, 1]);
+    assert!(!flag(&a, dr) && !flag(&b, dr));
+
+    // An upper threshold of 2 (NAT on 80): two connections set the flag,
+    // their FINs move them to inactive and leave it set (still 2), on the
+    // transition path as on the full path.
+    let cfg = CFG.replacen(
+        "  port = 8080\n",
+        "  port = 8080\n  upper_threshold = 2\n  lower_threshold = 1\n",
+        1,
+    );
+    assert_ne!(cfg, CFG);
+    let with = |cfg: &str| {
+        let r = Rig::with(cfg, &[(RS, RS_MAC)]);
+        r.shared.neigh6.learn(CLIENT, MacAddr(CLIENT_MAC), 1_000);
+        r
+    };
+    let (mut a, mut b) = (with(&cfg), with(&cfg));
+    let nat = svc_of(&a, 80);
+    for (t, flags) in [(3_000, "S"), (3_001, "A")] {
+        let segs = [
+            from_client(49100, 80, flags, b""),
+            from_client(49101, 80, flags, b""),
+        ];
+        same(&mut a, &mut b, &segs, t);
+    }
+    assert_eq!(load(&a, nat), [2, 2, 0]);
+    assert!(flag(&a, nat) && flag(&b, nat));
+    let h0 = hits(&a);
+    let fins = [
+        from_client(49100, 80, "FA", b""),
+        from_client(49101, 80, "FA", b""),
+    ];
+    let got = same(&mut a, &mut b, &fins, 3_002);
+    assert!(got.iter().all(|(v, _)| *v == Verdict::Tx(1)));
+    assert_eq!(hits(&a), (h0.0, h0.1 + 2, h0.2));
+    assert_eq!(load(&a, nat), [2, 0, 2]);
+    assert!(flag(&a, nat) && flag(&b, nat));
+    // A third SYN finds the server overloaded: refused on both.
+    let got = same(&mut a, &mut b, &[from_client(49102, 80, "S", b"")], 3_003);
+    assert_eq!(got[0].0, Verdict::Drop);
+}

@@ -490,17 +490,17 @@ impl Pipeline {
                 }
             }
         } else if i.fast6 {
-            // Common-shape IPv6: its established fast path
-            // (pipeline/established6.rs, out of line).
+            // Common-shape IPv6: its established fast path, which hands
+            // what it found to the transition and new-flow paths
+            // (pipeline/established6.rs, transition6.rs; out of line).
             // (No hash: an address had no id in the first pass, so no
             // connection could be found there; `transition6` resolves again.)
-            if i.flow6.hash.is_some() {
-                if let Some(v) = self.established6(snap, f, i, in_port, now_ms, owned) {
-                    return v;
-                }
-            }
-            // Its transition and new-flow paths (pipeline/transition6.rs).
-            if let Some(v) = self.transition6(snap, f, i, in_port, now_ms, owned) {
+            let v = if i.flow6.hash.is_some() {
+                self.established6(snap, f, i, in_port, now_ms, owned)
+            } else {
+                self.unresolved6(snap, f, i, in_port, now_ms, owned)
+            };
+            if let Some(v) = v {
                 return v;
             }
         }

@@ -34,6 +34,7 @@
 //!   so the totals `rvs ctl` reads are exact once the burst is done.
 
 use std::net::Ipv6Addr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::established6::Hop6;
 use super::pending::{HasPending, Pending, PendingList};
@@ -54,6 +55,11 @@ struct DestFast6 {
     pending: Pending,
     /// By `Dir` (inbound, reply): the module docs' NAT edges.
     edges: [Edge6; 2],
+    /// The server has no upper threshold in the stamped snapshot and its
+    /// counters are the snapshot's block for its id
+    /// (`Snapshot::counters`): an active/inactive move goes there
+    /// directly ([`DestTable6::count_activity`]).
+    plain: bool,
 }
 
 impl DestFast6 {
@@ -62,6 +68,7 @@ impl DestFast6 {
         hop: Hop6::EMPTY,
         pending: Pending::EMPTY,
         edges: [Edge6::EMPTY; 2],
+        plain: false,
     };
 }
 
@@ -96,6 +103,8 @@ impl Edge6 {
 
 /// A worker's [`DestFast6`] entries, by server id (module docs).
 pub(super) struct DestTable6 {
+    /// This worker (its block of each server's counters).
+    worker: usize,
     generation: u64,
     snapshot: usize,
     dests: Vec<DestFast6>,
@@ -108,6 +117,7 @@ pub(super) struct DestTable6 {
 impl DestTable6 {
     pub(super) fn new(worker: usize) -> DestTable6 {
         DestTable6 {
+            worker,
             generation: u64::MAX,
             snapshot: 0,
             dests: Vec::new(),
@@ -163,6 +173,26 @@ impl DestTable6 {
         self.pending.count(&mut self.dests, snap, i, out, len);
     }
 
+    /// One of this worker's connections to server `i` (from
+    /// [`usable`](Self::usable) with `snap`) moved between active and
+    /// inactive (`was` -> `is`): `Server::count_activity`'s moves, as
+    /// `DestTable::count_activity` makes them for IPv4 (a server without
+    /// an upper threshold through its counters by id, the overload flag
+    /// read as `Server::update_overload` reads it; one with a threshold
+    /// through the snapshot's server).
+    #[inline(always)]
+    pub(super) fn count_activity(&self, snap: &Snapshot, i: usize, was: bool, is: bool) {
+        if !self.dests[i].plain {
+            return activity_walk6(snap, i, self.worker, was, is);
+        }
+        let Some(k) = snap.counters(i as u32) else {
+            return;
+        };
+        if k.per_worker[self.worker].shift(was, is) && k.overloaded.load(Relaxed) {
+            overload_walk6(snap, i);
+        }
+    }
+
     /// Adds the pending counts to the servers' per-worker counters.
     #[inline]
     pub(super) fn flush(&mut self, snap: &Snapshot) {
@@ -186,9 +216,32 @@ impl DestTable6 {
                 // `::` as either address (never a valid one) would make
                 // the edges' sums differ from the general rewrite's.
                 d.usable = srv.usable && vip != 0 && addr != 0;
+                d.plain = srv.upper == 0
+                    && snap
+                        .counters(id as u32)
+                        .is_some_and(|k| std::ptr::eq(k, &*srv.shared));
                 d.edges = [Edge6::new(vip, addr), Edge6::new(addr, vip)];
             }
         }
+    }
+}
+
+/// `Server::count_activity` through the snapshot's walk: a server with an
+/// upper threshold (or counters not its id's block).
+#[cold]
+#[inline(never)]
+fn activity_walk6(snap: &Snapshot, i: usize, worker: usize, was: bool, is: bool) {
+    if let Some((_, srv)) = snap.dest6(i as u32) {
+        srv.count_activity(worker, was, is);
+    }
+}
+
+/// `Server::update_overload` for a plain server whose flag is set.
+#[cold]
+#[inline(never)]
+fn overload_walk6(snap: &Snapshot, i: usize) {
+    if let Some((_, srv)) = snap.dest6(i as u32) {
+        srv.update_overload();
     }
 }
 

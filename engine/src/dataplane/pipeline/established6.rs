@@ -29,7 +29,14 @@
 //!   (the same snapshot, the neighbour entry unchanged, checked with the
 //!   neighbour table less than 100 ms ago, as IPv4's `nexthop.rs`), and
 //!   the packet fits its port's MTU;
-//! * the segment leaves the TCP state as it is (`ConnTable::touch_steady`).
+//! * the segment leaves the TCP state as it is (its flags, tested before
+//!   the lookup, and `ConnTable::is_steady` on the record it returned). A
+//!   segment that moves it is looked up all the same: the transition
+//!   path's commit (`transition6.rs`, `moves6`) takes the hit, the
+//!   new-flow path the miss, without a lookup of their own (as IPv4's
+//!   `established.rs`). A frame whose ids the first pass did not find,
+//!   or found in an older epoch, and every frame under `[ha] sync` go to
+//!   `transition6`, which resolves and looks up itself.
 //!
 //! Anything else returns `None` before anything is written, and the full
 //! path decides exactly as before. The rewrite is `forward::nat6_sum` or
@@ -246,6 +253,14 @@ pub(super) struct Route6 {
     h: Out6,
 }
 
+impl Route6 {
+    /// The server's index in the IPv6 server table (`DestTable6`).
+    #[inline(always)]
+    pub(super) fn di(&self) -> usize {
+        self.di
+    }
+}
+
 /// Whether `a` (as `addr6::raw`) is link-local (`fe80::/10`).
 #[inline(always)]
 fn is_link_local(a: u128) -> bool {
@@ -449,10 +464,19 @@ impl Pipeline {
         }
     }
 
-    /// Forwards `f` when it is a steady packet of an established IPv6 NAT
-    /// or DR connection whose next hop is cached (module docs); `None`
-    /// leaves the frame, the connection and every counter untouched for
-    /// the full path.
+    /// The common IPv6 shape's way through the worker (the dispatch's one
+    /// call for it): a steady packet of an established NAT or DR
+    /// connection whose next hop is cached is forwarded here (module
+    /// docs). Every segment with resolved ids is looked up, whatever its
+    /// flags (the flag test made before the lookup, its result kept): a
+    /// hit that is not steady goes to the transition path's commit
+    /// ([`moves6`](Self::moves6): no second reading of the header, no
+    /// second lookup), a miss to the new-flow path (`first_flow6`). A
+    /// frame the first pass found no ids for, ids of an older epoch, or
+    /// `[ha] sync` (no lookup here: each packet may report the
+    /// connection) go to [`transition6`](Self::transition6), which
+    /// resolves and looks up itself. `None` leaves the frame, the
+    /// connection and every counter untouched for the full path.
     #[inline(never)]
     pub(super) fn established6<F: Frame>(
         &mut self,
@@ -464,28 +488,34 @@ impl Pipeline {
         owned: bool,
     ) -> Option<Verdict> {
         let fl = &i.flow6;
-        let hash = fl.hash?;
-        if !self.fast_on {
-            return None;
-        }
         let port = snap.ports.get(in_port)?;
-        let frame = f.data();
-        let p = Tail6::read(frame, fl.key.proto)?;
+        let p = Tail6::read(f.data(), fl.key.proto)?;
         if p.dst_mac != port.mac.0 || p.hop <= 1 {
             return None;
         }
-        if fl.key.proto == conn::PROTO_TCP && p.flags & STEADY_MASK != tcp_flags::ACK {
-            return None;
-        }
+        let Some(hash) = fl.hash.filter(|_| self.fast_on) else {
+            return self.transition6(snap, f, i, p, in_port, now_ms, owned);
+        };
+        // The segment moves the TCP state whatever its record's: tested
+        // before the lookup, in registers.
+        let moving = fl.key.proto == conn::PROTO_TCP && p.flags & STEADY_MASK != tcp_flags::ACK;
         let v6 = self.v6.as_deref_mut()?;
         if v6.addrs.epoch() != fl.epoch {
-            return None;
+            return self.transition6(snap, f, i, p, in_port, now_ms, owned);
         }
-        let (id, dir, c) = v6.conns.lookup_hinted(&fl.key, hash, i.hint, now_ms)?;
+        let Some((id, dir, c)) = v6.conns.lookup_hinted(&fl.key, hash, i.hint, now_ms) else {
+            return self.first_flow6(snap, f, fl, p.flags, in_port, now_ms, owned);
+        };
         // What the rest needs of the record, read once here (no copy of
         // it).
-        let s = Steady6::of(id, dir, c)?;
-        self.forward_steady6(snap, f, fl, &s, p.payload, now_ms, owned)
+        if !moving {
+            if let Some(s) = Steady6::of(id, dir, c) {
+                return self.forward_steady6(snap, f, fl, &s, p.payload, now_ms, owned);
+            }
+        }
+        // The handshake's ACK, a FIN, an RST, a repeated SYN (or a record
+        // the commit declines: TUN, full-NAT, a template, UDP's).
+        self.moves6(snap, f, fl, id, dir, p, now_ms, owned)
     }
 
     /// The established path from its record on (`s`, of flow `fl`,

@@ -12,6 +12,11 @@
 //!
 //! * the frame is unicast to the arrival port, with a hop limit to
 //!   decrement, and this director is the master;
+//! * the connection is looked up once per segment: by the established
+//!   path when the first pass resolved the flow's ids in the current
+//!   epoch and `[ha] sync` is off (a hit that is not steady comes to
+//!   `moves6`, a miss to the new-flow path, with nothing read again),
+//!   else by `transition6` here;
 //! * the flow's address ids as they are now: the first pass resolved them
 //!   before this burst's earlier frames ran, so a flow opened in the same
 //!   burst (the SYN before its ACK, data and FIN, as `rvs-perf pipeline
@@ -42,7 +47,7 @@
 
 use super::established6::{resolve_again6, Flow6, Steady6, Tail6, SLOW_FLAGS, STEADY_MASK};
 use super::{Frame, Inspected, Pipeline, Verdict};
-use crate::conn::{self, tcp_flags, Dir, Hint, Method};
+use crate::conn::{self, tcp_flags, ConnId, Dir, Hint, Method};
 use crate::dataplane::snapshot::{fold6, Snapshot};
 use crate::packet::parse_ipv6::parse_fast_ipv6;
 
@@ -50,28 +55,32 @@ use crate::packet::parse_ipv6::parse_fast_ipv6;
 const RESCHEDULE_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK;
 
 impl Pipeline {
-    /// Forwards `f`, a common-shape IPv6 frame the established path
-    /// declined, when it is a state-changing TCP segment of a tracked NAT
-    /// or DR connection, or opens its connection when it is the first
-    /// packet of a flow to a service (module docs). `None` leaves the
-    /// frame, the tables and every counter untouched for the full path.
+    /// The transition and new-flow paths for a common-shape IPv6 frame the
+    /// established path made no lookup for (module docs): its ids resolved
+    /// in the first pass before this burst's earlier frames made them (or
+    /// in an older epoch), or `[ha] sync` on. `t` is what the established
+    /// path read of the frame (unicast to the arrival port, a hop limit to
+    /// decrement: checked). The flow is resolved again when it needs to
+    /// be and looked up here; a hit goes to [`moves6`](Self::moves6) (a
+    /// steady segment of a flow opened in this burst first to the
+    /// established path's forwarding), a miss to the new-flow path.
+    /// `None` leaves the frame, the tables and every counter untouched for
+    /// the full path.
     ///
     /// Out of line, as the other IPv6 entry points (`established6.rs`).
     #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn transition6<F: Frame>(
         &mut self,
         snap: &Snapshot,
         f: &mut F,
         i: &Inspected,
+        t: Tail6,
         in_port: usize,
         now_ms: u64,
         owned: bool,
     ) -> Option<Verdict> {
         if !self.master {
-            return None;
-        }
-        let t = Tail6::read(f.data(), i.flow6.key.proto)?;
-        if t.dst_mac != snap.ports.get(in_port)?.mac.0 || t.hop <= 1 {
             return None;
         }
         let v6 = self.v6.as_deref()?;
@@ -92,11 +101,8 @@ impl Pipeline {
             None => None,
         };
         let Some((id, dir, c)) = found else {
-            let v = self.first_packet6(snap, f, fl, t.flags, in_port, now_ms, owned)?;
-            self.new_flow_hits += 1;
-            return Some(v);
+            return self.first_flow6(snap, f, fl, t.flags, in_port, now_ms, owned);
         };
-        let c = *c;
         if again
             && self.fast_on
             && (t.flags & STEADY_MASK == tcp_flags::ACK || fl.key.proto != conn::PROTO_TCP)
@@ -104,48 +110,126 @@ impl Pipeline {
             // A steady segment (or datagram) of a flow opened in this
             // burst: the established path's, on this lookup's record (the
             // first pass could not look it up).
-            if let Some(s) = Steady6::of(id, dir, &c) {
+            if let Some(s) = Steady6::of(id, dir, c) {
                 if let Some(v) = self.forward_steady6(snap, f, fl, &s, t.payload, now_ms, owned) {
                     return Some(v);
                 }
             }
         }
-        let method = c.method();
-        if fl.key.proto != conn::PROTO_TCP
-            || c.flags() & SLOW_FLAGS != 0
-            || !matches!(method, Method::Nat | Method::Dr)
-        {
+        self.moves6(snap, f, fl, id, dir, t, now_ms, owned)
+    }
+
+    /// [`transition6`](Self::transition6) for a frame the first pass
+    /// found no ids for (the dispatch's call: the established path has
+    /// nothing to look up), after the established path's checks of the
+    /// frame: unicast to the arrival port, a hop limit to decrement.
+    #[inline(never)]
+    pub(super) fn unresolved6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        i: &Inspected,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+    ) -> Option<Verdict> {
+        let port = snap.ports.get(in_port)?;
+        let t = Tail6::read(f.data(), i.flow6.key.proto)?;
+        if t.dst_mac != port.mac.0 || t.hop <= 1 {
             return None;
         }
+        self.transition6(snap, f, i, t, in_port, now_ms, owned)
+    }
+
+    /// Forwards `f`, a common-shape segment of flow `fl` (what the
+    /// established path read of it: `t`) whose connection `id` was found
+    /// in direction `dir`, when it is a TCP segment of a NAT or DR
+    /// connection (not NAT64's full-NAT, not opened by the synproxy, not a
+    /// template), not a SYN that reschedules one in TIME_WAIT/CLOSE, whose
+    /// server, addresses, owner, next hop and MTU pass the established
+    /// path's checks (`route6_fast`): `existing6`'s moves (`on_packet`,
+    /// the `[ha] sync` report, the active/inactive move) and the
+    /// established path's rewrite and per-burst counts. The caller found it
+    /// unicast to the arrival port with a hop limit to decrement, on the
+    /// master. `None` leaves the frame, the connection and every counter
+    /// untouched for the full path (a steady segment the established path
+    /// declined ends here, for the same reasons).
+    ///
+    /// Not inlined: the established path's steady packets keep their
+    /// register allocation (as IPv4's `moves`).
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn moves6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        fl: &Flow6,
+        id: ConnId,
+        dir: Dir,
+        t: Tail6,
+        now_ms: u64,
+        owned: bool,
+    ) -> Option<Verdict> {
+        if fl.key.proto != conn::PROTO_TCP {
+            return None;
+        }
+        let v6 = self.v6.as_deref_mut()?;
+        let c = v6.conns.get(id);
+        let method = c.method();
+        if c.flags() & SLOW_FLAGS != 0 || !matches!(method, Method::Nat | Method::Dr) {
+            return None;
+        }
+        let dest = c.dest();
         // Only a SYN without ACK may reschedule: the table is asked for
         // that one alone.
-        let v6 = self.v6.as_deref_mut()?;
         if dir == Dir::Inbound
             && t.flags & RESCHEDULE_MASK == tcp_flags::SYN
             && v6.conns.wants_reschedule(id, t.flags)
         {
             return None;
         }
-        let r = self.route6_fast(snap, fl, c.dest(), dir, owned, t.payload, now_ms)?;
+        let r = self.route6_fast(snap, fl, dest, dir, owned, t.payload, now_ms)?;
         // Committed: `existing6`'s moves, in its order.
         let v6 = self.v6.as_deref_mut()?;
         let tr = v6.conns.on_packet(id, dir, t.flags, now_ms);
         if self.sync {
             self.sync_after_packet6(id, tr.state != tr.old_state, now_ms);
         }
+        let v6 = self.v6.as_deref_mut()?;
         if tr.old_active != tr.new_active {
-            // Usable in this snapshot (`route6_fast`), so there.
-            if let Some((_, srv)) = snap.dest6(c.dest()) {
-                srv.count_activity(self.worker, tr.old_active, tr.new_active);
-            }
+            // Usable in this snapshot (`route6_fast`): its entry
+            // (dest_fast6.rs).
+            v6.dests
+                .count_activity(snap, r.di(), tr.old_active, tr.new_active);
         }
-        let port = if dir == Dir::Inbound {
-            c.sport()
-        } else {
-            c.vport()
+        // The rewrite's port read from the record the state move just
+        // wrote (in cache), not kept across the checks above.
+        let c = v6.conns.get(id);
+        let port = match dir {
+            Dir::Inbound => c.sport(),
+            Dir::Reply => c.vport(),
         };
         let v = self.forward6_fast(snap, f, &r, dir, method, port, t.payload);
         self.transition_hits += u64::from(matches!(v, Verdict::Tx(_)));
+        Some(v)
+    }
+
+    /// The new-flow path for a frame no connection holds
+    /// ([`first_packet6`](Self::first_packet6)), counted when it decides.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn first_flow6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        fl: &Flow6,
+        flags: u8,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+    ) -> Option<Verdict> {
+        let v = self.first_packet6(snap, f, fl, flags, in_port, now_ms, owned)?;
+        self.new_flow_hits += 1;
         Some(v)
     }
 
