@@ -2,7 +2,7 @@
 //! (IPVS's state table, SPEC §5) or set by the peer director (sync).
 
 use super::{expired, ConnTable};
-use crate::conn::state::{next_state, tcp_active, Table};
+use crate::conn::state::{next_state, tcp_active, Table, TimeoutsMs};
 use crate::conn::{
     flags, is_active, tcp_flags, Conn, ConnId, Dir, TcpState, Transition, MAX_TIMEOUT_S, PROTO_TCP,
 };
@@ -14,36 +14,27 @@ impl ConnTable {
     /// new state's timeout (UDP and others: the `udp` timeout).
     #[inline(always)]
     pub fn on_packet(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now_ms: u64) -> Transition {
-        let t = &self.timeouts_ms;
         let c = &mut self.slots[id.index()];
         debug_assert!(c.in_use(), "on_packet of a free slot {id:?}");
-        let old = c.state();
-        if c.proto != PROTO_TCP {
-            // No state: the one timeout, never active.
-            c.expires = (now_ms as u32).wrapping_add(t.udp);
-            return Transition {
-                old_active: false,
-                new_active: false,
-                old_state: old,
-                state: old,
-            };
-        }
-        // TCP from here: the protocol is not asked again (the timeout and
-        // the two activity bits are TCP's).
-        let no_output = c.flags & flags::NO_OUTPUT != 0;
-        if dir == Dir::Reply && no_output {
-            // A reply through us after all: use input/output from now on.
-            c.flags &= !flags::NO_OUTPUT;
-        }
-        let new = next_state(Table::pick(dir, no_output), old, tcp_flags);
-        c.state = new as u8;
-        c.expires = (now_ms as u32).wrapping_add(t.tcp[new as usize]);
-        Transition {
-            old_active: tcp_active(old),
-            new_active: tcp_active(new),
-            old_state: old,
-            state: new,
-        }
+        move_state(c, &self.timeouts_ms, dir, tcp_flags, now_ms)
+    }
+
+    /// [`on_packet`](Self::on_packet), then the rewrite's target for `dir`
+    /// ([`Conn::nat_target`]) read from the record just written: one index
+    /// into the slab where the two calls made two bounds checks (the
+    /// transition path's commit takes this twice per connection).
+    #[inline(always)]
+    pub fn on_packet_target(
+        &mut self,
+        id: ConnId,
+        dir: Dir,
+        tcp_flags: u8,
+        now_ms: u64,
+    ) -> (Transition, (u32, u16)) {
+        let c = &mut self.slots[id.index()];
+        debug_assert!(c.in_use(), "on_packet_target of a free slot {id:?}");
+        let tr = move_state(c, &self.timeouts_ms, dir, tcp_flags, now_ms);
+        (tr, c.nat_target(dir))
     }
 
     /// Sets connection `id`'s TCP state as the peer director reported it
@@ -143,5 +134,38 @@ impl ConnTable {
     #[inline]
     pub fn is_expired(&self, id: ConnId, now_ms: u64) -> bool {
         expired(self.slots[id.index()].expires, now_ms as u32)
+    }
+}
+
+/// A packet's move of record `c` (its TCP state and expiry; `on_packet`'s
+/// body, shared with `on_packet_target`).
+#[inline(always)]
+fn move_state(c: &mut Conn, t: &TimeoutsMs, dir: Dir, tcp_flags: u8, now_ms: u64) -> Transition {
+    let old = c.state();
+    if c.proto != PROTO_TCP {
+        // No state: the one timeout, never active.
+        c.expires = (now_ms as u32).wrapping_add(t.udp);
+        return Transition {
+            old_active: false,
+            new_active: false,
+            old_state: old,
+            state: old,
+        };
+    }
+    // TCP from here: the protocol is not asked again (the timeout and
+    // the two activity bits are TCP's).
+    let no_output = c.flags & flags::NO_OUTPUT != 0;
+    if dir == Dir::Reply && no_output {
+        // A reply through us after all: use input/output from now on.
+        c.flags &= !flags::NO_OUTPUT;
+    }
+    let new = next_state(Table::pick(dir, no_output), old, tcp_flags);
+    c.state = new as u8;
+    c.expires = (now_ms as u32).wrapping_add(t.tcp[new as usize]);
+    Transition {
+        old_active: tcp_active(old),
+        new_active: tcp_active(new),
+        old_state: old,
+        state: new,
     }
 }

@@ -209,7 +209,9 @@ impl Pipeline {
             return None;
         }
         // Committed: `existing`'s moves, in its order.
-        let tr = self.conns.on_packet(id, dir, flags, now_ms);
+        // The rewrite's target read with the state move, from the record it
+        // just wrote (in cache): one index into the slab for both.
+        let (tr, (nat_addr, nat_port)) = self.conns.on_packet_target(id, dir, flags, now_ms);
         if self.sync {
             self.sync_after_packet(id, tr.state != tr.old_state, now_ms);
         }
@@ -223,9 +225,6 @@ impl Pipeline {
             (Dir::Inbound, _) => Some(forward::NatSide::Dst),
             (Dir::Reply, _) => Some(forward::NatSide::Src),
         };
-        // The rewrite's target read here, from the record the state move
-        // just wrote (in cache), not kept across the checks above.
-        let (nat_addr, nat_port) = self.conns.get(id).nat_target(dir);
         let frame = f.data_mut();
         let done = match side {
             None => forward::dr_fixed_pair(frame, &macs),
