@@ -42,7 +42,7 @@ use super::admit_sources::Sources;
 use super::nexthop::Hop;
 use super::pending::{HasPending, Pending, PendingList};
 use crate::dataplane::neigh::NeighTable;
-use crate::dataplane::snapshot::Snapshot;
+use crate::dataplane::snapshot::{Server, Snapshot};
 use crate::forward::TunTemplate;
 
 /// One server, as this worker's fast path sees it.
@@ -192,15 +192,8 @@ impl DestTable {
     /// burst.
     #[inline(always)]
     pub(super) fn count_activity(&self, snap: &Snapshot, i: usize, was: bool, is: bool) {
-        if !self.dests[i].plain {
-            return activity_walk(snap, i, self.worker, was, is);
-        }
-        let Some(k) = snap.counters(i as u32) else {
-            return;
-        };
-        if k.per_worker[self.worker].shift(was, is) && k.overloaded.load(Relaxed) {
-            overload_walk(snap, i);
-        }
+        let plain = self.dests[i].plain;
+        count_activity_of(snap, i, self.worker, plain, was, is, server4);
     }
 
     /// Adds the pending counts to the servers' per-worker counters.
@@ -236,12 +229,54 @@ impl DestTable {
     }
 }
 
+/// The registry's server `id` of either family in `snap`: how the cold
+/// walks of [`count_activity_of`] find it.
+pub(super) type ServerOf<A> = for<'s> fn(&'s Snapshot, u32) -> Option<&'s Server<A>>;
+
+/// IPv4 server `id` (`Snapshot::dest`).
+fn server4(snap: &Snapshot, id: u32) -> Option<&Server> {
+    snap.dest(id).map(|(_, srv)| srv)
+}
+
+/// The active/inactive move of both families' tables
+/// ([`DestTable::count_activity`], `DestTable6::count_activity`): a
+/// `plain` server (no upper threshold, counters its id's block) through
+/// `Snapshot::counters`, the overload flag read as
+/// `Server::update_overload` reads it; any other through `server`'s walk.
+#[inline(always)]
+pub(super) fn count_activity_of<A>(
+    snap: &Snapshot,
+    i: usize,
+    worker: usize,
+    plain: bool,
+    was: bool,
+    is: bool,
+    server: ServerOf<A>,
+) {
+    if !plain {
+        return activity_walk(snap, i, worker, was, is, server);
+    }
+    let Some(k) = snap.counters(i as u32) else {
+        return;
+    };
+    if k.per_worker[worker].shift(was, is) && k.overloaded.load(Relaxed) {
+        overload_walk(snap, i, server);
+    }
+}
+
 /// `Server::count_activity` through the snapshot's walk: a server with an
 /// upper threshold (or counters not its id's block).
 #[cold]
 #[inline(never)]
-fn activity_walk(snap: &Snapshot, i: usize, worker: usize, was: bool, is: bool) {
-    if let Some((_, srv)) = snap.dest(i as u32) {
+fn activity_walk<A>(
+    snap: &Snapshot,
+    i: usize,
+    worker: usize,
+    was: bool,
+    is: bool,
+    server: ServerOf<A>,
+) {
+    if let Some(srv) = server(snap, i as u32) {
         srv.count_activity(worker, was, is);
     }
 }
@@ -249,8 +284,8 @@ fn activity_walk(snap: &Snapshot, i: usize, worker: usize, was: bool, is: bool) 
 /// `Server::update_overload` for a plain server whose flag is set.
 #[cold]
 #[inline(never)]
-fn overload_walk(snap: &Snapshot, i: usize) {
-    if let Some((_, srv)) = snap.dest(i as u32) {
+fn overload_walk<A>(snap: &Snapshot, i: usize, server: ServerOf<A>) {
+    if let Some(srv) = server(snap, i as u32) {
         srv.update_overload();
     }
 }

@@ -34,13 +34,13 @@
 //!   so the totals `rvs ctl` reads are exact once the burst is done.
 
 use std::net::Ipv6Addr;
-use std::sync::atomic::Ordering::Relaxed;
 
+use super::dest_fast::count_activity_of;
 use super::established6::Hop6;
 use super::pending::{HasPending, Pending, PendingList};
 use crate::conn::{addr6, Dir};
 use crate::dataplane::neigh::NeighTable6;
-use crate::dataplane::snapshot::{Own6, Snapshot};
+use crate::dataplane::snapshot::{Own6, Server, Snapshot};
 use crate::forward::addr6_sum;
 
 /// One IPv6 server, as this worker's fast path sees it.
@@ -182,15 +182,8 @@ impl DestTable6 {
     /// through the snapshot's server).
     #[inline(always)]
     pub(super) fn count_activity(&self, snap: &Snapshot, i: usize, was: bool, is: bool) {
-        if !self.dests[i].plain {
-            return activity_walk6(snap, i, self.worker, was, is);
-        }
-        let Some(k) = snap.counters(i as u32) else {
-            return;
-        };
-        if k.per_worker[self.worker].shift(was, is) && k.overloaded.load(Relaxed) {
-            overload_walk6(snap, i);
-        }
+        let plain = self.dests[i].plain;
+        count_activity_of(snap, i, self.worker, plain, was, is, server6);
     }
 
     /// Adds the pending counts to the servers' per-worker counters.
@@ -226,23 +219,9 @@ impl DestTable6 {
     }
 }
 
-/// `Server::count_activity` through the snapshot's walk: a server with an
-/// upper threshold (or counters not its id's block).
-#[cold]
-#[inline(never)]
-fn activity_walk6(snap: &Snapshot, i: usize, worker: usize, was: bool, is: bool) {
-    if let Some((_, srv)) = snap.dest6(i as u32) {
-        srv.count_activity(worker, was, is);
-    }
-}
-
-/// `Server::update_overload` for a plain server whose flag is set.
-#[cold]
-#[inline(never)]
-fn overload_walk6(snap: &Snapshot, i: usize) {
-    if let Some((_, srv)) = snap.dest6(i as u32) {
-        srv.update_overload();
-    }
+/// IPv6 server `id` (`Snapshot::dest6`).
+fn server6(snap: &Snapshot, id: u32) -> Option<&Server<Ipv6Addr>> {
+    snap.dest6(id).map(|(_, srv)| srv)
 }
 
 /// The address `raw` as an `Ipv6Addr` (the inverse of `addr6::raw`).
