@@ -86,7 +86,9 @@ impl Pipeline {
         match fl.hash {
             Some(h) if fl.epoch == v6.addrs.epoch() => {
                 let hint = i.hint;
-                self.looked_up6(snap, f, fl, &fl.key, h, hint, false, t, in_port, now_ms, owned)
+                self.looked_up6(
+                    snap, f, fl, &fl.key, h, hint, false, t, in_port, now_ms, owned,
+                )
             }
             // Ids resolved in an older epoch (or none): again.
             _ => self.resolved_again6(snap, f, fl, t, in_port, now_ms, owned),
@@ -141,7 +143,19 @@ impl Pipeline {
         let Some((key, h)) = resolve_again6(v6, fl) else {
             return self.first_flow6(snap, f, fl, t.flags, in_port, now_ms, owned);
         };
-        self.looked_up6(snap, f, fl, &key, h, Hint::NONE, true, t, in_port, now_ms, owned)
+        self.looked_up6(
+            snap,
+            f,
+            fl,
+            &key,
+            h,
+            Hint::NONE,
+            true,
+            t,
+            in_port,
+            now_ms,
+            owned,
+        )
     }
 
     /// The lookup of flow `fl` under `key` (hashed to `hash`, its record
