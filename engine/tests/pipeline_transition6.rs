@@ -14,7 +14,7 @@
 
 use std::net::Ipv6Addr;
 
-use engine::dataplane::counters::StatsReport;
+use engine::dataplane::counters::{Drop, StatsReport};
 use engine::dataplane::pipeline::{Inspected, VecFrame, Verdict};
 use engine::packet::ethernet::MacAddr;
 use engine::packet::parse_frame_full;
@@ -490,6 +490,142 @@ fn segments_apart_are_looked_up_once_and_match_the_full_path() {
     let s = a.servers();
     assert_eq!(s.iter().map(|c| c[0]).sum::<u64>(), 3);
     assert_eq!(s.iter().map(|c| c[1]).sum::<u64>(), 0);
+}
+
+/// A new client's SYN: its address has no id, so the first pass hashes no
+/// flow, and the dispatch's call for such a frame (`unresolved6`) resolves
+/// it again and, finding no id, sends it straight to the new-flow path.
+/// Opened there (NAT, DR) with the full path's bytes and counters. A SYN
+/// that must not open a connection is the full path's exactly as before
+/// (verdict, bytes, server and worker counters), counted by no fast path:
+/// to a port with no service, a SYN+ACK, a hop limit of 1, to another MAC,
+/// a flow RSS gives another worker (handed over), and any SYN on an `[ha]`
+/// backup.
+#[test]
+fn a_new_clients_syn_opens_on_the_new_flow_path_or_is_the_full_paths_as_before() {
+    let client = |n: u16| Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x600 + n);
+    let (mut a, mut b) = (director(), director());
+    let h0 = hits(&a);
+    let nat = same(
+        &mut a,
+        &mut b,
+        &[from(client(1), 44001, 80, "S", b"")],
+        3_000,
+    );
+    let want = tcp6(
+        (PORT1_MAC, RS_MAC),
+        client(1),
+        44001,
+        RS,
+        8080,
+        63,
+        "S",
+        b"",
+    );
+    assert_eq!(nat, vec![(Verdict::Tx(1), want)]);
+    let dr = same(
+        &mut a,
+        &mut b,
+        &[from(client(2), 44002, 81, "S", b"")],
+        3_000,
+    );
+    let want = tcp6(
+        (PORT1_MAC, RS_MAC),
+        client(2),
+        44002,
+        VIP6,
+        81,
+        63,
+        "S",
+        b"",
+    );
+    assert_eq!(dr, vec![(Verdict::Tx(1), want)]);
+    assert_eq!(
+        hits(&a),
+        (h0.0, h0.1, h0.2 + 2),
+        "opened by the new-flow path"
+    );
+    assert_eq!(a.w.conns6_len(), 2);
+
+    let mut low = from(client(5), 44005, 80, "S", b"");
+    low.1[21] = 1;
+    let mut elsewhere = from(client(6), 44006, 80, "S", b"");
+    elsewhere.1[5] ^= 0x10;
+    let no_service = a.drops(Drop::NoService);
+    for (what, seg, verdict) in [
+        (
+            "no service",
+            from(client(3), 44003, 83, "S", b""),
+            Verdict::Drop,
+        ),
+        (
+            "SYN+ACK",
+            from(client(4), 44004, 80, "SA", b""),
+            Verdict::Drop,
+        ),
+        ("hop limit 1", low, Verdict::Tx(0)),
+        ("another MAC", elsewhere, Verdict::Drop),
+    ] {
+        let got = same(&mut a, &mut b, &[seg], 3_001);
+        assert_eq!(got[0].0, verdict, "{what}");
+        assert_eq!(
+            hits(&a),
+            (h0.0, h0.1, h0.2 + 2),
+            "{what}: no path counts it"
+        );
+    }
+    assert_eq!(a.drops(Drop::NoService) - no_service, 1);
+    assert_eq!(a.w.conns6_len(), 2);
+
+    // Two workers: the flows RSS gives worker 1 are handed over (by the
+    // client), the others opened here.
+    let two = || {
+        let r = Rig::with_workers(CFG, &[(RS, RS_MAC)], 2);
+        r.shared.neigh6.learn(CLIENT, MacAddr(CLIENT_MAC), 1_000);
+        r
+    };
+    let (mut a, mut b) = (two(), two());
+    let h0 = hits(&a);
+    let (mut opened, mut handed) = (0, 0);
+    for n in 0..16 {
+        let got = same(
+            &mut a,
+            &mut b,
+            &[from(client(0x10 + n), 44100 + n, 80, "S", b"")],
+            3_002,
+        );
+        match got[0].0 {
+            Verdict::Tx(1) => opened += 1,
+            Verdict::Handoff(1) => handed += 1,
+            v => panic!("SYN {n}: {v:?}"),
+        }
+    }
+    assert!(
+        opened > 0 && handed > 0,
+        "opened {opened}, handed over {handed}"
+    );
+    assert_eq!(hits(&a), (h0.0, h0.1, h0.2 + opened));
+    assert_eq!(a.w.conns6_len(), opened as usize);
+
+    // A backup opens nothing: every SYN is the full path's.
+    let (mut a, mut b) = (director(), director());
+    for r in [&mut a, &mut b] {
+        r.shared.ha.set_master(false);
+        let snap = r.snap();
+        r.w.ha_poll(&snap, 0);
+    }
+    let h0 = hits(&a);
+    for (n, vport) in [(0x20, 80), (0x21, 81)] {
+        let got = same(
+            &mut a,
+            &mut b,
+            &[from(client(n), 44200 + n, vport, "S", b"")],
+            3_003,
+        );
+        assert_ne!(got[0].0, Verdict::Tx(1), "backup, to {vport}");
+    }
+    assert_eq!(hits(&a), h0, "backup: no path counts it");
+    assert_eq!(a.w.conns6_len(), 0);
 }
 
 /// The established path looks up every segment whose ids the first pass

@@ -202,6 +202,23 @@ impl Addr6Table {
         }
     }
 
+    /// Holds `a` once more through `id`, the id a caller remembers it had
+    /// (no hash, no probe run): `None` when `id` does not name `a` now
+    /// (never handed out, freed since, or handed to another address), and
+    /// nothing is written; the caller then [`acquire`](Self::acquire)s.
+    /// A held id names one address, so this is `acquire`'s result
+    /// whenever it is `Some`.
+    #[inline(always)]
+    pub fn hold_known(&mut self, id: u32, a: u128) -> Option<u32> {
+        let k = (id as usize).wrapping_sub(1);
+        let r = self.refs.get_mut(k)?;
+        if *r == 0 || self.addrs[k] != a {
+            return None;
+        }
+        *r += 1;
+        Some(id)
+    }
+
     /// Gives back one hold of `id`; the last frees it.
     pub fn release(&mut self, id: u32) {
         let Some(r) = self.refs.get_mut((id as usize).wrapping_sub(1)) else {
@@ -249,6 +266,31 @@ mod tests {
 
     fn a(n: u32) -> Ipv6Addr {
         Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (n >> 16) as u16, n as u16)
+    }
+
+    #[test]
+    fn a_remembered_id_holds_only_the_address_it_still_names() {
+        let mut t = Addr6Table::with_capacity(4);
+        let x = t.acquire(a(1)).unwrap();
+        // Names it: one more hold, as `acquire` would give.
+        assert_eq!(t.hold_known(x, raw(a(1))), Some(x));
+        assert_eq!(t.refs[x as usize - 1], 2);
+        // Another address, id 0, an id out of range: nothing held.
+        assert_eq!(t.hold_known(x, raw(a(2))), None);
+        assert_eq!(t.hold_known(0, raw(a(1))), None);
+        assert_eq!(t.hold_known(99, raw(a(1))), None);
+        assert_eq!(t.refs[x as usize - 1], 2);
+        // Freed (its entry still has the address): not held, not revived.
+        t.release(x);
+        t.release(x);
+        assert_eq!(t.hold_known(x, raw(a(1))), None);
+        assert_eq!(t.len(), 0);
+        // Handed to another address since: only that one's.
+        let y = t.acquire(a(3)).unwrap();
+        assert_eq!(y, x);
+        assert_eq!(t.hold_known(x, raw(a(1))), None);
+        assert_eq!(t.hold_known(x, raw(a(3))), Some(x));
+        assert_eq!(t.get(a(1)), None);
     }
 
     #[test]

@@ -38,9 +38,15 @@ impl Rig {
     /// IPv6 warning), every server up, and the servers at `neighbours`
     /// answering its solicitations on port 1.
     pub fn with(cfg: &str, neighbours: &[(Ipv6Addr, [u8; 6])]) -> Rig {
-        let shared = Arc::new(Shared::new(1));
+        Rig::with_workers(cfg, neighbours, 1)
+    }
+
+    /// [`with`](Rig::with) for a director of `workers` workers, this rig
+    /// being worker 0 (a flow RSS gives another worker is handed over).
+    pub fn with_workers(cfg: &str, neighbours: &[(Ipv6Addr, [u8; 6])], workers: usize) -> Rig {
+        let shared = Arc::new(Shared::new(workers));
         shared.ha.set_master(true);
-        let w = Pipeline::new(0, 1, 1 << 12, &shared);
+        let w = Pipeline::new(0, workers, 1 << 12, &shared);
         let cfg = config::parse(cfg).expect("config");
         assert!(
             cfg.warnings().iter().all(|w| !w.contains("IPv6")),

@@ -42,7 +42,7 @@ use super::established6::{Flow6, Hop6, HOP6_CACHE};
 use super::frag6::{Frag6Fwd, FragTable6};
 use super::persist6::release_template6;
 use super::{rewrite_drop, uncount, Frame, Pipeline, Verdict};
-use crate::conn::addr6::Addr6Table;
+use crate::conn::addr6::{self, Addr6Table};
 use crate::conn::{
     self, Conn, ConnId, ConnTable, Dir, FlowKey, KeyHash, Method, NewConn, TcpState,
 };
@@ -77,7 +77,15 @@ pub(in crate::dataplane) struct Conns6 {
     /// whose first pass found no ids, take them from here
     /// (`established6::resolve_again6`).
     pub(super) opened: Flow6,
+    /// The address id each server (by id, direct-mapped) was last given
+    /// by the new-flow path (`open6`): a new connection holds its
+    /// server's address through it (`Addr6Table::hold_known`: no hash,
+    /// no probe run) while it still names that address.
+    server_ids: [u32; SERVER_IDS],
 }
+
+/// Servers whose address id `Conns6` remembers.
+const SERVER_IDS: usize = 64;
 
 impl Conns6 {
     /// Bytes allocated for the IPv6 connections (table + address ids).
@@ -99,6 +107,20 @@ impl Conns6 {
         let d = self.addrs.get(dst.0)?;
         let key = FlowKey::new(proto, Ipv4Addr::from(s), src.1, Ipv4Addr::from(d), dst.1);
         self.conns.lookup(&key, now_ms)
+    }
+
+    /// Holds server `dest`'s address `addr` once more (`Addr6Table::acquire`),
+    /// through the id it was last given here when that still names it.
+    #[inline(always)]
+    fn acquire_server(&mut self, dest: u32, addr: Ipv6Addr) -> Option<u32> {
+        let a = addr6::raw(addr);
+        let memo = &mut self.server_ids[dest as usize % SERVER_IDS];
+        if let Some(id) = self.addrs.hold_known(*memo, a) {
+            return Some(id);
+        }
+        let id = self.addrs.acquire(addr)?;
+        *memo = id;
+        Some(id)
     }
 }
 
@@ -144,6 +166,7 @@ impl Pipeline {
                 hops: [Hop6::EMPTY; HOP6_CACHE],
                 dests: DestTable6::new(worker),
                 opened: Flow6::NONE,
+                server_ids: [0; SERVER_IDS],
             })
         });
         v6.conns.set_timeouts(snap.timeouts);
@@ -365,7 +388,7 @@ impl Pipeline {
             }
             None => (v6.addrs.acquire(p.src), v6.addrs.acquire(p.dst)),
         };
-        let server = v6.addrs.acquire(srv.addr);
+        let server = v6.acquire_server(srv.shared.id, srv.addr);
         let (Some(client), Some(vip), Some(server)) = (client, vip, server) else {
             for id in [client, vip, server].into_iter().flatten() {
                 v6.addrs.release(id);

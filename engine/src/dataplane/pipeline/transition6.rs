@@ -47,7 +47,7 @@
 
 use super::established6::{resolve_again6, Flow6, Steady6, Tail6, SLOW_FLAGS, STEADY_MASK};
 use super::{Frame, Inspected, Pipeline, Verdict};
-use crate::conn::{self, tcp_flags, ConnId, Dir, Hint, Method};
+use crate::conn::{self, tcp_flags, ConnId, Dir, Hint, KeyHash, Method, WireKey};
 use crate::dataplane::snapshot::{fold6, Snapshot};
 use crate::packet::parse_ipv6::parse_fast_ipv6;
 
@@ -57,15 +57,13 @@ const RESCHEDULE_MASK: u8 = tcp_flags::SYN | tcp_flags::ACK;
 impl Pipeline {
     /// The transition and new-flow paths for a common-shape IPv6 frame the
     /// established path made no lookup for (module docs): its ids resolved
-    /// in the first pass before this burst's earlier frames made them (or
-    /// in an older epoch), or `[ha] sync` on. `t` is what the established
+    /// in an older epoch, or `[ha] sync` on. `t` is what the established
     /// path read of the frame (unicast to the arrival port, a hop limit to
     /// decrement: checked). The flow is resolved again when it needs to
     /// be and looked up here; a hit goes to [`moves6`](Self::moves6) (a
-    /// steady segment of a flow opened in this burst first to the
-    /// established path's forwarding), a miss to the new-flow path.
-    /// `None` leaves the frame, the tables and every counter untouched for
-    /// the full path.
+    /// steady segment of a flow resolved again first to the established
+    /// path's forwarding), a miss to the new-flow path. `None` leaves the
+    /// frame, the tables and every counter untouched for the full path.
     ///
     /// Out of line, as the other IPv6 entry points (`established6.rs`).
     #[inline(never)]
@@ -85,22 +83,105 @@ impl Pipeline {
         }
         let v6 = self.v6.as_deref()?;
         let fl = &i.flow6;
-        let (key, hash, hint, again) = if fl.hash.is_none() || fl.epoch != v6.addrs.epoch() {
-            // Ids resolved before this burst's earlier frames made them:
-            // again (the key and hash alone). No ids, no connection.
-            match resolve_again6(v6, fl) {
-                Some((key, h)) => (key, Some(h), Hint::NONE, true),
-                None => (fl.key, None, Hint::NONE, true),
+        match fl.hash {
+            Some(h) if fl.epoch == v6.addrs.epoch() => {
+                let hint = i.hint;
+                self.looked_up6(
+                    snap, f, fl, &fl.key, h, hint, false, t, in_port, now_ms, owned,
+                )
             }
-        } else {
-            (fl.key, fl.hash, i.hint, false)
+            // Ids resolved in an older epoch (or none): again.
+            _ => self.resolved_again6(snap, f, fl, t, in_port, now_ms, owned),
+        }
+    }
+
+    /// The dispatch's call for a frame the first pass found no ids for
+    /// (the established path has nothing to look up): a new client's SYN,
+    /// or a segment of a flow opened earlier in the same burst (the SYN
+    /// before its ACK, data and FIN; a UDP flow's first datagrams). After
+    /// the established path's checks of the frame (unicast to the arrival
+    /// port, a hop limit to decrement) and on the master, its ids are
+    /// resolved again here ([`resolved_again6`](Self::resolved_again6)):
+    /// none (a new client's address), straight to the new-flow path, with
+    /// no second call, no lookup and no second reading of the header.
+    #[inline(never)]
+    pub(super) fn unresolved6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        i: &Inspected,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+    ) -> Option<Verdict> {
+        let port = snap.ports.get(in_port)?;
+        let t = Tail6::read(f.data(), i.flow6.key.proto)?;
+        if t.dst_mac != port.mac.0 || t.hop <= 1 || !self.master {
+            return None;
+        }
+        self.resolved_again6(snap, f, &i.flow6, t, in_port, now_ms, owned)
+    }
+
+    /// Flow `fl`'s ids as they are now (`resolve_again6`: the flow the
+    /// new-flow path opened last, else the id table): an address without
+    /// one has no connection, so the frame goes to the new-flow path;
+    /// else its key is looked up ([`looked_up6`](Self::looked_up6), with
+    /// the established path's forwarding for a steady segment).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn resolved_again6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        fl: &Flow6,
+        t: Tail6,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+    ) -> Option<Verdict> {
+        let v6 = self.v6.as_deref()?;
+        let Some((key, h)) = resolve_again6(v6, fl) else {
+            return self.first_flow6(snap, f, fl, t.flags, in_port, now_ms, owned);
         };
+        self.looked_up6(
+            snap,
+            f,
+            fl,
+            &key,
+            h,
+            Hint::NONE,
+            true,
+            t,
+            in_port,
+            now_ms,
+            owned,
+        )
+    }
+
+    /// The lookup of flow `fl` under `key` (hashed to `hash`, its record
+    /// perhaps at `hint`): a miss goes to the new-flow path, a hit to
+    /// [`moves6`](Self::moves6); when the ids were resolved `again` (the
+    /// first pass could not look the flow up), a steady segment or
+    /// datagram on that record first to the established path's
+    /// forwarding.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn looked_up6<F: Frame>(
+        &mut self,
+        snap: &Snapshot,
+        f: &mut F,
+        fl: &Flow6,
+        key: &WireKey,
+        hash: KeyHash,
+        hint: Hint,
+        again: bool,
+        t: Tail6,
+        in_port: usize,
+        now_ms: u64,
+        owned: bool,
+    ) -> Option<Verdict> {
         let v6 = self.v6.as_deref_mut()?;
-        let found = match hash {
-            Some(h) => v6.conns.lookup_hinted(&key, h, hint, now_ms),
-            None => None,
-        };
-        let Some((id, dir, c)) = found else {
+        let Some((id, dir, c)) = v6.conns.lookup_hinted(key, hash, hint, now_ms) else {
             return self.first_flow6(snap, f, fl, t.flags, in_port, now_ms, owned);
         };
         if again
@@ -117,28 +198,6 @@ impl Pipeline {
             }
         }
         self.moves6(snap, f, fl, id, dir, t, now_ms, owned)
-    }
-
-    /// [`transition6`](Self::transition6) for a frame the first pass
-    /// found no ids for (the dispatch's call: the established path has
-    /// nothing to look up), after the established path's checks of the
-    /// frame: unicast to the arrival port, a hop limit to decrement.
-    #[inline(never)]
-    pub(super) fn unresolved6<F: Frame>(
-        &mut self,
-        snap: &Snapshot,
-        f: &mut F,
-        i: &Inspected,
-        in_port: usize,
-        now_ms: u64,
-        owned: bool,
-    ) -> Option<Verdict> {
-        let port = snap.ports.get(in_port)?;
-        let t = Tail6::read(f.data(), i.flow6.key.proto)?;
-        if t.dst_mac != port.mac.0 || t.hop <= 1 {
-            return None;
-        }
-        self.transition6(snap, f, i, t, in_port, now_ms, owned)
     }
 
     /// Forwards `f`, a common-shape segment of flow `fl` (what the
