@@ -312,6 +312,20 @@ impl<A: NeighAddr> Table<A> {
     /// power of two, at least 64), plus a reserved region of a sixteenth of
     /// that (at least 64, at most 4096 slots) for configured next hops.
     pub fn new(capacity: usize) -> Table<A> {
+        Self::with_key(capacity, random_key())
+    }
+
+    /// [`new`](Self::new) with the slot hash keyed from `seed` instead of
+    /// a secret drawn at start: the same seed places every address in the
+    /// same slot in every run. For tests and reproducible runs only (a
+    /// known key lets an on-link spoofer choose addresses that share a
+    /// probe window): where a test learns more neighbours than a probe
+    /// window holds, a random key makes its outcome a draw.
+    pub fn with_seed(capacity: usize, seed: u64) -> Table<A> {
+        Self::with_key(capacity, seeded_key(seed))
+    }
+
+    fn with_key(capacity: usize, key: [u64; 2]) -> Table<A> {
         let n = capacity.max(64).next_power_of_two();
         let r = (n / 16).clamp(64, 4096);
         Table {
@@ -320,7 +334,7 @@ impl<A: NeighAddr> Table<A> {
             rbase: n,
             rmask: r - 1,
             rfilter: AtomicU64::new(0),
-            key: random_key(),
+            key,
             reserved: Mutex::new(Reserved {
                 ips: Vec::new(),
                 used: 0,
@@ -497,6 +511,24 @@ fn random_key() -> [u64; 2] {
     }
     w[1] |= 1;
     w
+}
+
+/// The slot hash key of [`Table::with_seed`]: two words of MurmurHash3's
+/// finaliser over a golden-ratio sequence from `seed`; the multiplier is
+/// forced odd, as [`random_key`]'s.
+fn seeded_key(seed: u64) -> [u64; 2] {
+    let fmix64 = |mut x: u64| {
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    };
+    let step = 0x9e37_79b9_7f4a_7c15u64;
+    [
+        fmix64(seed.wrapping_add(step)),
+        fmix64(seed.wrapping_add(step.wrapping_mul(2))) | 1,
+    ]
 }
 
 /// The reserved filter's bit of home `h` ([`Table::rfilter`]).

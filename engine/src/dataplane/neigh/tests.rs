@@ -40,9 +40,11 @@ fn request_then_learn_then_refresh_then_expire() {
 
 #[test]
 fn many_neighbours_and_reuse_of_expired_slots() {
-    // A tenth full at most: with random placement no probe window of 8
-    // fills up (at a sixth, one run in a few dozen had one).
-    let t = NeighTable::new(1024);
+    // A tenth full at most: no probe window of 8 fills up. The key is
+    // fixed: with a random one the outcome is a draw (the one-round slot
+    // hash filled a window here for about 1 key in 180; the hash now, for
+    // none of 200,000), and a test must not fail by the draw.
+    let t = NeighTable::with_seed(1024, 1);
     for i in 1..=40u32 {
         t.learn(ip(i), M, 10);
     }
@@ -56,6 +58,82 @@ fn many_neighbours_and_reuse_of_expired_slots() {
         t.learn(ip(i), M, later);
         assert_eq!(t.peek(ip(i), later), Some(M), "{i}");
     }
+}
+
+/// Structured on-link clients (a subnet's addresses in sequence, a grid
+/// of them, one per /24, sequential IPv6 interface identifiers) fill no
+/// probe window of a table of the director's size: every one is learned,
+/// for each of 64 fixed keys. The one-round slot hash (a multiplicative
+/// hash: its homes of such addresses lie on a lattice) failed this for
+/// keys 22, 30, 32, 33 and 57 (1% to 2% of keys per set, where a random
+/// function fails none of 4,096).
+#[test]
+fn structured_neighbours_are_all_learned() {
+    use crate::dataplane::{NEIGH6_ENTRIES, NEIGH_ENTRIES};
+    let v4: [(&str, Vec<u32>); 3] = [
+        (
+            "a /20 in sequence",
+            (0..4096).map(|i| 0xc612_0000 + i).collect(),
+        ),
+        (
+            "a 64 x 64 grid",
+            (0..4096)
+                .map(|i| 0xc612_0000 + (i >> 6 << 8) + (i & 63))
+                .collect(),
+        ),
+        (
+            "one per /24",
+            (0..2048).map(|i| 0x0a00_0001 + (i << 8)).collect(),
+        ),
+    ];
+    let v6: Vec<Ipv6Addr> = (1..=1500u128)
+        .map(|i| Ipv6Addr::from(0x2001_0db8_0000_0001u128 << 64 | i))
+        .collect();
+    for seed in 0..64 {
+        for (name, set) in &v4 {
+            let t = NeighTable::with_seed(NEIGH_ENTRIES, seed);
+            for &a in set {
+                t.learn(Ipv4Addr::from(a), M, 10);
+            }
+            let lost = set
+                .iter()
+                .filter(|&&a| t.peek(Ipv4Addr::from(a), 10).is_none())
+                .count();
+            assert_eq!(lost, 0, "key {seed}, {name}: {lost} not learned");
+        }
+        let t = NeighTable6::with_seed(NEIGH6_ENTRIES, seed);
+        for &a in &v6 {
+            t.learn(a, M, 10);
+        }
+        let lost = v6.iter().filter(|&&a| t.peek(a, 10).is_none()).count();
+        assert_eq!(
+            lost, 0,
+            "key {seed}, IPv6 ::1 to ::1500: {lost} not learned"
+        );
+    }
+}
+
+/// The same seed places every address where it did; another seed moves
+/// them.
+#[test]
+fn a_seed_fixes_the_slot_hash() {
+    let (a, b, c) = (
+        NeighTable::with_seed(65536, 7),
+        NeighTable::with_seed(65536, 7),
+        NeighTable::with_seed(65536, 8),
+    );
+    let homes = |t: &NeighTable| {
+        (0..64u32)
+            .map(|i| t.home(ip(i)) & t.mask)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(homes(&a), homes(&b));
+    let same = homes(&a)
+        .iter()
+        .zip(homes(&c))
+        .filter(|(x, y)| **x == *y)
+        .count();
+    assert!(same < 8, "{same} of 64 addresses kept their home");
 }
 
 #[test]
@@ -95,7 +173,10 @@ fn the_slot_hash_is_keyed_per_table() {
 /// unresolved for ever: resolve evicts and asks, and the answer is kept.
 #[test]
 fn a_full_window_still_sends_the_request() {
-    let t = NeighTable::new(64);
+    // A fixed key: with the one-round slot hash, about 1 random key in
+    // 800 left a slot outside every learned address's window (so the
+    // region did not fill); the hash now, none of 1,000,000.
+    let t = NeighTable::with_seed(64, 1);
     // Thousands of on-link "neighbours" (a spoofer's ARP requests): every
     // general slot is live.
     for i in 1000..4000u32 {
