@@ -59,12 +59,23 @@ impl Addr6Table {
     /// As [`with_capacity`](Self::with_capacity), with the address entries
     /// and the index in memory of the kind `mem` asks for.
     pub fn with_capacity_in(capacity: usize, mem: TableMemory) -> Addr6Table {
-        let capacity = capacity.clamp(1, u32::MAX as usize / 2);
-        let buckets = (2 * capacity).next_power_of_two();
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
-            .finish()
-            | 1;
+            .finish();
+        Self::build(capacity, mem, seed)
+    }
+
+    /// As [`with_capacity`](Self::with_capacity) with a fixed hash seed:
+    /// for tests and reproducible instruction counts (`rvs-perf
+    /// pipeline`), never for a director facing traffic.
+    pub fn with_capacity_and_seed(capacity: usize, seed: u64) -> Addr6Table {
+        Self::build(capacity, TableMemory::default(), seed)
+    }
+
+    fn build(capacity: usize, mem: TableMemory, seed: u64) -> Addr6Table {
+        let capacity = capacity.clamp(1, u32::MAX as usize / 2);
+        let buckets = (2 * capacity).next_power_of_two();
+        let seed = seed | 1;
         Addr6Table {
             addrs: Region::new(capacity, mem, |_| 0u128),
             refs: vec![0u32; capacity].into_boxed_slice(),

@@ -150,6 +150,21 @@ fn release_ids(addrs: &mut Addr6Table, c: &Conn) {
 }
 
 impl Pipeline {
+    /// Makes the IPv6 connection and address tables anew with fixed hash
+    /// seeds, so that `rvs-perf pipeline`'s callgrind counts repeat
+    /// exactly. For that and tests only, before any IPv6 connection (the
+    /// tables' contents are dropped); nothing when they were not made.
+    pub fn seed_v6_tables(&mut self, seed: u64) {
+        let Some(v6) = self.v6.as_deref_mut() else {
+            return;
+        };
+        let cap = v6.conns.capacity();
+        let mut conns = ConnTable::with_capacity_and_seed(cap, seed);
+        conns.set_timeouts(*v6.conns.timeouts());
+        v6.conns = conns;
+        v6.addrs = Addr6Table::with_capacity_and_seed(cap + SHARED_IDS, seed);
+    }
+
     /// Cold: allocates the IPv6 tables the first time a configuration
     /// forwards IPv6, and applies `[timeouts]` to them.
     pub(super) fn prepare_v6(&mut self, snap: &Snapshot) {
