@@ -69,8 +69,29 @@ pub fn nat_fixed_pair(
         return Err(ForwardError::Mismatch);
     }
     match frame[PROTO] {
-        proto::TCP => nat_at::<{ TCP_CK + 2 }, TCP_CK>(frame, side, addr, port, macs),
-        proto::UDP => nat_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, macs),
+        proto::TCP => nat_at::<{ TCP_CK + 2 }, TCP_CK>(frame, side, addr, port, Some(macs)),
+        proto::UDP => nat_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, Some(macs)),
+        _ => Err(ForwardError::UnsupportedProtocol),
+    }
+}
+
+/// [`nat_fixed_pair`] for a caller that wrote the MACs already (straight
+/// from its next hop, with no copy of them held across its other work):
+/// the addresses, port, TTL and checksums alone. On an error the frame is
+/// the caller's to drop, as with the others.
+#[inline(always)]
+pub fn nat_fixed_l3(
+    frame: &mut [u8],
+    side: NatSide,
+    addr: Ipv4Addr,
+    port: u16,
+) -> Result<(), ForwardError> {
+    if frame.len() < UDP_CK + 2 {
+        return Err(ForwardError::Mismatch);
+    }
+    match frame[PROTO] {
+        proto::TCP => nat_at::<{ TCP_CK + 2 }, TCP_CK>(frame, side, addr, port, None),
+        proto::UDP => nat_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, None),
         _ => Err(ForwardError::UnsupportedProtocol),
     }
 }
@@ -100,7 +121,7 @@ fn nat_at<const N: usize, const CK: usize>(
     side: NatSide,
     addr: Ipv4Addr,
     port: u16,
-    macs: &[u8; 12],
+    macs: Option<&[u8; 12]>,
 ) -> Result<(), ForwardError> {
     let Some(h) = frame.first_chunk_mut::<N>() else {
         return Err(ForwardError::Mismatch);
@@ -135,7 +156,9 @@ fn nat_at<const N: usize, const CK: usize>(
     let ip_ck = u16::from_ne_bytes([h[IP_CK], h[IP_CK + 1]]);
     let ip_ck = checksum::apply32(ip_ck, checksum::add32(addr_delta, TTL_DELTA_NE));
     h[IP_CK..IP_CK + 2].copy_from_slice(&ip_ck.to_ne_bytes());
-    h[..12].copy_from_slice(macs);
+    if let Some(macs) = macs {
+        h[..12].copy_from_slice(macs);
+    }
     Ok(())
 }
 

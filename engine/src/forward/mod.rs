@@ -37,8 +37,8 @@ mod routed6;
 mod tun;
 
 pub use fast::{
-    decrement_ttl_fixed, dr_fixed, dr_fixed_pair, mac_pair, nat_fixed, nat_fixed_pair, tun_fixed,
-    NatSide, TunTemplate,
+    decrement_ttl_fixed, dr_fixed, dr_fixed_pair, mac_pair, nat_fixed, nat_fixed_l3,
+    nat_fixed_pair, tun_fixed, NatSide, TunTemplate,
 };
 pub use fast6::{addr6_sum, dr6_fixed, dr6_pair, nat6_fixed, nat6_sum};
 pub use fnat::{fnat_rewrite, icmp_error_fnat, IcmpFnat};

@@ -195,19 +195,30 @@ impl Pipeline {
             Dir::Inbound => self.dests.hop(di, to, now_ms, &self.shared.neigh),
             Dir::Reply => None,
         };
-        let (port, mtu, macs) = match remembered {
-            Some(h) => (h.port, h.port_mtu, h.macs),
+        // The MACs go into the frame as soon as the hop is known and the
+        // size fits (nothing after that leaves the frame to the full path:
+        // a rewrite error drops it), straight from the hop, rather than a
+        // copy of them held across the state move.
+        let port = match remembered {
+            Some(h) => {
+                if total > h.port_mtu {
+                    return None;
+                }
+                write_macs(f.data_mut(), &h.macs);
+                h.port
+            }
             None => {
                 let &h = self.hop_hit(snap, Ipv4Addr::from(to), now_ms)?;
                 if dir == Dir::Inbound {
                     self.dests.set_hop(di, h);
                 }
-                (h.port, h.port_mtu, h.macs)
+                if total > h.port_mtu {
+                    return None;
+                }
+                write_macs(f.data_mut(), &h.macs);
+                h.port
             }
         };
-        if total > mtu {
-            return None;
-        }
         // Committed: `existing`'s moves, in its order.
         // The rewrite's target read with the state move, from the record it
         // just wrote (in cache): one index into the slab for both.
@@ -227,10 +238,8 @@ impl Pipeline {
         };
         let frame = f.data_mut();
         let done = match side {
-            None => forward::dr_fixed_pair(frame, &macs),
-            Some(side) => {
-                forward::nat_fixed_pair(frame, side, Ipv4Addr::from(nat_addr), nat_port, &macs)
-            }
+            None => forward::decrement_ttl_fixed(frame),
+            Some(side) => forward::nat_fixed_l3(frame, side, Ipv4Addr::from(nat_addr), nat_port),
         };
         if let Err(e) = done {
             return Some(self.drop(rewrite_drop(e)));
@@ -303,5 +312,14 @@ impl Pipeline {
             return Next::Full;
         }
         Next::NewFlow
+    }
+}
+
+/// The next hop's MACs (destination, source) as the frame's first 12
+/// bytes (`moves`).
+#[inline(always)]
+fn write_macs(frame: &mut [u8], macs: &[u8; 12]) {
+    if let Some(m) = frame.first_chunk_mut::<12>() {
+        *m = *macs;
     }
 }
