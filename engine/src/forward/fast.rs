@@ -366,6 +366,27 @@ mod tests {
         }
     }
 
+    /// The rewrite without the MACs: the general NAT's bytes, the frame's
+    /// own MACs left as they were (the caller wrote its hop's).
+    #[test]
+    fn nat_fixed_l3_is_nat_with_the_macs_untouched() {
+        let rs = Ipv4Addr::new(198, 19, 0, 11);
+        for f in frames() {
+            let p = parse_frame(&f).unwrap();
+            for side in [NatSide::Dst, NatSide::Src] {
+                let (mut fast, mut full) = (f.clone(), f.clone());
+                nat_fixed_l3(&mut fast, side, rs, 8080).unwrap();
+                match side {
+                    NatSide::Dst => nat_inbound(&mut p.ipv4(&mut full).unwrap(), rs, 8080),
+                    NatSide::Src => nat_outbound(&mut p.ipv4(&mut full).unwrap(), rs, 8080),
+                }
+                .unwrap();
+                assert_eq!(fast, full, "{side:?} {f:02x?}");
+                assert_eq!(fast[..12], f[..12], "MACs untouched");
+            }
+        }
+    }
+
     #[test]
     fn dr_fixed_is_dr() {
         for f in frames() {
