@@ -65,14 +65,7 @@ pub fn nat_fixed_pair(
     port: u16,
     macs: &[u8; 12],
 ) -> Result<(), ForwardError> {
-    if frame.len() < UDP_CK + 2 {
-        return Err(ForwardError::Mismatch);
-    }
-    match frame[PROTO] {
-        proto::TCP => nat_at::<{ TCP_CK + 2 }, TCP_CK>(frame, side, addr, port, Some(macs)),
-        proto::UDP => nat_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, Some(macs)),
-        _ => Err(ForwardError::UnsupportedProtocol),
-    }
+    nat_by_protocol(frame, side, addr, port, Some(macs))
 }
 
 /// [`nat_fixed_pair`] for a caller that wrote the MACs already (straight
@@ -86,12 +79,25 @@ pub fn nat_fixed_l3(
     addr: Ipv4Addr,
     port: u16,
 ) -> Result<(), ForwardError> {
+    nat_by_protocol(frame, side, addr, port, None)
+}
+
+/// [`nat_at`] with the L4 checksum's offset of the frame's protocol (TCP
+/// or UDP); `macs` written too when given.
+#[inline(always)]
+fn nat_by_protocol(
+    frame: &mut [u8],
+    side: NatSide,
+    addr: Ipv4Addr,
+    port: u16,
+    macs: Option<&[u8; 12]>,
+) -> Result<(), ForwardError> {
     if frame.len() < UDP_CK + 2 {
         return Err(ForwardError::Mismatch);
     }
     match frame[PROTO] {
-        proto::TCP => nat_at::<{ TCP_CK + 2 }, TCP_CK>(frame, side, addr, port, None),
-        proto::UDP => nat_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, None),
+        proto::TCP => nat_at::<{ TCP_CK + 2 }, TCP_CK>(frame, side, addr, port, macs),
+        proto::UDP => nat_at::<{ UDP_CK + 2 }, UDP_CK>(frame, side, addr, port, macs),
         _ => Err(ForwardError::UnsupportedProtocol),
     }
 }
