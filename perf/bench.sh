@@ -19,6 +19,8 @@
 #          wait up to S seconds for the CPUs to be >= 85% idle: other work on the
 #          machine time-slices the busy-polling processes and ruins latency)
 #          --no-build  --no-plot  --no-mem  --no-cost  --out DIR (default perf/results)
+#          --cost-rounds N (rounds of the cost rows, every DUT in each, interleaved;
+#          default 1, full 2: the report gives each DUT's best and median)
 #          --order seq|scatter (the data phases' order over the flows: `seq`, the
 #          order they were opened in, or `scatter`, a fixed permutation: each
 #          packet's connection record a random access, as in real traffic)
@@ -66,6 +68,7 @@ BUILD=1
 PLOT=1
 MEM=1
 COST=1
+COST_ROUNDS=""
 OUT="$ROOT/perf/results"
 FORCE_WORKERS=0
 HUGE=0
@@ -90,8 +93,9 @@ while (($#)); do
     --no-plot) PLOT=0 ;;
     --no-mem) MEM=0 ;;
     --no-cost) COST=0 ;;
+    --cost-rounds) COST_ROUNDS=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -100,11 +104,11 @@ done
 # Per kind: flows, workers, modes, phase durations (max, lat, cps).
 case $KIND in
   smoke) : "${FLOWS:=1000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat,nat6}"; : "${DURATION:=1}"
-         LAT=0.5; CPS=0.5; COST_SECS=1; MEM=0; PLOT=0 ;;
+         LAT=0.5; CPS=0.5; COST_SECS=1; MEM=0; PLOT=0; : "${COST_ROUNDS:=1}" ;;
   quick) : "${FLOWS:=1000000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat,nat6,dr,tun,macswap}"; : "${DURATION:=3}"
-         LAT=2; CPS=2; COST_SECS=4 ;;
+         LAT=2; CPS=2; COST_SECS=4; : "${COST_ROUNDS:=1}" ;;
   full)  : "${FLOWS:=1000,100000,1000000,10000000}"; : "${WORKERS:=1,2}"; : "${MODES:=io,nat,nat6,dr,tun,macswap}"; : "${DURATION:=3}"
-         LAT=2; CPS=2; COST_SECS=4 ;;
+         LAT=2; CPS=2; COST_SECS=4; : "${COST_ROUNDS:=2}" ;;
 esac
 
 if ((EUID != 0)); then echo "bench.sh: run as root (DPDK, network namespaces)" >&2; exit 2; fi
@@ -520,13 +524,20 @@ for w in "${WL[@]}"; do
       if ((COST)); then
         rate=$(cost_rate_of "$f" "$w" "$rep")
         if ((rate > 0)); then
-          for m in "${ML[@]}"; do run_cost "$m" "$f" "$w" "$rep" "$rate" || failed=1; done
-          # testpmd io once more after the others: the VM's speed drifts
-          # over minutes, and the ratios divide by io's figure (the report
-          # takes the median, here the mean, of the two)
-          if [[ " ${ML[*]} " == *" io "* ]]; then
-            run_cost io "$f" "$w" "${rep}b" "$rate" || failed=1
-          fi
+          # COST_ROUNDS rounds of every DUT, interleaved: each DUT process
+          # lands in the VM's fast or slow state for its whole run (the
+          # same testpmd io gives ~450 or ~900 cycles per packet from one
+          # run to the next), so the report gives each DUT's best round
+          # beside the median of all.
+          for ((round = 1; round <= COST_ROUNDS; round++)); do
+            local_rep=$rep; ((round > 1)) && local_rep="${rep}c$round"
+            for m in "${ML[@]}"; do run_cost "$m" "$f" "$w" "$local_rep" "$rate" || failed=1; done
+            # testpmd io once more after the others: the VM's speed drifts
+            # over minutes, and the ratios divide by io's figure
+            if [[ " ${ML[*]} " == *" io "* ]]; then
+              run_cost io "$f" "$w" "${local_rep}b" "$rate" || failed=1
+            fi
+          done
         fi
       fi
     done

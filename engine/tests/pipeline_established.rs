@@ -384,12 +384,13 @@ fn in_counts(s: &DestShared) -> (u64, u64) {
 }
 
 /// The fast path's per-server counts wait in the worker's entry for the
-/// server (`pipeline/dest_fast.rs`) until the burst ends, and a new
-/// snapshot flushes them before anything else: the totals are exact at
-/// every burst end, also for a server the reload removed, whose next
-/// packet is then not forwarded to it.
+/// server (`pipeline/dest_fast.rs`) until the worker's first loop end of
+/// the next millisecond (`end_burst`) or an explicit flush, and a new
+/// snapshot flushes them before anything else: the totals are exact then,
+/// also for a server the reload removed, whose next packet is then not
+/// forwarded to it.
 #[test]
-fn per_server_counts_are_exact_at_burst_end_and_across_a_reload() {
+fn per_server_counts_are_exact_once_a_millisecond_and_across_a_reload() {
     let mut r = Rig::new();
     let now = open_nat(&mut r);
     let srv = r.snap.services[0].servers[0].shared.clone();
@@ -397,9 +398,16 @@ fn per_server_counts_are_exact_at_burst_end_and_across_a_reload() {
     assert_eq!(in_counts(&srv), (2, 80));
     let data: Vec<Vec<u8>> = (3..8).map(|s| to_vip(80, "PA", s, b"hello")).collect();
     let hits = r.w.established_hits();
+    // The worker's loop end in the millisecond of the last flush waits.
+    r.w.end_burst(&r.snap, now);
     assert_eq!(burst(&mut r, &data[..3], now), vec![Verdict::Tx(1); 3]);
     assert_eq!(r.w.established_hits(), hits + 3);
-    r.w.end_burst(&r.snap);
+    r.w.end_burst(&r.snap, now);
+    assert_eq!(in_counts(&srv), (2, 80), "pending within the millisecond");
+    // The next millisecond's first loop end flushes, once.
+    r.w.end_burst(&r.snap, now + 1);
+    assert_eq!(in_counts(&srv), (5, 80 + 3 * 45));
+    r.w.end_burst(&r.snap, now + 1);
     assert_eq!(in_counts(&srv), (5, 80 + 3 * 45));
     // Two more, then a reload removes the server before the burst ends.
     assert_eq!(burst(&mut r, &data[3..], now), vec![Verdict::Tx(1); 2]);
@@ -409,7 +417,7 @@ fn per_server_counts_are_exact_at_burst_end_and_across_a_reload() {
     let (v, out, fast) = r.run(0, &to_vip(80, "PA", 8, b"hello"), now);
     assert_eq!((v, fast), (Verdict::Tx(0), false), "an RST to the client");
     assert_eq!(out[..6], CLIENT_MAC);
-    r.w.end_burst(&r.snap);
+    r.w.flush_counts(&r.snap);
     assert_eq!(in_counts(&srv), (7, 80 + 5 * 45));
 }
 

@@ -501,7 +501,7 @@ fn fast_path_counts_reach_the_server_at_the_end_of_the_burst() {
     assert!(fast);
     let before = r.counts(8080);
     // Three fast-path packets in one burst: pending in the worker's
-    // per-server entry (pipeline/dest_fast6.rs) until `end_burst`.
+    // per-server entry (pipeline/dest_fast6.rs) until a flush.
     for _ in 0..3 {
         let (v, out, fast) = r.run_passes(&data, 2_002, |_| {});
         assert_eq!((v, fast), (Verdict::Tx(1), true));
@@ -509,7 +509,7 @@ fn fast_path_counts_reach_the_server_at_the_end_of_the_burst() {
     }
     assert_eq!(r.counts(8080), before, "not flushed mid-burst");
     let snap = r.shared.snapshot.load_full();
-    r.w.end_burst(&snap);
+    r.w.flush_counts(&snap);
     let after = r.counts(8080);
     let d: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
     // 3 packets of 40 + 20 + 4 IP bytes in, none out.

@@ -602,7 +602,8 @@ fn a_syn_with_more_flags_opens_on_the_new_flow_path_as_the_full_path() {
 
 /// The worker's passes over one burst (`inspect_into`, which prefetches
 /// the bucket, then `prefetch_conns`, then `process_inspected` for each
-/// frame) and `end_burst`, as `worker.rs` and `rvs-perf pipeline` run them.
+/// frame), as `worker.rs` and `rvs-perf pipeline` run them, then a flush
+/// of the per-server counts (the worker's `end_burst`: once a millisecond).
 fn burst(d: &mut Director, segs: &[Segment], now: u64) -> Vec<(Verdict, Vec<u8>)> {
     let mut insp = vec![Inspected::EMPTY; segs.len()];
     for ((_, frame), x) in segs.iter().zip(insp.iter_mut()) {
@@ -615,7 +616,7 @@ fn burst(d: &mut Director, segs: &[Segment], now: u64) -> Vec<(Verdict, Vec<u8>)
         let v = d.w.process_inspected(&d.snap, &mut f, x, *port, now, false);
         out.push((v, f.to_vec()));
     }
-    d.w.end_burst(&d.snap);
+    d.w.flush_counts(&d.snap);
     out
 }
 
@@ -1049,7 +1050,7 @@ fn burst_reusing(
         let v = d.w.process_inspected(&d.snap, &mut f, x, *port, now, false);
         out.push((v, f.to_vec()));
     }
-    d.w.end_burst(&d.snap);
+    d.w.flush_counts(&d.snap);
     out
 }
 

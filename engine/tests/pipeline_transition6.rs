@@ -101,13 +101,14 @@ impl Rig {
         let v = self
             .w
             .process_inspected(&snap, &mut f, &i, port, now, false);
-        self.w.end_burst(&snap);
+        self.w.flush_counts(&snap);
         (v, f.to_vec())
     }
 
     /// The worker's passes over one burst (`inspect_into`, then
-    /// `prefetch_conns`, then `process_inspected` for each frame) and
-    /// `end_burst`, as `worker.rs` and `rvs-perf pipeline` run them.
+    /// `prefetch_conns`, then `process_inspected` for each frame), as
+    /// `worker.rs` and `rvs-perf pipeline` run them, then a flush of the
+    /// per-server counts (the worker's `end_burst`: once a millisecond).
     fn burst(&mut self, segs: &[(usize, Vec<u8>)], now: u64) -> Vec<(Verdict, Vec<u8>)> {
         let mut insp = vec![Inspected::EMPTY; segs.len()];
         for ((_, frame), x) in segs.iter().zip(insp.iter_mut()) {
@@ -124,7 +125,7 @@ impl Rig {
                 .process_inspected(&snap, &mut f, x, *port, now, false);
             out.push((v, f.to_vec()));
         }
-        self.w.end_burst(&snap);
+        self.w.flush_counts(&snap);
         out
     }
 

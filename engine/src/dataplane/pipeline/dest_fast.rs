@@ -27,10 +27,11 @@
 //!   of the packet (length, TOS, DF, TTL, identification).
 //! * **Counters.** In and out packets and bytes add up here (`pending.rs`; one add per
 //!   packet: packets and bytes in one word) and reach the
-//!   server's per-worker counters at [`DestTable::flush`]: at the end of
-//!   every worker loop (`Pipeline::end_burst`), of every `Pipeline::process`
-//!   and before a rebuild. The totals `rvs ctl` reads are exact once the
-//!   burst in flight is done, as they were with an add per packet.
+//!   server's per-worker counters at [`DestTable::flush`]: at the first
+//!   worker loop end of every millisecond (`Pipeline::end_burst`), at the
+//!   end of every `Pipeline::process` and before a rebuild. The totals
+//!   `rvs ctl` reads lag the frames by at most a millisecond, and are exact
+//!   then.
 //!   Counters outlive snapshots (`Snapshot::counters` has every id the
 //!   registry has known), so what a server forwarded before a reload that
 //!   removed it is still counted.

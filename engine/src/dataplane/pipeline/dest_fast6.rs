@@ -29,9 +29,10 @@
 //!   against it in one lookup.
 //! * **Counters.** In and out packets and bytes add up here (`pending.rs`; one add per
 //!   packet) and reach the server's per-worker counters at
-//!   [`DestTable6::flush`]: at `Pipeline::end_burst` (the end of every
-//!   worker loop and of every `Pipeline::process`) and before a rebuild,
-//!   so the totals `rvs ctl` reads are exact once the burst is done.
+//!   [`DestTable6::flush`]: at `Pipeline::end_burst` (the first worker
+//!   loop end of every millisecond), at the end of every
+//!   `Pipeline::process` and before a rebuild, so the totals `rvs ctl`
+//!   reads lag the frames by at most a millisecond.
 
 use std::net::Ipv6Addr;
 

@@ -36,7 +36,7 @@
 //! Anything else returns `None` before anything is written, and the full
 //! path decides exactly as before (its next packet refills the cache). The
 //! per-server packet and byte counts add up in the server's entry and
-//! reach its counters once per burst (`Pipeline::end_burst`). The NAT
+//! reach its counters once a millisecond (`Pipeline::end_burst`). The NAT
 //! checksum deltas are computed from the record, already in cache after
 //! the lookup, in the frame's byte order (an address is one 32-bit addend:
 //! a handful of adds), rather than kept per connection: a side array would

@@ -1,5 +1,5 @@
 //! The per-server packet and byte counts of a worker's fast paths, added up
-//! per burst and flushed to the servers' per-worker counters once
+//! per millisecond of worker loops and flushed to the servers' per-worker counters once
 //! ([`PendingList::flush`]), so a packet costs one add instead of two
 //! counter updates. Shared by the IPv4 and IPv6 per-server tables
 //! (`dest_fast.rs`, `dest_fast6.rs`), whose entries each hold a
@@ -17,7 +17,8 @@ const DIRTY: usize = 64;
 
 /// Where a pending count keeps its packets: above 40 bits of bytes. Exact
 /// while fewer than 2^24 packets (and 2^40 bytes) add up between flushes;
-/// a flush comes after every burst of at most a few hundred frames.
+/// a flush comes once a millisecond (`Pipeline::end_burst`): at most some
+/// 15,000 frames of a worker at line rate.
 const PACKETS_SHIFT: u32 = 40;
 
 /// One server's counts not yet flushed.
