@@ -530,12 +530,12 @@ for w in "${WL[@]}"; do
           # run to the next), so the report gives each DUT's best round
           # beside the median of all.
           for ((round = 1; round <= COST_ROUNDS; round++)); do
-            local_rep=$rep; ((round > 1)) && local_rep="${rep}c$round"
-            for m in "${ML[@]}"; do run_cost "$m" "$f" "$w" "$local_rep" "$rate" || failed=1; done
+            crep=$rep; ((round > 1)) && crep="${rep}c$round"
+            for m in "${ML[@]}"; do run_cost "$m" "$f" "$w" "$crep" "$rate" || failed=1; done
             # testpmd io once more after the others: the VM's speed drifts
             # over minutes, and the ratios divide by io's figure
             if [[ " ${ML[*]} " == *" io "* ]]; then
-              run_cost io "$f" "$w" "${local_rep}b" "$rate" || failed=1
+              run_cost io "$f" "$w" "${crep}b" "$rate" || failed=1
             fi
           done
         fi

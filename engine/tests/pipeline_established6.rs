@@ -492,7 +492,7 @@ fn ids_freed_after_the_first_pass_send_the_packet_to_the_full_path() {
 }
 
 #[test]
-fn fast_path_counts_reach_the_server_at_the_end_of_the_burst() {
+fn fast_path_counts_reach_the_server_at_a_flush() {
     let mut r = Rig::new();
     open_nat(&mut r, 40000, 2_000);
     let data = from_client(40000, 80, 64, "PA", b"data");
