@@ -20,7 +20,8 @@
 #          machine time-slices the busy-polling processes and ruins latency)
 #          --no-build  --no-plot  --no-mem  --no-cost  --out DIR (default perf/results)
 #          --cost-rounds N (rounds of the cost rows, every DUT in each, interleaved;
-#          default 1, full 2: the report gives each DUT's best and median)
+#          default 1, full 2: the report gives each DUT's best and median, and
+#          the 25th percentile of its 0.25 s windows)
 #          --order seq|scatter (the data phases' order over the flows: `seq`, the
 #          order they were opened in, or `scatter`, a fixed permutation: each
 #          packet's connection record a random access, as in real traffic)
@@ -36,7 +37,10 @@
 # in them that returned nothing (its whole busy loops, empty polls included,
 # are reported too). Both are divided by the frames that came back through
 # the DUT in the phase. The ratio testpmd-io cycles / DUT cycles is in the
-# report.
+# report. The phase is also sampled every 0.25 s (`cost_sampler`, on the
+# generator's CPU; windows in raw/cost_windows.tsv, perf/cost_windows.py):
+# the VM changes speed from one second to the next, and the report's
+# window percentile compares the DUTs in the same state.
 #
 # Topology: the generator (rvs-perf gen, CPU 0) is the memif server of two links,
 # c.sock (client side) and s.sock (server side); the device under test (rvs or
@@ -108,7 +112,7 @@ case $KIND in
   quick) : "${FLOWS:=1000000}"; : "${WORKERS:=1}"; : "${MODES:=io,nat,nat6,dr,tun,macswap}"; : "${DURATION:=3}"
          LAT=2; CPS=2; COST_SECS=4; : "${COST_ROUNDS:=1}" ;;
   full)  : "${FLOWS:=1000,100000,1000000,10000000}"; : "${WORKERS:=1,2}"; : "${MODES:=io,nat,nat6,dr,tun,macswap}"; : "${DURATION:=3}"
-         LAT=2; CPS=2; COST_SECS=4; : "${COST_ROUNDS:=2}" ;;
+         LAT=2; CPS=2; COST_SECS=6; : "${COST_ROUNDS:=2}" ;;
 esac
 
 if ((EUID != 0)); then echo "bench.sh: run as root (DPDK, network namespaces)" >&2; exit 2; fi
@@ -268,6 +272,9 @@ printf 'name\tmode\tflows\tworkers\tsize\trep\tstatus\tdut_rss_kb\tdut_handoffs\
 printf 'name\tfwd_cpu_ms\tfwd_wait_ms\tfwd_preemptions\tsteal_ms\n' > "$RAW/sched.tsv"
 COSTS=$RAW/cost.tsv
 printf 'mode\tflows\tworkers\trep\trate_pps\tcycles_per_packet\tpackets\tstatus\tloop_cycles_per_packet\tframes_per_burst\n' > "$COSTS"
+# The same phases cut into 0.25 s windows (perf/cost_windows.py).
+WINDOWS=$RAW/cost_windows.tsv
+printf 'mode\tflows\tworkers\trep\tseconds\tcycles\tframes\n' > "$WINDOWS"
 
 # Half the slowest max rate (packets/s) of the rows of one flow count/workers/rep.
 cost_rate_of() {
@@ -399,12 +406,29 @@ run_one() {
   [[ $status == ok ]]
 }
 
+# cost_sampler OUT FD: the DUT's cumulative busy cycles every 0.25 s until
+# killed (testpmd: a `show fwd stats all` down FD, its answer in the DUT's
+# log; rvs: `rvs ctl status --json`), each sample after a line "T <time>".
+cost_sampler() {
+  local out=$1 fd=$2
+  while :; do
+    if [[ -n $fd ]]; then
+      printf 'T %s\n' "$(date +%s.%N)" >> "$out"
+      echo "show fwd stats all" >&"$fd"
+    else
+      printf 'T %s %s\n' "$(date +%s.%N)" "$("$RVS" ctl -s "$SOCK/rvs.sock" status --json 2>/dev/null | tr -d ' \n')" >> "$out"
+    fi
+    sleep 0.25
+  done
+}
+
 # run_cost MODE FLOWS WORKERS REP RATE: the DUT's busy cycles per packet at
 # RATE packets/s of established-flow data (a line in cost.tsv).
 run_cost() {
   local mode=$1 flows=$2 w=$3 rep=$4 rate=$5
   local name="cost-${mode}-f${flows}-w${w}-r${rep}"
   local glog=$RAW/$name.gen.log dlog=$RAW/$name.dut.log fifo=$RAW/$name.fifo
+  local wsamples=$RAW/$name.samples spid=""
   local dut_cores="0@0" gen_core="0@0" i fd=""
   for ((i = 1; i <= w; i++)); do dut_cores+=",$i@$(( i < NCPU ? i : NCPU - 1 ))"; done
   rm -f "$SOCK"/*.sock
@@ -446,7 +470,13 @@ run_cost() {
   if wait_for "$glog" "cost-start" $(( 30 + flows / 20000 )); then
     if [[ -n $fd ]]; then echo "clear fwd stats all" >&$fd; else a=$(rvs_busy); fi
     s_first=$($PY "$ROOT/perf/sched_sample.py" sample "$DPID")
+    # On the generator's CPU, never the DUT's.
+    : > "$wsamples"
+    cost_sampler "$wsamples" "$fd" &
+    spid=$!
+    taskset -pc 0 "$spid" >/dev/null 2>&1
     if wait_for "$glog" "cost-done" $(( COST_SECS + 20 )); then
+      kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; spid=""
       s_last=$($PY "$ROOT/perf/sched_sample.py" sample "$DPID")
       # Packets: what came back through the DUT in the phase (the generator's
       # rx), for both DUTs (testpmd's port counters after a clear are wrong
@@ -479,7 +509,13 @@ run_cost() {
   else
     status=no-cost-start
   fi
+  [[ -n $spid ]] && { kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; }
   [[ -n $cpp ]] || { [[ $status == ok ]] && status=no-figure; }
+  if [[ $status == ok ]]; then
+    local wk=rvs; [[ -n $fd ]] && wk=testpmd
+    $PY "$ROOT/perf/cost_windows.py" "$wk" "$wsamples" "$dlog" 2>/dev/null |
+      sed "s|^|$mode\t$flows\t$w\t$rep\t|" >> "$WINDOWS"
+  fi
   [[ -n $fd ]] && echo "quit" >&$fd
   # The DUT before the generator closes its ports (see run_one).
   stop_pid $DPID; DPID=""
@@ -558,7 +594,7 @@ if [[ $KIND == smoke ]]; then
   mkdir -p "$OUT/smoke"
 fi
 $PY "$ROOT/perf/report.py" "${REPORT_ARGS[@]}" || failed=1
-cp "$RAW"/*.json "$RAW"/index.tsv "$COSTS" "$RAW"/conn_memory.tsv "$RAW"/sched.tsv "$OUT/raw/" 2>/dev/null
+cp "$RAW"/*.json "$RAW"/index.tsv "$COSTS" "$WINDOWS" "$RAW"/conn_memory.tsv "$RAW"/sched.tsv "$OUT/raw/" 2>/dev/null
 if [[ $KIND == smoke ]]; then
   # Well formed: every row ran, forwarded, and passed the frame checks.
   $PY "$ROOT/perf/report.py" "$RAW" --check || failed=1

@@ -250,13 +250,44 @@ def load_costs(raw):
                                                  float(fpb) if fpb else None))
     except (OSError, ValueError, KeyError):
         return {}
+    windows = load_cost_windows(raw)
     out = {}
     for k, v in groups.items():
         loops = [l for _, _, l, _, _ in v if l is not None]
+        win = sorted(windows.get(k, []))
         out[k] = {"rate": med([r for r, _, _, _, _ in v]), "cpp": med([c for _, c, _, _, _ in v]),
                   "best": min(c for _, c, _, _, _ in v), "runs": len(v),
                   "loop": med(loops) if loops else None, "wait": med([w for _, _, _, w, _ in v]),
-                  "burst": med([b for _, _, _, _, b in v])}
+                  "burst": med([b for _, _, _, _, b in v]),
+                  "windows": len(win), "win_p25": quantile(win, 0.25), "win_p50": quantile(win, 0.5)}
+    return out
+
+
+def quantile(xs, q):
+    """The q-quantile of sorted xs (nearest rank), None if empty."""
+    return xs[int(q * (len(xs) - 1))] if xs else None
+
+
+def load_cost_windows(raw):
+    """cost_windows.tsv (bench.sh's sampler, perf/cost_windows.py):
+    {(mode, flows, workers): [busy cycles per packet of each 0.25 s window of
+    every run]}. A window shorter than 0.1 s or longer than 1 s (a sampler
+    the machine held up), or with fewer frames than 80% of the offered rate
+    (one that began before the phase or ended after it), is left out."""
+    out = {}
+    try:
+        with open(os.path.join(raw, "cost.tsv")) as f:
+            rates = {(r["mode"], r["flows"], r["workers"], r["rep"]): float(r["rate_pps"] or 0)
+                     for r in csv.DictReader(f, delimiter="\t")}
+        with open(os.path.join(raw, "cost_windows.tsv")) as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                secs, cyc, frames = float(row["seconds"]), int(row["cycles"]), int(row["frames"])
+                rate = rates.get((row["mode"], row["flows"], row["workers"], row["rep"]), 0)
+                if 0.1 <= secs <= 1.0 and frames > 0 and frames >= 0.8 * rate * secs:
+                    k = (row["mode"], int(row["flows"]), int(row["workers"]))
+                    out.setdefault(k, []).append(cyc / frames)
+    except (OSError, ValueError, KeyError):
+        return {}
     return out
 
 
@@ -287,7 +318,7 @@ def cost_lines(costs, mem=None):
     if not costs:
         return []
     lines = [["scenario", "DUT", "offered Mpps", "runs", "busy cycles/packet", "io cycles / these",
-              "best run", "io best / best",
+              "best run", "io best / best", "0.25 s windows", "windows: p25", "io p25 / p25",
               "rvs: whole busy loops, empty polls included", "rvs: frames per rx burst",
               "floor: io + one uncached read per packet", "io cycles / floor", "lcore wait %"]]
     for (mode, flows, w) in sorted(costs, key=lambda k: (k[2], k[1], MODE_ORDER.index(k[0]) if k[0] in MODE_ORDER else 9)):
@@ -296,8 +327,10 @@ def cost_lines(costs, mem=None):
         ratio = base["cpp"] / c["cpp"] if base and c["cpp"] else None
         fl = floor_of(costs, mem, (mode, flows, w)) if mode in DIRECTORS else None
         best = base["best"] / c["best"] if base and c["best"] else None
+        wr = base["win_p25"] / c["win_p25"] if base and base.get("win_p25") and c.get("win_p25") else None
         lines.append([f"{flows_label(flows)} flows, {w}w", DUT.get(mode, mode), fmt(c["rate"] / 1e6, 3),
                       str(c["runs"]), fmt(c["cpp"], 1), fmt(ratio, 2), fmt(c["best"], 1), fmt(best, 2),
+                      str(c.get("windows", 0)), fmt(c.get("win_p25"), 1), fmt(wr, 2),
                       fmt(c["loop"], 1) if c.get("loop") else "-",
                       fmt(c.get("burst"), 2), fmt(fl[0], 0) if fl else "-", fmt(fl[1], 2) if fl else "-",
                       fmt(c.get("wait"), 1)])
@@ -377,6 +410,9 @@ def targets(rows, mem, costs=None):
             at_floor = f"; floor of one uncached read per packet: {fl[1]:.2f}" if fl else ""
             b = base["best"] / c["best"]
             best = f"; best runs: {b:.2f} ({c['best']:.0f} vs {base['best']:.0f})" if c["runs"] > 1 or base["runs"] > 1 else ""
+            if c.get("win_p25") and base.get("win_p25"):
+                best += (f"; 0.25 s windows, p25: {base['win_p25'] / c['win_p25']:.2f} "
+                         f"({c['win_p25']:.0f} vs {base['win_p25']:.0f})")
             out.append((f"{mode.upper()} busy cycles/packet, 1 worker, {flows_label(key[1])} flows: testpmd io / rvs >= {want:.2f}",
                         f"{v:.2f} ({c['cpp']:.0f} vs {base['cpp']:.0f} cycles at {c['rate'] / 1e6:.2f} Mpps, medians{best}{at_floor})", v >= want))
     for mode, want in TARGET_RATIO.items():
@@ -519,7 +555,11 @@ def write_md(rows, runs, mem, path, kind, m, png, raw_dir):
               "median of a DUT's runs; `best run`: the lowest. On this VM a DUT process spends its whole run in one "
               "of two states, the same testpmd io ~450 or ~900 cycles per packet from one run to the next (and a "
               "ping-pong of a cache line between the two CPUs 40-60 or ~330 ns), so a median of few runs can set "
-              "one DUT's fast state against another's slow one; the best runs compare fast with fast. The ratio "
+              "one DUT's fast state against another's slow one; the best runs compare fast with fast. The state "
+              "also changes within a run, from one second to the next, so the phase is sampled every 0.25 s "
+              "as well (`perf/cost_windows.py`, on the generator's CPU): `windows: p25` is the 25th percentile "
+              "of the busy cycles per packet of all of a DUT's windows (each divided by the frames the DUT "
+              "itself counted), a like-for-like figure of each DUT's fast state. The ratio "
               "columns are the ones issue 16's targets apply to.",
               ""]
         L += md_table(cost_lines(costs, mem))
@@ -583,6 +623,12 @@ def check(raw):
             for c in csv.DictReader(f, delimiter="\t"):
                 if c["status"] != "ok" or not c["cycles_per_packet"] or float(c["cycles_per_packet"]) <= 0:
                     print(f"report.py --check: cost row {c['mode']} f{c['flows']} w{c['workers']}: {c['status']}")
+                    ok = False
+        windows = load_cost_windows(raw)
+        with open(os.path.join(raw, "cost.tsv")) as f:
+            for c in csv.DictReader(f, delimiter="\t"):
+                if c["status"] == "ok" and not windows.get((c["mode"], int(c["flows"]), int(c["workers"]))):
+                    print(f"report.py --check: cost row {c['mode']} f{c['flows']} w{c['workers']}: no 0.25 s window sampled")
                     ok = False
     except OSError:
         pass
