@@ -11,6 +11,7 @@ pub mod nd6;
 pub mod neigh;
 pub mod pages;
 pub mod pipeline;
+pub mod poll_cost;
 pub mod region;
 pub mod snapshot;
 

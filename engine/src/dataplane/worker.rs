@@ -11,6 +11,7 @@ use dpdk_ffi::rte_mbuf;
 use super::counters::Drop;
 use super::mbuf::{Mbuf, Pool};
 use super::pipeline::{FragHold, Frame, Inspected, Pipeline, Verdict};
+use super::poll_cost::EmptyPolls;
 use super::port::Port;
 use super::ring::Ring;
 use super::snapshot::Snapshot;
@@ -103,13 +104,31 @@ impl Worker {
         let mut last_kernel_poll = 0u64;
         let mut last_expire_ms = 0u64;
         // Each port's rx burst of this loop (all ports are polled before
-        // any frame is processed, so that one rdtsc after each poll times
-        // it; see `account`).
+        // any frame is processed, so that in a timed loop one rdtsc after
+        // each poll times it; see `EmptyPolls` and `account`).
         let mut rx: Vec<RxBurst> = (0..self.ports.len()).map(|_| RxBurst::EMPTY).collect();
+        let tsc_cost = (0..64)
+            .map(|_| {
+                let a = dpdk_ffi::rdtsc();
+                dpdk_ffi::rdtsc().wrapping_sub(a)
+            })
+            .min()
+            .unwrap_or(0);
+        let mut empty = EmptyPolls::new(self.ports.len(), tsc_cost);
+        // The last millisecond the occasional services ran in (below).
+        let mut last_service_ms = 0u64;
         // The end of one loop is the start of the next: one rdtsc.
         let mut loop_start = dpdk_ffi::rdtsc();
+        // The millisecond clock, without a 64-bit division per loop (some
+        // 5% of the loop's own cycles): it moves on when the TSC passes
+        // `next_ms_at`.
+        let mut now_ms = loop_start / per_ms;
+        let mut next_ms_at = (now_ms + 1) * per_ms;
         while !self.shared.stop.load(Relaxed) {
-            let now_ms = loop_start / per_ms;
+            if loop_start >= next_ms_at {
+                now_ms = loop_start / per_ms;
+                next_ms_at = (now_ms + 1) * per_ms;
+            }
             // Frames this loop takes in (cost accounting, below).
             let mut moved = 0usize;
             // Cycles of this loop's rx polls that returned nothing.
@@ -118,9 +137,11 @@ impl Worker {
             if poll_kernel {
                 last_kernel_poll = loop_start;
             }
-            // Every port's rx burst first, each timed by the rdtsc after
-            // it; the one before is the previous poll's, or the loop's
-            // start (the previous loop's end).
+            // Every port's rx burst first. In a timed loop each is timed by
+            // the rdtsc after it (the one before is the previous poll's,
+            // or the loop's start: the previous loop's end); in the others
+            // an empty poll counts its port's sampled cost.
+            let timed = empty.timed();
             let mut t = loop_start;
             for (pi, b) in rx.iter_mut().enumerate() {
                 b.len = 0;
@@ -142,11 +163,16 @@ impl Worker {
                         BURST as u16,
                     )
                 } as usize;
-                let after = dpdk_ffi::rdtsc();
-                if b.len == 0 {
-                    empty_polls += after.wrapping_sub(t);
+                if timed {
+                    let after = dpdk_ffi::rdtsc();
+                    if b.len == 0 {
+                        empty.sample(pi, after.wrapping_sub(t));
+                    }
+                    t = after;
                 }
-                t = after;
+                if b.len == 0 {
+                    empty_polls += empty.cost[pi];
+                }
                 moved += b.len;
             }
             // A new configuration is picked up between bursts.
@@ -236,39 +262,15 @@ impl Worker {
                 }
             }
 
-            if hold.begin_retry(&self.pipeline, now_ms) {
-                while let Some((m, pi, v)) = hold.next_ready(&mut self.pipeline, &snap, now_ms) {
-                    self.dispatch(m, pi, v, now_ms, &mut tx, &mut hold);
-                }
+            // The occasional services (held fragments whose first arrived,
+            // the ARP and ND requests the pipeline queued, gratuitous ARP
+            // and unsolicited NA rounds): in a loop that moved nothing,
+            // and in the first loop of each millisecond, so a busy loop
+            // pays one compare for them. Their frames wait 1 ms at most.
+            if moved == 0 || now_ms != last_service_ms {
+                last_service_ms = now_ms;
+                self.services(&snap, now_ms, &mut tx, &mut hold);
             }
-
-            while let Some((pi, ip)) = self.pipeline.take_arp_request() {
-                let Some(mut m) = Mbuf::alloc(self.pool) else {
-                    break;
-                };
-                let len = super::pipeline::ARP_FRAME_LEN;
-                if !m.append(len as u16) {
-                    continue;
-                }
-                if self.pipeline.build_arp_request(&snap, pi, ip, m.data_mut()) {
-                    self.pipeline.stats.arp_requests_sent.inc();
-                    self.queue_tx(m, pi, &mut tx);
-                }
-            }
-
-            while let Some((pi, ip)) = self.pipeline.take_garp(&snap) {
-                let Some(mut m) = Mbuf::alloc(self.pool) else {
-                    break;
-                };
-                if !m.append(super::pipeline::ARP_FRAME_LEN as u16) {
-                    continue;
-                }
-                if self.pipeline.build_garp(&snap, pi, ip, m.data_mut()) {
-                    self.queue_tx(m, pi, &mut tx);
-                }
-            }
-
-            self.send_nd(&snap, &mut tx);
             // The fast path's per-server counts of this loop's frames.
             self.pipeline.end_burst(&snap, now_ms);
 
@@ -297,14 +299,60 @@ impl Worker {
         tracing::info!(worker = self.id, "worker stopped");
     }
 
+    /// The loop's occasional work (see `run`): held fragments with a
+    /// verdict now, then the frames the pipeline asked for (ARP requests,
+    /// gratuitous ARP, neighbour solicitations and advertisements).
+    #[inline(never)]
+    fn services(
+        &mut self,
+        snap: &Snapshot,
+        now_ms: u64,
+        tx: &mut [TxBuf],
+        hold: &mut FragHold<Mbuf>,
+    ) {
+        if hold.begin_retry(&self.pipeline, now_ms) {
+            while let Some((m, pi, v)) = hold.next_ready(&mut self.pipeline, snap, now_ms) {
+                self.dispatch(m, pi, v, now_ms, tx, hold);
+            }
+        }
+
+        while let Some((pi, ip)) = self.pipeline.take_arp_request() {
+            let Some(mut m) = Mbuf::alloc(self.pool) else {
+                break;
+            };
+            let len = super::pipeline::ARP_FRAME_LEN;
+            if !m.append(len as u16) {
+                continue;
+            }
+            if self.pipeline.build_arp_request(snap, pi, ip, m.data_mut()) {
+                self.pipeline.stats.arp_requests_sent.inc();
+                self.queue_tx(m, pi, tx);
+            }
+        }
+
+        while let Some((pi, ip)) = self.pipeline.take_garp(snap) {
+            let Some(mut m) = Mbuf::alloc(self.pool) else {
+                break;
+            };
+            if !m.append(super::pipeline::ARP_FRAME_LEN as u16) {
+                continue;
+            }
+            if self.pipeline.build_garp(snap, pi, ip, m.data_mut()) {
+                self.queue_tx(m, pi, tx);
+            }
+        }
+
+        self.send_nd(snap, tx);
+    }
+
     /// Cost accounting (issue 16; `rvs ctl status` shows busy %, frames/s,
     /// cycles per frame and burst size from these): an rdtsc per loop (its
-    /// end, which is the next loop's start) and one after each port poll,
-    /// and a few single-writer stores per loop. Returns the loop's end.
-    /// (An rdtsc is some 20 cycles here and does not overlap with other
-    /// work: at the 1-4 frames per loop of a modest rate, the two per loop
-    /// this saves over timing each poll from both ends are worth some 10
-    /// cycles per frame.)
+    /// end, which is the next loop's start), one after each port poll in
+    /// one loop of `poll_cost::POLL_SAMPLE` (`EmptyPolls`), and a few single-writer
+    /// stores per loop. Returns the loop's end. (An rdtsc is some 25
+    /// cycles here and does not overlap with other work: at the 1-4 frames
+    /// per loop of a modest rate, each one a loop is worth 6-25 cycles
+    /// per frame.)
     #[inline]
     fn account(&self, loop_start: u64, moved: usize, empty_polls: u64) -> u64 {
         let end = dpdk_ffi::rdtsc();
