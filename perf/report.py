@@ -259,7 +259,7 @@ def load_costs(raw):
                   "best": min(c for _, c, _, _, _ in v), "runs": len(v),
                   "loop": med(loops) if loops else None, "wait": med([w for _, _, _, w, _ in v]),
                   "burst": med([b for _, _, _, _, b in v]),
-                  "windows": len(win), "win_p25": quantile(win, 0.25), "win_p50": quantile(win, 0.5)}
+                  "windows": len(win), "win_p25": quantile(win, 0.25)}
     return out
 
 
