@@ -274,7 +274,7 @@ COSTS=$RAW/cost.tsv
 printf 'mode\tflows\tworkers\trep\trate_pps\tcycles_per_packet\tpackets\tstatus\tloop_cycles_per_packet\tframes_per_burst\n' > "$COSTS"
 # The same phases cut into 0.25 s windows (perf/cost_windows.py).
 WINDOWS=$RAW/cost_windows.tsv
-printf 'mode\tflows\tworkers\trep\tseconds\tcycles\tframes\n' > "$WINDOWS"
+printf 'mode\tflows\tworkers\trep\tseconds\tcycles\tframes\tlat_min_ns\tlat_p50_ns\n' > "$WINDOWS"
 
 # Half the slowest max rate (packets/s) of the rows of one flow count/workers/rep.
 cost_rate_of() {
@@ -406,20 +406,17 @@ run_one() {
   [[ $status == ok ]]
 }
 
-# cost_sampler OUT FD: the DUT's cumulative busy cycles every 0.25 s until
-# killed (testpmd: a `show fwd stats all` down FD, its answer in the DUT's
-# log; rvs: `rvs ctl status --json`), each sample after a line "T <time>".
+# cost_sampler OUT FIFO: the DUT's cumulative busy cycles every 0.25 s until
+# killed, from one process pinned to the generator's CPU (never the DUT's):
+# testpmd gets `show fwd stats all` down FIFO (its answers in its log), rvs
+# a status request on one control connection (perf/cost_sampler.py).
 cost_sampler() {
-  local out=$1 fd=$2
-  while :; do
-    if [[ -n $fd ]]; then
-      printf 'T %s\n' "$(date +%s.%N)" >> "$out"
-      echo "show fwd stats all" >&"$fd"
-    else
-      printf 'T %s %s\n' "$(date +%s.%N)" "$("$RVS" ctl -s "$SOCK/rvs.sock" status --json 2>/dev/null | tr -d ' \n')" >> "$out"
-    fi
-    sleep 0.25
-  done
+  local out=$1 fifo=$2
+  if [[ -n $fifo ]]; then
+    exec taskset -c 0 "$PY" "$ROOT/perf/cost_sampler.py" "$out" --fifo "$fifo"
+  else
+    exec taskset -c 0 "$PY" "$ROOT/perf/cost_sampler.py" "$out" --rvs "$SOCK/rvs.sock"
+  fi
 }
 
 # run_cost MODE FLOWS WORKERS REP RATE: the DUT's busy cycles per packet at
@@ -472,9 +469,8 @@ run_cost() {
     s_first=$($PY "$ROOT/perf/sched_sample.py" sample "$DPID")
     # On the generator's CPU, never the DUT's.
     : > "$wsamples"
-    cost_sampler "$wsamples" "$fd" &
+    cost_sampler "$wsamples" "$([[ -n $fd ]] && echo "$fifo")" &
     spid=$!
-    taskset -pc 0 "$spid" >/dev/null 2>&1
     if wait_for "$glog" "cost-done" $(( COST_SECS + 20 )); then
       kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; spid=""
       s_last=$($PY "$ROOT/perf/sched_sample.py" sample "$DPID")
@@ -513,7 +509,7 @@ run_cost() {
   [[ -n $cpp ]] || { [[ $status == ok ]] && status=no-figure; }
   if [[ $status == ok ]]; then
     local wk=rvs; [[ -n $fd ]] && wk=testpmd
-    $PY "$ROOT/perf/cost_windows.py" "$wk" "$wsamples" "$dlog" 2>/dev/null |
+    $PY "$ROOT/perf/cost_windows.py" "$wk" "$wsamples" --dut-log "$dlog" --gen-log "$glog" 2>/dev/null |
       sed "s|^|$mode\t$flows\t$w\t$rep\t|" >> "$WINDOWS"
   fi
   [[ -n $fd ]] && echo "quit" >&$fd

@@ -254,12 +254,15 @@ def load_costs(raw):
     out = {}
     for k, v in groups.items():
         loops = [l for _, _, l, _, _ in v if l is not None]
-        win = sorted(windows.get(k, []))
+        win = sorted(c for c, _ in windows.get(k, []))
+        near = near_windows(windows, k)
         out[k] = {"rate": med([r for r, _, _, _, _ in v]), "cpp": med([c for _, c, _, _, _ in v]),
                   "best": min(c for _, c, _, _, _ in v), "runs": len(v),
                   "loop": med(loops) if loops else None, "wait": med([w for _, _, _, w, _ in v]),
                   "burst": med([b for _, _, _, _, b in v]),
-                  "windows": len(win), "win_p25": quantile(win, 0.25)}
+                  "windows": len(win), "win_p25": quantile(win, 0.25),
+                  "near": len(near) if near is not None else None,
+                  "near_p50": quantile(near, 0.5) if near else None}
     return out
 
 
@@ -268,12 +271,21 @@ def quantile(xs, q):
     return xs[int(q * (len(xs) - 1))] if xs else None
 
 
+# A window is in the VM's near state when the generator's lowest latency in
+# it is under this many times the lowest of testpmd io's windows at the same
+# flow count (near ~330 ns for io, far ~1,000 ns: a frame crosses between
+# the CPUs twice, several cache lines each way; a director's own work
+# adds less than the gap).
+NEAR_FACTOR = 2.5
+
+
 def load_cost_windows(raw):
     """cost_windows.tsv (bench.sh's sampler, perf/cost_windows.py):
-    {(mode, flows, workers): [busy cycles per packet of each 0.25 s window of
-    every run]}. A window shorter than 0.1 s or longer than 1 s (a sampler
-    the machine held up), or with fewer frames than 80% of the offered rate
-    (one that began before the phase or ended after it), is left out."""
+    {(mode, flows, workers): [(busy cycles per packet, generator's lowest
+    latency ns or None) of each 0.25 s window of every run]}. A window
+    shorter than 0.1 s or longer than 1 s (a sampler the machine held up),
+    or with fewer frames than 80% of the offered rate (one that began
+    before the phase or ended after it), is left out."""
     out = {}
     try:
         with open(os.path.join(raw, "cost.tsv")) as f:
@@ -283,12 +295,24 @@ def load_cost_windows(raw):
             for row in csv.DictReader(f, delimiter="\t"):
                 secs, cyc, frames = float(row["seconds"]), int(row["cycles"]), int(row["frames"])
                 rate = rates.get((row["mode"], row["flows"], row["workers"], row["rep"]), 0)
+                lat = row.get("lat_min_ns") or "-"
                 if 0.1 <= secs <= 1.0 and frames > 0 and frames >= 0.8 * rate * secs:
                     k = (row["mode"], int(row["flows"]), int(row["workers"]))
-                    out.setdefault(k, []).append(cyc / frames)
+                    out.setdefault(k, []).append((cyc / frames, int(lat) if lat.isdigit() else None))
     except (OSError, ValueError, KeyError):
         return {}
     return out
+
+
+def near_windows(windows, k):
+    """The busy cycles per packet of key k's windows in the near state
+    (`NEAR_FACTOR`), sorted; None when testpmd io has no latency at k's
+    flow count to anchor the threshold."""
+    io = [l for c, l in windows.get((BASELINE, k[1], k[2]), []) if l]
+    if not io:
+        return None
+    limit = NEAR_FACTOR * min(io)
+    return sorted(c for c, l in windows.get(k, []) if l and l < limit)
 
 
 def read_cycles(mem, flows):
@@ -319,6 +343,7 @@ def cost_lines(costs, mem=None):
         return []
     lines = [["scenario", "DUT", "offered Mpps", "runs", "busy cycles/packet", "io cycles / these",
               "best run", "io best / best", "0.25 s windows", "windows: p25", "io p25 / p25",
+              "near-state windows", "near: p50", "io near p50 / near p50",
               "rvs: whole busy loops, empty polls included", "rvs: frames per rx burst",
               "floor: io + one uncached read per packet", "io cycles / floor", "lcore wait %"]]
     for (mode, flows, w) in sorted(costs, key=lambda k: (k[2], k[1], MODE_ORDER.index(k[0]) if k[0] in MODE_ORDER else 9)):
@@ -328,9 +353,11 @@ def cost_lines(costs, mem=None):
         fl = floor_of(costs, mem, (mode, flows, w)) if mode in DIRECTORS else None
         best = base["best"] / c["best"] if base and c["best"] else None
         wr = base["win_p25"] / c["win_p25"] if base and base.get("win_p25") and c.get("win_p25") else None
+        nr = base["near_p50"] / c["near_p50"] if base and base.get("near_p50") and c.get("near_p50") else None
         lines.append([f"{flows_label(flows)} flows, {w}w", DUT.get(mode, mode), fmt(c["rate"] / 1e6, 3),
                       str(c["runs"]), fmt(c["cpp"], 1), fmt(ratio, 2), fmt(c["best"], 1), fmt(best, 2),
                       str(c.get("windows", 0)), fmt(c.get("win_p25"), 1), fmt(wr, 2),
+                      "-" if c.get("near") is None else str(c["near"]), fmt(c.get("near_p50"), 1), fmt(nr, 2),
                       fmt(c["loop"], 1) if c.get("loop") else "-",
                       fmt(c.get("burst"), 2), fmt(fl[0], 0) if fl else "-", fmt(fl[1], 2) if fl else "-",
                       fmt(c.get("wait"), 1)])
@@ -413,6 +440,9 @@ def targets(rows, mem, costs=None):
             if c.get("win_p25") and base.get("win_p25"):
                 best += (f"; 0.25 s windows, p25: {base['win_p25'] / c['win_p25']:.2f} "
                          f"({c['win_p25']:.0f} vs {base['win_p25']:.0f})")
+            if c.get("near_p50") and base.get("near_p50"):
+                best += (f"; near-state windows ({c['near']} and {base['near']}), p50: "
+                         f"{base['near_p50'] / c['near_p50']:.2f} ({c['near_p50']:.0f} vs {base['near_p50']:.0f})")
             out.append((f"{mode.upper()} busy cycles/packet, 1 worker, {flows_label(key[1])} flows: testpmd io / rvs >= {want:.2f}",
                         f"{v:.2f} ({c['cpp']:.0f} vs {base['cpp']:.0f} cycles at {c['rate'] / 1e6:.2f} Mpps, medians{best}{at_floor})", v >= want))
     for mode, want in TARGET_RATIO.items():
@@ -559,7 +589,14 @@ def write_md(rows, runs, mem, path, kind, m, png, raw_dir):
               "also changes within a run, from one second to the next, so the phase is sampled every 0.25 s "
               "as well (`perf/cost_windows.py`, on the generator's CPU): `windows: p25` is the 25th percentile "
               "of the busy cycles per packet of all of a DUT's windows (each divided by the frames the DUT "
-              "itself counted), a like-for-like figure of each DUT's fast state. The ratio "
+              "itself counted), a like-for-like figure of each DUT's fast state. The state of each window "
+              "is also read off the generator's own latencies (`cost-window` lines of its log, 16 a second): "
+              "the two vCPUs sit beside each other (a cache line moves in ~60 ns) or far apart (~300 ns), "
+              "and every frame crosses between them twice, so the lowest latency in a window is about "
+              f"three times higher in the far state, whatever the DUT. `near-state windows`: those whose "
+              f"lowest latency is under {NEAR_FACTOR} times the lowest of testpmd io's windows at the same "
+              "flow count; `near: p50` their median. The sampler is one process per phase "
+              "(`perf/cost_sampler.py`), the same wake-up for every DUT. The ratio "
               "columns are the ones issue 16's targets apply to.",
               ""]
         L += md_table(cost_lines(costs, mem))

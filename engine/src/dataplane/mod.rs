@@ -95,7 +95,15 @@ pub struct Shared {
     /// spans), set when its pipeline is built; `rvs ctl status` reads
     /// which pages back it. Cold path only.
     pub conn_memory: Vec<std::sync::Mutex<Option<region::TableSpans>>>,
+    /// What `conn_memory` last said of each worker's table, and when: it
+    /// reads all of `/proc/self/smaps` (milliseconds of a CPU for a
+    /// director's mappings), and a monitor polling `rvs ctl status` several
+    /// times a second should not pay that each time.
+    conn_memory_said: Vec<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
 }
+
+/// How long [`Shared::conn_memory`] repeats what it read.
+const CONN_MEMORY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Shared {
     pub fn new(workers: usize) -> Shared {
@@ -118,6 +126,7 @@ impl Shared {
             frags: pipeline::FragDirectory::new(),
             port_stats: std::sync::Mutex::new(Vec::new()),
             conn_memory: (0..workers).map(|_| std::sync::Mutex::new(None)).collect(),
+            conn_memory_said: (0..workers).map(|_| std::sync::Mutex::new(None)).collect(),
         }
     }
 
@@ -131,13 +140,28 @@ impl Shared {
 
     /// What backs worker `w`'s connection table: `dpdk hugetlbfs 2 MiB
     /// pages`, `heap thp (AnonHugePages 62 of 64 MiB)`, `heap 4 KiB pages`;
-    /// empty before its pipeline is built. Reads `/proc/self/smaps`.
+    /// empty before its pipeline is built. Reads `/proc/self/smaps`, at
+    /// most once per `CONN_MEMORY_TTL` (5 s) per worker.
     pub fn conn_memory(&self, w: usize) -> String {
+        let Some(said) = self.conn_memory_said.get(w) else {
+            return String::new();
+        };
+        let mut said = said.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, text)) = said.as_ref() {
+            if at.elapsed() < CONN_MEMORY_TTL {
+                return text.clone();
+            }
+        }
         let spans = self
             .conn_memory
             .get(w)
             .and_then(|m| *m.lock().unwrap_or_else(|p| p.into_inner()));
-        spans.map_or_else(String::new, |s| s.describe())
+        let Some(spans) = spans else {
+            return String::new();
+        };
+        let text = spans.describe();
+        *said = Some((std::time::Instant::now(), text.clone()));
+        text
     }
 
     /// Draining before exit: no new connection may be created.

@@ -58,6 +58,9 @@ const MAX_QUEUES: usize = 8;
 /// At the max rate, the latency of one frame in this many goes into the
 /// histogram (every frame is still counted and sampled for checks).
 const LAT_SAMPLE_FAST: u32 = 8;
+/// The cost phase's latency windows per second (`LatWindow`): four times
+/// as many as bench.sh's 0.25 s cost windows, so each holds a few.
+const COST_WINDOWS_PER_S: u64 = 16;
 /// Late frames remembered per phase for the stall analysis.
 const MAX_STALL_SAMPLES: usize = 1 << 20;
 /// The generator's own address on the client side (source of its ARP).
@@ -93,8 +96,48 @@ struct Gen {
     /// (receive TSC, latency ns) of frames over `stall_ns`, this phase.
     stalls: Vec<(u64, u64)>,
     phase_t0: u64,
+    /// The cost phase's latency windows (`cost-window` log lines), None
+    /// in every other phase.
+    lat_win: Option<LatWindow>,
     pending: Vec<Vec<*mut rte_mbuf>>,
     frees: Vec<*mut rte_mbuf>,
+}
+
+/// The latency of the frames received in one short window of the cost
+/// phase. bench.sh labels each 0.25 s cost window with it: a frame crosses
+/// between the generator's CPU and the DUT's twice, and on this VM those
+/// two vCPUs sit either beside each other (a cache line moves in ~60 ns)
+/// or far apart (~300 ns) and change places during a run. A window's
+/// median latency says which (perf/cost_windows.py), whatever the DUT.
+struct LatWindow {
+    /// TSC cycles per window.
+    every: u64,
+    /// TSC at which the current window ends.
+    ends: u64,
+    hist: Histogram<u64>,
+}
+
+impl LatWindow {
+    /// Ends the window at TSC `now`: logs `cost-window UNIX_S FRAMES
+    /// MIN_NS P50_NS P90_NS` (the wall clock of its end, the frames whose
+    /// latency it took) and starts the next. The first call only starts one.
+    fn close(&mut self, now: u64, label: &str) {
+        if self.ends != 0 {
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let h = &self.hist;
+            eprintln!(
+                "rvs-perf[{label}]: cost-window {at:.6} {} {} {} {}",
+                h.len(),
+                h.min(),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.9)
+            );
+            self.hist.reset();
+        }
+        self.ends = now + self.every;
+    }
 }
 
 pub fn run(o: GenOpts) -> Result<()> {
@@ -200,6 +243,7 @@ fn run_inner(o: GenOpts) -> Result<()> {
         stall_ns: (o.stall_us * 1000.0) as u64,
         stalls: Vec::new(),
         phase_t0: 0,
+        lat_win: None,
         pending: (0..o.queues).map(|_| Vec::with_capacity(BURST)).collect(),
         frees: Vec::with_capacity(4 * BURST),
         client,
@@ -273,6 +317,7 @@ impl Gen {
                         self.o.lat_duration,
                         0.1,
                     );
+                    self.lat_win = None;
                     let mut v = self.phase_json(&st);
                     v["rate_pps"] = json!(rate);
                     self.log(&format!("lat: {v}"));
@@ -360,6 +405,11 @@ impl Gen {
                     // line: give it half a second before the first frame.
                     self.log("cost-start");
                     std::thread::sleep(std::time::Duration::from_millis(500));
+                    self.lat_win = Some(LatWindow {
+                        every: self.hz / COST_WINDOWS_PER_S,
+                        ends: 0,
+                        hist: Histogram::new_with_bounds(1, 60_000_000_000, 2)?,
+                    });
                     let st = self.run_phase(
                         phase,
                         Space::Flows,
@@ -368,6 +418,7 @@ impl Gen {
                         self.o.cost_duration,
                         0.1,
                     );
+                    self.lat_win = None;
                     let mut v = self.phase_json(&st);
                     v["rate_pps"] = json!(rate);
                     self.log(&format!("cost-done: {v}"));

@@ -150,6 +150,11 @@ impl Gen {
             }
             self.poll_rx();
             now = rdtsc();
+            if let Some(w) = &mut self.lat_win {
+                if now >= w.ends {
+                    w.close(now, &self.o.label);
+                }
+            }
         }
         self.st.secs = (now - t0) as f64 / hz;
         self.in_window = false;

@@ -90,6 +90,9 @@ impl Gen {
             let cyc = now.wrapping_sub(s.tsc) & s.tsc_mask;
             let ns = (cyc as f64 * self.ns_per_cycle) as u64;
             self.hist.saturating_record(ns);
+            if let Some(w) = &mut self.lat_win {
+                w.hist.saturating_record(ns);
+            }
             if ns >= self.stall_ns && self.stalls.len() < MAX_STALL_SAMPLES {
                 self.stalls.push((now, ns));
             }
