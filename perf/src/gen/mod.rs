@@ -108,7 +108,8 @@ struct Gen {
 /// between the generator's CPU and the DUT's twice, and on this VM those
 /// two vCPUs sit either beside each other (a cache line moves in ~60 ns)
 /// or far apart (~300 ns) and change places during a run. A window's
-/// median latency says which (perf/cost_windows.py), whatever the DUT.
+/// lowest latency says which (perf/cost_windows.py, report.py), whatever
+/// the DUT.
 struct LatWindow {
     /// TSC cycles per window.
     every: u64,
