@@ -28,9 +28,7 @@ empty rx polls and its busy frames; testpmd its `--record-core-cycles`
 total cycles and total RX packets.
 """
 import argparse
-import json
 import re
-import sys
 
 TESTPMD_TOTAL = re.compile(r"total cycles=(\d+) / total \w+ packets=(\d+)")
 
